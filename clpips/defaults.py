@@ -1,0 +1,48 @@
+"""The one source of parameter defaults.
+
+Every notebook's ``parameters`` cell and every CLI option reads its default
+from :data:`DEFAULTS`, so changing a value here changes it everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Defaults:
+    # data
+    dataset: str = "mur92"          #: dataset name (see clpips.datasets) or a CSV path
+    k: int = 10                     #: candidates per ranking set
+    candidates: str = "random"      #: how mur92 candidates are drawn: "random" or "stratified"
+    test_size: float = 0.3          #: held-out share of target images (the paper: 70/30)
+    seed: int = 0                   #: one seed for splits, sampling, initialisation, bootstrap
+    # metric
+    net: str = "alex"               #: LPIPS backbone: "alex" or "vgg"
+    device: str = "cpu"             #: torch device for feature extraction and training
+    # training
+    loss: str = "margin"            #: "margin" (the paper) or "logistic" (Bradley-Terry)
+    margin: float = 0.05            #: margin of the ranking loss, in LPIPS distance units
+    lr: float = 1e-3                #: Adam learning rate
+    batch_size: int = 256           #: pairs per step (the paper: 256)
+    epochs: int = 30                #: maximum epochs
+    patience: int = 5               #: early stopping: epochs without held-out improvement
+    init: str = "lpips"             #: starting linear weights: "lpips", "uniform" or "random"
+    layers: str = "all"             #: layers to train: "all" or e.g. "0,1,4"
+    project: bool = True            #: project weights onto w >= 0 after every step
+    pool_raters: bool = True        #: pool all raters' pairs (False: one model per rater)
+    # statistics
+    n_boot: int = 10_000            #: bootstrap resamples
+    ci: float = 0.95                #: confidence level
+
+
+DEFAULTS = Defaults()
+
+
+def as_dict() -> dict[str, Any]:
+    """The defaults as a plain dict (for papermill and JSON)."""
+    return asdict(DEFAULTS)
+
+
+def names() -> list[str]:
+    return [f.name for f in fields(Defaults)]

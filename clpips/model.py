@@ -1,0 +1,270 @@
+"""The CLPIPS metric: LPIPS with (possibly fine-tuned) per-layer linear weights.
+
+LPIPS (Zhang et al., 2018) compares two images through a frozen backbone: at
+each of five layers ``l`` the channel-normalised activations ``f^l`` of both
+images are subtracted, squared, weighted per channel by ``w^l >= 0`` and
+averaged over space::
+
+    d(x, y) = sum_l sum_c w^l_c * mean_hw (f^l_chw(x) - f^l_chw(y))^2
+
+The distance is therefore exactly linear in the weights: ``d = phi(x, y) . w``
+with ``phi`` the *feature vector* of the pair (1,152 numbers for AlexNet). CLPIPS
+(Trinh et al.) fine-tunes only ``w`` on human rankings; everything else is the
+official LPIPS v0.1. A :class:`CLPIPS` built with the defaults *is* baseline
+LPIPS; :meth:`CLPIPS.load_weights` turns it into a fine-tuned metric.
+
+Conventions (see :mod:`clpips.conventions`): images NCHW RGB in [-1, 1]; lower
+distance = more similar.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import nn
+
+from . import atomic
+from . import weights as _weights
+from .conventions import check_images
+
+#: channels of the five LPIPS layers for each backbone
+CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
+
+#: what ``linear=`` accepts besides a file path
+LINEAR_INITS = ("lpips", "uniform", "ones", "random")
+
+
+def _lpips_modules():
+    import lpips  # imports torchvision; kept out of module import time
+    from lpips import pretrained_networks as pn
+    return lpips, pn
+
+
+def official_linear_weights(net: str = "alex") -> dict[str, torch.Tensor]:
+    """The v0.1 linear weights shipped with the ``lpips`` package (keys ``lin{l}.model.1.weight``)."""
+    lpips, _ = _lpips_modules()
+    path = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The JSON provenance file written beside a weights file: ``weights.pth`` -> ``weights.json``."""
+    return Path(path).with_suffix(".json")
+
+
+class CLPIPS(nn.Module):
+    """LPIPS distance with trainable per-layer linear weights.
+
+    Parameters
+    ----------
+    net : {"alex", "vgg"}
+        Backbone. Its ImageNet weights come from :mod:`clpips.weights`.
+    linear : {"lpips", "uniform", "ones", "random"} or path
+        Starting linear weights: the official v0.1 weights (default: the
+        metric is then baseline LPIPS), a constant per layer chosen so each
+        layer's weights sum to that layer's official sum (``uniform``), all ones
+        (``ones``: LPIPS with ``lpips=False``, the unweighted baseline),
+        non-negative random values (``random``, uses ``seed``), or a weights
+        file written by :meth:`save_weights` (or by ``lpips`` itself).
+    seed : int
+        Used by ``linear="random"`` only.
+
+    Examples
+    --------
+    >>> import torch, clpips
+    >>> metric = clpips.CLPIPS()                       # baseline LPIPS (AlexNet, v0.1)
+    >>> x = torch.zeros(1, 3, 64, 64)
+    >>> float(metric(x, x))
+    0.0
+    """
+
+    def __init__(self, net: str = "alex", linear: str | os.PathLike = "lpips", seed: int = 0):
+        super().__init__()
+        if net not in CHANNELS:
+            raise ValueError(f"net must be one of {tuple(CHANNELS)}, got {net!r}")
+        lpips, pn = _lpips_modules()
+        self.net_name = net
+        self.chns = CHANNELS[net]
+        self.scaling_layer = lpips.ScalingLayer()
+        with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=`
+            warnings.simplefilter("ignore", UserWarning)
+            self.net = (pn.alexnet if net == "alex" else pn.vgg16)(pretrained=False, requires_grad=False)
+        self._load_backbone(_weights.load_backbone(net)["features"])
+        self.lins = nn.ModuleList(lpips.NetLinLayer(c, use_dropout=True) for c in self.chns)
+        for p in self.lins.parameters():
+            p.requires_grad_(False)
+        self.provenance: dict[str, Any] = {}
+        if isinstance(linear, str) and linear in LINEAR_INITS:
+            self.init_linear(linear, seed=seed)
+        else:
+            self.load_weights(linear)
+        self.eval()
+
+    # ------------------------------------------------------------------ weights
+    def _load_backbone(self, features: dict[str, torch.Tensor]) -> None:
+        """Load torchvision ``features.{i}`` tensors into lpips' slices, strictly."""
+        state = {}
+        for name, module in self.net.named_modules():
+            if isinstance(module, nn.Conv2d):
+                index = name.split(".")[-1]
+                state[f"{name}.weight"] = features[f"{index}.weight"]
+                state[f"{name}.bias"] = features[f"{index}.bias"]
+        expected = {k for k in self.net.state_dict()}
+        if set(state) != expected:
+            raise RuntimeError(f"backbone mapping mismatch: {sorted(expected ^ set(state))}")
+        self.net.load_state_dict(state, strict=True)
+
+    def init_linear(self, how: str = "lpips", seed: int = 0) -> "CLPIPS":
+        """Reset the linear weights (see the class docstring for ``how``)."""
+        official = official_linear_weights(self.net_name)
+        if how == "lpips":
+            state = official
+        elif how == "uniform":
+            state = {k: torch.full_like(v, float(v.sum()) / v.numel()) for k, v in official.items()}
+        elif how == "ones":
+            state = {k: torch.ones_like(v) for k, v in official.items()}
+        elif how == "random":
+            gen = torch.Generator().manual_seed(int(seed))
+            state = {k: torch.rand(v.shape, generator=gen) * 2 * float(v.mean()) for k, v in official.items()}
+        else:
+            raise ValueError(f"linear init must be one of {LINEAR_INITS}, got {how!r}")
+        self.set_linear_state(state)
+        self.provenance = {"init": how, "seed": int(seed) if how == "random" else None}
+        return self
+
+    def linear_state(self) -> dict[str, torch.Tensor]:
+        """The linear weights in the ``lpips`` package's format: ``{"lin{l}.model.1.weight": 1 x C x 1 x 1}``."""
+        return {f"lin{i}.model.1.weight": lin.model[1].weight.detach().clone().cpu()
+                for i, lin in enumerate(self.lins)}
+
+    def set_linear_state(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+        """Load linear weights strictly: every key present, none unexpected, shapes equal."""
+        expected = {f"lin{i}.model.1.weight": (1, c, 1, 1) for i, c in enumerate(self.chns)}
+        if not isinstance(state, dict):
+            raise ValueError(f"{source}: expected a dict of tensors, got {type(state).__name__}")
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise KeyError(f"{source}: linear weights for net={self.net_name!r} do not match; "
+                           f"missing keys: {missing or 'none'}; unexpected keys: {unexpected or 'none'}")
+        for key, shape in expected.items():
+            value = state[key]
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+                got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ValueError(f"{source}: {key} should have shape {shape}, got {got}")
+        with torch.no_grad():
+            for i, lin in enumerate(self.lins):
+                lin.model[1].weight.copy_(state[f"lin{i}.model.1.weight"].to(lin.model[1].weight))
+
+    def weight_vector(self) -> torch.Tensor:
+        """All linear weights as one vector (layer by layer), the ``w`` in ``d = phi . w``."""
+        return torch.cat([lin.model[1].weight.detach().flatten() for lin in self.lins]).cpu()
+
+    def set_weight_vector(self, w: torch.Tensor) -> None:
+        """Inverse of :meth:`weight_vector`."""
+        w = torch.as_tensor(w, dtype=torch.float32).flatten()
+        if w.numel() != sum(self.chns):
+            raise ValueError(f"expected {sum(self.chns)} weights for net={self.net_name!r}, got {w.numel()}")
+        state, start = {}, 0
+        for i, c in enumerate(self.chns):
+            state[f"lin{i}.model.1.weight"] = w[start:start + c].reshape(1, c, 1, 1)
+            start += c
+        self.set_linear_state(state)
+
+    def save_weights(self, path: str | os.PathLike, provenance: Optional[dict[str, Any]] = None) -> Path:
+        """Write the linear weights in ``lpips`` format plus a JSON provenance sidecar.
+
+        ``lpips.LPIPS(net=..., model_path=path)`` loads the file unchanged. Both
+        files are written to temporary names and renamed, so a crash never
+        leaves a half-written file.
+        """
+        from . import __version__
+        path = Path(path)
+        atomic.torch_save(self.linear_state(), path)
+        meta = {"format": "lpips state dict of linear layers (lin{l}.model.1.weight)",
+                "net": self.net_name, "clpips_version": __version__,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                **self.provenance, **(provenance or {})}
+        atomic.write_text(sidecar_path(path), json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+        return path
+
+    def load_weights(self, path: str | os.PathLike) -> "CLPIPS":
+        """Load linear weights written by :meth:`save_weights` (or ``lpips``), checking keys strictly."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such weights file")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many kinds for a bad file
+            raise ValueError(f"{path}: not a readable torch weights file ({type(err).__name__}: {err})") from None
+        self.set_linear_state(state, source=str(path))
+        meta_file = sidecar_path(path)
+        self.provenance = json.loads(meta_file.read_text()) if meta_file.is_file() else {"file": str(path)}
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def layer_features(self, x: torch.Tensor, normalize: bool = False) -> list[torch.Tensor]:
+        """Channel-normalised activations of the five layers for an image batch."""
+        check_images(x, "images", normalize=normalize)
+        if normalize:
+            x = 2 * x - 1
+        device = next(self.net.parameters()).device
+        outs = self.net(self.scaling_layer(x.to(device)))
+        return [f / (torch.sqrt(torch.sum(f ** 2, dim=1, keepdim=True)) + 1e-10) for f in outs]
+
+    @staticmethod
+    def vector_from_layers(feats0: Sequence[torch.Tensor], feats1: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-layer, per-channel spatial means of squared differences, concatenated: ``N x sum(C)``."""
+        return torch.cat([((a - b) ** 2).mean(dim=(2, 3)) for a, b in zip(feats0, feats1)], dim=1)
+
+    def feature_vector(self, in0: torch.Tensor, in1: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """The pair feature vectors ``phi`` such that ``distance = phi @ weight_vector()``."""
+        _check_same_shape(in0, in1)
+        return self.vector_from_layers(self.layer_features(in0, normalize), self.layer_features(in1, normalize))
+
+    def pair_features(self, targets: torch.Tensor, candidates: torch.Tensor, target_index: Sequence[int],
+                      batch_size: int = 32, normalize: bool = False) -> torch.Tensor:
+        """Feature vectors for many (target, candidate) pairs, each target through the network once.
+
+        Parameters
+        ----------
+        targets : T x 3 x H x W tensor
+        candidates : N x 3 x H x W tensor (already at the targets' size)
+        target_index : N ints
+            ``target_index[n]`` is the row of ``targets`` that candidate ``n`` is compared with.
+        """
+        target_index = torch.as_tensor(target_index, dtype=torch.long)
+        if target_index.numel() != candidates.shape[0]:
+            raise ValueError(f"target_index has {target_index.numel()} entries for {candidates.shape[0]} candidates")
+        if target_index.numel() and (target_index.min() < 0 or target_index.max() >= targets.shape[0]):
+            raise ValueError(f"target_index must lie in [0, {targets.shape[0]})")
+        with torch.no_grad():
+            tfeats = [torch.cat(parts) for parts in zip(*(
+                self.layer_features(targets[i:i + batch_size], normalize)
+                for i in range(0, targets.shape[0], batch_size)))]
+            out = []
+            for i in range(0, candidates.shape[0], batch_size):
+                cfeats = self.layer_features(candidates[i:i + batch_size], normalize)
+                idx = target_index[i:i + batch_size].to(tfeats[0].device)
+                out.append(self.vector_from_layers([t[idx] for t in tfeats], cfeats).cpu())
+        return torch.cat(out) if out else torch.zeros(0, sum(self.chns))
+
+    def forward(self, in0: torch.Tensor, in1: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """Distances of corresponding images, shape ``N x 1 x 1 x 1`` (as ``lpips``)."""
+        phi = self.feature_vector(in0, in1, normalize)
+        w = torch.cat([lin.model[1].weight.flatten() for lin in self.lins]).to(phi)
+        return (phi @ w).reshape(-1, 1, 1, 1)
+
+
+def _check_same_shape(in0: torch.Tensor, in1: torch.Tensor) -> None:
+    check_images(in0, "in0")  # range is checked again, with `normalize`, in layer_features
+    check_images(in1, "in1")
+    if in0.shape != in1.shape:
+        raise ValueError(f"in0 and in1 must have the same shape, got {tuple(in0.shape)} and {tuple(in1.shape)}; "
+                         "resize with clpips.images.match_sizes")
+

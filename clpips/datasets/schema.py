@@ -1,0 +1,110 @@
+"""The one table format of ranking data, and the dataset object that carries it.
+
+Long format, one row per (set, rater, candidate):
+
+========== ======== =====================================================
+column     required what it holds
+========== ======== =====================================================
+set_id     yes      a ranking set: one target and its candidates
+target     yes      the set's target image (path relative to the root)
+candidate  yes      one candidate image (path relative to the root)
+rater      yes      who ranked the set
+rank       yes      1 = most similar to the target, ``k`` = least similar
+group      no       the rater's group (e.g. a study condition)
+iteration  no       the candidate's generation round (whole number)
+prompt     no       the text the candidate was generated from
+========== ======== =====================================================
+
+Image references are POSIX paths relative to the dataset root
+(``images/000.png``), so a study folder can be moved as a whole.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pandas as pd
+from PIL import Image
+
+REQUIRED = ("set_id", "target", "candidate", "rater", "rank")
+OPTIONAL = ("group", "iteration", "prompt")
+COLUMNS = REQUIRED + OPTIONAL
+
+
+class RankingDataError(ValueError):
+    """Ranking data break a rule of the schema; the message names file, line and fix."""
+
+
+@dataclass
+class RankingDataset:
+    """Human (or simulated) rankings of candidate images by similarity to a target.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        The rankings in the schema above (validated).
+    root : pathlib.Path
+        Folder that image references are relative to.
+    name, citation, licence, description : str
+        What the data are, whom to cite, and under which terms they are shared.
+    image_info : pandas.DataFrame or None
+        Per-image metadata (one row per image reference, column ``image``).
+    truth : Any
+        Known ground truth, for simulated data (see :mod:`.simulated`).
+    """
+
+    table: pd.DataFrame
+    root: Path
+    name: str = "custom"
+    citation: str = ""
+    licence: str = ""
+    description: str = ""
+    image_info: pd.DataFrame | None = None
+    truth: Any = field(default=None, repr=False)
+
+    def image_path(self, ref: str) -> Path:
+        """The file of image reference ``ref``."""
+        return Path(self.root, *PurePosixPath(ref).parts)
+
+    def open_image(self, ref: str) -> Image.Image:
+        """Image ``ref`` as RGB, EXIF orientation applied, alpha composited on white."""
+        from clpips.images import open_rgb  # the package's one image reader
+
+        return open_rgb(self.image_path(ref))
+
+    def images(self) -> list[str]:
+        """Sorted unique image references (targets and candidates)."""
+        return sorted(set(self.table["target"]) | set(self.table["candidate"]))
+
+    def sets(self) -> list[str]:
+        """Sorted unique set ids."""
+        return sorted(self.table["set_id"].unique())
+
+    def raters(self) -> list[str]:
+        """Sorted unique rater ids."""
+        return sorted(self.table["rater"].unique())
+
+    def k_per_set(self) -> pd.Series:
+        """Number of candidates of each set, indexed by ``set_id``."""
+        return self.table.groupby("set_id")["candidate"].nunique().rename("k")
+
+    @property
+    def k(self) -> int | None:
+        """Candidates per set when all sets have the same number, else None."""
+        sizes = self.k_per_set().unique()
+        return int(sizes[0]) if len(sizes) == 1 else None
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write the table as CSV atomically (temporary file, then rename)."""
+        from clpips.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            self.table.to_csv(tmp, index=False, lineterminator="\n")
+        return Path(path)
+
+    def __repr__(self) -> str:
+        k = self.k if self.k is not None else "varies"
+        return (f"RankingDataset({self.name!r}: {self.table['set_id'].nunique()} sets, "
+                f"{self.table['rater'].nunique()} raters, k={k}, root={str(self.root)!r})")

@@ -1,0 +1,217 @@
+"""The rules a ranking table must follow, each checked with a message that says
+what is wrong, on which lines, and what to do.
+
+Lines are 1-based CSV line numbers: the header is line 1, the first row line 2
+(for a table built in memory, the lines it would have in ``to_csv``).
+
+Rules, in the order they are checked:
+
+1. the required columns are present;
+2. no required cell is empty;
+3. ``rank`` is a number (a whole number unless ``ties="average"``), and
+   ``iteration``, where given, a whole number;
+4. image references are relative POSIX paths inside the dataset root;
+5. no (set, rater, candidate) appears twice;
+6. a target is never its own candidate;
+7. each set has exactly one target;
+8. every rater of a set ranks the same candidates (sets may differ in size,
+   unless ``k`` is given: then every set has exactly ``k``); a set has at
+   least two candidates;
+9. the ranks of each (set, rater) are a permutation of ``1..k``; tied ranks
+   are rejected, or with ``ties="average"`` become average ranks;
+10. every image exists under the root and decodes.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .schema import COLUMNS, REQUIRED, RankingDataError
+
+TIES = ("reject", "average")
+_TEXT = ("set_id", "target", "candidate", "rater")
+_BAD_REF = r"^/|^[A-Za-z]:|\\|(?:^|/)\.\.(?:/|$)"
+
+
+def _reject(source: str, lines: Iterable[int], problem: str, fix: str) -> None:
+    """Raise the one error type of this module, naming file, lines, problem and fix."""
+    lines = sorted({int(n) for n in lines})
+    shown = ", ".join(map(str, lines[:5])) + (f" (and {len(lines) - 5} more)" if len(lines) > 5 else "")
+    raise RankingDataError(f"{source}, line{'s' if len(lines) > 1 else ''} {shown}: {problem}. {fix}")
+
+
+def _lines(mask: pd.Series | np.ndarray) -> np.ndarray:
+    """CSV line numbers of the rows where ``mask`` holds."""
+    return np.flatnonzero(np.asarray(mask)) + 2
+
+
+def validate(table: pd.DataFrame, root: str | Path | None = None, *, source: str = "table",
+             ties: str = "reject", k: int | None = None, check_images: bool = True) -> pd.DataFrame:
+    """Check ``table`` against every rule and return it typed and in schema order.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rankings in long format (see :mod:`clpips.datasets.schema`).
+    root : str or Path, optional
+        Folder the image references are relative to; needed when ``check_images``.
+    source : str
+        How to name the data in messages (usually the CSV path).
+    ties : {"reject", "average"}
+        Reject tied ranks, or convert each ranking to average ranks.
+    k : int, optional
+        If given, every set must have exactly ``k`` candidates.
+    check_images : bool
+        Check that every image exists and decodes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Required columns, then the optional ones present; ``rank`` is int64
+        (float64 with ``ties="average"``).
+
+    Raises
+    ------
+    RankingDataError
+        At the first rule broken.
+    """
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    missing = [c for c in REQUIRED if c not in table.columns]
+    if missing:
+        _reject(source, [1], f"missing required column(s) {missing}; the header has {list(table.columns)}",
+                f"Name the columns {list(REQUIRED)} (optional: group, iteration, prompt)")
+    extra = [c for c in table.columns if c not in COLUMNS]
+    if extra:
+        warnings.warn(f"{source}: ignoring columns not in the schema: {extra}", stacklevel=3)
+    out = table[[c for c in COLUMNS if c in table.columns]].reset_index(drop=True)
+
+    blank = out[list(REQUIRED)].isna() | out[list(REQUIRED)].astype(str).apply(lambda s: s.str.strip() == "")
+    if blank.to_numpy().any():
+        cols = [c for c in REQUIRED if blank[c].any()]
+        _reject(source, _lines(blank.any(axis=1)), f"missing value in column(s) {cols}",
+                "Fill every required cell, or delete the incomplete rows")
+    for col in _TEXT:
+        out[col] = out[col].astype(str).str.strip()
+    for col in ("group", "prompt"):
+        if col in out:
+            out[col] = out[col].where(out[col].notna() & (out[col].astype(str) != ""), None)
+
+    _check_numbers(out, source, ties)
+    _check_refs(out, source)
+    _check_sets(out, source, k)
+    out["rank"] = _check_ranks(out, source, ties)
+    if check_images:
+        _check_images(out, root, source)
+    return out
+
+
+def _check_numbers(out: pd.DataFrame, source: str, ties: str) -> None:
+    rank = pd.to_numeric(out["rank"], errors="coerce")
+    bad = rank.isna()
+    if bad.any():
+        _reject(source, _lines(bad), f"rank is not a number: {out['rank'][bad].iloc[0]!r}",
+                "Write ranks as whole numbers 1..k (1 = most similar)")
+    if ties == "reject" and (rank % 1 != 0).any():
+        frac = rank % 1 != 0
+        _reject(source, _lines(frac), f"rank {rank[frac].iloc[0]:g} is not a whole number",
+                "Write whole ranks, or pass ties='average' if these are average ranks of tied candidates")
+    out["rank"] = rank.astype("int64") if ties == "reject" else rank.astype("float64")
+    if "iteration" in out:
+        raw = out["iteration"].where(out["iteration"].astype(str).str.strip() != "")
+        iteration = pd.to_numeric(raw, errors="coerce")
+        bad = (iteration.isna() & raw.notna()) | (iteration % 1 > 0)
+        if bad.any():
+            _reject(source, _lines(bad), f"iteration is not a whole number: {raw[bad].iloc[0]!r}",
+                    "Write iterations as whole numbers (1, 2, ...) or leave the cell empty")
+        out["iteration"] = iteration.astype("Int64" if iteration.isna().any() else "int64")
+
+
+def _check_refs(out: pd.DataFrame, source: str) -> None:
+    for col in ("target", "candidate"):
+        bad = out[col].str.contains(_BAD_REF, regex=True)
+        if bad.any():
+            _reject(source, _lines(bad), f"{col} {out[col][bad].iloc[0]!r} is not a relative path inside the root",
+                    "Write image paths relative to the dataset root with forward slashes, e.g. images/cat.png")
+
+
+def _check_sets(out: pd.DataFrame, source: str, k: int | None) -> None:
+    dup = out.duplicated(["set_id", "rater", "candidate"], keep=False)
+    if dup.any():
+        row = out[dup].iloc[0]
+        _reject(source, _lines(dup), f"duplicate rows: set {row.set_id!r}, rater {row.rater!r} and candidate "
+                f"{row.candidate!r} appear more than once", "Keep one row per (set, rater, candidate)")
+    own = out["target"] == out["candidate"]
+    if own.any():
+        _reject(source, _lines(own), f"the target {out['target'][own].iloc[0]!r} is its own candidate",
+                "Remove the target from its candidates")
+    first_target = out.groupby("set_id")["target"].transform("first")
+    other = out["target"] != first_target
+    if other.any():
+        s = out["set_id"][other].iloc[0]
+        targets = sorted(out.loc[out["set_id"] == s, "target"].unique())
+        _reject(source, _lines(other), f"set {s!r} has more than one target {targets}",
+                "Give each set exactly one target; use a new set_id for another target")
+    raters_per_set = out.groupby("set_id")["rater"].transform("nunique")
+    raters_per_candidate = out.groupby(["set_id", "candidate"])["rater"].transform("nunique")
+    partial = raters_per_candidate < raters_per_set
+    if partial.any():
+        row = out[partial].iloc[0]
+        absent = sorted(set(out.loc[out["set_id"] == row.set_id, "rater"])
+                        - set(out.loc[(out["set_id"] == row.set_id) & (out["candidate"] == row.candidate), "rater"]))
+        _reject(source, _lines(partial), f"set {row.set_id!r}: candidate {row.candidate!r} is not ranked by "
+                f"rater(s) {absent}", "Every rater of a set must rank the same candidates: add the missing rows "
+                "or give those raters' rankings their own set_id")
+    size = out.groupby("set_id")["candidate"].transform("nunique")
+    small = size < 2
+    if small.any():
+        _reject(source, _lines(small), f"set {out['set_id'][small].iloc[0]!r} has only one candidate",
+                "A ranking needs at least two candidates")
+    if k is not None and (size != k).any():
+        bad = size != k
+        _reject(source, _lines(bad), f"set {out['set_id'][bad].iloc[0]!r} has {size[bad].iloc[0]} candidates, "
+                f"not k={k}", "Give every set k candidates, or leave k unset to allow sets of different sizes")
+
+
+def _check_ranks(out: pd.DataFrame, source: str, ties: str) -> pd.Series:
+    keys = ["set_id", "rater"]
+    size = out.groupby(keys)["candidate"].transform("size")
+    outside = (out["rank"] < 1) | (out["rank"] > size)
+    if outside.any():
+        row = out[outside].iloc[0]
+        _reject(source, _lines(outside), f"set {row.set_id!r}, rater {row.rater!r}: rank {row['rank']:g} is "
+                f"outside 1..{size[outside].iloc[0]}", "Rank each set's k candidates 1..k (1 = most similar)")
+    if ties == "average":
+        return out.groupby(keys)["rank"].rank(method="average")
+    tied = out.duplicated(keys + ["rank"], keep=False)
+    if tied.any():
+        row = out[tied].iloc[0]
+        _reject(source, _lines(tied), f"set {row.set_id!r}, rater {row.rater!r}: tied ranks (rank {row['rank']} "
+                "is given more than once)", "Give each candidate its own rank, or pass ties='average' to "
+                "read ties as average ranks")
+    return out["rank"]
+
+
+def _check_images(out: pd.DataFrame, root: str | Path | None, source: str) -> None:
+    if root is None:
+        raise ValueError("root is needed to check images; pass check_images=False to skip")
+    for ref in sorted(set(out["target"]) | set(out["candidate"])):
+        path = Path(root, *PurePosixPath(ref).parts)
+        problem, fix = None, ""
+        if not path.is_file():
+            problem = f"image {ref!r} not found (looked for {path})"
+            fix = "Put the image there, or pass root= the folder the image paths are relative to"
+        else:
+            try:
+                with Image.open(path) as img:
+                    img.load()
+            except Exception as err:  # Pillow raises many types for broken files
+                problem = f"image {ref!r} cannot be decoded ({type(err).__name__}: {err})"
+                fix = "Replace the file with a readable image (PNG, JPEG, ...)"
+        if problem:
+            _reject(source, _lines((out["target"] == ref) | (out["candidate"] == ref)), problem, fix)

@@ -52,6 +52,30 @@ def official_linear_weights(net: str = "alex") -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def initial_weight_vector(net: str = "alex", how: str = "lpips", seed: int = 0) -> torch.Tensor:
+    """A starting weight vector (layer by layer).
+
+    ``"lpips"``: the official v0.1 weights; ``"uniform"``: each layer's weights
+    replaced by their mean (same layer sums); ``"ones"``: all ones (LPIPS with
+    ``lpips=False``, the unweighted baseline); ``"random"``: uniform on
+    ``[0, 2 * layer mean]``, seeded.
+    """
+    official = official_linear_weights(net)
+    layers = [official[f"lin{i}.model.1.weight"].flatten().float() for i in range(len(CHANNELS[net]))]
+    gen = torch.Generator().manual_seed(int(seed))
+    if how == "lpips":
+        pass
+    elif how == "uniform":
+        layers = [torch.full_like(w, float(w.mean())) for w in layers]
+    elif how == "ones":
+        layers = [torch.ones_like(w) for w in layers]
+    elif how == "random":
+        layers = [torch.rand(w.shape, generator=gen) * 2 * float(w.mean()) for w in layers]
+    else:
+        raise ValueError(f"linear init must be one of {LINEAR_INITS}, got {how!r}")
+    return torch.cat(layers)
+
+
 def sidecar_path(path: str | os.PathLike) -> Path:
     """The JSON provenance file written beside a weights file: ``weights.pth`` -> ``weights.json``."""
     return Path(path).with_suffix(".json")
@@ -120,20 +144,8 @@ class CLPIPS(nn.Module):
         self.net.load_state_dict(state, strict=True)
 
     def init_linear(self, how: str = "lpips", seed: int = 0) -> "CLPIPS":
-        """Reset the linear weights (see the class docstring for ``how``)."""
-        official = official_linear_weights(self.net_name)
-        if how == "lpips":
-            state = official
-        elif how == "uniform":
-            state = {k: torch.full_like(v, float(v.sum()) / v.numel()) for k, v in official.items()}
-        elif how == "ones":
-            state = {k: torch.ones_like(v) for k, v in official.items()}
-        elif how == "random":
-            gen = torch.Generator().manual_seed(int(seed))
-            state = {k: torch.rand(v.shape, generator=gen) * 2 * float(v.mean()) for k, v in official.items()}
-        else:
-            raise ValueError(f"linear init must be one of {LINEAR_INITS}, got {how!r}")
-        self.set_linear_state(state)
+        """Reset the linear weights (see :func:`initial_weight_vector`)."""
+        self.set_weight_vector(initial_weight_vector(self.net_name, how, seed))
         self.provenance = {"init": how, "seed": int(seed) if how == "random" else None}
         return self
 

@@ -1,0 +1,165 @@
+"""Pair feature vectors, computed once per image and cached on disk.
+
+Because an LPIPS distance is ``phi(target, candidate) . w`` (see
+:mod:`clpips.model`), training and evaluating linear weights never needs the
+backbone again once the pair vectors ``phi`` are known. This module computes
+them with each unique image going through the backbone once, and caches them
+under ``<cache>/features/<net>-<size rule>/``, one file per target image, keyed
+by the sha256 of the image files' bytes. A second fit on the same data
+extracts nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from . import atomic
+from .images import SizeRule, load_image, match_sizes
+from .model import CHANNELS, CLPIPS
+from .paths import cache_dir
+
+#: bump when the definition of the feature vector changes, to invalidate caches
+FEATURE_VERSION = 1
+#: rough cap on backbone activations held in memory at once (bytes)
+MEMORY_BUDGET = 3 * 2 ** 30
+
+
+@dataclass
+class PairFeatures:
+    """Feature vectors of (target, candidate) pairs: ``matrix[index[(t, c)]]``."""
+
+    keys: list[tuple[str, str]]
+    matrix: torch.Tensor
+    net: str
+    extracted: int  #: pairs computed now (the rest came from the cache)
+
+    def __post_init__(self) -> None:
+        self.index = {key: i for i, key in enumerate(self.keys)}
+
+    def rows(self, targets: Iterable[str], candidates: Iterable[str]) -> torch.Tensor:
+        """Row numbers of the given pairs (a KeyError names a pair that was not computed)."""
+        try:
+            return torch.tensor([self.index[(t, c)] for t, c in zip(targets, candidates)], dtype=torch.long)
+        except KeyError as err:
+            raise KeyError(f"no feature vector for pair {err.args[0]}") from None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _size_tag(size: SizeRule) -> str:
+    return "target" if isinstance(size, str) else f"{size[0]}x{size[1]}"
+
+
+def feature_store(net: str, size: SizeRule) -> Path:
+    return cache_dir() / "features" / f"v{FEATURE_VERSION}-{net}-{_size_tag(size)}"
+
+
+def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", size: SizeRule = "target",
+                  device: str = "cpu", batch_size: int = 32, cache: bool = True,
+                  progress: bool = True, metric: Optional[CLPIPS] = None) -> PairFeatures:
+    """Feature vectors for (target, candidate) image references of ``dataset``.
+
+    Parameters
+    ----------
+    dataset
+        Anything with ``image_path(ref) -> Path`` (a :class:`clpips.datasets` dataset).
+    pairs : sequence of (target ref, candidate ref)
+        Duplicates are computed once.
+    net, size, device, batch_size
+        Backbone, size rule (:func:`clpips.images.match_sizes`), torch device, images per forward pass.
+    cache : bool
+        Read and write the on-disk cache.
+    metric : CLPIPS, optional
+        A ready metric with backbone ``net`` (saves building one).
+    """
+    keys = list(dict.fromkeys((str(t), str(c)) for t, c in pairs))
+    dim = sum(CHANNELS[net])
+    paths = {ref: Path(dataset.image_path(ref)) for key in keys for ref in key}
+    hashes = {ref: _sha256(p) for ref, p in paths.items()}
+    store = feature_store(net, size)
+    found: dict[tuple[str, str], torch.Tensor] = {}
+    by_target: dict[str, dict[str, torch.Tensor]] = {}
+    if cache:
+        for t in {t for t, _ in keys}:
+            f = store / f"{hashes[t]}.pt"
+            by_target[t] = torch.load(f, weights_only=True) if f.is_file() else {}
+        for t, c in keys:
+            vec = by_target[t].get(hashes[c])
+            if vec is not None:
+                found[(t, c)] = vec
+    todo = [k for k in keys if k not in found]
+    if todo:
+        metric = metric if metric is not None else CLPIPS(net=net)
+        metric = metric.to(device)
+        computed = _extract(metric, todo, paths, size, batch_size, progress)
+        found.update(computed)
+        if cache:
+            for t in {t for t, _ in todo}:
+                entry = dict(by_target.get(t, {}))
+                entry.update({hashes[c]: computed[(tt, c)] for tt, c in todo if tt == t})
+                atomic.torch_save(entry, store / f"{hashes[t]}.pt")
+    matrix = torch.stack([found[k] for k in keys]) if keys else torch.zeros(0, dim)
+    return PairFeatures(keys=keys, matrix=matrix.float(), net=net, extracted=len(todo))
+
+
+def _extract(metric: CLPIPS, todo: list[tuple[str, str]], paths: dict[str, Path], size: SizeRule,
+             batch_size: int, progress: bool) -> dict[tuple[str, str], torch.Tensor]:
+    """Compute vectors: every distinct (image, size) through the backbone once per memory chunk."""
+    images = {ref: load_image(paths[ref]) for key in todo for ref in key}
+
+    prep = {}  # pair -> ((target, size), (candidate, size), target tensor, candidate tensor)
+    for t, c in todo:
+        ti, ci = match_sizes(images[t], images[c], size)
+        prep[(t, c)] = (t, tuple(ti.shape[-2:])), (c, tuple(ci.shape[-2:])), ti, ci
+
+    # group pairs into chunks whose distinct images fit the memory budget
+    per_pixel = sum(CHANNELS[metric.net_name]) * 4 * (1.0 if metric.net_name == "vgg" else 0.1)
+    chunks, current, seen, used = [], [], set(), 0.0
+    for t, c in sorted(todo):
+        tkey, ckey, _, _ = prep[(t, c)]
+        new = [k for k in (tkey, ckey) if k not in seen]
+        cost = sum(k[1][0] * k[1][1] * per_pixel for k in new)
+        if current and used + cost > MEMORY_BUDGET:
+            chunks.append(current)
+            current, seen, used = [], set(), 0.0
+            new = [tkey, ckey]
+            cost = sum(k[1][0] * k[1][1] * per_pixel for k in new)
+        current.append((t, c))
+        seen.update(new)
+        used += cost
+    if current:
+        chunks.append(current)
+
+    out: dict[tuple[str, str], torch.Tensor] = {}
+    n_images = sum(len({k for t, c in ch for k in prep[(t, c)][:2]}) for ch in chunks)
+    bar = tqdm(total=n_images, desc=f"backbone ({metric.net_name})", unit="img", disable=not progress)
+    with torch.no_grad():
+        for chunk in chunks:
+            tensors: dict[tuple, torch.Tensor] = {}
+            for t, c in chunk:
+                tkey, ckey, ti, ci = prep[(t, c)]
+                tensors.setdefault(tkey, ti)
+                tensors.setdefault(ckey, ci)
+            feats: dict[tuple, list[torch.Tensor]] = {}
+            by_size: dict[tuple, list[tuple]] = {}
+            for key in tensors:
+                by_size.setdefault(key[1], []).append(key)
+            for group in by_size.values():
+                for i in range(0, len(group), batch_size):
+                    part = group[i:i + batch_size]
+                    layers = metric.layer_features(torch.cat([tensors[k] for k in part]))
+                    for j, key in enumerate(part):
+                        feats[key] = [layer[j:j + 1] for layer in layers]
+                    bar.update(len(part))
+            for t, c in chunk:
+                tkey, ckey, _, _ = prep[(t, c)]
+                out[(t, c)] = metric.vector_from_layers(feats[tkey], feats[ckey])[0].cpu()
+    bar.close()
+    return out

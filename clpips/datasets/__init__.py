@@ -15,10 +15,11 @@ from pathlib import Path
 import pandas as pd
 
 from .schema import COLUMNS, OPTIONAL, REQUIRED, RankingDataError, RankingDataset
+from .splits import kfold_by_target, split_by_target
 from .validate import validate
 
 __all__ = ["COLUMNS", "OPTIONAL", "REQUIRED", "RankingDataError", "RankingDataset", "available",
-           "from_csv", "load", "validate"]
+           "from_csv", "kfold_by_target", "load", "split_by_target", "validate"]
 
 _LOADERS: dict[str, Callable[..., RankingDataset]] = {}
 

@@ -1,0 +1,111 @@
+"""The data cache, and fetching a file into it with a sha256 check.
+
+Cache folder: ``$CLPIPS_CACHE`` if set, else ``~/.cache/clpips``; dataset files
+live under ``<cache>/data/<dataset>/``. A file is written to a temporary name
+beside its destination and renamed only once its sha256 matches, so a failed
+or corrupt download leaves nothing behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from clpips.atomic import atomic_path
+
+_CHUNK = 1 << 20
+
+
+class DownloadError(OSError):
+    """A data file could not be fetched, or its content is not the published one."""
+
+
+def cache_dir() -> Path:
+    """The cache folder: ``$CLPIPS_CACHE``, else ``~/.cache/clpips``."""
+    return Path(os.environ.get("CLPIPS_CACHE") or Path.home() / ".cache" / "clpips")
+
+
+def data_dir(dataset: str) -> Path:
+    """Where dataset ``dataset`` keeps its files: ``<cache>/data/<dataset>``."""
+    return cache_dir() / "data" / dataset
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(source: str, dest: Path, sha256: str, *, hint: str = "") -> Path:
+    """Make ``dest`` a verified copy of ``source`` (an http(s) URL or a local file).
+
+    Nothing is fetched when ``dest`` already has the expected sha256.
+
+    Parameters
+    ----------
+    source : str
+        URL (``http://``, ``https://``) or path of the file to copy.
+    dest : Path
+        Destination in the cache.
+    sha256 : str
+        Expected hex digest of the file.
+    hint : str
+        What the user can do if the fetch fails; appended to the error.
+
+    Raises
+    ------
+    DownloadError
+        Naming the source, the destination, and expected vs. received sha256.
+    """
+    if dest.is_file():
+        if sha256_of(dest) == sha256:
+            return dest
+        dest.unlink()  # a corrupt copy is worse than none
+    try:
+        with atomic_path(dest) as tmp:
+            got = _copy(source, tmp)
+            if got != sha256:
+                raise DownloadError(f"{source}: content differs from the published file "
+                                    f"(expected sha256 {sha256}, got {got}); nothing was written to {dest}. {hint}")
+    except DownloadError:
+        raise
+    except OSError as err:  # urllib's URLError and HTTPError are OSErrors too
+        raise DownloadError(f"could not fetch {source} ({err}); nothing was written to {dest}. {hint}") from err
+    return dest
+
+
+def _copy(source: str, tmp: Path) -> str:
+    """Copy ``source`` into ``tmp`` and return the sha256 of what was copied."""
+    digest = hashlib.sha256()
+    opener: Callable = (lambda: urllib.request.urlopen(source, timeout=60)) \
+        if source.startswith(("http://", "https://")) else (lambda: open(source, "rb"))
+    with opener() as stream, open(tmp, "wb") as out:
+        for chunk in iter(lambda: stream.read(_CHUNK), b""):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+def fresh_dir(dest: Path, build: Callable[[Path], None]) -> Path:
+    """Fill a folder atomically: ``build`` writes into a temporary folder that is
+    then renamed to ``dest``. If ``dest`` exists already it is used as it is."""
+    if dest.is_dir():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    try:
+        build(tmp)
+        os.rename(tmp, dest)
+    except OSError:
+        if not dest.is_dir():  # not a lost race with another process
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest

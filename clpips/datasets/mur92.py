@@ -1,0 +1,200 @@
+"""``mur92``: 16 people's similarity judgements of 92 object photographs, as rankings.
+
+Every one of the 92 images is a target once. Its ``k`` candidates are drawn
+from the other 91 images, the same for all 16 raters so that their agreement
+can be measured, and each rater's ranks come from their own dissimilarity
+matrix (RDM): the smaller ``RDM[target, candidate]``, the more similar, the
+lower the rank.
+
+Candidates (``candidates=``):
+
+* ``"random"``: ``k`` of the 91 other images, uniformly without replacement;
+* ``"stratified"``: the 91 others sorted by the raters' mean dissimilarity to
+  the target, cut into ``k`` equal strata, one image drawn from each, so every
+  set spans near to far candidates.
+
+Draws use ``numpy.random.default_rng([seed, target])``, so a target's
+candidates do not depend on the other targets.
+
+Ties: no rater's RDM holds two equal dissimilarities in a row (checked: all
+4186 off-diagonal values of each matrix are distinct), so every ranking is a
+strict order. Were there ties, ``ties="reject"`` raises and ``ties="average"``
+gives tied candidates their average rank.
+
+Files (``92_behavRDMs.mat``, ``Kriegeskorte_Neuron2008_supplementalData.mat``)
+come from rsagroup/rsatoolbox at a fixed commit and are checked by sha256. They
+are read from ``$CLPIPS_DATA_MIRROR/mur92/`` when that variable is set (or
+``mirror=`` is passed), else downloaded from ``$CLPIPS_MUR92_URL`` or the
+canonical GitHub address (or ``base_url=``). The 92 images are exported once
+to ``<cache>/data/mur92/images/000.png`` ... as lossless PNG.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.io
+from PIL import Image
+from scipy.stats import rankdata
+
+from clpips.atomic import atomic_path
+from clpips.defaults import DEFAULTS
+
+from .download import data_dir, fetch
+from .schema import RankingDataError, RankingDataset
+from .validate import TIES, validate
+
+COMMIT = "f1f83cadb7243492a1aae7460466e0f0140b20ac"
+BASE_URL = f"https://raw.githubusercontent.com/rsagroup/rsatoolbox/{COMMIT}/demos/92imageData"
+RDM_FILE = "92_behavRDMs.mat"
+STIMULI_FILE = "Kriegeskorte_Neuron2008_supplementalData.mat"
+SHA256 = {
+    RDM_FILE: "7a8e118c144c3840adeeeef6ea0706a0be2b3e80df719af15fbb56fc62562f5f",
+    STIMULI_FILE: "06f21214399a5d43dc264eed19a7f4b8daf11c8622a59eec3e106064ce5e3504",
+}
+N_IMAGES = 92
+CANDIDATES = ("random", "stratified")
+CITATION = (
+    "Kriegeskorte N, Mur M, Ruff DA, Kiani R, Bodurka J, Esteky H, Tanaka K, Bandettini PA (2008). "
+    "Matching categorical object representations in inferior temporal cortex of man and monkey. "
+    "Neuron 60(6):1126-1141. doi:10.1016/j.neuron.2008.10.043\n"
+    "Mur M, Meys M, Bodurka J, Goebel R, Bandettini PA, Kriegeskorte N (2013). Human object-similarity "
+    "judgments reflect and transcend the primate-IT object representation. Front. Psychol. 4:128. "
+    "doi:10.3389/fpsyg.2013.00128"
+)
+LICENCE = f"MIT: files as distributed in rsagroup/rsatoolbox (commit {COMMIT}, demos/92imageData)"
+
+
+def image_ref(index: int) -> str:
+    """Image reference of stimulus ``index`` (0-based)."""
+    return f"images/{index:03d}.png"
+
+
+def fetch_files(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Verified local copies of the two files in ``<cache>/data/mur92/``.
+
+    An explicit ``mirror`` or ``base_url`` wins; otherwise ``$CLPIPS_DATA_MIRROR``,
+    then ``$CLPIPS_MUR92_URL``, then the canonical address.
+    """
+    if mirror is None and base_url is None:
+        mirror = os.environ.get("CLPIPS_DATA_MIRROR") or None
+    base = (base_url or os.environ.get("CLPIPS_MUR92_URL") or BASE_URL).rstrip("/")
+    paths = {}
+    for name, sha in SHA256.items():
+        source = str(Path(mirror, "mur92", name)) if mirror is not None else f"{base}/{name}"
+        dest = data_dir("mur92") / name
+        hint = (f"To fix: check the network or the mirror, set CLPIPS_DATA_MIRROR to a folder holding "
+                f"mur92/{name}, or save {BASE_URL}/{name} as {dest} yourself.")
+        paths[name] = fetch(source, dest, sha, hint=hint)
+    return paths
+
+
+def read_rdms(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+    """The 16 dissimilarity matrices (16 x 92 x 92) and rater ids ``subject01``..."""
+    entries = scipy.io.loadmat(path)["rdms_behav_92"][0]
+    rdms = np.stack([np.asarray(e["RDM"], dtype=float) for e in entries])
+    numbers = [int(re.search(r"(\d+)\s*$", str(e["name"][0])).group(1)) for e in entries]
+    raters = [f"subject{n:02d}" for n in numbers]
+    return rdms, raters
+
+
+def read_stimuli(path: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
+    """The 92 images (92 x 175 x 175 x 3 uint8) and their metadata table."""
+    entries = scipy.io.loadmat(path)["stimuli_92objs"][0]
+    pixels = np.stack([e["image"] for e in entries]).astype(np.uint8)
+    info = pd.DataFrame({
+        "image": [image_ref(i) for i in range(len(entries))],
+        "index": np.arange(len(entries)),
+        "category": [str(e["category"][0]) for e in entries],
+        **{flag: [bool(e[flag].item()) for e in entries] for flag in ("human", "face", "animal", "natural")},
+    })
+    return pixels, info
+
+
+def export_images(pixels: np.ndarray, root: Path) -> None:
+    """Write each image as lossless PNG under ``root/images/``, once, atomically."""
+    for index, array in enumerate(pixels):
+        dest = root / image_ref(index)
+        if not dest.is_file():
+            with atomic_path(dest) as tmp:
+                Image.fromarray(array).save(tmp, format="PNG")
+
+
+def draw_candidates(mean_rdm: np.ndarray, k: int, how: str, seed: int) -> np.ndarray:
+    """Candidate indices per target (``n x k``, each row sorted)."""
+    n = len(mean_rdm)
+    if how not in CANDIDATES:
+        raise ValueError(f"candidates must be one of {CANDIDATES}, got {how!r}")
+    if not 2 <= k <= n - 1:
+        raise ValueError(f"k must lie between 2 and {n - 1}, got {k}")
+    rows = []
+    for target in range(n):
+        rng = np.random.default_rng([seed, target])
+        others = np.delete(np.arange(n), target)
+        if how == "random":
+            chosen = rng.choice(others, size=k, replace=False)
+        else:
+            near_to_far = others[np.argsort(mean_rdm[target, others], kind="stable")]
+            chosen = np.array([rng.choice(stratum) for stratum in np.array_split(near_to_far, k)])
+        rows.append(np.sort(chosen))
+    return np.array(rows)
+
+
+def rank_table(rdms: np.ndarray, raters: list[str], candidates: np.ndarray, ties: str) -> pd.DataFrame:
+    """Long-format rankings: for each target, rater and candidate, the rater's rank."""
+    n_raters, n_targets, k = len(raters), *candidates.shape
+    targets = np.arange(n_targets)
+    dissimilarity = rdms[:, targets[:, None], candidates].transpose(1, 0, 2)  # target x rater x candidate
+    ordered = np.sort(dissimilarity, axis=-1)
+    tied = (np.diff(ordered, axis=-1) == 0).any(axis=-1)
+    if ties == "reject" and tied.any():
+        t, r = np.argwhere(tied)[0]
+        raise RankingDataError(f"mur92: rater {raters[r]} judged two candidates of target {t} equally "
+                               "dissimilar; pass ties='average' to give them their average rank")
+    ranks = rankdata(dissimilarity, axis=-1, method="average" if ties == "average" else "ordinal")
+    return pd.DataFrame({
+        "set_id": np.repeat([f"t{t:03d}" for t in targets], n_raters * k),
+        "target": np.repeat([image_ref(t) for t in targets], n_raters * k),
+        "candidate": [image_ref(c) for c in np.repeat(candidates, n_raters, axis=0).ravel()],
+        "rater": np.tile(np.repeat(raters, k), n_targets),
+        "rank": ranks.ravel() if ties == "average" else ranks.ravel().astype(np.int64),
+    })
+
+
+def load(k: int = DEFAULTS.k, candidates: str = DEFAULTS.candidates, seed: int = DEFAULTS.seed,
+         ties: str = "reject", base_url: str | None = None,
+         mirror: str | os.PathLike | None = None) -> RankingDataset:
+    """The mur92 rankings: 92 targets x 16 raters, ``k`` shared candidates per target.
+
+    Parameters
+    ----------
+    k : int
+        Candidates per target, 2..91.
+    candidates : {"random", "stratified"}
+        How candidates are drawn (see the module docstring).
+    seed : int
+        Seed of the candidate draw.
+    ties : {"reject", "average"}
+        What to do with equal dissimilarities (none occur in these data).
+    base_url, mirror : optional
+        Where to fetch the files from (see :func:`fetch_files`).
+    """
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    files = fetch_files(base_url=base_url, mirror=mirror)
+    rdms, raters = read_rdms(files[RDM_FILE])
+    pixels, info = read_stimuli(files[STIMULI_FILE])
+    root = data_dir("mur92")
+    export_images(pixels, root)
+    table = rank_table(rdms, raters, draw_candidates(rdms.mean(axis=0), k, candidates, seed), ties)
+    source = f"mur92 rankings (k={k}, candidates={candidates!r}, seed={seed})"
+    return RankingDataset(
+        table=validate(table, root, source=source, ties=ties, k=k), root=root, name="mur92",
+        citation=CITATION, licence=LICENCE, image_info=info,
+        description=("92 object photographs (Kriegeskorte et al. 2008) ranked by similarity to each other by "
+                     f"16 people (Mur et al. 2013): each image a target with {k} {candidates} candidates, "
+                     "ranked by each person's own dissimilarity judgements."),
+    )

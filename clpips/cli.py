@@ -17,6 +17,15 @@ EXAMPLES = {
   clpips score target.png cand1.png cand2.png
   clpips score target.png cand*.jpg --net vgg
   clpips score target.png cand1.png --weights runs/mur92/weights.pth""",
+    "run": """examples:
+  clpips run --list                          # the notebooks and their parameters
+  clpips run 03_training -p margin 0.1 -p project false
+  clpips run notebooks/04_evaluation.py --out /tmp/nb
+  clpips run --all -p seed 1                 # every notebook; seed where declared
+
+Parameters are converted to the type of their default in clpips.defaults
+(margin -> float, project -> bool), other names are read as YAML scalars.
+The executed notebook is written to OUT/NAME.ipynb, run times to OUT/execution.json.""",
 }
 
 
@@ -49,6 +58,37 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from . import notebook_runner as nr
+
+    given = {name: value for name, value in (args.param or [])}
+    if len(given) != len(args.param or []):
+        raise UserError("a parameter is given twice")
+    try:
+        if args.list:
+            for source in nr.list_notebooks():
+                params = nr.notebook_parameters(source)
+                listed = ", ".join(f"{p.name}={p.default}" for p in params.values())
+                print(f"{source.stem}\t{listed or '(no parameters)'}")
+            return 0
+        bar = sys.stderr.isatty()
+        if args.all:
+            if args.notebook:
+                raise UserError("give either a NOTEBOOK or --all")
+            nr.run_all(args.out, {"*": given}, progress_bar=bar,
+                       log=lambda msg: print(msg, file=sys.stderr))
+            return 0
+        if not args.notebook:
+            raise UserError("name a NOTEBOOK, or use --all or --list")
+        print(nr.run_notebook(args.notebook, given, args.out, progress_bar=bar))
+        return 0
+    except nr.NotebookExecutionError as err:  # a cell raised: its error, exit status 1
+        print(f"clpips run: {err}", file=sys.stderr)
+        return 1
+    except nr.NotebookError as err:
+        raise UserError(str(err)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clpips",
@@ -70,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resize both images to H x W (default: each candidate to the target's size)")
     p.add_argument("--device", default=DEFAULTS.device)
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("run", help="execute a notebook with papermill (the book's chapters)",
+                       description="Execute NOTEBOOK (a name such as 03_training, or a path to a "
+                                   "jupytext .py) with papermill and print the executed notebook's path.",
+                       epilog=EXAMPLES["run"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("notebook", metavar="NOTEBOOK", nargs="?")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--list", action="store_true", help="list the notebooks and their parameters")
+    which.add_argument("--all", action="store_true", help="run every notebook, in order")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="set a parameter (repeatable)")
+    p.add_argument("--out", metavar="DIR", default="out/notebooks",
+                   help="folder for executed notebooks (default: out/notebooks)")
+    p.set_defaults(func=_cmd_run)
     return parser
 
 

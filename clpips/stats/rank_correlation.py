@@ -1,0 +1,222 @@
+"""Rank correlation between a metric's distances and human ranks.
+
+Orientation
+-----------
+A lower distance means *more* similar and rank 1 means *most* similar, so
+both numbers grow as similarity falls: a metric that agrees with people gives
+small distances to the candidates people rank first, and the correlation of
+distance with rank is **positive**. No sign is flipped and no ``abs()`` is
+taken: a metric that orders candidates backwards gets a negative correlation.
+
+Two ways to aggregate over ranking sets are offered:
+
+* ``pooled`` (as in the paper): all (set, candidate) rows in one correlation.
+  It also rewards a metric whose distances are comparable *across* sets.
+* ``per_set_mean``: the correlation within each set, averaged over sets. It
+  only asks whether each set is ordered as the person ordered it.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .icc import DegenerateDataWarning, check_table
+
+__all__ = ["spearman", "kendall", "rank_correlation", "per_set_correlation", "pooled_spearman"]
+
+Method = Literal["spearman", "kendall_b", "kendall_c"]
+_METHODS = ("spearman", "kendall_b", "kendall_c")
+
+
+def _correlate(x: np.ndarray, y: np.ndarray, method: Method) -> tuple[float, float]:
+    """(r, p) of one pair of arrays; NaN, NaN when undefined (no warning here)."""
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return np.nan, np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's own constant/small-n warnings
+        if method == "spearman":
+            res = stats.spearmanr(x, y)
+        else:
+            res = stats.kendalltau(x, y, variant=method[-1])
+    return float(res.statistic), float(res.pvalue)
+
+
+def pooled_spearman(ranks: np.ndarray, distances: np.ndarray) -> float:
+    """Spearman's rho of distances with ranks over all rows (no validation; NaN if constant).
+
+    The lightweight form used by the bootstrap's reference path.
+    """
+    return _correlate(np.asarray(ranks, float), np.asarray(distances, float), "spearman")[0]
+
+
+def _ranking_table(data, set_col, rank_col, distance_col, caller) -> pd.DataFrame:
+    return check_table(data, {"set_col": set_col, "rank_col": rank_col, "distance_col": distance_col},
+                       numeric=("rank_col", "distance_col"), caller=caller)
+
+
+def per_set_correlation(
+    data: pd.DataFrame | None = None,
+    set_col: object = "set",
+    rank_col: object = "rank",
+    distance_col: object = "distance",
+    method: Method = "spearman",
+) -> pd.DataFrame:
+    """The correlation of distance with rank inside each ranking set.
+
+    Parameters are those of :func:`rank_correlation`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per set (in order of first appearance): ``set``, ``n``
+        (candidates), ``r``, ``pval``. ``r`` is NaN for a set with fewer than
+        2 candidates or with constant ranks or distances (with a
+        :class:`DegenerateDataWarning`).
+    """
+    _check_method(method)
+    table = _ranking_table(data, set_col, rank_col, distance_col, "per_set_correlation")
+    rows = []
+    for set_id, grp in table.groupby("set_col", sort=False):
+        r, p = _correlate(grp["rank_col"].to_numpy(float), grp["distance_col"].to_numpy(float), method)
+        rows.append((set_id, len(grp), r, p))
+    out = pd.DataFrame(rows, columns=["set", "n", "r", "pval"])
+    undefined = int(out["r"].isna().sum())
+    if undefined:
+        warnings.warn(f"{method} is undefined (NaN) in {undefined} of {len(out)} sets (fewer than 2 "
+                      "candidates, or constant ranks or distances); they are left out of per-set means",
+                      DegenerateDataWarning, stacklevel=2)
+    return out
+
+
+def rank_correlation(
+    data: pd.DataFrame | None = None,
+    set_col: object = "set",
+    rank_col: object = "rank",
+    distance_col: object = "distance",
+    method: Method = "spearman",
+) -> pd.DataFrame:
+    """Correlation of a metric's distances with human ranks, pooled and per set.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or None
+        Ranking table, one row per (set, candidate). If None, ``set_col``,
+        ``rank_col`` and ``distance_col`` are the columns themselves (arrays
+        of equal length).
+    set_col : str or array_like
+        Ranking-set ids.
+    rank_col : str or array_like
+        Human ranks, 1 = most similar.
+    distance_col : str or array_like
+        Metric distances, lower = more similar.
+    method : {"spearman", "kendall_b", "kendall_c"}
+        Spearman's rho, or Kendall's tau-b (ties corrected) or tau-c
+        (Stuart's, for rectangular tables), as in :func:`scipy.stats.kendalltau`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``scope`` with rows ``pooled`` and ``per_set_mean``; columns
+
+        * ``method``
+        * ``n``: rows used, ``n_sets``: sets used
+        * ``r``: the correlation; positive = the metric agrees with people
+        * ``pval``: two-sided. ``pooled``: scipy's p-value, which treats
+          rows as independent although candidates of one set are not (use
+          the set bootstrap of :mod:`clpips.stats.bootstrap` for inference).
+          ``per_set_mean``: one-sample t-test of the per-set correlations
+          against 0 (sets as the independent units).
+
+    Raises
+    ------
+    ValueError
+        Missing columns, non-numeric ranks or distances, NaN or inf, arrays
+        of different lengths, or an unknown method.
+
+    Warns
+    -----
+    DegenerateDataWarning
+        Constant input gives ``r = NaN`` instead of an error: pooled, when all
+        ranks or all distances are equal; per set, for each such set (left
+        out of the mean and of ``n_sets``).
+
+    Notes
+    -----
+    Orientation: lower distance and smaller rank both mean "more similar",
+    so agreement gives a *positive* correlation; nothing is negated.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from clpips.stats import rank_correlation
+    >>> df = pd.DataFrame({"set": [1, 1, 1, 1, 2, 2, 2, 2], "rank": [1, 2, 3, 4] * 2,
+    ...                    "lpips": [0.1, 0.2, 0.4, 0.3, 0.5, 0.6, 0.7, 0.8]})
+    >>> rank_correlation(df, "set", "rank", "lpips").round(4)
+                    method  n  n_sets       r    pval
+    scope
+    pooled        spearman  8       2  0.4392  0.2763
+    per_set_mean  spearman  8       2  0.9000  0.0704
+    """
+    _check_method(method)
+    table = _ranking_table(data, set_col, rank_col, distance_col, "rank_correlation")
+    r, p = _correlate(table["rank_col"].to_numpy(float), table["distance_col"].to_numpy(float), method)
+    if np.isnan(r):
+        warnings.warn(f"pooled {method} is undefined (NaN): the ranks or the distances are constant "
+                      "over all rows", DegenerateDataWarning, stacklevel=2)
+    pooled = {"method": method, "n": len(table), "n_sets": table["set_col"].nunique(), "r": r, "pval": p}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        per_set = per_set_correlation(table, "set_col", "rank_col", "distance_col", method)
+    defined = per_set.dropna(subset=["r"])
+    if len(defined) < len(per_set):
+        warnings.warn(f"{method} is undefined in {len(per_set) - len(defined)} of {len(per_set)} sets "
+                      "(fewer than 2 candidates, or constant ranks or distances); they are left out of "
+                      "the per-set mean", DegenerateDataWarning, stacklevel=2)
+    mean_r, mean_p = _mean_and_ttest(defined["r"].to_numpy(float))
+    per = {"method": method, "n": int(defined["n"].sum()), "n_sets": len(defined), "r": mean_r, "pval": mean_p}
+    out = pd.DataFrame([pooled, per], index=pd.Index(["pooled", "per_set_mean"], name="scope"))
+    return out
+
+
+def _mean_and_ttest(r: np.ndarray) -> tuple[float, float]:
+    if len(r) == 0:
+        return np.nan, np.nan
+    mean = float(r.mean())
+    if len(r) < 2 or np.ptp(r) == 0:
+        warnings.warn("the t-test of the per-set correlations is undefined (fewer than 2 sets, or all "
+                      "equal): its p-value is NaN", DegenerateDataWarning, stacklevel=3)
+        return mean, np.nan
+    return mean, float(stats.ttest_1samp(r, 0.0).pvalue)
+
+
+def _check_method(method: str) -> None:
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {list(_METHODS)}, got {method!r}")
+
+
+def spearman(
+    data: pd.DataFrame | None = None,
+    set_col: object = "set",
+    rank_col: object = "rank",
+    distance_col: object = "distance",
+) -> pd.DataFrame:
+    """Spearman's rho of distances with human ranks; see :func:`rank_correlation`."""
+    return rank_correlation(data, set_col, rank_col, distance_col, method="spearman")
+
+
+def kendall(
+    data: pd.DataFrame | None = None,
+    set_col: object = "set",
+    rank_col: object = "rank",
+    distance_col: object = "distance",
+    variant: Literal["b", "c"] = "b",
+) -> pd.DataFrame:
+    """Kendall's tau-b (default) or tau-c of distances with human ranks; see :func:`rank_correlation`."""
+    if variant not in ("b", "c"):
+        raise ValueError(f"variant must be 'b' or 'c', got {variant!r}")
+    return rank_correlation(data, set_col, rank_col, distance_col, method=f"kendall_{variant}")

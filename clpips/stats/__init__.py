@@ -1,0 +1,31 @@
+"""Statistics for comparing a perceptual metric with human similarity rankings.
+
+Conventions: a lower distance means more similar; rank 1 means most similar;
+a positive correlation means the metric agrees with people.
+
+* :mod:`~clpips.stats.icc`: intraclass correlations (pingouin-compatible
+  :func:`icc`, array :func:`icc_from_matrix`, :func:`metric_human_table`)
+* :mod:`~clpips.stats.rank_correlation`: Spearman's rho and Kendall's tau,
+  pooled and per set
+* :mod:`~clpips.stats.bootstrap`: paired bootstrap over ranking sets
+* :mod:`~clpips.stats.interpret`: Koo & Li (2016) and Cicchetti (1994) labels
+"""
+from .bootstrap import (PairedBootstrapResult, bca_interval, bootstrap_counts, metric_statistics,
+                        one_sided_pvalue, paired_bootstrap, percentile_interval)
+from .icc import (ALIASES, LABELS, DegenerateDataWarning, MeanSquares, canonical_label, check_table, icc,
+                  icc_from_matrix, mean_squares, metric_human_table)
+from .interpret import cicchetti_label, interpret_icc, interpretation_scale, koo_li_label
+from .rank_correlation import kendall, per_set_correlation, pooled_spearman, rank_correlation, spearman
+
+__all__ = [
+    # icc
+    "icc", "icc_from_matrix", "mean_squares", "metric_human_table", "MeanSquares", "canonical_label",
+    "LABELS", "ALIASES", "DegenerateDataWarning", "check_table",
+    # rank correlation
+    "rank_correlation", "spearman", "kendall", "per_set_correlation", "pooled_spearman",
+    # bootstrap
+    "paired_bootstrap", "PairedBootstrapResult", "bootstrap_counts", "metric_statistics",
+    "percentile_interval", "bca_interval", "one_sided_pvalue",
+    # interpretation
+    "interpret_icc", "koo_li_label", "cicchetti_label", "interpretation_scale",
+]

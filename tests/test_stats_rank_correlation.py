@@ -1,0 +1,149 @@
+"""Rank correlations of distances with human ranks: scipy agreement, orientation, edge cases."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from clpips.stats import (DegenerateDataWarning, kendall, per_set_correlation, pooled_spearman,
+                          rank_correlation, spearman)
+
+
+def ranking_table(n_sets: int = 25, m: int = 10, noise: float = 3.0, seed: int = 0, sign: float = 1.0):
+    """Simulated rankings; ``sign=1`` gives distances that agree with the human ranks."""
+    rng = np.random.default_rng(seed)
+    rank = np.concatenate([rng.permutation(m) + 1 for _ in range(n_sets)])
+    return pd.DataFrame({"set": np.repeat(np.arange(n_sets), m), "rank": rank,
+                         "distance": sign * rank + rng.normal(0, noise, n_sets * m)})
+
+
+@pytest.mark.parametrize("method, scipy_fn", [
+    ("spearman", lambda x, y: stats.spearmanr(x, y)),
+    ("kendall_b", lambda x, y: stats.kendalltau(x, y, variant="b")),
+    ("kendall_c", lambda x, y: stats.kendalltau(x, y, variant="c")),
+])
+def test_rank_correlation_pooled_matches_scipy(method, scipy_fn):
+    df = ranking_table(seed=1)
+    res = rank_correlation(df, "set", "rank", "distance", method=method)
+    ref = scipy_fn(df["rank"], df["distance"])
+    assert res.at["pooled", "r"] == pytest.approx(ref.statistic, rel=1e-12)
+    assert res.at["pooled", "pval"] == pytest.approx(ref.pvalue, rel=1e-9)
+    assert res.at["pooled", "n"] == len(df) and res.at["pooled", "n_sets"] == 25
+    assert res.at["pooled", "method"] == method
+
+
+@pytest.mark.parametrize("method", ["spearman", "kendall_b", "kendall_c"])
+def test_rank_correlation_per_set_mean_matches_scipy_loop(method):
+    df = ranking_table(seed=2)
+    per = []
+    for _, g in df.groupby("set"):
+        if method == "spearman":
+            per.append(stats.spearmanr(g["rank"], g["distance"]).statistic)
+        else:
+            per.append(stats.kendalltau(g["rank"], g["distance"], variant=method[-1]).statistic)
+    res = rank_correlation(df, "set", "rank", "distance", method=method)
+    assert res.at["per_set_mean", "r"] == pytest.approx(np.mean(per), rel=1e-12)
+    assert res.at["per_set_mean", "pval"] == pytest.approx(stats.ttest_1samp(per, 0).pvalue, rel=1e-9)
+    assert res.at["per_set_mean", "n_sets"] == 25
+
+
+def test_rank_correlation_orientation_agreement_is_positive():
+    agree = spearman(ranking_table(noise=1.0, sign=+1.0), "set", "rank", "distance")
+    disagree = spearman(ranking_table(noise=1.0, sign=-1.0), "set", "rank", "distance")
+    assert (agree["r"] > 0.8).all()
+    assert (disagree["r"] < -0.8).all()  # no abs(): a backwards metric is negative
+
+
+def test_rank_correlation_perfect_metric_gives_one():
+    df = pd.DataFrame({"set": [0] * 4 + [1] * 4, "rank": [1, 2, 3, 4] * 2,
+                       "distance": [0.1, 0.2, 0.3, 0.4, 0.05, 0.5, 0.6, 0.9]})
+    with pytest.warns(DegenerateDataWarning, match="t-test"):  # every per-set rho is 1: sd 0
+        res = spearman(df, "set", "rank", "distance")
+    assert res.at["per_set_mean", "r"] == 1.0 and np.isnan(res.at["per_set_mean", "pval"])
+    assert res.at["pooled", "r"] == pytest.approx(stats.spearmanr(df["rank"], df["distance"]).statistic)
+
+
+def test_rank_correlation_accepts_arrays():
+    df = ranking_table(seed=3)
+    from_frame = kendall(df, "set", "rank", "distance", variant="c")
+    from_arrays = kendall(None, df["set"].to_numpy(), df["rank"].to_numpy(), df["distance"].to_list(), variant="c")
+    pd.testing.assert_frame_equal(from_frame, from_arrays)
+
+
+def test_rank_correlation_custom_column_names():
+    df = ranking_table(seed=4).rename(columns={"set": "set_id", "rank": "human_rank", "distance": "lpips"})
+    res = spearman(df, set_col="set_id", rank_col="human_rank", distance_col="lpips")
+    assert list(res.index) == ["pooled", "per_set_mean"]
+    assert list(res.columns) == ["method", "n", "n_sets", "r", "pval"]
+
+
+def test_pooled_spearman_matches_scipy():
+    df = ranking_table(seed=5)
+    assert pooled_spearman(df["rank"], df["distance"]) == pytest.approx(
+        stats.spearmanr(df["rank"], df["distance"]).statistic, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- edge cases
+def test_rank_correlation_constant_distances_give_nan_with_warning():
+    df = ranking_table(n_sets=3).assign(distance=0.5)
+    with pytest.warns(DegenerateDataWarning):
+        res = spearman(df, "set", "rank", "distance")
+    assert res["r"].isna().all()
+    assert res.at["per_set_mean", "n_sets"] == 0
+
+
+def test_rank_correlation_constant_set_is_left_out_of_the_mean():
+    df = ranking_table(n_sets=5, seed=6)
+    df.loc[df["set"] == 0, "distance"] = 1.0
+    with pytest.warns(DegenerateDataWarning, match="1 of 5 sets"):
+        res = spearman(df, "set", "rank", "distance")
+    kept = df[df["set"] != 0]
+    expected = np.mean([stats.spearmanr(g["rank"], g["distance"]).statistic for _, g in kept.groupby("set")])
+    assert res.at["per_set_mean", "r"] == pytest.approx(expected)
+    assert res.at["per_set_mean", "n_sets"] == 4 and res.at["per_set_mean", "n"] == 40
+    assert np.isfinite(res.at["pooled", "r"])
+    with pytest.warns(DegenerateDataWarning):
+        per = per_set_correlation(df, "set", "rank", "distance")
+    assert np.isnan(per.loc[per["set"] == 0, "r"]).all() and len(per) == 5
+
+
+def test_rank_correlation_single_candidate_set_is_undefined():
+    df = pd.DataFrame({"set": [0, 1, 1, 1], "rank": [1, 1, 2, 3], "distance": [0.3, 0.1, 0.2, 0.3]})
+    with pytest.warns(DegenerateDataWarning):
+        res = spearman(df, "set", "rank", "distance")
+    assert res.at["per_set_mean", "n_sets"] == 1 and res.at["per_set_mean", "r"] == 1.0
+    assert np.isnan(res.at["per_set_mean", "pval"])  # one set: no t-test
+
+
+def test_rank_correlation_nan_raises():
+    df = ranking_table(n_sets=2)
+    df.loc[3, "distance"] = np.nan
+    with pytest.raises(ValueError, match="missing values.*distance_col='distance'"):
+        spearman(df, "set", "rank", "distance")
+
+
+def test_rank_correlation_mismatched_lengths_raise():
+    with pytest.raises(ValueError, match="same length"):
+        spearman(None, [0, 0, 0], [1, 2, 3], [0.1, 0.2])
+
+
+def test_rank_correlation_bad_arguments_raise():
+    df = ranking_table(n_sets=2)
+    with pytest.raises(ValueError, match="method must be one of"):
+        rank_correlation(df, "set", "rank", "distance", method="pearson")
+    with pytest.raises(ValueError, match="variant must be"):
+        kendall(df, "set", "rank", "distance", variant="a")
+    with pytest.raises(ValueError, match="distance_col='lpips' is not a column"):
+        spearman(df, "set", "rank", "lpips")
+    with pytest.raises(ValueError, match="infinite"):
+        spearman(df.assign(distance=np.inf), "set", "rank", "distance")
+
+
+def test_rank_correlation_regular_data_emits_no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for method in ("spearman", "kendall_b", "kendall_c"):
+            rank_correlation(ranking_table(), "set", "rank", "distance", method=method)

@@ -74,8 +74,8 @@ def _outline(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
 
 
 @lru_cache(maxsize=256)
-def _pattern(texture: str, size: int, period: int, shift: int) -> np.ndarray:
-    """``size x size`` mask of the darker shade of a texture (read-only, cached)."""
+def _pattern(texture: str, size: int, period: int, shift: int) -> Image.Image:
+    """``size x size`` mask (mode "L", 255 = darker shade) of a texture; cached, do not modify."""
     y, x = np.mgrid[0:size, 0:size]
     if texture == "striped":
         pattern = ((x + y + shift) // period) % 2 == 1
@@ -85,17 +85,15 @@ def _pattern(texture: str, size: int, period: int, shift: int) -> np.ndarray:
         pattern = ((x + shift) % period - period / 2) ** 2 + ((y + shift) % period - period / 2) ** 2 < (period / 3) ** 2
     else:
         pattern = np.zeros((size, size), dtype=bool)
-    pattern.flags.writeable = False
-    return pattern
+    return Image.fromarray(pattern.astype(np.uint8) * 255)
 
 
-def _texture(texture: str, colour: tuple[int, int, int], size: int, phase: float) -> np.ndarray:
-    """``size x size x 3`` uint8 fill of the object: colour, patterned with a darker shade."""
+def _texture(texture: str, colour: tuple[int, int, int], size: int, phase: float) -> Image.Image:
+    """``size x size`` RGB fill of the object: colour, patterned with a darker shade."""
     period = max(size // 12, 4)
-    fill = np.empty((size, size, 3), dtype=np.uint8)
-    fill[:] = colour
-    fill[_pattern(texture, size, period, int(phase * period))] = (np.array(colour) * 0.5).astype(np.uint8)
-    return fill
+    dark = tuple(int(c * 0.5) for c in colour)
+    return Image.composite(Image.new("RGB", (size, size), dark), Image.new("RGB", (size, size), colour),
+                           _pattern(texture, size, period, int(phase * period)))
 
 
 def render(scene: Scene, size: int = 128) -> Image.Image:
@@ -111,5 +109,5 @@ def render(scene: Scene, size: int = 128) -> Image.Image:
     else:
         draw.polygon(_outline(s["shape"], cx, cy, r), fill=255)
     background = Image.new("RGB", (size, size), _RGB[s["background"]])
-    fill = Image.fromarray(_texture(s["texture"], _RGB[s["colour"]], size, phase))
+    fill = _texture(s["texture"], _RGB[s["colour"]], size, phase)
     return Image.composite(fill, background, mask.reduce(2))

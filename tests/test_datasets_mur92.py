@@ -110,6 +110,16 @@ def test_no_ties_occur_in_the_judgements(mirror):
     assert all(len(np.unique(row)) == 91 for rater in off_diagonal for row in rater)
 
 
+def test_equal_dissimilarities_are_rejected_or_averaged():
+    rdms = np.array([[[0, 1, 1, 2], [1, 0, 3, 4], [1, 3, 0, 5], [2, 4, 5, 0]]], dtype=float)
+    candidates = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
+    with pytest.raises(datasets.RankingDataError, match="rater s1 judged two candidates of target 0 equally"):
+        mur92.rank_table(rdms, ["s1"], candidates, ties="reject")
+    table = mur92.rank_table(rdms, ["s1"], candidates, ties="average")
+    assert table.query("set_id == 't000'")["rank"].tolist() == [1.5, 1.5, 3.0]
+    assert table.query("set_id == 't003'")["rank"].tolist() == [1.0, 2.0, 3.0]
+
+
 def test_images_are_the_stimuli_losslessly(data, mirror):
     pixels, info = mur92.read_stimuli(mirror / "mur92" / mur92.STIMULI_FILE)
     assert data.images() == [f"images/{i:03d}.png" for i in range(92)]

@@ -105,6 +105,6 @@ class RankingDataset:
         return Path(path)
 
     def __repr__(self) -> str:
-        k = self.k if self.k is not None else "varies"
+        k = self.k
         return (f"RankingDataset({self.name!r}: {self.table['set_id'].nunique()} sets, "
-                f"{self.table['rater'].nunique()} raters, k={k}, root={str(self.root)!r})")
+                f"{self.table['rater'].nunique()} raters, k={'varies' if k is None else k}, root={str(self.root)!r})")

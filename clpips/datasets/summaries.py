@@ -36,11 +36,11 @@ def counts(table: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     """
     def one(part: pd.DataFrame) -> dict:
         k = part.groupby(["set_id", "rater"]).size()
-        ties = part.groupby(["set_id", "rater", "rank"]).size()
+        tie_sizes = part.groupby(["set_id", "rater", "rank"]).size()
         return {"sets": part["set_id"].nunique(), "raters": part["rater"].nunique(),
                 "targets": part["target"].nunique(), "candidates": part["candidate"].nunique(),
                 "images": len(set(part["target"]) | set(part["candidate"])), "rankings": len(k),
-                "pairs": int((k * (k - 1) // 2).sum() - (ties * (ties - 1) // 2).sum()),
+                "pairs": int((k * (k - 1) // 2).sum() - (tie_sizes * (tie_sizes - 1) // 2).sum()),
                 "k_min": int(k.min()), "k_max": int(k.max())}
 
     if by is None:

@@ -112,13 +112,14 @@ def validate(table: pd.DataFrame, root: str | Path | None = None, *, source: str
 
 
 def _check_numbers(out: pd.DataFrame, source: str, ties: str) -> None:
+    """Rule 3; converts ``rank`` and ``iteration`` of ``out`` in place."""
     rank = pd.to_numeric(out["rank"], errors="coerce")
     bad = rank.isna()
     if bad.any():
         _reject(source, _lines(bad), f"rank is not a number: {out['rank'][bad].iloc[0]!r}",
                 "Write ranks as whole numbers 1..k (1 = most similar)")
-    if ties == "reject" and (rank % 1 != 0).any():
-        frac = rank % 1 != 0
+    frac = rank % 1 != 0
+    if ties == "reject" and frac.any():
         _reject(source, _lines(frac), f"rank {rank[frac].iloc[0]:g} is not a whole number",
                 "Write whole ranks, or pass ties='average' if these are average ranks of tied candidates")
     out["rank"] = rank.astype("int64") if ties == "reject" else rank.astype("float64")
@@ -133,6 +134,7 @@ def _check_numbers(out: pd.DataFrame, source: str, ties: str) -> None:
 
 
 def _check_refs(out: pd.DataFrame, source: str) -> None:
+    """Rule 4."""
     for col in ("target", "candidate"):
         bad = out[col].str.contains(_BAD_REF, regex=True)
         if bad.any():
@@ -141,6 +143,7 @@ def _check_refs(out: pd.DataFrame, source: str) -> None:
 
 
 def _check_sets(out: pd.DataFrame, source: str, k: int | None) -> None:
+    """Rules 5 to 8."""
     dup = out.duplicated(["set_id", "rater", "candidate"], keep=False)
     if dup.any():
         row = out[dup].iloc[0]
@@ -179,6 +182,7 @@ def _check_sets(out: pd.DataFrame, source: str, k: int | None) -> None:
 
 
 def _check_ranks(out: pd.DataFrame, source: str, ties: str) -> pd.Series:
+    """Rule 9; returns the ranks to keep (average ranks with ``ties="average"``)."""
     keys = ["set_id", "rater"]
     size = out.groupby(keys)["candidate"].transform("size")
     outside = (out["rank"] < 1) | (out["rank"] > size)
@@ -198,6 +202,7 @@ def _check_ranks(out: pd.DataFrame, source: str, ties: str) -> pd.Series:
 
 
 def _check_images(out: pd.DataFrame, root: str | Path | None, source: str) -> None:
+    """Rule 10."""
     if root is None:
         raise ValueError("root is needed to check images; pass check_images=False to skip")
     for ref in sorted(set(out["target"]) | set(out["candidate"])):

@@ -21,12 +21,16 @@ DATASET_OPTIONS = {"mur92": ("k", "candidates", "seed"), "simulated": ("seed",)}
 
 
 def load_dataset(name: str, **options):
-    """A dataset by name or CSV path; built-in datasets get their options from the defaults."""
+    """A dataset by name or CSV path.
+
+    Built-in datasets take the options they understand (:data:`DATASET_OPTIONS`),
+    each defaulting to :data:`clpips.defaults.DEFAULTS`; other options are ignored
+    for them. A CSV path is read by :func:`clpips.datasets.from_csv` with ``options``.
+    """
     from . import datasets
     if name in DATASET_OPTIONS:
-        opts = {key: options.get(key, getattr(DEFAULTS, key)) for key in DATASET_OPTIONS[name]}
-        opts.update({k: v for k, v in options.items() if k not in opts})
-        return datasets.load(name, **opts)
+        # only the options this loader takes; the rest (e.g. k for simulated) do not apply
+        return datasets.load(name, **{key: options.get(key, getattr(DEFAULTS, key)) for key in DATASET_OPTIONS[name]})
     return datasets.load(name, **options)
 
 

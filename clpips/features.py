@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
+import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -43,10 +45,11 @@ class PairFeatures:
 
     def rows(self, targets: Iterable[str], candidates: Iterable[str]) -> torch.Tensor:
         """Row numbers of the given pairs (a KeyError names a pair that was not computed)."""
-        try:
-            return torch.tensor([self.index[(t, c)] for t, c in zip(targets, candidates)], dtype=torch.long)
-        except KeyError as err:
-            raise KeyError(f"no feature vector for pair {err.args[0]}") from None
+        wanted = pd.MultiIndex.from_arrays([np.asarray(targets, dtype=object), np.asarray(candidates, dtype=object)])
+        rows = pd.MultiIndex.from_tuples(self.keys).get_indexer(wanted) if self.keys else np.full(len(wanted), -1)
+        if (rows < 0).any():
+            raise KeyError(f"no feature vector for pair {wanted[int(np.argmax(rows < 0))]}")
+        return torch.from_numpy(rows.astype(np.int64))
 
 
 def _sha256(path: Path) -> str:
@@ -112,7 +115,7 @@ def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", 
 def _extract(metric: CLPIPS, todo: list[tuple[str, str]], paths: dict[str, Path], size: SizeRule,
              batch_size: int, progress: bool) -> dict[tuple[str, str], torch.Tensor]:
     """Compute vectors: every distinct (image, size) through the backbone once per memory chunk."""
-    images = {ref: load_image(paths[ref]) for key in todo for ref in key}
+    images = {ref: load_image(paths[ref]) for ref in dict.fromkeys(ref for key in todo for ref in key)}
 
     prep = {}  # pair -> ((target, size), (candidate, size), target tensor, candidate tensor)
     for t, c in todo:

@@ -93,26 +93,60 @@ def pair_loss(s: torch.Tensor, loss: str, margin: float) -> torch.Tensor:
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
-def fit_pairs(train_x: torch.Tensor, val_x: Optional[torch.Tensor], initial_weights: torch.Tensor, *,
-              net: str = DEFAULTS.net, loss: str = DEFAULTS.loss, margin: float = DEFAULTS.margin,
-              lr: float = DEFAULTS.lr, batch_size: int = DEFAULTS.batch_size, epochs: int = DEFAULTS.epochs,
-              patience: int = DEFAULTS.patience, layers: str | Sequence[int] = DEFAULTS.layers,
-              project: bool = DEFAULTS.project, seed: int = DEFAULTS.seed, l2_to: Optional[torch.Tensor] = None,
-              l2: float = 0.0, device: str = DEFAULTS.device, init: str = "given") -> FitResult:
-    """Train the weight vector on pair differences.
+def _loss_slope(s: torch.Tensor, loss: str, margin: float) -> torch.Tensor:
+    """d loss_i / d s_i for each pair (before averaging)."""
+    if loss == "margin":
+        return -(s <= margin).to(s.dtype)
+    return -torch.sigmoid(-s / margin) / margin
+
+
+class _Adam:
+    """Adam (Kingma & Ba 2015) on one vector, step for step what ``torch.optim.Adam`` does
+    with its defaults (betas 0.9/0.999, eps 1e-8, no weight decay); written out so a step
+    costs a few vector operations (checked against torch in the tests)."""
+
+    def __init__(self, w: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.w, self.lr, (self.b1, self.b2), self.eps, self.t = w, lr, betas, eps, 0
+        self.m, self.v = torch.zeros_like(w), torch.zeros_like(w)
+
+    def step(self, g: torch.Tensor) -> None:
+        self.t += 1
+        self.m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+        denom = (self.v.sqrt() / (1 - self.b2 ** self.t) ** 0.5).add_(self.eps)
+        self.w.addcdiv_(self.m, denom, value=-self.lr / (1 - self.b1 ** self.t))
+
+
+def fit_pairs(features: torch.Tensor, train_pairs: torch.Tensor, val_pairs: Optional[torch.Tensor],
+              initial_weights: torch.Tensor, *, net: str = DEFAULTS.net, loss: str = DEFAULTS.loss,
+              margin: float = DEFAULTS.margin, lr: float = DEFAULTS.lr, batch_size: int = DEFAULTS.batch_size,
+              epochs: int = DEFAULTS.epochs, patience: int = DEFAULTS.patience,
+              layers: str | Sequence[int] = DEFAULTS.layers, project: bool = DEFAULTS.project,
+              seed: int = DEFAULTS.seed, l2_to: Optional[torch.Tensor] = None, l2: float = 0.0,
+              device: str = DEFAULTS.device, init: str = "given") -> FitResult:
+    """Train the weight vector on ranked pairs of feature vectors.
 
     Parameters
     ----------
-    train_x, val_x : N x D tensors
-        Rows ``phi(t, worse) - phi(t, better)`` (see :func:`pair_differences`).
-        ``val_x`` may be None: then every epoch runs and the last is kept.
+    features : M x D tensor
+        Feature vectors ``phi(target, candidate)``, one row per (target, candidate).
+    train_pairs, val_pairs : N x 2 integer tensors
+        Rows ``(better, worse)`` indexing ``features``: the person ranked
+        ``better`` more similar to the same target than ``worse``. ``val_pairs``
+        may be None: then every epoch runs and the last is kept.
     initial_weights : D tensor
-        Starting weights (e.g. ``CLPIPS().weight_vector()``).
+        Starting weights (e.g. :func:`clpips.model.initial_weight_vector`).
     l2_to, l2
-        Optional penalty ``l2 * ||w - l2_to||^2`` (used for personal models pulled
+        Optional penalty ``l2 * ||w - l2_to||^2`` (personal models pulled
         towards the pooled one).
 
-    Other parameters are described in the module docstring and :mod:`clpips.defaults`.
+    Notes
+    -----
+    With ``d = features @ w`` a pair's gap is ``s = d[worse] - d[better]`` and
+    the gradient of the batch loss is ``features.T @ c`` for a vector ``c`` that
+    adds each pair's loss slope at ``worse`` and subtracts it at ``better``, so a
+    step never materialises the ``batch x D`` difference matrix. Other
+    parameters: the module docstring and :mod:`clpips.defaults`.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -120,9 +154,12 @@ def fit_pairs(train_x: torch.Tensor, val_x: Optional[torch.Tensor], initial_weig
         raise ValueError("margin and lr must be > 0; batch_size, epochs and patience >= 1")
     chns = CHANNELS[net]
     dim = sum(chns)
-    if train_x.ndim != 2 or train_x.shape[1] != dim or initial_weights.numel() != dim:
-        raise ValueError(f"expected N x {dim} pair differences and {dim} weights for net={net!r}")
-    if train_x.shape[0] == 0:
+    if features.ndim != 2 or features.shape[1] != dim or initial_weights.numel() != dim:
+        raise ValueError(f"expected M x {dim} features and {dim} weights for net={net!r}")
+    for name, pairs in (("train_pairs", train_pairs), ("val_pairs", val_pairs)):
+        if pairs is not None and (pairs.ndim != 2 or pairs.shape[1] != 2):
+            raise ValueError(f"{name} must be an N x 2 tensor of (better, worse) rows")
+    if train_pairs.shape[0] == 0:
         raise ValueError("no training pairs")
     trainable = torch.zeros(dim, dtype=torch.bool)
     start = np.cumsum([0, *chns])
@@ -131,67 +168,64 @@ def fit_pairs(train_x: torch.Tensor, val_x: Optional[torch.Tensor], initial_weig
 
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(int(seed))
-    x = train_x.to(device, torch.float32)
-    vx = val_x.to(device, torch.float32) if val_x is not None and len(val_x) else None
+    F = features.to(device, torch.float32).contiguous()
+    n_rows = F.shape[0]
+    better, worse = (train_pairs[:, j].to(device, torch.long) for j in (0, 1))
+    val = val_pairs.to(device, torch.long) if val_pairs is not None and len(val_pairs) else None
     w0 = initial_weights.detach().flatten().to(device, torch.float32)
-    w = torch.nn.Parameter(w0.clone())
-    mask = trainable.to(device)
-    anchor = l2_to.detach().flatten().to(device, torch.float32) if l2_to is not None else None
-    opt = torch.optim.Adam([w], lr=lr)
+    w = w0.clone()
+    mask = trainable.to(device, torch.float32)
+    anchor = l2_to.detach().flatten().to(device, torch.float32) if l2_to is not None and l2 > 0 else None
+    opt = _Adam(w, lr)
 
-    def evaluate(data: torch.Tensor) -> tuple[float, float]:
-        with torch.no_grad():
-            s = data @ w
-            return float(pair_loss(s, loss, margin)), float((s > 0).float().mean())
+    def evaluate(b: torch.Tensor, v: torch.Tensor) -> tuple[float, float]:
+        d = F @ w
+        s = d[v] - d[b]
+        penalty = float(l2 * torch.sum((w - anchor) ** 2)) if anchor is not None else 0.0
+        return float(pair_loss(s, loss, margin)) + penalty, float((s > 0).float().mean())
 
-    best = (float("inf"), 0, w.detach().clone())
-    rows, stale = [], 0
+    best = (float("inf"), 0, w.clone())
+    rows, stale, n = [], 0, better.shape[0]
     for epoch in range(1, epochs + 1):
-        order = torch.randperm(x.shape[0], generator=gen).to(device)
-        total = 0.0
-        for i in range(0, x.shape[0], batch_size):
-            batch = x[order[i:i + batch_size]]
-            objective = pair_loss(batch @ w, loss, margin)
-            if anchor is not None and l2 > 0:
-                objective = objective + l2 * torch.sum((w - anchor) ** 2)
-            opt.zero_grad(set_to_none=True)
-            objective.backward()
-            w.grad.mul_(mask)
-            opt.step()
-            with torch.no_grad():
-                w.data = torch.where(mask, w.data, w0)  # Adam moments never move frozen layers
-                if project:
-                    w.data.clamp_(min=0)
-            total += float(objective.detach()) * batch.shape[0]
-        train_loss, train_acc = evaluate(x)
-        row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
-               "mean_batch_loss": total / x.shape[0]}
-        if vx is not None:
-            val_loss, val_acc = evaluate(vx)
+        order = torch.randperm(n, generator=gen).to(device)
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            b, v = better[idx], worse[idx]
+            d = F @ w
+            slope = _loss_slope(d[v] - d[b], loss, margin) / idx.numel()
+            coef = torch.bincount(v, slope, n_rows) - torch.bincount(b, slope, n_rows)
+            g = coef @ F
+            if anchor is not None:
+                g += 2 * l2 * (w - anchor)
+            opt.step(g * mask)  # frozen layers get no gradient, so Adam never moves them
+            if project:
+                w.clamp_(min=0)
+        train_loss, train_acc = evaluate(better, worse)
+        row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc}
+        if val is not None:
+            val_loss, val_acc = evaluate(val[:, 0], val[:, 1])
             row.update(val_loss=val_loss, val_accuracy=val_acc)
             if val_loss < best[0] - 1e-9:
-                best, stale = (val_loss, epoch, w.detach().clone()), 0
+                best, stale = (val_loss, epoch, w.clone()), 0
             else:
                 stale += 1
         else:
-            best = (train_loss, epoch, w.detach().clone())
+            best = (train_loss, epoch, w.clone())
         rows.append(row)
-        if vx is not None and stale >= patience:
+        if val is not None and stale >= patience:
             break
     config = {"net": net, "loss": loss, "margin": margin, "lr": lr, "batch_size": batch_size, "epochs": epochs,
               "patience": patience, "layers": parse_layers(layers, len(chns)), "project": project, "seed": seed,
-              "l2": l2, "init": init, "n_train_pairs": int(x.shape[0]),
-              "n_val_pairs": int(vx.shape[0]) if vx is not None else 0}
+              "l2": l2, "init": init, "n_train_pairs": int(n), "n_val_pairs": int(val.shape[0]) if val is not None else 0}
     return FitResult(weights=best[2].cpu(), initial_weights=w0.cpu(), history=pd.DataFrame(rows),
                      best_epoch=best[1], config=config, seconds=time.perf_counter() - t0)
 
 
-
-def pair_differences(features, pairs: pd.DataFrame) -> torch.Tensor:
-    """Rows ``phi(t, worse) - phi(t, better)`` for a pair table (see :func:`clpips.pairs.ranking_pairs`)."""
+def pair_index(features, pairs: pd.DataFrame) -> torch.Tensor:
+    """``N x 2`` rows (better, worse) of ``features`` for a pair table (:func:`clpips.pairs.ranking_pairs`)."""
     better = features.rows(pairs["target"], pairs["better"])
     worse = features.rows(pairs["target"], pairs["worse"])
-    return features.matrix[worse] - features.matrix[better]
+    return torch.stack([better, worse], dim=1)
 
 
 def fit(dataset, table: Optional[pd.DataFrame] = None, *, val_size: float = 0.2, rater: Optional[object] = None,
@@ -242,9 +276,10 @@ def fit(dataset, table: Optional[pd.DataFrame] = None, *, val_size: float = 0.2,
         fit_rows, val_rows = table, table.iloc[:0]
     if features is None:
         features = pair_features_for(dataset, table, net=net, device=device, progress=progress)
-    train_x = pair_differences(features, ranking_pairs(fit_rows))
-    val_x = pair_differences(features, ranking_pairs(val_rows)) if len(val_rows) else None
-    result = fit_pairs(train_x, val_x, initial_weight_vector(net, init, seed), net=net, seed=seed,
+    train_pairs = pair_index(features, ranking_pairs(fit_rows))
+    val_pairs = pair_index(features, ranking_pairs(val_rows)) if len(val_rows) else None
+    result = fit_pairs(features.matrix, train_pairs, val_pairs, initial_weight_vector(net, init, seed), net=net,
+                       seed=seed,
                        device=device, init=init, **options)
     result.config.update(val_size=val_size, rater=rater, n_train_targets=int(fit_rows["target"].nunique()),
                          n_val_targets=int(val_rows["target"].nunique()))

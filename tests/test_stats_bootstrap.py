@@ -1,0 +1,225 @@
+"""Paired bootstrap over ranking sets: reproducibility, a slow reference loop, intervals, p-values."""
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from clpips.defaults import DEFAULTS
+from clpips.stats import (DegenerateDataWarning, bca_interval, bootstrap_counts, icc, metric_human_table,
+                          metric_statistics, one_sided_pvalue, paired_bootstrap, percentile_interval, spearman)
+
+
+def evaluation(n_sets: int = 40, m: int = 10, noise_a: float = 4.0, noise_b: float = 2.0, seed: int = 0):
+    """Simulated held-out evaluation: metric b is less noisy than metric a."""
+    rng = np.random.default_rng(seed)
+    rank = np.concatenate([rng.permutation(m) + 1 for _ in range(n_sets)])
+    return pd.DataFrame({"set": np.repeat([f"s{i:03d}" for i in range(n_sets)], m), "rank": rank,
+                         "a": rank + rng.normal(0, noise_a, n_sets * m),
+                         "b": rank + rng.normal(0, noise_b, n_sets * m)})
+
+
+def resampled_table(df: pd.DataFrame, set_ids: np.ndarray, counts: np.ndarray) -> pd.DataFrame:
+    """Concatenate each set as often as it was drawn, every copy under a fresh set id."""
+    groups = dict(tuple(df.groupby("set")))
+    parts, copy = [], 0
+    for set_id, c in zip(set_ids, counts):
+        for _ in range(c):
+            parts.append(groups[set_id].assign(set=f"copy{copy}"))
+            copy += 1
+    return pd.concat(parts, ignore_index=True)
+
+
+def reference_loop(df: pd.DataFrame, set_ids: np.ndarray, counts: np.ndarray) -> pd.DataFrame:
+    rows = []
+    for row in counts:
+        table = resampled_table(df, set_ids, row)
+        sa = metric_statistics(table, "set", "rank", "a")
+        sb = metric_statistics(table, "set", "rank", "b")
+        rows.append({"icc_a": sa["icc"], "icc_b": sb["icc"], "rho_a": sa["rho"], "rho_b": sb["rho"]})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- reproducibility
+def test_paired_bootstrap_same_seed_gives_identical_results():
+    df = evaluation()
+    r1 = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=500, seed=7)
+    r2 = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=500, seed=7)
+    pd.testing.assert_frame_equal(r1.distribution, r2.distribution, check_exact=True)
+    pd.testing.assert_frame_equal(r1.summary(), r2.summary(), check_exact=True)
+    assert r1.seed == 7
+
+
+def test_paired_bootstrap_different_seeds_differ():
+    df = evaluation()
+    r1 = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=300, seed=1)
+    r2 = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=300, seed=2)
+    assert not np.array_equal(r1.distribution.to_numpy(), r2.distribution.to_numpy())
+    pd.testing.assert_frame_equal(r1.observed, r2.observed)  # the data did not change
+
+
+def test_paired_bootstrap_defaults_come_from_defaults():
+    params = inspect.signature(paired_bootstrap).parameters
+    assert params["n_boot"].default == DEFAULTS.n_boot
+    assert params["ci"].default == DEFAULTS.ci
+    assert params["seed"].default == DEFAULTS.seed
+
+
+def test_bootstrap_counts_rows_sum_to_n_sets_and_prefix_is_stable():
+    counts = bootstrap_counts(30, 2500, seed=3)
+    assert counts.shape == (2500, 30) and (counts.sum(axis=1) == 30).all()
+    np.testing.assert_array_equal(bootstrap_counts(30, 1000, seed=3), counts[:1000])
+    rng = np.random.default_rng(3)  # documented draw: integers(0, n_sets, size=(block, n_sets))
+    first = np.apply_along_axis(np.bincount, 1, rng.integers(0, 30, size=(1000, 30)), minlength=30)
+    np.testing.assert_array_equal(first, counts[:1000])
+
+
+# --------------------------------------------------------------------------- exactness
+def test_paired_bootstrap_observed_matches_icc_and_spearman():
+    df = evaluation(seed=4)
+    res = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=10)
+    for metric in ("a", "b"):
+        table = metric_human_table(df, "set", "rank", metric)
+        expected_icc = icc(table, "target", "rater", "rating").set_index("Type").at["ICC(A,k)", "ICC"]
+        expected_rho = spearman(df, "set", "rank", metric).at["pooled", "r"]
+        assert res.observed.at["ICC(A,k)", metric] == pytest.approx(expected_icc, rel=1e-12)
+        assert res.observed.at["rho", metric] == pytest.approx(expected_rho, rel=1e-12)
+
+
+@pytest.mark.parametrize("few_values", [64, 0, 10**9], ids=["auto", "rows_in_value_order", "count_matrix"])
+@pytest.mark.parametrize("variant", ["plain", "ties_and_uneven_sets", "many_rank_values"])
+def test_paired_bootstrap_equals_slow_reference_loop(variant, few_values, monkeypatch):
+    # the engine ranks a variable with few distinct values through a sets x values count matrix and
+    # one with many through its rows in value order (with a fast path for untied distances);
+    # forcing each layout exercises every code path
+    monkeypatch.setattr("clpips.stats.bootstrap._FEW_VALUES", few_values)
+    df = evaluation(n_sets=12, seed=5)
+    if variant == "ties_and_uneven_sets":
+        df = df.drop(index=[3, 14, 15, 50]).reset_index(drop=True)  # sets of 9, 8 and 9 candidates
+        df["rank"] = df.groupby("set")["rank"].rank(method="first")
+        df["a"] = df["a"].round(0)  # ties within and across sets
+    elif variant == "many_rank_values":
+        df["rank"] = df["rank"] + np.random.default_rng(0).uniform(0, 0.5, len(df))  # e.g. mean ranks
+    n_boot, seed = 25, 11
+    res = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=n_boot, seed=seed)
+    counts = bootstrap_counts(len(res.set_ids), n_boot, seed)
+    reference = reference_loop(df, res.set_ids, counts)
+    for column in reference.columns:
+        np.testing.assert_allclose(res.distribution[column], reference[column], rtol=1e-10, atol=1e-12,
+                                   err_msg=column)
+    np.testing.assert_allclose(res.distribution["delta_rho"], reference["rho_b"] - reference["rho_a"],
+                               rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- inference
+def test_paired_bootstrap_interval_contains_observed():
+    df = evaluation(n_sets=60, noise_a=3.0, noise_b=3.0, seed=6)
+    res = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=2000, seed=0)
+    for stat, obs in (("icc", "ICC(A,k)"), ("rho", "rho")):
+        for col, metric in ((f"{stat}_a", "a"), (f"{stat}_b", "b"), (f"delta_{stat}", "delta")):
+            low, high = res.intervals.loc[col]
+            assert low < res.observed.at[obs, metric] < high, col
+
+
+def test_paired_bootstrap_better_metric_gives_small_p_and_interval_above_zero():
+    df = evaluation(n_sets=80, noise_a=5.0, noise_b=1.0, seed=7)
+    n_boot = 2000
+    summary = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=n_boot, seed=0).summary()
+    assert (summary["delta"] > 0).all()
+    assert (summary["ci_low"] > 0).all()
+    assert (summary["p_value"] == 1 / (n_boot + 1)).all()  # no resample with delta <= 0
+    # swapping the metrics flips the conclusion
+    swapped = paired_bootstrap(df, "set", "rank", "b", "a", n_boot=n_boot, seed=0).summary()
+    assert (swapped["ci_high"] < 0).all() and (swapped["p_value"] == 1.0).all()
+
+
+def test_paired_bootstrap_identical_metrics_give_zero_delta():
+    df = evaluation(n_sets=20).assign(b=lambda d: d["a"])
+    res = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=200, seed=0)
+    assert (res.distribution["delta_icc"] == 0).all() and (res.distribution["delta_rho"] == 0).all()
+    assert (res.summary()["p_value"] == 1.0).all()
+
+
+def test_paired_bootstrap_summary_layout():
+    res = paired_bootstrap(evaluation(), "set", "rank", "a", "b", n_boot=100, seed=0)
+    summary = res.summary()
+    assert list(summary.index) == ["ΔICC(A,k)", "Δrho"]
+    assert list(summary.columns) == ["observed_a", "observed_b", "delta", "ci_low", "ci_high", "p_value"]
+    assert summary.at["Δrho", "delta"] == pytest.approx(summary.at["Δrho", "observed_b"]
+                                                        - summary.at["Δrho", "observed_a"])
+    assert list(res.distribution.columns) == ["icc_a", "icc_b", "delta_icc", "rho_a", "rho_b", "delta_rho"]
+    assert len(res.distribution) == 100 and list(res.set_ids) == sorted(evaluation()["set"].unique())
+
+
+def test_one_sided_pvalue_uses_plus_one_correction():
+    assert one_sided_pvalue(np.ones(99)) == 1 / 100
+    assert one_sided_pvalue(-np.ones(99)) == 1.0
+    assert one_sided_pvalue(np.r_[np.zeros(9), np.ones(90)]) == 10 / 100  # Δ = 0 counts as "not better"
+
+
+# --------------------------------------------------------------------------- BCa
+def test_bca_equals_percentile_without_bias_or_skew():
+    # observed at the median of a symmetric bootstrap distribution (z0 = 0) and a
+    # symmetric jackknife (acceleration 0): BCa reduces to the percentile interval
+    boot = np.linspace(-1, 1, 1001)
+    jack = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+    assert bca_interval(boot, 0.0, jack, 0.9) == pytest.approx(percentile_interval(boot, 0.9), abs=1e-15)
+
+
+def test_bca_agrees_with_scipy_for_a_skewed_mean():
+    rng = np.random.default_rng(0)
+    x = rng.exponential(size=60)
+    counts = bootstrap_counts(len(x), 20000, seed=1)
+    boot = counts @ x / len(x)
+    jack = (x.sum() - x) / (len(x) - 1)
+    ours = bca_interval(boot, x.mean(), jack, 0.95)
+    theirs = stats.bootstrap((x,), np.mean, n_resamples=20000, method="BCa", rng=2).confidence_interval
+    assert ours == pytest.approx((theirs.low, theirs.high), abs=0.01)  # Monte Carlo error ~0.003
+    # BCa moves the interval to the right of the percentile one for a right-skewed mean
+    pct = percentile_interval(boot, 0.95)
+    assert ours[0] > pct[0] and ours[1] > pct[1]
+
+
+def test_paired_bootstrap_bca_is_close_to_percentile_and_contains_observed():
+    df = evaluation(n_sets=60, noise_a=3.0, noise_b=2.5, seed=8)
+    pct = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=2000, seed=0)
+    bca = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=2000, seed=0, method="bca")
+    pd.testing.assert_frame_equal(pct.distribution, bca.distribution)
+    assert bca.jackknife is not None and len(bca.jackknife) == 60
+    width = pct.intervals["ci_high"] - pct.intervals["ci_low"]
+    assert ((bca.intervals - pct.intervals).abs().max(axis=1) < 0.25 * width).all()
+    for stat, obs in (("icc", "ICC(A,k)"), ("rho", "rho")):
+        low, high = bca.intervals.loc[f"delta_{stat}"]
+        assert low < bca.observed.at[obs, "delta"] < high
+
+
+def test_bca_one_sided_distribution_warns_and_gives_nan():
+    with pytest.warns(DegenerateDataWarning, match="BCa"):
+        assert np.isnan(bca_interval(np.ones(10), 0.5, np.ones(5), 0.95)).all()
+
+
+# --------------------------------------------------------------------------- validation
+def test_paired_bootstrap_rejects_bad_input():
+    df = evaluation(n_sets=3)
+    with pytest.raises(ValueError, match="at least 2 ranking sets"):
+        paired_bootstrap(df[df["set"] == "s000"], "set", "rank", "a", "b", n_boot=10)
+    with pytest.raises(ValueError, match="method must be"):
+        paired_bootstrap(df, "set", "rank", "a", "b", n_boot=10, method="basic")
+    with pytest.raises(ValueError, match="ci must be in"):
+        paired_bootstrap(df, "set", "rank", "a", "b", n_boot=10, ci=95)
+    with pytest.raises(ValueError, match="n_boot"):
+        paired_bootstrap(df, "set", "rank", "a", "b", n_boot=0)
+    with pytest.raises(ValueError, match="missing values"):
+        paired_bootstrap(df.assign(b=np.nan), "set", "rank", "a", "b", n_boot=10)
+    with pytest.raises(ValueError, match="metric_b_col='c' is not a column"):
+        paired_bootstrap(df, "set", "rank", "a", "c", n_boot=10)
+
+
+def test_paired_bootstrap_regular_data_emits_no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paired_bootstrap(evaluation(), "set", "rank", "a", "b", n_boot=200, seed=0, method="bca")

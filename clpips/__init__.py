@@ -3,9 +3,17 @@
 Conventions (checked at every public entry point, see :mod:`clpips.conventions`):
 images are NCHW RGB tensors in [-1, 1]; a lower distance means more similar;
 rank 1 means most similar.
+
+``clpips.CLPIPS`` is imported on first use, so ``import clpips.datasets`` or
+``clpips.stats`` does not pay for importing torch and torchvision.
 """
 __version__ = "0.1.0"
 
-from .model import CLPIPS  # noqa: E402
-
 __all__ = ["CLPIPS", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "CLPIPS":
+        from .model import CLPIPS
+        return CLPIPS
+    raise AttributeError(f"module 'clpips' has no attribute {name!r}")

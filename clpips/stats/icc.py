@@ -504,9 +504,10 @@ def icc(
         \quad\text{vs}\quad ICC(C,k) = \frac{MS_R - MS_E}{MS_R},
 
     so they are *not* identical (4 ranked items: 32/35 vs 8/9, see the
-    tests) but converge as the number of items ``n`` grows: the relative
-    gap is about :math:`MS_E / (n MS_R)`, below 1e-3 for the paper's
-    hundreds of (set, candidate) items.
+    tests) but converge as the number of items ``n`` grows: ICC(A,k) is the
+    larger and the relative gap is about :math:`MS_E / (n\,MS_R)`, e.g.
+    below 1e-3 for 1,000 (set, candidate) items whenever
+    :math:`MS_E \le MS_R`.
 
     The confidence intervals are the F-based intervals of McGraw & Wong
     (1996, Table 7), as in R ``psych::ICC`` and pingouin. This function

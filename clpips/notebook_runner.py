@@ -344,7 +344,7 @@ def run_all(out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
 
 
 def _format_params(values: Mapping[str, Any]) -> str:
-    return " ".join(f"{k}={v!r}" for k, v in values.items())
+    return " ".join(f"{k}={v}" for k, v in values.items())
 
 
 def _display_path(path: Path) -> str:

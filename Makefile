@@ -13,7 +13,7 @@ export CLPIPS_SHARED ?= $(abspath ../shared)
 export CLPIPS_DATA_MIRROR ?= $(if $(wildcard $(CLPIPS_SHARED)/datasets),$(CLPIPS_SHARED)/datasets,)
 export MPLBACKEND ?= Agg
 
-.PHONY: setup book test bench lock example clean
+.PHONY: setup book book-check browser test bench lock example clean
 
 setup: $(STAMP)
 
@@ -28,7 +28,23 @@ example: $(STAMP)
 	$(BIN)/clpips score $(CLPIPS_SHARED)/fixtures/lpips-reference/ref_dir/I03.bmp \
 	    $(CLPIPS_SHARED)/fixtures/lpips-reference/dist_dir/I03.bmp
 
-book: example
+# make book [BOOK_PARAMS="-p seed 1"] [CLPIPS_PROFILE=ci]: fetch the pinned widget/MathJax JS
+# from npm (cached), execute every notebook (clpips run --all $(BOOK_PARAMS)), then
+# jupyter-book build . -W --keep-going. A failing cell or any Sphinx warning fails the make.
+BOOK_PARAMS ?=
+book: $(STAMP)
+	PYTHON=$(BIN)/python scripts/build_book.sh $(BOOK_PARAMS)
+
+# The render test of the built book in headless Chromium (tests/test_book_render.py).
+book-check: $(STAMP) browser
+	$(BIN)/python -m pytest -q tests/test_book_render.py
+
+# Headless Chromium for book-check: the Debian package, installed only when no browser is found
+# (set CHROMIUM=/path/to/chrome to use another). Needs root or sudo.
+browser:
+	@if [ -n "$${CHROMIUM:-}" ] || command -v chromium >/dev/null; then exit 0; fi; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -11,8 +11,11 @@ distance), and compared with the person's ranks:
 * ICC(A,k) of the metric-vs-human table (metric and human as the two raters of
   each (ranking, candidate) item), with its F-based 95% interval and p-value.
 
-Because both "raters" give ranks 1..k, the between-rater variance is zero and
-ICC(A,k) = ICC(C,k) here (see :func:`clpips.stats.icc`).
+Because both "raters" give ranks 1..k, the between-rater mean square is zero,
+so ICC(C,k) = 2 rho / (1 + rho) exactly when neither side has ties (the
+Spearman-Brown formula applied to the pooled rank correlation), and ICC(A,k)
+differs from ICC(C,k) only by a term of order 1/n items (see
+:func:`clpips.stats.icc`): on rank data the paper's ICC restates its rho.
 """
 from __future__ import annotations
 

@@ -284,6 +284,11 @@ def run_notebook(name_or_path: str | os.PathLike,
                                 "seconds": round(time.perf_counter() - start, 3)})
         raise NotebookExecutionError(name, output, err.ename, err.evalue,
                                      list(err.traceback or []), err.exec_count) from None
+    except Exception as err:  # the kernel died, timed out or could not start
+        _record(out_dir, name, {**entry, "status": "failed",
+                                "seconds": round(time.perf_counter() - start, 3)})
+        raise NotebookExecutionError(name, output, type(err).__name__, str(err).strip(),
+                                     [], None) from err
     _record(out_dir, name, {**entry, "status": "ok",
                             "seconds": round(time.perf_counter() - start, 3)})
     return output

@@ -169,3 +169,11 @@ def test_cli_run_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         cli.main(["run", "--help"])
     assert "clpips run 03_training -p margin 0.1" in capsys.readouterr().out
+
+
+def test_a_dying_kernel_is_an_execution_error_too(tmp_path):
+    source = write(tmp_path, "01_die.py", "# %%\nimport os\nos._exit(3)\n")
+    with pytest.raises(nr.NotebookExecutionError) as err:
+        nr.run_notebook(source, {}, tmp_path / "out")
+    assert "notebook 01_die failed" in str(err.value) and "DeadKernelError" in str(err.value)
+    assert nr.read_record(tmp_path / "out")["notebooks"]["01_die"]["status"] == "failed"

@@ -67,8 +67,8 @@ class NotebookExecutionError(NotebookError):
         tb = "\n".join(_ANSI.sub("", line) for line in traceback).rstrip()
         super().__init__(
             f"notebook {name} failed{where}: {ename}: {evalue}\n"
-            f"{tb}\n"
-            f"the executed notebook, with the error, is {output}")
+            + (f"{tb}\n" if tb else "")
+            + f"the executed notebook, with the error, is {output}")
 
 
 @dataclass(frozen=True)

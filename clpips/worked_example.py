@@ -59,13 +59,16 @@ import pandas as pd
 __all__ = ["parse_ranking", "item_names", "ranking_text", "rank_difference_table", "spearman_by_hand",
            "ratings_table", "AnovaSteps", "two_way_anova", "icc_formulas", "spearman_brown",
            "icc_ck_from_rho", "icc_ak_from_rho", "icc_ak_pole", "compare_rankings", "rankings_of",
-           "permutation_table", "MAX_PERMUTATIONS"]
+           "permutation_table", "pooled_rank_table", "MAX_PERMUTATIONS"]
 
 #: :func:`rankings_of` lists every ranking up to this many (7! = 5040), else samples this many
 MAX_PERMUTATIONS = 5040
 
 #: ICC variants of a two-way table computed here (the one-way ICC(1,.) is not needed)
 VARIANTS = ("ICC(A,1)", "ICC(A,k)", "ICC(C,1)", "ICC(C,k)")
+
+#: short names of :data:`VARIANTS` for identifiers (e.g. glue keys): ``"ICC(A,k)"`` -> ``"icc_ak"``
+VARIANT_KEYS = {v: "icc_" + v[4:-1].replace(",", "").lower() for v in VARIANTS}
 
 
 # --------------------------------------------------------------------------- rankings
@@ -406,3 +409,27 @@ def permutation_table(reference: Sequence[int], limit: int = MAX_PERMUTATIONS, s
     return pd.DataFrame({"ranking": [ranking_text(o) for o in others], "Σd²": sum_d2,
                          "rho": 1 - 6 * sum_d2 / (n * (n ** 2 - 1)), "MSR": msr, "MSC": msc, "MSE": mse,
                          **values, "defined": msr + (msc - mse) / n > 0})
+
+
+def pooled_rank_table(n_sets: int = 100, k: int = 10, noise: float = 5.0, set_spread: float = 3.0,
+                      seed: int = 0) -> pd.DataFrame:
+    """A synthetic evaluation: many ranking sets, a person's ranks and a metric's distances.
+
+    In each of ``n_sets`` sets a person ranks ``k`` candidates ``1..k``; the
+    metric's distance to candidate ``i`` of set ``s`` is ``o_s + rank + noise * e``
+    with a set offset ``o_s ~ N(0, set_spread^2)`` (some targets have generally
+    farther candidates, as with a real metric) and ``e ~ N(0, 1)``. Used to
+    show that the relation between ICC and rho survives pooling over sets when
+    rho compares *within-set ranks*, but not when it compares raw distances.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``set, candidate, rank, distance``, one row per (set, candidate).
+    """
+    rng = np.random.default_rng(seed)
+    offsets = rng.normal(0.0, set_spread, size=(n_sets, 1))
+    ranks = np.tile(np.arange(1, k + 1), (n_sets, 1))
+    distances = offsets + ranks + noise * rng.standard_normal((n_sets, k))
+    return pd.DataFrame({"set": np.repeat(np.arange(n_sets), k), "candidate": np.tile(np.arange(k), n_sets),
+                         "rank": ranks.ravel(), "distance": distances.ravel()})

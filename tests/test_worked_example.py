@@ -119,7 +119,7 @@ def test_icc_of_two_rankings_is_a_function_of_rho(n):
     """ICC(C,k) = 2 rho / (1 + rho) exactly; ICC(A,k) = 2 rho / (1 + rho - (1 - rho)/n), not the same."""
     table = we.permutation_table(np.arange(1, n + 1))
     rho = table["rho"].to_numpy()
-    ok = rho > -1                                   # rho = -1: MSR = 0, ICC(C,k) is 0/0
+    ok = rho > -1                                   # rho = -1: MSR = 0, both sides -inf
     np.testing.assert_allclose(table["ICC(C,k)"][ok], we.icc_ck_from_rho(rho[ok]), rtol=1e-12, atol=1e-12)
     finite = np.isfinite(table["ICC(A,k)"].to_numpy())
     np.testing.assert_allclose(table["ICC(A,k)"][finite], we.icc_ak_from_rho(rho[finite], n), rtol=1e-9,

@@ -10,7 +10,6 @@ extracts nothing.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 from . import atomic
 from .images import SizeRule, load_image, match_sizes
 from .model import CHANNELS, CLPIPS
-from .paths import cache_dir
+from .paths import cache_dir, sha256_file
 
 #: bump when the definition of the feature vector changes, to invalidate caches
 FEATURE_VERSION = 1
@@ -50,10 +49,6 @@ class PairFeatures:
         if (rows < 0).any():
             raise KeyError(f"no feature vector for pair {wanted[int(np.argmax(rows < 0))]}")
         return torch.from_numpy(rows.astype(np.int64))
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _size_tag(size: SizeRule) -> str:
@@ -85,7 +80,7 @@ def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", 
     keys = list(dict.fromkeys((str(t), str(c)) for t, c in pairs))
     dim = sum(CHANNELS[net])
     paths = {ref: Path(dataset.image_path(ref)) for key in keys for ref in key}
-    hashes = {ref: _sha256(p) for ref, p in paths.items()}
+    hashes = {ref: sha256_file(p) for ref, p in paths.items()}
     store = feature_store(net, size)
     found: dict[tuple[str, str], torch.Tensor] = {}
     by_target: dict[str, dict[str, torch.Tensor]] = {}

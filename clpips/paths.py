@@ -1,4 +1,4 @@
-"""Where clpips keeps things on disk.
+"""Where clpips keeps things on disk, and how a file's content is identified.
 
 * :func:`cache_dir`: ``$CLPIPS_CACHE`` or ``$XDG_CACHE_HOME/clpips`` (default
   ``~/.cache/clpips``): converted backbone weights (``weights/``), datasets
@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -17,3 +18,12 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "clpips"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

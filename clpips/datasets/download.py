@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clpips.atomic import atomic_path
+from clpips.paths import cache_dir, sha256_file
 
 _CHUNK = 1 << 20
 
@@ -24,23 +25,9 @@ class DownloadError(OSError):
     """A data file could not be fetched, or its content is not the published one."""
 
 
-def cache_dir() -> Path:
-    """The cache folder: ``$CLPIPS_CACHE``, else ``~/.cache/clpips``."""
-    return Path(os.environ.get("CLPIPS_CACHE") or Path.home() / ".cache" / "clpips")
-
-
 def data_dir(dataset: str) -> Path:
     """Where dataset ``dataset`` keeps its files: ``<cache>/data/<dataset>``."""
     return cache_dir() / "data" / dataset
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch(source: str, dest: Path, sha256: str, *, hint: str = "") -> Path:
@@ -65,7 +52,7 @@ def fetch(source: str, dest: Path, sha256: str, *, hint: str = "") -> Path:
         Naming the source, the destination, and expected vs. received sha256.
     """
     if dest.is_file():
-        if sha256_of(dest) == sha256:
+        if sha256_file(dest) == sha256:
             return dest
         dest.unlink()  # a corrupt copy is worse than none
     try:

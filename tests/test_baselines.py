@@ -1,0 +1,200 @@
+"""Baseline metrics: hand-computed values, scikit-image agreement, zero for identical images, orientation."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from clpips import baselines
+from clpips.baselines import (BASELINES, add_baselines, l2_distance, lpips_distance, pixel_distances, psnr,
+                              psnr_distance, ssim, ssim_distance)
+from clpips.images import load_image, match_sizes, to_tensor
+
+
+def _random_images(n=2, h=32, w=40, seed=0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return torch.cat([to_tensor(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for _ in range(n)])
+
+
+def _noisy(x: torch.Tensor, sigma: float, seed: int = 1) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return (x + sigma * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
+
+
+# --------------------------------------------------------------------------- hand-computed values
+def test_l2_and_psnr_hand_computed():
+    # two 1-pixel... 2 x 2 images: x all -1 (black), y with known values on the [0, 1] scale
+    x = torch.full((1, 3, 2, 2), -1.0)
+    y01 = np.array([0.0, 0.5, 1.0, 0.25] * 3, dtype=float).reshape(1, 3, 2, 2)
+    y = torch.tensor(y01 * 2 - 1, dtype=torch.float32)
+    mse = np.mean((y01 - 0.0) ** 2)           # = (0 + 0.25 + 1 + 0.0625) / 4
+    assert mse == pytest.approx(0.328125)
+    assert float(l2_distance(x, y)) == pytest.approx(mse, abs=1e-7)
+    assert float(psnr(x, y)) == pytest.approx(10 * math.log10(1 / mse), abs=1e-5)
+    assert float(psnr_distance(x, y)) == pytest.approx(1 / (10 * math.log10(1 / mse)), abs=1e-7)
+
+
+def test_psnr_matches_skimage():
+    from skimage.metrics import peak_signal_noise_ratio
+    x = _random_images(3)
+    y = _noisy(x, 0.2)
+    ours = psnr(x, y).numpy()
+    ref = [peak_signal_noise_ratio(((a.double() + 1) / 2).permute(1, 2, 0).numpy(),
+                                   ((b.double() + 1) / 2).permute(1, 2, 0).numpy(), data_range=1.0)
+           for a, b in zip(x, y)]
+    np.testing.assert_allclose(ours, ref, rtol=1e-10)
+
+
+def test_l2_batch_is_per_image():
+    x = _random_images(3)
+    y = _random_images(3, seed=5)
+    x01, y01 = ((x.double() + 1) / 2).numpy(), ((y.double() + 1) / 2).numpy()
+    np.testing.assert_allclose(l2_distance(x, y).numpy(), ((x01 - y01) ** 2).mean(axis=(1, 2, 3)), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- SSIM
+def test_ssim_matches_skimage_call():
+    from skimage.metrics import structural_similarity
+    x = _random_images(2, 48, 48)
+    y = _noisy(x, 0.3)
+    ours = ssim(x, y).numpy()
+    for i in range(2):
+        a = ((x[i].double() + 1) / 2).permute(1, 2, 0).numpy()
+        b = ((y[i].double() + 1) / 2).permute(1, 2, 0).numpy()
+        ref = structural_similarity(a, b, data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+                                    use_sample_covariance=False)
+        assert ours[i] == pytest.approx(ref, abs=1e-12)
+
+
+def _ssim_wang(a: np.ndarray, b: np.ndarray) -> float:
+    """Wang et al. (2004) SSIM written out: Gaussian sigma 1.5 (11 x 11), K1=0.01, K2=0.03, L=1,
+    per channel, border of 5 pixels cropped, mean over pixels and channels."""
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    values = []
+    for ch in range(a.shape[2]):
+        x, y = a[..., ch], b[..., ch]
+        f = lambda z: gaussian_filter(z, sigma=1.5, truncate=3.5, mode="reflect")  # noqa: E731
+        mx, my = f(x), f(y)
+        vx, vy, cxy = f(x * x) - mx * mx, f(y * y) - my * my, f(x * y) - mx * my
+        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+        values.append(s[5:-5, 5:-5].mean())
+    return float(np.mean(values))
+
+
+def test_ssim_is_wang_et_al():
+    x = _random_images(1, 40, 40, seed=3)
+    y = _noisy(x, 0.25, seed=4)
+    a = ((x[0].double() + 1) / 2).permute(1, 2, 0).numpy()
+    b = ((y[0].double() + 1) / 2).permute(1, 2, 0).numpy()
+    assert float(ssim(x, y)) == pytest.approx(_ssim_wang(a, b), abs=1e-10)
+
+
+# --------------------------------------------------------------------------- conventions
+@pytest.mark.parametrize("fn", [l2_distance, psnr_distance, ssim_distance])
+def test_identical_images_zero_pixel(fn):
+    x = _random_images(2)
+    np.testing.assert_array_equal(fn(x, x.clone()).numpy(), 0.0)
+
+
+def test_identical_images_zero_lpips_variants():
+    x = _random_images(1, 64, 64)
+    for net, linear in (("vgg", "lpips"), ("alex", "ones")):
+        assert float(lpips_distance(x, x.clone(), net=net, linear=linear)) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("fn", [l2_distance, psnr_distance, ssim_distance,
+                                lambda x, y: lpips_distance(x, y, "vgg", "lpips"),
+                                lambda x, y: lpips_distance(x, y, "alex", "ones")])
+def test_orientation_lower_is_more_similar(fn):
+    x = _random_images(1, 64, 64, seed=7)
+    near, far = _noisy(x, 0.05, seed=8), _noisy(x, 0.6, seed=9)
+    d_near, d_far = float(fn(x, near)), float(fn(x, far))
+    assert 0 < d_near < d_far
+
+
+def test_psnr_orders_like_l2():
+    x = _random_images(1, 32, 32).expand(6, -1, -1, -1)
+    y = torch.cat([_noisy(x[:1], s, seed=i) for i, s in enumerate([0.4, 0.05, 0.2, 0.1, 0.8, 0.3])])
+    assert np.array_equal(np.argsort(l2_distance(x, y).numpy()), np.argsort(psnr_distance(x, y).numpy()))
+
+
+def test_inputs_checked():
+    x = _random_images(1)
+    with pytest.raises(ValueError, match="same shape"):
+        l2_distance(x, x[..., :-1])
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        ssim_distance(x * 3, x)
+
+
+def test_labels_cover_baselines():
+    assert set(BASELINES) <= set(baselines.LABELS)
+    assert baselines.label("lpips_vgg") == baselines.LABELS["lpips_vgg"] and baselines.label("x") == "x"
+
+
+# --------------------------------------------------------------------------- a ranking table
+class _Folder:
+    """A minimal dataset: image references are file names under ``root``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def image_path(self, ref: str) -> Path:
+        return self.root / ref
+
+
+@pytest.fixture()
+def study(tmp_path, monkeypatch):
+    """Four random images (one of another size, to exercise resizing), two sets ranked by two raters;
+    feature caches in a temporary folder, the converted backbone weights where they are."""
+    from clpips.paths import cache_dir
+    from PIL import Image
+    weights = cache_dir() / "weights"
+    if weights.is_dir():
+        monkeypatch.setenv("CLPIPS_BACKBONE_WEIGHTS", str(weights))
+    monkeypatch.setenv("CLPIPS_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for i, shape in enumerate([(64, 64), (64, 64), (64, 64), (80, 56)]):
+        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    rows = []
+    for set_id, target, cands in (("s1", "0.png", ["1.png", "2.png", "3.png"]),
+                                  ("s2", "1.png", ["0.png", "2.png", "3.png"])):
+        for rater, order in (("alice", [1, 2, 3]), ("bob", [3, 1, 2])):
+            rows += [{"set_id": set_id, "target": target, "candidate": c, "rater": rater, "rank": r}
+                     for c, r in zip(cands, order)]
+    return _Folder(tmp_path), pd.DataFrame(rows)
+
+
+def test_pixel_distances_each_pair_once(study):
+    data, table = study
+    pairs = list(table[["target", "candidate"]].itertuples(index=False, name=None))
+    dist = pixel_distances(data, pairs)
+    assert len(dist) == len(set(pairs)) == 6 and list(dist.columns) == ["l2", "psnr", "ssim"]
+    t, c = "0.png", "3.png"  # the candidate is resized to the target's size
+    ti, ci = match_sizes(load_image(data.image_path(t)), load_image(data.image_path(c)))
+    assert dist.loc[(t, c), "l2"] == pytest.approx(float(l2_distance(ti, ci)), rel=1e-12)
+    assert dist.loc[(t, c), "ssim"] == pytest.approx(float(ssim_distance(ti, ci)), rel=1e-12)
+
+
+def test_add_baselines_matches_direct_computation(study):
+    data, table = study
+    scored = add_baselines(table, data)
+    assert set(BASELINES) <= set(scored.columns) and len(scored) == len(table)
+    assert "ranking" in scored.columns
+    for _, row in scored.iloc[[0, 2]].iterrows():
+        ti, ci = match_sizes(load_image(data.image_path(row["target"])), load_image(data.image_path(row["candidate"])))
+        assert row["lpips_vgg"] == pytest.approx(float(lpips_distance(ti, ci, "vgg", "lpips")), rel=1e-4)
+        assert row["lpips_ones"] == pytest.approx(float(lpips_distance(ti, ci, "alex", "ones")), rel=1e-4)
+        assert row["psnr"] == pytest.approx(float(psnr_distance(ti, ci)), rel=1e-12)
+    # the same pair in two rankings gets the same distance
+    assert (scored.groupby(["target", "candidate"])[list(BASELINES)].nunique() == 1).all().all()
+
+
+def test_add_baselines_rejects_unknown(study):
+    data, table = study
+    with pytest.raises(ValueError, match="unknown baseline"):
+        add_baselines(table, data, ["lpips_squeeze"])

@@ -333,9 +333,9 @@ glue("nb02_ci_icc_ck_hi_label", cs.koo_li_label(ci["ICC(C,k)"][1]), display=Fals
 # %%
 for name in ("R1", "R2"):
     rho = summary.loc[name, "rho"]
-    assert np.isclose(summary.loc[name, "ICC(C,k)"], 2 * rho / (1 + rho))                # exact
-    assert np.isclose(summary.loc[name, "ICC(A,k)"], 2 * rho / (1 + rho - (1 - rho) / n))  # exact
-    glue(f"nb02_{name.lower()}_spearman_brown", float(2 * rho / (1 + rho)), display=False)
+    assert np.isclose(summary.loc[name, "ICC(C,k)"], we.icc_ck_from_rho(rho))     # 2 rho / (1 + rho)
+    assert np.isclose(summary.loc[name, "ICC(A,k)"], we.icc_ak_from_rho(rho, n))  # 2 rho / (1 + rho - (1 - rho) / n)
+    glue(f"nb02_{name.lower()}_spearman_brown", float(we.icc_ck_from_rho(rho)), display=False)
 
 table = we.permutation_table(reference, seed=seed)         # every ranking of the n items
 rho_all = table["rho"].to_numpy()

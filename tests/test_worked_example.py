@@ -151,3 +151,20 @@ def test_rankings_of_samples_when_too_many():
     assert len({tuple(r) for r in sample}) == 50
     assert (np.sort(sample, axis=1) == np.arange(1, 9)).all()
     np.testing.assert_array_equal(sample, we.rankings_of(8, limit=50, seed=1))
+
+
+# ----------------------------------------------------------------------------- figures
+def test_figures():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from clpips.plots.worked_example import plot_icc_vs_rho, plot_rankings
+    from clpips.stats import interpretation_scale
+
+    fig = plot_rankings({"reference": [1, 2, 3, 4], "R1": [1, 3, 4, 2]})
+    assert len(fig.axes) == 1 and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["reference", "R1"]
+    for n in (3, 4, 6):
+        table = we.permutation_table(np.arange(1, n + 1))
+        fig = plot_icc_vs_rho(table, n, examples={"R1": (0.4, 0.64)}, bands=interpretation_scale("koo_li"))
+        assert len(fig.axes) == 2
+    plt.close("all")

@@ -1,0 +1,417 @@
+"""Figures of the dataset chapter (01), and the small tables behind them.
+
+Figure data (tidy DataFrames; the tables a figure draws, so that the chapter can
+print and check them):
+
+* :func:`same_category`: does each candidate share its target's category?
+* :func:`top_rank_share`: per ranking, is the rank-1 candidate flagged, and how
+  likely was that by chance?
+* :func:`category_mean_rank`: mean rank of candidates by target and candidate category;
+* :func:`noise_ceiling_bounds`: per (set, rater), the lower (leave-one-rater-out)
+  and upper (rater included) noise-ceiling correlations;
+* :func:`attribute_matches`: per row of a simulated study, which scene
+  attributes the candidate shares with its target;
+* :func:`truth_agreement`: per set of a simulated study, the Spearman correlation
+  of the rater's ranks with the ranking implied by several weightings of the
+  attributes (the rater's own, their group's, everyone's, equal).
+
+Figures (each returns a :class:`matplotlib.figure.Figure`):
+
+* :func:`plot_ranking_sets`: targets and candidates in a rater's order;
+* :func:`plot_category_ranks`: where same-category candidates land (mur92);
+* :func:`plot_agreement`: agreement between raters and the noise ceiling;
+* :func:`plot_truth_agreement`: attribute matches by rank and agreement with the truth (simulated).
+
+Conventions: rank 1 = most similar; a correlation of a rater's ranks with a
+*utility* (higher = more similar) is computed against ``-utility``, so that
+agreement is positive.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+__all__ = ["same_category", "top_rank_share", "category_mean_rank", "noise_ceiling_bounds",
+           "attribute_matches", "truth_agreement", "WEIGHTINGS", "SetView", "plot_ranking_sets",
+           "plot_category_ranks", "plot_agreement", "plot_truth_agreement"]
+
+
+# =========================================================================== figure data
+def _row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each row of ``a`` with the same row of ``b`` (average ranks; NaN if constant)."""
+    a = pd.DataFrame(a).rank(axis=1).to_numpy()
+    b = pd.DataFrame(b).rank(axis=1).to_numpy()
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * b).sum(axis=1) / np.sqrt((a ** 2).sum(axis=1) * (b ** 2).sum(axis=1))
+
+
+def same_category(table: pd.DataFrame, image_info: pd.DataFrame, column: str = "category") -> pd.Series:
+    """For each row of a ranking table: does the candidate share its target's ``column`` value?
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rankings (``target``, ``candidate`` columns).
+    image_info : pandas.DataFrame
+        Per-image metadata with an ``image`` column and ``column``.
+    column : str
+        The label to compare (e.g. ``"category"`` of mur92).
+
+    Returns
+    -------
+    pandas.Series
+        Boolean, aligned with ``table``, named ``"same_<column>"``.
+    """
+    label = image_info.set_index("image")[column]
+    missing = set(table["target"]).union(table["candidate"]) - set(label.index)
+    if missing:
+        raise ValueError(f"image_info has no {column!r} for {len(missing)} images, e.g. {sorted(missing)[0]!r}")
+    same = table["candidate"].map(label).to_numpy() == table["target"].map(label).to_numpy()
+    return pd.Series(same, index=table.index, name=f"same_{column}")
+
+
+def top_rank_share(table: pd.DataFrame, flag: pd.Series) -> pd.DataFrame:
+    """Per ranking (set, rater): is the rank-1 candidate flagged, and the chance of that.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rankings.
+    flag : pandas.Series
+        Boolean per row of ``table`` (e.g. :func:`same_category`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``set_id, rater, k, n_flagged, top_flagged, chance`` where ``chance =
+        n_flagged / k`` is the probability that a uniformly random order puts
+        a flagged candidate first.
+    """
+    t = table[["set_id", "rater", "rank"]].assign(flag=flag.to_numpy(dtype=bool))
+    groups = t.groupby(["set_id", "rater"], sort=True)
+    out = groups.agg(k=("flag", "size"), n_flagged=("flag", "sum")).reset_index()
+    top = t.loc[t["rank"] == 1].set_index(["set_id", "rater"])["flag"]
+    out["top_flagged"] = top.reindex(pd.MultiIndex.from_frame(out[["set_id", "rater"]])).to_numpy(dtype=bool)
+    out["chance"] = out["n_flagged"] / out["k"]
+    return out
+
+
+def category_mean_rank(table: pd.DataFrame, image_info: pd.DataFrame, column: str = "category") -> pd.DataFrame:
+    """Mean rank of candidates by target category (rows) and candidate category (columns)."""
+    label = image_info.set_index("image")[column]
+    t = pd.DataFrame({"target category": table["target"].map(label).to_numpy(),
+                      "candidate category": table["candidate"].map(label).to_numpy(),
+                      "rank": table["rank"].to_numpy(dtype=float)})
+    return t.pivot_table(index="target category", columns="candidate category", values="rank", aggfunc="mean")
+
+
+def noise_ceiling_bounds(table: pd.DataFrame) -> pd.DataFrame:
+    """Lower and upper noise-ceiling correlations for every (set, rater) of sets with 2+ raters.
+
+    ``lower``: Spearman of the rater's ranks with the mean rank the *other*
+    raters of the set gave (leave one rater out, as
+    :func:`clpips.datasets.summaries.noise_ceiling`). ``upper``: with the mean
+    rank of *all* raters, the rater included, which flatters the rater
+    (Nili et al. 2014). The best single ranking of a set for predicting its
+    raters has an expected correlation between the two.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``set_id, rater, n_raters, lower, upper``; empty when no set has two raters.
+    """
+    parts = []
+    for set_id, part in table.groupby("set_id", sort=True):
+        ranks = part.pivot(index="rater", columns="candidate", values="rank")
+        m = len(ranks)
+        if m < 2:
+            continue
+        y = ranks.to_numpy(dtype=float)
+        total = y.sum(axis=0, keepdims=True)
+        parts.append(pd.DataFrame({
+            "set_id": set_id, "rater": ranks.index.to_numpy(), "n_raters": m,
+            "lower": _row_spearman(y, (total - y) / (m - 1)),
+            "upper": _row_spearman(y, np.repeat(total / m, m, axis=0)),
+        }))
+    if not parts:
+        return pd.DataFrame(columns=["set_id", "rater", "n_raters", "lower", "upper"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def attribute_matches(table: pd.DataFrame, image_info: pd.DataFrame, attributes: Sequence[str]) -> pd.DataFrame:
+    """Which attributes each candidate shares with its target (a simulated study).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rankings.
+    image_info : pandas.DataFrame
+        One row per image (``image`` column) with one column per attribute.
+    attributes : sequence of str
+        Attribute columns (e.g. :data:`clpips.datasets.scenes.NAMES`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Aligned with ``table``: one boolean column per attribute and ``n_match``,
+        the number of attributes matched.
+    """
+    info = image_info.set_index("image")[list(attributes)]
+    cand = info.reindex(table["candidate"]).to_numpy()
+    targ = info.reindex(table["target"]).to_numpy()
+    if pd.isna(cand).any() or pd.isna(targ).any():
+        raise ValueError("image_info lacks attributes for some images of the table")
+    match = pd.DataFrame(cand == targ, columns=list(attributes), index=table.index)
+    match["n_match"] = match[list(attributes)].sum(axis=1)
+    return match
+
+
+#: weightings of the attributes compared by :func:`truth_agreement`, in display order
+WEIGHTINGS = ("own weights", "group weights", "everyone's weights", "equal weights")
+
+
+def truth_agreement(table: pd.DataFrame, matches: pd.DataFrame, weights: pd.DataFrame,
+                    group_weights: pd.DataFrame) -> pd.DataFrame:
+    """Spearman correlation of each set's ranks with the ranking implied by a weighting of attributes.
+
+    A candidate's utility under weights ``w`` is ``sum_a w_a * match_a``
+    (the simulated study's model, without its judgement noise). Four weightings:
+    the rater's own ``w_r`` (the ground truth), their group's mean ``mu_g``, the
+    mean of all raters' weights (one metric for everyone) and equal weights.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rankings of a simulated study (``set_id, rater, candidate, rank``); every
+        set has one rater.
+    matches : pandas.DataFrame
+        :func:`attribute_matches` of ``table``.
+    weights, group_weights : pandas.DataFrame
+        ``dataset.truth.weights`` (``rater``, ``group``, one column per
+        attribute) and ``dataset.truth.group_weights`` (``group``, attributes).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per set: ``set_id, rater, group`` and one column per name in
+        :data:`WEIGHTINGS` (NaN where a set's utilities are all equal).
+    """
+    attributes = [c for c in matches.columns if c != "n_match"]
+    w = weights.set_index("rater")
+    order = table.assign(_row=np.arange(len(table))).sort_values(["set_id", "candidate"], kind="stable")
+    sets = order["set_id"].drop_duplicates().to_numpy()
+    k_per_set = order.groupby("set_id", sort=False).size()
+    if k_per_set.nunique() != 1:
+        raise ValueError("truth_agreement expects every set to have the same number of candidates")
+    k = int(k_per_set.iloc[0])
+    raters = order.groupby("set_id", sort=False)["rater"].agg(["first", "nunique"])
+    if (raters["nunique"] > 1).any():
+        raise ValueError("truth_agreement expects one rater per set (a simulated study)")
+    rater_of_set = raters["first"].to_numpy()
+    ranks = order["rank"].to_numpy(dtype=float).reshape(len(sets), k)
+    m = matches.iloc[order["_row"].to_numpy()][attributes].to_numpy(dtype=float).reshape(len(sets), k, -1)
+    row_weights = {
+        "own weights": w.loc[rater_of_set, attributes].to_numpy(),
+        "group weights": group_weights.set_index("group").loc[w.loc[rater_of_set, "group"], attributes].to_numpy(),
+        "everyone's weights": np.broadcast_to(w[attributes].mean().to_numpy(), (len(sets), len(attributes))),
+        "equal weights": np.full((len(sets), len(attributes)), 1.0 / len(attributes)),
+    }
+    out = pd.DataFrame({"set_id": sets, "rater": rater_of_set,
+                        "group": w.loc[rater_of_set, "group"].to_numpy()})
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for name in WEIGHTINGS:
+            utility = np.einsum("ska,sa->sk", m, row_weights[name])
+            out[name] = _row_spearman(ranks, -utility)
+    return out
+
+
+# =========================================================================== figures
+@dataclass
+class SetView:
+    """One row of :func:`plot_ranking_sets`: a ranking set as one rater ordered it.
+
+    Attributes
+    ----------
+    dataset : clpips.datasets.RankingDataset
+        Where the images are (``open_image``) and the rankings (``table``).
+    set_id, rater : str
+        Which set, ranked by whom.
+    title : str
+        Row title (left of the target).
+    notes : mapping
+        Candidate -> short text under its image (e.g. its category).
+    highlight : mapping
+        Candidate -> True to frame its image (e.g. same category as the target).
+    """
+
+    dataset: object
+    set_id: str
+    rater: str
+    title: str = ""
+    notes: Mapping[str, str] = field(default_factory=dict)
+    highlight: Mapping[str, bool] = field(default_factory=dict)
+
+
+def plot_ranking_sets(views: Sequence[SetView], image_inches: float = 1.05) -> Figure:
+    """Targets and their candidates, each row one rater's order (rank 1 first).
+
+    Parameters
+    ----------
+    views : sequence of SetView
+        One row each.
+    image_inches : float
+        Width of one image in the figure.
+    """
+    rows = []
+    for v in views:
+        part = v.dataset.table
+        part = part.loc[(part["set_id"] == v.set_id) & (part["rater"] == v.rater)].sort_values("rank")
+        if part.empty:
+            raise ValueError(f"no ranking of set {v.set_id!r} by rater {v.rater!r}")
+        rows.append((v, part["target"].iloc[0], part["candidate"].tolist(), part["rank"].tolist()))
+    ncols = 1 + max(len(r[2]) for r in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(image_inches * ncols + 0.4, (image_inches + 0.75) * len(rows)),
+                             squeeze=False, gridspec_kw={"wspace": 0.06, "hspace": 0.7})
+    for axrow, (v, target, candidates, ranks) in zip(axes, rows):
+        for ax in axrow:
+            ax.axis("off")
+        ax = axrow[0]
+        ax.imshow(v.dataset.open_image(target))
+        ax.set_title("target", fontsize=9, fontweight="bold")
+        ax.axis("on")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_linewidth(3)
+        ax.set_ylabel(v.title, fontsize=9, rotation=0, ha="right", va="center", labelpad=6)
+        for ax, cand, rank in zip(axrow[1:], candidates, ranks):
+            ax.imshow(v.dataset.open_image(cand))
+            ax.set_title(f"rank {rank:g}", fontsize=8.5)
+            if v.notes.get(cand):
+                ax.text(0.5, -0.05, v.notes[cand], transform=ax.transAxes, ha="center", va="top", fontsize=7,
+                        linespacing=0.95)
+            if v.highlight.get(cand):
+                ax.axis("on")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("tab:orange")
+                    spine.set_linewidth(3)
+    return fig
+
+
+def plot_category_ranks(distribution: pd.DataFrame, flag: str, mean_ranks: pd.DataFrame, k: int) -> Figure:
+    """Where candidates of the target's category land (left) and mean rank by category pair (right).
+
+    Parameters
+    ----------
+    distribution : pandas.DataFrame
+        :func:`clpips.datasets.summaries.rank_distribution` by ``flag``
+        (columns ``flag, rank, count, share``).
+    flag : str
+        The boolean label column of ``distribution`` (e.g. ``"same_category"``).
+    mean_ranks : pandas.DataFrame
+        :func:`category_mean_rank`.
+    k : int
+        Candidates per set (chance share ``1/k`` at each rank).
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.3), gridspec_kw={"width_ratios": [1, 1.15]})
+    for value, colour, label in ((True, "tab:orange", "same category as the target"),
+                                 (False, "tab:blue", "another category")):
+        part = distribution.loc[distribution[flag] == value].sort_values("rank")
+        left.plot(part["rank"], part["share"], "o-", color=colour, label=label)
+    left.axhline(1 / k, color="0.4", ls="--", lw=1, label=f"chance, 1/{k}")
+    left.set_xlabel("rank given (1 = most similar)")
+    left.set_ylabel("share of such candidates at this rank")
+    left.set_xticks(range(1, k + 1))
+    left.legend(fontsize=8)
+    left.set_ylim(0, None)
+    im = right.imshow(mean_ranks.to_numpy(), cmap="viridis_r", vmin=1, vmax=k)
+    right.set_xticks(range(mean_ranks.shape[1]), mean_ranks.columns, rotation=35, ha="right", fontsize=8)
+    right.set_yticks(range(mean_ranks.shape[0]), mean_ranks.index, fontsize=8)
+    right.set_xlabel("candidate category")
+    right.set_ylabel("target category")
+    for (i, j), value in np.ndenumerate(mean_ranks.to_numpy()):
+        if np.isfinite(value):
+            right.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7.5,
+                       color="white" if value < (1 + k) / 2 else "black")
+    fig.colorbar(im, ax=right, label="mean rank", shrink=0.85)
+    fig.tight_layout()
+    return fig
+
+
+def plot_agreement(agreement: pd.DataFrame, bounds: pd.DataFrame) -> Figure:
+    """Left: mean pairwise Spearman between raters, per set. Right: each rater's noise-ceiling bounds.
+
+    Parameters
+    ----------
+    agreement : pandas.DataFrame
+        :func:`clpips.datasets.summaries.rater_agreement` (``mean_rho`` per set).
+    bounds : pandas.DataFrame
+        :func:`noise_ceiling_bounds`.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 1.3]})
+    left.hist(agreement["mean_rho"].dropna(), bins=np.linspace(-0.2, 1, 25), color="tab:blue", alpha=0.8)
+    mean = agreement["mean_rho"].mean()
+    left.axvline(mean, color="black", lw=1.2, label=f"mean over sets, {mean:.2f}")
+    left.set_xlabel(r"mean pairwise Spearman $\rho$ between raters of a set")
+    left.set_ylabel("sets")
+    left.legend(fontsize=8)
+    per_rater = bounds.groupby("rater")[["lower", "upper"]].mean().sort_values("lower")
+    y = np.arange(len(per_rater))
+    right.hlines(y, per_rater["lower"], per_rater["upper"], color="0.6", lw=2)
+    right.plot(per_rater["lower"], y, "o", color="tab:blue", label="lower bound: others' mean rank")
+    right.plot(per_rater["upper"], y, "o", color="tab:red", label="upper bound: all raters' mean rank")
+    for value, colour in ((bounds["lower"].mean(), "tab:blue"), (bounds["upper"].mean(), "tab:red")):
+        right.axvline(value, color=colour, ls="--", lw=1)
+    right.set_yticks(y, per_rater.index, fontsize=7.5)
+    right.set_xlabel(r"Spearman $\rho$ with the group's ranking (mean over the rater's sets)")
+    right.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_truth_agreement(table: pd.DataFrame, matches: pd.DataFrame, agreement: pd.DataFrame) -> Figure:
+    """Left: attributes a candidate shares with the target, by rank. Right: per-set agreement with each weighting.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rankings of a simulated study.
+    matches : pandas.DataFrame
+        :func:`attribute_matches` of ``table``.
+    agreement : pandas.DataFrame
+        :func:`truth_agreement`.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 1.2]})
+    by_rank = matches.assign(rank=table["rank"].to_numpy()).groupby("rank")["n_match"]
+    stats = by_rank.agg(["mean", lambda s: s.quantile(0.25), lambda s: s.quantile(0.75)])
+    stats.columns = ["mean", "q25", "q75"]
+    left.fill_between(stats.index, stats["q25"], stats["q75"], color="tab:green", alpha=0.2,
+                      label="middle half of candidates")
+    left.plot(stats.index, stats["mean"], "o-", color="tab:green", label="mean")
+    n_attr = matches.shape[1] - 1
+    left.set_ylim(0, n_attr)
+    left.set_xticks(stats.index)
+    left.set_xlabel("rank given (1 = most similar)")
+    left.set_ylabel(f"attributes shared with the target (of {n_attr})")
+    left.legend(fontsize=8)
+    data = [agreement[name].dropna().to_numpy() for name in WEIGHTINGS]
+    parts = right.boxplot(data, orientation="horizontal", widths=0.6, patch_artist=True, showmeans=True,
+                          meanprops={"marker": "D", "markerfacecolor": "black", "markeredgecolor": "black",
+                                     "markersize": 4})
+    for box in parts["boxes"]:
+        box.set_facecolor("#cfe2f3")
+    right.set_yticks(range(1, len(WEIGHTINGS) + 1), WEIGHTINGS)
+    right.invert_yaxis()
+    right.set_xlabel(r"Spearman $\rho$ with the participant's ranks, per set")
+    right.axvline(0, color="0.6", lw=0.8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,362 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# (sec-01-datasets)=
+# # The data: ranking sets, and how much people agree
+#
+# CLPIPS learns from, and is judged on, **rankings**. A person looks at a *target* image and a
+# handful of *candidate* images and orders the candidates from most to least similar to the
+# target. The paper's rankings are private {cite:p}`trinh2026clpips`, so this book works with
+# two datasets anyone can rebuild:
+#
+# - **`mur92`**: real judgements. Sixteen people arranged 92 photographs of objects by
+#   similarity {cite:p}`mur2013human,kriegeskorte2008matching`; each person's dissimilarities
+#   are read as rankings of candidates around each image.
+# - **`simulated`**: a study shaped like the paper's, in which each participant ranks their own
+#   regenerations of a target, generated from a model whose ground truth we know.
+#
+# This chapter shows what a ranking set looks like in each, how much data there is, where
+# similar candidates land, and how far people agree with each other. The last point matters
+# most: the agreement between people bounds how well *any* metric can agree with them.
+
+# %% tags=["parameters"]
+from clpips.defaults import DEFAULTS
+
+dataset = DEFAULTS.dataset
+k = DEFAULTS.k
+candidates = DEFAULTS.candidates
+seed = DEFAULTS.seed
+
+# %% tags=["hide-input"]
+import warnings
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import display
+from matplotlib_inline.backend_inline import set_matplotlib_formats
+from myst_nb import glue
+from scipy import stats
+
+from clpips import paper
+from clpips.datasets import summaries
+from clpips.datasets.scenes import NAMES
+from clpips.datasets.simulated import StudyDesign
+from clpips.experiment import load_dataset
+from clpips.plots import datasets as plots
+
+set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
+
+options = {"k": k, "candidates": candidates, "seed": seed}
+# the dataset the later chapters use; a CSV study takes none of the built-in datasets' options
+data = load_dataset(dataset, **({} if str(dataset).lower().endswith(".csv") else options))
+mur = data if data.name == "mur92" else load_dataset("mur92", **options)
+sim = data if data.name == "simulated" else load_dataset("simulated", **options)
+studies = {"mur92": mur, "simulated": sim}
+if data.name not in studies:                     # a study of your own (a CSV file)
+    studies[data.name] = data
+
+counts = pd.concat({name: summaries.counts(s.table) for name, s in studies.items()}).droplevel(1)
+counts.index.name = "dataset"
+
+book = summaries.counts(data.table).iloc[0]
+glue("nb01_dataset", data.name, display=False)
+glue("n_targets", int(book["targets"]), display=False)     # pasted by book/reproduction.md
+glue("n_raters", int(book["raters"]), display=False)
+glue("n_rankings", int(book["rankings"]), display=False)
+for name, short in (("mur92", "mur"), ("simulated", "sim")):
+    for column in ("sets", "raters", "targets", "rankings", "pairs", "k_max"):
+        glue(f"nb01_{short}_{column}", int(counts.loc[name, column]), display=False)
+glue("nb01_mur_images", int(mur.image_info.shape[0]), display=False)
+glue("nb01_paper_lpips_rho", paper.value("lpips_spearman"), display=False)     # the paper's Table 3
+glue("nb01_paper_clpips_rho", paper.value("clpips_spearman"), display=False)
+glue("nb01_mur_categories", int(mur.image_info["category"].nunique()), display=False)
+
+# %% [markdown]
+# ## What a ranking set is
+#
+# A **ranking set** is one target image and its $k$ candidates. A **ranking** is one person's
+# order of a set's candidates: rank 1 for the candidate they judged most similar to the target,
+# rank $k$ for the least similar. Several people may rank the same set (`mur92`), or each person
+# may have sets of their own (`simulated`, and the paper). In the table format every dataset
+# shares, a ranking is $k$ rows, one per candidate, each with its set, target, rater and rank
+# (see the repository's `data/README.md`).
+
+# %%
+agreement = summaries.rater_agreement(mur.table)           # mean pairwise Spearman per shared set
+mid = agreement.loc[(agreement["mean_rho"] - agreement["mean_rho"].median()).abs().idxmin(), "set_id"]
+mid_rho = agreement.set_index("set_id").loc[mid, "mean_rho"]
+ranks_mid = mur.table.loc[mur.table["set_id"] == mid].pivot(index="candidate", columns="rater", values="rank")
+pairwise = ranks_mid.corr(method="spearman").stack()       # every ordered pair of raters of the set
+pairwise = pairwise[pairwise.index.get_level_values(0) < pairwise.index.get_level_values(1)]
+two = list((pairwise - mid_rho).abs().idxmin())            # the pair whose agreement is the set's mean
+glue("nb01_example_pair_rho", float(pairwise[tuple(two)]), display=False)
+glue("nb01_example_set_rho", float(mid_rho), display=False)
+
+category = mur.image_info.set_index("image")["category"]
+same = plots.same_category(mur.table, mur.image_info)
+matches = plots.attribute_matches(sim.table, sim.image_info, NAMES)
+truth = plots.truth_agreement(sim.table, matches, sim.truth.weights, sim.truth.group_weights)
+sim_set = truth.loc[(truth["own weights"] - truth["own weights"].median()).abs().idxmin()]
+n_match = dict(zip(sim.table["candidate"], matches["n_match"]))
+
+in_mid = mur.table["set_id"] == mid
+views = [plots.SetView(mur, mid, rater, title=f"mur92\n{rater}", notes=category.str.replace(" ", "\n").to_dict(),
+                       highlight=dict(zip(mur.table.loc[in_mid, "candidate"], same[in_mid])))
+         for rater in two]
+views.append(plots.SetView(sim, sim_set["set_id"], sim_set["rater"], title=f"simulated\n{sim_set['rater']}",
+                           notes={c: f"{m} of {len(NAMES)} match" for c, m in n_match.items()},
+                           highlight={c: m == len(NAMES) for c, m in n_match.items()}))
+if data.name not in ("mur92", "simulated"):
+    first = data.table.iloc[0]
+    views.append(plots.SetView(data, first["set_id"], first["rater"], title=f"{data.name}\n{first['rater']}"))
+fig = plots.plot_ranking_sets(views)
+glue("nb01_fig_sets", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} nb01_fig_sets
+# :name: fig-01-sets
+#
+# Ranking sets as people ordered them: the target (heavy frame), then the candidates from
+# rank 1 (most similar) to rank $k$. The first two rows are the same `mur92` set, chosen as
+# the set whose agreement between raters is the median, ordered by the two of its people whose
+# agreement is closest to that set's average; candidates of the target's category are framed in
+# orange. The last `simulated` row is one participant's
+# own regenerations of a target, labelled with how many of the six scene attributes each
+# shares with the target (framed: all six). A further row, when a study of your own is given as
+# `dataset`, shows its first ranking.
+# ```
+#
+# The two people in {numref}`fig-01-sets` rank the same candidates with a Spearman
+# correlation of {glue:text}`nb01_example_pair_rho:.2f`; over all pairs of its raters this set
+# averages {glue:text}`nb01_example_set_rho:.2f`. Similarity is not a fixed property of two
+# images: people weigh what they see differently.
+#
+# (sec-01-counts)=
+# ## How much data
+#
+# `mur92` turns each of the {glue:text}`nb01_mur_images:d` images into the target of one set,
+# with {glue:text}`nb01_mur_k_max:d` candidates drawn from the other images (parameters `k`,
+# `candidates` and `seed`); all {glue:text}`nb01_mur_raters:d` people rank every set, because
+# each arranged all the images. That makes {glue:text}`nb01_mur_rankings:,d` rankings and
+# {glue:text}`nb01_mur_pairs:,d` ordered candidate pairs, the unit CLPIPS trains on. The
+# simulated study has {glue:text}`nb01_sim_raters:d` participants who each rank their own
+# {glue:text}`nb01_sim_k_max:d` regenerations of each of their group's targets:
+# {glue:text}`nb01_sim_rankings:,d` rankings of {glue:text}`nb01_sim_targets:d` targets, one
+# rater per set, as in the paper.
+
+# %%
+counts
+
+# %% [markdown]
+# The later chapters train and evaluate on **{glue:text}`nb01_dataset`** (the `dataset`
+# parameter): {glue:text}`n_rankings:,d` rankings by {glue:text}`n_raters:d` people of
+# {glue:text}`n_targets:d` target images.
+#
+# (sec-01-mur92-ranks)=
+# ## `mur92`: where similar objects land
+#
+# The 92 images fall into {glue:text}`nb01_mur_categories:d` categories (human and animal
+# faces and bodies, natural and artificial objects). If category drives similarity, a
+# candidate from the target's own category should often be ranked first.
+
+# %%
+top = plots.top_rank_share(mur.table, same)                 # one row per ranking
+eligible = top.loc[top["n_flagged"] > 0]                    # rankings with a same-category candidate
+distribution = summaries.rank_distribution(mur.table.assign(same_category=same), "same_category")
+mean_ranks = plots.category_mean_rank(mur.table, mur.image_info)
+glue("nb01_top_eligible", len(eligible), display=False)
+glue("nb01_top_rankings", len(top), display=False)
+glue("nb01_top_observed", float(eligible["top_flagged"].mean()), display=False)
+glue("nb01_top_chance", float(eligible["chance"].mean()), display=False)
+glue("nb01_same_at_1", float(distribution.query("same_category and rank == 1")["share"].iloc[0]), display=False)
+glue("nb01_same_at_k", float(distribution.query("same_category and rank == @mur.k")["share"].iloc[0]), display=False)
+fig = plots.plot_category_ranks(distribution, "same_category", mean_ranks, mur.k)
+glue("nb01_fig_category_ranks", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# In {glue:text}`nb01_top_eligible:,d` of the {glue:text}`nb01_top_rankings:,d` rankings at least
+# one candidate shares the target's category. There the rank-1 candidate is from the target's
+# category {glue:text}`nb01_top_observed:.0%` of the time, where a random order would manage
+# {glue:text}`nb01_top_chance:.0%` (the share of same-category candidates in the set, averaged).
+# Seen the other way round ({numref}`fig-01-category-ranks`, left), a same-category candidate
+# lands at rank 1 {glue:text}`nb01_same_at_1:.0%` of the time and at the last rank
+# {glue:text}`nb01_same_at_k:.0%`, against {glue:text}`nb01_mur_k_max:d`-way chance.
+#
+# ```{glue:figure} nb01_fig_category_ranks
+# :name: fig-01-category-ranks
+#
+# Category and rank in `mur92`. Left: the share of candidates at each rank, for candidates of
+# the target's category and of another; the dashed line is chance. Right: the mean rank given
+# to candidates of each category (columns) for targets of each category (rows); a low number
+# (dark) means "judged similar". Faces go with faces and bodies with bodies, of humans and
+# animals alike, and the two kinds of inanimate objects are close to each other.
+# ```
+#
+# (sec-01-mur92-agreement)=
+# ## `mur92`: how much do people agree?
+#
+# For each set ranked by several people we can ask how similar their rankings are: the mean
+# Spearman correlation over all pairs of its raters.
+
+# %%
+bounds = plots.noise_ceiling_bounds(mur.table)
+ceiling = summaries.noise_ceiling(mur.table)
+# checks: the lower bound is summaries.noise_ceiling; one set by hand with scipy
+assert np.isclose(bounds["lower"].mean(), ceiling.set_index("rater").loc["all", "rho"])
+one = mur.table.loc[mur.table["set_id"] == mid].pivot(index="candidate", columns="rater", values="rank")
+rater = one.columns[0]
+others = one.drop(columns=rater).mean(axis=1)
+hand = stats.spearmanr(one[rater], others).statistic
+assert np.isclose(hand, bounds.set_index(["set_id", "rater"]).loc[(mid, rater), "lower"])
+assert np.isclose(stats.spearmanr(one[rater], one.mean(axis=1)).statistic,
+                  bounds.set_index(["set_id", "rater"]).loc[(mid, rater), "upper"])
+
+glue("nb01_mur_agreement", float(agreement["mean_rho"].mean()), display=False)
+glue("nb01_mur_agreement_lo", float(agreement["mean_rho"].quantile(0.1)), display=False)
+glue("nb01_mur_agreement_hi", float(agreement["mean_rho"].quantile(0.9)), display=False)
+glue("nb01_ceiling_lower", float(bounds["lower"].mean()), display=False)
+glue("nb01_ceiling_upper", float(bounds["upper"].mean()), display=False)
+per_rater = bounds.groupby("rater")["lower"].mean()
+glue("nb01_ceiling_rater_min", float(per_rater.min()), display=False)
+glue("nb01_ceiling_rater_max", float(per_rater.max()), display=False)
+fig = plots.plot_agreement(agreement, bounds)
+glue("nb01_fig_agreement", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# Two people ranking the same `mur92` set agree with a mean Spearman $\rho$ of
+# {glue:text}`nb01_mur_agreement:.2f`; across sets the mean pairwise $\rho$ ranges from
+# {glue:text}`nb01_mur_agreement_lo:.2f` to {glue:text}`nb01_mur_agreement_hi:.2f` (10th to 90th
+# percentile, {numref}`fig-01-agreement`, left). People agree, but far from perfectly.
+#
+# **The noise ceiling.** A metric gives each candidate one distance to the target, so it ranks a
+# set *the same way for everyone*. How well can a single ranking agree with a set's raters? For
+# Spearman's $\rho$ the best single ranking is the order of the raters' mean ranks (for untied
+# rankings $\rho$ is linear in the rank vector, and the rearrangement inequality does the rest).
+# Two estimates bracket what it achieves (after Nili et al., 2014):
+#
+# - the **lower bound** correlates each rater with the mean rank of the *other* raters of the
+#   set (leave one rater out). The others' mean is a noisy estimate of the consensus, so this
+#   understates the best ranking: {glue:text}`nb01_ceiling_lower:.3f` on average;
+# - the **upper bound** correlates each rater with the mean rank of *all* raters, the rater
+#   included. This is (up to ties) the ranking that fits these very raters best, chosen after
+#   seeing them; no metric, which never sees them, can do better on average:
+#   {glue:text}`nb01_ceiling_upper:.3f`.
+#
+# So a metric that gives everyone the same ranking cannot expect a mean per-ranking $\rho$ above
+# about {glue:text}`nb01_ceiling_upper:.2f` on `mur92`, and reaching
+# {glue:text}`nb01_ceiling_lower:.2f` already means predicting a person as well as fifteen other
+# people do. (With $k$ candidates per set and within-set ranks, the mean per-ranking $\rho$ is
+# also the pooled $\rho$ the paper reports; see {ref}`sec-02-rho-identity`.) Individual raters
+# differ: their lower bounds run from {glue:text}`nb01_ceiling_rater_min:.2f` to
+# {glue:text}`nb01_ceiling_rater_max:.2f` ({numref}`fig-01-agreement`, right).
+#
+# ```{glue:figure} nb01_fig_agreement
+# :name: fig-01-agreement
+#
+# Agreement between people in `mur92`. Left: for each set, the mean Spearman correlation over
+# all pairs of its raters. Right: for each rater, the mean over sets of their correlation with
+# the other raters' mean rank (lower bound of the noise ceiling, blue) and with all raters' mean
+# rank (upper bound, red); dashed lines average over all (set, rater).
+# ```
+#
+# The ceiling holds for one ranking per set. A *personal* metric, with weights fitted to one
+# person (the paper's personalised CLPIPS, {doc}`07_personal_metrics`), ranks each set
+# differently for each person and could beat it, but only as far as what sets a person apart
+# from the crowd is stable from one set to the next. The simulated study builds exactly that
+# in.
+#
+# (sec-01-simulated)=
+# ## The simulated study: agreement by design
+#
+# Each simulated scene is one object on a plain background, described by six attributes:
+# {glue:text}`nb01_sim_attributes`. Participant $r$ weighs the attributes with weights
+# $w_r$ (summing to 1), drawn around their group's mean weights; a candidate's **utility** is
+# the total weight of the attributes it shares with the target, and the participant ranks their
+# regenerations by utility plus Gaussian noise of standard deviation
+# {glue:text}`nb01_sim_noise:.2f` (`clpips.datasets.simulated`). The groups' mean weights:
+
+# %%
+design = StudyDesign(seed=seed)
+glue("nb01_sim_attributes", ", ".join(NAMES), display=False)
+glue("nb01_sim_noise", float(design.noise), display=False)
+sim.truth.group_weights.set_index("group").round(2)
+
+# %%
+# checks: utilities from attribute_matches and the participants' weights are the study's truth,
+# and each ranking is exactly the order of the noisy judgements
+w = sim.truth.weights.set_index("rater").loc[sim.table["rater"], list(NAMES)].to_numpy()
+utility = (matches[list(NAMES)].to_numpy() * w).sum(axis=1)
+recorded = sim.truth.utilities.set_index(["set_id", "candidate"])
+key = pd.MultiIndex.from_frame(sim.table[["set_id", "candidate"]])
+assert np.allclose(utility, recorded.loc[key, "utility"].to_numpy())
+judged = sim.table.assign(judged=recorded.loc[key, "judged"].to_numpy())
+assert all(np.isclose(stats.spearmanr(g["rank"], -g["judged"]).statistic, 1)
+           for _, g in judged.groupby("set_id"))
+
+by_iteration = sim.table.groupby("iteration")["rank"].mean()
+glue("nb01_sim_rank_first", float(by_iteration.iloc[0]), display=False)
+glue("nb01_sim_rank_last", float(by_iteration.iloc[-1]), display=False)
+glue("nb01_sim_iterations", int(by_iteration.index.max()), display=False)
+means = truth[list(plots.WEIGHTINGS)].mean()
+for name, short in zip(plots.WEIGHTINGS, ("own", "group", "everyone", "equal")):
+    glue(f"nb01_truth_{short}", float(means[name]), display=False)
+fig = plots.plot_truth_agreement(sim.table, matches, truth)
+glue("nb01_fig_truth", fig, display=False)
+plt.close(fig)
+means.to_frame("mean Spearman rho over sets")
+
+# %% [markdown]
+# Regenerations improve: the first attempt at a target gets a mean rank of
+# {glue:text}`nb01_sim_rank_first:.1f`, attempt {glue:text}`nb01_sim_iterations:d` of
+# {glue:text}`nb01_sim_rank_last:.1f`, because later attempts share more attributes with the
+# target ({numref}`fig-01-truth`, left).
+#
+# Because we know each participant's weights, we can compute the ranking a perfect *personal*
+# metric would give, the order of the noise-free utilities, and compare it with what the
+# participant did. It agrees with a mean Spearman $\rho$ of {glue:text}`nb01_truth_own:.3f`:
+# high, as designed, but not 1, because of the judgement noise and because candidates that
+# share the same attributes tie in utility. This is the simulated study's noise ceiling. The
+# same utilities computed with the participant's *group* weights give
+# {glue:text}`nb01_truth_group:.3f`; two weightings shared by everyone, the average of all
+# participants' weights and equal weights (just counting shared attributes), give
+# {glue:text}`nb01_truth_everyone:.3f` and {glue:text}`nb01_truth_equal:.3f`
+# ({numref}`fig-01-truth`, right). The gap between a participant's own weights and a weighting
+# shared by everyone is the room personalisation has in this study; a group's weights recover
+# part of it.
+#
+# ```{glue:figure} nb01_fig_truth
+# :name: fig-01-truth
+#
+# The simulated study. Left: how many of the six attributes a candidate shares with its target,
+# by the rank its participant gave it. Right: per set, the Spearman correlation between the
+# participant's ranks and the ranking by utility under four weightings of the attributes: the
+# participant's own (the ground truth), their group's mean, the mean of everyone's, and equal
+# weights. Diamonds mark means.
+# ```
+#
+# ## What this means for a metric
+#
+# Agreement with people has a ceiling set by the people themselves. On `mur92` one ranking per
+# set, however good, can expect a mean $\rho$ between {glue:text}`nb01_ceiling_lower:.2f` and
+# {glue:text}`nb01_ceiling_upper:.2f`; that is the yardstick for the metrics of the next
+# chapters. In the simulated study the ceiling is known exactly, about
+# {glue:text}`nb01_truth_own:.2f` for a personal metric, and a single metric for everyone loses
+# part of it. The paper's study, with one person per set, cannot estimate its ceiling this way;
+# its reported $\rho$ of {glue:text}`nb01_paper_lpips_rho:.3f` (LPIPS) and
+# {glue:text}`nb01_paper_clpips_rho:.3f` (CLPIPS) should be read against a bound that is unknown
+# but surely below 1.
+

@@ -19,8 +19,8 @@
 # target. The paper's rankings are private {cite:p}`trinh2026clpips`, so this book works with
 # two datasets anyone can rebuild:
 #
-# - **`mur92`**: real judgements. Sixteen people arranged 92 photographs of objects by
-#   similarity {cite:p}`mur2013human,kriegeskorte2008matching`; each person's dissimilarities
+# - **`mur92`**: real judgements. {glue:text}`nb01_mur_raters:d` people arranged
+#   {glue:text}`nb01_mur_images:d` photographs of objects by similarity {cite:p}`mur2013human,kriegeskorte2008matching`; each person's dissimilarities
 #   are read as rankings of candidates around each image.
 # - **`simulated`**: a study shaped like the paper's, in which each participant ranks their own
 #   regenerations of a target, generated from a model whose ground truth we know.
@@ -78,6 +78,7 @@ for name, short in (("mur92", "mur"), ("simulated", "sim")):
     for column in ("sets", "raters", "targets", "rankings", "pairs", "k_max"):
         glue(f"nb01_{short}_{column}", int(counts.loc[name, column]), display=False)
 glue("nb01_mur_images", int(mur.image_info.shape[0]), display=False)
+glue("nb01_mur_others", int(counts.loc["mur92", "raters"]) - 1, display=False)
 glue("nb01_paper_lpips_rho", paper.value("lpips_spearman"), display=False)     # the paper's Table 3
 glue("nb01_paper_clpips_rho", paper.value("clpips_spearman"), display=False)
 glue("nb01_mur_categories", int(mur.image_info["category"].nunique()), display=False)
@@ -133,8 +134,8 @@ plt.close(fig)
 # the set whose agreement between raters is the median, ordered by the two of its people whose
 # agreement is closest to that set's average; candidates of the target's category are framed in
 # orange. The last `simulated` row is one participant's
-# own regenerations of a target, labelled with how many of the six scene attributes each
-# shares with the target (framed: all six). A further row, when a study of your own is given as
+# own regenerations of a target, labelled with how many of the scene attributes each shares
+# with the target (framed: all of them). A further row, when a study of your own is given as
 # `dataset`, shows its first ranking.
 # ```
 #
@@ -167,7 +168,7 @@ counts
 # (sec-01-mur92-ranks)=
 # ## `mur92`: where similar objects land
 #
-# The 92 images fall into {glue:text}`nb01_mur_categories:d` categories (human and animal
+# The {glue:text}`nb01_mur_images:d` images fall into {glue:text}`nb01_mur_categories:d` categories (human and animal
 # faces and bodies, natural and artificial objects). If category drives similarity, a
 # candidate from the target's own category should often be ranked first.
 
@@ -258,9 +259,10 @@ plt.close(fig)
 #
 # So a metric that gives everyone the same ranking cannot expect a mean per-ranking $\rho$ above
 # about {glue:text}`nb01_ceiling_upper:.2f` on `mur92`, and reaching
-# {glue:text}`nb01_ceiling_lower:.2f` already means predicting a person as well as fifteen other
-# people do. (With $k$ candidates per set and within-set ranks, the mean per-ranking $\rho$ is
-# also the pooled $\rho$ the paper reports; see {ref}`sec-02-rho-identity`.) Individual raters
+# {glue:text}`nb01_ceiling_lower:.2f` already means predicting a person as well as the other
+# {glue:text}`nb01_mur_others:d` people do. (When every set has $k$ candidates and both sides
+# are within-set ranks, the mean per-ranking $\rho$ equals the $\rho$ pooled over all rankings,
+# which is how the paper's $\rho$ appears to be computed; see {ref}`sec-02-rho-identity`.) Individual raters
 # differ: their lower bounds run from {glue:text}`nb01_ceiling_rater_min:.2f` to
 # {glue:text}`nb01_ceiling_rater_max:.2f` ({numref}`fig-01-agreement`, right).
 #
@@ -282,8 +284,8 @@ plt.close(fig)
 # (sec-01-simulated)=
 # ## The simulated study: agreement by design
 #
-# Each simulated scene is one object on a plain background, described by six attributes:
-# {glue:text}`nb01_sim_attributes`. Participant $r$ weighs the attributes with weights
+# Each simulated scene is one object on a plain background, described by
+# {glue:text}`nb01_sim_n_attributes:d` attributes: {glue:text}`nb01_sim_attributes`. Participant $r$ weighs the attributes with weights
 # $w_r$ (summing to 1), drawn around their group's mean weights; a candidate's **utility** is
 # the total weight of the attributes it shares with the target, and the participant ranks their
 # regenerations by utility plus Gaussian noise of standard deviation
@@ -292,6 +294,7 @@ plt.close(fig)
 # %%
 design = StudyDesign(seed=seed)
 glue("nb01_sim_attributes", ", ".join(NAMES), display=False)
+glue("nb01_sim_n_attributes", len(NAMES), display=False)
 glue("nb01_sim_noise", float(design.noise), display=False)
 sim.truth.group_weights.set_index("group").round(2)
 
@@ -341,7 +344,7 @@ means.to_frame("mean Spearman rho over sets")
 # ```{glue:figure} nb01_fig_truth
 # :name: fig-01-truth
 #
-# The simulated study. Left: how many of the six attributes a candidate shares with its target,
+# The simulated study. Left: how many of the attributes a candidate shares with its target,
 # by the rank its participant gave it. Right: per set, the Spearman correlation between the
 # participant's ranks and the ranking by utility under four weightings of the attributes: the
 # participant's own (the ground truth), their group's mean, the mean of everyone's, and equal

@@ -293,15 +293,15 @@ glue("nb02_ci_icc_ck_hi_label", cs.koo_li_label(ci["ICC(C,k)"][1]), display=Fals
 # scales, so a label means little without its scale.
 #
 # Koo & Li themselves advise judging the *confidence interval*, not the point estimate. With
-# four items it is wide: the 95% interval of R1's ICC(C,k) runs from
+# {glue:text}`nb02_n:d` items it is wide: the 95% interval of R1's ICC(C,k) runs from
 # {glue:text}`nb02_ci_icc_ck_lo:.2f` (*{glue:text}`nb02_ci_icc_ck_lo_label`*) to
 # {glue:text}`nb02_ci_icc_ck_hi:.2f` (*{glue:text}`nb02_ci_icc_ck_hi_label`*). The interval
 # that `pingouin` and `clpips.stats` both report for R1's ICC(A,k), from
 # {glue:text}`nb02_ci_icc_ak_lo:.2f` to {glue:text}`nb02_ci_icc_ak_hi:.2f`, is stranger still.
 # Its limits are the Spearman–Brown step-ups $kL/(1+(k-1)L)$ of the limits $L$ of ICC(A,1)'s
 # interval, here {glue:text}`nb02_ci_icc_a1_lo:.2f` to {glue:text}`nb02_ci_icc_a1_hi:.2f`, and
-# a lower limit below $-1$ steps up to a "lower" limit above $+1$. Four images cannot tell
-# "moderate" from much else: the example teaches the arithmetic, not a verdict.
+# a lower limit below $-1$ steps up to a "lower" limit above $+1$. A handful of images cannot
+# tell "moderate" from much else: the example teaches the arithmetic, not a verdict.
 #
 # (sec-02-rho-identity)=
 # ## For two rankings, the ICC is a function of rho
@@ -369,8 +369,8 @@ glue("nb02_gap_ak", float(gap_ak), display=False)
 #
 # ### The paper's headline numbers obey it
 #
-# The paper pools all held-out (set, candidate) items into one table with two raters, the
-# person and the metric, each giving ranks within each set. Pooling keeps both facts the
+# The paper, as {doc}`/book/method` reads it, pools all held-out (set, candidate) items into
+# one table with two raters, the person and the metric, each giving ranks within each set. Pooling keeps both facts the
 # derivation needs: every set contributes the ranks $1..k$ to each column, so the two columns
 # still have equal means ($MS_C = 0$) and equal variances. The relation then holds with $\rho$
 # the pooled Spearman correlation of the two columns of ranks, and with hundreds of items the
@@ -389,8 +389,9 @@ for m in ("lpips", "clpips"):
     glue(f"nb02_paper_{m}_predicted", float(row["2 rho / (1 + rho)"]), display=False)
     glue(f"nb02_paper_{m}_truncated", float(row["truncated to 2 decimals"]), display=False)
 rho_c = reported["clpips"][0]
-for items in (100, 1000):
-    glue(f"nb02_gap_at_{items}", float(we.icc_ak_from_rho(rho_c, items) - we.icc_ck_from_rho(rho_c)), display=False)
+for i, items in enumerate((100, 1000)):                        # two illustrative numbers of pooled items
+    glue(f"nb02_gap_items_{i}", items, display=False)
+    glue(f"nb02_gap_{i}", float(we.icc_ak_from_rho(rho_c, items) - we.icc_ck_from_rho(rho_c)), display=False)
 headline.round(4)
 
 # %% [markdown]
@@ -402,8 +403,9 @@ headline.round(4)
 # if the paper truncated rather than rounded to two decimals (both predicted values truncate to
 # the reported ones, {glue:text}`nb02_paper_lpips_truncated:.2f` and
 # {glue:text}`nb02_paper_clpips_truncated:.2f`). The $1/n$ term cannot explain the difference:
-# it makes ICC(A,k) *larger*, by {glue:text}`nb02_gap_at_100:.4f` with 100 pooled items and
-# {glue:text}`nb02_gap_at_1000:.5f` with 1,000, at the paper's CLPIPS $\rho$.
+# it makes ICC(A,k) *larger*, by {glue:text}`nb02_gap_0:.4f` with {glue:text}`nb02_gap_items_0:,d`
+# pooled items and {glue:text}`nb02_gap_1:.5f` with {glue:text}`nb02_gap_items_1:,d`, at the
+# paper's CLPIPS $\rho$.
 #
 # Two conclusions. The reported pairs are what one expects if the paper's pooled $\rho$
 # compares the metric's *within-set ranks* with the person's, the very table its ICC is
@@ -413,9 +415,10 @@ headline.round(4)
 # that function.
 #
 # Had $\rho$ instead been computed on the raw distances pooled across sets, nothing would tie
-# the two numbers together. A synthetic evaluation shows the difference: a person ranks 10
-# candidates in each of 100 sets, and a metric's distance is a per-set offset plus the rank
-# plus noise (`clpips.worked_example.pooled_rank_table`).
+# the two numbers together. A synthetic evaluation shows the difference: a person ranks
+# {glue:text}`nb02_pooled_k:d` candidates in each of {glue:text}`nb02_pooled_sets:d` sets, and
+# a metric's distance is a per-set offset plus the rank plus noise
+# (`clpips.worked_example.pooled_rank_table`).
 
 # %%
 pooled = we.pooled_rank_table(seed=seed)
@@ -433,6 +436,8 @@ comparison = pd.DataFrame({
     "2 rho / (1 + rho)": [we.icc_ck_from_rho(rho_ranks), we.icc_ck_from_rho(rho_distances)]},
     index=pd.Index(["metric ranks within each set", "raw distances"], name="rho computed on"))
 glue("nb02_pooled_items", len(wide), display=False)
+glue("nb02_pooled_sets", int(pooled["set"].nunique()), display=False)
+glue("nb02_pooled_k", int(pooled.groupby("set").size().iloc[0]), display=False)
 glue("nb02_pooled_rho_ranks", float(rho_ranks), display=False)
 glue("nb02_pooled_rho_distances", float(rho_distances), display=False)
 glue("nb02_pooled_icc_ak", float(pooled_icc["ICC(A,k)"]), display=False)
@@ -473,8 +478,9 @@ glue("nb02_reversed_icc_ak", float(reversed_row["ICC(A,k)"]), display=False)
 glue("nb02_icc_ak_max", float(table.loc[np.isfinite(table["ICC(A,k)"]), "ICC(A,k)"].max()), display=False)
 glue("nb02_icc_ak_min", float(table.loc[np.isfinite(table["ICC(A,k)"]), "ICC(A,k)"].min()), display=False)
 glue("nb02_n_undefined", int((~table["defined"]).sum()), display=False)
-glue("nb02_pole_10", float(we.icc_ak_pole(10)), display=False)
-glue("nb02_pole_1000", float(we.icc_ak_pole(1000)), display=False)
+for i, items in enumerate((10, 1000)):                         # one set of 10 candidates; a pooled table
+    glue(f"nb02_pole_items_{i}", items, display=False)
+    glue(f"nb02_pole_{i}", float(we.icc_ak_pole(items)), display=False)
 bands = cs.interpretation_scale("koo_li")
 examples = {name: (summary.loc[name, "rho"], summary.loc[name, "ICC(A,k)"]) for name in ("R1", "R2")}
 fig = plot_icc_vs_rho(table, n, examples=examples, bands=bands)
@@ -519,11 +525,11 @@ by_rho.drop(columns="defined").round(3)
 # estimate in it is no longer a proportion of variance.
 #
 # How much this matters depends on $n$. The pole $-(n-1)/(n+1)$ moves towards $-1$ as items
-# are added: {glue:text}`nb02_pole_10:.3f` for a single set of 10 candidates and
-# {glue:text}`nb02_pole_1000:.4f` for 1,000 pooled items. A pooled evaluation like the
-# paper's is safe unless a metric is almost perfectly backwards; an ICC(A,k) computed *per
-# set*, on 10 candidates, can report a high value for a metric that orders the set nearly in
-# reverse. Look at $\rho$ (or at the sign of $MS_R - MS_E$) before trusting an ICC.
+# are added: {glue:text}`nb02_pole_0:.3f` for a single set of {glue:text}`nb02_pole_items_0:d`
+# candidates and {glue:text}`nb02_pole_1:.4f` for {glue:text}`nb02_pole_items_1:,d` pooled items.
+# A pooled evaluation like the paper's is safe unless a metric is almost perfectly backwards;
+# an ICC(A,k) computed *per set* can report a high value for a metric that orders the set
+# nearly in reverse. Look at $\rho$ (or at the sign of $MS_R - MS_E$) before trusting an ICC.
 #
 # ## Summary
 #
@@ -532,8 +538,8 @@ by_rho.drop(columns="defined").round(3)
 # - For rankings the between-rater mean square $MS_C$ is exactly zero: raters who hand out the
 #   same ranks cannot differ in their mean.
 # - Then ICC(C,k) $= 2\rho/(1+\rho)$ exactly, and ICC(A,k) $= 2\rho/(1+\rho-(1-\rho)/n)$, which
-#   tends to the same value as $n$ grows. The paper's reported ICCs are, to two decimals, this
-#   function of its reported $\rho$: they add no information beyond $\rho$.
+#   tends to the same value as $n$ grows. The paper's reported ICCs are this function of its
+#   reported $\rho$, truncated to two decimals: they add no information beyond $\rho$.
 # - ICC(A,k) is not bounded by $\pm 1$: for $\rho$ below $-(n-1)/(n+1)$ its formula reports
 #   values above 1, for a reversed ranking exactly $n$. `clpips.stats.icc` returns NaN there.
 # - The verbal labels depend on the scale, and with few items the confidence interval spans

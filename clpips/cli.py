@@ -42,6 +42,8 @@ EXAMPLES["evaluate"] = """examples:
   clpips evaluate --dataset mur92 --weights runs/mur92/weights.pth
   clpips evaluate --dataset mur92 --weights a.pth --weights b.pth --json table.json
   clpips evaluate --dataset mur92 --weights runs/mur92/weights.pth --split all
+  clpips evaluate --dataset mur92 --weights runs/mur92/weights.pth --baselines
+  clpips evaluate --dataset mur92 --weights runs/mur92/weights.pth --baselines ssim,lpips_vgg
 
 Evaluates on the held-out targets of the split recorded in the first weights file's
 sidecar (its seed and test size) unless --seed/--test-size are given."""
@@ -191,7 +193,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         table = split_by_target(table, test_size=test_size, seed=seed)[1]
     features = pair_features_for(dataset, table, net=args.net, device=args.device, progress=not args.quiet)
     scored = score_rankings(table, features, metrics)
-    result = alignment_table(scored, list(metrics))
+    baseline_names = [b.strip() for b in (args.baselines or "").split(",") if b.strip()]
+    if baseline_names:
+        from .baselines import add_baselines
+        try:
+            scored = add_baselines(scored, dataset, baseline_names, device=args.device, progress=not args.quiet,
+                                   alex_features=features if args.net == "alex" else None)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+    result = alignment_table(scored, list(metrics) + [b for b in baseline_names if b not in metrics])
     boot = {name: bootstrap_summary(scored, "lpips", name, n_boot=args.n_boot, seed=seed)
             for name in metrics if name != "lpips"}
     _print_alignment(result, next(iter(boot.values()), None))
@@ -290,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", dest="seed_given", type=int, default=None,
                    help="split seed (default: the first weights file's, else %d)" % d.seed)
     p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    p.add_argument("--baselines", nargs="?", const=d.baselines, default=None, metavar="NAMES",
+                   help="also list baseline metrics: comma-separated names among l2, psnr, ssim, lpips_vgg, "
+                        f"lpips_ones (clpips.baselines); alone: {d.baselines}")
     p.set_defaults(func=_cmd_evaluate)
     return parser
 

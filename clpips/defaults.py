@@ -34,6 +34,8 @@ class Defaults:
     # statistics
     n_boot: int = 10_000            #: bootstrap resamples
     ci: float = 0.95                #: confidence level
+    # evaluation
+    baselines: str = "l2,psnr,ssim,lpips_vgg,lpips_ones"  #: comparison metrics (clpips.baselines), comma-separated
     # the worked example (chapter 02): the rank each ranking gives images A, B, C, D (1 = most similar)
     example_reference: str = "1,2,3,4"  #: the reference ranking
     example_r1: str = "1,3,4,2"     #: ranking R1; ICC(A,k) with the reference 0.64, "moderate" (Koo & Li)

@@ -108,3 +108,123 @@ def bootstrap_summary(scored: pd.DataFrame, metric_a: str, metric_b: str, n_boot
     return {"metric_a": metric_a, "metric_b": metric_b, "n_boot": n_boot, "seed": seed, "ci": ci,
             "unit": "ranking (set_id|rater)",
             "differences": {idx: {k: float(v) for k, v in row.items()} for idx, row in summary.iterrows()}}
+
+
+#: resampling units of :func:`bootstrap_result`
+BOOTSTRAP_UNITS = ("ranking", "target")
+
+
+def bootstrap_result(scored: pd.DataFrame, metric_a: str, metric_b: str, unit: str = "ranking",
+                     n_boot: int = DEFAULTS.n_boot, seed: int = DEFAULTS.seed, ci: float = DEFAULTS.ci,
+                     method: str = "percentile"):
+    """Paired bootstrap of ΔICC(A,k) and Δrho (b − a) with the whole result (distributions included).
+
+    Parameters
+    ----------
+    scored : pandas.DataFrame
+        Held-out ranking rows with both metrics' distances (``Experiment.scored``).
+    metric_a, metric_b : str
+        Metric columns; Δ = b − a. Both enter as their ranks within each ranking,
+        as in :func:`bootstrap_summary`.
+    unit : {"ranking", "target"}
+        What is drawn with replacement. ``"ranking"``: one person's ranking of one
+        set (``set_id|rater``), as :func:`bootstrap_summary` and the CLI do; this
+        treats the rankings of the same target image as independent. ``"target"``:
+        a target image with *all* its rankings (every rater, every set of that
+        target), the cluster bootstrap; the statistics are still computed per
+        ranking (metric ranks within each ranking, a drawn target contributes
+        each of its rankings as often as it was drawn).
+    n_boot, seed, ci
+        Resamples, seed of :func:`clpips.stats.bootstrap_counts` (drawing the units), level.
+    method : {"percentile", "bca"}
+        Interval; BCa's jackknife leaves out one *unit* at a time.
+
+    Returns
+    -------
+    clpips.stats.PairedBootstrapResult
+        ``set_ids`` are the units (ranking ids or targets).
+
+    Notes
+    -----
+    The target bootstrap reuses the resampling engine of
+    :func:`clpips.stats.paired_bootstrap` (its per-ranking sufficient statistics,
+    private to :mod:`clpips.stats.bootstrap`): a draw of targets with counts
+    ``c`` is the ranking draw in which every ranking of target ``t`` has count
+    ``c[t]``. The tests check it against explicitly concatenated resamples.
+    """
+    import dataclasses
+    import warnings
+
+    import numpy as np
+
+    from .evaluate import RANKING, within_ranking_ranks
+    from .stats import (DegenerateDataWarning, PairedBootstrapResult, bca_interval, bootstrap_counts,
+                        check_table, one_sided_pvalue, paired_bootstrap, percentile_interval)
+    from .stats import bootstrap as _engine
+
+    if unit not in BOOTSTRAP_UNITS:
+        raise ValueError(f"unit must be one of {BOOTSTRAP_UNITS}, got {unit!r}")
+    if method not in ("percentile", "bca"):
+        raise ValueError(f"method must be 'percentile' or 'bca', got {method!r}")
+    frame = pd.DataFrame({"ranking": scored[RANKING].to_numpy(), "target": scored["target"].astype(str).to_numpy(),
+                          "rank": scored["rank"].to_numpy(float),
+                          "a": within_ranking_ranks(scored, metric_a).to_numpy(float),
+                          "b": within_ranking_ranks(scored, metric_b).to_numpy(float)})
+    if unit == "ranking":
+        res = paired_bootstrap(frame, "ranking", "rank", "a", "b", n_boot=n_boot, ci=ci, seed=seed, method=method)
+        return dataclasses.replace(res, metric_a=metric_a, metric_b=metric_b)
+
+    table = check_table(frame, {"set_col": "ranking", "rank_col": "rank", "metric_a_col": "a", "metric_b_col": "b"},
+                        numeric=("rank_col", "metric_a_col", "metric_b_col"), caller="bootstrap_result")
+    prep = _engine._prepare(table, {"a": "metric_a_col", "b": "metric_b_col"})
+    target_of = frame.groupby("ranking")["target"].agg(["first", "nunique"])
+    if (target_of["nunique"] > 1).any():
+        raise ValueError("a ranking spans several targets; cannot resample by target")
+    code, targets = pd.factorize(target_of["first"].reindex(prep.set_ids), sort=True)
+    n_targets = len(targets)
+    if n_targets < 2:
+        raise ValueError(f"bootstrap_result: need at least 2 targets to resample, got {n_targets}")
+
+    def evaluate(target_counts: np.ndarray) -> dict[str, np.ndarray]:
+        parts = [_engine._evaluate(prep, target_counts[i:i + 1000][:, code])
+                 for i in range(0, len(target_counts), 1000)]
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+    def with_deltas(values: dict[str, np.ndarray]) -> pd.DataFrame:
+        out = {}
+        for stat in ("icc", "rho"):
+            out[f"{stat}_a"], out[f"{stat}_b"] = values[f"{stat}_a"], values[f"{stat}_b"]
+            out[f"delta_{stat}"] = values[f"{stat}_b"] - values[f"{stat}_a"]
+        return pd.DataFrame(out)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        observed = with_deltas(evaluate(np.ones((1, n_targets), dtype=np.int64))).iloc[0]
+        boot = with_deltas(evaluate(bootstrap_counts(n_targets, n_boot, seed)))
+        jack = with_deltas(evaluate(1 - np.eye(n_targets, dtype=np.int64))) if method == "bca" else None
+    intervals = {c: (bca_interval(boot[c].to_numpy(), observed[c], jack[c].to_numpy(), ci) if method == "bca"
+                     else percentile_interval(boot[c].to_numpy(), ci)) for c in boot.columns}
+    p_values = pd.Series({"ΔICC(A,k)": one_sided_pvalue(boot["delta_icc"].to_numpy()),
+                          "Δrho": one_sided_pvalue(boot["delta_rho"].to_numpy())})
+    obs = pd.DataFrame({"a": [observed["icc_a"], observed["rho_a"]], "b": [observed["icc_b"], observed["rho_b"]],
+                        "delta": [observed["delta_icc"], observed["delta_rho"]]},
+                       index=pd.Index(["ICC(A,k)", "rho"], name="statistic"))
+    return PairedBootstrapResult(
+        metric_a=metric_a, metric_b=metric_b, observed=obs, distribution=boot,
+        intervals=pd.DataFrame(intervals, index=["ci_low", "ci_high"]).T, p_values=p_values, jackknife=jack,
+        n_boot=int(n_boot), ci=ci, seed=seed, method=method, set_ids=np.asarray(targets))
+
+
+def spearman_brown_icc(rho, n_items):
+    """ICC(A,k) of two raters who both give untied ranks, from their pooled rank correlation.
+
+    With ranks ``1..k`` on both sides of every ranking the two columns have equal
+    means and variances, so the between-rater mean square is 0 and
+    ``ICC(C,k) = 2 rho / (1 + rho)`` (Spearman–Brown) while
+    ``ICC(A,k) = 2 rho / (1 + rho - (1 - rho) / n)`` with ``n`` items
+    (rows). Both are increasing in ``rho``: on the same resample, ΔICC(A,k) and
+    Δrho have the same sign.
+    """
+    import numpy as np
+    rho = np.asarray(rho, dtype=float)
+    return 2 * rho / (1 + rho - (1 - rho) / np.asarray(n_items, dtype=float))

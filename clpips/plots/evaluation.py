@@ -1,0 +1,408 @@
+"""Figures of the evaluation (04) and bootstrap (05) chapters, and the small tables behind them.
+
+Figure data (tidy DataFrames):
+
+* :func:`per_ranking_spearman`: Spearman's rho of each metric with each human ranking;
+* :func:`set_gains`: per ranking set, the mean per-ranking rho of two metrics and its change;
+* :func:`example_sets`: the documented rule that picks the sets :func:`plot_orders` shows;
+* :func:`set_orders`: one set's candidates with the human mean rank and each metric's rank;
+* :func:`table3`: the paper's Table 3 layout (ICC(A,k) with 95% CI and p, Spearman with p,
+  Kendall) for any metrics, with the paper's published rows beside them;
+* :func:`table4`: the paper's Table 4 layout (ΔICC(A,k), Δrho with 95% CIs and one-sided p)
+  for one or more bootstrap results.
+
+Figures (each returns a :class:`matplotlib.figure.Figure`):
+
+* :func:`plot_alignment`: ICC(A,k) with its CI and mean per-ranking rho for every metric,
+  against the noise ceiling;
+* :func:`plot_orders`: a target and its candidates in human, LPIPS and CLPIPS order (the paper's Figure 3);
+* :func:`plot_rho_scatter`: per-ranking rho of one metric against another;
+* :func:`plot_bootstrap`: bootstrap distributions of ΔICC(A,k) and Δrho, observed Δ and CI marked.
+
+Conventions: lower distance = more similar, rank 1 = most similar, a positive
+correlation means the metric agrees with the person.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Optional
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..baselines import label as metric_label
+
+__all__ = ["per_ranking_spearman", "set_gains", "example_sets", "set_orders", "table3", "table4",
+           "plot_alignment", "plot_orders", "plot_rho_scatter", "plot_bootstrap"]
+
+RANKING = "ranking"
+
+
+# =========================================================================== figure data
+def _ranking_ids(scored: pd.DataFrame) -> pd.Series:
+    if RANKING in scored.columns:
+        return scored[RANKING]
+    return scored["set_id"].astype(str) + "|" + scored["rater"].astype(str)
+
+
+def per_ranking_spearman(scored: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Spearman's rho between each human ranking and each metric's distances.
+
+    Parameters
+    ----------
+    scored : pandas.DataFrame
+        Ranking rows with ``set_id, target, rater, rank`` and one distance column per metric
+        (:func:`clpips.evaluate.score_rankings`).
+    columns : sequence of str
+        Metric columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ranking (``set_id|rater``): ``ranking, set_id, target, rater, k`` and
+        one rho column per metric (average ranks for ties; NaN when a side is constant).
+        The mean of a column is the ``spearman_per_ranking`` of
+        :func:`clpips.evaluate.alignment`.
+    """
+    frame = scored.assign(**{RANKING: _ranking_ids(scored)})
+    grouped = frame.groupby(RANKING, sort=False)
+    human = grouped["rank"].rank(method="average")
+    out = grouped.agg(set_id=("set_id", "first"), target=("target", "first"), rater=("rater", "first"),
+                      k=("rank", "size")).reset_index()
+
+    def centred(values: pd.Series) -> pd.Series:
+        return values - values.groupby(frame[RANKING], sort=False).transform("mean")
+
+    h = centred(human)
+    hh = (h * h).groupby(frame[RANKING], sort=False).sum()
+    for col in columns:
+        m = centred(frame.groupby(RANKING, sort=False)[col].rank(method="average"))
+        num = (h * m).groupby(frame[RANKING], sort=False).sum()
+        den = np.sqrt(hh * (m * m).groupby(frame[RANKING], sort=False).sum())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[col] = (num / den).reindex(out[RANKING]).to_numpy()
+    return out
+
+
+def set_gains(per_ranking: pd.DataFrame, a: str = "lpips", b: str = "clpips") -> pd.DataFrame:
+    """Per ranking set: mean per-ranking rho of metrics ``a`` and ``b`` and ``gain = b − a``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``set_id, target, n_rankings, rho_<a>, rho_<b>, gain``, sorted by ``gain``
+        (largest first), ties by ``set_id``.
+    """
+    out = per_ranking.groupby("set_id", sort=True).agg(target=("target", "first"), n_rankings=(a, "size"),
+                                                       **{f"rho_{a}": (a, "mean"), f"rho_{b}": (b, "mean")})
+    out["gain"] = out[f"rho_{b}"] - out[f"rho_{a}"]
+    out = out.reset_index()
+    return out.sort_values(["gain", "set_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def example_sets(gains: pd.DataFrame) -> dict[str, str]:
+    """The sets the chapter shows, by a fixed rule.
+
+    ``"gain"``: the set where ``b`` gains most over ``a`` in mean per-ranking rho;
+    ``"loss"``: the set where it loses most (the smallest gain). Ties go to the
+    first ``set_id`` in sort order. ``gains`` is :func:`set_gains`.
+    """
+    if gains.empty:
+        raise ValueError("no ranking sets")
+    gains = gains.dropna(subset=["gain"])
+    best = gains.sort_values(["gain", "set_id"], ascending=[False, True], kind="stable").iloc[0]
+    worst = gains.sort_values(["gain", "set_id"], ascending=[True, True], kind="stable").iloc[0]
+    return {"gain": str(best["set_id"]), "loss": str(worst["set_id"])}
+
+
+def set_orders(scored: pd.DataFrame, set_id: str, metrics: Sequence[str]) -> pd.DataFrame:
+    """One set's candidates: mean human rank over its raters and each metric's distance and rank.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``candidate``; ``human_mean_rank``, ``n_raters``, ``<metric>`` (distance) and
+        ``<metric>_rank`` (1 = smallest distance), sorted by ``human_mean_rank``.
+        A metric scores a (target, candidate) pair once, so its distances are the
+        same for every rater of the set.
+    """
+    part = scored[scored["set_id"] == set_id]
+    if part.empty:
+        raise ValueError(f"no rows for set {set_id!r}")
+    out = part.groupby("candidate").agg(human_mean_rank=("rank", "mean"), n_raters=("rank", "size"),
+                                        **{m: (m, "first") for m in metrics})
+    for m in metrics:
+        out[f"{m}_rank"] = out[m].rank(method="first").astype(int)
+    return out.sort_values(["human_mean_rank", metrics[0]] if metrics else ["human_mean_rank"])
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "—" if value is None or (isinstance(value, float) and not np.isfinite(value)) else format(value, spec)
+
+
+def _fmt_p(p: float) -> str:
+    if p is None or not np.isfinite(p):
+        return "—"
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def table3(alignment: pd.DataFrame, paper: Optional[Mapping[str, Mapping[str, float]]] = None,
+           labels: Optional[Mapping[str, str]] = None) -> pd.DataFrame:
+    """The paper's Table 3 layout for any metrics, as display strings.
+
+    Parameters
+    ----------
+    alignment : pandas.DataFrame
+        :func:`clpips.evaluate.alignment_table` (index = metric column names).
+    paper : mapping, optional
+        Row label -> published values with keys among ``icc_A_k``, ``icc_A_k_ci_low``,
+        ``icc_A_k_ci_high``, ``icc_A_k_pval``, ``spearman``, ``spearman_pval``, ``kendall``;
+        a missing key shows as "—" (not reported, or not transcribed).
+    labels : mapping, optional
+        Metric column -> display name (default :data:`clpips.baselines.LABELS`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``metric``; columns ``ICC(A,k) [95% CI]``, ``p (ICC)``, ``Spearman ρ``,
+        ``p (ρ)``, ``Kendall τ_b``, ``mean per-ranking ρ``, ``Koo & Li``.
+    """
+    def row(values: Mapping[str, float]) -> dict[str, str]:
+        get = lambda key: values.get(key, np.nan)  # noqa: E731
+        ci = (f" [{_fmt(get('icc_A_k_ci_low'), '.3f')}, {_fmt(get('icc_A_k_ci_high'), '.3f')}]"
+              if np.isfinite(get("icc_A_k_ci_low")) else "")
+        return {"ICC(A,k) [95% CI]": _fmt(get("icc_A_k"), ".3f") + ci, "p (ICC)": _fmt_p(get("icc_A_k_pval")),
+                "Spearman ρ": _fmt(get("spearman"), ".3f"), "p (ρ)": _fmt_p(get("spearman_pval")),
+                "Kendall τ_b": _fmt(get("kendall"), ".3f"),
+                "mean per-ranking ρ": _fmt(get("spearman_per_ranking"), ".3f"),
+                "Koo & Li": str(values.get("icc_A_k_koo_li", "—"))}
+
+    names = dict(labels or {})
+    rows = {names.get(m, metric_label(m)): row({k: (float(v) if isinstance(v, (int, float, np.number)) else v)
+                                                 for k, v in alignment.loc[m].items()})
+            for m in alignment.index}
+    for name, values in (paper or {}).items():
+        rows[name] = row({k: float(v) for k, v in values.items()})
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
+
+
+def table4(results: Mapping[str, object], bca: Optional[Mapping[str, object]] = None,
+           paper: Optional[Mapping[str, Mapping[str, float]]] = None) -> pd.DataFrame:
+    """The paper's Table 4 layout: Δ (b − a) with 95% CIs and one-sided p, as display strings.
+
+    Parameters
+    ----------
+    results : mapping
+        Label (e.g. the resampling unit) -> :class:`clpips.stats.PairedBootstrapResult`
+        with percentile intervals.
+    bca : mapping, optional
+        The same labels -> results with ``method="bca"`` (same resamples), for a BCa column.
+    paper : mapping, optional
+        Row label -> ``{"statistic": ..., "delta": ..., "ci_low": ..., "ci_high": ..., "p_value": ...}``
+        (missing keys shown as "—").
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``(resampling, statistic)``; columns ``Δ``, ``95% CI (percentile)``,
+        ``95% CI (BCa)``, ``p (one-sided)``, ``resamples``.
+    """
+    rows = []
+    for name, res in results.items():
+        summary = res.summary()
+        other = bca[name].summary() if bca and name in bca else None
+        for stat, s in summary.iterrows():
+            bca_ci = (f"[{_fmt(other.at[stat, 'ci_low'], '+.3f')}, {_fmt(other.at[stat, 'ci_high'], '+.3f')}]"
+                      if other is not None else "—")
+            rows.append({"resampling": name, "statistic": stat, "Δ": _fmt(s["delta"], "+.3f"),
+                         "95% CI (percentile)": f"[{_fmt(s['ci_low'], '+.3f')}, {_fmt(s['ci_high'], '+.3f')}]",
+                         "95% CI (BCa)": bca_ci, "p (one-sided)": _fmt_p(s["p_value"]),
+                         "resamples": f"{res.n_boot:,}"})
+    for name, v in (paper or {}).items():
+        get = lambda key: float(v.get(key, np.nan))  # noqa: E731
+        rows.append({"resampling": name, "statistic": v.get("statistic", "ΔICC(A,k)"),
+                     "Δ": _fmt(get("delta"), "+.3f"),
+                     "95% CI (percentile)": f"[{_fmt(get('ci_low'), '+.3f')}, {_fmt(get('ci_high'), '+.3f')}]",
+                     "95% CI (BCa)": "—", "p (one-sided)": _fmt_p(get("p_value")), "resamples": "—"})
+    return pd.DataFrame(rows).set_index(["resampling", "statistic"])
+
+
+# =========================================================================== figures
+def plot_alignment(alignment: pd.DataFrame, ceiling: Optional[float] = None,
+                   highlight: Sequence[str] = ("lpips", "clpips")) -> Figure:
+    """ICC(A,k) with its 95% CI (left) and mean per-ranking rho (right) for every metric.
+
+    Parameters
+    ----------
+    alignment : pandas.DataFrame
+        :func:`clpips.evaluate.alignment_table`.
+    ceiling : float, optional
+        Noise ceiling for the per-ranking rho (:func:`clpips.datasets.summaries.noise_ceiling`,
+        row ``"all"``): how well the other raters' mean rank predicts each rater.
+    highlight : sequence of str
+        Metrics drawn in colour; the others in grey.
+    """
+    order = alignment.sort_values("icc_A_k").index.tolist()
+    y = np.arange(len(order))
+    colours = ["tab:blue" if m == "clpips" else "tab:orange" if m in highlight else "tab:grey" for m in order]
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 0.45 * len(order) + 1.3), sharey=True, constrained_layout=True)
+    icc = alignment.loc[order, "icc_A_k"].astype(float).to_numpy()
+    lo = alignment.loc[order, "icc_A_k_ci_low"].astype(float).to_numpy()
+    hi = alignment.loc[order, "icc_A_k_ci_high"].astype(float).to_numpy()
+    axes[0].barh(y, icc, color=colours, alpha=0.8)
+    axes[0].errorbar(icc, y, xerr=[icc - lo, hi - icc], fmt="none", ecolor="black", capsize=3, lw=1)
+    axes[0].set_xlabel("ICC(A,k) with 95% CI")
+    rho = alignment.loc[order, "spearman_per_ranking"].astype(float).to_numpy()
+    axes[1].barh(y, rho, color=colours, alpha=0.8)
+    if ceiling is not None and np.isfinite(ceiling):
+        axes[1].axvline(ceiling, color="black", ls="--", lw=1.2)
+        axes[1].text(ceiling, len(order) - 0.5, " noise ceiling", fontsize=8, va="bottom", ha="right")
+    axes[1].set_xlabel("mean per-ranking Spearman ρ")
+    axes[0].set_yticks(y, [metric_label(m) for m in order], fontsize=8)
+    for ax in axes:
+        ax.axvline(0, color="black", lw=0.8)
+        ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def plot_orders(dataset, scored: pd.DataFrame, set_id: str, metrics: Sequence[str] = ("lpips", "clpips"),
+                rho: Optional[Mapping[str, float]] = None, image_inches: float = 0.95, title: str = "") -> Figure:
+    """A target and its candidates in the human order and in each metric's order (the paper's Figure 3).
+
+    Row 1 orders the candidates by their mean human rank over the set's raters
+    (one rater: that person's order); each further row by a metric's distance
+    (smallest first). Under every candidate is its mean human rank, so a metric
+    that agrees with people shows increasing numbers from left to right.
+
+    Parameters
+    ----------
+    dataset
+        Gives the images (``open_image(ref)``).
+    scored : pandas.DataFrame
+        Ranking rows with the metric distance columns.
+    set_id : str
+        The set to show (e.g. from :func:`example_sets`).
+    metrics : sequence of str
+        Metric columns, one row each.
+    rho : mapping, optional
+        Metric -> a number to print in its row title (e.g. its mean per-ranking rho on this set).
+    """
+    orders = set_orders(scored, set_id, list(metrics))
+    target = scored.loc[scored["set_id"] == set_id, "target"].iloc[0]
+    n_raters = int(orders["n_raters"].iloc[0])
+    rows = [("people" + (f"\n(mean of {n_raters})" if n_raters > 1 else ""), orders.index.tolist())]
+    for m in metrics:
+        title_m = metric_label(m).split(" (")[0]
+        if rho is not None and m in rho:
+            title_m += f"\nρ = {rho[m]:.2f}"
+        rows.append((title_m, orders.sort_values(f"{m}_rank").index.tolist()))
+    k = len(orders)
+    fig, axes = plt.subplots(len(rows), k + 1, figsize=(image_inches * (k + 1) + 0.9, (image_inches + 0.45) * len(rows)),
+                             squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.45})
+    target_img = dataset.open_image(target)
+    cache = {}
+    for axrow, (name, cands) in zip(axes, rows):
+        for ax in axrow:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axrow[0].imshow(target_img)
+        for spine in axrow[0].spines.values():
+            spine.set_linewidth(2.5)
+        axrow[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9, labelpad=4)
+        for pos, (ax, cand) in enumerate(zip(axrow[1:], cands), start=1):
+            if cand not in cache:
+                cache[cand] = dataset.open_image(cand)
+            ax.imshow(cache[cand])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            ax.set_title(f"{pos}", fontsize=7, pad=2)
+            ax.text(0.5, -0.04, f"h {orders.at[cand, 'human_mean_rank']:.1f}", transform=ax.transAxes,
+                    ha="center", va="top", fontsize=7)
+    axes[0][0].set_title("target", fontsize=8, fontweight="bold", pad=2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_rho_scatter(per_ranking: pd.DataFrame, a: str = "lpips", b: str = "clpips",
+                     highlight: Sequence[str] = (), seed: int = 0) -> Figure:
+    """Per-ranking Spearman rho of metric ``b`` (y) against metric ``a`` (x).
+
+    Rho of k candidates takes few values, so points are jittered by up to
+    ±0.01 (seeded) and drawn translucent; above the diagonal ``b`` agrees
+    better with that person. Rankings of the sets in ``highlight`` are circled.
+    """
+    rng = np.random.default_rng(seed)
+    x = per_ranking[a].to_numpy(float)
+    y = per_ranking[b].to_numpy(float)
+    jx, jy = rng.uniform(-0.01, 0.01, len(x)), rng.uniform(-0.01, 0.01, len(y))
+    fig, ax = plt.subplots(figsize=(4.6, 4.4), constrained_layout=True)
+    ax.scatter(x + jx, y + jy, s=10, alpha=0.35, color="tab:blue", edgecolors="none")
+    for set_id, colour in zip(highlight, ("tab:green", "tab:red", "tab:purple")):
+        mask = (per_ranking["set_id"] == set_id).to_numpy()
+        ax.scatter(x[mask] + jx[mask], y[mask] + jy[mask], s=28, facecolors="none", edgecolors=colour,
+                   label=f"set {set_id}")
+    ax.plot([-1, 1], [-1, 1], color="grey", lw=0.8)
+    above, below = int(np.sum(y > x)), int(np.sum(y < x))
+    ax.text(-0.95, 0.92, f"{b} better: {above}", fontsize=8)
+    ax.text(0.95, -0.95, f"{a} better: {below}\nequal: {len(x) - above - below}", fontsize=8, ha="right")
+    ax.set_xlim(-1.02, 1.02)
+    ax.set_ylim(-1.02, 1.02)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"ρ per ranking, {metric_label(a)}", fontsize=8)
+    ax.set_ylabel(f"ρ per ranking, {metric_label(b)}", fontsize=8)
+    ax.axhline(0, color="black", lw=0.5, alpha=0.5)
+    ax.axvline(0, color="black", lw=0.5, alpha=0.5)
+    if highlight:
+        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 0.1))
+    return fig
+
+
+def plot_bootstrap(results: Mapping[str, object], bca: Optional[Mapping[str, object]] = None,
+                   paper_ci: Optional[tuple[float, float]] = None, bins: int = 60) -> Figure:
+    """Bootstrap distributions of ΔICC(A,k) (left) and Δrho (right), one row per result.
+
+    The observed Δ is a solid line, the percentile 95% CI a shaded band (BCa, when
+    given, dashed lines), 0 a thin black line; ``paper_ci`` (the paper's ΔICC
+    interval) is drawn as a bar above the ΔICC histograms.
+
+    Parameters
+    ----------
+    results : mapping
+        Label -> :class:`clpips.stats.PairedBootstrapResult` (percentile intervals).
+    bca : mapping, optional
+        The same labels -> results with BCa intervals.
+    """
+    fig, axes = plt.subplots(len(results), 2, figsize=(9.5, 2.6 * len(results) + 0.3), squeeze=False,
+                             constrained_layout=True)
+    span = [np.inf, -np.inf]
+    for axrow, (name, res) in zip(axes, results.items()):
+        for ax, stat, column, title in ((axrow[0], "ΔICC(A,k)", "delta_icc", "ΔICC(A,k)"),
+                                        (axrow[1], "Δrho", "delta_rho", "Δρ (pooled Spearman)")):
+            values = res.distribution[column].to_numpy(float)
+            values = values[np.isfinite(values)]
+            summary = res.summary().loc[stat]
+            ax.hist(values, bins=bins, color="tab:blue", alpha=0.55)
+            ax.axvspan(summary["ci_low"], summary["ci_high"], color="tab:blue", alpha=0.12,
+                       label=f"95% CI [{summary['ci_low']:+.3f}, {summary['ci_high']:+.3f}]")
+            ax.axvline(summary["delta"], color="tab:blue", lw=2, label=f"observed {summary['delta']:+.3f}")
+            if bca and name in bca:
+                lo, hi = bca[name].summary().loc[stat, ["ci_low", "ci_high"]]
+                ax.axvline(lo, color="tab:purple", ls="--", lw=1, label=f"BCa [{lo:+.3f}, {hi:+.3f}]")
+                ax.axvline(hi, color="tab:purple", ls="--", lw=1)
+            ax.axvline(0, color="black", lw=0.8)
+            if paper_ci is not None and column == "delta_icc":
+                top = ax.get_ylim()[1]
+                ax.plot(paper_ci, [top * 0.92] * 2, color="tab:red", lw=4, solid_capstyle="butt",
+                        label=f"paper's 95% CI [{paper_ci[0]:.3f}, {paper_ci[1]:.3f}]")
+                span = [min(span[0], paper_ci[0]), max(span[1], paper_ci[1])]
+            ax.set_title(f"{title}: resampling {name} (p = {_fmt_p(summary['p_value'])})", fontsize=9)
+            ax.set_yticks([])
+            ax.legend(fontsize=7, loc="upper left")
+            span = [min(span[0], values.min()), max(span[1], values.max())]
+    pad = 0.05 * (span[1] - span[0])
+    for ax in axes.ravel():
+        ax.set_xlim(span[0] - pad, span[1] + pad)
+    return fig

@@ -31,7 +31,8 @@ def load_dataset(name: str, **options):
     if name in DATASET_OPTIONS:
         # only the options this loader takes; the rest (e.g. k for simulated) do not apply
         return datasets.load(name, **{key: options.get(key, getattr(DEFAULTS, key)) for key in DATASET_OPTIONS[name]})
-    return datasets.load(name, **options)
+    # a study of one's own: the built-in datasets' sampling options do not apply
+    return datasets.load(name, **{k: v for k, v in options.items() if k not in ("k", "candidates", "seed")})
 
 
 @dataclass

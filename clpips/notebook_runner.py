@@ -243,6 +243,9 @@ def _kernel_environ(out_dir: Path) -> dict[str, str]:
            for k in PATH_VARS if os.environ.get(k)}
     # the kernel imports the same clpips as this process, installed or not
     pythonpath = [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    # figures must reach the notebook as images: a non-interactive MPLBACKEND (Agg, as the
+    # Makefile exports for scripts) would leave only "<Figure size ...>" text in the outputs
+    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     env.update(CLPIPS_REPO_ROOT=str(REPO), CLPIPS_NOTEBOOK_OUT=str(out_dir),
                PYTHONPATH=os.pathsep.join(dict.fromkeys(pythonpath)))
     return env

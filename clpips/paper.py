@@ -24,18 +24,19 @@ class Reported:
     """One published number and where the paper gives it."""
 
     value: float
+    printed: str   #: as the paper prints it (its number of decimals)
     where: str
     what: str
 
 
 #: key -> published value (held-out evaluation of the pooled model)
 REPORTED: dict[str, Reported] = {
-    "lpips_spearman": Reported(0.432, "Table 3", "Spearman's rho, baseline LPIPS (AlexNet) vs human ranks"),
-    "clpips_spearman": Reported(0.524, "Table 3", "Spearman's rho, CLPIPS vs human ranks"),
-    "lpips_icc_A_k": Reported(0.60, "Table 3", "ICC(2,k) = ICC(A,k), baseline LPIPS vs human ranks"),
-    "clpips_icc_A_k": Reported(0.68, "Table 3", "ICC(2,k) = ICC(A,k), CLPIPS vs human ranks"),
-    "delta_icc_ci_low": Reported(0.071, "Table 4", "ΔICC(A,k) (CLPIPS − LPIPS), lower end of the 95% bootstrap CI"),
-    "delta_icc_ci_high": Reported(0.10, "Table 4", "ΔICC(A,k) (CLPIPS − LPIPS), upper end of the 95% bootstrap CI"),
+    "lpips_spearman": Reported(0.432, "0.432", "Table 3", "Spearman's rho, baseline LPIPS (AlexNet) vs human ranks"),
+    "clpips_spearman": Reported(0.524, "0.524", "Table 3", "Spearman's rho, CLPIPS vs human ranks"),
+    "lpips_icc_A_k": Reported(0.60, "0.60", "Table 3", "ICC(2,k) = ICC(A,k), baseline LPIPS vs human ranks"),
+    "clpips_icc_A_k": Reported(0.68, "0.68", "Table 3", "ICC(2,k) = ICC(A,k), CLPIPS vs human ranks"),
+    "delta_icc_ci_low": Reported(0.071, "0.071", "Table 4", "ΔICC(A,k) (CLPIPS − LPIPS), lower end of the 95% bootstrap CI"),
+    "delta_icc_ci_high": Reported(0.10, "0.10", "Table 4", "ΔICC(A,k) (CLPIPS − LPIPS), upper end of the 95% bootstrap CI"),
 }
 
 
@@ -45,6 +46,12 @@ def value(key: str) -> float:
         return REPORTED[key].value
     except KeyError:
         raise KeyError(f"no reported value {key!r}; known: {sorted(REPORTED)}") from None
+
+
+def printed(key: str) -> str:
+    """The published value for ``key`` as the paper prints it (e.g. ``"0.60"``)."""
+    value(key)  # the KeyError with the list of keys
+    return REPORTED[key].printed
 
 
 def derived() -> dict[str, float]:
@@ -63,6 +70,6 @@ def derived() -> dict[str, float]:
 
 
 def table() -> pd.DataFrame:
-    """The reported values as a table: ``key, value, where, what``."""
-    return pd.DataFrame([{"key": k, "value": r.value, "where": r.where, "what": r.what}
+    """The reported values as a table: ``key, value, printed, where, what``."""
+    return pd.DataFrame([{"key": k, "value": r.value, "printed": r.printed, "where": r.where, "what": r.what}
                          for k, r in REPORTED.items()])

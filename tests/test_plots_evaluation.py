@@ -74,6 +74,32 @@ def test_channel_weights_and_layer_summary():
         pt.channel_weights(before[:10], after[:10])
 
 
+def test_history_with_start_scores_the_starting_weights_on_the_fit_pairs():
+    """Epoch 0 uses the fit's own train/validation pairs: with a vanishing learning rate, epoch 1 equals it."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from clpips.features import PairFeatures
+    from clpips.train import fit
+    rng = np.random.default_rng(0)
+    rows = []
+    for t in range(10):
+        for r in ("r1", "r2"):
+            order = rng.permutation(5) + 1
+            rows += [{"set_id": f"s{t}", "target": f"t{t}", "candidate": f"c{t}_{c}", "rater": r, "rank": int(order[c])}
+                     for c in range(5)]
+    table = pd.DataFrame(rows)
+    keys = list(dict.fromkeys(zip(table["target"], table["candidate"])))
+    features = PairFeatures(keys=keys, matrix=torch.rand(len(keys), 1152), net="alex", extracted=0)
+    result = fit(None, table, features=features, lr=1e-12, epochs=1, val_size=0.3, seed=2, progress=False)
+    hist = pt.history_with_start(SimpleNamespace(result=result, features=features, train_table=table))
+    assert list(hist["epoch"]) == [0, 1]
+    for col in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        assert hist.at[0, col] == pytest.approx(hist.at[1, col], abs=1e-6), col
+    assert isinstance(pt.plot_learning_curves(hist, best_epoch=1), Figure)
+
+
 def test_training_figures():
     hist = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [0.05, 0.04, 0.039], "train_accuracy": [0.6, 0.62, 0.63],
                          "val_loss": [0.05, 0.045, 0.046], "val_accuracy": [0.58, 0.6, 0.6]})
@@ -239,6 +265,9 @@ def test_spearman_brown_identity_on_untied_ranks():
 # =========================================================================== the paper's numbers
 def test_paper_values_and_derived():
     assert paper.value("clpips_spearman") == 0.524
+    assert paper.printed("lpips_icc_A_k") == "0.60" and paper.printed("delta_icc_ci_high") == "0.10"
+    for r in paper.REPORTED.values():
+        assert float(r.printed) == r.value
     derived = paper.derived()
     assert derived["delta_icc_A_k"] == pytest.approx(0.08)
     assert derived["lpips_icc_from_rho"] == pytest.approx(2 * 0.432 / 1.432)

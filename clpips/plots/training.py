@@ -6,7 +6,9 @@ Figure data (tidy DataFrames, so the chapter can print and check what it draws):
   one row per (layer, channel), with whether the ``w >= 0`` projection holds it at 0;
 * :func:`layer_summary`: per layer, the weight sums, each layer's *share* of the
   total weight before and after, and how many weights are zero (before, after,
-  newly pinned by the projection, released from 0).
+  newly pinned by the projection, released from 0);
+* :func:`history_with_start`: the training history with an "epoch 0" row, the
+  loss and pair accuracy of the starting (LPIPS) weights on the same pairs.
 
 Figures (each returns a :class:`matplotlib.figure.Figure`):
 
@@ -30,7 +32,7 @@ from matplotlib.figure import Figure
 
 from ..model import CHANNELS
 
-__all__ = ["channel_weights", "layer_summary", "plot_learning_curves", "plot_channel_weights",
+__all__ = ["channel_weights", "layer_summary", "history_with_start", "plot_learning_curves", "plot_channel_weights",
            "plot_layer_shares"]
 
 
@@ -95,6 +97,45 @@ def layer_summary(channels: pd.DataFrame) -> pd.DataFrame:
     return out[cols].astype({c: int for c in ("channels", "zero_before", "zero_after", "pinned", "released")})
 
 
+def history_with_start(exp) -> pd.DataFrame:
+    """``FitResult.history`` of an experiment with an epoch-0 row: the starting weights.
+
+    The starting weights (LPIPS v0.1 by default) are scored with the fit's own
+    loss and margin on the fit's own training and validation pairs: the
+    validation targets are drawn from the training table exactly as
+    :func:`clpips.train.fit` draws them (``split_by_target`` with the fit's
+    ``val_size`` and ``seed``).
+
+    Parameters
+    ----------
+    exp : clpips.experiment.Experiment
+
+    Returns
+    -------
+    pandas.DataFrame
+        The history's columns, first row ``epoch = 0``.
+    """
+    from ..datasets import split_by_target
+    from ..pairs import ranking_pairs
+    from ..train import pair_index, pair_loss
+
+    cfg = exp.result.config
+    w0 = exp.result.initial_weights.float()
+    d = exp.features.matrix.float() @ w0
+    row = {"epoch": 0}
+    if cfg.get("val_size", 0) > 0:
+        fit_rows, val_rows = split_by_target(exp.train_table, test_size=cfg["val_size"], seed=cfg["seed"])
+        sides = (("train", fit_rows), ("val", val_rows))
+    else:
+        sides = (("train", exp.train_table),)
+    for side, rows in sides:
+        idx = pair_index(exp.features, ranking_pairs(rows))
+        s = d[idx[:, 1]] - d[idx[:, 0]]
+        row[f"{side}_loss"] = float(pair_loss(s, cfg["loss"], cfg["margin"]))
+        row[f"{side}_accuracy"] = float((s > 0).float().mean())
+    return pd.concat([pd.DataFrame([row]), exp.result.history], ignore_index=True)
+
+
 # =========================================================================== figures
 def plot_learning_curves(history: pd.DataFrame, best_epoch: int, title: str = "") -> Figure:
     """Loss (left) and pair accuracy (right) per epoch on training and validation pairs.
@@ -103,22 +144,28 @@ def plot_learning_curves(history: pd.DataFrame, best_epoch: int, title: str = ""
     ----------
     history : pandas.DataFrame
         ``FitResult.history``: ``epoch, train_loss, train_accuracy`` and, with
-        early stopping, ``val_loss, val_accuracy``.
+        early stopping, ``val_loss, val_accuracy`` (:func:`history_with_start`
+        adds epoch 0, the starting weights, drawn as an open marker).
     best_epoch : int
         The epoch whose weights were kept (marked by a dotted line).
     """
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.3), constrained_layout=True)
     for ax, what, label in ((axes[0], "loss", "ranking loss"), (axes[1], "accuracy", "pair accuracy")):
-        ax.plot(history["epoch"], history[f"train_{what}"], "o-", ms=3, label="training pairs")
-        if f"val_{what}" in history:
-            ax.plot(history["epoch"], history[f"val_{what}"], "s-", ms=3, label="validation pairs")
+        for side, marker, name in (("train", "o", "training pairs"), ("val", "s", "validation pairs")):
+            if f"{side}_{what}" not in history:
+                continue
+            line, = ax.plot(history["epoch"], history[f"{side}_{what}"], f"{marker}-", ms=3, label=name)
+            start = history[history["epoch"] == 0]
+            if len(start):
+                ax.plot(start["epoch"], start[f"{side}_{what}"], marker, ms=7, mfc="white", color=line.get_color())
         ax.axvline(best_epoch, color="grey", ls=":", lw=1.2, label=f"best epoch ({best_epoch})")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[1].axhline(0.5, color="black", lw=0.8, alpha=0.5)
     axes[1].text(history["epoch"].iloc[0], 0.5, " chance", va="bottom", fontsize=8, alpha=0.7)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, title="open marker: epoch 0 = LPIPS" if (history["epoch"] == 0).any() else None,
+                   title_fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

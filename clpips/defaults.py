@@ -42,7 +42,7 @@ class Defaults:
     example_r2: str = "3,2,1,4"     #: ranking R2; ICC(A,k) with the reference 0.40, "poor" (Koo & Li)
     # personal metrics (chapter 07, clpips.personal, clpips.widget)
     personal_l2: float = 0.01       #: L2 pull of a personal model towards its starting (pooled) weights
-    personal_sizes: str = "5,10,20,40"  #: learning curve: training rankings per person (plus "all")
+    personal_sizes: str = "1,2,5,10,20,40"  #: learning curve: training rankings per person (plus "all")
     personal_repeats: int = 3       #: learning curve: random subsamples per size and person
 
 

@@ -1,0 +1,892 @@
+"""Personal CLPIPS metrics: one model per person, pulled towards the pooled one.
+
+The paper fits one CLPIPS for everybody (all raters' rankings pooled) and names
+a metric adapted to each person as future work. This module builds and judges
+such metrics, on any dataset whose raters each ranked several targets
+(``mur92``: 16 people, the same 92 targets and candidates for all).
+
+Models, for each person ``r`` (all fits share one feature matrix, computed once):
+
+``lpips``
+    Baseline LPIPS (v0.1 weights).
+``pooled``
+    CLPIPS fitted on every person's *training* rankings (the paper's model),
+    exactly as :func:`clpips.experiment.run` fits it.
+``personal``
+    Starts from the pooled weights and is fitted on ``r``'s training rankings
+    only, with the penalty ``l2 * ||w - w_pooled||^2`` pulling it back towards
+    the pooled weights (:func:`clpips.train.fit_pairs` with ``l2_to``).
+``lopo``
+    *Leave one person out*: pooled CLPIPS fitted on everybody's training
+    rankings except ``r``'s: what a new user gets before giving any ranking.
+``personal_lopo``
+    A personal model of ``r`` that starts from (and is pulled towards) ``lopo``
+    instead: the honest "new user" personalisation, in which no model has seen
+    any of ``r``'s rankings before ``r`` gives them.
+
+Split and leakage. Targets are split once (:func:`clpips.datasets.split_by_target`,
+the standard split), so every model is judged on targets that none of them was
+trained on, for every person. ``pooled`` has, however, seen ``r``'s *training*
+rankings: comparing ``personal`` with ``pooled`` credits the pooled model with
+some of ``r``'s own data; ``personal_lopo`` versus ``lopo`` does not. A second,
+smaller overlap comes from candidates: a held-out ranking of target ``X``
+may contain candidate ``Y`` while the training ranking of target ``Y`` contains
+``X``, the same image pair (LPIPS is symmetric). :func:`shared_pair_share`
+measures it and ``exclude_shared_pairs=True`` removes those pairs from training.
+
+Personal fits use all of the person's training rankings, no early stopping
+(``epochs`` epochs, the last kept): the pull towards the starting weights is
+their regulariser. Because the loss is a mean over pairs, the pull does not
+weaken as a person gives more rankings.
+
+Evaluation on a person's held-out rankings (:func:`heldout_scores`): ICC(A,k)
+and pooled Spearman's rho of the metric's within-ranking ranks against the
+person's, exactly :func:`clpips.evaluate.alignment`; per person a paired
+bootstrap over the person's held-out rankings (:func:`clpips.stats.paired_bootstrap`)
+gives Δ = challenger − reference with a CI and a one-sided p-value; across
+people the mean Δ gets a percentile bootstrap CI over people, a sign test and
+a Wilcoxon signed-rank test (:meth:`PersonalStudy.across_people`).
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats as sps
+
+from .defaults import DEFAULTS
+from .evaluate import RANKING, ranking_ids
+from .model import CHANNELS, initial_weight_vector
+from .stats import DegenerateDataWarning, icc_from_matrix, paired_bootstrap
+
+#: model columns of :attr:`PersonalStudy.per_person`, in display order
+MODELS = ("lpips", "pooled", "personal", "lopo", "personal_lopo")
+#: the comparisons reported: name -> (reference model a, challenger model b); Δ = b − a
+COMPARISONS = {
+    "personal_vs_pooled": ("pooled", "personal"),
+    "new_user": ("lopo", "personal_lopo"),
+    "pooled_vs_lpips": ("lpips", "pooled"),
+    "personal_vs_lpips": ("lpips", "personal"),
+}
+#: what each comparison means, for tables and captions
+COMPARISON_LABELS = {
+    "personal_vs_pooled": "personal − pooled",
+    "new_user": "new user: personal − LOPO",
+    "pooled_vs_lpips": "pooled − LPIPS",
+    "personal_vs_lpips": "personal − LPIPS",
+}
+STATISTICS = ("icc", "rho")
+_STAT_LABEL = {"icc": "ΔICC(A,k)", "rho": "Δrho"}
+
+
+# --------------------------------------------------------------------------- small helpers
+@contextlib.contextmanager
+def torch_threads(n: Optional[int]) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)``, then restore (``None``: leave as is).
+
+    The fits here multiply a ~1,000 x 1,152 matrix thousands of times; one
+    thread is faster for that than several contending for shared cores.
+    """
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def parse_sizes(sizes: str | Sequence[int]) -> tuple[int, ...]:
+    """``"5,10,20,40"`` or ``[5, 10]`` -> sorted tuple of distinct positive ints."""
+    if isinstance(sizes, str):
+        try:
+            sizes = [int(s) for s in sizes.split(",") if s.strip() and s.strip() != "all"]
+        except ValueError:
+            raise ValueError(f"sizes must be comma-separated whole numbers, got {sizes!r}") from None
+    out = tuple(sorted({int(s) for s in sizes}))
+    if any(s < 1 for s in out):
+        raise ValueError(f"sizes must be positive, got {sizes!r}")
+    return out
+
+
+def people_interval(values: Sequence[float], n_boot: int = DEFAULTS.n_boot, ci: float = DEFAULTS.ci,
+                    seed: int = DEFAULTS.seed) -> tuple[float, float, float]:
+    """Mean of per-person values with a percentile bootstrap interval over people.
+
+    NaN values (people without a result) are left out. Returns ``(mean, low, high)``;
+    with fewer than two values the interval is NaN.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return np.nan, np.nan, np.nan
+    if len(x) < 2:
+        return float(x.mean()), np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(int(n_boot), len(x)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - ci) / 2, (1 + ci) / 2])
+    return float(x.mean()), float(lo), float(hi)
+
+
+def paired_tests(deltas: Sequence[float]) -> dict[str, float]:
+    """Sign test and Wilcoxon signed-rank test (two-sided) of per-person differences against 0.
+
+    Returns ``n`` (people with a value), ``n_positive``, ``n_negative``,
+    ``sign_p`` (exact binomial test on the non-zero signs) and ``wilcoxon_p``
+    (:func:`scipy.stats.wilcoxon`, exact for small samples without ties;
+    NaN with fewer than two non-zero differences).
+    """
+    d = np.asarray(deltas, dtype=float)
+    d = d[~np.isnan(d)]
+    pos, neg = int((d > 0).sum()), int((d < 0).sum())
+    sign_p = float(sps.binomtest(pos, pos + neg, 0.5).pvalue) if pos + neg else np.nan
+    nonzero = d[d != 0]
+    if len(nonzero) >= 2:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # scipy's note on exact p with ties
+            wil = float(sps.wilcoxon(nonzero).pvalue)
+    else:
+        wil = np.nan
+    return {"n": int(len(d)), "n_positive": pos, "n_negative": neg, "sign_p": sign_p, "wilcoxon_p": wil}
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN stays NaN)."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    if len(ok) == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def format_p(p: float, digits: int = 2) -> str:
+    """A p-value for prose: ``"p = 0.034"``, ``"p < 0.001"``, ``"p = 1"`` (NaN: ``"p undefined"``)."""
+    if p is None or np.isnan(p):
+        return "p undefined"
+    if p < 0.001:
+        return "p < 0.001"
+    return f"p = {float(f'{p:.{digits}g}'):g}"
+
+
+# --------------------------------------------------------------------------- scoring
+def heldout_scores(table: pd.DataFrame, features, weights: Mapping[str, torch.Tensor]) -> pd.DataFrame:
+    """ICC(A,k) and pooled Spearman's rho of several weight vectors on a ranking table at once.
+
+    The same numbers as :func:`clpips.evaluate.alignment` (metric distances
+    become ranks within each ranking, ties averaged; ICC(A,k) of the
+    metric-versus-human table; Spearman's rho over all rows), computed for all
+    weight vectors in one pass, which the learning curve needs.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Rankings (``set_id, target, candidate, rater, rank``).
+    features : clpips.features.PairFeatures
+        Covering the table's (target, candidate) pairs.
+    weights : mapping name -> weight vector
+
+    Returns
+    -------
+    DataFrame indexed by name: ``icc_A_k``, ``spearman``, ``n_rankings``.
+    """
+    names = list(weights)
+    if table.empty or not names:
+        return pd.DataFrame({"icc_A_k": np.nan, "spearman": np.nan, "n_rankings": 0},
+                            index=pd.Index(names, name="metric"))
+    rows = features.rows(table["target"], table["candidate"])
+    W = torch.stack([torch.as_tensor(weights[n], dtype=torch.float32).flatten() for n in names], dim=1)
+    dist = (features.matrix[rows] @ W).numpy().astype(float)
+    ids = ranking_ids(table).to_numpy()
+    metric_rank = pd.DataFrame(dist).groupby(ids, sort=False).rank(method="average").to_numpy(float)
+    human = table["rank"].to_numpy(float)
+    Y = np.stack([np.broadcast_to(human[:, None], metric_rank.shape), metric_rank], axis=-1)  # N x M x 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        icc = np.atleast_1d(icc_from_matrix(np.moveaxis(Y, 1, 0), "ICC(A,k)")) if len(human) >= 2 \
+            else np.full(len(names), np.nan)
+    rho = _pooled_spearman_columns(human, metric_rank)
+    return pd.DataFrame({"icc_A_k": icc.astype(float), "spearman": rho,
+                         "n_rankings": int(pd.unique(ids).size)}, index=pd.Index(names, name="metric"))
+
+
+def _pooled_spearman_columns(human: np.ndarray, metric: np.ndarray) -> np.ndarray:
+    """Spearman's rho of ``human`` with each column of ``metric`` (NaN where one is constant)."""
+    rh = sps.rankdata(human)
+    rm = sps.rankdata(metric, axis=0)
+    rh = rh - rh.mean()
+    rm = rm - rm.mean(axis=0)
+    den = np.sqrt((rh ** 2).sum() * (rm ** 2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rh @ rm) / np.where(den > 0, den, 1), np.nan)
+
+
+def _rank_frame(scored_ids: np.ndarray, human: np.ndarray, dist_a: np.ndarray, dist_b: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame({"ranking": scored_ids, "rank": human, "a": dist_a, "b": dist_b})
+    ranks = frame.groupby("ranking", sort=False)[["a", "b"]].rank(method="average")
+    frame[["a", "b"]] = ranks.to_numpy(float)
+    return frame
+
+
+def paired_person_bootstrap(table: pd.DataFrame, features, weight_a: torch.Tensor, weight_b: torch.Tensor,
+                            n_boot: int = DEFAULTS.n_boot, ci: float = DEFAULTS.ci,
+                            seed: int = DEFAULTS.seed) -> dict[str, float]:
+    """Paired bootstrap over one person's held-out rankings: Δ = b − a of ICC(A,k) and rho.
+
+    Both metrics enter as their ranks within each ranking (as in
+    :func:`clpips.experiment.bootstrap_summary`). Returns ``{stat}_a``,
+    ``{stat}_b``, ``delta_{stat}``, ``ci_low_{stat}``, ``ci_high_{stat}``,
+    ``p_{stat}`` (one-sided, H0: Δ <= 0) for ``stat`` in ``icc``, ``rho``;
+    all NaN with fewer than two rankings.
+    """
+    out: dict[str, float] = {}
+    ids = ranking_ids(table).to_numpy()
+    if pd.unique(ids).size < 2:
+        return {f"{k}_{s}": np.nan for s in STATISTICS for k in ("a", "b", "delta", "ci_low", "ci_high", "p")}
+    rows = features.rows(table["target"], table["candidate"])
+    phi = features.matrix[rows]
+    frame = _rank_frame(ids, table["rank"].to_numpy(float),
+                        (phi @ torch.as_tensor(weight_a, dtype=phi.dtype)).numpy().astype(float),
+                        (phi @ torch.as_tensor(weight_b, dtype=phi.dtype)).numpy().astype(float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        res = paired_bootstrap(frame, "ranking", "rank", "a", "b", n_boot=n_boot, ci=ci, seed=seed)
+    summary = res.summary()
+    for stat in STATISTICS:
+        row = summary.loc[_STAT_LABEL[stat]]
+        out.update({f"a_{stat}": float(row["observed_a"]), f"b_{stat}": float(row["observed_b"]),
+                    f"delta_{stat}": float(row["delta"]), f"ci_low_{stat}": float(row["ci_low"]),
+                    f"ci_high_{stat}": float(row["ci_high"]), f"p_{stat}": float(row["p_value"])})
+    return out
+
+
+# --------------------------------------------------------------------------- pairs
+class PairBank:
+    """Every training pair of a ranking table, indexed once, selectable by rater and target.
+
+    Building pairs (:func:`clpips.pairs.ranking_pairs`) and looking up their
+    feature rows is the slow part of a small fit; the bank does it once for the
+    whole training table, so a fit on any person's subset of targets is a
+    boolean mask.
+    """
+
+    def __init__(self, table: pd.DataFrame, features):
+        from .pairs import ranking_pairs
+        from .train import pair_index
+        pairs = ranking_pairs(table) if len(table) else None
+        if pairs is None or pairs.empty:
+            self.index = torch.zeros(0, 2, dtype=torch.long)
+            self.rater = np.array([], dtype=object)
+            self.target = np.array([], dtype=object)
+            return
+        self.index = pair_index(features, pairs)
+        self.rater = pairs["rater"].astype(str).to_numpy(dtype=object)
+        self.target = pairs["target"].astype(str).to_numpy(dtype=object)
+
+    def select(self, rater: Optional[object] = None, targets: Optional[Sequence[str]] = None,
+               exclude_rater: Optional[object] = None) -> torch.Tensor:
+        """``N x 2`` (better, worse) rows of one rater's (or everybody's) pairs on some targets."""
+        mask = np.ones(len(self.rater), dtype=bool)
+        if rater is not None:
+            mask &= self.rater == str(rater)
+        if exclude_rater is not None:
+            mask &= self.rater != str(exclude_rater)
+        if targets is not None:
+            mask &= np.isin(self.target, np.asarray(list(targets), dtype=object))
+        return self.index[torch.from_numpy(mask)]
+
+
+def shared_pair_share(train_table: pd.DataFrame, test_table: pd.DataFrame) -> float:
+    """Share of held-out rows whose image pair {target, candidate} also occurs in training rows.
+
+    Such a pair is judged twice by the same person (e.g. ``Y`` as a candidate
+    of target ``X`` held out, ``X`` as a candidate of training target ``Y``), and
+    LPIPS features are symmetric, so a personal model could learn the held-out
+    judgement from the training one.
+    """
+    if test_table.empty:
+        return np.nan
+    train = set(map(frozenset, zip(train_table["target"], train_table["candidate"])))
+    hits = [frozenset(p) in train for p in zip(test_table["target"], test_table["candidate"])]
+    return float(np.mean(hits))
+
+
+def drop_shared_pairs(train_table: pd.DataFrame, test_table: pd.DataFrame) -> pd.DataFrame:
+    """Training rows without the image pairs that held-out rows contain (see :func:`shared_pair_share`).
+
+    The remaining candidates of each (set, rater) are re-ranked ``1..k'`` in
+    their original order; a ranking left with fewer than two candidates is dropped.
+    """
+    test = set(map(frozenset, zip(test_table["target"], test_table["candidate"])))
+    keep = np.array([frozenset(p) not in test for p in zip(train_table["target"], train_table["candidate"])],
+                    dtype=bool)
+    out = train_table[keep].copy()
+    group = out.groupby(["set_id", "rater"], sort=False)["rank"]
+    out["rank"] = group.rank(method="first").astype(out["rank"].dtype)
+    sizes = group.transform("size")
+    return out[sizes >= 2]
+
+
+# --------------------------------------------------------------------------- fitting
+def fit_personal(features, pairs: torch.Tensor, base: torch.Tensor, *, l2: float = DEFAULTS.personal_l2,
+                 epochs: int = DEFAULTS.epochs, seed: int = DEFAULTS.seed, net: str = DEFAULTS.net,
+                 **options):
+    """One personal model: start from ``base``, fit ``pairs``, penalise ``l2 * ||w - base||^2``.
+
+    Parameters
+    ----------
+    features : PairFeatures
+    pairs : N x 2 tensor of (better, worse) feature rows (one person's training pairs)
+    base : weight vector (the pooled model, or the pooled model without this person)
+    l2, epochs, seed, net
+        Pull strength, epochs (all run, the last kept: no early stopping), seed, backbone.
+    **options
+        More :func:`clpips.train.fit_pairs` options (loss, margin, lr, batch_size, layers, project).
+
+    Returns
+    -------
+    clpips.train.FitResult
+    """
+    from .train import fit_pairs
+    base = torch.as_tensor(base, dtype=torch.float32)
+    return fit_pairs(features.matrix, pairs, None, base, net=net, epochs=epochs, seed=seed, l2=l2, l2_to=base,
+                     init="base", **options)
+
+
+_FIT_OPTIONS = ("loss", "margin", "lr", "batch_size", "layers", "project")
+
+
+@dataclass
+class PersonalStudy:
+    """Everything :func:`personal_study` produced.
+
+    Attributes
+    ----------
+    weights : dict
+        ``"lpips"`` and ``"pooled"`` weight vectors.
+    personal, lopo, personal_lopo : dict rater -> weight vector
+        See the module docstring (``lopo`` and ``personal_lopo`` empty when ``lopo=False``).
+    per_person : DataFrame
+        One row per rater: ``n_train``, ``n_test`` (rankings) and, for each model
+        in :data:`MODELS`, ``icc_<model>`` and ``rho_<model>`` on the person's
+        held-out rankings.
+    comparisons : DataFrame
+        One row per (rater, comparison of :data:`COMPARISONS`): the paired
+        bootstrap of :func:`paired_person_bootstrap` plus Holm-adjusted
+        p-values over people (``p_holm_icc``, ``p_holm_rho``).
+    fits : DataFrame
+        One row per fit: ``model``, ``rater``, ``seconds``, ``epochs``, ``n_pairs``.
+    """
+
+    dataset: Any
+    features: Any
+    train_table: pd.DataFrame
+    test_table: pd.DataFrame
+    bank: PairBank
+    weights: dict[str, torch.Tensor]
+    personal: dict[str, torch.Tensor]
+    lopo: dict[str, torch.Tensor]
+    personal_lopo: dict[str, torch.Tensor]
+    per_person: pd.DataFrame
+    comparisons: pd.DataFrame
+    fits: pd.DataFrame
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def raters(self) -> list[str]:
+        return list(self.per_person.index)
+
+    def models_of(self, rater: str) -> dict[str, torch.Tensor]:
+        """Every model's weights as seen by ``rater`` (personal models are ``rater``'s own)."""
+        out = {"lpips": self.weights["lpips"], "pooled": self.weights["pooled"]}
+        for name, bank in (("personal", self.personal), ("lopo", self.lopo), ("personal_lopo", self.personal_lopo)):
+            if rater in bank:
+                out[name] = bank[rater]
+        return out
+
+    def comparison(self, name: str) -> pd.DataFrame:
+        """The per-person rows of one comparison, indexed by rater."""
+        return self.comparisons[self.comparisons["comparison"] == name].set_index("rater")
+
+    def across_people(self, n_boot: Optional[int] = None, ci: Optional[float] = None,
+                      seed: Optional[int] = None) -> pd.DataFrame:
+        """Per comparison and statistic: the mean Δ over people with a bootstrap CI over people,
+        how many people improved, a sign test and a Wilcoxon signed-rank test.
+
+        Index (comparison, statistic); columns ``label``, ``n``, ``mean_delta``,
+        ``ci_low``, ``ci_high``, ``n_positive``, ``n_negative``,
+        ``n_significant`` (people whose own bootstrap CI lies above 0),
+        ``sign_p``, ``wilcoxon_p``.
+        """
+        n_boot = self.settings["n_boot"] if n_boot is None else n_boot
+        ci = self.settings["ci"] if ci is None else ci
+        seed = self.settings["seed"] if seed is None else seed
+        rows = []
+        for name in self.comparisons["comparison"].unique():
+            part = self.comparison(name)
+            for stat in STATISTICS:
+                mean, lo, hi = people_interval(part[f"delta_{stat}"], n_boot=n_boot, ci=ci, seed=seed)
+                tests = paired_tests(part[f"delta_{stat}"])
+                rows.append({"comparison": name, "statistic": stat, "label": COMPARISON_LABELS.get(name, name),
+                             "mean_delta": mean, "ci_low": lo, "ci_high": hi,
+                             "n_significant": int((part[f"ci_low_{stat}"] > 0).sum()), **tests})
+        return pd.DataFrame(rows).set_index(["comparison", "statistic"])
+
+
+def _person_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return {str(r): part for r, part in table.groupby(table["rater"].astype(str), sort=True)}
+
+
+def personal_study(dataset, *, test_size: float = DEFAULTS.test_size, seed: int = DEFAULTS.seed,
+                   net: str = DEFAULTS.net, device: str = DEFAULTS.device, l2: float = DEFAULTS.personal_l2,
+                   epochs: int = DEFAULTS.epochs, lopo: bool = True, exclude_shared_pairs: bool = False,
+                   n_boot: int = DEFAULTS.n_boot, ci: float = DEFAULTS.ci, person_bootstrap: bool = True,
+                   features=None, threads: Optional[int] = 1, progress: bool = False,
+                   **fit_options) -> PersonalStudy:
+    """Fit and judge pooled, leave-one-person-out and personal CLPIPS models (see the module docstring).
+
+    Parameters
+    ----------
+    dataset : RankingDataset
+    test_size, seed
+        The standard split by target (:func:`clpips.datasets.split_by_target`);
+        ``seed`` also seeds the fits and the bootstraps.
+    net, device
+        Backbone and torch device of the feature extraction and fits.
+    l2 : float
+        Pull of each personal model towards its starting weights.
+    epochs : int
+        Epochs of each personal fit (all run), and the most epochs of the pooled
+        fits (which keep their early stopping).
+    lopo : bool
+        Also fit the leave-one-person-out pooled models and the new-user
+        personal models (one pooled fit per person: the slow part).
+    exclude_shared_pairs : bool
+        Drop from training the image pairs that held-out rankings contain
+        (:func:`drop_shared_pairs`).
+    n_boot, ci
+        Bootstrap resamples and confidence level of all intervals.
+    person_bootstrap : bool
+        Run the paired bootstrap of each person's comparisons (False: only the
+        observed differences, e.g. for a quick robustness check; across-people
+        summaries still work).
+    features : PairFeatures, optional
+        Precomputed features of the dataset's pairs.
+    threads : int or None
+        torch threads during the fits (:func:`torch_threads`).
+    **fit_options
+        Training options shared by every fit (loss, margin, lr, batch_size, layers, project;
+        ``patience`` and ``init`` reach the pooled fits only).
+    """
+    from .datasets import split_by_target
+    from .train import fit, pair_features_for
+
+    unknown = set(fit_options) - set(_FIT_OPTIONS) - {"patience", "init"}
+    if unknown:
+        raise TypeError(f"personal_study: unknown fit options {sorted(unknown)}")
+    personal_options = {k: v for k, v in fit_options.items() if k in _FIT_OPTIONS}
+    train_table, test_table = split_by_target(dataset.table, test_size=test_size, seed=seed)
+    shared = shared_pair_share(train_table, test_table)
+    if exclude_shared_pairs:
+        train_table = drop_shared_pairs(train_table, test_table)
+    if features is None:
+        features = pair_features_for(dataset, dataset.table, net=net, device=device, progress=progress)
+    bank = PairBank(train_table, features)
+    w_lpips = initial_weight_vector(net, "lpips")
+    fit_rows: list[dict[str, Any]] = []
+
+    def record(model: str, rater: Optional[str], result) -> torch.Tensor:
+        fit_rows.append({"model": model, "rater": rater, "seconds": result.seconds,
+                         "epochs": int(len(result.history)), "n_pairs": int(result.config["n_train_pairs"])})
+        return result.weights
+
+    trains, tests = _person_tables(train_table), _person_tables(test_table)
+    raters = sorted(set(trains) | set(tests))
+    personal, lopo_w, personal_lopo = {}, {}, {}
+    with torch_threads(threads):
+        pooled = record("pooled", None, fit(dataset, train_table, net=net, seed=seed, device=device,
+                                            features=features, progress=False, epochs=epochs, **fit_options))
+        for r in raters:
+            pairs = bank.select(rater=r)
+            if len(pairs):
+                personal[r] = record("personal", r, fit_personal(features, pairs, pooled, l2=l2, epochs=epochs,
+                                                                 seed=seed, net=net, device=device,
+                                                                 **personal_options))
+            if lopo:
+                others = train_table[train_table["rater"].astype(str) != r]
+                if others.empty:
+                    continue
+                lopo_w[r] = record("lopo", r, fit(dataset, others, net=net, seed=seed, device=device,
+                                                  features=features, progress=False, epochs=epochs,
+                                                  **fit_options))
+                if len(pairs):
+                    personal_lopo[r] = record("personal_lopo", r, fit_personal(
+                        features, pairs, lopo_w[r], l2=l2, epochs=epochs, seed=seed, net=net, device=device,
+                        **personal_options))
+
+    weights = {"lpips": w_lpips, "pooled": pooled}
+    settings = {"dataset": getattr(dataset, "name", "custom"), "test_size": test_size, "seed": seed, "net": net,
+                "device": device,
+                "l2": l2, "epochs": epochs, "lopo": lopo, "exclude_shared_pairs": exclude_shared_pairs,
+                "n_boot": n_boot, "ci": ci, "person_bootstrap": person_bootstrap, **fit_options,
+                "shared_pair_share": shared}   # before exclude_shared_pairs removed them
+    study = PersonalStudy(dataset, features, train_table, test_table, bank, weights, personal, lopo_w,
+                          personal_lopo, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(fit_rows), settings)
+    _evaluate_study(study, raters, trains, tests)
+    return study
+
+
+def _evaluate_study(study: PersonalStudy, raters: list[str], trains: dict, tests: dict) -> None:
+    empty = study.test_table.iloc[:0]
+    rows, comps = [], []
+    for r in raters:
+        test = tests.get(r, empty)
+        models = study.models_of(r)
+        scores = heldout_scores(test, study.features, models)
+        row = {"rater": r, "n_train": int(trains[r]["set_id"].nunique()) if r in trains else 0,
+               "n_test": int(test["set_id"].nunique())}
+        for m in MODELS:
+            row[f"icc_{m}"] = float(scores.at[m, "icc_A_k"]) if m in scores.index else np.nan
+            row[f"rho_{m}"] = float(scores.at[m, "spearman"]) if m in scores.index else np.nan
+        rows.append(row)
+        for name, (a, b) in COMPARISONS.items():
+            if a not in models or b not in models:
+                continue
+            if study.settings.get("person_bootstrap", True):
+                res = paired_person_bootstrap(test, study.features, models[a], models[b],
+                                              n_boot=study.settings["n_boot"], ci=study.settings["ci"],
+                                              seed=study.settings["seed"])
+            else:
+                res = {f"{k}_{stat}": np.nan for stat in STATISTICS for k in ("ci_low", "ci_high", "p")}
+                for stat in STATISTICS:
+                    res.update({f"a_{stat}": row[f"{stat}_{a}"], f"b_{stat}": row[f"{stat}_{b}"],
+                                f"delta_{stat}": row[f"{stat}_{b}"] - row[f"{stat}_{a}"]})
+            comps.append({"rater": r, "comparison": name, **res})
+    study.per_person = pd.DataFrame(rows).set_index("rater")
+    comparisons = pd.DataFrame(comps)
+    if not comparisons.empty:
+        for stat in STATISTICS:
+            comparisons[f"p_holm_{stat}"] = comparisons.groupby("comparison")[f"p_{stat}"].transform(
+                lambda p: pd.Series(holm(p.to_numpy()), index=p.index))
+    study.comparisons = comparisons
+
+
+def l2_sensitivity(study: PersonalStudy, values: Sequence[float], *, threads: Optional[int] = 1) -> pd.DataFrame:
+    """Refit the personal models (from the pooled one) with other pull strengths.
+
+    One row per ``l2`` (the study's own value reuses its models): mean held-out
+    Δ (personal − pooled) of ICC(A,k) and rho over people with bootstrap CIs
+    over people, people with Δ > 0, and the mean distance ``||w - w_pooled||``.
+    """
+    s = study.settings
+    options = {k: s[k] for k in _FIT_OPTIONS if k in s}
+    tests = _person_tables(study.test_table)
+    pooled = study.weights["pooled"]
+    rows = []
+    for l2 in sorted(set(float(v) for v in values) | {float(s["l2"])}):
+        deltas = {"icc": [], "rho": []}
+        moved = []
+        with torch_threads(threads):
+            for r in study.raters:
+                if r not in tests or r not in study.personal:
+                    continue
+                if l2 == float(s["l2"]):
+                    w = study.personal[r]
+                else:
+                    w = fit_personal(study.features, study.bank.select(rater=r), pooled, l2=l2, epochs=s["epochs"],
+                                     seed=s["seed"], net=s["net"], device=s.get("device", DEFAULTS.device),
+                                     **options).weights
+                sc = heldout_scores(tests[r], study.features, {"pooled": pooled, "personal": w})
+                deltas["icc"].append(sc.at["personal", "icc_A_k"] - sc.at["pooled", "icc_A_k"])
+                deltas["rho"].append(sc.at["personal", "spearman"] - sc.at["pooled", "spearman"])
+                moved.append(float((w - pooled).norm()))
+        row = {"l2": l2, "is_default": l2 == float(s["l2"]), "distance_from_pooled": float(np.mean(moved))}
+        for stat in STATISTICS:
+            mean, lo, hi = people_interval(deltas[stat], n_boot=s["n_boot"], ci=s["ci"], seed=s["seed"])
+            row.update({f"delta_{stat}": mean, f"ci_low_{stat}": lo, f"ci_high_{stat}": hi,
+                        f"n_positive_{stat}": int((np.asarray(deltas[stat]) > 0).sum())})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("l2")
+
+
+# --------------------------------------------------------------------------- learning curve
+@dataclass
+class LearningCurve:
+    """How a personal model's held-out advantage grows with the rankings a person gives.
+
+    ``runs``: one row per (rater, size, repeat): ``n_rankings`` used, the
+    personal model's ``icc`` and ``rho`` on the person's held-out rankings,
+    the base model's (``icc_base``, ``rho_base``) and ``delta_icc``, ``delta_rho``.
+    A size equal to all of a person's training rankings is labelled ``"all"``
+    in ``size_label`` and run once (the subsample is the whole set).
+    """
+
+    runs: pd.DataFrame
+    base: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def per_person(self) -> pd.DataFrame:
+        """Mean Δ over repeats, one row per (size_label, rater)."""
+        return (self.runs.groupby(["size_order", "size_label", "rater"], sort=True)
+                [["n_rankings", "delta_icc", "delta_rho"]].mean().reset_index())
+
+    def summary(self, n_boot: Optional[int] = None, ci: Optional[float] = None,
+                seed: Optional[int] = None) -> pd.DataFrame:
+        """Per size: people, mean rankings, mean Δ of ICC(A,k) and rho with a bootstrap CI over
+        people (each person's Δ averaged over repeats first), people with Δ > 0, and the
+        Wilcoxon signed-rank p-value."""
+        n_boot = self.settings.get("n_boot", DEFAULTS.n_boot) if n_boot is None else n_boot
+        ci = self.settings.get("ci", DEFAULTS.ci) if ci is None else ci
+        seed = self.settings.get("seed", DEFAULTS.seed) if seed is None else seed
+        rows = []
+        for (order, label), part in self.per_person().groupby(["size_order", "size_label"], sort=True):
+            row = {"size": label, "n_people": int(len(part)), "mean_rankings": float(part["n_rankings"].mean())}
+            for stat in STATISTICS:
+                mean, lo, hi = people_interval(part[f"delta_{stat}"], n_boot=n_boot, ci=ci, seed=seed)
+                tests = paired_tests(part[f"delta_{stat}"])
+                row.update({f"delta_{stat}": mean, f"ci_low_{stat}": lo, f"ci_high_{stat}": hi,
+                            f"n_positive_{stat}": tests["n_positive"], f"wilcoxon_p_{stat}": tests["wilcoxon_p"]})
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("size")
+
+    def first_size_beating(self, stat: str = "icc", summary: Optional[pd.DataFrame] = None) -> Optional[str]:
+        """The smallest size from which on every size's CI of the mean Δ lies above 0 (None if none)."""
+        summary = self.summary() if summary is None else summary
+        above = (summary[f"ci_low_{stat}"] > 0).to_numpy()
+        for i in range(len(above)):
+            if above[i:].all():
+                return str(summary.index[i])
+        return None
+
+
+def learning_curve(study: PersonalStudy, sizes: str | Sequence[int] = DEFAULTS.personal_sizes,
+                   repeats: int = DEFAULTS.personal_repeats, base: str = "lopo", *,
+                   seed: Optional[int] = None, threads: Optional[int] = 1) -> LearningCurve:
+    """Refit each person's model on random subsets of their training rankings.
+
+    For each person and each ``size`` smaller than the person's number of
+    training rankings, ``repeats`` subsets of ``size`` training targets are drawn
+    (``numpy.random.default_rng([seed, person, size, repeat])``), a personal
+    model is fitted from the base weights with the study's settings, and its
+    held-out ICC(A,k) and rho are compared with the base model's on the same
+    held-out rankings. The full set (``"all"``) reuses the study's personal model.
+
+    Parameters
+    ----------
+    study : PersonalStudy
+    sizes : "5,10,20,40" or ints
+    repeats : int
+    base : {"lopo", "pooled"}
+        Start from (and compare with) the pooled model without the person
+        (``"lopo"``: the new-user scenario; needs ``personal_study(lopo=True)``)
+        or the pooled model.
+    """
+    if base not in ("lopo", "pooled"):
+        raise ValueError(f"base must be 'lopo' or 'pooled', got {base!r}")
+    if base == "lopo" and not study.lopo:
+        raise ValueError("base='lopo' needs a study fitted with lopo=True")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    sizes = parse_sizes(sizes)
+    s = study.settings
+    seed = s["seed"] if seed is None else seed
+    options = {k: s[k] for k in _FIT_OPTIONS if k in s}
+    trains, tests = _person_tables(study.train_table), _person_tables(study.test_table)
+    rows = []
+    with torch_threads(threads):
+        for person_index, r in enumerate(study.raters):
+            if r not in trains or r not in tests:
+                continue
+            b = study.lopo.get(r) if base == "lopo" else study.weights["pooled"]
+            full = study.personal_lopo.get(r) if base == "lopo" else study.personal.get(r)
+            if b is None or full is None:
+                continue
+            targets = np.array(sorted(trains[r]["target"].unique()), dtype=object)
+            candidates: dict[str, torch.Tensor] = {"base": b}
+            meta = []
+            for size in sizes:
+                if size >= len(targets):
+                    continue
+                for rep in range(repeats):
+                    rng = np.random.default_rng([seed, person_index, size, rep])
+                    chosen = targets[rng.choice(len(targets), size=size, replace=False)]
+                    result = fit_personal(study.features, study.bank.select(rater=r, targets=chosen), b,
+                                          l2=s["l2"], epochs=s["epochs"], seed=seed + rep, net=s["net"],
+                                          device=s.get("device", DEFAULTS.device), **options)
+                    key = f"{size}/{rep}"
+                    candidates[key] = result.weights
+                    meta.append((key, str(size), size, rep, size))
+            candidates["all"] = full
+            meta.append(("all", "all", len(targets), 0, len(targets)))
+            scores = heldout_scores(tests[r], study.features, candidates)
+            for key, label, order, rep, n in meta:
+                rows.append({"rater": r, "size_label": label, "size_order": order if label != "all" else 10 ** 9,
+                             "repeat": rep, "n_rankings": n,
+                             "icc": scores.at[key, "icc_A_k"], "rho": scores.at[key, "spearman"],
+                             "icc_base": scores.at["base", "icc_A_k"], "rho_base": scores.at["base", "spearman"]})
+    runs = pd.DataFrame(rows)
+    if not runs.empty:
+        runs["delta_icc"] = runs["icc"] - runs["icc_base"]
+        runs["delta_rho"] = runs["rho"] - runs["rho_base"]
+    return LearningCurve(runs, base, {"sizes": sizes, "repeats": repeats, "seed": seed, "n_boot": s["n_boot"],
+                                      "ci": s["ci"]})
+
+
+# --------------------------------------------------------------------------- whose model?
+def cross_person(study: PersonalStudy, statistic: str = "icc") -> pd.DataFrame:
+    """Each person's personal model scored on every person's held-out rankings.
+
+    Entry (i, j): ICC(A,k) (``statistic="icc"``) or rho (``"rho"``) of person
+    ``j``'s personal model on person ``i``'s held-out rankings, minus that of
+    the pooled model on the same rankings. If personal models capture the
+    person and not just more training, the diagonal (own model) is high and
+    the rest (somebody else's model, fitted the same way) is not.
+    """
+    column = {"icc": "icc_A_k", "rho": "spearman"}[statistic]
+    tests = _person_tables(study.test_table)
+    owners = [r for r in study.raters if r in study.personal]
+    rows = {}
+    for r in study.raters:
+        if r not in tests:
+            continue
+        scores = heldout_scores(tests[r], study.features, {"pooled": study.weights["pooled"],
+                                                           **{f"m:{o}": study.personal[o] for o in owners}})
+        rows[r] = [scores.at[f"m:{o}", column] - scores.at["pooled", column] for o in owners]
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=owners)
+    out.index.name, out.columns.name = "rankings of", "model of"
+    return out
+
+
+def own_versus_others(matrix: pd.DataFrame, n_boot: int = DEFAULTS.n_boot, ci: float = DEFAULTS.ci,
+                      seed: int = DEFAULTS.seed) -> dict[str, float]:
+    """Summary of :func:`cross_person`: own model versus other people's models, over people.
+
+    Returns the mean Δ (vs pooled) of the own model and of others' models (each
+    person's row mean without the diagonal), their difference with a bootstrap
+    CI over people, and the sign and Wilcoxon tests of the per-person difference.
+    """
+    people = [r for r in matrix.index if r in matrix.columns]
+    own = np.array([matrix.at[r, r] for r in people], dtype=float)
+    others = np.array([matrix.loc[r].drop(r).mean() for r in people], dtype=float)
+    diff = own - others
+    mean, lo, hi = people_interval(diff, n_boot=n_boot, ci=ci, seed=seed)
+    return {"own": float(np.nanmean(own)), "others": float(np.nanmean(others)), "difference": mean,
+            "ci_low": lo, "ci_high": hi, **paired_tests(diff)}
+
+
+# --------------------------------------------------------------------------- layer weights
+def layer_shares(weights: Mapping[str, torch.Tensor], net: str = DEFAULTS.net, features=None) -> pd.DataFrame:
+    """Each model's share of its total weight per LPIPS layer (rows: models; columns: layers 1..5).
+
+    With ``features`` (a :class:`~clpips.features.PairFeatures` or a matrix), the
+    share of the mean *distance* each layer contributes instead: the mean over
+    feature rows of ``phi_l . w_l`` divided by the mean distance. Rows sum to 1.
+    """
+    chns = CHANNELS[net]
+    bounds = np.cumsum([0, *chns])
+    matrix = None
+    if features is not None:
+        matrix = getattr(features, "matrix", features)
+        matrix = torch.as_tensor(matrix, dtype=torch.float32)
+    rows = {}
+    for name, w in weights.items():
+        w = torch.as_tensor(w, dtype=torch.float32).flatten()
+        if matrix is not None:
+            per_layer = [float((matrix[:, a:b] @ w[a:b]).mean()) for a, b in zip(bounds[:-1], bounds[1:])]
+        else:
+            per_layer = [float(w[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])]
+        total = sum(per_layer)
+        rows[name] = [v / total if total > 0 else np.nan for v in per_layer]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=[f"layer {i + 1}" for i in range(len(chns))])
+
+
+def layer_changes(weights: Mapping[str, torch.Tensor], base: torch.Tensor, net: str = DEFAULTS.net) -> pd.DataFrame:
+    """How far each model moved from ``base`` within each layer: ``||w_l - base_l|| / ||base_l||``.
+
+    Rows: models; columns: layers 1..5. Complements :func:`layer_shares`: a
+    model can keep every layer's share and still reweight the channels inside it.
+    """
+    chns = CHANNELS[net]
+    bounds = np.cumsum([0, *chns])
+    base = torch.as_tensor(base, dtype=torch.float32).flatten()
+    rows = {}
+    for name, w in weights.items():
+        w = torch.as_tensor(w, dtype=torch.float32).flatten()
+        rows[name] = [float((w[a:b] - base[a:b]).norm() / base[a:b].norm()) if float(base[a:b].norm()) > 0
+                      else np.nan for a, b in zip(bounds[:-1], bounds[1:])]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=[f"layer {i + 1}" for i in range(len(chns))])
+
+
+# --------------------------------------------------------------------------- simulated truth
+def attribute_sensitivity(dataset, features, weights: Mapping[str, torch.Tensor]) -> pd.DataFrame:
+    """How strongly each model's distance reacts to each scene attribute (simulated data).
+
+    For every (target, candidate) pair of the dataset, a least-squares fit of
+    the model's distance on an intercept and one indicator per attribute
+    (1 where the candidate's attribute differs from the target's) gives one
+    coefficient per attribute: the distance added by getting that attribute
+    wrong. Needs ``dataset.truth.scenes`` (:mod:`clpips.datasets.simulated`).
+
+    Returns
+    -------
+    DataFrame: rows = models, columns = attributes.
+    """
+    from .datasets.scenes import NAMES
+    truth = getattr(dataset, "truth", None)
+    if truth is None or not hasattr(truth, "scenes"):
+        raise ValueError("attribute_sensitivity needs a simulated dataset (dataset.truth.scenes)")
+    scenes = truth.scenes.set_index("image")
+    pairs = dataset.table[["target", "candidate"]].drop_duplicates()
+    t = scenes.loc[pairs["target"], list(NAMES)].to_numpy()
+    c = scenes.loc[pairs["candidate"], list(NAMES)].to_numpy()
+    X = np.column_stack([np.ones(len(pairs)), (t != c).astype(float)])
+    rows = features.rows(pairs["target"], pairs["candidate"])
+    W = torch.stack([torch.as_tensor(w, dtype=torch.float32).flatten() for w in weights.values()], dim=1)
+    D = (features.matrix[rows] @ W).numpy().astype(float)
+    beta, *_ = np.linalg.lstsq(X, D, rcond=None)
+    return pd.DataFrame(beta[1:].T, index=list(weights), columns=list(NAMES))
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    den = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / den) if den > 0 else np.nan
+
+
+def truth_recovery(study: PersonalStudy) -> pd.DataFrame:
+    """Do personal models move towards each simulated rater's true attribute weights?
+
+    Per rater (rows): ``cos_pooled`` and ``cos_personal``, the cosine between
+    the model's attribute sensitivities (:func:`attribute_sensitivity`) and the
+    rater's true weights; ``cos_shift``, the cosine between the personal
+    model's change of sensitivities (personal − pooled) and the rater's
+    deviation from the mean true weights (0 on average if personalisation only
+    fitted noise); ``spearman_pooled`` / ``spearman_personal``, rank
+    correlations of sensitivities with true weights over the attributes.
+    """
+    from .datasets.scenes import NAMES
+    truth = study.dataset.truth.weights.assign(rater=lambda t: t["rater"].astype(str)).set_index("rater")
+    raters = [r for r in study.raters if r in study.personal and r in truth.index]
+    models = {"pooled": study.weights["pooled"], **{f"personal:{r}": study.personal[r] for r in raters}}
+    sens = attribute_sensitivity(study.dataset, study.features, models)
+    true = truth.loc[raters, list(NAMES)].to_numpy(float)
+    mean_true = truth[list(NAMES)].to_numpy(float).mean(axis=0)
+    pooled = sens.loc["pooled"].to_numpy(float)
+    rows = []
+    for r, w in zip(raters, true):
+        own = sens.loc[f"personal:{r}"].to_numpy(float)
+        rows.append({"rater": r, "cos_pooled": _cosine(pooled, w), "cos_personal": _cosine(own, w),
+                     "cos_shift": _cosine(own - pooled, w - mean_true),
+                     "spearman_pooled": float(sps.spearmanr(pooled, w).statistic),
+                     "spearman_personal": float(sps.spearmanr(own, w).statistic)})
+    return pd.DataFrame(rows).set_index("rater")

@@ -1,0 +1,304 @@
+"""Personal CLPIPS metrics (clpips.personal) on synthetic raters with known, different weights.
+
+No images and no backbone: a random feature matrix plays the pair features, and each
+rater ranks candidates by ``phi . w_rater`` with their own ``w_rater``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats as sps
+
+from clpips import personal as ps
+from clpips.datasets import RankingDataset, split_by_target
+from clpips.evaluate import alignment, score_rankings
+from clpips.features import PairFeatures
+from clpips.model import CHANNELS, initial_weight_vector
+from clpips.pairs import ranking_pairs
+from clpips.train import fit, pair_index
+
+DIM = sum(CHANNELS["alex"])
+
+
+def synthetic_study(tmp_path: Path, n_targets: int = 30, k: int = 6, n_raters: int = 4, seed: int = 0,
+                    spread: float = 1.5, noise: float = 0.0):
+    """A dataset whose raters all rank the same candidates by their own weights, and its features.
+
+    Raters differ in how much they weigh each LPIPS layer (``base * exp(spread * z_layer)``);
+    each pair's features scale per layer by a random factor, so the raters disagree.
+    """
+    rng = np.random.default_rng(seed)
+    base = initial_weight_vector("alex", "lpips").numpy()
+    layer = np.repeat(np.arange(5), CHANNELS["alex"])
+    true = {f"r{i}": base * np.exp(spread * rng.standard_normal(5))[layer] for i in range(n_raters)}
+    images = [f"img/{i:03d}.png" for i in range(n_targets)]
+    keys, rows = [], []
+    for t_i, target in enumerate(images):
+        others = [im for im in images if im != target]
+        cands = [others[j] for j in rng.choice(len(others), size=k, replace=False)]
+        keys += [(target, c) for c in cands]
+    scale = rng.gamma(1.0, 1.0, size=(len(keys), 5))[:, layer]
+    matrix = torch.from_numpy(scale * rng.gamma(4.0, 0.0025, size=(len(keys), DIM))).float()
+    features = PairFeatures(keys=keys, matrix=matrix, net="alex", extracted=0)
+    for rater, w in true.items():
+        for t_i, target in enumerate(images):
+            block = [(i, key) for i, key in enumerate(keys) if key[0] == target]
+            d = np.array([matrix[i].numpy() @ w for i, _ in block]) + noise * rng.standard_normal(len(block))
+            ranks = sps.rankdata(d, method="ordinal")
+            for (i, (t, c)), rank in zip(block, ranks):
+                rows.append({"set_id": f"s{t_i:03d}", "target": t, "candidate": c, "rater": rater,
+                             "rank": int(rank)})
+    data = RankingDataset(table=pd.DataFrame(rows), root=tmp_path, name="synthetic")
+    return data, features, true
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return synthetic_study(tmp_path_factory.mktemp("synth"))
+
+
+@pytest.fixture(scope="module")
+def study(synth):
+    data, features, _ = synth
+    return ps.personal_study(data, features=features, epochs=8, n_boot=300, l2=0.001, lr=1e-2, margin=0.01)
+
+
+# --------------------------------------------------------------------------- statistics helpers
+def test_heldout_scores_equal_evaluate_alignment(synth):
+    data, features, _ = synth
+    rng = np.random.default_rng(3)
+    table = data.table[data.table["rater"] == "r1"]
+    tied = torch.from_numpy(np.round(rng.random(DIM), 1)).float()   # coarse weights: some tied distances
+    weights = {"a": torch.rand(DIM), "b": initial_weight_vector("alex", "lpips"), "tied": tied * 0}
+    weights["tied"][0] = 1.0
+    ours = ps.heldout_scores(table, features, weights)
+    scored = score_rankings(table, features, weights)
+    for name in weights:
+        ref = alignment(scored, name)
+        assert ours.at[name, "icc_A_k"] == pytest.approx(ref["icc_A_k"], abs=1e-10)
+        assert ours.at[name, "spearman"] == pytest.approx(ref["spearman"], abs=1e-10)
+        assert ours.at[name, "n_rankings"] == ref["n_rankings"]
+
+
+def test_heldout_scores_of_an_empty_table_are_nan(synth):
+    data, features, _ = synth
+    out = ps.heldout_scores(data.table.iloc[:0], features, {"a": torch.rand(DIM)})
+    assert np.isnan(out.at["a", "icc_A_k"]) and out.at["a", "n_rankings"] == 0
+
+
+def test_holm_matches_hand_computation():
+    p = [0.01, 0.04, 0.03, np.nan, 0.5]
+    # sorted 0.01, 0.03, 0.04, 0.5 with m = 4: 0.04, 0.09, 0.09 (monotone), 0.5
+    assert ps.holm(p)[[0, 2, 1, 4]] == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert np.isnan(ps.holm(p)[3])
+
+
+def test_paired_tests_all_positive():
+    out = ps.paired_tests(np.arange(1, 17) / 100)
+    assert out["n_positive"] == 16 and out["n_negative"] == 0
+    assert out["sign_p"] == pytest.approx(2 / 2 ** 16)
+    assert out["wilcoxon_p"] == pytest.approx(sps.wilcoxon(np.arange(1, 17)).pvalue)
+
+
+def test_people_interval_is_seeded_and_brackets_the_mean():
+    x = np.random.default_rng(0).normal(0.1, 0.05, 16)
+    a = ps.people_interval(x, n_boot=2000, seed=4)
+    assert a == ps.people_interval(x, n_boot=2000, seed=4)
+    assert a[1] < a[0] < a[2]
+    assert np.isnan(ps.people_interval([0.3])[1])
+
+
+def test_format_p():
+    assert ps.format_p(0.0341) == "p = 0.034"
+    assert ps.format_p(0.0001) == "p < 0.001"
+    assert ps.format_p(1.0) == "p = 1"
+    assert ps.format_p(float("nan")) == "p undefined"
+
+
+def test_parse_sizes():
+    assert ps.parse_sizes("20, 5,10,all") == (5, 10, 20)
+    with pytest.raises(ValueError):
+        ps.parse_sizes("5,x")
+    with pytest.raises(ValueError):
+        ps.parse_sizes([0, 3])
+
+
+# --------------------------------------------------------------------------- pairs and leakage
+def test_pair_bank_selects_the_same_pairs_as_building_them(synth):
+    data, features, _ = synth
+    train, _ = split_by_target(data.table)
+    bank = ps.PairBank(train, features)
+    targets = sorted(train["target"].unique())[:5]
+    subset = train[(train["rater"] == "r2") & train["target"].isin(targets)]
+    expected = pair_index(features, ranking_pairs(subset))
+    got = bank.select(rater="r2", targets=targets)
+    assert sorted(map(tuple, got.tolist())) == sorted(map(tuple, expected.tolist()))
+    assert len(bank.select(exclude_rater="r2")) == len(bank.index) - len(bank.select(rater="r2"))
+
+
+def test_drop_shared_pairs_removes_every_shared_pair_and_reranks():
+    train = pd.DataFrame({"set_id": "a", "target": "X", "candidate": ["Y", "Z", "W"], "rater": "p",
+                          "rank": [2, 1, 3]})
+    test = pd.DataFrame({"set_id": "b", "target": "Y", "candidate": ["X", "V"], "rater": "p", "rank": [1, 2]})
+    assert ps.shared_pair_share(train, test) == pytest.approx(0.5)
+    out = ps.drop_shared_pairs(train, test)
+    assert list(out["candidate"]) == ["Z", "W"] and list(out["rank"]) == [1, 2]
+    assert ps.shared_pair_share(out, test) == 0
+
+
+# --------------------------------------------------------------------------- the study
+def test_study_shapes_and_split(study, synth):
+    data, _, _ = synth
+    per = study.per_person
+    assert list(per.index) == ["r0", "r1", "r2", "r3"]
+    assert set(study.personal) == set(study.lopo) == set(study.personal_lopo) == set(per.index)
+    assert not set(study.train_table["target"]) & set(study.test_table["target"])
+    assert (per["n_train"] + per["n_test"] == data.table["set_id"].nunique()).all()
+    assert set(study.fits["model"]) == {"pooled", "personal", "lopo", "personal_lopo"}
+    assert set(study.comparisons["comparison"]) == set(ps.COMPARISONS)
+
+
+def test_personal_models_beat_pooled_when_raters_differ(study):
+    deltas = study.per_person["icc_personal"] - study.per_person["icc_pooled"]
+    assert (deltas > 0).all()
+    across = study.across_people()
+    assert across.loc[("personal_vs_pooled", "icc"), "mean_delta"] == pytest.approx(deltas.mean())
+    assert across.loc[("personal_vs_pooled", "icc"), "n_positive"] == 4
+
+
+def test_bootstrap_observed_values_match_the_scores(study):
+    part = study.comparison("personal_vs_pooled")
+    per = study.per_person
+    assert part["a_icc"].to_numpy() == pytest.approx(per.loc[part.index, "icc_pooled"].to_numpy(), abs=1e-9)
+    assert part["b_rho"].to_numpy() == pytest.approx(per.loc[part.index, "rho_personal"].to_numpy(), abs=1e-9)
+    assert (part["ci_low_icc"] <= part["delta_icc"]).all() and (part["delta_icc"] <= part["ci_high_icc"]).all()
+    assert ((part["p_holm_icc"] >= part["p_icc"] - 1e-12) & (part["p_holm_icc"] <= 1)).all()
+
+
+def test_lopo_model_never_saw_the_person(study, synth):
+    """The LOPO model of r1 is exactly the pooled fit on the other raters' training rankings."""
+    data, features, _ = synth
+    others = study.train_table[study.train_table["rater"] != "r1"]
+    again = fit(data, others, features=features, progress=False, epochs=8, lr=1e-2, margin=0.01)
+    assert torch.equal(again.weights, study.lopo["r1"])
+    assert not torch.equal(study.lopo["r1"], study.weights["pooled"])
+
+
+def test_personal_model_is_pulled_towards_its_base(synth):
+    data, features, _ = synth
+    train, _ = split_by_target(data.table)
+    pairs = ps.PairBank(train, features).select(rater="r0")
+    base = initial_weight_vector("alex", "lpips")
+    loose = ps.fit_personal(features, pairs, base, l2=0.0, epochs=5, lr=1e-2, margin=0.01).weights
+    tight = ps.fit_personal(features, pairs, base, l2=10.0, epochs=5, lr=1e-2, margin=0.01).weights
+    assert (tight - base).norm() < (loose - base).norm()
+
+
+def test_study_without_bootstrap_reports_observed_deltas(synth):
+    data, features, _ = synth
+    quick = ps.personal_study(data, features=features, epochs=3, lopo=False, person_bootstrap=False,
+                              exclude_shared_pairs=True)
+    part = quick.comparison("personal_vs_pooled")
+    per = quick.per_person
+    assert part["delta_icc"].to_numpy() == pytest.approx((per["icc_personal"] - per["icc_pooled"]).to_numpy())
+    assert part["ci_low_icc"].isna().all()
+    assert not quick.lopo and "new_user" not in set(quick.comparisons["comparison"])
+    assert quick.settings["shared_pair_share"] > 0
+    assert ps.shared_pair_share(quick.train_table, quick.test_table) == 0
+    with pytest.raises(TypeError):
+        ps.personal_study(data, features=features, epochs=1, lopo=False, not_an_option=1)
+
+
+def test_cross_person_diagonal_is_each_persons_own_gain(study):
+    cross = ps.cross_person(study, "icc")
+    per = study.per_person
+    assert np.diag(cross.to_numpy()) == pytest.approx((per["icc_personal"] - per["icc_pooled"]).to_numpy())
+    own = ps.own_versus_others(cross, n_boot=200)
+    assert own["own"] == pytest.approx(np.diag(cross.to_numpy()).mean())
+    assert own["n"] == 4
+
+
+def test_learning_curve(study):
+    curve = ps.learning_curve(study, sizes="2,4,1000", repeats=2, base="lopo")
+    runs = curve.runs
+    n_train = int(study.per_person["n_train"].iloc[0])
+    assert set(runs["size_label"]) == {"2", "4", "all"}           # 1000 > training rankings: skipped
+    assert len(runs) == 4 * (2 * 2 + 1)
+    assert (runs.loc[runs["size_label"] == "all", "n_rankings"] == n_train).all()
+    full = runs[runs["size_label"] == "all"].set_index("rater")["delta_icc"]
+    per = study.per_person
+    assert full.to_numpy() == pytest.approx((per["icc_personal_lopo"] - per["icc_lopo"]).to_numpy())
+    again = ps.learning_curve(study, sizes="2,4,1000", repeats=2, base="lopo")
+    pd.testing.assert_frame_equal(runs, again.runs)
+    summary = curve.summary(n_boot=200)
+    assert list(summary.index) == ["2", "4", "all"]
+    assert curve.first_size_beating("icc", summary) in (None, "2", "4", "all")
+    pooled = ps.learning_curve(study, sizes=[2], repeats=1, base="pooled")
+    assert set(pooled.runs["size_label"]) == {"2", "all"}
+    with pytest.raises(ValueError):
+        ps.learning_curve(study, base="nobody")
+
+
+def test_first_size_beating_needs_every_later_size_above_zero():
+    curve = ps.LearningCurve(pd.DataFrame(), "lopo")
+    summary = pd.DataFrame({"ci_low_icc": [0.01, -0.01, 0.02, 0.03]}, index=["5", "10", "20", "all"])
+    assert curve.first_size_beating("icc", summary) == "20"
+
+
+def test_l2_sensitivity_reuses_the_default_and_orders_by_strength(study):
+    table = ps.l2_sensitivity(study, [0.0, 1.0])
+    assert list(table.index) == [0.0, 0.001, 1.0]
+    assert table.loc[0.001, "is_default"]
+    deltas = (study.per_person["icc_personal"] - study.per_person["icc_pooled"]).mean()
+    assert table.loc[0.001, "delta_icc"] == pytest.approx(deltas)
+    assert table.loc[1.0, "distance_from_pooled"] < table.loc[0.0, "distance_from_pooled"]
+
+
+# --------------------------------------------------------------------------- layer weights
+def test_layer_shares_and_changes():
+    base = initial_weight_vector("alex", "lpips")
+    shares = ps.layer_shares({"lpips": base, "double": 2 * base})
+    assert shares.sum(axis=1).to_numpy() == pytest.approx([1, 1])
+    assert shares.loc["lpips"].to_numpy() == pytest.approx(shares.loc["double"].to_numpy())
+    manual = [float(base[:64].sum() / base.sum())]
+    assert shares.at["lpips", "layer 1"] == pytest.approx(manual[0])
+    phi = torch.rand(10, DIM)
+    dshare = ps.layer_shares({"lpips": base}, features=phi)
+    assert dshare.at["lpips", "layer 2"] == pytest.approx(float((phi[:, 64:256] @ base[64:256]).mean()
+                                                               / (phi @ base).mean()), rel=1e-5)
+    changes = ps.layer_changes({"same": base, "double": 2 * base}, base)
+    assert changes.loc["same"].to_numpy() == pytest.approx(np.zeros(5))
+    assert changes.loc["double"].to_numpy() == pytest.approx(np.ones(5))
+
+
+# --------------------------------------------------------------------------- simulated truth
+def test_attribute_sensitivity_recovers_known_coefficients(tmp_path):
+    from clpips.datasets.scenes import NAMES
+    rng = np.random.default_rng(1)
+    images = [f"i{j}.png" for j in range(12)]
+    scenes = pd.DataFrame({"image": images, **{a: rng.integers(0, 3, len(images)).astype(str) for a in NAMES}})
+    pairs = [(t, c) for t in images for c in images if t != c][:80]
+    coef = np.arange(1, len(NAMES) + 1, dtype=float)
+    mism = np.array([[scenes.set_index("image").at[t, a] != scenes.set_index("image").at[c, a] for a in NAMES]
+                     for t, c in pairs], dtype=float)
+    matrix = torch.zeros(len(pairs), DIM)
+    matrix[:, 0] = torch.from_numpy(mism @ coef + 0.5).float()    # distance = phi . e_0
+    features = PairFeatures(keys=pairs, matrix=matrix, net="alex", extracted=0)
+    table = pd.DataFrame({"set_id": [t for t, _ in pairs], "target": [t for t, _ in pairs],
+                          "candidate": [c for _, c in pairs], "rater": "p", "rank": 1})
+
+    class Truth:
+        pass
+    truth = Truth()
+    truth.scenes = scenes
+    data = RankingDataset(table=table, root=tmp_path, truth=truth)
+    e0 = torch.zeros(DIM)
+    e0[0] = 1
+    sens = ps.attribute_sensitivity(data, features, {"m": e0})
+    assert sens.loc["m"].to_numpy() == pytest.approx(coef, abs=1e-4)
+    with pytest.raises(ValueError):
+        ps.attribute_sensitivity(RankingDataset(table=table, root=tmp_path), features, {"m": e0})

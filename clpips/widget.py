@@ -1,0 +1,554 @@
+"""A ranking widget: rank candidates by similarity, save, and fit your own CLPIPS.
+
+For teaching and for collecting one's own data. A target image is shown with
+its candidates; you click the candidates in order of similarity (the first
+click gets rank 1; with ``auto_last`` the last candidate is ranked for you),
+with *Undo* and *Reset*; *Save ranking* appends the ranking to a CSV in the
+project's schema (``set_id, target, candidate, rater, rank[, group]``, see
+``data/README.md``) and moves on to the next set; *Fit my CLPIPS* fits a
+personal CLPIPS on the rankings collected so far. After each ranking the
+widget shows how well baseline LPIPS (and, once fitted, your personal CLPIPS)
+agrees with your rankings: Spearman's rho and ICC(A,k), as in the paper.
+
+Two layers, so the logic is tested without a browser:
+
+* :class:`RankingSession`: the state machine (current set, clicks, undo,
+  reset, skip, save, resume, fit, scores); no ipywidgets;
+* :class:`RankingWidget`: an ipywidgets view of a session (core controls
+  only, so a notebook's saved widget state renders in the static book).
+
+Saving is atomic and never loses earlier rankings: the whole new file (the
+rankings already on disk, read again at save time, plus the new one) is
+validated with :func:`clpips.datasets.validate` and written to a temporary
+file that replaces the CSV (:func:`clpips.atomic.atomic_path`); an error
+anywhere leaves the previous CSV as it was and the ranking in progress
+unchanged. A new session on the same CSV and rater *resumes*: the sets this
+rater already ranked are skipped.
+
+The CSV's image references are relative to the dataset's root (for ``mur92``,
+the cache folder holding its images); read it back with
+``clpips.datasets.from_csv(csv, root=dataset.root)``.
+
+Example (in Jupyter)::
+
+    from clpips.experiment import load_dataset
+    from clpips.widget import RankingSession, RankingWidget
+    data = load_dataset("mur92")
+    session = RankingSession(data, "my_rankings.csv", rater="me")
+    RankingWidget(session)
+"""
+from __future__ import annotations
+
+import io
+import os
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .atomic import atomic_path
+from .defaults import DEFAULTS
+from .model import CHANNELS, initial_weight_vector
+
+#: columns the widget writes (``group`` only when the session has one)
+WRITTEN_COLUMNS = ("set_id", "target", "candidate", "rater", "rank")
+
+
+class SessionError(RuntimeError):
+    """An action that does not fit the session's state (e.g. saving an unfinished ranking)."""
+
+
+def read_weight_vector(path: str | os.PathLike, net: str = DEFAULTS.net) -> torch.Tensor:
+    """A weights file in the ``lpips`` format (``lin{l}.model.1.weight``) as one weight vector.
+
+    Reads only the linear layers (no backbone is built); keys and shapes are checked.
+    """
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    chns = CHANNELS[net]
+    expected = {f"lin{i}.model.1.weight" for i in range(len(chns))}
+    if not isinstance(state, dict) or set(state) != expected:
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path}: expected linear weights with keys {sorted(expected)}, got {got}")
+    parts = []
+    for i, c in enumerate(chns):
+        w = state[f"lin{i}.model.1.weight"]
+        if tuple(w.shape) != (1, c, 1, 1):
+            raise ValueError(f"{path}: lin{i}.model.1.weight should have shape (1, {c}, 1, 1), got {tuple(w.shape)}")
+        parts.append(w.flatten().float())
+    return torch.cat(parts)
+
+
+class RankingSession:
+    """The logic of the ranking widget (no user interface).
+
+    Parameters
+    ----------
+    dataset : RankingDataset
+        Gives the sets (a target and its candidates, from ``dataset.table``) and the images.
+    csv_path : path
+        Where rankings are appended (created on the first save).
+    rater : str
+        Your rater id in the CSV.
+    group : str, optional
+        Written to a ``group`` column when given.
+    sets : sequence of set ids, optional
+        The sets to rank, in order (default: all of the dataset's, shuffled by ``seed``).
+    seed : int
+        Seeds the order of the sets (when ``sets`` is not given) and of each set's candidates.
+    base : "lpips", path or weight vector
+        Where the personal fit starts and what it is pulled towards (``l2``):
+        baseline LPIPS, a weights file (e.g. a pooled CLPIPS) or a vector.
+    l2, epochs : float, int
+        Pull strength and epochs of the personal fit (:func:`clpips.personal.fit_personal`).
+    features : PairFeatures, optional
+        Pair features of the sets' (target, candidate) pairs; computed (and cached
+        on disk) on first need otherwise.
+    auto_last : bool
+        Rank the last remaining candidate automatically.
+    net, device : backbone and torch device.
+    """
+
+    def __init__(self, dataset, csv_path: str | os.PathLike, rater: str, *, group: Optional[str] = None,
+                 sets: Optional[Sequence[str]] = None, seed: int = DEFAULTS.seed,
+                 base: str | os.PathLike | torch.Tensor = "lpips", l2: float = DEFAULTS.personal_l2,
+                 epochs: int = DEFAULTS.epochs, features=None, auto_last: bool = True,
+                 net: str = DEFAULTS.net, device: str = DEFAULTS.device) -> None:
+        if not str(rater).strip():
+            raise ValueError("rater must be a non-empty id")
+        self.dataset = dataset
+        self.csv_path = Path(csv_path)
+        self.rater, self.group = str(rater), (None if group is None else str(group))
+        self.seed, self.l2, self.epochs, self.net, self.device = seed, l2, epochs, net, device
+        self.auto_last = auto_last
+        self._features = features
+        self._base_spec = base
+        self._base: Optional[torch.Tensor] = None
+        table = dataset.table
+        first = table.drop_duplicates(["set_id", "candidate"])
+        self._set_target = first.groupby("set_id", sort=False)["target"].first().astype(str).to_dict()
+        self._set_candidates = {str(s): list(g["candidate"].astype(str))
+                                for s, g in first.groupby("set_id", sort=False)}
+        if sets is None:
+            order = sorted(self._set_target)
+            rng = np.random.default_rng(seed)
+            sets = [order[i] for i in rng.permutation(len(order))]
+        else:
+            sets = [str(s) for s in sets]
+            unknown = [s for s in sets if s not in self._set_target]
+            if unknown:
+                raise ValueError(f"unknown set ids {unknown[:5]}; the dataset has {len(self._set_target)} sets")
+        self.sets: list[str] = list(dict.fromkeys(sets))
+        self.clicks: list[str] = []
+        self._auto = False          # the last entry of clicks was ranked automatically
+        self.weights: Optional[torch.Tensor] = None      #: the personal CLPIPS (after :meth:`fit`)
+        self.fitted_sets: frozenset[str] = frozenset()   #: the sets the personal model was fitted on
+        self.fit_result = None
+        self.messages: list[str] = []
+        self.resume()
+
+    # ------------------------------------------------------------------ state
+    def resume(self) -> None:
+        """Read the CSV (if any) and queue the sets this rater has not ranked yet."""
+        done = set(self.collected()["set_id"].astype(str))
+        self.pending: list[str] = [s for s in self.sets if s not in done]
+        self.clicks, self._auto = [], False
+
+    def _read_csv(self) -> pd.DataFrame:
+        """Everything in the CSV, validated (empty with the schema's columns when absent)."""
+        from .datasets import validate
+        if not self.csv_path.exists():
+            return pd.DataFrame(columns=list(WRITTEN_COLUMNS))
+        raw = pd.read_csv(self.csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        return validate(raw, self.dataset.root, source=str(self.csv_path), check_images=False)
+
+    def collected(self) -> pd.DataFrame:
+        """This rater's saved rankings (rows of the CSV)."""
+        table = self._read_csv()
+        return table[table["rater"].astype(str) == self.rater].reset_index(drop=True)
+
+    @property
+    def current(self) -> Optional[str]:
+        """The set being ranked (None when every set is done)."""
+        return self.pending[0] if self.pending else None
+
+    @property
+    def n_done(self) -> int:
+        return len(self.sets) - len(self.pending)
+
+    def target(self) -> str:
+        return self._set_target[self._need_current()]
+
+    def candidates(self) -> list[str]:
+        """The current set's candidates in display order (shuffled per set by ``seed``)."""
+        set_id = self._need_current()
+        cands = self._set_candidates[set_id]
+        rng = np.random.default_rng([self.seed, zlib.crc32(set_id.encode())])
+        return [cands[i] for i in rng.permutation(len(cands))]
+
+    def _need_current(self) -> str:
+        if self.current is None:
+            raise SessionError("every set has been ranked")
+        return self.current
+
+    def ranks(self) -> dict[str, int]:
+        """Candidate -> rank assigned so far in the current set."""
+        return {c: i + 1 for i, c in enumerate(self.clicks)}
+
+    @property
+    def complete(self) -> bool:
+        return self.current is not None and len(self.clicks) == len(self._set_candidates[self.current])
+
+    # ------------------------------------------------------------------ actions
+    def click(self, candidate: str | int) -> int:
+        """Give the next rank to ``candidate`` (a reference or an index into :meth:`candidates`).
+
+        Returns the rank given. With ``auto_last``, when one candidate is left it
+        is ranked last at once.
+        """
+        cands = self.candidates()
+        if isinstance(candidate, (int, np.integer)) and not isinstance(candidate, bool):
+            if not 0 <= int(candidate) < len(cands):
+                raise SessionError(f"candidate index {candidate} outside 0..{len(cands) - 1}")
+            candidate = cands[int(candidate)]
+        candidate = str(candidate)
+        if candidate not in cands:
+            raise SessionError(f"{candidate!r} is not a candidate of set {self.current!r}")
+        if candidate in self.clicks:
+            raise SessionError(f"{candidate!r} already has rank {self.clicks.index(candidate) + 1}")
+        self.clicks.append(candidate)
+        self._auto = False
+        rank = len(self.clicks)
+        left = [c for c in cands if c not in self.clicks]
+        if self.auto_last and len(left) == 1:
+            self.clicks.append(left[0])
+            self._auto = True
+        return rank
+
+    def undo(self) -> None:
+        """Take back the last click (and the automatic last rank it triggered)."""
+        if self._auto:
+            self.clicks.pop()
+            self._auto = False
+        if self.clicks:
+            self.clicks.pop()
+
+    def reset(self) -> None:
+        """Clear the current set's ranks."""
+        self.clicks, self._auto = [], False
+
+    def skip(self) -> None:
+        """Put the current set at the end of the queue (its clicks are dropped)."""
+        if self.pending:
+            self.pending.append(self.pending.pop(0))
+        self.reset()
+
+    def ranking_rows(self) -> pd.DataFrame:
+        """The current (complete) ranking as rows of the schema."""
+        if not self.complete:
+            raise SessionError(f"rank all {len(self.candidates())} candidates first "
+                               f"({len(self.clicks)} ranked)")
+        rows = pd.DataFrame({"set_id": self.current, "target": self.target(), "candidate": self.clicks,
+                             "rater": self.rater, "rank": np.arange(1, len(self.clicks) + 1)})
+        if self.group is not None:
+            rows["group"] = self.group
+        return rows
+
+    def save(self) -> pd.DataFrame:
+        """Append the current ranking to the CSV atomically and move to the next set.
+
+        The file on disk is read again, the new rows appended, the whole table
+        validated and written to a temporary file that then replaces the CSV.
+        On any error the CSV and the ranking in progress are left unchanged.
+        Returns the rows written.
+        """
+        from .datasets import validate
+        rows = self.ranking_rows()
+        existing = self._read_csv()
+        if ((existing["set_id"].astype(str) == self.current) & (existing["rater"].astype(str) == self.rater)).any():
+            raise SessionError(f"{self.csv_path} already holds rater {self.rater!r}'s ranking of set "
+                               f"{self.current!r} (another session saved it); call resume()")
+        table = pd.concat([existing, rows], ignore_index=True) if len(existing) else rows
+        table = validate(table, self.dataset.root, source=str(self.csv_path), check_images=False)
+        self._write(table)
+        self.pending.pop(0)
+        self.clicks, self._auto = [], False
+        return rows
+
+    def _write(self, table: pd.DataFrame) -> None:
+        """Write the whole table to a temporary file beside the CSV, then rename it onto the CSV."""
+        with atomic_path(self.csv_path) as tmp:
+            table.to_csv(tmp, index=False, lineterminator="\n")
+
+    # ------------------------------------------------------------------ model
+    @property
+    def features(self):
+        """Pair features of every (target, candidate) of the session's sets (computed once, cached on disk)."""
+        if self._features is None:
+            from .features import pair_features
+            pairs = [(self._set_target[s], c) for s in self.sets for c in self._set_candidates[s]]
+            self._features = pair_features(self.dataset, pairs, net=self.net, device=self.device, progress=False)
+        return self._features
+
+    @property
+    def base(self) -> torch.Tensor:
+        """The starting weights of the personal fit."""
+        if self._base is None:
+            spec = self._base_spec
+            if isinstance(spec, torch.Tensor):
+                self._base = spec.detach().float().flatten()
+            elif isinstance(spec, str) and spec == "lpips":
+                self._base = initial_weight_vector(self.net, "lpips")
+            else:
+                self._base = read_weight_vector(spec, self.net)
+        return self._base
+
+    @property
+    def base_name(self) -> str:
+        spec = self._base_spec
+        if isinstance(spec, str) and spec == "lpips":
+            return "LPIPS"
+        return "pooled CLPIPS" if isinstance(spec, torch.Tensor) else f"CLPIPS ({Path(spec).name})"
+
+    def fit(self, weights_path: Optional[str | os.PathLike] = None, **options):
+        """Fit a personal CLPIPS on this rater's saved rankings, from :attr:`base` with the L2 pull.
+
+        Returns the :class:`clpips.train.FitResult`; the weights are kept in
+        :attr:`weights` and, with ``weights_path``, saved in the ``lpips`` format
+        with a provenance sidecar (:meth:`clpips.CLPIPS.save_weights`).
+        """
+        from .pairs import ranking_pairs
+        from .personal import fit_personal
+        from .train import pair_index
+        mine = self.collected()
+        if mine.empty:
+            raise SessionError("save at least one ranking before fitting")
+        pairs = pair_index(self.features, ranking_pairs(mine))
+        result = fit_personal(self.features, pairs, self.base, l2=self.l2, epochs=self.epochs, seed=self.seed,
+                              net=self.net, device=self.device, **options)
+        self.weights, self.fit_result = result.weights, result
+        self.fitted_sets = frozenset(mine["set_id"].astype(str))
+        if weights_path is not None:
+            result.metric(self.net).save_weights(weights_path, provenance={
+                "personal": {"rater": self.rater, "csv": str(self.csv_path), "base": self.base_name,
+                             "l2": self.l2, "n_rankings": len(self.fitted_sets)}})
+        return result
+
+    def scores(self) -> pd.DataFrame:
+        """Agreement of LPIPS, the base model and the personal CLPIPS with this rater's saved rankings.
+
+        One row per model: ``spearman`` and ``icc_A_k`` on all saved rankings
+        (``n_rankings``), and on the rankings saved *after* the last fit only
+        (``spearman_new``, ``icc_new``, ``n_new``: for the personal model the
+        others are its training data, an optimistic score).
+        """
+        from .personal import heldout_scores
+        mine = self.collected()
+        models = {"LPIPS": initial_weight_vector(self.net, "lpips")}
+        if self.base_name != "LPIPS":
+            models[self.base_name] = self.base
+        if self.weights is not None:
+            models["personal CLPIPS"] = self.weights
+        everything = heldout_scores(mine, self.features, models)
+        new = mine[~mine["set_id"].astype(str).isin(self.fitted_sets)]
+        fresh = heldout_scores(new, self.features, models)
+        out = everything.copy()
+        out["spearman_new"], out["icc_new"], out["n_new"] = fresh["spearman"], fresh["icc_A_k"], fresh["n_rankings"]
+        return out
+
+
+# ====================================================================== the view
+def png_bytes(image, size: int = 128) -> bytes:
+    """A PIL image as PNG bytes, its longer side at most ``size`` pixels."""
+    img = image.copy()
+    img.thumbnail((size, size))
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def scores_html(scores: Optional[pd.DataFrame], n_fitted: int = 0) -> str:
+    """The scores table as HTML (what the widget shows under the images)."""
+    if scores is None or scores.empty or int(scores["n_rankings"].max()) == 0:
+        return "<p><i>Save a ranking to see how well LPIPS agrees with you.</i></p>"
+
+    def fmt(v: Any) -> str:
+        return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.2f}"
+
+    head = ("<tr><th style='text-align:left;padding-right:1em'>metric</th><th>rho</th><th>ICC(A,k)</th>"
+            "<th style='padding-left:1em'>rho (new)</th><th>ICC (new)</th></tr>")
+    body = "".join(f"<tr><td style='padding-right:1em'>{name}</td><td>{fmt(r['spearman'])}</td>"
+                   f"<td>{fmt(r['icc_A_k'])}</td><td style='padding-left:1em'>{fmt(r['spearman_new'])}</td>"
+                   f"<td>{fmt(r['icc_new'])}</td></tr>" for name, r in scores.iterrows())
+    n_all, n_new = int(scores["n_rankings"].max()), int(scores["n_new"].max())
+    note = (f"On your {n_all} saved ranking{'s' if n_all != 1 else ''}; <i>new</i>: the {n_new} saved after the "
+            f"last fit" + (f" (the personal model was fitted on {n_fitted})" if n_fitted else "") + ".")
+    return f"<table style='font-size:90%'>{head}{body}</table><p style='font-size:85%'>{note}</p>"
+
+
+def _widgets():
+    import ipywidgets
+    return ipywidgets
+
+
+class RankingWidget:
+    """An ipywidgets view of a :class:`RankingSession` (display it in Jupyter).
+
+    Click the candidates from most to least similar to the target; *Undo*,
+    *Reset* and *Skip* correct; *Save ranking* appends it to the CSV; *Fit my
+    CLPIPS* fits a personal model on what you saved. Only ipywidgets' core
+    controls are used (Image, Button, HTML, boxes), so a notebook executed with
+    the widget state stored renders it in the static book.
+
+    ``weights_path``: where *Fit my CLPIPS* saves the personal weights (optional).
+    """
+
+    def __init__(self, session: RankingSession, *, thumb: int = 128, columns: int = 5,
+                 weights_path: Optional[str | os.PathLike] = None, show_scores: bool = True) -> None:
+        w = _widgets()
+        self.session, self.thumb, self.weights_path = session, thumb, weights_path
+        self.show_scores = show_scores
+        self._png: dict[str, bytes] = {}
+        self.title = w.HTML()
+        self.target_image = w.Image(format="png", layout=w.Layout(width=f"{thumb}px", height=f"{thumb}px"))
+        n = max((len(c) for c in session._set_candidates.values()), default=0)
+        self.images = [w.Image(format="png", layout=w.Layout(width=f"{thumb}px", height=f"{thumb}px"))
+                       for _ in range(n)]
+        self.buttons = [w.Button(description="rank", layout=w.Layout(width=f"{thumb}px")) for _ in range(n)]
+        for i, button in enumerate(self.buttons):
+            button.on_click(self._on_candidate(i))
+        self.undo_button = w.Button(description="Undo", icon="undo")
+        self.reset_button = w.Button(description="Reset", icon="refresh")
+        self.skip_button = w.Button(description="Skip set", icon="forward")
+        self.save_button = w.Button(description="Save ranking", icon="save", button_style="primary")
+        self.fit_button = w.Button(description="Fit my CLPIPS", icon="cogs", button_style="info")
+        for button, action in ((self.undo_button, self.undo), (self.reset_button, self.reset),
+                               (self.skip_button, self.skip), (self.save_button, self.save),
+                               (self.fit_button, self.fit)):
+            button.on_click(lambda _b, action=action: action())
+        self.status = w.HTML()
+        self.scores = w.HTML()
+        cells = [w.VBox([img, btn], layout=w.Layout(align_items="center"))
+                 for img, btn in zip(self.images, self.buttons)]
+        self.grid = w.GridBox(cells, layout=w.Layout(grid_template_columns=f"repeat({columns}, {thumb + 12}px)",
+                                                      grid_gap="6px"))
+        target_box = w.VBox([w.HTML("<b>target</b>"), self.target_image], layout=w.Layout(align_items="center",
+                                                                                          margin="0 16px 0 0"))
+        controls = w.HBox([self.undo_button, self.reset_button, self.skip_button, self.save_button, self.fit_button])
+        self.box = w.VBox([self.title, w.HBox([target_box, self.grid]), controls, self.status, self.scores])
+        self.refresh(scores=True)
+
+    def _ipython_display_(self):  # Jupyter displays the root box
+        from IPython.display import display
+        display(self.box)
+
+    # ------------------------------------------------------------------ rendering
+    def _image(self, ref: str) -> bytes:
+        if ref not in self._png:
+            self._png[ref] = png_bytes(self.session.dataset.open_image(ref), self.thumb)
+        return self._png[ref]
+
+    def refresh(self, scores: bool = False) -> None:
+        """Redraw the current set, the ranks given so far and (with ``scores``) the scores."""
+        s = self.session
+        if s.current is None:
+            self.title.value = f"<h4>All {len(s.sets)} sets ranked, thank you (rater <code>{s.rater}</code>).</h4>"
+            for img, btn in zip(self.images, self.buttons):
+                img.layout.visibility, btn.layout.visibility = "hidden", "hidden"
+            self.target_image.layout.visibility = "hidden"
+            for b in (self.undo_button, self.reset_button, self.skip_button, self.save_button):
+                b.disabled = True
+        else:
+            self.title.value = (f"<h4>Set {s.n_done + 1} of {len(s.sets)} (<code>{s.current}</code>), rater "
+                                f"<code>{s.rater}</code>: click the candidates from most to least similar "
+                                f"to the target.</h4>")
+            self.target_image.value = self._image(s.target())
+            ranks = s.ranks()
+            cands = s.candidates()
+            for i, (img, btn) in enumerate(zip(self.images, self.buttons)):
+                if i < len(cands):
+                    img.value = self._image(cands[i])
+                    img.layout.visibility = btn.layout.visibility = "visible"
+                    rank = ranks.get(cands[i])
+                    btn.description = f"rank {rank}" if rank else "click to rank"
+                    btn.button_style = "success" if rank else ""
+                    btn.disabled = rank is not None
+                else:
+                    img.layout.visibility = btn.layout.visibility = "hidden"
+            self.save_button.disabled = not s.complete
+            self.undo_button.disabled = not s.clicks
+        self.fit_button.disabled = s.n_done == 0 and not len(s.collected())
+        if scores and self.show_scores:
+            self.update_scores()
+
+    def update_scores(self) -> None:
+        try:
+            table = self.session.scores() if len(self.session.collected()) else None
+        except Exception as err:  # scores are a courtesy: never break the widget over them
+            self.scores.value = f"<p style='color:#a00'>Scores unavailable: {type(err).__name__}: {err}</p>"
+            return
+        self.scores.value = scores_html(table, len(self.session.fitted_sets))
+
+    def _say(self, text: str, error: bool = False) -> None:
+        colour = "#a00" if error else "#060"
+        self.status.value = f"<p style='color:{colour}'>{text}</p>"
+
+    def _guard(self, action: Callable[[], Any], done: Optional[str] = None, scores: bool = False) -> Any:
+        try:
+            out = action()
+        except Exception as err:
+            self._say(f"{type(err).__name__}: {err}", error=True)
+            self.refresh()
+            return None
+        if done:
+            self._say(done)
+        self.refresh(scores=scores)
+        return out
+
+    # ------------------------------------------------------------------ actions (also for code)
+    def _on_candidate(self, index: int):
+        def handler(_button):
+            self.click(index)
+        return handler
+
+    def click(self, index: int) -> None:
+        """Rank the candidate shown at position ``index`` (what clicking its button does)."""
+        self._guard(lambda: self.session.click(index))
+
+    def play(self, ranks: Mapping[str, float], n_clicks: Optional[int] = None) -> None:
+        """Click the current set's buttons in the order of ``ranks`` (candidate -> rank, 1 first).
+
+        For demonstrations and tests: it does what a user clicking would do.
+        ``n_clicks`` stops early, leaving the ranking partly done.
+        """
+        shown = self.session.candidates()
+        missing = [c for c in shown if c not in ranks]
+        if missing:
+            raise SessionError(f"no rank given for candidate(s) {missing}")
+        for candidate in sorted(shown, key=lambda c: ranks[c])[:n_clicks]:
+            if self.session.complete:
+                break
+            self.buttons[shown.index(candidate)].click()
+
+    def undo(self) -> None:
+        self._guard(self.session.undo)
+
+    def reset(self) -> None:
+        self._guard(self.session.reset)
+
+    def skip(self) -> None:
+        self._guard(self.session.skip)
+
+    def save(self) -> None:
+        n = self.session.n_done + 1
+        self._guard(self.session.save, done=f"Saved ranking {n} to {self.session.csv_path.name}.", scores=True)
+
+    def fit(self) -> None:
+        result = self._guard(lambda: self.session.fit(self.weights_path), scores=True)
+        if result is not None:
+            where = f", saved to {Path(self.weights_path).name}" if self.weights_path else ""
+            self._say(f"Fitted your CLPIPS on {len(self.session.fitted_sets)} ranking"
+                      f"{'s' if len(self.session.fitted_sets) != 1 else ''} ({result.config['n_train_pairs']} "
+                      f"pairs, from {self.session.base_name}){where}.")

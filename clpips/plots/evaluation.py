@@ -292,7 +292,7 @@ def plot_orders(dataset, scored: pd.DataFrame, set_id: str, metrics: Sequence[st
     orders = set_orders(scored, set_id, list(metrics))
     target = scored.loc[scored["set_id"] == set_id, "target"].iloc[0]
     n_raters = int(orders["n_raters"].iloc[0])
-    rows = [("people" + (f"\n(mean of {n_raters})" if n_raters > 1 else ""), orders.index.tolist())]
+    rows = [(f"people\n(mean of {n_raters})" if n_raters > 1 else "person", orders.index.tolist())]
     for m in metrics:
         title_m = metric_label(m).split(" (")[0]
         if rho is not None and m in rho:
@@ -346,8 +346,9 @@ def plot_rho_scatter(per_ranking: pd.DataFrame, a: str = "lpips", b: str = "clpi
                    label=f"set {set_id}")
     ax.plot([-1, 1], [-1, 1], color="grey", lw=0.8)
     above, below = int(np.sum(y > x)), int(np.sum(y < x))
-    ax.text(-0.95, 0.92, f"{b} better: {above}", fontsize=8)
-    ax.text(0.95, -0.95, f"{a} better: {below}\nequal: {len(x) - above - below}", fontsize=8, ha="right")
+    short_a, short_b = metric_label(a).split(" (")[0], metric_label(b).split(" (")[0]
+    ax.text(-0.95, 0.92, f"{short_b} better: {above}", fontsize=8)
+    ax.text(0.95, -0.95, f"{short_a} better: {below}\nequal: {len(x) - above - below}", fontsize=8, ha="right")
     ax.set_xlim(-1.02, 1.02)
     ax.set_ylim(-1.02, 1.02)
     ax.set_aspect("equal")

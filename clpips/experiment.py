@@ -229,3 +229,32 @@ def spearman_brown_icc(rho, n_items):
     import numpy as np
     rho = np.asarray(rho, dtype=float)
     return 2 * rho / (1 + rho - (1 - rho) / np.asarray(n_items, dtype=float))
+
+
+def spearman_brown_check(result, scored: pd.DataFrame) -> dict[str, Any]:
+    """How exactly ICC(A,k) follows from rho on every resample of a :func:`bootstrap_result`.
+
+    Rebuilds each resample's number of rows ``n`` from its draw
+    (:func:`clpips.stats.bootstrap_counts` with the result's seed, units in
+    ``result.set_ids`` order) and compares both metrics' ICC(A,k) with
+    :func:`spearman_brown_icc` of their rho.
+
+    Returns
+    -------
+    dict
+        ``max_abs_error`` (over resamples and both metrics), ``same_sign_share`` (share of
+        resamples where ΔICC(A,k) and Δrho have the same sign, zeros counted as a sign),
+        ``p_equal`` (the two one-sided p-values are equal).
+    """
+    import numpy as np
+
+    from .evaluate import RANKING
+    from .stats import bootstrap_counts
+    units = scored[RANKING] if set(result.set_ids) <= set(scored[RANKING]) else scored["target"].astype(str)
+    sizes = units.value_counts().reindex(result.set_ids).to_numpy(float)
+    n = bootstrap_counts(len(result.set_ids), result.n_boot, result.seed) @ sizes
+    d = result.distribution
+    errors = [np.abs(d[f"icc_{m}"].to_numpy() - spearman_brown_icc(d[f"rho_{m}"].to_numpy(), n)) for m in "ab"]
+    same = np.sign(d["delta_icc"].to_numpy()) == np.sign(d["delta_rho"].to_numpy())
+    return {"max_abs_error": float(np.nanmax(np.concatenate(errors))), "same_sign_share": float(np.mean(same)),
+            "p_equal": bool(result.p_values["ΔICC(A,k)"] == result.p_values["Δrho"])}

@@ -18,7 +18,8 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from clpips import paper  # noqa: E402
 from clpips.evaluate import alignment, alignment_table, ranking_ids, within_ranking_ranks  # noqa: E402
-from clpips.experiment import bootstrap_result, bootstrap_summary, spearman_brown_icc  # noqa: E402
+from clpips.experiment import (bootstrap_result, bootstrap_summary, spearman_brown_check,  # noqa: E402
+                               spearman_brown_icc)
 from clpips.model import CHANNELS  # noqa: E402
 from clpips.plots import evaluation as pe  # noqa: E402
 from clpips.plots import training as pt  # noqa: E402
@@ -260,6 +261,19 @@ def test_spearman_brown_identity_on_untied_ranks():
     d = res.distribution
     assert (np.sign(d["delta_icc"]) == np.sign(d["delta_rho"])).all()
     assert res.p_values["ΔICC(A,k)"] == res.p_values["Δrho"]
+    for unit in ("ranking", "target"):
+        check = spearman_brown_check(bootstrap_result(scored, "lpips", "clpips", unit=unit, n_boot=300), scored)
+        assert check["max_abs_error"] < 1e-12 and check["same_sign_share"] == 1.0 and check["p_equal"]
+
+
+def test_spearman_brown_check_uses_each_resample_size():
+    """Targets with different numbers of rankings: n varies between resamples and must be rebuilt."""
+    scored = pd.concat([_scored(n_targets=4, raters=("r1", "r2", "r3"), seed=1),
+                        _scored(n_targets=4, raters=("r1",), seed=2).assign(
+                            set_id=lambda f: "u" + f["set_id"], target=lambda f: "u" + f["target"])])
+    scored["ranking"] = ranking_ids(scored)
+    check = spearman_brown_check(bootstrap_result(scored, "lpips", "clpips", unit="target", n_boot=200), scored)
+    assert check["max_abs_error"] < 1e-12
 
 
 # =========================================================================== the paper's numbers

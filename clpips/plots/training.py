@@ -175,7 +175,8 @@ def plot_channel_weights(channels: pd.DataFrame, title: str = "") -> Figure:
     """Per layer, each channel's learned weight (y) against its LPIPS v0.1 weight (x).
 
     The diagonal is "unchanged"; red crosses are channels the projection holds at 0
-    (``pinned``), open circles channels that were 0 in LPIPS already.
+    (``pinned``), open circles channels that were 0 in LPIPS already. Without the
+    projection the axes extend below 0.
     """
     layers = sorted(channels["layer"].unique())
     fig, axes = plt.subplots(1, len(layers), figsize=(2.3 * len(layers) + 0.4, 2.8), constrained_layout=True)
@@ -183,7 +184,9 @@ def plot_channel_weights(channels: pd.DataFrame, title: str = "") -> Figure:
     for ax, layer in zip(axes, layers):
         part = channels[channels["layer"] == layer]
         top = float(max(part["before"].max(), part["after"].max())) * 1.05 or 1.0
-        ax.plot([0, top], [0, top], color="grey", lw=0.8)
+        low = min(0.0, float(part["after"].min()), float(part["before"].min()))  # negative without projection
+        low = low * 1.05 - 0.02 * top
+        ax.plot([low, top], [low, top], color="grey", lw=0.8)
         plain = part[~part["pinned"] & ~part["zero_before"]]
         ax.scatter(plain["before"], plain["after"], s=6, alpha=0.6, color="tab:blue", label="weight")
         zero = part[part["zero_before"]]
@@ -191,8 +194,8 @@ def plot_channel_weights(channels: pd.DataFrame, title: str = "") -> Figure:
                    label="0 in LPIPS")
         pinned = part[part["pinned"]]
         ax.scatter(pinned["before"], pinned["after"], s=14, marker="x", color="tab:red", label="pinned at 0")
-        ax.set_xlim(-0.02 * top, top)
-        ax.set_ylim(-0.02 * top, top)
+        ax.set_xlim(low, top)
+        ax.set_ylim(low, top)
         ax.set_title(f"layer {layer} ({len(part)} ch.)\n{int(part['pinned'].sum())} pinned", fontsize=9)
         ax.set_xlabel("LPIPS v0.1 weight", fontsize=8)
         ax.tick_params(labelsize=7)

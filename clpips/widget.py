@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -156,13 +157,22 @@ class RankingSession:
         self.pending: list[str] = [s for s in self.sets if s not in done]
         self.clicks, self._auto = [], False
 
+    def _read_raw(self) -> pd.DataFrame:
+        """The CSV as written (every cell a string; empty when there is no file yet)."""
+        if not self.csv_path.exists():
+            return pd.DataFrame(columns=list(WRITTEN_COLUMNS), dtype=str)
+        return pd.read_csv(self.csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+
+    def _validated(self, raw: pd.DataFrame) -> pd.DataFrame:
+        from .datasets import validate
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)   # columns outside the schema are kept, not checked
+            return validate(raw, self.dataset.root, source=str(self.csv_path), check_images=False)
+
     def _read_csv(self) -> pd.DataFrame:
         """Everything in the CSV, validated (empty with the schema's columns when absent)."""
-        from .datasets import validate
-        if not self.csv_path.exists():
-            return pd.DataFrame(columns=list(WRITTEN_COLUMNS))
-        raw = pd.read_csv(self.csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-        return validate(raw, self.dataset.root, source=str(self.csv_path), check_images=False)
+        raw = self._read_raw()
+        return self._validated(raw) if len(raw) else raw
 
     def collected(self) -> pd.DataFrame:
         """This rater's saved rankings (rows of the CSV)."""
@@ -261,17 +271,18 @@ class RankingSession:
 
         The file on disk is read again, the new rows appended, the whole table
         validated and written to a temporary file that then replaces the CSV.
-        On any error the CSV and the ranking in progress are left unchanged.
-        Returns the rows written.
+        The earlier rows are written back as they were read (columns outside
+        the schema included). On any error the CSV and the ranking in progress
+        are left unchanged. Returns the rows written.
         """
-        from .datasets import validate
         rows = self.ranking_rows()
-        existing = self._read_csv()
-        if ((existing["set_id"].astype(str) == self.current) & (existing["rater"].astype(str) == self.rater)).any():
+        raw = self._read_raw()
+        if ((raw["set_id"] == self.current) & (raw["rater"] == self.rater)).any():
             raise SessionError(f"{self.csv_path} already holds rater {self.rater!r}'s ranking of set "
                                f"{self.current!r} (another session saved it); call resume()")
-        table = pd.concat([existing, rows], ignore_index=True) if len(existing) else rows
-        table = validate(table, self.dataset.root, source=str(self.csv_path), check_images=False)
+        new = rows.astype(str)
+        table = pd.concat([raw, new], ignore_index=True).fillna("") if len(raw) else new
+        self._validated(table)                            # raises, naming the line, if anything is wrong
         self._write(table)
         self.pending.pop(0)
         self.clicks, self._auto = [], False

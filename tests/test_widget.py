@@ -178,6 +178,19 @@ def test_an_error_while_saving_leaves_the_previous_csv_intact(study, monkeypatch
     assert len(validate(pd.read_csv(csv, dtype=str), data.root, check_images=False)) == 2 * K
 
 
+def test_earlier_rows_are_written_back_unchanged(study):
+    data, _, csv = study
+    csv.parent.mkdir(parents=True)
+    earlier = data.table.assign(note="kept", group="").astype(str)   # another rater, an extra column
+    earlier.to_csv(csv, index=False)
+    s = session_of(study)
+    rank_all(s)
+    s.save()
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(table.iloc[:len(earlier)], earlier, check_dtype=False)
+    assert (table["note"].iloc[len(earlier):] == "").all() and len(table) == len(earlier) + K
+
+
 def test_an_invalid_csv_on_disk_is_reported_not_overwritten(study):
     _, _, csv = study
     s = session_of(study)

@@ -302,3 +302,30 @@ def test_attribute_sensitivity_recovers_known_coefficients(tmp_path):
     assert sens.loc["m"].to_numpy() == pytest.approx(coef, abs=1e-4)
     with pytest.raises(ValueError):
         ps.attribute_sensitivity(RankingDataset(table=table, root=tmp_path), features, {"m": e0})
+
+
+# --------------------------------------------------------------------------- figures
+def test_chapter_figures_draw(study):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from clpips.plots import personal as pp
+    curve = ps.learning_curve(study, sizes=[2], repeats=1)
+    people = list(study.personal)
+    figures = [
+        pp.plot_person_deltas(study.comparisons, study.across_people(n_boot=100)),
+        pp.plot_learning_curve(curve.summary(n_boot=100), curve.per_person()),
+        pp.plot_layer_weights(ps.layer_shares({"pooled": study.weights["pooled"], **study.personal}),
+                              ps.layer_changes({r: study.personal[r] for r in people}, study.weights["pooled"])),
+        pp.plot_cross_person(ps.cross_person(study)),
+        pp.plot_truth_recovery(pd.DataFrame({"cos_pooled": [0.5, 0.7], "cos_personal": [0.6, 0.65],
+                                             "cos_shift": [0.3, -0.1]}, index=["a", "b"])),
+    ]
+    for fig in figures:
+        assert isinstance(fig, Figure) and fig.axes
+        fig.canvas.draw()
+        plt.close(fig)
+    # the forest plot has one row per person plus the mean
+    assert len(figures[0].axes[0].get_yticks()) == len(people) + 1

@@ -44,6 +44,16 @@ class Defaults:
     personal_l2: float = 0.01       #: L2 pull of a personal model towards its starting (pooled) weights
     personal_sizes: str = "1,2,5,10,20,40"  #: learning curve: training rankings per person (plus "all")
     personal_repeats: int = 3       #: learning curve: random subsamples per size and person
+    # ablations (chapter 06, clpips.ablations): the levels of each factor
+    ablation_margins: str = "0.005,0.01,0.02,0.05,0.1"  #: margins, comma-separated
+    ablation_lrs: str = "0.0003,0.001,0.003,0.01"  #: learning rates, comma-separated
+    ablation_layers: str = "0;1;2;3;4;all"  #: trained layer sets, ";"-separated (each "all" or "0,1,4")
+    ablation_inits: str = "lpips,uniform,ones,random"  #: starting weights, comma-separated
+    ablation_losses: str = "margin,logistic"  #: losses, comma-separated
+    ablation_nets: str = "alex,vgg"  #: backbones, comma-separated
+    ablation_train_sizes: str = "25,50,100,200,400,800,all"  #: learning curve: training rankings
+    ablation_folds: int = 3         #: re-splits by target for the ablations (0: the standard split only)
+    ablation_seeds: str = "0,1,2,3,4"  #: training seeds on the standard split (the training-noise check)
 
 
 DEFAULTS = Defaults()

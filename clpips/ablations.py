@@ -1,0 +1,636 @@
+"""Ablations of CLPIPS training (chapter 06): one factor at a time, judged held-out.
+
+Each *factor* (the margin, the learning rate, the trained layers, ...) is varied
+over a few *levels* while every other option keeps its default
+(:mod:`clpips.defaults`); a level is one :class:`Variant`, a dict of option
+overrides for :func:`clpips.train.fit`. :func:`run_ablation` fits every variant
+on every *replicate* and scores it on the replicate's held-out rankings with
+:func:`clpips.evaluate.score_rankings` and :func:`clpips.evaluate.alignment`,
+exactly as the evaluation chapter scores CLPIPS. It returns a tidy table, one
+row per (variant, replicate).
+
+Replicates (:func:`replicates`) answer "would this difference survive another
+split?":
+
+* ``folds=0``: the standard split (:func:`clpips.datasets.split_by_target`
+  with ``test_size`` and ``split_seed``), once per training seed in ``seeds``.
+  The test rankings never change, so the spread across seeds is *training*
+  noise only (initialisation, shuffling, the validation split inside ``fit``);
+* ``folds=k``: :func:`clpips.datasets.kfold_by_target` re-splits the targets
+  into ``k`` folds, each fold's targets held out once (times each seed), so
+  the spread also contains the *split* noise: which targets happen to be in
+  the test set.
+
+Pair features are computed once per backbone (:func:`clpips.train.pair_features_for`
+over the whole table, through the on-disk cache); a fit then takes about a
+second on ``mur92``. Identical option sets that appear in several factors
+(the default level of each) are fitted once per replicate and reported under
+each factor.
+
+Special levels:
+
+* ``n_rankings`` (the learning curve, :func:`learning_curve_variants`):
+  train on a seeded random subsample of that many training rankings (one
+  ranking = one ``set_id`` by one rater). For one replicate the subsamples are
+  nested (the first ``n`` of one permutation), so the curve's steps are not
+  confounded with which rankings were drawn; sizes above what a replicate has
+  are skipped;
+* ``net`` (the backbone): a VGG variant uses VGG pair features and starts from
+  VGG's own LPIPS weights; its row reports both LPIPS-VGG (``lpips_*``) and the
+  paper's baseline LPIPS-AlexNet (``base_*``).
+
+Pooled versus per-rater training is :func:`run_per_rater`: one model per rater
+fitted on that rater's training rankings only, and the pooled model, each
+judged on that rater's held-out rankings.
+
+:func:`summarize` condenses the table: per level the mean and spread across
+replicates and the *paired* difference from the factor's reference (default)
+level, with a t interval. With re-splits the interval uses the Nadeau & Bengio
+(2003) correction of the variance, ``(1/J + n_test/n_train) * s^2``, because
+the training sets of different folds overlap and a plain ``s^2/J`` would be
+too narrow; with the standard split only, the interval covers training noise
+and says nothing about the choice of test targets.
+
+Threads: fits run with ``torch.set_num_threads(threads)`` (default 1): the
+steps are small matrix-vector products, and on a busy two-core machine two
+threads made a fit up to ten times slower than one.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats as _stats
+
+from .defaults import DEFAULTS
+from .evaluate import alignment, ranking_ids, score_rankings
+from .model import CHANNELS, initial_weight_vector
+
+__all__ = ["Variant", "Replicate", "FACTORS", "parse_levels", "factor_variants", "standard_grid",
+           "learning_curve_variants", "replicates", "subsample_rankings", "changed_layers", "run_ablation",
+           "run_per_rater", "summarize", "factor_facts", "noise_table", "verdict_lists"]
+
+#: option that each factor varies, the type of its levels and how levels are written in a defaults string
+FACTORS: dict[str, dict[str, Any]] = {
+    "margin": {"option": "margin", "type": float, "sep": ",", "title": "margin of the ranking loss"},
+    "lr": {"option": "lr", "type": float, "sep": ",", "title": "learning rate"},
+    "layers": {"option": "layers", "type": str, "sep": ";", "title": "trained layers"},
+    "init": {"option": "init", "type": str, "sep": ",", "title": "initial weights"},
+    "project": {"option": "project", "type": bool, "sep": ",", "title": "projection onto w >= 0"},
+    "loss": {"option": "loss", "type": str, "sep": ",", "title": "loss"},
+    "net": {"option": "net", "type": str, "sep": ",", "title": "backbone"},
+    "train_size": {"option": "n_rankings", "type": int, "sep": ",", "title": "training rankings"},
+}
+#: metric columns of a result row
+METRICS = ("icc", "rho")
+#: the options that define a fit (besides the data): a variant's key fills them all in
+TRAIN_OPTIONS = ("net", "loss", "margin", "lr", "batch_size", "epochs", "patience", "init", "layers", "project",
+                 "n_rankings")
+
+
+# =========================================================================== variants
+@dataclass(frozen=True)
+class Variant:
+    """One level of one factor: option overrides for :func:`clpips.train.fit`.
+
+    ``options`` may also hold ``n_rankings`` (subsample the training rankings)
+    and ``net``; every option not named keeps the runner's default.
+    """
+
+    factor: str
+    level: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    reference: bool = False  #: the factor's default level, the one the others are compared with
+
+    def key(self, **fit_options: Any) -> str:
+        """The *effective* options as canonical JSON: equal keys mean the same fit.
+
+        Every option of :data:`TRAIN_OPTIONS` is filled in (the variant's own value,
+        else ``fit_options``, else :data:`DEFAULTS`) and layer sets are normalised,
+        so ``{"margin": 0.05}`` and ``{"lr": 0.001}`` name the same default fit.
+        """
+        from .train import parse_layers
+        options = {name: getattr(DEFAULTS, name, None) for name in TRAIN_OPTIONS}
+        options.update(fit_options)
+        options.update(self.options)
+        options["layers"] = parse_layers(options["layers"])
+        return json.dumps(options, sort_keys=True, default=str)
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "on", "yes", "1"):
+        return True
+    if value in ("false", "off", "no", "0"):
+        return False
+    raise ValueError(f"not a boolean level: {text!r}")
+
+
+def parse_levels(factor: str, levels: str | Iterable[Any]) -> list[Any]:
+    """Levels of ``factor`` from a defaults string (``"0.01,0.05"``, layers ``"0;1;all"``) or a list.
+
+    ``train_size`` accepts ``"all"`` (returned as ``None``: every training ranking).
+    """
+    spec = FACTORS[factor]
+    if isinstance(levels, str):
+        levels = [x.strip() for x in levels.split(spec["sep"]) if x.strip()]
+    out = []
+    for x in levels:
+        if factor == "train_size" and (x is None or str(x).strip() == "all"):
+            out.append(None)
+        elif spec["type"] is bool:
+            out.append(x if isinstance(x, bool) else _parse_bool(str(x)))
+        else:
+            out.append(spec["type"](x))
+    if not out:
+        raise ValueError(f"no levels given for factor {factor!r}")
+    return out
+
+
+def _level_label(factor: str, value: Any) -> str:
+    if factor == "train_size":
+        return "all" if value is None else str(int(value))
+    if factor == "project":
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def factor_variants(factor: str, levels: str | Iterable[Any], reference: Any = None) -> list[Variant]:
+    """The variants of one factor; ``reference`` (default: the value in :data:`DEFAULTS`) is marked.
+
+    >>> [v.level for v in factor_variants("margin", "0.01,0.05")]
+    ['0.01', '0.05']
+    >>> [v.reference for v in factor_variants("margin", "0.01,0.05")]
+    [False, True]
+    """
+    if factor not in FACTORS:
+        raise ValueError(f"unknown factor {factor!r}: choose from {sorted(FACTORS)}")
+    option = FACTORS[factor]["option"]
+    values = parse_levels(factor, levels)
+    if reference is None and factor != "train_size":
+        reference = getattr(DEFAULTS, option)
+    out = []
+    for value in values:
+        options = {} if (factor == "train_size" and value is None) else {option: value}
+        out.append(Variant(factor, _level_label(factor, value), options,
+                           reference=(value == reference) if factor != "train_size" else value is reference))
+    return out
+
+
+def standard_grid(factors: Sequence[str] = ("margin", "lr", "layers", "init", "project", "loss", "net"),
+                  **levels: str) -> list[Variant]:
+    """The chapter's grid: each factor's levels from :data:`DEFAULTS` unless given.
+
+    Keyword arguments name a factor and its levels (``margin="0.01,0.1"``);
+    ``project`` defaults to on/off. The learning curve is separate
+    (:func:`learning_curve_variants`), since its levels change the data, not the fit.
+    """
+    from_defaults = {"margin": DEFAULTS.ablation_margins, "lr": DEFAULTS.ablation_lrs,
+                     "layers": DEFAULTS.ablation_layers, "init": DEFAULTS.ablation_inits,
+                     "project": "on,off", "loss": DEFAULTS.ablation_losses, "net": DEFAULTS.ablation_nets,
+                     "train_size": DEFAULTS.ablation_train_sizes}
+    unknown = set(levels) - set(FACTORS)
+    if unknown:
+        raise ValueError(f"unknown factor(s) {sorted(unknown)}: choose from {sorted(FACTORS)}")
+    grid: list[Variant] = []
+    for factor in factors:
+        grid += factor_variants(factor, levels.get(factor, from_defaults[factor]))
+    return grid
+
+
+def learning_curve_variants(sizes: str | Iterable[Any] = DEFAULTS.ablation_train_sizes) -> list[Variant]:
+    """Variants training on ``n`` rankings each (``"all"``: every training ranking, the reference)."""
+    return factor_variants("train_size", sizes)
+
+
+# =========================================================================== replicates
+@dataclass
+class Replicate:
+    """One (train, test) split and one training seed."""
+
+    split: str                #: "standard" or "fold i/k"
+    fold: int                 #: -1 for the standard split
+    seed: int                 #: training seed
+    train: pd.DataFrame
+    test: pd.DataFrame
+
+    @property
+    def tag(self) -> tuple[str, int]:
+        return (self.split, self.seed)
+
+
+def replicates(table: pd.DataFrame, folds: int = 0, seeds: Iterable[int] = (DEFAULTS.seed,),
+               test_size: float = DEFAULTS.test_size, split_seed: int = DEFAULTS.seed) -> list[Replicate]:
+    """The (split, training seed) replicates; see the module docstring.
+
+    ``folds=0``: the standard split, once per seed; ``folds=k >= 2``: ``k`` folds
+    (:func:`clpips.datasets.kfold_by_target` with ``split_seed``), each once per seed.
+    """
+    from .datasets import kfold_by_target, split_by_target
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("give at least one training seed")
+    if folds == 0:
+        train, test = split_by_target(table, test_size=test_size, seed=split_seed)
+        return [Replicate("standard", -1, s, train, test) for s in seeds]
+    if folds < 2:
+        raise ValueError(f"folds must be 0 (the standard split) or at least 2, got {folds}")
+    out = []
+    for i, (train, test) in enumerate(kfold_by_target(table, n_splits=folds, seed=split_seed)):
+        out += [Replicate(f"fold {i + 1}/{folds}", i, s, train, test) for s in seeds]
+    return out
+
+
+def _ranking_keys(table: pd.DataFrame) -> pd.Series:
+    return ranking_ids(table)
+
+
+def subsample_rankings(table: pd.DataFrame, n: Optional[int], seed: int | Sequence[int]) -> pd.DataFrame:
+    """``n`` whole rankings of ``table`` drawn at random (seeded), or all of them for ``n=None``.
+
+    One permutation of the table's rankings per seed; the first ``n`` are kept,
+    so for one seed a smaller sample is part of every larger one (nested).
+    Rows keep their order and index.
+    """
+    if n is None:
+        return table
+    keys = _ranking_keys(table)
+    unique = np.array(sorted(keys.unique()), dtype=object)
+    if not 1 <= n <= len(unique):
+        raise ValueError(f"cannot draw {n} rankings from {len(unique)}")
+    order = np.random.default_rng(seed).permutation(len(unique))
+    return table[keys.isin(set(unique[order[:n]]))]
+
+
+# =========================================================================== running
+@contextlib.contextmanager
+def _torch_threads(n: Optional[int]) -> Iterator[None]:
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Features:
+    """Pair features per backbone, computed on first use (over the whole table, once)."""
+
+    def __init__(self, dataset, given: Optional[Mapping[str, Any]], device: str, progress: bool):
+        self.dataset, self.device, self.progress = dataset, device, progress
+        self.cache: dict[str, Any] = dict(given or {})
+
+    def __getitem__(self, net: str):
+        if net not in self.cache:
+            from .train import pair_features_for
+            self.cache[net] = pair_features_for(self.dataset, self.dataset.table, net=net, device=self.device,
+                                                progress=self.progress)
+        return self.cache[net]
+
+
+def _scores(test: pd.DataFrame, features, weights: torch.Tensor) -> dict[str, float]:
+    """Held-out ICC(A,k) (with its CI), pooled Spearman and Kendall of one weight vector."""
+    scored = score_rankings(test, features, {"metric": weights})
+    a = alignment(scored, "metric")
+    return {"icc": a["icc_A_k"], "icc_ci_low": a["icc_A_k_ci_low"], "icc_ci_high": a["icc_A_k_ci_high"],
+            "rho": a["spearman"], "tau": a["kendall"]}
+
+
+def changed_layers(before: torch.Tensor, after: torch.Tensor, net: str = DEFAULTS.net) -> str:
+    """The layers whose weights a fit changed, as ``"0,4"`` (``""``: none): a check that a level was applied."""
+    bounds = np.cumsum([0, *CHANNELS[net]])
+    diff = (torch.as_tensor(after) - torch.as_tensor(before)).abs()
+    return ",".join(str(i) for i in range(len(bounds) - 1) if float(diff[bounds[i]:bounds[i + 1]].max()) > 0)
+
+
+def _n_rankings(table: pd.DataFrame) -> int:
+    return int(table[["set_id", "rater"]].drop_duplicates().shape[0])
+
+
+def run_ablation(dataset, variants: Sequence[Variant], *, folds: int = 0, seeds: Iterable[int] = (DEFAULTS.seed,),
+                 test_size: float = DEFAULTS.test_size, split_seed: int = DEFAULTS.seed,
+                 features: Optional[Mapping[str, Any]] = None, device: str = DEFAULTS.device,
+                 threads: Optional[int] = 1, progress: bool = False, log=None, **fit_options) -> pd.DataFrame:
+    """Fit and score every variant on every replicate.
+
+    Parameters
+    ----------
+    dataset
+        A :mod:`clpips.datasets` dataset.
+    variants
+        The grid (:func:`standard_grid`, :func:`factor_variants`, :func:`learning_curve_variants`).
+    folds, seeds, test_size, split_seed
+        The replicates (:func:`replicates`).
+    features : dict net -> PairFeatures, optional
+        Precomputed features of the whole table (the rest are computed once, through the cache).
+    threads
+        torch threads during fits (None: leave as is).
+    log : callable, optional
+        Called with one line per fit (e.g. ``print``).
+    **fit_options
+        Options for every fit (``epochs``, ``patience``, ...); a variant's own options win.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (variant, replicate): ``factor, level, reference, split, fold, seed,
+        n_train_rankings, n_test_rankings, icc, icc_ci_low, icc_ci_high, rho, tau``
+        (the variant), ``lpips_icc, lpips_rho`` (LPIPS with the variant's backbone on the
+        same rankings), ``base_icc, base_rho`` (the paper's baseline, LPIPS-AlexNet),
+        ``delta_icc, delta_rho`` (variant minus baseline), ``best_epoch, epochs_run,
+        seconds`` (of the fit), ``changed_layers`` (:func:`changed_layers`) and
+        ``options`` (the effective options, JSON).
+    """
+    from .train import fit
+    feats = _Features(dataset, features, device, progress)
+    reps = replicates(dataset.table, folds=folds, seeds=seeds, test_size=test_size, split_seed=split_seed)
+    rows: list[dict[str, Any]] = []
+    with _torch_threads(threads):
+        for rep in reps:
+            baseline: dict[str, dict[str, float]] = {}  # LPIPS per backbone on this replicate's test rankings
+            done: dict[str, dict[str, Any]] = {}        # variant key -> result, for shared option sets
+
+            def lpips_scores(net: str) -> dict[str, float]:
+                if net not in baseline:
+                    baseline[net] = _scores(rep.test, feats[net], initial_weight_vector(net, "lpips"))
+                return baseline[net]
+
+            base = lpips_scores("alex")
+            for variant in variants:
+                key = variant.key(**fit_options)
+                if key not in done:
+                    options = {**fit_options, **dict(variant.options)}
+                    n = options.pop("n_rankings", None)
+                    net = options.get("net", DEFAULTS.net)
+                    n_available = _n_rankings(rep.train)
+                    if n is not None and n >= n_available:
+                        done[key] = None  # more rankings than this replicate has: skipped
+                    else:
+                        sub_seed = [int(split_seed), int(rep.fold) + 1, int(rep.seed)]
+                        train = subsample_rankings(rep.train, n, sub_seed)
+                        t0 = time.perf_counter()
+                        result = fit(dataset, train, features=feats[net], seed=rep.seed, device=device,
+                                     progress=False, **options)
+                        seconds = time.perf_counter() - t0
+                        done[key] = {**_scores(rep.test, feats[net], result.weights),
+                                     "best_epoch": int(result.best_epoch), "epochs_run": int(len(result.history)),
+                                     "seconds": seconds, "n_train_rankings": _n_rankings(train), "net": net,
+                                     "changed_layers": changed_layers(result.initial_weights, result.weights, net)}
+                        if log is not None:
+                            log(f"{rep.split} seed {rep.seed} {variant.factor}={variant.level}: "
+                                f"ICC {done[key]['icc']:.3f} (LPIPS {base['icc']:.3f}), "
+                                f"epoch {result.best_epoch}, {seconds:.1f}s")
+                res = done[key]
+                if res is None:
+                    continue
+                own = lpips_scores(res["net"])
+                rows.append({"factor": variant.factor, "level": variant.level, "reference": variant.reference,
+                             "split": rep.split, "fold": rep.fold, "seed": rep.seed,
+                             "n_train_rankings": res["n_train_rankings"], "n_test_rankings": _n_rankings(rep.test),
+                             **{k: res[k] for k in ("icc", "icc_ci_low", "icc_ci_high", "rho", "tau")},
+                             "lpips_icc": own["icc"], "lpips_rho": own["rho"],
+                             "base_icc": base["icc"], "base_rho": base["rho"],
+                             "delta_icc": res["icc"] - base["icc"], "delta_rho": res["rho"] - base["rho"],
+                             "best_epoch": res["best_epoch"], "epochs_run": res["epochs_run"],
+                             "seconds": res["seconds"], "changed_layers": res["changed_layers"], "options": key})
+    return pd.DataFrame(rows)
+
+
+def run_per_rater(dataset, *, raters: Optional[Sequence[Any]] = None, folds: int = 0,
+                  seeds: Iterable[int] = (DEFAULTS.seed,), test_size: float = DEFAULTS.test_size,
+                  split_seed: int = DEFAULTS.seed, features=None, net: str = DEFAULTS.net,
+                  device: str = DEFAULTS.device, threads: Optional[int] = 1, log=None,
+                  **fit_options) -> pd.DataFrame:
+    """Pooled versus per-rater training, judged on each rater's own held-out rankings.
+
+    For each replicate: the pooled model is fitted once on every rater's training
+    rankings; for each rater a personal model is fitted on that rater's training
+    rankings only (``fit(..., rater=r)``, same options, no pull towards the pooled
+    weights: that refinement is chapter 07's). Each model, and LPIPS, is scored on
+    that rater's held-out rankings only.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows as :func:`run_ablation` with ``factor="raters"``, ``level`` in
+        ``{"pooled", "personal"}`` (``pooled`` is the reference) and a ``rater``
+        column; ``lpips_*`` and ``base_*`` are LPIPS-``net`` on the same rankings.
+    """
+    from .train import fit
+    if features is None:
+        from .train import pair_features_for
+        features = pair_features_for(dataset, dataset.table, net=net, device=device, progress=False)
+    reps = replicates(dataset.table, folds=folds, seeds=seeds, test_size=test_size, split_seed=split_seed)
+    raters = list(raters) if raters is not None else sorted(dataset.table["rater"].unique().tolist())
+    lpips_w = initial_weight_vector(net, "lpips")
+    rows: list[dict[str, Any]] = []
+    with _torch_threads(threads):
+        for rep in reps:
+            t0 = time.perf_counter()
+            pooled = fit(dataset, rep.train, features=features, net=net, seed=rep.seed, device=device,
+                         progress=False, **fit_options)
+            pooled_seconds = time.perf_counter() - t0
+            for rater in raters:
+                test = rep.test[rep.test["rater"] == rater]
+                train = rep.train[rep.train["rater"] == rater]
+                if test.empty or train["target"].nunique() < 2:
+                    continue
+                t0 = time.perf_counter()
+                personal = fit(dataset, rep.train, rater=rater, features=features, net=net, seed=rep.seed,
+                               device=device, progress=False, **fit_options)
+                seconds = time.perf_counter() - t0
+                base = _scores(test, features, lpips_w)
+                for level, result, secs, n_train in (("pooled", pooled, pooled_seconds, _n_rankings(rep.train)),
+                                                     ("personal", personal, seconds, _n_rankings(train))):
+                    s = _scores(test, features, result.weights)
+                    rows.append({"factor": "raters", "level": level, "reference": level == "pooled",
+                                 "split": rep.split, "fold": rep.fold, "seed": rep.seed, "rater": rater,
+                                 "n_train_rankings": n_train, "n_test_rankings": _n_rankings(test), **s,
+                                 "lpips_icc": base["icc"], "lpips_rho": base["rho"],
+                                 "base_icc": base["icc"], "base_rho": base["rho"],
+                                 "delta_icc": s["icc"] - base["icc"], "delta_rho": s["rho"] - base["rho"],
+                                 "best_epoch": int(result.best_epoch), "epochs_run": int(len(result.history)),
+                                 "seconds": secs, "options": json.dumps({"rater": None if level == "pooled"
+                                                                         else str(rater)})})
+                if log is not None:
+                    log(f"{rep.split} seed {rep.seed} rater {rater}: personal {rows[-1]['icc']:.3f}, "
+                        f"pooled {rows[-2]['icc']:.3f}, LPIPS {base['icc']:.3f}")
+    return pd.DataFrame(rows)
+
+
+# =========================================================================== summaries
+def _pair_keys(results: pd.DataFrame) -> list[str]:
+    keys = ["split", "seed"]
+    if "rater" in results.columns and results["rater"].notna().any():
+        keys.append("rater")
+    return keys
+
+
+def summarize(results: pd.DataFrame, metric: str = "icc", ci: float = DEFAULTS.ci) -> pd.DataFrame:
+    """Per (factor, level): mean and spread across replicates, and the paired difference from the reference.
+
+    Parameters
+    ----------
+    results
+        Rows of :func:`run_ablation` and/or :func:`run_per_rater`.
+    metric
+        ``"icc"`` or ``"rho"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (factor, level), in the order of ``results``: ``n`` (replicates),
+        ``mean, sd`` of the metric, ``lpips`` (mean of LPIPS with the same backbone),
+        ``base`` (mean of the baseline LPIPS-AlexNet), ``delta`` (mean of
+        metric − baseline), ``diff, diff_low, diff_high`` (paired difference
+        from the factor's reference level, mean and ``ci`` t interval),
+        ``noise`` (what the interval covers) and ``verdict`` (``"reference"``,
+        ``"higher"``, ``"lower"`` or ``"within noise"``: whether the interval excludes 0).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    rows = []
+    for factor, frame in results.groupby("factor", sort=False):
+        keys = _pair_keys(frame)
+        ref = frame[frame["reference"]]
+        ref_values = ref.set_index(keys)[metric] if len(ref) else None
+        resplit = frame["split"].nunique() > 1
+        for level, part in frame.groupby("level", sort=False):
+            values = part[metric].to_numpy(float)
+            row = {"factor": factor, "level": level, "reference": bool(part["reference"].all()),
+                   "n": len(part), "mean": float(values.mean()),
+                   "sd": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+                   "lpips": float(part[f"lpips_{metric}"].mean()), "base": float(part[f"base_{metric}"].mean()),
+                   "delta": float(part[f"delta_{metric}"].mean()),
+                   "diff": float("nan"), "diff_low": float("nan"), "diff_high": float("nan"),
+                   "noise": "", "verdict": ""}
+            if row["reference"]:
+                row.update(diff=0.0, diff_low=0.0, diff_high=0.0, verdict="reference")
+            elif ref_values is not None:
+                paired = part.set_index(keys)[metric]
+                common = paired.index.intersection(ref_values.index)
+                d = (paired.loc[common] - ref_values.loc[common]).to_numpy(float)
+                ratio = float((ref["n_test_rankings"] / ref["n_train_rankings"].clip(lower=1)).mean())
+                row.update(_paired_interval(d, ratio if resplit else None, ci))
+                if "rater" in keys:
+                    row["noise"] = ("raters and splits" if resplit else "across raters, one split") + \
+                        (" (corrected resampled t)" if resplit else "")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _paired_interval(d: np.ndarray, ratio: Optional[float], ci: float) -> dict[str, Any]:
+    """Mean paired difference with a t interval.
+
+    ``ratio`` (test over training rankings of the reference fit) given: the
+    replicates are re-splits and the variance gets the Nadeau-Bengio factor
+    ``1/J + ratio`` instead of ``1/J``. The reference's training size is used
+    for every level (also for learning-curve subsamples), since the overlap
+    between the folds' training pools is what the correction is for.
+    """
+    n = len(d)
+    out: dict[str, Any] = {"diff": float(d.mean()) if n else float("nan")}
+    if n < 2:
+        out.update(diff_low=float("nan"), diff_high=float("nan"), noise="one replicate", verdict="within noise")
+        return out
+    var = d.var(ddof=1)
+    if ratio is not None:
+        se = np.sqrt(var * (1 / n + ratio))
+        noise = "split and training (corrected resampled t)"
+    else:
+        se = np.sqrt(var / n)
+        noise = "training only (fixed test set)"
+    half = float(_stats.t.ppf(0.5 + ci / 2, n - 1) * se)
+    low, high = out["diff"] - half, out["diff"] + half
+    verdict = "higher" if low > 0 else "lower" if high < 0 else "within noise"
+    out.update(diff_low=float(low), diff_high=float(high), noise=noise, verdict=verdict)
+    return out
+
+
+def factor_facts(summary: pd.DataFrame, factor: str) -> dict[str, Any]:
+    """Plain-Python numbers and words about one factor, for the chapter's prose (glue).
+
+    Keys: ``ref_level, ref_mean, ref_sd, best_level, best_mean, best_diff, best_low, best_high,
+    best_verdict`` (the best non-reference level), the same with ``worst_`` (the worst one),
+    ``range`` (max − min of the level means), ``lpips`` and ``base`` (the LPIPS means), and
+    ``n`` (replicates of the reference level).
+    """
+    frame = summary[summary["factor"] == factor]
+    if frame.empty:
+        raise KeyError(f"no factor {factor!r} in the summary")
+    ref = frame[frame["reference"]]
+    if ref.empty:
+        raise ValueError(f"factor {factor!r} has no reference level")
+    ref = ref.iloc[0]
+    others = frame[~frame["reference"]]
+    out: dict[str, Any] = {"ref_level": str(ref["level"]), "ref_mean": float(ref["mean"]),
+                           "ref_sd": float(ref["sd"]), "range": float(frame["mean"].max() - frame["mean"].min()),
+                           "lpips": float(ref["lpips"]), "base": float(ref["base"]), "n": int(ref["n"]),
+                           "n_levels": int(len(frame))}
+    for name, row in (("best", others.loc[others["mean"].idxmax()] if len(others) else None),
+                      ("worst", others.loc[others["mean"].idxmin()] if len(others) else None)):
+        if row is None:
+            continue
+        out.update({f"{name}_level": str(row["level"]), f"{name}_mean": float(row["mean"]),
+                    f"{name}_diff": float(row["diff"]), f"{name}_low": float(row["diff_low"]),
+                    f"{name}_high": float(row["diff_high"]), f"{name}_verdict": _verdict_words(row["verdict"])})
+    return out
+
+
+def _verdict_words(verdict: str) -> str:
+    return {"higher": "reliably higher than the default", "lower": "reliably lower than the default",
+            "within noise": "within the noise", "reference": "the default"}.get(verdict, verdict)
+
+
+def verdict_lists(summary: pd.DataFrame, titles: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """Which factors have a level reliably better / worse than their default, and which stay within noise.
+
+    Returns ``{"better": ..., "worse": ..., "within": ...}``, each a readable
+    list of factor titles ("none" when empty).
+    """
+    titles = dict(titles or {})
+    better, worse, within = [], [], []
+    for factor, frame in summary.groupby("factor", sort=False):
+        name = titles.get(factor, FACTORS.get(factor, {}).get("title", factor))
+        verdicts = set(frame["verdict"])
+        if "higher" in verdicts:
+            better.append(name)
+        if "lower" in verdicts:
+            worse.append(name)
+        if not verdicts & {"higher", "lower"}:
+            within.append(name)
+
+    def words(items: list[str]) -> str:
+        if not items:
+            return "none"
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    return {"better": words(better), "worse": words(worse), "within": words(within)}
+
+
+def noise_table(seed_rows: pd.DataFrame, fold_rows: pd.DataFrame) -> pd.DataFrame:
+    """Spread of one configuration across training seeds (fixed split) and across folds.
+
+    Both inputs are :func:`run_ablation` rows of the same variant. Returns one row
+    per source with the sd across replicates of the ICC, of rho and of the paired
+    gain over LPIPS (``delta_icc``): a difference between two levels smaller than
+    these is not a finding.
+    """
+    rows = []
+    for source, frame in (("training seeds, standard split", seed_rows), ("re-splits (folds)", fold_rows)):
+        rows.append({"source": source, "n": len(frame),
+                     "icc_mean": float(frame["icc"].mean()), "icc_sd": float(frame["icc"].std(ddof=1)),
+                     "rho_sd": float(frame["rho"].std(ddof=1)),
+                     "delta_icc_mean": float(frame["delta_icc"].mean()),
+                     "delta_icc_sd": float(frame["delta_icc"].std(ddof=1))})
+    return pd.DataFrame(rows)

@@ -1,0 +1,296 @@
+"""The ablation runner's bookkeeping: levels applied, shared fits, learning-curve samples, per-rater scoring."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from clpips import ablations as ab  # noqa: E402
+from clpips import train  # noqa: E402
+from clpips.defaults import DEFAULTS  # noqa: E402
+from clpips.features import PairFeatures  # noqa: E402
+from clpips.model import CHANNELS, initial_weight_vector  # noqa: E402
+
+DIM = sum(CHANNELS["alex"])
+FAST = {"epochs": 3, "patience": 2, "batch_size": 64}
+
+
+def _study(n_targets=12, raters=("a", "b", "c"), k=5, seed=0):
+    """A small ranking study with random pair features, ranked by a noisy per-rater linear metric."""
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    w = initial_weight_vector("alex", "lpips")
+    rows, keys, vectors = [], [], []
+    for t in range(n_targets):
+        target = f"t{t:02d}.png"
+        cands = [f"c{t:02d}_{j}.png" for j in range(k)]
+        phi = torch.rand(k, DIM, generator=gen) * 0.01
+        keys += [(target, c) for c in cands]
+        vectors.append(phi)
+        d = (phi @ w).numpy()
+        for r, rater in enumerate(raters):
+            noisy = d * (1 + 0.3 * r) + rng.normal(0, d.std() * 0.5, k)
+            ranks = noisy.argsort().argsort() + 1
+            rows += [{"set_id": f"s{t:02d}", "target": target, "candidate": c, "rater": rater, "rank": int(q)}
+                     for c, q in zip(cands, ranks)]
+    table = pd.DataFrame(rows)
+    features = PairFeatures(keys=keys, matrix=torch.cat(vectors), net="alex", extracted=0)
+    return SimpleNamespace(table=table, name="toy"), features
+
+
+@pytest.fixture(scope="module")
+def study():
+    return _study()
+
+
+@pytest.fixture()
+def fit_calls(monkeypatch):
+    """Record every call of clpips.train.fit (options and the training table), then fit for real."""
+    calls = []
+    real = train.fit
+
+    def recording(dataset, table=None, **kwargs):
+        calls.append({"table": table, **kwargs})
+        return real(dataset, table, **kwargs)
+
+    monkeypatch.setattr(train, "fit", recording)
+    return calls
+
+
+# ------------------------------------------------------------------------------- levels and grids
+def test_parse_levels_of_each_kind():
+    assert ab.parse_levels("margin", "0.01, 0.05") == [0.01, 0.05]
+    assert ab.parse_levels("layers", "0;1,4;all") == ["0", "1,4", "all"]
+    assert ab.parse_levels("project", "on,off") == [True, False]
+    assert ab.parse_levels("train_size", "10,all") == [10, None]
+    with pytest.raises(ValueError):
+        ab.parse_levels("project", "maybe")
+    with pytest.raises(ValueError):
+        ab.factor_variants("colour", "red")
+
+
+def test_reference_level_is_the_default():
+    for factor, option in (("margin", "margin"), ("lr", "lr"), ("layers", "layers"), ("init", "init"),
+                           ("loss", "loss"), ("net", "net")):
+        variants = [v for v in ab.standard_grid() if v.factor == factor]
+        refs = [v for v in variants if v.reference]
+        assert len(refs) == 1, factor
+        assert ab.Variant("x", "x", {option: getattr(DEFAULTS, option)}).key() == refs[0].key()
+    curve = ab.learning_curve_variants("10,20,all")
+    assert [v.reference for v in curve] == [False, False, True] and curve[-1].options == {}
+
+
+def test_default_levels_share_one_key():
+    grid = ab.standard_grid() + ab.learning_curve_variants()
+    default_key = ab.Variant("none", "none").key()
+    assert sum(v.key() == default_key for v in grid) == len({v.factor for v in grid})
+    # "all" and the explicit list of every layer are the same fit
+    assert ab.Variant("l", "a", {"layers": "all"}).key() == ab.Variant("l", "b", {"layers": "0,1,2,3,4"}).key()
+    # a common option enters the key
+    assert ab.Variant("m", "m").key(epochs=3) != ab.Variant("m", "m").key()
+
+
+def test_grid_levels_come_from_defaults_or_arguments():
+    grid = ab.standard_grid(factors=("margin", "layers"), margin="0.01,0.05")
+    assert [(v.factor, v.level) for v in grid][:2] == [("margin", "0.01"), ("margin", "0.05")]
+    assert [v.level for v in grid if v.factor == "layers"] == DEFAULTS.ablation_layers.split(";")
+    with pytest.raises(ValueError):
+        ab.standard_grid(colour="red")
+
+
+# ------------------------------------------------------------------------------- replicates
+def test_replicates_standard_split_and_folds(study):
+    data, _ = study
+    seeds = ab.replicates(data.table, folds=0, seeds=(0, 1, 2))
+    assert [r.seed for r in seeds] == [0, 1, 2]
+    assert all(r.test.equals(seeds[0].test) for r in seeds)  # the split stays fixed
+    folds = ab.replicates(data.table, folds=3, seeds=(5,))
+    tested = [set(r.test["target"]) for r in folds]
+    assert set().union(*tested) == set(data.table["target"]) and sum(map(len, tested)) == 12
+    for r in folds:
+        assert not set(r.train["target"]) & set(r.test["target"]) and r.seed == 5
+    with pytest.raises(ValueError):
+        ab.replicates(data.table, folds=1)
+
+
+def test_subsample_rankings_sizes_seeded_and_nested(study):
+    data, _ = study
+    ids = lambda t: set(t["set_id"] + "|" + t["rater"])  # noqa: E731
+    small = ab.subsample_rankings(data.table, 5, seed=[0, 1])
+    large = ab.subsample_rankings(data.table, 20, seed=[0, 1])
+    assert len(ids(small)) == 5 and len(ids(large)) == 20
+    assert ids(small) <= ids(large)  # nested for one seed
+    assert ids(small) == ids(ab.subsample_rankings(data.table, 5, seed=[0, 1]))  # reproducible
+    assert ids(small) != ids(ab.subsample_rankings(data.table, 5, seed=[0, 2]))
+    assert (small.groupby(["set_id", "rater"]).size() == 5).all()  # whole rankings only
+    assert ab.subsample_rankings(data.table, None, seed=0) is data.table
+    with pytest.raises(ValueError):
+        ab.subsample_rankings(data.table, 10_000, seed=0)
+
+
+# ------------------------------------------------------------------------------- the runner
+def test_levels_reach_fit_and_shared_fits_run_once(study, fit_calls):
+    data, feats = study
+    grid = (ab.factor_variants("margin", "0.01,0.05") + ab.factor_variants("lr", "0.001,0.01")
+            + ab.factor_variants("init", "lpips,ones"))
+    out = ab.run_ablation(data, grid, seeds=(0, 1), features={"alex": feats}, **FAST)
+    assert len(out) == len(grid) * 2
+    assert len(fit_calls) == 4 * 2  # default, margin 0.01, lr 0.01, init ones: per seed
+    seen = {(c["seed"], c.get("margin"), c.get("lr"), c.get("init")) for c in fit_calls}
+    assert (0, 0.01, None, None) in seen and (1, None, 0.01, None) in seen and (0, None, None, "ones") in seen
+    assert all(c["epochs"] == 3 and c["features"] is feats for c in fit_calls)
+    for row in out.itertuples():
+        options = json.loads(row.options)
+        assert options["epochs"] == 3
+        if row.factor == "margin":
+            assert options["margin"] == float(row.level)
+    # the shared default fit gives identical numbers under every factor
+    refs = out[out["reference"]].groupby("seed")["icc"].nunique()
+    assert (refs == 1).all()
+    assert np.allclose(out["delta_icc"], out["icc"] - out["base_icc"])
+
+
+def test_layers_level_only_moves_those_layers(study):
+    data, feats = study
+    grid = ab.factor_variants("layers", "0;1,4;all")
+    out = ab.run_ablation(data, grid, features={"alex": feats}, **FAST).set_index("level")
+    assert out.at["0", "changed_layers"] == "0"
+    assert out.at["1,4", "changed_layers"] == "1,4"
+    assert out.at["all", "changed_layers"] != "" and out.at["all", "reference"]
+
+
+def test_changed_layers():
+    w = initial_weight_vector("alex", "lpips")
+    moved = w.clone()
+    moved[0] += 1
+    moved[-1] += 1
+    assert ab.changed_layers(w, moved) == "0,4"
+    assert ab.changed_layers(w, w) == ""
+
+
+def test_learning_curve_sizes_respected_and_skipped(study, fit_calls):
+    data, feats = study
+    out = ab.run_ablation(data, ab.learning_curve_variants("4,8,1000,all"), folds=3, features={"alex": feats},
+                          **FAST)
+    # 1000 exceeds every fold's training rankings: skipped, not clipped
+    assert set(out["level"]) == {"4", "8", "all"}
+    sized = out[out["level"] != "all"]
+    assert (sized["n_train_rankings"] == sized["level"].astype(int)).all()
+    full = out[out["level"] == "all"]
+    assert (full["n_train_rankings"] == 8 * 3).all()  # 8 training targets x 3 raters per fold
+    n_rankings = [c["table"].groupby(["set_id", "rater"]).ngroups for c in fit_calls]
+    assert sorted(n_rankings) == sorted([4, 8, 24] * 3)
+    # seeded: the same call draws the same rankings
+    first = [set(c["table"].index) for c in fit_calls]
+    fit_calls.clear()
+    ab.run_ablation(data, ab.learning_curve_variants("4,8,1000,all"), folds=3, features={"alex": feats}, **FAST)
+    assert first == [set(c["table"].index) for c in fit_calls]
+
+
+def test_per_rater_scores_each_rater_on_own_rankings(study, fit_calls, monkeypatch):
+    data, feats = study
+    scored_tables = []
+    real_scores = ab._scores
+
+    def recording(test, features, weights):
+        scored_tables.append(test)
+        return real_scores(test, features, weights)
+
+    monkeypatch.setattr(ab, "_scores", recording)
+    out = ab.run_per_rater(data, features=feats, **FAST)
+    assert set(out["level"]) == {"pooled", "personal"} and set(out["rater"]) == {"a", "b", "c"}
+    assert all(t["rater"].nunique() == 1 for t in scored_tables)
+    _, test = ab.replicates(data.table)[0].train, ab.replicates(data.table)[0].test
+    for row in out.itertuples():
+        assert row.n_test_rankings == test[test["rater"] == row.rater]["set_id"].nunique()
+    personal_calls = [c for c in fit_calls if c.get("rater") is not None]
+    assert sorted(c["rater"] for c in personal_calls) == ["a", "b", "c"]
+    assert len(fit_calls) == 4  # one pooled fit and three personal ones
+    # personal models are fitted on the rater's training rankings only
+    personal = out[out["level"] == "personal"].set_index("rater")
+    assert (personal["n_train_rankings"] == 8).all()
+    assert (out[out["level"] == "pooled"]["n_train_rankings"] == 24).all()
+
+
+# ------------------------------------------------------------------------------- summaries
+def _fake_results(diffs, folds=True, level="b"):
+    """Rows of two levels of factor f: reference a, and b = a + diffs (one per replicate)."""
+    rows = []
+    for i, d in enumerate(diffs):
+        split = f"fold {i + 1}/{len(diffs)}" if folds else "standard"
+        seed = 0 if folds else i
+        base = 0.3 + 0.05 * i
+        for lv, value, ref in (("a", base + 0.1, True), (level, base + 0.1 + d, False)):
+            rows.append({"factor": "f", "level": lv, "reference": ref, "split": split, "fold": i, "seed": seed,
+                         "n_train_rankings": 80, "n_test_rankings": 20, "icc": value, "rho": value / 2,
+                         "lpips_icc": base, "lpips_rho": base / 2, "base_icc": base, "base_rho": base / 2,
+                         "delta_icc": value - base, "delta_rho": (value - base) / 2})
+    return pd.DataFrame(rows)
+
+
+def test_summary_paired_difference_and_verdicts():
+    from scipy import stats
+    diffs = np.array([0.05, 0.06, 0.04, 0.05, 0.055])
+    summary = ab.summarize(_fake_results(diffs, folds=False)).set_index("level")
+    assert summary.at["a", "verdict"] == "reference" and summary.at["a", "diff"] == 0
+    row = summary.loc["b"]
+    half = stats.t.ppf(0.975, 4) * diffs.std(ddof=1) / np.sqrt(5)
+    assert row["diff"] == pytest.approx(diffs.mean())
+    assert row["diff_low"] == pytest.approx(diffs.mean() - half)
+    assert row["verdict"] == "higher" and "training only" in row["noise"]
+    # the spread across replicates is large, but the paired difference is not
+    assert row["sd"] > 0.05
+    # re-splits: the Nadeau-Bengio factor 1/J + n_test/n_train widens the interval
+    folds = ab.summarize(_fake_results(diffs, folds=True)).set_index("level").loc["b"]
+    half_nb = stats.t.ppf(0.975, 4) * diffs.std(ddof=1) * np.sqrt(1 / 5 + 20 / 80)
+    assert folds["diff_high"] - folds["diff"] == pytest.approx(half_nb)
+    noisy = ab.summarize(_fake_results(np.array([0.05, -0.04, 0.03, -0.05, 0.01]))).set_index("level")
+    assert noisy.at["b", "verdict"] == "within noise"
+    lower = ab.summarize(_fake_results(-diffs)).set_index("level")
+    assert lower.at["b", "verdict"] == "lower"
+
+
+def test_facts_and_verdict_lists_are_plain_python():
+    results = pd.concat([_fake_results(np.full(5, 0.05) + np.arange(5) * 1e-3),
+                         _fake_results(np.array([0.05, -0.04, 0.03, -0.05, 0.01]), level="c")])
+    results = results.drop_duplicates(["level", "split", "seed"])
+    summary = ab.summarize(results)
+    facts = ab.factor_facts(summary, "f")
+    assert facts["ref_level"] == "a" and facts["best_level"] == "b" and facts["worst_level"] == "c"
+    assert facts["best_verdict"] == "reliably higher than the default"
+    assert all(type(v) in (str, float, int) for v in facts.values())
+    lists = ab.verdict_lists(summary, titles={"f": "the f factor"})
+    assert lists == {"better": "the f factor", "worse": "none", "within": "none"}
+    with pytest.raises(KeyError):
+        ab.factor_facts(summary, "g")
+
+
+def test_noise_table():
+    seeds = _fake_results(np.zeros(5), folds=False)
+    folds = _fake_results(np.zeros(5), folds=True)
+    table = ab.noise_table(seeds[seeds["reference"]], folds[folds["reference"]])
+    assert list(table["n"]) == [5, 5] and table["icc_sd"].gt(0).all()
+
+
+# ------------------------------------------------------------------------------- figures
+def test_figures_draw(study):
+    import matplotlib.pyplot as plt
+    from clpips.plots import ablations as plots
+    data, feats = study
+    grid = ab.factor_variants("margin", "0.01,0.05") + ab.learning_curve_variants("6,all")
+    out = ab.run_ablation(data, grid, folds=2, features={"alex": feats}, **FAST)
+    raters = ab.run_per_rater(data, features=feats, **FAST)
+    for fig in (plots.plot_factor(out, "margin"), plots.plot_factor(out, "margin", metric="delta_icc"),
+                plots.plot_learning_curve(out), plots.plot_per_rater(raters),
+                plots.plot_differences(ab.summarize(pd.concat([out, raters])))):
+        assert fig.axes
+        plt.close(fig)
+    with pytest.raises(ValueError):
+        plots.plot_factor(out, "lr")

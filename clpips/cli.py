@@ -240,7 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clpips",
         description="CLPIPS: LPIPS fine-tuned on human similarity rankings.",
-        epilog="Run `clpips COMMAND --help` for each command's options and examples.",
+        epilog="""examples:
+  clpips score target.png cand1.png cand2.png        # LPIPS distance of each candidate
+  clpips fit --dataset mur92 --out runs/mur92         # fine-tune on human rankings, evaluate held-out
+  clpips evaluate --dataset mur92 --weights runs/mur92/weights.pth --baselines
+  clpips run 03_training -p margin 0.1                # re-run a book chapter with a new parameter
+  python -m clpips --help                             # the same command, as a module
+
+Run `clpips COMMAND --help` for each command's options and examples.""",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import __version__
     parser.add_argument("--version", action="version", version=f"clpips {__version__}")

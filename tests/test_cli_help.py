@@ -1,0 +1,37 @@
+"""The command line for people: help with examples, `python -m clpips`."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from clpips.cli import build_parser
+
+
+def _help(argv):
+    proc = subprocess.run([sys.executable, "-m", "clpips", *argv, "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_cli_help_top_level_has_examples():
+    out = _help([])
+    assert "examples:" in out
+    for command in ("score", "fit", "evaluate", "run"):
+        assert f"clpips {command}" in out
+
+
+@pytest.mark.parametrize("command", ["score", "fit", "evaluate", "run"])
+def test_cli_help_each_command_has_examples(command):
+    out = _help([command])
+    assert "examples:" in out and f"clpips {command}" in out
+
+
+def test_cli_help_options_default_to_the_defaults_module():
+    from clpips.defaults import DEFAULTS
+    parser = build_parser()
+    fit = parser._subparsers._group_actions[0].choices["fit"]
+    values = {a.dest: a.default for a in fit._actions}
+    for name in ("margin", "lr", "epochs", "patience", "seed", "batch_size", "net", "loss", "init", "layers"):
+        assert values[name] == getattr(DEFAULTS, name), name

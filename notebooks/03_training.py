@@ -104,7 +104,8 @@ glue("nb03_fit_seconds", float(result.seconds), display=False)
 # %% tags=["hide-input"]
 history = plots.history_with_start(exp)
 start, best = history.iloc[0], history.set_index("epoch").loc[result.best_epoch]
-display(history.set_index("epoch").round(4))
+shown = sorted({0, int(result.best_epoch), int(history["epoch"].max())})   # start, kept, last
+display(history.set_index("epoch").loc[shown].round(4))
 
 glue("nb03_epochs_run", int(result.history["epoch"].max()), display=False)
 glue("nb03_best_epoch", int(result.best_epoch), display=False)
@@ -158,7 +159,9 @@ glue("nb03_pinned", int(total["pinned"]), display=False)
 glue("nb03_pinned_share", float(total["pinned"] / n_weights), display=False)
 glue("nb03_released", int(total["released"]), display=False)
 glue("nb03_zero_after_share", float(total["zero_after"] / n_weights), display=False)
-glue("nb03_negative", int((channels["after"] < 0).sum()), display=False)
+n_negative = int((channels["after"] < 0).sum())
+glue("nb03_negative_note", "No weight can be negative with the projection on." if project else
+     f"Without the projection, {n_negative} weights went negative.", display=False)
 glue("nb03_projection", "on" if project else "off", display=False)
 glue("nb03_scale", float(total["sum_after"] / total["sum_before"]), display=False)
 
@@ -180,8 +183,8 @@ glue("nb03_fig_channels", fig, display=False)
 # {glue:text}`nb03_projection`, fine-tuning left {glue:text}`nb03_zero_after:d` at zero
 # ({glue:text}`nb03_zero_after_share:.0%`): {glue:text}`nb03_pinned:d`
 # ({glue:text}`nb03_pinned_share:.0%` of all weights) were positive before and are pinned at
-# zero now, and {glue:text}`nb03_released:d` left zero. {glue:text}`nb03_negative:d` weights are
-# negative (possible only with the projection off). A pinned channel has stopped counting: its
+# zero now, and {glue:text}`nb03_released:d` left zero. {glue:text}`nb03_negative_note` A pinned
+# channel has stopped counting: its
 # features no longer contribute to the distance at all, so the projection does more than keep
 # $d \ge 0$, it prunes. The total weight changed by a factor of {glue:text}`nb03_scale:.2f`;
 # the overall scale of $w$ does not change any ranking, which is why the next section looks at
@@ -247,4 +250,5 @@ glue("nb03_fig_shares", fig, display=False)
 glue("nb03_seconds", time.perf_counter() - started, display=False)
 
 # %% [markdown]
-# This chapter ran in {glue:text}`nb03_seconds:.0f` seconds, feature extraction and fit included.
+# This chapter ran in {glue:text}`nb03_seconds:.0f` seconds, fit included (pair features come from
+# the on-disk cache once extracted).

@@ -152,8 +152,8 @@ glue("nb04_paper_clpips_sb", paper.derived()["clpips_icc_from_rho"], display=Fal
 # {glue:text}`paper_lpips_icc` to {glue:text}`paper_clpips_icc`, {glue:text}`nb04_paper_delta_icc:+.2f`).
 # Both metrics agree with people far beyond chance (every $p$ is tiny, because a pooled
 # correlation over {glue:text}`nb04_n_rows:,d` rows detects even weak agreement), but "not zero"
-# is a low bar: by the Koo & Li reading the agreement of both is
-# *{glue:text}`heldout_lpips_icc_label`* and *{glue:text}`heldout_clpips_icc_label`*. Whether the
+# is a low bar: by the Koo & Li reading the agreement is *{glue:text}`heldout_lpips_icc_label`*
+# for LPIPS and *{glue:text}`heldout_clpips_icc_label`* for CLPIPS. Whether the
 # *difference* between the two is more than chance needs a paired test, the subject of
 # {doc}`/out/notebooks/05_bootstrap`; the two ICC intervals above are not that test.
 #
@@ -232,10 +232,10 @@ glue("nb04_fig_alignment", fig, display=False)
 # where the data have it. LPIPS orange, CLPIPS blue, baselines grey.
 # ```
 #
-# Of the {glue:text}`nb04_n_metrics:d` metrics, CLPIPS places {glue:text}`nb04_clpips_place:d` and
-# LPIPS {glue:text}`nb04_lpips_place:d` by ICC(A,k). The best of the other baselines is
-# {glue:text}`nb04_best_other` ({glue:text}`nb04_best_other_icc:.3f`), the weakest
-# {glue:text}`nb04_worst` ({glue:text}`nb04_worst_icc:.3f`). The unweighted LPIPS, with every
+# Ordered by ICC(A,k), CLPIPS is number {glue:text}`nb04_clpips_place:d` and LPIPS number
+# {glue:text}`nb04_lpips_place:d` of the {glue:text}`nb04_n_metrics:d` metrics. The best of the
+# other baselines is {glue:text}`nb04_best_other`, with ICC(A,k) {glue:text}`nb04_best_other_icc:.3f`;
+# the weakest is {glue:text}`nb04_worst`, with {glue:text}`nb04_worst_icc:.3f`. The unweighted LPIPS, with every
 # channel counted equally, scores {glue:text}`nb04_ones_icc:.3f`, {glue:text}`nb04_ones_vs_lpips`
 # LPIPS v0.1 whose weights were learned from human judgements of image *distortions*
 # {cite:p}`zhang2018lpips`. Pixel L2 and PSNR have identical rows by construction: $1/$PSNR is an
@@ -286,7 +286,7 @@ glue("nb04_sets_worse", int((gains["gain"] < 0).sum()), display=False)
 # increasing numbers from left to right. $\rho$: mean over the set's rankings.
 # ```
 #
-# On set {glue:text}`nb04_gain_set` (mean over its {glue:text}`nb04_gain_n:d` ranking(s)) the mean $\rho$ goes from
+# On set {glue:text}`nb04_gain_set` ({glue:text}`nb04_gain_n:d` ranking(s)) the mean $\rho$ goes from
 # {glue:text}`nb04_gain_lpips:.2f` with LPIPS to {glue:text}`nb04_gain_clpips:.2f` with CLPIPS
 # ({glue:text}`nb04_gain_delta:+.2f`).
 #
@@ -297,7 +297,7 @@ glue("nb04_sets_worse", int((gains["gain"] < 0).sum()), display=False)
 # {numref}`fig-04-orders-gain`.
 # ```
 #
-# On set {glue:text}`nb04_loss_set` (mean over its {glue:text}`nb04_loss_n:d` ranking(s)) it goes from
+# On set {glue:text}`nb04_loss_set` ({glue:text}`nb04_loss_n:d` ranking(s)) it goes from
 # {glue:text}`nb04_loss_lpips:.2f` to {glue:text}`nb04_loss_clpips:.2f`
 # ({glue:text}`nb04_loss_delta:+.2f`). Gains and losses of this size on single sets are the
 # raw material of the averages in {numref}`tbl-04-table3`; the next figure shows all of them.

@@ -198,10 +198,10 @@ glue("nb05_conclusion", conclusion, display=False)
 # {glue:text}`paper_delta_icc_hi`] around a gain of {glue:text}`nb05_paper_delta_icc:.2f`. Ours,
 # resampling targets (BCa), {glue:text}`nb05_verdict` zero: [{glue:text}`boot_delta_icc_lo:+.3f`,
 # {glue:text}`boot_delta_icc_hi:+.3f`] around {glue:text}`boot_delta_icc:+.3f`.
-# {glue:text}`nb05_conclusion` The paper's
-# interval is also narrow, {glue:text}`nb05_paper_width:.3f` wide; how narrow an interval a
-# study of its size can honestly give depends on whether its resampling unit was the ranking
-# or the target, which is worth knowing before comparing the two.
+# {glue:text}`nb05_conclusion` The paper's interval is {glue:text}`nb05_paper_width:.3f` wide.
+# Whether an interval that narrow is honest for a study of its size depends on whether it
+# resampled rankings or whole targets, which its published numbers alone do not tell; the
+# comparison above shows how much that choice can matter.
 #
 # ## The bootstrap distributions
 

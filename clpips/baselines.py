@@ -39,7 +39,7 @@ LPIPS variants from the cached pair feature vectors (:mod:`clpips.features`).
 from __future__ import annotations
 
 import functools
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Sequence
 
 import pandas as pd
 import torch

@@ -5,6 +5,7 @@ so that all of them run the same steps with the same defaults.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -93,32 +94,23 @@ def metrics_json(exp: Experiment, bootstrap=None) -> dict[str, Any]:
 
 
 def bootstrap_summary(scored: pd.DataFrame, metric_a: str, metric_b: str, n_boot: int = DEFAULTS.n_boot,
-                      seed: int = DEFAULTS.seed, ci: float = DEFAULTS.ci) -> dict[str, Any]:
-    """Paired bootstrap over rankings of ΔICC(A,k) and Δrho (b − a), as a JSON-ready dict.
-
-    Both metrics enter as their ranks within each ranking, so the pooled rho is
-    the same rank-vs-rank statistic that :func:`clpips.evaluate.alignment` reports.
-    """
-    from .evaluate import RANKING, within_ranking_ranks
-    from .stats import paired_bootstrap
-    frame = pd.DataFrame({"ranking": scored[RANKING].to_numpy(), "rank": scored["rank"].to_numpy(float),
-                          "a": within_ranking_ranks(scored, metric_a).to_numpy(float),
-                          "b": within_ranking_ranks(scored, metric_b).to_numpy(float)})
-    res = paired_bootstrap(frame, "ranking", "rank", "a", "b", n_boot=n_boot, ci=ci, seed=seed)
-    summary = res.summary()
+                      seed: int = DEFAULTS.seed, ci: float = DEFAULTS.ci, unit: str = "target") -> dict[str, Any]:
+    """:func:`bootstrap_result` as a JSON-ready dict (what ``clpips fit``/``evaluate`` write)."""
+    res = bootstrap_result(scored, metric_a, metric_b, unit=unit, n_boot=n_boot, seed=seed, ci=ci)
     return {"metric_a": metric_a, "metric_b": metric_b, "n_boot": n_boot, "seed": seed, "ci": ci,
-            "unit": "ranking (set_id|rater)",
-            "differences": {idx: {k: float(v) for k, v in row.items()} for idx, row in summary.iterrows()}}
+            "unit": BOOTSTRAP_UNITS[unit],
+            "differences": {idx: {k: float(v) for k, v in row.items()} for idx, row in res.summary().iterrows()}}
 
 
-#: resampling units of :func:`bootstrap_result`
-BOOTSTRAP_UNITS = ("ranking", "target")
+#: resampling units of :func:`bootstrap_result`, and what each draws
+BOOTSTRAP_UNITS = {"ranking": "ranking (one person's ranking of one set, set_id|rater)",
+                   "target": "target image (with all its rankings)"}
 
 
-def bootstrap_result(scored: pd.DataFrame, metric_a: str, metric_b: str, unit: str = "ranking",
+def bootstrap_result(scored: pd.DataFrame, metric_a: str, metric_b: str, unit: str = "target",
                      n_boot: int = DEFAULTS.n_boot, seed: int = DEFAULTS.seed, ci: float = DEFAULTS.ci,
                      method: str = "percentile"):
-    """Paired bootstrap of ΔICC(A,k) and Δrho (b − a) with the whole result (distributions included).
+    """Paired bootstrap of ΔICC(A,k) and Δrho (b − a) on held-out rankings.
 
     Parameters
     ----------
@@ -126,94 +118,30 @@ def bootstrap_result(scored: pd.DataFrame, metric_a: str, metric_b: str, unit: s
         Held-out ranking rows with both metrics' distances (``Experiment.scored``).
     metric_a, metric_b : str
         Metric columns; Δ = b − a. Both enter as their ranks within each ranking,
-        as in :func:`bootstrap_summary`.
-    unit : {"ranking", "target"}
-        What is drawn with replacement. ``"ranking"``: one person's ranking of one
-        set (``set_id|rater``), as :func:`bootstrap_summary` and the CLI do; this
-        treats the rankings of the same target image as independent. ``"target"``:
-        a target image with *all* its rankings (every rater, every set of that
-        target), the cluster bootstrap; the statistics are still computed per
-        ranking (metric ranks within each ranking, a drawn target contributes
-        each of its rankings as often as it was drawn).
-    n_boot, seed, ci
-        Resamples, seed of :func:`clpips.stats.bootstrap_counts` (drawing the units), level.
-    method : {"percentile", "bca"}
-        Interval; BCa's jackknife leaves out one *unit* at a time.
-
-    Returns
-    -------
-    clpips.stats.PairedBootstrapResult
-        ``set_ids`` are the units (ranking ids or targets).
-
-    Notes
-    -----
-    The target bootstrap reuses the resampling engine of
-    :func:`clpips.stats.paired_bootstrap` (its per-ranking sufficient statistics,
-    private to :mod:`clpips.stats.bootstrap`): a draw of targets with counts
-    ``c`` is the ranking draw in which every ranking of target ``t`` has count
-    ``c[t]``. The tests check it against explicitly concatenated resamples.
+        so the pooled rho is the rank-vs-rank statistic of :func:`clpips.evaluate.alignment`.
+    unit : {"target", "ranking"}
+        What is drawn with replacement. ``"target"`` (default): a target image with
+        *all* its rankings (every rater), the cluster bootstrap: in mur92 the 16
+        rankings of one target share its candidates and are not independent.
+        ``"ranking"``: one person's ranking of one set, treating all rankings as
+        independent (narrower intervals; the paper's unit, where each
+        participant ranked their own images). Statistics are computed per
+        ranking either way.
+    n_boot, seed, ci, method
+        As :func:`clpips.stats.paired_bootstrap`; BCa's jackknife leaves out one unit at a time.
     """
-    import dataclasses
-    import warnings
-
-    import numpy as np
-
     from .evaluate import RANKING, within_ranking_ranks
-    from .stats import (DegenerateDataWarning, PairedBootstrapResult, bca_interval, bootstrap_counts,
-                        check_table, one_sided_pvalue, paired_bootstrap, percentile_interval)
-    from .stats import bootstrap as _engine
+    from .stats import paired_bootstrap
 
     if unit not in BOOTSTRAP_UNITS:
-        raise ValueError(f"unit must be one of {BOOTSTRAP_UNITS}, got {unit!r}")
-    if method not in ("percentile", "bca"):
-        raise ValueError(f"method must be 'percentile' or 'bca', got {method!r}")
+        raise ValueError(f"unit must be one of {tuple(BOOTSTRAP_UNITS)}, got {unit!r}")
     frame = pd.DataFrame({"ranking": scored[RANKING].to_numpy(), "target": scored["target"].astype(str).to_numpy(),
                           "rank": scored["rank"].to_numpy(float),
                           "a": within_ranking_ranks(scored, metric_a).to_numpy(float),
                           "b": within_ranking_ranks(scored, metric_b).to_numpy(float)})
-    if unit == "ranking":
-        res = paired_bootstrap(frame, "ranking", "rank", "a", "b", n_boot=n_boot, ci=ci, seed=seed, method=method)
-        return dataclasses.replace(res, metric_a=metric_a, metric_b=metric_b)
-
-    table = check_table(frame, {"set_col": "ranking", "rank_col": "rank", "metric_a_col": "a", "metric_b_col": "b"},
-                        numeric=("rank_col", "metric_a_col", "metric_b_col"), caller="bootstrap_result")
-    prep = _engine._prepare(table, {"a": "metric_a_col", "b": "metric_b_col"})
-    target_of = frame.groupby("ranking")["target"].agg(["first", "nunique"])
-    if (target_of["nunique"] > 1).any():
-        raise ValueError("a ranking spans several targets; cannot resample by target")
-    code, targets = pd.factorize(target_of["first"].reindex(prep.set_ids), sort=True)
-    n_targets = len(targets)
-    if n_targets < 2:
-        raise ValueError(f"bootstrap_result: need at least 2 targets to resample, got {n_targets}")
-
-    def evaluate(target_counts: np.ndarray) -> dict[str, np.ndarray]:
-        parts = [_engine._evaluate(prep, target_counts[i:i + 1000][:, code])
-                 for i in range(0, len(target_counts), 1000)]
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-
-    def with_deltas(values: dict[str, np.ndarray]) -> pd.DataFrame:
-        out = {}
-        for stat in ("icc", "rho"):
-            out[f"{stat}_a"], out[f"{stat}_b"] = values[f"{stat}_a"], values[f"{stat}_b"]
-            out[f"delta_{stat}"] = values[f"{stat}_b"] - values[f"{stat}_a"]
-        return pd.DataFrame(out)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DegenerateDataWarning)
-        observed = with_deltas(evaluate(np.ones((1, n_targets), dtype=np.int64))).iloc[0]
-        boot = with_deltas(evaluate(bootstrap_counts(n_targets, n_boot, seed)))
-        jack = with_deltas(evaluate(1 - np.eye(n_targets, dtype=np.int64))) if method == "bca" else None
-    intervals = {c: (bca_interval(boot[c].to_numpy(), observed[c], jack[c].to_numpy(), ci) if method == "bca"
-                     else percentile_interval(boot[c].to_numpy(), ci)) for c in boot.columns}
-    p_values = pd.Series({"ΔICC(A,k)": one_sided_pvalue(boot["delta_icc"].to_numpy()),
-                          "Δrho": one_sided_pvalue(boot["delta_rho"].to_numpy())})
-    obs = pd.DataFrame({"a": [observed["icc_a"], observed["rho_a"]], "b": [observed["icc_b"], observed["rho_b"]],
-                        "delta": [observed["delta_icc"], observed["delta_rho"]]},
-                       index=pd.Index(["ICC(A,k)", "rho"], name="statistic"))
-    return PairedBootstrapResult(
-        metric_a=metric_a, metric_b=metric_b, observed=obs, distribution=boot,
-        intervals=pd.DataFrame(intervals, index=["ci_low", "ci_high"]).T, p_values=p_values, jackknife=jack,
-        n_boot=int(n_boot), ci=ci, seed=seed, method=method, set_ids=np.asarray(targets))
+    res = paired_bootstrap(frame, "ranking", "rank", "a", "b", n_boot=n_boot, ci=ci, seed=seed, method=method,
+                           cluster_col="target" if unit == "target" else None)
+    return dataclasses.replace(res, metric_a=metric_a, metric_b=metric_b)
 
 
 def spearman_brown_icc(rho, n_items):

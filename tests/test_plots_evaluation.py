@@ -193,7 +193,7 @@ def test_evaluation_figures(tmp_path):
 def test_ranking_unit_equals_bootstrap_summary():
     scored = _scored()
     res = bootstrap_result(scored, "lpips", "clpips", unit="ranking", n_boot=500, seed=3)
-    ref = bootstrap_summary(scored, "lpips", "clpips", n_boot=500, seed=3)["differences"]
+    ref = bootstrap_summary(scored, "lpips", "clpips", n_boot=500, seed=3, unit="ranking")["differences"]
     for stat, row in res.summary().iterrows():
         for key in ("delta", "ci_low", "ci_high", "p_value"):
             assert row[key] == pytest.approx(ref[stat][key], abs=1e-15)

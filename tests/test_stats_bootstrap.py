@@ -223,3 +223,23 @@ def test_paired_bootstrap_regular_data_emits_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         paired_bootstrap(evaluation(), "set", "rank", "a", "b", n_boot=200, seed=0, method="bca")
+
+
+def test_paired_bootstrap_cluster_of_single_sets_is_the_set_bootstrap():
+    rng = np.random.default_rng(4)
+    rank = np.tile(np.arange(1, 6), 30)
+    df = pd.DataFrame({"set": np.repeat(np.arange(30), 5), "rank": rank,
+                       "a": rank + rng.normal(0, 3, 150), "b": rank + rng.normal(0, 2, 150)})
+    df["cluster"] = "c" + df["set"].astype(str)
+    plain = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=300, seed=2).summary()
+    clustered = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=300, seed=2, cluster_col="cluster").summary()
+    pd.testing.assert_frame_equal(plain, clustered)
+
+
+def test_paired_bootstrap_cluster_must_contain_whole_sets():
+    df = pd.DataFrame({"set": [1, 1, 2, 2], "rank": [1, 2, 1, 2], "a": [0.1, 0.2, 0.3, 0.1],
+                       "b": [0.1, 0.3, 0.2, 0.4], "cluster": ["x", "y", "y", "y"]})
+    with pytest.raises(ValueError, match="set 1 lies in several clusters"):
+        paired_bootstrap(df, "set", "rank", "a", "b", n_boot=10, cluster_col="cluster")
+    with pytest.raises(ValueError, match="no column 'nope'"):
+        paired_bootstrap(df, "set", "rank", "a", "b", n_boot=10, cluster_col="nope")

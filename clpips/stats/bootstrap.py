@@ -451,6 +451,7 @@ def paired_bootstrap(
     ci: float = DEFAULTS.ci,
     seed: int | None = DEFAULTS.seed,
     method: Literal["percentile", "bca"] = "percentile",
+    cluster_col: str | None = None,
 ) -> PairedBootstrapResult:
     """Paired bootstrap over ranking sets of ICC(A,k) and pooled rho for two metrics.
 
@@ -476,13 +477,20 @@ def paired_bootstrap(
         identical results (see :func:`bootstrap_counts` for the draws).
     method : {"percentile", "bca"}
         Interval: percentile, or bias-corrected and accelerated with the
-        acceleration from a jackknife over sets.
+        acceleration from a jackknife over sets (over clusters, if given).
+    cluster_col : str, optional
+        Resample clusters of sets instead of sets: e.g. a target image whose
+        set was ranked by several people (one set per person). A drawn cluster
+        brings all its sets, as often as it was drawn; statistics are still
+        computed per set. Each set must lie in one cluster. Without it, sets
+        are drawn independently, which understates the variability when sets
+        of one cluster are alike.
 
     Returns
     -------
     PairedBootstrapResult
         Use ``.summary()`` for the table; the distributions are in
-        ``.distribution``.
+        ``.distribution``; ``set_ids`` are the resampled units (sets or clusters).
 
     Raises
     ------
@@ -533,18 +541,25 @@ def paired_bootstrap(
                                "metric_b_col": metric_b_col},
                         numeric=("rank_col", "metric_a_col", "metric_b_col"), caller="paired_bootstrap")
     prep = _prepare(table, {"a": "metric_a_col", "b": "metric_b_col"})
-    n_sets = len(prep.set_ids)
+    units, unit_of_set = prep.set_ids, None
+    if cluster_col is not None:
+        units, unit_of_set = _clusters(data, set_col, cluster_col, prep.set_ids)
+    n_sets = len(units)
     if n_sets < 2:
-        raise ValueError(f"paired_bootstrap: need at least 2 ranking sets to resample, got {n_sets}")
+        what = "clusters" if cluster_col is not None else "ranking sets"
+        raise ValueError(f"paired_bootstrap: need at least 2 {what} to resample, got {n_sets}")
+
+    def evaluate(counts: np.ndarray) -> dict[str, np.ndarray]:
+        return _evaluate(prep, counts if unit_of_set is None else counts[:, unit_of_set])
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateDataWarning)  # reported once below, with counts
-        observed = _with_deltas(_evaluate(prep, np.ones((1, n_sets), dtype=np.int64))).iloc[0]
-        parts = [_evaluate(prep, counts) for counts in _iter_counts(n_sets, n_boot, seed)]
+        observed = _with_deltas(evaluate(np.ones((1, n_sets), dtype=np.int64))).iloc[0]
+        parts = [evaluate(counts) for counts in _iter_counts(n_sets, n_boot, seed)]
         boot = _with_deltas({key: np.concatenate([p[key] for p in parts]) for key in parts[0]})
         jack = None
         if method == "bca":
-            jack = _with_deltas(_evaluate(prep, 1 - np.eye(n_sets, dtype=np.int64)))
+            jack = _with_deltas(evaluate(1 - np.eye(n_sets, dtype=np.int64)))
     _warn_undefined(observed, boot)
 
     intervals = {}
@@ -566,8 +581,22 @@ def paired_bootstrap(
     return PairedBootstrapResult(
         metric_a=str(metric_a_col), metric_b=str(metric_b_col), observed=obs, distribution=boot,
         intervals=pd.DataFrame(intervals, index=["ci_low", "ci_high"]).T, p_values=p_values,
-        jackknife=jack, n_boot=n_boot, ci=ci, seed=seed, method=method, set_ids=prep.set_ids,
+        jackknife=jack, n_boot=n_boot, ci=ci, seed=seed, method=method, set_ids=np.asarray(units),
     )
+
+
+def _clusters(data: pd.DataFrame, set_col: str, cluster_col: str, set_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster ids, and the cluster index of each set in ``set_ids`` order."""
+    if cluster_col not in data.columns:
+        raise ValueError(f"paired_bootstrap: no column {cluster_col!r} (cluster_col)")
+    if data[cluster_col].isna().any():
+        raise ValueError(f"paired_bootstrap: column {cluster_col!r} has missing values")
+    per_set = data.groupby(set_col, sort=False)[cluster_col].agg(["first", "nunique"])
+    split = per_set.index[per_set["nunique"] > 1]
+    if len(split):
+        raise ValueError(f"paired_bootstrap: set {split[0]} lies in several clusters of {cluster_col!r}")
+    code, clusters = pd.factorize(per_set["first"].reindex(set_ids), sort=False)  # in set order
+    return np.asarray(clusters), code
 
 
 def _warn_undefined(observed: pd.Series, boot: pd.DataFrame) -> None:

@@ -41,7 +41,9 @@ Special levels:
 
 Pooled versus per-rater training is :func:`run_per_rater`: one model per rater
 fitted on that rater's training rankings only, and the pooled model, each
-judged on that rater's held-out rankings.
+judged on that rater's held-out rankings. Both runners can leave out of training
+the image pairs that also occur in held-out rankings (``exclude_shared_pairs``,
+:func:`drop_shared_pairs`).
 
 :func:`summarize` condenses the table: per level the mean and spread across
 replicates and the *paired* difference from the factor's reference (default)
@@ -60,6 +62,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
@@ -73,8 +76,9 @@ from .evaluate import alignment, ranking_ids, score_rankings
 from .model import CHANNELS, initial_weight_vector
 
 __all__ = ["Variant", "Replicate", "FACTORS", "parse_levels", "factor_variants", "standard_grid",
-           "learning_curve_variants", "replicates", "subsample_rankings", "changed_layers", "run_ablation",
-           "run_per_rater", "summarize", "factor_facts", "noise_table", "verdict_lists"]
+           "learning_curve_variants", "replicates", "subsample_rankings", "drop_shared_pairs", "changed_layers",
+           "run_ablation", "run_per_rater", "summarize", "factor_facts", "default_fit_rows", "budget_limited",
+           "budget_note", "noise_table", "verdict_lists"]
 
 #: option that each factor varies, the type of its levels and how levels are written in a defaults string
 FACTORS: dict[str, dict[str, Any]] = {
@@ -163,11 +167,24 @@ def _level_label(factor: str, value: Any) -> str:
     return str(value)
 
 
-def factor_variants(factor: str, levels: str | Iterable[Any], reference: Any = None) -> list[Variant]:
-    """The variants of one factor; ``reference`` (default: the value in :data:`DEFAULTS`) is marked.
+def _same_level(factor: str, a: Any, b: Any) -> bool:
+    if factor == "layers":
+        from .train import parse_layers
+        return parse_layers(a) == parse_layers(b)
+    if factor == "train_size":
+        return a is None and b is None or (a is not None and b is not None and int(a) == int(b))
+    return a == b
 
-    >>> [v.level for v in factor_variants("margin", "0.01,0.05")]
-    ['0.01', '0.05']
+
+def factor_variants(factor: str, levels: str | Iterable[Any], reference: Any = "default") -> list[Variant]:
+    """The variants of one factor, the reference level marked.
+
+    ``reference`` is the level the others are compared with: by default the value in
+    :data:`DEFAULTS` (``"all"`` training rankings for ``train_size``). When it is not
+    among ``levels`` it is added (in order, for numeric factors), so every factor has one.
+
+    >>> [v.level for v in factor_variants("margin", "0.01,0.1")]
+    ['0.01', '0.05', '0.1']
     >>> [v.reference for v in factor_variants("margin", "0.01,0.05")]
     [False, True]
     """
@@ -175,23 +192,32 @@ def factor_variants(factor: str, levels: str | Iterable[Any], reference: Any = N
         raise ValueError(f"unknown factor {factor!r}: choose from {sorted(FACTORS)}")
     option = FACTORS[factor]["option"]
     values = parse_levels(factor, levels)
-    if reference is None and factor != "train_size":
-        reference = getattr(DEFAULTS, option)
+    if isinstance(reference, str) and reference == "default":
+        reference = None if factor == "train_size" else getattr(DEFAULTS, option)
+    else:
+        reference = parse_levels(factor, [reference])[0] if factor != "layers" else str(reference)
+    if not any(_same_level(factor, v, reference) for v in values):
+        values.append(reference)
+        if FACTORS[factor]["type"] in (int, float) and factor != "train_size":
+            values.sort()
     out = []
     for value in values:
         options = {} if (factor == "train_size" and value is None) else {option: value}
         out.append(Variant(factor, _level_label(factor, value), options,
-                           reference=(value == reference) if factor != "train_size" else value is reference))
+                           reference=_same_level(factor, value, reference)))
     return out
 
 
 def standard_grid(factors: Sequence[str] = ("margin", "lr", "layers", "init", "project", "loss", "net"),
-                  **levels: str) -> list[Variant]:
+                  base: Optional[Mapping[str, Any]] = None, **levels: str) -> list[Variant]:
     """The chapter's grid: each factor's levels from :data:`DEFAULTS` unless given.
 
     Keyword arguments name a factor and its levels (``margin="0.01,0.1"``);
-    ``project`` defaults to on/off. The learning curve is separate
-    (:func:`learning_curve_variants`), since its levels change the data, not the fit.
+    ``project`` defaults to on/off. ``base`` maps options to the values every
+    other fit uses (pass the same to :func:`run_ablation` as ``fit_options``):
+    each factor's reference level is its ``base`` value (default: :data:`DEFAULTS`).
+    The learning curve is separate (:func:`learning_curve_variants`), since its
+    levels change the data, not the fit.
     """
     from_defaults = {"margin": DEFAULTS.ablation_margins, "lr": DEFAULTS.ablation_lrs,
                      "layers": DEFAULTS.ablation_layers, "init": DEFAULTS.ablation_inits,
@@ -200,9 +226,12 @@ def standard_grid(factors: Sequence[str] = ("margin", "lr", "layers", "init", "p
     unknown = set(levels) - set(FACTORS)
     if unknown:
         raise ValueError(f"unknown factor(s) {sorted(unknown)}: choose from {sorted(FACTORS)}")
+    base = dict(base or {})
     grid: list[Variant] = []
     for factor in factors:
-        grid += factor_variants(factor, levels.get(factor, from_defaults[factor]))
+        option = FACTORS[factor]["option"]
+        reference = base.get(option, "default") if factor != "train_size" else "default"
+        grid += factor_variants(factor, levels.get(factor, from_defaults[factor]), reference=reference)
     return grid
 
 
@@ -270,6 +299,18 @@ def subsample_rankings(table: pd.DataFrame, n: Optional[int], seed: int | Sequen
     return table[keys.isin(set(unique[order[:n]]))]
 
 
+def drop_shared_pairs(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """Training rows whose candidate is *not* a test target.
+
+    Where every image is also a target (``mur92``), a held-out ranking of target X may
+    contain candidate Y while a training ranking of target Y contains X: the same image
+    pair (LPIPS is symmetric), judged by the same person. Dropping the training rows
+    whose candidate is a test target removes every such pair (and shortens those
+    training rankings by one candidate each).
+    """
+    return train[~train["candidate"].isin(set(test["target"]))]
+
+
 # =========================================================================== running
 @contextlib.contextmanager
 def _torch_threads(n: Optional[int]) -> Iterator[None]:
@@ -300,9 +341,17 @@ class _Features:
 
 
 def _scores(test: pd.DataFrame, features, weights: torch.Tensor) -> dict[str, float]:
-    """Held-out ICC(A,k) (with its CI), pooled Spearman and Kendall of one weight vector."""
+    """Held-out ICC(A,k) (with its CI), pooled Spearman and Kendall of one weight vector.
+
+    :func:`clpips.evaluate.alignment` warns when the t-test of per-ranking correlations
+    is undefined (a rater with one held-out ranking); that p-value is not used here.
+    """
+    from .stats import DegenerateDataWarning
     scored = score_rankings(test, features, {"metric": weights})
-    a = alignment(scored, "metric")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="the t-test of the per-set correlations",
+                                category=DegenerateDataWarning)
+        a = alignment(scored, "metric")
     return {"icc": a["icc_A_k"], "icc_ci_low": a["icc_A_k_ci_low"], "icc_ci_high": a["icc_A_k_ci_high"],
             "rho": a["spearman"], "tau": a["kendall"]}
 
@@ -321,7 +370,8 @@ def _n_rankings(table: pd.DataFrame) -> int:
 def run_ablation(dataset, variants: Sequence[Variant], *, folds: int = 0, seeds: Iterable[int] = (DEFAULTS.seed,),
                  test_size: float = DEFAULTS.test_size, split_seed: int = DEFAULTS.seed,
                  features: Optional[Mapping[str, Any]] = None, device: str = DEFAULTS.device,
-                 threads: Optional[int] = 1, progress: bool = False, log=None, **fit_options) -> pd.DataFrame:
+                 threads: Optional[int] = 1, progress: bool = False, log=None, exclude_shared_pairs: bool = False,
+                 **fit_options) -> pd.DataFrame:
     """Fit and score every variant on every replicate.
 
     Parameters
@@ -338,6 +388,9 @@ def run_ablation(dataset, variants: Sequence[Variant], *, folds: int = 0, seeds:
         torch threads during fits (None: leave as is).
     log : callable, optional
         Called with one line per fit (e.g. ``print``).
+    exclude_shared_pairs
+        Train without the image pairs that also occur in the held-out rankings
+        (:func:`drop_shared_pairs`).
     **fit_options
         Options for every fit (``epochs``, ``patience``, ...); a variant's own options win.
 
@@ -355,6 +408,9 @@ def run_ablation(dataset, variants: Sequence[Variant], *, folds: int = 0, seeds:
     from .train import fit
     feats = _Features(dataset, features, device, progress)
     reps = replicates(dataset.table, folds=folds, seeds=seeds, test_size=test_size, split_seed=split_seed)
+    if exclude_shared_pairs:
+        for rep in reps:
+            rep.train = drop_shared_pairs(rep.train, rep.test)
     rows: list[dict[str, Any]] = []
     with _torch_threads(threads):
         for rep in reps:
@@ -411,14 +467,15 @@ def run_per_rater(dataset, *, raters: Optional[Sequence[Any]] = None, folds: int
                   seeds: Iterable[int] = (DEFAULTS.seed,), test_size: float = DEFAULTS.test_size,
                   split_seed: int = DEFAULTS.seed, features=None, net: str = DEFAULTS.net,
                   device: str = DEFAULTS.device, threads: Optional[int] = 1, log=None,
-                  **fit_options) -> pd.DataFrame:
+                  exclude_shared_pairs: bool = False, **fit_options) -> pd.DataFrame:
     """Pooled versus per-rater training, judged on each rater's own held-out rankings.
 
     For each replicate: the pooled model is fitted once on every rater's training
     rankings; for each rater a personal model is fitted on that rater's training
     rankings only (``fit(..., rater=r)``, same options, no pull towards the pooled
     weights: that refinement is chapter 07's). Each model, and LPIPS, is scored on
-    that rater's held-out rankings only.
+    that rater's held-out rankings only. ``exclude_shared_pairs``: as in
+    :func:`run_ablation`, for both models.
 
     Returns
     -------
@@ -432,6 +489,9 @@ def run_per_rater(dataset, *, raters: Optional[Sequence[Any]] = None, folds: int
         from .train import pair_features_for
         features = pair_features_for(dataset, dataset.table, net=net, device=device, progress=False)
     reps = replicates(dataset.table, folds=folds, seeds=seeds, test_size=test_size, split_seed=split_seed)
+    if exclude_shared_pairs:
+        for rep in reps:
+            rep.train = drop_shared_pairs(rep.train, rep.test)
     raters = list(raters) if raters is not None else sorted(dataset.table["rater"].unique().tolist())
     lpips_w = initial_weight_vector(net, "lpips")
     rows: list[dict[str, Any]] = []
@@ -589,8 +649,8 @@ def factor_facts(summary: pd.DataFrame, factor: str) -> dict[str, Any]:
 
 
 def _verdict_words(verdict: str) -> str:
-    return {"higher": "reliably higher than the default", "lower": "reliably lower than the default",
-            "within noise": "within the noise", "reference": "the default"}.get(verdict, verdict)
+    return {"higher": "reliably higher", "lower": "reliably lower",
+            "within noise": "within the noise", "reference": "the reference"}.get(verdict, verdict)
 
 
 def verdict_lists(summary: pd.DataFrame, titles: Optional[Mapping[str, str]] = None) -> dict[str, str]:
@@ -616,6 +676,46 @@ def verdict_lists(summary: pd.DataFrame, titles: Optional[Mapping[str, str]] = N
             return "none"
         return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
     return {"better": words(better), "worse": words(worse), "within": words(within)}
+
+
+def default_fit_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The default fit's rows, one per replicate (it is every factor's reference, fitted once)."""
+    refs = results[results["reference"]]
+    if refs.empty:
+        raise ValueError("no reference rows")
+    key = refs["options"].mode().iloc[0]
+    return refs[refs["options"] == key].drop_duplicates(["split", "seed"])
+
+
+def budget_limited(results: pd.DataFrame, share: float = 0.5) -> pd.DataFrame:
+    """Levels whose fits mostly ran out of epochs: the best epoch was the last allowed one.
+
+    Such a level may be under-trained rather than worse: more epochs (or a larger learning
+    rate) could change its numbers. Returns ``factor, level, share`` (of its replicates
+    that hit the budget) for levels where that share is at least ``share``.
+    """
+    epochs = results["options"].map(lambda text: json.loads(text).get("epochs", DEFAULTS.epochs))
+    hit = results.assign(hit=results["best_epoch"] >= epochs)
+    out = hit.groupby(["factor", "level"], sort=False)["hit"].mean().rename("share").reset_index()
+    return out[out["share"] >= share].reset_index(drop=True)
+
+
+def budget_note(results: pd.DataFrame, titles: Optional[Mapping[str, str]] = None, max_listed: int = 6,
+                share: float = 0.5) -> str:
+    """:func:`budget_limited` in words: ``"none"``, the levels, or how many when they are too many to list."""
+    limited = budget_limited(results, share=share)
+    if limited.empty:
+        return "none"
+    titles = dict(titles or {})
+    names = [f"{titles.get(f, FACTORS.get(f, {}).get('title', f))} {lv}"
+             for f, lv in zip(limited["factor"], limited["level"])]
+    if len(names) <= max_listed:
+        return ", ".join(names)
+    n_levels = results.groupby(["factor", "level"]).ngroups
+    refs = set(zip(results.loc[results["reference"], "factor"], results.loc[results["reference"], "level"]))
+    with_default = ", the default fit among them," if refs & set(zip(limited["factor"], limited["level"])) else ""
+    return (f"{len(names)} of the {n_levels} levels{with_default} so on this data the epoch budget rather than "
+            "early stopping ends most fits, and a larger `epochs` may change the picture")
 
 
 def noise_table(seed_rows: pd.DataFrame, fold_rows: pd.DataFrame) -> pd.DataFrame:

@@ -52,7 +52,7 @@ class Defaults:
     ablation_losses: str = "margin,logistic"  #: losses, comma-separated
     ablation_nets: str = "alex,vgg"  #: backbones, comma-separated
     ablation_train_sizes: str = "25,50,100,200,400,800,all"  #: learning curve: training rankings
-    ablation_folds: int = 3         #: re-splits by target for the ablations (0: the standard split only)
+    ablation_folds: int = 5         #: k-fold re-splits by target for the ablations chapter (at least 2)
     ablation_seeds: str = "0,1,2,3,4"  #: training seeds on the standard split (the training-noise check)
 
 

@@ -264,7 +264,7 @@ def test_facts_and_verdict_lists_are_plain_python():
     summary = ab.summarize(results)
     facts = ab.factor_facts(summary, "f")
     assert facts["ref_level"] == "a" and facts["best_level"] == "b" and facts["worst_level"] == "c"
-    assert facts["best_verdict"] == "reliably higher than the default"
+    assert facts["best_verdict"] == "reliably higher"
     assert all(type(v) in (str, float, int) for v in facts.values())
     lists = ab.verdict_lists(summary, titles={"f": "the f factor"})
     assert lists == {"better": "the f factor", "worse": "none", "within": "none"}
@@ -294,3 +294,63 @@ def test_figures_draw(study):
         plt.close(fig)
     with pytest.raises(ValueError):
         plots.plot_factor(out, "lr")
+
+
+def test_base_options_set_the_reference_levels():
+    grid = ab.standard_grid(factors=("margin", "layers", "project"), base={"margin": 0.03, "layers": "0,1,2,3,4",
+                                                                         "project": False})
+    margins = [(v.level, v.reference) for v in grid if v.factor == "margin"]
+    assert ("0.03", True) in margins and [lv for lv, _ in margins] == sorted([lv for lv, _ in margins], key=float)
+    assert sum(r for _, r in margins) == 1
+    assert [v.level for v in grid if v.factor == "layers" and v.reference] == ["all"]
+    assert [v.level for v in grid if v.factor == "project" and v.reference] == ["off"]
+    # the reference fit of every factor is the base fit
+    keys = {v.key(margin=0.03, project=False) for v in grid if v.reference}
+    assert len(keys) == 1
+
+
+def test_default_rows_and_budget_limited(study):
+    data, feats = study
+    grid = ab.factor_variants("margin", "0.01,0.05") + ab.factor_variants("lr", "0.0001,0.001")
+    out = ab.run_ablation(data, grid, folds=2, features={"alex": feats}, epochs=2, patience=5, batch_size=64)
+    rows = ab.default_fit_rows(out)
+    assert len(rows) == 2 and rows["reference"].all()
+    limited = ab.budget_limited(out, share=0.0)
+    assert set(limited.columns) == {"factor", "level", "share"}
+    assert (out["best_epoch"] <= 2).all()
+    assert len(ab.budget_limited(out.assign(best_epoch=1))) == 0
+    assert len(ab.budget_limited(out.assign(best_epoch=2))) == 4
+
+
+def test_budget_note():
+    rows = _fake_results(np.zeros(3)).assign(best_epoch=30, options=json.dumps({"epochs": 30}))
+    assert ab.budget_note(rows.assign(best_epoch=3)) == "none"
+    assert ab.budget_note(rows) == "f a, f b"
+    note = ab.budget_note(rows, max_listed=1)
+    assert note.startswith("2 of the 2 levels, the default fit among them,")
+
+
+def test_drop_shared_pairs_and_runner_option(fit_calls):
+    # every image is a target and a candidate of the others, as in mur92
+    images = [f"i{i}.png" for i in range(8)]
+    rows = [{"set_id": f"s{t}", "target": t_img, "candidate": c, "rater": "r", "rank": j + 1}
+            for t, t_img in enumerate(images) for j, c in enumerate(x for x in images if x != t_img)]
+    table = pd.DataFrame(rows)
+    train, test = ab.replicates(table)[0].train, ab.replicates(table)[0].test
+    kept = ab.drop_shared_pairs(train, test)
+    assert not set(kept["candidate"]) & set(test["target"])
+    assert len(kept) == len(train) - len(train[train["candidate"].isin(set(test["target"]))])
+    # no held-out (target, candidate) pair is in training in either orientation
+    held = set(zip(test["target"], test["candidate"]))
+    assert not {(c, t) for t, c in zip(kept["target"], kept["candidate"])} & held
+    gen = torch.Generator().manual_seed(0)
+    keys = [(t, c) for t, c in zip(table["target"], table["candidate"])]
+    feats = PairFeatures(keys=keys, matrix=torch.rand(len(keys), DIM, generator=gen) * 0.01, net="alex",
+                         extracted=0)
+    data = SimpleNamespace(table=table, name="toy")
+    ab.run_ablation(data, ab.factor_variants("margin", "0.05"), features={"alex": feats},
+                    exclude_shared_pairs=True, **FAST)
+    assert not set(fit_calls[-1]["table"]["candidate"]) & set(test["target"])
+    fit_calls.clear()
+    ab.run_per_rater(data, features=feats, exclude_shared_pairs=True, **FAST)
+    assert fit_calls and all(not set(c["table"]["candidate"]) & set(test["target"]) for c in fit_calls)

@@ -5,9 +5,10 @@ over a few *levels* while every other option keeps its default
 (:mod:`clpips.defaults`); a level is one :class:`Variant`, a dict of option
 overrides for :func:`clpips.train.fit`. :func:`run_ablation` fits every variant
 on every *replicate* and scores it on the replicate's held-out rankings with
-:func:`clpips.evaluate.score_rankings` and :func:`clpips.evaluate.alignment`,
-exactly as the evaluation chapter scores CLPIPS. It returns a tidy table, one
-row per (variant, replicate).
+:func:`clpips.evaluate.score_rankings` and the ICC(A,k), pooled Spearman and
+Kendall of :func:`clpips.evaluate.alignment` (the same numbers, as the evaluation
+chapter scores CLPIPS, without the per-ranking correlations the chapter does not
+use). It returns a tidy table, one row per (variant, replicate).
 
 Replicates (:func:`replicates`) answer "would this difference survive another
 split?":
@@ -72,13 +73,14 @@ import torch
 from scipy import stats as _stats
 
 from .defaults import DEFAULTS
-from .evaluate import alignment, ranking_ids, score_rankings
+from .evaluate import RANKING, ranking_ids, score_rankings, within_ranking_ranks
 from .model import CHANNELS, initial_weight_vector
+from .stats import icc, metric_human_table
 
 __all__ = ["Variant", "Replicate", "FACTORS", "parse_levels", "factor_variants", "standard_grid",
            "learning_curve_variants", "replicates", "subsample_rankings", "drop_shared_pairs", "changed_layers",
            "run_ablation", "run_per_rater", "summarize", "factor_facts", "default_fit_rows", "budget_limited",
-           "budget_note", "noise_table", "verdict_lists"]
+           "budget_note", "report_table", "noise_table", "verdict_lists"]
 
 #: option that each factor varies, the type of its levels and how levels are written in a defaults string
 FACTORS: dict[str, dict[str, Any]] = {
@@ -341,19 +343,26 @@ class _Features:
 
 
 def _scores(test: pd.DataFrame, features, weights: torch.Tensor) -> dict[str, float]:
-    """Held-out ICC(A,k) (with its CI), pooled Spearman and Kendall of one weight vector.
+    """Held-out ICC(A,k) (with its F-based CI), pooled Spearman and Kendall of one weight vector.
 
-    :func:`clpips.evaluate.alignment` warns when the t-test of per-ranking correlations
-    is undefined (a rater with one held-out ranking); that p-value is not used here.
+    The same numbers as :func:`clpips.evaluate.alignment` (``icc_A_k``, ``icc_A_k_ci_low``,
+    ``icc_A_k_ci_high``, ``spearman``, ``kendall``; checked in the tests), computed the same
+    way but without the per-ranking correlations and their t-test, which this chapter does
+    not report and which cost most of the time of an evaluation (one scipy call per ranking).
     """
-    from .stats import DegenerateDataWarning
     scored = score_rankings(test, features, {"metric": weights})
+    human = scored["rank"].to_numpy(float)
+    metric_rank = within_ranking_ranks(scored, "metric").to_numpy(float)
+    frame = pd.DataFrame({"ranking": scored[RANKING].to_numpy(), "rank": human, "metric_rank": metric_rank})
+    res = icc(metric_human_table(frame, "ranking", "rank", "metric_rank"), "target", "rater",
+              "rating").set_index("Type").loc["ICC(A,k)"]
+    ci = np.asarray(res["CI95"], dtype=float)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="the t-test of the per-set correlations",
-                                category=DegenerateDataWarning)
-        a = alignment(scored, "metric")
-    return {"icc": a["icc_A_k"], "icc_ci_low": a["icc_A_k_ci_low"], "icc_ci_high": a["icc_A_k_ci_high"],
-            "rho": a["spearman"], "tau": a["kendall"]}
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant input gives NaN, as in alignment
+        rho = _stats.spearmanr(human, metric_rank).statistic if np.ptp(metric_rank) > 0 else np.nan
+        tau = _stats.kendalltau(human, metric_rank, variant="b").statistic if np.ptp(metric_rank) > 0 else np.nan
+    return {"icc": float(res["ICC"]), "icc_ci_low": float(ci[0]), "icc_ci_high": float(ci[1]),
+            "rho": float(rho), "tau": float(tau)}
 
 
 def changed_layers(before: torch.Tensor, after: torch.Tensor, net: str = DEFAULTS.net) -> str:
@@ -716,6 +725,33 @@ def budget_note(results: pd.DataFrame, titles: Optional[Mapping[str, str]] = Non
     with_default = ", the default fit among them," if refs & set(zip(limited["factor"], limited["level"])) else ""
     return (f"{len(names)} of the {n_levels} levels{with_default} so on this data the epoch budget rather than "
             "early stopping ends most fits, and a larger `epochs` may change the picture")
+
+
+def report_table(summary: pd.DataFrame, titles: Optional[Mapping[str, str]] = None, digits: int = 3,
+                 ci: float = DEFAULTS.ci) -> pd.DataFrame:
+    """:func:`summarize`'s table for reading: one row per (factor, level), rounded, the interval as text.
+
+    Columns: ``replicates``, ``ICC(A,k)`` (mean), ``sd``, ``minus LPIPS`` (mean gain over the
+    baseline on the same rankings), ``minus default`` (paired difference from the factor's
+    reference level), its interval and the verdict. Indexed by (factor title, level).
+    """
+    titles = dict(titles or {})
+    interval = f"{ci:.0%} interval"
+
+    def span(row) -> str:
+        if row["reference"]:
+            return "(reference)"
+        if not (np.isfinite(row["diff_low"]) and np.isfinite(row["diff_high"])):
+            return "n/a"
+        return f"{row['diff_low']:+.{digits}f} to {row['diff_high']:+.{digits}f}"
+
+    out = pd.DataFrame({
+        "factor": [titles.get(f, FACTORS.get(f, {}).get("title", f)) for f in summary["factor"]],
+        "level": summary["level"].astype(str), "replicates": summary["n"].astype(int),
+        "ICC(A,k)": summary["mean"].round(digits), "sd": summary["sd"].round(digits),
+        "minus LPIPS": summary["delta"].round(digits), "minus default": summary["diff"].round(digits),
+        interval: [span(row) for _, row in summary.iterrows()], "verdict": summary["verdict"]})
+    return out.set_index(["factor", "level"])
 
 
 def noise_table(seed_rows: pd.DataFrame, fold_rows: pd.DataFrame) -> pd.DataFrame:

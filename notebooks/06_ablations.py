@@ -418,10 +418,9 @@ DATA_NOTES = {  # why the numbers look as they do, per built-in dataset
                  "capture bounds every level alike.",
 }
 glue("nb06_data_note", DATA_NOTES.get(data.name, ""), display=False)
-table = summary.assign(factor=summary["factor"].map(titles))[
-    ["factor", "level", "n", "mean", "sd", "delta", "diff", "diff_low", "diff_high", "verdict"]]
-display(table.rename(columns={"mean": "ICC(A,k)", "delta": "minus LPIPS", "diff": "minus default",
-                              "diff_low": "low", "diff_high": "high"}).set_index(["factor", "level"]).round(4))
+table = ab.report_table(summary, titles, ci=ci)
+glue("ablation_table", table, display=False)  # pasted by book/reproduction.md (claim 3)
+display(table)
 
 # %% [markdown]
 # ```{glue:figure} nb06_fig_differences

@@ -354,3 +354,28 @@ def test_drop_shared_pairs_and_runner_option(fit_calls):
     fit_calls.clear()
     ab.run_per_rater(data, features=feats, exclude_shared_pairs=True, **FAST)
     assert fit_calls and all(not set(c["table"]["candidate"]) & set(test["target"]) for c in fit_calls)
+
+
+def test_report_table():
+    summary = ab.summarize(_fake_results(np.array([0.05, 0.06, 0.04, 0.05, 0.055])))
+    table = ab.report_table(summary, titles={"f": "the f factor"})
+    assert list(table.index) == [("the f factor", "a"), ("the f factor", "b")]
+    assert table.loc[("the f factor", "a"), "95% interval"] == "(reference)"
+    low, high = summary.iloc[1][["diff_low", "diff_high"]]
+    assert table.loc[("the f factor", "b"), "95% interval"] == f"{low:+.3f} to {high:+.3f}"
+    assert table.loc[("the f factor", "b"), "verdict"] == "higher"
+
+
+def test_scores_equal_evaluate_alignment(study):
+    from clpips.evaluate import alignment, score_rankings
+    data, feats = study
+    test = ab.replicates(data.table)[0].test
+    for how in ("lpips", "ones", "random"):
+        w = initial_weight_vector("alex", how, seed=3)
+        ref = alignment(score_rankings(test, feats, {"m": w}), "m")
+        got = ab._scores(test, feats, w)
+        assert got["icc"] == pytest.approx(ref["icc_A_k"], abs=1e-12)
+        assert got["icc_ci_low"] == pytest.approx(ref["icc_A_k_ci_low"], abs=1e-12)
+        assert got["icc_ci_high"] == pytest.approx(ref["icc_A_k_ci_high"], abs=1e-12)
+        assert got["rho"] == pytest.approx(ref["spearman"], abs=1e-12)
+        assert got["tau"] == pytest.approx(ref["kendall"], abs=1e-12)

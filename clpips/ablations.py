@@ -60,12 +60,11 @@ threads made a fit up to ten times slower than one.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -73,6 +72,7 @@ import torch
 from scipy import stats as _stats
 
 from .defaults import DEFAULTS
+from .train import torch_threads
 from .evaluate import RANKING, ranking_ids, score_rankings, within_ranking_ranks
 from .model import CHANNELS, initial_weight_vector
 from .stats import icc, metric_human_table
@@ -314,19 +314,6 @@ def drop_shared_pairs(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
 
 
 # =========================================================================== running
-@contextlib.contextmanager
-def _torch_threads(n: Optional[int]) -> Iterator[None]:
-    if not n:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class _Features:
     """Pair features per backbone, computed on first use (over the whole table, once)."""
 
@@ -421,7 +408,7 @@ def run_ablation(dataset, variants: Sequence[Variant], *, folds: int = 0, seeds:
         for rep in reps:
             rep.train = drop_shared_pairs(rep.train, rep.test)
     rows: list[dict[str, Any]] = []
-    with _torch_threads(threads):
+    with torch_threads(threads):
         for rep in reps:
             baseline: dict[str, dict[str, float]] = {}  # LPIPS per backbone on this replicate's test rankings
             done: dict[str, dict[str, Any]] = {}        # variant key -> result, for shared option sets
@@ -504,7 +491,7 @@ def run_per_rater(dataset, *, raters: Optional[Sequence[Any]] = None, folds: int
     raters = list(raters) if raters is not None else sorted(dataset.table["rater"].unique().tolist())
     lpips_w = initial_weight_vector(net, "lpips")
     rows: list[dict[str, Any]] = []
-    with _torch_threads(threads):
+    with torch_threads(threads):
         for rep in reps:
             t0 = time.perf_counter()
             pooled = fit(dataset, rep.train, features=features, net=net, seed=rep.seed, device=device,

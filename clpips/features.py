@@ -26,8 +26,10 @@ from .paths import cache_dir, sha256_file
 
 #: bump when the definition of the feature vector changes, to invalidate caches
 FEATURE_VERSION = 1
-#: rough cap on backbone activations held in memory at once (bytes)
+#: cap on backbone activations held in memory at once (bytes)
 MEMORY_BUDGET = 3 * 2 ** 30
+#: how much each LPIPS layer downsamples its input (AlexNet: conv1 stride 4, then pools of 2)
+LAYER_STRIDES = {"alex": (4, 8, 16, 16, 16), "vgg": (1, 2, 4, 8, 16)}
 
 
 @dataclass
@@ -118,7 +120,8 @@ def _extract(metric: CLPIPS, todo: list[tuple[str, str]], paths: dict[str, Path]
         prep[(t, c)] = (t, tuple(ti.shape[-2:])), (c, tuple(ci.shape[-2:])), ti, ci
 
     # group pairs into chunks whose distinct images fit the memory budget
-    per_pixel = sum(CHANNELS[metric.net_name]) * 4 * (1.0 if metric.net_name == "vgg" else 0.1)
+    # bytes of the five layers' activations per input pixel: channels / (layer stride)^2, float32
+    per_pixel = 4 * sum(c / s ** 2 for c, s in zip(CHANNELS[metric.net_name], LAYER_STRIDES[metric.net_name]))
     chunks, current, seen, used = [], [], set(), 0.0
     for t, c in sorted(todo):
         tkey, ckey, _, _ = prep[(t, c)]

@@ -49,10 +49,9 @@ a Wilcoxon signed-rank test (:meth:`PersonalStudy.across_people`).
 """
 from __future__ import annotations
 
-import contextlib
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -60,6 +59,7 @@ import torch
 from scipy import stats as sps
 
 from .defaults import DEFAULTS
+from .train import torch_threads
 from .evaluate import RANKING, ranking_ids
 from .model import CHANNELS, initial_weight_vector
 from .stats import DegenerateDataWarning, icc_from_matrix, paired_bootstrap
@@ -85,24 +85,6 @@ _STAT_LABEL = {"icc": "ΔICC(A,k)", "rho": "Δrho"}
 
 
 # --------------------------------------------------------------------------- small helpers
-@contextlib.contextmanager
-def torch_threads(n: Optional[int]) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(n)``, then restore (``None``: leave as is).
-
-    The fits here multiply a ~1,000 x 1,152 matrix thousands of times; one
-    thread is faster for that than several contending for shared cores.
-    """
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def parse_sizes(sizes: str | Sequence[int]) -> tuple[int, ...]:
     """``"5,10,20,40"`` or ``[5, 10]`` -> sorted tuple of distinct positive ints."""
     if isinstance(sizes, str):

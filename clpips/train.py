@@ -23,9 +23,10 @@ are kept and training stops after ``patience`` epochs without improvement.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -100,6 +101,24 @@ def _loss_slope(s: torch.Tensor, loss: str, margin: float) -> torch.Tensor:
     return -torch.sigmoid(-s / margin) / margin
 
 
+@contextlib.contextmanager
+def torch_threads(n: Optional[int]) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)``, then restore (``None``: leave as is).
+
+    A fit multiplies a ~1,000 x 1,152 matrix thousands of times; one thread is
+    faster for that than several contending for shared cores.
+    """
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class _Adam:
     """Adam (Kingma & Ba 2015) on one vector, step for step what ``torch.optim.Adam`` does
     with its defaults (betas 0.9/0.999, eps 1e-8, no weight decay); written out so a step
@@ -123,7 +142,7 @@ def fit_pairs(features: torch.Tensor, train_pairs: torch.Tensor, val_pairs: Opti
               epochs: int = DEFAULTS.epochs, patience: int = DEFAULTS.patience,
               layers: str | Sequence[int] = DEFAULTS.layers, project: bool = DEFAULTS.project,
               seed: int = DEFAULTS.seed, l2_to: Optional[torch.Tensor] = None, l2: float = 0.0,
-              device: str = DEFAULTS.device, init: str = "given") -> FitResult:
+              device: str = DEFAULTS.device, init: str = "given", threads: Optional[int] = 1) -> FitResult:
     """Train the weight vector on ranked pairs of feature vectors.
 
     Parameters
@@ -139,6 +158,8 @@ def fit_pairs(features: torch.Tensor, train_pairs: torch.Tensor, val_pairs: Opti
     l2_to, l2
         Optional penalty ``l2 * ||w - l2_to||^2`` (personal models pulled
         towards the pooled one).
+    threads : int or None
+        torch threads during the fit (:func:`torch_threads`; None leaves the setting alone).
 
     Notes
     -----
@@ -166,6 +187,14 @@ def fit_pairs(features: torch.Tensor, train_pairs: torch.Tensor, val_pairs: Opti
     for layer in parse_layers(layers, len(chns)):
         trainable[start[layer]:start[layer + 1]] = True
 
+    with torch_threads(threads):
+        return _fit_pairs(features, train_pairs, val_pairs, initial_weights, trainable, chns, net=net, loss=loss,
+                          margin=margin, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience,
+                          layers=layers, project=project, seed=seed, l2_to=l2_to, l2=l2, device=device, init=init)
+
+
+def _fit_pairs(features, train_pairs, val_pairs, initial_weights, trainable, chns, *, net, loss, margin, lr,
+               batch_size, epochs, patience, layers, project, seed, l2_to, l2, device, init) -> FitResult:
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(int(seed))
     F = features.to(device, torch.float32).contiguous()

@@ -69,3 +69,17 @@ def test_features_unknown_pair_is_named(folder, alex):
     feats = pair_features(folder, PAIRS[:1], metric=alex, progress=False)
     with pytest.raises(KeyError, match="2.png"):
         feats.rows(["0.png"], ["2.png"])
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_features_memory_estimate_matches_activations(net, alex):
+    """The chunking budget's bytes-per-pixel is what the backbone really holds (within 10%)."""
+    from clpips.features import CHANNELS, LAYER_STRIDES
+    import clpips
+
+    metric = alex if net == "alex" else clpips.CLPIPS(net=net)
+    with torch.no_grad():
+        feats = metric.layer_features(torch.zeros(1, 3, 256, 256))
+    actual = sum(f.numel() for f in feats) * 4 / 256 ** 2
+    estimate = 4 * sum(c / s ** 2 for c, s in zip(CHANNELS[net], LAYER_STRIDES[net]))
+    assert estimate == pytest.approx(actual, rel=0.1)

@@ -67,7 +67,7 @@ set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND
 started = time.perf_counter()
 
 options = {"k": k, "candidates": candidates, "seed": seed}
-data = load_dataset(dataset, **({} if str(dataset).lower().endswith(".csv") else options))
+data = load_dataset(dataset, **options)  # a CSV study ignores the built-in sampling options
 fit_options = {"loss": loss, "margin": margin, "lr": lr, "batch_size": batch_size, "epochs": epochs,
                "patience": patience, "init": init, "layers": layers, "project": project}
 exp = run(data, seed=seed, test_size=test_size, net=net, progress=False, **fit_options)  # as `clpips fit`

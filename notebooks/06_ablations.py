@@ -81,7 +81,7 @@ if int(ablation_folds) < 2:
     raise ValueError(f"this chapter compares re-splits: ablation_folds must be at least 2, got {ablation_folds}")
 
 options = {"k": k, "candidates": candidates, "seed": seed}
-data = load_dataset(dataset, **({} if str(dataset).lower().endswith(".csv") else options))
+data = load_dataset(dataset, **options)  # a CSV study ignores the built-in sampling options
 base = {"net": net, "loss": loss, "margin": margin, "lr": lr, "batch_size": batch_size, "epochs": epochs,
         "patience": patience, "init": init, "layers": layers, "project": project}
 grid = ab.standard_grid(base=base, margin=ablation_margins, lr=ablation_lrs, layers=ablation_layers,

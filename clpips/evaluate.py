@@ -19,13 +19,15 @@ differs from ICC(C,k) only by a term of order 1/n items (see
 """
 from __future__ import annotations
 
+import warnings
 from typing import Mapping, Optional
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats as sps
 
-from .stats import icc, interpret_icc, metric_human_table, rank_correlation
+from .stats import DegenerateDataWarning, icc, icc_from_matrix, interpret_icc, metric_human_table, rank_correlation
 
 RANKING = "ranking"
 #: columns of a scored table that are not metrics
@@ -84,3 +86,54 @@ def alignment_table(scored: pd.DataFrame, columns: Optional[list[str]] = None) -
     """:func:`alignment` for several metric columns, one row each (the paper's Table 3)."""
     columns = columns or [c for c in scored.columns if c not in _NON_METRIC]
     return pd.DataFrame({c: alignment(scored, c) for c in columns}).T.rename_axis("metric")
+
+
+def heldout_scores(table: pd.DataFrame, features, weights: Mapping[str, torch.Tensor]) -> pd.DataFrame:
+    """ICC(A,k) and pooled Spearman's rho of several weight vectors on a ranking table at once.
+
+    The same numbers as :func:`alignment` (metric distances
+    become ranks within each ranking, ties averaged; ICC(A,k) of the
+    metric-versus-human table; Spearman's rho over all rows), computed for all
+    weight vectors in one pass, which the learning curve needs.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Rankings (``set_id, target, candidate, rater, rank``).
+    features : clpips.features.PairFeatures
+        Covering the table's (target, candidate) pairs.
+    weights : mapping name -> weight vector
+
+    Returns
+    -------
+    DataFrame indexed by name: ``icc_A_k``, ``spearman``, ``n_rankings``.
+    """
+    names = list(weights)
+    if table.empty or not names:
+        return pd.DataFrame({"icc_A_k": np.nan, "spearman": np.nan, "n_rankings": 0},
+                            index=pd.Index(names, name="metric"))
+    rows = features.rows(table["target"], table["candidate"])
+    W = torch.stack([torch.as_tensor(weights[n], dtype=torch.float32).flatten() for n in names], dim=1)
+    dist = (features.matrix[rows] @ W).numpy().astype(float)
+    ids = ranking_ids(table).to_numpy()
+    metric_rank = pd.DataFrame(dist).groupby(ids, sort=False).rank(method="average").to_numpy(float)
+    human = table["rank"].to_numpy(float)
+    Y = np.stack([np.broadcast_to(human[:, None], metric_rank.shape), metric_rank], axis=-1)  # N x M x 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        icc = np.atleast_1d(icc_from_matrix(np.moveaxis(Y, 1, 0), "ICC(A,k)")) if len(human) >= 2 \
+            else np.full(len(names), np.nan)
+    rho = _pooled_spearman_columns(human, metric_rank)
+    return pd.DataFrame({"icc_A_k": icc.astype(float), "spearman": rho,
+                         "n_rankings": int(pd.unique(ids).size)}, index=pd.Index(names, name="metric"))
+
+
+def _pooled_spearman_columns(human: np.ndarray, metric: np.ndarray) -> np.ndarray:
+    """Spearman's rho of ``human`` with each column of ``metric`` (NaN where one is constant)."""
+    rh = sps.rankdata(human)
+    rm = sps.rankdata(metric, axis=0)
+    rh = rh - rh.mean()
+    rm = rm - rm.mean(axis=0)
+    den = np.sqrt((rh ** 2).sum() * (rm ** 2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rh @ rm) / np.where(den > 0, den, 1), np.nan)

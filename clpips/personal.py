@@ -39,7 +39,7 @@ Personal fits use all of the person's training rankings, no early stopping
 their regulariser. Because the loss is a mean over pairs, the pull does not
 weaken as a person gives more rankings.
 
-Evaluation on a person's held-out rankings (:func:`heldout_scores`): ICC(A,k)
+Evaluation on a person's held-out rankings (:func:`clpips.evaluate.heldout_scores`): ICC(A,k)
 and pooled Spearman's rho of the metric's within-ranking ranks against the
 person's, exactly :func:`clpips.evaluate.alignment`; per person a paired
 bootstrap over the person's held-out rankings (:func:`clpips.stats.paired_bootstrap`)
@@ -60,9 +60,9 @@ from scipy import stats as sps
 
 from .defaults import DEFAULTS
 from .train import torch_threads
-from .evaluate import RANKING, ranking_ids
+from .evaluate import RANKING, heldout_scores, ranking_ids
 from .model import CHANNELS, initial_weight_vector
-from .stats import DegenerateDataWarning, icc_from_matrix, paired_bootstrap
+from .stats import DegenerateDataWarning, paired_bootstrap
 
 #: model columns of :attr:`PersonalStudy.per_person`, in display order
 MODELS = ("lpips", "pooled", "personal", "lopo", "personal_lopo")
@@ -163,57 +163,6 @@ def format_p(p: float, digits: int = 2) -> str:
 
 
 # --------------------------------------------------------------------------- scoring
-def heldout_scores(table: pd.DataFrame, features, weights: Mapping[str, torch.Tensor]) -> pd.DataFrame:
-    """ICC(A,k) and pooled Spearman's rho of several weight vectors on a ranking table at once.
-
-    The same numbers as :func:`clpips.evaluate.alignment` (metric distances
-    become ranks within each ranking, ties averaged; ICC(A,k) of the
-    metric-versus-human table; Spearman's rho over all rows), computed for all
-    weight vectors in one pass, which the learning curve needs.
-
-    Parameters
-    ----------
-    table : DataFrame
-        Rankings (``set_id, target, candidate, rater, rank``).
-    features : clpips.features.PairFeatures
-        Covering the table's (target, candidate) pairs.
-    weights : mapping name -> weight vector
-
-    Returns
-    -------
-    DataFrame indexed by name: ``icc_A_k``, ``spearman``, ``n_rankings``.
-    """
-    names = list(weights)
-    if table.empty or not names:
-        return pd.DataFrame({"icc_A_k": np.nan, "spearman": np.nan, "n_rankings": 0},
-                            index=pd.Index(names, name="metric"))
-    rows = features.rows(table["target"], table["candidate"])
-    W = torch.stack([torch.as_tensor(weights[n], dtype=torch.float32).flatten() for n in names], dim=1)
-    dist = (features.matrix[rows] @ W).numpy().astype(float)
-    ids = ranking_ids(table).to_numpy()
-    metric_rank = pd.DataFrame(dist).groupby(ids, sort=False).rank(method="average").to_numpy(float)
-    human = table["rank"].to_numpy(float)
-    Y = np.stack([np.broadcast_to(human[:, None], metric_rank.shape), metric_rank], axis=-1)  # N x M x 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DegenerateDataWarning)
-        icc = np.atleast_1d(icc_from_matrix(np.moveaxis(Y, 1, 0), "ICC(A,k)")) if len(human) >= 2 \
-            else np.full(len(names), np.nan)
-    rho = _pooled_spearman_columns(human, metric_rank)
-    return pd.DataFrame({"icc_A_k": icc.astype(float), "spearman": rho,
-                         "n_rankings": int(pd.unique(ids).size)}, index=pd.Index(names, name="metric"))
-
-
-def _pooled_spearman_columns(human: np.ndarray, metric: np.ndarray) -> np.ndarray:
-    """Spearman's rho of ``human`` with each column of ``metric`` (NaN where one is constant)."""
-    rh = sps.rankdata(human)
-    rm = sps.rankdata(metric, axis=0)
-    rh = rh - rh.mean()
-    rm = rm - rm.mean(axis=0)
-    den = np.sqrt((rh ** 2).sum() * (rm ** 2).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (rh @ rm) / np.where(den > 0, den, 1), np.nan)
-
-
 def _rank_frame(scored_ids: np.ndarray, human: np.ndarray, dist_a: np.ndarray, dist_b: np.ndarray) -> pd.DataFrame:
     frame = pd.DataFrame({"ranking": scored_ids, "rank": human, "a": dist_a, "b": dist_b})
     ranks = frame.groupby("ranking", sort=False)[["a", "b"]].rank(method="average")

@@ -355,7 +355,7 @@ class RankingSession:
         (``spearman_new``, ``icc_new``, ``n_new``: for the personal model the
         others are its training data, an optimistic score).
         """
-        from .personal import heldout_scores
+        from .evaluate import heldout_scores
         mine = self.collected()
         models = {"LPIPS": initial_weight_vector(self.net, "lpips")}
         if self.base_name != "LPIPS":

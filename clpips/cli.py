@@ -88,7 +88,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.list:
             for source in nr.list_notebooks():
                 params = nr.notebook_parameters(source)
-                listed = ", ".join(f"{p.name}={p.default}" for p in params.values())
+                listed = ", ".join(f"{p.name}={p.value}" for p in params.values())
                 print(f"{source.stem}\t{listed or '(no parameters)'}")
             return 0
         bar = sys.stderr.isatty()

@@ -80,6 +80,14 @@ class Parameter:
     type_name: str        #: papermill's inferred type name ("float", "None", ...)
     help: str = ""
 
+    @property
+    def value(self) -> str:
+        """The default's value: ``DEFAULTS.margin`` is looked up in :data:`DEFAULTS`, a literal is kept."""
+        prefix = "DEFAULTS."
+        if self.default.startswith(prefix) and self.default[len(prefix):] in default_names():
+            return repr(getattr(DEFAULTS, self.default[len(prefix):]))
+        return self.default
+
 
 # -- finding notebooks ---------------------------------------------------------
 

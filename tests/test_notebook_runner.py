@@ -177,3 +177,12 @@ def test_a_dying_kernel_is_an_execution_error_too(tmp_path):
         nr.run_notebook(source, {}, tmp_path / "out")
     assert "notebook 01_die failed" in str(err.value) and "DeadKernelError" in str(err.value)
     assert nr.read_record(tmp_path / "out")["notebooks"]["01_die"]["status"] == "failed"
+
+
+def test_parameter_value_resolves_the_defaults_module():
+    from clpips.defaults import DEFAULTS
+    from clpips.notebook_runner import Parameter
+
+    assert Parameter("margin", "DEFAULTS.margin", "None").value == repr(DEFAULTS.margin)
+    assert Parameter("label", "'smoke'", "str").value == "'smoke'"
+    assert Parameter("x", "DEFAULTS.not_a_default", "None").value == "DEFAULTS.not_a_default"

@@ -126,23 +126,17 @@ def _load_dataset(args: argparse.Namespace):
         raise UserError(str(err)) from None
 
 
-def _fit_options(args: argparse.Namespace) -> dict:
-    return {"loss": args.loss, "margin": args.margin, "lr": args.lr, "batch_size": args.batch_size,
-            "epochs": args.epochs, "patience": args.patience, "init": args.init, "layers": args.layers,
-            "project": args.project}
-
-
 def _cmd_fit(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
     from . import atomic
-    from .experiment import bootstrap_summary, metrics_json, run
+    from .experiment import bootstrap_summary, fit_options, metrics_json, run
 
     dataset = _load_dataset(args)
     try:
         exp = run(dataset, seed=args.seed, test_size=args.test_size, net=args.net, device=args.device,
-                  progress=not args.quiet, **_fit_options(args))
+                  progress=not args.quiet, **fit_options(vars(args)))
         exp.settings.update(k=args.k, candidates=args.candidates)
     except ValueError as err:
         raise UserError(str(err)) from None

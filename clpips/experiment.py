@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import pandas as pd
 import torch
@@ -34,6 +34,15 @@ def load_dataset(name: str, **options):
         return datasets.load(name, **{key: options.get(key, getattr(DEFAULTS, key)) for key in DATASET_OPTIONS[name]})
     # a study of one's own: the built-in datasets' sampling options do not apply
     return datasets.load(name, **{k: v for k, v in options.items() if k not in ("k", "candidates", "seed")})
+
+
+#: the options of :func:`clpips.train.fit` that the CLI and the notebooks expose as parameters
+FIT_OPTIONS = ("loss", "margin", "lr", "batch_size", "epochs", "patience", "init", "layers", "project")
+
+
+def fit_options(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`FIT_OPTIONS` among ``parameters`` (parsed CLI options, or a notebook's ``globals()``)."""
+    return {name: parameters[name] for name in FIT_OPTIONS if name in parameters}
 
 
 @dataclass

@@ -60,6 +60,7 @@ from clpips import paper
 from clpips.baselines import add_baselines, label
 from clpips.datasets.summaries import noise_ceiling
 from clpips.evaluate import alignment_table
+from clpips import experiment
 from clpips.experiment import load_dataset, run, spearman_brown_icc
 from clpips.plots import evaluation as plots
 
@@ -68,8 +69,7 @@ started = time.perf_counter()
 
 options = {"k": k, "candidates": candidates, "seed": seed}
 data = load_dataset(dataset, **options)  # a CSV study ignores the built-in sampling options
-fit_options = {"loss": loss, "margin": margin, "lr": lr, "batch_size": batch_size, "epochs": epochs,
-               "patience": patience, "init": init, "layers": layers, "project": project}
+fit_options = experiment.fit_options(globals())  # this notebook's loss, margin, lr, ...
 exp = run(data, seed=seed, test_size=test_size, net=net, progress=False, **fit_options)  # as `clpips fit`
 extra = [b.strip() for b in baselines.split(",") if b.strip()]
 scored = add_baselines(exp.scored, data, extra, alex_features=exp.features if net == "alex" else None)

@@ -54,6 +54,7 @@ from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
 from clpips import paper
+from clpips import experiment
 from clpips.experiment import bootstrap_result, load_dataset, run, spearman_brown_check
 from clpips.plots import evaluation as plots
 
@@ -62,8 +63,7 @@ started = time.perf_counter()
 
 options = {"k": k, "candidates": candidates, "seed": seed}
 data = load_dataset(dataset, **options)  # a CSV study ignores the built-in sampling options
-fit_options = {"loss": loss, "margin": margin, "lr": lr, "batch_size": batch_size, "epochs": epochs,
-               "patience": patience, "init": init, "layers": layers, "project": project}
+fit_options = experiment.fit_options(globals())  # this notebook's loss, margin, lr, ...
 exp = run(data, seed=seed, test_size=test_size, net=net, progress=False, **fit_options)  # as `clpips fit`
 scored = exp.scored
 

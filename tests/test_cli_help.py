@@ -35,3 +35,18 @@ def test_cli_help_options_default_to_the_defaults_module():
     values = {a.dest: a.default for a in fit._actions}
     for name in ("margin", "lr", "epochs", "patience", "seed", "batch_size", "net", "loss", "init", "layers"):
         assert values[name] == getattr(DEFAULTS, name), name
+
+
+def test_cli_fit_options_are_the_trainers_options():
+    """The fit options the CLI and notebooks pass on are exactly those the trainer accepts."""
+    import inspect
+
+    from clpips.experiment import FIT_OPTIONS, fit_options
+    from clpips.train import fit_pairs
+
+    accepted = set(inspect.signature(fit_pairs).parameters) | {"init"}
+    assert set(FIT_OPTIONS) <= accepted
+    args = build_parser().parse_args(["fit", "--out", "x", "--margin", "0.1", "--no-project"])
+    chosen = fit_options(vars(args))
+    assert set(chosen) == set(FIT_OPTIONS)
+    assert chosen["margin"] == 0.1 and chosen["project"] is False

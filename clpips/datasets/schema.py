@@ -21,6 +21,7 @@ Image references are POSIX paths relative to the dataset root
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -53,6 +54,12 @@ class RankingDataset:
         Per-image metadata (one row per image reference, column ``image``).
     truth : Any
         Known ground truth, for simulated data (see :mod:`.simulated`).
+    within : callable or None
+        ``within(images, seed) -> DataFrame``: rankings built *only* from the given
+        image references (targets and candidates), for the split by image
+        (:mod:`.splits`). A dataset that can draw new candidates (mur92, zappos)
+        provides it; without it the split drops rows whose target or candidate lies
+        outside the images and re-ranks what is left (:func:`.splits.restrict_to_images`).
     """
 
     table: pd.DataFrame
@@ -63,6 +70,7 @@ class RankingDataset:
     description: str = ""
     image_info: pd.DataFrame | None = None
     truth: Any = field(default=None, repr=False)
+    within: Callable[[Collection[str], int], pd.DataFrame] | None = field(default=None, repr=False, compare=False)
 
     def image_path(self, ref: str) -> Path:
         """The file of image reference ``ref``."""

@@ -54,6 +54,8 @@ class Defaults:
     ablation_train_sizes: str = "25,50,100,200,400,800,all"  #: learning curve: training rankings
     ablation_folds: int = 5         #: k-fold re-splits by target for the ablations chapter (at least 2)
     ablation_seeds: str = "0,1,2,3,4"  #: training seeds on the standard split (the training-noise check)
+    # zappos (clpips.datasets.zappos)
+    zappos_sets_per_target: int = 2  #: disjoint ranking sets of k candidates per zappos target (85 x 2 x 45 pairs)
 
 
 DEFAULTS = Defaults()

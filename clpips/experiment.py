@@ -18,7 +18,7 @@ from .model import initial_weight_vector
 from .train import FitResult, fit, pair_features_for
 
 #: dataset options that a built-in dataset's loader takes from the defaults
-DATASET_OPTIONS = {"mur92": ("k", "candidates", "seed"), "simulated": ("seed",)}
+DATASET_OPTIONS = {"mur92": ("k", "candidates", "seed"), "simulated": ("seed",), "zappos": ("k", "seed")}
 
 
 def load_dataset(name: str, **options):

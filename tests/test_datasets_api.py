@@ -11,7 +11,7 @@ STUDY = Path(__file__).parent / "data" / "study"
 
 
 def test_available_names():
-    assert datasets.available() == ["mur92", "simulated"]
+    assert datasets.available() == ["mur92", "simulated", "zappos"]
 
 
 def test_load_reads_a_csv_path_with_options():
@@ -20,7 +20,7 @@ def test_load_reads_a_csv_path_with_options():
 
 
 def test_load_refuses_unknown_names():
-    with pytest.raises(ValueError, match=r"unknown dataset 'bapps'.*\['mur92', 'simulated'\]"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'bapps'.*\['mur92', 'simulated', 'zappos'\]"):
         datasets.load("bapps")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import mur92, simulated
+from . import mur92, simulated, zappos
 from .schema import COLUMNS, OPTIONAL, REQUIRED, RankingDataError, RankingDataset
 from .splits import kfold_by_target, split_by_target
 from .validate import validate
@@ -22,7 +22,8 @@ from .validate import validate
 __all__ = ["COLUMNS", "OPTIONAL", "REQUIRED", "RankingDataError", "RankingDataset", "available",
            "from_csv", "kfold_by_target", "load", "split_by_target", "validate"]
 
-_LOADERS: dict[str, Callable[..., RankingDataset]] = {"mur92": mur92.load, "simulated": simulated.load}
+_LOADERS: dict[str, Callable[..., RankingDataset]] = {"mur92": mur92.load, "simulated": simulated.load,
+                                                       "zappos": zappos.load}
 
 
 def available() -> list[str]:

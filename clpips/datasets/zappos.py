@@ -1,0 +1,435 @@
+"""``zappos``: 85 shoe photographs and 283,770 crowd triplets, as rankings.
+
+The data are triplets ``head, closer, farther``: a crowd worker judged image
+``closer`` more similar to image ``head`` than image ``farther`` (Heim et al.
+2015, deconflicted by them; images from UT-Zappos50K, Yu & Grauman 2014). There
+are no worker ids, so every ranking here is the pooled judgement of the crowd
+(rater ``"crowd"``).
+
+From triplets to rankings
+-------------------------
+For every head (target) ``t`` each triplet ``(t, a, b)`` is one comparison in
+which ``a`` beat ``b``. A Bradley–Terry model, ``P(a beats b) = 1 / (1 +
+exp(s_b - s_a))``, is fitted to that head's comparisons only, giving a strength
+``s`` for every other image; the higher the strength, the more similar to ``t``.
+A ranking set is ``k`` candidates drawn from the 84 other images with
+``numpy.random.default_rng([seed, t])``; ``sets_per_target`` disjoint sets are
+drawn per target (default :data:`DEFAULTS.zappos_sets_per_target`), and each
+set's candidates are ranked by strength, rank 1 = strongest = most similar.
+
+Fitter: ``choix.ilsr_pairwise_dense`` (PyPI ``choix``, Maystre & Grossglauser's
+I-LSR). It converges to the Bradley–Terry maximum-likelihood estimate, works on
+the dense win-count matrix (each head compares about 3,340 of its 3,486
+candidate pairs) and takes a few milliseconds per head, where
+``choix.opt_pairwise`` (the same likelihood with an L2 penalty, solved by
+scipy's Newton-CG over a Python loop of comparisons) takes about 0.4 s per head:
+85 heads, two halves for the split-half ceiling and one refit per ``within``
+call would cost minutes instead of about a second. The two give the same order
+(Spearman 0.99996 between their strengths on a head of these data).
+
+Regularisation ``alpha`` (default :data:`ALPHA`): each head's comparison graph is
+not strongly connected (the deconfliction left the candidates in blocks with
+every comparison between two blocks won by the same block), so the unpenalised
+maximum likelihood does not exist: the strengths of the blocks drift apart
+without bound. choix's ``alpha`` adds a small rate between every pair of items
+of I-LSR's Markov chain, which pulls strengths towards equality and keeps them
+finite; the order within a block, and of the blocks, is the data's.
+
+Ties: when two images were each compared with every other candidate and won the
+same number of times, their strengths are equal (win counts are the
+sufficient statistic of a complete round robin). This happens for about one
+pair in 30 per head. Strengths within ``1e-6`` of each other are read as tied;
+with ``ties="average"`` (default) tied candidates get their average rank (no
+training pair is made from them), ``ties="reject"`` raises.
+
+Leakage
+-------
+A ranking of a set for target ``t`` is computed only from the triplets whose
+head is ``t``. Every triplet has exactly one head, so the triplets behind the
+rankings of different targets are disjoint: a split by target
+(:func:`clpips.datasets.split_by_target`) keeps the triplets that rank the
+held-out sets away from the ones that rank the training sets. (A training
+set's candidate may still be a held-out target, as in mur92: the image is
+shared, the judgements are not.)
+
+A split by *image* is stricter: no held-out image may inform training at all.
+Then a training target's ranking must not use triplets ``(t, a, b)`` where
+``a`` or ``b`` is a held-out image, even if neither is one of its candidates.
+:func:`within` (the dataset's ``within`` hook) therefore refits each head on
+the triplets whose closer and farther images both lie among the given images,
+and draws candidates only among them. Restricting the full-head strengths
+instead would carry information from comparisons with the other side's images.
+
+Noise ceiling: with no individual raters, the data's reliability is measured
+by splitting each head's triplets at random into two halves, ranking every set
+from each half, and comparing the two rankings (:func:`split_half`).
+
+Files (``deconflicted_triplets.csv.zip``, ``images/0.jpg`` ...
+``images/84.jpg``) come from ``stsievert/salmon`` at a fixed commit and are
+each checked against the sha256 sums shipped with the package
+(``zappos_sha256.txt``). They are read from ``$CLPIPS_DATA_MIRROR/zappos/``
+when that variable is set (or ``mirror=`` is passed), else downloaded from
+``$CLPIPS_ZAPPOS_URL`` or the canonical GitHub address (or ``base_url=``), into
+``<cache>/data/zappos/``.
+"""
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Collection
+from functools import partial
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clpips.defaults import DEFAULTS
+
+from .download import data_dir, fetch
+from .schema import RankingDataError, RankingDataset
+from .validate import TIES, validate
+
+COMMIT = "3e92c9c6c364c0a15a6f344607324b8f83d914eb"
+BASE_URL = f"https://raw.githubusercontent.com/stsievert/salmon/{COMMIT}/examples/zappos/_raw"
+TRIPLETS_FILE = "deconflicted_triplets.csv.zip"
+N_IMAGES = 85
+RATER = "crowd"
+#: choix's regularisation of I-LSR (see the module docstring)
+ALPHA = 0.01
+#: strengths closer than this are read as tied
+TIE_TOLERANCE = 1e-6
+CITATION = (
+    "Heim E, Berger M, Seversky L, Hauskrecht M (2015). Active perceptual similarity modeling with "
+    "auxiliary information. arXiv:1511.02254\n"
+    "Yu A, Grauman K (2014). Fine-grained visual comparisons with local learning. "
+    "IEEE Conference on Computer Vision and Pattern Recognition (CVPR), 192-199"
+)
+LICENCE = (f"The copy: BSD 3-Clause (stsievert/salmon, commit {COMMIT}, examples/zappos/_raw); "
+           "the images: UT-Zappos50K, for academic, non-commercial research")
+
+
+def read_sha256_table(text: str | None = None) -> dict[str, str]:
+    """The expected sha256 of every file, from the packaged ``zappos_sha256.txt``
+    (``sha256  path`` lines, as ``sha256sum`` writes them)."""
+    if text is None:
+        text = resources.files("clpips.datasets").joinpath("zappos_sha256.txt").read_text(encoding="utf-8")
+    table = {}
+    for line in text.splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            table[name.strip().lstrip("*")] = digest
+    return table
+
+
+#: file name -> sha256 (86 files)
+SHA256 = read_sha256_table()
+
+
+def image_ref(index: int) -> str:
+    """Image reference of object ``index`` (0-84), as named in the triplets."""
+    return f"images/{index}.jpg"
+
+
+def image_index(ref: str) -> int:
+    """The object index of an image reference (inverse of :func:`image_ref`)."""
+    try:
+        index = int(ref.removeprefix("images/").removesuffix(".jpg"))
+    except ValueError:
+        index = -1
+    if image_ref(index) != ref or not 0 <= index < N_IMAGES:
+        raise ValueError(f"zappos: {ref!r} is not one of its images (images/0.jpg ... images/{N_IMAGES - 1}.jpg)")
+    return index
+
+
+def fetch_files(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Verified local copies of every file of :data:`SHA256` in ``<cache>/data/zappos/``.
+
+    An explicit ``mirror`` or ``base_url`` wins; otherwise ``$CLPIPS_DATA_MIRROR``,
+    then ``$CLPIPS_ZAPPOS_URL``, then the canonical address. Files already in the
+    cache with the right sha256 are not fetched again.
+
+    Raises
+    ------
+    clpips.datasets.download.DownloadError
+        At the first file that cannot be fetched or whose sha256 differs, naming
+        it; nothing is left in the cache under that file's name.
+    """
+    if mirror is None and base_url is None:
+        mirror = os.environ.get("CLPIPS_DATA_MIRROR") or None
+    base = (base_url or os.environ.get("CLPIPS_ZAPPOS_URL") or BASE_URL).rstrip("/")
+    paths = {}
+    for name, sha in SHA256.items():
+        source = str(Path(mirror, "zappos", name)) if mirror is not None else f"{base}/{name}"
+        dest = data_dir("zappos") / name
+        hint = (f"To fix: check the network or the mirror, set CLPIPS_DATA_MIRROR to a folder holding "
+                f"zappos/{name}, or save {BASE_URL}/{name} as {dest} yourself.")
+        paths[name] = fetch(source, dest, sha, hint=hint)
+    return paths
+
+
+def read_triplets(path: str | os.PathLike) -> np.ndarray:
+    """The triplets (``n x 3`` int64: head, closer, farther) from the published zip."""
+    source = str(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith(".csv")]
+            if len(names) != 1:
+                raise RankingDataError(f"{source}: expected one .csv file inside, found {archive.namelist()}")
+            raw = archive.read(names[0])
+    except zipfile.BadZipFile as err:
+        raise RankingDataError(f"{source}: not a zip file ({err})") from err
+    try:
+        triplets = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.int64, ndmin=2)
+    except ValueError as err:
+        raise RankingDataError(f"{source}: lines must be three whole numbers head,closer,farther ({err})") from err
+    if triplets.shape[1] != 3:
+        raise RankingDataError(f"{source}: lines must be three whole numbers head,closer,farther, "
+                               f"found {triplets.shape[1]} columns")
+    bad = ((triplets < 0) | (triplets >= N_IMAGES)).any(axis=1) | (triplets[:, 0] == triplets[:, 1]) \
+        | (triplets[:, 0] == triplets[:, 2]) | (triplets[:, 1] == triplets[:, 2])
+    if bad.any():
+        line = int(np.flatnonzero(bad)[0]) + 1
+        raise RankingDataError(f"{source}, line {line}: {triplets[line - 1].tolist()} is not three different "
+                               f"image indices in 0..{N_IMAGES - 1}")
+    return triplets
+
+
+def bradley_terry(wins: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
+    """Bradley–Terry strengths from a win-count matrix, by ``choix.ilsr_pairwise_dense``.
+
+    Parameters
+    ----------
+    wins : numpy.ndarray
+        ``n x n``; ``wins[i, j]`` = times item ``i`` beat item ``j``.
+    alpha : float
+        choix's regularisation (0: the plain maximum-likelihood estimate, which
+        exists only when the comparison graph is strongly connected).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n`` strengths (log scale, mean 0); higher = wins more often.
+    """
+    import choix
+
+    wins = np.asarray(wins, dtype=float)
+    if wins.ndim != 2 or wins.shape[0] != wins.shape[1] or (wins < 0).any():
+        raise ValueError(f"wins must be a square matrix of non-negative counts, got shape {wins.shape}")
+    return choix.ilsr_pairwise_dense(wins, alpha=alpha)
+
+
+def head_strengths(triplets: np.ndarray, head: int, items: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
+    """Strength of each of ``items`` (image indices, not ``head``) for target ``head``,
+    fitted to the triplets with that head whose closer and farther both lie in ``items``."""
+    pos = np.full(N_IMAGES, -1)
+    pos[items] = np.arange(len(items))
+    own = triplets[triplets[:, 0] == head]
+    closer, farther = pos[own[:, 1]], pos[own[:, 2]]
+    keep = (closer >= 0) & (farther >= 0)
+    wins = np.zeros((len(items), len(items)))
+    np.add.at(wins, (closer[keep], farther[keep]), 1)
+    return bradley_terry(wins, alpha)
+
+
+def strength_ranks(strengths: np.ndarray) -> np.ndarray:
+    """Ranks of ``strengths``, 1 = strongest; values within :data:`TIE_TOLERANCE`
+    of their neighbour in sorted order share their average rank."""
+    strengths = np.asarray(strengths, dtype=float)
+    order = np.argsort(-strengths, kind="stable")
+    sorted_s = strengths[order]
+    group = np.concatenate([[0], np.cumsum(np.abs(np.diff(sorted_s)) > TIE_TOLERANCE)])
+    positions = np.arange(1, len(strengths) + 1, dtype=float)
+    mean_position = pd.Series(positions).groupby(group).transform("mean").to_numpy()
+    ranks = np.empty(len(strengths))
+    ranks[order] = mean_position
+    return ranks
+
+
+def draw_sets(targets: np.ndarray, pool: np.ndarray, k: int, sets_per_target: int,
+              seed: int) -> list[tuple[int, int, np.ndarray]]:
+    """``(target, j, candidates)`` for ``sets_per_target`` disjoint sets of ``k``
+    candidates per target, drawn from ``pool`` minus the target with
+    ``numpy.random.default_rng([seed, target])``; candidates sorted."""
+    pool = np.sort(np.asarray(pool))
+    if not 2 <= k <= len(pool) - 1:
+        raise ValueError(f"k must lie between 2 and {len(pool) - 1} (the other images), got {k}")
+    if not 1 <= sets_per_target <= (len(pool) - 1) // k:
+        raise ValueError(f"sets_per_target must lie between 1 and {(len(pool) - 1) // k} "
+                         f"(disjoint sets of k={k} among {len(pool) - 1} other images), got {sets_per_target}")
+    out = []
+    for target in np.sort(np.asarray(targets)):
+        rng = np.random.default_rng([seed, int(target)])
+        others = pool[pool != target]
+        chosen = rng.choice(others, size=k * sets_per_target, replace=False)
+        out += [(int(target), j, np.sort(part)) for j, part in enumerate(np.split(chosen, sets_per_target))]
+    return out
+
+
+def set_id(target: int, j: int) -> str:
+    """Id of the ``j``-th set (0-based) of ``target``."""
+    return f"t{target:02d}-{j}"
+
+
+def rankings(triplets: np.ndarray, pool: Collection[int], k: int = DEFAULTS.k,
+             sets_per_target: int = DEFAULTS.zappos_sets_per_target, seed: int = DEFAULTS.seed,
+             alpha: float = ALPHA, ties: str = "average") -> pd.DataFrame:
+    """Ranking rows for every target in ``pool``, using only images and triplets within ``pool``.
+
+    Each target's strengths are fitted to the triplets with that head whose closer
+    and farther both lie in ``pool`` (all 85 images: every triplet of the head).
+    Not validated; :func:`load` and :func:`within` validate.
+    """
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    pool = np.array(sorted(set(int(i) for i in pool)), dtype=np.int64)
+    rows = []
+    strengths = {}
+    for target, j, candidates in draw_sets(pool, pool, k, sets_per_target, seed):
+        if target not in strengths:
+            others = pool[pool != target]
+            strengths[target] = dict(zip(others.tolist(), head_strengths(triplets, target, others, alpha)))
+        ranks = strength_ranks([strengths[target][c] for c in candidates])
+        if ties == "reject" and len(np.unique(ranks)) < len(ranks):
+            raise RankingDataError(f"zappos: target {target}, set {j}: candidates with equal Bradley-Terry "
+                                   "strengths; pass ties='average' to give them their average rank")
+        rows.append(pd.DataFrame({"set_id": set_id(target, j), "target": image_ref(target),
+                                  "candidate": [image_ref(c) for c in candidates], "rater": RATER, "rank": ranks}))
+    table = pd.concat(rows, ignore_index=True)
+    if ties == "reject":
+        table["rank"] = table["rank"].astype(np.int64)
+    return table
+
+
+def within(images: Collection[str], seed: int = DEFAULTS.seed, *, triplets: np.ndarray, root: Path,
+           k: int = DEFAULTS.k, sets_per_target: int = DEFAULTS.zappos_sets_per_target,
+           alpha: float = ALPHA, ties: str = "average") -> pd.DataFrame:
+    """Rankings built only from the given image references (the ``within`` hook).
+
+    Every given image is a target; its candidates are drawn among the other given
+    images, ``k' = min(k, len(images) - 1)`` per set and as many disjoint sets as
+    fit (at most ``sets_per_target``), and ranked by strengths refitted to the
+    head's triplets whose closer and farther are both given images (see the module
+    docstring: the leak-free choice for a split by image). With all 85 images this
+    is the table :func:`load` gives with the same options.
+    """
+    pool = sorted({image_index(ref) for ref in images})
+    if len(pool) < 3:
+        raise ValueError(f"zappos: within() needs at least 3 images (a target and two candidates), got {len(pool)}")
+    k_eff = min(k, len(pool) - 1)
+    n_sets = max(1, min(sets_per_target, (len(pool) - 1) // k_eff))
+    table = rankings(triplets, pool, k=k_eff, sets_per_target=n_sets, seed=seed, alpha=alpha, ties=ties)
+    return validate(table, root, source=f"zappos rankings within {len(pool)} images (k={k_eff}, seed={seed})",
+                    ties=ties, check_images=False)
+
+
+def load(k: int = DEFAULTS.k, sets_per_target: int = DEFAULTS.zappos_sets_per_target, seed: int = DEFAULTS.seed,
+         alpha: float = ALPHA, ties: str = "average", base_url: str | None = None,
+         mirror: str | os.PathLike | None = None) -> RankingDataset:
+    """The zappos rankings: 85 targets x ``sets_per_target`` sets of ``k`` candidates, rater ``"crowd"``.
+
+    Parameters
+    ----------
+    k : int
+        Candidates per set, 2..84.
+    sets_per_target : int
+        Disjoint candidate sets per target (``k * sets_per_target <= 84``).
+    seed : int
+        Seed of the candidate draw (``numpy.random.default_rng([seed, target])``).
+    alpha : float
+        Regularisation of the Bradley–Terry fit (see the module docstring).
+    ties : {"average", "reject"}
+        What to do with candidates of equal strength.
+    base_url, mirror : optional
+        Where to fetch the files from (see :func:`fetch_files`).
+    """
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    files = fetch_files(base_url=base_url, mirror=mirror)
+    triplets = read_triplets(files[TRIPLETS_FILE])
+    root = data_dir("zappos")
+    table = rankings(triplets, range(N_IMAGES), k=k, sets_per_target=sets_per_target, seed=seed,
+                     alpha=alpha, ties=ties)
+    source = f"zappos rankings (k={k}, sets_per_target={sets_per_target}, seed={seed})"
+    heads = np.bincount(triplets[:, 0], minlength=N_IMAGES)
+    info = pd.DataFrame({"image": [image_ref(i) for i in range(N_IMAGES)], "index": np.arange(N_IMAGES),
+                         "triplets_as_head": heads})
+    return RankingDataset(
+        table=validate(table, root, source=source, ties=ties, k=k), root=root, name="zappos",
+        citation=CITATION, licence=LICENCE, image_info=info,
+        within=partial(within, triplets=triplets, root=root, k=k, sets_per_target=sets_per_target,
+                       alpha=alpha, ties=ties),
+        description=(f"85 shoe photographs (UT-Zappos50K) and {len(triplets):,} crowd triplets (Heim et al. 2015): "
+                     f"each image a target with {sets_per_target} disjoint sets of {k} random candidates, ranked by "
+                     "Bradley-Terry strengths fitted to that target's triplets."),
+    )
+
+
+def triplets(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> np.ndarray:
+    """The verified triplets (``n x 3``: head, closer, farther), fetched like :func:`load`'s files."""
+    return read_triplets(fetch_files(base_url=base_url, mirror=mirror)[TRIPLETS_FILE])
+
+
+def split_half_ranks(table: pd.DataFrame, triplets: np.ndarray, seed: int = DEFAULTS.seed,
+                     alpha: float = ALPHA) -> pd.DataFrame:
+    """Each set of ``table`` ranked twice, from two random halves of its target's triplets.
+
+    The pool is the table's images (all 85 for :func:`load`, the given ones for
+    :func:`within`); a head's triplets within the pool are shuffled with
+    ``numpy.random.default_rng([seed, head])`` and cut into halves A (first
+    ``n // 2``) and B. Returns ``set_id, target, candidate, rank_a, rank_b`` (ranks
+    within each set, 1 = strongest, ties averaged) in the table's row order.
+    """
+    refs = sorted(set(table["target"]) | set(table["candidate"]))
+    pool = np.array(sorted(image_index(r) for r in refs), dtype=np.int64)
+    in_pool = np.zeros(N_IMAGES, dtype=bool)
+    in_pool[pool] = True
+    ranked = []
+    for target_ref, part in table.groupby("target", sort=True):
+        head = image_index(target_ref)
+        own = triplets[(triplets[:, 0] == head) & in_pool[triplets[:, 1]] & in_pool[triplets[:, 2]]]
+        order = np.random.default_rng([seed, head]).permutation(len(own))
+        halves = own[order[: len(own) // 2]], own[order[len(own) // 2:]]
+        others = pool[pool != head]
+        fits = [dict(zip(others.tolist(), head_strengths(half, head, others, alpha))) for half in halves]
+        for sid, rows in part.groupby("set_id", sort=True):
+            cands = rows["candidate"].drop_duplicates()
+            idx = [image_index(c) for c in cands]
+            ranked.append(pd.DataFrame({
+                "set_id": sid, "target": target_ref, "candidate": cands.to_numpy(),
+                "rank_a": strength_ranks([fits[0][i] for i in idx]),
+                "rank_b": strength_ranks([fits[1][i] for i in idx])}))
+    out = pd.concat(ranked, ignore_index=True)
+    keys = table[["set_id", "candidate"]].drop_duplicates()
+    return keys.merge(out, on=["set_id", "candidate"], how="left")[
+        ["set_id", "target", "candidate", "rank_a", "rank_b"]].reset_index(drop=True)
+
+
+def split_half(table: pd.DataFrame, triplets: np.ndarray, seed: int = DEFAULTS.seed,
+               alpha: float = ALPHA) -> dict[str, float]:
+    """The data's noise ceiling: agreement of the rankings from two random halves of the triplets.
+
+    Uses :func:`split_half_ranks`, then the package's one computation of the paper's
+    statistics (:func:`clpips.stats.metric_statistics`, half B's ranks as the
+    "metric"), and the Spearman–Brown prophecy
+    (:func:`clpips.worked_example.spearman_brown`) to step the half-data
+    correlation up to the full data.
+
+    Returns
+    -------
+    dict
+        ``rho_half`` (pooled Spearman of half-A vs half-B ranks), ``rho_spearman_brown``
+        (``2 rho / (1 + rho)``: the reliability of rankings from all triplets),
+        ``icc_A_k`` (ICC(A,k) of the two halves as two raters; with two raters it is
+        itself a step-up to their mean, close to ``rho_spearman_brown``), ``n_sets``,
+        ``n_rows``, ``seed``.
+    """
+    from clpips.stats import metric_statistics
+    from clpips.worked_example import spearman_brown
+
+    ranks = split_half_ranks(table, triplets, seed=seed, alpha=alpha)
+    stats = metric_statistics(ranks, "set_id", "rank_a", "rank_b")
+    return {"rho_half": stats["rho"], "rho_spearman_brown": spearman_brown(stats["rho"], 2),
+            "icc_A_k": stats["icc"], "n_sets": int(ranks["set_id"].nunique()), "n_rows": int(len(ranks)),
+            "seed": int(seed)}

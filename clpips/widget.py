@@ -17,13 +17,22 @@ Two layers, so the logic is tested without a browser:
 * :class:`RankingWidget`: an ipywidgets view of a session (core controls
   only, so a notebook's saved widget state renders in the static book).
 
-Saving is atomic and never loses earlier rankings: the whole new file (the
-rankings already on disk, read again at save time, plus the new one) is
-validated with :func:`clpips.datasets.validate` and written to a temporary
-file that replaces the CSV (:func:`clpips.atomic.atomic_path`); an error
-anywhere leaves the previous CSV as it was and the ranking in progress
-unchanged. A new session on the same CSV and rater *resumes*: the sets this
-rater already ranked are skipped.
+Saving is atomic and never loses earlier rankings, also when many sessions
+(a class of students, in one process or many) save into one CSV at once: under
+an exclusive lock on ``<csv>.lock`` (:func:`save_lock`, ``filelock``), the whole
+new file (the rankings already on disk, read again, plus the new one) is
+validated with :func:`clpips.datasets.validate`, written to a temporary file,
+flushed to disk and renamed onto the CSV (:func:`clpips.atomic.atomic_path`). An
+error anywhere, or a writer killed mid-save, leaves the previous CSV as it was
+(and an error leaves the ranking in progress unchanged). Saving is idempotent
+per (set, rater): saving a ranking the CSV already holds (a double click, a
+second tab, a resumed session) writes nothing and moves on; a *different*
+ranking of a set this rater already saved is refused. A new session on the same
+CSV and rater *resumes*: the sets this rater already ranked are skipped.
+
+Rater names are normalised (:func:`normalise_rater`: Unicode NFC, surrounding
+whitespace removed, inner runs of whitespace made one space) or refused with a
+one-line :class:`RaterNameError`, so ``" Ana"`` and ``"Ana"`` are one rater.
 
 The CSV's image references are relative to the dataset's root (for ``mur92``,
 the cache folder holding its images); read it back with
@@ -41,8 +50,11 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import unicodedata
 import warnings
 import zlib
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -58,8 +70,55 @@ from .model import CHANNELS, initial_weight_vector
 WRITTEN_COLUMNS = ("set_id", "target", "candidate", "rater", "rank")
 
 
+#: longest rater name accepted (characters, after normalisation)
+MAX_RATER_LENGTH = 64
+#: seconds a save waits for another writer's lock before giving up
+LOCK_TIMEOUT = 60.0
+
+
 class SessionError(RuntimeError):
     """An action that does not fit the session's state (e.g. saving an unfinished ranking)."""
+
+
+class RaterNameError(ValueError):
+    """A rater name that cannot be used (empty, too long, control characters); one line."""
+
+
+def _squash(name: object) -> str:
+    """NFC, whitespace collapsed to single spaces, stripped (never raises)."""
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFC", str(name))).strip()
+
+
+def normalise_rater(name: object) -> str:
+    """A rater name as saved: Unicode NFC, stripped, inner whitespace runs made one space.
+
+    ``" Ana  María\t"`` (in any Unicode composition) becomes ``"Ana María"``.
+    Raises :class:`RaterNameError`, with a one-line message, for a name that is
+    empty after that, longer than :data:`MAX_RATER_LENGTH` characters, or
+    holds control or format characters.
+    """
+    text = _squash(name)
+    if not text:
+        raise RaterNameError("rater name is empty: type a name (letters, digits, spaces)")
+    if len(text) > MAX_RATER_LENGTH:
+        raise RaterNameError(f"rater name is {len(text)} characters long; use at most {MAX_RATER_LENGTH}")
+    bad = sorted({f"U+{ord(ch):04X}" for ch in text if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn")})
+    if bad:
+        raise RaterNameError(f"rater name {text!r} holds invisible or control characters ({', '.join(bad)}); "
+                             f"type it again")
+    return text
+
+
+def save_lock(csv_path: str | os.PathLike, timeout: float = LOCK_TIMEOUT):
+    """The exclusive lock every save into ``csv_path`` holds: ``<csv>.lock`` beside it (``filelock``).
+
+    An OS-level lock (``flock``): released by the kernel when its holder dies,
+    so a writer killed mid-save never blocks the others.
+    """
+    from filelock import FileLock
+    path = Path(csv_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.with_name(path.name + ".lock")), timeout=timeout)
 
 
 def read_weight_vector(path: str | os.PathLike, net: str = DEFAULTS.net) -> torch.Tensor:
@@ -117,11 +176,9 @@ class RankingSession:
                  base: str | os.PathLike | torch.Tensor = "lpips", l2: float = DEFAULTS.personal_l2,
                  epochs: int = DEFAULTS.epochs, features=None, auto_last: bool = True,
                  net: str = DEFAULTS.net, device: str = DEFAULTS.device) -> None:
-        if not str(rater).strip():
-            raise ValueError("rater must be a non-empty id")
         self.dataset = dataset
         self.csv_path = Path(csv_path)
-        self.rater, self.group = str(rater), (None if group is None else str(group))
+        self.rater, self.group = normalise_rater(rater), (None if group is None else _squash(group))
         self.seed, self.l2, self.epochs, self.net, self.device = seed, l2, epochs, net, device
         self.auto_last = auto_last
         self._features = features
@@ -175,9 +232,9 @@ class RankingSession:
         return self._validated(raw) if len(raw) else raw
 
     def collected(self) -> pd.DataFrame:
-        """This rater's saved rankings (rows of the CSV)."""
+        """This rater's saved rankings (rows of the CSV; names compared normalised)."""
         table = self._read_csv()
-        return table[table["rater"].astype(str) == self.rater].reset_index(drop=True)
+        return table[table["rater"].map(_squash) == self.rater].reset_index(drop=True)
 
     @property
     def current(self) -> Optional[str]:
@@ -269,29 +326,67 @@ class RankingSession:
     def save(self) -> pd.DataFrame:
         """Append the current ranking to the CSV atomically and move to the next set.
 
-        The file on disk is read again, the new rows appended, the whole table
-        validated and written to a temporary file that then replaces the CSV.
-        The earlier rows are written back as they were read (columns outside
-        the schema included). On any error the CSV and the ranking in progress
-        are left unchanged. Returns the rows written.
+        Under the CSV's lock (:func:`save_lock`) the file on disk is read again,
+        the new rows appended, the whole table validated and written to a
+        temporary file that is flushed to disk and then replaces the CSV. The
+        earlier rows are written back as they were read (columns outside the
+        schema included). If the CSV already holds this very ranking (same set,
+        rater and order) nothing is written (:attr:`last_save_written` is False);
+        a different ranking of that set by this rater raises :class:`SessionError`.
+        On any error the CSV and the ranking in progress are left unchanged.
+        Returns the ranking's rows.
         """
         rows = self.ranking_rows()
-        raw = self._read_raw()
-        if ((raw["set_id"] == self.current) & (raw["rater"] == self.rater)).any():
-            raise SessionError(f"{self.csv_path} already holds rater {self.rater!r}'s ranking of set "
-                               f"{self.current!r} (another session saved it); call resume()")
-        new = rows.astype(str)
-        table = pd.concat([raw, new], ignore_index=True).fillna("") if len(raw) else new
-        self._validated(table)                            # raises, naming the line, if anything is wrong
-        self._write(table)
+        try:
+            with save_lock(self.csv_path):
+                self._remove_stale_temporaries()
+                raw = self._read_raw()
+                saved = raw[(raw["set_id"] == self.current) & (raw["rater"].map(_squash) == self.rater)]
+                if len(saved):
+                    order = list(saved.assign(r=pd.to_numeric(saved["rank"], errors="coerce"))
+                                 .sort_values("r")["candidate"])
+                    if order != self.clicks:
+                        raise SessionError(f"{self.csv_path} already holds a different ranking of set "
+                                           f"{self.current!r} by rater {self.rater!r}; call resume()")
+                    written = False                       # the same ranking again: nothing to add
+                else:
+                    new = rows.astype(str)
+                    table = pd.concat([raw, new], ignore_index=True).fillna("") if len(raw) else new
+                    self._validated(table)                # raises, naming the line, if anything is wrong
+                    self._write(table)
+                    written = True
+        except TimeoutError as err:                       # filelock.Timeout
+            raise SessionError(f"{self.csv_path} is locked by another writer ({err}); try again") from None
+        self.last_save_written = written
         self.pending.pop(0)
         self.clicks, self._auto = [], False
         return rows
 
+    #: whether the last :meth:`save` wrote rows (False: the CSV already held that ranking)
+    last_save_written: Optional[bool] = None
+
     def _write(self, table: pd.DataFrame) -> None:
-        """Write the whole table to a temporary file beside the CSV, then rename it onto the CSV."""
+        """Write the whole table to a temporary file beside the CSV, flush it to disk, rename it onto the CSV."""
         with atomic_path(self.csv_path) as tmp:
-            table.to_csv(tmp, index=False, lineterminator="\n")
+            with open(tmp, "w", encoding="utf-8", newline="") as handle:
+                table.to_csv(handle, index=False, lineterminator="\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        try:                                              # make the rename itself durable
+            fd = os.open(self.csv_path.parent, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete temporary files a killed writer left beside the CSV (called under the lock)."""
+        for tmp in self.csv_path.parent.glob(f".{glob_escape(self.csv_path.name)}.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ model
     @property

@@ -127,14 +127,46 @@ def test_resume_skips_sets_already_ranked_by_this_rater(study):
 
 
 def test_a_set_saved_by_another_session_is_not_saved_twice(study):
-    a, b = session_of(study), session_of(study)
+    a, b, c = session_of(study), session_of(study), session_of(study)
     rank_all(a)
     a.save()
-    rank_all(b)
-    with pytest.raises(SessionError, match="already holds"):
-        b.save()
-    b.resume()
-    assert b.current == "s1"
+    assert a.last_save_written
+    rank_all(b)                                          # the same ranking (a second tab, a double click)
+    b.save()
+    assert not b.last_save_written and b.current == "s1"  # nothing written, moved on
+    assert len(pd.read_csv(study[2])) == K
+    rank_all(c, list(reversed(c.candidates())))          # a different ranking of the same set
+    with pytest.raises(SessionError, match="different ranking"):
+        c.save()
+    c.resume()
+    assert c.current == "s1" and len(pd.read_csv(study[2])) == K
+
+
+def test_rater_names_are_normalised_or_refused(study):
+    from clpips.widget import RaterNameError, normalise_rater
+    assert normalise_rater("  Ana \t Mar\u0131a ") == "Ana Mar\u0131a"
+    assert normalise_rater("Jose\u0301") == "Jos\u00e9" == normalise_rater("Jos\u00e9")   # NFD -> NFC
+    for bad in ("", "   ", "a\x00b", "x" * 65, "zero\u200bwidth"):
+        with pytest.raises(RaterNameError) as err:
+            normalise_rater(bad)
+        assert "\n" not in str(err.value)
+    s = session_of(study, rater=" me ")
+    assert s.rater == "me"
+    rank_all(s)
+    s.save()
+    again = session_of(study, rater="me")                # resume sees it under the normalised name
+    assert again.n_done == 1 and len(again.collected()) == K
+    with pytest.raises(RaterNameError):
+        session_of(study, rater="\t")
+
+
+def test_an_older_csv_with_unnormalised_names_is_resumed(study):
+    data, _, csv = study
+    csv.parent.mkdir(parents=True)
+    rows = data.table[data.table["set_id"] == "s0"].assign(rater=" me  ")
+    rows.to_csv(csv, index=False)
+    s = session_of(study, rater="me")
+    assert s.pending == ["s1", "s2"] and len(s.collected()) == K
 
 
 def test_skip_moves_the_set_to_the_end(study):
@@ -172,7 +204,8 @@ def test_an_error_while_saving_leaves_the_previous_csv_intact(study, monkeypatch
         s.save()
     monkeypatch.undo()
     assert csv.read_bytes() == before
-    assert [p.name for p in csv.parent.iterdir()] == [csv.name]   # no temporary file left behind
+    left = sorted(p.name for p in csv.parent.iterdir())
+    assert left == [csv.name, csv.name + ".lock"]        # no temporary file left behind (the lock file stays)
     assert s.current == "s1" and s.clicks == order       # the ranking in progress is kept
     s.save()                                             # and can be saved once the disk is back
     assert len(validate(pd.read_csv(csv, dtype=str), data.root, check_images=False)) == 2 * K

@@ -47,6 +47,16 @@ EXAMPLES["evaluate"] = """examples:
 
 Evaluates on the held-out targets of the split recorded in the first weights file's
 sidecar (its seed and test size) unless --seed/--test-size are given."""
+EXAMPLES["classroom"] = """examples:
+  clpips classroom --study mur92                          # 127.0.0.1 only; prints the address and code
+  clpips classroom --study mur92 --host 0.0.0.0 --port 8866 --code OWL42 --out class.csv
+  clpips classroom --study my_images/ --k 5 --sets 8      # a folder of images: each a target
+  clpips classroom --study study/rankings.csv             # the sets of a study CSV
+
+Students open the printed address, type their name and the class code, and rank the sets;
+after each ranking they see rho and ICC(A,k) of LPIPS and of their own CLPIPS with them.
+Rankings go to OUT (the project's CSV schema), the study to OUT's .json sidecar. Then:
+  clpips run 10_your_class -p class_csv $PWD/class.csv    # the teacher's view (chapter 10)"""
 
 
 class UserError(Exception):
@@ -207,6 +217,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_classroom(args: argparse.Namespace) -> int:
+    from .classroom import ClassroomError, ClassroomServer, describe, open_classroom
+    from .widget import RaterNameError
+    try:
+        room = open_classroom(args.study, args.out, code=args.code, n_sets=args.sets, k=args.k, seed=args.seed,
+                              candidates=args.candidates, weights=args.weights, net=args.net, device=args.device)
+        server = ClassroomServer(room, args.host, args.port, stop_after=args.stop_after)
+    except (ClassroomError, RaterNameError, FileNotFoundError) as err:
+        raise UserError(str(err)) from None
+    except OSError as err:  # the port is taken, the address is not this machine's
+        raise UserError(f"cannot serve on {args.host}:{args.port}: {err.strerror or err}") from None
+    print(describe(server), flush=True)
+    server.serve()
+    return 0
+
+
 def _print_alignment(table, boot) -> None:
     cols = ["spearman", "spearman_pval", "kendall", "icc_A_k", "icc_A_k_ci_low", "icc_A_k_ci_high",
             "icc_A_k_pval", "icc_A_k_koo_li", "n_rankings"]
@@ -239,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
   clpips fit --dataset mur92 --out runs/mur92         # fine-tune on human rankings, evaluate held-out
   clpips evaluate --dataset mur92 --weights runs/mur92/weights.pth --baselines
   clpips run 03_training -p margin 0.1                # re-run a book chapter with a new parameter
+  clpips classroom --study mur92                      # a ranking page for a class
   python -m clpips --help                             # the same command, as a module
 
 Run `clpips COMMAND --help` for each command's options and examples.""",
@@ -305,6 +332,30 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
                    help="also list baseline metrics: comma-separated names among l2, psnr, ssim, lpips_vgg, "
                         f"lpips_ones (clpips.baselines); alone: {d.baselines}")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("classroom", help="serve a ranking page for a class (students rank, see their scores)",
+                       description="Serve a page where students rank the sets of STUDY by similarity and see "
+                                   "how well LPIPS and their own CLPIPS agree with them; rankings go to one CSV.",
+                       epilog=EXAMPLES["classroom"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--study", required=True,
+                   help="a built-in dataset (mur92, simulated), a study CSV, or a folder of images")
+    p.add_argument("--out", default=d.classroom_out, metavar="CSV",
+                   help=f"the class's rankings (default {d.classroom_out}; the study goes to its .json)")
+    p.add_argument("--host", default=d.classroom_host,
+                   help=f"address to bind (default {d.classroom_host}: this computer only; 0.0.0.0: the network)")
+    p.add_argument("--port", type=int, default=d.classroom_port, help=f"port (default {d.classroom_port}; 0: any)")
+    p.add_argument("--code", help="the class code students must type (default: a random one, printed)")
+    p.add_argument("--sets", type=int, default=d.classroom_sets, help="sets every student ranks")
+    p.add_argument("--k", type=int, default=d.classroom_k, help="candidates per set (built-in datasets, folders)")
+    p.add_argument("--candidates", choices=["random", "stratified"], default=d.candidates,
+                   help="how mur92 candidates are drawn")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds the sets, their order and the candidates")
+    p.add_argument("--weights", metavar="FILE", help="start personal models from these CLPIPS weights "
+                                                     "(default: LPIPS)")
+    p.add_argument("--net", choices=["alex", "vgg"], default=d.net)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--stop-after", type=float, metavar="SECONDS", help="stop by itself after this long")
+    p.set_defaults(func=_cmd_classroom)
     return parser
 
 

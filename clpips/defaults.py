@@ -56,6 +56,14 @@ class Defaults:
     ablation_seeds: str = "0,1,2,3,4"  #: training seeds on the standard split (the training-noise check)
     # zappos (clpips.datasets.zappos)
     zappos_sets_per_target: int = 2  #: disjoint ranking sets of k candidates per zappos target (85 x 2 x 45 pairs)
+    # classroom (clpips classroom, clpips.classroom, chapter 10)
+    classroom_sets: int = 10        #: sets every student ranks (about 10 minutes of a lesson)
+    classroom_k: int = 6            #: candidates per set (built-in datasets and image folders)
+    classroom_host: str = "127.0.0.1"  #: address the class page binds to (0.0.0.0: the whole network)
+    classroom_port: int = 8866      #: port of the class page (0: any free port)
+    classroom_out: str = "class.csv"  #: the class's rankings (its study is recorded in class.json)
+    classroom_students: int = 12    #: size of the simulated class (chapter 10 without a class file)
+    class_csv: str = ""             #: chapter 10: the class CSV to read ("": a simulated class)
 
 
 DEFAULTS = Defaults()

@@ -17,11 +17,15 @@
 # CLPIPS learns from, and is judged on, **rankings**. A person looks at a *target* image and a
 # handful of *candidate* images and orders the candidates from most to least similar to the
 # target. The paper's rankings are private {cite:p}`trinh2026clpips`, so this book works with
-# two datasets anyone can rebuild:
+# three datasets anyone can rebuild:
 #
 # - **`mur92`**: real judgements. {glue:text}`nb01_mur_raters:d` people arranged
 #   {glue:text}`nb01_mur_images:d` photographs of objects by similarity {cite:p}`mur2013human,kriegeskorte2008matching`; each person's dissimilarities
 #   are read as rankings of candidates around each image.
+# - **`zappos`**: real judgements of another kind. A crowd answered
+#   {glue:text}`nb01_zap_triplets:,d` questions "which of two shoes is more like this one?" about
+#   {glue:text}`nb01_zap_images:d` shoe photographs {cite:p}`heim2015active,yu2014finegrained`;
+#   the answers about each target are turned into one ranking of candidates around it.
 # - **`simulated`**: a study shaped like the paper's, in which each participant ranks their own
 #   regenerations of a target, generated from a model whose ground truth we know.
 #
@@ -49,7 +53,7 @@ from myst_nb import glue
 from scipy import stats
 
 from clpips import paper
-from clpips.datasets import summaries
+from clpips.datasets import summaries, zappos
 from clpips.datasets.scenes import NAMES
 from clpips.datasets.simulated import StudyDesign
 from clpips.experiment import load_dataset
@@ -62,7 +66,8 @@ options = {"k": k, "candidates": candidates, "seed": seed}
 data = load_dataset(dataset, **options)  # a CSV study ignores the built-in sampling options
 mur = data if data.name == "mur92" else load_dataset("mur92", **options)
 sim = data if data.name == "simulated" else load_dataset("simulated", **options)
-studies = {"mur92": mur, "simulated": sim}
+zap = data if data.name == "zappos" else load_dataset("zappos", **options)
+studies = {"mur92": mur, "simulated": sim, "zappos": zap}
 if data.name not in studies:                     # a study of your own (a CSV file)
     studies[data.name] = data
 
@@ -74,7 +79,7 @@ glue("nb01_dataset", data.name, display=False)
 glue("n_targets", int(book["targets"]), display=False)     # pasted by book/reproduction.md
 glue("n_raters", int(book["raters"]), display=False)
 glue("n_rankings", int(book["rankings"]), display=False)
-for name, short in (("mur92", "mur"), ("simulated", "sim")):
+for name, short in (("mur92", "mur"), ("simulated", "sim"), ("zappos", "zap")):
     for column in ("sets", "raters", "targets", "rankings", "pairs", "k_max"):
         glue(f"nb01_{short}_{column}", int(counts.loc[name, column]), display=False)
 glue("nb01_mur_images", int(mur.image_info.shape[0]), display=False)
@@ -118,7 +123,7 @@ views = [plots.SetView(mur, mid, rater, title=f"mur92\n{rater}", notes=category.
 views.append(plots.SetView(sim, sim_set["set_id"], sim_set["rater"], title=f"simulated\n{sim_set['rater']}",
                            notes={c: f"{m} of {len(NAMES)} match" for c, m in n_match.items()},
                            highlight={c: m == len(NAMES) for c, m in n_match.items()}))
-if data.name not in ("mur92", "simulated"):
+if data.name not in ("mur92", "simulated", "zappos"):  # zappos has its own section below
     first = data.table.iloc[0]
     views.append(plots.SetView(data, first["set_id"], first["rater"], title=f"{data.name}\n{first['rater']}"))
 fig = plots.plot_ranking_sets(views)
@@ -155,7 +160,11 @@ plt.close(fig)
 # simulated study has {glue:text}`nb01_sim_raters:d` participants who each rank their own
 # {glue:text}`nb01_sim_k_max:d` regenerations of each of their group's targets:
 # {glue:text}`nb01_sim_rankings:,d` rankings of {glue:text}`nb01_sim_targets:d` targets, one
-# rater per set, as in the paper.
+# rater per set, as in the paper. `zappos` has one rater, the crowd: each of its
+# {glue:text}`nb01_zap_targets:d` images is the target of {glue:text}`nb01_zap_sets_per_target:d`
+# sets of {glue:text}`nb01_zap_k_max:d` candidates ({glue:text}`nb01_zap_sets:,d` sets,
+# {glue:text}`nb01_zap_pairs:,d` ordered pairs), ranked from the crowd's triplets
+# ({ref}`sec-01-zappos`).
 
 # %%
 counts
@@ -351,12 +360,98 @@ means.to_frame("mean Spearman rho over sets")
 # weights. Diamonds mark means.
 # ```
 #
+# (sec-01-zappos)=
+# ## `zappos`: shoes ranked by a crowd
+#
+# The `zappos` judgements are **triplets**: a crowd worker saw a target shoe (the *head*) and two
+# others and picked the one more similar to the target. Each of the
+# {glue:text}`nb01_zap_images:d` photographs is the head of between
+# {glue:text}`nb01_zap_head_min:,d` and {glue:text}`nb01_zap_head_max:,d` triplets, which cover
+# nearly every pair of the other images. No worker ids were kept, so there are no individual
+# raters. For each target, a Bradley–Terry model fitted to that target's triplets alone gives
+# every other image a strength, the log-odds scale on which it is picked as "closer"
+# (`clpips.datasets.zappos`). Each target gets {glue:text}`nb01_zap_sets_per_target:d` disjoint
+# sets of {glue:text}`nb01_zap_k_max:d` random candidates, ranked by strength (rank 1 =
+# strongest = most similar); the rater is `crowd`. Candidates with equal strengths (they won
+# equally often against the same opponents) share an average rank; this happens in
+# {glue:text}`nb01_zap_tied_sets:d` of the {glue:text}`nb01_zap_sets:,d` sets.
+#
+# Because a triplet has exactly one head, the rankings of different targets rest on disjoint
+# triplets: a split by target never lets the judgements behind a held-out ranking into training.
+#
+# **The noise ceiling.** With no individual raters, the question "how far do people agree?"
+# becomes "how reproducible is the crowd's ranking?". We split each target's triplets at random
+# into two halves, rank every set from each half, and compare the two rankings.
+
+# %%
+triplets = zappos.triplets()
+split = zappos.split_half(zap.table, triplets, seed=seed)
+halves = zappos.split_half_ranks(zap.table, triplets, seed=seed)
+# checks: the ceiling's rho is scipy's on the two halves' ranks; its step-up is Spearman-Brown's
+assert np.isclose(split["rho_half"], stats.spearmanr(halves["rank_a"], halves["rank_b"]).statistic)
+assert np.isclose(split["rho_spearman_brown"], 2 * split["rho_half"] / (1 + split["rho_half"]))
+per_set = pd.Series({sid: stats.spearmanr(g["rank_a"], g["rank_b"]).statistic
+                     for sid, g in halves.groupby("set_id")})
+example = (per_set - per_set.median()).abs().idxmin()  # the set whose halves agree as the median set's do
+zap_target = zap.table.loc[zap.table["set_id"] == example, "target"].iloc[0]
+head_counts = np.bincount(triplets[:, 0], minlength=zappos.N_IMAGES)
+tied = zap.table.groupby("set_id")["rank"].apply(lambda r: bool((r % 1 != 0).any()))
+
+glue("nb01_zap_images", int(zap.image_info.shape[0]), display=False)
+glue("nb01_zap_triplets", int(len(triplets)), display=False)
+glue("nb01_zap_head_min", int(head_counts.min()), display=False)
+glue("nb01_zap_head_max", int(head_counts.max()), display=False)
+glue("nb01_zap_sets_per_target", int(zap.table.groupby("target")["set_id"].nunique().max()), display=False)
+glue("nb01_zap_tied_sets", int(tied.sum()), display=False)
+glue("nb01_zap_split_rho", float(split["rho_half"]), display=False)
+glue("nb01_zap_split_sb", float(split["rho_spearman_brown"]), display=False)
+glue("nb01_zap_split_icc", float(split["icc_A_k"]), display=False)
+glue("nb01_zap_split_rows", int(split["n_rows"]), display=False)
+glue("nb01_zap_set_rho_median", float(per_set.median()), display=False)
+glue("nb01_zap_set_rho_lo", float(per_set.quantile(0.1)), display=False)
+glue("nb01_zap_set_rho_hi", float(per_set.quantile(0.9)), display=False)
+
+ranks_of = halves.set_index(["set_id", "candidate"])
+views = [plots.SetView(zap, sid, "crowd", title=f"zappos\n{sid}",
+                       notes={c: f"halves {ranks_of.loc[(sid, c), 'rank_a']:g} | {ranks_of.loc[(sid, c), 'rank_b']:g}"
+                              for c in zap.table.loc[zap.table["set_id"] == sid, "candidate"]})
+         for sid in sorted(zap.table.loc[zap.table["target"] == zap_target, "set_id"].unique())]
+fig = plots.plot_ranking_sets(views)
+glue("nb01_fig_zappos", fig, display=False)
+plt.close(fig)
+pd.Series(split).drop("seed").to_frame("split-half")
+
+# %% [markdown]
+# ```{glue:figure} nb01_fig_zappos
+# :name: fig-01-zappos
+#
+# Both `zappos` sets of one target, ranked by the crowd (rank 1 first). The target is the one
+# whose set's two split-half rankings agree as closely as the median set's do; under each
+# candidate, the ranks it gets from the two halves of the target's triplets.
+# ```
+#
+# Pooled over all {glue:text}`nb01_zap_split_rows:,d` (set, candidate) rows, the two halves'
+# rankings agree with a Spearman $\rho$ of {glue:text}`nb01_zap_split_rho:.3f`; per set the
+# median is {glue:text}`nb01_zap_set_rho_median:.2f` (10th to 90th percentile
+# {glue:text}`nb01_zap_set_rho_lo:.2f` to {glue:text}`nb01_zap_set_rho_hi:.2f`). Each half holds
+# half the triplets, so this understates the reliability of the rankings built from all of them;
+# the Spearman–Brown formula $2\rho / (1 + \rho)$ steps it up to
+# {glue:text}`nb01_zap_split_sb:.3f`, and ICC(A,k) with the two halves as two raters, the
+# reliability of their mean, gives {glue:text}`nb01_zap_split_icc:.3f`. This ceiling is of another
+# kind than `mur92`'s: there it measures how well one ranking can predict an individual person,
+# here how reproducible the crowd's pooled ranking is, the ranking a metric is compared with.
+# One caveat: the triplets were "deconflicted" by their authors, who removed answers that formed
+# cycles, so the data are more self-consistent than raw crowd answers and the ceiling is, if
+# anything, higher than it would be for them.
+#
 # ## What this means for a metric
 #
 # Agreement with people has a ceiling set by the people themselves. On `mur92` one ranking per
 # set, however good, can expect a mean $\rho$ between {glue:text}`nb01_ceiling_lower:.2f` and
 # {glue:text}`nb01_ceiling_upper:.2f`; that is the yardstick for the metrics of the next
-# chapters. In the simulated study the ceiling is known exactly, about
+# chapters. On `zappos` the crowd's ranking is reproducible to a split-half $\rho$ of
+# {glue:text}`nb01_zap_split_rho:.2f` ({glue:text}`nb01_zap_split_sb:.2f` stepped up to all the
+# triplets). In the simulated study the ceiling is known exactly, about
 # {glue:text}`nb01_truth_own:.2f` for a personal metric, and a single metric for everyone loses
 # part of it. The paper's study, with one person per set, cannot estimate its ceiling this way;
 # its reported $\rho$ of {glue:text}`nb01_paper_lpips_rho:.3f` (LPIPS) and

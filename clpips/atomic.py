@@ -1,15 +1,22 @@
 """Atomic file writes: write to a temporary file in the same folder, then rename.
 
 A crash or an error part-way leaves the previous file (or nothing) in place,
-never a half-written one.
+never a half-written one. Also the package's one way to turn a torch object into
+bytes (:func:`torch_bytes`: same object, same bytes), its one strict-JSON writer
+(:func:`write_json`) and its one checked cache entry (:func:`write_checked` /
+:func:`read_checked`: a sha256 recorded beside the entry on write, verified on read).
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 @contextlib.contextmanager
@@ -42,8 +49,91 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def torch_save(obj, path: str | os.PathLike) -> Path:
+def torch_bytes(obj: Any) -> bytes:
+    """``torch.save(obj)`` as bytes, through an in-memory buffer.
+
+    Saving to a file records the file's name inside the archive (its top folder
+    is the file's stem), so a save to a temporary name gave different bytes on
+    every run; through a buffer the folder is always ``archive`` and the same
+    object gives the same bytes.
+    """
     import torch
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``torch_bytes(obj)`` to ``path`` atomically."""
+    return write_bytes(path, torch_bytes(obj))
+
+
+def _strict(obj: Any) -> Any:
+    """``obj`` with NaN/inf as None and numpy/torch scalars and arrays as Python values."""
+    if isinstance(obj, dict):
+        return {str(k): _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy/torch scalars and arrays
+        return _strict(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return str(obj)
+
+
+def json_text(obj: Any, sort_keys: bool = False) -> str:
+    """Strict JSON (RFC 8259): missing or non-finite numbers become ``null``, never bare ``NaN``."""
+    return json.dumps(_strict(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
+
+
+def write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = False) -> Path:
+    """Write ``obj`` as strict JSON (:func:`json_text`) atomically."""
+    return write_text(path, json_text(obj, sort_keys=sort_keys))
+
+
+class CacheEntryError(ValueError):
+    """A cache entry is missing its checksum or does not match it."""
+
+
+def checksum_path(path: str | os.PathLike) -> Path:
+    """Where the sha256 of a checked entry is recorded: ``entry.pt`` -> ``entry.pt.sha256``."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def write_checked(path: str | os.PathLike, data: bytes) -> Path:
+    """Write a cache entry and the sha256 of its bytes beside it (both atomically)."""
+    write_bytes(path, data)
+    write_text(checksum_path(path), hashlib.sha256(data).hexdigest() + "\n")
     return Path(path)
+
+
+def read_checked(path: str | os.PathLike) -> bytes:
+    """The bytes of a cache entry written by :func:`write_checked`, verified.
+
+    Raises
+    ------
+    CacheEntryError
+        Naming the entry, when its checksum is missing or differs (truncated,
+        altered, or written by an older clpips).
+    FileNotFoundError
+        When the entry itself does not exist.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        recorded = checksum_path(path).read_text().strip()
+    except FileNotFoundError:
+        raise CacheEntryError(f"{path}: cache entry has no recorded checksum") from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != recorded:
+        raise CacheEntryError(f"{path}: cache entry is corrupt (sha256 {got[:12]}…, recorded {recorded[:12]}…)")
+    return data
+
+
+def remove_entry(path: str | os.PathLike) -> None:
+    """Delete a cache entry and its checksum (missing files are fine)."""
+    Path(path).unlink(missing_ok=True)
+    checksum_path(path).unlink(missing_ok=True)

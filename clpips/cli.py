@@ -7,7 +7,12 @@ line on stderr with a non-zero exit status, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
 import sys
+import warnings
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .defaults import DEFAULTS
@@ -60,7 +65,81 @@ Rankings go to OUT (the project's CSV schema), the study to OUT's .json sidecar.
 
 
 class UserError(Exception):
-    """An error caused by the user's input: printed as one line, exit status 2."""
+    """An error caused by the user's input: printed as one line, exit status 2 (or ``status``)."""
+
+    def __init__(self, message: str, status: int = 2):
+        super().__init__(message)
+        self.status = status
+
+
+# ---------------------------------------------------------------- option types: checked while parsing
+def _number(text: str, kind: type = float, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False) -> float | int:
+    """``text`` as a finite ``kind`` within [low, high] (open ends where asked); else an argparse error."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a{' whole' if kind is int else ''} number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be {'>' if low_open else '>='} {low:g}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be {'<' if high_open else '<='} {high:g}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    return _number(text, float, 0, low_open=True)
+
+
+def _nonnegative_float(text: str) -> float:
+    return _number(text, float, 0)
+
+
+def _share(text: str) -> float:
+    return _number(text, float, 0, 1, low_open=True, high_open=True)
+
+
+def _positive_int(text: str) -> int:
+    return _number(text, int, 1)
+
+
+def _nonnegative_int(text: str) -> int:
+    return _number(text, int, 0)
+
+
+def _device(text: str) -> str:
+    """A torch device that exists on this machine."""
+    import torch
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: no CUDA GPU is available here "
+                                             "(torch.cuda.is_available() is False); use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA GPU(s), cuda:0..cuda:{count - 1}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: Apple MPS is not available here; use --device cpu")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a hint when a file name beginning with ``-`` was read as an option."""
+
+    argv: Sequence[str] = ()
+
+    def error(self, message: str):  # type: ignore[override]
+        dashed = [a for a in _Parser.argv if a.startswith("-") and a != "-" and not a.startswith("--")
+                  and (os.path.exists(a) or re.search(r"\.[A-Za-z0-9]{2,5}$", a))]
+        if dashed:
+            message += (f"; {dashed[0]!r} begins with '-' and reads as an option: write ./{dashed[0]} "
+                        "or put -- before the file names")
+        super().error(message)
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -70,10 +149,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from .model import CLPIPS
     from .weights import WeightsUnavailableError
 
+    from .conventions import check_size
     try:
         target = load_image(args.target)
         candidates = [load_image(p) for p in args.images]
-    except ImageReadError as err:
+        check_size(args.size or target.shape[-2:], args.net, "--size" if args.size else args.target)
+    except (ImageReadError, ValueError) as err:
         raise UserError(str(err)) from None
     linear = args.weights if args.weights else "lpips"
     try:
@@ -125,10 +206,7 @@ def _load_dataset(args: argparse.Namespace):
     options = {"k": args.k, "candidates": args.candidates, "seed": args.seed}
     try:
         if args.dataset.lower().endswith(".csv"):
-            from pathlib import Path
-            if not Path(args.dataset).is_file():
-                raise UserError(f"{args.dataset}: no such CSV file")
-            return load_dataset(args.dataset)
+            return load_dataset(args.dataset, ties=args.ties)
         return load_dataset(args.dataset, **options)
     except (RankingDataError, OSError) as err:
         raise UserError(str(err).splitlines()[0] if len(str(err)) > 400 else str(err)) from None
@@ -136,38 +214,74 @@ def _load_dataset(args: argparse.Namespace):
         raise UserError(str(err)) from None
 
 
-def _cmd_fit(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
+def _check_out_dir(out: Path) -> None:
+    """``--out`` is a folder clpips can write (created here), before any work is done."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is an existing file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        import tempfile
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot write there ({err.strerror or err})") from None
 
+
+#: fewest targets on each side of the protocol: held out (the bootstrap resamples them) and
+#: training (fit holds some out again for early stopping)
+MIN_TEST_TARGETS, MIN_TRAIN_TARGETS = 2, 2
+
+
+def _check_study_size(dataset, test_size: float, source: str) -> None:
+    """One line when the study has too few targets for the split, early stopping and the bootstrap."""
+    def sides(n: int) -> tuple[int, int]:  # the rule of clpips.datasets.split_by_target
+        n_test = min(max(int(round(test_size * n)), 1), n - 1) if n >= 2 else n
+        return n - n_test, n_test
+
+    have = int(dataset.table["target"].nunique())
+    need = next(n for n in range(2, 10_000) if sides(n)[0] >= MIN_TRAIN_TARGETS and sides(n)[1] >= MIN_TEST_TARGETS)
+    if have < need:
+        raise UserError(f"{source}: {have} target image(s); fit with --test-size {test_size:g} needs at least {need} "
+                        f"({MIN_TRAIN_TARGETS} to train on, {MIN_TEST_TARGETS} held out for evaluation and the "
+                        "bootstrap)")
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
     from . import atomic
     from .experiment import bootstrap_summary, fit_options, metrics_json, run
 
+    out = Path(args.out)
+    _check_out_dir(out)                      # everything checkable is checked before training
     dataset = _load_dataset(args)
+    _check_study_size(dataset, args.test_size, args.dataset)
     try:
         exp = run(dataset, seed=args.seed, test_size=args.test_size, net=args.net, device=args.device,
                   progress=not args.quiet, **fit_options(vars(args)))
         exp.settings.update(k=args.k, candidates=args.candidates)
     except ValueError as err:
         raise UserError(str(err)) from None
-    boot = bootstrap_summary(exp.scored, "lpips", "clpips", n_boot=args.n_boot, seed=args.seed)
-    out = Path(args.out)
-    metrics = metrics_json(exp, boot)
+    # the weights and their sidecar are written as soon as training ends; later steps cannot lose them
     provenance = {"trained_on": exp.settings["dataset"], "dataset_citation": getattr(dataset, "citation", ""),
-                  "seed": args.seed, "parameters": exp.settings, "metrics": {"heldout": metrics["heldout"]}}
+                  "seed": args.seed, "parameters": exp.settings, "metrics": {"heldout": metrics_json(exp)["heldout"]}}
     model = exp.result.metric(args.net)
     model.provenance = {"init": args.init}
     model.save_weights(out / "weights.pth", provenance=provenance)
-    atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
-    _print_alignment(exp.table, boot)
+    saved = f"{out / 'weights.pth'} and {out / 'weights.json'} are saved"
+    step = "the bootstrap"
+    try:
+        boot = bootstrap_summary(exp.scored, "lpips", "clpips", n_boot=args.n_boot, seed=args.seed)
+        step = f"writing {out / 'metrics.json'}"
+        atomic.write_json(out / "metrics.json", metrics_json(exp, boot))
+        step = "printing the table"
+        _print_alignment(exp.table, boot)
+    except Exception as err:  # noqa: BLE001 - report any failure with what is already on disk
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise UserError(f"{step} failed ({type(err).__name__}: {reason}); {saved}", status=1) from None
     print(f"wrote {out / 'weights.pth'}, {out / 'weights.json'}, {out / 'metrics.json'}")
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
     from . import atomic
     from .datasets import split_by_target
     from .evaluate import alignment_table, score_rankings
@@ -212,7 +326,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         payload = {"dataset": args.dataset, "split": args.split, "seed": seed, "test_size": test_size,
                    "heldout": result.to_dict(orient="index"), "bootstrap": boot}
-        atomic.write_text(Path(args.json), json.dumps(payload, indent=2, default=str) + "\n")
+        atomic.write_json(Path(args.json), payload)
         print(f"wrote {args.json}")
     return 0
 
@@ -247,17 +361,26 @@ def _add_experiment_options(p: argparse.ArgumentParser) -> None:
     d = DEFAULTS
     p.add_argument("--dataset", default=d.dataset, help=f"dataset name or CSV path (default {d.dataset})")
     p.add_argument("--net", choices=["alex", "vgg"], default=d.net)
-    p.add_argument("--k", type=int, default=d.k, help="candidates per set (built-in datasets)")
+    p.add_argument("--k", type=_positive_int, default=d.k, help="candidates per set (built-in datasets)")
     p.add_argument("--candidates", choices=["random", "stratified"], default=d.candidates,
                    help="how mur92 candidates are drawn")
-    p.add_argument("--test-size", type=float, default=d.test_size, help="held-out share of targets")
-    p.add_argument("--device", default=d.device)
-    p.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples")
+    p.add_argument("--test-size", type=_share, default=d.test_size, help="held-out share of targets, in (0, 1)")
+    p.add_argument("--device", type=_device, default=d.device)
+    p.add_argument("--n-boot", type=_positive_int, default=d.n_boot, help="bootstrap resamples (at least 1)")
+    p.add_argument("--ties", choices=["reject", "average"], default="reject",
+                   help="tied ranks in a CSV study: refuse them (default) or read them as average ranks")
+    _add_max_pixels(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_max_pixels(p: argparse.ArgumentParser) -> None:
+    from .images import DEFAULT_MAX_PIXELS
+    p.add_argument("--max-pixels", type=_positive_int, metavar="N",
+                   help=f"refuse images with more pixels (default {DEFAULT_MAX_PIXELS:,}, or $CLPIPS_MAX_PIXELS)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="clpips",
         description="CLPIPS: LPIPS fine-tuned on human similarity rankings.",
         epilog="""examples:
@@ -281,9 +404,10 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--net", choices=["alex", "vgg"], default=DEFAULTS.net)
     p.add_argument("--weights", metavar="FILE", help="linear weights (clpips or lpips .pth); default: LPIPS v0.1")
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+    p.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"),
                    help="resize both images to H x W (default: each candidate to the target's size)")
-    p.add_argument("--device", default=DEFAULTS.device)
+    p.add_argument("--device", type=_device, default=DEFAULTS.device)
+    _add_max_pixels(p)
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("run", help="execute a notebook with papermill (the book's chapters)",
@@ -308,15 +432,16 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--loss", choices=["margin", "logistic"], default=d.loss)
-    p.add_argument("--margin", type=float, default=d.margin)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--patience", type=int, default=d.patience)
+    p.add_argument("--margin", type=_nonnegative_float, default=d.margin)
+    p.add_argument("--lr", type=_positive_float, default=d.lr)
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
+    p.add_argument("--epochs", type=_positive_int, default=d.epochs)
+    p.add_argument("--patience", type=_nonnegative_int, default=d.patience)
     p.add_argument("--init", choices=["lpips", "uniform", "ones", "random"], default=d.init)
     p.add_argument("--layers", default=d.layers, help="layers to train: all or e.g. 0,1,4")
     p.add_argument("--no-project", dest="project", action="store_false", help="allow negative weights")
     p.set_defaults(func=_cmd_fit, project=d.project)
+
 
     p = sub.add_parser("evaluate", help="alignment of LPIPS and fitted weights with human rankings",
                        description="Print Spearman, Kendall and ICC(A,k) (with 95%% CI and p) of baseline "
@@ -361,18 +486,25 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
+    _Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if getattr(args, "max_pixels", None):
+        os.environ["CLPIPS_MAX_PIXELS"] = str(args.max_pixels)  # read by clpips.images.max_pixels
     if args.command == "evaluate":
         args.seed = DEFAULTS.seed if args.seed_given is None else args.seed_given
     func: Callable[[argparse.Namespace], int] = args.func
+    shown = warnings.formatwarning  # warnings (a rebuilt cache entry, an unwritable cache) as one line each
+    warnings.formatwarning = lambda message, category, *rest, **kw: f"clpips: warning: {message}\n"
     try:
         return func(args)
     except UserError as err:
         print(f"clpips {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return err.status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,9 @@
 * **Ranks**: rank 1 = most similar to the target; a set of ``k`` candidates is
   ranked ``1..k``.
 
-:func:`check_images` is the one input-validation helper for image tensors.
+:func:`check_images` is the one input-validation helper for image tensors;
+:func:`check_size` the one check of an image size against a backbone's minimum
+(:data:`MIN_SIZE`).
 """
 from __future__ import annotations
 
@@ -16,6 +18,21 @@ import torch
 #: numerical slack when checking the value range (images rescaled from uint8
 #: can land a few ulps outside the nominal interval).
 RANGE_TOLERANCE = 1e-5
+
+#: the smallest height and width (pixels) each backbone takes, measured on the LPIPS
+#: slices: AlexNet's stride-4 conv1 and two 3x3/2 max-pools leave no pixel below 31;
+#: VGG16's four 2x2 max-pools inside LPIPS's five slices, below 16
+#: (``tests/test_hardening.py::test_min_size_is_the_measured_one`` checks both bounds)
+MIN_SIZE = {"alex": 31, "vgg": 16}
+
+
+def check_size(size: tuple[int, int], net: str, name: str = "image") -> None:
+    """Raise a one-line ValueError naming ``name`` if ``size = (H, W)`` is below ``net``'s :data:`MIN_SIZE`."""
+    low = MIN_SIZE.get(net, max(MIN_SIZE.values()))
+    height, width = (int(v) for v in size)
+    if height < low or width < low:
+        raise ValueError(f"{name}: {height} x {width} pixels is smaller than the {low} x {low} that "
+                         f"net={net!r} takes (clpips.conventions.MIN_SIZE); use a larger image or --size")
 
 
 def check_images(x: object, name: str = "images", normalize: bool = False) -> torch.Tensor:

@@ -6,10 +6,15 @@ backbone again once the pair vectors ``phi`` are known. This module computes
 them with each unique image going through the backbone once, and caches them
 under ``<cache>/features/<net>-<size rule>/``, one file per target image, keyed
 by the sha256 of the image files' bytes. A second fit on the same data
-extracts nothing.
+extracts nothing. Each entry is written with its checksum and verified when read
+(:func:`clpips.atomic.read_checked`): a truncated or altered entry is named in a
+warning, removed and rebuilt; a cache folder that cannot be written is one
+warning line, and the run goes on without caching.
 """
 from __future__ import annotations
 
+import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -20,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import atomic
+from .conventions import check_size
 from .images import SizeRule, load_image, match_sizes
 from .model import CHANNELS, CLPIPS
 from .paths import cache_dir, sha256_file
@@ -88,8 +94,7 @@ def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", 
     by_target: dict[str, dict[str, torch.Tensor]] = {}
     if cache:
         for t in {t for t, _ in keys}:
-            f = store / f"{hashes[t]}.pt"
-            by_target[t] = torch.load(f, weights_only=True) if f.is_file() else {}
+            by_target[t] = _read_entry(store / f"{hashes[t]}.pt", dim)
         for t, c in keys:
             vec = by_target[t].get(hashes[c])
             if vec is not None:
@@ -101,12 +106,43 @@ def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", 
         computed = _extract(metric, todo, paths, size, batch_size, progress)
         found.update(computed)
         if cache:
-            for t in {t for t, _ in todo}:
-                entry = dict(by_target.get(t, {}))
-                entry.update({hashes[c]: computed[(tt, c)] for tt, c in todo if tt == t})
-                atomic.torch_save(entry, store / f"{hashes[t]}.pt")
+            try:
+                for t in {t for t, _ in todo}:
+                    entry = dict(by_target.get(t, {}))
+                    entry.update({hashes[c]: computed[(tt, c)] for tt, c in todo if tt == t})
+                    atomic.write_checked(store / f"{hashes[t]}.pt", atomic.torch_bytes(entry))
+            except OSError as err:
+                warnings.warn(f"cannot write the feature cache {store} ({err.strerror or err}); going on without "
+                              "caching (set CLPIPS_CACHE to a writable folder)", CacheWarning, stacklevel=2)
     matrix = torch.stack([found[k] for k in keys]) if keys else torch.zeros(0, dim)
     return PairFeatures(keys=keys, matrix=matrix.float(), net=net, extracted=len(todo))
+
+
+class CacheWarning(UserWarning):
+    """A cache entry was bad (and is rebuilt) or the cache cannot be written."""
+
+
+def _read_entry(path: Path, dim: int) -> dict[str, torch.Tensor]:
+    """A target's cached vectors, verified; a bad entry is named in a warning, removed, and ``{}`` returned."""
+    if not path.is_file():
+        return {}
+    try:
+        entry = torch.load(io.BytesIO(atomic.read_checked(path)), map_location="cpu", weights_only=True)
+        if not isinstance(entry, dict) or not all(
+                isinstance(v, torch.Tensor) and tuple(v.shape) == (dim,) and bool(torch.isfinite(v).all())
+                for v in entry.values()):
+            raise atomic.CacheEntryError(f"{path}: cache entry does not hold {dim}-number finite vectors")
+    except Exception as err:  # a checksum mismatch, or bytes torch cannot read
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if not isinstance(err, atomic.CacheEntryError):
+            reason = f"{path}: unreadable cache entry ({reason})"
+        try:
+            atomic.remove_entry(path)
+        except OSError:
+            pass
+        warnings.warn(f"{reason}; removed it, rebuilding", CacheWarning, stacklevel=3)
+        return {}
+    return entry
 
 
 def _extract(metric: CLPIPS, todo: list[tuple[str, str]], paths: dict[str, Path], size: SizeRule,
@@ -117,6 +153,7 @@ def _extract(metric: CLPIPS, todo: list[tuple[str, str]], paths: dict[str, Path]
     prep = {}  # pair -> ((target, size), (candidate, size), target tensor, candidate tensor)
     for t, c in todo:
         ti, ci = match_sizes(images[t], images[c], size)
+        check_size(ti.shape[-2:], metric.net_name, str(paths[t]) if isinstance(size, str) else f"size {size}")
         prep[(t, c)] = (t, tuple(ti.shape[-2:])), (c, tuple(ci.shape[-2:])), ti, ci
 
     # group pairs into chunks whose distinct images fit the memory budget

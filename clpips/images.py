@@ -1,7 +1,17 @@
 """Reading image files into the package's tensor convention, and matching sizes.
 
 Any format Pillow reads is accepted; EXIF orientation is applied; grayscale,
-palette and RGBA images are converted to RGB (alpha composited on white).
+palette, CMYK and images with alpha are converted to RGB (alpha composited on
+white). High bit depths are *scaled*, not clipped: 16-bit images (Pillow modes
+``I;16*``, and ``I``, which is how Pillow reads 16-bit PNG/TIFF) by 255/65535,
+floating-point images (``F``, values in [0, 1]) by 255; values outside those
+ranges are refused. So the same picture saved at any depth gives the same tensor
+up to 8-bit rounding.
+
+Images larger than :func:`max_pixels` (default 4096 x 4096 = 16,777,216 pixels;
+raise it with ``$CLPIPS_MAX_PIXELS`` or the CLI's ``--max-pixels``) are refused
+before decoding, as are Pillow's decompression bombs: a 16-megapixel image needs
+about 0.7 GB of AlexNet activations (about 8 GB through VGG).
 
 Size rule for a pair of different sizes: by default the candidate is resized to
 the target's size (``size="target"``); ``size=(H, W)`` resizes both to a fixed
@@ -10,6 +20,7 @@ size. Resizing is bilinear with antialiasing.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Union
 
@@ -18,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .conventions import MIN_SIZE
+
 SizeRule = Union[str, tuple[int, int]]
 
 
@@ -25,22 +38,78 @@ class ImageReadError(ValueError):
     """An image file is missing or cannot be decoded."""
 
 
+#: default of :func:`max_pixels`
+DEFAULT_MAX_PIXELS = 4096 * 4096
+#: full scale of each high-bit-depth Pillow mode (its values are divided by this)
+_FULL_SCALE = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def max_pixels() -> int:
+    """The most pixels (width x height) an image may have: ``$CLPIPS_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`."""
+    raw = os.environ.get("CLPIPS_MAX_PIXELS", "")
+    try:
+        value = int(raw) if raw.strip() else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise ImageReadError(f"CLPIPS_MAX_PIXELS={raw!r} is not a whole number of pixels") from None
+    if value < 1:
+        raise ImageReadError(f"CLPIPS_MAX_PIXELS={raw!r} must be at least 1")
+    return value
+
+
+def _scaled_to_8bit(img: Image.Image, path: Path) -> Image.Image:
+    """A 16-bit, 32-bit integer or float image as 8-bit ``L``, scaled by its mode's full scale."""
+    arr = np.asarray(img).astype(np.float64)
+    full = _FULL_SCALE[img.mode]
+    if not np.isfinite(arr).all():
+        raise ImageReadError(f"{path}: image (mode {img.mode}) contains NaN or infinite values")
+    if arr.size and (arr.min() < 0 or arr.max() > full):
+        raise ImageReadError(f"{path}: mode {img.mode} values span [{arr.min():g}, {arr.max():g}], outside "
+                             f"0..{full:g}; save it as an 8- or 16-bit image")
+    return Image.fromarray(np.round(arr * (255.0 / full)).astype(np.uint8), "L")
+
+
 def open_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open ``path`` as an RGB PIL image with its EXIF orientation applied."""
+    """Open ``path`` as an 8-bit RGB PIL image with its EXIF orientation applied.
+
+    Raises :class:`ImageReadError` (one line naming the file) for a missing file,
+    a folder, an undecodable file, values outside the mode's range, or more
+    pixels than :func:`max_pixels`.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image file")
     if not path.is_file():
         raise ImageReadError(f"{path}: no such image file")
+    limit = max_pixels()
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            img.load()
-    except (UnidentifiedImageError, OSError) as err:
-        raise ImageReadError(f"{path}: cannot decode image ({err})") from None
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > limit:
+                    raise ImageReadError(f"{path}: {width} x {height} = {width * height:,} pixels is more than the "
+                                         f"limit of {limit:,}; downscale it, or raise the limit with "
+                                         "CLPIPS_MAX_PIXELS or --max-pixels")
+                img = ImageOps.exif_transpose(img)
+                img.load()
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f"{path}: refused as a decompression bomb ({err})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, ImageReadError):
+            raise
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ImageReadError(f"{path}: cannot decode image ({reason})") from None
+    if img.mode in _FULL_SCALE:
+        img = _scaled_to_8bit(img, path)
+    if img.mode in _ALPHA_MODES or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
-    return img.convert("RGB")
+    try:
+        return img.convert("RGB")
+    except ValueError as err:
+        raise ImageReadError(f"{path}: cannot convert mode {img.mode} to RGB ({err})") from None
 
 
 def to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
@@ -72,6 +141,7 @@ def match_sizes(target: torch.Tensor, candidate: torch.Tensor,
         if size != "target":
             raise ValueError(f"size must be 'target' or a (height, width) pair, got {size!r}")
         return target, resize(candidate, tuple(target.shape[-2:]))
-    if len(size) != 2 or min(size) < 16:
-        raise ValueError(f"size must be a (height, width) pair of at least 16 pixels, got {size!r}")
+    if len(size) != 2 or min(size) < min(MIN_SIZE.values()):
+        raise ValueError(f"size must be a (height, width) pair of at least {min(MIN_SIZE.values())} pixels "
+                         f"(the minimum per backbone is {MIN_SIZE}), got {size!r}")
     return resize(target, size), resize(candidate, size)

@@ -30,7 +30,7 @@ from torch import nn
 
 from . import atomic
 from . import weights as _weights
-from .conventions import check_images
+from .conventions import check_images, check_size
 
 #: channels of the five LPIPS layers for each backbone
 CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
@@ -169,6 +169,8 @@ class CLPIPS(nn.Module):
             if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
                 got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
                 raise ValueError(f"{source}: {key} should have shape {shape}, got {got}")
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f"{source}: {key} contains NaN or infinite weights")
         with torch.no_grad():
             for i, lin in enumerate(self.lins):
                 lin.model[1].weight.copy_(state[f"lin{i}.model.1.weight"].to(lin.model[1].weight))
@@ -193,7 +195,8 @@ class CLPIPS(nn.Module):
 
         ``lpips.LPIPS(net=..., model_path=path)`` loads the file unchanged. Both
         files are written to temporary names and renamed, so a crash never
-        leaves a half-written file.
+        leaves a half-written file; the same weights give the same bytes
+        (:func:`clpips.atomic.torch_bytes`).
         """
         from . import __version__
         path = Path(path)
@@ -202,7 +205,7 @@ class CLPIPS(nn.Module):
                 "net": self.net_name, "clpips_version": __version__,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 **self.provenance, **(provenance or {})}
-        atomic.write_text(sidecar_path(path), json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+        atomic.write_json(sidecar_path(path), meta, sort_keys=True)
         return path
 
     def load_weights(self, path: str | os.PathLike) -> "CLPIPS":
@@ -223,6 +226,7 @@ class CLPIPS(nn.Module):
     def layer_features(self, x: torch.Tensor, normalize: bool = False) -> list[torch.Tensor]:
         """Channel-normalised activations of the five layers for an image batch."""
         check_images(x, "images", normalize=normalize)
+        check_size(x.shape[-2:], self.net_name, "images")
         if normalize:
             x = 2 * x - 1
         device = next(self.net.parameters()).device

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any, Mapping
 
 
 def cache_dir() -> Path:
@@ -18,6 +19,16 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "clpips"
+
+
+def tensor_digest(tensors: Mapping[str, Any]) -> str:
+    """Hex sha256 of a name -> tensor mapping's content (names, dtypes, shapes, values), whatever its file format."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        value = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def sha256_file(path: str | os.PathLike) -> str:

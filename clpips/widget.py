@@ -280,7 +280,11 @@ class RankingSession:
             if not 0 <= int(candidate) < len(cands):
                 raise SessionError(f"candidate index {candidate} outside 0..{len(cands) - 1}")
             candidate = cands[int(candidate)]
-        candidate = str(candidate)
+        from .datasets.validate import normalize_ref  # images/./a.png and images//a.png are images/a.png
+        try:
+            candidate = normalize_ref(str(candidate))
+        except ValueError as err:
+            raise SessionError(f"candidate {err}") from None
         if candidate not in cands:
             raise SessionError(f"{candidate!r} is not a candidate of set {self.current!r}")
         if candidate in self.clicks:

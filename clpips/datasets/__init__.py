@@ -48,6 +48,27 @@ def load(name: str, **options) -> RankingDataset:
     raise ValueError(f"unknown dataset {name!r}: choose one of {available()} or give a path to a .csv file")
 
 
+def _read_csv(path: Path) -> pd.DataFrame:
+    """The CSV as text cells; a file that is missing, a folder, empty, not UTF-8 or badly quoted is a
+    one-line :class:`RankingDataError` naming it."""
+    if path.is_dir():
+        raise RankingDataError(f"{path}: is a folder, not a CSV file")
+    if not path.is_file():
+        raise RankingDataError(f"{path}: no such CSV file")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise RankingDataError(f"{path}: the file is empty; it needs a header naming {list(REQUIRED)} "
+                               "and one row per (set, rater, candidate)") from None
+    except UnicodeDecodeError as err:
+        raise RankingDataError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+                               f"{err.start}); save the file as UTF-8") from None
+    except pd.errors.ParserError as err:
+        reason = " ".join(str(err).split())
+        raise RankingDataError(f"{path}: not a well-formed CSV file ({reason}); check the quotes and "
+                               "the number of commas on that line") from None
+
+
 def from_csv(path: str | os.PathLike, root: str | os.PathLike | None = None, ties: str = "reject",
              k: int | None = None, check_images: bool = True) -> RankingDataset:
     """Read and validate a study's rankings from a CSV file.
@@ -71,7 +92,7 @@ def from_csv(path: str | os.PathLike, root: str | os.PathLike | None = None, tie
         Naming the file, the lines, the problem and the fix.
     """
     path = Path(path)
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8-sig")
+    table = _read_csv(path)
     root = Path(root) if root is not None else path.parent
     table = validate(table, root, source=str(path), ties=ties, k=k, check_images=check_images)
     return RankingDataset(table=table, root=root, name=path.stem, description=f"rankings read from {path}")

@@ -10,7 +10,9 @@ Rules, in the order they are checked:
 2. no required cell is empty;
 3. ``rank`` is a number (a whole number unless ``ties="average"``), and
    ``iteration``, where given, a whole number;
-4. image references are relative POSIX paths inside the dataset root;
+4. image references are relative POSIX paths inside the dataset root, and are
+   normalised (:func:`normalize_ref`: ``images/./a.png`` and ``images//a.png``
+   are ``images/a.png``), so every later rule compares one form per image;
 5. no (set, rater, candidate) appears twice;
 6. a target is never its own candidate;
 7. each set has exactly one target;
@@ -19,23 +21,46 @@ Rules, in the order they are checked:
    least two candidates;
 9. the ranks of each (set, rater) are a permutation of ``1..k``; tied ranks
    are rejected, or with ``ties="average"`` become average ranks;
-10. every image exists under the root and decodes.
+10. every image exists under the root, resolves inside it (symlinks included)
+    and decodes (:func:`clpips.images.open_rgb`: size limit, bit depths).
 """
 from __future__ import annotations
 
+import posixpath
+import re
 import warnings
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
-from PIL import Image
-
 from .schema import COLUMNS, REQUIRED, RankingDataError
 
 TIES = ("reject", "average")
 _TEXT = ("set_id", "target", "candidate", "rater")
 _BAD_REF = r"^/|^[A-Za-z]:|\\|(?:^|/)\.\.(?:/|$)"
+_BAD_REF_RE = re.compile(_BAD_REF)
+
+
+def normalize_ref(ref: str) -> str:
+    """The one form of an image reference: ``images/./a.png``, ``images//a.png`` -> ``images/a.png``.
+
+    Raises ValueError for a reference that is absolute, has a drive or a
+    backslash, or climbs out with ``..`` (such references are refused, not fixed).
+    """
+    text = str(ref).strip()
+    if not text or _BAD_REF_RE.search(text):
+        raise ValueError(f"{ref!r} is not a relative path inside the root")
+    return posixpath.normpath(text)
+
+
+def resolve_ref(root: str | Path, ref: str) -> Path:
+    """The file a reference names under ``root``; ValueError if it resolves outside ``root`` (symlinks followed)."""
+    path = Path(root, *PurePosixPath(normalize_ref(ref)).parts)
+    real_root = Path(root).resolve()
+    if not path.resolve().is_relative_to(real_root):
+        raise ValueError(f"{ref!r} resolves to {path.resolve()}, outside the study root {real_root}")
+    return path
 
 
 def _reject(source: str, lines: Iterable[int], problem: str, fix: str) -> None:
@@ -140,6 +165,7 @@ def _check_refs(out: pd.DataFrame, source: str) -> None:
         if bad.any():
             _reject(source, _lines(bad), f"{col} {out[col][bad].iloc[0]!r} is not a relative path inside the root",
                     "Write image paths relative to the dataset root with forward slashes, e.g. images/cat.png")
+        out[col] = out[col].map(normalize_ref)  # one form per image before duplicates are looked for
 
 
 def _check_sets(out: pd.DataFrame, source: str, k: int | None) -> None:
@@ -196,8 +222,8 @@ def _check_ranks(out: pd.DataFrame, source: str, ties: str) -> pd.Series:
     if tied.any():
         row = out[tied].iloc[0]
         _reject(source, _lines(tied), f"set {row.set_id!r}, rater {row.rater!r}: tied ranks (rank {row['rank']} "
-                "is given more than once)", "Give each candidate its own rank, or pass ties='average' to "
-                "read ties as average ranks")
+                "is given more than once)", "Give each candidate its own rank, or read ties as average ranks: "
+                "`clpips fit --ties average` (ties='average' in Python)")
     return out["rank"]
 
 
@@ -205,18 +231,22 @@ def _check_images(out: pd.DataFrame, root: str | Path | None, source: str) -> No
     """Rule 10."""
     if root is None:
         raise ValueError("root is needed to check images; pass check_images=False to skip")
+    from clpips.images import ImageReadError, open_rgb  # the package's one image reader
     for ref in sorted(set(out["target"]) | set(out["candidate"])):
         path = Path(root, *PurePosixPath(ref).parts)
         problem, fix = None, ""
-        if not path.is_file():
+        try:
+            resolve_ref(root, ref)
+        except ValueError as err:
+            problem, fix = f"image {err}", "Keep the images (and what symlinks point at) inside the study's folder"
+        if problem is None and not path.exists():
             problem = f"image {ref!r} not found (looked for {path})"
             fix = "Put the image there, or pass root= the folder the image paths are relative to"
-        else:
+        elif problem is None:
             try:
-                with Image.open(path) as img:
-                    img.load()
-            except Exception as err:  # Pillow raises many types for broken files
-                problem = f"image {ref!r} cannot be decoded ({type(err).__name__}: {err})"
+                open_rgb(path)
+            except ImageReadError as err:
+                problem = f"image {ref!r} cannot be decoded ({str(err).removeprefix(f'{path}: ')})"
                 fix = "Replace the file with a readable image (PNG, JPEG, ...)"
         if problem:
             _reject(source, _lines((out["target"] == ref) | (out["candidate"] == ref)), problem, fix)

@@ -261,6 +261,37 @@ def _kernel_environ(out_dir: Path) -> dict[str, str]:
 
 # -- running -------------------------------------------------------------------
 
+def _kernel_manager_class():
+    """The kernel manager papermill starts the kernels with: encrypted, and shut down without an interrupt.
+
+    * jupyter_client's default leaves the kernel's TCP sockets unencrypted, and
+      ipykernel then warns on every start ("Kernel is running over TCP without
+      encryption"); CurveZMQ keys provisioned by the manager (``transport_encryption
+      = "auto"``: when the kernelspec declares support, as ipykernel's does) encrypt
+      the sockets, and the warning is gone because its cause is.
+    * Shutting a kernel down, jupyter_client first *interrupts* it (SIGINT), then asks
+      it to shut down. When the notebook has finished there is nothing to interrupt,
+      and a SIGINT that lands while the kernel is still handling a message is logged
+      as "KeyboardInterrupt caught in kernel". After a finished run the polite shutdown
+      request alone is sent (the manager still kills a kernel that does not exit).
+    """
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class QuietKernelManager(AsyncKernelManager):
+        @default("transport_encryption")
+        def _encrypt_when_possible(self) -> str:
+            return "auto" if zmq.has("curve") else "disabled"
+
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:   # shutdown after the run: no SIGINT to an idle kernel
+                return
+            await super()._async_interrupt_kernel()
+
+    return QuietKernelManager
+
+
 def run_notebook(name_or_path: str | os.PathLike,
                  parameters: Optional[Mapping[str, Any]] = None,
                  out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
@@ -289,7 +320,8 @@ def run_notebook(name_or_path: str | os.PathLike,
         with _environ(**_kernel_environ(out_dir)):
             papermill.execute_notebook(
                 str(ipynb), str(output), parameters=values, kernel_name=KERNEL_NAME,
-                cwd=str(out_dir), progress_bar=progress_bar)
+                cwd=str(out_dir), progress_bar=progress_bar,
+                kernel_manager_class=_kernel_manager_class())
     except PapermillExecutionError as err:
         _record(out_dir, name, {**entry, "status": "failed",
                                 "seconds": round(time.perf_counter() - start, 3)})

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _pyproject_requirements() -> dict[str, Requirement]:
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    reqs = meta["dependencies"] + meta["optional-dependencies"]["dev"]
+    reqs = meta["dependencies"] + [r for extra in meta["optional-dependencies"].values() for r in extra]
     return {canonicalize_name(r.name): r for r in map(Requirement, reqs)}
 
 

@@ -155,7 +155,7 @@ def test_too_small_images_named_by_score(tmp_path, capsys):
 
 
 def test_pixel_limit_refuses_in_one_line_and_can_be_raised(tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("CLPIPS_MAX_PIXELS", raising=False)
+    monkeypatch.setenv("CLPIPS_MAX_PIXELS", "")   # the default; restored after the test (main sets it for --max-pixels)
     Image.new("RGB", (100, 80), "gray").save(tmp_path / "big.png")
     args = ["score", str(tmp_path / "big.png"), str(tmp_path / "big.png")]
     code, _, err = run_cli(args + ["--max-pixels", "5000"], capsys)

@@ -322,3 +322,165 @@ def pair_features_for(dataset, table: pd.DataFrame, net: str = DEFAULTS.net, dev
     keys = table[["target", "candidate"]].drop_duplicates()
     return pair_features(dataset, list(keys.itertuples(index=False, name=None)), net=net, device=device,
                          progress=progress)
+
+
+
+@dataclass(frozen=True)
+class GridJob:
+    """One training set of :func:`fit_many`: its pairs, a grid of (margin, lr) columns, the epochs to record."""
+
+    pairs: torch.Tensor             #: N x 2 (better, worse) rows of the shared feature matrix
+    margins: tuple[float, ...]
+    lrs: tuple[float, ...]
+    checkpoints: tuple[int, ...]    #: epoch counts at which the weights are recorded
+    seed: int = DEFAULTS.seed       #: seed of this job's shuffles (as fit_pairs' seed)
+
+
+def fit_grid(features: torch.Tensor, train_pairs: torch.Tensor, initial_weights: torch.Tensor, *,
+             margins: Sequence[float], lrs: Sequence[float], checkpoints: Sequence[int],
+             seed: int = DEFAULTS.seed, **options) -> torch.Tensor:
+    """Many fits on the same pairs at once: column ``b`` trains with ``margins[b]`` and ``lrs[b]``.
+
+    Column ``b`` of the weights after ``e`` epochs equals
+    ``fit_pairs(features, train_pairs, None, initial_weights, margin=margins[b], lr=lrs[b],
+    epochs=e, seed=seed, ...).weights`` (same shuffles, same Adam steps; tested), so one
+    run of ``max(checkpoints)`` epochs gives every (margin, lr, epochs) setting of a grid.
+
+    Returns ``len(checkpoints) x B x D`` weights. ``options``: as :func:`fit_many`.
+    """
+    job = GridJob(train_pairs, tuple(margins), tuple(lrs), tuple(int(e) for e in checkpoints), int(seed))
+    return fit_many(features, [job], initial_weights, **options)[0]
+
+
+def fit_many(features: torch.Tensor, jobs: Sequence[GridJob], initial_weights: torch.Tensor, *,
+             net: str = DEFAULTS.net, loss: str = DEFAULTS.loss, batch_size: int = DEFAULTS.batch_size,
+             layers: str | Sequence[int] = DEFAULTS.layers, project: bool = DEFAULTS.project,
+             device: str = DEFAULTS.device, threads: Optional[int] = 1,
+             max_columns: int = 96) -> list[torch.Tensor]:
+    """Train every (job, margin, lr) column together, each exactly as its own :func:`fit_pairs` would.
+
+    All columns step in lockstep as one ``D x C`` weight matrix: a step costs
+    ``F @ W`` and ``F.T @ coef`` over the rows the jobs use, whatever the number of
+    columns up to a point. Measured on 2 cores (M=920 rows, D=1152): a step of 6
+    columns took 1.0 ms, of 96 columns 2.7 ms, so columns run in groups of at most
+    ``max_columns``. Each job keeps its own shuffles (its seed) and batch
+    boundaries; Adam's step count is shared, since every column starts at step 1.
+
+    Parameters
+    ----------
+    features : M x D tensor
+    jobs : sequence of :class:`GridJob`
+    initial_weights : D tensor (every column starts there)
+    net, loss, batch_size, layers, project, device, threads
+        As :func:`fit_pairs`.
+
+    Returns
+    -------
+    list of tensors, one per job: ``len(job.checkpoints) x len(job.margins) x D``.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    chns = CHANNELS[net]
+    dim = sum(chns)
+    if features.ndim != 2 or features.shape[1] != dim or initial_weights.numel() != dim:
+        raise ValueError(f"expected M x {dim} features and {dim} weights for net={net!r}")
+    for job in jobs:
+        margins, lrs = torch.as_tensor(job.margins, dtype=torch.float64), torch.as_tensor(job.lrs, dtype=torch.float64)
+        if margins.ndim != 1 or margins.numel() == 0 or margins.shape != lrs.shape:
+            raise ValueError("a job's margins and lrs must be equally long, non-empty sequences")
+        if not (torch.isfinite(margins).all() and torch.isfinite(lrs).all() and (margins > 0).all()
+                and (lrs > 0).all()):
+            raise ValueError("every margin and learning rate must be finite and > 0")
+        if not job.checkpoints or min(job.checkpoints) < 1:
+            raise ValueError("checkpoints must be epoch counts >= 1")
+        if job.pairs.ndim != 2 or job.pairs.shape[1] != 2 or job.pairs.shape[0] == 0:
+            raise ValueError("a job's pairs must be a non-empty N x 2 tensor of (better, worse) rows")
+    trainable = torch.zeros(dim, dtype=torch.bool)
+    start = np.cumsum([0, *chns])
+    for layer in parse_layers(layers, len(chns)):
+        trainable[start[layer]:start[layer + 1]] = True
+    groups, current, width = [], [], 0
+    for i, job in enumerate(jobs):
+        if current and width + len(job.margins) > max_columns:
+            groups.append(current)
+            current, width = [], 0
+        current.append(i)
+        width += len(job.margins)
+    if current:
+        groups.append(current)
+    out: list[Optional[torch.Tensor]] = [None] * len(jobs)
+    with torch_threads(threads):
+        for group in groups:
+            for i, w in zip(group, _fit_lockstep(features, [jobs[i] for i in group], initial_weights, trainable,
+                                                   loss=loss, batch_size=batch_size, project=project,
+                                                   device=device)):
+                out[i] = w
+    return out
+
+
+def _fit_lockstep(features, jobs, initial_weights, trainable, *, loss, batch_size, project, device):
+    # only the rows the jobs use take part in a step: re-index them compactly
+    all_rows = torch.cat([job.pairs.to(torch.long).flatten() for job in jobs])
+    used, inverse = torch.unique(all_rows, return_inverse=True)
+    F = features[used].to(device, torch.float32).contiguous()
+    FT = F.T.contiguous()
+    n_rows = F.shape[0]
+    widths = [len(job.margins) for job in jobs]
+    cols = np.cumsum([0, *widths])
+    C = int(cols[-1])
+    margins = torch.tensor([m for job in jobs for m in job.margins], dtype=torch.float32, device=device)
+    lrs = torch.tensor([lr for job in jobs for lr in job.lrs], dtype=torch.float32, device=device)
+    state, offset = [], 0
+    for job, lo, hi in zip(jobs, cols[:-1], cols[1:]):
+        n = job.pairs.shape[0]
+        rows = inverse[offset:offset + 2 * n].view(-1, 2).to(device)
+        offset += 2 * n
+        state.append({"better": rows[:, 0], "worse": rows[:, 1], "n": n, "cols": slice(int(lo), int(hi)),
+                      "gen": torch.Generator().manual_seed(int(job.seed)), "epochs": max(job.checkpoints),
+                      "epoch": 0, "pos": n, "order": None, "record": {}})
+    W = initial_weights.detach().flatten().to(device, torch.float32)[:, None].repeat(1, C)  # D x C
+    mask = trainable.to(device, torch.float32)[:, None]
+    m, v = torch.zeros_like(W), torch.zeros_like(W)
+    b1, b2, eps, t = 0.9, 0.999, 1e-8, 0
+    active = list(range(len(jobs)))
+    while active:
+        d = F @ W                                              # n_rows x C
+        coef = torch.zeros(n_rows, C, device=device)
+        for j in active:
+            st = state[j]
+            if st["pos"] >= st["n"]:                           # a new epoch: a new shuffle, as _fit_pairs
+                st["order"] = torch.randperm(st["n"], generator=st["gen"]).to(device)
+                st["pos"], st["epoch"] = 0, st["epoch"] + 1
+            idx = st["order"][st["pos"]:st["pos"] + batch_size]
+            st["pos"] += batch_size
+            b, w_, sl = st["better"][idx], st["worse"][idx], st["cols"]
+            s = d[w_, sl] - d[b, sl]
+            if loss == "margin":
+                slope = -(s <= margins[sl]).to(s.dtype)
+            else:
+                slope = -torch.sigmoid(-s / margins[sl]) / margins[sl]
+            slope = slope / idx.numel()
+            block = coef[:, sl]
+            block.index_add_(0, w_, slope)
+            block.index_add_(0, b, -slope)
+        g = (FT @ coef) * mask                                 # D x C
+        t += 1                                                 # Adam, as _Adam does per column
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (v.sqrt() / (1 - b2 ** t) ** 0.5).add_(eps)
+        W.addcdiv_(m, denom * (1 - b1 ** t) / lrs, value=-1.0)
+        if project:
+            W.clamp_(min=0)
+        still = []
+        for j in active:
+            st = state[j]
+            if st["pos"] >= st["n"]:                           # the job's epoch ended with this step
+                if st["epoch"] in jobs[j].checkpoints:
+                    st["record"][st["epoch"]] = W[:, st["cols"]].T.clone().cpu()
+                if st["epoch"] >= st["epochs"]:
+                    continue
+            still.append(j)
+        active = still
+    return [torch.stack([st["record"][e] for e in job.checkpoints]) for st, job in zip(state, jobs)]

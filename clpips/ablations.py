@@ -44,7 +44,7 @@ Pooled versus per-rater training is :func:`run_per_rater`: one model per rater
 fitted on that rater's training rankings only, and the pooled model, each
 judged on that rater's held-out rankings. Both runners can leave out of training
 the image pairs that also occur in held-out rankings (``exclude_shared_pairs``,
-:func:`drop_shared_pairs`).
+:func:`clpips.datasets.drop_shared_pairs`, the package's one shared-pair rule).
 
 :func:`summarize` condenses the table: per level the mean and spread across
 replicates and the *paired* difference from the factor's reference (default)
@@ -75,10 +75,11 @@ from .defaults import DEFAULTS
 from .train import torch_threads
 from .evaluate import RANKING, ranking_ids, score_rankings, within_ranking_ranks
 from .model import CHANNELS, initial_weight_vector
+from .datasets.splits import drop_shared_pairs
 from .stats import icc, metric_human_table
 
 __all__ = ["Variant", "Replicate", "FACTORS", "parse_levels", "factor_variants", "standard_grid",
-           "learning_curve_variants", "replicates", "subsample_rankings", "drop_shared_pairs", "changed_layers",
+           "learning_curve_variants", "replicates", "subsample_rankings", "changed_layers",
            "run_ablation", "run_per_rater", "summarize", "factor_facts", "default_fit_rows", "budget_limited",
            "budget_note", "report_table", "noise_table", "verdict_lists"]
 
@@ -301,18 +302,6 @@ def subsample_rankings(table: pd.DataFrame, n: Optional[int], seed: int | Sequen
     return table[keys.isin(set(unique[order[:n]]))]
 
 
-def drop_shared_pairs(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
-    """Training rows whose candidate is *not* a test target.
-
-    Where every image is also a target (``mur92``), a held-out ranking of target X may
-    contain candidate Y while a training ranking of target Y contains X: the same image
-    pair (LPIPS is symmetric), judged by the same person. Dropping the training rows
-    whose candidate is a test target removes every such pair (and shortens those
-    training rankings by one candidate each).
-    """
-    return train[~train["candidate"].isin(set(test["target"]))]
-
-
 # =========================================================================== running
 class _Features:
     """Pair features per backbone, computed on first use (over the whole table, once)."""
@@ -386,7 +375,7 @@ def run_ablation(dataset, variants: Sequence[Variant], *, folds: int = 0, seeds:
         Called with one line per fit (e.g. ``print``).
     exclude_shared_pairs
         Train without the image pairs that also occur in the held-out rankings
-        (:func:`drop_shared_pairs`).
+        (:func:`clpips.datasets.drop_shared_pairs`).
     **fit_options
         Options for every fit (``epochs``, ``patience``, ...); a variant's own options win.
 
@@ -587,7 +576,7 @@ def summarize(results: pd.DataFrame, metric: str = "icc", ci: float = DEFAULTS.c
 
 
 def _paired_interval(d: np.ndarray, ratio: Optional[float], ci: float) -> dict[str, Any]:
-    """Mean paired difference with a t interval.
+    """Mean paired difference with a t interval (:func:`clpips.stats.corrected_resampled_t`).
 
     ``ratio`` (test over training rankings of the reference fit) given: the
     replicates are re-splits and the variance gets the Nadeau-Bengio factor
@@ -595,20 +584,14 @@ def _paired_interval(d: np.ndarray, ratio: Optional[float], ci: float) -> dict[s
     for every level (also for learning-curve subsamples), since the overlap
     between the folds' training pools is what the correction is for.
     """
-    n = len(d)
-    out: dict[str, Any] = {"diff": float(d.mean()) if n else float("nan")}
-    if n < 2:
+    from .stats import corrected_resampled_t
+    res = corrected_resampled_t(d, ratio, ci)
+    out: dict[str, Any] = {"diff": res["mean"]}
+    if res["n"] < 2:
         out.update(diff_low=float("nan"), diff_high=float("nan"), noise="one replicate", verdict="within noise")
         return out
-    var = d.var(ddof=1)
-    if ratio is not None:
-        se = np.sqrt(var * (1 / n + ratio))
-        noise = "split and training (corrected resampled t)"
-    else:
-        se = np.sqrt(var / n)
-        noise = "training only (fixed test set)"
-    half = float(_stats.t.ppf(0.5 + ci / 2, n - 1) * se)
-    low, high = out["diff"] - half, out["diff"] + half
+    noise = "split and training (corrected resampled t)" if ratio is not None else "training only (fixed test set)"
+    low, high = res["low"], res["high"]
     verdict = "higher" if low > 0 else "lower" if high < 0 else "within noise"
     out.update(diff_low=float(low), diff_high=float(high), noise=noise, verdict=verdict)
     return out

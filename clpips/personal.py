@@ -58,6 +58,7 @@ import pandas as pd
 import torch
 from scipy import stats as sps
 
+from .datasets.splits import drop_shared_pairs, shared_pair_share
 from .defaults import DEFAULTS
 from .train import torch_threads
 from .evaluate import RANKING, heldout_scores, ranking_ids
@@ -236,37 +237,6 @@ class PairBank:
         if targets is not None:
             mask &= np.isin(self.target, np.asarray(list(targets), dtype=object))
         return self.index[torch.from_numpy(mask)]
-
-
-def shared_pair_share(train_table: pd.DataFrame, test_table: pd.DataFrame) -> float:
-    """Share of held-out rows whose image pair {target, candidate} also occurs in training rows.
-
-    Such a pair is judged twice by the same person (e.g. ``Y`` as a candidate
-    of target ``X`` held out, ``X`` as a candidate of training target ``Y``), and
-    LPIPS features are symmetric, so a personal model could learn the held-out
-    judgement from the training one.
-    """
-    if test_table.empty:
-        return np.nan
-    train = set(map(frozenset, zip(train_table["target"], train_table["candidate"])))
-    hits = [frozenset(p) in train for p in zip(test_table["target"], test_table["candidate"])]
-    return float(np.mean(hits))
-
-
-def drop_shared_pairs(train_table: pd.DataFrame, test_table: pd.DataFrame) -> pd.DataFrame:
-    """Training rows without the image pairs that held-out rows contain (see :func:`shared_pair_share`).
-
-    The remaining candidates of each (set, rater) are re-ranked ``1..k'`` in
-    their original order; a ranking left with fewer than two candidates is dropped.
-    """
-    test = set(map(frozenset, zip(test_table["target"], test_table["candidate"])))
-    keep = np.array([frozenset(p) not in test for p in zip(train_table["target"], train_table["candidate"])],
-                    dtype=bool)
-    out = train_table[keep].copy()
-    group = out.groupby(["set_id", "rater"], sort=False)["rank"]
-    out["rank"] = group.rank(method="first").astype(out["rank"].dtype)
-    sizes = group.transform("size")
-    return out[sizes >= 2]
 
 
 # --------------------------------------------------------------------------- fitting

@@ -16,11 +16,14 @@ import pandas as pd
 
 from . import mur92, simulated, zappos
 from .schema import COLUMNS, OPTIONAL, REQUIRED, RankingDataError, RankingDataset
-from .splits import kfold_by_target, split_by_target
+from .splits import (SPLIT_MODES, drop_shared_pairs, kfold_by_target, restrict_to_images, shared_pair_share,
+                     shared_pairs, split_by_target, split_folds)
 from .validate import validate
 
 __all__ = ["COLUMNS", "OPTIONAL", "REQUIRED", "RankingDataError", "RankingDataset", "available",
-           "from_csv", "kfold_by_target", "load", "split_by_target", "validate"]
+           "SPLIT_MODES", "drop_shared_pairs",
+           "from_csv", "kfold_by_target", "load", "restrict_to_images", "shared_pair_share", "shared_pairs",
+           "split_by_target", "split_folds", "validate"]
 
 _LOADERS: dict[str, Callable[..., RankingDataset]] = {"mur92": mur92.load, "simulated": simulated.load,
                                                        "zappos": zappos.load}

@@ -73,6 +73,13 @@ def image_ref(index: int) -> str:
     return f"images/{index:03d}.png"
 
 
+def _image_index(ref: str) -> int:
+    match = re.fullmatch(r"images/(\d{3})\.png", str(ref))
+    if match is None or int(match.group(1)) >= N_IMAGES:
+        raise ValueError(f"mur92: {ref!r} is not one of its image references (images/000.png ... images/091.png)")
+    return int(match.group(1))
+
+
 def fetch_files(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> dict[str, Path]:
     """Verified local copies of the two files in ``<cache>/data/mur92/``.
 
@@ -123,17 +130,23 @@ def export_images(pixels: np.ndarray, root: Path) -> None:
                 Image.fromarray(array).save(tmp, format="PNG")
 
 
-def draw_candidates(mean_rdm: np.ndarray, k: int, how: str, seed: int) -> np.ndarray:
-    """Candidate indices per target (``n x k``, each row sorted)."""
+def draw_candidates(mean_rdm: np.ndarray, k: int, how: str, seed: int,
+                    pool: np.ndarray | None = None) -> np.ndarray:
+    """Candidate indices per target (``len(pool) x k``, each row sorted).
+
+    ``pool`` (default: all images) lists the images that are targets and may be
+    candidates: each of its images gets ``k`` candidates among the pool's others.
+    """
     n = len(mean_rdm)
+    pool = np.arange(n) if pool is None else np.sort(np.asarray(pool, dtype=int))
     if how not in CANDIDATES:
         raise ValueError(f"candidates must be one of {CANDIDATES}, got {how!r}")
-    if not 2 <= k <= n - 1:
-        raise ValueError(f"k must lie between 2 and {n - 1}, got {k}")
+    if not 2 <= k <= len(pool) - 1:
+        raise ValueError(f"k must lie between 2 and {len(pool) - 1}, got {k}")
     rows = []
-    for target in range(n):
+    for target in pool:
         rng = np.random.default_rng([seed, target])
-        others = np.delete(np.arange(n), target)
+        others = pool[pool != target]
         if how == "random":
             chosen = rng.choice(others, size=k, replace=False)
         else:
@@ -143,10 +156,12 @@ def draw_candidates(mean_rdm: np.ndarray, k: int, how: str, seed: int) -> np.nda
     return np.array(rows)
 
 
-def rank_table(rdms: np.ndarray, raters: list[str], candidates: np.ndarray, ties: str) -> pd.DataFrame:
-    """Long-format rankings: for each target, rater and candidate, the rater's rank."""
+def rank_table(rdms: np.ndarray, raters: list[str], candidates: np.ndarray, ties: str,
+               targets: np.ndarray | None = None) -> pd.DataFrame:
+    """Long-format rankings: for each target (row of ``candidates``; default 0, 1, ...), rater and
+    candidate, the rater's rank."""
     n_raters, n_targets, k = len(raters), *candidates.shape
-    targets = np.arange(n_targets)
+    targets = np.arange(n_targets) if targets is None else np.asarray(targets, dtype=int)
     dissimilarity = rdms[:, targets[:, None], candidates].transpose(1, 0, 2)  # target x rater x candidate
     ordered = np.sort(dissimilarity, axis=-1)
     tied = (np.diff(ordered, axis=-1) == 0).any(axis=-1)
@@ -191,9 +206,19 @@ def load(k: int = DEFAULTS.k, candidates: str = DEFAULTS.candidates, seed: int =
     export_images(pixels, root)
     table = rank_table(rdms, raters, draw_candidates(rdms.mean(axis=0), k, candidates, seed), ties)
     source = f"mur92 rankings (k={k}, candidates={candidates!r}, seed={seed})"
+
+    def within(images, within_seed: int) -> pd.DataFrame:
+        """Rankings of the given images only: each a target with min(k, n - 1) candidates among the others,
+        drawn as ``load`` draws them (with ``within_seed``)."""
+        pool = np.array(sorted(_image_index(ref) for ref in images), dtype=int)
+        if len(pool) < 3:
+            raise ValueError(f"mur92: a split side needs at least 3 images to rank, got {len(pool)}")
+        drawn = draw_candidates(rdms.mean(axis=0), min(k, len(pool) - 1), candidates, within_seed, pool=pool)
+        return rank_table(rdms, raters, drawn, ties, targets=pool)
+
     return RankingDataset(
         table=validate(table, root, source=source, ties=ties, k=k), root=root, name="mur92",
-        citation=CITATION, licence=LICENCE, image_info=info,
+        citation=CITATION, licence=LICENCE, image_info=info, within=within,
         description=("92 object photographs (Kriegeskorte et al. 2008) ranked by similarity to each other by "
                      f"16 people (Mur et al. 2013): each image a target with {k} {candidates} candidates, "
                      "ranked by each person's own dissimilarity judgements."),

@@ -5,9 +5,13 @@ candidates (``ranking = set_id | rater``). For each metric the candidates'
 distances to the target are turned into ranks within the ranking (1 = smallest
 distance), and compared with the person's ranks:
 
-* Spearman's rho, pooled over all rankings as the paper does (human rank vs
-  metric rank, one row per (ranking, candidate)), and the mean of per-ranking
-  rho; Kendall's tau-b likewise;
+* Spearman's rho pooled over all rankings, under two definitions (:data:`RHO_DEFINITIONS`):
+  ``spearman_raw``, the human rank against the metric's *raw distance* over all
+  sets, as the paper pools; and ``spearman``, the human rank against the metric's
+  *within-ranking rank*, which with untied ranks and equal set sizes equals the
+  mean per-ranking rho (``spearman_per_ranking``); Kendall's tau-b on within-ranking ranks;
+* pair accuracy: the share of the person's ordered candidate pairs that the
+  metric orders the same way (a tie counts one half);
 * ICC(A,k) of the metric-vs-human table (metric and human as the two raters of
   each (ranking, candidate) item), with its F-based 95% interval and p-value.
 
@@ -20,7 +24,7 @@ differs from ICC(C,k) only by a term of order 1/n items (see
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,6 +34,11 @@ from scipy import stats as sps
 from .stats import DegenerateDataWarning, icc, icc_from_matrix, interpret_icc, metric_human_table, rank_correlation
 
 RANKING = "ranking"
+#: the two pooled Spearman definitions, by the column name they are reported under
+RHO_DEFINITIONS = {
+    "spearman_raw": "raw distances pooled across sets, as the paper",
+    "spearman": "within-ranking ranks, = mean per-ranking rho",
+}
 #: columns of a scored table that are not metrics
 _NON_METRIC = {"set_id", "target", "candidate", "rater", "rank", "group", "iteration", "prompt", RANKING}
 
@@ -70,13 +79,16 @@ def alignment(scored: pd.DataFrame, column: str) -> dict[str, float]:
     table = metric_human_table(frame, "ranking", "rank", "metric_rank")
     res = icc(table, "target", "rater", "rating").set_index("Type").loc["ICC(A,k)"]
     ci = np.asarray(res["CI95"], dtype=float)
+    raw = sps.spearmanr(scored["rank"].to_numpy(float), scored[column].to_numpy(float))
     return {
+        "spearman_raw": float(raw.statistic), "spearman_raw_pval": float(raw.pvalue),
         "spearman": float(rho.at["pooled", "r"]), "spearman_pval": float(rho.at["pooled", "pval"]),
         "spearman_per_ranking": float(rho.at["per_set_mean", "r"]),
         "kendall": float(tau.at["pooled", "r"]), "kendall_pval": float(tau.at["pooled", "pval"]),
         "icc_A_k": float(res["ICC"]), "icc_A_k_ci_low": float(ci[0]), "icc_A_k_ci_high": float(ci[1]),
         "icc_A_k_F": float(res["F"]), "icc_A_k_pval": float(res["pval"]),
         "icc_A_k_koo_li": interpret_icc(float(res["ICC"]), "koo_li"),
+        "pair_accuracy": float(pair_accuracy(scored, scored[[column]].to_numpy(float))[0]),
         "n_rankings": int(scored[RANKING].nunique()), "n_targets": int(scored["target"].nunique()),
         "n_rows": int(len(scored)),
     }
@@ -88,13 +100,25 @@ def alignment_table(scored: pd.DataFrame, columns: Optional[list[str]] = None) -
     return pd.DataFrame({c: alignment(scored, c) for c in columns}).T.rename_axis("metric")
 
 
-def heldout_scores(table: pd.DataFrame, features, weights: Mapping[str, torch.Tensor]) -> pd.DataFrame:
-    """ICC(A,k) and pooled Spearman's rho of several weight vectors on a ranking table at once.
+def pair_accuracy(table: pd.DataFrame, distances: np.ndarray) -> np.ndarray:
+    """Per column of ``distances`` (rows aligned with ``table``): the share of the person's ordered pairs
+    ``(better, worse)`` of each ranking for which the metric puts ``better`` closer (ties count 1/2)."""
+    from .pairs import ranking_pairs
+    frame = table[["set_id", "rater", "target", "rank"]].assign(candidate=np.arange(len(table)))
+    pairs = ranking_pairs(frame)
+    if pairs.empty:
+        return np.full(distances.shape[1], np.nan)
+    gap = distances[pairs["worse"].to_numpy(int)] - distances[pairs["better"].to_numpy(int)]
+    return ((gap > 0).mean(axis=0) + 0.5 * (gap == 0).mean(axis=0)).astype(float)
 
-    The same numbers as :func:`alignment` (metric distances
-    become ranks within each ranking, ties averaged; ICC(A,k) of the
-    metric-versus-human table; Spearman's rho over all rows), computed for all
-    weight vectors in one pass, which the learning curve needs.
+
+def heldout_scores(table: pd.DataFrame, features, weights: Mapping[str, torch.Tensor]) -> pd.DataFrame:
+    """Agreement of several weight vectors with a ranking table, all in one pass.
+
+    The same numbers as :func:`alignment` (ICC(A,k) of the metric-versus-human
+    table on within-ranking ranks, ties averaged; pooled Spearman under both
+    :data:`RHO_DEFINITIONS`; pair accuracy), vectorised over the weight vectors,
+    which the protocol, the ablations and the learning curves need.
 
     Parameters
     ----------
@@ -106,15 +130,20 @@ def heldout_scores(table: pd.DataFrame, features, weights: Mapping[str, torch.Te
 
     Returns
     -------
-    DataFrame indexed by name: ``icc_A_k``, ``spearman``, ``n_rankings``.
+    DataFrame indexed by name: ``icc_A_k``, ``spearman``, ``spearman_raw``, ``pair_accuracy``, ``n_rankings``.
     """
     names = list(weights)
     if table.empty or not names:
-        return pd.DataFrame({"icc_A_k": np.nan, "spearman": np.nan, "n_rankings": 0},
-                            index=pd.Index(names, name="metric"))
+        return pd.DataFrame({"icc_A_k": np.nan, "spearman": np.nan, "spearman_raw": np.nan, "pair_accuracy": np.nan,
+                             "n_rankings": 0}, index=pd.Index(names, name="metric"))
     rows = features.rows(table["target"], table["candidate"])
     W = torch.stack([torch.as_tensor(weights[n], dtype=torch.float32).flatten() for n in names], dim=1)
     dist = (features.matrix[rows] @ W).numpy().astype(float)
+    return distance_scores(table, dist, names)
+
+
+def distance_scores(table: pd.DataFrame, dist: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
+    """:func:`heldout_scores` from distances (one column per metric, rows aligned with ``table``)."""
     ids = ranking_ids(table).to_numpy()
     metric_rank = pd.DataFrame(dist).groupby(ids, sort=False).rank(method="average").to_numpy(float)
     human = table["rank"].to_numpy(float)
@@ -123,9 +152,10 @@ def heldout_scores(table: pd.DataFrame, features, weights: Mapping[str, torch.Te
         warnings.simplefilter("ignore", DegenerateDataWarning)
         icc = np.atleast_1d(icc_from_matrix(np.moveaxis(Y, 1, 0), "ICC(A,k)")) if len(human) >= 2 \
             else np.full(len(names), np.nan)
-    rho = _pooled_spearman_columns(human, metric_rank)
-    return pd.DataFrame({"icc_A_k": icc.astype(float), "spearman": rho,
-                         "n_rankings": int(pd.unique(ids).size)}, index=pd.Index(names, name="metric"))
+    return pd.DataFrame({"icc_A_k": icc.astype(float), "spearman": _pooled_spearman_columns(human, metric_rank),
+                         "spearman_raw": _pooled_spearman_columns(human, dist),
+                         "pair_accuracy": pair_accuracy(table, dist),
+                         "n_rankings": int(pd.unique(ids).size)}, index=pd.Index(list(names), name="metric"))
 
 
 def _pooled_spearman_columns(human: np.ndarray, metric: np.ndarray) -> np.ndarray:

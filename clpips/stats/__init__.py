@@ -8,6 +8,7 @@ a positive correlation means the metric agrees with people.
 * :mod:`~clpips.stats.rank_correlation`: Spearman's rho and Kendall's tau,
   pooled and per set
 * :mod:`~clpips.stats.bootstrap`: paired bootstrap over ranking sets
+* :mod:`~clpips.stats.resampled`: corrected resampled t over cross-validation folds
 * :mod:`~clpips.stats.interpret`: Koo & Li (2016) and Cicchetti (1994) labels
 """
 from .bootstrap import (PairedBootstrapResult, bca_interval, bootstrap_counts, metric_statistics,
@@ -16,6 +17,7 @@ from .icc import (ALIASES, LABELS, DegenerateDataWarning, MeanSquares, canonical
                   icc_from_matrix, mean_squares, metric_human_table)
 from .interpret import cicchetti_label, interpret_icc, interpretation_scale, koo_li_label
 from .rank_correlation import kendall, per_set_correlation, pooled_spearman, rank_correlation, spearman
+from .resampled import corrected_resampled_t
 
 __all__ = [
     # icc
@@ -26,6 +28,8 @@ __all__ = [
     # bootstrap
     "paired_bootstrap", "PairedBootstrapResult", "bootstrap_counts", "metric_statistics",
     "percentile_interval", "bca_interval", "one_sided_pvalue",
+    # re-splits
+    "corrected_resampled_t",
     # interpretation
     "interpret_icc", "koo_li_label", "cicchetti_label", "interpretation_scale",
 ]

@@ -1,0 +1,55 @@
+"""Intervals for a mean difference over repeated re-splits (cross-validation folds).
+
+Folds of a K-fold split, and repeats of it, train on overlapping data, so the
+per-fold differences are positively correlated and ``s^2 / J`` understates the
+variance of their mean. Nadeau & Bengio (2003, *Machine Learning* 52:239) replace
+it with ``(1/J + n_test/n_train) s^2`` (the "corrected resampled t"); Bouckaert &
+Frank (2004) recommend it for repeated K-fold with ``J = R K`` folds in all.
+It assumes the correlation between two folds' differences is about
+``n_test / (n_test + n_train)``: a heuristic, not a bound, and still conditional
+on the dataset (the population of targets) at hand.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from scipy import stats
+
+from clpips.defaults import DEFAULTS
+
+
+def corrected_resampled_t(differences, test_train_ratio: Optional[float], ci: float = DEFAULTS.ci) -> dict:
+    """Mean of per-fold differences with a t interval, corrected for overlapping training sets.
+
+    Parameters
+    ----------
+    differences : array-like
+        One difference per fold (or per replicate), J of them.
+    test_train_ratio : float or None
+        ``n_test / n_train`` of a fold (e.g. held-out over training targets). None: the
+        replicates share one test set (training noise only) and the plain ``s^2/J`` is used.
+    ci : float
+        Confidence level.
+
+    Returns
+    -------
+    dict
+        ``mean, sd, se, low, high, t, pval`` (two-sided, ``J - 1`` degrees of freedom) and ``n``.
+        With fewer than two finite differences the interval, t and p are NaN.
+    """
+    d = np.asarray(differences, dtype=float)
+    d = d[np.isfinite(d)]
+    n = len(d)
+    out = {"n": n, "mean": float(d.mean()) if n else float("nan")}
+    if n < 2:
+        return {**out, "sd": float("nan"), "se": float("nan"), "low": float("nan"), "high": float("nan"),
+                "t": float("nan"), "pval": float("nan")}
+    var = d.var(ddof=1)
+    factor = 1 / n + (float(test_train_ratio) if test_train_ratio is not None else 0.0)
+    se = float(np.sqrt(var * factor))
+    half = float(stats.t.ppf(0.5 + ci / 2, n - 1) * se)
+    t = out["mean"] / se if se > 0 else float("nan")
+    pval = float(2 * stats.t.sf(abs(t), n - 1)) if se > 0 else float("nan")
+    return {**out, "sd": float(np.sqrt(var)), "se": se, "low": out["mean"] - half, "high": out["mean"] + half,
+            "t": float(t), "pval": pval}

@@ -43,6 +43,16 @@ EXAMPLES["fit"] = """examples:
 Writes OUT/weights.pth (the lpips package's format; lpips.LPIPS(model_path=...) loads it),
 OUT/weights.json (provenance) and OUT/metrics.json (split, settings, held-out alignment of
 LPIPS and CLPIPS with CIs and p-values, and the paired bootstrap of the differences)."""
+EXAMPLES["crossval"] = """examples:
+  clpips crossval --dataset mur92 --out runs/cv-mur92              # split by target, the defaults
+  clpips crossval --dataset mur92 --out runs/cv --split-mode both  # by target and by image
+  clpips crossval --dataset study/rankings.csv --out runs/cv-mine --repeats 5
+  clpips crossval --dataset mur92 --out runs/cv --margins 0.01,0.05 --lrs 0.003 --epochs-grid 10,20
+
+Outer K-fold by target (or image) x repeats; on each outer training side an inner K-fold
+chooses margin, learning rate and epochs; the choice is refitted and scored held-out.
+Writes OUT/crossval.json (settings, summary with intervals, per-fold rows) and
+OUT/folds.csv, OUT/inner.csv, OUT/oof.csv (OUT/MODE/... with --split-mode both)."""
 EXAMPLES["evaluate"] = """examples:
   clpips evaluate --dataset mur92 --weights runs/mur92/weights.pth
   clpips evaluate --dataset mur92 --weights a.pth --weights b.pth --json table.json
@@ -357,6 +367,45 @@ def _print_alignment(table, boot) -> None:
                   f"p(Δ<=0) = {row['p_value']:.4g}")
 
 
+def _cmd_crossval(args: argparse.Namespace) -> int:
+    from . import atomic
+    from .protocol import CrossvalResult, Grid, crossval, write_result
+
+    out = Path(args.out)
+    _check_out_dir(out)
+    try:
+        grid = Grid.parse(args.margins, args.lrs, args.epochs_grid)
+    except ValueError as err:
+        raise UserError(f"--margins/--lrs/--epochs-grid: {err}") from None
+    data = _load_dataset(args)
+    modes = ["target", "image"] if args.split_mode == "both" else [args.split_mode]
+    report: dict = {"dataset": getattr(data, "name", args.dataset), "modes": {}}
+    for mode in modes:
+        try:
+            res: CrossvalResult = crossval(data, mode=mode, folds=args.folds, repeats=args.repeats,
+                                           inner_folds=args.inner_folds, grid=grid, select=args.select,
+                                           seed=args.seed, net=args.net, device=args.device,
+                                           progress=not args.quiet)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        folder = out / mode if len(modes) > 1 else out
+        folder.mkdir(parents=True, exist_ok=True)
+        write_result(res, folder)
+        report["modes"][mode] = res.to_json(ci=args.ci, n_boot=args.n_boot)
+        _print_crossval(mode, res.summary(ci=args.ci, n_boot=args.n_boot))
+    atomic.write_json(out / "crossval.json", report)
+    print(f"wrote {out / 'crossval.json'} and per-fold CSVs (folds.csv, inner.csv, oof.csv)")
+    return 0
+
+
+def _print_crossval(mode: str, summary) -> None:
+    print(f"split by {mode}: mean over folds (CLPIPS - LPIPS), 95% corrected resampled t; bootstrap over targets")
+    for stat, row in summary.iterrows():
+        boot = "" if row["boot_low"] != row["boot_low"] else f"  boot [{row['boot_low']:+.3f}, {row['boot_high']:+.3f}]"
+        print(f"  {stat:14s} LPIPS {row['lpips']:.3f}  CLPIPS {row['clpips']:.3f}  "
+              f"delta {row['delta']:+.3f} [{row['nb_low']:+.3f}, {row['nb_high']:+.3f}]{boot}")
+
+
 def _add_experiment_options(p: argparse.ArgumentParser) -> None:
     d = DEFAULTS
     p.add_argument("--dataset", default=d.dataset, help=f"dataset name or CSV path (default {d.dataset})")
@@ -442,6 +491,26 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
     p.add_argument("--no-project", dest="project", action="store_false", help="allow negative weights")
     p.set_defaults(func=_cmd_fit, project=d.project)
 
+    p = sub.add_parser("crossval", help="the nested, repeated cross-validation protocol (robust answer)",
+                       description="Repeated outer K-fold by target or image; inner K-fold chooses the setting; "
+                                   "mean held-out differences of CLPIPS and LPIPS with intervals.",
+                       epilog=EXAMPLES["crossval"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_experiment_options(p)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--split-mode", choices=["target", "image", "both"], default=d.split_mode,
+                   help="target: the paper's split; image: no image on both sides; both")
+    p.add_argument("--folds", type=_positive_int, default=d.protocol_folds, help="outer folds (at least 2)")
+    p.add_argument("--repeats", type=_positive_int, default=d.protocol_repeats, help="repeats of the outer split")
+    p.add_argument("--inner-folds", type=_positive_int, default=d.protocol_inner_folds,
+                   help="inner folds that choose the setting (at least 2)")
+    p.add_argument("--margins", default=d.protocol_margins, help="margins to choose among, comma-separated")
+    p.add_argument("--lrs", default=d.protocol_lrs, help="learning rates to choose among, comma-separated")
+    p.add_argument("--epochs-grid", default=d.protocol_epochs, help="epoch counts to choose among, comma-separated")
+    p.add_argument("--select", choices=["icc_A_k", "spearman_raw", "spearman", "pair_accuracy"],
+                   default=d.protocol_select, help="inner criterion")
+    p.add_argument("--ci", type=_share, default=d.ci, help="confidence level")
+    p.set_defaults(func=_cmd_crossval)
 
     p = sub.add_parser("evaluate", help="alignment of LPIPS and fitted weights with human rankings",
                        description="Print Spearman, Kendall and ICC(A,k) (with 95%% CI and p) of baseline "

@@ -30,7 +30,15 @@ class Defaults:
     init: str = "lpips"             #: starting linear weights: "lpips", "uniform" or "random"
     layers: str = "all"             #: layers to train: "all" or e.g. "0,1,4"
     project: bool = True            #: project weights onto w >= 0 after every step
-    pool_raters: bool = True        #: pool all raters' pairs (False: one model per rater)
+    # the nested protocol (clpips.protocol, clpips crossval)
+    split_mode: str = "target"      #: "target" (the paper's split) or "image" (no image on both sides)
+    protocol_folds: int = 5         #: outer folds by target (or image)
+    protocol_repeats: int = 3       #: repeats of the outer split with new fold assignments
+    protocol_inner_folds: int = 3   #: inner folds on each outer training side, to choose the setting
+    protocol_margins: str = "0.01,0.02,0.05"  #: margins the inner folds choose among
+    protocol_lrs: str = "0.003,0.01"  #: learning rates the inner folds choose among
+    protocol_epochs: str = "5,10,20"  #: epoch counts the inner folds choose among
+    protocol_select: str = "icc_A_k"  #: inner criterion: icc_A_k, spearman_raw, spearman or pair_accuracy
     # statistics
     n_boot: int = 10_000            #: bootstrap resamples
     ci: float = 0.95                #: confidence level

@@ -13,7 +13,7 @@ export CLPIPS_SHARED ?= $(abspath ../shared)
 export CLPIPS_DATA_MIRROR ?= $(if $(wildcard $(CLPIPS_SHARED)/datasets),$(CLPIPS_SHARED)/datasets,)
 export MPLBACKEND ?= Agg
 
-.PHONY: setup book book-check browser test unit bench lock example clean
+.PHONY: setup book book-check browser test unit bench lock example clean classroom lab lab-command
 
 setup: $(STAMP)
 
@@ -39,16 +39,41 @@ book: $(STAMP)
 book-check: $(STAMP) browser
 	$(BIN)/python -m pytest -q tests/test_book_render.py
 
-# Headless Chromium for book-check: the Debian package, installed only when no browser is found
-# (set CHROMIUM=/path/to/chrome to use another). Needs root or sudo.
+# Headless Chromium for book-check and the classroom browser test: Debian's chromium and
+# chromium-driver (for Selenium), installed only when missing (set CHROMIUM=/path/to/chrome and
+# CHROMEDRIVER=/path/to/chromedriver to use others). Needs root or sudo.
 browser:
-	@if [ -n "$${CHROMIUM:-}" ] || command -v chromium >/dev/null; then exit 0; fi; \
+	@if { [ -n "$${CHROMIUM:-}" ] || command -v chromium >/dev/null; } && \
+	    { [ -n "$${CHROMEDRIVER:-}" ] || command -v chromedriver >/dev/null; }; then exit 0; fi; \
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver
+
+# The classroom extra (JupyterLab, Selenium: pyproject.toml), installed once into .venv.
+CLASSROOM := $(VENV)/.clpips-classroom
+classroom: $(CLASSROOM)
+$(CLASSROOM): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,classroom]'
+	touch $(CLASSROOM)
+
+# make lab [LAB_PORT=8888]: JupyterLab on the chapters, live. jupytext's contents manager opens
+# notebooks/*.py as notebooks (they stay the source of truth: saving writes the .py);
+# lab/overrides.json makes that the default viewer and turns off news and update checks, and
+# the read-only extension manager never queries PyPI: no request leaves the machine.
+LAB_PORT ?= 8888
+LAB_OPTIONS = --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir=$(CURDIR) \
+    --ServerApp.contents_manager_class=jupytext.TextFileContentsManager \
+    --LabServerApp.app_settings_dir=$(CURDIR)/lab --LabApp.default_url=/lab/tree/notebooks \
+    --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+    --LabApp.extension_manager=readonly $(if $(filter 0,$(shell id -u)),--allow-root,)
+lab: $(CLASSROOM)
+	$(BIN)/jupyter lab $(LAB_OPTIONS)
+# the command make lab runs (tests/test_classroom_browser.py starts it on a free port)
+lab-command:
+	@echo $(BIN)/jupyter lab $(LAB_OPTIONS)
 
 # make test: what CI runs. Building the book executes every notebook (a failing cell fails
 # the make); the suite then includes the render test of every built page in headless Chromium.
-test: $(STAMP) browser book
+test: $(STAMP) $(CLASSROOM) browser book
 	$(BIN)/python -m pytest -q
 
 # make unit: the test suite alone, without building the book (the render test then skips,

@@ -469,6 +469,7 @@ PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Rank images - CLPIPS classroom</title>
 <style>
+ [hidden] { display: none !important; }
  body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1100px; color: #222; padding: 0 1em; }
  h1 { font-size: 1.4em; } .muted { color: #666; font-size: 90%; }
  #join input { font-size: 1em; padding: .3em; margin-right: .5em; }

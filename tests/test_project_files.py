@@ -1,0 +1,35 @@
+"""The files a reader of a compendium expects agree with pyproject.toml: LICENSE, CITATION.cff, buttons."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_license_file_matches_pyproject():
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert meta["license"] == "BSD-3-Clause"            # an SPDX expression (PEP 639), not a table
+    assert "LICENSE" in meta.get("license-files", [])
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("BSD 3-Clause License") and "Neither the name of the copyright holder" in text
+
+
+def test_citation_cff_names_the_paper_and_the_datasets():
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == meta["license"] and cff["version"] == meta["version"]
+    assert "2604.01234" in cff["preferred-citation"]["url"]
+    refs = {r.get("doi") or r.get("url") or r["title"] for r in cff["references"]}
+    assert {"10.1016/j.neuron.2008.10.043", "10.3389/fpsyg.2013.00128",
+            "https://arxiv.org/abs/1511.02254"} <= refs
+    assert any(r["title"].startswith("Fine-Grained Visual Comparisons") for r in cff["references"])
+
+
+def test_book_buttons_work_offline():
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    assert config["html"]["use_download_button"] is True
+    launch = config.get("launch_buttons", {})
+    assert not launch.get("thebe") and not any(launch.get(k) for k in ("binderhub_url", "jupyterhub_url", "colab_url"))

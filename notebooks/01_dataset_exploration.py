@@ -285,7 +285,7 @@ plt.close(fig)
 # ```
 #
 # The ceiling holds for one ranking per set. A *personal* metric, with weights fitted to one
-# person (the paper's personalised CLPIPS, {doc}`07_personal_metrics`), ranks each set
+# person (the personalisation the paper leaves to future work, {doc}`07_personal_metrics`), ranks each set
 # differently for each person and could beat it, but only as far as what sets a person apart
 # from the crowd is stable from one set to the next. The simulated study builds exactly that
 # in.
@@ -379,7 +379,7 @@ means.to_frame("mean Spearman rho over sets")
 # Because a triplet has exactly one head, the rankings of different targets rest on disjoint
 # triplets: a split by target never lets the judgements behind a held-out ranking into training.
 #
-# **The noise ceiling.** With no individual raters, the question "how far do people agree?"
+# **Reliability (split-half).** With no individual raters, the question "how far do people agree?"
 # becomes "how reproducible is the crowd's ranking?". We split each target's triplets at random
 # into two halves, rank every set from each half, and compare the two rankings.
 
@@ -387,7 +387,7 @@ means.to_frame("mean Spearman rho over sets")
 triplets = zappos.triplets()
 split = zappos.split_half(zap.table, triplets, seed=seed)
 halves = zappos.split_half_ranks(zap.table, triplets, seed=seed)
-# checks: the ceiling's rho is scipy's on the two halves' ranks; its step-up is Spearman-Brown's
+# checks: the split-half rho is scipy's on the two halves' ranks; its step-up is Spearman-Brown's
 assert np.isclose(split["rho_half"], stats.spearmanr(halves["rank_a"], halves["rank_b"]).statistic)
 assert np.isclose(split["rho_spearman_brown"], 2 * split["rho_half"] / (1 + split["rho_half"]))
 per_set = pd.Series({sid: stats.spearmanr(g["rank_a"], g["rank_b"]).statistic
@@ -437,11 +437,12 @@ pd.Series(split).drop("seed").to_frame("split-half")
 # half the triplets, so this understates the reliability of the rankings built from all of them;
 # the Spearman–Brown formula $2\rho / (1 + \rho)$ steps it up to
 # {glue:text}`nb01_zap_split_sb:.3f`, and ICC(A,k) with the two halves as two raters, the
-# reliability of their mean, gives {glue:text}`nb01_zap_split_icc:.3f`. This ceiling is of another
-# kind than `mur92`'s: there it measures how well one ranking can predict an individual person,
-# here how reproducible the crowd's pooled ranking is, the ranking a metric is compared with.
+# reliability of their mean, gives {glue:text}`nb01_zap_split_icc:.3f`. This reliability
+# estimate is of another kind than `mur92`'s noise-ceiling bounds: there they measure how well one
+# ranking can predict an individual person, here how reproducible the crowd's pooled ranking is,
+# the ranking a metric is compared with.
 # One caveat: the triplets were "deconflicted" by their authors, who removed answers that formed
-# cycles, so the data are more self-consistent than raw crowd answers and the ceiling is, if
+# cycles, so the data are more self-consistent than raw crowd answers and the reliability is, if
 # anything, higher than it would be for them.
 #
 # ## What this means for a metric

@@ -3,7 +3,8 @@
 * :func:`counts`: how much data there is (sets, raters, rankings, pairs...);
 * :func:`rater_agreement`: mean pairwise Spearman between the raters of each set;
 * :func:`noise_ceiling`: each rater's Spearman with the mean rank of the other
-  raters of the same set (leave one rater out), per rater and over all;
+  raters of the same set (leave one rater out), per rater and over all: the
+  *lower bound* of the noise ceiling;
 * :func:`rank_distribution`: how often candidates of each label land at each rank.
 
 Agreement needs sets ranked by two or more raters (``mur92``); in a study where
@@ -89,11 +90,16 @@ def rater_agreement(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def noise_ceiling(table: pd.DataFrame) -> pd.DataFrame:
-    """Leave-one-rater-out agreement: how well the other raters predict each rater.
+    """Leave-one-rater-out agreement: the lower bound of the noise ceiling.
 
     For every shared set and rater, the Spearman correlation between the
-    rater's ranks and the mean rank the other raters of the set gave; a model
-    fit to the group can hardly do better.
+    rater's ranks and the mean rank the other raters of the set gave. The
+    others' mean is a noisy estimate of the consensus, so this *understates*
+    what the best single ranking per set achieves: it is a lower bound of the
+    noise ceiling, not the ceiling (the upper bound, with the rater included,
+    is :func:`clpips.plots.datasets.noise_ceiling_bounds`'s ``upper``; Nili et
+    al., 2014). A metric, which ranks a set the same way for everyone, can
+    exceed it.
 
     Returns
     -------

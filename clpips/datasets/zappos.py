@@ -23,7 +23,7 @@ the dense win-count matrix (each head compares about 3,340 of its 3,486
 candidate pairs) and takes a few milliseconds per head, where
 ``choix.opt_pairwise`` (the same likelihood with an L2 penalty, solved by
 scipy's Newton-CG over a Python loop of comparisons) takes about 0.4 s per head:
-85 heads, two halves for the split-half ceiling and one refit per ``within``
+85 heads, two halves for the split-half reliability and one refit per ``within``
 call would cost minutes instead of about a second. The two give the same order
 (Spearman 0.99996 between their strengths on a head of these data).
 
@@ -61,7 +61,7 @@ the triplets whose closer and farther images both lie among the given images,
 and draws candidates only among them. Restricting the full-head strengths
 instead would carry information from comparisons with the other side's images.
 
-Noise ceiling: with no individual raters, the data's reliability is measured
+Reliability (not a noise ceiling): with no individual raters, the data's reliability is measured
 by splitting each head's triplets at random into two halves, ranking every set
 from each half, and comparing the two rankings (:func:`split_half`).
 
@@ -409,7 +409,7 @@ def split_half_ranks(table: pd.DataFrame, triplets: np.ndarray, seed: int = DEFA
 
 def split_half(table: pd.DataFrame, triplets: np.ndarray, seed: int = DEFAULTS.seed,
                alpha: float = ALPHA) -> dict[str, float]:
-    """The data's noise ceiling: agreement of the rankings from two random halves of the triplets.
+    """The data's split-half reliability: agreement of the rankings from two random halves of the triplets.
 
     Uses :func:`split_half_ranks`, then the package's one computation of the paper's
     statistics (:func:`clpips.stats.metric_statistics`, half B's ranks as the

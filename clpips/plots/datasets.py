@@ -19,7 +19,7 @@ Figures (each returns a :class:`matplotlib.figure.Figure`):
 
 * :func:`plot_ranking_sets`: targets and candidates in a rater's order;
 * :func:`plot_category_ranks`: where same-category candidates land (mur92);
-* :func:`plot_agreement`: agreement between raters and the noise ceiling;
+* :func:`plot_agreement`: agreement between raters and the noise-ceiling bounds (lower and upper);
 * :func:`plot_truth_agreement`: attribute matches by rank and agreement with the truth (simulated).
 
 Conventions: rank 1 = most similar; a correlation of a rater's ranks with a

@@ -14,7 +14,7 @@ Figure data (tidy DataFrames):
 Figures (each returns a :class:`matplotlib.figure.Figure`):
 
 * :func:`plot_alignment`: ICC(A,k) with its CI and mean per-ranking rho for every metric,
-  against the noise ceiling;
+  against the lower bound of the noise ceiling;
 * :func:`plot_orders`: a target and its candidates in human, LPIPS and CLPIPS order (the paper's Figure 3);
 * :func:`plot_rho_scatter`: per-ranking rho of one metric against another;
 * :func:`plot_bootstrap`: bootstrap distributions of ΔICC(A,k) and Δrho, observed Δ and CI marked.
@@ -239,8 +239,9 @@ def plot_alignment(alignment: pd.DataFrame, ceiling: Optional[float] = None,
     alignment : pandas.DataFrame
         :func:`clpips.evaluate.alignment_table`.
     ceiling : float, optional
-        Noise ceiling for the per-ranking rho (:func:`clpips.datasets.summaries.noise_ceiling`,
-        row ``"all"``): how well the other raters' mean rank predicts each rater.
+        Lower bound of the noise ceiling for the per-ranking rho
+        (:func:`clpips.datasets.summaries.noise_ceiling`, row ``"all"``): how well the other
+        raters' mean rank predicts each rater (the ceiling itself lies above it).
     highlight : sequence of str
         Metrics drawn in colour; the others in grey.
     """
@@ -258,7 +259,7 @@ def plot_alignment(alignment: pd.DataFrame, ceiling: Optional[float] = None,
     axes[1].barh(y, rho, color=colours, alpha=0.8)
     if ceiling is not None and np.isfinite(ceiling):
         axes[1].axvline(ceiling, color="black", ls="--", lw=1.2)
-        axes[1].text(ceiling, len(order) - 0.5, " noise ceiling", fontsize=8, va="bottom", ha="right")
+        axes[1].text(ceiling, len(order) - 0.5, " noise ceiling (lower bound)", fontsize=8, va="bottom", ha="right")
     axes[1].set_xlabel("mean per-ranking Spearman ρ")
     axes[0].set_yticks(y, [metric_label(m) for m in order], fontsize=8)
     for ax in axes:

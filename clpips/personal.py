@@ -41,11 +41,13 @@ weaken as a person gives more rankings.
 
 Evaluation on a person's held-out rankings (:func:`clpips.evaluate.heldout_scores`): ICC(A,k)
 and pooled Spearman's rho of the metric's within-ranking ranks against the
-person's, exactly :func:`clpips.evaluate.alignment`; per person a paired
-bootstrap over the person's held-out rankings (:func:`clpips.stats.paired_bootstrap`)
-gives Δ = challenger − reference with a CI and a one-sided p-value; across
-people the mean Δ gets a percentile bootstrap CI over people, a sign test and
-a Wilcoxon signed-rank test (:meth:`PersonalStudy.across_people`).
+person's, exactly :func:`clpips.evaluate.alignment`. Intervals come from one
+two-way bootstrap (:func:`two_way_bootstrap`): people and held-out targets are
+drawn with replacement, independently, and both models of a comparison are
+scored on the same draws. The mean Δ = challenger − reference over people gets
+its percentile interval (:meth:`PersonalStudy.across_people`, with a sign test
+and a Wilcoxon signed-rank test over people); each person's Δ gets the interval
+and a one-sided p-value of the same target draws.
 """
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ from .defaults import DEFAULTS
 from .train import torch_threads
 from .evaluate import RANKING, heldout_scores, ranking_ids
 from .model import CHANNELS, initial_weight_vector
-from .stats import DegenerateDataWarning, paired_bootstrap
+from .stats import bootstrap_counts, one_sided_pvalue, percentile_interval, resampled_statistics
 
 #: model columns of :attr:`PersonalStudy.per_person`, in display order
 MODELS = ("lpips", "pooled", "personal", "lopo", "personal_lopo")
@@ -73,6 +75,8 @@ COMPARISONS = {
     "new_user": ("lopo", "personal_lopo"),
     "pooled_vs_lpips": ("lpips", "pooled"),
     "personal_vs_lpips": ("lpips", "personal"),
+    "new_user_vs_lpips": ("lpips", "personal_lopo"),
+    "lopo_vs_lpips": ("lpips", "lopo"),
 }
 #: what each comparison means, for tables and captions
 COMPARISON_LABELS = {
@@ -80,6 +84,8 @@ COMPARISON_LABELS = {
     "new_user": "new user: personal − LOPO",
     "pooled_vs_lpips": "pooled − LPIPS",
     "personal_vs_lpips": "personal − LPIPS",
+    "new_user_vs_lpips": "new user: personal − LPIPS",
+    "lopo_vs_lpips": "LOPO − LPIPS",
 }
 STATISTICS = ("icc", "rho")
 _STAT_LABEL = {"icc": "ΔICC(A,k)", "rho": "Δrho"}
@@ -163,43 +169,154 @@ def format_p(p: float, digits: int = 2) -> str:
     return f"p = {float(f'{p:.{digits}g}'):g}"
 
 
-# --------------------------------------------------------------------------- scoring
-def _rank_frame(scored_ids: np.ndarray, human: np.ndarray, dist_a: np.ndarray, dist_b: np.ndarray) -> pd.DataFrame:
-    frame = pd.DataFrame({"ranking": scored_ids, "rank": human, "a": dist_a, "b": dist_b})
-    ranks = frame.groupby("ranking", sort=False)[["a", "b"]].rank(method="average")
-    frame[["a", "b"]] = ranks.to_numpy(float)
-    return frame
+# --------------------------------------------------------------------------- two-way bootstrap
+def two_way_counts(n_people: int, n_targets: int, n_boot: int = DEFAULTS.n_boot,
+                   seed: Optional[int] = DEFAULTS.seed) -> tuple[np.ndarray, np.ndarray]:
+    """The draws of :func:`two_way_bootstrap`: people and targets, each with replacement.
 
-
-def paired_person_bootstrap(table: pd.DataFrame, features, weight_a: torch.Tensor, weight_b: torch.Tensor,
-                            n_boot: int = DEFAULTS.n_boot, ci: float = DEFAULTS.ci,
-                            seed: int = DEFAULTS.seed) -> dict[str, float]:
-    """Paired bootstrap over one person's held-out rankings: Δ = b − a of ICC(A,k) and rho.
-
-    Both metrics enter as their ranks within each ranking (as in
-    :func:`clpips.experiment.bootstrap_summary`). Returns ``{stat}_a``,
-    ``{stat}_b``, ``delta_{stat}``, ``ci_low_{stat}``, ``ci_high_{stat}``,
-    ``p_{stat}`` (one-sided, H0: Δ <= 0) for ``stat`` in ``icc``, ``rho``;
-    all NaN with fewer than two rankings.
+    Returns ``(people, targets)``, count matrices of shape ``(n_boot, n_people)`` and
+    ``(n_boot, n_targets)`` (how often each person / target is drawn in each resample):
+    :func:`clpips.stats.bootstrap_counts` with ``seed`` for people and ``seed + 1`` for
+    targets, two streams, so that people and targets are drawn independently.
     """
-    out: dict[str, float] = {}
-    ids = ranking_ids(table).to_numpy()
-    if pd.unique(ids).size < 2:
-        return {f"{k}_{s}": np.nan for s in STATISTICS for k in ("a", "b", "delta", "ci_low", "ci_high", "p")}
-    rows = features.rows(table["target"], table["candidate"])
-    phi = features.matrix[rows]
-    frame = _rank_frame(ids, table["rank"].to_numpy(float),
-                        (phi @ torch.as_tensor(weight_a, dtype=phi.dtype)).numpy().astype(float),
-                        (phi @ torch.as_tensor(weight_b, dtype=phi.dtype)).numpy().astype(float))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DegenerateDataWarning)
-        res = paired_bootstrap(frame, "ranking", "rank", "a", "b", n_boot=n_boot, ci=ci, seed=seed)
-    summary = res.summary()
-    for stat in STATISTICS:
-        row = summary.loc[_STAT_LABEL[stat]]
-        out.update({f"a_{stat}": float(row["observed_a"]), f"b_{stat}": float(row["observed_b"]),
-                    f"delta_{stat}": float(row["delta"]), f"ci_low_{stat}": float(row["ci_low"]),
-                    f"ci_high_{stat}": float(row["ci_high"]), f"p_{stat}": float(row["p_value"])})
+    people = bootstrap_counts(n_people, n_boot, seed)
+    targets = bootstrap_counts(n_targets, n_boot, None if seed is None else seed + 1)
+    return people, targets
+
+
+@dataclass
+class TwoWayBootstrap:
+    """Each person's ICC(A,k) and rho for several models, on resamples of people and targets.
+
+    Built by :func:`two_way_bootstrap`. ``values[stat]`` has shape
+    ``(n_boot, n_people, n_models)``: person ``p``'s statistic (``"icc"`` or ``"rho"``)
+    on the held-out rankings of the targets drawn in resample ``b``, each as often as
+    drawn (NaN where the person ranked none of them); ``observed`` holds the same on
+    all held-out rankings (columns ``icc_<model>``, ``rho_<model>``).
+    ``people_counts`` weight the people of each resample.
+    """
+
+    people: list[str]
+    targets: np.ndarray
+    models: list[str]
+    observed: pd.DataFrame
+    values: dict[str, np.ndarray]
+    people_counts: np.ndarray
+    target_counts: np.ndarray
+    ci: float = DEFAULTS.ci
+
+    def person_deltas(self, a: str, b: str, stat: str = "icc") -> tuple[np.ndarray, np.ndarray]:
+        """Δ = b − a per person: observed ``(n_people,)`` and per resample ``(n_boot, n_people)``."""
+        ia, ib = self.models.index(a), self.models.index(b)
+        observed = (self.observed[f"{stat}_{b}"] - self.observed[f"{stat}_{a}"]).to_numpy(float)
+        return observed, self.values[stat][:, :, ib] - self.values[stat][:, :, ia]
+
+    def mean_distribution(self, a: str, b: str, stat: str = "icc") -> np.ndarray:
+        """The mean Δ over the drawn people (each as often as drawn; people without a value left out),
+        one value per resample."""
+        _, boot = self.person_deltas(a, b, stat)
+        ok = np.isfinite(boot)
+        weights = self.people_counts * ok
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (weights * np.where(ok, boot, 0.0)).sum(axis=1) / weights.sum(axis=1)
+
+    def compare(self, a: str, b: str, stat: str = "icc") -> dict[str, float]:
+        """Mean over people of Δ = b − a with the percentile interval of the two-way bootstrap.
+
+        Returns ``mean_delta`` (observed: the mean of the people's Δ on all their held-out
+        rankings), ``ci_low``, ``ci_high``, ``n`` (people with a Δ).
+        """
+        observed, _ = self.person_deltas(a, b, stat)
+        ok = ~np.isnan(observed)
+        if not ok.any():
+            return {"mean_delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0}
+        boot = self.mean_distribution(a, b, stat)
+        lo, hi = percentile_interval(boot, self.ci) if np.isfinite(boot).sum() >= 2 else (np.nan, np.nan)
+        return {"mean_delta": float(observed[ok].mean()), "ci_low": lo, "ci_high": hi, "n": int(ok.sum())}
+
+
+def two_way_bootstrap(scored: pd.DataFrame, models: Sequence[str], *, n_boot: int = DEFAULTS.n_boot,
+                      ci: float = DEFAULTS.ci, seed: Optional[int] = DEFAULTS.seed) -> TwoWayBootstrap:
+    """Resample people and targets together: intervals for a mean over people of per-person agreement.
+
+    Each resample draws people with replacement and, independently, held-out targets with
+    replacement (:func:`two_way_counts`); every drawn person is scored on their rankings of
+    the drawn targets (a target drawn twice counts twice), each model with the same draws,
+    so differences between models are paired. The statistic of a resample is the mean over
+    the drawn people (:meth:`TwoWayBootstrap.mean_distribution`). Per person, ICC(A,k) and
+    pooled rho of within-ranking ranks are those of :func:`clpips.evaluate.heldout_scores`,
+    computed from per-ranking sums (:func:`clpips.stats.resampled_statistics`), equal to
+    rebuilding each resampled table (checked against a direct loop in the tests).
+
+    What it assumes: people and targets are two independent random samples (a crossed
+    design, every drawn person meets every drawn target they ranked), and the person ×
+    target residual is not resampled separately. For a mean under the crossed
+    random-effects model, this *pigeonhole* bootstrap is somewhat conservative: it counts
+    the person × target interaction about three times instead of once (Owen 2007, *Ann.
+    Appl. Stat.* 1, 386), while resampling people alone counts the target variance not
+    at all. The models are held fixed (not refitted on each resample), so training
+    variability is not in the interval.
+
+    Parameters
+    ----------
+    scored : DataFrame
+        Held-out rankings (``set_id, target, rater, rank``) with one distance column per
+        model, each person's rows scored by that person's models (NaN where a model does
+        not exist for the person). Every ranking (``set_id`` and ``rater``) has one target.
+    models : the distance columns
+    n_boot, ci, seed
+        Resamples, confidence level of :meth:`TwoWayBootstrap.compare`, seed of the draws.
+    """
+    models = list(models)
+    raters = scored["rater"].astype(str)
+    people = sorted(raters.unique())
+    targets = np.array(sorted(scored["target"].astype(str).unique()), dtype=object)
+    target_index = {t: i for i, t in enumerate(targets)}
+    people_counts, target_counts = two_way_counts(len(people), len(targets), n_boot, seed)
+    values = {stat: np.full((n_boot, len(people), len(models)), np.nan) for stat in STATISTICS}
+    observed = np.full((len(people), len(STATISTICS) * len(models)), np.nan)
+    for p, person in enumerate(people):
+        part = scored[(raters == person).to_numpy()]
+        present = [m for m in models if part[m].notna().all()]
+        if part.empty or not present:
+            continue
+        ids = ranking_ids(part).to_numpy()
+        per_ranking = part.groupby(ids, sort=True)["target"].agg(["first", "nunique"])
+        if (per_ranking["nunique"] > 1).any():
+            raise ValueError(f"two_way_bootstrap: a ranking of {person} holds several targets")
+        frame = pd.DataFrame({"ranking": ids, "rank": part["rank"].to_numpy(float)})
+        for m in present:
+            frame[m] = part[m].groupby(ids, sort=False).rank(method="average").to_numpy(float)
+        columns = [target_index[str(t)] for t in per_ranking["first"]]
+        counts = np.vstack([np.ones((1, len(columns)), dtype=np.int64), target_counts[:, columns]])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            set_ids, res = resampled_statistics(frame, "ranking", "rank", present, counts)
+        assert list(set_ids) == list(per_ranking.index)  # sets in sorted order, as the counts
+        for m in present:
+            j = models.index(m)
+            for s, stat in enumerate(STATISTICS):
+                observed[p, s * len(models) + j] = res[f"{stat}_{m}"][0]
+                values[stat][:, p, j] = res[f"{stat}_{m}"][1:]
+    columns = [f"{stat}_{m}" for stat in STATISTICS for m in models]
+    return TwoWayBootstrap(people, targets, models, pd.DataFrame(observed, index=pd.Index(people, name="rater"),
+                                                                 columns=columns),
+                           values, people_counts, target_counts, ci)
+
+
+def score_people(test_table: pd.DataFrame, features, models_of) -> pd.DataFrame:
+    """The held-out table with one distance column per model, each person's rows scored by
+    ``models_of(person)`` (a dict model -> weights; NaN for a model a person lacks)."""
+    parts = []
+    for person, part in test_table.groupby(test_table["rater"].astype(str), sort=True):
+        models = models_of(person)
+        rows = features.rows(part["target"], part["candidate"])
+        W = torch.stack([torch.as_tensor(w, dtype=torch.float32).flatten() for w in models.values()], dim=1)
+        dist = (features.matrix[rows] @ W).numpy().astype(float)
+        parts.append(part.assign(**{m: dist[:, i] for i, m in enumerate(models)}))
+    out = pd.concat(parts) if parts else test_table.iloc[:0].copy()
+    for m in MODELS:
+        if m not in out.columns:
+            out[m] = np.nan
     return out
 
 
@@ -283,9 +400,12 @@ class PersonalStudy:
         in :data:`MODELS`, ``icc_<model>`` and ``rho_<model>`` on the person's
         held-out rankings.
     comparisons : DataFrame
-        One row per (rater, comparison of :data:`COMPARISONS`): the paired
-        bootstrap of :func:`paired_person_bootstrap` plus Holm-adjusted
-        p-values over people (``p_holm_icc``, ``p_holm_rho``).
+        One row per (rater, comparison of :data:`COMPARISONS`): observed
+        ``a_<stat>``, ``b_<stat>``, ``delta_<stat>`` and, from the person's
+        column of :meth:`PersonalStudy.two_way` (a bootstrap over the person's
+        held-out targets), ``ci_low_<stat>``, ``ci_high_<stat>``, ``p_<stat>``
+        (one-sided, H0: Δ <= 0), plus Holm-adjusted p-values over people
+        (``p_holm_icc``, ``p_holm_rho``).
     fits : DataFrame
         One row per fit: ``model``, ``rater``, ``seconds``, ``epochs``, ``n_pairs``.
     """
@@ -320,27 +440,42 @@ class PersonalStudy:
         """The per-person rows of one comparison, indexed by rater."""
         return self.comparisons[self.comparisons["comparison"] == name].set_index("rater")
 
+    def two_way(self, n_boot: Optional[int] = None, seed: Optional[int] = None,
+                ci: Optional[float] = None) -> TwoWayBootstrap:
+        """The two-way bootstrap (people and held-out targets, :func:`two_way_bootstrap`) of every
+        model's agreement with each person; computed once per (n_boot, seed, ci)."""
+        n_boot = self.settings["n_boot"] if n_boot is None else n_boot
+        seed = self.settings["seed"] if seed is None else seed
+        ci = self.settings["ci"] if ci is None else ci
+        cache = self.__dict__.setdefault("_two_way", {})
+        key = (int(n_boot), seed, float(ci))
+        if key not in cache:
+            scored = score_people(self.test_table, self.features, self.models_of)
+            cache[key] = two_way_bootstrap(scored, MODELS, n_boot=n_boot, ci=ci, seed=seed)
+        return cache[key]
+
     def across_people(self, n_boot: Optional[int] = None, ci: Optional[float] = None,
                       seed: Optional[int] = None) -> pd.DataFrame:
-        """Per comparison and statistic: the mean Δ over people with a bootstrap CI over people,
-        how many people improved, a sign test and a Wilcoxon signed-rank test.
+        """Per comparison and statistic: the mean Δ over people with a two-way bootstrap CI
+        (people and held-out targets resampled together, :meth:`two_way`), how many people
+        improved, a sign test and a Wilcoxon signed-rank test (these two over people, targets fixed).
 
         Index (comparison, statistic); columns ``label``, ``n``, ``mean_delta``,
         ``ci_low``, ``ci_high``, ``n_positive``, ``n_negative``,
         ``n_significant`` (people whose own bootstrap CI lies above 0),
         ``sign_p``, ``wilcoxon_p``.
         """
-        n_boot = self.settings["n_boot"] if n_boot is None else n_boot
-        ci = self.settings["ci"] if ci is None else ci
-        seed = self.settings["seed"] if seed is None else seed
+        boot = self.two_way(n_boot=n_boot, seed=seed, ci=ci)
         rows = []
         for name in self.comparisons["comparison"].unique():
             part = self.comparison(name)
+            a, b = COMPARISONS[name]
             for stat in STATISTICS:
-                mean, lo, hi = people_interval(part[f"delta_{stat}"], n_boot=n_boot, ci=ci, seed=seed)
+                summary = boot.compare(a, b, stat)
                 tests = paired_tests(part[f"delta_{stat}"])
                 rows.append({"comparison": name, "statistic": stat, "label": COMPARISON_LABELS.get(name, name),
-                             "mean_delta": mean, "ci_low": lo, "ci_high": hi,
+                             "mean_delta": summary["mean_delta"], "ci_low": summary["ci_low"],
+                             "ci_high": summary["ci_high"],
                              "n_significant": int((part[f"ci_low_{stat}"] > 0).sum()), **tests})
         return pd.DataFrame(rows).set_index(["comparison", "statistic"])
 
@@ -379,9 +514,10 @@ def personal_study(dataset, *, test_size: float = DEFAULTS.test_size, seed: int 
     n_boot, ci
         Bootstrap resamples and confidence level of all intervals.
     person_bootstrap : bool
-        Run the paired bootstrap of each person's comparisons (False: only the
-        observed differences, e.g. for a quick robustness check; across-people
-        summaries still work).
+        Give each person's comparisons an interval and p-value from the two-way
+        bootstrap now (False: only the observed differences, e.g. for a quick
+        robustness check; :meth:`PersonalStudy.across_people` still runs the
+        two-way bootstrap when called).
     features : PairFeatures, optional
         Precomputed features of the dataset's pairs.
     threads : int or None
@@ -451,6 +587,7 @@ def personal_study(dataset, *, test_size: float = DEFAULTS.test_size, seed: int 
 def _evaluate_study(study: PersonalStudy, raters: list[str], trains: dict, tests: dict) -> None:
     empty = study.test_table.iloc[:0]
     rows, comps = [], []
+    boot = study.two_way() if study.settings.get("person_bootstrap", True) else None
     for r in raters:
         test = tests.get(r, empty)
         models = study.models_of(r)
@@ -464,15 +601,18 @@ def _evaluate_study(study: PersonalStudy, raters: list[str], trains: dict, tests
         for name, (a, b) in COMPARISONS.items():
             if a not in models or b not in models:
                 continue
-            if study.settings.get("person_bootstrap", True):
-                res = paired_person_bootstrap(test, study.features, models[a], models[b],
-                                              n_boot=study.settings["n_boot"], ci=study.settings["ci"],
-                                              seed=study.settings["seed"])
-            else:
-                res = {f"{k}_{stat}": np.nan for stat in STATISTICS for k in ("ci_low", "ci_high", "p")}
-                for stat in STATISTICS:
-                    res.update({f"a_{stat}": row[f"{stat}_{a}"], f"b_{stat}": row[f"{stat}_{b}"],
-                                f"delta_{stat}": row[f"{stat}_{b}"] - row[f"{stat}_{a}"]})
+            res = {}
+            for stat in STATISTICS:
+                res.update({f"a_{stat}": row[f"{stat}_{a}"], f"b_{stat}": row[f"{stat}_{b}"],
+                            f"delta_{stat}": row[f"{stat}_{b}"] - row[f"{stat}_{a}"],
+                            f"ci_low_{stat}": np.nan, f"ci_high_{stat}": np.nan, f"p_{stat}": np.nan})
+                if boot is not None and r in boot.people and len(test) and test["target"].nunique() >= 2:
+                    _, deltas = boot.person_deltas(a, b, stat)
+                    d = deltas[:, boot.people.index(r)]
+                    if np.isfinite(d).sum() >= 2:
+                        lo, hi = percentile_interval(d, study.settings["ci"])
+                        res.update({f"ci_low_{stat}": lo, f"ci_high_{stat}": hi,
+                                    f"p_{stat}": one_sided_pvalue(d[np.isfinite(d)])})
             comps.append({"rater": r, "comparison": name, **res})
     study.per_person = pd.DataFrame(rows).set_index("rater")
     comparisons = pd.DataFrame(comps)

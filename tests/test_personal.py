@@ -150,6 +150,95 @@ def test_drop_shared_pairs_removes_every_shared_pair_and_reranks():
     assert ps.shared_pair_share(out, test) == 0
 
 
+# --------------------------------------------------------------------------- two-way bootstrap
+def _hand_made_scored():
+    """3 people, 5 targets, 4 candidates; person c ranked only targets t0, t1; model m1 has ties."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for person, targets in (("a", range(5)), ("b", range(5)), ("c", range(2))):
+        for t in targets:
+            ranks = rng.permutation(4) + 1
+            for c in range(4):
+                rows.append({"set_id": f"s{t}", "target": f"t{t}", "candidate": f"c{t}_{c}", "rater": person,
+                             "rank": int(ranks[c]), "m0": float(ranks[c] + rng.normal(0, 1.5)),
+                             "m1": float(np.round(ranks[c] + rng.normal(0, 2.0)))})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference on one-ranking tables
+def test_two_way_bootstrap_equals_a_direct_resampling_loop():
+    """Every resample rebuilt by concatenation and scored by evaluate.distance_scores."""
+    from clpips.evaluate import distance_scores
+    scored = _hand_made_scored()
+    n_boot = 40
+    # a seed whose draws leave person c (targets t0, t1) without a target at least once
+    seed = next(s for s in range(100) if (ps.two_way_counts(3, 5, n_boot, s)[1][:, :2].sum(axis=1) == 0).any())
+    boot = ps.two_way_bootstrap(scored, ["m0", "m1"], n_boot=n_boot, seed=seed)
+    people_counts, target_counts = ps.two_way_counts(3, 5, n_boot, seed)
+    assert boot.people == ["a", "b", "c"] and list(boot.targets) == [f"t{i}" for i in range(5)]
+    n_empty = 0
+    for b in range(n_boot):
+        per_person = {}
+        for p, person in enumerate(boot.people):
+            parts = []
+            for t, target in enumerate(boot.targets):
+                rows = scored[(scored["rater"] == person) & (scored["target"] == target)]
+                for copy in range(target_counts[b, t] if len(rows) else 0):   # drawn twice: two sets
+                    parts.append(rows.assign(set_id=f"{target}#{copy}"))
+            if not parts:
+                n_empty += 1
+                assert np.isnan(boot.values["icc"][b, p]).all()
+                continue
+            table = pd.concat(parts, ignore_index=True)
+            ref = distance_scores(table, table[["m0", "m1"]].to_numpy(float), ["m0", "m1"])
+            assert boot.values["icc"][b, p] == pytest.approx(ref["icc_A_k"].to_numpy(), abs=1e-10, nan_ok=True)
+            assert boot.values["rho"][b, p] == pytest.approx(ref["spearman"].to_numpy(), abs=1e-10, nan_ok=True)
+            delta = ref.at["m1", "icc_A_k"] - ref.at["m0", "icc_A_k"]
+            if np.isfinite(delta):                  # an undefined statistic leaves the person out
+                per_person[p] = delta
+        # the mean over the drawn people, each as often as drawn
+        drawn = [p for p in range(3) for _ in range(people_counts[b, p]) if p in per_person]
+        expected = np.mean([per_person[p] for p in drawn]) if drawn else np.nan
+        got = boot.mean_distribution("m0", "m1", "icc")[b]
+        assert got == pytest.approx(expected, abs=1e-10, nan_ok=True)
+    assert n_empty > 0        # person c drew none of their targets at least once: left out, not zero
+    # observed: all targets once, each person once
+    full = distance_scores(scored[scored["rater"] == "c"], scored.loc[scored["rater"] == "c", ["m0", "m1"]]
+                           .to_numpy(float), ["m0", "m1"])
+    assert boot.observed.loc["c", "icc_m1"] == pytest.approx(full.at["m1", "icc_A_k"], abs=1e-12)
+    summary = boot.compare("m0", "m1", "icc")
+    assert summary["mean_delta"] == pytest.approx((boot.observed["icc_m1"] - boot.observed["icc_m0"]).mean())
+    assert summary["ci_low"] < summary["ci_high"] and summary["n"] == 3
+
+
+def test_two_way_draws_people_and_targets_independently():
+    people, targets = ps.two_way_counts(6, 6, 200, seed=0)
+    assert (people.sum(axis=1) == 6).all() and (targets.sum(axis=1) == 6).all()
+    assert not np.array_equal(people, targets)
+    again = ps.two_way_counts(6, 6, 200, seed=0)
+    assert np.array_equal(again[0], people) and np.array_equal(again[1], targets)
+
+
+def test_two_way_interval_is_wider_than_people_alone_when_targets_vary():
+    """Targets that differ in difficulty (shared by everybody) widen the two-way interval;
+    resampling people alone cannot see that variability."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for t in range(12):
+        noise_b = 0.5 if t % 2 else 6.0          # model b is good on half of the targets only
+        for person in range(8):
+            ranks = rng.permutation(5) + 1
+            for c in range(5):
+                rows.append({"set_id": f"s{t}", "target": f"t{t}", "rater": f"p{person}", "rank": int(ranks[c]),
+                             "a": ranks[c] + rng.normal(0, 2.0), "b": ranks[c] + rng.normal(0, noise_b)})
+    scored = pd.DataFrame(rows)
+    boot = ps.two_way_bootstrap(scored, ["a", "b"], n_boot=2000, seed=0)
+    two_way = boot.compare("a", "b")
+    observed, _ = boot.person_deltas("a", "b")
+    _, lo, hi = ps.people_interval(observed, n_boot=2000, seed=0)
+    assert two_way["ci_high"] - two_way["ci_low"] > 1.5 * (hi - lo)
+
+
 # --------------------------------------------------------------------------- the study
 def test_study_shapes_and_split(study, synth):
     data, _, _ = synth
@@ -168,6 +257,20 @@ def test_personal_models_beat_pooled_when_raters_differ(study):
     across = study.across_people()
     assert across.loc[("personal_vs_pooled", "icc"), "mean_delta"] == pytest.approx(deltas.mean())
     assert across.loc[("personal_vs_pooled", "icc"), "n_positive"] == 4
+    boot = study.two_way()
+    for name, (a, b) in ps.COMPARISONS.items():        # the two-way interval is around the observed mean
+        row = across.loc[(name, "icc")]
+        assert row["mean_delta"] == pytest.approx(boot.compare(a, b)["mean_delta"])
+        assert row["ci_low"] <= row["mean_delta"] <= row["ci_high"]
+
+
+def test_two_way_observed_values_are_the_per_person_scores(study):
+    boot = study.two_way()
+    per = study.per_person
+    for m in ps.MODELS:
+        assert boot.observed[f"icc_{m}"].to_numpy() == pytest.approx(per[f"icc_{m}"].to_numpy(), abs=1e-9)
+        assert boot.observed[f"rho_{m}"].to_numpy() == pytest.approx(per[f"rho_{m}"].to_numpy(), abs=1e-9)
+    assert study.two_way() is boot                      # computed once
 
 
 def test_bootstrap_observed_values_match_the_scores(study):

@@ -14,13 +14,14 @@ from matplotlib.figure import Figure
 
 _STAT_NAMES = {"icc": "ICC(A,k)", "rho": "Spearman's rho"}
 _COLOURS = {"personal_vs_pooled": "tab:blue", "new_user": "tab:orange", "pooled_vs_lpips": "tab:grey",
-            "personal_vs_lpips": "tab:green"}
+            "personal_vs_lpips": "tab:green", "new_user_vs_lpips": "tab:red", "lopo_vs_lpips": "tab:purple"}
 
 
 def plot_person_deltas(comparisons: pd.DataFrame, across: pd.DataFrame,
                        names: Sequence[str] = ("personal_vs_pooled", "new_user"),
                        labels: Optional[dict[str, str]] = None, statistic: str = "icc") -> Figure:
-    """Forest plot: each person's held-out Δ with its bootstrap CI, and the mean over people.
+    """Forest plot: each person's held-out Δ with its bootstrap CI, and the mean over people
+    with its two-way (people and targets) interval.
 
     Parameters
     ----------

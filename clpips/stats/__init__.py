@@ -12,7 +12,7 @@ a positive correlation means the metric agrees with people.
 * :mod:`~clpips.stats.interpret`: Koo & Li (2016) and Cicchetti (1994) labels
 """
 from .bootstrap import (PairedBootstrapResult, bca_interval, bootstrap_counts, metric_statistics,
-                        one_sided_pvalue, paired_bootstrap, percentile_interval)
+                        one_sided_pvalue, paired_bootstrap, percentile_interval, resampled_statistics)
 from .icc import (ALIASES, LABELS, DegenerateDataWarning, MeanSquares, canonical_label, check_table, icc,
                   icc_from_matrix, mean_squares, metric_human_table)
 from .interpret import cicchetti_label, interpret_icc, interpretation_scale, koo_li_label
@@ -27,7 +27,7 @@ __all__ = [
     "rank_correlation", "spearman", "kendall", "per_set_correlation", "pooled_spearman",
     # bootstrap
     "paired_bootstrap", "PairedBootstrapResult", "bootstrap_counts", "metric_statistics",
-    "percentile_interval", "bca_interval", "one_sided_pvalue",
+    "percentile_interval", "bca_interval", "one_sided_pvalue", "resampled_statistics",
     # re-splits
     "corrected_resampled_t",
     # interpretation

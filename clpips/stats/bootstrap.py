@@ -51,6 +51,7 @@ __all__ = [
     "paired_bootstrap",
     "PairedBootstrapResult",
     "bootstrap_counts",
+    "resampled_statistics",
     "metric_statistics",
     "percentile_interval",
     "bca_interval",
@@ -93,6 +94,39 @@ def bootstrap_counts(n_sets: int, n_boot: int = DEFAULTS.n_boot, seed: int | Non
     if n_sets < 1 or n_boot < 1:
         raise ValueError(f"need n_sets >= 1 and n_boot >= 1, got n_sets={n_sets}, n_boot={n_boot}")
     return np.vstack(list(_iter_counts(n_sets, n_boot, seed)))
+
+
+def resampled_statistics(data: pd.DataFrame, set_col: str, rank_col: str, metric_cols: list[str],
+                         counts: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """ICC(A,k) and pooled rho of several metrics on given resamples of sets (the engine of
+    :func:`paired_bootstrap`, for callers that draw their own resamples, e.g. a two-way bootstrap).
+
+    Parameters
+    ----------
+    data, set_col, rank_col
+        As for :func:`paired_bootstrap`.
+    metric_cols : list of str
+        Distance columns (lower = more similar), one per metric.
+    counts : array of int, shape (n_resamples, n_sets)
+        How often each set is drawn, sets in the order of the returned ``set_ids``
+        (sorted). A row of ones is the table itself.
+
+    Returns
+    -------
+    set_ids : numpy.ndarray
+    statistics : dict
+        ``icc_<column>`` and ``rho_<column>``: one value per resample, equal (to rounding)
+        to :func:`metric_statistics` on the table built by concatenating the drawn sets.
+    """
+    columns = {"set_col": set_col, "rank_col": rank_col, **{f"metric_{i}": c for i, c in enumerate(metric_cols)}}
+    table = check_table(data, columns, numeric=[p for p in columns if p != "set_col"], caller="resampled_statistics")
+    prep = _prepare(table, {c: f"metric_{i}" for i, c in enumerate(metric_cols)})
+    counts = np.atleast_2d(np.asarray(counts))
+    if counts.shape[1] != len(prep.set_ids):
+        raise ValueError(f"resampled_statistics: counts has {counts.shape[1]} columns for {len(prep.set_ids)} sets")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        return prep.set_ids, _evaluate(prep, counts)
 
 
 # --------------------------------------------------------------------------- per-set statistics

@@ -98,6 +98,7 @@ class CrossvalResult:
     oof: pd.DataFrame        #: out-of-fold held-out rows with the ``lpips`` and ``clpips`` distances
     weights: np.ndarray      #: the refitted weights of each outer fold (folds x D)
     settings: dict[str, Any] = field(default_factory=dict)
+    _boot: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def summary(self, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot,
                 seed: Optional[int] = None) -> pd.DataFrame:
@@ -129,6 +130,18 @@ class CrossvalResult:
             rows.append(row)
         return pd.DataFrame(rows).set_index("statistic")
 
+    def _repeat_bootstraps(self, ci: float, n_boot: int, seed: Optional[int]):
+        from .experiment import bootstrap_result
+        seed = self.settings.get("seed", DEFAULTS.seed) if seed is None else seed
+        key = (float(ci), int(n_boot), int(seed))
+        if key not in self._boot:  # computed once per (ci, n_boot, seed): summary() and the chapters reuse it
+            per_repeat = {r: part for r, part in self.oof.groupby("repeat", sort=True)}
+            common = set.intersection(*(set(p["target"]) for p in per_repeat.values()))
+            self._boot[key] = {r: bootstrap_result(part[part["target"].isin(common)], "lpips", "clpips",
+                                                   unit="target", n_boot=n_boot, seed=seed, ci=ci)
+                               for r, part in per_repeat.items()}
+        return self._boot[key]
+
     def target_bootstrap(self, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot,
                          seed: Optional[int] = None) -> dict[str, dict[str, float]]:
         """ΔICC(A,k) and Δrho (within-ranking ranks) of the out-of-fold rankings, bootstrapped over targets.
@@ -139,25 +152,21 @@ class CrossvalResult:
         targets its draws are the same for every repeat, so the repeats'
         distributions are averaged draw by draw.
         """
-        from .experiment import bootstrap_result
         from .stats import percentile_interval
-        seed = self.settings.get("seed", DEFAULTS.seed) if seed is None else seed
-        oof = self.oof
-        per_repeat = [part for _, part in oof.groupby("repeat", sort=True)]
-        common = set.intersection(*(set(p["target"]) for p in per_repeat))
-        dists, observed = [], []
-        for part in per_repeat:
-            part = part[part["target"].isin(common)]
-            res = bootstrap_result(part, "lpips", "clpips", unit="target", n_boot=n_boot, seed=seed, ci=ci)
-            dists.append(res.distribution[["delta_icc", "delta_rho"]].to_numpy(float))
-            observed.append(res.observed["delta"].to_numpy(float))
-        mean = np.mean(dists, axis=0)
-        obs = np.mean(observed, axis=0)
+        results = self._repeat_bootstraps(ci, n_boot, seed)
+        mean = np.mean([r.distribution[["delta_icc", "delta_rho"]].to_numpy(float) for r in results.values()], axis=0)
+        obs = np.mean([r.observed["delta"].to_numpy(float) for r in results.values()], axis=0)
         out = {}
         for j, stat in enumerate(("icc_A_k", "spearman")):
             lo, hi = percentile_interval(mean[:, j], ci)
             out[stat] = {"boot_delta": float(obs[j]), "boot_low": float(lo), "boot_high": float(hi)}
         return out
+
+    def target_bootstrap_repeat(self, repeat: int, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot,
+                                seed: Optional[int] = None) -> dict[str, float]:
+        """ΔICC(A,k) of one repeat's out-of-fold rankings with its target-bootstrap percentile interval."""
+        res = self._repeat_bootstraps(ci, n_boot, seed)[repeat].summary().loc["ΔICC(A,k)"]
+        return {"delta": float(res["delta"]), "low": float(res["ci_low"]), "high": float(res["ci_high"])}
 
     def chosen(self) -> pd.DataFrame:
         """How often each setting was chosen over the outer folds."""

@@ -157,11 +157,15 @@ def test_set_orders():
 def test_table3_and_table4_layout():
     scored = _scored()
     table = alignment_table(scored, ["lpips", "clpips"])
-    reported = {"LPIPS (paper)": {"spearman": paper.value("lpips_spearman"), "icc_A_k": paper.value("lpips_icc_A_k")}}
-    t3 = pe.table3(table, reported)
+    reported = {"LPIPS (paper)": {"spearman_raw": paper.value("lpips_spearman"),
+                                  "icc_A_k": paper.value("lpips_icc_A_k")}}
+    t3 = pe.table3(table, reported, cluster_ci={"clpips": (0.1, 0.25)})
     assert list(t3.index) == ["LPIPS (AlexNet, v0.1)", "CLPIPS (AlexNet, fine-tuned)", "LPIPS (paper)"]
-    assert t3.loc["LPIPS (paper)", "Spearman ρ"] == "0.432" and t3.loc["LPIPS (paper)", "p (ρ)"] == "—"
-    assert t3.loc["CLPIPS (AlexNet, fine-tuned)", "ICC(A,k) [95% CI]"].count("[") == 1
+    assert t3.loc["LPIPS (paper)", "ρ raw pooled (paper)"] == "0.432" and t3.loc["LPIPS (paper)", "p (ρ ranks)"] == "—"
+    assert t3.loc["CLPIPS (AlexNet, fine-tuned)", "ICC(A,k) [F 95% CI, rows independent]"].count("[") == 1
+    assert t3.loc["CLPIPS (AlexNet, fine-tuned)", "[95% CI, targets resampled]"] == "[0.100, 0.250]"
+    assert t3.loc["LPIPS (AlexNet, v0.1)", "[95% CI, targets resampled]"] == "—"
+    assert t3.loc["LPIPS (AlexNet, v0.1)", "ρ raw pooled (paper)"] == f"{table.at['lpips', 'spearman_raw']:.3f}"
     res = bootstrap_result(scored, "lpips", "clpips", n_boot=200)
     bca = bootstrap_result(scored, "lpips", "clpips", n_boot=200, method="bca")
     t4 = pe.table4({"ranking": res}, {"ranking": bca},

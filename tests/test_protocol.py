@@ -272,3 +272,24 @@ def test_crossval_finds_the_gain_on_the_simulated_study():
     summary = res.summary(n_boot=300)
     assert summary.loc["icc_A_k", "delta"] > 0 and summary.loc["pair_accuracy", "delta"] > 0
     assert summary.loc["icc_A_k", "boot_low"] > 0
+
+
+def test_cli_crossval_writes_strict_json_and_fold_csvs(mur92_mirror, monkeypatch, tmp_path, capsys):
+    from clpips.cli import main
+    monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
+    monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "cache" / key)
+    out = tmp_path / "cv"
+    assert main(["crossval", "--dataset", "mur92", "--out", str(out), "--split-mode", "both", "--folds", "2",
+                 "--repeats", "1", "--inner-folds", "2", "--margins", "0.05", "--lrs", "0.01", "--epochs-grid", "1",
+                 "--n-boot", "50", "--quiet"]) == 0
+    report = json.loads((out / "crossval.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert set(report["modes"]) == {"target", "image"}
+    for mode, body in report["modes"].items():
+        folds = pd.read_csv(out / mode / "folds.csv")
+        assert len(folds) == 2 == len(body["folds"])
+        summary = {row["statistic"]: row for row in body["summary"]}
+        assert summary["icc_A_k"]["delta"] == pytest.approx(folds["delta_icc_A_k"].mean())
+    assert "split by image" in capsys.readouterr().out
+    # a bad grid is one line naming the options
+    assert main(["crossval", "--dataset", "mur92", "--out", str(out), "--margins", "0.05,x"]) == 2
+    assert "--margins" in capsys.readouterr().err

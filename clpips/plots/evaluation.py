@@ -149,7 +149,8 @@ def _fmt_p(p: float) -> str:
 
 
 def table3(alignment: pd.DataFrame, paper: Optional[Mapping[str, Mapping[str, float]]] = None,
-           labels: Optional[Mapping[str, str]] = None) -> pd.DataFrame:
+           labels: Optional[Mapping[str, str]] = None,
+           cluster_ci: Optional[Mapping[str, tuple[float, float]]] = None) -> pd.DataFrame:
     """The paper's Table 3 layout for any metrics, as display strings.
 
     Parameters
@@ -158,33 +159,41 @@ def table3(alignment: pd.DataFrame, paper: Optional[Mapping[str, Mapping[str, fl
         :func:`clpips.evaluate.alignment_table` (index = metric column names).
     paper : mapping, optional
         Row label -> published values with keys among ``icc_A_k``, ``icc_A_k_ci_low``,
-        ``icc_A_k_ci_high``, ``icc_A_k_pval``, ``spearman``, ``spearman_pval``, ``kendall``;
-        a missing key shows as "—" (not reported, or not transcribed).
+        ``icc_A_k_ci_high``, ``icc_A_k_pval``, ``spearman_raw`` (the paper pools raw
+        distances), ``spearman``, ``spearman_pval``, ``kendall``; a missing key shows as
+        "—" (not reported, or not transcribed).
     labels : mapping, optional
         Metric column -> display name (default :data:`clpips.baselines.LABELS`).
+    cluster_ci : mapping, optional
+        Metric column -> (low, high) of ICC(A,k) from a bootstrap over targets.
 
     Returns
     -------
     pandas.DataFrame
-        Index ``metric``; columns ``ICC(A,k) [95% CI]``, ``p (ICC)``, ``Spearman ρ``,
-        ``p (ρ)``, ``Kendall τ_b``, ``mean per-ranking ρ``, ``Koo & Li``.
+        Index ``metric``; columns ``ICC(A,k) [F 95% CI, rows independent]``,
+        ``[95% CI, targets resampled]``, ``p (ICC)``, ``ρ raw pooled (paper)``,
+        ``ρ ranks (= mean per-ranking)``, ``p (ρ ranks)``, ``Kendall τ_b``, ``Koo & Li``.
     """
-    def row(values: Mapping[str, float]) -> dict[str, str]:
+    def row(values: Mapping[str, float], cluster: Optional[tuple[float, float]]) -> dict[str, str]:
         get = lambda key: values.get(key, np.nan)  # noqa: E731
         ci = (f" [{_fmt(get('icc_A_k_ci_low'), '.3f')}, {_fmt(get('icc_A_k_ci_high'), '.3f')}]"
               if np.isfinite(get("icc_A_k_ci_low")) else "")
-        return {"ICC(A,k) [95% CI]": _fmt(get("icc_A_k"), ".3f") + ci, "p (ICC)": _fmt_p(get("icc_A_k_pval")),
-                "Spearman ρ": _fmt(get("spearman"), ".3f"), "p (ρ)": _fmt_p(get("spearman_pval")),
+        return {"ICC(A,k) [F 95% CI, rows independent]": _fmt(get("icc_A_k"), ".3f") + ci,
+                "[95% CI, targets resampled]": (f"[{_fmt(cluster[0], '.3f')}, {_fmt(cluster[1], '.3f')}]"
+                                                if cluster is not None else "—"),
+                "p (ICC)": _fmt_p(get("icc_A_k_pval")),
+                "ρ raw pooled (paper)": _fmt(get("spearman_raw"), ".3f"),
+                "ρ ranks (= mean per-ranking)": _fmt(get("spearman"), ".3f"), "p (ρ ranks)": _fmt_p(get("spearman_pval")),
                 "Kendall τ_b": _fmt(get("kendall"), ".3f"),
-                "mean per-ranking ρ": _fmt(get("spearman_per_ranking"), ".3f"),
                 "Koo & Li": str(values.get("icc_A_k_koo_li", "—"))}
 
     names = dict(labels or {})
+    clusters = dict(cluster_ci or {})
     rows = {names.get(m, metric_label(m)): row({k: (float(v) if isinstance(v, (int, float, np.number)) else v)
-                                                 for k, v in alignment.loc[m].items()})
+                                                 for k, v in alignment.loc[m].items()}, clusters.get(m))
             for m in alignment.index}
     for name, values in (paper or {}).items():
-        rows[name] = row({k: float(v) for k, v in values.items()})
+        rows[name] = row({k: float(v) for k, v in values.items()}, None)
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
 
 

@@ -1,0 +1,89 @@
+"""Figures of the nested protocol (:mod:`clpips.protocol`): per-fold differences and their summary.
+
+* :func:`plot_fold_deltas`: for each statistic a panel; for each run (a split mode, or a
+  dataset and split mode) the per-fold differences CLPIPS - LPIPS as dots, their mean
+  with the corrected resampled t interval, and the target-bootstrap interval where
+  there is one; optional reference values (the paper's) as marks.
+* :func:`plot_inner_scores`: the mean inner-fold score of every grid setting, per outer fold.
+
+Each returns a :class:`matplotlib.figure.Figure`; the numbers come from
+:meth:`clpips.protocol.CrossvalResult.summary`, nothing is computed here.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Optional
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+#: axis titles of the protocol's statistics
+TITLES = {"icc_A_k": "ΔICC(A,k)", "spearman_raw": "Δρ, raw distances pooled (paper)",
+          "spearman": "Δρ, within-ranking ranks", "pair_accuracy": "Δ pair accuracy"}
+
+
+def plot_fold_deltas(folds: Mapping[str, pd.DataFrame], summaries: Mapping[str, pd.DataFrame],
+                     statistics: Sequence[str] = tuple(TITLES), reference: Optional[Mapping[str, float]] = None,
+                     reference_label: str = "paper", seed: int = 0) -> Figure:
+    """Per-fold Δ (dots) and mean Δ with intervals, one panel per statistic, one column per run.
+
+    Parameters
+    ----------
+    folds : mapping run label -> ``CrossvalResult.folds``
+    summaries : mapping run label -> ``CrossvalResult.summary()``
+    statistics : the statistics to draw (keys of :data:`TITLES`)
+    reference : optional mapping statistic -> value drawn as a horizontal mark (e.g. the paper's)
+    seed : seeds the horizontal jitter of the dots
+    """
+    runs = list(folds)
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(1, len(statistics), figsize=(3.1 * len(statistics), 3.4), squeeze=False)
+    for ax, stat in zip(axes[0], statistics):
+        for x, run in enumerate(runs):
+            d = folds[run][f"delta_{stat}"].to_numpy(float)
+            ax.scatter(x - 0.12 + rng.uniform(-0.06, 0.06, len(d)), d, s=12, color="0.55", zorder=2,
+                       label="one outer fold" if x == 0 else None)
+            row = summaries[run].loc[stat]
+            ax.errorbar([x + 0.08], [row["delta"]], yerr=[[row["delta"] - row["nb_low"]], [row["nb_high"] - row["delta"]]],
+                        fmt="o", color="C0", capsize=3, zorder=3, label="mean, corrected t" if x == 0 else None)
+            if np.isfinite(row["boot_low"]):
+                ax.errorbar([x + 0.22], [row["boot_delta"]],
+                            yerr=[[row["boot_delta"] - row["boot_low"]], [row["boot_high"] - row["boot_delta"]]],
+                            fmt="s", color="C1", capsize=3, zorder=3,
+                            label="out-of-fold, target bootstrap" if x == 0 else None)
+        ax.axhline(0, color="k", lw=0.8)
+        if reference and stat in reference and np.isfinite(reference[stat]):
+            ax.axhline(reference[stat], color="C3", lw=1, ls="--", label=reference_label)
+        ax.set_xticks(range(len(runs)), runs, rotation=30 if len(runs) > 3 else 0, ha="right" if len(runs) > 3 else "center")
+        ax.set_xlim(-0.6, len(runs) - 0.4)
+        ax.set_title(TITLES.get(stat, stat), fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("CLPIPS − LPIPS, held out")
+    handles, labels = [], []
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def plot_inner_scores(inner: pd.DataFrame, select: str = "icc_A_k") -> Figure:
+    """The mean inner-fold ``select`` score of each (margin, lr, epochs) setting: one line per outer fold."""
+    frame = inner.copy()
+    frame["setting"] = [f"m={m:g} lr={lr:g} e={e:d}" for m, lr, e in
+                        zip(frame["margin"], frame["lr"], frame["epochs"].astype(int))]
+    order = list(dict.fromkeys(frame["setting"]))
+    fig, ax = plt.subplots(figsize=(max(6, 0.38 * len(order)), 3.4))
+    for _, part in frame.groupby(["repeat", "fold"]):
+        part = part.set_index("setting").reindex(order)
+        ax.plot(range(len(order)), part[f"inner_{select}"].to_numpy(float), color="C0", alpha=0.35, lw=1)
+    ax.set_xticks(range(len(order)), order, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel(f"inner-fold {TITLES.get(select, select).lstrip('Δ')}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -338,13 +338,21 @@ def pair_features_for(dataset, table: pd.DataFrame, net: str = DEFAULTS.net, dev
 
 @dataclass(frozen=True)
 class GridJob:
-    """One training set of :func:`fit_many`: its pairs, a grid of (margin, lr) columns, the epochs to record."""
+    """One training set of :func:`fit_many`: its pairs, a grid of (margin, lr) columns, the epochs to record.
+
+    The optional fields override the :func:`fit_many` call's value of the same name for
+    this job's columns (None: the call's value), as the options of its own :func:`fit_pairs`.
+    """
 
     pairs: torch.Tensor             #: N x 2 (better, worse) rows of the shared feature matrix
     margins: tuple[float, ...]
     lrs: tuple[float, ...]
     checkpoints: tuple[int, ...]    #: epoch counts at which the weights are recorded
     seed: int = DEFAULTS.seed       #: seed of this job's shuffles (as fit_pairs' seed)
+    initial_weights: Optional[torch.Tensor] = None       #: starting weights (D)
+    layers: Optional[str | Sequence[int]] = None         #: trained layers (:func:`parse_layers`)
+    project: Optional[bool] = None                       #: projection onto w >= 0 after every step
+    loss: Optional[str] = None                           #: :data:`LOSSES`
 
 
 def fit_grid(features: torch.Tensor, train_pairs: torch.Tensor, initial_weights: torch.Tensor, *,
@@ -376,27 +384,46 @@ def fit_many(features: torch.Tensor, jobs: Sequence[GridJob], initial_weights: t
     columns took 1.0 ms, of 96 columns 2.7 ms, so columns run in groups of at most
     ``max_columns``. Each job keeps its own shuffles (its seed) and batch
     boundaries; Adam's step count is shared, since every column starts at step 1.
+    Jobs with the same pairs and seed draw the same shuffles, so they share one
+    (their columns side by side): the per-job work of a step is a few small
+    indexing operations, which with many jobs costs as much as the matrix products.
 
     Parameters
     ----------
     features : M x D tensor
     jobs : sequence of :class:`GridJob`
-    initial_weights : D tensor (every column starts there)
+        A job's ``initial_weights``, ``layers``, ``project`` and ``loss`` override the
+        call's for its columns; column ``b`` of a job equals
+        ``fit_pairs(features, job.pairs, None, w0, margin=job.margins[b], lr=job.lrs[b],
+        epochs=e, seed=job.seed, layers=..., project=..., loss=...)`` after ``e`` epochs.
+    initial_weights : D tensor (where a job names none)
     net, loss, batch_size, layers, project, device, threads
-        As :func:`fit_pairs`.
+        As :func:`fit_pairs`; ``loss``, ``layers`` and ``project`` where a job names none.
 
     Returns
     -------
     list of tensors, one per job: ``len(job.checkpoints) x len(job.margins) x D``.
+    Select the early-stopped epoch of a column with :func:`early_stopped`.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     chns = CHANNELS[net]
     dim = sum(chns)
     if features.ndim != 2 or features.shape[1] != dim or initial_weights.numel() != dim:
         raise ValueError(f"expected M x {dim} features and {dim} weights for net={net!r}")
+    start = np.cumsum([0, *chns])
+    masks: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def trainable_of(spec) -> torch.Tensor:
+        key = tuple(parse_layers(spec, len(chns)))
+        if key not in masks:
+            mask = torch.zeros(dim, dtype=torch.bool)
+            for layer in key:
+                mask[start[layer]:start[layer + 1]] = True
+            masks[key] = mask
+        return masks[key]
+
+    resolved = []
     for job in jobs:
         margins, lrs = torch.as_tensor(job.margins, dtype=torch.float64), torch.as_tensor(job.lrs, dtype=torch.float64)
         if margins.ndim != 1 or margins.numel() == 0 or margins.shape != lrs.shape:
@@ -408,54 +435,100 @@ def fit_many(features: torch.Tensor, jobs: Sequence[GridJob], initial_weights: t
             raise ValueError("checkpoints must be epoch counts >= 1")
         if job.pairs.ndim != 2 or job.pairs.shape[1] != 2 or job.pairs.shape[0] == 0:
             raise ValueError("a job's pairs must be a non-empty N x 2 tensor of (better, worse) rows")
-    trainable = torch.zeros(dim, dtype=torch.bool)
-    start = np.cumsum([0, *chns])
-    for layer in parse_layers(layers, len(chns)):
-        trainable[start[layer]:start[layer + 1]] = True
+        job_loss = loss if job.loss is None else job.loss
+        if job_loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {job_loss!r}")
+        w0 = initial_weights if job.initial_weights is None else job.initial_weights
+        if w0.numel() != dim or not torch.isfinite(torch.as_tensor(w0)).all():
+            raise ValueError(f"a job's initial weights must be {dim} finite numbers for net={net!r}")
+        resolved.append(_Job(job, w0.detach().flatten(), trainable_of(layers if job.layers is None else job.layers),
+                             bool(project if job.project is None else job.project), job_loss))
+    # jobs drawing the same shuffles side by side, so that a group can share them
+    streams: list[list[int]] = []
+    for i, r in enumerate(resolved):
+        for members in streams:
+            first = resolved[members[0]].job
+            if first.seed == r.job.seed and (first.pairs is r.job.pairs or (
+                    first.pairs.shape == r.job.pairs.shape and torch.equal(first.pairs, r.job.pairs))):
+                members.append(i)
+                break
+        else:
+            streams.append([i])
     groups, current, width = [], [], 0
-    for i, job in enumerate(jobs):
-        if current and width + len(job.margins) > max_columns:
+    for i in (i for members in streams for i in members):
+        if current and width + len(jobs[i].margins) > max_columns:
             groups.append(current)
             current, width = [], 0
         current.append(i)
-        width += len(job.margins)
+        width += len(jobs[i].margins)
     if current:
         groups.append(current)
     out: list[Optional[torch.Tensor]] = [None] * len(jobs)
     with torch_threads(threads):
         for group in groups:
-            for i, w in zip(group, _fit_lockstep(features, [jobs[i] for i in group], initial_weights, trainable,
-                                                   loss=loss, batch_size=batch_size, project=project,
+            for i, w in zip(group, _fit_lockstep(features, [resolved[i] for i in group], batch_size=batch_size,
                                                    device=device)):
                 out[i] = w
     return out
 
 
-def _fit_lockstep(features, jobs, initial_weights, trainable, *, loss, batch_size, project, device):
+@dataclass(frozen=True)
+class _Job:
+    """A :class:`GridJob` with the call's defaults filled in."""
+
+    job: GridJob
+    w0: torch.Tensor
+    trainable: torch.Tensor
+    project: bool
+    loss: str
+
+
+def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
     # only the rows the jobs use take part in a step: re-index them compactly
-    all_rows = torch.cat([job.pairs.to(torch.long).flatten() for job in jobs])
+    all_rows = torch.cat([r.job.pairs.to(torch.long).flatten() for r in jobs])
     used, inverse = torch.unique(all_rows, return_inverse=True)
     F = features[used].to(device, torch.float32).contiguous()
     FT = F.T.contiguous()
     n_rows = F.shape[0]
-    widths = [len(job.margins) for job in jobs]
+    widths = [len(r.job.margins) for r in jobs]
     cols = np.cumsum([0, *widths])
     C = int(cols[-1])
-    margins = torch.tensor([m for job in jobs for m in job.margins], dtype=torch.float32, device=device)
-    lrs = torch.tensor([lr for job in jobs for lr in job.lrs], dtype=torch.float32, device=device)
+    margins = torch.tensor([m for r in jobs for m in r.job.margins], dtype=torch.float32, device=device)
+    lrs = torch.tensor([lr for r in jobs for lr in r.job.lrs], dtype=torch.float32, device=device)
+    logistic = torch.tensor([r.loss == "logistic" for r, w in zip(jobs, widths) for _ in range(w)], device=device)
+    W = torch.cat([r.w0.to(device, torch.float32)[:, None].expand(-1, w) for r, w in zip(jobs, widths)], dim=1)
+    W = W.contiguous()                                                  # D x C
+    mask = torch.cat([r.trainable.to(device, torch.float32)[:, None].expand(-1, w) for r, w in zip(jobs, widths)],
+                     dim=1)
+    projected = [r.project for r, w in zip(jobs, widths) for _ in range(w)]
+    floor = None if all(projected) or not any(projected) else torch.tensor(
+        [0.0 if p else -float("inf") for p in projected], device=device)[None, :]
+    # consecutive jobs with the same pairs and seed (fit_many puts them side by side) share one stream:
+    # one shuffle per epoch, one batch per step, their columns one contiguous block
     state, offset = [], 0
-    for job, lo, hi in zip(jobs, cols[:-1], cols[1:]):
-        n = job.pairs.shape[0]
-        rows = inverse[offset:offset + 2 * n].view(-1, 2).to(device)
+    for j, r in enumerate(jobs):
+        n = r.job.pairs.shape[0]
+        rows = inverse[offset:offset + 2 * n].view(-1, 2)
         offset += 2 * n
-        state.append({"better": rows[:, 0], "worse": rows[:, 1], "n": n, "cols": slice(int(lo), int(hi)),
-                      "gen": torch.Generator().manual_seed(int(job.seed)), "epochs": max(job.checkpoints),
-                      "epoch": 0, "pos": n, "order": None, "record": {}})
-    W = initial_weights.detach().flatten().to(device, torch.float32)[:, None].repeat(1, C)  # D x C
-    mask = trainable.to(device, torch.float32)[:, None]
+        prev = state[-1] if state else None
+        if prev is not None and prev["seed"] == r.job.seed and (
+                prev["pairs"] is r.job.pairs or torch.equal(prev["pairs"], r.job.pairs)):
+            prev["cols"] = slice(prev["cols"].start, int(cols[j + 1]))
+            prev["jobs"].append(j)
+            prev["epochs"] = max(prev["epochs"], max(r.job.checkpoints))
+            continue
+        rows = rows.to(device)
+        state.append({"better": rows[:, 0], "worse": rows[:, 1], "n": n, "cols": slice(int(cols[j]), int(cols[j + 1])),
+                      "pairs": r.job.pairs, "seed": r.job.seed, "jobs": [j],
+                      "gen": torch.Generator().manual_seed(int(r.job.seed)), "epochs": max(r.job.checkpoints),
+                      "epoch": 0, "pos": n, "order": None})
+    for st in state:
+        kinds = {bool(logistic[c]) for c in range(st["cols"].start, st["cols"].stop)}
+        st["loss"] = "mixed" if len(kinds) > 1 else ("logistic" if kinds.pop() else "margin")
+    records: list[dict[int, torch.Tensor]] = [{} for _ in jobs]
     m, v = torch.zeros_like(W), torch.zeros_like(W)
     b1, b2, eps, t = 0.9, 0.999, 1e-8, 0
-    active = list(range(len(jobs)))
+    active = list(range(len(state)))
     while active:
         d = F @ W                                              # n_rows x C
         coef = torch.zeros(n_rows, C, device=device)
@@ -468,10 +541,13 @@ def _fit_lockstep(features, jobs, initial_weights, trainable, *, loss, batch_siz
             st["pos"] += batch_size
             b, w_, sl = st["better"][idx], st["worse"][idx], st["cols"]
             s = d[w_, sl] - d[b, sl]
-            if loss == "margin":
+            if st["loss"] == "margin":
                 slope = -(s <= margins[sl]).to(s.dtype)
-            else:
+            elif st["loss"] == "logistic":
                 slope = -torch.sigmoid(-s / margins[sl]) / margins[sl]
+            else:
+                slope = torch.where(logistic[sl], -torch.sigmoid(-s / margins[sl]) / margins[sl],
+                                    -(s <= margins[sl]).to(s.dtype))
             slope = slope / idx.numel()
             block = coef[:, sl]
             block.index_add_(0, w_, slope)
@@ -482,16 +558,77 @@ def _fit_lockstep(features, jobs, initial_weights, trainable, *, loss, batch_siz
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
         denom = (v.sqrt() / (1 - b2 ** t) ** 0.5).add_(eps)
         W.addcdiv_(m, denom * (1 - b1 ** t) / lrs, value=-1.0)
-        if project:
+        if floor is not None:
+            torch.maximum(W, floor, out=W)
+        elif projected[0]:
             W.clamp_(min=0)
         still = []
         for j in active:
             st = state[j]
-            if st["pos"] >= st["n"]:                           # the job's epoch ended with this step
-                if st["epoch"] in jobs[j].checkpoints:
-                    st["record"][st["epoch"]] = W[:, st["cols"]].T.clone().cpu()
+            if st["pos"] >= st["n"]:                           # the stream's epoch ended with this step
+                for k in st["jobs"]:
+                    if st["epoch"] in jobs[k].job.checkpoints:
+                        records[k][st["epoch"]] = W[:, int(cols[k]):int(cols[k + 1])].T.clone().cpu()
                 if st["epoch"] >= st["epochs"]:
                     continue
             still.append(j)
         active = still
-    return [torch.stack([st["record"][e] for e in job.checkpoints]) for st, job in zip(state, jobs)]
+    return [torch.stack([rec[e] for e in r.job.checkpoints]) for rec, r in zip(records, jobs)]
+
+
+def early_stopped(weights_by_epoch: torch.Tensor, features: torch.Tensor, val_pairs: Optional[torch.Tensor], *,
+                  loss: str = DEFAULTS.loss, margin: float = DEFAULTS.margin, patience: int = DEFAULTS.patience,
+                  l2: float = 0.0, l2_to: Optional[torch.Tensor] = None,
+                  initial_weights: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, int, int]:
+    """The weights :func:`fit_pairs`' early stopping keeps, chosen from weights recorded every epoch.
+
+    ``weights_by_epoch`` is ``E x D``: row ``e - 1`` the weights after epoch ``e``
+    (a :func:`fit_many` column with checkpoints ``1..E``). As ``_fit_pairs`` does, each
+    epoch's validation loss (:func:`pair_loss` on ``val_pairs``, plus ``l2 * ||w - l2_to||^2``
+    when both are given) is compared with the best so far; an epoch improves when its loss
+    is below the best minus 1e-9, and after ``patience`` epochs without improvement training
+    would have stopped. Without validation pairs the last epoch is kept.
+
+    Returns ``(weights, best_epoch, epochs_run)``: ``epochs_run`` is the length of the
+    history ``fit_pairs`` would have recorded. A best epoch of 0 (no finite validation
+    loss) returns ``initial_weights`` (required then), as ``fit_pairs`` does.
+    """
+    W = torch.as_tensor(weights_by_epoch)
+    if W.ndim != 2 or W.shape[0] < 1:
+        raise ValueError("weights_by_epoch must be an E x D tensor, E >= 1")
+    epochs = W.shape[0]
+    if val_pairs is None or len(val_pairs) == 0:
+        return W[-1].clone(), epochs, epochs
+    if patience < 1:
+        raise ValueError("patience must be >= 1")
+    val = torch.as_tensor(val_pairs).to(torch.long)
+    used, inverse = torch.unique(val.flatten(), return_inverse=True)
+    inverse = inverse.view(-1, 2)
+    Wf = W.to(torch.float32)
+    d = features[used].to(torch.float32) @ Wf.T                 # rows x E
+    s = d[inverse[:, 1]] - d[inverse[:, 0]]                     # pairs x E
+    if loss == "margin":
+        losses = torch.clamp(margin - s, min=0).mean(dim=0)
+    elif loss == "logistic":
+        losses = torch.nn.functional.softplus(-s / margin).mean(dim=0)
+    else:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    values = [float(x) for x in losses]
+    if l2_to is not None and l2 > 0:
+        anchor = l2_to.detach().flatten().to(torch.float32)
+        values = [value + float(l2 * torch.sum((Wf[e] - anchor) ** 2)) for e, value in enumerate(values)]
+    best, best_epoch, stale = float("inf"), 0, 0
+    for epoch, value in enumerate(values, start=1):
+        if value < best - 1e-9:
+            best, best_epoch, stale = value, epoch, 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    else:
+        epoch = epochs
+    if best_epoch == 0:
+        if initial_weights is None:
+            raise ValueError("no epoch improved on an infinite validation loss: pass initial_weights")
+        return torch.as_tensor(initial_weights).detach().flatten().clone(), 0, epoch
+    return W[best_epoch - 1].clone(), best_epoch, epoch

@@ -64,6 +64,101 @@ def test_fit_many_equals_each_job_alone_and_respects_frozen_layers():
         assert torch.equal(got[..., frozen], w0[frozen].expand_as(got[..., frozen]))
 
 
+@pytest.mark.parametrize("loss", ["logistic", "margin"])
+def test_fit_many_mixing_layers_init_project_loss_equals_each_fit_pairs(loss):
+    """Jobs of one call differing in starting weights, trained layers, projection and loss (some
+    sharing pairs and seed, so they share shuffles) each equal their own fit_pairs."""
+    features, pairs = _pairs_problem(seed=2)
+    lpips, ones = initial_weight_vector("alex", "lpips"), initial_weight_vector("alex", "ones")
+    rand = initial_weight_vector("alex", "random", seed=3) - 0.5  # some negative starting weights
+    other = "margin" if loss == "logistic" else "logistic"
+    jobs = [GridJob(pairs, (0.05, 0.02), (1e-2, 3e-3), (1, 3), seed=5),                     # the call's options
+            GridJob(pairs, (0.05,), (1e-2,), (3,), seed=5, layers="0,4", initial_weights=ones),
+            GridJob(pairs, (0.05,), (1e-2,), (2, 3), seed=5, project=False, initial_weights=rand),
+            GridJob(pairs, (0.02,), (1e-2,), (3,), seed=5, loss=other),                     # mixed losses, one stream
+            GridJob(pairs[100:], (0.05,), (3e-3,), (3,), seed=1, loss=other, layers=[2])]
+    together = fit_many(features, jobs, lpips, loss=loss, batch_size=64)
+    for job, got in zip(jobs, together):
+        assert got.shape == (len(job.checkpoints), len(job.margins), DIM)
+        w0 = lpips if job.initial_weights is None else job.initial_weights
+        job_loss = job.loss or loss
+        for b in range(len(job.margins)):
+            for e_i, epochs in enumerate(job.checkpoints):
+                ref = fit_pairs(features, job.pairs, None, w0, margin=job.margins[b], lr=job.lrs[b], epochs=epochs,
+                                seed=job.seed, loss=job_loss, batch_size=64,
+                                layers="all" if job.layers is None else job.layers,
+                                project=True if job.project is None else job.project).weights
+                diff = (got[e_i, b] - ref).abs()
+                # as test_fit_grid_equals_a_loop_of_fit_pairs: the margin loss's hinge may flip for a
+                # pair sitting on the margin when float32 sums run in another order
+                assert float(diff.max()) < (1e-5 if job_loss == "logistic" else 5e-3)
+                assert float(diff.median()) < 1e-6
+    frozen = torch.ones(DIM, dtype=torch.bool)
+    frozen[:CHANNELS["alex"][0]] = False
+    frozen[-CHANNELS["alex"][4]:] = False
+    assert torch.equal(together[1][-1, 0, frozen], ones[frozen])
+    assert (together[2][-1, 0] < 0).any() and (together[0] >= 0).all()  # unprojected vs projected
+
+
+def test_early_stopped_selection_equals_fit_on_a_small_problem():
+    """train.fit (validation targets split off by split_by_target) and the batched path (every epoch
+    recorded by fit_many, then early_stopped) keep the same weights, best epoch and epochs run."""
+    from types import SimpleNamespace
+
+    from clpips.datasets import split_by_target
+    from clpips.features import PairFeatures
+    from clpips.pairs import ranking_pairs
+    from clpips.train import early_stopped, fit, pair_index
+    table = _toy_table(n_images=16, k=6, raters=("a", "b", "c"), seed=4)
+    keys = list(dict.fromkeys(zip(table["target"], table["candidate"])))
+    gen = torch.Generator().manual_seed(1)
+    feats = PairFeatures(keys=keys, matrix=torch.rand(len(keys), DIM, generator=gen) * 0.02, net="alex", extracted=0)
+    data = SimpleNamespace(table=table, name="toy")
+    settings = [dict(loss="margin", margin=0.05, lr=1e-2, patience=2), dict(loss="logistic", margin=0.02, lr=3e-2,
+                                                                            patience=3, init="ones", layers="1,2")]
+    seen_early = False
+    for seed in (0, 3):
+        fit_rows, val_rows = split_by_target(table, test_size=0.2, seed=seed)
+        train_pairs = pair_index(feats, ranking_pairs(fit_rows))
+        val_pairs = pair_index(feats, ranking_pairs(val_rows))
+        jobs = [GridJob(train_pairs, (s["margin"],), (s["lr"],), tuple(range(1, 13)), seed=seed, loss=s["loss"],
+                        layers=s.get("layers"), initial_weights=initial_weight_vector("alex", s.get("init", "lpips"),
+                                                                                      seed))
+                for s in settings]
+        batched = fit_many(feats.matrix, jobs, initial_weight_vector("alex", "lpips"), batch_size=32)
+        for s, job, got in zip(settings, jobs, batched):
+            ref = fit(data, table, features=feats, seed=seed, epochs=12, batch_size=32, progress=False, **s)
+            w, best_epoch, epochs_run = early_stopped(got[:, 0], feats.matrix, val_pairs, loss=s["loss"],
+                                                      margin=s["margin"], patience=s["patience"],
+                                                      initial_weights=job.initial_weights)
+            assert (best_epoch, epochs_run) == (ref.best_epoch, len(ref.history))
+            # float32 sums in another order (weights near 1 for the "ones" start; the margin loss: as above)
+            assert float((w - ref.weights).abs().max()) < (5e-5 if s["loss"] == "logistic" else 5e-3)
+            seen_early |= epochs_run < 12
+    assert seen_early  # the problem really stops early somewhere
+    # no validation pairs: the last epoch, as fit_pairs without val_pairs
+    w, best_epoch, epochs_run = early_stopped(batched[0][:, 0], feats.matrix, None)
+    assert (best_epoch, epochs_run) == (12, 12) and torch.equal(w, batched[0][-1, 0])
+
+
+def test_early_stopped_with_l2_equals_fit_pairs_history():
+    """With an L2 pull the selection adds the penalty to the validation loss, as fit_pairs does
+    (checked on fit_pairs' own path: the batched path trains without a pull)."""
+    from clpips.train import early_stopped
+    features, pairs = _pairs_problem(seed=3)
+    w0 = initial_weight_vector("alex", "lpips")
+    val = pairs[:150]
+    anchor = w0 * 1.1
+    ref = fit_pairs(features, pairs[150:], val, w0, margin=0.05, lr=1e-2, epochs=10, patience=2, seed=2,
+                    loss="logistic", l2=0.5, l2_to=anchor)
+    path = torch.stack([fit_pairs(features, pairs[150:], None, w0, margin=0.05, lr=1e-2, epochs=e, seed=2,
+                                  loss="logistic", l2=0.5, l2_to=anchor).weights for e in range(1, 11)])
+    w, best_epoch, epochs_run = early_stopped(path, features, val, loss="logistic", margin=0.05, patience=2, l2=0.5,
+                                              l2_to=anchor)
+    assert (best_epoch, epochs_run) == (ref.best_epoch, len(ref.history))
+    assert torch.allclose(w, ref.weights, atol=1e-6)
+
+
 def test_fit_many_refuses_bad_grids():
     features, pairs = _pairs_problem()
     w0 = initial_weight_vector("alex", "lpips")

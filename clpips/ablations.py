@@ -5,10 +5,18 @@ over a few *levels* while every other option keeps its default
 (:mod:`clpips.defaults`); a level is one :class:`Variant`, a dict of option
 overrides for :func:`clpips.train.fit`. :func:`run_ablation` fits every variant
 on every *replicate* and scores it on the replicate's held-out rankings with
-:func:`clpips.evaluate.score_rankings` and the ICC(A,k), pooled Spearman and
-Kendall of :func:`clpips.evaluate.alignment` (the same numbers, as the evaluation
+the ICC(A,k), pooled Spearman and Kendall of :func:`clpips.evaluate.alignment`
+(the same numbers, through :func:`clpips.evaluate.heldout_scores`, as the evaluation
 chapter scores CLPIPS, without the per-ranking correlations the chapter does not
 use). It returns a tidy table, one row per (variant, replicate).
+
+The fits run on the nested protocol's engine: every fit of every replicate that shares
+a feature matrix is one column of one :func:`clpips.train.fit_many` call (starting
+weights, trained layers, projection, loss, margin and learning rate per column; a
+learning-curve subsample is its own set of pairs), every epoch is recorded, and each
+column keeps the epoch that ``fit``'s early stopping keeps
+(:func:`clpips.train.early_stopped`): the weights, best epoch and epochs run of its own
+``train.fit`` (tested), at a fraction of the time of a loop of fits.
 
 Replicates (:func:`replicates`) answer "would this difference survive another
 split?":
@@ -23,8 +31,7 @@ split?":
   the test set.
 
 Pair features are computed once per backbone (:func:`clpips.train.pair_features_for`
-over the whole table, through the on-disk cache); a fit then takes about a
-second on ``mur92``. Identical option sets that appear in several factors
+over the whole table, through the on-disk cache). Identical option sets that appear in several factors
 (the default level of each) are fitted once per replicate and reported under
 each factor.
 
@@ -55,7 +62,7 @@ too narrow; with the standard split only, the interval covers training noise
 and says nothing about the choice of test targets.
 
 Threads: fits run with ``torch.set_num_threads(threads)`` (default 1): the
-steps are small matrix-vector products, and on a busy two-core machine two
+steps are small matrix products, and on a busy two-core machine two
 threads made a fit up to ten times slower than one.
 """
 from __future__ import annotations
@@ -263,10 +270,11 @@ def replicates(table: pd.DataFrame, folds: int = 0, seeds: Iterable[int] = (DEFA
                test_size: float = DEFAULTS.test_size, split_seed: int = DEFAULTS.seed) -> list[Replicate]:
     """The (split, training seed) replicates; see the module docstring.
 
-    ``folds=0``: the standard split, once per seed; ``folds=k >= 2``: ``k`` folds
-    (:func:`clpips.datasets.kfold_by_target` with ``split_seed``), each once per seed.
+    ``folds=0``: the standard split, once per seed; ``folds=k >= 2``: ``k`` folds by target
+    (:func:`clpips.datasets.split_folds`, the nested protocol's, which for ``"target"`` is
+    :func:`clpips.datasets.kfold_by_target`, with ``split_seed``), each once per seed.
     """
-    from .datasets import kfold_by_target, split_by_target
+    from .datasets import split_by_target, split_folds
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("give at least one training seed")
@@ -276,7 +284,7 @@ def replicates(table: pd.DataFrame, folds: int = 0, seeds: Iterable[int] = (DEFA
     if folds < 2:
         raise ValueError(f"folds must be 0 (the standard split) or at least 2, got {folds}")
     out = []
-    for i, (train, test) in enumerate(kfold_by_target(table, n_splits=folds, seed=split_seed)):
+    for i, (train, test) in enumerate(split_folds(table, "target", folds, seed=split_seed)):  # the protocol's folds
         out += [Replicate(f"fold {i + 1}/{folds}", i, s, train, test) for s in seeds]
     return out
 
@@ -319,26 +327,130 @@ class _Features:
 
 
 def _scores(test: pd.DataFrame, features, weights: torch.Tensor) -> dict[str, float]:
-    """Held-out ICC(A,k) (with its F-based CI), pooled Spearman and Kendall of one weight vector.
+    """Held-out ICC(A,k) (with its F-based CI), pooled Spearman and Kendall of one weight vector
+    (:func:`_scores_many` of one vector)."""
+    return _scores_many(test, features, {"metric": weights})["metric"]
 
-    The same numbers as :func:`clpips.evaluate.alignment` (``icc_A_k``, ``icc_A_k_ci_low``,
-    ``icc_A_k_ci_high``, ``spearman``, ``kendall``; checked in the tests), computed the same
-    way but without the per-ranking correlations and their t-test, which this chapter does
-    not report and which cost most of the time of an evaluation (one scipy call per ranking).
+
+def _scores_many(test: pd.DataFrame, features, weights: Mapping[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+    """Held-out ICC(A,k) (with its F-based CI), pooled Spearman and Kendall of several weight vectors.
+
+    ICC(A,k) and the pooled Spearman on within-ranking ranks are
+    :func:`clpips.evaluate.heldout_scores` (vectorised over the vectors); the F-based
+    interval of ICC(A,k) is :mod:`clpips.stats.icc`'s (McGraw & Wong), from the same mean
+    squares, and Kendall's tau-b pools the within-ranking ranks. The same numbers as
+    :func:`clpips.evaluate.alignment` (``icc_A_k``, ``icc_A_k_ci_low``, ``icc_A_k_ci_high``,
+    ``spearman``, ``kendall``; checked in the tests) without its per-ranking correlations,
+    which this chapter does not report and which cost most of an evaluation's time.
+    Returns ``{name: {"icc", "icc_ci_low", "icc_ci_high", "rho", "tau"}}``.
     """
-    scored = score_rankings(test, features, {"metric": weights})
+    from .evaluate import heldout_scores
+    from .stats.icc import DegenerateDataWarning, _confidence_intervals, _icc_values, mean_squares
+    names = list(weights)
+    held = heldout_scores(test, features, weights)
+    scored = score_rankings(test, features, {f"w{i}": weights[n] for i, n in enumerate(names)})
     human = scored["rank"].to_numpy(float)
-    metric_rank = within_ranking_ranks(scored, "metric").to_numpy(float)
-    frame = pd.DataFrame({"ranking": scored[RANKING].to_numpy(), "rank": human, "metric_rank": metric_rank})
-    res = icc(metric_human_table(frame, "ranking", "rank", "metric_rank"), "target", "rater",
-              "rating").set_index("Type").loc["ICC(A,k)"]
-    ci = np.asarray(res["CI95"], dtype=float)
+    ranks = np.stack([within_ranking_ranks(scored, f"w{i}").to_numpy(float) for i in range(len(names))])  # M x N
+    Y = np.stack([np.broadcast_to(human, ranks.shape), ranks], axis=-1)                                  # M x N x 2
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)
         warnings.simplefilter("ignore", RuntimeWarning)  # constant input gives NaN, as in alignment
-        rho = _stats.spearmanr(human, metric_rank).statistic if np.ptp(metric_rank) > 0 else np.nan
-        tau = _stats.kendalltau(human, metric_rank, variant="b").statistic if np.ptp(metric_rank) > 0 else np.nan
-    return {"icc": float(res["ICC"]), "icc_ci_low": float(ci[0]), "icc_ci_high": float(ci[1]),
-            "rho": float(rho), "tau": float(tau)}
+        ms = mean_squares(Y)
+        low, high = _confidence_intervals(ms, _icc_values(ms)["ICC(A,1)"])["ICC(A,k)"]
+        taus = [_stats.kendalltau(human, r, variant="b").statistic if np.ptp(r) > 0 else np.nan for r in ranks]
+    out = {}
+    for i, name in enumerate(names):
+        out[name] = {"icc": float(held.at[name, "icc_A_k"]), "icc_ci_low": float(np.atleast_1d(low)[i]),
+                     "icc_ci_high": float(np.atleast_1d(high)[i]), "rho": float(held.at[name, "spearman"]),
+                     "tau": float(taus[i])}
+    return out
+
+
+#: the options of train.fit that the batched fit (:func:`_fit_together`) takes, with their defaults
+_FIT_OPTIONS = ("loss", "margin", "lr", "batch_size", "epochs", "patience", "layers", "project")
+
+
+@dataclass
+class _Fitted:
+    """What the runners read of a fit: :class:`clpips.train.FitResult`'s weights, best epoch, epochs run."""
+
+    weights: torch.Tensor
+    initial_weights: torch.Tensor
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+
+
+def _fit_together(dataset, requests: Sequence[Mapping[str, Any]], device: str = DEFAULTS.device) -> list[_Fitted]:
+    """Each request fitted as ``clpips.train.fit(dataset, **request)`` would, all in a few batched calls.
+
+    A request holds ``fit``'s arguments: ``table``, ``features`` (required), ``seed``,
+    ``rater``, ``val_size``, ``net``, ``init``, ``device``, ``progress`` and the options
+    of :data:`_FIT_OPTIONS`. As ``fit`` does, the table (one rater's rows for ``rater``)
+    is split by target into training and validation targets
+    (``split_by_target(table, val_size, seed)``), the starting weights are
+    ``initial_weight_vector(net, init, seed)``; the requests sharing a feature matrix
+    and batch size are then trained together by :func:`clpips.train.fit_many` (each
+    column equals its own ``fit_pairs``; every epoch is recorded) and each keeps the
+    epoch ``fit``'s early stopping keeps (:func:`clpips.train.early_stopped`). Requests
+    with the same table, rater and seed share their pairs, so their columns share
+    shuffles. ``seconds`` is the batched call's time shared equally among its requests.
+    """
+    from .datasets import split_by_target
+    from .pairs import ranking_pairs
+    from .train import GridJob, early_stopped, fit_many, pair_index
+    pairs_of: dict[tuple, tuple] = {}
+    prepared = []
+    for request in requests:
+        opts = dict(request)
+        table, features = opts.pop("table", None), opts.pop("features", None)
+        if features is None:
+            raise ValueError("a batched fit needs the pair features")
+        table = dataset.table if table is None else table
+        seed, rater = int(opts.pop("seed", DEFAULTS.seed)), opts.pop("rater", None)
+        val_size = float(opts.pop("val_size", 0.2))
+        net, init = opts.pop("net", DEFAULTS.net), opts.pop("init", DEFAULTS.init)
+        dev = opts.pop("device", device)
+        opts.pop("progress", None)
+        options = {name: opts.pop(name, getattr(DEFAULTS, name)) for name in _FIT_OPTIONS}
+        if opts:
+            raise ValueError(f"options the batched fit does not take: {sorted(opts)}")
+        key = (id(table), id(features), rater, seed, val_size)
+        if key not in pairs_of:
+            rows = table if rater is None else table[table["rater"] == rater]
+            if rows.empty:
+                raise ValueError(f"rater {rater!r} has no rankings in this table")
+            if val_size > 0:
+                fit_rows, val_rows = split_by_target(rows, test_size=val_size, seed=seed)
+            else:
+                fit_rows, val_rows = rows, rows.iloc[:0]
+            pairs_of[key] = (pair_index(features, ranking_pairs(fit_rows)),
+                             pair_index(features, ranking_pairs(val_rows)) if len(val_rows) else None, table)
+        train_pairs, val_pairs, _ = pairs_of[key]
+        prepared.append({"features": features, "net": net, "device": dev, "train": train_pairs, "val": val_pairs,
+                         "seed": seed, "w0": initial_weight_vector(net, init, seed), **options})
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(prepared):
+        groups.setdefault((id(p["features"]), p["net"], int(p["batch_size"]), p["device"]), []).append(i)
+    out: list[Optional[_Fitted]] = [None] * len(prepared)
+    for (_, net, batch_size, dev), members in groups.items():
+        t0 = time.perf_counter()
+        matrix = prepared[members[0]]["features"].matrix
+        jobs = [GridJob(p["train"], (float(p["margin"]),), (float(p["lr"]),), tuple(range(1, int(p["epochs"]) + 1)),
+                        p["seed"], initial_weights=p["w0"], layers=p["layers"], project=bool(p["project"]),
+                        loss=p["loss"]) for p in (prepared[i] for i in members)]
+        trained = fit_many(matrix, jobs, jobs[0].initial_weights, net=net, batch_size=batch_size, device=dev,
+                           threads=None)
+        chosen = []
+        for i, by_epoch in zip(members, trained):
+            p = prepared[i]
+            chosen.append((i, p["w0"], *early_stopped(by_epoch[:, 0], matrix, p["val"], loss=p["loss"],
+                                                      margin=float(p["margin"]), patience=int(p["patience"]),
+                                                      initial_weights=p["w0"])))
+        seconds = (time.perf_counter() - t0) / len(members)
+        for i, w0, weights, best_epoch, epochs_run in chosen:
+            out[i] = _Fitted(weights, w0, int(best_epoch), int(epochs_run), seconds)
+    return out
 
 
 def changed_layers(before: torch.Tensor, after: torch.Tensor, net: str = DEFAULTS.net) -> str:
@@ -386,65 +498,72 @@ def run_ablation(dataset, variants: Sequence[Variant], *, folds: int = 0, seeds:
         n_train_rankings, n_test_rankings, icc, icc_ci_low, icc_ci_high, rho, tau``
         (the variant), ``lpips_icc, lpips_rho`` (LPIPS with the variant's backbone on the
         same rankings), ``base_icc, base_rho`` (the paper's baseline, LPIPS-AlexNet),
-        ``delta_icc, delta_rho`` (variant minus baseline), ``best_epoch, epochs_run,
-        seconds`` (of the fit), ``changed_layers`` (:func:`changed_layers`) and
-        ``options`` (the effective options, JSON).
+        ``delta_icc, delta_rho`` (variant minus baseline), ``best_epoch, epochs_run``
+        (of the fit, as ``train.fit`` would report them), ``seconds`` (the batched fit's
+        time shared equally among its fits), ``changed_layers`` (:func:`changed_layers`)
+        and ``options`` (the effective options, JSON).
     """
-    from .train import fit
     feats = _Features(dataset, features, device, progress)
     reps = replicates(dataset.table, folds=folds, seeds=seeds, test_size=test_size, split_seed=split_seed)
     if exclude_shared_pairs:
         for rep in reps:
             rep.train = drop_shared_pairs(rep.train, rep.test)
-    rows: list[dict[str, Any]] = []
+    # every distinct fit of every replicate, then all of them trained together
+    planned: list[dict[str, Optional[int]]] = []   # per replicate: variant key -> request index (None: skipped)
+    requests: list[dict[str, Any]] = []
+    for rep in reps:
+        plan: dict[str, Optional[int]] = {}
+        for variant in variants:
+            key = variant.key(**fit_options)
+            if key in plan:
+                continue
+            options = {**fit_options, **dict(variant.options)}
+            n = options.pop("n_rankings", None)
+            net = options.get("net", DEFAULTS.net)
+            if n is not None and n >= _n_rankings(rep.train):
+                plan[key] = None  # more rankings than this replicate has: skipped
+                continue
+            sub_seed = [int(split_seed), int(rep.fold) + 1, int(rep.seed)]
+            plan[key] = len(requests)
+            requests.append({"table": subsample_rankings(rep.train, n, sub_seed), "features": feats[net],
+                             "seed": rep.seed, "device": device, "progress": False, **options})
+        planned.append(plan)
     with torch_threads(threads):
-        for rep in reps:
-            baseline: dict[str, dict[str, float]] = {}  # LPIPS per backbone on this replicate's test rankings
-            done: dict[str, dict[str, Any]] = {}        # variant key -> result, for shared option sets
-
-            def lpips_scores(net: str) -> dict[str, float]:
-                if net not in baseline:
-                    baseline[net] = _scores(rep.test, feats[net], initial_weight_vector(net, "lpips"))
-                return baseline[net]
-
-            base = lpips_scores("alex")
-            for variant in variants:
-                key = variant.key(**fit_options)
-                if key not in done:
-                    options = {**fit_options, **dict(variant.options)}
-                    n = options.pop("n_rankings", None)
-                    net = options.get("net", DEFAULTS.net)
-                    n_available = _n_rankings(rep.train)
-                    if n is not None and n >= n_available:
-                        done[key] = None  # more rankings than this replicate has: skipped
-                    else:
-                        sub_seed = [int(split_seed), int(rep.fold) + 1, int(rep.seed)]
-                        train = subsample_rankings(rep.train, n, sub_seed)
-                        t0 = time.perf_counter()
-                        result = fit(dataset, train, features=feats[net], seed=rep.seed, device=device,
-                                     progress=False, **options)
-                        seconds = time.perf_counter() - t0
-                        done[key] = {**_scores(rep.test, feats[net], result.weights),
-                                     "best_epoch": int(result.best_epoch), "epochs_run": int(len(result.history)),
-                                     "seconds": seconds, "n_train_rankings": _n_rankings(train), "net": net,
-                                     "changed_layers": changed_layers(result.initial_weights, result.weights, net)}
-                        if log is not None:
-                            log(f"{rep.split} seed {rep.seed} {variant.factor}={variant.level}: "
-                                f"ICC {done[key]['icc']:.3f} (LPIPS {base['icc']:.3f}), "
-                                f"epoch {result.best_epoch}, {seconds:.1f}s")
-                res = done[key]
-                if res is None:
-                    continue
-                own = lpips_scores(res["net"])
-                rows.append({"factor": variant.factor, "level": variant.level, "reference": variant.reference,
-                             "split": rep.split, "fold": rep.fold, "seed": rep.seed,
-                             "n_train_rankings": res["n_train_rankings"], "n_test_rankings": _n_rankings(rep.test),
-                             **{k: res[k] for k in ("icc", "icc_ci_low", "icc_ci_high", "rho", "tau")},
-                             "lpips_icc": own["icc"], "lpips_rho": own["rho"],
-                             "base_icc": base["icc"], "base_rho": base["rho"],
-                             "delta_icc": res["icc"] - base["icc"], "delta_rho": res["rho"] - base["rho"],
-                             "best_epoch": res["best_epoch"], "epochs_run": res["epochs_run"],
-                             "seconds": res["seconds"], "changed_layers": res["changed_layers"], "options": key})
+        fitted = _fit_together(dataset, requests, device=device)
+    rows: list[dict[str, Any]] = []
+    for rep, plan in zip(reps, planned):
+        by_net: dict[str, dict[str, torch.Tensor]] = {}  # LPIPS and every fit of the replicate, per backbone
+        for key, i in plan.items():
+            if i is not None:
+                net = requests[i].get("net", DEFAULTS.net)
+                by_net.setdefault(net, {"lpips": initial_weight_vector(net, "lpips")})[str(i)] = fitted[i].weights
+        by_net.setdefault("alex", {"lpips": initial_weight_vector("alex", "lpips")})
+        scores = {net: _scores_many(rep.test, feats[net], weights) for net, weights in by_net.items()}
+        base = scores["alex"]["lpips"]
+        logged = set()
+        for variant in variants:
+            key = variant.key(**fit_options)
+            i = plan[key]
+            if i is None:
+                continue
+            net = requests[i].get("net", DEFAULTS.net)
+            res, own, result = scores[net][str(i)], scores[net]["lpips"], fitted[i]
+            if log is not None and i not in logged:
+                logged.add(i)
+                log(f"{rep.split} seed {rep.seed} {variant.factor}={variant.level}: ICC {res['icc']:.3f} "
+                    f"(LPIPS {base['icc']:.3f}), epoch {result.best_epoch}, {result.seconds:.1f}s")
+            rows.append({"factor": variant.factor, "level": variant.level, "reference": variant.reference,
+                         "split": rep.split, "fold": rep.fold, "seed": rep.seed,
+                         "n_train_rankings": _n_rankings(requests[i]["table"]),
+                         "n_test_rankings": _n_rankings(rep.test),
+                         **{k: res[k] for k in ("icc", "icc_ci_low", "icc_ci_high", "rho", "tau")},
+                         "lpips_icc": own["icc"], "lpips_rho": own["rho"],
+                         "base_icc": base["icc"], "base_rho": base["rho"],
+                         "delta_icc": res["icc"] - base["icc"], "delta_rho": res["rho"] - base["rho"],
+                         "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                         "seconds": result.seconds,
+                         "changed_layers": changed_layers(result.initial_weights, result.weights, net),
+                         "options": key})
     return pd.DataFrame(rows)
 
 
@@ -469,7 +588,6 @@ def run_per_rater(dataset, *, raters: Optional[Sequence[Any]] = None, folds: int
         ``{"pooled", "personal"}`` (``pooled`` is the reference) and a ``rater``
         column; ``lpips_*`` and ``base_*`` are LPIPS-``net`` on the same rankings.
     """
-    from .train import fit
     if features is None:
         from .train import pair_features_for
         features = pair_features_for(dataset, dataset.table, net=net, device=device, progress=False)
@@ -479,38 +597,50 @@ def run_per_rater(dataset, *, raters: Optional[Sequence[Any]] = None, folds: int
             rep.train = drop_shared_pairs(rep.train, rep.test)
     raters = list(raters) if raters is not None else sorted(dataset.table["rater"].unique().tolist())
     lpips_w = initial_weight_vector(net, "lpips")
-    rows: list[dict[str, Any]] = []
+    # per replicate: the pooled fit, then one personal fit per rater with held-out and >= 2 training targets
+    requests: list[dict[str, Any]] = []
+    planned: list[tuple[int, list[tuple[Any, int]]]] = []
+    for rep in reps:
+        common = {"features": features, "net": net, "seed": rep.seed, "device": device, "progress": False,
+                  **fit_options}
+        pooled = len(requests)
+        requests.append({"table": rep.train, **common})
+        personal = []
+        for rater in raters:
+            test = rep.test[rep.test["rater"] == rater]
+            train = rep.train[rep.train["rater"] == rater]
+            if test.empty or train["target"].nunique() < 2:
+                continue
+            personal.append((rater, len(requests)))
+            requests.append({"table": rep.train, "rater": rater, **common})
+        planned.append((pooled, personal))
     with torch_threads(threads):
-        for rep in reps:
-            t0 = time.perf_counter()
-            pooled = fit(dataset, rep.train, features=features, net=net, seed=rep.seed, device=device,
-                         progress=False, **fit_options)
-            pooled_seconds = time.perf_counter() - t0
-            for rater in raters:
-                test = rep.test[rep.test["rater"] == rater]
-                train = rep.train[rep.train["rater"] == rater]
-                if test.empty or train["target"].nunique() < 2:
-                    continue
-                t0 = time.perf_counter()
-                personal = fit(dataset, rep.train, rater=rater, features=features, net=net, seed=rep.seed,
-                               device=device, progress=False, **fit_options)
-                seconds = time.perf_counter() - t0
-                base = _scores(test, features, lpips_w)
-                for level, result, secs, n_train in (("pooled", pooled, pooled_seconds, _n_rankings(rep.train)),
-                                                     ("personal", personal, seconds, _n_rankings(train))):
-                    s = _scores(test, features, result.weights)
-                    rows.append({"factor": "raters", "level": level, "reference": level == "pooled",
-                                 "split": rep.split, "fold": rep.fold, "seed": rep.seed, "rater": rater,
-                                 "n_train_rankings": n_train, "n_test_rankings": _n_rankings(test), **s,
-                                 "lpips_icc": base["icc"], "lpips_rho": base["rho"],
-                                 "base_icc": base["icc"], "base_rho": base["rho"],
-                                 "delta_icc": s["icc"] - base["icc"], "delta_rho": s["rho"] - base["rho"],
-                                 "best_epoch": int(result.best_epoch), "epochs_run": int(len(result.history)),
-                                 "seconds": secs, "options": json.dumps({"rater": None if level == "pooled"
-                                                                         else str(rater)})})
-                if log is not None:
-                    log(f"{rep.split} seed {rep.seed} rater {rater}: personal {rows[-1]['icc']:.3f}, "
-                        f"pooled {rows[-2]['icc']:.3f}, LPIPS {base['icc']:.3f}")
+        fitted = _fit_together(dataset, requests, device=device)
+    rows: list[dict[str, Any]] = []
+    for rep, (pooled_i, personal) in zip(reps, planned):
+        pooled = fitted[pooled_i]
+        for rater, i in personal:
+            test = rep.test[rep.test["rater"] == rater]
+            train = rep.train[rep.train["rater"] == rater]
+            result = fitted[i]
+            scores = _scores_many(test, features, {"lpips": lpips_w, "pooled": pooled.weights,
+                                                   "personal": result.weights})
+            base = scores["lpips"]
+            for level, fit_, n_train in (("pooled", pooled, _n_rankings(rep.train)),
+                                         ("personal", result, _n_rankings(train))):
+                s = scores[level]
+                rows.append({"factor": "raters", "level": level, "reference": level == "pooled",
+                             "split": rep.split, "fold": rep.fold, "seed": rep.seed, "rater": rater,
+                             "n_train_rankings": n_train, "n_test_rankings": _n_rankings(test), **s,
+                             "lpips_icc": base["icc"], "lpips_rho": base["rho"],
+                             "base_icc": base["icc"], "base_rho": base["rho"],
+                             "delta_icc": s["icc"] - base["icc"], "delta_rho": s["rho"] - base["rho"],
+                             "best_epoch": int(fit_.best_epoch), "epochs_run": int(fit_.epochs_run),
+                             "seconds": fit_.seconds, "options": json.dumps({"rater": None if level == "pooled"
+                                                                             else str(rater)})})
+            if log is not None:
+                log(f"{rep.split} seed {rep.seed} rater {rater}: personal {rows[-1]['icc']:.3f}, "
+                    f"pooled {rows[-2]['icc']:.3f}, LPIPS {base['icc']:.3f}")
     return pd.DataFrame(rows)
 
 

@@ -54,15 +54,17 @@ def study():
 
 @pytest.fixture()
 def fit_calls(monkeypatch):
-    """Record every call of clpips.train.fit (options and the training table), then fit for real."""
+    """Record every fit the runners ask for, as the arguments of a clpips.train.fit call (the training
+    table and the options), then fit for real. The runners fit in batches (ab._fit_together, each
+    request equal to its own train.fit: test_fit_together_equals_train_fit), so the requests are recorded."""
     calls = []
-    real = train.fit
+    real = ab._fit_together
 
-    def recording(dataset, table=None, **kwargs):
-        calls.append({"table": table, **kwargs})
-        return real(dataset, table, **kwargs)
+    def recording(dataset, requests, **kwargs):
+        calls.extend(dict(r) for r in requests)
+        return real(dataset, requests, **kwargs)
 
-    monkeypatch.setattr(train, "fit", recording)
+    monkeypatch.setattr(ab, "_fit_together", recording)
     return calls
 
 
@@ -199,13 +201,13 @@ def test_learning_curve_sizes_respected_and_skipped(study, fit_calls):
 def test_per_rater_scores_each_rater_on_own_rankings(study, fit_calls, monkeypatch):
     data, feats = study
     scored_tables = []
-    real_scores = ab._scores
+    real_scores = ab._scores_many
 
     def recording(test, features, weights):
         scored_tables.append(test)
         return real_scores(test, features, weights)
 
-    monkeypatch.setattr(ab, "_scores", recording)
+    monkeypatch.setattr(ab, "_scores_many", recording)
     out = ab.run_per_rater(data, features=feats, **FAST)
     assert set(out["level"]) == {"pooled", "personal"} and set(out["rater"]) == {"a", "b", "c"}
     assert all(t["rater"].nunique() == 1 for t in scored_tables)
@@ -383,3 +385,44 @@ def test_scores_equal_evaluate_alignment(study):
         assert got["icc_ci_high"] == pytest.approx(ref["icc_A_k_ci_high"], abs=1e-12)
         assert got["rho"] == pytest.approx(ref["spearman"], abs=1e-12)
         assert got["tau"] == pytest.approx(ref["kendall"], abs=1e-12)
+
+
+def test_fit_together_equals_train_fit(study):
+    """The runners' batched fits (one fit_many call, then the early-stopping selection) keep the
+    weights, best epoch and number of epochs that train.fit keeps, request by request."""
+    data, feats = study
+    train_rows = ab.replicates(data.table)[0].train
+    small = ab.subsample_rankings(train_rows, 10, seed=[0, 1])
+    options = {"epochs": 8, "patience": 2, "batch_size": 32}
+    requests = [{"table": train_rows, "seed": 0, **options},
+                {"table": train_rows, "seed": 0, "margin": 0.01, **options},
+                {"table": train_rows, "seed": 0, "lr": 0.01, **options},
+                {"table": train_rows, "seed": 0, "layers": "1,4", "init": "ones", **options},
+                {"table": train_rows, "seed": 0, "init": "random", "project": False, **options},
+                {"table": train_rows, "seed": 0, "loss": "logistic", "lr": 0.01, **options},
+                {"table": train_rows, "seed": 3, **options},
+                {"table": train_rows, "seed": 0, "rater": "b", **options},
+                {"table": small, "seed": 1, **options}]
+    got = ab._fit_together(data, [{**r, "features": feats} for r in requests])
+    early = False
+    for request, result in zip(requests, got):
+        request = dict(request)
+        ref = train.fit(data, request.pop("table"), features=feats, progress=False, **request)
+        assert (result.best_epoch, result.epochs_run) == (ref.best_epoch, len(ref.history)), request
+        tol = 1e-5 if request.get("loss") == "logistic" else 5e-3  # the margin hinge: test_protocol's reason
+        assert float((result.weights - ref.weights).abs().max()) < tol, request
+        assert torch.equal(result.initial_weights, ref.initial_weights)
+        early |= result.epochs_run < 8
+    assert early and len({r.seconds for r in got}) == 1  # the batch's time, shared equally
+    with pytest.raises(ValueError):
+        ab._fit_together(data, [{"table": train_rows, "features": feats, "l2": 0.1}])
+
+
+def test_scores_of_many_vectors_equal_one_at_a_time(study):
+    data, feats = study
+    test = ab.replicates(data.table)[0].test
+    weights = {how: initial_weight_vector("alex", how, seed=2) for how in ("lpips", "ones", "random", "uniform")}
+    together = ab._scores_many(test, feats, weights)
+    for name, w in weights.items():
+        alone = ab._scores(test, feats, w)
+        assert together[name] == pytest.approx(alone, abs=1e-12)

@@ -201,9 +201,9 @@ ho$ as the difference of
 # [{glue:text}`nb04_cv_image_icc_A_k_boot_low:+.3f`, {glue:text}`nb04_cv_image_icc_A_k_boot_high:+.3f`]),
 # {glue:text}`nb04_cv_image_stronger` than split by target; Δ$\rho$ (paper's definition)
 # {glue:text}`nb04_cv_image_spearman_raw_delta:+.3f` ({glue:text}`nb04_cv_image_spearman_raw_verdict`).
-# Both modes draw a new model for every fold, so these numbers do not depend on one split or
-# one training seed; they do depend on the dataset, which {doc}`/out/notebooks/08_across_datasets`
-# varies. Chapter {doc}`/out/notebooks/05_bootstrap` looks at the intervals more closely.
+# Every fold has its own model, chosen and trained without its held-out targets, so no number
+# here rests on one split; they do rest on one dataset, which
+# {doc}`/out/notebooks/08_across_datasets` varies. Chapter {doc}`/out/notebooks/05_bootstrap` looks at the intervals more closely.
 #
 # ## The paper's protocol, one split (an illustration)
 #

@@ -39,7 +39,7 @@ import tempfile
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -193,6 +193,22 @@ def _finite_or_none(value):
     if isinstance(value, np.bool_):
         return bool(value)
     return value
+
+
+#: notebook parameters (clpips.defaults names) -> keyword of :func:`crossval`
+PARAMETERS = {"protocol_folds": "folds", "protocol_repeats": "repeats", "protocol_inner_folds": "inner_folds",
+              "protocol_select": "select", "seed": "seed", "net": "net", "init": "init", "loss": "loss",
+              "batch_size": "batch_size", "layers": "layers", "project": "project"}
+
+
+def options(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`crossval` keywords from a chapter's parameters (its ``globals()``): the names of
+    :data:`PARAMETERS` present, and the :class:`Grid` from ``protocol_margins/lrs/epochs`` (defaults
+    where absent), so every chapter runs, and shares the cache of, the same protocol."""
+    out = {kw: parameters[name] for name, kw in PARAMETERS.items() if name in parameters}
+    out["grid"] = Grid.parse(*(parameters.get(f"protocol_{n}", getattr(DEFAULTS, f"protocol_{n}"))
+                               for n in ("margins", "lrs", "epochs")))
+    return out
 
 
 def _derived_seed(*parts: int) -> int:

@@ -80,11 +80,7 @@ options = {"k": k, "candidates": candidates, "seed": seed}
 data = load_dataset(dataset, **options)  # a CSV study ignores the built-in sampling options
 
 # the nested protocol, split by target and by image (cached: chapters 05 and 08 reuse these runs)
-grid = protocol.Grid.parse(protocol_margins, protocol_lrs, protocol_epochs)
-cv = {mode: protocol.crossval(data, mode=mode, folds=protocol_folds, repeats=protocol_repeats,
-                              inner_folds=protocol_inner_folds, grid=grid, select=protocol_select, seed=seed,
-                              net=net, init=init, loss=loss, batch_size=batch_size, layers=layers, project=project)
-      for mode in SPLIT_MODES}
+cv = {mode: protocol.crossval(data, mode=mode, **protocol.options(globals())) for mode in SPLIT_MODES}
 summaries = {mode: res.summary(ci=ci, n_boot=n_boot, seed=seed) for mode, res in cv.items()}
 paper_delta = {"icc_A_k": paper.value("delta_icc"), "spearman_raw": paper.derived()["delta_spearman"]}
 
@@ -129,7 +125,7 @@ glue("nb04_cv_fig", plots_protocol.plot_fold_deltas({f"by {m}": r.folds for m, r
 glue("nb04_cv_repeats", int(protocol_repeats), display=False)
 glue("nb04_cv_folds", int(protocol_folds), display=False)
 glue("nb04_cv_inner", int(protocol_inner_folds), display=False)
-glue("nb04_cv_n_settings", int(len(grid.settings())), display=False)
+glue("nb04_cv_n_settings", int(len(protocol.options(globals())["grid"].settings())), display=False)
 glue("nb04_paper_delta_icc_t4", paper.printed("delta_icc"), display=False)
 glue("nb04_paper_delta_icc_lo", paper.printed("delta_icc_ci_low"), display=False)
 glue("nb04_paper_delta_icc_hi", paper.printed("delta_icc_ci_high"), display=False)

@@ -76,11 +76,7 @@ options = {"k": k, "candidates": candidates, "seed": seed}
 data = load_dataset(dataset, **options)  # a CSV study ignores the built-in sampling options
 
 # the protocol's runs of chapter 04 (read from the cache when the parameters agree)
-grid = protocol.Grid.parse(protocol_margins, protocol_lrs, protocol_epochs)
-cv = {mode: protocol.crossval(data, mode=mode, folds=protocol_folds, repeats=protocol_repeats,
-                              inner_folds=protocol_inner_folds, grid=grid, select=protocol_select, seed=seed,
-                              net=net, init=init, loss=loss, batch_size=batch_size, layers=layers, project=project)
-      for mode in SPLIT_MODES}
+cv = {mode: protocol.crossval(data, mode=mode, **protocol.options(globals())) for mode in SPLIT_MODES}
 rows = []
 for mode, res in cv.items():
     d = res.folds["delta_icc_A_k"].to_numpy(float)

@@ -72,14 +72,10 @@ studies = {}
 for name in names:
     data = load_dataset(name, k=k, candidates=candidates, seed=seed)
     studies[data.name] = data
-grid = protocol.Grid.parse(protocol_margins, protocol_lrs, protocol_epochs)
 runs, summaries = {}, {}
 for name, data in studies.items():
     for mode in SPLIT_MODES:
-        res = protocol.crossval(data, mode=mode, folds=protocol_folds, repeats=protocol_repeats,
-                                inner_folds=protocol_inner_folds, grid=grid, select=protocol_select, seed=seed,
-                                net=net, init=init, loss=loss, batch_size=batch_size, layers=layers,
-                                project=project)
+        res = protocol.crossval(data, mode=mode, **protocol.options(globals()))
         runs[(name, mode)] = res
         summaries[(name, mode)] = res.summary(ci=ci, n_boot=n_boot, seed=seed)
 

@@ -388,3 +388,11 @@ def test_cli_crossval_writes_strict_json_and_fold_csvs(mur92_mirror, monkeypatch
     # a bad grid is one line naming the options
     assert main(["crossval", "--dataset", "mur92", "--out", str(out), "--margins", "0.05,x"]) == 2
     assert "--margins" in capsys.readouterr().err
+
+
+def test_options_from_chapter_parameters_match_the_defaults_and_overrides():
+    from clpips.defaults import DEFAULTS
+    opts = protocol.options({"seed": 3, "protocol_folds": 4, "protocol_epochs": "7", "unrelated": 1})
+    assert opts["seed"] == 3 and opts["folds"] == 4 and "unrelated" not in opts
+    assert opts["grid"] == protocol.Grid.parse(DEFAULTS.protocol_margins, DEFAULTS.protocol_lrs, "7")
+    assert protocol.options({})["grid"] == protocol.Grid()

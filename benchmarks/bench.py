@@ -11,10 +11,16 @@ Prints ``name: value`` lines. On the mur92 defaults (46,080 training pairs, 10 e
   few batches are timed and extrapolated (``naive_extrapolated: true``);
 * ``bootstrap_s`` vs ``pingouin_loop_s``: 10,000 paired resamples of a 300-set
   evaluation vs a loop calling ``pingouin.intraclass_corr`` (also extrapolated);
+* ``fit_train_s``, ``fit_features_s``: ``fit_s`` split into the linear training
+  (``train.fit_pairs``) and the rest (feature extraction and cache writes);
+* ``protocol_seconds_target``, ``protocol_vs_loop``, ``protocol_goal`` (and ``_image``):
+  the default nested protocol on mur92 (features warm) against an extrapolated loop of
+  ``fit_pairs`` calls doing the same fits (``benchmarks/bench_protocol.py``);
 * ``peak_rss_mb``: the process's peak resident memory.
 
 Goals (issue 4): fit >= 1000x faster than naive, <= 1.3x the floor; bootstrap >= 100x
-faster than the pingouin loop. The naive loop on a GPU was measured at about 35 s
+faster than the pingouin loop. Issue 9: the protocol <= 120 s on 2 cores and >= 10x faster
+than the loop. The naive loop on a GPU was measured at about 35 s
 (H100) in the prototype; ``fit_s`` below that means 2 CPU cores beat it.
 """
 from __future__ import annotations
@@ -59,7 +65,7 @@ def time_floor(data, metric: CLPIPS) -> float:
     return time.perf_counter() - t0
 
 
-def time_fit(data, train_rows, metric: CLPIPS) -> tuple[float, int]:
+def time_fit(data, train_rows, metric: CLPIPS) -> tuple[float, int, float]:
     """Feature extraction into an empty cache, then linear training (the backbone is already loaded)."""
     with tempfile.TemporaryDirectory() as cache:
         old = os.environ.get("CLPIPS_CACHE")
@@ -71,7 +77,7 @@ def time_fit(data, train_rows, metric: CLPIPS) -> tuple[float, int]:
             features = pair_features(data, list(keys), metric=metric, progress=False)
             result = fit(data, train_rows, val_size=0.0, epochs=EPOCHS, patience=EPOCHS, features=features,
                          progress=False)
-            return time.perf_counter() - t0, result.config["n_train_pairs"]
+            return time.perf_counter() - t0, result.config["n_train_pairs"], result.seconds
         finally:
             if old is None:
                 os.environ.pop("CLPIPS_CACHE")
@@ -121,9 +127,11 @@ def main() -> None:
 
     metric = CLPIPS()
     floor = min(time_floor(data, metric) for _ in range(2))
-    fit_s, n_pairs = time_fit(data, train_rows, metric)
+    fit_s, n_pairs, train_s = time_fit(data, train_rows, metric)
     line("floor_s", floor)
     line("fit_s", fit_s)
+    line("fit_train_s", train_s)
+    line("fit_features_s", fit_s - train_s)
     line("fit_over_floor", fit_s / floor)
 
     per_batch, batch = time_naive(data, pairs, metric)
@@ -139,6 +147,9 @@ def main() -> None:
     from bench_bootstrap import run as run_bootstrap  # noqa: E402  (same folder)
     for name, value in run_bootstrap().items():
         line(name, value)
+
+    from bench_protocol import run as run_protocol  # noqa: E402  (same folder)
+    run_protocol(line)
     line("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 

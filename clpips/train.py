@@ -515,11 +515,12 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
                 prev["pairs"] is r.job.pairs or torch.equal(prev["pairs"], r.job.pairs)):
             prev["cols"] = slice(prev["cols"].start, int(cols[j + 1]))
             prev["jobs"].append(j)
+            prev["offset"][j] = int(cols[j]) - prev["cols"].start
             prev["epochs"] = max(prev["epochs"], max(r.job.checkpoints))
             continue
         rows = rows.to(device)
         state.append({"better": rows[:, 0], "worse": rows[:, 1], "n": n, "cols": slice(int(cols[j]), int(cols[j + 1])),
-                      "pairs": r.job.pairs, "seed": r.job.seed, "jobs": [j],
+                      "pairs": r.job.pairs, "seed": r.job.seed, "jobs": [j], "offset": {j: 0},
                       "gen": torch.Generator().manual_seed(int(r.job.seed)), "epochs": max(r.job.checkpoints),
                       "epoch": 0, "pos": n, "order": None})
     for st in state:
@@ -568,11 +569,25 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
             if st["pos"] >= st["n"]:                           # the stream's epoch ended with this step
                 for k in st["jobs"]:
                     if st["epoch"] in jobs[k].job.checkpoints:
-                        records[k][st["epoch"]] = W[:, int(cols[k]):int(cols[k + 1])].T.clone().cpu()
+                        lo = st["cols"].start + st["offset"][k]
+                        records[k][st["epoch"]] = W[:, lo:lo + widths[k]].T.clone().cpu()
                 if st["epoch"] >= st["epochs"]:
                     continue
             still.append(j)
         active = still
+        live = sum(state[j]["cols"].stop - state[j]["cols"].start for j in active)
+        if active and 2 * live <= W.shape[1]:
+            # half the columns belong to finished streams: drop them from the products (a stream of a
+            # few pairs, e.g. one rater's, ends long before the pooled one)
+            keep = torch.cat([torch.arange(state[j]["cols"].start, state[j]["cols"].stop) for j in active]).to(device)
+            W, m, v, mask = (x[:, keep].contiguous() for x in (W, m, v, mask))
+            lrs, margins, logistic = lrs[keep], margins[keep], logistic[keep]
+            floor = None if floor is None else floor[:, keep]
+            at = 0
+            for j in active:
+                width = state[j]["cols"].stop - state[j]["cols"].start
+                state[j]["cols"], at = slice(at, at + width), at + width
+            C = W.shape[1]
     return [torch.stack([rec[e] for e in r.job.checkpoints]) for rec, r in zip(records, jobs)]
 
 

@@ -76,7 +76,9 @@ def test_fit_many_mixing_layers_init_project_loss_equals_each_fit_pairs(loss):
             GridJob(pairs, (0.05,), (1e-2,), (3,), seed=5, layers="0,4", initial_weights=ones),
             GridJob(pairs, (0.05,), (1e-2,), (2, 3), seed=5, project=False, initial_weights=rand),
             GridJob(pairs, (0.02,), (1e-2,), (3,), seed=5, loss=other),                     # mixed losses, one stream
-            GridJob(pairs[100:], (0.05,), (3e-3,), (3,), seed=1, loss=other, layers=[2])]
+            GridJob(pairs[100:], (0.05,), (3e-3,), (3,), seed=1, loss=other, layers=[2]),
+            # a short job of many columns: when it ends, the finished columns leave the products
+            GridJob(pairs[:200], (0.05, 0.02) * 4, (1e-3, 3e-3, 1e-2, 3e-2) * 2, (1, 2), seed=9)]
     together = fit_many(features, jobs, lpips, loss=loss, batch_size=64)
     for job, got in zip(jobs, together):
         assert got.shape == (len(job.checkpoints), len(job.margins), DIM)

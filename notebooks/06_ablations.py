@@ -116,7 +116,10 @@ glue("nb06_patience", int(patience), display=False)
 # {glue:text}`nb06_n_variants:d` distinct fits per fold (a factor's default level is the same
 # fit in every factor and runs once). Every fit trains for at most {glue:text}`nb06_epochs:d`
 # epochs with early stopping after {glue:text}`nb06_patience:d` epochs without improvement on
-# validation targets carved out of the training side. The pair features were read or computed
+# validation targets carved out of the training side. The fits run together on the nested
+# protocol's engine (`clpips.train.fit_many`: every fit is one column of a weight matrix that
+# steps as one, every epoch is recorded, and each fit keeps the epoch its own early stopping
+# would keep, the same weights as a fit on its own to float precision). The pair features were read or computed
 # in {glue:text}`nb06_extraction_seconds:.1f` seconds (the first run extracts them, later runs
 # read the on-disk cache).
 #

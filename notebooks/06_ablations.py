@@ -119,9 +119,11 @@ glue("nb06_patience", int(patience), display=False)
 # validation targets carved out of the training side. The fits run together on the nested
 # protocol's engine (`clpips.train.fit_many`: every fit is one column of a weight matrix that
 # steps as one, every epoch is recorded, and each fit keeps the epoch its own early stopping
-# would keep, the same weights as a fit on its own to float precision). The pair features were read or computed
-# in {glue:text}`nb06_extraction_seconds:.1f` seconds (the first run extracts them, later runs
-# read the on-disk cache).
+# would keep). A column computes what a fit on its own computes, with float32 sums in another
+# order; under the margin loss such rounding can now and then tip a pair across the hinge and
+# move a fit a little, as reordering the feature rows of a single fit does. The pair features
+# were read or computed in {glue:text}`nb06_extraction_seconds:.1f` seconds (the first run
+# extracts them, later runs read the on-disk cache).
 #
 # ```{note}
 # What was reduced to keep the chapter within a few minutes on two CPU cores: one training seed

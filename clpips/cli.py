@@ -385,7 +385,7 @@ def _cmd_crossval(args: argparse.Namespace) -> int:
             res: CrossvalResult = crossval(data, mode=mode, folds=args.folds, repeats=args.repeats,
                                            inner_folds=args.inner_folds, grid=grid, select=args.select,
                                            seed=args.seed, net=args.net, device=args.device,
-                                           progress=not args.quiet)
+                                           workers=args.workers, progress=not args.quiet)
         except ValueError as err:
             raise UserError(str(err)) from None
         folder = out / mode if len(modes) > 1 else out
@@ -510,6 +510,8 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
     p.add_argument("--select", choices=["icc_A_k", "spearman_raw", "spearman", "pair_accuracy"],
                    default=d.protocol_select, help="inner criterion")
     p.add_argument("--ci", type=_share, default=d.ci, help="confidence level")
+    p.add_argument("--workers", type=_positive_int, default=d.workers,
+                   help="processes for the fits (the results do not depend on it)")
     p.set_defaults(func=_cmd_crossval)
 
     p = sub.add_parser("evaluate", help="alignment of LPIPS and fitted weights with human rankings",

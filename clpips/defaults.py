@@ -39,6 +39,7 @@ class Defaults:
     protocol_lrs: str = "0.003,0.01"  #: learning rates the inner folds choose among
     protocol_epochs: str = "5,10,20"  #: epoch counts the inner folds choose among
     protocol_select: str = "icc_A_k"  #: inner criterion: icc_A_k, spearman_raw, spearman or pair_accuracy
+    workers: int = 2                #: processes the protocol's fits are spread over (results do not depend on it)
     # statistics
     n_boot: int = 10_000            #: bootstrap resamples
     ci: float = 0.95                #: confidence level

@@ -198,7 +198,7 @@ def _finite_or_none(value):
 #: notebook parameters (clpips.defaults names) -> keyword of :func:`crossval`
 PARAMETERS = {"protocol_folds": "folds", "protocol_repeats": "repeats", "protocol_inner_folds": "inner_folds",
               "protocol_select": "select", "seed": "seed", "net": "net", "init": "init", "loss": "loss",
-              "batch_size": "batch_size", "layers": "layers", "project": "project"}
+              "batch_size": "batch_size", "layers": "layers", "project": "project", "workers": "workers"}
 
 
 def options(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,7 +236,7 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
              net: str = DEFAULTS.net, init: str = DEFAULTS.init, loss: str = DEFAULTS.loss,
              batch_size: int = DEFAULTS.batch_size, layers: str = DEFAULTS.layers,
              project: bool = DEFAULTS.project, device: str = DEFAULTS.device, progress: bool = False,
-             threads: Optional[int] = 1, cache: bool = True) -> CrossvalResult:
+             threads: Optional[int] = 1, workers: int = DEFAULTS.workers, cache: bool = True) -> CrossvalResult:
     """Run the nested protocol on a dataset (see the module docstring).
 
     Parameters
@@ -257,6 +257,9 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
         the initial weights and the training shuffles.
     net, init, loss, batch_size, layers, project, device, threads
         As :func:`clpips.train.fit_pairs`.
+    workers : int
+        Processes the fits are spread over (:func:`clpips.train.fit_many`); the results do not
+        depend on it, so it is not part of the cache key.
     cache : bool
         Read and write the on-disk result cache (``<cache>/crossval/``).
     """
@@ -306,7 +309,7 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
         jobs.append(GridJob(pair_index(features, ranking_pairs(o["train"])), margins, lrs, grid.epochs, seed))
         where.append((i, None))
     trained = fit_many(features.matrix, jobs, w0, net=net, loss=loss, batch_size=batch_size, layers=layers,
-                       project=project, device=device, threads=threads)
+                       project=project, device=device, threads=threads, workers=workers)
     by_job = dict(zip(where, trained))
 
     # 3. choose on the inner folds, score the refit on the outer test side

@@ -398,3 +398,13 @@ def test_options_from_chapter_parameters_match_the_defaults_and_overrides():
     assert opts["seed"] == 3 and opts["folds"] == 4 and "unrelated" not in opts
     assert opts["grid"] == protocol.Grid.parse(DEFAULTS.protocol_margins, DEFAULTS.protocol_lrs, "7")
     assert protocol.options({})["grid"] == protocol.Grid()
+
+
+def test_fit_many_gives_the_same_weights_in_worker_processes():
+    features, pairs = _pairs_problem(seed=2)
+    w0 = initial_weight_vector("alex", "lpips")
+    jobs = [GridJob(pairs[:250], (0.05, 0.02), (1e-2, 1e-3), (1, 2), seed=s) for s in range(3)]
+    alone = fit_many(features, jobs, w0, max_columns=2)           # three groups, in this process
+    spread = fit_many(features, jobs, w0, max_columns=2, workers=2)
+    for a, b in zip(alone, spread):
+        assert torch.equal(a, b)

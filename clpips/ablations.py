@@ -440,7 +440,7 @@ def _fit_together(dataset, requests: Sequence[Mapping[str, Any]], device: str = 
                         p["seed"], initial_weights=p["w0"], layers=p["layers"], project=bool(p["project"]),
                         loss=p["loss"]) for p in (prepared[i] for i in members)]
         trained = fit_many(matrix, jobs, jobs[0].initial_weights, net=net, batch_size=batch_size, device=dev,
-                           threads=None)
+                           threads=1, workers=DEFAULTS.workers)
         chosen = []
         for i, by_epoch in zip(members, trained):
             p = prepared[i]

@@ -478,16 +478,21 @@ def fit_many(features: torch.Tensor, jobs: Sequence[GridJob], initial_weights: t
     out: list[Optional[torch.Tensor]] = [None] * len(jobs)
     parts = [_compact(features, [resolved[i] for i in group]) for group in groups]
     if workers > 1 and len(groups) > 1 and torch.device(device).type == "cpu":
-        # groups are independent: spread them over processes (spawned: a forked torch can hang), each with
-        # `threads` torch threads; the largest groups first, so the workers finish together
-        import concurrent.futures
-        import multiprocessing
-        order = sorted(range(len(groups)), key=lambda g: -sum(len(resolved[i].job.pairs) for i in groups[g]))
-        with concurrent.futures.ProcessPoolExecutor(min(workers, len(groups)),
-                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {g: pool.submit(_fit_group, *parts[g], batch_size, device, threads) for g in order}
-            for g, future in futures.items():
-                for i, w in zip(groups[g], future.result()):
+        # groups are independent: run them in `workers` fresh Python processes, each with `threads` torch
+        # threads, the largest groups dealt out first. Plain subprocesses rather than multiprocessing:
+        # spawn re-imports the caller's __main__ (a script without a main guard would start over) and a
+        # fork of a process whose torch threads are running can hang.
+        sizes = [sum(len(resolved[i].job.pairs) for i in group) for group in groups]
+        bins: list[list[int]] = [[] for _ in range(min(workers, len(groups)))]
+        load = [0] * len(bins)
+        for g in sorted(range(len(groups)), key=lambda g: -sizes[g]):
+            b = load.index(min(load))
+            bins[b].append(g)
+            load[b] += sizes[g]
+        for b, results in zip(bins, _in_processes([[(*parts[g], batch_size, device, threads) for g in b]
+                                                   for b in bins])):
+            for g, weights in zip(b, results):
+                for i, w in zip(groups[g], weights):
                     out[i] = w
         return out
     for group, part in zip(groups, parts):
@@ -506,9 +511,41 @@ def _compact(features: torch.Tensor, jobs: Sequence["_Job"]) -> tuple[torch.Tens
 
 def _fit_group(features: torch.Tensor, jobs: Sequence["_Job"], batch_size: int, device: str,
                threads: Optional[int]) -> list[torch.Tensor]:
-    """One lockstep group (a top-level function, so a worker process can run it)."""
+    """One lockstep group."""
     with torch_threads(threads):
         return _fit_lockstep(features, jobs, batch_size=batch_size, device=device)
+
+
+def _in_processes(task_lists: list[list[tuple]]) -> list[list[list[torch.Tensor]]]:
+    """Run each list of :func:`_fit_group` argument tuples in its own Python process, all at once."""
+    import concurrent.futures
+    import io
+    import subprocess
+    import sys
+
+    def run(tasks: list[tuple]) -> list[list[torch.Tensor]]:
+        buffer = io.BytesIO()
+        torch.save(tasks, buffer)
+        done = subprocess.run([sys.executable, "-c", "from clpips.train import _worker; _worker()"],
+                              input=buffer.getvalue(), capture_output=True, check=False)
+        if done.returncode != 0:
+            last = (done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"a fit_many worker process failed (exit {done.returncode}): {last}")
+        return torch.load(io.BytesIO(done.stdout), weights_only=False)
+
+    with concurrent.futures.ThreadPoolExecutor(len(task_lists)) as pool:
+        return list(pool.map(run, task_lists))
+
+
+def _worker() -> None:
+    """A worker process of :func:`fit_many`: tasks on stdin, their weights on stdout (torch.save format)."""
+    import io
+    import sys
+    tasks = torch.load(io.BytesIO(sys.stdin.buffer.read()), weights_only=False)  # written by _in_processes
+    buffer = io.BytesIO()
+    torch.save([_fit_group(*task) for task in tasks], buffer)
+    sys.stdout.buffer.write(buffer.getvalue())
+    sys.stdout.buffer.flush()
 
 
 @dataclass(frozen=True)

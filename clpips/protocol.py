@@ -5,7 +5,10 @@ One run answers the paper's question without resting on one split or one seed:
 * **Outer folds.** The targets are cut into ``folds`` folds, ``repeats`` times
   with different fold assignments (:func:`clpips.datasets.split_folds`, split
   ``mode`` ``"target"`` as the paper or ``"image"``: no image on both sides).
-  Every fold's held-out rankings are scored once.
+  Every fold's held-out rankings are scored once. A dataset that draws its
+  candidate sets (its ``within`` hook: mur92, zappos) draws them anew for every
+  repeat, so the spread over repeats includes which candidates were drawn; a
+  study CSV keeps its own sets.
 * **Inner folds.** On each outer training side only, an inner ``inner_folds``-fold
   split (same mode) scores every setting of the :class:`Grid` (margin x learning
   rate x epochs) on the inner held-out rankings; the setting with the best mean
@@ -47,7 +50,7 @@ import torch
 
 from .defaults import DEFAULTS
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  #: bump when a change alters results: it keys the cache
 #: the statistics scored on every held-out side, as :func:`clpips.evaluate.heldout_scores` names them
 STATISTICS = ("icc_A_k", "spearman_raw", "spearman", "pair_accuracy")
 #: inner-fold criteria a setting can be chosen by
@@ -285,10 +288,15 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
 
     # 1. every split first (tables only), so one feature pass covers them all
     within = getattr(dataset, "within", None)
-    outer = []
+    every_image = sorted(_images(dataset.table))
+    outer, n_rows = [], {}
     for r in range(repeats):
         rseed = _derived_seed(seed, r)
-        for f, (train, test) in enumerate(split_folds(dataset.table, mode, folds, rseed, within=within)):
+        # a dataset that draws its candidates re-draws them for every repeat: which candidates a target
+        # got is a random choice too, and no result should rest on one draw (a study CSV keeps its sets)
+        table = within(every_image, rseed) if within is not None else dataset.table
+        n_rows[r] = len(table)
+        for f, (train, test) in enumerate(split_folds(table, mode, folds, rseed, within=within)):
             inner = list(split_folds(train, mode, inner_folds, _derived_seed(seed, r, f), within=within))
             _check_nested(mode, test, [train, *(t for pair in inner for t in pair)], f"repeat {r}, fold {f}")
             outer.append({"repeat": r, "fold": f, "train": train, "test": test, "inner": inner})
@@ -343,7 +351,7 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
                "n_train_targets": int(o["train"]["target"].nunique()), "n_test_targets": int(test["target"].nunique()),
                "n_train_rankings": _n_rankings(o["train"]),
                "n_test_rankings": _n_rankings(test), "n_train_rows": len(o["train"]), "n_test_rows": len(test),
-               "rows_on_neither_side": int(len(dataset.table) - len(o["train"]) - len(test)) if within is None else 0,
+               "rows_on_neither_side": int(n_rows[o["repeat"]] - len(o["train"]) - len(test)) if within is None else 0,
                "shared_pair_share": shared_pair_share(o["train"], test)}
         for stat in STATISTICS:
             row[f"lpips_{stat}"] = float(held.at["lpips", stat])

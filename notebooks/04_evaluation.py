@@ -123,6 +123,8 @@ glue("nb04_cv_fig", plots_protocol.plot_fold_deltas({f"by {m}": r.folds for m, r
                                                     {f"by {m}": s for m, s in summaries.items()},
                                                     reference=paper_delta, seed=seed), display=False)
 glue("nb04_cv_repeats", int(protocol_repeats), display=False)
+glue("nb04_cv_redraw", " (each repeat with a new random draw of every target's candidates, so that no result "
+     "rests on one draw)" if getattr(data, "within", None) is not None else "", display=False)
 glue("nb04_cv_folds", int(protocol_folds), display=False)
 glue("nb04_cv_inner", int(protocol_inner_folds), display=False)
 glue("nb04_cv_n_settings", int(len(protocol.options(globals())["grid"].settings())), display=False)
@@ -136,8 +138,8 @@ glue("nb04_cv_image_stronger", "smaller" if summaries["image"].at["icc_A_k", "de
 # ## The answer over repeated, nested splits
 #
 # {glue:text}`nb04_cv_repeats:d` repeats of a {glue:text}`nb04_cv_folds:d`-fold split of the
-# {glue:text}`nb04_dataset` targets give {glue:text}`nb04_cv_target_n_folds:d` held-out folds
-# per split mode. In each, an inner {glue:text}`nb04_cv_inner:d`-fold cross-validation on the
+# {glue:text}`nb04_dataset` targets{glue:text}`nb04_cv_redraw` give
+# {glue:text}`nb04_cv_target_n_folds:d` held-out folds per split mode. In each, an inner {glue:text}`nb04_cv_inner:d`-fold cross-validation on the
 # training targets alone chose one of {glue:text}`nb04_cv_n_settings:d` settings (margin x
 # learning rate x epochs); split by target the most frequent choice was
 # {glue:text}`nb04_cv_target_chosen` ({glue:text}`nb04_cv_target_chosen_n:d` folds).

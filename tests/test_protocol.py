@@ -333,6 +333,9 @@ def test_crossval_on_mur92_is_nested_deterministic_and_cached(mode, mur92_mirror
         assert set(part["target"]) == set(data.table["target"])
     if mode == "image":
         assert (res.folds["shared_pair_share"] == 0).all()
+    # mur92 draws its candidates: every repeat re-draws them (the same draw within a repeat)
+    sets = {r: part.groupby("target")["candidate"].apply(frozenset) for r, part in res.oof.groupby("repeat")}
+    assert (sets[0] != sets[1]).any()
     # the fold rows' deltas are the held-out statistics recomputed from the out-of-fold distances
     row = res.folds.iloc[0]
     part = res.oof[(res.oof["repeat"] == row["repeat"]) & (res.oof["fold"] == row["fold"])]

@@ -149,7 +149,7 @@ glue("nb05_seed", int(seed), display=False)
 # {glue:text}`nb05_cv_target_fold_min:+.3f` and {glue:text}`nb05_cv_target_fold_max:+.3f`: this is
 # the spread a study with one split draws from, and a bootstrap inside that one split cannot see
 # it, since it holds the fitted model fixed. Pooling a repeat's out-of-fold rankings (every target
-# held out once, each by a model that never saw it) steadies the estimate: the repeats give
+# held out once, each by a model that never saw it) gives one estimate per repeat, from
 # {glue:text}`nb05_cv_target_rep_min:+.3f` to {glue:text}`nb05_cv_target_rep_max:+.3f`. Over all
 # folds, the corrected $t$ interval is [{glue:text}`nb05_cv_target_nb_lo:+.3f`,
 # {glue:text}`nb05_cv_target_nb_hi:+.3f`], {glue:text}`nb05_cv_target_width_ratio:.1f` times as wide

@@ -80,10 +80,9 @@ from scipy import stats as _stats
 
 from .defaults import DEFAULTS
 from .train import torch_threads
-from .evaluate import RANKING, ranking_ids, score_rankings, within_ranking_ranks
+from .evaluate import ranking_ids, score_rankings, within_ranking_ranks
 from .model import CHANNELS, initial_weight_vector
 from .datasets.splits import drop_shared_pairs
-from .stats import icc, metric_human_table
 
 __all__ = ["Variant", "Replicate", "FACTORS", "parse_levels", "factor_variants", "standard_grid",
            "learning_curve_variants", "replicates", "subsample_rankings", "changed_layers",
@@ -396,9 +395,8 @@ def _fit_together(dataset, requests: Sequence[Mapping[str, Any]], device: str = 
     with the same table, rater and seed share their pairs, so their columns share
     shuffles. ``seconds`` is the batched call's time shared equally among its requests.
     """
-    from .datasets import split_by_target
     from .pairs import ranking_pairs
-    from .train import GridJob, early_stopped, fit_many, pair_index
+    from .train import GridJob, early_stopped, fit_and_validation_rows, fit_many, pair_index
     pairs_of: dict[tuple, tuple] = {}
     prepared = []
     for request in requests:
@@ -417,13 +415,7 @@ def _fit_together(dataset, requests: Sequence[Mapping[str, Any]], device: str = 
             raise ValueError(f"options the batched fit does not take: {sorted(opts)}")
         key = (id(table), id(features), rater, seed, val_size)
         if key not in pairs_of:
-            rows = table if rater is None else table[table["rater"] == rater]
-            if rows.empty:
-                raise ValueError(f"rater {rater!r} has no rankings in this table")
-            if val_size > 0:
-                fit_rows, val_rows = split_by_target(rows, test_size=val_size, seed=seed)
-            else:
-                fit_rows, val_rows = rows, rows.iloc[:0]
+            fit_rows, val_rows = fit_and_validation_rows(table, rater, val_size, seed)
             pairs_of[key] = (pair_index(features, ranking_pairs(fit_rows)),
                              pair_index(features, ranking_pairs(val_rows)) if len(val_rows) else None, table)
         train_pairs, val_pairs, _ = pairs_of[key]

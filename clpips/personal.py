@@ -63,7 +63,7 @@ from scipy import stats as sps
 from .datasets.splits import drop_shared_pairs, shared_pair_share
 from .defaults import DEFAULTS
 from .train import torch_threads
-from .evaluate import RANKING, heldout_scores, ranking_ids
+from .evaluate import heldout_scores, ranking_ids
 from .model import CHANNELS, initial_weight_vector
 from .stats import bootstrap_counts, one_sided_pvalue, percentile_interval, resampled_statistics
 

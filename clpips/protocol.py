@@ -46,7 +46,6 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .defaults import DEFAULTS
 

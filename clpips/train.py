@@ -302,19 +302,12 @@ def fit(dataset, table: Optional[pd.DataFrame] = None, *, val_size: float = 0.2,
     >>> result = train.fit(data, train_rows)
     >>> result.metric().save_weights("weights.pth")
     """
-    from .datasets import split_by_target
     from .model import initial_weight_vector
     from .pairs import ranking_pairs
 
     table = dataset.table if table is None else table
-    if rater is not None:
-        table = table[table["rater"] == rater]
-        if table.empty:
-            raise ValueError(f"rater {rater!r} has no rankings in this table")
-    if val_size > 0:
-        fit_rows, val_rows = split_by_target(table, test_size=val_size, seed=seed)
-    else:
-        fit_rows, val_rows = table, table.iloc[:0]
+    fit_rows, val_rows = fit_and_validation_rows(table, rater, val_size, seed)
+    table = table if rater is None else table[table["rater"] == rater]
     if features is None:
         features = pair_features_for(dataset, table, net=net, device=device, progress=progress)
     train_pairs = pair_index(features, ranking_pairs(fit_rows))
@@ -325,6 +318,20 @@ def fit(dataset, table: Optional[pd.DataFrame] = None, *, val_size: float = 0.2,
     result.config.update(val_size=val_size, rater=rater, n_train_targets=int(fit_rows["target"].nunique()),
                          n_val_targets=int(val_rows["target"].nunique()))
     return result
+
+
+def fit_and_validation_rows(table: pd.DataFrame, rater: Optional[object] = None, val_size: float = 0.2,
+                            seed: int = DEFAULTS.seed) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rankings :func:`fit` trains on and those it stops early on: ``rater``'s rows (all, if None),
+    a ``val_size`` share of their targets held out by :func:`clpips.datasets.split_by_target`
+    (``val_size=0``: no validation rows)."""
+    from .datasets import split_by_target
+    rows = table if rater is None else table[table["rater"] == rater]
+    if rows.empty:
+        raise ValueError(f"rater {rater!r} has no rankings in this table")
+    if val_size > 0:
+        return split_by_target(rows, test_size=val_size, seed=seed)
+    return rows, rows.iloc[:0]
 
 
 def pair_features_for(dataset, table: pd.DataFrame, net: str = DEFAULTS.net, device: str = DEFAULTS.device,

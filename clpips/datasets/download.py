@@ -80,6 +80,26 @@ def _copy(source: str, tmp: Path) -> str:
     return digest.hexdigest()
 
 
+def fetch_files(dataset: str, sha256: dict[str, str], canonical: str, url_variable: str,
+                base_url: str | None = None, mirror: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Verified copies of a dataset's files (name -> sha256) in ``<cache>/data/<dataset>/``.
+
+    An explicit ``mirror`` or ``base_url`` wins; otherwise ``$CLPIPS_DATA_MIRROR`` (files under
+    ``<mirror>/<dataset>/``), then ``$<url_variable>``, then the ``canonical`` address.
+    """
+    if mirror is None and base_url is None:
+        mirror = os.environ.get("CLPIPS_DATA_MIRROR") or None
+    base = (base_url or os.environ.get(url_variable) or canonical).rstrip("/")
+    paths = {}
+    for name, sha in sha256.items():
+        source = str(Path(mirror, dataset, name)) if mirror is not None else f"{base}/{name}"
+        dest = data_dir(dataset) / name
+        hint = (f"To fix: check the network or the mirror, set CLPIPS_DATA_MIRROR to a folder holding "
+                f"{dataset}/{name}, or save {canonical}/{name} as {dest} yourself.")
+        paths[name] = fetch(source, dest, sha, hint=hint)
+    return paths
+
+
 def fresh_dir(dest: Path, build: Callable[[Path], None]) -> Path:
     """Fill a folder atomically: ``build`` writes into a temporary folder that is
     then renamed to ``dest``. If ``dest`` exists already it is used as it is."""

@@ -44,7 +44,8 @@ from scipy.stats import rankdata
 from clpips.atomic import atomic_path
 from clpips.defaults import DEFAULTS
 
-from .download import data_dir, fetch
+from . import download
+from .download import data_dir
 from .schema import RankingDataError, RankingDataset
 from .validate import TIES, validate
 
@@ -87,17 +88,7 @@ def fetch_files(base_url: str | None = None, mirror: str | os.PathLike | None = 
     An explicit ``mirror`` or ``base_url`` wins; otherwise ``$CLPIPS_DATA_MIRROR``,
     then ``$CLPIPS_MUR92_URL``, then the canonical address.
     """
-    if mirror is None and base_url is None:
-        mirror = os.environ.get("CLPIPS_DATA_MIRROR") or None
-    base = (base_url or os.environ.get("CLPIPS_MUR92_URL") or BASE_URL).rstrip("/")
-    paths = {}
-    for name, sha in SHA256.items():
-        source = str(Path(mirror, "mur92", name)) if mirror is not None else f"{base}/{name}"
-        dest = data_dir("mur92") / name
-        hint = (f"To fix: check the network or the mirror, set CLPIPS_DATA_MIRROR to a folder holding "
-                f"mur92/{name}, or save {BASE_URL}/{name} as {dest} yourself.")
-        paths[name] = fetch(source, dest, sha, hint=hint)
-    return paths
+    return download.fetch_files("mur92", SHA256, BASE_URL, "CLPIPS_MUR92_URL", base_url=base_url, mirror=mirror)
 
 
 def read_rdms(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:

@@ -88,7 +88,8 @@ import pandas as pd
 
 from clpips.defaults import DEFAULTS
 
-from .download import data_dir, fetch
+from . import download
+from .download import data_dir
 from .schema import RankingDataError, RankingDataset
 from .validate import TIES, validate
 
@@ -157,17 +158,7 @@ def fetch_files(base_url: str | None = None, mirror: str | os.PathLike | None = 
         At the first file that cannot be fetched or whose sha256 differs, naming
         it; nothing is left in the cache under that file's name.
     """
-    if mirror is None and base_url is None:
-        mirror = os.environ.get("CLPIPS_DATA_MIRROR") or None
-    base = (base_url or os.environ.get("CLPIPS_ZAPPOS_URL") or BASE_URL).rstrip("/")
-    paths = {}
-    for name, sha in SHA256.items():
-        source = str(Path(mirror, "zappos", name)) if mirror is not None else f"{base}/{name}"
-        dest = data_dir("zappos") / name
-        hint = (f"To fix: check the network or the mirror, set CLPIPS_DATA_MIRROR to a folder holding "
-                f"zappos/{name}, or save {BASE_URL}/{name} as {dest} yourself.")
-        paths[name] = fetch(source, dest, sha, hint=hint)
-    return paths
+    return download.fetch_files("zappos", SHA256, BASE_URL, "CLPIPS_ZAPPOS_URL", base_url=base_url, mirror=mirror)
 
 
 def read_triplets(path: str | os.PathLike) -> np.ndarray:

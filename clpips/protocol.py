@@ -47,6 +47,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_path
 from .defaults import DEFAULTS
 
 PROTOCOL_VERSION = 2  #: bump when a change alters results: it keys the cache
@@ -101,6 +102,7 @@ class CrossvalResult:
     weights: np.ndarray      #: the refitted weights of each outer fold (folds x D)
     settings: dict[str, Any] = field(default_factory=dict)
     _boot: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    store: Optional[Path] = field(default=None, repr=False, compare=False)  #: its cache folder, if cached
 
     def summary(self, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot,
                 seed: Optional[int] = None) -> pd.DataFrame:
@@ -132,17 +134,41 @@ class CrossvalResult:
             rows.append(row)
         return pd.DataFrame(rows).set_index("statistic")
 
-    def _repeat_bootstraps(self, ci: float, n_boot: int, seed: Optional[int]):
+    def _repeat_bootstraps(self, ci: float, n_boot: int, seed: Optional[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Per repeat: the bootstrap distribution of (ΔICC(A,k), Δrho) over targets (n_boot x 2) and the
+        observed pair. Computed once per (ci, n_boot, seed) and kept with the cached result, so the
+        chapters that show the same run share it."""
         from .experiment import bootstrap_result
         seed = self.settings.get("seed", DEFAULTS.seed) if seed is None else seed
         key = (float(ci), int(n_boot), int(seed))
-        if key not in self._boot:  # computed once per (ci, n_boot, seed): summary() and the chapters reuse it
-            per_repeat = {r: part for r, part in self.oof.groupby("repeat", sort=True)}
-            common = set.intersection(*(set(p["target"]) for p in per_repeat.values()))
-            self._boot[key] = {r: bootstrap_result(part[part["target"].isin(common)], "lpips", "clpips",
-                                                   unit="target", n_boot=n_boot, seed=seed, ci=ci)
-                               for r, part in per_repeat.items()}
-        return self._boot[key]
+        if key in self._boot:
+            return self._boot[key]
+        stored = self.store / f"boot-{ci:g}-{int(n_boot)}-{int(seed)}.npz" if self.store is not None else None
+        if stored is not None and stored.is_file():
+            try:
+                with np.load(stored, allow_pickle=False) as z:
+                    self._boot[key] = {int(r): (z[f"dist{r}"], z[f"obs{r}"]) for r in z["repeats"]}
+                return self._boot[key]
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged file is recomputed and rewritten
+        per_repeat = {r: part for r, part in self.oof.groupby("repeat", sort=True)}
+        common = set.intersection(*(set(p["target"]) for p in per_repeat.values()))
+        out = {}
+        for r, part in per_repeat.items():
+            res = bootstrap_result(part[part["target"].isin(common)], "lpips", "clpips", unit="target",
+                                   n_boot=n_boot, seed=seed, ci=ci)
+            out[int(r)] = (res.distribution[["delta_icc", "delta_rho"]].to_numpy(float),
+                           res.observed["delta"].to_numpy(float)[:2])
+        self._boot[key] = out
+        if stored is not None:
+            try:
+                with atomic_path(stored) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.savez(f, repeats=np.array(sorted(out)), **{f"dist{r}": d for r, (d, _) in out.items()},
+                                 **{f"obs{r}": o for r, (_, o) in out.items()})
+            except OSError:
+                pass  # a read-only cache: the numbers are still returned
+        return out
 
     def target_bootstrap(self, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot,
                          seed: Optional[int] = None) -> dict[str, dict[str, float]]:
@@ -156,8 +182,8 @@ class CrossvalResult:
         """
         from .stats import percentile_interval
         results = self._repeat_bootstraps(ci, n_boot, seed)
-        mean = np.mean([r.distribution[["delta_icc", "delta_rho"]].to_numpy(float) for r in results.values()], axis=0)
-        obs = np.mean([r.observed["delta"].to_numpy(float) for r in results.values()], axis=0)
+        mean = np.mean([d for d, _ in results.values()], axis=0)
+        obs = np.mean([o for _, o in results.values()], axis=0)
         out = {}
         for j, stat in enumerate(("icc_A_k", "spearman")):
             lo, hi = percentile_interval(mean[:, j], ci)
@@ -167,8 +193,10 @@ class CrossvalResult:
     def target_bootstrap_repeat(self, repeat: int, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot,
                                 seed: Optional[int] = None) -> dict[str, float]:
         """ΔICC(A,k) of one repeat's out-of-fold rankings with its target-bootstrap percentile interval."""
-        res = self._repeat_bootstraps(ci, n_boot, seed)[repeat].summary().loc["ΔICC(A,k)"]
-        return {"delta": float(res["delta"]), "low": float(res["ci_low"]), "high": float(res["ci_high"])}
+        from .stats import percentile_interval
+        dist, obs = self._repeat_bootstraps(ci, n_boot, seed)[int(repeat)]
+        lo, hi = percentile_interval(dist[:, 0], ci)
+        return {"delta": float(obs[0]), "low": float(lo), "high": float(hi)}
 
     def chosen(self) -> pd.DataFrame:
         """How often each setting was chosen over the outer folds."""
@@ -407,7 +435,7 @@ def _read_cache(key: str) -> Optional[CrossvalResult]:
                                                     "ranking": str})
         return CrossvalResult(folds=pd.read_csv(folder / "folds.csv"), inner=pd.read_csv(folder / "inner.csv"),
                               oof=oof, weights=np.load(folder / "weights.npy", allow_pickle=False),
-                              settings=json.loads((folder / "settings.json").read_text()))
+                              settings=json.loads((folder / "settings.json").read_text()), store=folder)
     except (OSError, ValueError) as err:  # a damaged entry is rebuilt
         shutil.rmtree(folder, ignore_errors=True)
         import warnings
@@ -418,6 +446,7 @@ def _read_cache(key: str) -> Optional[CrossvalResult]:
 def _write_cache(key: str, result: CrossvalResult) -> None:
     folder = _cache_folder(key)
     if folder.is_dir():
+        result.store = folder
         return
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -428,6 +457,7 @@ def _write_cache(key: str, result: CrossvalResult) -> None:
         write_result(result, tmp)
         np.save(tmp / "weights.npy", result.weights, allow_pickle=False)
         os.rename(tmp, folder)
+        result.store = folder
     except OSError:
         pass
     finally:

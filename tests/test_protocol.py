@@ -360,6 +360,16 @@ def test_crossval_cache_round_trip(mur92_mirror, monkeypatch, tmp_path):
     pd.testing.assert_frame_equal(first.folds, second.folds)
     pd.testing.assert_frame_equal(first.oof, second.oof, check_dtype=False)
     assert np.array_equal(first.weights, second.weights)
+    # the target bootstrap is kept beside the cached result: a later load reads the same numbers
+    computed = first.summary(n_boot=120, seed=5)
+    assert len(list((tmp_path / "crossval").glob("*/boot-*.npz"))) == 1
+    again = protocol.crossval(data, **SMALL)
+    import clpips.experiment
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("the stored bootstrap should have been read")
+    monkeypatch.setattr(clpips.experiment, "bootstrap_result", no_recompute)
+    pd.testing.assert_frame_equal(again.summary(n_boot=120, seed=5), computed)
 
 
 def test_crossval_finds_the_gain_on_the_simulated_study():

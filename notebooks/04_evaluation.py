@@ -57,6 +57,7 @@ ci = DEFAULTS.ci
 # %% tags=["hide-input"]
 import time
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
@@ -74,6 +75,7 @@ from clpips.plots import evaluation as plots
 from clpips.plots import protocol as plots_protocol
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
+plt.ioff()  # every figure here is glued where the text shows it: none also under its cell
 started = time.perf_counter()
 
 options = {"k": k, "candidates": candidates, "seed": seed}
@@ -119,9 +121,10 @@ for mode, summary in summaries.items():
                      "paper Δ": (f"{paper_delta[stat]:+.3f}" if stat in paper_delta else "—")})
 cv_table = pd.DataFrame(rows).set_index(["split", "statistic"])
 glue("nb04_cv_table", cv_table, display=False)
-glue("nb04_cv_fig", plots_protocol.plot_fold_deltas({f"by {m}": r.folds for m, r in cv.items()},
-                                                    {f"by {m}": s for m, s in summaries.items()},
-                                                    reference=paper_delta, seed=seed), display=False)
+fig = plots_protocol.plot_fold_deltas({f"by {m}": r.folds for m, r in cv.items()},
+                                      {f"by {m}": s for m, s in summaries.items()}, reference=paper_delta, seed=seed)
+glue("nb04_cv_fig", fig, display=False)
+plt.close(fig)  # shown where the text pastes it, not also under this cell
 glue("nb04_cv_repeats", int(protocol_repeats), display=False)
 glue("nb04_cv_redraw", " (each repeat with a new random draw of every target's candidates, so that no result "
      "rests on one draw)" if getattr(data, "within", None) is not None else "", display=False)

@@ -50,6 +50,7 @@ ci = DEFAULTS.ci
 # %% tags=["hide-input"]
 import time
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import display
@@ -113,9 +114,11 @@ for stat, value in paper_delta.items():
 table = pd.DataFrame(rows).set_index(["dataset", "split", "statistic"])
 glue("nb08_table", table, display=False)
 labels = {f"{name}\nby {mode}": runs[(name, mode)].folds for (name, mode) in runs}
-glue("nb08_fig", plots_protocol.plot_fold_deltas(
+fig = plots_protocol.plot_fold_deltas(
     labels, {f"{name}\nby {mode}": summaries[(name, mode)] for (name, mode) in runs},
-    statistics=("icc_A_k", "spearman_raw", "spearman"), reference=paper_delta, seed=seed), display=False)
+    statistics=("icc_A_k", "spearman_raw", "spearman"), reference=paper_delta, seed=seed)
+glue("nb08_fig", fig, display=False)
+plt.close(fig)  # shown where the text pastes it, not also under this cell
 
 
 def verdict(row) -> str:

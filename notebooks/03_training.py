@@ -51,6 +51,7 @@ import time
 
 import pandas as pd
 from IPython.display import display
+import matplotlib.pyplot as plt
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
@@ -59,6 +60,7 @@ from clpips.experiment import load_dataset, run
 from clpips.plots import training as plots
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
+plt.ioff()  # every figure here is glued where the text shows it: none also under its cell
 started = time.perf_counter()
 
 options = {"k": k, "candidates": candidates, "seed": seed}

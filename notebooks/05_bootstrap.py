@@ -57,6 +57,7 @@ import time
 
 import pandas as pd
 from IPython.display import display
+import matplotlib.pyplot as plt
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
@@ -70,6 +71,7 @@ from clpips.experiment import bootstrap_result, load_dataset, run, spearman_brow
 from clpips.plots import evaluation as plots
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
+plt.ioff()  # every figure here is glued where the text shows it: none also under its cell
 started = time.perf_counter()
 
 options = {"k": k, "candidates": candidates, "seed": seed}

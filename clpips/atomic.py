@@ -68,14 +68,14 @@ def torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return write_bytes(path, torch_bytes(obj))
 
 
-def _strict(obj: Any) -> Any:
+def json_ready(obj: Any) -> Any:
     """``obj`` with NaN/inf as None and numpy/torch scalars and arrays as Python values."""
     if isinstance(obj, dict):
-        return {str(k): _strict(v) for k, v in obj.items()}
+        return {str(k): json_ready(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
+        return [json_ready(v) for v in obj]
     if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy/torch scalars and arrays
-        return _strict(obj.tolist())
+        return json_ready(obj.tolist())
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if obj is None or isinstance(obj, (str, int, bool)):
@@ -85,7 +85,7 @@ def _strict(obj: Any) -> Any:
 
 def json_text(obj: Any, sort_keys: bool = False) -> str:
     """Strict JSON (RFC 8259): missing or non-finite numbers become ``null``, never bare ``NaN``."""
-    return json.dumps(_strict(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
+    return json.dumps(json_ready(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
 
 
 def write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = False) -> Path:

@@ -47,7 +47,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
+from .atomic import atomic_path, json_ready
 from .defaults import DEFAULTS
 
 PROTOCOL_VERSION = 2  #: bump when a change alters results: it keys the cache
@@ -206,23 +206,9 @@ class CrossvalResult:
     def to_json(self, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot) -> dict[str, Any]:
         """Settings, summary and per-fold rows as strict-JSON-ready values (what ``clpips crossval`` writes)."""
         summary = self.summary(ci=ci, n_boot=n_boot)
-        return _finite_or_none({"settings": self.settings, "summary": summary.reset_index().to_dict(orient="records"),
-                                "chosen": self.chosen().to_dict(orient="records"),
-                                "folds": self.folds.to_dict(orient="records")})
-
-
-def _finite_or_none(value):
-    if isinstance(value, dict):
-        return {str(k): _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
+        return json_ready({"settings": self.settings, "summary": summary.reset_index().to_dict(orient="records"),
+                           "chosen": self.chosen().to_dict(orient="records"),
+                           "folds": self.folds.to_dict(orient="records")})
 
 
 #: notebook parameters (clpips.defaults names) -> keyword of :func:`crossval`

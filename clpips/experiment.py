@@ -15,6 +15,7 @@ import torch
 from .defaults import DEFAULTS
 from .evaluate import alignment_table, score_rankings
 from .model import initial_weight_vector
+from .stats.spearman_brown import icc_ak_from_rho
 from .train import FitResult, fit, pair_features_for
 
 #: dataset options that a built-in dataset's loader takes from the defaults
@@ -153,19 +154,9 @@ def bootstrap_result(scored: pd.DataFrame, metric_a: str, metric_b: str, unit: s
     return dataclasses.replace(res, metric_a=metric_a, metric_b=metric_b)
 
 
-def spearman_brown_icc(rho, n_items):
-    """ICC(A,k) of two raters who both give untied ranks, from their pooled rank correlation.
-
-    With ranks ``1..k`` on both sides of every ranking the two columns have equal
-    means and variances, so the between-rater mean square is 0 and
-    ``ICC(C,k) = 2 rho / (1 + rho)`` (Spearman–Brown) while
-    ``ICC(A,k) = 2 rho / (1 + rho - (1 - rho) / n)`` with ``n`` items
-    (rows). Both are increasing in ``rho``: on the same resample, ΔICC(A,k) and
-    Δrho have the same sign.
-    """
-    import numpy as np
-    rho = np.asarray(rho, dtype=float)
-    return 2 * rho / (1 + rho - (1 - rho) / np.asarray(n_items, dtype=float))
+#: ICC(A,k) of two untied rankings from their pooled rho and number of rows
+#: (:func:`clpips.stats.icc_ak_from_rho`; the old name, kept for the chapters)
+spearman_brown_icc = icc_ak_from_rho
 
 
 def spearman_brown_check(result, scored: pd.DataFrame) -> dict[str, Any]:
@@ -174,7 +165,7 @@ def spearman_brown_check(result, scored: pd.DataFrame) -> dict[str, Any]:
     Rebuilds each resample's number of rows ``n`` from its draw
     (:func:`clpips.stats.bootstrap_counts` with the result's seed, units in
     ``result.set_ids`` order) and compares both metrics' ICC(A,k) with
-    :func:`spearman_brown_icc` of their rho.
+    :func:`clpips.stats.icc_ak_from_rho` of their rho.
 
     Returns
     -------
@@ -191,7 +182,7 @@ def spearman_brown_check(result, scored: pd.DataFrame) -> dict[str, Any]:
     sizes = units.value_counts().reindex(result.set_ids).to_numpy(float)
     n = bootstrap_counts(len(result.set_ids), result.n_boot, result.seed) @ sizes
     d = result.distribution
-    errors = [np.abs(d[f"icc_{m}"].to_numpy() - spearman_brown_icc(d[f"rho_{m}"].to_numpy(), n)) for m in "ab"]
+    errors = [np.abs(d[f"icc_{m}"].to_numpy() - icc_ak_from_rho(d[f"rho_{m}"].to_numpy(), n)) for m in "ab"]
     same = np.sign(d["delta_icc"].to_numpy()) == np.sign(d["delta_rho"].to_numpy())
     return {"max_abs_error": float(np.nanmax(np.concatenate(errors))), "same_sign_share": float(np.mean(same)),
             "p_equal": bool(result.p_values["ΔICC(A,k)"] == result.p_values["Δrho"])}

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .stats.spearman_brown import spearman_brown
+
 CITATION = ("Trinh, K., Rothenberger, J., Seidenberger, S., Diochnos, D., & Maiti, A. (2026). "
             "CLPIPS: A Personalized Metric for AI-Generated Image Similarity. arXiv:2604.01234.")
 
@@ -66,8 +68,7 @@ def derived() -> dict[str, float]:
     out = {"delta_spearman": value("clpips_spearman") - value("lpips_spearman"),
            "delta_icc_A_k": value("clpips_icc_A_k") - value("lpips_icc_A_k")}
     for metric in ("lpips", "clpips"):
-        rho = value(f"{metric}_spearman")
-        out[f"{metric}_icc_from_rho"] = 2 * rho / (1 + rho)
+        out[f"{metric}_icc_from_rho"] = spearman_brown(value(f"{metric}_spearman"), 2)
     return out
 
 

@@ -56,6 +56,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .stats.spearman_brown import icc_ak_from_rho, icc_ak_pole, icc_ck_from_rho, spearman_brown
+
 __all__ = ["parse_ranking", "item_names", "ranking_text", "rank_difference_table", "spearman_by_hand",
            "ratings_table", "AnovaSteps", "two_way_anova", "icc_formulas", "spearman_brown",
            "icc_ck_from_rho", "icc_ak_from_rho", "icc_ak_pole", "compare_rankings", "rankings_of",
@@ -300,32 +302,6 @@ def icc_formulas(msr, msc, mse, n, k) -> dict[str, np.ndarray | float]:
             "ICC(C,k)": num / msr,
         }
     return {key: (float(v) if v.ndim == 0 else v) for key, v in out.items()}
-
-
-def spearman_brown(r, k: float = 2):
-    r"""Spearman-Brown prophecy: the reliability of the mean of ``k`` raters, :math:`kr / (1 + (k-1)r)`."""
-    r = np.asarray(r, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = k * r / (1 + (k - 1) * r)
-    return float(out) if out.ndim == 0 else out
-
-
-def icc_ck_from_rho(rho):
-    r"""ICC(C,k) of two untied rankings with Spearman :math:`\rho`: :math:`2\rho/(1+\rho)`, exactly."""
-    return spearman_brown(rho, 2)
-
-
-def icc_ak_from_rho(rho, n: int):
-    r"""ICC(A,k) of two untied rankings of ``n`` items: :math:`2\rho / (1 + \rho - (1-\rho)/n)`, exactly."""
-    rho = np.asarray(rho, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = 2 * rho / (1 + rho - (1 - rho) / n)
-    return float(out) if out.ndim == 0 else out
-
-
-def icc_ak_pole(n: int) -> float:
-    r"""The Spearman :math:`\rho = -(n-1)/(n+1)` at which the ICC(A,k) formula divides by zero."""
-    return -(n - 1) / (n + 1)
 
 
 # --------------------------------------------------------------------------- summaries

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clpips.stats import (DegenerateDataWarning, canonical_label, cicchetti_label, icc, icc_from_matrix,
-                          interpret_icc, interpretation_scale, koo_li_label, mean_squares, metric_human_table)
+from clpips.stats import (DegenerateDataWarning, canonical_label, cicchetti_label, icc, icc_ak_inference,
+                          icc_from_matrix, interpret_icc, interpretation_scale, koo_li_label, mean_squares,
+                          metric_human_table)
 from clpips.stats.icc import LABELS
 
 # pingouin 0.7 on pandas 3 warns about its own use of dropna(inplace=True)
@@ -326,3 +327,27 @@ def test_interpretation_scale_table_is_consistent_with_labels(scale):
             assert (at_lower == row.label) == row.lower_inclusive
         assert (interpret_icc(row.upper, scale) == row.label) == row.upper_inclusive or row.upper == 1.0
     assert table["upper"].iloc[-1] == 1.0 and table["lower"].iloc[0] == -np.inf
+
+
+# --------------------------------------------------------------------------- vectorised path
+@pytest.mark.parametrize("seed", [0, 1])
+def test_icc_ak_inference_batched_equals_pingouin_rows(pingouin_unrounded, seed):
+    # the vectorised F test and interval of ICC(A,k) (evaluate's scorer and the ablations use it)
+    rng = np.random.default_rng(seed)
+    batch = [2 * rng.normal(size=(20, 1)) + rng.normal(size=(1, 2)) + rng.normal(size=(20, 2)) for _ in range(3)]
+    res = icc_ak_inference(mean_squares(np.stack(batch)))
+    for i, Y in enumerate(batch):
+        theirs = by_type(pingouin_unrounded.intraclass_corr(long_format(Y), "target", "rater", "rating"))
+        row = theirs.loc["ICC(A,k)"]
+        np.testing.assert_allclose([res["F"][i], res["pval"][i]], [row["F"], row["pval"]], rtol=1e-10)
+        np.testing.assert_allclose([res["ci_low"][i], res["ci_high"][i]], np.asarray(row["CI95"], float), rtol=1e-10)
+        assert (res["df1"], res["df2"]) == (row["df1"], row["df2"])
+
+
+def test_icc_ak_inference_keeps_the_exact_limit_when_the_residual_is_zero():
+    Y = np.array([[1.0, 1.0], [2.0, 2.0], [4.0, 4.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        res = icc_ak_inference(mean_squares(Y))
+    assert np.isinf(res["F"]) and res["pval"] == 0.0
+    assert (float(res["ci_low"]), float(res["ci_high"])) == (1.0, 1.0)

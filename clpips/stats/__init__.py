@@ -3,8 +3,10 @@
 Conventions: a lower distance means more similar; rank 1 means most similar;
 a positive correlation means the metric agrees with people.
 
-* :mod:`~clpips.stats.icc`: intraclass correlations (pingouin-compatible
-  :func:`icc`, array :func:`icc_from_matrix`, :func:`metric_human_table`)
+* :mod:`~clpips.stats.icc`: intraclass correlations (:func:`icc`, pingouin's, checked;
+  the vectorised :func:`icc_from_matrix` and :func:`icc_ak_inference`; :func:`metric_human_table`)
+* :mod:`~clpips.stats.spearman_brown`: the Spearman–Brown step-up and the ICCs of two rankings
+* :mod:`~clpips.stats.tables`: :func:`check_table`, the input validation of every table
 * :mod:`~clpips.stats.rank_correlation`: Spearman's rho and Kendall's tau,
   pooled and per set
 * :mod:`~clpips.stats.bootstrap`: paired bootstrap over ranking sets
@@ -14,15 +16,18 @@ a positive correlation means the metric agrees with people.
 from .bootstrap import (PairedBootstrapResult, bca_interval, bootstrap_counts, metric_statistics,
                         one_sided_pvalue, paired_bootstrap, percentile_interval, resampled_statistics)
 from .icc import (ALIASES, LABELS, DegenerateDataWarning, MeanSquares, canonical_label, check_table, icc,
-                  icc_from_matrix, mean_squares, metric_human_table)
+                  icc_ak_inference, icc_from_matrix, mean_squares, metric_human_table)
 from .interpret import cicchetti_label, interpret_icc, interpretation_scale, koo_li_label
 from .rank_correlation import kendall, per_set_correlation, pooled_spearman, rank_correlation, spearman
 from .resampled import corrected_resampled_t
+from .spearman_brown import icc_ak_from_rho, icc_ak_pole, icc_ck_from_rho, spearman_brown
 
 __all__ = [
     # icc
-    "icc", "icc_from_matrix", "mean_squares", "metric_human_table", "MeanSquares", "canonical_label",
+    "icc", "icc_from_matrix", "icc_ak_inference", "mean_squares", "metric_human_table", "MeanSquares", "canonical_label",
     "LABELS", "ALIASES", "DegenerateDataWarning", "check_table",
+    # Spearman-Brown
+    "spearman_brown", "icc_ck_from_rho", "icc_ak_from_rho", "icc_ak_pole",
     # rank correlation
     "rank_correlation", "spearman", "kendall", "per_set_correlation", "pooled_spearman",
     # bootstrap

@@ -1,17 +1,16 @@
 """Intraclass correlation coefficients (ICC) from a two-way ANOVA.
 
-:func:`icc` has the call and output of :func:`pingouin.intraclass_corr`;
-:func:`icc_from_matrix` works on a ``targets x raters`` array (or a batch of
-them) and is what the bootstrap uses; :func:`metric_human_table` builds the
-paper's metric-versus-human table from a ranking table.
-
-This module also holds the input-validation helper :func:`check_table` used by
-every function of :mod:`clpips.stats` that takes a table.
+:func:`icc` is :func:`pingouin.intraclass_corr` (unrounded intervals) with this package's
+input checks and NaN for undefined estimates; :func:`icc_from_matrix` and
+:func:`icc_ak_inference` are the vectorised path (a batch of ``targets x raters``
+matrices: the bootstrap's resamples, the metrics of an evaluation), checked equal to
+pingouin in the tests; :func:`metric_human_table` builds the paper's metric-versus-human
+table. Choosing a variant, and why ICC(A,k) on ranks restates Spearman's rho: the book's
+method chapter (``book/method.md``, *Agreement statistics*).
 """
 from __future__ import annotations
 
 import warnings
-from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,9 +18,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .tables import check_table
+
 __all__ = [
     "icc",
     "icc_from_matrix",
+    "icc_ak_inference",
     "mean_squares",
     "metric_human_table",
     "MeanSquares",
@@ -76,102 +78,6 @@ def canonical_label(name: str) -> str:
     except KeyError:
         raise ValueError(f"unknown ICC variant {name!r}; expected one of {list(LABELS)} "
                          f"or an alias in {sorted(ALIASES)}") from None
-
-
-# --------------------------------------------------------------------------- validation
-def check_table(
-    data: pd.DataFrame | None,
-    columns: Mapping[str, object],
-    *,
-    numeric: Sequence[str] = (),
-    nan_policy: Literal["raise", "omit"] = "raise",
-    caller: str = "",
-) -> pd.DataFrame:
-    """Validate a table given as DataFrame columns or as arrays; return a clean copy.
-
-    The one input-validation helper of :mod:`clpips.stats`.
-
-    Parameters
-    ----------
-    data : pandas.DataFrame or None
-        The table. If None, every value of ``columns`` must be an array-like
-        (the columns themselves).
-    columns : mapping
-        Parameter name -> what the user passed for it: a column label of
-        ``data``, or a 1-D array when ``data`` is None. For example
-        ``{"rank_col": "rank", "distance_col": "lpips"}``.
-    numeric : sequence of str
-        Parameter names whose column must be numeric and finite.
-    nan_policy : {"raise", "omit"}
-        Missing values raise a ValueError, or drop the rows that have them.
-    caller : str
-        Function name used in error messages.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One column per parameter, *named by the parameter* (``"rank_col"``...),
-        with a fresh ``RangeIndex``.
-
-    Raises
-    ------
-    TypeError
-        ``data`` is neither a DataFrame nor None.
-    ValueError
-        A column is missing, arrays differ in length, the table is empty, a
-        numeric column is not numeric or holds inf, or (``nan_policy="raise"``)
-        a value is missing. The message names the parameter and the column.
-    """
-    where = f"{caller}: " if caller else ""
-    if nan_policy not in ("raise", "omit"):
-        raise ValueError(f"{where}nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
-    if data is None:
-        arrays = {}
-        for param, values in columns.items():
-            arr = np.asarray(values)
-            if arr.ndim != 1:
-                raise ValueError(f"{where}{param} must be a 1-D array when data is None, "
-                                 f"got shape {arr.shape}")
-            arrays[param] = arr
-        lengths = {param: len(arr) for param, arr in arrays.items()}
-        if len(set(lengths.values())) > 1:
-            raise ValueError(f"{where}arrays must have the same length, got {lengths}")
-        table = pd.DataFrame(arrays)
-        names = {param: param for param in columns}
-    elif isinstance(data, pd.DataFrame):
-        names = {}
-        for param, label in columns.items():
-            if not isinstance(label, Hashable) or label not in data.columns:
-                raise ValueError(f"{where}{param}={label!r} is not a column of data; "
-                                 f"columns are {list(data.columns)}")
-            names[param] = label
-        labels = list(columns.values())
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"{where}each parameter needs its own column, got {dict(columns)}")
-        table = pd.DataFrame({param: data[label].to_numpy() for param, label in columns.items()})
-    else:
-        raise TypeError(f"{where}data must be a pandas DataFrame (or None with arrays as columns), "
-                        f"got {type(data).__name__}")
-    for param in numeric:
-        col = table[param]
-        if col.dtype.kind == "b":
-            table[param] = col.astype(float)
-        elif col.dtype.kind not in "iuf":
-            raise ValueError(f"{where}{param}={names[param]!r} must be numeric, got dtype {col.dtype}")
-    missing = table.isna()
-    if missing.to_numpy().any():
-        counts = {f"{p}={names[p]!r}": int(c) for p, c in missing.sum().items() if c}
-        if nan_policy == "raise":
-            raise ValueError(f"{where}missing values (NaN) in {counts}; remove those rows"
-                             + (" or pass nan_policy='omit'" if caller == "icc" else ""))
-        table = table.loc[~missing.any(axis=1)]
-    for param in numeric:
-        values = table[param].to_numpy(dtype=float)
-        if np.isinf(values).any():
-            raise ValueError(f"{where}{param}={names[param]!r} holds infinite values")
-    if len(table) == 0:
-        raise ValueError(f"{where}the table has no (complete) rows")
-    return table.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- ANOVA
@@ -241,9 +147,8 @@ def mean_squares(Y: np.ndarray) -> MeanSquares:
 
     Notes
     -----
-    The ratings are first shifted by their first element (the ANOVA is
-    shift-invariant), so that a constant matrix gives sums of squares that are
-    exactly zero instead of rounding noise. The residual sum of squares is
+    The ratings are shifted by their first element (the ANOVA is shift-invariant), so a
+    constant matrix gives sums of squares of exactly zero; the residual sum of squares is
     summed directly, not obtained by subtraction.
     """
     Y = _as_matrix(Y)
@@ -285,56 +190,36 @@ def _icc_values(ms: MeanSquares) -> dict[str, np.ndarray]:
     }
 
 
-def _f_tests(ms: MeanSquares) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """F, df1, df2, p per variant: one-way F = MSB/MSW, two-way F = MSB/MSE."""
-    n, k = ms.n, ms.k
-    df1, df_one, df_two = n - 1, n * (k - 1), (n - 1) * (k - 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f_one = np.asarray(ms.msb / ms.msw, dtype=float)  # inf when msw == 0 < msb: exact limit
-        f_two = np.asarray(ms.msb / ms.mse, dtype=float)
-    p_one = stats.f.sf(f_one, df1, df_one)
-    p_two = stats.f.sf(f_two, df1, df_two)
-    one, two = (f_one, df1, df_one, p_one), (f_two, df1, df_two, p_two)
-    return {"ICC(1,1)": one, "ICC(A,1)": two, "ICC(C,1)": two, "ICC(1,k)": one, "ICC(A,k)": two, "ICC(C,k)": two}
+def icc_ak_inference(ms: MeanSquares, alpha: float = 0.05) -> dict[str, np.ndarray]:
+    """F test and F-based ``1 - alpha`` interval of ICC(A,k), vectorised over a batch of mean squares.
 
+    The numbers of :func:`icc`'s ``ICC(A,k)`` row (McGraw & Wong 1996, Table 7, case 2A,
+    as pingouin and R ``psych::ICC``), written in mean squares so that the exact limit
+    (1) is kept when the residual mean square is 0.
 
-def _confidence_intervals(ms: MeanSquares, icc_a1: np.ndarray, alpha: float = 0.05) -> dict[str, tuple]:
-    """F-based confidence limits (McGraw & Wong 1996, Table 7; as pingouin and R psych).
-
-    The limits are written in mean squares rather than in F = MSB/MSE, which
-    is algebraically the same and keeps the exact limit (1) when MSE = 0.
+    Returns
+    -------
+    dict
+        ``F``, ``df1``, ``df2``, ``pval``, ``ci_low``, ``ci_high``: arrays of the batch shape.
     """
-    msb, msj, mse, msw, n, k = ms.msb, ms.msj, ms.mse, ms.msw, ms.n, ms.k
+    msb, msj, mse, n, k = ms.msb, ms.msj, ms.mse, ms.n, ms.k
     q = 1 - alpha / 2
-    df1, df_one, df_two = n - 1, n * (k - 1), (n - 1) * (k - 1)
-
-    def f_limits(mserr, df2):
-        lo_div = stats.f.ppf(q, df1, df2)  # F_L = F / lo_div
-        hi_mul = stats.f.ppf(q, df2, df1)  # F_U = F * hi_mul
-        b_lo, b_hi = msb / lo_div, msb * hi_mul
-        single = (_ratio(b_lo - mserr, b_lo + (k - 1) * mserr), _ratio(b_hi - mserr, b_hi + (k - 1) * mserr))
-        average = (_ratio(b_lo - mserr, b_lo), _ratio(b_hi - mserr, b_hi))
-        return single, average
-
-    ci1, ci1k = f_limits(msw, df_one)
-    ci3, ci3k = f_limits(mse, df_two)
-
-    # ICC(A,1): Satterthwaite-type df v (McGraw & Wong 1996, Table 7, case 2A)
-    r = icc_a1
+    df1, df2 = n - 1, (n - 1) * (k - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_two = np.asarray(msb / mse, dtype=float)  # inf when mse == 0 < msb: the exact limit
+    r = _icc_values(ms)["ICC(A,1)"]
+    # Satterthwaite-type df v; vd == 0 only when MSE == MSJ == 0, where the limits are 1 whatever v is
     a = n * (1 + (k - 1) * r) - k * r
-    vn = df_two * (k * r * msj + a * mse) ** 2
+    vn = df2 * (k * r * msj + a * mse) ** 2
     vd = df1 * (k * r * msj) ** 2 + (a * mse) ** 2
-    # vd == 0 only when MSE == MSJ == 0; then the limits below are 1 whatever v is
-    v = np.where(vd > 0, _ratio(vn, vd), df_two)
+    v = np.where(vd > 0, _ratio(vn, vd), df2)
     f2u = stats.f.ppf(q, df1, v)
     f2l = stats.f.ppf(q, v, df1)
     base = k * msj + (k * n - k - n) * mse
     l2 = _ratio(n * (msb - f2u * mse), f2u * base + n * msb)
     u2 = _ratio(n * (f2l * msb - mse), base + n * f2l * msb)
-    l2k = _ratio(l2 * k, 1 + l2 * (k - 1))
-    u2k = _ratio(u2 * k, 1 + u2 * (k - 1))
-    return {"ICC(1,1)": ci1, "ICC(A,1)": (l2, u2), "ICC(C,1)": ci3,
-            "ICC(1,k)": ci1k, "ICC(A,k)": (l2k, u2k), "ICC(C,k)": ci3k}
+    return {"F": f_two, "df1": df1, "df2": df2, "pval": stats.f.sf(f_two, df1, df2),
+            "ci_low": _ratio(l2 * k, 1 + l2 * (k - 1)), "ci_high": _ratio(u2 * k, 1 + u2 * (k - 1))}
 
 
 def _warn_degenerate(ms: MeanSquares, values: dict[str, np.ndarray], stacklevel: int = 3) -> None:
@@ -383,6 +268,10 @@ def icc_from_matrix(Y: np.ndarray, variant: str | None = None) -> dict[str, np.n
     DegenerateDataWarning
         For NaN (undefined) values; see :func:`icc`.
 
+    Notes
+    -----
+    Equal to :func:`icc`'s (pingouin's) estimates on regular data (checked in the tests).
+
     Examples
     --------
     >>> import numpy as np
@@ -409,122 +298,47 @@ def icc(
     ratings: str,
     nan_policy: Literal["raise", "omit"] = "raise",
 ) -> pd.DataFrame:
-    r"""Intraclass correlation coefficients, as :func:`pingouin.intraclass_corr`.
+    """Intraclass correlation coefficients: :func:`pingouin.intraclass_corr`, checked and unrounded.
 
     Parameters
     ----------
     data : pandas.DataFrame
         Long-format table: one row per (target, rater) rating.
-    targets : str
-        Column of target (subject, item) identifiers.
-    raters : str
-        Column of rater (judge) identifiers.
-    ratings : str
-        Column of numeric ratings.
+    targets, raters, ratings : str
+        Columns of target (item) ids, rater (judge) ids and numeric ratings.
     nan_policy : {"raise", "omit"}
         ``"raise"`` (default): missing ratings or an unbalanced design raise a
-        ValueError. ``"omit"``: drop targets that lack a rating from any
-        rater (listwise deletion).
+        ValueError. ``"omit"``: drop targets that lack a rating from any rater.
 
     Returns
     -------
     pandas.DataFrame
-        One row per variant, in the order of :data:`LABELS`, with columns
-
-        * ``Type``: ``ICC(1,1)``, ``ICC(A,1)``, ``ICC(C,1)``, ``ICC(1,k)``,
-          ``ICC(A,k)``, ``ICC(C,k)`` (pingouin 0.7 labels; Shrout & Fleiss's
-          ICC(1,1), ICC(2,1), ICC(3,1), ICC(1,k), ICC(2,k), ICC(3,k))
-        * ``Description``: the variant in words (as in pingouin < 0.7)
-        * ``ICC``: the estimate
-        * ``F``, ``df1``, ``df2``, ``pval``: F test of H0: ICC = 0
-          (``MSB/MSW`` for the one-way variants, ``MSB/MSE`` otherwise)
-        * ``CI95``: 95% confidence interval, a 2-element float array, *not*
-          rounded (pingouin rounds it to 2 decimals by default)
+        One row per variant of :data:`LABELS`: ``Type`` (pingouin 0.7 labels; Shrout &
+        Fleiss's ICC(1,1), ICC(2,1), ICC(3,1), ICC(1,k), ICC(2,k), ICC(3,k)),
+        ``Description``, ``ICC``, ``F``, ``df1``, ``df2``, ``pval`` (F test of ICC = 0)
+        and ``CI95`` (a 2-element float array, *not* rounded).
 
     Raises
     ------
     ValueError
-        Missing columns, non-numeric ratings, NaN (with ``nan_policy="raise"``),
-        a (target, rater) pair rated twice, an unbalanced design, or fewer
-        than 2 targets or 2 raters.
+        Missing columns, non-numeric ratings, NaN (with ``nan_policy="raise"``), a
+        (target, rater) pair rated twice (pingouin would average it), an unbalanced
+        design, or fewer than 2 targets or 2 raters.
 
     Warns
     -----
     DegenerateDataWarning
-        When all ratings are equal (every statistic NaN), when a variant's
-        denominator is zero or negative (that ICC NaN), or when the residual
-        mean square is zero (F = inf, p = 0: the exact limits).
+        All ratings equal (every statistic NaN), a variant's denominator zero or
+        negative (that ICC NaN, where pingouin gives +-inf or a spurious value), or a
+        zero residual mean square (F = inf, p = 0).
 
     Notes
     -----
-    With :math:`n` targets, :math:`k` raters and the mean squares of the
-    two-way ANOVA without interaction, :math:`MS_R` (targets, df
-    :math:`n-1`), :math:`MS_C` (raters, df :math:`k-1`), :math:`MS_E`
-    (residual) and the one-way within-target :math:`MS_W`:
-
-    .. math::
-
-        ICC(1,1) = \frac{MS_R - MS_W}{MS_R + (k-1) MS_W} \qquad
-        ICC(1,k) = \frac{MS_R - MS_W}{MS_R}
-
-        ICC(A,1) = \frac{MS_R - MS_E}{MS_R + (k-1) MS_E + \frac{k}{n}(MS_C - MS_E)} \qquad
-        ICC(A,k) = \frac{MS_R - MS_E}{MS_R + \frac{MS_C - MS_E}{n}}
-
-        ICC(C,1) = \frac{MS_R - MS_E}{MS_R + (k-1) MS_E} \qquad
-        ICC(C,k) = \frac{MS_R - MS_E}{MS_R}
-
-    **Choosing a variant** (Shrout & Fleiss 1979; McGraw & Wong 1996; Koo &
-    Li 2016) takes three decisions:
-
-    1. *Model*: one-way (``1``: each target rated by different, random
-       raters) or two-way (the same raters rate every target).
-    2. *Definition*: absolute agreement (``A``: a rater's systematic offset
-       counts as disagreement; Shrout & Fleiss's ICC(2,.), raters random) or
-       consistency (``C``: offsets ignored; Shrout & Fleiss's ICC(3,.),
-       raters fixed). ``ICC(C,k)`` equals Cronbach's alpha.
-    3. *Unit*: the reliability of a single rater (``,1``) or of the mean of
-       the ``k`` raters (``,k``, the Spearman-Brown step-up of ``,1``).
-
-    **Why the paper uses ICC(A,k).** Trinh et al. compare a metric's ranks
-    with a person's ranks for the same targets: the same two "raters" (human,
-    metric) rate every item (two-way), the question is whether the metric
-    *gives the same ranks* (absolute agreement), and the score is the
-    agreement of the pair as a whole (average measure).
-
-    **Ranks as ratings.** When every rater ranks the same items ``1..m``
-    (average ranks for ties), every rater's ratings sum to ``m(m+1)/2``
-    within each set, so all raters have the same mean and the between-rater
-    mean square is *exactly zero*, :math:`MS_C = 0`. Absolute agreement then
-    has no rater offset to penalise, and ICC(A,k) differs from ICC(C,k) only
-    through the :math:`-MS_E/n` left in its denominator:
-
-    .. math::
-
-        ICC(A,k) = \frac{MS_R - MS_E}{MS_R - MS_E / n}
-        \quad\text{vs}\quad ICC(C,k) = \frac{MS_R - MS_E}{MS_R},
-
-    so they are *not* identical (4 ranked items: 32/35 vs 8/9, see the
-    tests) but converge as the number of items ``n`` grows: ICC(A,k) is the
-    larger and the relative gap is about :math:`MS_E / (n\,MS_R)`, e.g.
-    below 1e-3 for 1,000 (set, candidate) items whenever
-    :math:`MS_E \le MS_R`.
-
-    The confidence intervals are the F-based intervals of McGraw & Wong
-    (1996, Table 7), as in R ``psych::ICC`` and pingouin. This function
-    agrees with ``pingouin.intraclass_corr`` to floating-point precision,
-    except that undefined estimates are NaN with a warning.
-
-    References
-    ----------
-    Shrout, P. E., & Fleiss, J. L. (1979). Intraclass correlations: uses in
-    assessing rater reliability. *Psychological Bulletin*, 86(2), 420-428.
-
-    McGraw, K. O., & Wong, S. P. (1996). Forming inferences about some
-    intraclass correlation coefficients. *Psychological Methods*, 1(1), 30-46.
-
-    Koo, T. K., & Li, M. Y. (2016). A guideline of selecting and reporting
-    intraclass correlation coefficients for reliability research. *Journal of
-    Chiropractic Medicine*, 15(2), 155-163.
+    The formulas, the choice of variant and why ICC(A,k) of two rankings restates their
+    Spearman correlation are in ``book/method.md`` (*Agreement statistics*). The
+    estimates are :func:`icc_from_matrix`'s (equal to pingouin's on regular data);
+    where an error mean square is exactly 0, which pingouin's subtraction turns into
+    rounding noise, F is inf, p is 0 and an ICC of 1 has the interval [1, 1] (the limits).
 
     Examples
     --------
@@ -537,40 +351,58 @@ def icc(
     >>> long = pd.DataFrame([(t, j, sf[t, j]) for t in range(6) for j in range(4)],
     ...                     columns=["target", "judge", "rating"])
     >>> res = icc(long, targets="target", raters="judge", ratings="rating")
-    >>> res.at[4, "CI95"]  # unrounded
-    array([0.07113682, 0.92723204])
-    >>> res["CI95"] = res["CI95"].map(lambda ci: ci.round(3))  # for display
-    >>> res.drop(columns="Description").round(3).set_index("Type")
-                ICC       F  df1  df2   pval             CI95
-    Type
-    ICC(1,1)  0.166   1.795    5   18  0.165  [-0.133, 0.723]
-    ICC(A,1)  0.290  11.027    5   15  0.000   [0.019, 0.761]
-    ICC(C,1)  0.715  11.027    5   15  0.000   [0.342, 0.946]
-    ICC(1,k)  0.443   1.795    5   18  0.165  [-0.884, 0.912]
-    ICC(A,k)  0.620  11.027    5   15  0.000   [0.071, 0.927]
-    ICC(C,k)  0.909  11.027    5   15  0.000   [0.676, 0.986]
+    >>> res.set_index("Type")["ICC"].round(3).tolist()
+    [0.166, 0.29, 0.715, 0.443, 0.62, 0.909]
 
-    These are Shrout & Fleiss's published .17, .29, .71, .44, .62, .91 and
-    the output of R ``psych::ICC`` (lower bounds -0.133, 0.019, 0.342,
-    -0.884, 0.071, 0.676).
+    These are Shrout & Fleiss's published .17, .29, .71, .44, .62, .91 (R ``psych::ICC`` too).
     """
+    import pingouin
+
     table = check_table(data, {"targets": targets, "raters": raters, "ratings": ratings},
                         numeric=("ratings",), nan_policy=nan_policy, caller="icc")
     Y = _wide(table, nan_policy)
     ms = mean_squares(Y)
     values = _icc_values(ms)
     _warn_degenerate(ms, values)
-    tests = _f_tests(ms)
-    cis = _confidence_intervals(ms, values["ICC(A,1)"])
+    n, k = Y.shape
+    long = pd.DataFrame({"target": np.repeat(np.arange(n), k), "rater": np.tile(np.arange(k), n),
+                         "rating": Y.ravel()})
+    rounding = pingouin.options.get("round.column.CI95")
+    pingouin.options["round.column.CI95"] = None
+    try:
+        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore")  # pingouin's divisions by zero and its pandas notices
+            res = pingouin.intraclass_corr(long, "target", "rater", "rating")
+    finally:
+        pingouin.options["round.column.CI95"] = rounding
+    res["Type"] = [canonical_label(t) for t in res["Type"]]
+    res = res.set_index("Type").loc[list(LABELS)]
+    estimate = np.array([float(values[t]) for t in LABELS])
+    # pingouin sums squares by subtraction: an error mean square that is exactly 0 here (perfect
+    # consistency) is rounding noise there, so F, p and the interval take their exact limits
+    exact = np.array([float(ms.msw if t.startswith("ICC(1,") else ms.mse) == 0 for t in LABELS])
+    F, pval = res["F"].to_numpy(float), res["pval"].to_numpy(float)
+    F, pval = np.where(exact, np.inf, F), np.where(exact, 0.0, pval)
+    if float(ms.sst) == 0:
+        F, pval = np.full(len(LABELS), np.nan), np.full(len(LABELS), np.nan)
+
+    def interval(ci, value: float, limit: bool) -> np.ndarray:
+        if np.isnan(value):
+            return np.array([np.nan, np.nan])
+        if limit and value == 1:
+            return np.array([1.0, 1.0])
+        ci = np.asarray(ci, dtype=float)
+        return np.where(np.isfinite(ci), ci, np.nan)
+
     return pd.DataFrame({
         "Type": list(LABELS),
         "Description": [DESCRIPTIONS[t] for t in LABELS],
-        "ICC": [float(values[t]) for t in LABELS],
-        "F": [float(tests[t][0]) for t in LABELS],
-        "df1": [int(tests[t][1]) for t in LABELS],
-        "df2": [int(tests[t][2]) for t in LABELS],
-        "pval": [float(tests[t][3]) for t in LABELS],
-        "CI95": [np.array([float(cis[t][0]), float(cis[t][1])]) for t in LABELS],
+        "ICC": estimate,
+        "F": F,
+        "df1": res["df1"].to_numpy(int),
+        "df2": res["df2"].to_numpy(int),
+        "pval": pval,
+        "CI95": [interval(ci, v, e) for ci, v, e in zip(res["CI95"], estimate, exact)],
     })
 
 
@@ -642,10 +474,9 @@ def metric_human_table(
 
     Notes
     -----
-    Targets are the (set, candidate) items, raters are {human, metric}. Since
-    both raters' ranks are permutations (or tie-averaged versions) of
-    ``1..m`` in each set, the between-rater mean square is exactly zero, and
-    ICC(A,k) differs from ICC(C,k) only by an O(1/n) term; see :func:`icc`.
+    Both raters give ranks ``1..m`` in each set, so the between-rater mean square is
+    exactly zero and ICC(A,k) differs from ICC(C,k) by an O(1/n) term only
+    (``book/method.md``, *ICC on ranks*).
 
     Examples
     --------

@@ -69,18 +69,16 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats as _stats
 
 from .defaults import DEFAULTS
 from .train import torch_threads
-from .evaluate import ranking_ids, score_rankings, within_ranking_ranks
+from .evaluate import rank_scores, ranking_ids
 from .model import CHANNELS, initial_weight_vector
 from .datasets.splits import drop_shared_pairs
 
@@ -332,37 +330,19 @@ def _scores(test: pd.DataFrame, features, weights: torch.Tensor) -> dict[str, fl
 
 
 def _scores_many(test: pd.DataFrame, features, weights: Mapping[str, torch.Tensor]) -> dict[str, dict[str, float]]:
-    """Held-out ICC(A,k) (with its F-based CI), pooled Spearman and Kendall of several weight vectors.
-
-    ICC(A,k) and the pooled Spearman on within-ranking ranks are
-    :func:`clpips.evaluate.heldout_scores` (vectorised over the vectors); the F-based
-    interval of ICC(A,k) is :mod:`clpips.stats.icc`'s (McGraw & Wong), from the same mean
-    squares, and Kendall's tau-b pools the within-ranking ranks. The same numbers as
-    :func:`clpips.evaluate.alignment` (``icc_A_k``, ``icc_A_k_ci_low``, ``icc_A_k_ci_high``,
-    ``spearman``, ``kendall``; checked in the tests) without its per-ranking correlations,
-    which this chapter does not report and which cost most of an evaluation's time.
+    """Held-out ICC(A,k) (with its F-based CI), pooled Spearman and Kendall of several weight vectors:
+    :func:`clpips.evaluate.rank_scores` (the numbers of :func:`clpips.evaluate.alignment`, checked in
+    the tests, without its p-values and per-ranking correlations).
     Returns ``{name: {"icc", "icc_ci_low", "icc_ci_high", "rho", "tau"}}``.
     """
-    from .evaluate import heldout_scores
-    from .stats.icc import DegenerateDataWarning, _confidence_intervals, _icc_values, mean_squares
     names = list(weights)
-    held = heldout_scores(test, features, weights)
-    scored = score_rankings(test, features, {f"w{i}": weights[n] for i, n in enumerate(names)})
-    human = scored["rank"].to_numpy(float)
-    ranks = np.stack([within_ranking_ranks(scored, f"w{i}").to_numpy(float) for i in range(len(names))])  # M x N
-    Y = np.stack([np.broadcast_to(human, ranks.shape), ranks], axis=-1)                                  # M x N x 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DegenerateDataWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)  # constant input gives NaN, as in alignment
-        ms = mean_squares(Y)
-        low, high = _confidence_intervals(ms, _icc_values(ms)["ICC(A,1)"])["ICC(A,k)"]
-        taus = [_stats.kendalltau(human, r, variant="b").statistic if np.ptp(r) > 0 else np.nan for r in ranks]
-    out = {}
-    for i, name in enumerate(names):
-        out[name] = {"icc": float(held.at[name, "icc_A_k"]), "icc_ci_low": float(np.atleast_1d(low)[i]),
-                     "icc_ci_high": float(np.atleast_1d(high)[i]), "rho": float(held.at[name, "spearman"]),
-                     "tau": float(taus[i])}
-    return out
+    rows = features.rows(test["target"], test["candidate"])
+    W = torch.stack([torch.as_tensor(weights[n], dtype=torch.float32).flatten() for n in names], dim=1)
+    scores = rank_scores(test, (features.matrix[rows] @ W).numpy().astype(float), names, kendall=True,
+                         interval=True)
+    return {name: {"icc": float(row["icc_A_k"]), "icc_ci_low": float(row["icc_A_k_ci_low"]),
+                   "icc_ci_high": float(row["icc_A_k_ci_high"]), "rho": float(row["spearman"]),
+                   "tau": float(row["kendall"])} for name, row in scores.iterrows()}
 
 
 #: the options of train.fit that the batched fit (:func:`_fit_together`) takes, with their defaults

@@ -31,7 +31,8 @@ import pandas as pd
 import torch
 from scipy import stats as sps
 
-from .stats import DegenerateDataWarning, icc, icc_from_matrix, interpret_icc, metric_human_table, rank_correlation
+from .stats import (DegenerateDataWarning, icc, icc_ak_inference, icc_from_matrix, interpret_icc, mean_squares,
+                    metric_human_table, rank_correlation)
 
 RANKING = "ranking"
 #: the two pooled Spearman definitions, by the column name they are reported under
@@ -144,7 +145,36 @@ def heldout_scores(table: pd.DataFrame, features, weights: Mapping[str, torch.Te
 
 def distance_scores(table: pd.DataFrame, dist: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
     """:func:`heldout_scores` from distances (one column per metric, rows aligned with ``table``)."""
+    return rank_scores(table, dist, names)
+
+
+# --------------------------------------------------------------------------- the rank-vs-rank scorer
+def rank_scores(table: pd.DataFrame, dist: np.ndarray, names: Sequence[str], *, per_ranking: bool = False,
+                kendall: bool = False, interval: bool = False) -> pd.DataFrame:
+    """Agreement of several metrics with the human ranks: the package's one rank-vs-rank scorer.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Rankings (``set_id, rater, target, rank``).
+    dist : array (rows of ``table``) x (metrics)
+        Distances, lower = more similar.
+    names : the metrics' names, one per column of ``dist``
+    per_ranking : add ``spearman_per_ranking``, the mean over rankings of :func:`per_ranking_spearman`
+    kendall : add ``kendall``, Kendall's tau-b of the human ranks with the within-ranking ranks, pooled
+    interval : add ``icc_A_k_ci_low``, ``icc_A_k_ci_high``, ``icc_A_k_F``, ``icc_A_k_pval``
+        (:func:`clpips.stats.icc_ak_inference`, the F-based 95% interval and test)
+
+    Returns
+    -------
+    DataFrame indexed by metric: ``icc_A_k`` (metric and person as two raters of each item,
+    on within-ranking ranks), ``spearman`` (pooled over rankings on within-ranking ranks),
+    ``spearman_raw`` (pooled on raw distances, as the paper), ``pair_accuracy``,
+    ``n_rankings`` and the columns asked for. The definitions are :data:`RHO_DEFINITIONS`;
+    with p-values, for one metric, see :func:`alignment`.
+    """
     ids = ranking_ids(table).to_numpy()
+    dist = np.asarray(dist, dtype=float).reshape(len(table), -1)
     metric_rank = pd.DataFrame(dist).groupby(ids, sort=False).rank(method="average").to_numpy(float)
     human = table["rank"].to_numpy(float)
     Y = np.stack([np.broadcast_to(human[:, None], metric_rank.shape), metric_rank], axis=-1)  # N x M x 2
@@ -152,18 +182,70 @@ def distance_scores(table: pd.DataFrame, dist: np.ndarray, names: Sequence[str])
         warnings.simplefilter("ignore", DegenerateDataWarning)
         icc = np.atleast_1d(icc_from_matrix(np.moveaxis(Y, 1, 0), "ICC(A,k)")) if len(human) >= 2 \
             else np.full(len(names), np.nan)
-    return pd.DataFrame({"icc_A_k": icc.astype(float), "spearman": _pooled_spearman_columns(human, metric_rank),
-                         "spearman_raw": _pooled_spearman_columns(human, dist),
-                         "pair_accuracy": pair_accuracy(table, dist),
-                         "n_rankings": int(pd.unique(ids).size)}, index=pd.Index(list(names), name="metric"))
+    out = pd.DataFrame({"icc_A_k": icc.astype(float), "spearman": spearman_columns(human, metric_rank),
+                        "spearman_raw": spearman_columns(human, dist),
+                        "pair_accuracy": pair_accuracy(table, dist),
+                        "n_rankings": int(pd.unique(ids).size)}, index=pd.Index(list(names), name="metric"))
+    if per_ranking:
+        out["spearman_per_ranking"] = per_ranking_spearman(ids, human, dist).mean(axis=0).to_numpy(float)
+    if kendall:
+        out["kendall"] = kendall_columns(human, metric_rank)
+    if interval:
+        ranks = np.ascontiguousarray(metric_rank.T)                                       # M x N
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", DegenerateDataWarning)
+            inference = icc_ak_inference(mean_squares(np.stack([np.broadcast_to(human, ranks.shape), ranks], -1)))
+        for key in ("ci_low", "ci_high", "F", "pval"):
+            out[f"icc_A_k_{key}"] = np.atleast_1d(inference[key]).astype(float)
+    return out
 
 
-def _pooled_spearman_columns(human: np.ndarray, metric: np.ndarray) -> np.ndarray:
-    """Spearman's rho of ``human`` with each column of ``metric`` (NaN where one is constant)."""
-    rh = sps.rankdata(human)
-    rm = sps.rankdata(metric, axis=0)
+def spearman_columns(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of ``x`` with each column of ``Y``, pooled over all rows (NaN where one is constant)."""
+    rh = sps.rankdata(x)
+    rm = sps.rankdata(Y, axis=0)
     rh = rh - rh.mean()
     rm = rm - rm.mean(axis=0)
     den = np.sqrt((rh ** 2).sum() * (rm ** 2).sum(axis=0))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, (rh @ rm) / np.where(den > 0, den, 1), np.nan)
+
+
+def per_ranking_spearman(ids, human, Y) -> pd.DataFrame:
+    """Spearman's rho of the human ranks with each column of ``Y`` within each ranking.
+
+    ``ids`` name the ranking of each row; both sides are ranked within the ranking
+    (average ranks for ties). Returns one row per ranking (in order of first appearance)
+    and one column per column of ``Y``; NaN where a side is constant within the ranking.
+    """
+    ids = pd.Series(np.asarray(ids))
+    Y = pd.DataFrame(np.asarray(Y, dtype=float).reshape(len(ids), -1))
+    groups = Y.groupby(ids, sort=False)
+
+    def centred(values: pd.DataFrame) -> pd.DataFrame:
+        return values - values.groupby(ids, sort=False).transform("mean")
+
+    h = centred(pd.Series(np.asarray(human, dtype=float)).groupby(ids, sort=False).rank(method="average"))
+    m = centred(groups.rank(method="average"))
+    num = m.mul(h, axis=0).groupby(ids, sort=False).sum()
+    den = np.sqrt((m * m).groupby(ids, sort=False).sum().mul((h * h).groupby(ids, sort=False).sum(), axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den
+
+
+def row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row of ``a`` with the same row of ``b``: :func:`per_ranking_spearman`
+    with one ranking per row."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    rows = np.repeat(np.arange(a.shape[0]), a.shape[1])
+    rho = per_ranking_spearman(rows, a.ravel(), b.ravel()).to_numpy(float)[:, 0]
+    return np.where(np.isnan(a).any(axis=1) | np.isnan(b).any(axis=1), np.nan, rho)  # a gap: undefined
+
+
+def kendall_columns(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b of ``x`` with each column of ``Y``, pooled over all rows (NaN where a column is constant)."""
+    Y = np.asarray(Y, dtype=float).reshape(len(x), -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.array([sps.kendalltau(x, Y[:, j], variant="b").statistic if np.ptp(Y[:, j]) > 0 else np.nan
+                         for j in range(Y.shape[1])], dtype=float)

@@ -2,9 +2,9 @@
 
 * :func:`counts`: how much data there is (sets, raters, rankings, pairs...);
 * :func:`rater_agreement`: mean pairwise Spearman between the raters of each set;
-* :func:`noise_ceiling`: each rater's Spearman with the mean rank of the other
-  raters of the same set (leave one rater out), per rater and over all: the
-  *lower bound* of the noise ceiling;
+* :func:`noise_ceiling_bounds`: per (set, rater), the lower (leave one rater out) and
+  upper (rater included) noise-ceiling correlations;
+* :func:`noise_ceiling`: the lower bound per rater and over all;
 * :func:`rank_distribution`: how often candidates of each label land at each rank.
 
 Agreement needs sets ranked by two or more raters (``mur92``); in a study where
@@ -57,19 +57,6 @@ def _rank_matrices(table: pd.DataFrame):
             yield set_id, ranks.index.to_list(), ranks.to_numpy(dtype=float)
 
 
-def _row_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each row of ``a`` with the same row of ``b`` (NaN if constant)."""
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (a * b).sum(axis=1) / np.sqrt((a ** 2).sum(axis=1) * (b ** 2).sum(axis=1))
-
-
-def _spearman_rows(values: np.ndarray) -> np.ndarray:
-    """Rank each row (average ranks for ties), so that Pearson on them is Spearman."""
-    return pd.DataFrame(values).rank(axis=1, method="average").to_numpy()
-
-
 def rater_agreement(table: pd.DataFrame) -> pd.DataFrame:
     """Mean pairwise Spearman correlation between the raters of each shared set.
 
@@ -82,24 +69,47 @@ def rater_agreement(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for set_id, raters, ranks in _rank_matrices(table):
         with np.errstate(invalid="ignore", divide="ignore"):
-            rho = np.corrcoef(_spearman_rows(ranks))
+            rho = np.corrcoef(pd.DataFrame(ranks).rank(axis=1, method="average").to_numpy())  # Spearman
         upper = rho[np.triu_indices(len(raters), k=1)]
         rows.append({"set_id": set_id, "n_raters": len(raters), "k": ranks.shape[1],
                      "mean_rho": float(np.nanmean(upper)) if np.isfinite(upper).any() else np.nan})
     return pd.DataFrame(rows, columns=["set_id", "n_raters", "k", "mean_rho"])
 
 
+def noise_ceiling_bounds(table: pd.DataFrame) -> pd.DataFrame:
+    """Lower and upper noise-ceiling correlations for every (set, rater) of sets with 2+ raters.
+
+    ``lower``: Spearman of the rater's ranks with the mean rank the *other* raters of the
+    set gave (leave one rater out). ``upper``: with the mean rank of *all* raters, the
+    rater included, which flatters the rater (Nili et al. 2014). The best single ranking
+    of a set for predicting its raters has an expected correlation between the two.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``set_id, rater, n_raters, lower, upper``; empty when no set has two raters.
+    """
+    from ..evaluate import row_spearman
+    parts = []
+    for set_id, raters, y in _rank_matrices(table):
+        m = len(raters)
+        total = y.sum(axis=0, keepdims=True)
+        parts.append(pd.DataFrame({"set_id": set_id, "rater": raters, "n_raters": m,
+                                   "lower": row_spearman(y, (total - y) / (m - 1)),
+                                   "upper": row_spearman(y, np.repeat(total / m, m, axis=0))}))
+    if not parts:
+        return pd.DataFrame(columns=["set_id", "rater", "n_raters", "lower", "upper"])
+    return pd.concat(parts, ignore_index=True)
+
+
 def noise_ceiling(table: pd.DataFrame) -> pd.DataFrame:
     """Leave-one-rater-out agreement: the lower bound of the noise ceiling.
 
-    For every shared set and rater, the Spearman correlation between the
-    rater's ranks and the mean rank the other raters of the set gave. The
-    others' mean is a noisy estimate of the consensus, so this *understates*
-    what the best single ranking per set achieves: it is a lower bound of the
-    noise ceiling, not the ceiling (the upper bound, with the rater included,
-    is :func:`clpips.plots.datasets.noise_ceiling_bounds`'s ``upper``; Nili et
-    al., 2014). A metric, which ranks a set the same way for everyone, can
-    exceed it.
+    :func:`noise_ceiling_bounds`'s ``lower`` (each rater's Spearman with the mean rank of
+    the set's other raters), averaged per rater and over all. The others' mean is a noisy
+    estimate of the consensus, so this *understates* what the best single ranking per set
+    achieves: a lower bound of the noise ceiling (Nili et al., 2014). A metric, which ranks
+    a set the same way for everyone, can exceed it.
 
     Returns
     -------
@@ -107,14 +117,10 @@ def noise_ceiling(table: pd.DataFrame) -> pd.DataFrame:
         ``rater, n_sets, rho`` (mean over the rater's sets), one row per rater
         and a last row ``rater="all"`` averaging over every (set, rater).
     """
-    parts = []
-    for set_id, raters, ranks in _rank_matrices(table):
-        others = (ranks.sum(axis=0, keepdims=True) - ranks) / (len(raters) - 1)
-        rho = _row_correlations(_spearman_rows(ranks), _spearman_rows(others))
-        parts.append(pd.DataFrame({"set_id": set_id, "rater": raters, "rho": rho}))
-    if not parts:
+    bounds = noise_ceiling_bounds(table)
+    if bounds.empty:
         return pd.DataFrame(columns=["rater", "n_sets", "rho"])
-    per_set = pd.concat(parts, ignore_index=True)
+    per_set = bounds.rename(columns={"lower": "rho"})
     per_rater = per_set.groupby("rater", sort=True)["rho"].agg(n_sets="count", rho="mean").reset_index()
     overall = pd.DataFrame([{"rater": "all", "n_sets": int(per_set["rho"].count()), "rho": per_set["rho"].mean()}])
     return pd.concat([per_rater, overall], ignore_index=True)

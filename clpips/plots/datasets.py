@@ -7,8 +7,7 @@ print and check them):
 * :func:`top_rank_share`: per ranking, is the rank-1 candidate flagged, and how
   likely was that by chance?
 * :func:`category_mean_rank`: mean rank of candidates by target and candidate category;
-* :func:`noise_ceiling_bounds`: per (set, rater), the lower (leave-one-rater-out)
-  and upper (rater included) noise-ceiling correlations;
+* :func:`noise_ceiling_bounds`: :func:`clpips.datasets.summaries.noise_ceiling_bounds`, re-exported;
 * :func:`attribute_matches`: per row of a simulated study, which scene
   attributes the candidate shares with its target;
 * :func:`truth_agreement`: per set of a simulated study, the Spearman correlation
@@ -36,22 +35,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..datasets.summaries import noise_ceiling_bounds
+from ..evaluate import row_spearman
+
 __all__ = ["same_category", "top_rank_share", "category_mean_rank", "noise_ceiling_bounds",
            "attribute_matches", "truth_agreement", "WEIGHTINGS", "SetView", "plot_ranking_sets",
            "plot_category_ranks", "plot_agreement", "plot_truth_agreement"]
 
 
 # =========================================================================== figure data
-def _row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman correlation of each row of ``a`` with the same row of ``b`` (average ranks; NaN if constant)."""
-    a = pd.DataFrame(a).rank(axis=1).to_numpy()
-    b = pd.DataFrame(b).rank(axis=1).to_numpy()
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (a * b).sum(axis=1) / np.sqrt((a ** 2).sum(axis=1) * (b ** 2).sum(axis=1))
-
-
 def same_category(table: pd.DataFrame, image_info: pd.DataFrame, column: str = "category") -> pd.Series:
     """For each row of a ranking table: does the candidate share its target's ``column`` value?
 
@@ -110,39 +102,6 @@ def category_mean_rank(table: pd.DataFrame, image_info: pd.DataFrame, column: st
                       "candidate category": table["candidate"].map(label).to_numpy(),
                       "rank": table["rank"].to_numpy(dtype=float)})
     return t.pivot_table(index="target category", columns="candidate category", values="rank", aggfunc="mean")
-
-
-def noise_ceiling_bounds(table: pd.DataFrame) -> pd.DataFrame:
-    """Lower and upper noise-ceiling correlations for every (set, rater) of sets with 2+ raters.
-
-    ``lower``: Spearman of the rater's ranks with the mean rank the *other*
-    raters of the set gave (leave one rater out, as
-    :func:`clpips.datasets.summaries.noise_ceiling`). ``upper``: with the mean
-    rank of *all* raters, the rater included, which flatters the rater
-    (Nili et al. 2014). The best single ranking of a set for predicting its
-    raters has an expected correlation between the two.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``set_id, rater, n_raters, lower, upper``; empty when no set has two raters.
-    """
-    parts = []
-    for set_id, part in table.groupby("set_id", sort=True):
-        ranks = part.pivot(index="rater", columns="candidate", values="rank")
-        m = len(ranks)
-        if m < 2:
-            continue
-        y = ranks.to_numpy(dtype=float)
-        total = y.sum(axis=0, keepdims=True)
-        parts.append(pd.DataFrame({
-            "set_id": set_id, "rater": ranks.index.to_numpy(), "n_raters": m,
-            "lower": _row_spearman(y, (total - y) / (m - 1)),
-            "upper": _row_spearman(y, np.repeat(total / m, m, axis=0)),
-        }))
-    if not parts:
-        return pd.DataFrame(columns=["set_id", "rater", "n_raters", "lower", "upper"])
-    return pd.concat(parts, ignore_index=True)
 
 
 def attribute_matches(table: pd.DataFrame, image_info: pd.DataFrame, attributes: Sequence[str]) -> pd.DataFrame:
@@ -228,7 +187,7 @@ def truth_agreement(table: pd.DataFrame, matches: pd.DataFrame, weights: pd.Data
     with np.errstate(invalid="ignore", divide="ignore"):
         for name in WEIGHTINGS:
             utility = np.einsum("ska,sa->sk", m, row_weights[name])
-            out[name] = _row_spearman(ranks, -utility)
+            out[name] = row_spearman(ranks, -utility)
     return out
 
 

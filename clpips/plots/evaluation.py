@@ -66,23 +66,13 @@ def per_ranking_spearman(scored: pd.DataFrame, columns: Sequence[str]) -> pd.Dat
         The mean of a column is the ``spearman_per_ranking`` of
         :func:`clpips.evaluate.alignment`.
     """
+    from ..evaluate import per_ranking_spearman as kernel
     frame = scored.assign(**{RANKING: _ranking_ids(scored)})
-    grouped = frame.groupby(RANKING, sort=False)
-    human = grouped["rank"].rank(method="average")
-    out = grouped.agg(set_id=("set_id", "first"), target=("target", "first"), rater=("rater", "first"),
-                      k=("rank", "size")).reset_index()
-
-    def centred(values: pd.Series) -> pd.Series:
-        return values - values.groupby(frame[RANKING], sort=False).transform("mean")
-
-    h = centred(human)
-    hh = (h * h).groupby(frame[RANKING], sort=False).sum()
-    for col in columns:
-        m = centred(frame.groupby(RANKING, sort=False)[col].rank(method="average"))
-        num = (h * m).groupby(frame[RANKING], sort=False).sum()
-        den = np.sqrt(hh * (m * m).groupby(frame[RANKING], sort=False).sum())
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[col] = (num / den).reindex(out[RANKING]).to_numpy()
+    out = frame.groupby(RANKING, sort=False).agg(set_id=("set_id", "first"), target=("target", "first"),
+                                                 rater=("rater", "first"), k=("rank", "size")).reset_index()
+    rho = kernel(frame[RANKING].to_numpy(), frame["rank"].to_numpy(float), frame[list(columns)].to_numpy(float))
+    for i, col in enumerate(columns):
+        out[col] = rho[i].reindex(out[RANKING]).to_numpy()
     return out
 
 

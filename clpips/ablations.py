@@ -77,9 +77,10 @@ import pandas as pd
 import torch
 
 from .defaults import DEFAULTS
+from .experiment import FIT_OPTIONS, fit_options_except
 from .train import torch_threads
 from .evaluate import rank_scores, ranking_ids
-from .model import CHANNELS, initial_weight_vector
+from .model import initial_weight_vector, layer_slices
 from .datasets.splits import drop_shared_pairs
 
 __all__ = ["Variant", "Replicate", "FACTORS", "parse_levels", "factor_variants", "standard_grid",
@@ -101,8 +102,7 @@ FACTORS: dict[str, dict[str, Any]] = {
 #: metric columns of a result row
 METRICS = ("icc", "rho")
 #: the options that define a fit (besides the data): a variant's key fills them all in
-TRAIN_OPTIONS = ("net", "loss", "margin", "lr", "batch_size", "epochs", "patience", "init", "layers", "project",
-                 "n_rankings")
+TRAIN_OPTIONS = ("net", *FIT_OPTIONS, "n_rankings")
 
 
 # =========================================================================== variants
@@ -346,7 +346,7 @@ def _scores_many(test: pd.DataFrame, features, weights: Mapping[str, torch.Tenso
 
 
 #: the options of train.fit that the batched fit (:func:`_fit_together`) takes, with their defaults
-_FIT_OPTIONS = ("loss", "margin", "lr", "batch_size", "epochs", "patience", "layers", "project")
+_FIT_OPTIONS = fit_options_except("init")
 
 
 @dataclass
@@ -427,9 +427,8 @@ def _fit_together(dataset, requests: Sequence[Mapping[str, Any]], device: str = 
 
 def changed_layers(before: torch.Tensor, after: torch.Tensor, net: str = DEFAULTS.net) -> str:
     """The layers whose weights a fit changed, as ``"0,4"`` (``""``: none): a check that a level was applied."""
-    bounds = np.cumsum([0, *CHANNELS[net]])
     diff = (torch.as_tensor(after) - torch.as_tensor(before)).abs()
-    return ",".join(str(i) for i in range(len(bounds) - 1) if float(diff[bounds[i]:bounds[i + 1]].max()) > 0)
+    return ",".join(str(i) for i, part in enumerate(layer_slices(net)) if float(diff[part].max()) > 0)
 
 
 def _n_rankings(table: pd.DataFrame) -> int:
@@ -699,66 +698,6 @@ def _paired_interval(d: np.ndarray, ratio: Optional[float], ci: float) -> dict[s
     return out
 
 
-def factor_facts(summary: pd.DataFrame, factor: str) -> dict[str, Any]:
-    """Plain-Python numbers and words about one factor, for the chapter's prose (glue).
-
-    Keys: ``ref_level, ref_mean, ref_sd, best_level, best_mean, best_diff, best_low, best_high,
-    best_verdict`` (the best non-reference level), the same with ``worst_`` (the worst one),
-    ``range`` (max − min of the level means), ``lpips`` and ``base`` (the LPIPS means), and
-    ``n`` (replicates of the reference level).
-    """
-    frame = summary[summary["factor"] == factor]
-    if frame.empty:
-        raise KeyError(f"no factor {factor!r} in the summary")
-    ref = frame[frame["reference"]]
-    if ref.empty:
-        raise ValueError(f"factor {factor!r} has no reference level")
-    ref = ref.iloc[0]
-    others = frame[~frame["reference"]]
-    out: dict[str, Any] = {"ref_level": str(ref["level"]), "ref_mean": float(ref["mean"]),
-                           "ref_sd": float(ref["sd"]), "range": float(frame["mean"].max() - frame["mean"].min()),
-                           "lpips": float(ref["lpips"]), "base": float(ref["base"]), "n": int(ref["n"]),
-                           "n_levels": int(len(frame))}
-    for name, row in (("best", others.loc[others["mean"].idxmax()] if len(others) else None),
-                      ("worst", others.loc[others["mean"].idxmin()] if len(others) else None)):
-        if row is None:
-            continue
-        out.update({f"{name}_level": str(row["level"]), f"{name}_mean": float(row["mean"]),
-                    f"{name}_diff": float(row["diff"]), f"{name}_low": float(row["diff_low"]),
-                    f"{name}_high": float(row["diff_high"]), f"{name}_verdict": _verdict_words(row["verdict"])})
-    return out
-
-
-def _verdict_words(verdict: str) -> str:
-    return {"higher": "reliably higher", "lower": "reliably lower",
-            "within noise": "within the noise", "reference": "the reference"}.get(verdict, verdict)
-
-
-def verdict_lists(summary: pd.DataFrame, titles: Optional[Mapping[str, str]] = None) -> dict[str, str]:
-    """Which factors have a level reliably better / worse than their default, and which stay within noise.
-
-    Returns ``{"better": ..., "worse": ..., "within": ...}``, each a readable
-    list of factor titles ("none" when empty).
-    """
-    titles = dict(titles or {})
-    better, worse, within = [], [], []
-    for factor, frame in summary.groupby("factor", sort=False):
-        name = titles.get(factor, FACTORS.get(factor, {}).get("title", factor))
-        verdicts = set(frame["verdict"])
-        if "higher" in verdicts:
-            better.append(name)
-        if "lower" in verdicts:
-            worse.append(name)
-        if not verdicts & {"higher", "lower"}:
-            within.append(name)
-
-    def words(items: list[str]) -> str:
-        if not items:
-            return "none"
-        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-    return {"better": words(better), "worse": words(worse), "within": words(within)}
-
-
 def default_fit_rows(results: pd.DataFrame) -> pd.DataFrame:
     """The default fit's rows, one per replicate (it is every factor's reference, fitted once)."""
     refs = results[results["reference"]]
@@ -781,51 +720,6 @@ def budget_limited(results: pd.DataFrame, share: float = 0.5) -> pd.DataFrame:
     return out[out["share"] >= share].reset_index(drop=True)
 
 
-def budget_note(results: pd.DataFrame, titles: Optional[Mapping[str, str]] = None, max_listed: int = 6,
-                share: float = 0.5) -> str:
-    """:func:`budget_limited` in words: ``"none"``, the levels, or how many when they are too many to list."""
-    limited = budget_limited(results, share=share)
-    if limited.empty:
-        return "none"
-    titles = dict(titles or {})
-    names = [f"{titles.get(f, FACTORS.get(f, {}).get('title', f))} {lv}"
-             for f, lv in zip(limited["factor"], limited["level"])]
-    if len(names) <= max_listed:
-        return ", ".join(names)
-    n_levels = results.groupby(["factor", "level"]).ngroups
-    refs = set(zip(results.loc[results["reference"], "factor"], results.loc[results["reference"], "level"]))
-    with_default = ", the default fit among them," if refs & set(zip(limited["factor"], limited["level"])) else ""
-    return (f"{len(names)} of the {n_levels} levels{with_default} so on this data the epoch budget rather than "
-            "early stopping ends most fits, and a larger `epochs` may change the picture")
-
-
-def report_table(summary: pd.DataFrame, titles: Optional[Mapping[str, str]] = None, digits: int = 3,
-                 ci: float = DEFAULTS.ci) -> pd.DataFrame:
-    """:func:`summarize`'s table for reading: one row per (factor, level), rounded, the interval as text.
-
-    Columns: ``replicates``, ``ICC(A,k)`` (mean), ``sd``, ``minus LPIPS`` (mean gain over the
-    baseline on the same rankings), ``minus default`` (paired difference from the factor's
-    reference level), its interval and the verdict. Indexed by (factor title, level).
-    """
-    titles = dict(titles or {})
-    interval = f"{ci:.0%} interval"
-
-    def span(row) -> str:
-        if row["reference"]:
-            return "(reference)"
-        if not (np.isfinite(row["diff_low"]) and np.isfinite(row["diff_high"])):
-            return "n/a"
-        return f"{row['diff_low']:+.{digits}f} to {row['diff_high']:+.{digits}f}"
-
-    out = pd.DataFrame({
-        "factor": [titles.get(f, FACTORS.get(f, {}).get("title", f)) for f in summary["factor"]],
-        "level": summary["level"].astype(str), "replicates": summary["n"].astype(int),
-        "ICC(A,k)": summary["mean"].round(digits), "sd": summary["sd"].round(digits),
-        "minus LPIPS": summary["delta"].round(digits), "minus default": summary["diff"].round(digits),
-        interval: [span(row) for _, row in summary.iterrows()], "verdict": summary["verdict"]})
-    return out.set_index(["factor", "level"])
-
-
 def noise_table(seed_rows: pd.DataFrame, fold_rows: pd.DataFrame) -> pd.DataFrame:
     """Spread of one configuration across training seeds (fixed split) and across folds.
 
@@ -842,3 +736,7 @@ def noise_table(seed_rows: pd.DataFrame, fold_rows: pd.DataFrame) -> pd.DataFram
                      "delta_icc_mean": float(frame["delta_icc"].mean()),
                      "delta_icc_sd": float(frame["delta_icc"].std(ddof=1))})
     return pd.DataFrame(rows)
+
+
+# the chapter's words and tables about these results live in clpips.report
+from .report import budget_note, factor_facts, report_table, verdict_lists  # noqa: E402,F401

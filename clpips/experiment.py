@@ -37,8 +37,17 @@ def load_dataset(name: str, **options):
     return datasets.load(name, **{k: v for k, v in options.items() if k not in ("k", "candidates", "seed")})
 
 
-#: the options of :func:`clpips.train.fit` that the CLI and the notebooks expose as parameters
+#: the options of :func:`clpips.train.fit` that the CLI and the notebooks expose as parameters: the package's
+#: one list (the ablations, the personal metrics and the batched fits take subsets of it, :func:`fit_options_except`)
 FIT_OPTIONS = ("loss", "margin", "lr", "batch_size", "epochs", "patience", "init", "layers", "project")
+
+
+def fit_options_except(*names: str) -> tuple[str, ...]:
+    """:data:`FIT_OPTIONS` without ``names`` (each must be one of them), in the same order."""
+    unknown = set(names) - set(FIT_OPTIONS)
+    if unknown:
+        raise ValueError(f"not fit options: {sorted(unknown)}; the fit options are {FIT_OPTIONS}")
+    return tuple(name for name in FIT_OPTIONS if name not in names)
 
 
 def fit_options(parameters: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ distance = more similar.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import os
 import warnings
@@ -37,6 +38,49 @@ CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
 
 #: what ``linear=`` accepts besides a file path
 LINEAR_INITS = ("lpips", "uniform", "ones", "random")
+
+
+def layer_slices(net: str = "alex") -> list[slice]:
+    """Where each of the five layers sits in a weight (or pair-feature) vector, layer by layer.
+
+    >>> layer_slices("alex")[:2]
+    [slice(0, 64, None), slice(64, 256, None)]
+    """
+    if net not in CHANNELS:
+        raise ValueError(f"net must be one of {tuple(CHANNELS)}, got {net!r}")
+    ends = list(itertools.accumulate(CHANNELS[net]))
+    return [slice(end - c, end) for end, c in zip(ends, CHANNELS[net])]
+
+
+class LinearWeightsError(KeyError, ValueError):
+    """Linear weights whose keys do not match the backbone's layers (a KeyError and a ValueError)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def weight_vector_from_state(state, net: str = "alex", source: str = "state dict") -> torch.Tensor:
+    """Linear weights in the ``lpips`` format (``lin{l}.model.1.weight``, ``1 x C x 1 x 1``) as one vector.
+
+    Checked strictly: a dict with every key and no other (:class:`LinearWeightsError`), each
+    tensor of its layer's shape and finite (ValueError); ``source`` names the input in messages.
+    """
+    expected = {f"lin{i}.model.1.weight": (1, c, 1, 1) for i, c in enumerate(CHANNELS[net])}
+    if not isinstance(state, dict):
+        raise ValueError(f"{source}: expected a dict of tensors, got {type(state).__name__}")
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise LinearWeightsError(f"{source}: linear weights for net={net!r} do not match; "
+                                 f"missing keys: {missing or 'none'}; unexpected keys: {unexpected or 'none'}")
+    for key, shape in expected.items():
+        value = state[key]
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"{source}: {key} should have shape {shape}, got {got}")
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{source}: {key} contains NaN or infinite weights")
+    return torch.cat([state[key].detach().flatten().float().cpu() for key in expected])
 
 
 def _lpips_modules():
@@ -115,6 +159,7 @@ class CLPIPS(nn.Module):
         self.net_name = net
         self.chns = CHANNELS[net]
         self.scaling_layer = lpips.ScalingLayer()
+        self._normalize = lpips.normalize_tensor  # channel-wise unit length, as lpips
         with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=`
             warnings.simplefilter("ignore", UserWarning)
             self.net = (pn.alexnet if net == "alex" else pn.vgg16)(pretrained=False, requires_grad=False)
@@ -155,25 +200,12 @@ class CLPIPS(nn.Module):
                 for i, lin in enumerate(self.lins)}
 
     def set_linear_state(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
-        """Load linear weights strictly: every key present, none unexpected, shapes equal."""
-        expected = {f"lin{i}.model.1.weight": (1, c, 1, 1) for i, c in enumerate(self.chns)}
-        if not isinstance(state, dict):
-            raise ValueError(f"{source}: expected a dict of tensors, got {type(state).__name__}")
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise KeyError(f"{source}: linear weights for net={self.net_name!r} do not match; "
-                           f"missing keys: {missing or 'none'}; unexpected keys: {unexpected or 'none'}")
-        for key, shape in expected.items():
-            value = state[key]
-            if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
-                got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                raise ValueError(f"{source}: {key} should have shape {shape}, got {got}")
-            if not bool(torch.isfinite(value).all()):
-                raise ValueError(f"{source}: {key} contains NaN or infinite weights")
+        """Load linear weights strictly: every key present, none unexpected, shapes equal
+        (:func:`weight_vector_from_state`)."""
+        w = weight_vector_from_state(state, self.net_name, source)
         with torch.no_grad():
-            for i, lin in enumerate(self.lins):
-                lin.model[1].weight.copy_(state[f"lin{i}.model.1.weight"].to(lin.model[1].weight))
+            for lin, part in zip(self.lins, layer_slices(self.net_name)):
+                lin.model[1].weight.copy_(w[part].reshape(lin.model[1].weight.shape).to(lin.model[1].weight))
 
     def weight_vector(self) -> torch.Tensor:
         """All linear weights as one vector (layer by layer), the ``w`` in ``d = phi . w``."""
@@ -184,11 +216,8 @@ class CLPIPS(nn.Module):
         w = torch.as_tensor(w, dtype=torch.float32).flatten()
         if w.numel() != sum(self.chns):
             raise ValueError(f"expected {sum(self.chns)} weights for net={self.net_name!r}, got {w.numel()}")
-        state, start = {}, 0
-        for i, c in enumerate(self.chns):
-            state[f"lin{i}.model.1.weight"] = w[start:start + c].reshape(1, c, 1, 1)
-            start += c
-        self.set_linear_state(state)
+        self.set_linear_state({f"lin{i}.model.1.weight": w[part].reshape(1, -1, 1, 1)
+                               for i, part in enumerate(layer_slices(self.net_name))})
 
     def save_weights(self, path: str | os.PathLike, provenance: Optional[dict[str, Any]] = None) -> Path:
         """Write the linear weights in ``lpips`` format plus a JSON provenance sidecar.
@@ -231,7 +260,7 @@ class CLPIPS(nn.Module):
             x = 2 * x - 1
         device = next(self.net.parameters()).device
         outs = self.net(self.scaling_layer(x.to(device)))
-        return [f / (torch.sqrt(torch.sum(f ** 2, dim=1, keepdim=True)) + 1e-10) for f in outs]
+        return [self._normalize(f) for f in outs]
 
     @staticmethod
     def vector_from_layers(feats0: Sequence[torch.Tensor], feats1: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -62,9 +62,11 @@ from scipy import stats as sps
 
 from .datasets.splits import drop_shared_pairs, shared_pair_share
 from .defaults import DEFAULTS
+from .experiment import fit_options_except
+from .report import format_p  # noqa: F401  (the chapters' p-values in words; its home is clpips.report)
 from .train import torch_threads
 from .evaluate import heldout_scores, ranking_ids
-from .model import CHANNELS, initial_weight_vector
+from .model import initial_weight_vector, layer_slices
 from .stats import bootstrap_counts, one_sided_pvalue, percentile_interval, resampled_statistics
 
 #: model columns of :attr:`PersonalStudy.per_person`, in display order
@@ -107,7 +109,8 @@ def parse_sizes(sizes: str | Sequence[int]) -> tuple[int, ...]:
 
 def people_interval(values: Sequence[float], n_boot: int = DEFAULTS.n_boot, ci: float = DEFAULTS.ci,
                     seed: int = DEFAULTS.seed) -> tuple[float, float, float]:
-    """Mean of per-person values with a percentile bootstrap interval over people.
+    """Mean of per-person values with a percentile bootstrap interval over people
+    (:func:`scipy.stats.bootstrap`, ``rng = numpy.random.default_rng(seed)``).
 
     NaN values (people without a result) are left out. Returns ``(mean, low, high)``;
     with fewer than two values the interval is NaN.
@@ -118,10 +121,9 @@ def people_interval(values: Sequence[float], n_boot: int = DEFAULTS.n_boot, ci: 
         return np.nan, np.nan, np.nan
     if len(x) < 2:
         return float(x.mean()), np.nan, np.nan
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(int(n_boot), len(x)))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - ci) / 2, (1 + ci) / 2])
-    return float(x.mean()), float(lo), float(hi)
+    res = sps.bootstrap((x,), np.mean, n_resamples=int(n_boot), confidence_level=ci, method="percentile",
+                        vectorized=True, rng=np.random.default_rng(seed))
+    return float(x.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def paired_tests(deltas: Sequence[float]) -> dict[str, float]:
@@ -147,26 +149,12 @@ def paired_tests(deltas: Sequence[float]) -> dict[str, float]:
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjustment of a family of p-values (NaN stays NaN)."""
+    """Holm's step-down adjustment of a family of p-values (NaN stays NaN): :func:`pingouin.multicomp`."""
+    import pingouin
     p = np.asarray(pvalues, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    if len(ok) == 0:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = len(order)
-    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out[order] = np.minimum(adjusted, 1.0)
-    return out
-
-
-def format_p(p: float, digits: int = 2) -> str:
-    """A p-value for prose: ``"p = 0.034"``, ``"p < 0.001"``, ``"p = 1"`` (NaN: ``"p undefined"``)."""
-    if p is None or np.isnan(p):
-        return "p undefined"
-    if p < 0.001:
-        return "p < 0.001"
-    return f"p = {float(f'{p:.{digits}g}'):g}"
+    if np.isnan(p).all():
+        return np.full_like(p, np.nan)
+    return np.asarray(pingouin.multicomp(p, method="holm")[1], dtype=float)
 
 
 # --------------------------------------------------------------------------- two-way bootstrap
@@ -382,7 +370,8 @@ def fit_personal(features, pairs: torch.Tensor, base: torch.Tensor, *, l2: float
                      init="base", **options)
 
 
-_FIT_OPTIONS = ("loss", "margin", "lr", "batch_size", "layers", "project")
+#: the fit options of a personal fit: all run (no early stopping) from the base weights
+_FIT_OPTIONS = fit_options_except("epochs", "patience", "init")
 
 
 @dataclass
@@ -834,8 +823,7 @@ def layer_shares(weights: Mapping[str, torch.Tensor], net: str = DEFAULTS.net, f
     share of the mean *distance* each layer contributes instead: the mean over
     feature rows of ``phi_l . w_l`` divided by the mean distance. Rows sum to 1.
     """
-    chns = CHANNELS[net]
-    bounds = np.cumsum([0, *chns])
+    slices = layer_slices(net)
     matrix = None
     if features is not None:
         matrix = getattr(features, "matrix", features)
@@ -844,12 +832,12 @@ def layer_shares(weights: Mapping[str, torch.Tensor], net: str = DEFAULTS.net, f
     for name, w in weights.items():
         w = torch.as_tensor(w, dtype=torch.float32).flatten()
         if matrix is not None:
-            per_layer = [float((matrix[:, a:b] @ w[a:b]).mean()) for a, b in zip(bounds[:-1], bounds[1:])]
+            per_layer = [float((matrix[:, part] @ w[part]).mean()) for part in slices]
         else:
-            per_layer = [float(w[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])]
+            per_layer = [float(w[part].sum()) for part in slices]
         total = sum(per_layer)
         rows[name] = [v / total if total > 0 else np.nan for v in per_layer]
-    return pd.DataFrame.from_dict(rows, orient="index", columns=[f"layer {i + 1}" for i in range(len(chns))])
+    return pd.DataFrame.from_dict(rows, orient="index", columns=[f"layer {i + 1}" for i in range(len(slices))])
 
 
 def layer_changes(weights: Mapping[str, torch.Tensor], base: torch.Tensor, net: str = DEFAULTS.net) -> pd.DataFrame:
@@ -858,15 +846,14 @@ def layer_changes(weights: Mapping[str, torch.Tensor], base: torch.Tensor, net: 
     Rows: models; columns: layers 1..5. Complements :func:`layer_shares`: a
     model can keep every layer's share and still reweight the channels inside it.
     """
-    chns = CHANNELS[net]
-    bounds = np.cumsum([0, *chns])
+    slices = layer_slices(net)
     base = torch.as_tensor(base, dtype=torch.float32).flatten()
     rows = {}
     for name, w in weights.items():
         w = torch.as_tensor(w, dtype=torch.float32).flatten()
-        rows[name] = [float((w[a:b] - base[a:b]).norm() / base[a:b].norm()) if float(base[a:b].norm()) > 0
-                      else np.nan for a, b in zip(bounds[:-1], bounds[1:])]
-    return pd.DataFrame.from_dict(rows, orient="index", columns=[f"layer {i + 1}" for i in range(len(chns))])
+        rows[name] = [float((w[part] - base[part]).norm() / base[part].norm()) if float(base[part].norm()) > 0
+                      else np.nan for part in slices]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=[f"layer {i + 1}" for i in range(len(slices))])
 
 
 # --------------------------------------------------------------------------- simulated truth

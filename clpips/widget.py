@@ -64,7 +64,7 @@ import torch
 
 from .atomic import atomic_path
 from .defaults import DEFAULTS
-from .model import CHANNELS, initial_weight_vector
+from .model import initial_weight_vector, weight_vector_from_state
 
 #: columns the widget writes (``group`` only when the session has one)
 WRITTEN_COLUMNS = ("set_id", "target", "candidate", "rater", "rank")
@@ -124,21 +124,11 @@ def save_lock(csv_path: str | os.PathLike, timeout: float = LOCK_TIMEOUT):
 def read_weight_vector(path: str | os.PathLike, net: str = DEFAULTS.net) -> torch.Tensor:
     """A weights file in the ``lpips`` format (``lin{l}.model.1.weight``) as one weight vector.
 
-    Reads only the linear layers (no backbone is built); keys and shapes are checked.
+    Reads only the linear layers (no backbone is built), checked as :class:`clpips.CLPIPS` checks them
+    (:func:`clpips.model.weight_vector_from_state`).
     """
     state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    chns = CHANNELS[net]
-    expected = {f"lin{i}.model.1.weight" for i in range(len(chns))}
-    if not isinstance(state, dict) or set(state) != expected:
-        got = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path}: expected linear weights with keys {sorted(expected)}, got {got}")
-    parts = []
-    for i, c in enumerate(chns):
-        w = state[f"lin{i}.model.1.weight"]
-        if tuple(w.shape) != (1, c, 1, 1):
-            raise ValueError(f"{path}: lin{i}.model.1.weight should have shape (1, {c}, 1, 1), got {tuple(w.shape)}")
-        parts.append(w.flatten().float())
-    return torch.cat(parts)
+    return weight_vector_from_state(state, net, source=str(path))
 
 
 class RankingSession:

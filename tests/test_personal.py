@@ -432,3 +432,14 @@ def test_chapter_figures_draw(study):
         plt.close(fig)
     # the forest plot has one row per person plus the mean
     assert len(figures[0].axes[0].get_yticks()) == len(people) + 1
+
+
+def test_people_interval_equals_the_direct_percentile_bootstrap():
+    # scipy.stats.bootstrap (percentile) draws the same resamples as the direct formula with the same generator
+    x = np.random.default_rng(11).normal(size=16)
+    rng = np.random.default_rng(3)
+    means = x[rng.integers(0, len(x), size=(5000, len(x)))].mean(axis=1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    mean, low, high = ps.people_interval(x, n_boot=5000, ci=0.95, seed=3)
+    assert mean == pytest.approx(x.mean())
+    assert (low, high) == pytest.approx((lo, hi), rel=1e-12, abs=1e-14)

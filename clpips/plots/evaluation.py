@@ -6,10 +6,7 @@ Figure data (tidy DataFrames):
 * :func:`set_gains`: per ranking set, the mean per-ranking rho of two metrics and its change;
 * :func:`example_sets`: the documented rule that picks the sets :func:`plot_orders` shows;
 * :func:`set_orders`: one set's candidates with the human mean rank and each metric's rank;
-* :func:`table3`: the paper's Table 3 layout (ICC(A,k) with 95% CI and p, Spearman with p,
-  Kendall) for any metrics, with the paper's published rows beside them;
-* :func:`table4`: the paper's Table 4 layout (ΔICC(A,k), Δrho with 95% CIs and one-sided p)
-  for one or more bootstrap results.
+* :func:`table3`, :func:`table4`: the paper's tables, from :mod:`clpips.report` (re-exported).
 
 Figures (each returns a :class:`matplotlib.figure.Figure`):
 
@@ -33,6 +30,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..baselines import label as metric_label
+from ..report import format_p, table3, table4  # noqa: F401  (the tables live in clpips.report)
 
 __all__ = ["per_ranking_spearman", "set_gains", "example_sets", "set_orders", "table3", "table4",
            "plot_alignment", "plot_orders", "plot_rho_scatter", "plot_bootstrap"]
@@ -126,106 +124,6 @@ def set_orders(scored: pd.DataFrame, set_id: str, metrics: Sequence[str]) -> pd.
     for m in metrics:
         out[f"{m}_rank"] = out[m].rank(method="first").astype(int)
     return out.sort_values(["human_mean_rank", metrics[0]] if metrics else ["human_mean_rank"])
-
-
-def _fmt(value: float, spec: str) -> str:
-    return "—" if value is None or (isinstance(value, float) and not np.isfinite(value)) else format(value, spec)
-
-
-def _fmt_p(p: float) -> str:
-    if p is None or not np.isfinite(p):
-        return "—"
-    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
-
-
-def table3(alignment: pd.DataFrame, paper: Optional[Mapping[str, Mapping[str, float]]] = None,
-           labels: Optional[Mapping[str, str]] = None,
-           cluster_ci: Optional[Mapping[str, tuple[float, float]]] = None) -> pd.DataFrame:
-    """The paper's Table 3 layout for any metrics, as display strings.
-
-    Parameters
-    ----------
-    alignment : pandas.DataFrame
-        :func:`clpips.evaluate.alignment_table` (index = metric column names).
-    paper : mapping, optional
-        Row label -> published values with keys among ``icc_A_k``, ``icc_A_k_ci_low``,
-        ``icc_A_k_ci_high``, ``icc_A_k_pval``, ``spearman_raw`` (the paper pools raw
-        distances), ``spearman``, ``spearman_pval``, ``kendall``; a missing key shows as
-        "—" (not reported, or not transcribed).
-    labels : mapping, optional
-        Metric column -> display name (default :data:`clpips.baselines.LABELS`).
-    cluster_ci : mapping, optional
-        Metric column -> (low, high) of ICC(A,k) from a bootstrap over targets.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Index ``metric``; columns ``ICC(A,k) [F 95% CI, rows independent]``,
-        ``[95% CI, targets resampled]``, ``p (ICC)``, ``ρ raw pooled (paper)``,
-        ``ρ ranks (= mean per-ranking)``, ``p (ρ ranks)``, ``Kendall τ_b``, ``Koo & Li``.
-    """
-    def row(values: Mapping[str, float], cluster: Optional[tuple[float, float]]) -> dict[str, str]:
-        get = lambda key: values.get(key, np.nan)  # noqa: E731
-        ci = (f" [{_fmt(get('icc_A_k_ci_low'), '.3f')}, {_fmt(get('icc_A_k_ci_high'), '.3f')}]"
-              if np.isfinite(get("icc_A_k_ci_low")) else "")
-        return {"ICC(A,k) [F 95% CI, rows independent]": _fmt(get("icc_A_k"), ".3f") + ci,
-                "[95% CI, targets resampled]": (f"[{_fmt(cluster[0], '.3f')}, {_fmt(cluster[1], '.3f')}]"
-                                                if cluster is not None else "—"),
-                "p (ICC)": _fmt_p(get("icc_A_k_pval")),
-                "ρ raw pooled (paper)": _fmt(get("spearman_raw"), ".3f"),
-                "ρ ranks (= mean per-ranking)": _fmt(get("spearman"), ".3f"), "p (ρ ranks)": _fmt_p(get("spearman_pval")),
-                "Kendall τ_b": _fmt(get("kendall"), ".3f"),
-                "Koo & Li": str(values.get("icc_A_k_koo_li", "—"))}
-
-    names = dict(labels or {})
-    clusters = dict(cluster_ci or {})
-    rows = {names.get(m, metric_label(m)): row({k: (float(v) if isinstance(v, (int, float, np.number)) else v)
-                                                 for k, v in alignment.loc[m].items()}, clusters.get(m))
-            for m in alignment.index}
-    for name, values in (paper or {}).items():
-        rows[name] = row({k: float(v) for k, v in values.items()}, None)
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
-
-
-def table4(results: Mapping[str, object], bca: Optional[Mapping[str, object]] = None,
-           paper: Optional[Mapping[str, Mapping[str, float]]] = None) -> pd.DataFrame:
-    """The paper's Table 4 layout: Δ (b − a) with 95% CIs and one-sided p, as display strings.
-
-    Parameters
-    ----------
-    results : mapping
-        Label (e.g. the resampling unit) -> :class:`clpips.stats.PairedBootstrapResult`
-        with percentile intervals.
-    bca : mapping, optional
-        The same labels -> results with ``method="bca"`` (same resamples), for a BCa column.
-    paper : mapping, optional
-        Row label -> ``{"statistic": ..., "delta": ..., "ci_low": ..., "ci_high": ..., "p_value": ...}``
-        (missing keys shown as "—").
-
-    Returns
-    -------
-    pandas.DataFrame
-        Index ``(resampling, statistic)``; columns ``Δ``, ``95% CI (percentile)``,
-        ``95% CI (BCa)``, ``p (one-sided)``, ``resamples``.
-    """
-    rows = []
-    for name, res in results.items():
-        summary = res.summary()
-        other = bca[name].summary() if bca and name in bca else None
-        for stat, s in summary.iterrows():
-            bca_ci = (f"[{_fmt(other.at[stat, 'ci_low'], '+.3f')}, {_fmt(other.at[stat, 'ci_high'], '+.3f')}]"
-                      if other is not None else "—")
-            rows.append({"resampling": name, "statistic": stat, "Δ": _fmt(s["delta"], "+.3f"),
-                         "95% CI (percentile)": f"[{_fmt(s['ci_low'], '+.3f')}, {_fmt(s['ci_high'], '+.3f')}]",
-                         "95% CI (BCa)": bca_ci, "p (one-sided)": _fmt_p(s["p_value"]),
-                         "resamples": f"{res.n_boot:,}"})
-    for name, v in (paper or {}).items():
-        get = lambda key: float(v.get(key, np.nan))  # noqa: E731
-        rows.append({"resampling": name, "statistic": v.get("statistic", "ΔICC(A,k)"),
-                     "Δ": _fmt(get("delta"), "+.3f"),
-                     "95% CI (percentile)": f"[{_fmt(get('ci_low'), '+.3f')}, {_fmt(get('ci_high'), '+.3f')}]",
-                     "95% CI (BCa)": "—", "p (one-sided)": _fmt_p(get("p_value")), "resamples": "—"})
-    return pd.DataFrame(rows).set_index(["resampling", "statistic"])
 
 
 # =========================================================================== figures
@@ -399,7 +297,7 @@ def plot_bootstrap(results: Mapping[str, object], bca: Optional[Mapping[str, obj
                 ax.plot(paper_ci, [top * 0.92] * 2, color="tab:red", lw=4, solid_capstyle="butt",
                         label=f"paper's 95% CI [{paper_ci[0]:.3f}, {paper_ci[1]:.3f}]")
                 span = [min(span[0], paper_ci[0]), max(span[1], paper_ci[1])]
-            ax.set_title(f"{title}: resampling {name} (p = {_fmt_p(summary['p_value'])})", fontsize=9)
+            ax.set_title(f"{title}: resampling {name} ({format_p(summary['p_value'], style='prose')})", fontsize=9)
             ax.set_yticks([])
             ax.legend(fontsize=7, loc="upper left")
             span = [min(span[0], values.min()), max(span[1], values.max())]

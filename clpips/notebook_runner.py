@@ -40,13 +40,43 @@ from typing import Any, Iterator, Mapping, Optional
 from . import atomic
 from .defaults import DEFAULTS, names as default_names
 
-REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS_DIR = REPO / "notebooks"
-DEFAULT_OUT_DIR = REPO / "out" / "notebooks"
 KERNEL_NAME = "python3"
 RECORD_NAME = "execution.json"
 #: notebook sources: two digits, an underscore, a name (``03_training.py``)
 NOTEBOOK_GLOB = "[0-9][0-9]_*.py"
+#: the variable that names the checkout (the folder holding ``notebooks/``)
+ROOT_VAR = "CLPIPS_REPO_ROOT"
+
+
+def _has_notebooks(folder: Path) -> bool:
+    return any((folder / "notebooks").glob(NOTEBOOK_GLOB))
+
+
+def repo_root() -> Path:
+    """The checkout whose ``notebooks/`` are the book: :data:`ROOT_VAR`, else the working directory,
+    else the folder above the imported package (an editable install); a NotebookError says what to do."""
+    given = os.environ.get(ROOT_VAR)
+    if given:
+        root = Path(given).expanduser().resolve()
+        if not _has_notebooks(root):
+            raise NotebookError(f"{ROOT_VAR}={given} has no notebooks/{NOTEBOOK_GLOB}; point it at the checkout")
+        return root
+    for root in (Path.cwd().resolve(), Path(__file__).resolve().parents[1]):
+        if _has_notebooks(root):
+            return root
+    raise NotebookError(f"cannot find the book's notebooks (notebooks/{NOTEBOOK_GLOB}): run from the checkout "
+                        f"or set {ROOT_VAR} to it")
+
+
+def __getattr__(name: str) -> Path:
+    """``REPO``, ``NOTEBOOKS_DIR`` and ``DEFAULT_OUT_DIR``, found when first asked for (:func:`repo_root`)."""
+    if name == "REPO":
+        return repo_root()
+    if name == "NOTEBOOKS_DIR":
+        return repo_root() / "notebooks"
+    if name == "DEFAULT_OUT_DIR":
+        return repo_root() / "out" / "notebooks"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -91,13 +121,14 @@ class Parameter:
 
 # -- finding notebooks ---------------------------------------------------------
 
-def list_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
+def list_notebooks(notebooks_dir: Optional[Path] = None) -> list[Path]:
     """The book's notebook sources (``notebooks/[0-9][0-9]_*.py``), in run order."""
+    notebooks_dir = repo_root() / "notebooks" if notebooks_dir is None else notebooks_dir
     return sorted(Path(notebooks_dir).glob(NOTEBOOK_GLOB))
 
 
 def resolve_notebook(name_or_path: str | os.PathLike,
-                     notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
+                     notebooks_dir: Optional[Path] = None) -> Path:
     """The source file for ``03_training``, ``03``, ``03_training.py`` or a path.
 
     An existing file path is used as it is; otherwise the name (with or without
@@ -106,6 +137,7 @@ def resolve_notebook(name_or_path: str | os.PathLike,
     path = Path(name_or_path)
     if path.suffix in (".py", ".ipynb") and path.is_file():
         return path.resolve()
+    notebooks_dir = repo_root() / "notebooks" if notebooks_dir is None else notebooks_dir
     stem = path.name[:-3] if path.name.endswith(".py") else path.name
     available = list_notebooks(notebooks_dir)
     exact = [p for p in available if p.stem == stem]
@@ -219,10 +251,12 @@ def read_record(out_dir: Path) -> dict[str, Any]:
 
 
 def _record(out_dir: Path, name: str, entry: dict[str, Any]) -> None:
-    record = read_record(out_dir)
-    record.setdefault("notebooks", {})[name] = entry
-    atomic.write_text(Path(out_dir) / RECORD_NAME,
-                      json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    from filelock import FileLock  # notebooks run side by side (run_all jobs > 1) add entries at once
+    with FileLock(str(Path(out_dir) / f".{RECORD_NAME}.lock")):
+        record = read_record(out_dir)
+        record.setdefault("notebooks", {})[name] = entry
+        atomic.write_text(Path(out_dir) / RECORD_NAME,
+                          json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
 
 
 @contextlib.contextmanager
@@ -250,11 +284,12 @@ def _kernel_environ(out_dir: Path) -> dict[str, str]:
     env = {k: str(Path(os.environ[k]).expanduser().resolve())
            for k in PATH_VARS if os.environ.get(k)}
     # the kernel imports the same clpips as this process, installed or not
-    pythonpath = [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    root = repo_root()
+    pythonpath = [str(root)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     # figures must reach the notebook as images: a non-interactive MPLBACKEND (Agg, as the
     # Makefile exports for scripts) would leave only "<Figure size ...>" text in the outputs
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    env.update(CLPIPS_REPO_ROOT=str(REPO), CLPIPS_NOTEBOOK_OUT=str(out_dir),
+    env.update(CLPIPS_REPO_ROOT=str(root), CLPIPS_NOTEBOOK_OUT=str(out_dir),
                PYTHONPATH=os.pathsep.join(dict.fromkeys(pythonpath)))
     return env
 
@@ -294,7 +329,7 @@ def _kernel_manager_class():
 
 def run_notebook(name_or_path: str | os.PathLike,
                  parameters: Optional[Mapping[str, Any]] = None,
-                 out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
+                 out_dir: Optional[str | os.PathLike] = None,
                  *, progress_bar: bool = False) -> Path:
     """Execute one notebook; return the path of the executed ``.ipynb``.
 
@@ -306,7 +341,7 @@ def run_notebook(name_or_path: str | os.PathLike,
 
     source = resolve_notebook(name_or_path)
     name = source.stem
-    out_dir = Path(out_dir).resolve()
+    out_dir = Path(repo_root() / "out" / "notebooks" if out_dir is None else out_dir).resolve()
     values = check_parameters(source, parameters or {})
     out_dir.mkdir(parents=True, exist_ok=True)
     ipynb = to_ipynb(source, out_dir / "inputs" / f"{name}.ipynb")
@@ -365,20 +400,40 @@ def split_parameters(notebooks: list[Path],
     return result
 
 
-def run_all(out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
+#: chapters that read what another chapter computed (through the on-disk caches) start after it
+#: when notebooks run side by side. Not for correctness: the caches are locked, and a chapter run
+#: alone computes what it needs. It keeps a lane from waiting on a lock another lane holds.
+AFTER = {"05_bootstrap": ("04_evaluation",), "08_across_datasets": ("04_evaluation",),
+         "09_beyond_linear": ("04_evaluation", "08_across_datasets")}
+#: the status page reads every other chapter's execution record, so it runs last
+LAST = ("99_status",)
+
+
+def run_all(out_dir: Optional[str | os.PathLike] = None,
             parameters_by_notebook: Optional[Mapping[str, Mapping[str, Any]]] = None,
-            *, notebooks_dir: Path = NOTEBOOKS_DIR, progress_bar: bool = False,
-            log: Any = None) -> list[Path]:
-    """Execute every ``notebooks/[0-9][0-9]_*.py`` in order; stop at the first failure.
+            *, notebooks_dir: Optional[Path] = None, progress_bar: bool = False,
+            log: Any = None, jobs: int = 1) -> list[Path]:
+    """Execute every ``notebooks/[0-9][0-9]_*.py``; stop at the first failure.
 
     ``parameters_by_notebook`` maps a notebook name (``"03_training"``) to its
     parameters, or ``"*"`` to parameters for every notebook that declares them.
     ``log``, if given, is called with a one-line message before and after each run.
+
+    ``jobs`` > 1 runs that many notebooks at once, each in its own ``clpips run``
+    process: the longest first (by the last run's seconds in the execution record),
+    :data:`AFTER` and :data:`LAST` respected. Many chapters keep one core busy (a
+    cold ``make book`` on 2 cores used 1.2 of them on average), so two lanes
+    shorten the build; the results do not depend on ``jobs``.
     """
+    out_dir = repo_root() / "out" / "notebooks" if out_dir is None else out_dir
     notebooks = list_notebooks(notebooks_dir)
     if not notebooks:
         raise NotebookError(f"no notebooks matching {NOTEBOOK_GLOB} in {notebooks_dir}")
+    if jobs < 1:
+        raise NotebookError(f"jobs must be >= 1, got {jobs}")
     params = split_parameters(notebooks, parameters_by_notebook)
+    if jobs > 1 and len(notebooks) > 1:
+        return _run_lanes(notebooks, params, Path(out_dir), jobs, log)
     outputs = []
     for source in notebooks:
         if log:
@@ -391,6 +446,62 @@ def run_all(out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
     return outputs
 
 
+def _run_lanes(notebooks: list[Path], params: Mapping[str, Mapping[str, Any]], out_dir: Path,
+               jobs: int, log: Any) -> list[Path]:
+    """:func:`run_all` with ``jobs`` notebooks at once (list scheduling, longest ready first)."""
+    import subprocess
+    import sys
+
+    out_dir = out_dir.resolve()
+    last = read_record(out_dir).get("notebooks", {})
+    expected = {p.stem: float(last.get(p.stem, {}).get("seconds") or 60.0) for p in notebooks}
+    stems = [p.stem for p in notebooks]
+    waits = {s: set(AFTER.get(s, ())) & set(stems) for s in stems}
+    for s in LAST:
+        if s in waits:
+            waits[s] = set(stems) - {s}
+    by_stem = {p.stem: p for p in notebooks}
+    pending, running, done, failed = set(stems), {}, set(), []
+    while pending or running:
+        while not failed and len(running) < jobs:
+            ready = [s for s in pending if waits[s] <= done]
+            if not ready:
+                break
+            stem = max(ready, key=lambda s: (expected[s], -stems.index(s)))
+            pending.discard(stem)
+            command = [sys.executable, "-m", "clpips", "run", stem, "--out", str(out_dir)]
+            for name, value in params[stem].items():
+                command += ["-p", name, str(value).lower() if isinstance(value, bool) else str(value)]
+            if log:
+                log(f"running {stem} {_format_params(params[stem])}".rstrip())
+            logs = out_dir / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            with open(logs / f"{stem}.log", "wb") as sink:  # a file, not a pipe: a full pipe would block
+                running[stem] = (subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT),
+                                 time.perf_counter())
+        if not running:
+            break
+        time.sleep(0.2)
+        for stem, (proc, start) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            output = (out_dir / "logs" / f"{stem}.log").read_text(errors="replace")
+            del running[stem]
+            if proc.returncode == 0:
+                done.add(stem)
+                if log:
+                    log(f"  done in {time.perf_counter() - start:.1f} s -> "
+                        f"{_display_path(out_dir / f'{stem}.ipynb')}")
+            else:
+                failed.append((stem, output.strip().splitlines()[-1:] or ["no output"]))
+        if failed:
+            pending.clear()
+    if failed:
+        stem, lines = failed[0]
+        raise NotebookError(f"{stem} failed: {lines[0]}")
+    return [out_dir / f"{s}.ipynb" for s in stems]
+
+
 def _format_params(values: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in values.items())
 
@@ -398,6 +509,6 @@ def _format_params(values: Mapping[str, Any]) -> str:
 def _display_path(path: Path) -> str:
     """``path`` relative to the checkout when it lies inside it."""
     try:
-        return str(Path(path).resolve().relative_to(REPO))
-    except ValueError:
+        return str(Path(path).resolve().relative_to(repo_root()))
+    except (ValueError, NotebookError):
         return str(path)

@@ -186,3 +186,23 @@ def test_parameter_value_resolves_the_defaults_module():
     assert Parameter("margin", "DEFAULTS.margin", "None").value == repr(DEFAULTS.margin)
     assert Parameter("label", "'smoke'", "str").value == "'smoke'"
     assert Parameter("x", "DEFAULTS.not_a_default", "None").value == "DEFAULTS.not_a_default"
+
+
+def test_repo_root_from_the_variable_the_working_directory_or_a_clear_error(tmp_path, monkeypatch):
+    # an installed package finds the book through CLPIPS_REPO_ROOT or the working directory
+    book = tmp_path / "book"
+    (book / "notebooks").mkdir(parents=True)
+    (book / "notebooks" / "01_first.py").write_text("# %%\nx = 1\n")
+    monkeypatch.setenv("CLPIPS_REPO_ROOT", str(book))
+    assert nr.repo_root() == book.resolve()
+    assert [p.name for p in nr.list_notebooks()] == ["01_first.py"]
+    monkeypatch.setenv("CLPIPS_REPO_ROOT", str(tmp_path / "nowhere"))
+    with pytest.raises(nr.NotebookError, match="CLPIPS_REPO_ROOT=.*no notebooks"):
+        nr.repo_root()
+    monkeypatch.delenv("CLPIPS_REPO_ROOT")
+    monkeypatch.chdir(book)
+    assert nr.repo_root() == book.resolve()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(nr, "__file__", str(tmp_path / "site-packages" / "clpips" / "notebook_runner.py"))
+    with pytest.raises(nr.NotebookError, match="cannot find the book's notebooks.*CLPIPS_REPO_ROOT"):
+        nr.repo_root()

@@ -58,13 +58,8 @@ def _ranking_table(data, set_col, rank_col, distance_col, caller) -> pd.DataFram
                        numeric=("rank_col", "distance_col"), caller=caller)
 
 
-def per_set_correlation(
-    data: pd.DataFrame | None = None,
-    set_col: object = "set",
-    rank_col: object = "rank",
-    distance_col: object = "distance",
-    method: Method = "spearman",
-) -> pd.DataFrame:
+def per_set_correlation(data: pd.DataFrame | None = None, set_col: object = "set", rank_col: object = "rank",
+                        distance_col: object = "distance", method: Method = "spearman") -> pd.DataFrame:
     """The correlation of distance with rank inside each ranking set.
 
     Parameters are those of :func:`rank_correlation`.

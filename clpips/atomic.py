@@ -137,3 +137,23 @@ def remove_entry(path: str | os.PathLike) -> None:
     """Delete a cache entry and its checksum (missing files are fine)."""
     Path(path).unlink(missing_ok=True)
     checksum_path(path).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: str | os.PathLike) -> Iterator[bool]:
+    """Hold an exclusive lock on ``lock_path`` (``filelock``) for the block: where several processes
+    compute the same cached thing (notebooks run side by side), the second waits and then finds it.
+    Yields True when locked; a folder that cannot be written yields False and runs unlocked (the
+    writes themselves are atomic, so at worst the work is done twice)."""
+    from filelock import FileLock
+    try:
+        Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(lock_path))
+        lock.acquire()
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()

@@ -13,6 +13,7 @@ warning line, and the run goes on without caching.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from dataclasses import dataclass
@@ -100,6 +101,23 @@ def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", 
             if vec is not None:
                 found[(t, c)] = vec
     todo = [k for k in keys if k not in found]
+    # a lock while the missing vectors are computed and written, so notebooks run side by side extract
+    # each vector once; the one that waited finds them in the cache
+    with (atomic.exclusive(store / ".lock") if cache and todo else contextlib.nullcontext()):
+        if cache and todo:
+            for t in {t for t, _ in todo}:
+                by_target[t] = _read_entry(store / f"{hashes[t]}.pt", dim)
+            found.update({(t, c): by_target[t][hashes[c]] for t, c in todo if hashes[c] in by_target[t]})
+            todo = [k for k in todo if k not in found]
+        _compute(dataset, todo, found, by_target, hashes, paths, store, net, size, device, batch_size, cache,
+                 progress, metric)
+    matrix = torch.stack([found[k] for k in keys]) if keys else torch.zeros(0, dim)
+    return PairFeatures(keys=keys, matrix=matrix.float(), net=net, extracted=len(todo))
+
+
+def _compute(dataset, todo, found, by_target, hashes, paths, store, net, size, device, batch_size, cache,
+             progress, metric) -> None:
+    """Compute the ``todo`` vectors into ``found`` and, with ``cache``, write their targets' entries."""
     if todo:
         metric = metric if metric is not None else CLPIPS(net=net)
         metric = metric.to(device)
@@ -113,9 +131,7 @@ def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", 
                     atomic.write_checked(store / f"{hashes[t]}.pt", atomic.torch_bytes(entry))
             except OSError as err:
                 warnings.warn(f"cannot write the feature cache {store} ({err.strerror or err}); going on without "
-                              "caching (set CLPIPS_CACHE to a writable folder)", CacheWarning, stacklevel=2)
-    matrix = torch.stack([found[k] for k in keys]) if keys else torch.zeros(0, dim)
-    return PairFeatures(keys=keys, matrix=matrix.float(), net=net, extracted=len(todo))
+                              "caching (set CLPIPS_CACHE to a writable folder)", CacheWarning, stacklevel=4)
 
 
 class CacheWarning(UserWarning):

@@ -47,6 +47,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from . import atomic
 from .atomic import atomic_path, json_ready
 from .defaults import DEFAULTS
 
@@ -279,11 +280,7 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
     cache : bool
         Read and write the on-disk result cache (``<cache>/crossval/``).
     """
-    from .datasets.splits import check_split_mode, shared_pair_share, split_folds
-    from .evaluate import heldout_scores
-    from .model import initial_weight_vector
-    from .pairs import ranking_pairs
-    from .train import GridJob, fit_many, pair_features_for, pair_index
+    from .datasets.splits import check_split_mode
 
     check_split_mode(mode)
     grid = grid or Grid()
@@ -296,8 +293,34 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
                 "epochs": list(grid.epochs), "select": select, "seed": seed, "net": net, "init": init, "loss": loss,
                 "batch_size": batch_size, "layers": layers, "project": project, "version": PROTOCOL_VERSION}
     key = _cache_key(dataset, settings)
-    if cache and (hit := _read_cache(key)) is not None:
+    if not cache:
+        return _crossval(dataset, settings, grid, device, progress, threads, workers)
+    if (hit := _read_cache(key)) is not None:
         return hit
+    folder = _cache_folder(key)
+    # another process computing the same run (chapters side by side): wait for it, then read its result
+    with atomic.exclusive(folder.parent / f".{folder.name}.lock"):
+        if (hit := _read_cache(key)) is not None:
+            return hit
+        result = _crossval(dataset, settings, grid, device, progress, threads, workers)
+        _write_cache(key, result)
+    return result
+
+
+def _crossval(dataset, settings: dict[str, Any], grid: Grid, device: str, progress: bool,
+              threads: Optional[int], workers: int) -> CrossvalResult:
+    """The run itself (no cache)."""
+    from .datasets.splits import shared_pair_share, split_folds
+    from .evaluate import heldout_scores
+    from .model import initial_weight_vector
+    from .pairs import ranking_pairs
+    from .train import GridJob, fit_many, pair_features_for, pair_index
+
+    mode, folds, repeats, inner_folds = settings["mode"], settings["folds"], settings["repeats"], \
+        settings["inner_folds"]
+    select, seed, net, init, loss = settings["select"], settings["seed"], settings["net"], settings["init"], \
+        settings["loss"]
+    batch_size, layers, project = settings["batch_size"], settings["layers"], settings["project"]
 
     # 1. every split first (tables only), so one feature pass covers them all
     within = getattr(dataset, "within", None)
@@ -379,11 +402,8 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
     from .evaluate import RANKING, ranking_ids
     oof_table = pd.concat(oof, ignore_index=True)
     oof_table[RANKING] = ranking_ids(oof_table)
-    result = CrossvalResult(folds=pd.DataFrame(fold_rows), inner=pd.concat(inner_rows, ignore_index=True),
-                            oof=oof_table, weights=np.stack(refits), settings=settings)
-    if cache:
-        _write_cache(key, result)
-    return result
+    return CrossvalResult(folds=pd.DataFrame(fold_rows), inner=pd.concat(inner_rows, ignore_index=True),
+                          oof=oof_table, weights=np.stack(refits), settings=settings)
 
 
 def _n_rankings(table: pd.DataFrame) -> int:

@@ -196,7 +196,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.all:
             if args.notebook:
                 raise UserError("give either a NOTEBOOK or --all")
-            nr.run_all(args.out, {"*": given}, progress_bar=bar,
+            nr.run_all(args.out, {"*": given}, progress_bar=bar, jobs=args.jobs,
                        log=lambda msg: print(msg, file=sys.stderr))
             return 0
         if not args.notebook:
@@ -471,6 +471,8 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
                    help="set a parameter (repeatable)")
     p.add_argument("--out", metavar="DIR", default="out/notebooks",
                    help="folder for executed notebooks (default: out/notebooks)")
+    p.add_argument("--jobs", type=_positive_int, default=1,
+                   help="with --all: notebooks run at once, each in its own process (default 1)")
     p.set_defaults(func=_cmd_run)
 
     d = DEFAULTS

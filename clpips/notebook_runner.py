@@ -460,7 +460,6 @@ def _run_lanes(notebooks: list[Path], params: Mapping[str, Mapping[str, Any]], o
     for s in LAST:
         if s in waits:
             waits[s] = set(stems) - {s}
-    by_stem = {p.stem: p for p in notebooks}
     pending, running, done, failed = set(stems), {}, set(), []
     while pending or running:
         while not failed and len(running) < jobs:
@@ -469,7 +468,8 @@ def _run_lanes(notebooks: list[Path], params: Mapping[str, Mapping[str, Any]], o
                 break
             stem = max(ready, key=lambda s: (expected[s], -stems.index(s)))
             pending.discard(stem)
-            command = [sys.executable, "-m", "clpips", "run", stem, "--out", str(out_dir)]
+            source = next(p for p in notebooks if p.stem == stem)
+            command = [sys.executable, "-m", "clpips", "run", str(source), "--out", str(out_dir)]
             for name, value in params[stem].items():
                 command += ["-p", name, str(value).lower() if isinstance(value, bool) else str(value)]
             if log:
@@ -493,12 +493,14 @@ def _run_lanes(notebooks: list[Path], params: Mapping[str, Mapping[str, Any]], o
                     log(f"  done in {time.perf_counter() - start:.1f} s -> "
                         f"{_display_path(out_dir / f'{stem}.ipynb')}")
             else:
-                failed.append((stem, output.strip().splitlines()[-1:] or ["no output"]))
+                lines = output.strip().splitlines()
+                said = [line for line in lines if line.startswith("clpips run:")]  # the cell's error
+                failed.append((stem, (said or lines[-1:] or ["no output"])[0].removeprefix("clpips run: ")))
         if failed:
             pending.clear()
     if failed:
-        stem, lines = failed[0]
-        raise NotebookError(f"{stem} failed: {lines[0]}")
+        stem, line = failed[0]
+        raise NotebookError(f"{stem} failed: {line} (its log: {_display_path(out_dir / 'logs' / f'{stem}.log')})")
     return [out_dir / f"{s}.ipynb" for s in stems]
 
 

@@ -9,7 +9,8 @@
 #     -p NAME VALUE passed to `clpips run --all` (each notebook that declares NAME gets it)
 #
 # Environment: PYTHON (default .venv/bin/python), BOOK_OUT (default out/notebooks: it must
-# match the paths in _toc.yml), CLPIPS_PROFILE and CLPIPS_DATA_MIRROR reach the notebooks.
+# match the paths in _toc.yml), BOOK_JOBS (notebooks run at once, default 2); CLPIPS_PROFILE
+# and CLPIPS_DATA_MIRROR reach the notebooks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +24,8 @@ scripts/fetch_widget_js.sh
 
 if (( RUN )); then
     echo "build_book: executing the notebooks into $BOOK_OUT"
-    "$PYTHON" -m clpips run --all --out "$BOOK_OUT" "$@"
+    # two notebooks at once (BOOK_JOBS): most chapters keep one of the two cores busy
+    "$PYTHON" -m clpips run --all --jobs "${BOOK_JOBS:-2}" --out "$BOOK_OUT" "$@"
 fi
 
 # Every chapter in the toc must exist, and must not come from a failed run.

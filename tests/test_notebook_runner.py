@@ -206,3 +206,43 @@ def test_repo_root_from_the_variable_the_working_directory_or_a_clear_error(tmp_
     monkeypatch.setattr(nr, "__file__", str(tmp_path / "site-packages" / "clpips" / "notebook_runner.py"))
     with pytest.raises(nr.NotebookError, match="cannot find the book's notebooks.*CLPIPS_REPO_ROOT"):
         nr.repo_root()
+
+
+# -- notebooks side by side (run_all jobs > 1) ----------------------------------
+
+STAMP_NB = HEADER + '''label = "x"
+
+# %%
+import json, os, time
+start = time.time()
+time.sleep(1.5)
+with open(os.path.join(os.environ["CLPIPS_NOTEBOOK_OUT"], label + ".json"), "w") as f:
+    json.dump({"start": start, "end": time.time()}, f)
+'''
+
+
+def test_run_all_side_by_side_overlaps_respects_order_and_records_every_run(tmp_path, monkeypatch):
+    """Two lanes: the two independent notebooks overlap in time, a notebook listed in AFTER starts
+    only once its predecessor ended, the status-like LAST one runs after all, and every run is in
+    the execution record (written under a lock by separate processes)."""
+    for name in ("01_a.py", "02_b.py", "03_c.py", "99_last.py"):
+        write(tmp_path, name, STAMP_NB)
+    monkeypatch.setattr(nr, "AFTER", {"03_c": ("01_a",)})
+    monkeypatch.setattr(nr, "LAST", ("99_last",))
+    out = tmp_path / "out"
+    params = {stem: {"label": stem} for stem in ("01_a", "02_b", "03_c", "99_last")}
+    outputs = nr.run_all(out, params, notebooks_dir=tmp_path / "notebooks", jobs=2)
+    assert [p.name for p in outputs] == ["01_a.ipynb", "02_b.ipynb", "03_c.ipynb", "99_last.ipynb"]
+    seen = {stem: json.loads((out / f"{stem}.json").read_text()) for stem in params}
+    assert seen["01_a"]["start"] < seen["02_b"]["end"] and seen["02_b"]["start"] < seen["01_a"]["end"]
+    assert seen["03_c"]["start"] >= seen["01_a"]["end"]
+    assert seen["99_last"]["start"] >= max(v["end"] for k, v in seen.items() if k != "99_last")
+    record = nr.read_record(out)["notebooks"]
+    assert sorted(record) == sorted(params) and all(e["status"] == "ok" for e in record.values())
+
+
+def test_run_all_side_by_side_stops_at_a_failure_and_names_it(tmp_path):
+    write(tmp_path, "01_fail.py", FAILING_NB)
+    write(tmp_path, "02_ok.py", HEADER + "x = 1\n")
+    with pytest.raises(nr.NotebookError, match="01_fail failed: .*bad value"):
+        nr.run_all(tmp_path / "out", {}, notebooks_dir=tmp_path / "notebooks", jobs=2)

@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from .choices import BASELINES, CANDIDATE_RULES, LINEAR_INITS, LOSSES, NETS, TIES
 from .defaults import DEFAULTS
 
 EXAMPLES = {
@@ -409,14 +410,14 @@ def _print_crossval(mode: str, summary) -> None:
 def _add_experiment_options(p: argparse.ArgumentParser) -> None:
     d = DEFAULTS
     p.add_argument("--dataset", default=d.dataset, help=f"dataset name or CSV path (default {d.dataset})")
-    p.add_argument("--net", choices=["alex", "vgg"], default=d.net)
+    p.add_argument("--net", choices=NETS, default=d.net)
     p.add_argument("--k", type=_positive_int, default=d.k, help="candidates per set (built-in datasets)")
-    p.add_argument("--candidates", choices=["random", "stratified"], default=d.candidates,
+    p.add_argument("--candidates", choices=CANDIDATE_RULES, default=d.candidates,
                    help="how mur92 candidates are drawn")
     p.add_argument("--test-size", type=_share, default=d.test_size, help="held-out share of targets, in (0, 1)")
     p.add_argument("--device", type=_device, default=d.device)
     p.add_argument("--n-boot", type=_positive_int, default=d.n_boot, help="bootstrap resamples (at least 1)")
-    p.add_argument("--ties", choices=["reject", "average"], default="reject",
+    p.add_argument("--ties", choices=TIES, default=TIES[0],
                    help="tied ranks in a CSV study: refuse them (default) or read them as average ranks")
     _add_max_pixels(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -451,7 +452,7 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
                        epilog=EXAMPLES["score"], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", metavar="TARGET")
     p.add_argument("images", metavar="IMAGE", nargs="+")
-    p.add_argument("--net", choices=["alex", "vgg"], default=DEFAULTS.net)
+    p.add_argument("--net", choices=NETS, default=DEFAULTS.net)
     p.add_argument("--weights", metavar="FILE", help="linear weights (clpips or lpips .pth); default: LPIPS v0.1")
     p.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"),
                    help="resize both images to H x W (default: each candidate to the target's size)")
@@ -482,13 +483,13 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
     _add_experiment_options(p)
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--loss", choices=["margin", "logistic"], default=d.loss)
+    p.add_argument("--loss", choices=LOSSES, default=d.loss)
     p.add_argument("--margin", type=_nonnegative_float, default=d.margin)
     p.add_argument("--lr", type=_positive_float, default=d.lr)
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
     p.add_argument("--epochs", type=_positive_int, default=d.epochs)
     p.add_argument("--patience", type=_nonnegative_int, default=d.patience)
-    p.add_argument("--init", choices=["lpips", "uniform", "ones", "random"], default=d.init)
+    p.add_argument("--init", choices=LINEAR_INITS, default=d.init)
     p.add_argument("--layers", default=d.layers, help="layers to train: all or e.g. 0,1,4")
     p.add_argument("--no-project", dest="project", action="store_false", help="allow negative weights")
     p.set_defaults(func=_cmd_fit, project=d.project)
@@ -527,8 +528,8 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
                    help="split seed (default: the first weights file's, else %d)" % d.seed)
     p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     p.add_argument("--baselines", nargs="?", const=d.baselines, default=None, metavar="NAMES",
-                   help="also list baseline metrics: comma-separated names among l2, psnr, ssim, lpips_vgg, "
-                        f"lpips_ones (clpips.baselines); alone: {d.baselines}")
+                   help=f"also list baseline metrics: comma-separated names among {', '.join(BASELINES)} "
+                        f"(clpips.baselines); alone: {d.baselines}")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("classroom", help="serve a ranking page for a class (students rank, see their scores)",
@@ -545,12 +546,12 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
     p.add_argument("--code", help="the class code students must type (default: a random one, printed)")
     p.add_argument("--sets", type=int, default=d.classroom_sets, help="sets every student ranks")
     p.add_argument("--k", type=int, default=d.classroom_k, help="candidates per set (built-in datasets, folders)")
-    p.add_argument("--candidates", choices=["random", "stratified"], default=d.candidates,
+    p.add_argument("--candidates", choices=CANDIDATE_RULES, default=d.candidates,
                    help="how mur92 candidates are drawn")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds the sets, their order and the candidates")
     p.add_argument("--weights", metavar="FILE", help="start personal models from these CLPIPS weights "
                                                      "(default: LPIPS)")
-    p.add_argument("--net", choices=["alex", "vgg"], default=d.net)
+    p.add_argument("--net", choices=NETS, default=d.net)
     p.add_argument("--device", default=d.device)
     p.add_argument("--stop-after", type=float, metavar="SECONDS", help="stop by itself after this long")
     p.set_defaults(func=_cmd_classroom)

@@ -31,13 +31,11 @@ from torch import nn
 
 from . import atomic
 from . import weights as _weights
+from .choices import LINEAR_INITS  # what ``linear=`` accepts besides a file path
 from .conventions import check_images, check_size
 
-#: channels of the five LPIPS layers for each backbone
+#: channels of the five LPIPS layers for each backbone (one entry per :data:`clpips.choices.NETS`)
 CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
-
-#: what ``linear=`` accepts besides a file path
-LINEAR_INITS = ("lpips", "uniform", "ones", "random")
 
 
 def layer_slices(net: str = "alex") -> list[slice]:

@@ -1,0 +1,36 @@
+"""The package's choice lists, in one light module (no torch, no pandas).
+
+Each list is defined here once; the modules that check a value against a list
+(:mod:`clpips.model`, :mod:`clpips.train`, :mod:`clpips.protocol`,
+:mod:`clpips.datasets`) and the command line (:mod:`clpips.cli`, which must start
+without importing torch) read it from here, so an option the library accepts is an
+option the CLI offers.
+"""
+from __future__ import annotations
+
+__all__ = ["NETS", "LINEAR_INITS", "LOSSES", "CANDIDATE_RULES", "TIES", "SPLIT_MODES", "PROTOCOL_STATISTICS",
+           "SELECT", "BASELINES"]
+
+#: LPIPS backbones (:data:`clpips.model.CHANNELS` has one entry per name)
+NETS: tuple[str, ...] = ("alex", "vgg")
+#: starting linear weights: what :func:`clpips.model.initial_weight_vector` and ``CLPIPS(linear=...)``
+#: accept besides a file path
+LINEAR_INITS: tuple[str, ...] = ("lpips", "uniform", "ones", "random")
+#: losses of a ranking pair (:func:`clpips.train.pair_loss`)
+LOSSES: tuple[str, ...] = ("margin", "logistic")
+#: how mur92's candidates are drawn (:func:`clpips.datasets.mur92.draw_candidates`)
+CANDIDATE_RULES: tuple[str, ...] = ("random", "stratified")
+#: what reading a study CSV does with tied ranks (:func:`clpips.datasets.from_csv`, :mod:`clpips.datasets.validate`)
+TIES: tuple[str, ...] = ("reject", "average")
+#: how a split separates training from held-out rankings (the nested protocol, :mod:`clpips.protocol`)
+SPLIT_MODES: dict[str, str] = {
+    "target": "by target, as the paper: no held-out target has a training ranking; "
+              "candidates (and targets as candidates) may occur on both sides",
+    "image": "by image: no image, as target or candidate, occurs on both sides",
+}
+#: the statistics the protocol scores on every held-out side, as :func:`clpips.evaluate.heldout_scores` names them
+PROTOCOL_STATISTICS: tuple[str, ...] = ("icc_A_k", "spearman_raw", "spearman", "pair_accuracy")
+#: inner-fold criteria a protocol setting can be chosen by (higher is better)
+SELECT: tuple[str, ...] = PROTOCOL_STATISTICS
+#: the extra baselines of :mod:`clpips.baselines`, in table order (pixel metrics, then feature metrics)
+BASELINES: tuple[str, ...] = ("l2", "psnr", "ssim", "lpips_vgg", "lpips_ones")

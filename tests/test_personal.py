@@ -14,8 +14,8 @@ import torch
 from scipy import stats as sps
 
 from clpips import personal as ps
-from clpips.datasets import RankingDataset, split_by_target
-from clpips.evaluate import alignment, score_rankings
+from clpips.datasets import RankingDataset, drop_shared_pairs, shared_pair_share, split_by_target
+from clpips.evaluate import alignment, heldout_scores, score_rankings
 from clpips.features import PairFeatures
 from clpips.model import CHANNELS, initial_weight_vector
 from clpips.pairs import ranking_pairs
@@ -75,7 +75,7 @@ def test_heldout_scores_equal_evaluate_alignment(synth):
     tied = torch.from_numpy(np.round(rng.random(DIM), 1)).float()   # coarse weights: some tied distances
     weights = {"a": torch.rand(DIM), "b": initial_weight_vector("alex", "lpips"), "tied": tied * 0}
     weights["tied"][0] = 1.0
-    ours = ps.heldout_scores(table, features, weights)
+    ours = heldout_scores(table, features, weights)
     scored = score_rankings(table, features, weights)
     for name in weights:
         ref = alignment(scored, name)
@@ -86,7 +86,7 @@ def test_heldout_scores_equal_evaluate_alignment(synth):
 
 def test_heldout_scores_of_an_empty_table_are_nan(synth):
     data, features, _ = synth
-    out = ps.heldout_scores(data.table.iloc[:0], features, {"a": torch.rand(DIM)})
+    out = heldout_scores(data.table.iloc[:0], features, {"a": torch.rand(DIM)})
     assert np.isnan(out.at["a", "icc_A_k"]) and out.at["a", "n_rankings"] == 0
 
 
@@ -144,10 +144,10 @@ def test_drop_shared_pairs_removes_every_shared_pair_and_reranks():
     train = pd.DataFrame({"set_id": "a", "target": "X", "candidate": ["Y", "Z", "W"], "rater": "p",
                           "rank": [2, 1, 3]})
     test = pd.DataFrame({"set_id": "b", "target": "Y", "candidate": ["X", "V"], "rater": "p", "rank": [1, 2]})
-    assert ps.shared_pair_share(train, test) == pytest.approx(0.5)
-    out = ps.drop_shared_pairs(train, test)
+    assert shared_pair_share(train, test) == pytest.approx(0.5)
+    out = drop_shared_pairs(train, test)
     assert list(out["candidate"]) == ["Z", "W"] and list(out["rank"]) == [1, 2]
-    assert ps.shared_pair_share(out, test) == 0
+    assert shared_pair_share(out, test) == 0
 
 
 # --------------------------------------------------------------------------- two-way bootstrap
@@ -311,7 +311,7 @@ def test_study_without_bootstrap_reports_observed_deltas(synth):
     assert part["ci_low_icc"].isna().all()
     assert not quick.lopo and "new_user" not in set(quick.comparisons["comparison"])
     assert quick.settings["shared_pair_share"] > 0
-    assert ps.shared_pair_share(quick.train_table, quick.test_table) == 0
+    assert shared_pair_share(quick.train_table, quick.test_table) == 0
     with pytest.raises(TypeError):
         ps.personal_study(data, features=features, epochs=1, lopo=False, not_an_option=1)
 

@@ -148,7 +148,7 @@ def table4(results: Mapping[str, object], bca: Optional[Mapping[str, object]] = 
 # --------------------------------------------------------------------------- the ablations chapter
 def factor_title(factor: str, titles: Optional[Mapping[str, str]] = None) -> str:
     """A factor's name for readers: ``titles[factor]``, else :data:`clpips.ablations.FACTORS`' title."""
-    from .ablations import FACTORS
+    from .ablations.grid import FACTORS
     return dict(titles or {}).get(factor, FACTORS.get(factor, {}).get("title", factor))
 
 
@@ -215,7 +215,7 @@ def verdict_lists(summary: pd.DataFrame, titles: Optional[Mapping[str, str]] = N
 def budget_note(results: pd.DataFrame, titles: Optional[Mapping[str, str]] = None, max_listed: int = 6,
                 share: float = 0.5) -> str:
     """:func:`budget_limited` in words: ``"none"``, the levels, or how many when they are too many to list."""
-    from .ablations import budget_limited
+    from .ablations.summary import budget_limited
     limited = budget_limited(results, share=share)
     if limited.empty:
         return "none"

@@ -71,8 +71,10 @@ from myst_nb import glue
 
 from clpips import ablations as ab
 from clpips import paper
+from clpips.datasets import drop_shared_pairs
 from clpips.experiment import load_dataset
 from clpips.plots import ablations as plots
+from clpips.report import budget_note, factor_facts, glue_all, report_table, verdict_lists
 from clpips.train import pair_features_for
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
@@ -101,14 +103,11 @@ used = pd.DataFrame([{"dataset": data.name, "rankings": data.table.groupby(["set
                       "folds": ablation_folds, "seed": seed, **base}])
 display(used.set_index("dataset"))
 
-glue("nb06_dataset", data.name, display=False)
-glue("nb06_folds", int(ablation_folds), display=False)
-glue("nb06_test_share", 1 / int(ablation_folds), display=False)
-glue("nb06_n_targets", int(data.table["target"].nunique()), display=False)
-glue("nb06_n_variants", len({v.key(**base) for v in grid + curve}), display=False)
-glue("nb06_extraction_seconds", float(sum(extraction.values())), display=False)
-glue("nb06_epochs", int(epochs), display=False)
-glue("nb06_patience", int(patience), display=False)
+glue_all({"dataset": data.name, "folds": int(ablation_folds), "test_share": 1 / int(ablation_folds),
+          "n_targets": int(data.table["target"].nunique()),
+          "n_variants": len({v.key(**base) for v in grid + curve}),   # distinct fits per fold
+          "extraction_seconds": float(sum(extraction.values())), "epochs": int(epochs),
+          "patience": int(patience)}, prefix="nb06_")
 
 # %% [markdown]
 # The {glue:text}`nb06_dataset` rankings cover {glue:text}`nb06_n_targets:d` target images,
@@ -153,9 +152,8 @@ summary = ab.summarize(pd.concat([results, raters], ignore_index=True), ci=ci)
 titles = {factor: spec["title"] for factor, spec in ab.FACTORS.items()} | {"raters": "per-rater training"}
 
 n_rater_fits = sum(len(frame) // 2 + 1 for frame in (raters, raters_clean))  # personal fits + one pooled each
-glue("nb06_n_fits", int(results.drop_duplicates(["options", "split", "seed"]).shape[0] + len(seed_rows)
-                        + n_rater_fits), display=False)
-glue("nb06_fit_seconds", float(fit_seconds), display=False)
+n_fits = results.drop_duplicates(["options", "split", "seed"]).shape[0] + len(seed_rows) + n_rater_fits
+glue_all({"n_fits": int(n_fits), "fit_seconds": float(fit_seconds)}, prefix="nb06_")
 
 # %% [markdown]
 # ## How large is the noise?
@@ -168,17 +166,14 @@ glue("nb06_fit_seconds", float(fit_seconds), display=False)
 noise = ab.noise_table(seed_rows, ab.default_fit_rows(results))
 display(noise.set_index("source").round(4))
 seeds_row, folds_row = noise.iloc[0], noise.iloc[1]
-glue("nb06_seed_n", int(seeds_row["n"]), display=False)
-glue("nb06_seed_icc_sd", float(seeds_row["icc_sd"]), display=False)
-glue("nb06_fold_icc_sd", float(folds_row["icc_sd"]), display=False)
-glue("nb06_seed_delta_mean", float(seeds_row["delta_icc_mean"]), display=False)
-glue("nb06_seed_delta_sd", float(seeds_row["delta_icc_sd"]), display=False)
-glue("nb06_fold_delta_mean", float(folds_row["delta_icc_mean"]), display=False)
-glue("nb06_fold_delta_sd", float(folds_row["delta_icc_sd"]), display=False)
-glue("nb06_fold_icc_mean", float(folds_row["icc_mean"]), display=False)
-glue("nb06_fold_lpips_mean", float(ab.default_fit_rows(results)["base_icc"].mean()), display=False)
-glue("nb06_noise_compare", "larger than" if seeds_row["icc_sd"] > folds_row["icc_sd"] else "smaller than",
-     display=False)
+glue_all({"seed_n": int(seeds_row["n"]), "seed_icc_sd": float(seeds_row["icc_sd"]),
+          "fold_icc_sd": float(folds_row["icc_sd"]),
+          "seed_delta_mean": float(seeds_row["delta_icc_mean"]), "seed_delta_sd": float(seeds_row["delta_icc_sd"]),
+          "fold_delta_mean": float(folds_row["delta_icc_mean"]), "fold_delta_sd": float(folds_row["delta_icc_sd"]),
+          "fold_icc_mean": float(folds_row["icc_mean"]),
+          "fold_lpips_mean": float(ab.default_fit_rows(results)["base_icc"].mean()),
+          "noise_compare": "larger than" if seeds_row["icc_sd"] > folds_row["icc_sd"] else "smaller than"},
+         prefix="nb06_")
 
 # %% [markdown]
 # With the split fixed, {glue:text}`nb06_seed_n:d` training seeds move the held-out ICC(A,k) of
@@ -199,21 +194,19 @@ def glue_figure(key: str, fig) -> None:
 
 
 for factor in ("margin", "lr", "layers", "init", "project", "loss", "net", "train_size", "raters"):
-    for key, value in ab.factor_facts(summary, factor).items():  # nb06_<factor>_<key>
-        glue(f"nb06_{factor}_{key}", value, display=False)
+    glue_all(factor_facts(summary, factor), prefix=f"nb06_{factor}_")  # nb06_<factor>_<key>
 for factor in ("margin", "lr", "layers", "init", "project", "loss", "net"):
     glue_figure(f"nb06_fig_{factor}", plots.plot_factor(results, factor, title=titles[factor]))
 glue_figure("nb06_fig_train_size", plots.plot_learning_curve(results))
 glue_figure("nb06_fig_raters", plots.plot_per_rater(raters))
-clean_facts = ab.factor_facts(ab.summarize(raters_clean, ci=ci), "raters")
-for key, value in clean_facts.items():
-    glue(f"nb06_raters_clean_{key}", value, display=False)
-raters_facts = ab.factor_facts(summary, "raters")
-glue("nb06_raters_pooled_gain", raters_facts["ref_mean"] - raters_facts["lpips"], display=False)
-glue("nb06_raters_clean_pooled_gain", clean_facts["ref_mean"] - clean_facts["lpips"], display=False)
+clean_facts = factor_facts(ab.summarize(raters_clean, ci=ci), "raters")
+glue_all(clean_facts, prefix="nb06_raters_clean_")
+raters_facts = factor_facts(summary, "raters")
 standard = ab.replicates(data.table, test_size=test_size, split_seed=seed)[0]
-glue("nb06_shared_share", 1 - len(ab.drop_shared_pairs(standard.train, standard.test)) / len(standard.train),
-     display=False)
+glue_all({"raters_pooled_gain": raters_facts["ref_mean"] - raters_facts["lpips"],
+          "raters_clean_pooled_gain": clean_facts["ref_mean"] - clean_facts["lpips"],
+          "shared_share": 1 - len(drop_shared_pairs(standard.train, standard.test)) / len(standard.train)},
+         prefix="nb06_")
 
 # %% [markdown]
 # ## The margin
@@ -338,9 +331,8 @@ glue("nb06_shared_share", 1 - len(ab.drop_shared_pairs(standard.train, standard.
 
 # %% tags=["hide-input"]
 net_table = summary[summary["factor"] == "net"].set_index("level")
-for level, row in net_table.iterrows():
-    glue(f"nb06_net_lpips_{level}", float(row["lpips"]), display=False)
-    glue(f"nb06_net_clpips_{level}", float(row["mean"]), display=False)
+glue_all({f"net_{model}_{level}": float(row[column]) for level, row in net_table.iterrows()
+          for model, column in (("lpips", "lpips"), ("clpips", "mean"))}, prefix="nb06_")
 display(net_table[["n", "lpips", "mean", "sd", "diff", "diff_low", "diff_high", "verdict"]]
         .rename(columns={"lpips": "LPIPS of the backbone", "mean": "CLPIPS"}).round(4))
 
@@ -405,14 +397,11 @@ display(net_table[["n", "lpips", "mean", "sd", "diff", "diff_low", "diff_high", 
 # ## Summary
 
 # %% tags=["hide-input"]
-lists = ab.verdict_lists(summary, titles)
-glue("nb06_better", lists["better"], display=False)
-glue("nb06_worse", lists["worse"], display=False)
-glue("nb06_within", lists["within"], display=False)
-glue("nb06_budget_limited", ab.budget_note(results, titles), display=False)
+glue_all({**verdict_lists(summary, titles),       # nb06_better, nb06_worse, nb06_within
+          "budget_limited": budget_note(results, titles),
+          "paper_delta": float(paper.derived()["delta_icc_A_k"]),
+          "max_abs_diff": float(summary.loc[summary["factor"] != "raters", "diff"].abs().max())}, prefix="nb06_")
 glue_figure("nb06_fig_differences", plots.plot_differences(summary, titles))
-glue("nb06_paper_delta", float(paper.derived()["delta_icc_A_k"]), display=False)
-glue("nb06_max_abs_diff", float(summary.loc[summary["factor"] != "raters", "diff"].abs().max()), display=False)
 DATA_NOTES = {  # why the numbers look as they do, per built-in dataset
     "mur92": "On mur92 people judged photographs of objects, and much of their similarity is "
              "categorical (faces with faces, animals with animals); the frozen features already carry "
@@ -423,7 +412,7 @@ DATA_NOTES = {  # why the numbers look as they do, per built-in dataset
                  "capture bounds every level alike.",
 }
 glue("nb06_data_note", DATA_NOTES.get(data.name, ""), display=False)
-table = ab.report_table(summary, titles, ci=ci)
+table = report_table(summary, titles, ci=ci)
 glue("ablation_table", table, display=False)  # pasted by book/reproduction.md (claim 3)
 display(table)
 

@@ -15,6 +15,8 @@ import torch
 matplotlib.use("Agg")
 
 from clpips import ablations as ab  # noqa: E402
+from clpips import report  # noqa: E402
+from clpips.ablations import runner  # noqa: E402
 from clpips import train  # noqa: E402
 from clpips.defaults import DEFAULTS  # noqa: E402
 from clpips.features import PairFeatures  # noqa: E402
@@ -55,16 +57,16 @@ def study():
 @pytest.fixture()
 def fit_calls(monkeypatch):
     """Record every fit the runners ask for, as the arguments of a clpips.train.fit call (the training
-    table and the options), then fit for real. The runners fit in batches (ab._fit_together, each
+    table and the options), then fit for real. The runners fit in batches (runner._fit_together, each
     request equal to its own train.fit: test_fit_together_equals_train_fit), so the requests are recorded."""
     calls = []
-    real = ab._fit_together
+    real = runner._fit_together
 
     def recording(dataset, requests, **kwargs):
         calls.extend(dict(r) for r in requests)
         return real(dataset, requests, **kwargs)
 
-    monkeypatch.setattr(ab, "_fit_together", recording)
+    monkeypatch.setattr(runner, "_fit_together", recording)
     return calls
 
 
@@ -201,13 +203,13 @@ def test_learning_curve_sizes_respected_and_skipped(study, fit_calls):
 def test_per_rater_scores_each_rater_on_own_rankings(study, fit_calls, monkeypatch):
     data, feats = study
     scored_tables = []
-    real_scores = ab._scores_many
+    real_scores = runner._scores_many
 
     def recording(test, features, weights):
         scored_tables.append(test)
         return real_scores(test, features, weights)
 
-    monkeypatch.setattr(ab, "_scores_many", recording)
+    monkeypatch.setattr(runner, "_scores_many", recording)
     out = ab.run_per_rater(data, features=feats, **FAST)
     assert set(out["level"]) == {"pooled", "personal"} and set(out["rater"]) == {"a", "b", "c"}
     assert all(t["rater"].nunique() == 1 for t in scored_tables)
@@ -266,14 +268,14 @@ def test_facts_and_verdict_lists_are_plain_python():
                          _fake_results(np.array([0.05, -0.04, 0.03, -0.05, 0.01]), level="c")])
     results = results.drop_duplicates(["level", "split", "seed"])
     summary = ab.summarize(results)
-    facts = ab.factor_facts(summary, "f")
+    facts = report.factor_facts(summary, "f")
     assert facts["ref_level"] == "a" and facts["best_level"] == "b" and facts["worst_level"] == "c"
     assert facts["best_verdict"] == "reliably higher"
     assert all(type(v) in (str, float, int) for v in facts.values())
-    lists = ab.verdict_lists(summary, titles={"f": "the f factor"})
+    lists = report.verdict_lists(summary, titles={"f": "the f factor"})
     assert lists == {"better": "the f factor", "worse": "none", "within": "none"}
     with pytest.raises(KeyError):
-        ab.factor_facts(summary, "g")
+        report.factor_facts(summary, "g")
 
 
 def test_noise_table():
@@ -328,9 +330,9 @@ def test_default_rows_and_budget_limited(study):
 
 def test_budget_note():
     rows = _fake_results(np.zeros(3)).assign(best_epoch=30, options=json.dumps({"epochs": 30}))
-    assert ab.budget_note(rows.assign(best_epoch=3)) == "none"
-    assert ab.budget_note(rows) == "f a, f b"
-    note = ab.budget_note(rows, max_listed=1)
+    assert report.budget_note(rows.assign(best_epoch=3)) == "none"
+    assert report.budget_note(rows) == "f a, f b"
+    note = report.budget_note(rows, max_listed=1)
     assert note.startswith("2 of the 2 levels, the default fit among them,")
 
 
@@ -364,7 +366,7 @@ def test_drop_shared_pairs_and_runner_option(fit_calls):
 
 def test_report_table():
     summary = ab.summarize(_fake_results(np.array([0.05, 0.06, 0.04, 0.05, 0.055])))
-    table = ab.report_table(summary, titles={"f": "the f factor"})
+    table = report.report_table(summary, titles={"f": "the f factor"})
     assert list(table.index) == [("the f factor", "a"), ("the f factor", "b")]
     assert table.loc[("the f factor", "a"), "95% interval"] == "(reference)"
     low, high = summary.iloc[1][["diff_low", "diff_high"]]
@@ -379,7 +381,7 @@ def test_scores_equal_evaluate_alignment(study):
     for how in ("lpips", "ones", "random"):
         w = initial_weight_vector("alex", how, seed=3)
         ref = alignment(score_rankings(test, feats, {"m": w}), "m")
-        got = ab._scores(test, feats, w)
+        got = runner._scores(test, feats, w)
         assert got["icc"] == pytest.approx(ref["icc_A_k"], abs=1e-12)
         assert got["icc_ci_low"] == pytest.approx(ref["icc_A_k_ci_low"], abs=1e-12)
         assert got["icc_ci_high"] == pytest.approx(ref["icc_A_k_ci_high"], abs=1e-12)
@@ -403,7 +405,7 @@ def test_fit_together_equals_train_fit(study):
                 {"table": train_rows, "seed": 3, **options},
                 {"table": train_rows, "seed": 0, "rater": "b", **options},
                 {"table": small, "seed": 1, **options}]
-    got = ab._fit_together(data, [{**r, "features": feats} for r in requests])
+    got = runner._fit_together(data, [{**r, "features": feats} for r in requests])
     early = False
     for request, result in zip(requests, got):
         request = dict(request)
@@ -415,14 +417,14 @@ def test_fit_together_equals_train_fit(study):
         early |= result.epochs_run < 8
     assert early and len({r.seconds for r in got}) == 1  # the batch's time, shared equally
     with pytest.raises(ValueError):
-        ab._fit_together(data, [{"table": train_rows, "features": feats, "l2": 0.1}])
+        runner._fit_together(data, [{"table": train_rows, "features": feats, "l2": 0.1}])
 
 
 def test_scores_of_many_vectors_equal_one_at_a_time(study):
     data, feats = study
     test = ab.replicates(data.table)[0].test
     weights = {how: initial_weight_vector("alex", how, seed=2) for how in ("lpips", "ones", "random", "uniform")}
-    together = ab._scores_many(test, feats, weights)
+    together = runner._scores_many(test, feats, weights)
     for name, w in weights.items():
-        alone = ab._scores(test, feats, w)
+        alone = runner._scores(test, feats, w)
         assert together[name] == pytest.approx(alone, abs=1e-12)

@@ -52,14 +52,17 @@ lockstep as one batched tensor, with gradients written out (checked against
 autograd in the tests). Identical ordered pairs (mur92's raters rank the same
 sets) are merged with their counts as weights (the mean loss is unchanged), and
 when the delta rows are differences of per-image vectors (``factors``, which
-:func:`delta_features` provides), the products with ``U`` and ``V`` are taken
-over the images rather than the rows (92 vs ~900 on mur92).
+:func:`delta_features` provides), a step works on the images rather than the rows
+(92 vs ~900 on mur92): the products with ``U`` and ``V``, and the distances as
+entries of image-by-image matrices (:func:`_gradient_images`). Jobs run one after
+another: stepping several jobs together (their columns side by side over the union
+of their pairs) was measured no faster on mur92-sized jobs (3.3 vs 3.4 s CPU for 8).
 
-Measured (``benchmarks/bench_aligned.py``; 2-core Intel Xeon shared with other work,
-load ~2.5, 1 torch thread): one mur92-sized job (50,000 training pairs over 920
-distinct rows of 92 images, 8,271 distinct ordered pairs, D = 1,152, rank 8,
-6 settings, 200 steps) took 0.52 s with ``factors`` and 0.91 s from the delta rows
-alone (best of 5).
+Measured (``benchmarks/bench_aligned.py``, best of 5; a 2-core Intel Xeon shared with
+other work, load 2.5-4.6, 1 torch thread): one mur92-sized job (50,000 training pairs over
+920 distinct rows of 92 images, 8,271 distinct ordered pairs, D = 1,152, rank 8,
+6 settings, 200 steps) took 0.41-0.46 s of CPU (0.46-0.63 s wall) with ``factors``, and
+0.91-0.95 s of CPU from the delta rows alone.
 
 The teacher
     :func:`teacher_rankings` draws candidate sets among a given image universe
@@ -487,7 +490,9 @@ def fit_transform_many(delta: torch.Tensor, jobs: Sequence[tuple[torch.Tensor, i
     factors : (Z, ends), optional
         ``delta[i] == Z[ends[i, 0]] - Z[ends[i, 1]]`` (``DeltaFeatures.factors``): the
         products with ``U`` and ``V`` then run over ``Z``'s rows (images) instead of
-        ``delta``'s (pairs), ~7x faster on mur92. Checked against ``delta`` on the rows used.
+        ``delta``'s, and the rest of a step over image-by-image matrices
+        (:func:`_gradient_images`): about twice as fast on mur92 (module docstring).
+        Checked against ``delta`` on the rows used (a ValueError if they differ).
 
     Returns
     -------
@@ -498,10 +503,14 @@ def fit_transform_many(delta: torch.Tensor, jobs: Sequence[tuple[torch.Tensor, i
 
     Notes
     -----
-    Each column is exactly what a grid of that one setting gives (to float rounding of the
-    batched products): Adam (betas 0.9/0.999, eps 1e-8, as :class:`clpips.train._Adam`) on
-    the objective of :func:`transform_loss`, from ``U = 0`` and ``V`` with entries
-    ``N(0, V_INIT^2 / D)`` drawn by ``torch.Generator().manual_seed(seed)``. Identical
+    Each column is what a grid of that one setting gives, and the fast path (``factors``)
+    what the rows give, to float rounding (bitwise, in our runs, for a column of a grid with
+    the margin loss; the two paths sum in other orders). A nonconvex fit can amplify rounding
+    over many steps at a high learning rate: the parameters may then differ in the second
+    digit, the pair accuracy in the fourth. Training is Adam (betas 0.9/0.999, eps 1e-8, as
+    :class:`clpips.train._Adam`) on the objective of :func:`transform_loss`, from ``U = 0``
+    and ``V`` with entries ``N(0, V_INIT^2 / D)`` drawn by
+    ``torch.Generator().manual_seed(seed)`` (:func:`initial_v`). Identical
     ordered pairs are merged with their counts as weights (the same mean loss), and a step
     computes only over the rows (or, with ``factors``, images) the job's pairs use.
     """
@@ -548,20 +557,23 @@ class _Problem:
 
     better: torch.Tensor        #: distinct ordered pairs, as rows of ``norms``
     worse: torch.Tensor
-    weight: torch.Tensor        #: count / N of each distinct pair (column)
+    weight: torch.Tensor        #: N_u x 1: count / N of each distinct pair
     norms: torch.Tensor         #: ||delta||^2 of each used row (column)
     basis: torch.Tensor         #: what U and V multiply: the used rows, or the used images
     basis_t: torch.Tensor
     t_at: Optional[torch.Tensor]  #: with factors: each row's target and candidate image in ``basis``
     c_at: Optional[torch.Tensor]
+    corners: Optional[torch.Tensor] = None  #: with factors: (t, t), (t, c), (c, t), (c, c) of each row in n x n
+    weight_t: Optional[torch.Tensor] = None  #: 1 x N_u, ``weight`` transposed
 
 
 def _prepare(delta: torch.Tensor, factors, pairs: torch.Tensor) -> _Problem:
-    n_pairs = pairs.shape[0]
-    # identical ordered pairs (raters who ranked the same set alike) merged, their counts as weights
-    # (torch.unique(dim=0) compares rows one by one: 0.15 s for 50,000 pairs; one key per pair is ~1 ms)
+    """A job's pairs compacted: identical ordered pairs (raters who ranked the same set alike) merged,
+    their counts as weights; only the rows (or, with ``factors``, the images) they use."""
+    # one integer key per pair (torch.unique(dim=0) compares rows one by one: 0.15 s for 50,000 pairs)
     span = int(delta.shape[0])
     keys, counts = torch.unique(pairs[:, 0] * span + pairs[:, 1], return_counts=True)
+    weight = (counts.to(torch.float64) / pairs.shape[0]).to(torch.float32)[:, None]
     uniq = torch.stack([keys // span, keys % span], dim=1)
     used, inverse = torch.unique(uniq.flatten(), return_inverse=True)
     inverse = inverse.view(-1, 2)
@@ -574,12 +586,17 @@ def _prepare(delta: torch.Tensor, factors, pairs: torch.Tensor) -> _Problem:
         at = at.view(-1, 2)
         t_at, c_at = at[:, 0].contiguous(), at[:, 1].contiguous()
         basis = Z[images].to(torch.float32).contiguous()
-        rebuilt = basis[t_at] - basis[c_at]
-        if not torch.allclose(rebuilt, rows, rtol=1e-5, atol=1e-6 * float(rows.abs().max().clamp_min(1e-30))):
+        error = float((basis[t_at] - basis[c_at] - rows).abs().max()) if rows.numel() else 0.0
+        if error > 1e-5 * float(rows.abs().max()):
             raise ValueError("factors do not reproduce delta: need delta[i] == Z[ends[i, 0]] - Z[ends[i, 1]]")
+    corners = None
+    if t_at is not None:
+        n = basis.shape[0]
+        corners = torch.cat([t_at * n + t_at, t_at * n + c_at, c_at * n + t_at, c_at * n + c_at])
     return _Problem(better=inverse[:, 0].contiguous(), worse=inverse[:, 1].contiguous(),
-                    weight=(counts.to(torch.float32) / n_pairs)[:, None], norms=(rows * rows).sum(1)[:, None],
-                    basis=basis, basis_t=basis.T.contiguous(), t_at=t_at, c_at=c_at)
+                    weight=weight, norms=(rows * rows).sum(1)[:, None],
+                    basis=basis, basis_t=basis.T.contiguous(), t_at=t_at, c_at=c_at, corners=corners,
+                    weight_t=weight.T.contiguous())
 
 
 def _gradient(prob: _Problem, W: torch.Tensor, lam2: torch.Tensor, margin: float, loss: str) -> torch.Tensor:
@@ -592,6 +609,8 @@ def _gradient(prob: _Problem, W: torch.Tensor, lam2: torch.Tensor, margin: float
     and ``dL/dV = delta^T (2 c (Q + A P))``; the regulariser ``lam trace(A V^T V)`` adds
     ``2 lam U V^T V`` and ``2 lam V A``.
     """
+    if prob.corners is not None:
+        return _gradient_images(prob, W, lam2, margin, loss)
     dim, _, G, r = W.shape
     n_rows, C = prob.norms.shape[0], G * r
     # Row quantities are kept R x (G r) (settings side by side, inner dimension G r): the settings'
@@ -632,6 +651,53 @@ def _gradient(prob: _Problem, W: torch.Tensor, lam2: torch.Tensor, margin: float
     return g.view(dim, 2, G, r)
 
 
+_CORNER_SIGNS = torch.tensor([1.0, -1.0, -1.0, 1.0])
+
+
+def _gradient_images(prob: _Problem, W: torch.Tensor, lam2: torch.Tensor, margin: float,
+                     loss: str) -> torch.Tensor:
+    """:func:`_gradient` when rows are differences of images, working on n x n matrices of images.
+
+    With ``a = Z V``, ``b = Z U`` (n x r per setting) and ``e = 1_t - 1_c`` the row's image
+    indicator, ``d = |delta|^2 + e^T F e`` with ``F = (2 b + a A) a^T`` (``e^T b a^T e = Q.P``),
+    so ``d`` is four entries of ``F`` per row. Back: with ``c = dL/dd`` per row and the
+    signed Laplacian ``S = sum_rows c e e^T`` (n x n), ``dL/db = 2 S a``,
+    ``dL/da = 2 S (b + a A)``, ``dL/dA = a^T S a``. No R x (G r) row array is formed: on mur92
+    (n = 92 images, R = 920 rows) a step's work outside the two D-sized products is on
+    G x 92 x 92 and G x R arrays.
+    """
+    dim, _, G, r = W.shape
+    n, n_rows = prob.basis.shape[0], prob.norms.shape[0]
+    W3 = W.view(dim, 2 * G, r)
+    AB = torch.einsum("dgk,dgl->gkl", W3, W3)           # U^T U then V^T V, per setting: 2G x r x r
+    A = AB[:G]
+    H = (prob.basis @ W.view(dim, 2 * G * r)).view(n, 2 * G, r).transpose(0, 1)   # 2G x n x r: b then a
+    b, a = H[:G], H[G:]
+    T = torch.baddbmm(b, a, A)                          # b + a A
+    F = torch.bmm(b + T, a.transpose(1, 2))             # (2 b + a A) a^T: G x n x n
+    at_corners = F.view(G, n * n).index_select(1, prob.corners).view(G, 4, n_rows)
+    d = prob.norms.T + (at_corners * _CORNER_SIGNS[:, None]).sum(1)            # G x n_rows
+    s = d.index_select(1, prob.worse) - d.index_select(1, prob.better)       # G x N_u
+    if loss == "margin":
+        slope = (s <= margin).to(s.dtype).mul_(prob.weight_t)        # -dl/ds per distinct pair
+    else:
+        slope = torch.sigmoid(s / -margin).mul_(prob.weight_t / margin)
+    c = torch.zeros(G, n_rows)
+    c.index_add_(1, prob.better, slope)
+    down = torch.zeros(G, n_rows)
+    down.index_add_(1, prob.worse, slope)
+    c.sub_(down)                                        # dL/dd per row (ds/dd: -1 at better, +1 at worse)
+    S = torch.zeros(G, n * n)
+    S.index_add_(1, prob.corners, (c[:, None, :] * _CORNER_SIGNS[:, None]).view(G, 4 * n_rows))
+    SaT = torch.bmm(S.view(G, n, n), torch.cat([a, T], dim=2))              # [S a | S (b + a A)]: G x n x 2r
+    Y = SaT.view(G, n, 2, r).permute(1, 2, 0, 3).reshape(n, 2 * G * r)      # image-level dL/d[b | a] / 2
+    g = prob.basis_t @ Y                                # D x 2Gr, half the data gradient
+    gA = torch.bmm(a.transpose(1, 2), SaT[:, :, :r])    # dL/dA = a^T S a
+    K = torch.cat([gA + 0.5 * lam2 * AB[G:], 0.5 * lam2 * A])     # halved, as g
+    g.view(dim, 2 * G, r).add_(torch.einsum("dgk,gkl->dgl", W3, K))
+    return g.mul_(2).view(dim, 2, G, r)
+
+
 def _fit_transform(delta: torch.Tensor, factors, pairs: torch.Tensor, seed: int, grid: TransformGrid,
                    margin: float, loss: str) -> torch.Tensor:
     """One job's grid in lockstep: ``len(steps) x G x P``."""
@@ -655,7 +721,6 @@ def _fit_transform(delta: torch.Tensor, factors, pairs: torch.Tensor, seed: int,
         if t in grid.steps:
             records.append(W.permute(2, 1, 0, 3).reshape(G, -1).clone())
     return torch.stack(records)
-
 
 # --------------------------------------------------------------------------- the teacher
 def teacher_distance(embeddings: Embeddings, params: torch.Tensor, rank: int,

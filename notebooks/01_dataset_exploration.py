@@ -54,10 +54,13 @@ from scipy import stats
 
 from clpips import paper
 from clpips.datasets import summaries, zappos
+from clpips.datasets.labels import category_mean_rank, same_category, top_rank_share
 from clpips.datasets.scenes import NAMES
 from clpips.datasets.simulated import StudyDesign
+from clpips.datasets.truth import WEIGHTINGS, attribute_matches, truth_agreement
 from clpips.experiment import load_dataset
 from clpips.plots import datasets as plots
+from clpips.report import glue_all
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 
@@ -75,18 +78,16 @@ counts = pd.concat({name: summaries.counts(s.table) for name, s in studies.items
 counts.index.name = "dataset"
 
 book = summaries.counts(data.table).iloc[0]
-glue("nb01_dataset", data.name, display=False)
-glue("n_targets", int(book["targets"]), display=False)     # pasted by book/reproduction.md
-glue("n_raters", int(book["raters"]), display=False)
-glue("n_rankings", int(book["rankings"]), display=False)
-for name, short in (("mur92", "mur"), ("simulated", "sim"), ("zappos", "zap")):
-    for column in ("sets", "raters", "targets", "rankings", "pairs", "k_max"):
-        glue(f"nb01_{short}_{column}", int(counts.loc[name, column]), display=False)
-glue("nb01_mur_images", int(mur.image_info.shape[0]), display=False)
-glue("nb01_mur_others", int(counts.loc["mur92", "raters"]) - 1, display=False)
-glue("nb01_paper_lpips_rho", paper.value("lpips_spearman"), display=False)     # the paper's Table 3
-glue("nb01_paper_clpips_rho", paper.value("clpips_spearman"), display=False)
-glue("nb01_mur_categories", int(mur.image_info["category"].nunique()), display=False)
+glue_all({"n_targets": int(book["targets"]), "n_raters": int(book["raters"]),   # pasted by book/reproduction.md
+          "n_rankings": int(book["rankings"])})
+glue_all({f"{short}_{column}": int(counts.loc[name, column])                   # nb01_mur_sets, nb01_sim_pairs, ...
+          for name, short in (("mur92", "mur"), ("simulated", "sim"), ("zappos", "zap"))
+          for column in ("sets", "raters", "targets", "rankings", "pairs", "k_max")}, prefix="nb01_")
+glue_all({"dataset": data.name, "mur_images": int(mur.image_info.shape[0]),
+          "mur_others": int(counts.loc["mur92", "raters"]) - 1,
+          "paper_lpips_rho": paper.value("lpips_spearman"),                        # the paper's Table 3
+          "paper_clpips_rho": paper.value("clpips_spearman"),
+          "mur_categories": int(mur.image_info["category"].nunique())}, prefix="nb01_")
 
 # %% [markdown]
 # ## What a ranking set is
@@ -106,13 +107,12 @@ ranks_mid = mur.table.loc[mur.table["set_id"] == mid].pivot(index="candidate", c
 pairwise = ranks_mid.corr(method="spearman").stack()       # every ordered pair of raters of the set
 pairwise = pairwise[pairwise.index.get_level_values(0) < pairwise.index.get_level_values(1)]
 two = list((pairwise - mid_rho).abs().idxmin())            # the pair whose agreement is the set's mean
-glue("nb01_example_pair_rho", float(pairwise[tuple(two)]), display=False)
-glue("nb01_example_set_rho", float(mid_rho), display=False)
+glue_all({"example_pair_rho": float(pairwise[tuple(two)]), "example_set_rho": float(mid_rho)}, prefix="nb01_")
 
 category = mur.image_info.set_index("image")["category"]
-same = plots.same_category(mur.table, mur.image_info)
-matches = plots.attribute_matches(sim.table, sim.image_info, NAMES)
-truth = plots.truth_agreement(sim.table, matches, sim.truth.weights, sim.truth.group_weights)
+same = same_category(mur.table, mur.image_info)
+matches = attribute_matches(sim.table, sim.image_info, NAMES)
+truth = truth_agreement(sim.table, matches, sim.truth.weights, sim.truth.group_weights)
 sim_set = truth.loc[(truth["own weights"] - truth["own weights"].median()).abs().idxmin()]
 n_match = dict(zip(sim.table["candidate"], matches["n_match"]))
 
@@ -182,16 +182,14 @@ counts
 # candidate from the target's own category should often be ranked first.
 
 # %%
-top = plots.top_rank_share(mur.table, same)                 # one row per ranking
+top = top_rank_share(mur.table, same)                       # one row per ranking
 eligible = top.loc[top["n_flagged"] > 0]                    # rankings with a same-category candidate
 distribution = summaries.rank_distribution(mur.table.assign(same_category=same), "same_category")
-mean_ranks = plots.category_mean_rank(mur.table, mur.image_info)
-glue("nb01_top_eligible", len(eligible), display=False)
-glue("nb01_top_rankings", len(top), display=False)
-glue("nb01_top_observed", float(eligible["top_flagged"].mean()), display=False)
-glue("nb01_top_chance", float(eligible["chance"].mean()), display=False)
-glue("nb01_same_at_1", float(distribution.query("same_category and rank == 1")["share"].iloc[0]), display=False)
-glue("nb01_same_at_k", float(distribution.query("same_category and rank == @mur.k")["share"].iloc[0]), display=False)
+mean_ranks = category_mean_rank(mur.table, mur.image_info)
+share_at = distribution.query("same_category").set_index("rank")["share"]
+glue_all({"top_eligible": len(eligible), "top_rankings": len(top),
+          "top_observed": float(eligible["top_flagged"].mean()), "top_chance": float(eligible["chance"].mean()),
+          "same_at_1": float(share_at.loc[1]), "same_at_k": float(share_at.loc[mur.k])}, prefix="nb01_")
 fig = plots.plot_category_ranks(distribution, "same_category", mean_ranks, mur.k)
 glue("nb01_fig_category_ranks", fig, display=False)
 plt.close(fig)
@@ -222,7 +220,7 @@ plt.close(fig)
 # Spearman correlation over all pairs of its raters.
 
 # %%
-bounds = plots.noise_ceiling_bounds(mur.table)
+bounds = summaries.noise_ceiling_bounds(mur.table)
 ceiling = summaries.noise_ceiling(mur.table)
 # checks: the lower bound is summaries.noise_ceiling; one set by hand with scipy
 assert np.isclose(bounds["lower"].mean(), ceiling.set_index("rater").loc["all", "rho"])
@@ -234,14 +232,12 @@ assert np.isclose(hand, bounds.set_index(["set_id", "rater"]).loc[(mid, rater), 
 assert np.isclose(stats.spearmanr(one[rater], one.mean(axis=1)).statistic,
                   bounds.set_index(["set_id", "rater"]).loc[(mid, rater), "upper"])
 
-glue("nb01_mur_agreement", float(agreement["mean_rho"].mean()), display=False)
-glue("nb01_mur_agreement_lo", float(agreement["mean_rho"].quantile(0.1)), display=False)
-glue("nb01_mur_agreement_hi", float(agreement["mean_rho"].quantile(0.9)), display=False)
-glue("nb01_ceiling_lower", float(bounds["lower"].mean()), display=False)
-glue("nb01_ceiling_upper", float(bounds["upper"].mean()), display=False)
 per_rater = bounds.groupby("rater")["lower"].mean()
-glue("nb01_ceiling_rater_min", float(per_rater.min()), display=False)
-glue("nb01_ceiling_rater_max", float(per_rater.max()), display=False)
+glue_all({"mur_agreement": float(agreement["mean_rho"].mean()),
+          "mur_agreement_lo": float(agreement["mean_rho"].quantile(0.1)),
+          "mur_agreement_hi": float(agreement["mean_rho"].quantile(0.9)),
+          "ceiling_lower": float(bounds["lower"].mean()), "ceiling_upper": float(bounds["upper"].mean()),
+          "ceiling_rater_min": float(per_rater.min()), "ceiling_rater_max": float(per_rater.max())}, prefix="nb01_")
 fig = plots.plot_agreement(agreement, bounds)
 glue("nb01_fig_agreement", fig, display=False)
 plt.close(fig)
@@ -302,9 +298,8 @@ plt.close(fig)
 
 # %%
 design = StudyDesign(seed=seed)
-glue("nb01_sim_attributes", ", ".join(NAMES), display=False)
-glue("nb01_sim_n_attributes", len(NAMES), display=False)
-glue("nb01_sim_noise", float(design.noise), display=False)
+glue_all({"sim_attributes": ", ".join(NAMES), "sim_n_attributes": len(NAMES), "sim_noise": float(design.noise)},
+         prefix="nb01_")
 sim.truth.group_weights.set_index("group").round(2)
 
 # %%
@@ -320,12 +315,11 @@ assert all(np.isclose(stats.spearmanr(g["rank"], -g["judged"]).statistic, 1)
            for _, g in judged.groupby("set_id"))
 
 by_iteration = sim.table.groupby("iteration")["rank"].mean()
-glue("nb01_sim_rank_first", float(by_iteration.iloc[0]), display=False)
-glue("nb01_sim_rank_last", float(by_iteration.iloc[-1]), display=False)
-glue("nb01_sim_iterations", int(by_iteration.index.max()), display=False)
-means = truth[list(plots.WEIGHTINGS)].mean()
-for name, short in zip(plots.WEIGHTINGS, ("own", "group", "everyone", "equal")):
-    glue(f"nb01_truth_{short}", float(means[name]), display=False)
+means = truth[list(WEIGHTINGS)].mean()
+glue_all({"sim_rank_first": float(by_iteration.iloc[0]), "sim_rank_last": float(by_iteration.iloc[-1]),
+          "sim_iterations": int(by_iteration.index.max()),
+          **{f"truth_{short}": float(means[name])                   # nb01_truth_own, ..._group, ...
+             for name, short in zip(WEIGHTINGS, ("own", "group", "everyone", "equal"))}}, prefix="nb01_")
 fig = plots.plot_truth_agreement(sim.table, matches, truth)
 glue("nb01_fig_truth", fig, display=False)
 plt.close(fig)
@@ -397,19 +391,14 @@ zap_target = zap.table.loc[zap.table["set_id"] == example, "target"].iloc[0]
 head_counts = np.bincount(triplets[:, 0], minlength=zappos.N_IMAGES)
 tied = zap.table.groupby("set_id")["rank"].apply(lambda r: bool((r % 1 != 0).any()))
 
-glue("nb01_zap_images", int(zap.image_info.shape[0]), display=False)
-glue("nb01_zap_triplets", int(len(triplets)), display=False)
-glue("nb01_zap_head_min", int(head_counts.min()), display=False)
-glue("nb01_zap_head_max", int(head_counts.max()), display=False)
-glue("nb01_zap_sets_per_target", int(zap.table.groupby("target")["set_id"].nunique().max()), display=False)
-glue("nb01_zap_tied_sets", int(tied.sum()), display=False)
-glue("nb01_zap_split_rho", float(split["rho_half"]), display=False)
-glue("nb01_zap_split_sb", float(split["rho_spearman_brown"]), display=False)
-glue("nb01_zap_split_icc", float(split["icc_A_k"]), display=False)
-glue("nb01_zap_split_rows", int(split["n_rows"]), display=False)
-glue("nb01_zap_set_rho_median", float(per_set.median()), display=False)
-glue("nb01_zap_set_rho_lo", float(per_set.quantile(0.1)), display=False)
-glue("nb01_zap_set_rho_hi", float(per_set.quantile(0.9)), display=False)
+glue_all({"images": int(zap.image_info.shape[0]), "triplets": int(len(triplets)),
+          "head_min": int(head_counts.min()), "head_max": int(head_counts.max()),
+          "sets_per_target": int(zap.table.groupby("target")["set_id"].nunique().max()),
+          "tied_sets": int(tied.sum()),
+          "split_rho": float(split["rho_half"]), "split_sb": float(split["rho_spearman_brown"]),
+          "split_icc": float(split["icc_A_k"]), "split_rows": int(split["n_rows"]),
+          "set_rho_median": float(per_set.median()), "set_rho_lo": float(per_set.quantile(0.1)),
+          "set_rho_hi": float(per_set.quantile(0.9))}, prefix="nb01_zap_")
 
 ranks_of = halves.set_index(["set_id", "candidate"])
 views = [plots.SetView(zap, sid, "crowd", title=f"zappos\n{sid}",

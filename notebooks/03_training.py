@@ -57,7 +57,10 @@ from myst_nb import glue
 
 from clpips import experiment
 from clpips.experiment import load_dataset, run
+from clpips.history import history_with_start
+from clpips.layer_weights import channel_weights, layer_summary
 from clpips.plots import training as plots
+from clpips.report import glue_all
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 plt.ioff()  # every figure here is glued where the text shows it: none also under its cell
@@ -73,20 +76,12 @@ result, cfg = exp.result, exp.result.config
 used = pd.DataFrame([{"dataset": data.name, "seed": seed, "test_size": test_size, "net": net, **fit_options}])
 display(used.set_index("dataset"))
 
-glue("nb03_dataset", data.name, display=False)
-glue("nb03_margin", float(margin), display=False)
-glue("nb03_lr", float(lr), display=False)
-glue("nb03_loss", loss, display=False)
-glue("nb03_batch_size", int(batch_size), display=False)
-glue("nb03_patience", int(patience), display=False)
-glue("nb03_max_epochs", int(epochs), display=False)
-glue("nb03_n_weights", int(result.weights.numel()), display=False)
-glue("nb03_n_train_targets", int(cfg["n_train_targets"]), display=False)
-glue("nb03_n_val_targets", int(cfg["n_val_targets"]), display=False)
-glue("nb03_n_test_targets", int(exp.test_table["target"].nunique()), display=False)
-glue("train_pairs", int(cfg["n_train_pairs"]), display=False)          # pasted by book/reproduction.md
-glue("nb03_val_pairs", int(cfg["n_val_pairs"]), display=False)
-glue("nb03_fit_seconds", float(result.seconds), display=False)
+glue_all({"dataset": data.name, "margin": float(margin), "lr": float(lr), "loss": loss,
+          "batch_size": int(batch_size), "patience": int(patience), "max_epochs": int(epochs),
+          "n_weights": int(result.weights.numel()), "n_train_targets": int(cfg["n_train_targets"]),
+          "n_val_targets": int(cfg["n_val_targets"]), "n_test_targets": int(exp.test_table["target"].nunique()),
+          "val_pairs": int(cfg["n_val_pairs"]), "fit_seconds": float(result.seconds)}, prefix="nb03_")
+glue_all({"train_pairs": int(cfg["n_train_pairs"])})          # pasted by book/reproduction.md
 
 # %% [markdown]
 # The run above used the {glue:text}`nb03_dataset` rankings. Targets, not rankings, are split:
@@ -104,22 +99,19 @@ glue("nb03_fit_seconds", float(result.seconds), display=False)
 # ## Learning curves
 
 # %% tags=["hide-input"]
-history = plots.history_with_start(exp)
+history = history_with_start(exp)
 start, best = history.iloc[0], history.set_index("epoch").loc[result.best_epoch]
 shown = sorted({0, int(result.best_epoch), int(history["epoch"].max())})   # start, kept, last
 display(history.set_index("epoch").loc[shown].round(4))
 
-glue("nb03_epochs_run", int(result.history["epoch"].max()), display=False)
-glue("nb03_best_epoch", int(result.best_epoch), display=False)
-glue("val_pair_accuracy_lpips", float(start["val_accuracy"]), display=False)   # pasted by book/reproduction.md
-glue("val_pair_accuracy_clpips", float(best["val_accuracy"]), display=False)
-glue("nb03_train_acc_start", float(start["train_accuracy"]), display=False)
-glue("nb03_train_acc_best", float(best["train_accuracy"]), display=False)
-glue("nb03_val_loss_start", float(start["val_loss"]), display=False)
-glue("nb03_val_loss_best", float(best["val_loss"]), display=False)
-glue("nb03_val_acc_gain_pp", float(100 * (best["val_accuracy"] - start["val_accuracy"])), display=False)
-glue("nb03_stop_reason", "early stopping ended it" if result.history["epoch"].max() < epochs
-     else "it ran the full budget", display=False)
+glue_all({"val_pair_accuracy_lpips": float(start["val_accuracy"]),   # pasted by book/reproduction.md
+          "val_pair_accuracy_clpips": float(best["val_accuracy"])})
+glue_all({"epochs_run": int(result.history["epoch"].max()), "best_epoch": int(result.best_epoch),
+          "train_acc_start": float(start["train_accuracy"]), "train_acc_best": float(best["train_accuracy"]),
+          "val_loss_start": float(start["val_loss"]), "val_loss_best": float(best["val_loss"]),
+          "val_acc_gain_pp": float(100 * (best["val_accuracy"] - start["val_accuracy"])),
+          "stop_reason": ("early stopping ended it" if result.history["epoch"].max() < epochs
+                          else "it ran the full budget")}, prefix="nb03_")
 
 fig = plots.plot_learning_curves(history, result.best_epoch,
                                  title=f"{data.name}: margin {margin:g}, lr {lr:g}, {loss} loss")
@@ -150,22 +142,19 @@ glue("nb03_fig_curves", fig, display=False)
 # ## The learned weights against LPIPS v0.1
 
 # %% tags=["hide-input"]
-channels = plots.channel_weights(result.initial_weights, result.weights, net)
-summary = plots.layer_summary(channels)
+channels = channel_weights(result.initial_weights, result.weights, net)
+summary = layer_summary(channels)
 total = summary.iloc[-1]
 n_weights = int(total["channels"])
 
-glue("nb03_zero_before", int(total["zero_before"]), display=False)
-glue("nb03_zero_after", int(total["zero_after"]), display=False)
-glue("nb03_pinned", int(total["pinned"]), display=False)
-glue("nb03_pinned_share", float(total["pinned"] / n_weights), display=False)
-glue("nb03_released", int(total["released"]), display=False)
-glue("nb03_zero_after_share", float(total["zero_after"] / n_weights), display=False)
 n_negative = int((channels["after"] < 0).sum())
-glue("nb03_negative_note", "No weight can be negative with the projection on." if project else
-     f"Without the projection, {n_negative} weights went negative.", display=False)
-glue("nb03_projection", "on" if project else "off", display=False)
-glue("nb03_scale", float(total["sum_after"] / total["sum_before"]), display=False)
+glue_all({"zero_before": int(total["zero_before"]), "zero_after": int(total["zero_after"]),
+          "pinned": int(total["pinned"]), "pinned_share": float(total["pinned"] / n_weights),
+          "released": int(total["released"]), "zero_after_share": float(total["zero_after"] / n_weights),
+          "negative_note": ("No weight can be negative with the projection on." if project else
+                            f"Without the projection, {n_negative} weights went negative."),
+          "projection": "on" if project else "off",
+          "scale": float(total["sum_after"] / total["sum_before"])}, prefix="nb03_")
 
 fig = plots.plot_channel_weights(channels, title=f"{data.name}: learned against LPIPS v0.1 weights")
 glue("nb03_fig_channels", fig, display=False)
@@ -199,19 +188,14 @@ per_layer = summary[summary["layer"] != "all"].set_index("layer")
 gain, loss_layer = per_layer["share_change"].idxmax(), per_layer["share_change"].idxmin()
 deep = per_layer.loc[per_layer.index[-2:]]
 shallow = per_layer.loc[per_layer.index[:2]]
-glue("nb03_gain_layer", int(gain), display=False)
-glue("nb03_gain_pp", float(100 * per_layer.at[gain, "share_change"]), display=False)
-glue("nb03_gain_before", float(per_layer.at[gain, "share_before"]), display=False)
-glue("nb03_gain_after", float(per_layer.at[gain, "share_after"]), display=False)
-glue("nb03_loss_layer", int(loss_layer), display=False)
-glue("nb03_loss_pp", float(100 * per_layer.at[loss_layer, "share_change"]), display=False)
-glue("nb03_loss_before", float(per_layer.at[loss_layer, "share_before"]), display=False)
-glue("nb03_loss_after", float(per_layer.at[loss_layer, "share_after"]), display=False)
-glue("nb03_deep_before", float(deep["share_before"].sum()), display=False)
-glue("nb03_deep_after", float(deep["share_after"].sum()), display=False)
-glue("nb03_shallow_before", float(shallow["share_before"].sum()), display=False)
-glue("nb03_shallow_after", float(shallow["share_after"].sum()), display=False)
-glue("nb03_deep_direction", "towards" if deep["share_change"].sum() > 0 else "away from", display=False)
+for name, layer in (("gain", gain), ("loss", loss_layer)):   # nb03_gain_layer, nb03_gain_pp, ..., nb03_loss_after
+    glue_all({"layer": int(layer), "pp": float(100 * per_layer.at[layer, "share_change"]),
+              "before": float(per_layer.at[layer, "share_before"]),
+              "after": float(per_layer.at[layer, "share_after"])}, prefix=f"nb03_{name}_")
+glue_all({"deep_before": float(deep["share_before"].sum()), "deep_after": float(deep["share_after"].sum()),
+          "shallow_before": float(shallow["share_before"].sum()),
+          "shallow_after": float(shallow["share_after"].sum()),
+          "deep_direction": "towards" if deep["share_change"].sum() > 0 else "away from"}, prefix="nb03_")
 
 display(summary.set_index("layer").style.format(
     {"sum_before": "{:.2f}", "sum_after": "{:.2f}", "share_before": "{:.1%}", "share_after": "{:.1%}",

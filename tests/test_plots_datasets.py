@@ -15,7 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from clpips import datasets  # noqa: E402
-from clpips.datasets import summaries  # noqa: E402
+from clpips.datasets import labels, summaries, truth  # noqa: E402
 from clpips.plots import datasets as plots  # noqa: E402
 
 STUDY = Path(__file__).parent / "data" / "study" / "rankings.csv"
@@ -43,16 +43,16 @@ def close_figures():
 # ----------------------------------------------------------------------------- figure data
 def test_same_category(categories):
     table = ranking_table({"a": [1, 2, 3, 4]})
-    same = plots.same_category(table, categories)
+    same = labels.same_category(table, categories)
     assert same.tolist() == [True, False, True, False] and same.name == "same_category"
     with pytest.raises(ValueError, match="no 'category'"):
-        plots.same_category(table, categories.iloc[:3])
+        labels.same_category(table, categories.iloc[:3])
 
 
 def test_top_rank_share(categories):
     table = pd.concat([ranking_table({"a": [2, 1, 3, 4], "b": [1, 2, 3, 4]}),
                        ranking_table({"a": [1, 2, 3, 4]}, set_id="s2", target="u.png")], ignore_index=True)
-    top = plots.top_rank_share(table, plots.same_category(table, categories)).set_index(["set_id", "rater"])
+    top = labels.top_rank_share(table, labels.same_category(table, categories)).set_index(["set_id", "rater"])
     assert top.loc[("s1", "a"), "top_flagged"] == False  # noqa: E712 (rank 1 is c1, a body)
     assert top.loc[("s1", "b"), "top_flagged"] == True  # noqa: E712 (rank 1 is c0, a face)
     assert top.loc[("s1", "a"), "chance"] == pytest.approx(2 / 4)
@@ -61,7 +61,7 @@ def test_top_rank_share(categories):
 
 def test_category_mean_rank(categories):
     table = ranking_table({"a": [1, 2, 3, 4], "b": [3, 4, 1, 2]})
-    mean = plots.category_mean_rank(table, categories)
+    mean = labels.category_mean_rank(table, categories)
     assert mean.loc["face", "face"] == pytest.approx((1 + 3 + 3 + 1) / 4)
     assert mean.loc["face", "object"] == pytest.approx(3)
 
@@ -70,7 +70,7 @@ def test_noise_ceiling_bounds():
     rng = np.random.default_rng(0)
     table = pd.concat([ranking_table({r: list(rng.permutation(5) + 1) for r in "abcd"}, set_id=f"s{i}")
                        for i in range(6)] + [ranking_table({"a": [1, 2]}, set_id="solo")], ignore_index=True)
-    bounds = plots.noise_ceiling_bounds(table)
+    bounds = summaries.noise_ceiling_bounds(table)
     assert set(bounds["set_id"]) == {f"s{i}" for i in range(6)}        # one-rater sets are left out
     overall = summaries.noise_ceiling(table).set_index("rater").loc["all", "rho"]
     assert bounds["lower"].mean() == pytest.approx(overall)
@@ -78,7 +78,7 @@ def test_noise_ceiling_bounds():
     row = bounds.set_index(["set_id", "rater"]).loc[("s0", "b")]
     assert row["lower"] == pytest.approx(stats.spearmanr(one["b"], one.drop(columns="b").mean(axis=1)).statistic)
     assert row["upper"] == pytest.approx(stats.spearmanr(one["b"], one.mean(axis=1)).statistic)
-    assert plots.noise_ceiling_bounds(ranking_table({"a": [1, 2]})).empty
+    assert summaries.noise_ceiling_bounds(ranking_table({"a": [1, 2]})).empty
 
 
 @pytest.fixture
@@ -97,18 +97,18 @@ def tiny_study():
 
 def test_attribute_matches(tiny_study):
     table, info, _, _ = tiny_study
-    m = plots.attribute_matches(table, info, ["x", "y"])
+    m = truth.attribute_matches(table, info, ["x", "y"])
     assert m["n_match"].tolist() == [2, 1, 1, 2, 0, 0]
     assert m["x"].tolist() == [True, True, False, True, False, False]
     with pytest.raises(ValueError, match="lacks attributes"):
-        plots.attribute_matches(table, info.iloc[:-1], ["x", "y"])
+        truth.attribute_matches(table, info.iloc[:-1], ["x", "y"])
 
 
 def test_truth_agreement(tiny_study):
     table, info, weights, group_weights = tiny_study
-    m = plots.attribute_matches(table, info, ["x", "y"])
-    agreement = plots.truth_agreement(table, m, weights, group_weights).set_index("set_id")
-    assert list(agreement.columns) == ["rater", "group", *plots.WEIGHTINGS]
+    m = truth.attribute_matches(table, info, ["x", "y"])
+    agreement = truth.truth_agreement(table, m, weights, group_weights).set_index("set_id")
+    assert list(agreement.columns) == ["rater", "group", *truth.WEIGHTINGS]
     # s1, rater r1 (x weighs 0.9): utilities a=1.0, b=0.9, c=0.1 -> same order as the ranks 1, 2, 3
     assert agreement.loc["s1", "own weights"] == pytest.approx(1.0)
     # equal weights: a=1, b=0.5, c=0.5 -> tie; scipy on the same values
@@ -125,7 +125,7 @@ def test_truth_agreement_refuses_shared_sets(tiny_study):
     s1 = table.loc[table["set_id"] == "s1"]
     shared = pd.concat([s1, s1.assign(rater="r2")], ignore_index=True)     # two raters of one set
     with pytest.raises(ValueError, match="one rater per set"):
-        plots.truth_agreement(shared, plots.attribute_matches(shared, info, ["x", "y"]), weights, group_weights)
+        truth.truth_agreement(shared, truth.attribute_matches(shared, info, ["x", "y"]), weights, group_weights)
 
 
 # ----------------------------------------------------------------------------- figures
@@ -143,13 +143,13 @@ def test_plot_ranking_sets():
 
 def test_plot_category_ranks_agreement_and_truth(categories, tiny_study):
     table = ranking_table({"a": [1, 2, 3, 4], "b": [2, 1, 4, 3], "c": [4, 3, 2, 1]})
-    same = plots.same_category(table, categories)
+    same = labels.same_category(table, categories)
     dist = summaries.rank_distribution(table.assign(same_category=same), "same_category")
-    fig = plots.plot_category_ranks(dist, "same_category", plots.category_mean_rank(table, categories), k=4)
+    fig = plots.plot_category_ranks(dist, "same_category", labels.category_mean_rank(table, categories), k=4)
     assert isinstance(fig, Figure) and len(fig.axes) == 3                  # two panels and a colour bar
-    fig = plots.plot_agreement(summaries.rater_agreement(table), plots.noise_ceiling_bounds(table))
+    fig = plots.plot_agreement(summaries.rater_agreement(table), summaries.noise_ceiling_bounds(table))
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     study, info, weights, group_weights = tiny_study
-    m = plots.attribute_matches(study, info, ["x", "y"])
-    fig = plots.plot_truth_agreement(study, m, plots.truth_agreement(study, m, weights, group_weights))
+    m = truth.attribute_matches(study, info, ["x", "y"])
+    fig = plots.plot_truth_agreement(study, m, truth.truth_agreement(study, m, weights, group_weights))
     assert isinstance(fig, Figure) and len(fig.axes) == 2

@@ -16,10 +16,11 @@ from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from clpips import paper  # noqa: E402
+from clpips import layer_weights, paper, report, set_scores  # noqa: E402
 from clpips.evaluate import alignment, alignment_table, ranking_ids, within_ranking_ranks  # noqa: E402
 from clpips.experiment import (bootstrap_result, bootstrap_summary, spearman_brown_check,  # noqa: E402
                                spearman_brown_icc)
+from clpips.history import history_with_start  # noqa: E402
 from clpips.model import CHANNELS  # noqa: E402
 from clpips.plots import evaluation as pe  # noqa: E402
 from clpips.plots import training as pt  # noqa: E402
@@ -60,9 +61,9 @@ def test_channel_weights_and_layer_summary():
     after[3:5] = 0.0                                   # 2 pinned in layer 0
     after[0] = 0.5                                     # 1 released
     after[64:64 + 192] *= 3                            # layer 1 triples
-    ch = pt.channel_weights(before, after)
+    ch = layer_weights.channel_weights(before, after)
     assert len(ch) == 1152 and ch["pinned"].sum() == 2 and ch["released"].sum() == 1
-    summary = pt.layer_summary(ch)
+    summary = layer_weights.layer_summary(ch)
     assert list(summary["layer"]) == [0, 1, 2, 3, 4, "all"]
     layers = summary[summary["layer"] != "all"]
     assert layers["share_before"].sum() == pytest.approx(1) and layers["share_after"].sum() == pytest.approx(1)
@@ -72,7 +73,7 @@ def test_channel_weights_and_layer_summary():
     assert (total["zero_before"], total["zero_after"], total["pinned"], total["released"]) == (3, 4, 2, 1)
     assert total["channels"] == 1152 and total["share_after"] == pytest.approx(1)
     with pytest.raises(ValueError, match="1152"):
-        pt.channel_weights(before[:10], after[:10])
+        layer_weights.channel_weights(before[:10], after[:10])
 
 
 def test_history_with_start_scores_the_starting_weights_on_the_fit_pairs():
@@ -94,7 +95,7 @@ def test_history_with_start_scores_the_starting_weights_on_the_fit_pairs():
     keys = list(dict.fromkeys(zip(table["target"], table["candidate"])))
     features = PairFeatures(keys=keys, matrix=torch.rand(len(keys), 1152), net="alex", extracted=0)
     result = fit(None, table, features=features, lr=1e-12, epochs=1, val_size=0.3, seed=2, progress=False)
-    hist = pt.history_with_start(SimpleNamespace(result=result, features=features, train_table=table))
+    hist = history_with_start(SimpleNamespace(result=result, features=features, train_table=table))
     assert list(hist["epoch"]) == [0, 1]
     for col in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
         assert hist.at[0, col] == pytest.approx(hist.at[1, col], abs=1e-6), col
@@ -108,15 +109,15 @@ def test_training_figures():
     rng = np.random.default_rng(0)
     before = rng.uniform(0, 1, 1152)
     after = np.clip(before + rng.normal(0, 0.3, 1152), 0, None)
-    ch = pt.channel_weights(before, after)
+    ch = layer_weights.channel_weights(before, after)
     assert isinstance(pt.plot_channel_weights(ch), Figure)
-    assert isinstance(pt.plot_layer_shares(pt.layer_summary(ch)), Figure)
+    assert isinstance(pt.plot_layer_shares(layer_weights.layer_summary(ch)), Figure)
 
 
 # =========================================================================== evaluation figure data
 def test_per_ranking_spearman_matches_scipy_and_alignment():
     scored = _scored()
-    per = pe.per_ranking_spearman(scored, ["lpips", "clpips"])
+    per = set_scores.per_ranking_spearman(scored, ["lpips", "clpips"])
     assert len(per) == scored["ranking"].nunique()
     for _, row in per.sample(5, random_state=0).iterrows():
         part = scored[scored["ranking"] == row["ranking"]]
@@ -127,23 +128,23 @@ def test_per_ranking_spearman_matches_scipy_and_alignment():
 
 def test_set_gains_and_example_rule():
     scored = _scored()
-    per = pe.per_ranking_spearman(scored, ["lpips", "clpips"])
-    gains = pe.set_gains(per)
+    per = set_scores.per_ranking_spearman(scored, ["lpips", "clpips"])
+    gains = set_scores.set_gains(per)
     assert list(gains["gain"]) == sorted(gains["gain"], reverse=True)
     assert gains["n_rankings"].eq(3).all()
     s0 = per[per["set_id"] == "s0"]
     row = gains.set_index("set_id").loc["s0"]
     assert row["gain"] == pytest.approx(s0["clpips"].mean() - s0["lpips"].mean())
-    chosen = pe.example_sets(gains)
+    chosen = set_scores.example_sets(gains)
     assert chosen == {"gain": gains["set_id"].iloc[0], "loss": gains["set_id"].iloc[-1]}
     # ties go to the first set id
     tied = pd.DataFrame({"set_id": ["b", "a", "c"], "gain": [0.2, 0.2, -0.1]})
-    assert pe.example_sets(tied) == {"gain": "a", "loss": "c"}
+    assert set_scores.example_sets(tied) == {"gain": "a", "loss": "c"}
 
 
 def test_set_orders():
     scored = _scored()
-    orders = pe.set_orders(scored, "s1", ["lpips", "clpips"])
+    orders = set_scores.set_orders(scored, "s1", ["lpips", "clpips"])
     part = scored[scored["set_id"] == "s1"]
     assert list(orders["human_mean_rank"]) == sorted(orders["human_mean_rank"])
     assert orders["n_raters"].eq(3).all()
@@ -151,7 +152,7 @@ def test_set_orders():
     best = part.loc[part["lpips"].idxmin(), "candidate"]
     assert orders.at[best, "lpips_rank"] == 1
     with pytest.raises(ValueError, match="no rows"):
-        pe.set_orders(scored, "nope", ["lpips"])
+        set_scores.set_orders(scored, "nope", ["lpips"])
 
 
 def test_table3_and_table4_layout():
@@ -159,7 +160,7 @@ def test_table3_and_table4_layout():
     table = alignment_table(scored, ["lpips", "clpips"])
     reported = {"LPIPS (paper)": {"spearman_raw": paper.value("lpips_spearman"),
                                   "icc_A_k": paper.value("lpips_icc_A_k")}}
-    t3 = pe.table3(table, reported, cluster_ci={"clpips": (0.1, 0.25)})
+    t3 = report.table3(table, reported, cluster_ci={"clpips": (0.1, 0.25)})
     assert list(t3.index) == ["LPIPS (AlexNet, v0.1)", "CLPIPS (AlexNet, fine-tuned)", "LPIPS (paper)"]
     assert t3.loc["LPIPS (paper)", "ρ raw pooled (paper)"] == "0.432" and t3.loc["LPIPS (paper)", "p (ρ ranks)"] == "—"
     assert t3.loc["CLPIPS (AlexNet, fine-tuned)", "ICC(A,k) [F 95% CI, rows independent]"].count("[") == 1
@@ -168,7 +169,7 @@ def test_table3_and_table4_layout():
     assert t3.loc["LPIPS (AlexNet, v0.1)", "ρ raw pooled (paper)"] == f"{table.at['lpips', 'spearman_raw']:.3f}"
     res = bootstrap_result(scored, "lpips", "clpips", n_boot=200)
     bca = bootstrap_result(scored, "lpips", "clpips", n_boot=200, method="bca")
-    t4 = pe.table4({"ranking": res}, {"ranking": bca},
+    t4 = report.table4({"ranking": res}, {"ranking": bca},
                    paper={"paper": {"statistic": "ΔICC(A,k)", "ci_low": 0.071, "ci_high": 0.10}})
     assert t4.index.tolist() == [("ranking", "ΔICC(A,k)"), ("ranking", "Δrho"), ("paper", "ΔICC(A,k)")]
     assert t4.loc[("paper", "ΔICC(A,k)"), "95% CI (percentile)"] == "[+0.071, +0.100]"
@@ -187,7 +188,7 @@ def test_evaluation_figures(tmp_path):
     assert isinstance(pe.plot_alignment(table, ceiling=0.6), Figure)
     fig = pe.plot_orders(Data(), scored, "s0", rho={"lpips": 0.1, "clpips": 0.3})
     assert isinstance(fig, Figure) and len(fig.axes) == 3 * 5
-    per = pe.per_ranking_spearman(scored, ["lpips", "clpips"])
+    per = set_scores.per_ranking_spearman(scored, ["lpips", "clpips"])
     assert isinstance(pe.plot_rho_scatter(per, highlight=["s0"]), Figure)
     res = {"ranking": bootstrap_result(scored, "lpips", "clpips", n_boot=100)}
     assert isinstance(pe.plot_bootstrap(res, paper_ci=(0.071, 0.10)), Figure)
@@ -306,3 +307,10 @@ def test_cli_evaluate_lists_baselines(mur92_mirror, monkeypatch, tmp_path, capsy
     assert heldout["l2"]["spearman"] == heldout["psnr"]["spearman"]  # same order of every set
     assert "lpips_ones" in capsys.readouterr().out
     assert main(["evaluate", "--dataset", "mur92", "--baselines", "nope", "--quiet"]) == 2
+
+
+def test_chapter_04_still_reads_its_figure_data_and_tables_from_plots_evaluation():
+    """Chapter 04 imports these through clpips.plots.evaluation; their homes are set_scores and report."""
+    for name in ("per_ranking_spearman", "set_gains", "example_sets"):
+        assert getattr(pe, name) is getattr(set_scores, name)
+    assert pe.table3 is report.table3 and pe.table4 is report.table4

@@ -57,8 +57,8 @@ The package, by concern (every name is importable from ``clpips.personal``):
 * :mod:`~clpips.personal.bootstrap`: the two-way bootstrap of people and targets;
 * :mod:`~clpips.personal.inference`: means over people with intervals, paired tests, Holm;
 * :mod:`~clpips.personal.curves`: learning curves (:func:`learning_curve`);
-* :mod:`~clpips.personal.recovery`: what the models learned (whose rankings, which layers,
-  which simulated truth).
+* :mod:`~clpips.personal.recovery`: what the models learned (whose rankings, which simulated
+  truth); where their weight sits per layer is :mod:`clpips.layer_weights`'.
 """
 from __future__ import annotations
 
@@ -67,8 +67,8 @@ from .bootstrap import TwoWayBootstrap, score_people, two_way_bootstrap, two_way
 from .curves import LearningCurve, learning_curve, parse_sizes
 from .inference import holm, paired_tests, people_interval
 from .names import COMPARISON_LABELS, COMPARISONS, MODELS, STATISTICS
-from .recovery import (attribute_sensitivity, cross_person, layer_changes, layer_shares, own_versus_others,
-                       truth_recovery)
+from ..layer_weights import layer_changes, layer_shares  # the chapters read them here (07, 08)
+from .recovery import attribute_sensitivity, cross_person, own_versus_others, truth_recovery
 from .study import PairBank, PersonalStudy, fit_personal, l2_sensitivity, personal_study
 
 __all__ = ["MODELS", "COMPARISONS", "COMPARISON_LABELS", "STATISTICS",

@@ -1,8 +1,8 @@
 """What personal models learned: whose rankings they fit, where their weight sits, which truth they recover.
 
 * :func:`cross_person`, :func:`own_versus_others`: each person's model on everybody's rankings;
-* :func:`layer_shares`, :func:`layer_changes`: each model's weight (or distance) per LPIPS layer,
-  and how far a model moved from another within each layer;
+* where the weight sits, per layer: :func:`clpips.layer_weights.layer_shares` and
+  :func:`~clpips.layer_weights.layer_changes` (re-exported by :mod:`clpips.personal`);
 * :func:`attribute_sensitivity`, :func:`truth_recovery`: on simulated data, each model's
   sensitivity to the scene attributes against each rater's true weights.
 """
@@ -17,7 +17,6 @@ from scipy import stats as sps
 
 from ..defaults import DEFAULTS
 from ..evaluate import heldout_scores
-from ..model import layer_slices
 from .inference import paired_tests, people_interval
 from .study import PersonalStudy, _person_tables
 
@@ -61,47 +60,6 @@ def own_versus_others(matrix: pd.DataFrame, n_boot: int = DEFAULTS.n_boot, ci: f
     mean, lo, hi = people_interval(diff, n_boot=n_boot, ci=ci, seed=seed)
     return {"own": float(np.nanmean(own)), "others": float(np.nanmean(others)), "difference": mean,
             "ci_low": lo, "ci_high": hi, **paired_tests(diff)}
-
-
-# --------------------------------------------------------------------------- layer weights
-def layer_shares(weights: Mapping[str, torch.Tensor], net: str = DEFAULTS.net, features=None) -> pd.DataFrame:
-    """Each model's share of its total weight per LPIPS layer (rows: models; columns: layers 1..5).
-
-    With ``features`` (a :class:`~clpips.features.PairFeatures` or a matrix), the
-    share of the mean *distance* each layer contributes instead: the mean over
-    feature rows of ``phi_l . w_l`` divided by the mean distance. Rows sum to 1.
-    """
-    slices = layer_slices(net)
-    matrix = None
-    if features is not None:
-        matrix = getattr(features, "matrix", features)
-        matrix = torch.as_tensor(matrix, dtype=torch.float32)
-    rows = {}
-    for name, w in weights.items():
-        w = torch.as_tensor(w, dtype=torch.float32).flatten()
-        if matrix is not None:
-            per_layer = [float((matrix[:, part] @ w[part]).mean()) for part in slices]
-        else:
-            per_layer = [float(w[part].sum()) for part in slices]
-        total = sum(per_layer)
-        rows[name] = [v / total if total > 0 else np.nan for v in per_layer]
-    return pd.DataFrame.from_dict(rows, orient="index", columns=[f"layer {i + 1}" for i in range(len(slices))])
-
-
-def layer_changes(weights: Mapping[str, torch.Tensor], base: torch.Tensor, net: str = DEFAULTS.net) -> pd.DataFrame:
-    """How far each model moved from ``base`` within each layer: ``||w_l - base_l|| / ||base_l||``.
-
-    Rows: models; columns: layers 1..5. Complements :func:`layer_shares`: a
-    model can keep every layer's share and still reweight the channels inside it.
-    """
-    slices = layer_slices(net)
-    base = torch.as_tensor(base, dtype=torch.float32).flatten()
-    rows = {}
-    for name, w in weights.items():
-        w = torch.as_tensor(w, dtype=torch.float32).flatten()
-        rows[name] = [float((w[part] - base[part]).norm() / base[part].norm()) if float(base[part].norm()) > 0
-                      else np.nan for part in slices]
-    return pd.DataFrame.from_dict(rows, orient="index", columns=[f"layer {i + 1}" for i in range(len(slices))])
 
 
 # --------------------------------------------------------------------------- simulated truth

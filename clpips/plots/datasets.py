@@ -1,29 +1,14 @@
-"""Figures of the dataset chapter (01), and the small tables behind them.
+"""Figures of the dataset chapter (01).
 
-Figure data (tidy DataFrames; the tables a figure draws, so that the chapter can
-print and check them):
-
-* :func:`same_category`: does each candidate share its target's category?
-* :func:`top_rank_share`: per ranking, is the rank-1 candidate flagged, and how
-  likely was that by chance?
-* :func:`category_mean_rank`: mean rank of candidates by target and candidate category;
-* :func:`noise_ceiling_bounds`: :func:`clpips.datasets.summaries.noise_ceiling_bounds`, re-exported;
-* :func:`attribute_matches`: per row of a simulated study, which scene
-  attributes the candidate shares with its target;
-* :func:`truth_agreement`: per set of a simulated study, the Spearman correlation
-  of the rater's ranks with the ranking implied by several weightings of the
-  attributes (the rater's own, their group's, everyone's, equal).
-
-Figures (each returns a :class:`matplotlib.figure.Figure`):
+They draw the tables of :mod:`clpips.datasets.summaries` (agreement, noise ceiling, rank
+distributions), :mod:`clpips.datasets.labels` (same-category candidates) and
+:mod:`clpips.datasets.truth` (a simulated study against its ground truth).
+Each returns a :class:`matplotlib.figure.Figure`:
 
 * :func:`plot_ranking_sets`: targets and candidates in a rater's order;
 * :func:`plot_category_ranks`: where same-category candidates land (mur92);
 * :func:`plot_agreement`: agreement between raters and the noise-ceiling bounds (lower and upper);
 * :func:`plot_truth_agreement`: attribute matches by rank and agreement with the truth (simulated).
-
-Conventions: rank 1 = most similar; a correlation of a rater's ranks with a
-*utility* (higher = more similar) is computed against ``-utility``, so that
-agreement is positive.
 """
 from __future__ import annotations
 
@@ -35,160 +20,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..datasets.summaries import noise_ceiling_bounds
-from ..evaluate import row_spearman
+from ..datasets.truth import WEIGHTINGS
 
-__all__ = ["same_category", "top_rank_share", "category_mean_rank", "noise_ceiling_bounds",
-           "attribute_matches", "truth_agreement", "WEIGHTINGS", "SetView", "plot_ranking_sets",
-           "plot_category_ranks", "plot_agreement", "plot_truth_agreement"]
-
-
-# =========================================================================== figure data
-def same_category(table: pd.DataFrame, image_info: pd.DataFrame, column: str = "category") -> pd.Series:
-    """For each row of a ranking table: does the candidate share its target's ``column`` value?
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        Rankings (``target``, ``candidate`` columns).
-    image_info : pandas.DataFrame
-        Per-image metadata with an ``image`` column and ``column``.
-    column : str
-        The label to compare (e.g. ``"category"`` of mur92).
-
-    Returns
-    -------
-    pandas.Series
-        Boolean, aligned with ``table``, named ``"same_<column>"``.
-    """
-    label = image_info.set_index("image")[column]
-    missing = set(table["target"]).union(table["candidate"]) - set(label.index)
-    if missing:
-        raise ValueError(f"image_info has no {column!r} for {len(missing)} images, e.g. {sorted(missing)[0]!r}")
-    same = table["candidate"].map(label).to_numpy() == table["target"].map(label).to_numpy()
-    return pd.Series(same, index=table.index, name=f"same_{column}")
-
-
-def top_rank_share(table: pd.DataFrame, flag: pd.Series) -> pd.DataFrame:
-    """Per ranking (set, rater): is the rank-1 candidate flagged, and the chance of that.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        Rankings.
-    flag : pandas.Series
-        Boolean per row of ``table`` (e.g. :func:`same_category`).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``set_id, rater, k, n_flagged, top_flagged, chance`` where ``chance =
-        n_flagged / k`` is the probability that a uniformly random order puts
-        a flagged candidate first.
-    """
-    t = table[["set_id", "rater", "rank"]].assign(flag=flag.to_numpy(dtype=bool))
-    groups = t.groupby(["set_id", "rater"], sort=True)
-    out = groups.agg(k=("flag", "size"), n_flagged=("flag", "sum")).reset_index()
-    top = t.loc[t["rank"] == 1].set_index(["set_id", "rater"])["flag"]
-    out["top_flagged"] = top.reindex(pd.MultiIndex.from_frame(out[["set_id", "rater"]])).to_numpy(dtype=bool)
-    out["chance"] = out["n_flagged"] / out["k"]
-    return out
-
-
-def category_mean_rank(table: pd.DataFrame, image_info: pd.DataFrame, column: str = "category") -> pd.DataFrame:
-    """Mean rank of candidates by target category (rows) and candidate category (columns)."""
-    label = image_info.set_index("image")[column]
-    t = pd.DataFrame({"target category": table["target"].map(label).to_numpy(),
-                      "candidate category": table["candidate"].map(label).to_numpy(),
-                      "rank": table["rank"].to_numpy(dtype=float)})
-    return t.pivot_table(index="target category", columns="candidate category", values="rank", aggfunc="mean")
-
-
-def attribute_matches(table: pd.DataFrame, image_info: pd.DataFrame, attributes: Sequence[str]) -> pd.DataFrame:
-    """Which attributes each candidate shares with its target (a simulated study).
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        Rankings.
-    image_info : pandas.DataFrame
-        One row per image (``image`` column) with one column per attribute.
-    attributes : sequence of str
-        Attribute columns (e.g. :data:`clpips.datasets.scenes.NAMES`).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Aligned with ``table``: one boolean column per attribute and ``n_match``,
-        the number of attributes matched.
-    """
-    info = image_info.set_index("image")[list(attributes)]
-    cand = info.reindex(table["candidate"]).to_numpy()
-    targ = info.reindex(table["target"]).to_numpy()
-    if pd.isna(cand).any() or pd.isna(targ).any():
-        raise ValueError("image_info lacks attributes for some images of the table")
-    match = pd.DataFrame(cand == targ, columns=list(attributes), index=table.index)
-    match["n_match"] = match[list(attributes)].sum(axis=1)
-    return match
-
-
-#: weightings of the attributes compared by :func:`truth_agreement`, in display order
-WEIGHTINGS = ("own weights", "group weights", "everyone's weights", "equal weights")
-
-
-def truth_agreement(table: pd.DataFrame, matches: pd.DataFrame, weights: pd.DataFrame,
-                    group_weights: pd.DataFrame) -> pd.DataFrame:
-    """Spearman correlation of each set's ranks with the ranking implied by a weighting of attributes.
-
-    A candidate's utility under weights ``w`` is ``sum_a w_a * match_a``
-    (the simulated study's model, without its judgement noise). Four weightings:
-    the rater's own ``w_r`` (the ground truth), their group's mean ``mu_g``, the
-    mean of all raters' weights (one metric for everyone) and equal weights.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        Rankings of a simulated study (``set_id, rater, candidate, rank``); every
-        set has one rater.
-    matches : pandas.DataFrame
-        :func:`attribute_matches` of ``table``.
-    weights, group_weights : pandas.DataFrame
-        ``dataset.truth.weights`` (``rater``, ``group``, one column per
-        attribute) and ``dataset.truth.group_weights`` (``group``, attributes).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per set: ``set_id, rater, group`` and one column per name in
-        :data:`WEIGHTINGS` (NaN where a set's utilities are all equal).
-    """
-    attributes = [c for c in matches.columns if c != "n_match"]
-    w = weights.set_index("rater")
-    order = table.assign(_row=np.arange(len(table))).sort_values(["set_id", "candidate"], kind="stable")
-    sets = order["set_id"].drop_duplicates().to_numpy()
-    k_per_set = order.groupby("set_id", sort=False).size()
-    if k_per_set.nunique() != 1:
-        raise ValueError("truth_agreement expects every set to have the same number of candidates")
-    k = int(k_per_set.iloc[0])
-    raters = order.groupby("set_id", sort=False)["rater"].agg(["first", "nunique"])
-    if (raters["nunique"] > 1).any():
-        raise ValueError("truth_agreement expects one rater per set (a simulated study)")
-    rater_of_set = raters["first"].to_numpy()
-    ranks = order["rank"].to_numpy(dtype=float).reshape(len(sets), k)
-    m = matches.iloc[order["_row"].to_numpy()][attributes].to_numpy(dtype=float).reshape(len(sets), k, -1)
-    row_weights = {
-        "own weights": w.loc[rater_of_set, attributes].to_numpy(),
-        "group weights": group_weights.set_index("group").loc[w.loc[rater_of_set, "group"], attributes].to_numpy(),
-        "everyone's weights": np.broadcast_to(w[attributes].mean().to_numpy(), (len(sets), len(attributes))),
-        "equal weights": np.full((len(sets), len(attributes)), 1.0 / len(attributes)),
-    }
-    out = pd.DataFrame({"set_id": sets, "rater": rater_of_set,
-                        "group": w.loc[rater_of_set, "group"].to_numpy()})
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for name in WEIGHTINGS:
-            utility = np.einsum("ska,sa->sk", m, row_weights[name])
-            out[name] = row_spearman(ranks, -utility)
-    return out
+__all__ = ["SetView", "plot_ranking_sets", "plot_category_ranks", "plot_agreement", "plot_truth_agreement"]
 
 
 # =========================================================================== figures

@@ -1,25 +1,12 @@
-"""Figures of the training chapter (03), and the small tables behind them.
+"""Figures of the training chapter (03).
 
-Figure data (tidy DataFrames, so the chapter can print and check what it draws):
-
-* :func:`channel_weights`: every linear weight before and after fine-tuning,
-  one row per (layer, channel), with whether the ``w >= 0`` projection holds it at 0;
-* :func:`layer_summary`: per layer, the weight sums, each layer's *share* of the
-  total weight before and after, and how many weights are zero (before, after,
-  newly pinned by the projection, released from 0);
-* :func:`history_with_start`: the training history with an "epoch 0" row, the
-  loss and pair accuracy of the starting (LPIPS) weights on the same pairs.
-
-Figures (each returns a :class:`matplotlib.figure.Figure`):
+They draw :func:`clpips.history.history_with_start` (the training history from epoch 0) and
+the tables of :mod:`clpips.layer_weights` (:func:`~clpips.layer_weights.channel_weights`,
+:func:`~clpips.layer_weights.layer_summary`). Each returns a :class:`matplotlib.figure.Figure`:
 
 * :func:`plot_learning_curves`: train/validation loss and pair accuracy per epoch, best epoch marked;
 * :func:`plot_channel_weights`: per layer, each channel's learned weight against its LPIPS v0.1 weight;
 * :func:`plot_layer_shares`: each layer's share of the total weight before and after.
-
-Why shares: a distance ``d = phi . w`` that is scaled by a constant ranks every
-candidate set the same way, and the margin loss only fixes the scale loosely,
-so *where* the weight sits (each layer's share of the sum) says more about what
-the fit changed than the sums do.
 """
 from __future__ import annotations
 
@@ -30,110 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..model import CHANNELS
-
-__all__ = ["channel_weights", "layer_summary", "history_with_start", "plot_learning_curves", "plot_channel_weights",
-           "plot_layer_shares"]
-
-
-# =========================================================================== figure data
-def channel_weights(initial, learned, net: str = "alex") -> pd.DataFrame:
-    """Every linear weight before and after, one row per (layer, channel).
-
-    Parameters
-    ----------
-    initial, learned : 1-D tensors or arrays
-        Weight vectors, layer by layer (``FitResult.initial_weights``, ``FitResult.weights``).
-    net : str
-        Backbone (gives the channels per layer, :data:`clpips.model.CHANNELS`).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``layer, channel, before, after, zero_before, zero_after, pinned``
-        (``pinned``: positive before, exactly 0 after, i.e. held at 0 by the
-        ``w >= 0`` projection) and ``released`` (0 before, positive after).
-    """
-    before = np.asarray(initial, dtype=float).ravel()
-    after = np.asarray(learned, dtype=float).ravel()
-    chns = CHANNELS[net]
-    if before.shape != after.shape or before.size != sum(chns):
-        raise ValueError(f"expected two vectors of {sum(chns)} weights for net={net!r}, "
-                         f"got {before.size} and {after.size}")
-    layer = np.repeat(np.arange(len(chns)), chns)
-    channel = np.concatenate([np.arange(c) for c in chns])
-    return pd.DataFrame({"layer": layer, "channel": channel, "before": before, "after": after,
-                         "zero_before": before == 0, "zero_after": after == 0,
-                         "pinned": (before > 0) & (after == 0), "released": (before == 0) & (after > 0)})
-
-
-def layer_summary(channels: pd.DataFrame) -> pd.DataFrame:
-    """Per layer: sums, shares of the total weight, zero counts; and a last row ``"all"``.
-
-    Parameters
-    ----------
-    channels : pandas.DataFrame
-        :func:`channel_weights`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``layer, channels, sum_before, sum_after, share_before, share_after,
-        share_change`` (after − before, in share points), ``zero_before,
-        zero_after, pinned, released``. The ``"all"`` row has shares 1.
-    """
-    agg = channels.groupby("layer").agg(
-        channels=("channel", "size"), sum_before=("before", "sum"), sum_after=("after", "sum"),
-        zero_before=("zero_before", "sum"), zero_after=("zero_after", "sum"),
-        pinned=("pinned", "sum"), released=("released", "sum")).reset_index()
-    total = agg.drop(columns="layer").sum().to_frame().T
-    total.insert(0, "layer", "all")
-    out = pd.concat([agg.astype({"layer": object}), total], ignore_index=True)
-    for side in ("before", "after"):
-        out[f"share_{side}"] = out[f"sum_{side}"] / float(agg[f"sum_{side}"].sum())
-    out["share_change"] = out["share_after"] - out["share_before"]
-    cols = ["layer", "channels", "sum_before", "sum_after", "share_before", "share_after", "share_change",
-            "zero_before", "zero_after", "pinned", "released"]
-    return out[cols].astype({c: int for c in ("channels", "zero_before", "zero_after", "pinned", "released")})
-
-
-def history_with_start(exp) -> pd.DataFrame:
-    """``FitResult.history`` of an experiment with an epoch-0 row: the starting weights.
-
-    The starting weights (LPIPS v0.1 by default) are scored with the fit's own
-    loss and margin on the fit's own training and validation pairs: the
-    validation targets are drawn from the training table exactly as
-    :func:`clpips.train.fit` draws them (``split_by_target`` with the fit's
-    ``val_size`` and ``seed``).
-
-    Parameters
-    ----------
-    exp : clpips.experiment.Experiment
-
-    Returns
-    -------
-    pandas.DataFrame
-        The history's columns, first row ``epoch = 0``.
-    """
-    from ..datasets import split_by_target
-    from ..pairs import ranking_pairs
-    from ..train import pair_index, pair_loss
-
-    cfg = exp.result.config
-    w0 = exp.result.initial_weights.float()
-    d = exp.features.matrix.float() @ w0
-    row = {"epoch": 0}
-    if cfg.get("val_size", 0) > 0:
-        fit_rows, val_rows = split_by_target(exp.train_table, test_size=cfg["val_size"], seed=cfg["seed"])
-        sides = (("train", fit_rows), ("val", val_rows))
-    else:
-        sides = (("train", exp.train_table),)
-    for side, rows in sides:
-        idx = pair_index(exp.features, ranking_pairs(rows))
-        s = d[idx[:, 1]] - d[idx[:, 0]]
-        row[f"{side}_loss"] = float(pair_loss(s, cfg["loss"], cfg["margin"]))
-        row[f"{side}_accuracy"] = float((s > 0).float().mean())
-    return pd.concat([pd.DataFrame([row]), exp.result.history], ignore_index=True)
+__all__ = ["plot_learning_curves", "plot_channel_weights", "plot_layer_shares"]
 
 
 # =========================================================================== figures

@@ -66,13 +66,9 @@ from myst_nb import glue
 from clpips import personal as ps
 from clpips.experiment import load_dataset
 from clpips.plots import personal as pp
+from clpips.report import format_p, glue_all
 from clpips.train import pair_features_for
 
-
-
-def put(name, value):
-    """Glue a number or text for the prose (numpy scalars as plain Python values)."""
-    glue(name, value.item() if hasattr(value, "item") else value, display=False)
 
 
 started = time.perf_counter()
@@ -84,19 +80,11 @@ study = ps.personal_study(data, test_size=test_size, seed=seed, net=net, device=
 across = study.across_people()
 per = study.per_person
 alpha = 1 - ci
-put("nb07_alpha", alpha)
-
-put("nb07_dataset", data.name)
-put("nb07_n_people", len(per))
-put("nb07_n_train", int(per["n_train"].median()))
-put("nb07_n_test", int(per["n_test"].median()))
-put("nb07_k", int(data.k or 0))
-put("nb07_l2", personal_l2)
-put("nb07_epochs", epochs)
-put("nb07_ci", 100 * ci)
-put("nb07_n_boot", n_boot)
-put("nb07_pooled_seconds", float(study.fits.query("model == 'pooled'")["seconds"].sum()))
-put("nb07_personal_seconds", float(study.fits.query("model == 'personal'")["seconds"].mean()))
+glue_all({"alpha": alpha, "dataset": data.name, "n_people": len(per), "n_train": int(per["n_train"].median()),
+          "n_test": int(per["n_test"].median()), "k": int(data.k or 0), "l2": personal_l2, "epochs": epochs,
+          "ci": 100 * ci, "n_boot": n_boot,
+          "pooled_seconds": float(study.fits.query("model == 'pooled'")["seconds"].sum()),
+          "personal_seconds": float(study.fits.query("model == 'personal'")["seconds"].mean())}, prefix="nb07_")
 display(per[["n_train", "n_test", "icc_lpips", "icc_pooled", "icc_personal", "icc_lopo",
              "icc_personal_lopo"]].round(3))
 
@@ -159,18 +147,12 @@ def glue_comparison(prefix, name):
     part = study.comparison(name)
     for stat in ("icc", "rho"):
         row = across.loc[(name, stat)]
-        put(f"{prefix}_{stat}_where", where(row))
-        put(f"{prefix}_{stat}_dir", direction(row))
-        put(f"{prefix}_{stat}_answer", answer(row))
-        put(f"{prefix}_{stat}_neg", int(row["n_negative"]))
-        put(f"{prefix}_{stat}", row["mean_delta"])
-        put(f"{prefix}_{stat}_lo", row["ci_low"])
-        put(f"{prefix}_{stat}_hi", row["ci_high"])
-        put(f"{prefix}_{stat}_pos", int(row["n_positive"]))
-        put(f"{prefix}_{stat}_wilcoxon", ps.format_p(row["wilcoxon_p"]))
-        put(f"{prefix}_{stat}_sign", ps.format_p(row["sign_p"]))
-        put(f"{prefix}_{stat}_nsig", int((part[f"p_holm_{stat}"] < alpha).sum()))
-    put(f"{prefix}_n", int(across.loc[(name, "icc"), "n"]))
+        glue_all({"": row["mean_delta"], "_lo": row["ci_low"], "_hi": row["ci_high"],
+                  "_where": where(row), "_dir": direction(row), "_answer": answer(row),
+                  "_pos": int(row["n_positive"]), "_neg": int(row["n_negative"]),
+                  "_wilcoxon": format_p(row["wilcoxon_p"]), "_sign": format_p(row["sign_p"]),
+                  "_nsig": int((part[f"p_holm_{stat}"] < alpha).sum())}, prefix=f"{prefix}_{stat}")
+    glue_all({f"{prefix}_n": int(across.loc[(name, "icc"), "n"])})
 
 
 glue_comparison("nb07_pp", "personal_vs_pooled")
@@ -190,15 +172,14 @@ elif nl["ci_low"] > 0:
     verdict = "A new user's personal model beats LPIPS, but not clearly the model it starts from."
 else:
     verdict = "Neither gain is established for a new user at this interval."
-put("nb07_nu_verdict", verdict)
-put("nb07_pl_reading", "Pooling people who disagree may average their preferences away; a personal model "
-    "can keep them." if across.loc[("personal_vs_pooled", "icc"), "ci_low"] > 0 else
-    "Whether personal models keep preferences that pooling averages away is not settled by these data.")
-put("nb07_icc_pooled_mean", per["icc_pooled"].mean())
-put("nb07_icc_personal_mean", per["icc_personal"].mean())
-put("nb07_icc_lpips_mean", per["icc_lpips"].mean())
-put("nb07_icc_lopo_mean", per["icc_lopo"].mean())
-put("nb07_icc_new_mean", per["icc_personal_lopo"].mean())
+glue_all({"nu_verdict": verdict,
+          "pl_reading": ("Pooling people who disagree may average their preferences away; a personal model "
+                         "can keep them." if across.loc[("personal_vs_pooled", "icc"), "ci_low"] > 0 else
+                         "Whether personal models keep preferences that pooling averages away is not settled "
+                         "by these data."),
+          **{f"icc_{short}_mean": per[f"icc_{model}"].mean()   # nb07_icc_pooled_mean, ...
+             for short, model in (("pooled", "pooled"), ("personal", "personal"), ("lpips", "lpips"),
+                                  ("lopo", "lopo"), ("new", "personal_lopo"))}}, prefix="nb07_")
 fig = pp.plot_person_deltas(study.comparisons, across,
                             names=("personal_vs_pooled", "new_user", "new_user_vs_lpips"),
                             labels={"personal_vs_pooled": "personal − pooled",
@@ -274,17 +255,14 @@ display(table.set_index(["label", "statistic"])[["mean_delta", "ci_low", "ci_hig
 # %% tags=["hide-input"]
 cross = ps.cross_person(study, "icc")
 own = ps.own_versus_others(cross, n_boot=n_boot, ci=ci, seed=seed)
-put("nb07_own", own["own"])
-put("nb07_others", own["others"])
-put("nb07_own_diff", own["difference"])
-put("nb07_own_lo", own["ci_low"])
-put("nb07_own_hi", own["ci_high"])
-put("nb07_own_pos", own["n_positive"])
-put("nb07_own_wilcoxon", ps.format_p(own["wilcoxon_p"]))
-put("nb07_own_answer", "It does not: one's" if own["ci_low"] > 0 else
-    "The data cannot rule that out: one's" if own["ci_high"] >= 0 else "It does, and more so: one's")
-put("nb07_own_reading", "What the personal models learn is, at least partly, the person." if own["ci_low"] > 0
-    else "That personal models learn the person, rather than training longer, is not established here.")
+glue_all({"own": own["own"], "others": own["others"], "own_diff": own["difference"], "own_lo": own["ci_low"],
+          "own_hi": own["ci_high"], "own_pos": own["n_positive"], "own_wilcoxon": format_p(own["wilcoxon_p"]),
+          "own_answer": ("It does not: one's" if own["ci_low"] > 0 else
+                         "The data cannot rule that out: one's" if own["ci_high"] >= 0 else
+                         "It does, and more so: one's"),
+          "own_reading": ("What the personal models learn is, at least partly, the person." if own["ci_low"] > 0
+                          else "That personal models learn the person, rather than training longer, is not "
+                               "established here.")}, prefix="nb07_")
 fig = pp.plot_cross_person(cross, "icc")
 glue("nb07_fig_cross", fig, display=False)
 plt.close(fig)
@@ -313,13 +291,6 @@ curve = ps.learning_curve(study, sizes=personal_sizes, repeats=personal_repeats,
 summary = curve.summary()
 display(summary.round(4))
 smallest = summary.iloc[0]
-put("nb07_lc_repeats", personal_repeats)
-put("nb07_lc_small", smallest["delta_icc"])
-put("nb07_lc_small_lo", smallest["ci_low_icc"])
-put("nb07_lc_small_hi", smallest["ci_high_icc"])
-put("nb07_lc_small_pos", int(smallest["n_positive_icc"]))
-put("nb07_lc_all", summary.loc["all", "delta_icc"])
-put("nb07_lc_all_n", float(summary.loc["all", "mean_rankings"]))
 first = curve.first_size_beating("icc", summary)
 
 
@@ -328,9 +299,12 @@ def rankings_text(n):
     return "a single ranking" if round(n) == 1 else f"{n:.0f} rankings"
 
 
-put("nb07_lc_first", "none of the sizes tried" if first is None else
-    rankings_text(float(summary.loc[first, "mean_rankings"])))
-put("nb07_lc_small_text", rankings_text(float(smallest["mean_rankings"])))
+glue_all({"repeats": personal_repeats, "small": smallest["delta_icc"], "small_lo": smallest["ci_low_icc"],
+          "small_hi": smallest["ci_high_icc"], "small_pos": int(smallest["n_positive_icc"]),
+          "all": summary.loc["all", "delta_icc"], "all_n": float(summary.loc["all", "mean_rankings"]),
+          "first": ("none of the sizes tried" if first is None else
+                    rankings_text(float(summary.loc[first, "mean_rankings"]))),
+          "small_text": rankings_text(float(smallest["mean_rankings"]))}, prefix="nb07_lc_")
 fig = pp.plot_learning_curve(summary, curve.per_person(), "icc")
 glue("nb07_fig_curve", fig, display=False)
 plt.close(fig)
@@ -362,25 +336,21 @@ plt.close(fig)
 strict = ps.personal_study(data, test_size=test_size, seed=seed, net=net, device=device, l2=personal_l2,
                            epochs=epochs, n_boot=n_boot, ci=ci, features=features, patience=patience,
                            lopo=False, exclude_shared_pairs=True, person_bootstrap=False, **options)
-strict_across = strict.across_people()
-put("nb07_shared", study.settings["shared_pair_share"])
-put("nb07_strict_icc", strict_across.loc[("personal_vs_pooled", "icc"), "mean_delta"])
-put("nb07_strict_icc_lo", strict_across.loc[("personal_vs_pooled", "icc"), "ci_low"])
-put("nb07_strict_icc_hi", strict_across.loc[("personal_vs_pooled", "icc"), "ci_high"])
-put("nb07_strict_icc_pos", int(strict_across.loc[("personal_vs_pooled", "icc"), "n_positive"]))
-put("nb07_strict_icc_where", where(strict_across.loc[("personal_vs_pooled", "icc")]))
+strict_row = strict.across_people().loc[("personal_vs_pooled", "icc")]
+glue_all({"shared": study.settings["shared_pair_share"], "strict_icc": strict_row["mean_delta"],
+          "strict_icc_lo": strict_row["ci_low"], "strict_icc_hi": strict_row["ci_high"],
+          "strict_icc_pos": int(strict_row["n_positive"]), "strict_icc_where": where(strict_row)}, prefix="nb07_")
 sensitivity = ps.l2_sensitivity(study, [0.0, 0.001, 0.1])
 display(sensitivity.round(4))
-put("nb07_l2_min", float(sensitivity["delta_icc"].min()))
-put("nb07_l2_max", float(sensitivity["delta_icc"].max()))
-put("nb07_l2_lo_min", float(sensitivity["ci_low_icc"].min()))
-put("nb07_l2_values", ", ".join(f"{v:g}" for v in sensitivity.index))
 weaker_better = bool((sensitivity["delta_icc"].diff().dropna() <= 0).all())  # index: l2 ascending
-put("nb07_l2_reading",
-    ("every one of them lies above zero: the sign of the conclusion does not depend on this choice"
-     if sensitivity["ci_low_icc"].min() > 0 else
-     "not all of them lie above zero: the conclusion depends on this choice")
-    + (" (weaker pulls do better here, which we did not use to pick one)." if weaker_better else "."))
+glue_all({"min": float(sensitivity["delta_icc"].min()), "max": float(sensitivity["delta_icc"].max()),
+          "lo_min": float(sensitivity["ci_low_icc"].min()),
+          "values": ", ".join(f"{v:g}" for v in sensitivity.index),
+          "reading": ("every one of them lies above zero: the sign of the conclusion does not depend on this choice"
+                      if sensitivity["ci_low_icc"].min() > 0 else
+                      "not all of them lie above zero: the conclusion depends on this choice")
+                     + (" (weaker pulls do better here, which we did not use to pick one)." if weaker_better
+                        else ".")}, prefix="nb07_l2_")
 
 # %% [markdown]
 # ## Leakage and a free choice
@@ -412,20 +382,16 @@ shares = ps.layer_shares({"LPIPS": study.weights["lpips"], "pooled": study.weigh
 changes = ps.layer_changes({r: study.personal[r] for r in people}, study.weights["pooled"], net=net)
 person_shares = shares.loc[people]
 spread = (person_shares.max() - person_shares.min()).max()
-put("nb07_share_spread", 100 * float(spread))
-put("nb07_share_pooled_l1", shares.loc["pooled", "layer 1"])
-put("nb07_share_lpips_l1", shares.loc["LPIPS", "layer 1"])
-put("nb07_share_pooled_l5", shares.loc["pooled", "layer 5"])
-put("nb07_share_lpips_l5", shares.loc["LPIPS", "layer 5"])
-put("nb07_change_max_layer", str(changes.mean().idxmax()))
-put("nb07_change_max", float(changes.mean().max()))
-put("nb07_change_min_layer", str(changes.mean().idxmin()))
-put("nb07_change_min", float(changes.mean().min()))
 early, late = shares.loc["pooled", "layer 1"] - shares.loc["LPIPS", "layer 1"], \
     shares.loc["pooled", "layer 5"] - shares.loc["LPIPS", "layer 5"]
-put("nb07_share_move", "moves weight from the first layer to the last" if early < 0 < late else
-    "moves weight from the last layer to the first" if late < 0 < early else
-    "changes the weight of the first and last layers in the same direction")
+glue_all({"share_spread": 100 * float(spread),
+          **{f"share_{model.lower()}_l{layer}": shares.loc[model, f"layer {layer}"]   # nb07_share_pooled_l1, ...
+             for model in ("pooled", "LPIPS") for layer in (1, 5)},
+          "change_max_layer": str(changes.mean().idxmax()), "change_max": float(changes.mean().max()),
+          "change_min_layer": str(changes.mean().idxmin()), "change_min": float(changes.mean().min()),
+          "share_move": ("moves weight from the first layer to the last" if early < 0 < late else
+                         "moves weight from the last layer to the first" if late < 0 < early else
+                         "changes the weight of the first and last layers in the same direction")}, prefix="nb07_")
 fig = pp.plot_layer_weights(shares, changes)
 glue("nb07_fig_layers", fig, display=False)
 plt.close(fig)
@@ -464,26 +430,20 @@ else:                                             # a quick study of the simulat
 recovery = ps.truth_recovery(sim_study)
 closer = ps.paired_tests(recovery["cos_personal"] - recovery["cos_pooled"])
 shift = ps.people_interval(recovery["cos_shift"], n_boot=n_boot, ci=ci, seed=seed)
-sim_across = sim_study.across_people()
-put("nb07_sim_n", len(recovery))
-put("nb07_sim_train", int(sim_study.per_person["n_train"].median()))
-put("nb07_sim_test", int(sim_study.per_person["n_test"].median()))
-put("nb07_sim_cos_personal", recovery["cos_personal"].mean())
-put("nb07_sim_cos_pooled", recovery["cos_pooled"].mean())
-put("nb07_sim_closer", closer["n_positive"])
-put("nb07_sim_closer_p", ps.format_p(closer["wilcoxon_p"]))
-put("nb07_sim_shift", shift[0])
-put("nb07_sim_shift_lo", shift[1])
-put("nb07_sim_shift_hi", shift[2])
-put("nb07_sim_shift_pos", int((recovery["cos_shift"] > 0).sum()))
-put("nb07_sim_icc", sim_across.loc[("personal_vs_pooled", "icc"), "mean_delta"])
-put("nb07_sim_icc_lo", sim_across.loc[("personal_vs_pooled", "icc"), "ci_low"])
-put("nb07_sim_icc_hi", sim_across.loc[("personal_vs_pooled", "icc"), "ci_high"])
-put("nb07_sim_icc_where", where(sim_across.loc[("personal_vs_pooled", "icc")]))
-put("nb07_sim_reading", "The personal models move towards the raters' true weights on average."
-    if recovery["cos_personal"].mean() > recovery["cos_pooled"].mean() else
-    "On average the personal models do not move towards the raters' true weights.")
-put("nb07_sim_shift_reading", "points towards" if shift[1] > 0 else "does not clearly point towards")
+sim_row = sim_study.across_people().loc[("personal_vs_pooled", "icc")]
+glue_all({"n": len(recovery), "train": int(sim_study.per_person["n_train"].median()),
+          "test": int(sim_study.per_person["n_test"].median()),
+          "cos_personal": recovery["cos_personal"].mean(), "cos_pooled": recovery["cos_pooled"].mean(),
+          "closer": closer["n_positive"], "closer_p": format_p(closer["wilcoxon_p"]),
+          "shift": shift[0], "shift_lo": shift[1], "shift_hi": shift[2],
+          "shift_pos": int((recovery["cos_shift"] > 0).sum()),
+          "icc": sim_row["mean_delta"], "icc_lo": sim_row["ci_low"], "icc_hi": sim_row["ci_high"],
+          "icc_where": where(sim_row),
+          "reading": ("The personal models move towards the raters' true weights on average."
+                      if recovery["cos_personal"].mean() > recovery["cos_pooled"].mean() else
+                      "On average the personal models do not move towards the raters' true weights."),
+          "shift_reading": "points towards" if shift[1] > 0 else "does not clearly point towards"},
+         prefix="nb07_sim_")
 fig = pp.plot_truth_recovery(recovery)
 glue("nb07_fig_truth", fig, display=False)
 plt.close(fig)
@@ -550,9 +510,7 @@ session = RankingSession(data, demo_csv, rater="demo", sets=demo_sets, base=stud
                          l2=personal_l2, epochs=epochs, features=features, net=net, device=device, seed=seed)
 ranking_widget = RankingWidget(session)
 demo_saved, demo_clicks = 3, 4
-put("nb07_demo_source", source)
-put("nb07_demo_saved", demo_saved)
-put("nb07_demo_clicks", demo_clicks)
+glue_all({"demo_source": source, "demo_saved": demo_saved, "demo_clicks": demo_clicks}, prefix="nb07_")
 ranking_widget
 
 # %% tags=["hide-input"]
@@ -570,7 +528,7 @@ print(pd.read_csv(demo_csv).groupby("set_id").size().rename("rows saved").to_str
 
 # %% tags=["hide-input"]
 elapsed = time.perf_counter() - started
-put("nb07_seconds", elapsed)
+glue_all({"nb07_seconds": elapsed})
 
 # %% [markdown]
 # The widget above shows the state the code left: {glue:text}`nb07_demo_saved:d` rankings saved,

@@ -61,14 +61,10 @@ from clpips import classroom as cr
 from clpips import personal as ps
 from clpips.datasets import RankingDataset
 from clpips.features import pair_features
+from clpips.report import glue_all
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 started = time.perf_counter()
-
-
-def put(name, value):
-    """Glue a number or text for the prose (numpy scalars as plain Python values)."""
-    glue(name, value.item() if hasattr(value, "item") else value, display=False)
 
 
 def features_of(dataset, table):
@@ -96,12 +92,10 @@ else:                                                # a simulated class on the 
               f"{design.name} that `clpips classroom --study {study}` serves (no class file was given)")
 rankings = klass.table
 n_students = rankings["rater"].nunique()
-put("nb10_source", source)
-put("nb10_simulated", "simulated" if truth is not None else "real")
-put("nb10_n_students", int(n_students))
-put("nb10_n_sets", int(rankings["set_id"].nunique()))
-put("nb10_n_rankings", int(rankings.groupby(["rater", "set_id"]).ngroups))
-put("nb10_k", int(rankings.groupby(["rater", "set_id"]).size().median()))
+glue_all({"source": source, "simulated": "simulated" if truth is not None else "real",
+          "n_students": int(n_students), "n_sets": int(rankings["set_id"].nunique()),
+          "n_rankings": int(rankings.groupby(["rater", "set_id"]).ngroups),
+          "k": int(rankings.groupby(["rater", "set_id"]).size().median())}, prefix="nb10_")
 print(f"Data: {source}.")
 
 # %% [markdown]
@@ -134,16 +128,13 @@ rho = ca.pairwise_rho(rankings)
 iccs = ca.class_icc(rankings)
 consensus = ca.consensus_scores(rankings)
 off_diagonal = rho.where(~np.eye(len(rho), dtype=bool)).stack()
-put("nb10_pair_rho", float(off_diagonal.mean()))
-put("nb10_pair_rho_min", float(off_diagonal.min()))
-put("nb10_pair_rho_max", float(off_diagonal.max()))
-put("nb10_icc_a1", float(iccs["icc_A_1"].mean()))
-put("nb10_icc_ak", float(iccs["icc_A_k"].mean()))
-put("nb10_icc_sets", int(len(iccs)))
-put("nb10_consensus_rho", float(consensus["spearman"].mean()))
-put("nb10_consensus_icc", float(consensus["icc_A_k"].mean()))
-put("nb10_consensus_low", str(consensus["icc_A_k"].idxmin()))
-put("nb10_consensus_low_icc", float(consensus["icc_A_k"].min()))
+glue_all({"pair_rho": float(off_diagonal.mean()), "pair_rho_min": float(off_diagonal.min()),
+          "pair_rho_max": float(off_diagonal.max()),
+          "icc_a1": float(iccs["icc_A_1"].mean()), "icc_ak": float(iccs["icc_A_k"].mean()),
+          "icc_sets": int(len(iccs)),
+          "consensus_rho": float(consensus["spearman"].mean()), "consensus_icc": float(consensus["icc_A_k"].mean()),
+          "consensus_low": str(consensus["icc_A_k"].idxmin()),
+          "consensus_low_icc": float(consensus["icc_A_k"].min())}, prefix="nb10_")
 
 fig, ax = plt.subplots(figsize=(5.6, 4.6))
 im = ax.imshow(rho.to_numpy(float), vmin=-1, vmax=1, cmap="RdBu_r")
@@ -189,17 +180,13 @@ study_ = ps.personal_study(klass, test_size=test_size, seed=seed, net=net, devic
 per = study_.per_person.join(consensus.rename(columns={"icc_A_k": "icc_consensus",
                                                       "spearman": "rho_consensus"})[["icc_consensus"]])
 across = study_.across_people()
-put("nb10_n_train", int(per["n_train"].median()))
-put("nb10_n_test", int(per["n_test"].median()))
-for model in ("lpips", "pooled", "personal"):
-    put(f"nb10_icc_{model}", float(per[f"icc_{model}"].mean()))
-    put(f"nb10_rho_{model}", float(per[f"rho_{model}"].mean()))
+glue_all({"n_train": int(per["n_train"].median()), "n_test": int(per["n_test"].median()),
+          **{f"{stat}_{model}": float(per[f"{stat}_{model}"].mean())      # nb10_icc_lpips, nb10_rho_pooled, ...
+             for model in ("lpips", "pooled", "personal") for stat in ("icc", "rho")}}, prefix="nb10_")
 for name, key in (("pooled_vs_lpips", "pl"), ("personal_vs_pooled", "pp")):
     row = across.loc[(name, "icc")]
-    put(f"nb10_{key}", float(row["mean_delta"]))
-    put(f"nb10_{key}_lo", float(row["ci_low"]))
-    put(f"nb10_{key}_hi", float(row["ci_high"]))
-    put(f"nb10_{key}_pos", int(row["n_positive"]))
+    glue_all({"": float(row["mean_delta"]), "_lo": float(row["ci_low"]), "_hi": float(row["ci_high"]),
+              "_pos": int(row["n_positive"])}, prefix=f"nb10_{key}")
 columns = ["n_train", "n_test", "icc_consensus", "icc_lpips", "icc_pooled", "icc_personal"]
 display(per[columns].round(3))
 
@@ -251,19 +238,16 @@ if truth is not None:
     models["the class's true taste"] = truth["class"]
 shares = ps.layer_shares(models, net=net)
 display(shares.round(3))
-put("nb10_share_l1_lpips", float(shares.loc["LPIPS", "layer 1"]))
-put("nb10_share_l1_pooled", float(shares.loc["pooled CLPIPS", "layer 1"]))
-put("nb10_share_l5_lpips", float(shares.loc["LPIPS", "layer 5"]))
-put("nb10_share_l5_pooled", float(shares.loc["pooled CLPIPS", "layer 5"]))
 moved = (study_.weights["pooled"] - study_.weights["lpips"]).norm() / study_.weights["lpips"].norm()
-put("nb10_moved", float(moved))
 if truth is not None:
     true_l5 = float(shares.loc["the class's true taste", "layer 5"])
-    put("nb10_truth_note", f"The simulated class's true taste puts {true_l5:.1%} of the weight on layer 5: "
-        "the pooled fit moves towards it only as far as a lesson's rankings allow.")
+    truth_note = (f"The simulated class's true taste puts {true_l5:.1%} of the weight on layer 5: "
+                  "the pooled fit moves towards it only as far as a lesson's rankings allow.")
 else:
-    put("nb10_truth_note", "A real class has no known true taste; compare with the pooled CLPIPS of "
-        "mur92 in chapter 7.")
+    truth_note = "A real class has no known true taste; compare with the pooled CLPIPS of mur92 in chapter 7."
+glue_all({f"share_l{layer}_{short}": float(shares.loc[model, f"layer {layer}"])   # nb10_share_l1_lpips, ...
+          for layer in (1, 5) for short, model in (("lpips", "LPIPS"), ("pooled", "pooled CLPIPS"))}
+         | {"moved": float(moved), "truth_note": truth_note}, prefix="nb10_")
 fig, ax = plt.subplots(figsize=(6.5, 2.8))
 shares.T.plot.bar(ax=ax, rot=0)
 ax.set_ylabel("share of the weight")
@@ -271,7 +255,7 @@ ax.legend(fontsize=8)
 fig.tight_layout()
 glue("nb10_fig_layers", fig, display=False)
 plt.close(fig)
-put("nb10_seconds", time.perf_counter() - started)
+glue_all({"nb10_seconds": time.perf_counter() - started})
 
 # %% [markdown]
 # ## What the class's CLPIPS learned

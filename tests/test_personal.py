@@ -112,13 +112,6 @@ def test_people_interval_is_seeded_and_brackets_the_mean():
     assert np.isnan(ps.people_interval([0.3])[1])
 
 
-def test_format_p():
-    assert ps.format_p(0.0341) == "p = 0.034"
-    assert ps.format_p(0.0001) == "p < 0.001"
-    assert ps.format_p(1.0) == "p = 1"
-    assert ps.format_p(float("nan")) == "p undefined"
-
-
 def test_parse_sizes():
     assert ps.parse_sizes("20, 5,10,all") == (5, 10, 20)
     with pytest.raises(ValueError):

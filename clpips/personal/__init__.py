@@ -62,7 +62,6 @@ The package, by concern (every name is importable from ``clpips.personal``):
 """
 from __future__ import annotations
 
-from ..report import format_p  # noqa: F401  (the chapters' p-values in words; its home is clpips.report)
 from .bootstrap import TwoWayBootstrap, score_people, two_way_bootstrap, two_way_counts
 from .curves import LearningCurve, learning_curve, parse_sizes
 from .inference import holm, paired_tests, people_interval

@@ -96,8 +96,8 @@ def plot_layer_weights(shares: pd.DataFrame, changes: pd.DataFrame) -> Figure:
 
     Parameters
     ----------
-    shares : :func:`clpips.personal.layer_shares` (rows: models, e.g. lpips, pooled, people)
-    changes : :func:`clpips.personal.layer_changes` (rows: people)
+    shares : :func:`clpips.layer_weights.layer_shares` (rows: models, e.g. lpips, pooled, people)
+    changes : :func:`clpips.layer_weights.layer_changes` (rows: people)
     """
     n = max(len(shares), len(changes))
     fig, axes = plt.subplots(1, 2, figsize=(9, 0.28 * n + 1.8), gridspec_kw={"wspace": 0.5})

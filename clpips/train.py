@@ -613,9 +613,12 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
     m, v = torch.zeros_like(W), torch.zeros_like(W)
     b1, b2, eps, t = 0.9, 0.999, 1e-8, 0
     active = list(range(len(state)))
+    # a step multiplies the rows its batches touch rather than all rows when those are far fewer (a
+    # student's rows grow with its teacher's candidates: measured on mur92, 2,200 rows and one stream,
+    # a step took 1.9 ms over all rows and 0.8 ms over the ~450 its batch touched); same arithmetic
+    sparse = 4 * batch_size * len(state) < n_rows
     while active:
-        d = F @ W                                              # n_rows x C
-        coef = torch.zeros(n_rows, C, device=device)
+        batches = []
         for j in active:
             st = state[j]
             if st["pos"] >= st["n"]:                           # a new epoch: a new shuffle, as _fit_pairs
@@ -623,7 +626,24 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
                 st["pos"], st["epoch"] = 0, st["epoch"] + 1
             idx = st["order"][st["pos"]:st["pos"] + batch_size]
             st["pos"] += batch_size
-            b, w_, sl = st["better"][idx], st["worse"][idx], st["cols"]
+            batches.append((st, idx, st["better"][idx], st["worse"][idx]))
+        if sparse:
+            touched, at = torch.unique(torch.cat([torch.cat([b, w_]) for _, _, b, w_ in batches]),
+                                       return_inverse=True)
+            Fs = F.index_select(0, touched)
+            d = Fs @ W                                         # touched rows x C
+            coef = torch.zeros(len(touched), C, device=device)
+            local, pos = [], 0
+            for _, idx, _, _ in batches:
+                n = idx.numel()
+                local.append((at[pos:pos + n], at[pos + n:pos + 2 * n]))
+                pos += 2 * n
+        else:
+            d = F @ W                                          # n_rows x C
+            coef = torch.zeros(n_rows, C, device=device)
+            local = [(b, w_) for _, _, b, w_ in batches]
+        for (st, idx, _, _), (b, w_) in zip(batches, local):
+            sl = st["cols"]
             s = d[w_, sl] - d[b, sl]
             if st["loss"] == "margin":
                 slope = -(s <= margins[sl]).to(s.dtype)
@@ -636,7 +656,7 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
             block = coef[:, sl]
             block.index_add_(0, w_, slope)
             block.index_add_(0, b, -slope)
-        g = (FT @ coef) * mask                                 # D x C
+        g = ((Fs.T if sparse else FT) @ coef) * mask           # D x C
         t += 1                                                 # Adam, as _Adam does per column
         m.mul_(b1).add_(g, alpha=1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)

@@ -421,3 +421,87 @@ def test_fit_many_gives_the_same_weights_in_worker_processes():
     spread = fit_many(features, jobs, w0, max_columns=2, workers=2)
     for a, b in zip(alone, spread):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("loss", ["logistic", "margin"])
+def test_fit_many_over_the_rows_a_batch_touches_equals_fit_pairs(loss):
+    """Many rows and small batches: a step multiplies only the rows its batches touch (the sparse
+    path of fit_many) and still equals each column's own fit_pairs."""
+    features, pairs = _pairs_problem(n_rows=1500, n_pairs=900, seed=6)
+    w0 = initial_weight_vector("alex", "lpips")
+    jobs = [GridJob(pairs, (0.02, 0.05), (1e-2, 3e-3), (1, 2), seed=3),
+            GridJob(pairs[300:], (0.05,), (1e-2,), (2,), seed=8)]
+    together = fit_many(features, jobs, w0, loss=loss, batch_size=32)
+    for job, got in zip(jobs, together):
+        for b, (margin, lr) in enumerate(zip(job.margins, job.lrs)):
+            for e_i, epochs in enumerate(job.checkpoints):
+                ref = fit_pairs(features, job.pairs, None, w0, margin=margin, lr=lr, epochs=epochs, seed=job.seed,
+                                loss=loss, batch_size=32).weights
+                diff = (got[e_i, b] - ref).abs()
+                assert float(diff.max()) < (1e-5 if loss == "logistic" else 5e-3)
+                assert float(diff.median()) < 1e-6
+
+
+# -- beyond the linear weights: the metrics of chapter 09 under the same protocol ------------------
+
+BEYOND = dict(folds=3, repeats=1, inner_folds=2, grid=protocol.Grid.parse("0.02,0.05", "0.01", "2,4"),
+              transform_lambdas="0.001,0.1", transform_lrs="0.01", transform_steps="20,50", transform_rank=4)
+
+
+@pytest.mark.parametrize("mode", ["target", "image"])
+def test_global_clpips_is_fit_many_on_pooled_features_in_lpips_units(mode, mur92_mirror, monkeypatch, tmp_path):
+    """The global metric's out-of-fold distances are its refitted weights times the pooled features
+    (a direct computation from the image embeddings), scaled by one constant: mean LPIPS distance
+    over mean global LPIPS distance of the run's rows. Same folds as CLPIPS's run."""
+    monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
+    monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
+    from clpips import aligned, datasets
+    data = datasets.load("mur92")
+    glob = protocol.crossval(data, mode=mode, metric="global", **BEYOND)
+    plain = protocol.crossval(data, mode=mode, **BEYOND)
+    assert glob.settings["metric"] == "global" and "metric" not in plain.settings
+    pd.testing.assert_frame_equal(glob.oof[["set_id", "target", "candidate", "rater", "rank", "repeat", "fold"]],
+                                  plain.oof[["set_id", "target", "candidate", "rater", "rank", "repeat", "fold"]])
+    assert np.allclose(glob.oof["lpips"], plain.oof["lpips"])
+    emb = aligned.image_embeddings(data, sorted(set(data.table["target"]) | set(data.table["candidate"])))
+    w0 = initial_weight_vector("alex", "lpips")
+    for fold, part in glob.oof.groupby("fold"):
+        psi = (emb.of(list(part["target"])) - emb.of(list(part["candidate"]))) ** 2
+        raw = (psi @ torch.as_tensor(glob.weights[fold], dtype=torch.float32)).numpy()
+        ratio = part["clpips"].to_numpy() / raw
+        assert np.allclose(ratio, ratio[0], rtol=1e-4) and ratio[0] > 0   # one scale for the whole run
+
+
+def test_transform_and_teacher_runs_are_nested_deterministic_and_the_teacher_stays_on_its_side(
+        mur92_mirror, monkeypatch, tmp_path):
+    monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
+    monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
+    from clpips import aligned, datasets
+    data = datasets.load("mur92")
+    seen = []
+    real = aligned.teacher_rankings
+
+    def recording(distance, targets, images, **kw):
+        made = real(distance, targets, images, **kw)
+        seen.append((set(targets), set(images), made))
+        return made
+    monkeypatch.setattr(aligned, "teacher_rankings", recording)
+    teacher = protocol.crossval(data, mode="image", metric="teacher", teacher_weight=0.5, teacher_sets=1, **BEYOND)
+    transform = protocol.crossval(data, mode="image", metric="transform", **BEYOND)   # cached by the teacher run
+    plain = protocol.crossval(data, mode="image", **BEYOND)
+    assert set(transform.setting_columns()) == {"margin", "lam", "lr", "steps"}
+    assert len(seen) == len(teacher.folds)          # one teacher per outer fold (the student is not re-tuned)
+    for (targets, images, made), (_, fold) in zip(seen, teacher.oof.groupby(["repeat", "fold"])):
+        held = set(fold["target"]) | set(fold["candidate"])
+        assert not (targets | images) & held         # split by image: no held-out image reaches the teacher
+        assert set(made["target"]) <= targets and set(made["candidate"]) <= images
+        assert (made["rater"] == aligned.TEACHER).all()
+    # the student takes the setting CLPIPS's inner folds chose in the same fold
+    pd.testing.assert_frame_equal(teacher.folds[["margin", "lr", "epochs"]], plain.folds[["margin", "lr", "epochs"]])
+    assert teacher.folds["inner_score"].isna().all()
+    again = protocol.crossval(data, mode="image", metric="teacher", teacher_weight=0.5, teacher_sets=1, cache=False,
+                              **BEYOND)
+    assert np.array_equal(again.weights, teacher.weights)
+    pd.testing.assert_frame_equal(again.folds, teacher.folds)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        protocol.crossval(data, metric="dreamsim", **BEYOND)

@@ -40,6 +40,14 @@ class Defaults:
     protocol_epochs: str = "5,10,20"  #: epoch counts the inner folds choose among
     protocol_select: str = "icc_A_k"  #: inner criterion: icc_A_k, spearman_raw, spearman or pair_accuracy
     workers: int = 2                #: processes the protocol's fits are spread over (results do not depend on it)
+    # beyond the linear weights (chapter 09, clpips.aligned): the metric the protocol fits, and its options
+    protocol_metric: str = "clpips"  #: clpips, global (pooled features), transform (AligNet-style), teacher
+    transform_lambdas: str = "0.001,0.01,0.1"  #: pulls of the transform towards the identity the inner folds choose among
+    transform_lrs: str = "0.01,0.03"  #: full-batch Adam learning rates of the transform
+    transform_steps: str = "50,100,200"  #: full-batch steps of the transform the inner folds choose among
+    transform_rank: int = 8         #: rank of the transform's departure from the identity (I + U V^T)
+    teacher_sets: int = 2           #: new candidate sets the teacher ranks per training target
+    teacher_weight: float = 0.5     #: weight of the teacher's pairs against the human pairs (by repetition)
     # statistics
     n_boot: int = 10_000            #: bootstrap resamples
     ci: float = 0.95                #: confidence level

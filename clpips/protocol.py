@@ -39,6 +39,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -46,12 +47,15 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from . import atomic
 from .atomic import atomic_path, json_ready
 from .defaults import DEFAULTS
 
 PROTOCOL_VERSION = 2  #: bump when a change alters results: it keys the cache
+#: the metrics a run can fit and compare with LPIPS (chapter 09; ``clpips crossval --metric``)
+METRICS = ("clpips", "global", "transform", "teacher")
 #: the statistics scored on every held-out side, as :func:`clpips.evaluate.heldout_scores` names them
 STATISTICS = ("icc_A_k", "spearman_raw", "spearman", "pair_accuracy")
 #: inner-fold criteria a setting can be chosen by
@@ -199,9 +203,13 @@ class CrossvalResult:
         lo, hi = percentile_interval(dist[:, 0], ci)
         return {"delta": float(obs[0]), "low": float(lo), "high": float(hi)}
 
+    def setting_columns(self) -> list[str]:
+        """The columns that name a setting (CLPIPS: margin, lr, epochs; the transform: margin, lam, lr, steps)."""
+        return [c for c in self.inner.columns if c not in ("repeat", "fold") and not c.startswith("inner_")]
+
     def chosen(self) -> pd.DataFrame:
         """How often each setting was chosen over the outer folds."""
-        return (self.folds.groupby(["margin", "lr", "epochs"]).size().rename("folds").reset_index()
+        return (self.folds.groupby(self.setting_columns()).size().rename("folds").reset_index()
                 .sort_values("folds", ascending=False, kind="stable").reset_index(drop=True))
 
     def to_json(self, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot) -> dict[str, Any]:
@@ -215,7 +223,11 @@ class CrossvalResult:
 #: notebook parameters (clpips.defaults names) -> keyword of :func:`crossval`
 PARAMETERS = {"protocol_folds": "folds", "protocol_repeats": "repeats", "protocol_inner_folds": "inner_folds",
               "protocol_select": "select", "seed": "seed", "net": "net", "init": "init", "loss": "loss",
-              "batch_size": "batch_size", "layers": "layers", "project": "project", "workers": "workers"}
+              "batch_size": "batch_size", "layers": "layers", "project": "project", "workers": "workers",
+              "protocol_metric": "metric", "transform_lambdas": "transform_lambdas",
+              "transform_lrs": "transform_lrs", "transform_steps": "transform_steps",
+              "transform_rank": "transform_rank", "teacher_weight": "teacher_weight",
+              "teacher_sets": "teacher_sets"}
 
 
 def options(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -225,6 +237,20 @@ def options(parameters: Mapping[str, Any]) -> dict[str, Any]:
     out = {kw: parameters[name] for name, kw in PARAMETERS.items() if name in parameters}
     out["grid"] = Grid.parse(*(parameters.get(f"protocol_{n}", getattr(DEFAULTS, f"protocol_{n}"))
                                for n in ("margins", "lrs", "epochs")))
+    return out
+
+
+def _keywords(settings: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
+    """:func:`crossval` keywords (but ``grid``) that give a run with these ``settings``, ``changes`` applied."""
+    out = {kw: settings[kw] for kw in ("mode", "folds", "repeats", "inner_folds", "select", "seed", "net", "init",
+                                        "loss", "batch_size", "layers", "project")}
+    for kw, name in (("transform_lambdas", "lambdas"), ("transform_lrs", "transform_lrs"),
+                     ("transform_steps", "steps"), ("transform_rank", "rank"), ("teacher_weight", "teacher_weight"),
+                     ("teacher_sets", "teacher_sets")):
+        if name in settings:
+            out[kw] = settings[name]
+    out["metric"] = settings.get("metric", "clpips")
+    out.update(changes)
     return out
 
 
@@ -252,7 +278,13 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
              grid: Optional[Grid] = None, select: str = DEFAULTS.protocol_select, seed: int = DEFAULTS.seed,
              net: str = DEFAULTS.net, init: str = DEFAULTS.init, loss: str = DEFAULTS.loss,
              batch_size: int = DEFAULTS.batch_size, layers: str = DEFAULTS.layers,
-             project: bool = DEFAULTS.project, device: str = DEFAULTS.device, progress: bool = False,
+             project: bool = DEFAULTS.project, metric: str = DEFAULTS.protocol_metric,
+             transform_lambdas: str | Sequence[float] = DEFAULTS.transform_lambdas,
+             transform_lrs: str | Sequence[float] = DEFAULTS.transform_lrs,
+             transform_steps: str | Sequence[int] = DEFAULTS.transform_steps,
+             transform_rank: int = DEFAULTS.transform_rank, teacher_weight: float = DEFAULTS.teacher_weight,
+             teacher_sets: int = DEFAULTS.teacher_sets,
+             device: str = DEFAULTS.device, progress: bool = False,
              threads: Optional[int] = 1, workers: int = DEFAULTS.workers, cache: bool = True) -> CrossvalResult:
     """Run the nested protocol on a dataset (see the module docstring).
 
@@ -274,6 +306,18 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
         the initial weights and the training shuffles.
     net, init, loss, batch_size, layers, project, device, threads
         As :func:`clpips.train.fit_pairs`.
+    metric : str
+        The metric fitted and compared with LPIPS, one of :data:`METRICS`: ``"clpips"`` (the
+        paper's), ``"global"`` (the same per-channel weights on spatially pooled features),
+        ``"transform"`` (AligNet-style low-rank transform of the pooled representation) or
+        ``"teacher"`` (CLPIPS trained on human pairs plus the transform's labels). Its
+        distances fill the result's ``clpips`` columns; ``settings["metric"]`` names it.
+    transform_lambdas, transform_lrs, transform_steps, transform_rank
+        The transform's settings (``"transform"`` and the teacher):
+        :class:`clpips.aligned.TransformGrid`; the margins are the :class:`Grid`'s.
+    teacher_weight, teacher_sets
+        The teacher's new candidate sets per training target, and the weight of their pairs
+        against the human pairs in the student's training set (``"teacher"``).
     workers : int
         Processes the fits are spread over (:func:`clpips.train.fit_many`); the results do not
         depend on it, so it is not part of the cache key.
@@ -292,6 +336,28 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
                 "inner_folds": inner_folds, "margins": list(grid.margins), "lrs": list(grid.lrs),
                 "epochs": list(grid.epochs), "select": select, "seed": seed, "net": net, "init": init, "loss": loss,
                 "batch_size": batch_size, "layers": layers, "project": project, "version": PROTOCOL_VERSION}
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if metric != "clpips":  # CLPIPS's settings stay as they were: its cached runs keep their keys
+        settings["metric"] = metric
+    if metric in ("transform", "teacher"):
+        steps = _floats(transform_steps)
+        if any(x != int(x) for x in steps):
+            raise ValueError(f"transform_steps must be whole numbers, got {transform_steps!r}")
+        if int(transform_rank) != transform_rank or transform_rank < 1:
+            raise ValueError(f"transform_rank must be a whole number >= 1, got {transform_rank!r}")
+        settings.update(lambdas=[float(x) for x in str(transform_lambdas).split(",")]
+                        if isinstance(transform_lambdas, str) else [float(x) for x in transform_lambdas],
+                        transform_lrs=list(_floats(transform_lrs)), steps=sorted({int(x) for x in steps}),
+                        rank=int(transform_rank))
+        if not all(np.isfinite(settings["lambdas"])) or min(settings["lambdas"]) < 0:
+            raise ValueError(f"transform_lambdas must be finite numbers >= 0, got {transform_lambdas!r}")
+    if metric == "teacher":
+        if not (np.isfinite(teacher_weight) and teacher_weight > 0):
+            raise ValueError(f"teacher_weight must be a finite number > 0, got {teacher_weight!r}")
+        if int(teacher_sets) != teacher_sets or teacher_sets < 1:
+            raise ValueError(f"teacher_sets must be a whole number >= 1, got {teacher_sets!r}")
+        settings.update(teacher_weight=float(teacher_weight), teacher_sets=int(teacher_sets))
     key = _cache_key(dataset, settings)
     if not cache:
         return _crossval(dataset, settings, grid, device, progress, threads, workers)
@@ -311,16 +377,13 @@ def _crossval(dataset, settings: dict[str, Any], grid: Grid, device: str, progre
               threads: Optional[int], workers: int) -> CrossvalResult:
     """The run itself (no cache)."""
     from .datasets.splits import shared_pair_share, split_folds
-    from .evaluate import heldout_scores
+    from .evaluate import RANKING, distance_scores, ranking_ids
     from .model import initial_weight_vector
-    from .pairs import ranking_pairs
-    from .train import GridJob, fit_many, pair_features_for, pair_index
+    from .train import pair_features_for
 
     mode, folds, repeats, inner_folds = settings["mode"], settings["folds"], settings["repeats"], \
         settings["inner_folds"]
-    select, seed, net, init, loss = settings["select"], settings["seed"], settings["net"], settings["init"], \
-        settings["loss"]
-    batch_size, layers, project = settings["batch_size"], settings["layers"], settings["project"]
+    select, seed, net, init = settings["select"], settings["seed"], settings["net"], settings["init"]
 
     # 1. every split first (tables only), so one feature pass covers them all
     within = getattr(dataset, "within", None)
@@ -338,35 +401,31 @@ def _crossval(dataset, settings: dict[str, Any], grid: Grid, device: str, progre
             outer.append({"repeat": r, "fold": f, "train": train, "test": test, "inner": inner})
     tables = [o["train"] for o in outer] + [o["test"] for o in outer] + \
              [t for o in outer for pair in o["inner"] for t in pair]
-    features = pair_features_for(dataset, pd.concat(tables, ignore_index=True), net=net, device=device,
-                                 progress=progress)
+    every = pd.concat(tables, ignore_index=True)
+    features = pair_features_for(dataset, every, net=net, device=device, progress=progress)
     w0 = initial_weight_vector(net, init, seed)
 
-    # 2. every fit of the run at once: each inner fold's grid, and each outer training side's grid
-    cols = grid.columns()
-    margins, lrs = tuple(m for m, _ in cols), tuple(lr for _, lr in cols)
-    jobs, where = [], []
+    # 2. every fit of the run at once: each inner fold's settings, and each outer training side's
+    family = _family(dataset, settings, grid, every, features, w0, device, progress, threads, workers)
+    jobs = []
     for i, o in enumerate(outer):
-        for j, (itrain, _) in enumerate(o["inner"]):
-            jobs.append(GridJob(pair_index(features, ranking_pairs(itrain)), margins, lrs, grid.epochs, seed))
-            where.append((i, j))
-        jobs.append(GridJob(pair_index(features, ranking_pairs(o["train"])), margins, lrs, grid.epochs, seed))
-        where.append((i, None))
-    trained = fit_many(features.matrix, jobs, w0, net=net, loss=loss, batch_size=batch_size, layers=layers,
-                       project=project, device=device, threads=threads, workers=workers)
-    by_job = dict(zip(where, trained))
+        if family.tuned:
+            jobs += [_FitJob(i, j, itrain) for j, (itrain, _) in enumerate(o["inner"])]
+        jobs.append(_FitJob(i, None, o["train"]))
+    by_job = {(job.outer, job.inner): fitted for job, fitted in zip(jobs, family.fit(jobs, outer))}
 
     # 3. choose on the inner folds, score the refit on the outer test side
-    setting_rows = grid.settings()
+    setting_rows = family.settings
+    names = [str(n) for n in range(len(setting_rows))]
     fold_rows, inner_rows, oof, refits = [], [], [], []
     for i, o in enumerate(outer):
-        scores = []
-        for j, (_, ival) in enumerate(o["inner"]):
-            weights = by_job[(i, j)]      # epochs x columns x D
-            named = {(c, e): weights[ei, c] for c in range(len(cols)) for ei, e in enumerate(grid.epochs)}
-            s = heldout_scores(ival, features, {str(k): w for k, w in named.items()})
+        scores = [np.full((len(setting_rows), len(STATISTICS)), np.nan)]
+        for j, (_, ival) in enumerate(o["inner"] if family.tuned else []):
+            s = distance_scores(ival, family.distances(ival, by_job[(i, j)]), names)
             scores.append(s[list(STATISTICS)].to_numpy(float))
-        mean = np.nanmean(np.stack(scores), axis=0)   # settings (column-major: column, then epochs) x stats
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an untuned family: all NaN
+            mean = np.nanmean(np.stack(scores[1:] or scores), axis=0)   # settings (family.settings' order) x stats
         table = setting_rows.copy()
         for s_i, stat in enumerate(STATISTICS):
             table[f"inner_{stat}"] = mean[:, s_i]
@@ -376,14 +435,17 @@ def _crossval(dataset, settings: dict[str, Any], grid: Grid, device: str, progre
         crit = table[f"inner_{select}"].to_numpy(float)
         best = int(np.nanargmax(crit)) if np.isfinite(crit).any() else 0
         choice = setting_rows.iloc[best]
-        c = cols.index((choice["margin"], choice["lr"]))
-        e = list(grid.epochs).index(int(choice["epochs"]))
-        w = by_job[(i, None)][e, c]
-        refits.append(w.numpy())
+        w = by_job[(i, None)][best]
+        refits.append(np.asarray(w))
         test = o["test"]
-        held = heldout_scores(test, features, {"lpips": w0, "clpips": w})
-        row = {"repeat": o["repeat"], "fold": o["fold"], "margin": float(choice["margin"]), "lr": float(choice["lr"]),
-               "epochs": int(choice["epochs"]), "inner_score": float(crit[best]),
+        rows = features.rows(test["target"], test["candidate"])
+        lpips = (features.matrix[rows] @ w0).numpy().astype(float)
+        fitted = family.distances(test, by_job[(i, None)][best:best + 1])[:, 0]
+        held = distance_scores(test, np.stack([lpips, fitted], axis=1), ["lpips", "clpips"])
+        row = {"repeat": o["repeat"], "fold": o["fold"],
+               **{c: (int(v) if c in _WHOLE else float(v)) for c, v in choice.items()},
+               **(family.describe(i, outer) if family.describe is not None else {}),
+               "inner_score": float(crit[best]),
                "n_train_targets": int(o["train"]["target"].nunique()), "n_test_targets": int(test["target"].nunique()),
                "n_train_rankings": _n_rankings(o["train"]),
                "n_test_rankings": _n_rankings(test), "n_train_rows": len(o["train"]), "n_test_rows": len(test),
@@ -394,16 +456,213 @@ def _crossval(dataset, settings: dict[str, Any], grid: Grid, device: str, progre
             row[f"clpips_{stat}"] = float(held.at["clpips", stat])
             row[f"delta_{stat}"] = row[f"clpips_{stat}"] - row[f"lpips_{stat}"]
         fold_rows.append(row)
-        rows = features.rows(test["target"], test["candidate"])
-        phi = features.matrix[rows]
         oof.append(test[["set_id", "target", "candidate", "rater", "rank"]].assign(
-            repeat=o["repeat"], fold=o["fold"], lpips=(phi @ w0).numpy().astype(float),
-            clpips=(phi @ w).numpy().astype(float)))
-    from .evaluate import RANKING, ranking_ids
+            repeat=o["repeat"], fold=o["fold"], lpips=lpips, clpips=fitted.astype(float)))
     oof_table = pd.concat(oof, ignore_index=True)
     oof_table[RANKING] = ranking_ids(oof_table)
     return CrossvalResult(folds=pd.DataFrame(fold_rows), inner=pd.concat(inner_rows, ignore_index=True),
                           oof=oof_table, weights=np.stack(refits), settings=settings)
+
+
+#: setting columns that are whole numbers (epochs of the minibatch trainer, steps of the transform's)
+_WHOLE = ("epochs", "steps")
+
+
+@dataclass(frozen=True)
+class _FitJob:
+    """One fit of a run: outer fold ``outer``'s inner fold ``inner`` (None: the refit on its training side)."""
+
+    outer: int
+    inner: Optional[int]
+    train: pd.DataFrame
+
+
+@dataclass
+class _Family:
+    """How a run fits and scores the metric it compares with LPIPS (:data:`METRICS`).
+
+    ``settings``: one row per setting the inner folds choose among; ``fit(jobs, outer)``: per job,
+    a ``settings x P`` array of fitted parameters; ``distances(table, params)``: ``rows x len(params)``."""
+
+    settings: pd.DataFrame
+    fit: Any
+    distances: Any
+    tuned: bool = True        #: False: one setting, no inner fits (the fold's row gets ``describe``'s columns)
+    describe: Any = None      #: (outer index, outer) -> the setting columns of that fold's fit
+
+
+def _linear_family(store, grid: Grid, settings: dict[str, Any], w0, device: str, threads, workers,
+                   extra=None) -> _Family:
+    """A metric linear in per-pair feature rows (``d = store.matrix[row] @ w``), fitted by
+    :func:`clpips.train.fit_many` over the :class:`Grid`: CLPIPS (LPIPS's pair features), global CLPIPS
+    (pooled ones), and the student of a teacher (``extra(job, outer)`` adds its teacher pairs)."""
+    from .pairs import ranking_pairs
+    from .train import GridJob, fit_many, pair_index
+    cols = grid.columns()
+    margins, lrs = tuple(m for m, _ in cols), tuple(lr for _, lr in cols)
+
+    def fit(jobs, outer):
+        grid_jobs = []
+        for job in jobs:
+            pairs = pair_index(store, ranking_pairs(job.train))
+            if extra is not None:
+                pairs = torch.cat([pairs, extra(job, outer)])
+            grid_jobs.append(GridJob(pairs, margins, lrs, grid.epochs, settings["seed"]))
+        trained = fit_many(store.matrix, grid_jobs, w0, net=settings["net"], loss=settings["loss"],
+                           batch_size=settings["batch_size"], layers=settings["layers"],
+                           project=settings["project"], device=device, threads=threads, workers=workers)
+        # epochs x columns x D -> settings (column, then epochs: the order of Grid.settings) x D
+        return [w.permute(1, 0, 2).reshape(-1, w.shape[-1]).numpy() for w in trained]
+
+    def distances(table, params):
+        rows = store.rows(table["target"], table["candidate"])
+        return (store.matrix[rows] @ torch.as_tensor(np.asarray(params), dtype=torch.float32).T).numpy().astype(float)
+
+    return _Family(grid.settings(), fit, distances)
+
+
+def _lpips_scale(features, w0, global_distances: torch.Tensor) -> float:
+    """The one number that puts global distances in LPIPS's units: mean LPIPS distance over mean global
+    LPIPS distance of the run's (target, candidate) rows (no judgement used), so that the margin grid
+    means the same for both. Rankings, and so every statistic, do not depend on it."""
+    return float((features.matrix @ w0).mean() / global_distances.mean())
+
+
+def _transform_family(dataset, settings, every, features, w0, device, progress, threads) -> _Family:
+    """AligNet's transform of the pooled representation (:mod:`clpips.aligned`), its margin x lam x lr x
+    steps settings trained full-batch (:func:`clpips.aligned.fit_transform_many`)."""
+    import dataclasses
+
+    from . import aligned
+    from .pairs import ranking_pairs
+    from .train import pair_index
+    tgrid = aligned.TransformGrid(tuple(settings["lambdas"]), tuple(settings["transform_lrs"]),
+                                  tuple(settings["steps"]), settings["rank"])
+    delta = aligned.delta_features(dataset, every, net=settings["net"], device=device, progress=progress)
+    root = float(np.sqrt(_lpips_scale(features, w0, (delta.matrix ** 2).sum(1))))
+    delta = dataclasses.replace(delta, matrix=delta.matrix * root, images=delta.images * root)
+    per = tgrid.settings()
+    table = pd.concat([per.assign(margin=m) for m in settings["margins"]], ignore_index=True)
+    table = table[["margin", "lam", "lr", "steps"]]
+
+    def fit(jobs, outer):
+        pairs = [(pair_index(delta, ranking_pairs(job.train)), settings["seed"]) for job in jobs]
+        by_margin = [aligned.fit_transform_many(delta.matrix, pairs, tgrid, margin=m, loss=settings["loss"],
+                                                threads=threads, factors=delta.factors)
+                     for m in settings["margins"]]
+        return [np.concatenate([res[j].reshape(-1, res[j].shape[-1]).numpy() for res in by_margin])
+                for j in range(len(jobs))]
+
+    def distances(table_, params):
+        rows = delta.rows(table_["target"], table_["candidate"])
+        p = torch.as_tensor(np.asarray(params), dtype=torch.float32)
+        return aligned.transform_distances(delta.matrix[rows], p, tgrid.rank).numpy().astype(float).reshape(len(rows), -1)
+
+    return _Family(table, fit, distances)
+
+
+def _teacher_family(dataset, settings, grid, every, features, w0, device, progress, threads, workers) -> _Family:
+    """A student CLPIPS trained on human pairs plus a surrogate teacher's (AligNet's third move).
+
+    In each outer fold the teacher is the transform with the setting the transform run's inner
+    folds chose for that fold, refitted on the fold's training rankings only. It ranks
+    ``teacher_sets`` new candidate sets of ``k`` per training target, drawn among the training
+    side's images only (:func:`clpips.aligned.teacher_rankings`): comparisons no person made.
+    The student is CLPIPS's recipe with the setting CLPIPS's own inner folds chose in that fold,
+    trained on the human pairs plus the teacher's, repeated so that they weigh ``teacher_weight``
+    x the human pairs: the teacher's labels are the one change, so the student is not tuned again
+    (no inner fits; its ``inner_score`` is empty)."""
+    import dataclasses
+
+    from . import aligned
+    from .pairs import ranking_pairs
+    from .train import GridJob, fit_many, pair_features_for, pair_index
+    base = {k: v for k, v in settings.items() if k not in ("teacher_weight", "teacher_sets")}
+    runs = {m: crossval(dataset, **_keywords(base, metric=m), grid=grid, device=device, progress=progress,
+                        threads=threads, workers=workers)
+            for m in ("clpips", "transform")}
+    chosen = {m: {(int(r["repeat"]), int(r["fold"])): r for r in run.folds.to_dict(orient="records")}
+              for m, run in runs.items()}
+    rank, net = int(settings["rank"]), settings["net"]
+    delta = aligned.delta_features(dataset, every, net=net, device=device, progress=progress)
+    root = float(np.sqrt(_lpips_scale(features, w0, (delta.matrix ** 2).sum(1))))  # as the transform run
+    delta = dataclasses.replace(delta, matrix=delta.matrix * root, images=delta.images * root)
+    emb = aligned.image_embeddings(dataset, sorted(_images(dataset.table)), net=net, device=device,
+                                   progress=progress)
+    sizes = dataset.table.groupby(["set_id", "rater"]).size()
+    k = int(sizes.median())
+    state: dict[str, Any] = {}
+
+    def fit(jobs, outer):
+        made, humans = [], []
+        for job in jobs:
+            o = outer[job.outer]
+            pick = chosen["transform"][(o["repeat"], o["fold"])]
+            human = ranking_pairs(job.train)
+            tg = aligned.TransformGrid((pick["lam"],), (pick["lr"],), (int(pick["steps"]),), rank)
+            params = aligned.fit_transform_many(delta.matrix, [(pair_index(delta, human), settings["seed"])], tg,
+                                                margin=float(pick["margin"]), loss=settings["loss"],
+                                                threads=threads, factors=delta.factors)[0].reshape(-1)
+            made.append(_taught(job, aligned.teacher_rankings(
+                aligned.teacher_distance(emb, params, rank), sorted(set(job.train["target"])),
+                sorted(_images(job.train)), sets_per_target=int(settings["teacher_sets"]), k=k,
+                seed=_derived_seed(settings["seed"], o["repeat"], o["fold"]))))
+            humans.append(human)
+        # LPIPS's pair features of every row a student sees or is scored on
+        store = pair_features_for(dataset, pd.concat([every, *made], ignore_index=True), net=net, device=device,
+                                  progress=progress)
+        state["store"] = store
+        grid_jobs = []
+        for job, human, teacher in zip(jobs, humans, made):
+            o = outer[job.outer]
+            pick = chosen["clpips"][(o["repeat"], o["fold"])]
+            taught = pair_index(store, ranking_pairs(teacher))
+            copies = max(1, round(float(settings["teacher_weight"]) * len(human) / max(len(taught), 1)))
+            pairs = torch.cat([pair_index(store, human), taught.repeat(copies, 1)])
+            grid_jobs.append(GridJob(pairs, (float(pick["margin"]),), (float(pick["lr"]),), (int(pick["epochs"]),),
+                                     settings["seed"]))
+        trained = fit_many(store.matrix, grid_jobs, w0, net=net, loss=settings["loss"],
+                           batch_size=settings["batch_size"], layers=settings["layers"], project=settings["project"],
+                           device=device, threads=threads, workers=workers)
+        return [w.reshape(1, -1).numpy() for w in trained]
+
+    def distances(table, params):
+        store = state["store"]
+        rows = store.rows(table["target"], table["candidate"])
+        return (store.matrix[rows] @ torch.as_tensor(np.asarray(params), dtype=torch.float32).T).numpy().astype(float)
+
+    def describe(i, outer):
+        o = outer[i]
+        pick = chosen["clpips"][(o["repeat"], o["fold"])]
+        return {"margin": float(pick["margin"]), "lr": float(pick["lr"]), "epochs": int(pick["epochs"])}
+
+    return _Family(pd.DataFrame([{"teacher_weight": float(settings["teacher_weight"])}]), fit, distances,
+                   tuned=False, describe=describe)
+
+
+def _taught(job: _FitJob, made: pd.DataFrame) -> pd.DataFrame:
+    """A teacher's rankings, checked: its targets are the job's training targets and every image it
+    ranked is one of the job's training side (so, outer test targets, and in a split by image outer
+    test images, never reach a student: :func:`_check_nested` keeps them off the job's side)."""
+    if not set(made["target"]) <= set(job.train["target"]) or not _images(made) <= _images(job.train):
+        raise AssertionError(f"outer fold {job.outer}: the teacher ranked images outside its training side")
+    return made
+
+
+def _family(dataset, settings, grid, every, features, w0, device, progress, threads, workers) -> _Family:
+    metric = settings.get("metric", "clpips")
+    if metric == "clpips":
+        return _linear_family(features, grid, settings, w0, device, threads, workers)
+    if metric == "global":
+        from . import aligned
+        store = aligned.global_features(dataset, every, net=settings["net"], device=device, progress=progress)
+        store.matrix = store.matrix * _lpips_scale(features, w0, store.matrix @ w0)
+        return _linear_family(store, grid, settings, w0, device, threads, workers)
+    if metric == "transform":
+        return _transform_family(dataset, settings, every, features, w0, device, progress, threads)
+    if metric == "teacher":
+        return _teacher_family(dataset, settings, grid, every, features, w0, device, progress, threads, workers)
+    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
 
 
 def _n_rankings(table: pd.DataFrame) -> int:

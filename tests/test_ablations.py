@@ -428,3 +428,9 @@ def test_scores_of_many_vectors_equal_one_at_a_time(study):
     for name, w in weights.items():
         alone = runner._scores(test, feats, w)
         assert together[name] == pytest.approx(alone, abs=1e-12)
+
+
+def test_every_public_name_is_importable_from_the_package():
+    for name in ab.__all__:
+        assert getattr(ab, name) is not None, name
+    assert not hasattr(ab, "factor_facts"), "the chapter's words are clpips.report's alone"

@@ -436,3 +436,14 @@ def test_people_interval_equals_the_direct_percentile_bootstrap():
     mean, low, high = ps.people_interval(x, n_boot=5000, ci=0.95, seed=3)
     assert mean == pytest.approx(x.mean())
     assert (low, high) == pytest.approx((lo, hi), rel=1e-12, abs=1e-14)
+
+
+def test_every_public_name_is_importable_from_the_package():
+    """clpips.personal is a package by concern; chapters and the widget import its names from the top."""
+    import importlib
+    for name in ps.__all__:
+        assert getattr(ps, name) is not None, name
+    for module in ("names", "study", "bootstrap", "inference", "curves", "recovery"):
+        importlib.import_module(f"clpips.personal.{module}")
+    from clpips.layer_weights import layer_changes, layer_shares
+    assert ps.layer_shares is layer_shares and ps.layer_changes is layer_changes  # chapters 07, 08

@@ -49,6 +49,7 @@ EXAMPLES["crossval"] = """examples:
   clpips crossval --dataset mur92 --out runs/cv --split-mode both  # by target and by image
   clpips crossval --dataset study/rankings.csv --out runs/cv-mine --repeats 5
   clpips crossval --dataset mur92 --out runs/cv --margins 0.01,0.05 --lrs 0.003 --epochs-grid 10,20
+  clpips crossval --dataset zappos --out runs/cv-global --metric global     # chapter 09's metrics
 
 Outer K-fold by target (or image) x repeats; on each outer training side an inner K-fold
 chooses margin, learning rate and epochs; the choice is refitted and scored held-out.
@@ -386,24 +387,29 @@ def _cmd_crossval(args: argparse.Namespace) -> int:
             res: CrossvalResult = crossval(data, mode=mode, folds=args.folds, repeats=args.repeats,
                                            inner_folds=args.inner_folds, grid=grid, select=args.select,
                                            seed=args.seed, net=args.net, device=args.device,
-                                           workers=args.workers, progress=not args.quiet)
+                                           workers=args.workers, progress=not args.quiet, metric=args.metric,
+                                           transform_lambdas=args.transform_lambdas,
+                                           transform_lrs=args.transform_lrs, transform_steps=args.transform_steps,
+                                           transform_rank=args.transform_rank, teacher_sets=args.teacher_sets,
+                                           teacher_weight=args.teacher_weight)
         except ValueError as err:
             raise UserError(str(err)) from None
         folder = out / mode if len(modes) > 1 else out
         folder.mkdir(parents=True, exist_ok=True)
         write_result(res, folder)
         report["modes"][mode] = res.to_json(ci=args.ci, n_boot=args.n_boot)
-        _print_crossval(mode, res.summary(ci=args.ci, n_boot=args.n_boot))
+        _print_crossval(mode, res.summary(ci=args.ci, n_boot=args.n_boot), args.metric)
     atomic.write_json(out / "crossval.json", report)
     print(f"wrote {out / 'crossval.json'} and per-fold CSVs (folds.csv, inner.csv, oof.csv)")
     return 0
 
 
-def _print_crossval(mode: str, summary) -> None:
-    print(f"split by {mode}: mean over folds (CLPIPS - LPIPS), 95% corrected resampled t; bootstrap over targets")
+def _print_crossval(mode: str, summary, metric: str = "clpips") -> None:
+    name = metric.upper() if metric == "clpips" else metric
+    print(f"split by {mode}: mean over folds ({name} - LPIPS), 95% corrected resampled t; bootstrap over targets")
     for stat, row in summary.iterrows():
         boot = "" if row["boot_low"] != row["boot_low"] else f"  boot [{row['boot_low']:+.3f}, {row['boot_high']:+.3f}]"
-        print(f"  {stat:14s} LPIPS {row['lpips']:.3f}  CLPIPS {row['clpips']:.3f}  "
+        print(f"  {stat:14s} LPIPS {row['lpips']:.3f}  {name} {row['clpips']:.3f}  "
               f"delta {row['delta']:+.3f} [{row['nb_low']:+.3f}, {row['nb_high']:+.3f}]{boot}")
 
 
@@ -515,6 +521,18 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
     p.add_argument("--ci", type=_share, default=d.ci, help="confidence level")
     p.add_argument("--workers", type=_positive_int, default=d.workers,
                    help="processes for the fits (the results do not depend on it)")
+    p.add_argument("--metric", choices=["clpips", "global", "transform", "teacher"], default=d.protocol_metric,
+                   help="the metric fitted and compared with LPIPS (chapter 09): clpips, global (pooled features), "
+                        "transform (AligNet-style), teacher (CLPIPS taught by the transform)")
+    p.add_argument("--transform-lambdas", default=d.transform_lambdas,
+                   help="transform: pulls towards the identity to choose among")
+    p.add_argument("--transform-lrs", default=d.transform_lrs, help="transform: learning rates to choose among")
+    p.add_argument("--transform-steps", default=d.transform_steps, help="transform: full-batch steps to choose among")
+    p.add_argument("--transform-rank", type=_positive_int, default=d.transform_rank, help="transform: rank of U V^T")
+    p.add_argument("--teacher-sets", type=_positive_int, default=d.teacher_sets,
+                   help="teacher: new candidate sets ranked per training target")
+    p.add_argument("--teacher-weight", type=_positive_float, default=d.teacher_weight,
+                   help="teacher: weight of its pairs against the human pairs")
     p.set_defaults(func=_cmd_crossval)
 
     p = sub.add_parser("evaluate", help="alignment of LPIPS and fitted weights with human rankings",

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from .defaults import DEFAULTS
-from .model import CHANNELS, CLPIPS
+from .model import CHANNELS, CLPIPS, layer_slices
 
 LOSSES = ("margin", "logistic")
 
@@ -59,15 +59,12 @@ class FitResult:
 
     def layer_weights(self) -> pd.DataFrame:
         """Per-layer summary: sum, mean and share of zero weights, before and after."""
-        chns = CHANNELS[self.config.get("net", "alex")]
-        rows, start = [], 0
-        for layer, c in enumerate(chns):
-            before = self.initial_weights[start:start + c]
-            after = self.weights[start:start + c]
+        rows = []
+        for layer, part in enumerate(layer_slices(self.config.get("net", "alex"))):
+            before, after, c = self.initial_weights[part], self.weights[part], part.stop - part.start
             rows.append({"layer": layer, "channels": c, "sum_before": float(before.sum()),
                          "sum_after": float(after.sum()), "mean_before": float(before.mean()),
                          "mean_after": float(after.mean()), "zero_share_after": float((after == 0).float().mean())})
-            start += c
         return pd.DataFrame(rows)
 
 
@@ -84,6 +81,16 @@ def parse_layers(layers: str | Sequence[int], n_layers: int = 5) -> list[int]:
     if not out or out[0] < 0 or out[-1] >= n_layers:
         raise ValueError(f"layers must be within 0..{n_layers - 1}, got {layers!r}")
     return out
+
+
+def trainable_mask(layers: str | Sequence[int], net: str = DEFAULTS.net) -> torch.Tensor:
+    """True at the weights of the trained ``layers`` (:func:`parse_layers`), layer by layer
+    (:func:`clpips.model.layer_slices`)."""
+    slices = layer_slices(net)
+    mask = torch.zeros(slices[-1].stop, dtype=torch.bool)
+    for layer in parse_layers(layers, len(slices)):
+        mask[slices[layer]] = True
+    return mask
 
 
 def pair_loss(s: torch.Tensor, loss: str, margin: float) -> torch.Tensor:
@@ -183,10 +190,7 @@ def fit_pairs(features: torch.Tensor, train_pairs: torch.Tensor, val_pairs: Opti
             raise ValueError(f"{name} must be an N x 2 tensor of (better, worse) rows")
     if train_pairs.shape[0] == 0:
         raise ValueError("no training pairs")
-    trainable = torch.zeros(dim, dtype=torch.bool)
-    start = np.cumsum([0, *chns])
-    for layer in parse_layers(layers, len(chns)):
-        trainable[start[layer]:start[layer + 1]] = True
+    trainable = trainable_mask(layers, net)
 
     with torch_threads(threads):
         return _fit_pairs(features, train_pairs, val_pairs, initial_weights, trainable, chns, net=net, loss=loss,
@@ -422,16 +426,12 @@ def fit_many(features: torch.Tensor, jobs: Sequence[GridJob], initial_weights: t
     dim = sum(chns)
     if features.ndim != 2 or features.shape[1] != dim or initial_weights.numel() != dim:
         raise ValueError(f"expected M x {dim} features and {dim} weights for net={net!r}")
-    start = np.cumsum([0, *chns])
     masks: dict[tuple[int, ...], torch.Tensor] = {}
 
     def trainable_of(spec) -> torch.Tensor:
         key = tuple(parse_layers(spec, len(chns)))
         if key not in masks:
-            mask = torch.zeros(dim, dtype=torch.bool)
-            for layer in key:
-                mask[start[layer]:start[layer + 1]] = True
-            masks[key] = mask
+            masks[key] = trainable_mask(key, net)
         return masks[key]
 
     resolved = []

@@ -9,7 +9,7 @@ option the CLI offers.
 from __future__ import annotations
 
 __all__ = ["NETS", "LINEAR_INITS", "LOSSES", "CANDIDATE_RULES", "TIES", "SPLIT_MODES", "PROTOCOL_STATISTICS",
-           "SELECT", "BASELINES"]
+           "SELECT", "PROTOCOL_METRICS", "BASELINES"]
 
 #: LPIPS backbones (:data:`clpips.model.CHANNELS` has one entry per name)
 NETS: tuple[str, ...] = ("alex", "vgg")
@@ -32,5 +32,7 @@ SPLIT_MODES: dict[str, str] = {
 PROTOCOL_STATISTICS: tuple[str, ...] = ("icc_A_k", "spearman_raw", "spearman", "pair_accuracy")
 #: inner-fold criteria a protocol setting can be chosen by (higher is better)
 SELECT: tuple[str, ...] = PROTOCOL_STATISTICS
+#: the metrics the protocol fits and compares with LPIPS (:func:`clpips.protocol.crossval`'s ``metric``)
+PROTOCOL_METRICS: tuple[str, ...] = ("clpips", "global", "transform", "teacher")
 #: the extra baselines of :mod:`clpips.baselines`, in table order (pixel metrics, then feature metrics)
 BASELINES: tuple[str, ...] = ("l2", "psnr", "ssim", "lpips_vgg", "lpips_ones")

@@ -30,6 +30,7 @@ def test_library_lists_agree_with_choices():
     assert dict(splits.SPLIT_MODES) == choices.SPLIT_MODES
     assert tuple(protocol.SELECT) == choices.SELECT
     assert tuple(protocol.STATISTICS) == choices.PROTOCOL_STATISTICS
+    assert tuple(protocol.METRICS) == choices.PROTOCOL_METRICS
     assert tuple(baselines.BASELINES) == choices.BASELINES
 
 
@@ -50,3 +51,4 @@ def test_cli_offers_the_library_choices():
     crossval = _choices_of("crossval")
     assert set(crossval["select"]) == set(choices.SELECT)
     assert set(crossval["split_mode"]) == {*choices.SPLIT_MODES, "both"}
+    assert set(crossval["metric"]) == set(choices.PROTOCOL_METRICS)

@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .choices import LOSSES  # the one list; the CLI reads it too
 from .defaults import DEFAULTS
 from .model import CHANNELS, CLPIPS, layer_slices
 
-LOSSES = ("margin", "logistic")
 
 
 @dataclass

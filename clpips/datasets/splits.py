@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
+from clpips.choices import SPLIT_MODES  # how a split separates the sides: the one list (the CLI reads it too)
 from clpips.defaults import DEFAULTS
 
 
@@ -66,12 +67,6 @@ def kfold_by_target(table: pd.DataFrame, n_splits: int = 5,
 
 
 # --------------------------------------------------------------------------- split modes
-#: how a split separates training from held-out rankings (the nested protocol, clpips.protocol)
-SPLIT_MODES = {
-    "target": "by target, as the paper: no held-out target has a training ranking; "
-              "candidates (and targets as candidates) may occur on both sides",
-    "image": "by image: no image, as target or candidate, occurs on both sides",
-}
 
 
 def check_split_mode(mode: str) -> str:

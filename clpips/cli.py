@@ -15,7 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .choices import BASELINES, CANDIDATE_RULES, LINEAR_INITS, LOSSES, NETS, TIES
+from .choices import (BASELINES, CANDIDATE_RULES, LINEAR_INITS, LOSSES, NETS, PROTOCOL_METRICS, SELECT,
+                      SPLIT_MODES, TIES)
 from .defaults import DEFAULTS
 
 EXAMPLES = {
@@ -390,7 +391,8 @@ def _cmd_crossval(args: argparse.Namespace) -> int:
                                            workers=args.workers, progress=not args.quiet, metric=args.metric,
                                            transform_lambdas=args.transform_lambdas,
                                            transform_lrs=args.transform_lrs, transform_steps=args.transform_steps,
-                                           transform_rank=args.transform_rank, teacher_sets=args.teacher_sets,
+                                           transform_rank=args.transform_rank,
+                                           transform_margins=args.transform_margins, teacher_sets=args.teacher_sets,
                                            teacher_weight=args.teacher_weight)
         except ValueError as err:
             raise UserError(str(err)) from None
@@ -507,7 +509,7 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
     _add_experiment_options(p)
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--split-mode", choices=["target", "image", "both"], default=d.split_mode,
+    p.add_argument("--split-mode", choices=[*SPLIT_MODES, "both"], default=d.split_mode,
                    help="target: the paper's split; image: no image on both sides; both")
     p.add_argument("--folds", type=_positive_int, default=d.protocol_folds, help="outer folds (at least 2)")
     p.add_argument("--repeats", type=_positive_int, default=d.protocol_repeats, help="repeats of the outer split")
@@ -516,12 +518,12 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
     p.add_argument("--margins", default=d.protocol_margins, help="margins to choose among, comma-separated")
     p.add_argument("--lrs", default=d.protocol_lrs, help="learning rates to choose among, comma-separated")
     p.add_argument("--epochs-grid", default=d.protocol_epochs, help="epoch counts to choose among, comma-separated")
-    p.add_argument("--select", choices=["icc_A_k", "spearman_raw", "spearman", "pair_accuracy"],
+    p.add_argument("--select", choices=SELECT,
                    default=d.protocol_select, help="inner criterion")
     p.add_argument("--ci", type=_share, default=d.ci, help="confidence level")
     p.add_argument("--workers", type=_positive_int, default=d.workers,
                    help="processes for the fits (the results do not depend on it)")
-    p.add_argument("--metric", choices=["clpips", "global", "transform", "teacher"], default=d.protocol_metric,
+    p.add_argument("--metric", choices=PROTOCOL_METRICS, default=d.protocol_metric,
                    help="the metric fitted and compared with LPIPS (chapter 09): clpips, global (pooled features), "
                         "transform (AligNet-style), teacher (CLPIPS taught by the transform)")
     p.add_argument("--transform-lambdas", default=d.transform_lambdas,
@@ -529,6 +531,7 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
     p.add_argument("--transform-lrs", default=d.transform_lrs, help="transform: learning rates to choose among")
     p.add_argument("--transform-steps", default=d.transform_steps, help="transform: full-batch steps to choose among")
     p.add_argument("--transform-rank", type=_positive_int, default=d.transform_rank, help="transform: rank of U V^T")
+    p.add_argument("--transform-margins", default=d.transform_margins, help="transform: margins to choose among")
     p.add_argument("--teacher-sets", type=_positive_int, default=d.teacher_sets,
                    help="teacher: new candidate sets ranked per training target")
     p.add_argument("--teacher-weight", type=_positive_float, default=d.teacher_weight,

@@ -51,15 +51,12 @@ import torch
 
 from . import atomic
 from .atomic import atomic_path, json_ready
+# the metrics a run can fit and compare with LPIPS (chapter 09, ``clpips crossval --metric``), the
+# statistics scored on every held-out side, the inner-fold criteria: one list each, in clpips.choices
+from .choices import PROTOCOL_METRICS as METRICS, PROTOCOL_STATISTICS as STATISTICS, SELECT
 from .defaults import DEFAULTS
 
 PROTOCOL_VERSION = 2  #: bump when a change alters results: it keys the cache
-#: the metrics a run can fit and compare with LPIPS (chapter 09; ``clpips crossval --metric``)
-METRICS = ("clpips", "global", "transform", "teacher")
-#: the statistics scored on every held-out side, as :func:`clpips.evaluate.heldout_scores` names them
-STATISTICS = ("icc_A_k", "spearman_raw", "spearman", "pair_accuracy")
-#: inner-fold criteria a setting can be chosen by
-SELECT = STATISTICS
 
 
 def _floats(text: str | Sequence[float]) -> tuple[float, ...]:
@@ -110,7 +107,7 @@ class CrossvalResult:
     store: Optional[Path] = field(default=None, repr=False, compare=False)  #: its cache folder, if cached
 
     def summary(self, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot,
-                seed: Optional[int] = None) -> pd.DataFrame:
+                seed: Optional[int] = None, bootstrap: bool = True) -> pd.DataFrame:
         """Per statistic: LPIPS and CLPIPS means over folds, the mean Δ, and its intervals.
 
         ``nb_low, nb_high``: corrected resampled t over the ``J = repeats x folds``
@@ -119,12 +116,13 @@ class CrossvalResult:
         interval of a paired bootstrap over targets of the out-of-fold rankings,
         the same draws for every repeat, the repeats' differences averaged per draw
         (targets missing from some repeat are left out). ``positive_share``: share
-        of folds where CLPIPS agreed better.
+        of folds where CLPIPS agreed better. ``bootstrap=False`` leaves the bootstrap columns empty
+        (NaN) and skips its cost (about 9 s for mur92's 10,000 draws).
         """
         from .stats import corrected_resampled_t
         f = self.folds
         ratio = float((f["n_test_targets"] / f["n_train_targets"]).mean())
-        boot = self.target_bootstrap(ci=ci, n_boot=n_boot, seed=seed)
+        boot = self.target_bootstrap(ci=ci, n_boot=n_boot, seed=seed) if bootstrap else {}
         rows = []
         for stat in STATISTICS:
             d = f[f"delta_{stat}"].to_numpy(float)
@@ -203,6 +201,23 @@ class CrossvalResult:
         lo, hi = percentile_interval(dist[:, 0], ci)
         return {"delta": float(obs[0]), "low": float(lo), "high": float(hi)}
 
+    def versus(self, other: "CrossvalResult", statistic: str = "icc_A_k", ci: float = DEFAULTS.ci) -> dict[str, float]:
+        """This run's fitted metric against ``other``'s, fold by fold: the mean of the per-fold
+        differences of ``statistic`` (this metric's minus the other's; the folds must be the same
+        splits, as runs of one dataset with the same settings but the metric are) with its corrected
+        resampled t interval (:func:`clpips.stats.corrected_resampled_t`), and the share of folds
+        where this one agreed better."""
+        from .stats import corrected_resampled_t
+        keys = ["repeat", "fold", "n_train_targets", "n_test_targets", "n_test_rows"]
+        if not self.folds[keys].equals(other.folds[keys]):
+            raise ValueError("the two runs were not made on the same folds (compare runs of one dataset and mode "
+                             "with the same protocol settings)")
+        d = (self.folds[f"clpips_{statistic}"] - other.folds[f"clpips_{statistic}"]).to_numpy(float)
+        ratio = float((self.folds["n_test_targets"] / self.folds["n_train_targets"]).mean())
+        nb = corrected_resampled_t(d, ratio, ci)
+        return {"delta": nb["mean"], "low": nb["low"], "high": nb["high"], "pval": nb["pval"],
+                "positive_share": float(np.mean(d > 0)), "n_folds": nb["n"]}
+
     def setting_columns(self) -> list[str]:
         """The columns that name a setting (CLPIPS: margin, lr, epochs; the transform: margin, lam, lr, steps)."""
         return [c for c in self.inner.columns if c not in ("repeat", "fold") and not c.startswith("inner_")]
@@ -227,7 +242,7 @@ PARAMETERS = {"protocol_folds": "folds", "protocol_repeats": "repeats", "protoco
               "protocol_metric": "metric", "transform_lambdas": "transform_lambdas",
               "transform_lrs": "transform_lrs", "transform_steps": "transform_steps",
               "transform_rank": "transform_rank", "teacher_weight": "teacher_weight",
-              "teacher_sets": "teacher_sets"}
+              "teacher_sets": "teacher_sets", "transform_margins": "transform_margins"}
 
 
 def options(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -246,7 +261,7 @@ def _keywords(settings: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
                                         "loss", "batch_size", "layers", "project")}
     for kw, name in (("transform_lambdas", "lambdas"), ("transform_lrs", "transform_lrs"),
                      ("transform_steps", "steps"), ("transform_rank", "rank"), ("teacher_weight", "teacher_weight"),
-                     ("teacher_sets", "teacher_sets")):
+                     ("teacher_sets", "teacher_sets"), ("transform_margins", "transform_margins")):
         if name in settings:
             out[kw] = settings[name]
     out["metric"] = settings.get("metric", "clpips")
@@ -282,7 +297,9 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
              transform_lambdas: str | Sequence[float] = DEFAULTS.transform_lambdas,
              transform_lrs: str | Sequence[float] = DEFAULTS.transform_lrs,
              transform_steps: str | Sequence[int] = DEFAULTS.transform_steps,
-             transform_rank: int = DEFAULTS.transform_rank, teacher_weight: float = DEFAULTS.teacher_weight,
+             transform_rank: int = DEFAULTS.transform_rank,
+             transform_margins: str | Sequence[float] = DEFAULTS.transform_margins,
+             teacher_weight: float = DEFAULTS.teacher_weight,
              teacher_sets: int = DEFAULTS.teacher_sets,
              device: str = DEFAULTS.device, progress: bool = False,
              threads: Optional[int] = 1, workers: int = DEFAULTS.workers, cache: bool = True) -> CrossvalResult:
@@ -312,9 +329,9 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
         ``"transform"`` (AligNet-style low-rank transform of the pooled representation) or
         ``"teacher"`` (CLPIPS trained on human pairs plus the transform's labels). Its
         distances fill the result's ``clpips`` columns; ``settings["metric"]`` names it.
-    transform_lambdas, transform_lrs, transform_steps, transform_rank
-        The transform's settings (``"transform"`` and the teacher):
-        :class:`clpips.aligned.TransformGrid`; the margins are the :class:`Grid`'s.
+    transform_lambdas, transform_lrs, transform_steps, transform_rank, transform_margins
+        The transform's settings (``"transform"`` and the teacher): the
+        :class:`clpips.aligned.TransformGrid` and the margins, all chosen among by the inner folds.
     teacher_weight, teacher_sets
         The teacher's new candidate sets per training target, and the weight of their pairs
         against the human pairs in the student's training set (``"teacher"``).
@@ -349,7 +366,7 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
         settings.update(lambdas=[float(x) for x in str(transform_lambdas).split(",")]
                         if isinstance(transform_lambdas, str) else [float(x) for x in transform_lambdas],
                         transform_lrs=list(_floats(transform_lrs)), steps=sorted({int(x) for x in steps}),
-                        rank=int(transform_rank))
+                        rank=int(transform_rank), transform_margins=list(_floats(transform_margins)))
         if not all(np.isfinite(settings["lambdas"])) or min(settings["lambdas"]) < 0:
             raise ValueError(f"transform_lambdas must be finite numbers >= 0, got {transform_lambdas!r}")
     if metric == "teacher":
@@ -542,14 +559,15 @@ def _transform_family(dataset, settings, every, features, w0, device, progress, 
     root = float(np.sqrt(_lpips_scale(features, w0, (delta.matrix ** 2).sum(1))))
     delta = dataclasses.replace(delta, matrix=delta.matrix * root, images=delta.images * root)
     per = tgrid.settings()
-    table = pd.concat([per.assign(margin=m) for m in settings["margins"]], ignore_index=True)
+    margins = settings.get("transform_margins", settings["margins"])
+    table = pd.concat([per.assign(margin=m) for m in margins], ignore_index=True)
     table = table[["margin", "lam", "lr", "steps"]]
 
     def fit(jobs, outer):
         pairs = [(pair_index(delta, ranking_pairs(job.train)), settings["seed"]) for job in jobs]
         by_margin = [aligned.fit_transform_many(delta.matrix, pairs, tgrid, margin=m, loss=settings["loss"],
                                                 threads=threads, factors=delta.factors)
-                     for m in settings["margins"]]
+                     for m in margins]
         return [np.concatenate([res[j].reshape(-1, res[j].shape[-1]).numpy() for res in by_margin])
                 for j in range(len(jobs))]
 

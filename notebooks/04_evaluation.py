@@ -68,7 +68,7 @@ from clpips import paper
 from clpips.baselines import add_baselines, label
 from clpips.datasets.summaries import noise_ceiling
 from clpips.evaluate import alignment_table
-from clpips import experiment, protocol
+from clpips import experiment, protocol, report, set_scores
 from clpips.datasets import SPLIT_MODES
 from clpips.experiment import bootstrap_result, load_dataset, run, spearman_brown_icc
 from clpips.plots import evaluation as plots
@@ -259,7 +259,7 @@ for m in metrics:
     cluster_ci[m] = tuple(res.intervals.loc["icc_b"])
     f_width = float(table.at[m, "icc_A_k_ci_high"] - table.at[m, "icc_A_k_ci_low"])
     width_ratio[m] = (cluster_ci[m][1] - cluster_ci[m][0]) / f_width if f_width > 0 else float("nan")
-table3 = plots.table3(table, reported, cluster_ci=cluster_ci)
+table3 = report.table3(table, reported, cluster_ci=cluster_ci)
 glue("nb04_lpips_cluster_lo", float(cluster_ci["lpips"][0]), display=False)
 glue("nb04_lpips_cluster_hi", float(cluster_ci["lpips"][1]), display=False)
 glue("nb04_lpips_width_ratio", float(width_ratio["lpips"]), display=False)
@@ -430,9 +430,9 @@ glue("nb04_fig_alignment", fig, display=False)
 # ## One target in three orders (the paper's Figure 3)
 
 # %% tags=["hide-input"]
-per_ranking = plots.per_ranking_spearman(scored, metrics)
-gains = plots.set_gains(per_ranking, "lpips", "clpips")
-chosen = plots.example_sets(gains)
+per_ranking = set_scores.per_ranking_spearman(scored, metrics)
+gains = set_scores.set_gains(per_ranking, "lpips", "clpips")
+chosen = set_scores.example_sets(gains)
 by_set = gains.set_index("set_id")
 figures = {}
 for which in ("gain", "loss"):
@@ -454,7 +454,7 @@ glue("nb04_sets_worse", int((gains["gain"] < 0).sum()), display=False)
 # %% [markdown]
 # The paper illustrates its result with one target and its candidates in the human, LPIPS and
 # CLPIPS orders. A single example can show anything, so the two here are chosen by a fixed rule
-# (`clpips.plots.evaluation.example_sets`): among the {glue:text}`nb04_n_sets:d` held-out ranking
+# (`clpips.set_scores.example_sets`): among the {glue:text}`nb04_n_sets:d` held-out ranking
 # sets, the one where CLPIPS's mean per-ranking $\rho$ gains most over LPIPS's, and the one where
 # it loses most. CLPIPS does better on {glue:text}`nb04_sets_improved:d` sets and worse on
 # {glue:text}`nb04_sets_worse:d`.

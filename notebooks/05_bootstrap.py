@@ -63,7 +63,7 @@ from myst_nb import glue
 
 import numpy as np
 
-from clpips import paper, protocol
+from clpips import paper, protocol, report
 from clpips import experiment
 from clpips.datasets import SPLIT_MODES
 from clpips.stats import corrected_resampled_t
@@ -203,7 +203,7 @@ bca = {name: bootstrap_result(scored, "lpips", "clpips", unit=u, n_boot=n_boot, 
 paper_row = {"paper (Table 4)": {"statistic": "ΔICC(A,k)", "delta": paper.value("delta_icc"),
                                  "ci_low": paper.value("delta_icc_ci_low"),
                                  "ci_high": paper.value("delta_icc_ci_high")}}
-table4 = plots.table4(percentile, bca, paper=paper_row)
+table4 = report.table4(percentile, bca, paper=paper_row)
 glue("nb05_table4", table4, display=False)
 
 summaries = {name: res.summary() for name, res in percentile.items()}

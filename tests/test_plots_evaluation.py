@@ -307,10 +307,3 @@ def test_cli_evaluate_lists_baselines(mur92_mirror, monkeypatch, tmp_path, capsy
     assert heldout["l2"]["spearman"] == heldout["psnr"]["spearman"]  # same order of every set
     assert "lpips_ones" in capsys.readouterr().out
     assert main(["evaluate", "--dataset", "mur92", "--baselines", "nope", "--quiet"]) == 2
-
-
-def test_chapter_04_still_reads_its_figure_data_and_tables_from_plots_evaluation():
-    """Chapter 04 imports these through clpips.plots.evaluation; their homes are set_scores and report."""
-    for name in ("per_ranking_spearman", "set_gains", "example_sets"):
-        assert getattr(pe, name) is getattr(set_scores, name)
-    assert pe.table3 is report.table3 and pe.table4 is report.table4

@@ -1,9 +1,7 @@
 """Figures of the evaluation (04) and bootstrap (05) chapters.
 
 They draw the tables of :mod:`clpips.evaluate` and :mod:`clpips.set_scores` (per ranking and
-per set: :func:`~clpips.set_scores.per_ranking_spearman`, :func:`~clpips.set_scores.set_gains`,
-:func:`~clpips.set_scores.example_sets`, :func:`~clpips.set_scores.set_orders`; the first three
-are re-exported here for chapter 04, as are :mod:`clpips.report`'s :func:`table3` and :func:`table4`).
+per set); the report tables are :mod:`clpips.report`'s.
 Each returns a :class:`matplotlib.figure.Figure`:
 
 * :func:`plot_alignment`: ICC(A,k) with its CI and mean per-ranking rho for every metric,
@@ -26,8 +24,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..baselines import label as metric_label
-from ..report import format_p, table3, table4  # noqa: F401  (the tables live in clpips.report)
-from ..set_scores import example_sets, per_ranking_spearman, set_gains, set_orders  # noqa: F401  (chapter 04)
+from ..report import format_p
+from ..set_scores import set_orders
 
 __all__ = ["plot_alignment", "plot_orders", "plot_rho_scatter", "plot_bootstrap"]
 

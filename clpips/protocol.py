@@ -375,6 +375,13 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
         if int(teacher_sets) != teacher_sets or teacher_sets < 1:
             raise ValueError(f"teacher_sets must be a whole number >= 1, got {teacher_sets!r}")
         settings.update(teacher_weight=float(teacher_weight), teacher_sets=int(teacher_sets))
+    from .datasets.splits import split_modes_coincide
+    if mode == "image" and getattr(dataset, "within", None) is None and split_modes_coincide(dataset.table):
+        # the split by image would repeat the split by target fold for fold: run (or read) that one
+        same = crossval(dataset, **_keywords(settings, mode="target"), grid=grid, device=device, progress=progress,
+                        threads=threads, workers=workers, cache=cache)
+        import dataclasses
+        return dataclasses.replace(same, settings={**same.settings, "mode": "image", "same_folds_as": "target"})
     key = _cache_key(dataset, settings)
     if not cache:
         return _crossval(dataset, settings, grid, device, progress, threads, workers)

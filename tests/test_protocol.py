@@ -505,3 +505,28 @@ def test_transform_and_teacher_runs_are_nested_deterministic_and_the_teacher_sta
     pd.testing.assert_frame_equal(again.folds, teacher.folds)
     with pytest.raises(ValueError, match="metric must be one of"):
         protocol.crossval(data, metric="dreamsim", **BEYOND)
+
+
+def test_split_by_image_reuses_the_split_by_target_where_they_coincide(monkeypatch, tmp_path):
+    """On the simulated study no candidate is ranked with two targets and no target is a candidate:
+    image_folds then puts every image in its target's fold, so the split by image is the split by
+    target fold for fold (checked here directly), and the protocol runs it once."""
+    from clpips import datasets
+    from clpips.datasets.splits import split_modes_coincide
+    monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
+    data = datasets.load("simulated")
+    assert split_modes_coincide(data.table)
+    by_image = list(split_folds(data.table, "image", 3, 5))
+    by_target = list(split_folds(data.table, "target", 3, 5))
+    for (ti, hi), (tt, ht) in zip(by_image, by_target):
+        pd.testing.assert_frame_equal(ti, tt)
+        pd.testing.assert_frame_equal(hi, ht)
+    small = dict(folds=3, repeats=1, inner_folds=2, grid=protocol.Grid.parse("0.05", "0.01", "2"))
+    image = protocol.crossval(data, mode="image", **small)
+    target = protocol.crossval(data, mode="target", **small)
+    assert image.settings["mode"] == "image" and image.settings["same_folds_as"] == "target"
+    pd.testing.assert_frame_equal(image.folds, target.folds)
+    assert len([p for p in (tmp_path / "crossval").iterdir() if p.is_dir()]) == 1
+    mur = pd.DataFrame({"set_id": ["a"] * 2 + ["b"] * 2, "target": ["x", "x", "y", "y"],
+                        "candidate": ["y", "z", "x", "z"], "rater": "r", "rank": [1, 2, 1, 2]})
+    assert not split_modes_coincide(mur)   # targets are candidates of each other, z is ranked with both

@@ -96,6 +96,15 @@ def image_folds(table: pd.DataFrame, n_splits: int, seed: int = DEFAULTS.seed) -
     return {str(k): int(v) for k, v in fold_of.items()}
 
 
+def split_modes_coincide(table: pd.DataFrame) -> bool:
+    """True when a split by image holds out exactly what the split by target does: no candidate is
+    ranked with two targets and no target is ranked as a candidate (the simulated study: every
+    candidate is one person's regeneration of one target). :func:`image_folds` then puts every image
+    in its target's fold and no row is dropped, so both modes give the same folds."""
+    targets_of = table.groupby("candidate")["target"].nunique()
+    return bool((targets_of <= 1).all()) and not set(table["target"]) & set(table["candidate"])
+
+
 def restrict_to_images(table: pd.DataFrame, images) -> pd.DataFrame:
     """Rows whose target and candidate both lie in ``images``, each ranking re-ranked ``1..k'``.
 

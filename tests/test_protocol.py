@@ -464,7 +464,6 @@ def test_global_clpips_is_fit_many_on_pooled_features_in_lpips_units(mode, mur92
                                   plain.oof[["set_id", "target", "candidate", "rater", "rank", "repeat", "fold"]])
     assert np.allclose(glob.oof["lpips"], plain.oof["lpips"])
     emb = aligned.image_embeddings(data, sorted(set(data.table["target"]) | set(data.table["candidate"])))
-    w0 = initial_weight_vector("alex", "lpips")
     for fold, part in glob.oof.groupby("fold"):
         psi = (emb.of(list(part["target"])) - emb.of(list(part["candidate"]))) ** 2
         raw = (psi @ torch.as_tensor(glob.weights[fold], dtype=torch.float32)).numpy()

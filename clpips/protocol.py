@@ -219,8 +219,9 @@ class CrossvalResult:
                 "positive_share": float(np.mean(d > 0)), "n_folds": nb["n"]}
 
     def setting_columns(self) -> list[str]:
-        """The columns that name a setting (CLPIPS: margin, lr, epochs; the transform: margin, lam, lr, steps)."""
-        return [c for c in self.inner.columns if c not in ("repeat", "fold") and not c.startswith("inner_")]
+        """The fold columns that name its fitted setting (CLPIPS, global CLPIPS: margin, lr, epochs; the
+        transform: margin, lam, lr, steps; the teacher's student: CLPIPS's and the teacher's)."""
+        return [c for c in _SETTINGS if c in self.folds.columns]
 
     def chosen(self) -> pd.DataFrame:
         """How often each setting was chosen over the outer folds."""
@@ -325,10 +326,12 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
         As :func:`clpips.train.fit_pairs`.
     metric : str
         The metric fitted and compared with LPIPS, one of :data:`METRICS`: ``"clpips"`` (the
-        paper's), ``"global"`` (the same per-channel weights on spatially pooled features),
-        ``"transform"`` (AligNet-style low-rank transform of the pooled representation) or
-        ``"teacher"`` (CLPIPS trained on human pairs plus the transform's labels). Its
-        distances fill the result's ``clpips`` columns; ``settings["metric"]`` names it.
+        paper's), ``"global"`` (the same per-channel weights on spatially pooled features, with
+        the setting CLPIPS's inner folds chose in each fold), ``"transform"`` (AligNet-style
+        low-rank transform of the pooled representation, tuned by its own inner folds) or
+        ``"teacher"`` (CLPIPS, with CLPIPS's chosen setting, trained on human pairs plus the
+        transform's labels). Its distances fill the result's ``clpips`` columns;
+        ``settings["metric"]`` names it.
     transform_lambdas, transform_lrs, transform_steps, transform_rank, transform_margins
         The transform's settings (``"transform"`` and the teacher): the
         :class:`clpips.aligned.TransformGrid` and the margins, all chosen among by the inner folds.
@@ -488,8 +491,10 @@ def _crossval(dataset, settings: dict[str, Any], grid: Grid, device: str, progre
                           oof=oof_table, weights=np.stack(refits), settings=settings)
 
 
-#: setting columns that are whole numbers (epochs of the minibatch trainer, steps of the transform's)
-_WHOLE = ("epochs", "steps")
+#: setting columns that are whole numbers (epochs of the minibatch trainer, steps of the transform's, sets)
+_WHOLE = ("epochs", "steps", "teacher_sets")
+#: every column that can name a setting, in the order they are reported
+_SETTINGS = ("margin", "lam", "lr", "epochs", "steps", "teacher_weight", "teacher_sets")
 
 
 @dataclass(frozen=True)
@@ -516,33 +521,61 @@ class _Family:
 
 
 def _linear_family(store, grid: Grid, settings: dict[str, Any], w0, device: str, threads, workers,
-                   extra=None) -> _Family:
+                   follow: Optional[Mapping[tuple[int, int], Mapping[str, Any]]] = None, pairs_of=None) -> _Family:
     """A metric linear in per-pair feature rows (``d = store.matrix[row] @ w``), fitted by
-    :func:`clpips.train.fit_many` over the :class:`Grid`: CLPIPS (LPIPS's pair features), global CLPIPS
-    (pooled ones), and the student of a teacher (``extra(job, outer)`` adds its teacher pairs)."""
+    :func:`clpips.train.fit_many`: CLPIPS (LPIPS's pair features) over the :class:`Grid`, chosen by the
+    inner folds; or, with ``follow`` (the setting CLPIPS's inner folds chose in each outer fold), one
+    refit per outer fold with that setting: global CLPIPS (pooled features) and the teacher's student.
+    ``store`` may be a callable ``(jobs, outer) -> (store, pairs per job)`` (the student's rows are known
+    only once its teacher has ranked)."""
     from .pairs import ranking_pairs
     from .train import GridJob, fit_many, pair_index
     cols = grid.columns()
     margins, lrs = tuple(m for m, _ in cols), tuple(lr for _, lr in cols)
+    state = {"store": None if callable(store) else store}
 
     def fit(jobs, outer):
+        if callable(store):
+            state["store"], pairs = store(jobs, outer)
+        else:
+            pairs = [pair_index(store, ranking_pairs(job.train)) for job in jobs]
         grid_jobs = []
-        for job in jobs:
-            pairs = pair_index(store, ranking_pairs(job.train))
-            if extra is not None:
-                pairs = torch.cat([pairs, extra(job, outer)])
-            grid_jobs.append(GridJob(pairs, margins, lrs, grid.epochs, settings["seed"]))
-        trained = fit_many(store.matrix, grid_jobs, w0, net=settings["net"], loss=settings["loss"],
+        for job, job_pairs in zip(jobs, pairs):
+            if follow is None:
+                grid_jobs.append(GridJob(job_pairs, margins, lrs, grid.epochs, settings["seed"]))
+            else:
+                pick = follow[(outer[job.outer]["repeat"], outer[job.outer]["fold"])]
+                grid_jobs.append(GridJob(job_pairs, (float(pick["margin"]),), (float(pick["lr"]),),
+                                         (int(pick["epochs"]),), settings["seed"]))
+        trained = fit_many(state["store"].matrix, grid_jobs, w0, net=settings["net"], loss=settings["loss"],
                            batch_size=settings["batch_size"], layers=settings["layers"],
                            project=settings["project"], device=device, threads=threads, workers=workers)
         # epochs x columns x D -> settings (column, then epochs: the order of Grid.settings) x D
         return [w.permute(1, 0, 2).reshape(-1, w.shape[-1]).numpy() for w in trained]
 
     def distances(table, params):
-        rows = store.rows(table["target"], table["candidate"])
-        return (store.matrix[rows] @ torch.as_tensor(np.asarray(params), dtype=torch.float32).T).numpy().astype(float)
+        rows = state["store"].rows(table["target"], table["candidate"])
+        return (state["store"].matrix[rows] @ torch.as_tensor(np.asarray(params), dtype=torch.float32).T
+                ).numpy().astype(float)
 
-    return _Family(grid.settings(), fit, distances)
+    if follow is None:
+        return _Family(grid.settings(), fit, distances)
+
+    def describe(i, outer):
+        pick = follow[(outer[i]["repeat"], outer[i]["fold"])]
+        return {"margin": float(pick["margin"]), "lr": float(pick["lr"]), "epochs": int(pick["epochs"])}
+
+    return _Family(pd.DataFrame(index=[0]), fit, distances, tuned=False, describe=describe)
+
+
+def _choices(dataset, settings: Mapping[str, Any], metric: str, grid: Grid, device, progress, threads,
+             workers) -> dict[tuple[int, int], dict[str, Any]]:
+    """The fold rows of this dataset's ``metric`` run with the same protocol settings, by (repeat, fold):
+    the settings its inner folds chose (run now, or read from the cache)."""
+    base = {k: v for k, v in settings.items() if k not in ("teacher_weight", "teacher_sets")}
+    run = crossval(dataset, **_keywords(base, metric=metric), grid=grid, device=device, progress=progress,
+                   threads=threads, workers=workers)
+    return {(int(r["repeat"]), int(r["fold"])): r for r in run.folds.to_dict(orient="records")}
 
 
 def _lpips_scale(features, w0, global_distances: torch.Tensor) -> float:
@@ -590,7 +623,7 @@ def _teacher_family(dataset, settings, grid, every, features, w0, device, progre
     """A student CLPIPS trained on human pairs plus a surrogate teacher's (AligNet's third move).
 
     In each outer fold the teacher is the transform with the setting the transform run's inner
-    folds chose for that fold, refitted on the fold's training rankings only. It ranks
+    folds chose for that fold, refitted on the job's training rankings only. It ranks
     ``teacher_sets`` new candidate sets of ``k`` per training target, drawn among the training
     side's images only (:func:`clpips.aligned.teacher_rankings`): comparisons no person made.
     The student is CLPIPS's recipe with the setting CLPIPS's own inner folds chose in that fold,
@@ -601,28 +634,22 @@ def _teacher_family(dataset, settings, grid, every, features, w0, device, progre
 
     from . import aligned
     from .pairs import ranking_pairs
-    from .train import GridJob, fit_many, pair_features_for, pair_index
-    base = {k: v for k, v in settings.items() if k not in ("teacher_weight", "teacher_sets")}
-    runs = {m: crossval(dataset, **_keywords(base, metric=m), grid=grid, device=device, progress=progress,
-                        threads=threads, workers=workers)
-            for m in ("clpips", "transform")}
-    chosen = {m: {(int(r["repeat"]), int(r["fold"])): r for r in run.folds.to_dict(orient="records")}
-              for m, run in runs.items()}
+    from .train import pair_features_for, pair_index
+    follow = _choices(dataset, settings, "clpips", grid, device, progress, threads, workers)
+    teach = _choices(dataset, settings, "transform", grid, device, progress, threads, workers)
     rank, net = int(settings["rank"]), settings["net"]
     delta = aligned.delta_features(dataset, every, net=net, device=device, progress=progress)
     root = float(np.sqrt(_lpips_scale(features, w0, (delta.matrix ** 2).sum(1))))  # as the transform run
     delta = dataclasses.replace(delta, matrix=delta.matrix * root, images=delta.images * root)
     emb = aligned.image_embeddings(dataset, sorted(_images(dataset.table)), net=net, device=device,
                                    progress=progress)
-    sizes = dataset.table.groupby(["set_id", "rater"]).size()
-    k = int(sizes.median())
-    state: dict[str, Any] = {}
+    k = int(dataset.table.groupby(["set_id", "rater"]).size().median())
 
-    def fit(jobs, outer):
+    def student_pairs(jobs, outer):
         made, humans = [], []
         for job in jobs:
             o = outer[job.outer]
-            pick = chosen["transform"][(o["repeat"], o["fold"])]
+            pick = teach[(o["repeat"], o["fold"])]
             human = ranking_pairs(job.train)
             tg = aligned.TransformGrid((pick["lam"],), (pick["lr"],), (int(pick["steps"]),), rank)
             params = aligned.fit_transform_many(delta.matrix, [(pair_index(delta, human), settings["seed"])], tg,
@@ -636,33 +663,17 @@ def _teacher_family(dataset, settings, grid, every, features, w0, device, progre
         # LPIPS's pair features of every row a student sees or is scored on
         store = pair_features_for(dataset, pd.concat([every, *made], ignore_index=True), net=net, device=device,
                                   progress=progress)
-        state["store"] = store
-        grid_jobs = []
-        for job, human, teacher in zip(jobs, humans, made):
-            o = outer[job.outer]
-            pick = chosen["clpips"][(o["repeat"], o["fold"])]
+        pairs = []
+        for human, teacher in zip(humans, made):
             taught = pair_index(store, ranking_pairs(teacher))
             copies = max(1, round(float(settings["teacher_weight"]) * len(human) / max(len(taught), 1)))
-            pairs = torch.cat([pair_index(store, human), taught.repeat(copies, 1)])
-            grid_jobs.append(GridJob(pairs, (float(pick["margin"]),), (float(pick["lr"]),), (int(pick["epochs"]),),
-                                     settings["seed"]))
-        trained = fit_many(store.matrix, grid_jobs, w0, net=net, loss=settings["loss"],
-                           batch_size=settings["batch_size"], layers=settings["layers"], project=settings["project"],
-                           device=device, threads=threads, workers=workers)
-        return [w.reshape(1, -1).numpy() for w in trained]
+            pairs.append(torch.cat([pair_index(store, human), taught.repeat(copies, 1)]))
+        return store, pairs
 
-    def distances(table, params):
-        store = state["store"]
-        rows = store.rows(table["target"], table["candidate"])
-        return (store.matrix[rows] @ torch.as_tensor(np.asarray(params), dtype=torch.float32).T).numpy().astype(float)
-
-    def describe(i, outer):
-        o = outer[i]
-        pick = chosen["clpips"][(o["repeat"], o["fold"])]
-        return {"margin": float(pick["margin"]), "lr": float(pick["lr"]), "epochs": int(pick["epochs"])}
-
-    return _Family(pd.DataFrame([{"teacher_weight": float(settings["teacher_weight"])}]), fit, distances,
-                   tuned=False, describe=describe)
+    family = _linear_family(student_pairs, grid, settings, w0, device, threads, workers, follow=follow)
+    family.settings = pd.DataFrame([{"teacher_weight": float(settings["teacher_weight"]),
+                                     "teacher_sets": int(settings["teacher_sets"])}])
+    return family
 
 
 def _taught(job: _FitJob, made: pd.DataFrame) -> pd.DataFrame:
@@ -678,11 +689,12 @@ def _family(dataset, settings, grid, every, features, w0, device, progress, thre
     metric = settings.get("metric", "clpips")
     if metric == "clpips":
         return _linear_family(features, grid, settings, w0, device, threads, workers)
-    if metric == "global":
+    if metric == "global":  # CLPIPS's setting in each fold: the pooled features are the one change
         from . import aligned
         store = aligned.global_features(dataset, every, net=settings["net"], device=device, progress=progress)
         store.matrix = store.matrix * _lpips_scale(features, w0, store.matrix @ w0)
-        return _linear_family(store, grid, settings, w0, device, threads, workers)
+        follow = _choices(dataset, settings, "clpips", grid, device, progress, threads, workers)
+        return _linear_family(store, grid, settings, w0, device, threads, workers, follow=follow)
     if metric == "transform":
         return _transform_family(dataset, settings, every, features, w0, device, progress, threads)
     if metric == "teacher":

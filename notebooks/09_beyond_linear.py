@@ -35,14 +35,14 @@
 # | taught CLPIPS | CLPIPS's 1,152 weights, trained on people's pairs plus the transform's | what a spatial metric learns from a global teacher |
 #
 # How each is fitted (`clpips.protocol.crossval(metric=...)`, `clpips.aligned`): global CLPIPS
-# with CLPIPS's trainer and grid, its distances put in LPIPS's units by one number per run (mean
-# LPIPS over mean global distance of the run's pairs, no judgement used), so the margins mean the
-# same; the transform with full-batch Adam on the same ranking loss (a ranking's ordered pairs are
-# (anchor, closer, farther) triplets, so AligNet's odd-one-out loss is not needed), its
-# $\lambda$, learning rate and steps chosen by the inner folds; the student with the setting
-# CLPIPS's inner folds chose in the same fold, so that the teacher's labels are the one change. In
-# every outer fold the teacher is refitted on that fold's training rankings only and ranks new
-# candidate sets drawn among the training side's images only (asserted).
+# with CLPIPS's trainer and the setting CLPIPS's inner folds chose in the same fold, its distances
+# put in LPIPS's units by one number per run (mean LPIPS over mean global distance of the run's
+# pairs, no judgement used), so that the pooling is the one change; the transform with full-batch
+# Adam on the same ranking loss (a ranking's ordered pairs are (anchor, closer, farther) triplets,
+# so AligNet's odd-one-out loss is not needed), its $\lambda$ and steps chosen by its own inner
+# folds; the student, too, with CLPIPS's chosen setting, so that the teacher's labels are the one
+# change. In every outer fold the teacher is refitted on that fold's training rankings only and
+# ranks new candidate sets drawn among the training side's images only (asserted).
 
 # %% tags=["parameters"]
 from clpips.defaults import DEFAULTS
@@ -163,6 +163,10 @@ for (name, mode), by_metric in summaries.items():
             glue(f"nb09_{name}_{mode}_{metric}_{col}", float(summary.at["icc_A_k", col]), display=False)
     best = max(by_metric, key=lambda m: by_metric[m].at["icc_A_k", "delta"])
     glue(f"nb09_{name}_{mode}_best", titles[best], display=False)
+same = [n for n in studies if runs[(n, "image", "clpips")].settings.get("same_folds_as") == "target"]
+glue("nb09_same_splits", ("On " + ", ".join(same) + " no image is ranked with two targets, so the split by "
+                          "image holds out what the split by target does and their rows are the same runs.")
+     if same else "", display=False)
 for mode in SPLIT_MODES:
     for metric in protocol.METRICS:
         said = {n: verdict(summaries[(n, mode)][metric].at["icc_A_k", "nb_low"],
@@ -212,7 +216,7 @@ for mode in SPLIT_MODES:
 # {glue:text}`nb09_mur92_image_global_delta:+.3f` [{glue:text}`nb09_mur92_image_global_nb_low:+.3f`,
 # {glue:text}`nb09_mur92_image_global_nb_high:+.3f`], against CLPIPS's
 # {glue:text}`nb09_mur92_image_clpips_delta:+.3f` [{glue:text}`nb09_mur92_image_clpips_nb_low:+.3f`,
-# {glue:text}`nb09_mur92_image_clpips_nb_high:+.3f`].
+# {glue:text}`nb09_mur92_image_clpips_nb_high:+.3f`]. {glue:text}`nb09_same_splits`
 #
 # ## Against CLPIPS, fold by fold
 #

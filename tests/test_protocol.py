@@ -463,6 +463,9 @@ def test_global_clpips_is_fit_many_on_pooled_features_in_lpips_units(mode, mur92
     pd.testing.assert_frame_equal(glob.oof[["set_id", "target", "candidate", "rater", "rank", "repeat", "fold"]],
                                   plain.oof[["set_id", "target", "candidate", "rater", "rank", "repeat", "fold"]])
     assert np.allclose(glob.oof["lpips"], plain.oof["lpips"])
+    # the pooled features are the one change: CLPIPS's chosen setting in each fold, no second tuning
+    pd.testing.assert_frame_equal(glob.folds[["margin", "lr", "epochs"]], plain.folds[["margin", "lr", "epochs"]])
+    assert glob.folds["inner_score"].isna().all() and glob.setting_columns() == ["margin", "lr", "epochs"]
     emb = aligned.image_embeddings(data, sorted(set(data.table["target"]) | set(data.table["candidate"])))
     for fold, part in glob.oof.groupby("fold"):
         psi = (emb.of(list(part["target"])) - emb.of(list(part["candidate"]))) ** 2

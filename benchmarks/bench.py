@@ -150,6 +150,9 @@ def main() -> None:
 
     from bench_protocol import run as run_protocol  # noqa: E402  (same folder)
     run_protocol(line)
+
+    from bench_aligned import run as run_aligned  # noqa: E402  (same folder)
+    run_aligned(line)
     line("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 

@@ -11,7 +11,8 @@ rank 8, 200 full-batch steps, on 1 torch thread. Prints ``name: value`` lines:
 * ``aligned_job_seconds_factors``: best of ``BENCH_ALIGNED_REPEATS`` (default 3) wall times
   with ``factors`` (products over the 92 images); ``..._cpu``: its process CPU time;
 * ``aligned_job_seconds_rows``: the same from the delta rows alone (products over the rows);
-* ``aligned_rows`` / ``aligned_unique_pairs``: the rows and distinct ordered pairs the job uses.
+* ``aligned_rows`` / ``aligned_unique_pairs``: the rows and distinct ordered pairs the job uses;
+* ``aligned_rows_over_factors``: the rows' time over the images' (the image path's speed-up).
 """
 from __future__ import annotations
 
@@ -56,18 +57,27 @@ def timed(fn, repeats: int) -> tuple[float, float]:
     return best, best_cpu
 
 
-def main() -> None:
+def run(line=lambda name, value: print(f"{name}: {value}")) -> None:
+    """The measurements as ``line(name, value)`` calls (``make bench`` passes its own)."""
     repeats = int(os.environ.get("BENCH_ALIGNED_REPEATS", "3"))
     delta, factors, pairs = mur92_like()
     grid = aligned.TransformGrid(lambdas=(0.0, 1e-3, 1e-2), lrs=(1e-3, 1e-2), steps=(50, 100, 200), rank=8)
     job = [(pairs, 0)]
-    print(f"aligned_rows: {len(torch.unique(pairs.flatten()))}")
-    print(f"aligned_unique_pairs: {len(torch.unique(pairs, dim=0))}")
+    line("aligned_rows", len(torch.unique(pairs.flatten())))
+    line("aligned_unique_pairs", len(torch.unique(pairs, dim=0)))
+    walls = {}
     for name, fac in (("factors", factors), ("rows", None)):
         wall, cpu = timed(lambda: aligned.fit_transform_many(delta, job, grid, margin=0.05, factors=fac, threads=1),
                           repeats)
-        print(f"aligned_job_seconds_{name}: {wall:.3f}")
-        print(f"aligned_job_seconds_{name}_cpu: {cpu:.3f}")
+        walls[name] = wall
+        line(f"aligned_job_seconds_{name}", round(wall, 3))
+        line(f"aligned_job_seconds_{name}_cpu", round(cpu, 3))
+    # the image path's speed-up, measured side by side (goal: > 1 where images are few beside the rows)
+    line("aligned_rows_over_factors", round(walls["rows"] / walls["factors"], 2))
+
+
+def main() -> None:
+    run()
 
 
 if __name__ == "__main__":

@@ -37,6 +37,18 @@ def load_dataset(name: str, **options):
     return datasets.load(name, **{k: v for k, v in options.items() if k not in ("k", "candidates", "seed")})
 
 
+#: the built-in datasets of real and simulated judgements, in the order the chapters show them
+EVERY_DATASET = ("mur92", "zappos", "simulated")
+
+
+def load_every_dataset(study_csv: str = "", **options) -> dict:
+    """Every built-in dataset (:data:`EVERY_DATASET`), plus the study CSV when one is given, by name
+    (:func:`load_dataset` each, with ``options``): what chapters 08 and 09 answer on."""
+    names = [*EVERY_DATASET, *([study_csv] if study_csv else [])]
+    loaded = [load_dataset(name, **options) for name in names]
+    return {data.name: data for data in loaded}
+
+
 #: the options of :func:`clpips.train.fit` that the CLI and the notebooks expose as parameters: the package's
 #: one list (the ablations, the personal metrics and the batched fits take subsets of it, :func:`fit_options_except`)
 FIT_OPTIONS = ("loss", "margin", "lr", "batch_size", "epochs", "patience", "init", "layers", "project")

@@ -60,7 +60,7 @@ from myst_nb import glue
 from clpips import paper, protocol
 from clpips.datasets import SPLIT_MODES, zappos
 from clpips.datasets.summaries import noise_ceiling
-from clpips.experiment import load_dataset
+from clpips.experiment import load_every_dataset
 from clpips.model import initial_weight_vector
 from clpips.personal import layer_shares
 from clpips.plots import protocol as plots_protocol
@@ -68,11 +68,7 @@ from clpips.plots import protocol as plots_protocol
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 started = time.perf_counter()
 
-names = ["mur92", "zappos", "simulated"] + ([study_csv] if study_csv else [])
-studies = {}
-for name in names:
-    data = load_dataset(name, k=k, candidates=candidates, seed=seed)
-    studies[data.name] = data
+studies = load_every_dataset(study_csv, k=k, candidates=candidates, seed=seed)
 runs, summaries = {}, {}
 for name, data in studies.items():
     for mode in SPLIT_MODES:

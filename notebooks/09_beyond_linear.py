@@ -86,18 +86,14 @@ from myst_nb import glue
 
 from clpips import aligned, protocol
 from clpips.datasets import SPLIT_MODES
-from clpips.experiment import load_dataset
+from clpips.experiment import load_every_dataset
 from clpips.model import initial_weight_vector
 from clpips.plots import protocol as plots_protocol
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 started = time.perf_counter()
 
-names = ["mur92", "zappos", "simulated"] + ([study_csv] if study_csv else [])
-studies = {}
-for name in names:
-    data = load_dataset(name, k=k, candidates=candidates, seed=seed)
-    studies[data.name] = data
+studies = load_every_dataset(study_csv, k=k, candidates=candidates, seed=seed)
 options = protocol.options({**globals(), "protocol_repeats": beyond_repeats})
 runs, summaries = {}, {}
 for name, data in studies.items():

@@ -47,7 +47,6 @@ class Defaults:
     transform_steps: str = "25,50,100,200"  #: full-batch steps of the transform the inner folds choose among
     transform_rank: int = 8         #: rank of the transform's departure from the identity (I + U V^T)
     transform_margins: str = "0.05"  #: transform loss margins to choose among (offered 0.01,0.02,0.05 the inner folds chose 0.05 in all 5 folds of mur92 by target; each margin costs a full fit)
-    beyond_repeats: int = 1         #: chapter 09: repeats of the outer split (chapter 04: protocol_repeats)
     teacher_sets: int = 2           #: new candidate sets the teacher ranks per training target
     teacher_weight: float = 0.5     #: weight of the teacher's pairs against the human pairs (by repetition)
     # statistics

@@ -34,6 +34,7 @@ targets only, given the fitted models.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -383,7 +384,6 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
         # the split by image would repeat the split by target fold for fold: run (or read) that one
         same = crossval(dataset, **_keywords(settings, mode="target"), grid=grid, device=device, progress=progress,
                         threads=threads, workers=workers, cache=cache)
-        import dataclasses
         return dataclasses.replace(same, settings={**same.settings, "mode": "image", "same_folds_as": "target"})
     key = _cache_key(dataset, settings)
     if not cache:
@@ -578,6 +578,16 @@ def _choices(dataset, settings: Mapping[str, Any], metric: str, grid: Grid, devi
     return {(int(r["repeat"]), int(r["fold"])): r for r in run.folds.to_dict(orient="records")}
 
 
+def _transform_inputs(dataset, every: pd.DataFrame, features, w0, net: str, device: str, progress: bool,
+                      embeddings=None):
+    """The transform's inputs for a run's rows (:func:`clpips.aligned.delta_features`) in LPIPS's units
+    (:func:`_lpips_scale`): the transform run and the teacher's refits see the same numbers."""
+    from . import aligned
+    delta = aligned.delta_features(dataset, every, net=net, device=device, progress=progress, embeddings=embeddings)
+    root = float(np.sqrt(_lpips_scale(features, w0, (delta.matrix ** 2).sum(1))))
+    return dataclasses.replace(delta, matrix=delta.matrix * root, images=delta.images * root)
+
+
 def _lpips_scale(features, w0, global_distances: torch.Tensor) -> float:
     """The one number that puts global distances in LPIPS's units: mean LPIPS distance over mean global
     LPIPS distance of the run's (target, candidate) rows (no judgement used), so that the margin grid
@@ -588,16 +598,12 @@ def _lpips_scale(features, w0, global_distances: torch.Tensor) -> float:
 def _transform_family(dataset, settings, every, features, w0, device, progress, threads) -> _Family:
     """AligNet's transform of the pooled representation (:mod:`clpips.aligned`), its margin x lam x lr x
     steps settings trained full-batch (:func:`clpips.aligned.fit_transform_many`)."""
-    import dataclasses
-
     from . import aligned
     from .pairs import ranking_pairs
     from .train import pair_index
     tgrid = aligned.TransformGrid(tuple(settings["lambdas"]), tuple(settings["transform_lrs"]),
                                   tuple(settings["steps"]), settings["rank"])
-    delta = aligned.delta_features(dataset, every, net=settings["net"], device=device, progress=progress)
-    root = float(np.sqrt(_lpips_scale(features, w0, (delta.matrix ** 2).sum(1))))
-    delta = dataclasses.replace(delta, matrix=delta.matrix * root, images=delta.images * root)
+    delta = _transform_inputs(dataset, every, features, w0, settings["net"], device, progress)
     per = tgrid.settings()
     margins = settings.get("transform_margins", settings["margins"])
     table = pd.concat([per.assign(margin=m) for m in margins], ignore_index=True)
@@ -630,19 +636,15 @@ def _teacher_family(dataset, settings, grid, every, features, w0, device, progre
     trained on the human pairs plus the teacher's, repeated so that they weigh ``teacher_weight``
     x the human pairs: the teacher's labels are the one change, so the student is not tuned again
     (no inner fits; its ``inner_score`` is empty)."""
-    import dataclasses
-
     from . import aligned
     from .pairs import ranking_pairs
     from .train import pair_features_for, pair_index
     follow = _choices(dataset, settings, "clpips", grid, device, progress, threads, workers)
     teach = _choices(dataset, settings, "transform", grid, device, progress, threads, workers)
     rank, net = int(settings["rank"]), settings["net"]
-    delta = aligned.delta_features(dataset, every, net=net, device=device, progress=progress)
-    root = float(np.sqrt(_lpips_scale(features, w0, (delta.matrix ** 2).sum(1))))  # as the transform run
-    delta = dataclasses.replace(delta, matrix=delta.matrix * root, images=delta.images * root)
     emb = aligned.image_embeddings(dataset, sorted(_images(dataset.table)), net=net, device=device,
                                    progress=progress)
+    delta = _transform_inputs(dataset, every, features, w0, net, device, progress, embeddings=emb)
     k = int(dataset.table.groupby(["set_id", "rater"]).size().median())
 
     def student_pairs(jobs, outer):

@@ -521,7 +521,7 @@ class _Family:
 
 
 def _linear_family(store, grid: Grid, settings: dict[str, Any], w0, device: str, threads, workers,
-                   follow: Optional[Mapping[tuple[int, int], Mapping[str, Any]]] = None, pairs_of=None) -> _Family:
+                   follow: Optional[Mapping[tuple[int, int], Mapping[str, Any]]] = None) -> _Family:
     """A metric linear in per-pair feature rows (``d = store.matrix[row] @ w``), fitted by
     :func:`clpips.train.fit_many`: CLPIPS (LPIPS's pair features) over the :class:`Grid`, chosen by the
     inner folds; or, with ``follow`` (the setting CLPIPS's inner folds chose in each outer fold), one

@@ -266,6 +266,37 @@ def test_real_strengths_agree_with_win_shares(triplets):
         assert stats.spearmanr(strengths, win_share(triplets, head)[others]).statistic > 0.99
 
 
+
+def test_head_triplets_fit_what_head_strengths_fits_and_remember_it(triplets):
+    heads = zappos.HeadTriplets(triplets)
+    rng = np.random.default_rng(0)
+    for head in (0, 42, 84):
+        own = heads.of(head)
+        assert np.array_equal(own, triplets[triplets[:, 0] == head])  # same rows, same order
+        items = np.sort(rng.choice(np.delete(np.arange(85), head), 40, replace=False))
+        first = heads.strengths(head, items)
+        assert np.array_equal(first, zappos.head_strengths(triplets, head, items))  # bit for bit
+        assert heads.strengths(head, items) is first  # the second call is the remembered fit
+        assert not np.array_equal(heads.strengths(head, items, alpha=0.1), first)  # alpha is part of the key
+
+
+def test_rankings_from_head_triplets_equal_rankings_from_the_array(triplets):
+    pool = np.arange(0, 85, 2)
+    plain = zappos.rankings(triplets, pool, k=6, sets_per_target=2, seed=3)
+    heads = zappos.HeadTriplets(triplets)
+    assert zappos.rankings(heads, pool, k=6, sets_per_target=2, seed=3).equals(plain)
+    assert zappos.rankings(heads, pool, k=6, sets_per_target=2, seed=3).equals(plain)  # from remembered fits
+    # a direct loop: each set's ranks from its head's strengths over the pool
+    for sid, part in plain.groupby("set_id"):
+        head = zappos.image_index(part["target"].iloc[0])
+        others = pool[pool != head]
+        s = dict(zip(others, zappos.head_strengths(triplets, head, others)))
+        values = np.array([s[zappos.image_index(c)] for c in part["candidate"]])
+        tol = zappos.TIE_TOLERANCE  # average ranks: 1 + stronger + (tied - 1) / 2
+        expected = [1 + np.sum(values > v + tol) + (np.sum(np.abs(values - v) <= tol) - 1) / 2 for v in values]
+        assert np.array_equal(part["rank"].to_numpy(), expected)
+
+
 # --------------------------------------------------------------------------- rankings
 def test_rankings_are_valid_sets_of_k(data):
     table = data.table

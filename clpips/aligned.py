@@ -829,11 +829,14 @@ def neighbour_overlap(before: torch.Tensor, after: torch.Tensor, k: int = 10) ->
         raise ValueError(f"k must be a whole number in [1, {n - 1}], got {k!r}")
 
     def nearest(x: torch.Tensor) -> torch.Tensor:
+        # n x n: True at each row's k nearest, the first k of a stable sort (ties: lower row first), found
+        # with topk rather than a full sort (chapter 09's 360 sorts of 2,040 x 2,040 took 11 s, profiled)
         dist = torch.cdist(x, x)
         dist.fill_diagonal_(float("inf"))
-        order = torch.sort(dist, dim=1, stable=True).indices
-        return order[:, :int(k)]
+        kth = torch.topk(dist, int(k), dim=1, largest=False).values.max(dim=1, keepdim=True).values
+        closer, tied = dist < kth, dist == kth
+        room = int(k) - closer.sum(dim=1, keepdim=True)
+        return closer | (tied & (torch.cumsum(tied, dim=1) <= room))
 
-    a, b = nearest(before), nearest(after)
-    shared = (a[:, :, None] == b[:, None, :]).any(dim=2).sum(dim=1)
+    shared = (nearest(before) & nearest(after)).sum(dim=1)
     return float(shared.double().mean() / int(k))

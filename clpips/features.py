@@ -5,7 +5,8 @@ Because an LPIPS distance is ``phi(target, candidate) . w`` (see
 backbone again once the pair vectors ``phi`` are known. This module computes
 them with each unique image going through the backbone once, and caches them
 under ``<cache>/features/<net>-<size rule>/``, one file per target image, keyed
-by the sha256 of the image files' bytes. A second fit on the same data
+by the sha256 of the image files' bytes (an entry holds ``candidates``, the
+candidates' sha256, and ``vectors``, one row each). A second fit on the same data
 extracts nothing. Each entry is written with its checksum and verified when read
 (:func:`clpips.atomic.read_checked`): a truncated or altered entry is named in a
 warning, removed and rebuilt; a cache folder that cannot be written is one
@@ -14,6 +15,7 @@ warning line, and the run goes on without caching.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import warnings
 from dataclasses import dataclass
@@ -31,8 +33,10 @@ from .images import SizeRule, load_image, match_sizes
 from .model import CHANNELS, CLPIPS
 from .paths import cache_dir, sha256_file
 
-#: bump when the definition of the feature vector changes, to invalidate caches
-FEATURE_VERSION = 1
+#: bump when the definition of the feature vector or the entry format changes, to invalidate caches
+#: (2: an entry is one matrix and its candidates' sha256, not one tensor per candidate: reading a
+#: chapter 09 run's entries took 24 s of torch.load for 174,000 small tensors, measured)
+FEATURE_VERSION = 2
 #: cap on backbone activations held in memory at once (bytes)
 MEMORY_BUDGET = 3 * 2 ** 30
 #: how much each LPIPS layer downsamples its input (AlexNet: conv1 stride 4, then pools of 2)
@@ -51,10 +55,15 @@ class PairFeatures:
     def __post_init__(self) -> None:
         self.index = {key: i for i, key in enumerate(self.keys)}
 
+    @functools.cached_property
+    def _lookup(self) -> pd.MultiIndex:
+        # built once: chapter 09's runs asked 1,875 times and rebuilt it each time, 10 s in all (profiled)
+        return pd.MultiIndex.from_tuples(self.keys)
+
     def rows(self, targets: Iterable[str], candidates: Iterable[str]) -> torch.Tensor:
         """Row numbers of the given pairs (a KeyError names a pair that was not computed)."""
         wanted = pd.MultiIndex.from_arrays([np.asarray(targets, dtype=object), np.asarray(candidates, dtype=object)])
-        rows = pd.MultiIndex.from_tuples(self.keys).get_indexer(wanted) if self.keys else np.full(len(wanted), -1)
+        rows = self._lookup.get_indexer(wanted) if self.keys else np.full(len(wanted), -1)
         if (rows < 0).any():
             raise KeyError(f"no feature vector for pair {wanted[int(np.argmax(rows < 0))]}")
         return torch.from_numpy(rows.astype(np.int64))
@@ -128,7 +137,8 @@ def _compute(dataset, todo, found, by_target, hashes, paths, store, net, size, d
                 for t in {t for t, _ in todo}:
                     entry = dict(by_target.get(t, {}))
                     entry.update({hashes[c]: computed[(tt, c)] for tt, c in todo if tt == t})
-                    atomic.write_checked(store / f"{hashes[t]}.pt", atomic.torch_bytes(entry))
+                    atomic.write_checked(store / f"{hashes[t]}.pt", atomic.torch_bytes(
+                        {"candidates": list(entry), "vectors": torch.stack(list(entry.values()))}))
             except OSError as err:
                 warnings.warn(f"cannot write the feature cache {store} ({err.strerror or err}); going on without "
                               "caching (set CLPIPS_CACHE to a writable folder)", CacheWarning, stacklevel=4)
@@ -139,10 +149,18 @@ class CacheWarning(UserWarning):
 
 
 def _read_entry(path: Path, dim: int) -> dict[str, torch.Tensor]:
-    """A target's cached vectors, verified (:func:`read_cached`); ``{}`` when absent or bad."""
-    entry = read_cached(path, lambda e: isinstance(e, dict) and all(_finite_vector(v, dim) for v in e.values()),
-                        f"{dim}-number finite vectors")
-    return {} if entry is None else entry
+    """A target's cached vectors by candidate sha256, verified (:func:`read_cached`); ``{}`` when absent or bad."""
+    entry = read_cached(path, lambda e: _valid_entry(e, dim), f"candidates and their {dim}-number finite vectors")
+    return {} if entry is None else dict(zip(entry["candidates"], entry["vectors"]))
+
+
+def _valid_entry(entry, dim: int) -> bool:
+    if not (isinstance(entry, dict) and set(entry) == {"candidates", "vectors"}):
+        return False
+    names, vectors = entry["candidates"], entry["vectors"]
+    return (isinstance(names, list) and all(isinstance(n, str) for n in names) and len(set(names)) == len(names)
+            and isinstance(vectors, torch.Tensor) and tuple(vectors.shape) == (len(names), dim)
+            and bool(torch.isfinite(vectors).all()))
 
 
 def _finite_vector(value, dim: int) -> bool:

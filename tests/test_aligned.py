@@ -388,3 +388,23 @@ def test_neighbour_overlap():
     assert aligned.neighbour_overlap(x, scrambled, k=5) < 0.5
     with pytest.raises(ValueError, match="k must"):
         aligned.neighbour_overlap(x, x, k=40)
+
+
+def test_neighbour_overlap_equals_a_stable_sort_with_ties():
+    """The k nearest are those a stable sort of each row's distances puts first (ties: lower row
+    first), checked by a direct loop on points of a grid, where distances tie often."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 4, (30, 2), generator=gen).double()
+    y = torch.randint(0, 4, (30, 2), generator=gen).double()
+
+    def loop(points, k):
+        out = []
+        for i in range(len(points)):
+            dist = [(float(torch.dist(points[i], points[j])), j) for j in range(len(points)) if j != i]
+            out.append({j for _, j in sorted(dist)[:k]})       # sorted tuples: distance, then row
+        return out
+
+    for k in (1, 3, 7):
+        a, b = loop(x, k), loop(y, k)
+        expected = np.mean([len(p & q) / k for p, q in zip(a, b)])
+        assert aligned.neighbour_overlap(x, y, k=k) == pytest.approx(expected, abs=1e-12)

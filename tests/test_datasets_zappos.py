@@ -297,6 +297,17 @@ def test_rankings_from_head_triplets_equal_rankings_from_the_array(triplets):
         assert np.array_equal(part["rank"].to_numpy(), expected)
 
 
+
+def test_within_remembers_its_tables_and_hands_out_copies(data, triplets):
+    images = data.images()[::2]
+    first = data.within(images, 5)
+    first.loc[0, "rank"] = 99.0                          # a caller's change stays with the caller
+    again = data.within(images, 5)
+    plain = zappos.within(images, 5, triplets=triplets, root=data.root)   # no memory: computed afresh
+    assert again.equals(plain) and again.loc[0, "rank"] != 99.0
+    assert not data.within(images, 6).equals(plain)      # the seed is part of the key
+
+
 # --------------------------------------------------------------------------- rankings
 def test_rankings_are_valid_sets_of_k(data):
     table = data.table

@@ -290,8 +290,7 @@ def test_bad_feature_cache_entry_is_named_removed_and_rebuilt(tmp_path, private_
         entry.write_bytes(entry.read_bytes()[:100])
     else:  # still a loadable torch file, with one value changed: only the checksum can tell
         state = torch.load(entry, weights_only=True)
-        key = next(iter(state))
-        state[key] = state[key] * 1.01
+        state["vectors"] = state["vectors"] * 1.01
         torch.save(state, entry)
     with pytest.warns(UserWarning, match=rf"{entry.name}: .*removed it, rebuilding"):
         second = again()

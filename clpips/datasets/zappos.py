@@ -226,7 +226,8 @@ def head_strengths(triplets: np.ndarray, head: int, items: np.ndarray, alpha: fl
 
 
 class HeadTriplets:
-    """The triplets grouped by head, each head's fitted strengths remembered by (head, pool, alpha).
+    """The triplets grouped by head, each head's fitted strengths remembered by (head, pool, alpha),
+    and each :func:`within` table by its options.
 
     A split by image refits every head of every side of every fold (:func:`within`), and the
     protocol's runs of one dataset (one per metric, chapter 09) draw the same folds, so the same
@@ -245,6 +246,15 @@ class HeadTriplets:
         self.triplets = triplets[np.argsort(triplets[:, 0], kind="stable")]
         self._starts = np.searchsorted(self.triplets[:, 0], np.arange(N_IMAGES + 1))
         self._fits: dict[tuple, np.ndarray] = {}
+        #: :func:`within`'s validated tables by their options (validating took 8.8 of the 25 s that
+        #: chapter 09's runs spent in within(), profiled)
+        self.tables: dict[tuple, pd.DataFrame] = {}
+
+    def remember(self, key: tuple, table: pd.DataFrame) -> None:
+        """Keep a copy of a :func:`within` table under its options."""
+        if len(self.tables) >= self.MAX_FITS // 40:
+            self.tables.clear()
+        self.tables[key] = table.copy()
 
     def of(self, head: int) -> np.ndarray:
         """The triplets whose head is ``head``, in their original order."""
@@ -354,9 +364,15 @@ def within(images: Collection[str], seed: int = DEFAULTS.seed, *, triplets: np.n
         raise ValueError(f"zappos: within() needs at least 3 images (a target and two candidates), got {len(pool)}")
     k_eff = min(k, len(pool) - 1)
     n_sets = max(1, min(sets_per_target, (len(pool) - 1) // k_eff))
+    key = (tuple(pool), int(seed), k_eff, n_sets, float(alpha), ties, str(root))
+    if isinstance(triplets, HeadTriplets) and key in triplets.tables:
+        return triplets.tables[key].copy()
     table = rankings(triplets, pool, k=k_eff, sets_per_target=n_sets, seed=seed, alpha=alpha, ties=ties)
-    return validate(table, root, source=f"zappos rankings within {len(pool)} images (k={k_eff}, seed={seed})",
-                    ties=ties, check_images=False)
+    table = validate(table, root, source=f"zappos rankings within {len(pool)} images (k={k_eff}, seed={seed})",
+                     ties=ties, check_images=False)
+    if isinstance(triplets, HeadTriplets):
+        triplets.remember(key, table)
+    return table
 
 
 def load(k: int = DEFAULTS.k, sets_per_target: int = DEFAULTS.zappos_sets_per_target, seed: int = DEFAULTS.seed,

@@ -57,7 +57,7 @@ from .atomic import atomic_path, json_ready
 from .choices import PROTOCOL_METRICS as METRICS, PROTOCOL_STATISTICS as STATISTICS, SELECT
 from .defaults import DEFAULTS
 
-PROTOCOL_VERSION = 2  #: bump when a change alters results: it keys the cache
+PROTOCOL_VERSION = 3  #: bump when a change alters results: it keys the cache (3: fit_many's products in other forms, float rounding)
 
 
 def _floats(text: str | Sequence[float]) -> tuple[float, ...]:

@@ -568,22 +568,28 @@ def _linear_family(store, grid: Grid, settings: dict[str, Any], w0, device: str,
     return _Family(pd.DataFrame(index=[0]), fit, distances, tuned=False, describe=describe)
 
 
+def _sibling(dataset, settings: Mapping[str, Any], metric: str, grid: Grid, device, progress, threads,
+             workers) -> CrossvalResult:
+    """This dataset's ``metric`` run with the same protocol settings (run now, or read from the cache)."""
+    base = {k: v for k, v in settings.items() if k not in ("teacher_weight", "teacher_sets")}
+    return crossval(dataset, **_keywords(base, metric=metric), grid=grid, device=device, progress=progress,
+                    threads=threads, workers=workers)
+
+
 def _choices(dataset, settings: Mapping[str, Any], metric: str, grid: Grid, device, progress, threads,
              workers) -> dict[tuple[int, int], dict[str, Any]]:
     """The fold rows of this dataset's ``metric`` run with the same protocol settings, by (repeat, fold):
-    the settings its inner folds chose (run now, or read from the cache)."""
-    base = {k: v for k, v in settings.items() if k not in ("teacher_weight", "teacher_sets")}
-    run = crossval(dataset, **_keywords(base, metric=metric), grid=grid, device=device, progress=progress,
-                   threads=threads, workers=workers)
-    return {(int(r["repeat"]), int(r["fold"])): r for r in run.folds.to_dict(orient="records")}
+    the settings its inner folds chose, and (``"weights"``) the parameters refitted with them."""
+    run = _sibling(dataset, settings, metric, grid, device, progress, threads, workers)
+    return {(int(r["repeat"]), int(r["fold"])): {**r, "weights": w}
+            for r, w in zip(run.folds.to_dict(orient="records"), run.weights)}
 
 
-def _transform_inputs(dataset, every: pd.DataFrame, features, w0, net: str, device: str, progress: bool,
-                      embeddings=None):
+def _transform_inputs(dataset, every: pd.DataFrame, features, w0, net: str, device: str, progress: bool):
     """The transform's inputs for a run's rows (:func:`clpips.aligned.delta_features`) in LPIPS's units
-    (:func:`_lpips_scale`): the transform run and the teacher's refits see the same numbers."""
+    (:func:`_lpips_scale`, one number: the teacher's rankings, from its refits, do not depend on it)."""
     from . import aligned
-    delta = aligned.delta_features(dataset, every, net=net, device=device, progress=progress, embeddings=embeddings)
+    delta = aligned.delta_features(dataset, every, net=net, device=device, progress=progress)
     root = float(np.sqrt(_lpips_scale(features, w0, (delta.matrix ** 2).sum(1))))
     return dataclasses.replace(delta, matrix=delta.matrix * root, images=delta.images * root)
 
@@ -628,8 +634,8 @@ def _transform_family(dataset, settings, every, features, w0, device, progress, 
 def _teacher_family(dataset, settings, grid, every, features, w0, device, progress, threads, workers) -> _Family:
     """A student CLPIPS trained on human pairs plus a surrogate teacher's (AligNet's third move).
 
-    In each outer fold the teacher is the transform with the setting the transform run's inner
-    folds chose for that fold, refitted on the job's training rankings only. It ranks
+    In each outer fold the teacher is the transform run's refit of that fold: fitted on that
+    fold's training rankings only, with the setting its inner folds chose. It ranks
     ``teacher_sets`` new candidate sets of ``k`` per training target, drawn among the training
     side's images only (:func:`clpips.aligned.teacher_rankings`): comparisons no person made.
     The student is CLPIPS's recipe with the setting CLPIPS's own inner folds chose in that fold,
@@ -644,19 +650,16 @@ def _teacher_family(dataset, settings, grid, every, features, w0, device, progre
     rank, net = int(settings["rank"]), settings["net"]
     emb = aligned.image_embeddings(dataset, sorted(_images(dataset.table)), net=net, device=device,
                                    progress=progress)
-    delta = _transform_inputs(dataset, every, features, w0, net, device, progress, embeddings=emb)
     k = int(dataset.table.groupby(["set_id", "rater"]).size().median())
 
     def student_pairs(jobs, outer):
         made, humans = [], []
         for job in jobs:
             o = outer[job.outer]
-            pick = teach[(o["repeat"], o["fold"])]
+            # the teacher: the transform run's refit of this outer fold, on the same training rankings
+            # with the setting its inner folds chose (fitting it again gave the same parameters)
+            params = torch.as_tensor(np.asarray(teach[(o["repeat"], o["fold"])]["weights"]), dtype=torch.float32)
             human = ranking_pairs(job.train)
-            tg = aligned.TransformGrid((pick["lam"],), (pick["lr"],), (int(pick["steps"]),), rank)
-            params = aligned.fit_transform_many(delta.matrix, [(pair_index(delta, human), settings["seed"])], tg,
-                                                margin=float(pick["margin"]), loss=settings["loss"],
-                                                threads=threads, factors=delta.factors)[0].reshape(-1)
             made.append(_taught(job, aligned.teacher_rankings(
                 aligned.teacher_distance(emb, params, rank), sorted(set(job.train["target"])),
                 sorted(_images(job.train)), sets_per_target=int(settings["teacher_sets"]), k=k,

@@ -5,8 +5,19 @@ from :data:`DEFAULTS`, so changing a value here changes it everywhere.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+
+def _env_int(name: str, default: int) -> int:
+    """A whole number >= 1 from the environment variable ``name``, else ``default``."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,7 @@ class Defaults:
     protocol_lrs: str = "0.003,0.01"  #: learning rates the inner folds choose among
     protocol_epochs: str = "5,10,20"  #: epoch counts the inner folds choose among
     protocol_select: str = "icc_A_k"  #: inner criterion: icc_A_k, spearman_raw, spearman or pair_accuracy
-    workers: int = 2                #: processes the protocol's fits are spread over (results do not depend on it)
+    workers: int = _env_int("CLPIPS_WORKERS", 2)  #: processes the protocol's fits are spread over (results do not depend on it; make book sets it per lane)
     # beyond the linear weights (chapter 09, clpips.aligned): the metric the protocol fits, and its options
     protocol_metric: str = "clpips"  #: clpips, global (pooled features), transform (AligNet-style), teacher
     transform_lambdas: str = "0.001,0.01,0.1"  #: pulls of the transform towards the identity the inner folds choose among

@@ -96,12 +96,18 @@ started = time.perf_counter()
 studies = load_every_dataset(study_csv, k=k, candidates=candidates, seed=seed)
 options = protocol.options(globals())  # the protocol of chapters 04 and 08: their CLPIPS runs are read back
 runs = {}
-# the transforms first: they need no other run, while global CLPIPS and the student take CLPIPS's
-# choices (chapters 04 and 08 compute those runs; run side by side, this chapter waits for them last)
-for metric in ("transform", *(m for m in protocol.METRICS if m != "transform")):
-    for name, data in studies.items():
+# the transforms first: they need no other run. Then each dataset's CLPIPS run (chapters 04 and 08 share
+# it: whoever comes first computes it) and the metrics that take its choices, mur92 last: run side by
+# side (make book), chapter 04 computes mur92's CLPIPS runs meanwhile, and this chapter need not wait
+order = sorted(studies, key=lambda name: name == "mur92")
+for name in order:
+    for mode in SPLIT_MODES:
+        runs[(name, mode, "transform")] = protocol.crossval(studies[name], mode=mode,
+                                                             **{**options, "metric": "transform"})
+for name in order:
+    for metric in (m for m in protocol.METRICS if m != "transform"):
         for mode in SPLIT_MODES:
-            runs[(name, mode, metric)] = protocol.crossval(data, mode=mode, **{**options, "metric": metric})
+            runs[(name, mode, metric)] = protocol.crossval(studies[name], mode=mode, **{**options, "metric": metric})
 summaries = {(name, mode): {metric: runs[(name, mode, metric)].summary(ci=ci, bootstrap=False)
                             for metric in protocol.METRICS}
              for name in studies for mode in SPLIT_MODES}

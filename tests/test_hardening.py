@@ -6,6 +6,7 @@ The table "what bad input gets" in ``data/README.md`` lists these tests.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -397,3 +398,16 @@ def test_tie_advice_names_an_option_that_exists(tmp_path, capsys):
     table = _load_dataset(args).table
     first = table[(table.set_id == "s0") & (table.rater == "r1")]["rank"].sort_values().tolist()
     assert first == [1.5, 1.5, 3.0]
+
+
+@pytest.mark.parametrize("value, said", [("3", None), ("0", "CLPIPS_WORKERS must be a whole number >= 1, got '0'"),
+                                         ("two", "CLPIPS_WORKERS must be a whole number >= 1, got 'two'")])
+def test_workers_from_the_environment_or_a_one_line_error(value, said):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", "from clpips.defaults import DEFAULTS; print(DEFAULTS.workers)"],
+                          capture_output=True, text=True, env={**os.environ, "CLPIPS_WORKERS": value})
+    if said is None:
+        assert done.returncode == 0 and done.stdout.strip() == value
+    else:
+        assert done.returncode != 0 and done.stderr.strip().splitlines()[-1].endswith(said)

@@ -6,6 +6,7 @@ executing tests start a real ``python3`` kernel (a few seconds each).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -216,8 +217,10 @@ STAMP_NB = HEADER + '''label = "x"
 import json, os, time
 start = time.time()
 time.sleep(1.5)
+from clpips.defaults import DEFAULTS
 with open(os.path.join(os.environ["CLPIPS_NOTEBOOK_OUT"], label + ".json"), "w") as f:
-    json.dump({"start": start, "end": time.time()}, f)
+    json.dump({"start": start, "end": time.time(), "threads": os.environ.get("OMP_NUM_THREADS"),
+               "workers": DEFAULTS.workers}, f)
 '''
 
 
@@ -239,6 +242,8 @@ def test_run_all_side_by_side_overlaps_respects_order_and_records_every_run(tmp_
     assert seen["99_last"]["start"] >= max(v["end"] for k, v in seen.items() if k != "99_last")
     record = nr.read_record(out)["notebooks"]
     assert sorted(record) == sorted(params) and all(e["status"] == "ok" for e in record.values())
+    share = max(1, (os.cpu_count() or 1) // 2)   # each lane its share of the cores: torch threads and workers
+    assert all(v["threads"] == str(share) and v["workers"] == share for v in seen.values())
 
 
 def test_run_all_side_by_side_stops_at_a_failure_and_names_it(tmp_path):

@@ -598,7 +598,7 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
     loss = "mixed" if bool(logistic.any()) and not bool(logistic.all()) else (
         "logistic" if bool(logistic.all()) else "margin")
 
-    # the streams, and every batch each will take: (streams x steps x batch) rows, padded with row 0
+    # the streams: consecutive jobs with the same pairs and seed (fit_many puts them side by side) share one
     streams, offset = [], 0
     for j, r in enumerate(jobs):
         n = r.job.pairs.shape[0]
@@ -652,8 +652,13 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
 
     live = list(range(S))                                 # the streams whose columns are in W
     place = {i: (st["start"], st["stop"]) for i, st in enumerate(streams)}
-    col_stream = torch.tensor([k for k, i in enumerate(live) for _ in range(place[i][1] - place[i][0])],
-                              device=device)
+
+    def stream_of_columns() -> torch.Tensor:
+        """Each column of W: the position of its stream among the live ones."""
+        return torch.tensor([k for k, i in enumerate(live) for _ in range(place[i][1] - place[i][0])],
+                            device=device)
+
+    col_stream = stream_of_columns()
     positions = torch.arange(batch_size, device=device, dtype=torch.float32)[:, None]
 
     records: list[dict[int, torch.Tensor]] = [{} for _ in jobs]
@@ -732,8 +737,7 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
                 width = place[i][1] - place[i][0]
                 place[i], at_col = (at_col, at_col + width), at_col + width
             live = still
-            col_stream = torch.tensor([k for k, i in enumerate(live) for _ in range(place[i][1] - place[i][0])],
-                                      device=device)
+            col_stream = stream_of_columns()
     return [torch.stack([rec[e] for e in r.job.checkpoints]) for rec, r in zip(records, jobs)]
 
 

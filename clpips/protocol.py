@@ -568,19 +568,14 @@ def _linear_family(store, grid: Grid, settings: dict[str, Any], w0, device: str,
     return _Family(pd.DataFrame(index=[0]), fit, distances, tuned=False, describe=describe)
 
 
-def _sibling(dataset, settings: Mapping[str, Any], metric: str, grid: Grid, device, progress, threads,
-             workers) -> CrossvalResult:
-    """This dataset's ``metric`` run with the same protocol settings (run now, or read from the cache)."""
-    base = {k: v for k, v in settings.items() if k not in ("teacher_weight", "teacher_sets")}
-    return crossval(dataset, **_keywords(base, metric=metric), grid=grid, device=device, progress=progress,
-                    threads=threads, workers=workers)
-
-
 def _choices(dataset, settings: Mapping[str, Any], metric: str, grid: Grid, device, progress, threads,
              workers) -> dict[tuple[int, int], dict[str, Any]]:
     """The fold rows of this dataset's ``metric`` run with the same protocol settings, by (repeat, fold):
-    the settings its inner folds chose, and (``"weights"``) the parameters refitted with them."""
-    run = _sibling(dataset, settings, metric, grid, device, progress, threads, workers)
+    the settings its inner folds chose, and (``"weights"``) the parameters refitted with them (the run
+    is run now, or read from the cache)."""
+    base = {k: v for k, v in settings.items() if k not in ("teacher_weight", "teacher_sets")}
+    run = crossval(dataset, **_keywords(base, metric=metric), grid=grid, device=device, progress=progress,
+                   threads=threads, workers=workers)
     return {(int(r["repeat"]), int(r["fold"])): {**r, "weights": w}
             for r, w in zip(run.folds.to_dict(orient="records"), run.weights)}
 

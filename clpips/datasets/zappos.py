@@ -240,6 +240,8 @@ class HeadTriplets:
 
     #: remembered fits before the memory is emptied (a fit is 84 numbers; a run makes about 4,600)
     MAX_FITS = 50_000
+    #: remembered within() tables before that memory is emptied (a run draws about 120)
+    MAX_TABLES = 1_000
 
     def __init__(self, triplets: np.ndarray):
         triplets = np.asarray(triplets, dtype=np.int64)
@@ -252,7 +254,7 @@ class HeadTriplets:
 
     def remember(self, key: tuple, table: pd.DataFrame) -> None:
         """Keep a copy of a :func:`within` table under its options."""
-        if len(self.tables) >= self.MAX_FITS // 40:
+        if len(self.tables) >= self.MAX_TABLES:
             self.tables.clear()
         self.tables[key] = table.copy()
 

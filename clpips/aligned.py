@@ -817,14 +817,21 @@ def neighbour_overlap(before: torch.Tensor, after: torch.Tensor, k: int = 10) ->
     Neighbours by Euclidean distance between rows (n x D each, the same items in the same
     order), the item itself excluded; 1.0 when every item keeps its ``k`` nearest neighbours
     (e.g. identical embeddings, or any rotation of them). Equal distances are broken by
-    row order.
+    row order. Several ``after`` of one ``before``: :func:`neighbour_overlaps`.
     """
+    return float(neighbour_overlaps(before, [after], k)[0])
+
+
+def neighbour_overlaps(before: torch.Tensor, afters: Sequence[torch.Tensor], k: int = 10) -> np.ndarray:
+    """:func:`neighbour_overlap` of ``before`` with each of ``afters``, ``before``'s neighbours found once
+    (chapter 09 compares one representation with 30 refits per dataset and split: finding them again for
+    each was half of its 20 s of neighbour search, profiled)."""
     before = torch.as_tensor(before, dtype=torch.float64)
-    after = torch.as_tensor(after, dtype=torch.float64)
-    if before.ndim != 2 or after.ndim != 2 or before.shape[0] != after.shape[0]:
-        raise ValueError(f"before and after must be n x D with the same n, got {tuple(before.shape)} and "
-                         f"{tuple(after.shape)}")
-    n = before.shape[0]
+    n = before.shape[0] if before.ndim == 2 else -1
+    for after in afters:
+        if before.ndim != 2 or torch.as_tensor(after).ndim != 2 or torch.as_tensor(after).shape[0] != n:
+            raise ValueError(f"before and after must be n x D with the same n, got {tuple(before.shape)} and "
+                             f"{tuple(torch.as_tensor(after).shape)}")
     if int(k) != k or not 1 <= k <= n - 1:
         raise ValueError(f"k must be a whole number in [1, {n - 1}], got {k!r}")
 
@@ -838,5 +845,6 @@ def neighbour_overlap(before: torch.Tensor, after: torch.Tensor, k: int = 10) ->
         room = int(k) - closer.sum(dim=1, keepdim=True)
         return closer | (tied & (torch.cumsum(tied, dim=1) <= room))
 
-    shared = (nearest(before) & nearest(after)).sum(dim=1)
-    return float(shared.double().mean() / int(k))
+    first = nearest(before)
+    return np.array([float((first & nearest(torch.as_tensor(after, dtype=torch.float64))).sum(dim=1).double().mean()
+                           / int(k)) for after in afters])

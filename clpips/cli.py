@@ -432,9 +432,9 @@ def _add_experiment_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_max_pixels(p: argparse.ArgumentParser) -> None:
-    from .images import DEFAULT_MAX_PIXELS
+    from .defaults import MAX_PIXELS
     p.add_argument("--max-pixels", type=_positive_int, metavar="N",
-                   help=f"refuse images with more pixels (default {DEFAULT_MAX_PIXELS:,}, or $CLPIPS_MAX_PIXELS)")
+                   help=f"refuse images with more pixels (default {MAX_PIXELS:,}, or $CLPIPS_MAX_PIXELS)")
 
 
 def build_parser() -> argparse.ArgumentParser:

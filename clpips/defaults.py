@@ -97,6 +97,11 @@ class Defaults:
 
 DEFAULTS = Defaults()
 
+#: the most pixels (width x height) an image may have unless ``$CLPIPS_MAX_PIXELS`` or ``--max-pixels``
+#: says otherwise (:func:`clpips.images.max_pixels`). Here, not in clpips.images: the CLI's help names it,
+#: and importing clpips.images (torch) cost every ``clpips run`` about 1 s before any notebook started
+MAX_PIXELS = 4096 * 4096
+
 
 def as_dict() -> dict[str, Any]:
     """The defaults as a plain dict (for papermill and JSON)."""

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .conventions import MIN_SIZE
+from .defaults import MAX_PIXELS as DEFAULT_MAX_PIXELS  # the default of max_pixels
 
 SizeRule = Union[str, tuple[int, int]]
 
@@ -38,8 +39,6 @@ class ImageReadError(ValueError):
     """An image file is missing or cannot be decoded."""
 
 
-#: default of :func:`max_pixels`
-DEFAULT_MAX_PIXELS = 4096 * 4096
 #: full scale of each high-bit-depth Pillow mode (its values are divided by this)
 _FULL_SCALE = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")

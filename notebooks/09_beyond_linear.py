@@ -288,11 +288,11 @@ for name, data in studies.items():
         transform = runs[(name, mode, "transform")]
         reweighted = runs[(name, mode, "global")]
         k_nn = min(10, len(images) - 1)
-        kept_t = [aligned.neighbour_overlap(before, aligned.transform_embeddings(before, torch.as_tensor(p),
-                                                                                 transform_rank), k_nn)
-                  for p in transform.weights]
-        kept_g = [aligned.neighbour_overlap(before, emb.scaled(torch.as_tensor(w, dtype=torch.float32)), k_nn)
-                  for w in reweighted.weights]
+        kept_t = aligned.neighbour_overlaps(before, [aligned.transform_embeddings(before, torch.as_tensor(p),
+                                                                                   transform_rank)
+                                                     for p in transform.weights], k_nn)
+        kept_g = aligned.neighbour_overlaps(before, [emb.scaled(torch.as_tensor(w, dtype=torch.float32))
+                                                     for w in reweighted.weights], k_nn)
         lam = transform.folds["lam"]
         local.append({"dataset": name, "split": f"by {mode}", "transform": float(np.mean(kept_t)),
                       "global CLPIPS": float(np.mean(kept_g)), "λ chosen (median)": float(lam.median())})

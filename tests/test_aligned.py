@@ -408,3 +408,15 @@ def test_neighbour_overlap_equals_a_stable_sort_with_ties():
         a, b = loop(x, k), loop(y, k)
         expected = np.mean([len(p & q) / k for p, q in zip(a, b)])
         assert aligned.neighbour_overlap(x, y, k=k) == pytest.approx(expected, abs=1e-12)
+
+
+def test_neighbour_overlaps_of_several_afters_match_one_at_a_time():
+    """Finding ``before``'s neighbours once changes nothing: each entry equals its own call, in order."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randint(0, 4, (30, 2), generator=gen).double()
+    afters = [torch.randint(0, 4, (30, 2), generator=gen).double() for _ in range(3)] + [x]
+    got = aligned.neighbour_overlaps(x, afters, k=3)
+    assert got.tolist() == [aligned.neighbour_overlap(x, a, k=3) for a in afters]
+    assert got[-1] == 1.0 and len(set(got.tolist())) > 1
+    with pytest.raises(ValueError, match="same n"):
+        aligned.neighbour_overlaps(x, [x, x[:-1]], k=3)

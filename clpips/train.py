@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Sequence
@@ -365,6 +366,8 @@ class GridJob:
     layers: Optional[str | Sequence[int]] = None         #: trained layers (:func:`parse_layers`)
     project: Optional[bool] = None                       #: projection onto w >= 0 after every step
     loss: Optional[str] = None                           #: :data:`LOSSES`
+    l2: float = 0.0                                      #: penalty ``l2 * ||w - l2_to||^2`` (as fit_pairs')
+    l2_to: Optional[torch.Tensor] = None                 #: the weights the penalty pulls towards (D)
 
 
 def fit_grid(features: torch.Tensor, train_pairs: torch.Tensor, initial_weights: torch.Tensor, *,
@@ -407,7 +410,8 @@ def fit_many(features: torch.Tensor, jobs: Sequence[GridJob], initial_weights: t
         A job's ``initial_weights``, ``layers``, ``project`` and ``loss`` override the
         call's for its columns; column ``b`` of a job equals
         ``fit_pairs(features, job.pairs, None, w0, margin=job.margins[b], lr=job.lrs[b],
-        epochs=e, seed=job.seed, layers=..., project=..., loss=...)`` after ``e`` epochs.
+        epochs=e, seed=job.seed, layers=..., project=..., loss=..., l2=job.l2, l2_to=job.l2_to)``
+        after ``e`` epochs.
     initial_weights : D tensor (where a job names none)
     net, loss, batch_size, layers, project, device, threads
         As :func:`fit_pairs`; ``loss``, ``layers`` and ``project`` where a job names none.
@@ -452,8 +456,15 @@ def fit_many(features: torch.Tensor, jobs: Sequence[GridJob], initial_weights: t
         w0 = initial_weights if job.initial_weights is None else job.initial_weights
         if w0.numel() != dim or not torch.isfinite(torch.as_tensor(w0)).all():
             raise ValueError(f"a job's initial weights must be {dim} finite numbers for net={net!r}")
+        if not (math.isfinite(job.l2) and job.l2 >= 0):
+            raise ValueError(f"a job's l2 must be a finite number >= 0, got {job.l2!r}")
+        anchor = None
+        if job.l2_to is not None and job.l2 > 0:       # as fit_pairs: the penalty needs both
+            anchor = torch.as_tensor(job.l2_to).detach().flatten().to(torch.float32)
+            if anchor.numel() != dim or not torch.isfinite(anchor).all():
+                raise ValueError(f"a job's l2_to must be {dim} finite numbers for net={net!r}")
         resolved.append(_Job(job, w0.detach().flatten(), trainable_of(layers if job.layers is None else job.layers),
-                             bool(project if job.project is None else job.project), job_loss))
+                             bool(project if job.project is None else job.project), job_loss, anchor))
     # jobs drawing the same shuffles side by side, so that a group can share them
     streams: list[list[int]] = []
     for i, r in enumerate(resolved):
@@ -564,6 +575,7 @@ class _Job:
     trainable: torch.Tensor
     project: bool
     loss: str
+    anchor: Optional[torch.Tensor] = None     #: l2_to where the job's l2 penalty applies
 
 
 def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
@@ -597,6 +609,12 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
         [0.0 if p else -float("inf") for p in projected], device=device)[None, :]
     loss = "mixed" if bool(logistic.any()) and not bool(logistic.all()) else (
         "logistic" if bool(logistic.all()) else "margin")
+    pulled = any(r.anchor is not None for r in jobs)
+    if pulled:      # 2 l2 per column (0 where a job has no penalty) and the weights each column is pulled to
+        pull = torch.tensor([2 * r.job.l2 if r.anchor is not None else 0.0 for r, w in zip(jobs, widths)
+                             for _ in range(w)], dtype=torch.float32, device=device)[None, :]
+        anchors = torch.cat([(r.anchor if r.anchor is not None else r.w0).to(device, torch.float32)[:, None]
+                             .expand(-1, w) for r, w in zip(jobs, widths)], dim=1).contiguous()
 
     # the streams: consecutive jobs with the same pairs and seed (fit_many puts them side by side) share one
     streams, offset = [], 0
@@ -704,10 +722,10 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
         coef = torch.zeros(rows_now.shape[0], W.shape[1], device=device)
         coef.scatter_add_(0, w_idx, slope)
         coef.scatter_add_(0, b_idx, -slope)
-        if sparse or narrow:
-            g = (coef.T @ rows_now).T * mask                                # D x C
-        else:
-            g = FT @ coef * mask
+        g = (coef.T @ rows_now).T if sparse or narrow else FT @ coef         # D x C
+        if pulled:
+            g = g + pull * (W - anchors)                                    # as _fit_pairs: g += 2 l2 (w - l2_to)
+        g = g * mask
         tt = t + 1                                                          # Adam, as _Adam does per column
         m.mul_(b1).add_(g, alpha=1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
@@ -731,6 +749,8 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
             keep = torch.cat([torch.arange(*place[i]) for i in still]).to(device)
             W, m, v, mask = (x[:, keep].contiguous() for x in (W, m, v, mask))
             lrs, margins, logistic = lrs[keep], margins[keep], logistic[keep]
+            if pulled:
+                pull, anchors = pull[:, keep], anchors[:, keep].contiguous()
             floor = None if floor is None else floor[:, keep]
             at_col = 0
             for i in still:

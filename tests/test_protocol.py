@@ -2,6 +2,7 @@
 equal direct computations, and on data with a known gain the protocol finds it."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -161,11 +162,42 @@ def test_early_stopped_with_l2_equals_fit_pairs_history():
     assert torch.allclose(w, ref.weights, atol=1e-6)
 
 
+@pytest.mark.parametrize("loss", ["logistic", "margin"])
+def test_fit_many_with_an_l2_pull_equals_fit_pairs(loss):
+    """Jobs pulled towards their own anchors (personal models: l2_to is the starting weights) beside
+    jobs without a pull, in one call, each equal fit_pairs(l2=..., l2_to=...); l2 without l2_to, or
+    l2=0, is no pull, as in fit_pairs. Over all rows, and over the rows a batch touches."""
+    features, pairs = _pairs_problem(n_rows=400, n_pairs=900, seed=5)
+    w0 = initial_weight_vector("alex", "lpips")
+    start = w0 * 1.5
+    jobs = [GridJob(pairs[:300], (0.05,), (1e-2,), (2, 4), seed=1, initial_weights=start, l2=0.5, l2_to=start),
+            GridJob(pairs[300:], (0.05, 0.02), (1e-2, 3e-2), (4,), seed=2, l2=2.0, l2_to=w0 * 0.5),
+            GridJob(pairs[300:], (0.05,), (1e-2,), (4,), seed=2, l2=2.0),             # no anchor: no pull
+            GridJob(pairs[100:500], (0.02,), (3e-2,), (3,), seed=3)]
+    for batch_size in (64, 8):          # 4 x 8 x 4 streams < 400 rows: the step over the touched rows
+        together = fit_many(features, jobs, w0, loss=loss, batch_size=batch_size)
+        for job, got in zip(jobs, together):
+            w_start = w0 if job.initial_weights is None else job.initial_weights
+            for b in range(len(job.margins)):
+                for e_i, epochs in enumerate(job.checkpoints):
+                    ref = fit_pairs(features, job.pairs, None, w_start, margin=job.margins[b], lr=job.lrs[b],
+                                    epochs=epochs, seed=job.seed, loss=loss, batch_size=batch_size, l2=job.l2,
+                                    l2_to=job.l2_to).weights
+                    diff = (got[e_i, b] - ref).abs()
+                    assert float(diff.max()) < (1e-5 if loss == "logistic" else 5e-3)
+                    assert float(diff.median()) < 1e-6
+        # the pull matters: without it the first job ends elsewhere
+        free = fit_many(features, [dataclasses.replace(jobs[0], l2=0.0)], w0, loss=loss, batch_size=batch_size)[0]
+        assert float((free[-1, 0] - together[0][-1, 0]).abs().max()) > 1e-3
+
+
 def test_fit_many_refuses_bad_grids():
     features, pairs = _pairs_problem()
     w0 = initial_weight_vector("alex", "lpips")
     for bad in (GridJob(pairs, (float("nan"),), (1e-3,), (1,)), GridJob(pairs, (0.05,), (0.0,), (1,)),
-                GridJob(pairs, (0.05,), (1e-3,), (0,)), GridJob(pairs[:0], (0.05,), (1e-3,), (1,))):
+                GridJob(pairs, (0.05,), (1e-3,), (0,)), GridJob(pairs[:0], (0.05,), (1e-3,), (1,)),
+                GridJob(pairs, (0.05,), (1e-3,), (1,), l2=-1.0, l2_to=w0),
+                GridJob(pairs, (0.05,), (1e-3,), (1,), l2=0.1, l2_to=w0[:5])):
         with pytest.raises(ValueError):
             fit_many(features, [bad], w0)
 

@@ -6,8 +6,9 @@ so that all of them run the same steps with the same defaults.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -65,6 +66,89 @@ def fit_options_except(*names: str) -> tuple[str, ...]:
 def fit_options(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """The :data:`FIT_OPTIONS` among ``parameters`` (parsed CLI options, or a notebook's ``globals()``)."""
     return {name: parameters[name] for name in FIT_OPTIONS if name in parameters}
+
+
+#: the options of :func:`clpips.train.fit` that :func:`fit_together` takes (with their defaults)
+BATCHED_FIT_OPTIONS = fit_options_except("init")
+
+
+@dataclass
+class Fitted:
+    """What :func:`fit_together` gives of each fit: :class:`clpips.train.FitResult`'s weights, best epoch,
+    epochs run and training pairs."""
+
+    weights: torch.Tensor
+    initial_weights: torch.Tensor
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    n_train_pairs: int
+
+
+def fit_together(dataset, requests: Sequence[Mapping[str, Any]], device: str = DEFAULTS.device) -> list[Fitted]:
+    """Each request fitted as ``clpips.train.fit(dataset, **request)`` would, all in a few batched calls.
+
+    A request holds ``fit``'s arguments: ``table``, ``features`` (required), ``seed``,
+    ``rater``, ``val_size``, ``net``, ``init``, ``device``, ``progress`` and the options
+    of :data:`BATCHED_FIT_OPTIONS`. As ``fit`` does, the table (one rater's rows for ``rater``)
+    is split by target into training and validation targets
+    (``split_by_target(table, val_size, seed)``), the starting weights are
+    ``initial_weight_vector(net, init, seed)``; the requests sharing a feature matrix
+    and batch size are then trained together by :func:`clpips.train.fit_many` (each
+    column equals its own ``fit_pairs``; every epoch is recorded) and each keeps the
+    epoch ``fit``'s early stopping keeps (:func:`clpips.train.early_stopped`). Requests
+    with the same table, rater and seed share their pairs, so their columns share
+    shuffles. ``seconds`` is the batched call's time shared equally among its requests.
+    """
+    from .pairs import ranking_pairs
+    from .train import GridJob, early_stopped, fit_and_validation_rows, fit_many, pair_index
+    pairs_of: dict[tuple, tuple] = {}
+    prepared = []
+    for request in requests:
+        opts = dict(request)
+        table, features = opts.pop("table", None), opts.pop("features", None)
+        if features is None:
+            raise ValueError("a batched fit needs the pair features")
+        table = dataset.table if table is None else table
+        seed, rater = int(opts.pop("seed", DEFAULTS.seed)), opts.pop("rater", None)
+        val_size = float(opts.pop("val_size", 0.2))
+        net, init = opts.pop("net", DEFAULTS.net), opts.pop("init", DEFAULTS.init)
+        dev = opts.pop("device", device)
+        opts.pop("progress", None)
+        options = {name: opts.pop(name, getattr(DEFAULTS, name)) for name in BATCHED_FIT_OPTIONS}
+        if opts:
+            raise ValueError(f"options the batched fit does not take: {sorted(opts)}")
+        key = (id(table), id(features), rater, seed, val_size)
+        if key not in pairs_of:
+            fit_rows, val_rows = fit_and_validation_rows(table, rater, val_size, seed)
+            pairs_of[key] = (pair_index(features, ranking_pairs(fit_rows)),
+                             pair_index(features, ranking_pairs(val_rows)) if len(val_rows) else None, table)
+        train_pairs, val_pairs, _ = pairs_of[key]
+        prepared.append({"features": features, "net": net, "device": dev, "train": train_pairs, "val": val_pairs,
+                         "seed": seed, "w0": initial_weight_vector(net, init, seed), **options})
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(prepared):
+        groups.setdefault((id(p["features"]), p["net"], int(p["batch_size"]), p["device"]), []).append(i)
+    out: list[Optional[Fitted]] = [None] * len(prepared)
+    for (_, net, batch_size, dev), members in groups.items():
+        t0 = time.perf_counter()
+        matrix = prepared[members[0]]["features"].matrix
+        jobs = [GridJob(p["train"], (float(p["margin"]),), (float(p["lr"]),), tuple(range(1, int(p["epochs"]) + 1)),
+                        p["seed"], initial_weights=p["w0"], layers=p["layers"], project=bool(p["project"]),
+                        loss=p["loss"]) for p in (prepared[i] for i in members)]
+        trained = fit_many(matrix, jobs, jobs[0].initial_weights, net=net, batch_size=batch_size, device=dev,
+                           threads=1, workers=DEFAULTS.workers)
+        chosen = []
+        for i, by_epoch in zip(members, trained):
+            p = prepared[i]
+            chosen.append((i, p["w0"], *early_stopped(by_epoch[:, 0], matrix, p["val"], loss=p["loss"],
+                                                      margin=float(p["margin"]), patience=int(p["patience"]),
+                                                      initial_weights=p["w0"])))
+        seconds = (time.perf_counter() - t0) / len(members)
+        for i, w0, weights, best_epoch, epochs_run in chosen:
+            out[i] = Fitted(weights, w0, int(best_epoch), int(epochs_run), seconds,
+                            int(prepared[i]["train"].shape[0]))
+    return out
 
 
 @dataclass

@@ -100,12 +100,13 @@ display(per[["n_train", "n_test", "icc_lpips", "icc_pooled", "icc_personal", "ic
 #
 # pooled
 # : the paper's CLPIPS, on everybody's training rankings (early stopping on held-out training
-#   targets, as in the other chapters; {glue:text}`nb07_pooled_seconds:.1f` s);
+#   targets, as in the other chapters; {glue:text}`nb07_pooled_seconds:.1f` s, its share of one batched
+#   fit with the LOPO models below);
 # personal
 # : starts from the pooled weights and trains on this person's training rankings only, pulled
 #   towards the pooled weights with $\lambda$ = {glue:text}`nb07_l2:g`, for
 #   {glue:text}`nb07_epochs:d` epochs (no early stopping: the pull is the regulariser;
-#   {glue:text}`nb07_personal_seconds:.2f` s per person);
+#   {glue:text}`nb07_personal_seconds:.2f` s per person, all people's models trained together);
 # pooled without the person ("LOPO")
 # : pooled CLPIPS trained on everybody *else*: what a new user gets;
 # personal, new user

@@ -15,6 +15,7 @@ import torch
 matplotlib.use("Agg")
 
 from clpips import ablations as ab  # noqa: E402
+from clpips import experiment  # noqa: E402
 from clpips import report  # noqa: E402
 from clpips.ablations import runner  # noqa: E402
 from clpips import train  # noqa: E402
@@ -57,16 +58,16 @@ def study():
 @pytest.fixture()
 def fit_calls(monkeypatch):
     """Record every fit the runners ask for, as the arguments of a clpips.train.fit call (the training
-    table and the options), then fit for real. The runners fit in batches (runner._fit_together, each
+    table and the options), then fit for real. The runners fit in batches (runner.fit_together, each
     request equal to its own train.fit: test_fit_together_equals_train_fit), so the requests are recorded."""
     calls = []
-    real = runner._fit_together
+    real = runner.fit_together
 
     def recording(dataset, requests, **kwargs):
         calls.extend(dict(r) for r in requests)
         return real(dataset, requests, **kwargs)
 
-    monkeypatch.setattr(runner, "_fit_together", recording)
+    monkeypatch.setattr(runner, "fit_together", recording)
     return calls
 
 
@@ -390,8 +391,9 @@ def test_scores_equal_evaluate_alignment(study):
 
 
 def test_fit_together_equals_train_fit(study):
-    """The runners' batched fits (one fit_many call, then the early-stopping selection) keep the
-    weights, best epoch and number of epochs that train.fit keeps, request by request."""
+    """The batched fits of the runners and the personal study (experiment.fit_together: one fit_many
+    call, then the early-stopping selection) keep the weights, best epoch, number of epochs and
+    training pairs that train.fit keeps, request by request."""
     data, feats = study
     train_rows = ab.replicates(data.table)[0].train
     small = ab.subsample_rankings(train_rows, 10, seed=[0, 1])
@@ -405,7 +407,7 @@ def test_fit_together_equals_train_fit(study):
                 {"table": train_rows, "seed": 3, **options},
                 {"table": train_rows, "seed": 0, "rater": "b", **options},
                 {"table": small, "seed": 1, **options}]
-    got = runner._fit_together(data, [{**r, "features": feats} for r in requests])
+    got = experiment.fit_together(data, [{**r, "features": feats} for r in requests])
     early = False
     for request, result in zip(requests, got):
         request = dict(request)
@@ -414,10 +416,11 @@ def test_fit_together_equals_train_fit(study):
         tol = 1e-5 if request.get("loss") == "logistic" else 5e-3  # the margin hinge: test_protocol's reason
         assert float((result.weights - ref.weights).abs().max()) < tol, request
         assert torch.equal(result.initial_weights, ref.initial_weights)
+        assert result.n_train_pairs == ref.config["n_train_pairs"]
         early |= result.epochs_run < 8
     assert early and len({r.seconds for r in got}) == 1  # the batch's time, shared equally
     with pytest.raises(ValueError):
-        runner._fit_together(data, [{"table": train_rows, "features": feats, "l2": 0.1}])
+        experiment.fit_together(data, [{"table": train_rows, "features": feats, "l2": 0.1}])
 
 
 def test_scores_of_many_vectors_equal_one_at_a_time(study):

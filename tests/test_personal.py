@@ -14,6 +14,7 @@ import torch
 from scipy import stats as sps
 
 from clpips import personal as ps
+from clpips.defaults import DEFAULTS
 from clpips.datasets import RankingDataset, drop_shared_pairs, shared_pair_share, split_by_target
 from clpips.evaluate import alignment, heldout_scores, score_rankings
 from clpips.features import PairFeatures
@@ -275,13 +276,57 @@ def test_bootstrap_observed_values_match_the_scores(study):
     assert ((part["p_holm_icc"] >= part["p_icc"] - 1e-12) & (part["p_holm_icc"] <= 1)).all()
 
 
+def _close(got, ref, what):
+    """Equal up to float32 sums run in another order (the batched fits: test_protocol's tolerances for
+    the margin loss, whose hinge may flip for a pair sitting on the margin)."""
+    diff = (torch.as_tensor(got) - torch.as_tensor(ref)).abs()
+    assert float(diff.max()) < 5e-3 and float(diff.median()) < 1e-6, what
+
+
 def test_lopo_model_never_saw_the_person(study, synth):
-    """The LOPO model of r1 is exactly the pooled fit on the other raters' training rankings."""
+    """The LOPO model of r1 is the pooled fit on the other raters' training rankings, as train.fit
+    fits it (the study fits them all together)."""
     data, features, _ = synth
     others = study.train_table[study.train_table["rater"] != "r1"]
     again = fit(data, others, features=features, progress=False, epochs=8, lr=1e-2, margin=0.01)
-    assert torch.equal(again.weights, study.lopo["r1"])
+    _close(study.lopo["r1"], again.weights, "lopo r1")
     assert not torch.equal(study.lopo["r1"], study.weights["pooled"])
+    pooled = fit(data, study.train_table, features=features, progress=False, epochs=8, lr=1e-2, margin=0.01)
+    _close(study.weights["pooled"], pooled.weights, "pooled")
+    row = study.fits.query("model == 'pooled'").iloc[0]
+    assert (row["epochs"], row["n_pairs"]) == (len(pooled.history), pooled.config["n_train_pairs"])
+
+
+def test_every_personal_model_equals_its_own_fit_personal(study, synth):
+    """The study's personal models, fitted together (fit_personals), each equal fit_personal from the
+    model they start at, on the person's training pairs."""
+    _, features, _ = synth
+    for r in study.raters:
+        pairs = study.bank.select(rater=r)
+        for model, base in (("personal", study.weights["pooled"]), ("personal_lopo", study.lopo[r])):
+            ref = ps.fit_personal(features, pairs, base, l2=0.001, epochs=8, lr=1e-2, margin=0.01).weights
+            _close(getattr(study, model)[r], ref, f"{model} {r}")
+
+
+def test_fit_personals_equals_fit_personal_one_at_a_time(synth):
+    """Fits of other people, strengths, seeds, bases and subsets in one call, each as its own call."""
+    data, features, _ = synth
+    train, _ = split_by_target(data.table)
+    bank = ps.PairBank(train, features)
+    lpips = initial_weight_vector("alex", "lpips")
+    fits = [{"pairs": bank.select(rater="r0"), "base": lpips, "l2": 0.01, "seed": 0},
+            {"pairs": bank.select(rater="r1"), "base": lpips * 1.2, "l2": 1.0, "seed": 3},
+            {"pairs": bank.select(rater="r1", targets=sorted(set(train["target"]))[:4]), "base": lpips, "l2": 0.0},
+            {"pairs": bank.select(rater="r2"), "base": lpips}]                       # the default l2 and seed
+    options = {"epochs": 4, "lr": 1e-2, "margin": 0.01, "batch_size": 16}
+    got = ps.fit_personals(features, fits, **options)
+    for fit_, w in zip(fits, got):
+        ref = ps.fit_personal(features, fit_["pairs"], fit_["base"], l2=fit_.get("l2", DEFAULTS.personal_l2),
+                              seed=fit_.get("seed", DEFAULTS.seed), **options).weights
+        _close(w, ref, fit_)
+    assert ps.fit_personals(features, [], **options) == []
+    with pytest.raises(TypeError, match="patience"):
+        ps.fit_personals(features, fits, patience=3)
 
 
 def test_personal_model_is_pulled_towards_its_base(synth):
@@ -330,6 +375,19 @@ def test_learning_curve(study):
     assert full.to_numpy() == pytest.approx((per["icc_personal_lopo"] - per["icc_lopo"]).to_numpy())
     again = ps.learning_curve(study, sizes="2,4,1000", repeats=2, base="lopo")
     pd.testing.assert_frame_equal(runs, again.runs)
+    # one subset by hand: its targets drawn as documented, its model from fit_personal (the curve fits
+    # them all together), scored on the person's held-out rankings
+    r, person_index, size, rep = study.raters[1], 1, 4, 1
+    mine = study.train_table[study.train_table["rater"] == r]
+    targets = np.array(sorted(mine["target"].unique()), dtype=object)
+    chosen = targets[np.random.default_rng([study.settings["seed"], person_index, size, rep]).choice(
+        len(targets), size=size, replace=False)]
+    w = ps.fit_personal(study.features, study.bank.select(rater=r, targets=chosen), study.lopo[r], l2=0.001, epochs=8,
+                        seed=study.settings["seed"] + rep, lr=1e-2, margin=0.01).weights
+    test = study.test_table[study.test_table["rater"] == r]
+    direct = heldout_scores(test, study.features, {"w": w}).at["w", "icc_A_k"]
+    got = runs.query("rater == @r and size_label == '4' and repeat == 1")["icc"].item()
+    assert got == pytest.approx(direct, abs=1e-3)
     summary = curve.summary(n_boot=200)
     assert list(summary.index) == ["2", "4", "all"]
     assert curve.first_size_beating("icc", summary) in (None, "2", "4", "all")
@@ -352,6 +410,13 @@ def test_l2_sensitivity_reuses_the_default_and_orders_by_strength(study):
     deltas = (study.per_person["icc_personal"] - study.per_person["icc_pooled"]).mean()
     assert table.loc[0.001, "delta_icc"] == pytest.approx(deltas)
     assert table.loc[1.0, "distance_from_pooled"] < table.loc[0.0, "distance_from_pooled"]
+    # l2 = 1 by a direct loop of fit_personal (l2_sensitivity fits them all together)
+    pooled, moved = study.weights["pooled"], []
+    for r in study.raters:
+        w = ps.fit_personal(study.features, study.bank.select(rater=r), pooled, l2=1.0, epochs=8, lr=1e-2,
+                            margin=0.01).weights
+        moved.append(float((w - pooled).norm()))
+    assert table.loc[1.0, "distance_from_pooled"] == pytest.approx(np.mean(moved), rel=1e-3)
 
 
 # --------------------------------------------------------------------------- layer weights

@@ -2,15 +2,13 @@
 
 :func:`run_ablation` fits each :class:`~clpips.ablations.grid.Variant` on each replicate;
 :func:`run_per_rater` fits the pooled model and one model per rater. Both batch their fits
-through :func:`_fit_together` (the nested protocol's engine, :func:`clpips.train.fit_many`,
+through :func:`clpips.experiment.fit_together` (the nested protocol's engine, :func:`clpips.train.fit_many`,
 each column keeping ``fit``'s early-stopped epoch) and score them with :func:`_scores_many`
 (:func:`clpips.evaluate.rank_scores`). See :mod:`clpips.ablations` for the design.
 """
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import pandas as pd
@@ -19,7 +17,7 @@ import torch
 from ..datasets.splits import drop_shared_pairs
 from ..defaults import DEFAULTS
 from ..evaluate import rank_scores
-from ..experiment import fit_options_except
+from ..experiment import fit_together
 from ..model import initial_weight_vector, layer_slices
 from ..train import torch_threads
 from .grid import Variant, replicates, subsample_rankings
@@ -59,86 +57,6 @@ def _scores_many(test: pd.DataFrame, features, weights: Mapping[str, torch.Tenso
     return {name: {"icc": float(row["icc_A_k"]), "icc_ci_low": float(row["icc_A_k_ci_low"]),
                    "icc_ci_high": float(row["icc_A_k_ci_high"]), "rho": float(row["spearman"]),
                    "tau": float(row["kendall"])} for name, row in scores.iterrows()}
-
-
-#: the options of train.fit that the batched fit (:func:`_fit_together`) takes, with their defaults
-_FIT_OPTIONS = fit_options_except("init")
-
-
-@dataclass
-class _Fitted:
-    """What the runners read of a fit: :class:`clpips.train.FitResult`'s weights, best epoch, epochs run."""
-
-    weights: torch.Tensor
-    initial_weights: torch.Tensor
-    best_epoch: int
-    epochs_run: int
-    seconds: float
-
-
-def _fit_together(dataset, requests: Sequence[Mapping[str, Any]], device: str = DEFAULTS.device) -> list[_Fitted]:
-    """Each request fitted as ``clpips.train.fit(dataset, **request)`` would, all in a few batched calls.
-
-    A request holds ``fit``'s arguments: ``table``, ``features`` (required), ``seed``,
-    ``rater``, ``val_size``, ``net``, ``init``, ``device``, ``progress`` and the options
-    of :data:`_FIT_OPTIONS`. As ``fit`` does, the table (one rater's rows for ``rater``)
-    is split by target into training and validation targets
-    (``split_by_target(table, val_size, seed)``), the starting weights are
-    ``initial_weight_vector(net, init, seed)``; the requests sharing a feature matrix
-    and batch size are then trained together by :func:`clpips.train.fit_many` (each
-    column equals its own ``fit_pairs``; every epoch is recorded) and each keeps the
-    epoch ``fit``'s early stopping keeps (:func:`clpips.train.early_stopped`). Requests
-    with the same table, rater and seed share their pairs, so their columns share
-    shuffles. ``seconds`` is the batched call's time shared equally among its requests.
-    """
-    from ..pairs import ranking_pairs
-    from ..train import GridJob, early_stopped, fit_and_validation_rows, fit_many, pair_index
-    pairs_of: dict[tuple, tuple] = {}
-    prepared = []
-    for request in requests:
-        opts = dict(request)
-        table, features = opts.pop("table", None), opts.pop("features", None)
-        if features is None:
-            raise ValueError("a batched fit needs the pair features")
-        table = dataset.table if table is None else table
-        seed, rater = int(opts.pop("seed", DEFAULTS.seed)), opts.pop("rater", None)
-        val_size = float(opts.pop("val_size", 0.2))
-        net, init = opts.pop("net", DEFAULTS.net), opts.pop("init", DEFAULTS.init)
-        dev = opts.pop("device", device)
-        opts.pop("progress", None)
-        options = {name: opts.pop(name, getattr(DEFAULTS, name)) for name in _FIT_OPTIONS}
-        if opts:
-            raise ValueError(f"options the batched fit does not take: {sorted(opts)}")
-        key = (id(table), id(features), rater, seed, val_size)
-        if key not in pairs_of:
-            fit_rows, val_rows = fit_and_validation_rows(table, rater, val_size, seed)
-            pairs_of[key] = (pair_index(features, ranking_pairs(fit_rows)),
-                             pair_index(features, ranking_pairs(val_rows)) if len(val_rows) else None, table)
-        train_pairs, val_pairs, _ = pairs_of[key]
-        prepared.append({"features": features, "net": net, "device": dev, "train": train_pairs, "val": val_pairs,
-                         "seed": seed, "w0": initial_weight_vector(net, init, seed), **options})
-    groups: dict[tuple, list[int]] = {}
-    for i, p in enumerate(prepared):
-        groups.setdefault((id(p["features"]), p["net"], int(p["batch_size"]), p["device"]), []).append(i)
-    out: list[Optional[_Fitted]] = [None] * len(prepared)
-    for (_, net, batch_size, dev), members in groups.items():
-        t0 = time.perf_counter()
-        matrix = prepared[members[0]]["features"].matrix
-        jobs = [GridJob(p["train"], (float(p["margin"]),), (float(p["lr"]),), tuple(range(1, int(p["epochs"]) + 1)),
-                        p["seed"], initial_weights=p["w0"], layers=p["layers"], project=bool(p["project"]),
-                        loss=p["loss"]) for p in (prepared[i] for i in members)]
-        trained = fit_many(matrix, jobs, jobs[0].initial_weights, net=net, batch_size=batch_size, device=dev,
-                           threads=1, workers=DEFAULTS.workers)
-        chosen = []
-        for i, by_epoch in zip(members, trained):
-            p = prepared[i]
-            chosen.append((i, p["w0"], *early_stopped(by_epoch[:, 0], matrix, p["val"], loss=p["loss"],
-                                                      margin=float(p["margin"]), patience=int(p["patience"]),
-                                                      initial_weights=p["w0"])))
-        seconds = (time.perf_counter() - t0) / len(members)
-        for i, w0, weights, best_epoch, epochs_run in chosen:
-            out[i] = _Fitted(weights, w0, int(best_epoch), int(epochs_run), seconds)
-    return out
 
 
 def changed_layers(before: torch.Tensor, after: torch.Tensor, net: str = DEFAULTS.net) -> str:
@@ -216,7 +134,7 @@ def run_ablation(dataset, variants: Sequence[Variant], *, folds: int = 0, seeds:
                              "seed": rep.seed, "device": device, "progress": False, **options})
         planned.append(plan)
     with torch_threads(threads):
-        fitted = _fit_together(dataset, requests, device=device)
+        fitted = fit_together(dataset, requests, device=device)
     rows: list[dict[str, Any]] = []
     for rep, plan in zip(reps, planned):
         by_net: dict[str, dict[str, torch.Tensor]] = {}  # LPIPS and every fit of the replicate, per backbone
@@ -302,7 +220,7 @@ def run_per_rater(dataset, *, raters: Optional[Sequence[Any]] = None, folds: int
             requests.append({"table": rep.train, "rater": rater, **common})
         planned.append((pooled, personal))
     with torch_threads(threads):
-        fitted = _fit_together(dataset, requests, device=device)
+        fitted = fit_together(dataset, requests, device=device)
     rows: list[dict[str, Any]] = []
     for rep, (pooled_i, personal) in zip(reps, planned):
         pooled = fitted[pooled_i]

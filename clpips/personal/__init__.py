@@ -53,7 +53,7 @@ The package, by concern (every name is importable from ``clpips.personal``):
 
 * :mod:`~clpips.personal.names`: the models and comparisons, by name;
 * :mod:`~clpips.personal.study`: :func:`personal_study` (fits and scores), :class:`PersonalStudy`,
-  :func:`fit_personal`, :class:`PairBank`, :func:`l2_sensitivity`;
+  :func:`fit_personal` (one; :func:`fit_personals`, many at once), :class:`PairBank`, :func:`l2_sensitivity`;
 * :mod:`~clpips.personal.bootstrap`: the two-way bootstrap of people and targets;
 * :mod:`~clpips.personal.inference`: means over people with intervals, paired tests, Holm;
 * :mod:`~clpips.personal.curves`: learning curves (:func:`learning_curve`);
@@ -68,12 +68,12 @@ from .inference import holm, paired_tests, people_interval
 from .names import COMPARISON_LABELS, COMPARISONS, MODELS, STATISTICS
 from ..layer_weights import layer_changes, layer_shares  # the chapters read them here (07, 08)
 from .recovery import attribute_sensitivity, cross_person, own_versus_others, truth_recovery
-from .study import PairBank, PersonalStudy, fit_personal, l2_sensitivity, personal_study
+from .study import PairBank, PersonalStudy, fit_personal, fit_personals, l2_sensitivity, personal_study
 
 __all__ = ["MODELS", "COMPARISONS", "COMPARISON_LABELS", "STATISTICS",
            "people_interval", "paired_tests", "holm",
            "two_way_counts", "TwoWayBootstrap", "two_way_bootstrap", "score_people",
-           "PairBank", "fit_personal", "PersonalStudy", "personal_study", "l2_sensitivity",
+           "PairBank", "fit_personal", "fit_personals", "PersonalStudy", "personal_study", "l2_sensitivity",
            "parse_sizes", "LearningCurve", "learning_curve",
            "cross_person", "own_versus_others", "layer_shares", "layer_changes", "attribute_sensitivity",
            "truth_recovery"]

@@ -13,7 +13,7 @@ from ..evaluate import heldout_scores
 from ..train import torch_threads
 from .inference import paired_tests, people_interval
 from .names import STATISTICS
-from .study import _FIT_OPTIONS, PersonalStudy, _person_tables, fit_personal
+from .study import _FIT_OPTIONS, PersonalStudy, _person_tables, fit_personals
 
 
 def parse_sizes(sizes: str | Sequence[int]) -> tuple[int, ...]:
@@ -111,38 +111,45 @@ def learning_curve(study: PersonalStudy, sizes: str | Sequence[int] = DEFAULTS.p
     seed = s["seed"] if seed is None else seed
     options = {k: s[k] for k in _FIT_OPTIONS if k in s}
     trains, tests = _person_tables(study.train_table), _person_tables(study.test_table)
-    rows = []
+    people = []          # (rater, base weights, full model, [(key, label, order, repeat, n, chosen targets)])
+    for person_index, r in enumerate(study.raters):
+        if r not in trains or r not in tests:
+            continue
+        b = study.lopo.get(r) if base == "lopo" else study.weights["pooled"]
+        full = study.personal_lopo.get(r) if base == "lopo" else study.personal.get(r)
+        if b is None or full is None:
+            continue
+        targets = np.array(sorted(trains[r]["target"].unique()), dtype=object)
+        subsets = []
+        for size in sizes:
+            if size >= len(targets):
+                continue
+            for rep in range(repeats):
+                rng = np.random.default_rng([seed, person_index, size, rep])
+                chosen = targets[rng.choice(len(targets), size=size, replace=False)]
+                subsets.append((f"{size}/{rep}", str(size), size, rep, size, chosen))
+        people.append((r, b, full, len(targets), subsets))
+    # every subset's personal model in one batched call (:func:`fit_personals`)
+    fits = [{"pairs": study.bank.select(rater=r, targets=sub[5]), "base": b, "l2": s["l2"], "seed": seed + sub[3]}
+            for r, b, _, _, subsets in people for sub in subsets]
     with torch_threads(threads):
-        for person_index, r in enumerate(study.raters):
-            if r not in trains or r not in tests:
-                continue
-            b = study.lopo.get(r) if base == "lopo" else study.weights["pooled"]
-            full = study.personal_lopo.get(r) if base == "lopo" else study.personal.get(r)
-            if b is None or full is None:
-                continue
-            targets = np.array(sorted(trains[r]["target"].unique()), dtype=object)
-            candidates: dict[str, torch.Tensor] = {"base": b}
-            meta = []
-            for size in sizes:
-                if size >= len(targets):
-                    continue
-                for rep in range(repeats):
-                    rng = np.random.default_rng([seed, person_index, size, rep])
-                    chosen = targets[rng.choice(len(targets), size=size, replace=False)]
-                    result = fit_personal(study.features, study.bank.select(rater=r, targets=chosen), b,
-                                          l2=s["l2"], epochs=s["epochs"], seed=seed + rep, net=s["net"],
-                                          device=s.get("device", DEFAULTS.device), **options)
-                    key = f"{size}/{rep}"
-                    candidates[key] = result.weights
-                    meta.append((key, str(size), size, rep, size))
-            candidates["all"] = full
-            meta.append(("all", "all", len(targets), 0, len(targets)))
-            scores = heldout_scores(tests[r], study.features, candidates)
-            for key, label, order, rep, n in meta:
-                rows.append({"rater": r, "size_label": label, "size_order": order if label != "all" else 10 ** 9,
-                             "repeat": rep, "n_rankings": n,
-                             "icc": scores.at[key, "icc_A_k"], "rho": scores.at[key, "spearman"],
-                             "icc_base": scores.at["base", "icc_A_k"], "rho_base": scores.at["base", "spearman"]})
+        fitted = iter(fit_personals(study.features, fits, epochs=s["epochs"], net=s["net"],
+                                    device=s.get("device", DEFAULTS.device), **options))
+    rows = []
+    for r, b, full, n_targets, subsets in people:
+        candidates: dict[str, torch.Tensor] = {"base": b}
+        meta = []
+        for key, label, order, rep, n, _ in subsets:
+            candidates[key] = next(fitted)
+            meta.append((key, label, order, rep, n))
+        candidates["all"] = full
+        meta.append(("all", "all", n_targets, 0, n_targets))
+        scores = heldout_scores(tests[r], study.features, candidates)
+        for key, label, order, rep, n in meta:
+            rows.append({"rater": r, "size_label": label, "size_order": order if label != "all" else 10 ** 9,
+                         "repeat": rep, "n_rankings": n,
+                         "icc": scores.at[key, "icc_A_k"], "rho": scores.at[key, "spearman"],
+                         "icc_base": scores.at["base", "icc_A_k"], "rho_base": scores.at["base", "spearman"]})
     runs = pd.DataFrame(rows)
     if not runs.empty:
         runs["delta_icc"] = runs["icc"] - runs["icc_base"]

@@ -381,6 +381,38 @@ def test_crossval_on_mur92_is_nested_deterministic_and_cached(mode, mur92_mirror
     json.dumps(res.to_json(n_boot=50), allow_nan=False)
 
 
+def test_refits_train_the_chosen_setting_alone_as_its_grid_column_would(mur92_mirror, monkeypatch):
+    """After the inner folds choose, each outer training side is refitted with its chosen setting only
+    (one fit_many column, the chosen epochs): what the run reports is that fit, which equals the chosen
+    column of the whole grid trained on the same pairs (float rounding apart) and fit_pairs itself."""
+    monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
+    from clpips import datasets, train
+    calls, real = [], train.fit_many
+
+    def recording(features, jobs, w0, **kw):
+        out = real(features, jobs, w0, **kw)
+        calls.append((features, jobs, w0, kw, out))
+        return out
+    monkeypatch.setattr(train, "fit_many", recording)
+    res = protocol.crossval(datasets.load("mur92"), mode="target", cache=False, **SMALL)
+    assert len(calls) == 2                                   # the inner grids, then the refits
+    features, jobs, w0, kw, out = calls[1]
+    assert len(jobs) == len(res.folds)
+    grid = SMALL["grid"]
+    for (_, row), job, got, reported in zip(res.folds.iterrows(), jobs, out, res.weights):
+        assert (job.margins, job.lrs, job.checkpoints) == ((row["margin"],), (row["lr"],), (row["epochs"],))
+        assert np.array_equal(got[-1, 0].numpy(), reported)
+        whole = real(features, [train.GridJob(job.pairs, tuple(m for m, _ in grid.columns()),
+                                              tuple(lr for _, lr in grid.columns()), grid.epochs, job.seed)],
+                     w0, **kw)[0]
+        column = grid.columns().index((row["margin"], row["lr"]))
+        for ref in (whole[grid.epochs.index(row["epochs"]), column],
+                    fit_pairs(features, job.pairs, None, w0, margin=row["margin"], lr=row["lr"],
+                              epochs=int(row["epochs"]), seed=job.seed, batch_size=kw["batch_size"]).weights):
+            diff = np.abs(reported - ref.numpy())
+            assert diff.max() < 5e-3 and np.median(diff) < 1e-6   # test_fit_grid's tolerances (margin loss)
+
+
 def test_crossval_cache_round_trip(mur92_mirror, monkeypatch, tmp_path):
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     from clpips import datasets
@@ -539,6 +571,36 @@ def test_transform_and_teacher_runs_are_nested_deterministic_and_the_teacher_sta
     pd.testing.assert_frame_equal(again.folds, teacher.folds)
     with pytest.raises(ValueError, match="metric must be one of"):
         protocol.crossval(data, metric="dreamsim", **BEYOND)
+
+
+def test_transform_refits_train_the_chosen_setting_alone(mur92_mirror, monkeypatch, tmp_path):
+    """The transform's refit of each outer fold is its chosen (margin, lam, lr, steps) alone, and equals
+    that setting's column of the whole grid fitted on the same pairs (to float rounding)."""
+    monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
+    monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
+    from clpips import aligned, datasets
+    calls, real = [], aligned.fit_transform_many
+
+    def recording(delta, jobs, grid, **kw):
+        out = real(delta, jobs, grid, **kw)
+        calls.append((delta, jobs, grid, kw, out))
+        return out
+    monkeypatch.setattr(aligned, "fit_transform_many", recording)
+    res = protocol.crossval(datasets.load("mur92"), mode="target", metric="transform", **BEYOND)
+    full = aligned.TransformGrid((0.001, 0.1), (0.01,), (20, 50), 4)
+    refits = [c for c in calls if len(c[2].lambdas) == 1]
+    assert sum(len(c[1]) for c in refits) == len(res.folds)
+    checked = 0
+    for n, row in res.folds.iterrows():          # find the refit that gave this fold's weights, exactly
+        (delta, job, grid, kw), = [(d, job, g, kw) for d, jobs, g, kw, out in refits for job, got in zip(jobs, out)
+                                   for k in range(len(g.steps)) if np.array_equal(got[k, 0].numpy(), res.weights[n])
+                                   and g.steps[k] == row["steps"]]
+        assert (grid.lambdas, grid.lrs, kw["margin"]) == ((row["lam"],), (row["lr"],), row["margin"])
+        whole = real(delta, [job], full, **kw)[0]
+        column = full.columns().index((row["lam"], row["lr"]))
+        assert np.allclose(res.weights[n], whole[full.steps.index(int(row["steps"])), column].numpy(), atol=1e-5)
+        checked += 1
+    assert checked == len(res.folds)
 
 
 def test_split_by_image_reuses_the_split_by_target_where_they_coincide(monkeypatch, tmp_path):

@@ -284,15 +284,21 @@ for name, data in studies.items():
     images = sorted(set(data.table["target"]) | set(data.table["candidate"]))
     emb = aligned.image_embeddings(data, images, net=net)
     before = emb.scaled()
+    kept = {}
     for mode in SPLIT_MODES:
         transform = runs[(name, mode, "transform")]
         reweighted = runs[(name, mode, "global")]
         k_nn = min(10, len(images) - 1)
-        kept_t = aligned.neighbour_overlaps(before, [aligned.transform_embeddings(before, torch.as_tensor(p),
-                                                                                   transform_rank)
-                                                     for p in transform.weights], k_nn)
-        kept_g = aligned.neighbour_overlaps(before, [emb.scaled(torch.as_tensor(w, dtype=torch.float32))
-                                                     for w in reweighted.weights], k_nn)
+        twin = transform.settings.get("same_folds_as")   # a split by image that is the split by target's runs
+        if twin in kept and reweighted.settings.get("same_folds_as") == twin:
+            kept_t, kept_g = kept[twin]
+        else:
+            kept_t = aligned.neighbour_overlaps(before, [aligned.transform_embeddings(before, torch.as_tensor(p),
+                                                                                       transform_rank)
+                                                         for p in transform.weights], k_nn)
+            kept_g = aligned.neighbour_overlaps(before, [emb.scaled(torch.as_tensor(w, dtype=torch.float32))
+                                                         for w in reweighted.weights], k_nn)
+        kept[mode] = (kept_t, kept_g)
         lam = transform.folds["lam"]
         local.append({"dataset": name, "split": f"by {mode}", "transform": float(np.mean(kept_t)),
                       "global CLPIPS": float(np.mean(kept_g)), "λ chosen (median)": float(lam.median())})

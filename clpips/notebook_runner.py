@@ -404,8 +404,10 @@ def split_parameters(notebooks: list[Path],
 #: when notebooks run side by side. Not for correctness: the caches are locked, and a chapter run
 #: alone computes what it needs. It keeps a lane from waiting on a lock another lane holds.
 AFTER = {"05_bootstrap": ("04_evaluation",), "08_across_datasets": ("04_evaluation",)}
-#: where no earlier run recorded their seconds (a fresh checkout), these start first, in this order
-LONGEST = ("04_evaluation", "09_beyond_linear", "07_personal_metrics", "08_across_datasets", "06_ablations")
+#: the chapters that take longest when the caches are cold start first, in this order, whatever an earlier
+#: run recorded: their time depends on what the caches held (measured, cold caches, 2 lanes: 09 about 310 s,
+#: 04 160 s, 06 70 s, 07 27 s, every other chapter 4-21 s)
+LONGEST = ("09_beyond_linear", "04_evaluation", "06_ablations", "07_personal_metrics")
 #: the status page reads every other chapter's execution record, so it runs last
 LAST = ("99_status",)
 
@@ -447,6 +449,21 @@ def run_all(out_dir: Optional[str | os.PathLike] = None,
     return outputs
 
 
+def start_order(stems: list[str], record: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The order in which :func:`run_all` with ``jobs > 1`` starts notebooks that are ready: those of
+    :data:`LONGEST` first, in its order; then the others, the longest in ``record`` (an execution
+    record's ``"notebooks"``) first, 10 s for one it lacks, ties in ``stems``' order.
+
+    The record's seconds do not order :data:`LONGEST`: they say what the caches held in that run
+    (measured: after a warm build, a cold one ordered by the warm run's seconds started chapter 09
+    85 s late and took 6 min 41 s, against 5 min 13 to 5 min 26 s)."""
+    def seconds(stem: str) -> float:
+        return float((record.get(stem) or {}).get("seconds") or 10.0)
+    first = [s for s in LONGEST if s in stems]
+    rest = sorted((s for s in stems if s not in first), key=lambda s: (-seconds(s), stems.index(s)))
+    return first + rest
+
+
 def _run_lanes(notebooks: list[Path], params: Mapping[str, Mapping[str, Any]], out_dir: Path,
                jobs: int, log: Any) -> list[Path]:
     """:func:`run_all` with ``jobs`` notebooks at once (list scheduling, longest ready first)."""
@@ -454,10 +471,8 @@ def _run_lanes(notebooks: list[Path], params: Mapping[str, Mapping[str, Any]], o
     import sys
 
     out_dir = out_dir.resolve()
-    last = read_record(out_dir).get("notebooks", {})
-    guess = {stem: 1000.0 - i for i, stem in enumerate(LONGEST)}
-    expected = {p.stem: float(last.get(p.stem, {}).get("seconds") or guess.get(p.stem, 10.0)) for p in notebooks}
     stems = [p.stem for p in notebooks]
+    place = {stem: i for i, stem in enumerate(start_order(stems, read_record(out_dir).get("notebooks", {})))}
     waits = {s: set(AFTER.get(s, ())) & set(stems) for s in stems}
     for s in LAST:
         if s in waits:
@@ -474,7 +489,7 @@ def _run_lanes(notebooks: list[Path], params: Mapping[str, Mapping[str, Any]], o
             ready = [s for s in pending if waits[s] <= done]
             if not ready:
                 break
-            stem = max(ready, key=lambda s: (expected[s], -stems.index(s)))
+            stem = min(ready, key=place.__getitem__)
             pending.discard(stem)
             source = next(p for p in notebooks if p.stem == stem)
             command = [sys.executable, "-m", "clpips", "run", str(source), "--out", str(out_dir)]

@@ -246,6 +246,25 @@ def test_run_all_side_by_side_overlaps_respects_order_and_records_every_run(tmp_
     assert all(v["threads"] == str(share) and v["workers"] == share for v in seen.values())
 
 
+def test_start_order_puts_the_cold_longest_first_whatever_a_warm_run_recorded():
+    """A warm run's record (chapter 09 read its runs back in 14 s, chapter 06 fitted for 52 s) must not
+    delay the chapters that are long with cold caches; the others go longest recorded first."""
+    stems = ["01_dataset_exploration", "02_worked_example", "04_evaluation", "06_ablations",
+             "07_personal_metrics", "08_across_datasets", "09_beyond_linear", "10_your_class", "99_status"]
+    warm = {"09_beyond_linear": {"seconds": 14.3}, "04_evaluation": {"seconds": 20.0},
+            "06_ablations": {"seconds": 51.9}, "07_personal_metrics": {"seconds": 26.0},
+            "08_across_datasets": {"seconds": 9.4}, "10_your_class": {"seconds": 11.0},
+            "02_worked_example": {"seconds": 3.8}}
+    order = nr.start_order(stems, warm)
+    assert order[:len(nr.LONGEST)] == list(nr.LONGEST)
+    # the rest: 10_your_class (11 s), then 01 and 99 (no record: 10 s, in the listed order), 08, 02
+    assert order[len(nr.LONGEST):] == ["10_your_class", "01_dataset_exploration", "99_status",
+                                       "08_across_datasets", "02_worked_example"]
+    assert nr.start_order(stems, {}) == nr.start_order(stems, warm)[:4] + [
+        "01_dataset_exploration", "02_worked_example", "08_across_datasets", "10_your_class", "99_status"]
+    assert nr.start_order(["02_b", "01_a"], {}) == ["02_b", "01_a"]      # ties: the listed order
+
+
 def test_run_all_side_by_side_stops_at_a_failure_and_names_it(tmp_path):
     write(tmp_path, "01_fail.py", FAILING_NB)
     write(tmp_path, "02_ok.py", HEADER + "x = 1\n")

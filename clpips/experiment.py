@@ -100,8 +100,7 @@ def fit_together(dataset, requests: Sequence[Mapping[str, Any]], device: str = D
     with the same table, rater and seed share their pairs, so their columns share
     shuffles. ``seconds`` is the batched call's time shared equally among its requests.
     """
-    from .pairs import ranking_pairs
-    from .train import GridJob, early_stopped, fit_and_validation_rows, fit_many, pair_index
+    from .train import GridJob, early_stopped, fit_and_validation_rows, fit_many, ranking_pair_index
     pairs_of: dict[tuple, tuple] = {}
     prepared = []
     for request in requests:
@@ -121,8 +120,8 @@ def fit_together(dataset, requests: Sequence[Mapping[str, Any]], device: str = D
         key = (id(table), id(features), rater, seed, val_size)
         if key not in pairs_of:
             fit_rows, val_rows = fit_and_validation_rows(table, rater, val_size, seed)
-            pairs_of[key] = (pair_index(features, ranking_pairs(fit_rows)),
-                             pair_index(features, ranking_pairs(val_rows)) if len(val_rows) else None, table)
+            pairs_of[key] = (ranking_pair_index(features, fit_rows),
+                             ranking_pair_index(features, val_rows) if len(val_rows) else None, table)
         train_pairs, val_pairs, _ = pairs_of[key]
         prepared.append({"features": features, "net": net, "device": dev, "train": train_pairs, "val": val_pairs,
                          "seed": seed, "w0": initial_weight_vector(net, init, seed), **options})

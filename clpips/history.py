@@ -25,8 +25,7 @@ def history_with_start(exp) -> pd.DataFrame:
         The history's columns, first row ``epoch = 0``.
     """
     from .datasets import split_by_target
-    from .pairs import ranking_pairs
-    from .train import pair_index, pair_loss
+    from .train import pair_loss, ranking_pair_index
 
     cfg = exp.result.config
     w0 = exp.result.initial_weights.float()
@@ -38,7 +37,7 @@ def history_with_start(exp) -> pd.DataFrame:
     else:
         sides = (("train", exp.train_table),)
     for side, rows in sides:
-        idx = pair_index(exp.features, ranking_pairs(rows))
+        idx = ranking_pair_index(exp.features, rows)
         s = d[idx[:, 1]] - d[idx[:, 0]]
         row[f"{side}_loss"] = float(pair_loss(s, cfg["loss"], cfg["margin"]))
         row[f"{side}_accuracy"] = float((s > 0).float().mean())

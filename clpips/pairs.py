@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 
 PAIR_COLUMNS = ["set_id", "rater", "target", "better", "worse", "rank_better", "rank_worse"]
@@ -51,9 +52,44 @@ def ranking_pairs(table: pd.DataFrame, rater: Optional[object] = None, pool: boo
         rows = rows[rows["rater"] == rater]
         if rows.empty:
             raise ValueError(f"rater {rater!r} has no rankings in this table")
-    left = rows.rename(columns={"candidate": "better", "rank": "rank_better"})
-    right = rows.rename(columns={"candidate": "worse", "rank": "rank_worse"}).drop(columns="target")
-    pairs = left.merge(right, on=["set_id", "rater"])
-    pairs = pairs[pairs["rank_better"] < pairs["rank_worse"]]
-    pairs = pairs.sort_values(["set_id", "rater", "rank_better", "rank_worse"], kind="stable")
-    return pairs[PAIR_COLUMNS].reset_index(drop=True)
+    rows = rows.reset_index(drop=True)
+    better, worse = ranking_pair_positions(rows)
+    pairs = rows.iloc[better][["set_id", "rater", "target"]].reset_index(drop=True)
+    pairs["better"] = rows["candidate"].to_numpy()[better]
+    pairs["worse"] = rows["candidate"].to_numpy()[worse]
+    pairs["rank_better"] = rows["rank"].to_numpy()[better]
+    pairs["rank_worse"] = rows["rank"].to_numpy()[worse]
+    return pairs[PAIR_COLUMNS]
+
+
+def ranking_pair_positions(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The row positions (0 .. len(table) - 1) of each pair's ``better`` and ``worse`` row, in
+    :func:`ranking_pairs`' order: by ``set_id`` and ``rater`` (sorted), then the better and the
+    worse rank, then the rows' order in ``table``. Tied ranks give no pair.
+
+    Numpy on the table's rows rather than a self-merge of the table: the protocol builds the pairs
+    of every fold's every side (a mur92 training side: 53,280 pairs; the merge took 23 ms, 750 times
+    in a cold book).
+    """
+    n = len(table)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    group = table.groupby(["set_id", "rater"], sort=True).ngroup().to_numpy()
+    rank = table["rank"].to_numpy()
+    order = np.lexsort((rank, group))                      # each ranking's rows together, by rank, stable
+    starts = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    better, worse = [], []
+    for size in np.unique(sizes):                           # rankings of one size at a time
+        members = order[starts[sizes == size][:, None] + np.arange(size)[None, :]]   # rankings x size, by rank
+        first, second = np.triu_indices(size, 1)
+        better.append(members[:, first].ravel())
+        worse.append(members[:, second].ravel())
+    better, worse = np.concatenate(better), np.concatenate(worse)
+    keep = rank[better] < rank[worse]                       # tied ranks give no pair
+    if keep.all() and (np.diff(group[better]) >= 0).all():
+        # no ties: each ranking's pairs already run by better rank, then worse rank, rankings in order
+        return better.astype(np.int64), worse.astype(np.int64)
+    better, worse = better[keep], worse[keep]
+    sort = np.lexsort((worse, better, rank[worse], rank[better], group[better]))
+    return better[sort].astype(np.int64), worse[sort].astype(np.int64)

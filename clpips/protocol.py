@@ -535,8 +535,7 @@ def _linear_family(store, grid: Grid, settings: dict[str, Any], w0, device: str,
     refit per outer fold with that setting: global CLPIPS (pooled features) and the teacher's student.
     ``store`` may be a callable ``(jobs, outer) -> (store, pairs per job)`` (the student's rows are known
     only once its teacher has ranked)."""
-    from .pairs import ranking_pairs
-    from .train import GridJob, fit_many, pair_index
+    from .train import GridJob, fit_many, ranking_pair_index
     cols = grid.columns()
     margins, lrs = tuple(m for m, _ in cols), tuple(lr for _, lr in cols)
     state = {"store": None if callable(store) else store}
@@ -547,7 +546,7 @@ def _linear_family(store, grid: Grid, settings: dict[str, Any], w0, device: str,
         if callable(store):
             state["store"], pairs = store(jobs, outer)
         else:
-            pairs = [pair_index(store, ranking_pairs(job.train)) for job in jobs]
+            pairs = [ranking_pair_index(store, job.train) for job in jobs]
         grid_jobs = []
         for n, (job, job_pairs) in enumerate(zip(jobs, pairs)):
             if follow is None and chosen is None:
@@ -610,8 +609,7 @@ def _transform_family(dataset, settings, every, features, w0, device, progress, 
     """AligNet's transform of the pooled representation (:mod:`clpips.aligned`), its margin x lam x lr x
     steps settings trained full-batch (:func:`clpips.aligned.fit_transform_many`)."""
     from . import aligned
-    from .pairs import ranking_pairs
-    from .train import pair_index
+    from .train import ranking_pair_index
     tgrid = aligned.TransformGrid(tuple(settings["lambdas"]), tuple(settings["transform_lrs"]),
                                   tuple(settings["steps"]), settings["rank"])
     delta = _transform_inputs(dataset, every, features, w0, settings["net"], device, progress)
@@ -621,7 +619,7 @@ def _transform_family(dataset, settings, every, features, w0, device, progress, 
     table = table[["margin", "lam", "lr", "steps"]]
 
     def fit(jobs, outer, chosen=None):
-        pairs = [(pair_index(delta, ranking_pairs(job.train)), settings["seed"]) for job in jobs]
+        pairs = [(ranking_pair_index(delta, job.train), settings["seed"]) for job in jobs]
         if chosen is None:
             by_margin = [aligned.fit_transform_many(delta.matrix, pairs, tgrid, margin=m, loss=settings["loss"],
                                                     threads=threads, factors=delta.factors)
@@ -660,8 +658,7 @@ def _teacher_family(dataset, settings, grid, every, features, w0, device, progre
     x the human pairs: the teacher's labels are the one change, so the student is not tuned again
     (no inner fits; its ``inner_score`` is empty)."""
     from . import aligned
-    from .pairs import ranking_pairs
-    from .train import pair_features_for, pair_index
+    from .train import pair_features_for, ranking_pair_index
     follow = _choices(dataset, settings, "clpips", grid, device, progress, threads, workers)
     teach = _choices(dataset, settings, "transform", grid, device, progress, threads, workers)
     rank, net = int(settings["rank"]), settings["net"]
@@ -670,26 +667,24 @@ def _teacher_family(dataset, settings, grid, every, features, w0, device, progre
     k = int(dataset.table.groupby(["set_id", "rater"]).size().median())
 
     def student_pairs(jobs, outer):
-        made, humans = [], []
+        made = []
         for job in jobs:
             o = outer[job.outer]
             # the teacher: the transform run's refit of this outer fold, on the same training rankings
             # with the setting its inner folds chose (fitting it again gave the same parameters)
             params = torch.as_tensor(np.asarray(teach[(o["repeat"], o["fold"])]["weights"]), dtype=torch.float32)
-            human = ranking_pairs(job.train)
             made.append(_taught(job, aligned.teacher_rankings(
                 aligned.teacher_distance(emb, params, rank), sorted(set(job.train["target"])),
                 sorted(_images(job.train)), sets_per_target=int(settings["teacher_sets"]), k=k,
                 seed=_derived_seed(settings["seed"], o["repeat"], o["fold"]))))
-            humans.append(human)
         # LPIPS's pair features of every row a student sees or is scored on
         store = pair_features_for(dataset, pd.concat([every, *made], ignore_index=True), net=net, device=device,
                                   progress=progress)
         pairs = []
-        for human, teacher in zip(humans, made):
-            taught = pair_index(store, ranking_pairs(teacher))
+        for job, teacher in zip(jobs, made):
+            human, taught = ranking_pair_index(store, job.train), ranking_pair_index(store, teacher)
             copies = max(1, round(float(settings["teacher_weight"]) * len(human) / max(len(taught), 1)))
-            pairs.append(torch.cat([pair_index(store, human), taught.repeat(copies, 1)]))
+            pairs.append(torch.cat([human, taught.repeat(copies, 1)]))
         return store, pairs
 
     family = _linear_family(student_pairs, grid, settings, w0, device, threads, workers, follow=follow)

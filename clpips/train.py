@@ -274,6 +274,20 @@ def pair_index(features, pairs: pd.DataFrame) -> torch.Tensor:
     return torch.stack([better, worse], dim=1)
 
 
+def ranking_pair_index(features, table: pd.DataFrame) -> torch.Tensor:
+    """``pair_index(features, ranking_pairs(table))`` (equal, tested) without building the pair table:
+    the table's rows are looked up once and each pair takes its two by position
+    (:func:`clpips.pairs.ranking_pair_positions`). The protocol's families and the batched fits call it
+    for every side of every fold: 39 ms a mur92 training side through the pair table, 5 ms this way."""
+    from .pairs import ranking_pair_positions
+    rows = table.reset_index(drop=True)
+    if rows.empty:
+        return torch.zeros(0, 2, dtype=torch.int64)
+    better, worse = ranking_pair_positions(rows)
+    found = features.rows(rows["target"], rows["candidate"])
+    return torch.stack([found[torch.from_numpy(better)], found[torch.from_numpy(worse)]], dim=1)
+
+
 def fit(dataset, table: Optional[pd.DataFrame] = None, *, val_size: float = 0.2, rater: Optional[object] = None,
         net: str = DEFAULTS.net, init: str = DEFAULTS.init, seed: int = DEFAULTS.seed,
         device: str = DEFAULTS.device, progress: bool = True, features=None, **options) -> FitResult:
@@ -308,15 +322,14 @@ def fit(dataset, table: Optional[pd.DataFrame] = None, *, val_size: float = 0.2,
     >>> result.metric().save_weights("weights.pth")
     """
     from .model import initial_weight_vector
-    from .pairs import ranking_pairs
 
     table = dataset.table if table is None else table
     fit_rows, val_rows = fit_and_validation_rows(table, rater, val_size, seed)
     table = table if rater is None else table[table["rater"] == rater]
     if features is None:
         features = pair_features_for(dataset, table, net=net, device=device, progress=progress)
-    train_pairs = pair_index(features, ranking_pairs(fit_rows))
-    val_pairs = pair_index(features, ranking_pairs(val_rows)) if len(val_rows) else None
+    train_pairs = ranking_pair_index(features, fit_rows)
+    val_pairs = ranking_pair_index(features, val_rows) if len(val_rows) else None
     result = fit_pairs(features.matrix, train_pairs, val_pairs, initial_weight_vector(net, init, seed), net=net,
                        seed=seed,
                        device=device, init=init, **options)

@@ -419,13 +419,12 @@ class RankingSession:
         :attr:`weights` and, with ``weights_path``, saved in the ``lpips`` format
         with a provenance sidecar (:meth:`clpips.CLPIPS.save_weights`).
         """
-        from .pairs import ranking_pairs
         from .personal import fit_personal
-        from .train import pair_index
+        from .train import ranking_pair_index
         mine = self.collected()
         if mine.empty:
             raise SessionError("save at least one ranking before fitting")
-        pairs = pair_index(self.features, ranking_pairs(mine))
+        pairs = ranking_pair_index(self.features, mine)
         result = fit_personal(self.features, pairs, self.base, l2=self.l2, epochs=self.epochs, seed=self.seed,
                               net=self.net, device=self.device, **options)
         self.weights, self.fit_result = result.weights, result

@@ -381,19 +381,26 @@ def test_crossval_on_mur92_is_nested_deterministic_and_cached(mode, mur92_mirror
     json.dumps(res.to_json(n_boot=50), allow_nan=False)
 
 
+def _record_calls(monkeypatch, module, name):
+    """Replace ``module.name`` by a wrapper that records each call as ``(*args, kwargs, result)``;
+    returns the list of calls and the real function."""
+    calls, real = [], getattr(module, name)
+
+    def recording(*args, **kw):
+        out = real(*args, **kw)
+        calls.append((*args, kw, out))
+        return out
+    monkeypatch.setattr(module, name, recording)
+    return calls, real
+
+
 def test_refits_train_the_chosen_setting_alone_as_its_grid_column_would(mur92_mirror, monkeypatch):
     """After the inner folds choose, each outer training side is refitted with its chosen setting only
     (one fit_many column, the chosen epochs): what the run reports is that fit, which equals the chosen
     column of the whole grid trained on the same pairs (float rounding apart) and fit_pairs itself."""
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     from clpips import datasets, train
-    calls, real = [], train.fit_many
-
-    def recording(features, jobs, w0, **kw):
-        out = real(features, jobs, w0, **kw)
-        calls.append((features, jobs, w0, kw, out))
-        return out
-    monkeypatch.setattr(train, "fit_many", recording)
+    calls, real = _record_calls(monkeypatch, train, "fit_many")
     res = protocol.crossval(datasets.load("mur92"), mode="target", cache=False, **SMALL)
     assert len(calls) == 2                                   # the inner grids, then the refits
     features, jobs, w0, kw, out = calls[1]
@@ -579,13 +586,7 @@ def test_transform_refits_train_the_chosen_setting_alone(mur92_mirror, monkeypat
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
     from clpips import aligned, datasets
-    calls, real = [], aligned.fit_transform_many
-
-    def recording(delta, jobs, grid, **kw):
-        out = real(delta, jobs, grid, **kw)
-        calls.append((delta, jobs, grid, kw, out))
-        return out
-    monkeypatch.setattr(aligned, "fit_transform_many", recording)
+    calls, real = _record_calls(monkeypatch, aligned, "fit_transform_many")
     res = protocol.crossval(datasets.load("mur92"), mode="target", metric="transform", **BEYOND)
     full = aligned.TransformGrid((0.001, 0.1), (0.01,), (20, 50), 4)
     refits = [c for c in calls if len(c[2].lambdas) == 1]

@@ -130,8 +130,8 @@ def learning_curve(study: PersonalStudy, sizes: str | Sequence[int] = DEFAULTS.p
                 subsets.append((f"{size}/{rep}", str(size), size, rep, size, chosen))
         people.append((r, b, full, len(targets), subsets))
     # every subset's personal model in one batched call (:func:`fit_personals`)
-    fits = [{"pairs": study.bank.select(rater=r, targets=sub[5]), "base": b, "l2": s["l2"], "seed": seed + sub[3]}
-            for r, b, _, _, subsets in people for sub in subsets]
+    fits = [{"pairs": study.bank.select(rater=r, targets=chosen), "base": b, "l2": s["l2"], "seed": seed + rep}
+            for r, b, _, _, subsets in people for _, _, _, rep, _, chosen in subsets]
     with torch_threads(threads):
         fitted = iter(fit_personals(study.features, fits, epochs=s["epochs"], net=s["net"],
                                     device=s.get("device", DEFAULTS.device), **options))

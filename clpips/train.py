@@ -591,16 +591,49 @@ class _Job:
     anchor: Optional[torch.Tensor] = None     #: l2_to where the job's l2 penalty applies
 
 
+def _slope(s: torch.Tensor, loss: str, margins: torch.Tensor, logistic: torch.Tensor) -> torch.Tensor:
+    """:func:`_loss_slope` of every column at once (``loss`` ``"mixed"``: ``logistic`` says which columns)."""
+    if loss == "margin":
+        return -(s <= margins).to(s.dtype)
+    if loss == "logistic":
+        return -torch.sigmoid(-s / margins) / margins
+    return torch.where(logistic, -torch.sigmoid(-s / margins) / margins, -(s <= margins).to(s.dtype))
+
+
+#: the most bytes of pair differences a lockstep group keeps (above it, it steps over its rows)
+_PAIR_TABLE_BYTES = 2 ** 30
+
+
+def _gathers_pairs(batch_size: int, streams: Sequence[tuple[int, int]], rows: int) -> bool:
+    """Whether a lockstep group steps on its batches' pair differences rather than over all its rows.
+
+    ``streams``: each stream's steps and columns. A step over all rows costs two products with the
+    group's ``rows x D`` features, shared by all its streams, until the last ends; a step on pair
+    differences costs each live stream a gather of ``batch_size`` rows of them and two products
+    with its own columns. The costs below are microseconds on 1 thread with 1,152 features: the
+    products over 740-920 rows with 1-96 columns, and a gather of 256 difference rows and its
+    products (0.55 us a pair, raised to 0.7 so that the choice matches the measured time of the
+    protocol's and the ablations' own groups, mur92 and zappos: with many streams the gathered
+    batches outgrow the core's cache). Chosen so, those groups took 0.45-0.9x the time over the
+    rows where differences were chosen, and over the rows 0.6-0.9x the time on differences."""
+    columns = sum(c for _, c in streams)
+    over_rows = max(steps for steps, _ in streams) * rows * (0.47 + 0.026 * columns)
+    on_pairs = sum(steps * (30 + batch_size * (0.7 + 0.035 * c)) for steps, c in streams)
+    return on_pairs < over_rows
+
+
 def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
     """Every column of ``jobs`` trained together; returns each job's recorded weights.
 
     One step takes the next batch of every stream (jobs with the same pairs and seed share
     one: one shuffle per epoch, one batch per step, their columns side by side) and computes
-    all of them in a fixed number of tensor operations: each column gathers its stream's
-    batch by index, so the per-stream work is not a Python loop. A stream's batches for all
-    its epochs are drawn with its own generator, exactly as :func:`_fit_pairs` draws
-    them (one ``randperm`` per epoch), ``chunk`` steps at a time, and padded to ``batch_size``;
-    padded positions weigh 0.
+    all of them in a fixed number of tensor operations, in one of two ways
+    (:func:`_gathers_pairs` chooses): over all the group's rows (``d = F W``, then each column
+    gathers its stream's batch by index), or on the batches' pair differences (each stream's
+    batch of ``delta = F[worse] - F[better]`` rows gathered once, times its own columns). The
+    same numbers, summed in another order. A stream's batches for all its epochs are drawn
+    with its own generator, exactly as :func:`_fit_pairs` draws them (one ``randperm`` per
+    epoch), ``chunk`` steps at a time, and padded to ``batch_size``; padded positions weigh 0.
     """
     # only the rows the jobs use take part in a step: re-index them compactly
     all_rows = torch.cat([r.job.pairs.to(torch.long).flatten() for r in jobs])
@@ -643,7 +676,34 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
             continue
         streams.append({"jobs": [j], "start": int(cols[j]), "stop": int(cols[j + 1]), "pairs": r.job.pairs,
                         "seed": r.job.seed, "rows": rows, "n": n, "epochs": max(r.job.checkpoints)})
-    index_type = torch.int16 if n_rows <= 2 ** 15 else torch.int32   # the schedule is kept small in memory
+    by_pair = _gathers_pairs(batch_size, [(st["epochs"] * -(-st["n"] // batch_size), st["stop"] - st["start"])
+                                          for st in streams], n_rows)
+    if by_pair:
+        # each stream's pairs as ids into the table of the distinct (better, worse) pairs of the group,
+        # and that table's feature differences (worse - better): s = delta[id] @ w = d[worse] - d[better]
+        codes = torch.cat([st["rows"][:, 0] * n_rows + st["rows"][:, 1] for st in streams])
+        distinct, ids = torch.unique(codes, return_inverse=True)
+        by_pair = len(distinct) * F.shape[1] * 4 <= _PAIR_TABLE_BYTES
+    if by_pair:
+        delta = F.index_select(0, distinct % n_rows) - F.index_select(0, distinct // n_rows)
+        buffer = torch.empty(len(streams) * batch_size, F.shape[1], device=device)
+        at = 0
+        for st in streams:
+            st["rows"], at = ids[at:at + st["n"]][:, None], at + st["n"]
+    largest = len(distinct) if by_pair else n_rows
+
+    def lay(x: torch.Tensor) -> torch.Tensor:
+        """``x`` (D x C) in the layout of the step's products: gathering pairs, each column's D numbers
+        side by side (a C x D tensor seen as D x C), since the products with a gathered batch are fast
+        only on contiguous column blocks (measured, 1 thread, 256 x 1152 batch, 6 columns: 51 us
+        against 489 us on a transposed view)"""
+        return x.T.contiguous().T if by_pair else x.contiguous()
+
+    W, mask = lay(W), lay(mask)
+    if pulled:
+        anchors = lay(anchors)
+    K = 1 if by_pair else 2
+    index_type = torch.int16 if largest <= 2 ** 15 else torch.int32   # the schedule is kept small in memory
     ends: dict[int, list[tuple[int, int]]] = {}          # step -> (stream, epoch) whose epoch ends there
     for i, st in enumerate(streams):
         st["batches"] = -(-st["n"] // batch_size)
@@ -655,11 +715,10 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
     S = len(streams)
     chunk = 256                                           # steps of the schedule drawn at a time
 
-    def schedule(t0: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Steps t0 .. t0 + chunk of every stream: better and worse rows (streams x steps x batch,
-        padded with row 0) and the batch sizes (0 once a stream has ended)."""
-        b_out = torch.zeros(S, chunk, batch_size, dtype=index_type)
-        w_out = torch.zeros(S, chunk, batch_size, dtype=index_type)
+    def schedule(t0: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps t0 .. t0 + chunk of every stream: its rows (streams x steps x batch x K, padded with 0)
+        and the batch sizes (0 once a stream has ended)."""
+        out = torch.zeros(S, chunk, batch_size, K, dtype=index_type)
         n_out = torch.zeros(S, chunk)
         for i, st in enumerate(streams):
             t, nb = t0, st["batches"]
@@ -667,18 +726,17 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
                 e, b = divmod(t, nb)
                 if st["epoch"] != e:                      # the next epoch's shuffle, as _fit_pairs draws it
                     order = torch.randperm(st["n"], generator=st["gen"])
-                    rows = torch.zeros(nb * batch_size, 2, dtype=index_type)
+                    rows = torch.zeros(nb * batch_size, K, dtype=index_type)
                     rows[:st["n"]] = st["rows"][order].to(index_type)
                     sizes = torch.full((nb,), float(batch_size))
                     sizes[-1] = st["n"] - (nb - 1) * batch_size
-                    st["epoch"], st["block"] = e, (rows.view(nb, batch_size, 2), sizes)
+                    st["epoch"], st["block"] = e, (rows.view(nb, batch_size, K), sizes)
                 take = min(nb - b, t0 + chunk - t)
                 block, sizes = st["block"]
-                b_out[i, t - t0:t - t0 + take] = block[b:b + take, :, 0]
-                w_out[i, t - t0:t - t0 + take] = block[b:b + take, :, 1]
+                out[i, t - t0:t - t0 + take] = block[b:b + take]
                 n_out[i, t - t0:t - t0 + take] = sizes[b:b + take]
                 t += take
-        return b_out.to(device), w_out.to(device), n_out.to(device)
+        return out.to(device), n_out.to(device)
 
     live = list(range(S))                                 # the streams whose columns are in W
     place = {i: (st["start"], st["stop"]) for i, st in enumerate(streams)}
@@ -694,47 +752,66 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
     records: list[dict[int, torch.Tensor]] = [{} for _ in jobs]
     m, v = torch.zeros_like(W), torch.zeros_like(W)
     b1, b2, eps = 0.9, 0.999, 1e-8
-    # a step multiplies the rows its batches touch rather than all rows when those are far fewer (a
-    # student's rows grow with its teacher's candidates: measured on mur92, 2,200 rows and one stream,
-    # a step took 1.9 ms over all rows and 0.8 ms over the ~450 its batch touched); same arithmetic
-    sparse = 4 * batch_size * S < n_rows
-    FT = None if sparse else F.T.contiguous()
+    per_chunk = None
+
+    def by_pair_chunk(sched, counts):
+        """This chunk's steps for the live streams: the pair ids of each step's batches (steps x live
+        streams * batch), each column's batch weights, negated (steps x C x batch: -1/n for the n pairs
+        of its stream's batch, 0 for padding), and the columns per live stream if all have the same."""
+        at = torch.tensor(live)
+        ids = sched[at, :, :, 0].long().permute(1, 0, 2).reshape(chunk, -1).contiguous()
+        n = counts[at]                                                  # live x steps
+        w = (positions.view(1, 1, -1) < n[:, :, None]).to(torch.float32) / n.clamp(min=1)[:, :, None]
+        negw = (-w)[col_stream].permute(1, 0, 2).contiguous()           # steps x C x batch
+        widths_live = {place[i][1] - place[i][0] for i in live}
+        return ids, negw, (widths_live.pop() if len(widths_live) == 1 else 0)
+
+    margins_col, logistic_col = margins[:, None], logistic[:, None]
+    FT = None if by_pair else F.T.contiguous()
     for t in range(steps):
         if t % chunk == 0:
-            better, worse, counts = schedule(t)
-        b_rows, w_rows = better[live, t % chunk].long(), worse[live, t % chunk].long()  # live streams x batch
-        if sparse:
-            touched, at = torch.unique(torch.cat([b_rows.flatten(), w_rows.flatten()]), return_inverse=True)
-            rows_now = F.index_select(0, touched)
-            half = b_rows.numel()
-            b_rows, w_rows = at[:half].view(b_rows.shape), at[half:].view(w_rows.shape)
+            sched, counts = schedule(t)
+        if by_pair:
+            if per_chunk is None or per_chunk[0] != t // chunk:
+                per_chunk = (t // chunk, *by_pair_chunk(sched, counts))
+            _, ids_of, negw_of, width = per_chunk
+            L = len(live)
+            batch = torch.index_select(delta, 0, ids_of[t % chunk], out=buffer[:L * batch_size]).view(L, batch_size, -1)
+            Wc = W.T                                                        # C x D, contiguous
+            if L == 1:
+                sT = Wc @ batch[0].T                                        # C x batch
+            elif width:
+                sT = torch.bmm(Wc.view(L, width, -1), batch.transpose(1, 2)).view(-1, batch_size)
+            else:
+                sT = torch.cat([Wc[slice(*place[i])] @ batch[k].T for k, i in enumerate(live)])
+            if loss == "margin":
+                slopeT = (sT <= margins_col) * negw_of[t % chunk]
+            else:
+                slopeT = _slope(sT, loss, margins_col, logistic_col) * (-negw_of[t % chunk])
+            if L == 1:
+                gT = slopeT @ batch[0]
+            elif width:
+                gT = torch.bmm(slopeT.view(L, width, batch_size), batch).view(-1, batch.shape[-1])
+            else:
+                gT = torch.cat([slopeT[slice(*place[i])] @ batch[k] for k, i in enumerate(live)])
+            g = gT.T
         else:
-            rows_now = F
-        b_idx, w_idx = b_rows[col_stream].T, w_rows[col_stream].T          # batch x C: each column's own batch
-        # the products' forms, by measurement (1 thread, 1,152 features): over all rows with few columns
-        # W^T F^T and coef^T F (920 rows, 6 columns: 0.17 + 0.18 ms against 0.28 + 0.27 for F W and F^T
-        # coef; W^T times a transposed view of F took 1.4 ms), with 96 columns F W and F^T coef (1.0 + 1.0
-        # against 1.3 + 1.2); over a batch's gathered rows F W and coef^T F (600 rows, 12 columns: 0.20 +
-        # 0.20 against 0.90 to transpose first, and F^T coef 0.33)
-        narrow = W.shape[1] <= 32
-        if sparse or not narrow:
-            d = rows_now @ W                                                 # rows x C
-        else:
-            d = (W.T @ FT).T
-        s = d.gather(0, w_idx) - d.gather(0, b_idx)                         # batch x C
-        if loss == "margin":
-            slope = -(s <= margins).to(s.dtype)
-        elif loss == "logistic":
-            slope = -torch.sigmoid(-s / margins) / margins
-        else:
-            slope = torch.where(logistic, -torch.sigmoid(-s / margins) / margins, -(s <= margins).to(s.dtype))
-        n_now = counts[live, t % chunk]
-        weight = (positions < n_now).to(torch.float32) / n_now.clamp(min=1)  # batch x live streams
-        slope = slope * weight[:, col_stream]
-        coef = torch.zeros(rows_now.shape[0], W.shape[1], device=device)
-        coef.scatter_add_(0, w_idx, slope)
-        coef.scatter_add_(0, b_idx, -slope)
-        g = (coef.T @ rows_now).T if sparse or narrow else FT @ coef         # D x C
+            n_now = counts[live, t % chunk]
+            weight = (positions < n_now).to(torch.float32) / n_now.clamp(min=1)  # batch x live streams
+            b_rows, w_rows = sched[live, t % chunk, :, 0].long(), sched[live, t % chunk, :, 1].long()
+            b_idx, w_idx = b_rows[col_stream].T, w_rows[col_stream].T          # batch x C: each column's own batch
+            # the products' forms, by measurement (1 thread, 1,152 features): with few columns W^T F^T
+            # and coef^T F (920 rows, 6 columns: 0.17 + 0.18 ms against 0.28 + 0.27 for F W and F^T
+            # coef; W^T times a transposed view of F took 1.4 ms), with 96 columns F W and F^T coef
+            # (1.0 + 1.0 against 1.3 + 1.2)
+            narrow = W.shape[1] <= 32
+            d = (W.T @ FT).T if narrow else F @ W                               # rows x C
+            s = d.gather(0, w_idx) - d.gather(0, b_idx)                         # batch x C
+            slope = _slope(s, loss, margins, logistic) * weight[:, col_stream]
+            coef = torch.zeros(n_rows, W.shape[1], device=device)
+            coef.scatter_add_(0, w_idx, slope)
+            coef.scatter_add_(0, b_idx, -slope)
+            g = (coef.T @ F).T if narrow else FT @ coef                         # D x C
         if pulled:
             g = g + pull * (W - anchors)                                    # as _fit_pairs: g += 2 l2 (w - l2_to)
         g = g * mask
@@ -755,14 +832,15 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
                     records[k][epoch] = W[:, lo:lo + widths[k]].T.clone().cpu()
         still = [i for i in live if streams[i]["steps"] > t + 1]
         width_still = sum(place[i][1] - place[i][0] for i in still)
-        if still and len(still) < len(live) and 2 * width_still <= W.shape[1]:
-            # half the columns belong to finished streams: drop them from the products (a stream of a
-            # few pairs, e.g. one rater's, ends long before the pooled one)
+        if still and len(still) < len(live) and (by_pair or 2 * width_still <= W.shape[1]):
+            # drop finished streams from the products: on pair differences at once (each costs its
+            # own gather and products), over the rows once they hold half the columns (a stream of
+            # a few pairs, e.g. one rater's, ends long before the pooled one)
             keep = torch.cat([torch.arange(*place[i]) for i in still]).to(device)
-            W, m, v, mask = (x[:, keep].contiguous() for x in (W, m, v, mask))
+            W, m, v, mask = (lay(x[:, keep]) for x in (W, m, v, mask))
             lrs, margins, logistic = lrs[keep], margins[keep], logistic[keep]
             if pulled:
-                pull, anchors = pull[:, keep], anchors[:, keep].contiguous()
+                pull, anchors = pull[:, keep], lay(anchors[:, keep])
             floor = None if floor is None else floor[:, keep]
             at_col = 0
             for i in still:
@@ -770,6 +848,7 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
                 place[i], at_col = (at_col, at_col + width), at_col + width
             live = still
             col_stream = stream_of_columns()
+            margins_col, logistic_col, per_chunk = margins[:, None], logistic[:, None], None
     return [torch.stack([rec[e] for e in r.job.checkpoints]) for rec, r in zip(records, jobs)]
 
 

@@ -23,6 +23,15 @@ from clpips.train import GridJob, fit_grid, fit_many, fit_pairs
 DIM = sum(CHANNELS["alex"])
 
 
+@pytest.fixture(params=["rows", "pairs"])
+def step_path(request, monkeypatch):
+    """Each lockstep step taken both ways (train._gathers_pairs): over all the group's rows, and on its
+    batches' pair differences; both must equal fit_pairs."""
+    from clpips import train
+    monkeypatch.setattr(train, "_gathers_pairs", lambda *args: request.param == "pairs")
+    return request.param
+
+
 def _pairs_problem(n_rows=60, n_pairs=700, seed=0):
     gen = torch.Generator().manual_seed(seed)
     features = torch.rand(n_rows, DIM, generator=gen) * 0.02
@@ -66,7 +75,7 @@ def test_fit_many_equals_each_job_alone_and_respects_frozen_layers():
 
 
 @pytest.mark.parametrize("loss", ["logistic", "margin"])
-def test_fit_many_mixing_layers_init_project_loss_equals_each_fit_pairs(loss):
+def test_fit_many_mixing_layers_init_project_loss_equals_each_fit_pairs(loss, step_path):
     """Jobs of one call differing in starting weights, trained layers, projection and loss (some
     sharing pairs and seed, so they share shuffles) each equal their own fit_pairs."""
     features, pairs = _pairs_problem(seed=2)
@@ -163,10 +172,10 @@ def test_early_stopped_with_l2_equals_fit_pairs_history():
 
 
 @pytest.mark.parametrize("loss", ["logistic", "margin"])
-def test_fit_many_with_an_l2_pull_equals_fit_pairs(loss):
+def test_fit_many_with_an_l2_pull_equals_fit_pairs(loss, step_path):
     """Jobs pulled towards their own anchors (personal models: l2_to is the starting weights) beside
     jobs without a pull, in one call, each equal fit_pairs(l2=..., l2_to=...); l2 without l2_to, or
-    l2=0, is no pull, as in fit_pairs. Over all rows, and over the rows a batch touches."""
+    l2=0, is no pull, as in fit_pairs. Over all rows, and on pair differences."""
     features, pairs = _pairs_problem(n_rows=400, n_pairs=900, seed=5)
     w0 = initial_weight_vector("alex", "lpips")
     start = w0 * 1.5
@@ -174,7 +183,7 @@ def test_fit_many_with_an_l2_pull_equals_fit_pairs(loss):
             GridJob(pairs[300:], (0.05, 0.02), (1e-2, 3e-2), (4,), seed=2, l2=2.0, l2_to=w0 * 0.5),
             GridJob(pairs[300:], (0.05,), (1e-2,), (4,), seed=2, l2=2.0),             # no anchor: no pull
             GridJob(pairs[100:500], (0.02,), (3e-2,), (3,), seed=3)]
-    for batch_size in (64, 8):          # 4 x 8 x 4 streams < 400 rows: the step over the touched rows
+    for batch_size in (64, 8):
         together = fit_many(features, jobs, w0, loss=loss, batch_size=batch_size)
         for job, got in zip(jobs, together):
             w_start = w0 if job.initial_weights is None else job.initial_weights
@@ -495,22 +504,33 @@ def test_fit_many_gives_the_same_weights_in_worker_processes():
 
 
 @pytest.mark.parametrize("loss", ["logistic", "margin"])
-def test_fit_many_over_the_rows_a_batch_touches_equals_fit_pairs(loss):
-    """Many rows and small batches: a step multiplies only the rows its batches touch (the sparse
-    path of fit_many) and still equals each column's own fit_pairs."""
-    features, pairs = _pairs_problem(n_rows=1500, n_pairs=900, seed=6)
-    w0 = initial_weight_vector("alex", "lpips")
-    jobs = [GridJob(pairs, (0.02, 0.05), (1e-2, 3e-3), (1, 2), seed=3),
-            GridJob(pairs[300:], (0.05,), (1e-2,), (2,), seed=8)]
-    together = fit_many(features, jobs, w0, loss=loss, batch_size=32)
-    for job, got in zip(jobs, together):
-        for b, (margin, lr) in enumerate(zip(job.margins, job.lrs)):
-            for e_i, epochs in enumerate(job.checkpoints):
-                ref = fit_pairs(features, job.pairs, None, w0, margin=margin, lr=lr, epochs=epochs, seed=job.seed,
-                                loss=loss, batch_size=32).weights
-                diff = (got[e_i, b] - ref).abs()
-                assert float(diff.max()) < (1e-5 if loss == "logistic" else 5e-3)
-                assert float(diff.median()) < 1e-6
+def test_fit_many_by_its_own_choice_of_step_equals_fit_pairs(loss, monkeypatch):
+    """Many rows and small batches (fit_many steps on pair differences: train._gathers_pairs), few rows
+    and many streams (it steps over the rows): each column still equals its own fit_pairs; streams of
+    equal widths (one batched product) and of unequal ones."""
+    from clpips import train
+    choose, chosen = train._gathers_pairs, []
+    monkeypatch.setattr(train, "_gathers_pairs", lambda *args: chosen.append(choose(*args)) or chosen[-1])
+    for n_rows, jobs_of in ((1500, lambda p: [GridJob(p, (0.02, 0.05), (1e-2, 3e-3), (1, 2), seed=3),
+                                              GridJob(p[300:], (0.05, 0.02), (1e-2, 1e-2), (2,), seed=8)]),
+                            (1500, lambda p: [GridJob(p, (0.02, 0.05), (1e-2, 3e-3), (1, 2), seed=3),
+                                              GridJob(p[300:], (0.05,), (1e-2,), (2,), seed=8)]),
+                            (40, lambda p: [GridJob(p[:400 + 50 * i], (0.05,), (1e-2,), (2,), seed=i)
+                                            for i in range(4)])):
+        features, pairs = _pairs_problem(n_rows=n_rows, n_pairs=900, seed=6)
+        w0 = initial_weight_vector("alex", "lpips")
+        jobs = jobs_of(pairs)
+        chosen.clear()
+        together = fit_many(features, jobs, w0, loss=loss, batch_size=32)
+        assert chosen == [n_rows > 100]
+        for job, got in zip(jobs, together):
+            for b, (margin, lr) in enumerate(zip(job.margins, job.lrs)):
+                for e_i, epochs in enumerate(job.checkpoints):
+                    ref = fit_pairs(features, job.pairs, None, w0, margin=margin, lr=lr, epochs=epochs,
+                                    seed=job.seed, loss=loss, batch_size=32).weights
+                    diff = (got[e_i, b] - ref).abs()
+                    assert float(diff.max()) < (1e-5 if loss == "logistic" else 5e-3)
+                    assert float(diff.median()) < 1e-6
 
 
 # -- beyond the linear weights: the metrics of chapter 09 under the same protocol ------------------

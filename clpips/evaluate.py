@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from scipy import stats as sps
 
-from .stats import (DegenerateDataWarning, icc, icc_ak_inference, icc_from_matrix, interpret_icc, mean_squares,
+from .stats import (set_correlations, DegenerateDataWarning, icc, icc_ak_inference, icc_from_matrix, interpret_icc, mean_squares,
                     metric_human_table, rank_correlation)
 
 RANKING = "ranking"
@@ -216,21 +216,13 @@ def per_ranking_spearman(ids, human, Y) -> pd.DataFrame:
 
     ``ids`` name the ranking of each row; both sides are ranked within the ranking
     (average ranks for ties). Returns one row per ranking (in order of first appearance)
-    and one column per column of ``Y``; NaN where a side is constant within the ranking.
+    and one column per column of ``Y``; NaN where a side is constant within the ranking
+    (:func:`clpips.stats.set_correlations`).
     """
-    ids = pd.Series(np.asarray(ids))
-    Y = pd.DataFrame(np.asarray(Y, dtype=float).reshape(len(ids), -1))
-    groups = Y.groupby(ids, sort=False)
-
-    def centred(values: pd.DataFrame) -> pd.DataFrame:
-        return values - values.groupby(ids, sort=False).transform("mean")
-
-    h = centred(pd.Series(np.asarray(human, dtype=float)).groupby(ids, sort=False).rank(method="average"))
-    m = centred(groups.rank(method="average"))
-    num = m.mul(h, axis=0).groupby(ids, sort=False).sum()
-    den = np.sqrt((m * m).groupby(ids, sort=False).sum().mul((h * h).groupby(ids, sort=False).sum(), axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return num / den
+    ids = np.asarray(ids)
+    Y = np.asarray(Y, dtype=float).reshape(len(ids), -1)
+    return pd.DataFrame(set_correlations(ids, np.asarray(human, dtype=float), Y, "spearman"),
+                        index=pd.Index(pd.unique(pd.Series(ids))))
 
 
 def row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -147,3 +147,44 @@ def test_rank_correlation_regular_data_emits_no_warning():
         warnings.simplefilter("error")
         for method in ("spearman", "kendall_b", "kendall_c"):
             rank_correlation(ranking_table(), "set", "rank", "distance", method=method)
+
+
+@pytest.mark.parametrize("method", ["spearman", "kendall_b", "kendall_c"])
+def test_set_correlations_equal_a_scipy_call_per_set(method):
+    """The per-set correlations, computed for all sets at once, equal scipy's one set at a time: sets
+    of unequal sizes in shuffled order, ties on both sides, a constant set and single-row sets (NaN)."""
+    from clpips.stats import set_correlations
+    rng = np.random.default_rng(1)
+    sets = np.repeat(np.arange(40), rng.integers(1, 12, 40))
+    rng.shuffle(sets)
+    x = rng.integers(1, 6, len(sets)).astype(float)
+    y = np.round(rng.random(len(sets)), 1)
+    y[sets == sets[0]] = 0.5
+    got = set_correlations(sets, x, y, method)
+    expected = []
+    for s in pd.unique(sets):
+        xs, ys = x[sets == s], y[sets == s]
+        if len(xs) < 2 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
+            expected.append(np.nan)
+        elif method == "spearman":
+            expected.append(stats.spearmanr(xs, ys).statistic)
+        else:
+            expected.append(stats.kendalltau(xs, ys, variant=method[-1]).statistic)
+    assert np.isnan(got).sum() >= 2
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+    # several columns at once: each as alone (the reversed column, the reversed correlation)
+    both = set_correlations(sets, x, np.stack([y, -y], axis=1), method)
+    np.testing.assert_allclose(both, np.stack([expected, -np.asarray(expected)], axis=1), rtol=1e-12, atol=1e-14)
+    with pytest.warns(DegenerateDataWarning):
+        per = per_set_correlation(pd.DataFrame({"s": sets, "x": x, "y": y}), "s", "x", "y", method)
+    np.testing.assert_allclose(per["r"], expected, rtol=1e-12, atol=1e-14)
+    assert list(per["set"]) == list(pd.unique(sets)) and list(per["n"]) == [int((sets == s).sum()) for s in per["set"]]
+    for s, p, r in zip(per["set"], per["pval"], per["r"]):
+        xs, ys = x[sets == s], y[sets == s]
+        if np.isnan(r):
+            assert np.isnan(p)
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # scipy's own, for 2 rows
+            ref = stats.spearmanr(xs, ys) if method == "spearman" else stats.kendalltau(xs, ys, variant=method[-1])
+        assert (np.isnan(p) and np.isnan(ref.pvalue)) or p == pytest.approx(ref.pvalue, rel=1e-9)

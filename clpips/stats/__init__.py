@@ -18,7 +18,8 @@ from .bootstrap import (PairedBootstrapResult, bca_interval, bootstrap_counts, m
 from .icc import (ALIASES, LABELS, DegenerateDataWarning, MeanSquares, canonical_label, check_table, icc,
                   icc_ak_inference, icc_from_matrix, mean_squares, metric_human_table)
 from .interpret import cicchetti_label, interpret_icc, interpretation_scale, koo_li_label
-from .rank_correlation import kendall, per_set_correlation, pooled_spearman, rank_correlation, spearman
+from .rank_correlation import (kendall, per_set_correlation, pooled_spearman, rank_correlation, set_correlations,
+                               spearman)
 from .resampled import corrected_resampled_t
 from .spearman_brown import icc_ak_from_rho, icc_ak_pole, icc_ck_from_rho, spearman_brown
 
@@ -29,7 +30,7 @@ __all__ = [
     # Spearman-Brown
     "spearman_brown", "icc_ck_from_rho", "icc_ak_from_rho", "icc_ak_pole",
     # rank correlation
-    "rank_correlation", "spearman", "kendall", "per_set_correlation", "pooled_spearman",
+    "rank_correlation", "spearman", "kendall", "per_set_correlation", "set_correlations", "pooled_spearman",
     # bootstrap
     "paired_bootstrap", "PairedBootstrapResult", "bootstrap_counts", "metric_statistics",
     "percentile_interval", "bca_interval", "one_sided_pvalue", "resampled_statistics",

@@ -31,8 +31,8 @@ import pandas as pd
 import torch
 from scipy import stats as sps
 
-from .stats import (set_correlations, DegenerateDataWarning, icc, icc_ak_inference, icc_from_matrix, interpret_icc, mean_squares,
-                    metric_human_table, rank_correlation)
+from .stats import (DegenerateDataWarning, icc, icc_ak_inference, icc_from_matrix, interpret_icc, mean_squares,
+                    metric_human_table, rank_correlation, set_correlations)
 
 RANKING = "ranking"
 #: the two pooled Spearman definitions, by the column name they are reported under

@@ -568,7 +568,7 @@ def _linear_family(store, grid: Grid, settings: dict[str, Any], w0, device: str,
                 ).numpy().astype(float)
 
     if follow is None:
-        return _Family(grid.settings(), fit, distances)
+        return _Family(every_setting, fit, distances)
 
     def describe(i, outer):
         pick = follow[(outer[i]["repeat"], outer[i]["fold"])]

@@ -752,29 +752,28 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
     records: list[dict[int, torch.Tensor]] = [{} for _ in jobs]
     m, v = torch.zeros_like(W), torch.zeros_like(W)
     b1, b2, eps = 0.9, 0.999, 1e-8
-    per_chunk = None
 
     def by_pair_chunk(sched, counts):
         """This chunk's steps for the live streams: the pair ids of each step's batches (steps x live
-        streams * batch), each column's batch weights, negated (steps x C x batch: -1/n for the n pairs
-        of its stream's batch, 0 for padding), and the columns per live stream if all have the same."""
+        streams * batch), each column's batch weights (steps x C x batch: 1/n for the n pairs of its
+        stream's batch, 0 for padding), and the columns per live stream if all have the same."""
         at = torch.tensor(live)
         ids = sched[at, :, :, 0].long().permute(1, 0, 2).reshape(chunk, -1).contiguous()
         n = counts[at]                                                  # live x steps
         w = (positions.view(1, 1, -1) < n[:, :, None]).to(torch.float32) / n.clamp(min=1)[:, :, None]
-        negw = (-w)[col_stream].permute(1, 0, 2).contiguous()           # steps x C x batch
         widths_live = {place[i][1] - place[i][0] for i in live}
-        return ids, negw, (widths_live.pop() if len(widths_live) == 1 else 0)
+        return ids, w[col_stream].permute(1, 0, 2).contiguous(), (widths_live.pop() if len(widths_live) == 1 else 0)
 
     margins_col, logistic_col = margins[:, None], logistic[:, None]
     FT = None if by_pair else F.T.contiguous()
     for t in range(steps):
         if t % chunk == 0:
             sched, counts = schedule(t)
+            per_chunk = None
         if by_pair:
-            if per_chunk is None or per_chunk[0] != t // chunk:
-                per_chunk = (t // chunk, *by_pair_chunk(sched, counts))
-            _, ids_of, negw_of, width = per_chunk
+            if per_chunk is None:                                       # a new chunk, or streams left
+                per_chunk = by_pair_chunk(sched, counts)
+            ids_of, weight_of, width = per_chunk
             L = len(live)
             batch = torch.index_select(delta, 0, ids_of[t % chunk], out=buffer[:L * batch_size]).view(L, batch_size, -1)
             Wc = W.T                                                        # C x D, contiguous
@@ -784,10 +783,7 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
                 sT = torch.bmm(Wc.view(L, width, -1), batch.transpose(1, 2)).view(-1, batch_size)
             else:
                 sT = torch.cat([Wc[slice(*place[i])] @ batch[k].T for k, i in enumerate(live)])
-            if loss == "margin":
-                slopeT = (sT <= margins_col) * negw_of[t % chunk]
-            else:
-                slopeT = _slope(sT, loss, margins_col, logistic_col) * (-negw_of[t % chunk])
+            slopeT = _slope(sT, loss, margins_col, logistic_col) * weight_of[t % chunk]
             if L == 1:
                 gT = slopeT @ batch[0]
             elif width:

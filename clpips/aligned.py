@@ -54,9 +54,14 @@ sets) are merged with their counts as weights (the mean loss is unchanged), and
 when the delta rows are differences of per-image vectors (``factors``, which
 :func:`delta_features` provides), a step works on the images rather than the rows
 (92 vs ~900 on mur92): the products with ``U`` and ``V``, and the distances as
-entries of image-by-image matrices (:func:`_gradient_images`). Jobs run one after
-another: stepping several jobs together (their columns side by side over the union
-of their pairs) was measured no faster on mur92-sized jobs (3.3 vs 3.4 s CPU for 8).
+entries of image-by-image matrices (:func:`_gradient_images`). On that image path a
+few consecutive jobs step together (:data:`JOBS_TOGETHER`), their columns side by side
+over the union of their pairs, each column weighing only its own job's: a job's step
+there is mostly fixed costs of small operations, and the protocol's runs took 9-30%
+less time (measured at :data:`JOBS_TOGETHER`); a column's numbers are those of its job
+fitted alone, bit for bit in our runs (a pair of another job weighs 0, and adds 0).
+On the rows path each job steps alone (over the rows path, the earlier measurement:
+8 mur92-sized jobs together, 3.3 s of CPU against 3.4 s one after another).
 
 Measured (``benchmarks/bench_aligned.py``, best of 5; a 2-core Intel Xeon shared with
 other work, load 2.5-4.6, 1 torch thread): one mur92-sized job (50,000 training pairs over
@@ -496,7 +501,10 @@ def fit_transform_many(delta: torch.Tensor, jobs: Sequence[tuple[torch.Tensor, i
     and ``V`` with entries ``N(0, V_INIT^2 / D)`` drawn by
     ``torch.Generator().manual_seed(seed)`` (:func:`initial_v`). Identical
     ordered pairs are merged with their counts as weights (the same mean loss), and a step
-    computes only over the rows (or, with ``factors``, images) the job's pairs use.
+    computes only over the rows (or, with ``factors``, images) the job's pairs use (with
+    ``factors``, up to :data:`JOBS_TOGETHER` consecutive jobs step together over the rows or
+    images any of them uses: a job's columns weigh only its own pairs, so they are what the
+    job alone gives, to float rounding).
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -526,7 +534,30 @@ def fit_transform_many(delta: torch.Tensor, jobs: Sequence[tuple[torch.Tensor, i
             raise ValueError(f"job {j}: pairs must index rows of delta, in [0, {delta.shape[0]})")
         checked.append((pairs.to(torch.long), int(seed)))
     with torch_threads(threads):
-        return [_fit_transform(delta, factors, pairs, seed, grid, float(margin), loss) for pairs, seed in checked]
+        return [fitted for chunk in _lockstep_chunks(delta, factors, checked)
+                for fitted in _fit_transform(delta, factors, chunk, grid, float(margin), loss)]
+
+
+#: most jobs stepped together on the image path (:func:`_lockstep_chunks`). Measured on chapter 09's
+#: fit_transform_many calls (1 thread; 45 inner jobs then 15 refits per run): 1, 2, 3, 4, 8 jobs
+#: together took 12.4, 9.9, 8.7, 8.8, 9.5 s on mur92 by target; 1, 3, 4, 6 took 12.1, 10.5, 11.9, 13.3 s
+#: on zappos by image, whose jobs' images differ (so their union's image-by-image matrices grow)
+JOBS_TOGETHER = 3
+
+
+def _lockstep_chunks(delta, factors, jobs: list) -> list[list]:
+    """Consecutive jobs that step together: up to :data:`JOBS_TOGETHER` jobs on the image path
+    (:func:`_by_images`), where much of a job's step is fixed costs of small operations (3 inner folds
+    of one outer fold are consecutive and share most images); a job on the rows path steps alone (its
+    step's work grows with its rows, and a union of jobs' rows would only add to it)."""
+    chunks: list[tuple[bool, list]] = []
+    for job in jobs:
+        by_images = _by_images(delta, factors, job[0])
+        if by_images and chunks and chunks[-1][0] and len(chunks[-1][1]) < JOBS_TOGETHER:
+            chunks[-1][1].append(job)
+        else:
+            chunks.append((by_images, [job]))
+    return [members for _, members in chunks]
 
 
 def initial_v(dim: int, rank: int, seed: int) -> torch.Tensor:
@@ -537,38 +568,59 @@ def initial_v(dim: int, rank: int, seed: int) -> torch.Tensor:
 
 @dataclass
 class _Problem:
-    """A job's pairs, compacted: the rows (and images) they use, merged duplicates' weights."""
+    """Jobs' pairs, compacted: the rows (and images) they use, merged duplicates' weights per job."""
 
-    better: torch.Tensor        #: distinct ordered pairs, as rows of ``norms``
+    better: torch.Tensor        #: distinct ordered pairs (of every job), as rows of ``norms``
     worse: torch.Tensor
-    weight: torch.Tensor        #: N_u x 1: count / N of each distinct pair
+    weight: torch.Tensor        #: N_u x (J G): count / N of each distinct pair in each column's job (0: not its)
     norms: torch.Tensor         #: ||delta||^2 of each used row (column)
     basis: torch.Tensor         #: what U and V multiply: the used rows, or the used images
     basis_t: torch.Tensor
     t_at: Optional[torch.Tensor]  #: with factors: each row's target and candidate image in ``basis``
     c_at: Optional[torch.Tensor]
     corners: Optional[torch.Tensor] = None  #: with factors: (t, t), (t, c), (c, t), (c, c) of each row in n x n
-    weight_t: Optional[torch.Tensor] = None  #: 1 x N_u, ``weight`` transposed
+    weight_t: Optional[torch.Tensor] = None  #: (J G) x N_u, ``weight`` transposed
 
 
-def _prepare(delta: torch.Tensor, factors, pairs: torch.Tensor) -> _Problem:
-    """A job's pairs compacted: identical ordered pairs (raters who ranked the same set alike) merged,
-    their counts as weights; only the rows (or, with ``factors``, the images) they use."""
-    # one integer key per pair (torch.unique(dim=0) compares rows one by one: 0.15 s for 50,000 pairs)
-    span = int(delta.shape[0])
+def _distinct_pairs(pairs: torch.Tensor, span: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A job's distinct ordered pairs as sorted integer keys ``better * span + worse``, and each one's
+    count / N (float32). One key per pair: torch.unique(dim=0) compares rows one by one (0.15 s for
+    50,000 pairs)."""
     keys, counts = torch.unique(pairs[:, 0] * span + pairs[:, 1], return_counts=True)
-    weight = (counts.to(torch.float64) / pairs.shape[0]).to(torch.float32)[:, None]
+    return keys, (counts.to(torch.float64) / pairs.shape[0]).to(torch.float32)
+
+
+def _by_images(delta: torch.Tensor, factors, pairs: torch.Tensor) -> bool:
+    """Whether a step over ``pairs`` works on the images (``factors``) rather than the rows.
+
+    The image path pays off when images are few beside the rows (mur92: 92 images, ~900 rows); its
+    image-by-image matrices grow with the square of the images, so where each row brings its own
+    candidate (the simulated study: ~1,600 images for ~1,600 rows; its 20 protocol fits took 148 s
+    by the images and 25 s by the rows, measured) the rows are used."""
+    if factors is None:
+        return False
+    used = torch.unique(pairs.flatten())
+    return 2 * int(torch.unique(factors[1][used].flatten()).numel()) <= int(used.numel())
+
+
+def _prepare(delta: torch.Tensor, factors, jobs_pairs: Sequence[torch.Tensor], G: int) -> _Problem:
+    """Jobs' pairs compacted for stepping ``G`` settings of each job together: identical ordered pairs
+    (raters who ranked the same set alike) merged, their counts as each job's weights; only the rows
+    (or, with ``factors``, the images) the jobs use. Column ``j G + g`` is setting ``g`` of job ``j``."""
+    span = int(delta.shape[0])
+    distinct = [_distinct_pairs(pairs, span) for pairs in jobs_pairs]
+    keys = distinct[0][0] if len(distinct) == 1 else torch.unique(torch.cat([k for k, _ in distinct]))
+    per_job = torch.zeros(keys.shape[0], len(distinct))
+    for j, (k, w) in enumerate(distinct):
+        per_job[torch.searchsorted(keys, k), j] = w
+    weight = per_job.repeat_interleave(G, dim=1)
     uniq = torch.stack([keys // span, keys % span], dim=1)
     used, inverse = torch.unique(uniq.flatten(), return_inverse=True)
     inverse = inverse.view(-1, 2)
     rows = delta[used].to(torch.float32).contiguous()
     t_at = c_at = None
     basis = rows
-    # the image path pays off when images are few beside the rows (mur92: 92 images, ~900 rows); its
-    # image-by-image matrices grow with the square of the images, so where each row brings its own
-    # candidate (the simulated study: ~1,600 images for ~1,600 rows; its 20 protocol fits took 148 s
-    # by the images and 25 s by the rows, measured) the rows are used
-    if factors is not None and 2 * int(torch.unique(factors[1][used].flatten()).numel()) > int(used.numel()):
+    if factors is not None and not _by_images(delta, factors, uniq):
         factors = None
     if factors is not None:
         Z, ends = factors
@@ -688,17 +740,20 @@ def _gradient_images(prob: _Problem, W: torch.Tensor, lam2: torch.Tensor, margin
     return g.mul_(2).view(dim, 2, G, r)
 
 
-def _fit_transform(delta: torch.Tensor, factors, pairs: torch.Tensor, seed: int, grid: TransformGrid,
-                   margin: float, loss: str) -> torch.Tensor:
-    """One job's grid in lockstep: ``len(steps) x G x P``."""
+def _fit_transform(delta: torch.Tensor, factors, jobs: Sequence[tuple[torch.Tensor, int]], grid: TransformGrid,
+                   margin: float, loss: str) -> list[torch.Tensor]:
+    """Jobs' grids in lockstep, their settings side by side (``J G`` columns over the union of their
+    pairs, each column weighing only its job's): one ``len(steps) x G x P`` per job."""
     dim, r = delta.shape[1], grid.rank
-    cols = grid.columns()
+    cols = grid.columns() * len(jobs)                   # column j G + g: setting g of job j
     G = len(cols)
-    prob = _prepare(delta, factors, pairs)
+    prob = _prepare(delta, factors, [pairs for pairs, _ in jobs], len(grid.columns()))
     lam2 = 2 * torch.tensor([lam for lam, _ in cols], dtype=torch.float32)[:, None, None]      # G x 1 x 1
     lr = torch.tensor([lr for _, lr in cols], dtype=torch.float32).view(1, 1, G, 1)
     W = torch.zeros(dim, 2, G, r)                       # [:, 0] = U, [:, 1] = V, each D x G x r
-    W[:, 1] = initial_v(dim, r, seed)[:, None, :]
+    per = G // len(jobs)
+    for j, (_, seed) in enumerate(jobs):
+        W[:, 1, j * per:(j + 1) * per] = initial_v(dim, r, seed)[:, None, :]
     m, v = torch.zeros_like(W), torch.zeros_like(W)
     b1, b2, eps = 0.9, 0.999, 1e-8
     records = []
@@ -710,7 +765,8 @@ def _fit_transform(delta: torch.Tensor, factors, pairs: torch.Tensor, seed: int,
         W.addcdiv_(m * (lr / (1 - b1 ** t)), denom, value=-1.0)
         if t in grid.steps:
             records.append(W.permute(2, 1, 0, 3).reshape(G, -1).clone())
-    return torch.stack(records)
+    out = torch.stack(records)
+    return [out[:, j * per:(j + 1) * per].clone() for j in range(len(jobs))]
 
 # --------------------------------------------------------------------------- the teacher
 def teacher_distance(embeddings: Embeddings, params: torch.Tensor, rank: int,

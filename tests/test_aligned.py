@@ -211,7 +211,7 @@ def test_gradient_matches_autograd(loss, margin, use_factors):
     G, r = 4, 3
     lams = torch.tensor([0.0, 0.3, 1.0, 2.0])
     W = torch.randn(delta.shape[1], 2, G, r, generator=torch.Generator().manual_seed(0)) * 0.3
-    prob = aligned._prepare(delta, factors if use_factors else None, pairs)
+    prob = aligned._prepare(delta, factors if use_factors else None, [pairs], G)
     grad = aligned._gradient(prob, W, 2 * lams[:, None, None], margin, loss)
     params = W.permute(2, 1, 0, 3).reshape(G, -1).clone().requires_grad_(True)
     aligned.transform_loss(delta, pairs, params, r, margin=margin, loss=loss, lam=lams).sum().backward()
@@ -252,6 +252,28 @@ def test_grid_columns_equal_settings_trained_alone(loss):
     settings = grid.settings()
     assert len(settings) == together.reshape(-1, together.shape[-1]).shape[0]
     assert settings.iloc[-1].tolist() == [0.1, 1e-2, 30]
+
+
+@pytest.mark.parametrize("loss", ["margin", "logistic"])
+def test_jobs_stepped_together_equal_each_job_fitted_alone(loss):
+    """The image path steps up to JOBS_TOGETHER consecutive jobs over the union of their pairs; each
+    job's columns must be what that job alone gives (a pair of another job must weigh nothing)."""
+    delta, factors, pairs = problem()
+    targets = factors[1][pairs[:, 0], 0]
+    jobs = [(pairs[targets % 3 != 0], 0), (pairs[targets % 3 != 1], 1), (pairs[targets < 10], 0),
+            (pairs[targets >= 4], 2)]                                 # overlapping, unequal, two seeds
+    grid = aligned.TransformGrid(lambdas=(0.0, 0.1), lrs=(1e-2,), steps=(4, 25), rank=3)
+    chunks = aligned._lockstep_chunks(delta, factors, jobs)
+    assert [len(c) for c in chunks] == [aligned.JOBS_TOGETHER, len(jobs) - aligned.JOBS_TOGETHER]
+    together = aligned.fit_transform_many(delta, jobs, grid, margin=0.05, loss=loss, factors=factors)
+    for (job_pairs, seed), fitted in zip(jobs, together):
+        alone = aligned.fit_transform_many(delta, [(job_pairs, seed)], grid, margin=0.05, loss=loss,
+                                           factors=factors)[0]
+        assert fitted.shape == alone.shape
+        assert torch.allclose(fitted, alone, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(together[0], together[2], rtol=1e-3)     # same seed, other pairs: other fits
+    # rows-path jobs (no factors) step one at a time
+    assert [len(c) for c in aligned._lockstep_chunks(delta, None, jobs)] == [1] * len(jobs)
 
 
 def test_huge_lambda_keeps_the_identity():

@@ -194,6 +194,25 @@ def test_add_baselines_matches_direct_computation(study):
     assert (scored.groupby(["target", "candidate"])[list(BASELINES)].nunique() == 1).all().all()
 
 
+def test_add_baselines_caches_every_pair_of_the_dataset(study):
+    """Scoring some rows with a backbone runs it over their images once and caches every pair of the
+    dataset's table: a later call for the rest extracts nothing (chapter 06 after chapter 04)."""
+    from clpips.features import pair_features
+    data, table = study
+    data.table = table
+    held_out = table[table["set_id"] == "s1"]
+    scored = add_baselines(held_out, data, ["lpips_vgg"])
+    every = list(dict.fromkeys(table[["target", "candidate"]].itertuples(index=False, name=None)))
+    assert len(every) > held_out[["target", "candidate"]].drop_duplicates().shape[0]
+    later = pair_features(data, every, net="vgg")
+    assert later.extracted == 0
+    # and the scores are those of the cached vectors
+    rows = later.rows(scored["target"], scored["candidate"])
+    from clpips.model import initial_weight_vector
+    expected = (later.matrix[rows] @ initial_weight_vector("vgg", "lpips")).numpy()
+    assert np.allclose(scored["lpips_vgg"].to_numpy(), expected, rtol=1e-6)
+
+
 def test_add_baselines_rejects_unknown(study):
     data, table = study
     with pytest.raises(ValueError, match="unknown baseline"):

@@ -95,7 +95,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import atomic
-from .features import LAYER_STRIDES, MEMORY_BUDGET, CacheWarning, PairFeatures, _finite_vector, read_cached
+from .features import (MEMORY_BUDGET, CacheWarning, PairFeatures, _finite_vector, activation_bytes,
+                       layer_activations, read_cached)
 from .images import load_image
 from .model import CHANNELS, CLPIPS, initial_weight_vector
 from .paths import cache_dir, sha256_file
@@ -181,9 +182,10 @@ def image_embeddings(dataset, refs: Iterable[str], net: str = "alex", device: st
 
     Notes
     -----
-    Each image is read at its own size (:func:`clpips.images.load_image`); images of
-    equal size go through the backbone in batches of at most
-    :data:`clpips.features.MEMORY_BUDGET` bytes of activations. An image's embedding is,
+    Each image is read at its own size (:func:`clpips.images.load_image`) and goes through
+    the backbone with :func:`clpips.features.layer_activations` (in chunks of at most
+    :data:`clpips.features.MEMORY_BUDGET` bytes of activations; an image this process has
+    already run at its size, e.g. for pair features, is not run again). An image's embedding is,
     per layer ``l``, the spatial mean of the channel-normalised activations ``f^l``
     scaled to unit length, concatenated layer by layer.
     """
@@ -208,7 +210,7 @@ def image_embeddings(dataset, refs: Iterable[str], net: str = "alex", device: st
     todo = [digest for digest in first if digest not in found]
     if todo:
         metric = (metric if metric is not None else CLPIPS(net=net)).to(device)
-        computed = _embed(metric, [paths[first[d]] for d in todo], progress)
+        computed = _embed(metric, [paths[first[d]] for d in todo], todo, progress)
         found.update(zip(todo, computed))
         if cache:
             try:
@@ -233,25 +235,24 @@ def pooled_embedding(layers: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([F.normalize(f.mean(dim=(2, 3)), dim=1, eps=1e-10) for f in layers], dim=1)
 
 
-def _embed(metric: CLPIPS, paths: list[Path], progress: bool) -> list[torch.Tensor]:
-    images = [load_image(p) for p in paths]
-    per_pixel = 4 * sum(c / s ** 2 for c, s in zip(CHANNELS[metric.net_name], LAYER_STRIDES[metric.net_name]))
-    by_size: dict[tuple[int, int], list[int]] = {}
-    for i, x in enumerate(images):
-        by_size.setdefault(tuple(x.shape[-2:]), []).append(i)
-    out: list[Optional[torch.Tensor]] = [None] * len(images)
-    bar = tqdm(total=len(images), desc=f"embeddings ({metric.net_name})", unit="img", disable=not progress)
-    with torch.no_grad():
-        for (h, w), members in by_size.items():
-            batch = max(1, int(MEMORY_BUDGET // (h * w * per_pixel)))
-            for start in range(0, len(members), batch):
-                part = members[start:start + batch]
-                emb = pooled_embedding(metric.layer_features(torch.cat([images[i] for i in part]))).cpu()
-                for j, i in enumerate(part):
-                    out[i] = emb[j].clone()
-                bar.update(len(part))
+def _embed(metric: CLPIPS, paths: list[Path], digests: list[str], progress: bool) -> list[torch.Tensor]:
+    """Embeddings of images at their own size (:func:`clpips.features.layer_activations`: an image this
+    process has run through the backbone at that size, e.g. for pair features, is not run again)."""
+    bar = tqdm(total=len(paths), desc=f"embeddings ({metric.net_name})", unit="img", disable=not progress)
+    out: list[torch.Tensor] = []
+    chunk: dict[tuple, torch.Tensor] = {}
+    used = 0.0
+    for i, (digest, path) in enumerate(zip(digests, paths)):
+        x = load_image(path)
+        chunk[(digest, *x.shape[-2:])] = x
+        used += activation_bytes(metric.net_name, *x.shape[-2:])
+        if used > MEMORY_BUDGET or i == len(paths) - 1:   # at most the memory budget of activations at once
+            layers = layer_activations(metric, chunk, bar=bar)
+            with torch.no_grad():
+                out += [pooled_embedding(layers[key])[0].cpu() for key in chunk]
+            chunk, used = {}, 0.0
     bar.close()
-    return out  # type: ignore[return-value]
+    return out
 
 
 def _sqrt_weights(weights: Optional[torch.Tensor], net: str, dim: int) -> torch.Tensor:

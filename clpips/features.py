@@ -10,7 +10,10 @@ candidates' sha256, and ``vectors``, one row each). A second fit on the same dat
 extracts nothing. Each entry is written with its checksum and verified when read
 (:func:`clpips.atomic.read_checked`): a truncated or altered entry is named in a
 warning, removed and rebuilt; a cache folder that cannot be written is one
-warning line, and the run goes on without caching.
+warning line, and the run goes on without caching. Within a process, the backbone's
+activations of an image at a size are kept in memory (:func:`layer_activations`, up to
+:data:`KEEP_BUDGET` bytes), so new pairs of images already run, and their embeddings
+(:mod:`clpips.aligned`), do not run the backbone again.
 """
 from __future__ import annotations
 
@@ -39,6 +42,11 @@ from .paths import cache_dir, sha256_file
 FEATURE_VERSION = 2
 #: cap on backbone activations held in memory at once (bytes)
 MEMORY_BUDGET = 3 * 2 ** 30
+#: cap on the activations a process keeps after a pass (bytes), so that an image it has run through a
+#: backbone at a size is not run again (:func:`layer_activations`). Chapter 09 ran the simulated
+#: study's 2,040 images (0.6 MB of AlexNet activations each) three times: for the pair features, the
+#: embeddings and the teacher's new pairs (9, 11 and 11 s, measured)
+KEEP_BUDGET = 3 * 2 ** 29
 #: how much each LPIPS layer downsamples its input (AlexNet: conv1 stride 4, then pools of 2)
 LAYER_STRIDES = {"alex": (4, 8, 16, 16, 16), "vgg": (1, 2, 4, 8, 16)}
 
@@ -130,7 +138,7 @@ def _compute(dataset, todo, found, by_target, hashes, paths, store, net, size, d
     if todo:
         metric = metric if metric is not None else CLPIPS(net=net)
         metric = metric.to(device)
-        computed = _extract(metric, todo, paths, size, batch_size, progress)
+        computed = _extract(metric, todo, paths, hashes, size, batch_size, progress)
         found.update(computed)
         if cache:
             try:
@@ -190,30 +198,93 @@ def read_cached(path: Path, valid, holds: str):
     return obj
 
 
-def _extract(metric: CLPIPS, todo: list[tuple[str, str]], paths: dict[str, Path], size: SizeRule,
-             batch_size: int, progress: bool) -> dict[tuple[str, str], torch.Tensor]:
-    """Compute vectors: every distinct (image, size) through the backbone once per memory chunk."""
+def activation_bytes(net: str, height: int, width: int) -> float:
+    """Bytes of the five layers' float32 activations of one image of that size (channels / stride^2 per
+    input pixel, summed over the layers)."""
+    return 4 * height * width * sum(c / s ** 2 for c, s in zip(CHANNELS[net], LAYER_STRIDES[net]))
+
+
+class _Kept:
+    """Activations a process has computed, by (net, image sha256, height, width), up to :data:`KEEP_BUDGET`
+    bytes (the first ones computed stay; nothing is dropped). A net's backbone is fixed (the official
+    ImageNet weights, loaded strictly), so an image's activations at a size are a function of its bytes."""
+
+    def __init__(self) -> None:
+        self.layers: dict[tuple, list[torch.Tensor]] = {}
+        self.bytes = 0
+
+    def keep(self, key: tuple, layers: list[torch.Tensor]) -> None:
+        size = sum(t.numel() * t.element_size() for t in layers)
+        if key not in self.layers and self.bytes + size <= KEEP_BUDGET:
+            self.layers[key] = layers
+            self.bytes += size
+
+
+_KEPT = _Kept()
+
+
+def layer_activations(metric: CLPIPS, images: dict[tuple, torch.Tensor], batch_size: int = 32,
+                      bar=None) -> dict[tuple, list[torch.Tensor]]:
+    """The channel-normalised layer activations (each ``1 x C x h x w``, on ``metric``'s device) of each image.
+
+    ``images`` maps ``(sha256 of the image file, height, width)`` to the image at that size
+    (``1 x 3 x height x width``). Those this process has computed before are taken from memory
+    (up to :data:`KEEP_BUDGET` bytes are kept); the rest go through ``metric``'s backbone in
+    batches of equal-size images, of at most ``batch_size`` (one more where the last batch would
+    hold one image) and never of one image alone: on
+    the CPU, a batch of one takes another kernel path with other float rounding (measured:
+    batches of 2 to 64 gave every image bit for bit the same activations, a batch of one did
+    not), so an image's activations do not depend on which images shared its batch. A lone
+    image goes through twice in a batch of two.
+    """
+    net = metric.net_name
+    out = {key: _KEPT.layers[(net, *key)] for key in images if (net, *key) in _KEPT.layers}
+    if bar is not None:
+        bar.update(len(out))
+    by_size: dict[tuple, list[tuple]] = {}
+    for key in images:
+        if key not in out:
+            by_size.setdefault(key[1:], []).append(key)
+    with torch.no_grad():
+        for group in by_size.values():
+            starts = list(range(0, len(group), max(1, int(batch_size))))
+            if len(starts) > 1 and len(group) - starts[-1] == 1:   # no last batch of one: the one before takes it
+                starts.pop()
+            for i, start in enumerate(starts):
+                part = group[start:starts[i + 1] if i + 1 < len(starts) else len(group)]
+                x = torch.cat([images[k] for k in part] * (2 if len(part) == 1 else 1))
+                layers = metric.layer_features(x)
+                for j, key in enumerate(part):
+                    out[key] = [layer[j:j + 1].clone() for layer in layers]
+                    _KEPT.keep((net, *key), out[key])
+                if bar is not None:
+                    bar.update(len(part))
+    return out
+
+
+def _extract(metric: CLPIPS, todo: list[tuple[str, str]], paths: dict[str, Path], hashes: dict[str, str],
+             size: SizeRule, batch_size: int, progress: bool) -> dict[tuple[str, str], torch.Tensor]:
+    """Compute vectors: every distinct (image, size) through the backbone once per memory chunk
+    (:func:`layer_activations`: not at all if this process has already run it)."""
     images = {ref: load_image(paths[ref]) for ref in dict.fromkeys(ref for key in todo for ref in key)}
 
-    prep = {}  # pair -> ((target, size), (candidate, size), target tensor, candidate tensor)
+    prep = {}  # pair -> ((target sha256, size), (candidate sha256, size), target tensor, candidate tensor)
     for t, c in todo:
         ti, ci = match_sizes(images[t], images[c], size)
         check_size(ti.shape[-2:], metric.net_name, str(paths[t]) if isinstance(size, str) else f"size {size}")
-        prep[(t, c)] = (t, tuple(ti.shape[-2:])), (c, tuple(ci.shape[-2:])), ti, ci
+        prep[(t, c)] = (hashes[t], *ti.shape[-2:]), (hashes[c], *ci.shape[-2:]), ti, ci
 
     # group pairs into chunks whose distinct images fit the memory budget
-    # bytes of the five layers' activations per input pixel: channels / (layer stride)^2, float32
-    per_pixel = 4 * sum(c / s ** 2 for c, s in zip(CHANNELS[metric.net_name], LAYER_STRIDES[metric.net_name]))
     chunks, current, seen, used = [], [], set(), 0.0
     for t, c in sorted(todo):
         tkey, ckey, _, _ = prep[(t, c)]
         new = [k for k in (tkey, ckey) if k not in seen]
-        cost = sum(k[1][0] * k[1][1] * per_pixel for k in new)
+        cost = sum(activation_bytes(metric.net_name, *k[1:]) for k in new)
         if current and used + cost > MEMORY_BUDGET:
             chunks.append(current)
             current, seen, used = [], set(), 0.0
             new = [tkey, ckey]
-            cost = sum(k[1][0] * k[1][1] * per_pixel for k in new)
+            cost = sum(activation_bytes(metric.net_name, *k[1:]) for k in new)
         current.append((t, c))
         seen.update(new)
         used += cost
@@ -223,24 +294,14 @@ def _extract(metric: CLPIPS, todo: list[tuple[str, str]], paths: dict[str, Path]
     out: dict[tuple[str, str], torch.Tensor] = {}
     n_images = sum(len({k for t, c in ch for k in prep[(t, c)][:2]}) for ch in chunks)
     bar = tqdm(total=n_images, desc=f"backbone ({metric.net_name})", unit="img", disable=not progress)
-    with torch.no_grad():
-        for chunk in chunks:
-            tensors: dict[tuple, torch.Tensor] = {}
-            for t, c in chunk:
-                tkey, ckey, ti, ci = prep[(t, c)]
-                tensors.setdefault(tkey, ti)
-                tensors.setdefault(ckey, ci)
-            feats: dict[tuple, list[torch.Tensor]] = {}
-            by_size: dict[tuple, list[tuple]] = {}
-            for key in tensors:
-                by_size.setdefault(key[1], []).append(key)
-            for group in by_size.values():
-                for i in range(0, len(group), batch_size):
-                    part = group[i:i + batch_size]
-                    layers = metric.layer_features(torch.cat([tensors[k] for k in part]))
-                    for j, key in enumerate(part):
-                        feats[key] = [layer[j:j + 1] for layer in layers]
-                    bar.update(len(part))
+    for chunk in chunks:
+        tensors: dict[tuple, torch.Tensor] = {}
+        for t, c in chunk:
+            tkey, ckey, ti, ci = prep[(t, c)]
+            tensors.setdefault(tkey, ti)
+            tensors.setdefault(ckey, ci)
+        feats = layer_activations(metric, tensors, batch_size, bar)
+        with torch.no_grad():
             for t, c in chunk:
                 tkey, ckey, _, _ = prep[(t, c)]
                 out[(t, c)] = metric.vector_from_layers(feats[tkey], feats[ckey])[0].cpu()

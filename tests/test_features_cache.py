@@ -74,12 +74,61 @@ def test_features_unknown_pair_is_named(folder, alex):
 @pytest.mark.parametrize("net", ["alex", "vgg"])
 def test_features_memory_estimate_matches_activations(net, alex):
     """The chunking budget's bytes-per-pixel is what the backbone really holds (within 10%)."""
-    from clpips.features import CHANNELS, LAYER_STRIDES
+    from clpips.features import activation_bytes
     import clpips
 
     metric = alex if net == "alex" else clpips.CLPIPS(net=net)
     with torch.no_grad():
         feats = metric.layer_features(torch.zeros(1, 3, 256, 256))
-    actual = sum(f.numel() for f in feats) * 4 / 256 ** 2
-    estimate = 4 * sum(c / s ** 2 for c, s in zip(CHANNELS[net], LAYER_STRIDES[net]))
-    assert estimate == pytest.approx(actual, rel=0.1)
+    actual = sum(f.numel() for f in feats) * 4
+    assert activation_bytes(net, 256, 256) == pytest.approx(actual, rel=0.1)
+
+
+@pytest.fixture()
+def counted(alex, monkeypatch):
+    """``alex`` whose backbone calls are counted (batch sizes), with an empty memory of kept activations."""
+    from clpips import features
+    monkeypatch.setattr(features, "_KEPT", features._Kept())
+    calls: list[int] = []
+    real = alex.layer_features
+    monkeypatch.setattr(alex, "layer_features", lambda x: calls.append(int(x.shape[0])) or real(x))
+    return alex, calls
+
+
+def test_layer_activations_are_the_backbone_s_and_kept(folder, counted):
+    from clpips.features import layer_activations
+    alex, calls = counted
+    images = {(f"sha{i}", 48, 48): load_image(folder.image_path(f"{i}.png")) for i in range(3)}
+    first = layer_activations(alex, images, batch_size=2)
+    assert calls == [3]                       # 2 + a last batch of one: one batch of 3
+    for key, x in images.items():
+        with torch.no_grad():
+            direct = type(alex).layer_features(alex, x)          # the backbone on the image alone, uncounted
+        assert len(first[key]) == 5 and all(a.shape[0] == 1 for a in first[key])
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(first[key], direct))
+    again = layer_activations(alex, {**images, ("sha3", 60, 40): load_image(folder.image_path("3.png"))})
+    assert calls == [3, 2]                    # only the new image ran, alone: in a batch of two
+    assert all(torch.equal(again[k][0], first[k][0]) for k in images)
+
+
+def test_layer_activations_keep_within_the_budget(folder, counted, monkeypatch):
+    from clpips import features
+    alex, calls = counted
+    images = {(f"sha{i}", 48, 48): load_image(folder.image_path(f"{i}.png")) for i in range(3)}
+    with torch.no_grad():
+        one = sum(f.numel() * f.element_size() for f in type(alex).layer_features(alex, images[("sha0", 48, 48)]))
+    monkeypatch.setattr(features, "KEEP_BUDGET", 1.5 * one)
+    features.layer_activations(alex, images)
+    assert len(features._KEPT.layers) == 1 and features._KEPT.bytes <= features.KEEP_BUDGET
+    features.layer_activations(alex, images)
+    assert calls == [3, 2]                    # the two not kept ran again
+
+
+def test_features_and_embeddings_share_one_backbone_pass(folder, counted):
+    """Pair features, then embeddings of the same images at their own size: the backbone runs once."""
+    from clpips.aligned import image_embeddings
+    alex, calls = counted
+    pair_features(folder, PAIRS[:3], metric=alex, progress=False)    # 0, 1, 2 at their own size (48 x 48)
+    ran = sum(calls)
+    emb = image_embeddings(folder, ["0.png", "1.png", "2.png"], metric=alex)
+    assert sum(calls) == ran and emb.extracted == 3

@@ -19,6 +19,8 @@ distance = more similar.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import importlib.util
 import itertools
 import json
 import os
@@ -89,8 +91,17 @@ def _lpips_modules():
 
 def official_linear_weights(net: str = "alex") -> dict[str, torch.Tensor]:
     """The v0.1 linear weights shipped with the ``lpips`` package (keys ``lin{l}.model.1.weight``)."""
-    lpips, _ = _lpips_modules()
-    path = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+    return {key: value.clone() for key, value in _official_linear_weights(net).items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _official_linear_weights(net: str) -> dict[str, torch.Tensor]:
+    # the package's folder without importing it: importing lpips imports torchvision, 1.8 s that most
+    # chapters, which only need these weights, paid (measured; a chapter's feature vectors are cached)
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the lpips package is not installed (pip install lpips)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "v0.1" / f"{net}.pth"
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

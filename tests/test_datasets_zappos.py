@@ -435,3 +435,38 @@ def test_split_half_uses_disjoint_halves_and_is_seeded(data, triplets):
     assert result["rho_half"] == pytest.approx(rho)
     assert 0.5 < result["rho_half"] < result["rho_spearman_brown"] < 1
     assert result["icc_A_k"] == pytest.approx(result["rho_spearman_brown"], abs=0.01)
+
+
+def test_bradley_terry_many_is_choix_ilsr(triplets):
+    """The stacked fitter gives what choix.ilsr_pairwise_dense gives for each matrix (the reference),
+    whatever else is in the stack: real heads over pools of several sizes, and small random matrices."""
+    import choix
+    rng = np.random.default_rng(5)
+    for size in (85, 40, 6):
+        pool = np.sort(rng.choice(85, size, replace=False))
+        wins = np.stack([zappos.head_wins(triplets, h, pool[pool != h]) for h in pool[:12]])
+        stacked = zappos.bradley_terry_many(wins)
+        for w, fitted in zip(wins, stacked):
+            assert np.allclose(fitted, choix.ilsr_pairwise_dense(w, alpha=zappos.ALPHA), rtol=0, atol=1e-9)
+            assert np.array_equal(fitted, zappos.bradley_terry(w))          # alone: bit for bit the same
+    small = rng.integers(0, 5, size=(7, 5, 5)).astype(float)
+    for h in range(7):
+        np.fill_diagonal(small[h], 0)
+    for alpha in (0.01, 1.0):
+        got = zappos.bradley_terry_many(small, alpha)
+        for w, fitted in zip(small, got):
+            assert np.allclose(fitted, choix.ilsr_pairwise_dense(w, alpha=alpha), rtol=0, atol=1e-9)
+
+
+def test_bradley_terry_many_refuses_what_it_cannot_fit():
+    with pytest.raises(ValueError, match="stack of square"):
+        zappos.bradley_terry_many(np.ones((3, 3)))
+    with pytest.raises(ValueError, match="non-negative"):
+        zappos.bradley_terry_many(-np.ones((1, 3, 3)))
+    two_blocks = np.zeros((1, 4, 4))
+    two_blocks[0, 0, 1] = two_blocks[0, 2, 3] = 3                      # two items never compared with the others
+    with pytest.raises(ValueError, match="stationary"):
+        zappos.bradley_terry_many(two_blocks, alpha=0.0)
+    rng = np.random.default_rng(0)
+    with pytest.raises(RuntimeError, match="did not converge"):
+        zappos.bradley_terry_many(rng.integers(1, 9, size=(2, 6, 6)).astype(float), max_iter=1)

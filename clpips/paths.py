@@ -2,7 +2,9 @@
 
 * :func:`cache_dir`: ``$CLPIPS_CACHE`` or ``$XDG_CACHE_HOME/clpips`` (default
   ``~/.cache/clpips``): converted backbone weights (``weights/``), datasets
-  (``data/``) and pair-feature caches (``features/``).
+  (``data/``), pair features (``features/``), image embeddings (``embeddings/``),
+  cross-validation results (``crossval/``) and :func:`clpips.experiment.run`'s fits
+  (``fits/``).
 """
 from __future__ import annotations
 

@@ -385,7 +385,7 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
         same = crossval(dataset, **_keywords(settings, mode="target"), grid=grid, device=device, progress=progress,
                         threads=threads, workers=workers, cache=cache)
         return dataclasses.replace(same, settings={**same.settings, "mode": "image", "same_folds_as": "target"})
-    key = _cache_key(dataset, settings)
+    key = cache_key(dataset, settings)
     if not cache:
         return _crossval(dataset, settings, grid, device, progress, threads, workers)
     if (hit := _read_cache(key)) is not None:
@@ -724,7 +724,7 @@ def _n_rankings(table: pd.DataFrame) -> int:
 
 
 # --------------------------------------------------------------------------- the result cache
-def _cache_key(dataset, settings: dict[str, Any]) -> str:
+def cache_key(dataset, settings: Mapping[str, Any]) -> str:
     """sha256 of the settings, the ranking table and the bytes of every image it names."""
     from .paths import sha256_file
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())

@@ -236,5 +236,7 @@ glue("nb03_fig_shares", fig, display=False)
 glue("nb03_seconds", time.perf_counter() - started, display=False)
 
 # %% [markdown]
-# This chapter ran in {glue:text}`nb03_seconds:.0f` seconds, fit included (pair features come from
-# the on-disk cache once extracted).
+# This chapter ran in {glue:text}`nb03_seconds:.0f` seconds. Pair features come from the on-disk
+# cache once extracted, and so does the fit once it has run with these data and settings (here,
+# in `clpips fit` or in chapters 04 and 05, which make the same fit): the fit's own time is the
+# {glue:text}`nb03_fit_seconds:.1f` seconds it took when it ran.

@@ -464,6 +464,15 @@ def start_order(stems: list[str], record: Mapping[str, Mapping[str, Any]]) -> li
     return first + rest
 
 
+#: glibc malloc settings for the chapters' processes (where not set already): freed memory stays in the
+#: process instead of being unmapped and faulted in again, as a fit allocates and frees large tensors at
+#: every step. Measured on a fit benchmark (mur92 by image, 8 jobs, 1 thread, two runs each): page faults
+#: 269,000 -> 160,000, system time 0.85-1.2 -> 0.6 s, wall time 3-9% less. A chapter keeps its peak
+#: memory until it ends; each runs in its own process.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 30), "MALLOC_TRIM_THRESHOLD_": str(2 ** 30),
+                     "MALLOC_TOP_PAD_": str(2 ** 28)}
+
+
 def _run_lanes(notebooks: list[Path], params: Mapping[str, Mapping[str, Any]], out_dir: Path,
                jobs: int, log: Any) -> list[Path]:
     """:func:`run_all` with ``jobs`` notebooks at once (list scheduling, longest ready first)."""
@@ -484,6 +493,7 @@ def _run_lanes(notebooks: list[Path], params: Mapping[str, Mapping[str, Any]], o
     # transform run beside another took 19.5 s with 2 threads, 15.1 s with 1)
     share = str(max(1, (os.cpu_count() or 1) // jobs))
     env = {**os.environ, "OMP_NUM_THREADS": share, "MKL_NUM_THREADS": share, "CLPIPS_WORKERS": share}
+    env.update({name: env.get(name, value) for name, value in KEEP_FREED_MEMORY.items()})
     while pending or running:
         while not failed and len(running) < jobs:
             ready = [s for s in pending if waits[s] <= done]

@@ -220,7 +220,8 @@ time.sleep(1.5)
 from clpips.defaults import DEFAULTS
 with open(os.path.join(os.environ["CLPIPS_NOTEBOOK_OUT"], label + ".json"), "w") as f:
     json.dump({"start": start, "end": time.time(), "threads": os.environ.get("OMP_NUM_THREADS"),
-               "workers": DEFAULTS.workers}, f)
+               "workers": DEFAULTS.workers, "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+               "mmap": os.environ.get("MALLOC_MMAP_THRESHOLD_")}, f)
 '''
 
 
@@ -232,6 +233,8 @@ def test_run_all_side_by_side_overlaps_respects_order_and_records_every_run(tmp_
         write(tmp_path, name, STAMP_NB)
     monkeypatch.setattr(nr, "AFTER", {"03_c": ("01_a",)})
     monkeypatch.setattr(nr, "LAST", ("99_last",))
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")          # a setting the user made is kept
     out = tmp_path / "out"
     params = {stem: {"label": stem} for stem in ("01_a", "02_b", "03_c", "99_last")}
     outputs = nr.run_all(out, params, notebooks_dir=tmp_path / "notebooks", jobs=2)
@@ -244,6 +247,8 @@ def test_run_all_side_by_side_overlaps_respects_order_and_records_every_run(tmp_
     assert sorted(record) == sorted(params) and all(e["status"] == "ok" for e in record.values())
     share = max(1, (os.cpu_count() or 1) // 2)   # each lane its share of the cores: torch threads and workers
     assert all(v["threads"] == str(share) and v["workers"] == share for v in seen.values())
+    assert all(v["trim"] == nr.KEEP_FREED_MEMORY["MALLOC_TRIM_THRESHOLD_"] and v["mmap"] == "65536"
+               for v in seen.values())
 
 
 def test_start_order_puts_the_cold_longest_first_whatever_a_warm_run_recorded():

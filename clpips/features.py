@@ -205,7 +205,7 @@ def activation_bytes(net: str, height: int, width: int) -> float:
 
 
 class _Kept:
-    """Activations a process has computed, by (net, image sha256, height, width), up to :data:`KEEP_BUDGET`
+    """Activations a process has computed, by (net, device, image sha256, height, width), up to :data:`KEEP_BUDGET`
     bytes (the first ones computed stay; nothing is dropped). A net's backbone is fixed (the official
     ImageNet weights, loaded strictly), so an image's activations at a size are a function of its bytes."""
 
@@ -237,8 +237,9 @@ def layer_activations(metric: CLPIPS, images: dict[tuple, torch.Tensor], batch_s
     not), so an image's activations do not depend on which images shared its batch. A lone
     image goes through twice in a batch of two.
     """
-    net = metric.net_name
-    out = {key: _KEPT.layers[(net, *key)] for key in images if (net, *key) in _KEPT.layers}
+    # kept per backbone and device: activations kept on one device are not handed to a metric on another
+    net = (metric.net_name, str(next(metric.net.parameters()).device))
+    out = {key: _KEPT.layers[(*net, *key)] for key in images if (*net, *key) in _KEPT.layers}
     if bar is not None:
         bar.update(len(out))
     by_size: dict[tuple, list[tuple]] = {}
@@ -256,7 +257,7 @@ def layer_activations(metric: CLPIPS, images: dict[tuple, torch.Tensor], batch_s
                 layers = metric.layer_features(x)
                 for j, key in enumerate(part):
                     out[key] = [layer[j:j + 1].clone() for layer in layers]
-                    _KEPT.keep((net, *key), out[key])
+                    _KEPT.keep((*net, *key), out[key])
                 if bar is not None:
                     bar.update(len(part))
     return out

@@ -535,7 +535,7 @@ def fit_transform_many(delta: torch.Tensor, jobs: Sequence[tuple[torch.Tensor, i
             raise ValueError(f"job {j}: pairs must index rows of delta, in [0, {delta.shape[0]})")
         checked.append((pairs.to(torch.long), int(seed)))
     with torch_threads(threads):
-        return [fitted for chunk in _lockstep_chunks(delta, factors, checked)
+        return [fitted for chunk in _lockstep_chunks(factors, checked)
                 for fitted in _fit_transform(delta, factors, chunk, grid, float(margin), loss)]
 
 
@@ -546,14 +546,14 @@ def fit_transform_many(delta: torch.Tensor, jobs: Sequence[tuple[torch.Tensor, i
 JOBS_TOGETHER = 3
 
 
-def _lockstep_chunks(delta, factors, jobs: list) -> list[list]:
+def _lockstep_chunks(factors, jobs: list) -> list[list]:
     """Consecutive jobs that step together: up to :data:`JOBS_TOGETHER` jobs on the image path
     (:func:`_by_images`), where much of a job's step is fixed costs of small operations (3 inner folds
     of one outer fold are consecutive and share most images); a job on the rows path steps alone (its
     step's work grows with its rows, and a union of jobs' rows would only add to it)."""
     chunks: list[tuple[bool, list]] = []
     for job in jobs:
-        by_images = _by_images(delta, factors, job[0])
+        by_images = _by_images(factors, job[0])
         if by_images and chunks and chunks[-1][0] and len(chunks[-1][1]) < JOBS_TOGETHER:
             chunks[-1][1].append(job)
         else:
@@ -591,7 +591,7 @@ def _distinct_pairs(pairs: torch.Tensor, span: int) -> tuple[torch.Tensor, torch
     return keys, (counts.to(torch.float64) / pairs.shape[0]).to(torch.float32)
 
 
-def _by_images(delta: torch.Tensor, factors, pairs: torch.Tensor) -> bool:
+def _by_images(factors, pairs: torch.Tensor) -> bool:
     """Whether a step over ``pairs`` works on the images (``factors``) rather than the rows.
 
     The image path pays off when images are few beside the rows (mur92: 92 images, ~900 rows); its
@@ -621,7 +621,7 @@ def _prepare(delta: torch.Tensor, factors, jobs_pairs: Sequence[torch.Tensor], G
     rows = delta[used].to(torch.float32).contiguous()
     t_at = c_at = None
     basis = rows
-    if factors is not None and not _by_images(delta, factors, uniq):
+    if factors is not None and not _by_images(factors, uniq):
         factors = None
     if factors is not None:
         Z, ends = factors
@@ -746,13 +746,13 @@ def _fit_transform(delta: torch.Tensor, factors, jobs: Sequence[tuple[torch.Tens
     """Jobs' grids in lockstep, their settings side by side (``J G`` columns over the union of their
     pairs, each column weighing only its job's): one ``len(steps) x G x P`` per job."""
     dim, r = delta.shape[1], grid.rank
+    per = len(grid.columns())                           # settings of one job
     cols = grid.columns() * len(jobs)                   # column j G + g: setting g of job j
     G = len(cols)
-    prob = _prepare(delta, factors, [pairs for pairs, _ in jobs], len(grid.columns()))
+    prob = _prepare(delta, factors, [pairs for pairs, _ in jobs], per)
     lam2 = 2 * torch.tensor([lam for lam, _ in cols], dtype=torch.float32)[:, None, None]      # G x 1 x 1
     lr = torch.tensor([lr for _, lr in cols], dtype=torch.float32).view(1, 1, G, 1)
     W = torch.zeros(dim, 2, G, r)                       # [:, 0] = U, [:, 1] = V, each D x G x r
-    per = G // len(jobs)
     for j, (_, seed) in enumerate(jobs):
         W[:, 1, j * per:(j + 1) * per] = initial_v(dim, r, seed)[:, None, :]
     m, v = torch.zeros_like(W), torch.zeros_like(W)

@@ -263,7 +263,7 @@ def test_jobs_stepped_together_equal_each_job_fitted_alone(loss):
     jobs = [(pairs[targets % 3 != 0], 0), (pairs[targets % 3 != 1], 1), (pairs[targets < 10], 0),
             (pairs[targets >= 4], 2)]                                 # overlapping, unequal, two seeds
     grid = aligned.TransformGrid(lambdas=(0.0, 0.1), lrs=(1e-2,), steps=(4, 25), rank=3)
-    chunks = aligned._lockstep_chunks(delta, factors, jobs)
+    chunks = aligned._lockstep_chunks(factors, jobs)
     assert [len(c) for c in chunks] == [aligned.JOBS_TOGETHER, len(jobs) - aligned.JOBS_TOGETHER]
     together = aligned.fit_transform_many(delta, jobs, grid, margin=0.05, loss=loss, factors=factors)
     for (job_pairs, seed), fitted in zip(jobs, together):
@@ -273,7 +273,7 @@ def test_jobs_stepped_together_equal_each_job_fitted_alone(loss):
         assert torch.allclose(fitted, alone, rtol=1e-5, atol=1e-7)
     assert not torch.allclose(together[0], together[2], rtol=1e-3)     # same seed, other pairs: other fits
     # rows-path jobs (no factors) step one at a time
-    assert [len(c) for c in aligned._lockstep_chunks(delta, None, jobs)] == [1] * len(jobs)
+    assert [len(c) for c in aligned._lockstep_chunks(None, jobs)] == [1] * len(jobs)
 
 
 def test_huge_lambda_keeps_the_identity():

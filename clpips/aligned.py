@@ -100,7 +100,7 @@ from .features import (MEMORY_BUDGET, CacheWarning, PairFeatures, _finite_vector
 from .images import load_image
 from .model import CHANNELS, CLPIPS, initial_weight_vector
 from .paths import cache_dir, sha256_file
-from .train import LOSSES, pair_loss, torch_threads
+from .train import LOSSES, compute_dtype, pair_loss, torch_threads
 
 #: bump when the definition of an image embedding changes, to invalidate caches
 EMBEDDING_VERSION = 1
@@ -410,8 +410,9 @@ def transform_distances(delta_rows: torch.Tensor, params: torch.Tensor, rank: in
     Computed as ``||delta||^2 + 2 (delta U).(delta V) + (delta V)^T (U^T U) (delta V)``, so at
     ``U = 0`` it is ``||delta||^2`` exactly.
     """
-    delta_rows = torch.as_tensor(delta_rows, dtype=torch.float32)
-    params = torch.as_tensor(params, dtype=torch.float32)
+    delta_rows = torch.as_tensor(delta_rows)
+    dt = compute_dtype(delta_rows)
+    delta_rows, params = delta_rows.to(dt), torch.as_tensor(params).to(dt)
     single = params.ndim == 1
     U, V = split_params(params.reshape(-1, params.shape[-1]), rank)    # G x D x r
     if delta_rows.ndim != 2 or delta_rows.shape[1] != U.shape[1]:
@@ -432,8 +433,9 @@ def transform_embeddings(z: torch.Tensor, params: torch.Tensor, rank: int) -> to
     Pass ``Embeddings.scaled()`` (``sqrt(w0) * e``): squared Euclidean distances between the
     transformed rows are then the transform's distances ``d``.
     """
-    z = torch.as_tensor(z, dtype=torch.float32)
-    U, V = split_params(torch.as_tensor(params, dtype=torch.float32), rank)
+    z = torch.as_tensor(z)
+    z = z.to(compute_dtype(z))
+    U, V = split_params(torch.as_tensor(params).to(z.dtype), rank)
     if z.ndim != 2 or z.shape[1] != U.shape[-2]:
         raise ValueError(f"z must be n x {U.shape[-2]} for these params, got {tuple(z.shape)}")
     return z + (z @ V) @ U.transpose(-1, -2)
@@ -447,14 +449,16 @@ def transform_loss(delta: torch.Tensor, pairs: torch.Tensor, params: torch.Tenso
     (``lam`` a number or one per setting).
     """
     pairs = torch.as_tensor(pairs).to(torch.long)
-    params = torch.as_tensor(params, dtype=torch.float32)
+    delta = torch.as_tensor(delta)
+    dt = compute_dtype(delta)
+    params = torch.as_tensor(params).to(dt)
     used, inverse = torch.unique(pairs.flatten(), return_inverse=True)
-    d = transform_distances(torch.as_tensor(delta, dtype=torch.float32)[used], params, rank)
+    d = transform_distances(delta.to(dt)[used], params, rank)
     d2 = d.reshape(d.shape[0], -1)
     inverse = inverse.view(-1, 2)
     s = d2[inverse[:, 1]] - d2[inverse[:, 0]]
     data = torch.stack([pair_loss(s[:, g], loss, margin) for g in range(s.shape[1])])
-    out = data + torch.as_tensor(lam, dtype=torch.float32) * regulariser(params.reshape(-1, params.shape[-1]), rank)
+    out = data + torch.as_tensor(lam, dtype=dt) * regulariser(params.reshape(-1, params.shape[-1]), rank)
     return out[0] if params.ndim == 1 else out
 
 
@@ -583,12 +587,13 @@ class _Problem:
     weight_t: Optional[torch.Tensor] = None  #: (J G) x N_u, ``weight`` transposed
 
 
-def _distinct_pairs(pairs: torch.Tensor, span: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _distinct_pairs(pairs: torch.Tensor, span: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor,
+                                                                                                  torch.Tensor]:
     """A job's distinct ordered pairs as sorted integer keys ``better * span + worse``, and each one's
-    count / N (float32). One key per pair: torch.unique(dim=0) compares rows one by one (0.15 s for
+    count / N (in ``dtype``). One key per pair: torch.unique(dim=0) compares rows one by one (0.15 s for
     50,000 pairs)."""
     keys, counts = torch.unique(pairs[:, 0] * span + pairs[:, 1], return_counts=True)
-    return keys, (counts.to(torch.float64) / pairs.shape[0]).to(torch.float32)
+    return keys, (counts.to(torch.float64) / pairs.shape[0]).to(dtype)
 
 
 def _by_images(factors, pairs: torch.Tensor) -> bool:
@@ -608,17 +613,17 @@ def _prepare(delta: torch.Tensor, factors, jobs_pairs: Sequence[torch.Tensor], G
     """Jobs' pairs compacted for stepping ``G`` settings of each job together: identical ordered pairs
     (raters who ranked the same set alike) merged, their counts as each job's weights; only the rows
     (or, with ``factors``, the images) the jobs use. Column ``j G + g`` is setting ``g`` of job ``j``."""
-    span = int(delta.shape[0])
-    distinct = [_distinct_pairs(pairs, span) for pairs in jobs_pairs]
+    span, dt = int(delta.shape[0]), compute_dtype(delta)
+    distinct = [_distinct_pairs(pairs, span, dt) for pairs in jobs_pairs]
     keys = distinct[0][0] if len(distinct) == 1 else torch.unique(torch.cat([k for k, _ in distinct]))
-    per_job = torch.zeros(keys.shape[0], len(distinct))
+    per_job = torch.zeros(keys.shape[0], len(distinct), dtype=dt)
     for j, (k, w) in enumerate(distinct):
         per_job[torch.searchsorted(keys, k), j] = w
     weight = per_job.repeat_interleave(G, dim=1)
     uniq = torch.stack([keys // span, keys % span], dim=1)
     used, inverse = torch.unique(uniq.flatten(), return_inverse=True)
     inverse = inverse.view(-1, 2)
-    rows = delta[used].to(torch.float32).contiguous()
+    rows = delta[used].to(dt).contiguous()
     t_at = c_at = None
     basis = rows
     if factors is not None and not _by_images(factors, uniq):
@@ -628,7 +633,7 @@ def _prepare(delta: torch.Tensor, factors, jobs_pairs: Sequence[torch.Tensor], G
         images, at = torch.unique(ends[used].flatten(), return_inverse=True)
         at = at.view(-1, 2)
         t_at, c_at = at[:, 0].contiguous(), at[:, 1].contiguous()
-        basis = Z[images].to(torch.float32).contiguous()
+        basis = Z[images].to(dt).contiguous()
         error = float((basis[t_at] - basis[c_at] - rows).abs().max()) if rows.numel() else 0.0
         if error > 1e-5 * float(rows.abs().max()):
             raise ValueError("factors do not reproduce delta: need delta[i] == Z[ends[i, 0]] - Z[ends[i, 1]]")
@@ -673,15 +678,15 @@ def _gradient(prob: _Problem, W: torch.Tensor, lam2: torch.Tensor, margin: float
         slope = (s <= margin).to(s.dtype).mul_(prob.weight)          # -dl/ds per distinct pair
     else:
         slope = torch.sigmoid(s / -margin).mul_(prob.weight / margin)
-    up, down = torch.zeros(n_rows, G), torch.zeros(n_rows, G)
+    up, down = torch.zeros(n_rows, G, dtype=W.dtype), torch.zeros(n_rows, G, dtype=W.dtype)
     up.index_add_(0, prob.better, slope)
     down.index_add_(0, prob.worse, slope)
     c2 = up.sub_(down).mul_(2).repeat_interleave(r, dim=1)   # 2 dL/dd per row (ds/dd: -1 at better, +1 at worse)
-    X = torch.empty(n_rows, 2 * C)
+    X = torch.empty(n_rows, 2 * C, dtype=W.dtype)
     torch.mul(c2, P, out=X[:, :C])                      # dL/dQ = 2 c P
     torch.mul(c2, T, out=X[:, C:])                      # dL/dP = 2 c (Q + P A)
     if prob.t_at is not None:                           # rows back onto their images
-        Y, Yc = torch.zeros(prob.basis.shape[0], 2 * C), torch.zeros(prob.basis.shape[0], 2 * C)
+        Y, Yc = (torch.zeros(prob.basis.shape[0], 2 * C, dtype=W.dtype) for _ in range(2))
         Y.index_add_(0, prob.t_at, X)
         Yc.index_add_(0, prob.c_at, X)
         Y.sub_(Yc)
@@ -725,12 +730,12 @@ def _gradient_images(prob: _Problem, W: torch.Tensor, lam2: torch.Tensor, margin
         slope = (s <= margin).to(s.dtype).mul_(prob.weight_t)        # -dl/ds per distinct pair
     else:
         slope = torch.sigmoid(s / -margin).mul_(prob.weight_t / margin)
-    c = torch.zeros(G, n_rows)
+    c = torch.zeros(G, n_rows, dtype=W.dtype)
     c.index_add_(1, prob.better, slope)
-    down = torch.zeros(G, n_rows)
+    down = torch.zeros(G, n_rows, dtype=W.dtype)
     down.index_add_(1, prob.worse, slope)
     c.sub_(down)                                        # dL/dd per row (ds/dd: -1 at better, +1 at worse)
-    S = torch.zeros(G, n * n)
+    S = torch.zeros(G, n * n, dtype=W.dtype)
     S.index_add_(1, prob.corners, (c[:, None, :] * _CORNER_SIGNS[:, None]).view(G, 4 * n_rows))
     SaT = torch.bmm(S.view(G, n, n), torch.cat([a, T], dim=2))              # [S a | S (b + a A)]: G x n x 2r
     Y = SaT.view(G, n, 2, r).permute(1, 2, 0, 3).reshape(n, 2 * G * r)      # image-level dL/d[b | a] / 2
@@ -750,9 +755,10 @@ def _fit_transform(delta: torch.Tensor, factors, jobs: Sequence[tuple[torch.Tens
     cols = grid.columns() * len(jobs)                   # column j G + g: setting g of job j
     G = len(cols)
     prob = _prepare(delta, factors, [pairs for pairs, _ in jobs], per)
-    lam2 = 2 * torch.tensor([lam for lam, _ in cols], dtype=torch.float32)[:, None, None]      # G x 1 x 1
-    lr = torch.tensor([lr for _, lr in cols], dtype=torch.float32).view(1, 1, G, 1)
-    W = torch.zeros(dim, 2, G, r)                       # [:, 0] = U, [:, 1] = V, each D x G x r
+    dt = compute_dtype(delta)                           # float32, or float64 for the tests' comparisons
+    lam2 = 2 * torch.tensor([lam for lam, _ in cols], dtype=dt)[:, None, None]      # G x 1 x 1
+    lr = torch.tensor([lr for _, lr in cols], dtype=dt).view(1, 1, G, 1)
+    W = torch.zeros(dim, 2, G, r, dtype=dt)             # [:, 0] = U, [:, 1] = V, each D x G x r
     for j, (_, seed) in enumerate(jobs):
         W[:, 1, j * per:(j + 1) * per] = initial_v(dim, r, seed)[:, None, :]
     m, v = torch.zeros_like(W), torch.zeros_like(W)

@@ -13,6 +13,7 @@ from clpips import aligned
 from clpips.features import CacheWarning
 from clpips.images import load_image
 from clpips.model import initial_weight_vector
+from tolerance import assert_same_fit, assert_within, dot_bound, typical_dot_bound
 
 
 # --------------------------------------------------------------------------- data
@@ -67,12 +68,13 @@ def problem(seed: int = 0, n_images: int = 16, dim: int = 48, k: int = 6, raters
             order = torch.argsort(truth + 0.01 * torch.randn(k, generator=gen)).tolist()
             pairs += [(base + order[i], base + order[j]) for i in range(k) for j in range(i + 1, k)]
     ends_t = torch.tensor(ends)
+    z = z.double()          # float64 inputs make float64 fits and distances: compared by bounds (tolerance.py)
     return z[ends_t[:, 0]] - z[ends_t[:, 1]], (z, ends_t), torch.tensor(pairs)
 
 
 def start_params(dim: int, rank: int, seed: int) -> torch.Tensor:
     """The parameters a fit starts from: U = 0, V = initial_v."""
-    return torch.cat([torch.zeros(dim * rank), aligned.initial_v(dim, rank, seed).flatten()])
+    return torch.cat([torch.zeros(dim * rank), aligned.initial_v(dim, rank, seed).flatten()]).double()
 
 
 # --------------------------------------------------------------------------- embeddings and features
@@ -190,33 +192,51 @@ def test_transform_at_zero_is_the_delta_norm():
     assert torch.equal(aligned.transform_embeddings(delta, params, 4), delta)
 
 
+@pytest.mark.float_sensitive
 def test_transform_distances_are_distances_of_transformed_embeddings():
     delta, (z, ends), _ = problem()
     gen = torch.Generator().manual_seed(0)
-    params = torch.randn(2, aligned.param_count(z.shape[1], 3), generator=gen) * 0.2
+    params = (torch.randn(2, aligned.param_count(z.shape[1], 3), generator=gen) * 0.2).double()
     d = aligned.transform_distances(delta, params, 3)
     moved = aligned.transform_embeddings(z, params, 3)                 # 2 x n x D
     direct = ((moved[:, ends[:, 0]] - moved[:, ends[:, 1]]) ** 2).sum(-1).T
-    assert torch.allclose(d, direct, rtol=1e-4, atol=1e-6)
     U, V = aligned.split_params(params, 3)
+    D = z.shape[1]
+    # every term of either formula is at most (|delta| + |U||V||delta|)^2 in size (Cauchy-Schwarz), and a
+    # term passes through at most D r + D products
+    size = (delta.norm(dim=1)[:, None] * (1 + U.norm(dim=(1, 2)) * V.norm(dim=(1, 2)))[None, :]) ** 2
+    n = D * 3 + D
+    assert_within(d, direct, dot_bound(size, n, torch.float64), typical_dot_bound(size, n, torch.float64),
+                  "transform distances against transformed embeddings")
     full = U @ V.transpose(1, 2)
-    assert torch.allclose(aligned.regulariser(params, 3), (full ** 2).sum(dim=(1, 2)), rtol=1e-4)
+    reg_size = (U.norm(dim=(1, 2)) * V.norm(dim=(1, 2))) ** 2
+    assert_within(aligned.regulariser(params, 3), (full ** 2).sum(dim=(1, 2)), dot_bound(reg_size, D * D, torch.float64),
+                  typical_dot_bound(reg_size, D * D, torch.float64), "trace formula against Frobenius norm")
 
 
 @pytest.mark.parametrize("loss, margin", [("margin", 0.5), ("logistic", 0.7)])
 @pytest.mark.parametrize("use_factors", [False, True])
+@pytest.mark.float_sensitive
 def test_gradient_matches_autograd(loss, margin, use_factors):
     delta, factors, pairs = problem(dim=40)
     pairs = torch.cat([pairs, pairs[:50]])           # repeated pairs count twice
     G, r = 4, 3
     lams = torch.tensor([0.0, 0.3, 1.0, 2.0])
-    W = torch.randn(delta.shape[1], 2, G, r, generator=torch.Generator().manual_seed(0)) * 0.3
+    W = (torch.randn(delta.shape[1], 2, G, r, generator=torch.Generator().manual_seed(0)) * 0.3).double()
     prob = aligned._prepare(delta, factors if use_factors else None, [pairs], G)
     grad = aligned._gradient(prob, W, 2 * lams[:, None, None], margin, loss)
     params = W.permute(2, 1, 0, 3).reshape(G, -1).clone().requires_grad_(True)
     aligned.transform_loss(delta, pairs, params, r, margin=margin, loss=loss, lam=lams).sum().backward()
     expected = params.grad.view(G, 2, -1, r).permute(2, 1, 0, 3)
-    assert torch.allclose(grad, expected, atol=1e-4 * float(expected.abs().max()))
+    # float64 both ways: each entry sums over the rows' terms, each at most |delta| (|delta| + |U||V||delta|)^2
+    # (times the slope's weight <= 1/margin) in size; a term passes through at most D + r products
+    D = delta.shape[1]
+    U, V = W[:, 0], W[:, 1]
+    size = (delta.norm(dim=1).max() * (1 + U.norm() * V.norm())) ** 3 * len(pairs) / margin
+    size = float(size) * (1 + float(lams.max()))
+    n = D + r + len(pairs)
+    assert_within(grad, expected, dot_bound(size, n, torch.float64), typical_dot_bound(size, n, torch.float64),
+                  "gradient")
 
 
 def test_training_lowers_the_loss_and_is_reproducible():
@@ -238,6 +258,7 @@ def test_training_lowers_the_loss_and_is_reproducible():
 
 
 @pytest.mark.parametrize("loss", ["margin", "logistic"])
+@pytest.mark.float_sensitive
 def test_grid_columns_equal_settings_trained_alone(loss):
     delta, factors, pairs = problem()
     grid = aligned.TransformGrid(lambdas=(0.0, 0.1), lrs=(3e-3, 1e-2), steps=(5, 30), rank=4)
@@ -246,15 +267,16 @@ def test_grid_columns_equal_settings_trained_alone(loss):
     for g, (lam, lr) in enumerate(grid.columns()):
         alone = aligned.fit_transform_many(delta, [(pairs, 2)], aligned.TransformGrid((lam,), (lr,), (5, 30), 4),
                                            margin=0.05, loss=loss, factors=factors)[0]
-        assert torch.allclose(together[:, g], alone[:, 0], atol=1e-5)
+        assert_same_fit(together[:, g], alone[:, 0], f"column {g} against its setting alone")
     rows_only = aligned.fit_transform_many(delta, [(pairs, 2)], grid, margin=0.05, loss=loss)[0]
-    assert torch.allclose(rows_only, together, atol=1e-5)
+    assert_same_fit(rows_only, together, "the rows path against the image path")
     settings = grid.settings()
     assert len(settings) == together.reshape(-1, together.shape[-1]).shape[0]
     assert settings.iloc[-1].tolist() == [0.1, 1e-2, 30]
 
 
 @pytest.mark.parametrize("loss", ["margin", "logistic"])
+@pytest.mark.float_sensitive
 def test_jobs_stepped_together_equal_each_job_fitted_alone(loss):
     """The image path steps up to JOBS_TOGETHER consecutive jobs over the union of their pairs; each
     job's columns must be what that job alone gives (a pair of another job must weigh nothing)."""
@@ -270,7 +292,7 @@ def test_jobs_stepped_together_equal_each_job_fitted_alone(loss):
         alone = aligned.fit_transform_many(delta, [(job_pairs, seed)], grid, margin=0.05, loss=loss,
                                            factors=factors)[0]
         assert fitted.shape == alone.shape
-        assert torch.allclose(fitted, alone, rtol=1e-5, atol=1e-7)
+        assert_same_fit(fitted, alone, "a job stepped with others against the job alone")
     assert not torch.allclose(together[0], together[2], rtol=1e-3)     # same seed, other pairs: other fits
     # rows-path jobs (no factors) step one at a time
     assert [len(c) for c in aligned._lockstep_chunks(None, jobs)] == [1] * len(jobs)
@@ -309,6 +331,7 @@ def test_fit_options_are_checked():
     assert aligned.TransformGrid((0,), (1e-2,), (200, 50, 50)).steps == (50, 200)
 
 
+@pytest.mark.float_sensitive
 def test_fit_on_real_delta_features(mur92, small_table, small_embeddings):
     """The protocol's use: delta features of a table, pairs by train.pair_index, the fast path agrees."""
     from clpips import train
@@ -317,8 +340,12 @@ def test_fit_on_real_delta_features(mur92, small_table, small_embeddings):
     pairs = train.pair_index(delta, ranking_pairs(small_table))
     grid = aligned.TransformGrid((0.0, 1e-3), (1e-3,), (3, 10), rank=2)
     fast = aligned.fit_transform_many(delta.matrix, [(pairs, 0)], grid, margin=0.05, factors=delta.factors)[0]
-    slow = aligned.fit_transform_many(delta.matrix, [(pairs, 0)], grid, margin=0.05)[0]
-    assert torch.allclose(fast, slow, atol=1e-5)
+    # the two paths compared in float64 (tolerance.py): the same fit of the real features' float64 copies
+    z, ends = delta.factors
+    fast64 = aligned.fit_transform_many(delta.matrix.double(), [(pairs, 0)], grid, margin=0.05,
+                                        factors=(z.double(), ends))[0]
+    slow64 = aligned.fit_transform_many(delta.matrix.double(), [(pairs, 0)], grid, margin=0.05)[0]
+    assert_same_fit(fast64, slow64, "the image path against the rows path")
     before = aligned.transform_loss(delta.matrix, pairs, start_params(1152, 2, 0), 2, margin=0.05)
     after = aligned.transform_loss(delta.matrix, pairs, fast[-1], 2, margin=0.05, lam=grid.lambdas)
     assert (after < before).all()
@@ -381,14 +408,39 @@ def test_teacher_rankings_refuse_targets_outside_the_images():
 
 
 def test_teacher_distance_is_the_transform(mur92, small_embeddings):
-    params = torch.randn(aligned.param_count(1152, 2), generator=torch.Generator().manual_seed(0)) * 0.01
-    teacher = aligned.teacher_distance(small_embeddings, params, 2)
-    refs = small_embeddings.refs
-    targets, candidates = refs[:3], refs[3:6]
-    expected = aligned.transform_distances(small_embeddings.delta(targets, candidates), params, 2)
-    assert np.allclose(teacher(targets, candidates), expected.numpy())
-    table = aligned.teacher_rankings(teacher, refs[:2], refs, sets_per_target=1, k=4, seed=0)
-    assert set(table["candidate"]) <= set(refs)
+    """The teacher's distances from the definition, in float64 here: d = ||(I + U V^T) sqrt(w) (e_t - e_c)||^2,
+    U and V the first and second D x r blocks of the parameters (row-major), e an image's embedding, w
+    LPIPS's weights by default (at U = 0, global LPIPS: sum_i w_i (e_t - e_c)_i^2) or the weights given;
+    the teacher's rankings order each set by these distances."""
+    dim, rank = 1152, 2
+    params = torch.randn(aligned.param_count(dim, rank), generator=torch.Generator().manual_seed(0)) * 0.2
+    refs = list(small_embeddings.refs)
+    emb = {ref: small_embeddings.matrix[i].double().numpy() for i, ref in enumerate(refs)}
+    targets, candidates = refs[:3] + refs[:2], refs[3:6] + refs[6:8]
+    p = params.double().numpy()
+    full = np.eye(dim) + p[:dim * rank].reshape(dim, rank) @ p[dim * rank:].reshape(dim, rank).T   # I + U V^T
+
+    def reference(ts, cs, w):
+        return np.array([float(((full @ (np.sqrt(w) * (emb[t] - emb[c]))) ** 2).sum()) for t, c in zip(ts, cs)])
+
+    w0 = initial_weight_vector("alex", "lpips").double().numpy()
+    expected = reference(targets, candidates, w0)
+    got = aligned.teacher_distance(small_embeddings, params, rank)(targets, candidates)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    plain = np.array([float((w0 * (emb[t] - emb[c]) ** 2).sum()) for t, c in zip(targets, candidates)])
+    assert np.abs(expected / plain - 1).max() > 0.1               # the transform really changes the distances
+    at_zero = torch.cat([torch.zeros(dim * rank), params[dim * rank:]])
+    np.testing.assert_allclose(aligned.teacher_distance(small_embeddings, at_zero, rank)(targets, candidates),
+                               plain, rtol=1e-5)
+    w = np.random.default_rng(1).uniform(0.0, 0.3, dim)
+    np.testing.assert_allclose(aligned.teacher_distance(small_embeddings, params, rank, weights=torch.tensor(w))(
+        targets, candidates), reference(targets, candidates, w), rtol=1e-4)
+    table = aligned.teacher_rankings(aligned.teacher_distance(small_embeddings, params, rank), refs[:2], refs,
+                                     sets_per_target=2, k=4, seed=0)
+    assert set(table["candidate"]) <= set(refs) and table["set_id"].nunique() == 4
+    for _, ranking in table.groupby("set_id"):
+        d = reference(ranking["target"], ranking["candidate"], w0)
+        assert ranking["rank"].tolist() == (d.argsort().argsort() + 1).tolist()
 
 
 def test_teacher_sets():

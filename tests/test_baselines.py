@@ -14,6 +14,7 @@ from clpips import baselines
 from clpips.baselines import (BASELINES, add_baselines, l2_distance, lpips_distance, pixel_distances, psnr,
                               psnr_distance, ssim, ssim_distance)
 from clpips.images import load_image, match_sizes, to_tensor
+from tolerance import UNIT_ROUNDOFF, assert_same_computation, assert_within, dot_bound, typical_dot_bound
 
 
 def _random_images(n=2, h=32, w=40, seed=0) -> torch.Tensor:
@@ -27,6 +28,7 @@ def _noisy(x: torch.Tensor, sigma: float, seed: int = 1) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- hand-computed values
+@pytest.mark.float_sensitive
 def test_l2_and_psnr_hand_computed():
     # two 1-pixel... 2 x 2 images: x all -1 (black), y with known values on the [0, 1] scale
     x = torch.full((1, 3, 2, 2), -1.0)
@@ -34,9 +36,16 @@ def test_l2_and_psnr_hand_computed():
     y = torch.tensor(y01 * 2 - 1, dtype=torch.float32)
     mse = np.mean((y01 - 0.0) ** 2)           # = (0 + 0.25 + 1 + 0.0625) / 4
     assert mse == pytest.approx(0.328125)
-    assert float(l2_distance(x, y)) == pytest.approx(mse, abs=1e-7)
-    assert float(psnr(x, y)) == pytest.approx(10 * math.log10(1 / mse), abs=1e-5)
-    assert float(psnr_distance(x, y)) == pytest.approx(1 / (10 * math.log10(1 / mse)), abs=1e-7)
+    # float32 from exactly representable inputs: the mean of 12 squares errs by at most gamma_13 mse (the
+    # division adds one rounding); log10 turns a relative error e into 10 / ln 10 * e decibels, plus its own
+    # rounding and the final products' (tolerance.py)
+    rel = dot_bound(1.0, 13, torch.float32, computations=1)
+    u = UNIT_ROUNDOFF[torch.float32]
+    assert abs(float(l2_distance(x, y)) - mse) <= rel * mse
+    exact = 10 * math.log10(1 / mse)
+    db = 10 / math.log(10) * (rel + 2 * u) + 4 * u * exact
+    assert abs(float(psnr(x, y)) - exact) <= db
+    assert abs(float(psnr_distance(x, y)) - 1 / exact) <= (db / exact + 2 * u) / exact
 
 
 def test_psnr_matches_skimage():
@@ -180,6 +189,7 @@ def test_pixel_distances_each_pair_once(study):
     assert dist.loc[(t, c), "ssim"] == pytest.approx(float(ssim_distance(ti, ci)), rel=1e-12)
 
 
+@pytest.mark.float_sensitive
 def test_add_baselines_matches_direct_computation(study):
     data, table = study
     scored = add_baselines(table, data)
@@ -187,13 +197,17 @@ def test_add_baselines_matches_direct_computation(study):
     assert "ranking" in scored.columns
     for _, row in scored.iloc[[0, 2]].iterrows():
         ti, ci = match_sizes(load_image(data.image_path(row["target"])), load_image(data.image_path(row["candidate"])))
-        assert row["lpips_vgg"] == pytest.approx(float(lpips_distance(ti, ci, "vgg", "lpips")), rel=1e-4)
-        assert row["lpips_ones"] == pytest.approx(float(lpips_distance(ti, ci, "alex", "ones")), rel=1e-4)
+        # the cached features' path and a direct forward pass: the same network, batched otherwise (tolerance.py)
+        assert_same_computation(row["lpips_vgg"], lpips_distance(ti, ci, "vgg", "lpips").double().reshape(()),
+                                "lpips_vgg", dtype=torch.float32)
+        assert_same_computation(row["lpips_ones"], lpips_distance(ti, ci, "alex", "ones").double().reshape(()),
+                                "lpips_ones", dtype=torch.float32)
         assert row["psnr"] == pytest.approx(float(psnr_distance(ti, ci)), rel=1e-12)
     # the same pair in two rankings gets the same distance
     assert (scored.groupby(["target", "candidate"])[list(BASELINES)].nunique() == 1).all().all()
 
 
+@pytest.mark.float_sensitive
 def test_add_baselines_caches_every_pair_of_the_dataset(study):
     """Scoring some rows with a backbone runs it over their images once and caches every pair of the
     dataset's table: a later call for the rest extracts nothing (chapter 06 after chapter 04)."""
@@ -209,8 +223,12 @@ def test_add_baselines_caches_every_pair_of_the_dataset(study):
     # and the scores are those of the cached vectors
     rows = later.rows(scored["target"], scored["candidate"])
     from clpips.model import initial_weight_vector
-    expected = (later.matrix[rows] @ initial_weight_vector("vgg", "lpips")).numpy()
-    assert np.allclose(scored["lpips_vgg"].to_numpy(), expected, rtol=1e-6)
+    w = initial_weight_vector("vgg", "lpips")
+    expected = (later.matrix[rows] @ w).numpy()
+    terms = (later.matrix[rows].abs() @ w.abs()).numpy()          # sum |phi_i w_i| of each product
+    n = later.matrix.shape[1]
+    assert_within(scored["lpips_vgg"].to_numpy(), expected, dot_bound(terms, n, torch.float32),
+                  typical_dot_bound(terms, n, torch.float32), "scores of the cached vectors")
 
 
 def test_add_baselines_rejects_unknown(study):

@@ -6,10 +6,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from clpips.cli import main
+from tolerance import UNIT_ROUNDOFF
 
 
+@pytest.mark.float_sensitive
 def test_cli_score_prints_official_values(lpips_reference, capsys):
     rows = list(csv.DictReader(open(lpips_reference / "expected.csv")))
     for row in rows:
@@ -20,7 +23,11 @@ def test_cli_score_prints_official_values(lpips_reference, capsys):
     for line, row in zip(lines, rows):
         path, value = line.split("\t")
         assert path.endswith(row["image"])
-        assert float(value) == pytest.approx(float(row["lpips_alex_v0.1"]), abs=2e-4)
+        # as test_model_lpips: half a unit in the published value's last digit, plus 100 u32 of the value for
+        # each of two float32 passes (the official package's and this one's)
+        published = row["lpips_alex_v0.1"]
+        bound = 0.5 * 10.0 ** -len(published.split(".")[1]) + 200 * UNIT_ROUNDOFF[torch.float32] * float(published)
+        assert abs(float(value) - float(published)) <= bound, (row["image"], value, published)
 
 
 def test_cli_score_missing_file_is_one_line(lpips_reference, tmp_path):

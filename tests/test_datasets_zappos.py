@@ -1,8 +1,8 @@
 """zappos: fetching (mirror and loopback HTTP), Bradley–Terry rankings, ``within``, split-half.
 
 The files are read where they lie: ``$CLPIPS_SHARED/datasets/zappos`` (default
-``<repo>/../shared``); missing files skip the tests that need them, or fail them
-when ``CI=true``. The fitting and split-half tests run on triplets made here.
+``<repo>/../shared``); missing files fail the tests that need them (they are
+correctness anchors). The fitting and split-half tests run on triplets made here.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ def mur92(mur92_mirror, tmp_path, monkeypatch):
     if weights.is_dir():
         monkeypatch.setenv("CLPIPS_BACKBONE_WEIGHTS", str(weights))
     data = load("mur92")
-    train.pair_features_for(data, data.table, progress=False)       # features in the user's cache first
+    train.pair_features_for(data, data.table, progress=False)       # features in the session's cache first
     features_dir = cache_dir() / "features"
     monkeypatch.setenv("CLPIPS_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cache").mkdir()

@@ -9,6 +9,7 @@ import torch
 
 import clpips
 from clpips.model import sidecar_path
+from tolerance import assert_same_computation, dot_bound
 
 
 @pytest.fixture()
@@ -30,6 +31,7 @@ def test_weights_round_trip(tuned, tmp_path):
     assert loaded.provenance["trained_on"] == "unit test"
 
 
+@pytest.mark.float_sensitive
 def test_weights_load_in_plain_lpips(tuned, tmp_path):
     path = tuned.save_weights(tmp_path / "w.pth")
     ref = lpips.LPIPS(net="alex", model_path=str(path), pnet_rand=True, verbose=False)
@@ -40,7 +42,7 @@ def test_weights_load_in_plain_lpips(tuned, tmp_path):
     gen = torch.Generator().manual_seed(6)
     x, y = torch.rand(2, 3, 64, 64, generator=gen) * 2 - 1, torch.rand(2, 3, 64, 64, generator=gen) * 2 - 1
     with torch.no_grad():
-        assert torch.allclose(ref(x, y), tuned(x, y), atol=1e-6)
+        assert_same_computation(ref(x, y), tuned(x, y), "lpips.LPIPS with our file against ours")
 
 
 def test_weights_missing_key_is_named(alex, tmp_path):
@@ -87,8 +89,10 @@ def test_weights_save_is_atomic(tuned, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.json", "w.pth"]
 
 
+@pytest.mark.float_sensitive
 def test_weights_uniform_init_keeps_layer_sums(alex):
     uni = clpips.CLPIPS(linear="uniform")
     for a, b in zip(uni.linear_state().values(), alex.linear_state().values()):
-        assert float(a.sum()) == pytest.approx(float(b.sum()), rel=1e-5)
+        # two float32 sums of the same total (uniform weights keep each layer's sum): gamma_C bounds each
+        assert abs(float(a.sum()) - float(b.sum())) <= dot_bound(float(b.abs().sum()), b.numel(), torch.float32)
         assert torch.all(a == a.flatten()[0])

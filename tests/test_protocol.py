@@ -19,6 +19,7 @@ from clpips.evaluate import distance_scores, ranking_ids
 from clpips.model import CHANNELS, initial_weight_vector
 from clpips.stats import bootstrap_counts, corrected_resampled_t
 from clpips.train import GridJob, fit_grid, fit_many, fit_pairs
+from tolerance import assert_same_fit, assert_within, dot_bound, typical_dot_bound
 
 DIM = sum(CHANNELS["alex"])
 
@@ -34,13 +35,15 @@ def step_path(request, monkeypatch):
 
 def _pairs_problem(n_rows=60, n_pairs=700, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    features = torch.rand(n_rows, DIM, generator=gen) * 0.02
+    # float64 features make float64 fits: two summation orders then agree to ~1e-14 on any CPU (tolerance.py)
+    features = (torch.rand(n_rows, DIM, generator=gen) * 0.02).double()
     pairs = torch.randint(0, n_rows, (n_pairs, 2), generator=gen)
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     return features, pairs
 
 
 @pytest.mark.parametrize("loss", ["logistic", "margin"])
+@pytest.mark.float_sensitive
 def test_fit_grid_equals_a_loop_of_fit_pairs(loss):
     features, pairs = _pairs_problem()
     w0 = initial_weight_vector("alex", "lpips")
@@ -52,14 +55,11 @@ def test_fit_grid_equals_a_loop_of_fit_pairs(loss):
         for e_i, epochs in enumerate((1, 3)):
             ref = fit_pairs(features, pairs, None, w0, margin=margins[b], lr=lrs[b], epochs=epochs, seed=4,
                             loss=loss, batch_size=64).weights
-            diff = (grid[e_i, b] - ref).abs()
-            # float32 sums in another order: the margin loss's hinge may flip for a pair sitting on
-            # the margin, so allow a rare small step there; the logistic loss is smooth
-            assert float(diff.max()) < (1e-5 if loss == "logistic" else 5e-3)
-            assert float(diff.median()) < 1e-6
+            assert_same_fit(grid[e_i, b], ref, f"setting {b}, {epochs} epochs")
     assert not torch.equal(grid[1, 0], grid[1, 1])  # the columns really differ
 
 
+@pytest.mark.float_sensitive
 def test_fit_many_equals_each_job_alone_and_respects_frozen_layers():
     features, pairs = _pairs_problem(seed=1)
     w0 = initial_weight_vector("alex", "lpips")
@@ -69,12 +69,13 @@ def test_fit_many_equals_each_job_alone_and_respects_frozen_layers():
     for job, got in zip(jobs, together):
         alone = fit_grid(features, job.pairs, w0, margins=job.margins, lrs=job.lrs, checkpoints=job.checkpoints,
                          seed=job.seed, layers="0,1", loss="logistic")
-        assert torch.allclose(got, alone, atol=1e-6)
+        assert_same_fit(got, alone, "a job in fit_many against fit_grid alone")
         frozen = slice(sum(CHANNELS["alex"][:2]), DIM)
         assert torch.equal(got[..., frozen], w0[frozen].expand_as(got[..., frozen]))
 
 
 @pytest.mark.parametrize("loss", ["logistic", "margin"])
+@pytest.mark.float_sensitive
 def test_fit_many_mixing_layers_init_project_loss_equals_each_fit_pairs(loss, step_path):
     """Jobs of one call differing in starting weights, trained layers, projection and loss (some
     sharing pairs and seed, so they share shuffles) each equal their own fit_pairs."""
@@ -100,11 +101,7 @@ def test_fit_many_mixing_layers_init_project_loss_equals_each_fit_pairs(loss, st
                                 seed=job.seed, loss=job_loss, batch_size=64,
                                 layers="all" if job.layers is None else job.layers,
                                 project=True if job.project is None else job.project).weights
-                diff = (got[e_i, b] - ref).abs()
-                # as test_fit_grid_equals_a_loop_of_fit_pairs: the margin loss's hinge may flip for a
-                # pair sitting on the margin when float32 sums run in another order
-                assert float(diff.max()) < (1e-5 if job_loss == "logistic" else 5e-3)
-                assert float(diff.median()) < 1e-6
+                assert_same_fit(got[e_i, b], ref, f"column {b}, {epochs} epochs")
     frozen = torch.ones(DIM, dtype=torch.bool)
     frozen[:CHANNELS["alex"][0]] = False
     frozen[-CHANNELS["alex"][4]:] = False
@@ -112,6 +109,7 @@ def test_fit_many_mixing_layers_init_project_loss_equals_each_fit_pairs(loss, st
     assert (together[2][-1, 0] < 0).any() and (together[0] >= 0).all()  # unprojected vs projected
 
 
+@pytest.mark.float_sensitive
 def test_early_stopped_selection_equals_fit_on_a_small_problem():
     """train.fit (validation targets split off by split_by_target) and the batched path (every epoch
     recorded by fit_many, then early_stopped) keep the same weights, best epoch and epochs run."""
@@ -124,7 +122,8 @@ def test_early_stopped_selection_equals_fit_on_a_small_problem():
     table = _toy_table(n_images=16, k=6, raters=("a", "b", "c"), seed=4)
     keys = list(dict.fromkeys(zip(table["target"], table["candidate"])))
     gen = torch.Generator().manual_seed(1)
-    feats = PairFeatures(keys=keys, matrix=torch.rand(len(keys), DIM, generator=gen) * 0.02, net="alex", extracted=0)
+    feats = PairFeatures(keys=keys, matrix=(torch.rand(len(keys), DIM, generator=gen) * 0.02).double(), net="alex",
+                         extracted=0)                                # float64: see tolerance.py
     data = SimpleNamespace(table=table, name="toy")
     settings = [dict(loss="margin", margin=0.05, lr=1e-2, patience=2), dict(loss="logistic", margin=0.02, lr=3e-2,
                                                                             patience=3, init="ones", layers="1,2")]
@@ -144,8 +143,7 @@ def test_early_stopped_selection_equals_fit_on_a_small_problem():
                                                       margin=s["margin"], patience=s["patience"],
                                                       initial_weights=job.initial_weights)
             assert (best_epoch, epochs_run) == (ref.best_epoch, len(ref.history))
-            # float32 sums in another order (weights near 1 for the "ones" start; the margin loss: as above)
-            assert float((w - ref.weights).abs().max()) < (5e-5 if s["loss"] == "logistic" else 5e-3)
+            assert_same_fit(w, ref.weights, f"{s['loss']} seed {seed}")
             seen_early |= epochs_run < 12
     assert seen_early  # the problem really stops early somewhere
     # no validation pairs: the last epoch, as fit_pairs without val_pairs
@@ -153,6 +151,7 @@ def test_early_stopped_selection_equals_fit_on_a_small_problem():
     assert (best_epoch, epochs_run) == (12, 12) and torch.equal(w, batched[0][-1, 0])
 
 
+@pytest.mark.float_sensitive
 def test_early_stopped_with_l2_equals_fit_pairs_history():
     """With an L2 pull the selection adds the penalty to the validation loss, as fit_pairs does
     (checked on fit_pairs' own path: the batched path trains without a pull)."""
@@ -168,10 +167,11 @@ def test_early_stopped_with_l2_equals_fit_pairs_history():
     w, best_epoch, epochs_run = early_stopped(path, features, val, loss="logistic", margin=0.05, patience=2, l2=0.5,
                                               l2_to=anchor)
     assert (best_epoch, epochs_run) == (ref.best_epoch, len(ref.history))
-    assert torch.allclose(w, ref.weights, atol=1e-6)
+    assert_same_fit(w, ref.weights, "early-stopped weights")
 
 
 @pytest.mark.parametrize("loss", ["logistic", "margin"])
+@pytest.mark.float_sensitive
 def test_fit_many_with_an_l2_pull_equals_fit_pairs(loss, step_path):
     """Jobs pulled towards their own anchors (personal models: l2_to is the starting weights) beside
     jobs without a pull, in one call, each equal fit_pairs(l2=..., l2_to=...); l2 without l2_to, or
@@ -180,7 +180,9 @@ def test_fit_many_with_an_l2_pull_equals_fit_pairs(loss, step_path):
     w0 = initial_weight_vector("alex", "lpips")
     start = w0 * 1.5
     jobs = [GridJob(pairs[:300], (0.05,), (1e-2,), (2, 4), seed=1, initial_weights=start, l2=0.5, l2_to=start),
-            GridJob(pairs[300:], (0.05, 0.02), (1e-2, 3e-2), (4,), seed=2, l2=2.0, l2_to=w0 * 0.5),
+            # (lr 3e-2 against this strong pull makes Adam oscillate chaotically about its balance: two
+            # summation orders then part by 6e-8 even in float64 after 4 epochs, so no fit comparison holds)
+            GridJob(pairs[300:], (0.05, 0.02), (1e-2, 1e-2), (4,), seed=2, l2=2.0, l2_to=w0 * 0.5),
             GridJob(pairs[300:], (0.05,), (1e-2,), (4,), seed=2, l2=2.0),             # no anchor: no pull
             GridJob(pairs[100:500], (0.02,), (3e-2,), (3,), seed=3)]
     for batch_size in (64, 8):
@@ -192,9 +194,7 @@ def test_fit_many_with_an_l2_pull_equals_fit_pairs(loss, step_path):
                     ref = fit_pairs(features, job.pairs, None, w_start, margin=job.margins[b], lr=job.lrs[b],
                                     epochs=epochs, seed=job.seed, loss=loss, batch_size=batch_size, l2=job.l2,
                                     l2_to=job.l2_to).weights
-                    diff = (got[e_i, b] - ref).abs()
-                    assert float(diff.max()) < (1e-5 if loss == "logistic" else 5e-3)
-                    assert float(diff.median()) < 1e-6
+                    assert_same_fit(got[e_i, b], ref, f"column {b}, {epochs} epochs")
         # the pull matters: without it the first job ends elsewhere
         free = fit_many(features, [dataclasses.replace(jobs[0], l2=0.0)], w0, loss=loss, batch_size=batch_size)[0]
         assert float((free[-1, 0] - together[0][-1, 0]).abs().max()) > 1e-3
@@ -504,6 +504,7 @@ def test_fit_many_gives_the_same_weights_in_worker_processes():
 
 
 @pytest.mark.parametrize("loss", ["logistic", "margin"])
+@pytest.mark.float_sensitive
 def test_fit_many_by_its_own_choice_of_step_equals_fit_pairs(loss, monkeypatch):
     """Many rows and small batches (fit_many steps on pair differences: train._gathers_pairs), few rows
     and many streams (it steps over the rows): each column still equals its own fit_pairs; streams of
@@ -528,9 +529,7 @@ def test_fit_many_by_its_own_choice_of_step_equals_fit_pairs(loss, monkeypatch):
                 for e_i, epochs in enumerate(job.checkpoints):
                     ref = fit_pairs(features, job.pairs, None, w0, margin=margin, lr=lr, epochs=epochs,
                                     seed=job.seed, loss=loss, batch_size=32).weights
-                    diff = (got[e_i, b] - ref).abs()
-                    assert float(diff.max()) < (1e-5 if loss == "logistic" else 5e-3)
-                    assert float(diff.median()) < 1e-6
+                    assert_same_fit(got[e_i, b], ref, f"column {b}, {epochs} epochs")
 
 
 # -- beyond the linear weights: the metrics of chapter 09 under the same protocol ------------------
@@ -560,9 +559,17 @@ def test_global_clpips_is_fit_many_on_pooled_features_in_lpips_units(mode, mur92
     emb = aligned.image_embeddings(data, sorted(set(data.table["target"]) | set(data.table["candidate"])))
     for fold, part in glob.oof.groupby("fold"):
         psi = (emb.of(list(part["target"])) - emb.of(list(part["candidate"]))) ** 2
-        raw = (psi @ torch.as_tensor(glob.weights[fold], dtype=torch.float32)).numpy()
+        w = torch.as_tensor(glob.weights[fold], dtype=torch.float32)
+        raw = (psi @ w).numpy()
         ratio = part["clpips"].to_numpy() / raw
-        assert np.allclose(ratio, ratio[0], rtol=1e-4) and ratio[0] > 0   # one scale for the whole run
+        # one scale for the whole run. Each float32 dot product of D terms (the library's and this one) errs by
+        # at most gamma_D sum|psi w| (tolerance.py), so ratio / ratio[0] - 1 by at most four of those, relative
+        cond = ((psi @ w.abs()).numpy() / np.abs(raw))
+        rel = cond + cond[0]
+        D = psi.shape[1]
+        assert ratio[0] > 0
+        assert_within(ratio / ratio[0], np.ones_like(ratio), dot_bound(rel, D, torch.float32),
+                      typical_dot_bound(rel, D, torch.float32), "one scale per run")
 
 
 def test_transform_and_teacher_runs_are_nested_deterministic_and_the_teacher_stays_on_its_side(
@@ -617,9 +624,14 @@ def test_transform_refits_train_the_chosen_setting_alone(mur92_mirror, monkeypat
                                    for k in range(len(g.steps)) if np.array_equal(got[k, 0].numpy(), res.weights[n])
                                    and g.steps[k] == row["steps"]]
         assert (grid.lambdas, grid.lrs, kw["margin"]) == ((row["lam"],), (row["lr"],), row["margin"])
-        whole = real(delta, [job], full, **kw)[0]
+        # the chosen column of the whole grid equals the setting alone: compared in float64 (tolerance.py)
+        delta64 = delta.double()
+        kw64 = dict(kw, factors=None if kw.get("factors") is None else (kw["factors"][0].double(), kw["factors"][1]))
+        whole = real(delta64, [job], full, **kw64)[0]
+        alone = real(delta64, [job], grid, **kw64)[0]
         column = full.columns().index((row["lam"], row["lr"]))
-        assert np.allclose(res.weights[n], whole[full.steps.index(int(row["steps"])), column].numpy(), atol=1e-5)
+        assert_same_fit(whole[full.steps.index(int(row["steps"])), column], alone[grid.steps.index(int(row["steps"])), 0],
+                        f"fold {n}")
         checked += 1
     assert checked == len(res.folds)
 

@@ -1,8 +1,10 @@
-"""The one rank-vs-rank scorer (clpips.evaluate.rank_scores and its kernels) against scipy and alignment."""
+"""The one rank-vs-rank scorer (clpips.evaluate.rank_scores and its kernels) against scipy, pingouin, direct loops
+and alignment."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pingouin as pg
 import pytest
 from scipy import stats as sps
 
@@ -43,9 +45,37 @@ def test_rank_scores_equal_alignment_for_every_statistic():
 
 
 def test_distance_scores_is_rank_scores_without_extras():
+    """Every column of distance_scores against a reference computed here: pingouin's ICC(A,k) of
+    (human rank, the metric's rank within the ranking), scipy's Spearman pooled on those ranks and on
+    the raw distances, pair accuracy by a loop over each ranking's ordered pairs (ties 1/2), the
+    number of (set, rater) rankings; and nothing else (the extras of rank_scores are off)."""
     table = _table(seed=1)
     dist = table[["good", "tied"]].to_numpy()
-    pd.testing.assert_frame_equal(distance_scores(table, dist, ["a", "b"]), rank_scores(table, dist, ["a", "b"]))
+    got = distance_scores(table, dist, ["a", "b"])
+    assert list(got.columns) == ["icc_A_k", "spearman", "spearman_raw", "pair_accuracy", "n_rankings"]
+    assert list(got.index) == ["a", "b"]
+    human = table["rank"].to_numpy(float)
+    for j, name in enumerate(["a", "b"]):
+        within = np.empty(len(table))
+        hits = total = 0.0
+        for (s, r), part in table.assign(d=dist[:, j]).groupby(["set_id", "rater"]):
+            rows = part.index.to_numpy()
+            within[rows] = sps.rankdata(part["d"], method="average")
+            for p in rows:
+                for q in rows:
+                    if table.at[p, "rank"] < table.at[q, "rank"]:        # p ranked more similar than q
+                        total += 1
+                        hits += 1.0 if dist[q, j] > dist[p, j] else 0.5 if dist[q, j] == dist[p, j] else 0.0
+        long = pd.DataFrame({"item": np.tile(np.arange(len(table)), 2), "rater": np.repeat(["h", "m"], len(table)),
+                             "y": np.concatenate([human, within])})
+        icc = pg.intraclass_corr(long, "item", "rater", "y").set_index("Type").at["ICC(A,k)", "ICC"]
+        assert got.at[name, "icc_A_k"] == pytest.approx(icc, abs=1e-10)
+        assert got.at[name, "spearman"] == pytest.approx(sps.spearmanr(human, within).statistic, abs=1e-12)
+        assert got.at[name, "spearman_raw"] == pytest.approx(sps.spearmanr(human, dist[:, j]).statistic, abs=1e-12)
+        assert got.at[name, "pair_accuracy"] == pytest.approx(hits / total, abs=1e-12)
+        assert got.at[name, "n_rankings"] == 30 * 2
+    assert (table.groupby("ranking")["tied"].nunique() < 6).any()   # the tied column really has ties
+    pd.testing.assert_frame_equal(got, rank_scores(table, dist, ["a", "b"]))
 
 
 def test_kernels_match_scipy():

@@ -388,9 +388,28 @@ def test_learning_curve(study):
     direct = heldout_scores(test, study.features, {"w": w}).at["w", "icc_A_k"]
     got = runs.query("rater == @r and size_label == '4' and repeat == 1")["icc"].item()
     assert got == pytest.approx(direct, abs=1e-3)
-    summary = curve.summary(n_boot=200)
+    # the summary by a direct computation from the runs: per size, each person's Δ averaged over repeats;
+    # their mean, the percentile bootstrap over people (numpy.random.default_rng(seed), 200 draws of 4
+    # people), people with Δ > 0 and scipy's Wilcoxon signed-rank p
+    summary = curve.summary(n_boot=200, ci=0.9, seed=7)
     assert list(summary.index) == ["2", "4", "all"]
-    assert curve.first_size_beating("icc", summary) in (None, "2", "4", "all")
+    lows = []
+    for label in ("2", "4", "all"):
+        for stat in ("icc", "rho"):
+            x = np.array([runs.loc[(runs["size_label"] == label) & (runs["rater"] == person), f"delta_{stat}"].mean()
+                          for person in study.raters])
+            means = x[np.random.default_rng(7).integers(0, len(x), size=(200, len(x)))].mean(axis=1)
+            lo, hi = np.quantile(means, [0.05, 0.95])
+            row = summary.loc[label]
+            assert row[f"delta_{stat}"] == pytest.approx(x.mean(), abs=1e-12)
+            assert (row[f"ci_low_{stat}"], row[f"ci_high_{stat}"]) == pytest.approx((lo, hi), abs=1e-12)
+            assert row[f"n_positive_{stat}"] == (x > 0).sum()
+            assert row[f"wilcoxon_p_{stat}"] == pytest.approx(sps.wilcoxon(x[x != 0]).pvalue, abs=1e-12)
+            if stat == "icc":
+                lows.append(lo)
+    # the first size from which every size's lower limit is above 0, by a direct loop over those limits
+    expected = next((label for i, label in enumerate(("2", "4", "all")) if all(lo > 0 for lo in lows[i:])), None)
+    assert curve.first_size_beating("icc", summary) == expected
     pooled = ps.learning_curve(study, sizes=[2], repeats=1, base="pooled")
     assert set(pooled.runs["size_label"]) == {"2", "all"}
     with pytest.raises(ValueError):

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
+from scipy.stats import rankdata, spearmanr  # noqa: E402
 
 from clpips import layer_weights, paper, report, set_scores  # noqa: E402
 from clpips.evaluate import alignment, alignment_table, ranking_ids, within_ranking_ranks  # noqa: E402
@@ -195,13 +195,58 @@ def test_evaluation_figures(tmp_path):
 
 
 # =========================================================================== bootstrap by ranking and by target
+def _icc_ak(y: np.ndarray) -> float:
+    """ICC(A,k) of an n x k table from the two-way ANOVA mean squares (McGraw & Wong 1996, case A):
+    (MSR - MSE) / (MSR + (MSC - MSE) / n)."""
+    n, k = y.shape
+    grand = y.mean()
+    msr = k * ((y.mean(axis=1) - grand) ** 2).sum() / (n - 1)
+    msc = n * ((y.mean(axis=0) - grand) ** 2).sum() / (k - 1)
+    mse = (((y - grand) ** 2).sum() - (n - 1) * msr - (k - 1) * msc) / ((n - 1) * (k - 1))
+    return float((msr - mse) / (msr + (msc - mse) / n))
+
+
 def test_ranking_unit_equals_bootstrap_summary():
+    """The ranking bootstrap against a direct resampling loop: resample b draws 18 rankings with
+    replacement (numpy.random.default_rng(seed).integers, the documented draws of bootstrap_counts, the
+    rankings in sorted id order); on the rows of the drawn rankings, each metric's ICC(A,k) of (human
+    rank, the metric's rank within its ranking) and scipy's Spearman of the two, pooled. Δ = clpips -
+    lpips; the 95% interval is the 2.5% and 97.5% quantiles of the 500 Δ's, p = (1 + #{Δ <= 0}) / 501.
+    bootstrap_summary reports the same numbers."""
+    # the ICC formula on a hand-worked table: rows (1, 1), (2, 3), (3, 2): MSR = 1.5, MSC = 0, MSE = 0.5,
+    # ICC(A,k) = (1.5 - 0.5) / (1.5 - 0.5 / 3) = 0.75
+    assert _icc_ak(np.array([[1.0, 1.0], [2.0, 3.0], [3.0, 2.0]])) == pytest.approx(0.75, abs=1e-15)
     scored = _scored()
-    res = bootstrap_result(scored, "lpips", "clpips", unit="ranking", n_boot=500, seed=3)
-    ref = bootstrap_summary(scored, "lpips", "clpips", n_boot=500, seed=3, unit="ranking")["differences"]
-    for stat, row in res.summary().iterrows():
-        for key in ("delta", "ci_low", "ci_high", "p_value"):
-            assert row[key] == pytest.approx(ref[stat][key], abs=1e-15)
+    n_boot, seed = 500, 3
+    res = bootstrap_result(scored, "lpips", "clpips", unit="ranking", n_boot=n_boot, seed=seed)
+    ids = sorted(scored["ranking"].unique())
+    assert list(res.set_ids) == ids and len(ids) == 18
+    human, ranks = {}, {}
+    for rid in ids:
+        part = scored[scored["ranking"] == rid]
+        human[rid] = part["rank"].to_numpy(float)
+        ranks[rid] = {m: rankdata(part[m].to_numpy(float)) for m in ("lpips", "clpips")}
+
+    def stats(drawn):
+        h = np.concatenate([human[ids[i]] for i in drawn])
+        out = {}
+        for m in ("lpips", "clpips"):
+            r = np.concatenate([ranks[ids[i]][m] for i in drawn])
+            out[m] = (_icc_ak(np.column_stack([h, r])), spearmanr(h, r).statistic)
+        return out
+
+    draws = np.random.default_rng(seed).integers(0, len(ids), size=(n_boot, len(ids)))   # one block of <= 1,000
+    boot = np.array([[s["clpips"][j] - s["lpips"][j] for j in (0, 1)] for s in map(stats, draws)])   # B x (icc, rho)
+    np.testing.assert_allclose(res.distribution[["delta_icc", "delta_rho"]].to_numpy(), boot, rtol=0, atol=1e-10)
+    full = stats(range(len(ids)))
+    summary = bootstrap_summary(scored, "lpips", "clpips", n_boot=n_boot, seed=seed, unit="ranking")["differences"]
+    for j, stat in enumerate(("ΔICC(A,k)", "Δrho")):
+        expected = {"delta": full["clpips"][j] - full["lpips"][j],
+                    "ci_low": np.quantile(boot[:, j], 0.025), "ci_high": np.quantile(boot[:, j], 0.975),
+                    "p_value": (1 + np.sum(boot[:, j] <= 0)) / (n_boot + 1)}
+        for key, value in expected.items():
+            assert res.summary().at[stat, key] == pytest.approx(value, abs=1e-10), (stat, key)
+            assert summary[stat][key] == pytest.approx(value, abs=1e-10), (stat, key)
     assert res.metric_a == "lpips" and res.metric_b == "clpips"
 
 

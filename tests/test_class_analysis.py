@@ -1,0 +1,287 @@
+"""Chapter 10's statistics of a class (clpips.class_analysis) against hand-worked numbers, pingouin and scipy.
+
+The hand-worked class (``CLASS``), ranks of candidates listed in candidate order:
+
+====  ================  =================  ===============  =====
+set   s1 (a1 a2 a3)     s2 (b1 b2 b3)      s3 (c1 .. c4)    s4
+====  ================  =================  ===============  =====
+A     1 2 3             1 2 3              1 2 3 4
+B     1 3 2             2 3 1              2 1 3 4
+C     1 2 3             .                  .
+D     .                 1 3 2              .
+E     .                 .                  .                1 2 3
+====  ================  =================  ===============  =====
+
+C and D ranked one set each (partial students), E ranked only a set nobody else ranked (a student
+with nothing to compare).
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pingouin as pg
+import pytest
+import torch
+from scipy import stats as sps
+
+from clpips import class_analysis as ca
+from clpips.features import PairFeatures
+from clpips.model import CHANNELS, initial_weight_vector
+
+RANKS = {("A", "s1"): [1, 2, 3], ("A", "s2"): [1, 2, 3], ("A", "s3"): [1, 2, 3, 4],
+         ("B", "s1"): [1, 3, 2], ("B", "s2"): [2, 3, 1], ("B", "s3"): [2, 1, 3, 4],
+         ("C", "s1"): [1, 2, 3], ("D", "s2"): [1, 3, 2], ("E", "s4"): [1, 2, 3]}
+PREFIX = {"s1": "a", "s2": "b", "s3": "c", "s4": "e"}
+
+
+def class_table() -> pd.DataFrame:
+    rows = [{"set_id": s, "target": f"t{s}.png", "candidate": f"{PREFIX[s]}{i + 1}.png", "rater": r, "rank": rank}
+            for (r, s), ranks in RANKS.items() for i, rank in enumerate(ranks)]
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=0).reset_index(drop=True)  # row order must not matter
+
+
+CLASS = class_table()
+
+# pingouin 0.7 on pandas 3 warns about its own use of dropna(inplace=True)
+pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.dropna:Warning")
+
+
+# --------------------------------------------------------------------------- pairwise rho
+def test_pairwise_rho_by_hand():
+    """rho = 1 - 6 sum(d^2) / (n (n^2 - 1)) per set, averaged over the sets both students ranked:
+    A-B: s1 d=(0,-1,1) -> 1 - 12/24 = 0.5; s2 d=(-1,-1,2) -> 1 - 36/24 = -0.5;
+         s3 d=(-1,1,0,0) -> 1 - 12/60 = 0.8; mean (0.5 - 0.5 + 0.8) / 3 = 0.8 / 3.
+    A-C: s1 identical -> 1.   B-C: s1 as A-B -> 0.5.   A-D: s2 d=(0,-1,1) -> 0.5.
+    B-D: s2 d=(1,0,-1) -> 0.5.   C-D: no shared set -> NaN.   E: no set shared with anyone, not even a
+    second ranking of s4 -> its row and column (its diagonal too) are NaN."""
+    got = ca.pairwise_rho(CLASS)
+    nan = np.nan
+    expected = pd.DataFrame([[1.0, 0.8 / 3, 1.0, 0.5, nan],
+                             [0.8 / 3, 1.0, 0.5, 0.5, nan],
+                             [1.0, 0.5, 1.0, nan, nan],
+                             [0.5, 0.5, nan, 1.0, nan],
+                             [nan, nan, nan, nan, nan]], index=list("ABCDE"), columns=list("ABCDE"))
+    assert list(got.index) == list("ABCDE") and list(got.columns) == list("ABCDE")
+    np.testing.assert_allclose(got.to_numpy(float), expected.to_numpy(), rtol=0, atol=1e-12)
+
+
+def test_pairwise_rho_equals_a_loop_of_scipy_spearman_on_a_random_class():
+    """Students who ranked random subsets of the sets: each entry is the mean of scipy's rho over the
+    sets both ranked (a direct loop) among the sets at least two students ranked (a student alone on
+    every set they ranked has compared with nobody: NaN, diagonal included), NaN where they share none."""
+    table = _random_class(seed=1)
+    got = ca.pairwise_rho(table)
+    students = sorted(table["rater"].unique())
+    for a in students:
+        for b in students:
+            rhos = []
+            for _, part in table.groupby("set_id"):
+                x = part[part["rater"] == a].sort_values("candidate")["rank"].to_numpy(float)
+                y = part[part["rater"] == b].sort_values("candidate")["rank"].to_numpy(float)
+                if len(x) and len(y) and part["rater"].nunique() >= 2:
+                    rhos.append(sps.spearmanr(x, y).statistic)
+            if rhos:
+                assert got.at[a, b] == pytest.approx(np.mean(rhos), abs=1e-12), (a, b)
+            else:
+                assert np.isnan(got.at[a, b]), (a, b)
+    assert got.isna().to_numpy().any() and not got.isna().to_numpy().all()  # the class really is partial
+
+
+def _random_class(seed: int, n_students: int = 6, n_sets: int = 5, k: int = 5) -> pd.DataFrame:
+    """Each student ranks a random subset of the sets (one ranks a single set, one none shared)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_students):
+        if i == 0:
+            sets = [0]                                   # a partial student: one set
+        elif i == n_students - 1:
+            sets = [n_sets]                              # a set nobody else ranked
+        else:
+            sets = sorted(rng.choice(n_sets, size=int(rng.integers(2, n_sets + 1)), replace=False))
+        for s in sets:
+            for c, rank in enumerate(rng.permutation(k) + 1):
+                rows.append({"set_id": f"s{s}", "target": f"t{s}.png", "candidate": f"c{s}_{c}.png",
+                             "rater": f"student {i:02d}", "rank": int(rank)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- ICC per set
+def test_class_icc_by_hand():
+    """ICC(A,1) = (MSR - MSE) / (MSR + (k-1) MSE + k/n (MSC - MSE)), ICC(A,k) = (MSR - MSE) / (MSR + (MSC - MSE)/n)
+    on the candidates (n rows) x students (k columns) ranks; MSC = 0 here (every student's ranks are 1..n).
+
+    s1 (A, B, C; rows 1 1 1 / 2 3 2 / 3 2 3): grand mean 2, row means 1, 7/3, 8/3: SSR = 3 (1 + 1/9 + 4/9) = 14/3,
+       MSR = 7/3; SST = 6, SSE = 6 - 14/3 = 4/3, MSE = (4/3)/4 = 1/3:
+       ICC(A,1) = 2 / (7/3 + 2/3 - 1/3) = 3/4; ICC(A,k) = 2 / (7/3 - 1/9) = 9/10.
+    s2 (A, B, D; rows 1 2 1 / 2 3 3 / 3 1 2): row means 4/3, 8/3, 2: SSR = 3 (8/9) = 8/3, MSR = 4/3; SST = 6,
+       SSE = 10/3, MSE = 5/6: ICC(A,1) = (1/2) / (4/3 + 5/3 - 5/6) = 3/13; ICC(A,k) = (1/2) / (4/3 - 5/18) = 9/19.
+    s3 (A, B; rows 1 2 / 2 1 / 3 3 / 4 4): grand mean 2.5, row means 1.5 1.5 3 4: SSR = 2 (4.5) = 9, MSR = 3;
+       SST = 10, SSE = 1, MSE = 1/3: ICC(A,1) = (8/3) / (3 + 1/3 - 1/6) = 16/19; ICC(A,k) = (8/3) / (3 - 1/12) = 32/35.
+    s4: one student, no ICC."""
+    got = ca.class_icc(CLASS)
+    assert list(got.index) == ["s1", "s2", "s3"]
+    assert got["n_students"].tolist() == [3, 3, 2] and got["k"].tolist() == [3, 3, 4]
+    np.testing.assert_allclose(got["icc_A_1"], [3 / 4, 3 / 13, 16 / 19], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got["icc_A_k"], [9 / 10, 9 / 19, 32 / 35], rtol=0, atol=1e-12)
+    three = ca.class_icc(CLASS, min_students=3)
+    assert list(three.index) == ["s1", "s2"]
+    pd.testing.assert_frame_equal(three, got.loc[["s1", "s2"]])
+    empty = ca.class_icc(CLASS[CLASS["rater"] == "E"])
+    assert empty.empty and list(empty.columns) == ["n_students", "k", "icc_A_1", "icc_A_k"]
+
+
+def _denominators(wide: np.ndarray) -> tuple[float, float]:
+    """The denominators of ICC(A,1) and ICC(A,k) from the two-way ANOVA mean squares (n rows x k raters)."""
+    n, k = wide.shape
+    grand = wide.mean()
+    msr = k * ((wide.mean(axis=1) - grand) ** 2).sum() / (n - 1)
+    msc = n * ((wide.mean(axis=0) - grand) ** 2).sum() / (k - 1)
+    sse = ((wide - grand) ** 2).sum() - (n - 1) * msr - (k - 1) * msc
+    mse = sse / ((n - 1) * (k - 1))
+    return msr + (k - 1) * mse + k / n * (msc - mse), msr + (msc - mse) / n
+
+
+def test_class_icc_equals_pingouin_on_a_random_class():
+    """pingouin's ICC(A,1) and ICC(A,k) per set, except where a denominator (a variance estimate) is not
+    positive: there the ICC is undefined and NaN (clpips.stats.icc's documented rule; pingouin returns a
+    number outside [-1, 1]). Seed 2 has such a set: students who disagree more than chance."""
+    table = _random_class(seed=2)
+    got = ca.class_icc(table)
+    undefined = 0
+    for set_id, part in table.groupby("set_id"):
+        if part["rater"].nunique() < 2:
+            assert set_id not in got.index
+            continue
+        ref = pg.intraclass_corr(part, targets="candidate", raters="rater", ratings="rank").set_index("Type")
+        wide = part.pivot(index="candidate", columns="rater", values="rank").to_numpy(float)
+        for column, label, den in zip(("icc_A_1", "icc_A_k"), ("ICC(A,1)", "ICC(A,k)"), _denominators(wide)):
+            if den > 0:
+                assert got.at[set_id, column] == pytest.approx(ref.at[label, "ICC"], abs=1e-10), (set_id, column)
+            else:
+                assert np.isnan(got.at[set_id, column]), (set_id, column)
+                undefined += 1
+        assert got.at[set_id, "n_students"] == part["rater"].nunique()
+    assert len(got) >= 3 and undefined >= 1
+
+
+# --------------------------------------------------------------------------- each student against the others
+def test_consensus_scores_by_hand():
+    """C ranked s1 only; the others' (A, B) mean ranks of a1 a2 a3 are 1, 2.5, 2.5. C's ranks 1 2 3 against
+    them: centred (-1, 0, 1) and (-1, 0.5, 0.5): rho = 1.5 / sqrt(2 * 1.5) = sqrt(3)/2. ICC(A,k) of the
+    rows (1, 1), (2, 2.5), (3, 2.5): grand mean 2, SSR = 2 (1 + 1/16 + 9/16) = 3.25, MSR = 1.625,
+    MSC = 0, SST = 3.5, SSE = 0.25, MSE = 0.125: (1.625 - 0.125) / (1.625 - 0.125/3) = 18/19.
+    D ranked s2 only; A and B's mean ranks of b1 b2 b3 are 1.5, 2.5, 2: the order 1 3 2, D's own: rho =
+    ICC = 1. E shares no set: no row."""
+    got = ca.consensus_scores(CLASS)
+    assert list(got.index) == ["A", "B", "C", "D"]
+    assert got["n_rankings"].tolist() == [3, 3, 1, 1]
+    assert got.at["C", "spearman"] == pytest.approx(np.sqrt(3) / 2, abs=1e-12)
+    assert got.at["C", "icc_A_k"] == pytest.approx(18 / 19, abs=1e-12)
+    assert got.at["D", "spearman"] == pytest.approx(1.0, abs=1e-12)
+    assert got.at["D", "icc_A_k"] == pytest.approx(1.0, abs=1e-12)
+
+
+def _consensus_reference(table: pd.DataFrame, student: str) -> tuple[float, float, int]:
+    """Direct loop: per set the student shares, the others' mean rank of each candidate, ranked within the
+    set (ties averaged); pooled scipy Spearman and pingouin ICC(A,k) of (student's rank, that rank) rows."""
+    mine, theirs, n_sets = [], [], 0
+    for _, part in table.groupby("set_id"):
+        own = part[part["rater"] == student].set_index("candidate")["rank"]
+        others = part[part["rater"] != student]
+        if own.empty or others.empty:
+            continue
+        n_sets += 1
+        mean = others.groupby("candidate")["rank"].mean().reindex(own.index)
+        mine += own.astype(float).tolist()
+        theirs += sps.rankdata(mean.to_numpy(float)).tolist()
+    rho = sps.spearmanr(mine, theirs).statistic
+    long = pd.DataFrame({"item": np.tile(np.arange(len(mine)), 2), "who": np.repeat(["me", "class"], len(mine)),
+                         "y": mine + theirs})
+    icc = pg.intraclass_corr(long, "item", "who", "y").set_index("Type").at["ICC(A,k)", "ICC"]
+    return float(rho), float(icc), n_sets
+
+
+def test_consensus_scores_equal_a_direct_loop():
+    for table in (CLASS, _random_class(seed=3)):
+        got = ca.consensus_scores(table)
+        students = sorted(table["rater"].unique())
+        expected = []
+        for s in students:
+            shared = table[table["set_id"].isin(table.loc[table["rater"] != s, "set_id"])]
+            if (shared["rater"] == s).sum() < 3:
+                continue                          # nothing (or under 3 rows) shared with the others: no row
+            expected.append(s)
+            rho, icc, n_sets = _consensus_reference(table, s)
+            assert got.at[s, "spearman"] == pytest.approx(rho, abs=1e-10), s
+            assert got.at[s, "icc_A_k"] == pytest.approx(icc, abs=1e-10), s
+            assert got.at[s, "n_rankings"] == n_sets, s
+        assert list(got.index) == expected
+        assert students[-1] not in expected       # the student with no shared set
+
+
+# --------------------------------------------------------------------------- the simulated class
+DIM = sum(CHANNELS["alex"])
+
+
+def _design(n_sets: int = 4, k: int = 5, seed: int = 0):
+    """A study of ``n_sets`` sets of ``k`` candidates with random positive pair features (no images)."""
+    rng = np.random.default_rng(seed)
+    rows, keys = [], []
+    for s in range(n_sets):
+        for c in range(k):
+            keys.append((f"t{s}.png", f"c{s}_{c}.png"))
+            for rater in ("p1", "p2"):               # the study's own raters: the simulation ignores them
+                rows.append({"set_id": f"s{s}", "target": keys[-1][0], "candidate": keys[-1][1], "rater": rater,
+                             "rank": c + 1})
+    matrix = torch.from_numpy(rng.gamma(2.0, 0.01, size=(len(keys), DIM))).float()
+    return SimpleNamespace(table=pd.DataFrame(rows)), PairFeatures(keys=keys, matrix=matrix, net="alex", extracted=0)
+
+
+def test_simulate_class_without_noise_ranks_by_each_students_weights():
+    design, features = _design()
+    sets = ["s0", "s2", "s3"]
+    table, truth = ca.simulate_class(design, features, sets, n_students=3, seed=5, noise=0.0)
+    base = initial_weight_vector("alex", "lpips").numpy().astype(float)
+    # the class's weights: LPIPS's, layer l scaled by the documented default taste (0.5, 0.7, 1, 1.5, 2)
+    start = 0
+    for taste, width in zip((0.5, 0.7, 1.0, 1.5, 2.0), CHANNELS["alex"]):
+        block = slice(start, start + width)
+        np.testing.assert_allclose(truth["class"][block].numpy(), taste * base[block], rtol=1e-6)
+        for name in ("student 01", "student 02", "student 03"):    # one positive personal factor per layer
+            mine, common = truth[name][block].numpy(), truth["class"][block].numpy()
+            factor = mine.sum() / common.sum()
+            assert factor > 0 and np.allclose(mine, factor * common, rtol=1e-5, atol=0)
+        start += width
+    assert set(truth) == {"class", "student 01", "student 02", "student 03"}
+    assert list(table.columns) == ["set_id", "target", "candidate", "rater", "rank"]
+    assert len(table) == 3 * 3 * 5 and set(table["set_id"]) == set(sets)
+    for (student, set_id), part in table.groupby(["rater", "set_id"]):
+        assert sorted(part["rank"]) == [1, 2, 3, 4, 5]
+        w = truth[student].numpy().astype(float)
+        dist = [float(features.matrix[features.index[(t, c)]].numpy().astype(float) @ w)
+                for t, c in zip(part["target"], part["candidate"])]
+        assert part["rank"].tolist() == list(sps.rankdata(dist).astype(int)), (student, set_id)
+
+
+def test_simulate_class_is_seeded_and_noise_and_taste_matter():
+    design, features = _design(seed=1)
+    sets = ["s0", "s1", "s2", "s3"]
+    a, _ = ca.simulate_class(design, features, sets, n_students=4, seed=2)
+    b, _ = ca.simulate_class(design, features, sets, n_students=4, seed=2)
+    pd.testing.assert_frame_equal(a, b)
+    other, _ = ca.simulate_class(design, features, sets, n_students=4, seed=3)
+    assert not a["rank"].equals(other["rank"])
+    # personal_sd = 0 and no noise: every student is the class, so they all rank alike (rho = 1)
+    same, truth = ca.simulate_class(design, features, sets, n_students=3, seed=2, personal_sd=0.0, noise=0.0)
+    rho = ca.pairwise_rho(same).to_numpy(float)
+    np.testing.assert_allclose(rho, 1.0, atol=1e-12)
+    assert torch.allclose(truth["student 02"], truth["class"])
+    flat, flat_truth = ca.simulate_class(design, features, sets, n_students=1, seed=2, class_taste=(1, 1, 1, 1, 1),
+                                         personal_sd=0.0, noise=0.0)
+    assert torch.allclose(flat_truth["class"], initial_weight_vector("alex", "lpips"))
+    # with judgement noise the students no longer all agree
+    noisy, _ = ca.simulate_class(design, features, sets, n_students=3, seed=2, personal_sd=0.0, noise=1.0)
+    off = ca.pairwise_rho(noisy).to_numpy(float)[~np.eye(3, dtype=bool)]
+    assert (off < 1).any()

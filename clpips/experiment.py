@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import pandas as pd
@@ -163,12 +164,10 @@ def _cached_fit(dataset, train_table: pd.DataFrame, features, settings: dict[str
     what fitting again gives; ``seconds`` is the time the fit took when it ran. Chapters 03, 04 and 05
     each ran the same fit (2.4 s on mur92, measured); a lock makes chapters side by side fit it once."""
     from .features import read_cached
-    from .paths import cache_dir
-    from .protocol import cache_key
     options = {k: v for k, v in settings.items() if k != "test_size"}
     if not cache:
         return fit(dataset, train_table, features=features, progress=progress, **options)
-    path = cache_dir() / "fits" / f"v{FIT_CACHE_VERSION}-{cache_key(dataset, settings)}.pt"
+    path = fit_cache_path(dataset, settings)
 
     def read() -> Optional[FitResult]:
         entry = read_cached(path, _valid_fit_entry, "a fit's weights, history and settings")
@@ -192,6 +191,14 @@ def _cached_fit(dataset, train_table: pd.DataFrame, features, settings: dict[str
         except OSError:
             pass  # a read-only cache: the fit is still returned
     return result
+
+
+def fit_cache_path(dataset, settings: dict[str, Any]) -> Path:
+    """Where :func:`run` caches the fit of ``dataset`` with ``settings`` (seed, test_size, net, device and
+    the fit options, as :func:`run` passes them): ``clpips fit`` names it when its outputs cannot be written."""
+    from .paths import cache_dir
+    from .protocol import cache_key
+    return cache_dir() / "fits" / f"v{FIT_CACHE_VERSION}-{cache_key(dataset, settings)}.pt"
 
 
 def _valid_fit_entry(entry) -> bool:

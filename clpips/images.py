@@ -31,6 +31,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .conventions import MIN_SIZE
 from .defaults import MAX_PIXELS as DEFAULT_MAX_PIXELS  # the default of max_pixels
+from .paths import existing_path
 
 SizeRule = Union[str, tuple[int, int]]
 
@@ -73,9 +74,10 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
 
     Raises :class:`ImageReadError` (one line naming the file) for a missing file,
     a folder, an undecodable file, values outside the mode's range, or more
-    pixels than :func:`max_pixels`.
+    pixels than :func:`max_pixels`. A name not found as typed is looked up in its other
+    Unicode forms (:func:`clpips.paths.existing_path`).
     """
-    path = Path(path)
+    path = existing_path(path)
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, not an image file")
     if not path.is_file():
@@ -109,6 +111,20 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
         return img.convert("RGB")
     except ValueError as err:
         raise ImageReadError(f"{path}: cannot convert mode {img.mode} to RGB ({err})") from None
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` of an image file as :func:`open_rgb` gives it (EXIF orientation applied), read
+    from its header without decoding it; :class:`ImageReadError` as :func:`open_rgb` for a bad file."""
+    path = existing_path(path)
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        open_rgb(path)  # raises the one-line error that names what is wrong
+        raise
+    return (width, height) if turned else (height, width)
 
 
 def to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:

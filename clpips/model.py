@@ -24,6 +24,8 @@ import importlib.util
 import itertools
 import json
 import os
+import pickle
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -35,6 +37,7 @@ from . import atomic
 from . import weights as _weights
 from .choices import LINEAR_INITS  # what ``linear=`` accepts besides a file path
 from .conventions import check_images, check_size
+from .paths import existing_path
 
 #: channels of the five LPIPS layers for each backbone (one entry per :data:`clpips.choices.NETS`)
 CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
@@ -132,6 +135,59 @@ def initial_weight_vector(net: str = "alex", how: str = "lpips", seed: int = 0) 
 def sidecar_path(path: str | os.PathLike) -> Path:
     """The JSON provenance file written beside a weights file: ``weights.pth`` -> ``weights.json``."""
     return Path(path).with_suffix(".json")
+
+
+def read_weights_file(path: str | os.PathLike) -> Any:
+    """What a weights file holds, read safely (``torch.load`` of tensors only, never arbitrary objects).
+
+    Raises FileNotFoundError for a missing file and a one-line ValueError naming the file for a folder,
+    an empty file, a damaged one, or one holding other Python objects than tensors.
+    """
+    path = existing_path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a weights file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weights file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: is empty (0 bytes), not a weights file")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols in words meant for its developers
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad file; each becomes one line
+        raise ValueError(f"{path}: {_unreadable_weights(path, err)}") from None
+
+
+def _unreadable_weights(path: Path, err: Exception) -> str:
+    """Why ``torch.load`` refused ``path``, in words of the file (never torch's advice on unsafe loading)."""
+    with open(path, "rb") as stream:
+        head = stream.read(4)
+    pickled = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    if isinstance(err, pickle.UnpicklingError) and (pickled or head.startswith(b"PK\x03\x04")):
+        refused = re.search(r"GLOBAL ([\w.]+)", str(err))
+        return ("holds Python objects other than tensors" + (f" ({refused.group(1)})" if refused else "")
+                + "; clpips reads only weights saved as tensors (as `clpips fit` and lpips save them)")
+    if head.startswith(b"PK\x03\x04") or pickled:
+        return f"a damaged torch weights file ({path.stat().st_size:,} bytes; truncated or altered?)"
+    return (f"not a readable torch weights file ({path.stat().st_size:,} bytes that are neither a torch archive "
+            "nor a pickle of tensors)")
+
+
+def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
+    """The provenance recorded beside a weights file (:func:`sidecar_path`), ``{"file": path}`` when there is
+    none; a one-line ValueError naming the sidecar when it is not a JSON object."""
+    meta_file = sidecar_path(path)
+    if not meta_file.is_file():
+        return {"file": str(path)}
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{meta_file}: the provenance beside {Path(path).name} is not JSON ({err}); "
+                         "restore it or remove it") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_file}: the provenance beside {Path(path).name} is not a JSON object "
+                         f"(a {type(meta).__name__}); restore it or remove it")
+    return meta
 
 
 class CLPIPS(nn.Module):
@@ -238,26 +294,23 @@ class CLPIPS(nn.Module):
         """
         from . import __version__
         path = Path(path)
-        atomic.torch_save(self.linear_state(), path)
         meta = {"format": "lpips state dict of linear layers (lin{l}.model.1.weight)",
                 "net": self.net_name, "clpips_version": __version__,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 **self.provenance, **(provenance or {})}
-        atomic.write_json(sidecar_path(path), meta, sort_keys=True)
+        # both written in full to temporary names before either is renamed: a failed write (a full disk,
+        # a folder gone) leaves neither, never a weights file without its sidecar
+        with atomic.atomic_path(path) as weights_tmp, atomic.atomic_path(sidecar_path(path)) as meta_tmp:
+            weights_tmp.write_bytes(atomic.torch_bytes(self.linear_state()))
+            meta_tmp.write_text(atomic.json_text(meta, sort_keys=True), encoding="utf-8")
         return path
 
     def load_weights(self, path: str | os.PathLike) -> "CLPIPS":
-        """Load linear weights written by :meth:`save_weights` (or ``lpips``), checking keys strictly."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such weights file")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises many kinds for a bad file
-            raise ValueError(f"{path}: not a readable torch weights file ({type(err).__name__}: {err})") from None
-        self.set_linear_state(state, source=str(path))
-        meta_file = sidecar_path(path)
-        self.provenance = json.loads(meta_file.read_text()) if meta_file.is_file() else {"file": str(path)}
+        """Load linear weights written by :meth:`save_weights` (or ``lpips``), checking keys strictly
+        (:func:`read_weights_file`, :func:`read_sidecar`)."""
+        path = existing_path(path)
+        self.set_linear_state(read_weights_file(path), source=str(path))
+        self.provenance = read_sidecar(path)
         return self
 
     # ------------------------------------------------------------------ forward

@@ -5,11 +5,14 @@
   (``data/``), pair features (``features/``), image embeddings (``embeddings/``),
   cross-validation results (``crossval/``) and :func:`clpips.experiment.run`'s fits
   (``fits/``).
+* :func:`existing_path`: a path as typed, or the Unicode form (NFC or NFD) of it that exists:
+  the one lookup of a file the user named (a CSV, its images, a weights file, an image).
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,6 +24,23 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "clpips"
+
+
+def existing_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """``root / path`` (or ``path``) as typed when it exists, else its first Unicode form (NFC, then NFD)
+    that exists, else as typed.
+
+    The same name typed on one system and saved on another can differ in bytes (``é`` is one code point
+    in NFC, ``e`` and a combining accent in NFD); only ``path`` is varied, never ``root``.
+    """
+    base = Path(root) if root is not None else None
+    typed = str(path)
+    forms = dict.fromkeys([typed, unicodedata.normalize("NFC", typed), unicodedata.normalize("NFD", typed)])
+    for form in forms:
+        candidate = Path(form) if base is None else base / form
+        if os.path.lexists(candidate):
+            return candidate
+    return Path(typed) if base is None else base / typed
 
 
 def tensor_digest(tensors: Mapping[str, Any]) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..paths import existing_path
 from . import mur92, simulated, zappos
 from .schema import COLUMNS, OPTIONAL, REQUIRED, RankingDataError, RankingDataset
 from .splits import (SPLIT_MODES, drop_shared_pairs, kfold_by_target, restrict_to_images, shared_pair_share,
@@ -93,8 +94,11 @@ def from_csv(path: str | os.PathLike, root: str | os.PathLike | None = None, tie
     ------
     RankingDataError
         Naming the file, the lines, the problem and the fix.
+
+    A path (of the CSV or of an image in it) not found as typed is looked up in its other Unicode
+    forms (NFC, NFD: :func:`clpips.paths.existing_path`).
     """
-    path = Path(path)
+    path = existing_path(path)
     table = _read_csv(path)
     root = Path(root) if root is not None else path.parent
     table = validate(table, root, source=str(path), ties=ties, k=k, check_images=check_images)

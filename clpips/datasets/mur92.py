@@ -27,12 +27,16 @@ come from rsagroup/rsatoolbox at a fixed commit and are checked by sha256. They
 are read from ``$CLPIPS_DATA_MIRROR/mur92/`` when that variable is set (or
 ``mirror=`` is passed), else downloaded from ``$CLPIPS_MUR92_URL`` or the
 canonical GitHub address (or ``base_url=``). The 92 images are exported once
-to ``<cache>/data/mur92/images/000.png`` ... as lossless PNG.
+to ``<cache>/data/mur92/images/000.png`` ... as lossless PNG, each with its sha256
+recorded beside it (``000.png.sha256``) and checked on every load: an image whose
+bytes no longer match is named in a warning and exported again.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +45,9 @@ import scipy.io
 from PIL import Image
 from scipy.stats import rankdata
 
-from clpips.atomic import atomic_path
+from clpips import atomic
 from clpips.defaults import DEFAULTS
+from clpips.paths import sha256_file
 
 from . import download
 from .download import data_dir
@@ -114,12 +119,44 @@ def read_stimuli(path: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
 
 
 def export_images(pixels: np.ndarray, root: Path) -> None:
-    """Write each image as lossless PNG under ``root/images/``, once, atomically."""
+    """Write each image as lossless PNG under ``root/images/``, once, atomically, with its sha256 beside it
+    (:func:`clpips.atomic.write_checked`). An image whose bytes no longer match its recorded sha256 is named
+    in a warning and written again; one without a recorded sha256 (an older clpips wrote it) is kept
+    when it holds the right pixels, and its sha256 recorded."""
     for index, array in enumerate(pixels):
         dest = root / image_ref(index)
-        if not dest.is_file():
-            with atomic_path(dest) as tmp:
-                Image.fromarray(array).save(tmp, format="PNG")
+        problem = _export_problem(dest, array)
+        if problem is None:
+            continue
+        if problem:
+            warnings.warn(f"{dest}: {problem}; exporting it again from {STIMULI_FILE}", UserWarning, stacklevel=3)
+        png = io.BytesIO()
+        Image.fromarray(array).save(png, format="PNG")
+        atomic.write_checked(dest, png.getvalue())
+
+
+def _export_problem(dest: Path, array: np.ndarray) -> str | None:
+    """None when the exported image ``dest`` is good; else what is wrong with it ("" when it is just missing)."""
+    if not dest.is_file():
+        return ""
+    if atomic.checksum_path(dest).is_file():
+        try:
+            atomic.read_checked(dest)
+            return None
+        except atomic.CacheEntryError:
+            return f"its bytes no longer match the sha256 recorded in {atomic.checksum_path(dest).name}"
+    try:
+        with Image.open(dest) as img:
+            same = np.array_equal(np.asarray(img.convert("RGB")), array)
+    except (OSError, SyntaxError, ValueError) as err:
+        return f"unreadable ({type(err).__name__})"
+    if not same:
+        return "its pixels differ from the published image"
+    try:  # an older clpips's export: record its sha256 (a read-only cache keeps it unrecorded)
+        atomic.write_text(atomic.checksum_path(dest), sha256_file(dest) + "\n")
+    except OSError:
+        pass
+    return None
 
 
 def draw_candidates(mean_rdm: np.ndarray, k: int, how: str, seed: int,

@@ -6,7 +6,7 @@ Lines are 1-based CSV line numbers: the header is line 1, the first row line 2
 
 Rules, in the order they are checked:
 
-1. the required columns are present;
+1. the required columns are present, with at least one row below them;
 2. no required cell is empty;
 3. ``rank`` is a number (a whole number unless ``ties="average"``), and
    ``iteration``, where given, a whole number;
@@ -22,7 +22,12 @@ Rules, in the order they are checked:
 9. the ranks of each (set, rater) are a permutation of ``1..k``; tied ranks
    are rejected, or with ``ties="average"`` become average ranks;
 10. every image exists under the root, resolves inside it (symlinks included)
-    and decodes (:func:`clpips.images.open_rgb`: size limit, bit depths).
+    and decodes (:func:`clpips.images.open_rgb`: size limit, bit depths). A reference
+    not found as typed is looked up in its other Unicode forms (NFC, NFD:
+    :func:`clpips.paths.existing_path`) and then names the file as it is on disk.
+
+Values are reported as the file writes them (a rank of ``99999999999999999999`` is
+named so, not as the number it overflows to).
 """
 from __future__ import annotations
 
@@ -34,12 +39,16 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
+
+from ..paths import existing_path
 from .schema import COLUMNS, REQUIRED, RankingDataError
 
 TIES = ("reject", "average")
 _TEXT = ("set_id", "target", "candidate", "rater")
 _BAD_REF = r"^/|^[A-Za-z]:|\\|(?:^|/)\.\.(?:/|$)"
 _BAD_REF_RE = re.compile(_BAD_REF)
+#: the largest whole number float64 holds exactly: ranks beyond it are outside any set's range, iterations refused
+_LARGEST = 2 ** 53
 
 
 def normalize_ref(ref: str) -> str:
@@ -111,33 +120,43 @@ def validate(table: pd.DataFrame, root: str | Path | None = None, *, source: str
     if missing:
         _reject(source, [1], f"missing required column(s) {missing}; the header has {list(table.columns)}",
                 f"Name the columns {list(REQUIRED)} (optional: group, iteration, prompt)")
+    if len(table) == 0:
+        _reject(source, [1], "the header is followed by no rankings",
+                "Add one row per (set, rater, candidate) below the header")
     extra = [c for c in table.columns if c not in COLUMNS]
     if extra:
         warnings.warn(f"{source}: ignoring columns not in the schema: {extra}", stacklevel=3)
     out = table[[c for c in COLUMNS if c in table.columns]].reset_index(drop=True)
 
-    blank = out[list(REQUIRED)].isna() | out[list(REQUIRED)].astype(str).apply(lambda s: s.str.strip() == "")
-    if blank.to_numpy().any():
-        cols = [c for c in REQUIRED if blank[c].any()]
-        _reject(source, _lines(blank.any(axis=1)), f"missing value in column(s) {cols}",
-                "Fill every required cell, or delete the incomplete rows")
+    _check_blanks(out, source)
     for col in _TEXT:
         out[col] = out[col].astype(str).str.strip()
     for col in ("group", "prompt"):
         if col in out:
             out[col] = out[col].where(out[col].notna() & (out[col].astype(str) != ""), None)
 
-    _check_numbers(out, source, ties)
+    written = _check_numbers(out, source, ties)
     _check_refs(out, source)
     _check_sets(out, source, k)
-    out["rank"] = _check_ranks(out, source, ties)
-    if check_images:
-        _check_images(out, root, source)
+    out["rank"] = _check_ranks(out, source, ties, written)
+    if check_images and _check_images(out, root, source):
+        _check_sets(out, source, k)  # two spellings of one image's name became one reference
     return out
 
 
-def _check_numbers(out: pd.DataFrame, source: str, ties: str) -> None:
-    """Rule 3; converts ``rank`` and ``iteration`` of ``out`` in place."""
+def _check_blanks(out: pd.DataFrame, source: str) -> None:
+    """Rule 2."""
+    blank = out[list(REQUIRED)].isna() | out[list(REQUIRED)].astype(str).apply(lambda s: s.str.strip() == "")
+    if blank.to_numpy().any():
+        cols = [c for c in REQUIRED if blank[c].any()]
+        _reject(source, _lines(blank.any(axis=1)), f"missing value in column(s) {cols}",
+                "Fill every required cell, or delete the incomplete rows")
+
+
+def _check_numbers(out: pd.DataFrame, source: str, ties: str) -> pd.Series:
+    """Rule 3; converts ``rank`` and ``iteration`` of ``out`` in place and returns the ranks as the file
+    writes them (for messages)."""
+    written = out["rank"].astype(str).str.strip()
     rank = pd.to_numeric(out["rank"], errors="coerce")
     bad = rank.isna()
     if bad.any():
@@ -145,8 +164,9 @@ def _check_numbers(out: pd.DataFrame, source: str, ties: str) -> None:
                 "Write ranks as whole numbers 1..k (1 = most similar)")
     frac = rank % 1 != 0
     if ties == "reject" and frac.any():
-        _reject(source, _lines(frac), f"rank {rank[frac].iloc[0]:g} is not a whole number",
+        _reject(source, _lines(frac), f"rank {written[frac].iloc[0]} is not a whole number",
                 "Write whole ranks, or pass ties='average' if these are average ranks of tied candidates")
+    rank = rank.clip(-_LARGEST, _LARGEST)  # beyond any set's size either way (rule 9 names them as written)
     out["rank"] = rank.astype("int64") if ties == "reject" else rank.astype("float64")
     if "iteration" in out:
         raw = out["iteration"].where(out["iteration"].astype(str).str.strip() != "")
@@ -155,7 +175,12 @@ def _check_numbers(out: pd.DataFrame, source: str, ties: str) -> None:
         if bad.any():
             _reject(source, _lines(bad), f"iteration is not a whole number: {raw[bad].iloc[0]!r}",
                     "Write iterations as whole numbers (1, 2, ...) or leave the cell empty")
+        huge = iteration.abs() > _LARGEST
+        if huge.any():
+            _reject(source, _lines(huge), f"iteration {str(raw[huge].iloc[0]).strip()} is out of range",
+                    f"Write iterations as whole numbers of at most {_LARGEST:,} (generation rounds: 1, 2, ...)")
         out["iteration"] = iteration.astype("Int64" if iteration.isna().any() else "int64")
+    return written
 
 
 def _check_refs(out: pd.DataFrame, source: str) -> None:
@@ -207,15 +232,16 @@ def _check_sets(out: pd.DataFrame, source: str, k: int | None) -> None:
                 f"not k={k}", "Give every set k candidates, or leave k unset to allow sets of different sizes")
 
 
-def _check_ranks(out: pd.DataFrame, source: str, ties: str) -> pd.Series:
-    """Rule 9; returns the ranks to keep (average ranks with ``ties="average"``)."""
+def _check_ranks(out: pd.DataFrame, source: str, ties: str, written: pd.Series) -> pd.Series:
+    """Rule 9; returns the ranks to keep (average ranks with ``ties="average"``); ``written``: each rank
+    as the file writes it."""
     keys = ["set_id", "rater"]
     size = out.groupby(keys)["candidate"].transform("size")
     outside = (out["rank"] < 1) | (out["rank"] > size)
     if outside.any():
         row = out[outside].iloc[0]
-        _reject(source, _lines(outside), f"set {row.set_id!r}, rater {row.rater!r}: rank {row['rank']:g} is "
-                f"outside 1..{size[outside].iloc[0]}", "Rank each set's k candidates 1..k (1 = most similar)")
+        _reject(source, _lines(outside), f"set {row.set_id!r}, rater {row.rater!r}: rank {written[outside].iloc[0]} "
+                f"is outside 1..{size[outside].iloc[0]}", "Rank each set's k candidates 1..k (1 = most similar)")
     if ties == "average":
         return out.groupby(keys)["rank"].rank(method="average")
     tied = out.duplicated(keys + ["rank"], keep=False)
@@ -227,12 +253,17 @@ def _check_ranks(out: pd.DataFrame, source: str, ties: str) -> pd.Series:
     return out["rank"]
 
 
-def _check_images(out: pd.DataFrame, root: str | Path | None, source: str) -> None:
-    """Rule 10."""
+def _check_images(out: pd.DataFrame, root: str | Path | None, source: str) -> bool:
+    """Rule 10; a reference found in another Unicode form is renamed in ``out`` to the name on disk
+    (returns True when one was)."""
     if root is None:
         raise ValueError("root is needed to check images; pass check_images=False to skip")
     from clpips.images import ImageReadError, open_rgb  # the package's one image reader
+    on_disk = {}
     for ref in sorted(set(out["target"]) | set(out["candidate"])):
+        found = "/".join(existing_path(ref, root).parts[len(Path(root).parts):])
+        if found != ref:
+            on_disk[ref] = ref = found
         path = Path(root, *PurePosixPath(ref).parts)
         problem, fix = None, ""
         try:
@@ -249,4 +280,8 @@ def _check_images(out: pd.DataFrame, root: str | Path | None, source: str) -> No
                 problem = f"image {ref!r} cannot be decoded ({str(err).removeprefix(f'{path}: ')})"
                 fix = "Replace the file with a readable image (PNG, JPEG, ...)"
         if problem:
-            _reject(source, _lines((out["target"] == ref) | (out["candidate"] == ref)), problem, fix)
+            named = out["target"].replace(on_disk).eq(ref) | out["candidate"].replace(on_disk).eq(ref)
+            _reject(source, _lines(named), problem, fix)
+    for col in ("target", "candidate"):
+        out[col] = out[col].replace(on_disk)
+    return bool(on_disk)

@@ -4,7 +4,9 @@ A crash or an error part-way leaves the previous file (or nothing) in place,
 never a half-written one. Also the package's one way to turn a torch object into
 bytes (:func:`torch_bytes`: same object, same bytes), its one strict-JSON writer
 (:func:`write_json`) and its one checked cache entry (:func:`write_checked` /
-:func:`read_checked`: a sha256 recorded beside the entry on write, verified on read).
+:func:`read_checked`: a sha256 recorded beside the entry on write, verified on read;
+:func:`read_entry`: verified and parsed, a bad entry named in one warning line, removed and
+rebuilt by the caller).
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 
 @contextlib.contextmanager
@@ -142,6 +145,36 @@ def remove_entry(path: str | os.PathLike) -> None:
     """Delete a cache entry and its checksum (missing files are fine)."""
     Path(path).unlink(missing_ok=True)
     checksum_path(path).unlink(missing_ok=True)
+
+
+def read_entry(path: str | os.PathLike, parse: Callable[[bytes], Any], valid: Optional[Callable[[Any], bool]] = None,
+               holds: str = "what it should", category: type[Warning] = UserWarning,
+               remove: Callable[[Path], None] = remove_entry, stacklevel: int = 2) -> Any:
+    """``parse`` of the bytes of a cache entry written by :func:`write_checked`, verified: its checksum
+    (:func:`read_checked`), then ``valid(obj)`` when given (``holds`` says what it should hold).
+
+    A bad entry (missing, without a recorded checksum as an older clpips wrote it, truncated, altered,
+    or bytes ``parse`` refuses) is named in one warning line of ``category``, removed with
+    ``remove(path)`` (the entry and its checksum; a caller whose entry is one file of several passes
+    what removes them all) and None returned, so the caller rebuilds it. Callers for which a missing
+    entry is no fault check that it exists first."""
+    path = Path(path)
+    try:
+        obj = parse(read_checked(path))
+        if valid is not None and not valid(obj):
+            raise CacheEntryError(f"{path}: cache entry does not hold {holds}")
+    except Exception as err:  # a checksum mismatch, a missing file, or bytes the parser cannot read
+        if isinstance(err, FileNotFoundError):
+            reason = f"{path}: cache entry is missing"
+        elif isinstance(err, CacheEntryError):
+            reason = str(err)
+        else:
+            reason = f"{path}: unreadable cache entry ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        with contextlib.suppress(OSError):
+            remove(path)
+        warnings.warn(f"{reason}; removed it, rebuilding", category, stacklevel=stacklevel + 1)
+        return None
+    return obj
 
 
 @contextlib.contextmanager

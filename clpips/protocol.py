@@ -23,7 +23,9 @@ Every inner fold's grid of a run trains together in :func:`clpips.train.fit_many
 then every refit (its chosen setting only) together, each column as its own
 :func:`clpips.train.fit_pairs` would (no early stopping: the epochs are chosen by
 the inner folds). Results are cached on disk, keyed by the data, the images'
-content and every setting, so the chapters that show the same run share it.
+content and every setting, so the chapters that show the same run share it; every
+file of a cached run, and every stored bootstrap, is verified against the sha256
+recorded when it was written (a bad one is named in one warning line and computed again).
 
 :meth:`CrossvalResult.summary` turns the per-fold differences into the mean with
 two intervals: the corrected resampled t over folds
@@ -34,8 +36,10 @@ targets only, given the fitted models.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -51,11 +55,12 @@ import pandas as pd
 import torch
 
 from . import atomic
-from .atomic import atomic_path, json_ready
+from .atomic import json_ready
 # the metrics a run can fit and compare with LPIPS (chapter 09, ``clpips crossval --metric``), the
 # statistics scored on every held-out side, the inner-fold criteria: one list each, in clpips.choices
 from .choices import PROTOCOL_METRICS as METRICS, PROTOCOL_STATISTICS as STATISTICS, SELECT
 from .defaults import DEFAULTS
+from .features import CacheWarning
 
 PROTOCOL_VERSION = 4  #: bump when a change alters results: it keys the cache (3: fit_many's products in other forms, float rounding; 4: refits train the chosen setting alone, float rounding)
 
@@ -142,19 +147,29 @@ class CrossvalResult:
         """Per repeat: the bootstrap distribution of (ΔICC(A,k), Δrho) over targets (n_boot x 2) and the
         observed pair. Computed once per (ci, n_boot, seed) and kept with the cached result, so the
         chapters that show the same run share it."""
-        from .experiment import bootstrap_result
         seed = self.settings.get("seed", DEFAULTS.seed) if seed is None else seed
         key = (float(ci), int(n_boot), int(seed))
         if key in self._boot:
             return self._boot[key]
-        stored = self.store / f"boot-{ci:g}-{int(n_boot)}-{int(seed)}.npz" if self.store is not None else None
-        if stored is not None and stored.is_file():
-            try:
-                with np.load(stored, allow_pickle=False) as z:
-                    self._boot[key] = {int(r): (z[f"dist{r}"], z[f"obs{r}"]) for r in z["repeats"]}
-                return self._boot[key]
-            except (OSError, ValueError, KeyError):
-                pass  # a damaged file is recomputed and rewritten
+        if self.store is None:
+            self._boot[key] = self._compute_bootstraps(ci, n_boot, seed)
+            return self._boot[key]
+        # a checked entry beside the run (a bad one is named, removed and recomputed); the run's lock, so
+        # chapters side by side compute it once
+        stored = self.store / f"boot-{ci:g}-{int(n_boot)}-{int(seed)}.npz"
+        if (out := _read_boot(stored)) is None:
+            with atomic.exclusive(_lock_path(self.store)):
+                if (out := _read_boot(stored)) is None:
+                    out = self._compute_bootstraps(ci, n_boot, seed)
+                    if self.store.is_dir():   # not a run folder another process has just found bad and removed
+                        with contextlib.suppress(OSError):   # a read-only cache: the numbers are still returned
+                            atomic.write_checked(stored, _boot_bytes(out))
+        self._boot[key] = out
+        return out
+
+    def _compute_bootstraps(self, ci: float, n_boot: int, seed: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """:meth:`_repeat_bootstraps`' numbers, computed (no store)."""
+        from .experiment import bootstrap_result
         per_repeat = {r: part for r, part in self.oof.groupby("repeat", sort=True)}
         common = set.intersection(*(set(p["target"]) for p in per_repeat.values()))
         out = {}
@@ -163,15 +178,6 @@ class CrossvalResult:
                                    n_boot=n_boot, seed=seed, ci=ci)
             out[int(r)] = (res.distribution[["delta_icc", "delta_rho"]].to_numpy(float),
                            res.observed["delta"].to_numpy(float)[:2])
-        self._boot[key] = out
-        if stored is not None:
-            try:
-                with atomic_path(stored) as tmp:
-                    with open(tmp, "wb") as f:
-                        np.savez(f, repeats=np.array(sorted(out)), **{f"dist{r}": d for r, (d, _) in out.items()},
-                                 **{f"obs{r}": o for r, (_, o) in out.items()})
-            except OSError:
-                pass  # a read-only cache: the numbers are still returned
         return out
 
     def target_bootstrap(self, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot,
@@ -390,9 +396,8 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
         return _crossval(dataset, settings, grid, device, progress, threads, workers)
     if (hit := _read_cache(key)) is not None:
         return hit
-    folder = _cache_folder(key)
     # another process computing the same run (chapters side by side): wait for it, then read its result
-    with atomic.exclusive(folder.parent / f".{folder.name}.lock"):
+    with atomic.exclusive(_lock_path(_cache_folder(key))):
         if (hit := _read_cache(key)) is not None:
             return hit
         result = _crossval(dataset, settings, grid, device, progress, threads, workers)
@@ -742,24 +747,67 @@ def _cache_folder(key: str) -> Path:
     return cache_dir() / "crossval" / f"v{PROTOCOL_VERSION}-{key}"
 
 
-_FILES = ("folds.csv", "inner.csv", "oof.csv", "weights.npy", "settings.json")
+def _lock_path(folder: Path) -> Path:
+    """The lock of a run's cache folder (beside it): held while the run, or a bootstrap of it, is computed."""
+    return folder.parent / f".{folder.name}.lock"
+
+
+#: the strings of the out-of-fold table (its ids: numbers-looking ids stay as written)
+_OOF_TEXT = {"set_id": str, "target": str, "candidate": str, "rater": str, "ranking": str}
+#: the files of a cached run, each a checked entry (:func:`clpips.atomic.write_checked`), and how each is read
+_READERS = {"folds.csv": lambda data: pd.read_csv(io.BytesIO(data)),
+            "inner.csv": lambda data: pd.read_csv(io.BytesIO(data)),
+            "oof.csv": lambda data: pd.read_csv(io.BytesIO(data), dtype=_OOF_TEXT),
+            "weights.npy": lambda data: np.load(io.BytesIO(data), allow_pickle=False),
+            "settings.json": lambda data: json.loads(data.decode("utf-8"))}
 
 
 def _read_cache(key: str) -> Optional[CrossvalResult]:
+    """The cached run, every file verified against its checksum; None when absent. A bad file (altered,
+    truncated, missing, or without a checksum, as clpips wrote them before they had one) is named in one
+    :class:`clpips.features.CacheWarning` line and its run folder removed, so the run is computed again."""
     folder = _cache_folder(key)
-    if not all((folder / name).is_file() for name in _FILES):
+    if not folder.is_dir():
         return None
+    parts = {}
+    for name, parse in _READERS.items():
+        parts[name] = atomic.read_entry(folder / name, parse, category=CacheWarning,
+                                        remove=lambda _: _discard(folder), stacklevel=3)
+        if parts[name] is None:
+            return None
+    return CrossvalResult(folds=parts["folds.csv"], inner=parts["inner.csv"], oof=parts["oof.csv"],
+                          weights=parts["weights.npy"], settings=parts["settings.json"], store=folder)
+
+
+def _discard(folder: Path) -> None:
+    """Remove a run folder: renamed away first (one step: a reader sees all of it or none), then deleted."""
+    away = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.bad."))
     try:
-        oof = pd.read_csv(folder / "oof.csv", dtype={"set_id": str, "target": str, "candidate": str, "rater": str,
-                                                    "ranking": str})
-        return CrossvalResult(folds=pd.read_csv(folder / "folds.csv"), inner=pd.read_csv(folder / "inner.csv"),
-                              oof=oof, weights=np.load(folder / "weights.npy", allow_pickle=False),
-                              settings=json.loads((folder / "settings.json").read_text()), store=folder)
-    except (OSError, ValueError) as err:  # a damaged entry is rebuilt
-        shutil.rmtree(folder, ignore_errors=True)
-        import warnings
-        warnings.warn(f"{folder}: unreadable cached cross-validation result ({err}); recomputing", stacklevel=3)
+        os.rename(folder, away / folder.name)
+    except FileNotFoundError:
+        pass  # another process removed it first
+    finally:
+        shutil.rmtree(away, ignore_errors=True)
+
+
+def _read_boot(path: Path) -> Optional[dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """A stored target bootstrap (:func:`_boot_bytes`), verified; None when absent or bad (named, removed)."""
+    if not path.is_file():
         return None
+    return atomic.read_entry(path, _parse_boot, category=CacheWarning, stacklevel=4)
+
+
+def _parse_boot(data: bytes) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return {int(r): (z[f"dist{r}"], z[f"obs{r}"]) for r in z["repeats"]}
+
+
+def _boot_bytes(out: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """Per repeat the bootstrap distribution and the observed pair, as ``.npz`` bytes."""
+    buffer = io.BytesIO()
+    np.savez(buffer, repeats=np.array(sorted(out)), **{f"dist{r}": d for r, (d, _) in out.items()},
+             **{f"obs{r}": o for r, (_, o) in out.items()})
+    return buffer.getvalue()
 
 
 def _write_cache(key: str, result: CrossvalResult) -> None:
@@ -773,8 +821,8 @@ def _write_cache(key: str, result: CrossvalResult) -> None:
     except OSError:
         return  # a read-only cache: the result is still returned
     try:
-        write_result(result, tmp)
-        np.save(tmp / "weights.npy", result.weights, allow_pickle=False)
+        for name, data in _result_bytes(result).items():
+            atomic.write_checked(tmp / name, data)   # each file with its sha256, verified when read
         os.rename(tmp, folder)
         result.store = folder
     except OSError:
@@ -783,9 +831,21 @@ def _write_cache(key: str, result: CrossvalResult) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _result_bytes(result: CrossvalResult) -> dict[str, bytes]:
+    """Each file of a result (the names of :data:`_READERS`) as bytes: the tables as CSV, the settings as
+    JSON, the refitted weights as ``.npy``."""
+    out = {name: frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+           for name, frame in (("folds.csv", result.folds), ("inner.csv", result.inner), ("oof.csv", result.oof))}
+    out["settings.json"] = (json.dumps(result.settings, sort_keys=True, indent=1) + "\n").encode("utf-8")
+    buffer = io.BytesIO()
+    np.save(buffer, result.weights, allow_pickle=False)
+    out["weights.npy"] = buffer.getvalue()
+    return out
+
+
 def write_result(result: CrossvalResult, folder: str | os.PathLike) -> None:
-    """The tables of a result as CSV (``folds.csv``, ``inner.csv``, ``oof.csv``) and ``settings.json``."""
-    folder = Path(folder)
-    for name, frame in (("folds.csv", result.folds), ("inner.csv", result.inner), ("oof.csv", result.oof)):
-        frame.to_csv(folder / name, index=False, lineterminator="\n")
-    (folder / "settings.json").write_text(json.dumps(result.settings, sort_keys=True, indent=1) + "\n")
+    """The tables of a result as CSV (``folds.csv``, ``inner.csv``, ``oof.csv``) and ``settings.json``
+    (each written atomically)."""
+    for name, data in _result_bytes(result).items():
+        if name != "weights.npy":
+            atomic.write_bytes(Path(folder) / name, data)

@@ -351,4 +351,6 @@ def test_cli_evaluate_lists_baselines(mur92_mirror, monkeypatch, tmp_path, capsy
     assert list(heldout) == ["lpips", "l2", "psnr", "lpips_ones"]
     assert heldout["l2"]["spearman"] == heldout["psnr"]["spearman"]  # same order of every set
     assert "lpips_ones" in capsys.readouterr().out
-    assert main(["evaluate", "--dataset", "mur92", "--baselines", "nope", "--quiet"]) == 2
+    with pytest.raises(SystemExit) as refused:          # refused while parsing, before any work
+        main(["evaluate", "--dataset", "mur92", "--baselines", "nope", "--quiet"])
+    assert refused.value.code == 2 and "--baselines" in capsys.readouterr().err

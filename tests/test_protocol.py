@@ -481,7 +481,9 @@ def test_cli_crossval_writes_strict_json_and_fold_csvs(mur92_mirror, monkeypatch
         assert summary["icc_A_k"]["delta"] == pytest.approx(folds["delta_icc_A_k"].mean())
     assert "split by image" in capsys.readouterr().out
     # a bad grid is one line naming the options
-    assert main(["crossval", "--dataset", "mur92", "--out", str(out), "--margins", "0.05,x"]) == 2
+    with pytest.raises(SystemExit) as refused:          # refused while parsing, before any work
+        main(["crossval", "--dataset", "mur92", "--out", str(out), "--margins", "0.05,x"])
+    assert refused.value.code == 2
     assert "--margins" in capsys.readouterr().err
 
 

@@ -26,19 +26,48 @@ shared sets to compare on. A sidecar ``<out>.json`` (e.g. ``class.json``) record
 the study, its image root and the sets, so the class CSV can be read back:
 :func:`read_class`.
 
-Security: the server binds to 127.0.0.1 unless told otherwise; a write needs the
-class code (printed at start, random unless ``--code`` is given); images are
-served only from the study's list; request bodies are capped.
+Security (the class network is not trusted): the server binds to 127.0.0.1 unless
+told otherwise; a write needs the class code (printed at start, random unless
+``--code`` is given), and a client address that gets it wrong
+:attr:`Limits.code_tries` times in :attr:`Limits.code_window` seconds is answered
+429 (with ``Retry-After``) until the oldest try ages out. A name is bound at its
+first join to a token the student's browser keeps (``<out>.names.json`` holds its
+sha256): joining or saving under a name taken by another browser is refused, and
+the teacher frees a name with ``clpips classroom --out class.csv --free NAME``
+(:func:`free_name`), also while the server runs. Request bodies need a valid
+``Content-Length`` (400/411 before anything is read) of at most :data:`MAX_BODY`
+bytes; every read has a deadline (:attr:`Limits.timeout`: a stalled upload frees its
+thread, 408), and at most :attr:`Limits.max_clients` requests are served at once (the
+next waits :attr:`Limits.queue_wait` seconds for a free thread, then gets 503).
+Images are served only from the study's list. A server locks its ``--out``
+(``<out>.server.lock``, :func:`claim_out`) while it runs: one ``--out``, one class.
+Every option is checked at start with one line naming it (:func:`check_options`,
+:func:`claim_out`), and every image of the class's sets is read before anything is
+recorded (:meth:`Classroom.load_images`: a decompression bomb is named, not served).
+
+Why Python's standard library and not starlette + uvicorn: each of these limits is a
+few lines on :class:`http.server.ThreadingHTTPServer` (a socket timeout, a semaphore
+around the handler threads, a strict ``Content-Length``), while an ASGI server would
+add two dependencies and an event loop to hand every request back to the blocking,
+lock-holding session code (saving, fitting) in worker threads anyway.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import math
+import numbers
 import os
+import re
 import secrets
 import socket
+import sys
+import tempfile
 import threading
 import time
+import unicodedata
+from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,17 +75,119 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
+from filelock import FileLock, Timeout
 
+from . import atomic
 from .defaults import DEFAULTS
+from .features import pair_features
+from .images import ImageReadError
+from .widget import (RankingSession, RaterNameError, SessionError, normalise_rater, png_bytes, read_weight_vector,
+                     scores_html)
 
 #: image files a folder study takes
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: the largest request body accepted (bytes)
 MAX_BODY = 64 * 1024
+#: candidates per set a class page can show (``--k``)
+MIN_K, MAX_K = 2, 16
+#: the longest class code (the page's code field takes this many characters)
+MAX_CODE = 32
 
 
 class ClassroomError(ValueError):
-    """A study or class file that cannot be used (one line, for the command line)."""
+    """A study, class file or option that cannot be used (one line, for the command line)."""
+
+
+class NameTakenError(ClassroomError):
+    """A name another student's browser holds (HTTP 409)."""
+
+
+class TooManyTries(PermissionError):
+    """Too many wrong class codes from one client address (HTTP 429); ``retry_after`` in seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many wrong class codes from your computer: try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the server grants any client (the defaults suit a class; tests shrink them)."""
+
+    max_clients: int = 64        #: requests served at once (one thread each)
+    queue_wait: float = 2.0      #: seconds a connection waits for a free thread before a 503
+    timeout: float = 10.0        #: seconds for each read of a request, and for its whole body
+    code_tries: int = 5          #: wrong class codes per client address...
+    code_window: float = 60.0    #: ...within this many seconds, then 429 until the oldest ages out
+
+
+# --------------------------------------------------------------------------- options
+def _whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_options(*, port: Any = None, stop_after: Any = None, k: Any = None, n_sets: Any = None,
+                  seed: Any = None, device: Optional[str] = None, code: Optional[str] = None) -> None:
+    """Refuse, with one line naming the option and its allowed range, a classroom option out of range
+    (``None``: not checked). Called at start, before the study is loaded."""
+    if port is not None and not (_whole(port) and 0 <= port <= 65535):
+        raise ClassroomError(f"--port {port}: must be a whole number in 0..65535 (0: any free port)")
+    if stop_after is not None and not (isinstance(stop_after, numbers.Real) and math.isfinite(stop_after)
+                                       and stop_after > 0):
+        raise ClassroomError(f"--stop-after {stop_after}: must be a finite number of seconds > 0")
+    if k is not None and not (_whole(k) and MIN_K <= k <= MAX_K):
+        raise ClassroomError(f"--k {k}: candidates per set must be a whole number in {MIN_K}..{MAX_K}")
+    if n_sets is not None and not (_whole(n_sets) and n_sets >= 1):
+        raise ClassroomError(f"--sets {n_sets}: must be a whole number >= 1")
+    if seed is not None and not (_whole(seed) and seed >= 0):
+        raise ClassroomError(f"--seed {seed}: must be a whole number >= 0")
+    if code is not None and not (0 < len(code.strip()) <= MAX_CODE and code.strip().isprintable()
+                                 and not re.search(r"\s", code.strip())):
+        raise ClassroomError(f"--code {code!r}: must be 1 to {MAX_CODE} characters, no spaces")
+    if device is not None and (problem := _device_problem(device)):
+        raise ClassroomError(f"--device {device}: {problem}; use --device cpu")
+
+
+def _device_problem(device: str) -> Optional[str]:
+    """Why ``device`` cannot hold a tensor here (None when it can)."""
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, ValueError, AssertionError, TypeError) as err:
+        return (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return None
+
+
+def check_out(out: str | os.PathLike) -> Path:
+    """``--out`` as a path, checked: a CSV file (not a folder) in a folder this process can write
+    (tried with a temporary file, which leaves nothing behind)."""
+    out = Path(out)
+    if out.is_dir():
+        raise ClassroomError(f"--out {out}: is a folder; give the class's CSV file, e.g. {out / 'class.csv'}")
+    if out.suffix.lower() != ".csv":
+        raise ClassroomError(f"--out {out}: must name a .csv file (the study is recorded in the .json beside it)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as err:
+        raise ClassroomError(f"--out {out}: cannot write in {out.parent} ({err.strerror or err})") from None
+    return out
+
+
+def claim_out(out: str | os.PathLike) -> FileLock:
+    """:func:`check_out`, then lock ``out`` for this server (``<out>.server.lock``, released by the kernel
+    if the server dies): one ``--out``, one class."""
+    out = check_out(out)
+    lock = FileLock(str(out) + ".server.lock", timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ClassroomError(f"--out {out}: another classroom server is using it (it holds {lock.lock_file}); "
+                             f"stop that one or choose another --out") from None
+    except OSError as err:
+        raise ClassroomError(f"--out {out}: cannot lock {lock.lock_file} ({err.strerror or err})") from None
+    return lock
 
 
 # --------------------------------------------------------------------------- the study
@@ -102,8 +233,8 @@ def load_study(study: str, *, k: int = DEFAULTS.classroom_k, seed: int = DEFAULT
             if not path.is_file():
                 raise ClassroomError(f"{study}: no such CSV file")
             return load_dataset(str(path))
-    except RankingDataError as err:
-        raise ClassroomError(str(err).splitlines()[0]) from None
+    except (RankingDataError, ValueError) as err:     # ValueError: e.g. a k the dataset cannot give
+        raise ClassroomError((str(err).strip().splitlines() or [type(err).__name__])[0]) from None
     raise ClassroomError(f"{study!r} is neither a built-in dataset ({', '.join(sorted(DATASET_OPTIONS))}), "
                          f"a .csv file nor a folder of images")
 
@@ -122,20 +253,25 @@ def sidecar_path(csv_path: str | os.PathLike) -> Path:
 
 def write_sidecar(csv_path: str | os.PathLike, *, study: str, dataset, sets: Sequence[str], k: int,
                   seed: int, candidates: str) -> Path:
-    """Record the study of a class CSV (refusing a CSV that belongs to another study)."""
-    from . import atomic
+    """Record the study of a class CSV in its sidecar (``class.json``), refusing, by the sidecar's
+    name, one that records another study, other sets or another number of candidates."""
     spec = study if study in _builtin() else str(Path(study).resolve())
+    shown = dataset.k if dataset.k is not None else k      # the candidates a set really has
     record = {"study": spec, "root": str(Path(dataset.root).resolve()), "name": getattr(dataset, "name", ""),
-              "k": int(k), "seed": int(seed), "candidates": candidates, "sets": list(sets)}
+              "k": int(shown), "seed": int(seed), "candidates": candidates, "sets": list(sets)}
     path = sidecar_path(csv_path)
     if path.exists():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            old = {}
-        if Path(csv_path).exists() and (old.get("study"), old.get("sets")) != (record["study"], record["sets"]):
-            raise ClassroomError(f"{csv_path} holds the rankings of another study ({old.get('study')!r}, "
-                                 f"{len(old.get('sets') or [])} sets); choose another --out")
+        except (OSError, ValueError) as err:
+            raise ClassroomError(f"{path}: not a class record ({str(err).splitlines()[0]}); "
+                                 f"choose another --out, or delete it if no class used it") from None
+        old = old if isinstance(old, dict) else {}
+        if [old.get(key) for key in ("study", "sets", "k")] != [record[key] for key in ("study", "sets", "k")]:
+            raise ClassroomError(f"{path} records another study ({old.get('study')!r}, "
+                                 f"{len(old.get('sets') or [])} sets, k={old.get('k')}), not this one ({spec!r}, "
+                                 f"{len(sets)} sets, k={shown}); choose another --out, or delete {path.name} "
+                                 f"if no class used it")
     return atomic.write_text(path, json.dumps(record, indent=2) + "\n")
 
 
@@ -162,6 +298,125 @@ def read_class(csv_path: str | os.PathLike, root: Optional[str | os.PathLike] = 
     return data, record
 
 
+# --------------------------------------------------------------------------- names and codes
+def names_path(csv_path: str | os.PathLike) -> Path:
+    """``class.csv`` -> ``class.names.json``: which browser holds which name (sha256 of its token)."""
+    return Path(csv_path).with_suffix(".names.json")
+
+
+def _name_key(rater: str) -> str:
+    return unicodedata.normalize("NFC", rater.casefold())
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class NameRegister:
+    """Who holds which name in a class: ``<out>.names.json`` maps each name (compared case-insensitively)
+    to the name as first typed and the sha256 of the token that browser was given.
+
+    The file is the truth, read at every check and written atomically under ``<file>.lock``, so a name
+    survives a restart of the server and :func:`free_name` works while the server runs.
+    """
+
+    def __init__(self, csv_path: str | os.PathLike) -> None:
+        self.path = names_path(csv_path)
+        self._lock = threading.Lock()
+
+    def read(self) -> dict:
+        try:
+            names = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as err:
+            raise ClassroomError(f"{self.path}: not a list of the class's names ({str(err).splitlines()[0]}); "
+                                 f"delete it to free every name") from None
+        if not isinstance(names, dict) or not all(isinstance(v, dict) for v in names.values()):
+            raise ClassroomError(f"{self.path}: not a list of the class's names; delete it to free every name")
+        return names
+
+    def _write(self, names: dict) -> None:
+        atomic.write_json(self.path, names, sort_keys=True)
+
+    def _file_lock(self) -> FileLock:
+        return FileLock(str(self.path) + ".lock", timeout=30, thread_local=False)
+
+    def claim(self, name: object, token: object = None) -> tuple[str, str]:
+        """``(rater, token)``: a new name is bound to a new token; a taken one needs its token."""
+        rater = normalise_rater(name)
+        key = _name_key(rater)
+        with self._lock, self._file_lock():
+            names = self.read()
+            held = names.get(key)
+            if held is None:
+                token = secrets.token_urlsafe(24)
+                names[key] = {"name": rater, "sha256": _digest(token)}
+                self._write(names)
+                return rater, token
+        if isinstance(token, str) and secrets.compare_digest(str(held.get("sha256")), _digest(token)):
+            return str(held["name"]), token
+        raise NameTakenError(f"the name {rater!r} is taken in this class: join from the browser you first "
+                             f"used, or ask your teacher to free it")
+
+    def check(self, name: object, token: object) -> str:
+        """The rater whose token ``token`` is (PermissionError when it is not, or no longer)."""
+        held = self.read().get(_name_key(normalise_rater(name)))
+        if held is None or not isinstance(token, str) or not secrets.compare_digest(
+                str(held.get("sha256")), _digest(token)):
+            raise PermissionError("this page no longer holds your name (freed by your teacher?): reload and join")
+        return str(held["name"])
+
+    def free(self, name: object) -> str:
+        """Release ``name`` (the next browser to join under it gets a new token); returns the name freed."""
+        key = _name_key(normalise_rater(name))
+        with self._lock, self._file_lock():
+            names = self.read()
+            if key not in names:
+                raise ClassroomError(f"no student holds the name {normalise_rater(name)!r} in {self.path}")
+            held = names.pop(key)
+            self._write(names)
+        return str(held.get("name"))
+
+
+def free_name(csv_path: str | os.PathLike, name: object) -> str:
+    """Free a student's name in the class of ``csv_path`` (``clpips classroom --out CSV --free NAME``):
+    for a student on a new computer, or a name someone else took. Their rankings stay in the CSV."""
+    freed = NameRegister(csv_path).free(name)
+    return (f"freed the name {freed!r} in {names_path(csv_path)}: the next browser to join as {freed!r} "
+            f"takes it (its rankings stay in {csv_path})")
+
+
+class Throttle:
+    """Wrong class codes per client address: ``tries`` within ``window`` seconds, then
+    :class:`TooManyTries` until the oldest ages out (right codes included)."""
+
+    def __init__(self, tries: int, window: float, clock=time.monotonic) -> None:
+        self.tries, self.window, self.clock = int(tries), float(window), clock
+        self._failures: dict[str, deque] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> deque:
+        if len(self._failures) > 4096:          # forget clients whose tries have all aged out
+            for old in [c for c, q in self._failures.items() if not q or q[-1] <= now - self.window]:
+                del self._failures[old]
+        recent = self._failures.setdefault(client, deque())
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+        return recent
+
+    def attempt(self, client: str, right: bool) -> None:
+        """Count a try of ``client`` (a wrong one is remembered); raise :class:`TooManyTries` when its
+        wrong tries fill the window. One step under one lock: parallel guesses are counted too."""
+        with self._lock:
+            now = self.clock()
+            recent = self._recent(client, now)
+            if len(recent) >= self.tries:
+                raise TooManyTries(max(1, math.ceil(recent[0] + self.window - now)))
+            if not right:
+                recent.append(now)
+
+
 # --------------------------------------------------------------------------- the app
 @dataclass
 class Classroom:
@@ -177,6 +432,8 @@ class Classroom:
     seed: int = DEFAULTS.seed
     net: str = DEFAULTS.net
     device: str = DEFAULTS.device
+    limits: Limits = field(default_factory=Limits)
+    out_lock: Optional[FileLock] = None        #: the server's lock on the CSV (:func:`claim_out`)
     sessions: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -189,26 +446,53 @@ class Classroom:
         self._lock = threading.Lock()            # the sessions dict
         self._model_lock = threading.Lock()      # fits and scores: one at a time (torch threads)
         self._rater_locks: dict[str, threading.Lock] = {}
+        self.names = NameRegister(self.csv_path)
+        self.throttle = Throttle(self.limits.code_tries, self.limits.code_window)
 
-    def prepare(self) -> "Classroom":
-        """Compute the pair features of the class's sets once (cached on disk), before students arrive."""
-        if self.features is None:
-            from .features import pair_features
-            table = self.dataset.table
-            chosen = table[table["set_id"].astype(str).isin(self.sets)][["target", "candidate"]].drop_duplicates()
-            self.features = pair_features(self.dataset, list(chosen.astype(str).itertuples(index=False, name=None)),
-                                          net=self.net, device=self.device, progress=False)
+    def load_images(self) -> "Classroom":
+        """Read every image of the class's sets (their thumbnails, kept): one that cannot be used (a
+        decompression bomb, a broken file) is one :class:`ClassroomError` naming it, before students arrive."""
+        try:
+            for index in range(len(self.refs)):
+                self.image_png(index)
+        except ImageReadError as err:
+            raise ClassroomError(str(err).splitlines()[0]) from None
         return self
 
+    def prepare(self) -> "Classroom":
+        """:meth:`load_images`, the names file checked, and the pair features of the class's sets
+        computed (cached on disk), before students arrive."""
+        self.names.read()                        # a damaged names file is refused now, not mid-lesson
+        self.load_images()
+        try:
+            if self.features is None:
+                table = self.dataset.table
+                chosen = table[table["set_id"].astype(str).isin(self.sets)][["target", "candidate"]]
+                pairs = list(chosen.drop_duplicates().astype(str).itertuples(index=False, name=None))
+                self.features = pair_features(self.dataset, pairs, net=self.net, device=self.device, progress=False)
+        except ImageReadError as err:
+            raise ClassroomError(str(err).splitlines()[0]) from None
+        return self
+
+    def close(self) -> None:
+        """Release the lock on the class CSV (the next server may use it)."""
+        if self.out_lock is not None:
+            self.out_lock.release()
+            self.out_lock = None
+
     # -------------------------------------------------------------- students
-    def check_code(self, code: object) -> None:
-        if not secrets.compare_digest(str(code or "").strip().upper(), self.code.upper()):
+    def check_code(self, code: object, client: str = "local") -> None:
+        """Refuse a wrong class code (PermissionError), and any code from a client address that got it
+        wrong too often lately (:class:`TooManyTries`, :class:`Throttle`)."""
+        right = isinstance(code, str) and secrets.compare_digest(code.strip().upper().encode("utf-8", "replace"),
+                                                                 self.code.upper().encode("utf-8"))
+        self.throttle.attempt(client, right)
+        if not right:
             raise PermissionError("wrong class code: ask your teacher for it")
 
-    def session(self, name: object):
-        """The student's :class:`RankingSession` (created, or resumed from the CSV, on first use)."""
-        from .widget import RankingSession, normalise_rater
-        rater = normalise_rater(name)
+    def session(self, rater: str):
+        """The :class:`RankingSession` of ``rater`` (a name as :class:`NameRegister` holds it), created or
+        resumed from the CSV on first use, and the lock its requests take."""
         with self._lock:
             if rater not in self.sessions:
                 self.sessions[rater] = RankingSession(
@@ -219,7 +503,6 @@ class Classroom:
 
     def state(self, session, *, scores: Optional[pd.DataFrame] = None, saved: Optional[bool] = None) -> dict:
         """What the page shows: the current set (image ids), progress and scores."""
-        from .widget import scores_html
         out: dict[str, Any] = {"rater": session.rater, "done": session.n_done, "total": len(session.sets)}
         if session.current is None:
             out["set"] = None
@@ -236,34 +519,35 @@ class Classroom:
             out["scores_html"] = scores_html(scores, len(session.fitted_sets))
         return out
 
-    def join(self, name: object, code: object) -> dict:
-        self.check_code(code)
-        session, lock = self.session(name)
+    def join(self, name: object, code: object, *, token: object = None, client: str = "local") -> dict:
+        """Admit a student: a new name gets a token (``state["token"]``, which the page keeps); a name
+        already taken needs the token it was given (:class:`NameTakenError` otherwise)."""
+        self.check_code(code, client)
+        rater, token = self.names.claim(name, token)
+        session, lock = self.session(rater)
         with lock:
             session.resume()
             scores = self._scores(session) if session.n_done else None
-            return self.state(session, scores=scores)
+            return {**self.state(session, scores=scores), "token": token}
 
-    def submit(self, name: object, code: object, set_id: object, order: Sequence[object]) -> dict:
+    def submit(self, name: object, code: object, set_id: object, order: Sequence[object], *,
+               token: object = None, client: str = "local") -> dict:
         """Save one ranking (``order``: candidates, most similar first); refit; return the scores.
 
         Idempotent: submitting a set this student already saved (a double click, a
         second tab) writes nothing and returns the current state (``saved`` False).
         """
-        from .widget import SessionError
-        self.check_code(code)
-        session, lock = self.session(name)
+        self.check_code(code, client)
+        session, lock = self.session(self.names.check(name, token))
         set_id = str(set_id)
         with lock:
             if set_id not in session.sets:
                 raise SessionError(f"set {set_id!r} is not one of this class's sets")
-            if set_id not in session.pending:
-                session.resume()
-            if set_id not in session.pending:        # already saved (by this page or another tab)
+            session.resume()                         # the CSV decides what is saved (another tab, a restart)
+            if set_id not in session.pending:        # already saved
                 return self.state(session, scores=self._scores(session), saved=False)
             session.pending.remove(set_id)
             session.pending.insert(0, set_id)
-            session.reset()
             order = [str(c) for c in order]
             if sorted(order) != sorted(session.candidates()):
                 raise SessionError(f"rank every candidate of set {set_id} exactly once")
@@ -282,7 +566,6 @@ class Classroom:
 
     # -------------------------------------------------------------- images
     def image_png(self, index: int) -> bytes:
-        from .widget import png_bytes
         if not 0 <= index < len(self.refs):
             raise KeyError(index)
         if index not in self._png:
@@ -296,24 +579,38 @@ def _num(value: Any) -> Optional[float]:
 
 
 # --------------------------------------------------------------------------- HTTP
+_LENGTH = re.compile(r"[0-9]{1,12}")
+
+
+class RequestError(Exception):
+    """A request refused before its body is used: ``status`` and a one-line message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "clpips-classroom"
-    classroom: Classroom  # set on the subclass made by make_server
+    classroom: Classroom  # set on the subclass made by ClassroomServer
+    timeout = Limits.timeout  # a socket timeout on every read (StreamRequestHandler.setup); set from the limits
 
     def log_message(self, format: str, *args: Any) -> None:   # quiet: the terminal is the teacher's
         pass
 
-    def _send(self, status: int, body: bytes, ctype: str, cache: bool = False) -> None:
+    def _send(self, status: int, body: bytes, ctype: str, cache: bool = False, headers: Optional[dict] = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
 
-    def _json(self, status: int, payload: dict) -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json")
+    def _json(self, status: int, payload: dict, headers: Optional[dict] = None) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json", headers=headers)
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = self.path.split("?", 1)[0]
@@ -330,46 +627,139 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"not found", "text/plain")
 
+    def _body(self) -> bytes:
+        """The request's body: a ``Content-Length`` of 0..MAX_BODY, checked before anything is read, and
+        read within :attr:`timeout` seconds in all (a stalled upload frees the thread)."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            raise RequestError(411, "send the request with a Content-Length (chunked bodies are not accepted)")
+        given = {v.strip() for v in self.headers.get_all("Content-Length") or []}
+        if not given:
+            raise RequestError(411, "a Content-Length is required")
+        value = given.pop()
+        if given or not _LENGTH.fullmatch(value):
+            raise RequestError(400, "Content-Length must be one whole number of bytes")
+        if int(value) > MAX_BODY:
+            raise RequestError(413, f"request too large (at most {MAX_BODY} bytes)")
+        left, chunks = int(value), []
+        deadline = time.monotonic() + self.timeout
+        while left:
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                raise TimeoutError
+            self.connection.settimeout(wait)
+            chunk = self.rfile.read1(left)
+            if not chunk:
+                raise ConnectionError("the client closed the connection mid-request")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
     def do_POST(self) -> None:  # noqa: N802
-        from .widget import RaterNameError, SessionError
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._json(413, {"error": "request too large"})
+        self.close_connection = True
+        if self.path not in ("/api/join", "/api/submit"):
+            self._json(404, {"error": "not found"})
             return
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-            if not isinstance(body, dict):
-                raise ValueError("expected a JSON object")
-            if self.path == "/api/join":
-                self._json(200, self.classroom.join(body.get("name"), body.get("code")))
-            elif self.path == "/api/submit":
-                order = body.get("order")
-                if not isinstance(order, list):
-                    raise SessionError("order must be a list of candidates")
-                self._json(200, self.classroom.submit(body.get("name"), body.get("code"), body.get("set_id"), order))
-            else:
-                self._json(404, {"error": "not found"})
+            status, payload, headers = 200, self._api(self._body()), None
+        except RequestError as err:
+            status, payload, headers = err.status, {"error": str(err)}, None
+        except TimeoutError:
+            status, payload, headers = 408, {"error": "the request came too slowly"}, None
+        except ConnectionError:
+            return
+        except TooManyTries as err:
+            status, payload, headers = 429, {"error": str(err)}, {"Retry-After": str(err.retry_after)}
+        except NameTakenError as err:
+            status, payload, headers = 409, {"error": str(err)}, None
         except PermissionError as err:
-            self._json(403, {"error": str(err)})
-        except (RaterNameError, SessionError, ValueError) as err:
-            self._json(400, {"error": str(err)})
+            status, payload, headers = 403, {"error": str(err)}, None
+        except (RaterNameError, SessionError, ValueError, RecursionError) as err:
+            status, payload, headers = 400, {"error": str(err).splitlines()[0] if str(err) else "bad request"}, None
         except Exception as err:   # never a traceback to a student; one line for the teacher
             print(f"clpips classroom: {type(err).__name__}: {err}", flush=True)
-            self._json(500, {"error": f"the server failed: {type(err).__name__}; tell your teacher"})
+            failed = f"the server failed: {type(err).__name__}; tell your teacher"
+            status, payload, headers = 500, {"error": failed}, None
+        self._json(status, payload, headers)
+
+    def _api(self, raw: bytes) -> dict:
+        body = json.loads(raw or b"{}")
+        if not isinstance(body, dict):
+            raise ValueError("expected a JSON object")
+        client = self.client_address[0]
+        if self.path == "/api/join":
+            return self.classroom.join(body.get("name"), body.get("code"), token=body.get("token"), client=client)
+        order = body.get("order")
+        if not isinstance(order, list):
+            raise SessionError("order must be a list of candidates")
+        return self.classroom.submit(body.get("name"), body.get("code"), body.get("set_id"), order,
+                                     token=body.get("token"), client=client)
+
+
+_BUSY = json.dumps({"error": "the class page is busy: try again in a moment"}).encode()
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer with at most ``limits.max_clients`` handler threads at once: a connection
+    waits ``limits.queue_wait`` seconds for a free one, then gets 503 without a thread."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple, handler: type, limits: Limits) -> None:
+        self.limits = limits
+        self.slots = threading.BoundedSemaphore(limits.max_clients)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(timeout=self.limits.queue_wait):
+            _refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request, client_address) -> None:   # one line, never a traceback
+        err = sys.exc_info()[1]
+        if not isinstance(err, OSError):          # a client that went away is no news
+            print(f"clpips classroom: {type(err).__name__}: {err}", flush=True)
+
+
+def _refuse_busy(request: socket.socket) -> None:
+    """Answer 503 on a connection no thread can take (its request read briefly, so closing it
+    does not reset the connection before the answer arrives)."""
+    try:
+        request.settimeout(0.2)
+        request.recv(MAX_BODY)
+        request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                        b"Retry-After: 2\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY))
+    except OSError:
+        pass
 
 
 class ClassroomServer:
     """The class app served over HTTP (threads), started and stopped from code or the CLI.
 
     ``stop_after``: seconds after which the server stops by itself (None: until :meth:`shutdown`).
+    The classroom's :class:`Limits` bound threads, reads and class-code tries. :meth:`shutdown`
+    also releases the classroom's lock on its CSV.
     """
 
     def __init__(self, classroom: Classroom, host: str = DEFAULTS.classroom_host,
                  port: int = DEFAULTS.classroom_port, stop_after: Optional[float] = None) -> None:
-        handler = type("Handler", (_Handler,), {"classroom": classroom})
+        check_options(port=port, stop_after=stop_after)
+        limits = classroom.limits
+        handler = type("Handler", (_Handler,), {"classroom": classroom, "timeout": limits.timeout})
         self.classroom = classroom
-        self.httpd = ThreadingHTTPServer((host, int(port)), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, int(port)), handler, limits)
         self.host, self.port = host, self.httpd.server_address[1]
         self.stop_after = stop_after
         self._thread: Optional[threading.Thread] = None
@@ -406,6 +796,7 @@ class ClassroomServer:
             self.httpd.shutdown()
             self._thread.join(10)
         self.httpd.server_close()
+        self.classroom.close()
 
     def __enter__(self) -> "ClassroomServer":
         return self.start()
@@ -437,26 +828,32 @@ def open_classroom(study: str, out: str | os.PathLike = DEFAULTS.classroom_out, 
                    k: int = DEFAULTS.classroom_k, seed: int = DEFAULTS.seed, candidates: str = DEFAULTS.candidates,
                    weights: Optional[str] = None, net: str = DEFAULTS.net,
                    device: str = DEFAULTS.device) -> Classroom:
-    """Load the study, pick the class's sets, record them beside ``out`` and compute features.
+    """Check the options and ``out``, load the study, pick the class's sets, lock ``out``
+    (:func:`claim_out`), read the images, record the sets beside ``out`` and compute features.
+    Every problem is one :class:`ClassroomError`.
 
     ``weights``: a CLPIPS weights file the personal models start from and are pulled
     towards (default: LPIPS).
     """
+    check_options(k=k, n_sets=n_sets, seed=seed, device=device, code=code)
+    check_out(out)
     if weights is not None:
-        from .widget import read_weight_vector
         try:
             read_weight_vector(weights, net)
         except (OSError, ValueError, RuntimeError) as err:
             raise ClassroomError(f"cannot use --weights {weights}: {err}") from None
     dataset = load_study(study, k=k, seed=seed, candidates=candidates)
     sets = class_sets(dataset, n_sets, seed)
-    out = Path(out)
-    write_sidecar(out, study=study, dataset=dataset, sets=sets, k=k, seed=seed, candidates=candidates)
-    code = (code or new_code()).strip()
-    if not code:
-        raise ClassroomError("the class code is empty")
-    room = Classroom(dataset, out, sets, code, base=weights or "lpips", seed=seed, net=net, device=device)
-    return room.prepare()
+    lock = claim_out(out)                     # before anything is written beside it
+    try:
+        room = Classroom(dataset, Path(out), sets, (code or new_code()).strip(), base=weights or "lpips",
+                         seed=seed, net=net, device=device, out_lock=lock)
+        room.load_images()                    # a bad image is refused before anything is recorded
+        write_sidecar(out, study=study, dataset=dataset, sets=sets, k=k, seed=seed, candidates=candidates)
+        return room.prepare()
+    except BaseException:
+        lock.release()
+        raise
 
 
 # --------------------------------------------------------------------------- the page
@@ -505,20 +902,26 @@ submit. After each ranking you see how well LPIPS, and a CLPIPS fitted to you al
 <div id="scores"></div>
 <script>
 "use strict";
-let me = null, code = null, current = null, order = [], busy = false;
+let me = null, code = null, token = null, current = null, order = [], busy = false;
 const $ = id => document.getElementById(id);
 function say(text, error) { $("status").textContent = text; $("status").className = error ? "error" : "ok"; }
+// the token the server gave this browser for a name: it alone may join and save under that name again
+function tokenKey(name) { return "clpips-token:" + name.normalize("NFC").trim().replace(/\\s+/g, " ").toLowerCase(); }
+function storedToken(name) { try { return localStorage.getItem(tokenKey(name)); } catch (err) { return null; } }
+function storeToken(name, value) { try { localStorage.setItem(tokenKey(name), value); } catch (err) {} }
 async function post(path, body) {
   const response = await fetch(path, {method: "POST", headers: {"Content-Type": "application/json"},
                                       body: JSON.stringify(body)});
-  const data = await response.json();
-  if (!response.ok) throw new Error(data.error || response.statusText);
+  let data = {};
+  try { data = await response.json(); } catch (err) {}
+  if (!response.ok) throw new Error(data.error || response.statusText || ("error " + response.status));
   return data;
 }
 async function join() {
   try {
-    const data = await post("/api/join", {name: $("name").value, code: $("code").value});
-    me = data.rater; code = $("code").value;
+    const name = $("name").value;
+    const data = await post("/api/join", {name: name, code: $("code").value, token: storedToken(name)});
+    me = data.rater; code = $("code").value; token = data.token; storeToken(me, token);
     $("join").hidden = true; $("work").hidden = false;
     say("Welcome, " + me + ".", false);
     show(data);
@@ -564,7 +967,8 @@ async function submitRanking() {
   if (busy || !current || order.length !== current.candidates.length) return;
   busy = true; draw(); say("Saving...", false);
   try {
-    const data = await post("/api/submit", {name: me, code: code, set_id: current.set_id, order: order});
+    const data = await post("/api/submit", {name: me, code: code, token: token, set_id: current.set_id,
+                                            order: order});
     say(data.saved === false ? "That ranking was already saved." : "Saved ranking " + data.done + ".", false);
     busy = false; show(data);
   } catch (err) { busy = false; draw(); say(err.message, true); }
@@ -582,6 +986,8 @@ def describe(server: ClassroomServer) -> str:
              f"rankings saved to {room.csv_path} (study recorded in {sidecar_path(room.csv_path)})"]
     if server.host in ("127.0.0.1", "localhost", "::1"):
         lines.append("Only this computer can open it; use --host 0.0.0.0 to let students on your network in.")
+    lines.append(f"Each name belongs to the browser that first joined with it; to free one (a student on "
+                 f"another computer): clpips classroom --out {room.csv_path} --free NAME")
     if server.stop_after:
         lines.append(f"Stops by itself after {server.stop_after:.0f} s; Ctrl-C stops it now.")
     else:

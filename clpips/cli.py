@@ -95,19 +95,16 @@ def _number(text: str, kind: type = float, low: float | None = None, high: float
         raise argparse.ArgumentTypeError(f"{text!r} is not a{' whole' if kind is int else ''} number") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number")
+    shown = (lambda bound: f"{bound:d}") if kind is int else (lambda bound: f"{bound:g}")
     if low is not None and (value < low or (low_open and value == low)):
-        raise argparse.ArgumentTypeError(f"{text!r}: must be {'>' if low_open else '>='} {low:g}")
+        raise argparse.ArgumentTypeError(f"{text!r}: must be {'>' if low_open else '>='} {shown(low)}")
     if high is not None and (value > high or (high_open and value == high)):
-        raise argparse.ArgumentTypeError(f"{text!r}: must be {'<' if high_open else '<='} {high:g}")
+        raise argparse.ArgumentTypeError(f"{text!r}: must be {'<' if high_open else '<='} {shown(high)}")
     return value
 
 
 def _positive_float(text: str) -> float:
     return _number(text, float, 0, low_open=True)
-
-
-def _nonnegative_float(text: str) -> float:
-    return _number(text, float, 0)
 
 
 def _share(text: str) -> float:
@@ -118,8 +115,49 @@ def _positive_int(text: str) -> int:
     return _number(text, int, 1)
 
 
-def _nonnegative_int(text: str) -> int:
-    return _number(text, int, 0)
+def _at_least_two(text: str) -> int:
+    return _number(text, int, 2)
+
+
+#: the seeds the CLI takes (numpy's and torch's generators take each of them)
+SEED_RANGE = (0, 2 ** 32 - 1)
+
+
+def _seed(text: str) -> int:
+    return _number(text, int, *SEED_RANGE)
+
+
+def _number_list(kind: type = float, low: float = 0, low_open: bool = True) -> Callable[[str], str]:
+    """An option type: comma-separated numbers, each checked as :func:`_number` checks one; the text is
+    kept as given (the library parses it)."""
+    def check(text: str) -> str:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"{text!r}: give one or more numbers, comma-separated")
+        for item in items:
+            _number(item, kind, low, low_open=low_open)
+        return text
+    return check
+
+
+def _layers(text: str) -> str:
+    """``all`` or comma-separated layer numbers, as :func:`clpips.train.parse_layers` reads them."""
+    from .train import parse_layers  # imports torch, as --device's check does
+    try:
+        parse_layers(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("layers ")) from None
+    return text
+
+
+def _baselines(text: str) -> str:
+    """Comma-separated names among :data:`clpips.choices.BASELINES`."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BASELINES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{', '.join(map(repr, unknown)) or repr(text)}: choose among "
+                                          f"{', '.join(BASELINES)} (comma-separated)")
+    return text
 
 
 def _device(text: str) -> str:
@@ -214,30 +252,63 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _load_dataset(args: argparse.Namespace):
+    """The dataset of ``--dataset``, its target images checked against ``--net``'s smallest size."""
     from .datasets import RankingDataError
-    from .experiment import load_dataset
+    from .experiment import DATASET_OPTIONS, load_dataset
     options = {"k": args.k, "candidates": args.candidates, "seed": args.seed}
     try:
         if args.dataset.lower().endswith(".csv"):
-            return load_dataset(args.dataset, ties=args.ties)
-        return load_dataset(args.dataset, **options)
+            dataset = load_dataset(args.dataset, ties=args.ties)
+        else:
+            dataset = load_dataset(args.dataset, **options)
     except (RankingDataError, OSError) as err:
         raise UserError(str(err).splitlines()[0] if len(str(err)) > 400 else str(err)) from None
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    except ValueError as err:  # a built-in dataset's options out of its range (mur92's --k 200)
+        given = " ".join(f"--{name} {options[name]}" for name in DATASET_OPTIONS.get(args.dataset, ()))
+        raise UserError(f"{args.dataset}{f' ({given})' if given else ''}: {err}") from None
+    _check_target_sizes(dataset, args.net, args.dataset)
+    return dataset
 
 
-def _check_out_dir(out: Path) -> None:
-    """``--out`` is a folder clpips can write (created here), before any work is done."""
+def _check_target_sizes(dataset, net: str, source: str) -> None:
+    """Every target image is at least the size ``net`` takes (candidates are resized to their target's
+    size), checked from the files' headers before any feature is computed."""
+    from .conventions import MIN_SIZE
+    from .images import ImageReadError, image_size
+    low = MIN_SIZE[net]
+    for ref in sorted(set(dataset.table["target"])):
+        path = dataset.image_path(ref)
+        try:
+            height, width = image_size(path)
+        except ImageReadError as err:
+            raise UserError(f"{source}: {err}") from None
+        if min(height, width) < low:
+            other = [f"--net {name} (at least {size} x {size})" for name, size in MIN_SIZE.items()
+                     if size <= min(height, width)]
+            raise UserError(f"{source}: target image {path}: {height} x {width} pixels is smaller than the {low} x "
+                            f"{low} that --net {net} takes; use larger images{' or ' + other[0] if other else ''}")
+
+
+def _check_out_dir(out: Path, named: str = "") -> None:
+    """The folder ``out`` exists (created here) and clpips can write there, before any work is done;
+    ``named``: how messages name it (default ``--out OUT``)."""
+    named = named or f"--out {out}"
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: is an existing file, not a folder")
+        raise UserError(f"{named}: is an existing file, not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
         import tempfile
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as err:
-        raise UserError(f"--out {out}: cannot write there ({err.strerror or err})") from None
+        raise UserError(f"{named}: cannot write there ({err.strerror or err})") from None
+
+
+def _check_out_file(path: Path, option: str) -> None:
+    """``option``'s file can be written (its folder created here), before any work is done."""
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a folder, not a file")
+    _check_out_dir(path.parent, f"{option} {path}: its folder {path.parent}")
 
 
 #: fewest targets on each side of the protocol: held out (the bootstrap resamples them) and
@@ -261,15 +332,16 @@ def _check_study_size(dataset, test_size: float, source: str) -> None:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from . import atomic
-    from .experiment import bootstrap_summary, fit_options, metrics_json, run
+    from .experiment import bootstrap_summary, fit_cache_path, fit_options, metrics_json, run
 
     out = Path(args.out)
     _check_out_dir(out)                      # everything checkable is checked before training
     dataset = _load_dataset(args)
     _check_study_size(dataset, args.test_size, args.dataset)
+    settings = {"seed": args.seed, "test_size": args.test_size, "net": args.net, "device": args.device,
+                **fit_options(vars(args))}  # as clpips.experiment.run keys its cached fit
     try:
-        exp = run(dataset, seed=args.seed, test_size=args.test_size, net=args.net, device=args.device,
-                  progress=not args.quiet, **fit_options(vars(args)))
+        exp = run(dataset, progress=not args.quiet, **settings)
         exp.settings.update(k=args.k, candidates=args.candidates)
     except ValueError as err:
         raise UserError(str(err)) from None
@@ -278,7 +350,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                   "seed": args.seed, "parameters": exp.settings, "metrics": {"heldout": metrics_json(exp)["heldout"]}}
     model = exp.result.metric(args.net)
     model.provenance = {"init": args.init}
-    model.save_weights(out / "weights.pth", provenance=provenance)
+    try:
+        model.save_weights(out / "weights.pth", provenance=provenance)
+    except OSError as err:  # --out went away or filled up while the fit ran (it was writable at the start)
+        raise _late_write_error(out / "weights.pth", err, "fit", fit_cache_path(dataset, settings)) from None
     saved = f"{out / 'weights.pth'} and {out / 'weights.json'} are saved"
     step = "the bootstrap"
     try:
@@ -294,6 +369,18 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _late_write_error(path: Path, err: OSError, what: str = "", cached: Optional[Path] = None) -> UserError:
+    """The one line (exit status 1) for an output that could not be written after the work was done: the
+    path, why, and whether the work (``what``) is cached so that running the command again is quick. (Each
+    file is written atomically, so none is left half-written.)"""
+    message = f"cannot write {path} ({err.strerror or err})"
+    if what:
+        message += (f"; the {what} is cached ({cached}): the same command with a writable --out writes it "
+                    "without computing it again" if cached is not None and cached.exists()
+                    else f"; the {what} could not be cached either")
+    return UserError(message, status=1)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from . import atomic
     from .datasets import split_by_target
@@ -302,6 +389,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .model import CLPIPS, initial_weight_vector
     from .train import pair_features_for
 
+    if args.json:
+        _check_out_file(Path(args.json), "--json")
     metrics, models = {"lpips": initial_weight_vector(args.net, "lpips")}, {}
     for i, path in enumerate(args.weights):
         try:
@@ -321,7 +410,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = _load_dataset(args)
     table = dataset.table
     if args.split == "test":
-        table = split_by_target(table, test_size=test_size, seed=seed)[1]
+        try:
+            table = split_by_target(table, test_size=test_size, seed=seed)[1]
+        except ValueError as err:  # fewer than two targets
+            raise UserError(f"{args.dataset}: {err} (--split test holds some out; --split all uses every one)") \
+                from None
     features = pair_features_for(dataset, table, net=args.net, device=args.device, progress=not args.quiet)
     scored = score_rankings(table, features, metrics)
     baseline_names = [b.strip() for b in (args.baselines or "").split(",") if b.strip()]
@@ -339,21 +432,33 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         payload = {"dataset": args.dataset, "split": args.split, "seed": seed, "test_size": test_size,
                    "heldout": result.to_dict(orient="index"), "bootstrap": boot}
-        atomic.write_json(Path(args.json), payload)
+        try:
+            atomic.write_json(Path(args.json), payload)
+        except OSError as err:  # the folder went away while the evaluation ran (it was writable at the start)
+            raise _late_write_error(Path(args.json), err) from None
         print(f"wrote {args.json}")
     return 0
 
 
 def _cmd_classroom(args: argparse.Namespace) -> int:
-    from .classroom import ClassroomError, ClassroomServer, describe, open_classroom
+    from .classroom import ClassroomError, ClassroomServer, check_options, describe, free_name, open_classroom
     from .widget import RaterNameError
     try:
+        if args.free is not None:
+            print(free_name(args.out, args.free))
+            return 0
+        if not args.study:
+            raise ClassroomError("--study is required: a built-in dataset (mur92, simulated), a study CSV "
+                                 "or a folder of images")
+        check_options(port=args.port, stop_after=args.stop_after)   # the others: open_classroom, first thing
         room = open_classroom(args.study, args.out, code=args.code, n_sets=args.sets, k=args.k, seed=args.seed,
                               candidates=args.candidates, weights=args.weights, net=args.net, device=args.device)
-        server = ClassroomServer(room, args.host, args.port, stop_after=args.stop_after)
     except (ClassroomError, RaterNameError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
+    try:
+        server = ClassroomServer(room, args.host, args.port, stop_after=args.stop_after)
     except OSError as err:  # the port is taken, the address is not this machine's
+        room.close()
         raise UserError(f"cannot serve on {args.host}:{args.port}: {err.strerror or err}") from None
     print(describe(server), flush=True)
     server.serve()
@@ -381,6 +486,7 @@ def _cmd_crossval(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UserError(f"--margins/--lrs/--epochs-grid: {err}") from None
     data = _load_dataset(args)
+    _check_folds(data, args)
     modes = ["target", "image"] if args.split_mode == "both" else [args.split_mode]
     report: dict = {"dataset": getattr(data, "name", args.dataset), "modes": {}}
     for mode in modes:
@@ -397,13 +503,33 @@ def _cmd_crossval(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise UserError(str(err)) from None
         folder = out / mode if len(modes) > 1 else out
-        folder.mkdir(parents=True, exist_ok=True)
-        write_result(res, folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_result(res, folder)
+        except OSError as err:  # --out went away or filled up during the run (it was writable at the start)
+            raise _late_write_error(folder, err, "cross-validation", res.store) from None
         report["modes"][mode] = res.to_json(ci=args.ci, n_boot=args.n_boot)
         _print_crossval(mode, res.summary(ci=args.ci, n_boot=args.n_boot), args.metric)
-    atomic.write_json(out / "crossval.json", report)
+    try:
+        atomic.write_json(out / "crossval.json", report)
+    except OSError as err:
+        raise _late_write_error(out / "crossval.json", err, "cross-validation", res.store) from None
     print(f"wrote {out / 'crossval.json'} and per-fold CSVs (folds.csv, inner.csv, oof.csv)")
     return 0
+
+
+def _check_folds(dataset, args: argparse.Namespace) -> None:
+    """``--folds`` outer folds of the targets, and ``--inner-folds`` of each outer training side, have a
+    target each (the folds of :func:`clpips.datasets.kfold_by_target`: sizes differ by at most one)."""
+    targets = int(dataset.table["target"].nunique())
+    if targets < args.folds:
+        fix = f"give --folds between 2 and {targets}" if targets >= 2 else "the protocol needs at least 2"
+        raise UserError(f"{args.dataset}: {targets} target image(s), fewer than --folds {args.folds}; {fix}")
+    training = targets - math.ceil(targets / args.folds)  # the smallest outer training side
+    if training < args.inner_folds:
+        raise UserError(f"{args.dataset}: the smallest outer training side ({targets} targets, --folds {args.folds}) "
+                        f"has {training} target(s), fewer than --inner-folds {args.inner_folds}; give fewer "
+                        "inner folds or more outer folds")
 
 
 def _print_crossval(mode: str, summary, metric: str = "clpips") -> None:
@@ -419,7 +545,7 @@ def _add_experiment_options(p: argparse.ArgumentParser) -> None:
     d = DEFAULTS
     p.add_argument("--dataset", default=d.dataset, help=f"dataset name or CSV path (default {d.dataset})")
     p.add_argument("--net", choices=NETS, default=d.net)
-    p.add_argument("--k", type=_positive_int, default=d.k, help="candidates per set (built-in datasets)")
+    p.add_argument("--k", type=_at_least_two, default=d.k, help="candidates per set (built-in datasets; at least 2)")
     p.add_argument("--candidates", choices=CANDIDATE_RULES, default=d.candidates,
                    help="how mur92 candidates are drawn")
     p.add_argument("--test-size", type=_share, default=d.test_size, help="held-out share of targets, in (0, 1)")
@@ -435,6 +561,128 @@ def _add_max_pixels(p: argparse.ArgumentParser) -> None:
     from .defaults import MAX_PIXELS
     p.add_argument("--max-pixels", type=_positive_int, metavar="N",
                    help=f"refuse images with more pixels (default {MAX_PIXELS:,}, or $CLPIPS_MAX_PIXELS)")
+
+
+def _add_score(sub) -> None:
+    """The ``score`` sub-command's options."""
+    p = sub.add_parser("score", help="distance of each image to a target (lower = more similar)",
+                       description="Print one line per IMAGE: its path, a tab, its distance to TARGET.",
+                       epilog=EXAMPLES["score"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("--net", choices=NETS, default=DEFAULTS.net)
+    p.add_argument("--weights", metavar="FILE", help="linear weights (clpips or lpips .pth); default: LPIPS v0.1")
+    p.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"),
+                   help="resize both images to H x W (default: each candidate to the target's size)")
+    p.add_argument("--device", type=_device, default=DEFAULTS.device)
+    _add_max_pixels(p)
+    p.set_defaults(func=_cmd_score)
+
+
+def _add_run(sub) -> None:
+    """The ``run`` sub-command's options."""
+    p = sub.add_parser("run", help="execute a notebook with papermill (the book's chapters)",
+                       description="Execute NOTEBOOK (a name such as 03_training, or a path to a "
+                                   "jupytext .py) with papermill and print the executed notebook's path.",
+                       epilog=EXAMPLES["run"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("notebook", metavar="NOTEBOOK", nargs="?")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--list", action="store_true", help="list the notebooks and their parameters")
+    which.add_argument("--all", action="store_true", help="run every notebook, in order")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="set a parameter (repeatable)")
+    p.add_argument("--out", metavar="DIR", default="out/notebooks",
+                   help="folder for executed notebooks (default: out/notebooks)")
+    p.add_argument("--jobs", type=_positive_int, default=1,
+                   help="with --all: notebooks run at once, each in its own process (default 1)")
+    p.set_defaults(func=_cmd_run)
+
+
+
+def _add_fit(sub) -> None:
+    """The ``fit`` sub-command's options."""
+    d = DEFAULTS
+    p = sub.add_parser("fit", help="fine-tune the linear weights on a dataset's rankings",
+                       description="Split by target, fit CLPIPS on the training side, evaluate held-out.",
+                       epilog=EXAMPLES["fit"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_experiment_options(p)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--seed", type=_seed, default=d.seed, help=f"0..{SEED_RANGE[1]}")
+    p.add_argument("--loss", choices=LOSSES, default=d.loss)
+    p.add_argument("--margin", type=_positive_float, default=d.margin, help="> 0")
+    p.add_argument("--lr", type=_positive_float, default=d.lr)
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
+    p.add_argument("--epochs", type=_positive_int, default=d.epochs)
+    p.add_argument("--patience", type=_positive_int, default=d.patience, help="epochs without improvement (at least 1)")
+    p.add_argument("--init", choices=LINEAR_INITS, default=d.init)
+    p.add_argument("--layers", type=_layers, default=d.layers, help="layers to train: all or e.g. 0,1,4 (of 0..4)")
+    p.add_argument("--no-project", dest="project", action="store_false", help="allow negative weights")
+    p.set_defaults(func=_cmd_fit, project=d.project)
+
+
+def _add_crossval(sub) -> None:
+    """The ``crossval`` sub-command's options."""
+    d = DEFAULTS
+    p = sub.add_parser("crossval", help="the nested, repeated cross-validation protocol (robust answer)",
+                       description="Repeated outer K-fold by target or image; inner K-fold chooses the setting; "
+                                   "mean held-out differences of CLPIPS and LPIPS with intervals.",
+                       epilog=EXAMPLES["crossval"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_experiment_options(p)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--seed", type=_seed, default=d.seed, help=f"0..{SEED_RANGE[1]}")
+    p.add_argument("--split-mode", choices=[*SPLIT_MODES, "both"], default=d.split_mode,
+                   help="target: the paper's split; image: no image on both sides; both")
+    p.add_argument("--folds", type=_at_least_two, default=d.protocol_folds, help="outer folds (at least 2)")
+    p.add_argument("--repeats", type=_positive_int, default=d.protocol_repeats, help="repeats of the outer split")
+    p.add_argument("--inner-folds", type=_at_least_two, default=d.protocol_inner_folds,
+                   help="inner folds that choose the setting (at least 2)")
+    p.add_argument("--margins", type=_number_list(), default=d.protocol_margins,
+                   help="margins to choose among, comma-separated (each > 0)")
+    p.add_argument("--lrs", type=_number_list(), default=d.protocol_lrs,
+                   help="learning rates to choose among, comma-separated (each > 0)")
+    p.add_argument("--epochs-grid", type=_number_list(int, 1, False), default=d.protocol_epochs,
+                   help="epoch counts to choose among, comma-separated (each a whole number >= 1)")
+    p.add_argument("--select", choices=SELECT,
+                   default=d.protocol_select, help="inner criterion")
+    p.add_argument("--ci", type=_share, default=d.ci, help="confidence level")
+    p.add_argument("--workers", type=_positive_int, default=d.workers,
+                   help="processes for the fits (the results do not depend on it)")
+    p.add_argument("--metric", choices=PROTOCOL_METRICS, default=d.protocol_metric,
+                   help="the metric fitted and compared with LPIPS (chapter 09): clpips, global (pooled features), "
+                        "transform (AligNet-style), teacher (CLPIPS taught by the transform)")
+    p.add_argument("--transform-lambdas", type=_number_list(float, 0, False), default=d.transform_lambdas,
+                   help="transform: pulls towards the identity to choose among (each >= 0)")
+    p.add_argument("--transform-lrs", type=_number_list(), default=d.transform_lrs,
+                   help="transform: learning rates to choose among (each > 0)")
+    p.add_argument("--transform-steps", type=_number_list(int, 1, False), default=d.transform_steps,
+                   help="transform: full-batch steps to choose among (each a whole number >= 1)")
+    p.add_argument("--transform-rank", type=_positive_int, default=d.transform_rank, help="transform: rank of U V^T")
+    p.add_argument("--transform-margins", type=_number_list(), default=d.transform_margins,
+                   help="transform: margins to choose among (each > 0)")
+    p.add_argument("--teacher-sets", type=_positive_int, default=d.teacher_sets,
+                   help="teacher: new candidate sets ranked per training target")
+    p.add_argument("--teacher-weight", type=_positive_float, default=d.teacher_weight,
+                   help="teacher: weight of its pairs against the human pairs")
+    p.set_defaults(func=_cmd_crossval)
+
+
+def _add_evaluate(sub) -> None:
+    """The ``evaluate`` sub-command's options."""
+    d = DEFAULTS
+    p = sub.add_parser("evaluate", help="alignment of LPIPS and fitted weights with human rankings",
+                       description="Print Spearman, Kendall and ICC(A,k) (with 95%% CI and p) of baseline "
+                                   "LPIPS and each weights file on held-out rankings.",
+                       epilog=EXAMPLES["evaluate"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_experiment_options(p)
+    p.add_argument("--weights", action="append", default=[], metavar="FILE", help="weights file (repeatable)")
+    p.add_argument("--split", choices=["test", "all"], default="test", help="held-out targets or all rankings")
+    p.add_argument("--seed", dest="seed_given", type=_seed, default=None,
+                   help="split seed (default: the first weights file's, else %d)" % d.seed)
+    p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    p.add_argument("--baselines", type=_baselines, nargs="?", const=d.baselines, default=None, metavar="NAMES",
+                   help=f"also list baseline metrics: comma-separated names among {', '.join(BASELINES)} "
+                        f"(clpips.baselines); alone: {d.baselines}")
+    p.set_defaults(func=_cmd_evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -455,126 +703,39 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
     parser.add_argument("--version", action="version", version=f"clpips {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("score", help="distance of each image to a target (lower = more similar)",
-                       description="Print one line per IMAGE: its path, a tab, its distance to TARGET.",
-                       epilog=EXAMPLES["score"], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("target", metavar="TARGET")
-    p.add_argument("images", metavar="IMAGE", nargs="+")
-    p.add_argument("--net", choices=NETS, default=DEFAULTS.net)
-    p.add_argument("--weights", metavar="FILE", help="linear weights (clpips or lpips .pth); default: LPIPS v0.1")
-    p.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"),
-                   help="resize both images to H x W (default: each candidate to the target's size)")
-    p.add_argument("--device", type=_device, default=DEFAULTS.device)
-    _add_max_pixels(p)
-    p.set_defaults(func=_cmd_score)
-
-    p = sub.add_parser("run", help="execute a notebook with papermill (the book's chapters)",
-                       description="Execute NOTEBOOK (a name such as 03_training, or a path to a "
-                                   "jupytext .py) with papermill and print the executed notebook's path.",
-                       epilog=EXAMPLES["run"], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("notebook", metavar="NOTEBOOK", nargs="?")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--list", action="store_true", help="list the notebooks and their parameters")
-    which.add_argument("--all", action="store_true", help="run every notebook, in order")
-    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                   help="set a parameter (repeatable)")
-    p.add_argument("--out", metavar="DIR", default="out/notebooks",
-                   help="folder for executed notebooks (default: out/notebooks)")
-    p.add_argument("--jobs", type=_positive_int, default=1,
-                   help="with --all: notebooks run at once, each in its own process (default 1)")
-    p.set_defaults(func=_cmd_run)
+    _add_score(sub)
+    _add_run(sub)
+    _add_fit(sub)
+    _add_crossval(sub)
+    _add_evaluate(sub)
 
     d = DEFAULTS
-    p = sub.add_parser("fit", help="fine-tune the linear weights on a dataset's rankings",
-                       description="Split by target, fit CLPIPS on the training side, evaluate held-out.",
-                       epilog=EXAMPLES["fit"], formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_experiment_options(p)
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--loss", choices=LOSSES, default=d.loss)
-    p.add_argument("--margin", type=_nonnegative_float, default=d.margin)
-    p.add_argument("--lr", type=_positive_float, default=d.lr)
-    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
-    p.add_argument("--epochs", type=_positive_int, default=d.epochs)
-    p.add_argument("--patience", type=_nonnegative_int, default=d.patience)
-    p.add_argument("--init", choices=LINEAR_INITS, default=d.init)
-    p.add_argument("--layers", default=d.layers, help="layers to train: all or e.g. 0,1,4")
-    p.add_argument("--no-project", dest="project", action="store_false", help="allow negative weights")
-    p.set_defaults(func=_cmd_fit, project=d.project)
-
-    p = sub.add_parser("crossval", help="the nested, repeated cross-validation protocol (robust answer)",
-                       description="Repeated outer K-fold by target or image; inner K-fold chooses the setting; "
-                                   "mean held-out differences of CLPIPS and LPIPS with intervals.",
-                       epilog=EXAMPLES["crossval"], formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_experiment_options(p)
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--split-mode", choices=[*SPLIT_MODES, "both"], default=d.split_mode,
-                   help="target: the paper's split; image: no image on both sides; both")
-    p.add_argument("--folds", type=_positive_int, default=d.protocol_folds, help="outer folds (at least 2)")
-    p.add_argument("--repeats", type=_positive_int, default=d.protocol_repeats, help="repeats of the outer split")
-    p.add_argument("--inner-folds", type=_positive_int, default=d.protocol_inner_folds,
-                   help="inner folds that choose the setting (at least 2)")
-    p.add_argument("--margins", default=d.protocol_margins, help="margins to choose among, comma-separated")
-    p.add_argument("--lrs", default=d.protocol_lrs, help="learning rates to choose among, comma-separated")
-    p.add_argument("--epochs-grid", default=d.protocol_epochs, help="epoch counts to choose among, comma-separated")
-    p.add_argument("--select", choices=SELECT,
-                   default=d.protocol_select, help="inner criterion")
-    p.add_argument("--ci", type=_share, default=d.ci, help="confidence level")
-    p.add_argument("--workers", type=_positive_int, default=d.workers,
-                   help="processes for the fits (the results do not depend on it)")
-    p.add_argument("--metric", choices=PROTOCOL_METRICS, default=d.protocol_metric,
-                   help="the metric fitted and compared with LPIPS (chapter 09): clpips, global (pooled features), "
-                        "transform (AligNet-style), teacher (CLPIPS taught by the transform)")
-    p.add_argument("--transform-lambdas", default=d.transform_lambdas,
-                   help="transform: pulls towards the identity to choose among")
-    p.add_argument("--transform-lrs", default=d.transform_lrs, help="transform: learning rates to choose among")
-    p.add_argument("--transform-steps", default=d.transform_steps, help="transform: full-batch steps to choose among")
-    p.add_argument("--transform-rank", type=_positive_int, default=d.transform_rank, help="transform: rank of U V^T")
-    p.add_argument("--transform-margins", default=d.transform_margins, help="transform: margins to choose among")
-    p.add_argument("--teacher-sets", type=_positive_int, default=d.teacher_sets,
-                   help="teacher: new candidate sets ranked per training target")
-    p.add_argument("--teacher-weight", type=_positive_float, default=d.teacher_weight,
-                   help="teacher: weight of its pairs against the human pairs")
-    p.set_defaults(func=_cmd_crossval)
-
-    p = sub.add_parser("evaluate", help="alignment of LPIPS and fitted weights with human rankings",
-                       description="Print Spearman, Kendall and ICC(A,k) (with 95%% CI and p) of baseline "
-                                   "LPIPS and each weights file on held-out rankings.",
-                       epilog=EXAMPLES["evaluate"], formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_experiment_options(p)
-    p.add_argument("--weights", action="append", default=[], metavar="FILE", help="weights file (repeatable)")
-    p.add_argument("--split", choices=["test", "all"], default="test", help="held-out targets or all rankings")
-    p.add_argument("--seed", dest="seed_given", type=int, default=None,
-                   help="split seed (default: the first weights file's, else %d)" % d.seed)
-    p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
-    p.add_argument("--baselines", nargs="?", const=d.baselines, default=None, metavar="NAMES",
-                   help=f"also list baseline metrics: comma-separated names among {', '.join(BASELINES)} "
-                        f"(clpips.baselines); alone: {d.baselines}")
-    p.set_defaults(func=_cmd_evaluate)
-
     p = sub.add_parser("classroom", help="serve a ranking page for a class (students rank, see their scores)",
                        description="Serve a page where students rank the sets of STUDY by similarity and see "
                                    "how well LPIPS and their own CLPIPS agree with them; rankings go to one CSV.",
                        epilog=EXAMPLES["classroom"], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--study", required=True,
-                   help="a built-in dataset (mur92, simulated), a study CSV, or a folder of images")
+    p.add_argument("--study", help="a built-in dataset (mur92, simulated), a study CSV, or a folder of images "
+                                   "(required, except with --free)")
     p.add_argument("--out", default=d.classroom_out, metavar="CSV",
                    help=f"the class's rankings (default {d.classroom_out}; the study goes to its .json)")
     p.add_argument("--host", default=d.classroom_host,
                    help=f"address to bind (default {d.classroom_host}: this computer only; 0.0.0.0: the network)")
-    p.add_argument("--port", type=int, default=d.classroom_port, help=f"port (default {d.classroom_port}; 0: any)")
+    p.add_argument("--port", type=int, default=d.classroom_port,
+                   help=f"port, 0..65535 (default {d.classroom_port}; 0: any free port)")
     p.add_argument("--code", help="the class code students must type (default: a random one, printed)")
-    p.add_argument("--sets", type=int, default=d.classroom_sets, help="sets every student ranks")
-    p.add_argument("--k", type=int, default=d.classroom_k, help="candidates per set (built-in datasets, folders)")
+    p.add_argument("--sets", type=int, default=d.classroom_sets, help="sets every student ranks (at least 1)")
+    p.add_argument("--k", type=int, default=d.classroom_k,
+                   help="candidates per set (built-in datasets, folders; the range is checked at start)")
     p.add_argument("--candidates", choices=CANDIDATE_RULES, default=d.candidates,
                    help="how mur92 candidates are drawn")
-    p.add_argument("--seed", type=int, default=d.seed, help="seeds the sets, their order and the candidates")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds the sets, their order and the candidates (>= 0)")
     p.add_argument("--weights", metavar="FILE", help="start personal models from these CLPIPS weights "
                                                      "(default: LPIPS)")
     p.add_argument("--net", choices=NETS, default=d.net)
     p.add_argument("--device", default=d.device)
-    p.add_argument("--stop-after", type=float, metavar="SECONDS", help="stop by itself after this long")
+    p.add_argument("--stop-after", type=float, metavar="SECONDS", help="stop by itself after this long (> 0)")
+    p.add_argument("--free", metavar="NAME", help="free a student's name in the class of --out (a student on "
+                                                  "another computer), then exit; works while the server runs")
     p.set_defaults(func=_cmd_classroom)
     return parser
 

@@ -32,7 +32,11 @@ CSV and rater *resumes*: the sets this rater already ranked are skipped.
 
 Rater names are normalised (:func:`normalise_rater`: Unicode NFC, surrounding
 whitespace removed, inner runs of whitespace made one space) or refused with a
-one-line :class:`RaterNameError`, so ``" Ana"`` and ``"Ana"`` are one rater.
+one-line :class:`RaterNameError`, so ``" Ana"`` and ``"Ana"`` are one rater. A
+name must be text and may not begin with what a spreadsheet runs as a formula
+(``=``, ``+``, ``-``, ``@``); the CSV is written through
+:func:`clpips.datasets.schema.spreadsheet_safe` all the same, and everything the
+view shows (names, set ids, messages) is HTML-escaped.
 
 The CSV's image references are relative to the dataset's root (for ``mur92``,
 the cache folder holding its images); read it back with
@@ -48,6 +52,7 @@ Example (in Jupyter)::
 """
 from __future__ import annotations
 
+import html
 import io
 import os
 import re
@@ -63,6 +68,7 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_path
+from .datasets.schema import formula_like, spreadsheet_safe
 from .defaults import DEFAULTS
 from .model import initial_weight_vector, weight_vector_from_state
 
@@ -94,9 +100,12 @@ def normalise_rater(name: object) -> str:
 
     ``" Ana  María\t"`` (in any Unicode composition) becomes ``"Ana María"``.
     Raises :class:`RaterNameError`, with a one-line message, for a name that is
-    empty after that, longer than :data:`MAX_RATER_LENGTH` characters, or
-    holds control or format characters.
+    not text (``None``, a number), empty after that, longer than
+    :data:`MAX_RATER_LENGTH` characters, holds control or format characters, or
+    begins like a spreadsheet formula (:func:`clpips.datasets.schema.formula_like`).
     """
+    if not isinstance(name, str):
+        raise RaterNameError(f"rater name must be text, got {type(name).__name__}: type a name")
     text = _squash(name)
     if not text:
         raise RaterNameError("rater name is empty: type a name (letters, digits, spaces)")
@@ -106,6 +115,9 @@ def normalise_rater(name: object) -> str:
     if bad:
         raise RaterNameError(f"rater name {text!r} holds invisible or control characters ({', '.join(bad)}); "
                              f"type it again")
+    if formula_like(text):
+        raise RaterNameError(f"rater name {text[:20]!r} begins with {text[0]!r}, which a spreadsheet runs as a "
+                             f"formula; begin it with a letter or digit")
     return text
 
 
@@ -189,6 +201,11 @@ class RankingSession:
             if unknown:
                 raise ValueError(f"unknown set ids {unknown[:5]}; the dataset has {len(self._set_target)} sets")
         self.sets: list[str] = list(dict.fromkeys(sets))
+        odd = [v for v in (self.group, *self.sets, *(self._set_target[t] for t in self.sets),
+                           *(c for t in self.sets for c in self._set_candidates[t])) if formula_like(v)]
+        if odd:      # the CSV would hold it neutralised ('=...), and resume would no longer find it
+            raise ValueError(f"{odd[0]!r} begins with {odd[0][0]!r}, which a spreadsheet runs as a formula; "
+                             f"rename that set, image or group")
         self.clicks: list[str] = []
         self._auto = False          # the last entry of clicks was ranked automatically
         self.weights: Optional[torch.Tensor] = None      #: the personal CLPIPS (after :meth:`fit`)
@@ -363,7 +380,7 @@ class RankingSession:
         """Write the whole table to a temporary file beside the CSV, flush it to disk, rename it onto the CSV."""
         with atomic_path(self.csv_path) as tmp:
             with open(tmp, "w", encoding="utf-8", newline="") as handle:
-                table.to_csv(handle, index=False, lineterminator="\n")
+                spreadsheet_safe(table).to_csv(handle, index=False, lineterminator="\n")
                 handle.flush()
                 os.fsync(handle.fileno())
         try:                                              # make the rename itself durable
@@ -478,7 +495,7 @@ def scores_html(scores: Optional[pd.DataFrame], n_fitted: int = 0) -> str:
 
     head = ("<tr><th style='text-align:left;padding-right:1em'>metric</th><th>rho</th><th>ICC(A,k)</th>"
             "<th style='padding-left:1em'>rho (new)</th><th>ICC (new)</th></tr>")
-    body = "".join(f"<tr><td style='padding-right:1em'>{name}</td><td>{fmt(r['spearman'])}</td>"
+    body = "".join(f"<tr><td style='padding-right:1em'>{html.escape(str(name))}</td><td>{fmt(r['spearman'])}</td>"
                    f"<td>{fmt(r['icc_A_k'])}</td><td style='padding-left:1em'>{fmt(r['spearman_new'])}</td>"
                    f"<td>{fmt(r['icc_new'])}</td></tr>" for name, r in scores.iterrows())
     n_all, n_new = int(scores["n_rankings"].max()), int(scores["n_new"].max())
@@ -553,16 +570,17 @@ class RankingWidget:
         """Redraw the current set, the ranks given so far and (with ``scores``) the scores."""
         s = self.session
         if s.current is None:
-            self.title.value = f"<h4>All {len(s.sets)} sets ranked, thank you (rater <code>{s.rater}</code>).</h4>"
+            self.title.value = (f"<h4>All {len(s.sets)} sets ranked, thank you (rater "
+                                f"<code>{html.escape(s.rater)}</code>).</h4>")
             for img, btn in zip(self.images, self.buttons):
                 img.layout.visibility, btn.layout.visibility = "hidden", "hidden"
             self.target_image.layout.visibility = "hidden"
             for b in (self.undo_button, self.reset_button, self.skip_button, self.save_button):
                 b.disabled = True
         else:
-            self.title.value = (f"<h4>Set {s.n_done + 1} of {len(s.sets)} (<code>{s.current}</code>), rater "
-                                f"<code>{s.rater}</code>: click the candidates from most to least similar "
-                                f"to the target.</h4>")
+            self.title.value = (f"<h4>Set {s.n_done + 1} of {len(s.sets)} (<code>{html.escape(s.current)}</code>), "
+                                f"rater <code>{html.escape(s.rater)}</code>: click the candidates from most to "
+                                f"least similar to the target.</h4>")
             self.target_image.value = self._image(s.target())
             ranks = s.ranks()
             cands = s.candidates()
@@ -586,13 +604,14 @@ class RankingWidget:
         try:
             table = self.session.scores() if len(self.session.collected()) else None
         except Exception as err:  # scores are a courtesy: never break the widget over them
-            self.scores.value = f"<p style='color:#a00'>Scores unavailable: {type(err).__name__}: {err}</p>"
+            self.scores.value = (f"<p style='color:#a00'>Scores unavailable: "
+                                 f"{html.escape(f'{type(err).__name__}: {err}')}</p>")
             return
         self.scores.value = scores_html(table, len(self.session.fitted_sets))
 
     def _say(self, text: str, error: bool = False) -> None:
         colour = "#a00" if error else "#060"
-        self.status.value = f"<p style='color:{colour}'>{text}</p>"
+        self.status.value = f"<p style='color:{colour}'>{html.escape(text)}</p>"
 
     def _guard(self, action: Callable[[], Any], done: Optional[str] = None, scores: bool = False) -> Any:
         try:

@@ -80,11 +80,12 @@ def test_code_and_names_are_checked(room):
 def test_rank_submit_scores_and_idempotence(room):
     classroom, server = room
     _, state = post(server, "/api/join", {"name": "Ana", "code": "OWL42"})
+    token = state["token"]
     for n in range(3):
         s = state["set"]
         order = [c["ref"] for c in reversed(s["candidates"])]
         status, state = post(server, "/api/submit", {"name": "Ana", "code": "OWL42", "set_id": s["set_id"],
-                                                     "order": order})
+                                                     "order": order, "token": token})
         assert status == 200 and state["saved"] is True and state["done"] == n + 1
     assert set(state["scores"]) == {"LPIPS", "personal CLPIPS"} and "<table" in state["scores_html"]
     # the LPIPS scores shown are those of the rows in the CSV
@@ -95,17 +96,19 @@ def test_rank_submit_scores_and_idempotence(room):
     assert state["scores"]["LPIPS"]["icc"] == pytest.approx(expected.at["LPIPS", "icc_A_k"], abs=1e-4)
     # a double submit of the last set writes nothing
     status, again = post(server, "/api/submit", {"name": "Ana", "code": "OWL42", "set_id": s["set_id"],
-                                                 "order": order})
+                                                 "order": order, "token": token})
     assert status == 200 and again["saved"] is False and again["done"] == 3
     assert len(pd.read_csv(classroom.csv_path)) == 3 * 4
     # an incomplete ranking is refused
     s = state["set"]
     status, body = post(server, "/api/submit", {"name": "Ana", "code": "OWL42", "set_id": s["set_id"],
-                                                "order": [s["candidates"][0]["ref"]]})
+                                                "order": [s["candidates"][0]["ref"]], "token": token})
     assert status == 400 and "exactly once" in body["error"]
-    # a restarted server (a new Classroom) resumes Ana where she stopped
+    # a restarted server (a new Classroom) resumes Ana where she stopped, and still knows her token
     fresh = cr.Classroom(classroom.dataset, classroom.csv_path, classroom.sets, "OWL42", features=classroom.features)
-    assert fresh.join("Ana", "OWL42")["done"] == 3
+    assert fresh.join("Ana", "OWL42", token=token)["done"] == 3
+    with pytest.raises(cr.NameTakenError):
+        fresh.join("ana", "OWL42")
 
 
 def test_folder_study_and_sidecar(tmp_path: Path):

@@ -13,8 +13,8 @@
    and the ranking widget must render live (images loaded) and answer a click through the
    kernel ("rank 1").
 
-The study is mur92 when its data are at hand (``$CLPIPS_DATA_MIRROR`` or the cache), else a
-tiny generated one. Skips without Chromium, chromium-driver or Selenium, except under
+The study is mur92 (from ``$CLPIPS_DATA_MIRROR`` or the cache; without it the test fails, it
+does not fall back to another study). Skips without Chromium, chromium-driver or Selenium, except under
 ``CI=true``, where that is a failure (``make test`` installs them: ``make browser``,
 ``make classroom``).
 """
@@ -98,16 +98,8 @@ def foreign(urls: list[str], origin: str) -> list[str]:
 
 
 def the_study(tmp_path: Path):
-    """mur92 (k=4, 3 sets) when its data are at hand, else a tiny generated study."""
-    try:
-        room = cr.open_classroom("mur92", tmp_path / "class.csv", code="OWL42", n_sets=3, k=4)
-        return room
-    except Exception:    # no mirror, no network: the tiny study (random features, no backbone)
-        from test_classroom_app import random_features
-        from test_classroom_save import make_study
-        data = make_study(tmp_path / "study", n_sets=3, k=4)
-        sets = cr.class_sets(data, 3, seed=0)
-        return cr.Classroom(data, tmp_path / "class.csv", sets, "OWL42", features=random_features(data))
+    """mur92 (k=4, 3 sets), its real images and pair features: a missing mur92 fails the test."""
+    return cr.open_classroom("mur92", tmp_path / "class.csv", code="OWL42", n_sets=3, k=4)
 
 
 def student(driver, url: str, name: str, reverse: bool, clicked: dict, errors: list) -> None:

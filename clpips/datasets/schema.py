@@ -21,6 +21,7 @@ Image references are POSIX paths relative to the dataset root
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -36,6 +37,37 @@ COLUMNS = REQUIRED + OPTIONAL
 
 class RankingDataError(ValueError):
     """Ranking data break a rule of the schema; the message names file, line and fix."""
+
+
+#: what a spreadsheet runs as a formula when a cell begins with it (OWASP's "CSV injection" list)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def formula_like(value: object) -> bool:
+    """Whether a spreadsheet would run text ``value`` as a formula: it begins with one of
+    :data:`FORMULA_START` and is not a plain number (``-1.5`` is a number there, not a formula)."""
+    return (isinstance(value, str) and value.startswith(FORMULA_START)
+            and _PLAIN_NUMBER.fullmatch(value) is None)
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell a spreadsheet would run as a formula (:func:`formula_like`)
+    prefixed with ``'``, so that opening the CSV shows the text instead of running it.
+
+    The project's one neutraliser: every CSV the project writes goes through it. It is
+    idempotent (a cell that begins with ``'`` is left alone), leaves numbers and numeric
+    columns untouched, and returns ``frame`` itself when nothing needs changing.
+    """
+    hits = {c: frame[c].map(formula_like) for c in frame.columns if pd.api.types.is_object_dtype(frame[c])
+            or pd.api.types.is_string_dtype(frame[c])}
+    hits = {c: hit for c, hit in hits.items() if hit.any()}
+    if not hits:
+        return frame
+    out = frame.copy()
+    for column, hit in hits.items():
+        out[column] = frame[column].where(~hit, "'" + frame[column].astype(str))
+    return out
 
 
 @dataclass
@@ -105,11 +137,12 @@ class RankingDataset:
         return int(sizes[0]) if len(sizes) == 1 else None
 
     def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write the table as CSV atomically (temporary file, then rename)."""
+        """Write the table as CSV atomically (temporary file, then rename); text a spreadsheet
+        would run as a formula is neutralised (:func:`spreadsheet_safe`)."""
         from clpips.atomic import atomic_path
 
         with atomic_path(path) as tmp:
-            self.table.to_csv(tmp, index=False, lineterminator="\n")
+            spreadsheet_safe(self.table).to_csv(tmp, index=False, lineterminator="\n")
         return Path(path)
 
     def __repr__(self) -> str:

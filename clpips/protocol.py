@@ -59,6 +59,7 @@ from .atomic import json_ready
 # the metrics a run can fit and compare with LPIPS (chapter 09, ``clpips crossval --metric``), the
 # statistics scored on every held-out side, the inner-fold criteria: one list each, in clpips.choices
 from .choices import PROTOCOL_METRICS as METRICS, PROTOCOL_STATISTICS as STATISTICS, SELECT
+from .datasets.schema import spreadsheet_safe
 from .defaults import DEFAULTS
 from .features import CacheWarning
 
@@ -831,10 +832,13 @@ def _write_cache(key: str, result: CrossvalResult) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _result_bytes(result: CrossvalResult) -> dict[str, bytes]:
+def _result_bytes(result: CrossvalResult, for_people: bool = False) -> dict[str, bytes]:
     """Each file of a result (the names of :data:`_READERS`) as bytes: the tables as CSV, the settings as
-    JSON, the refitted weights as ``.npy``."""
-    out = {name: frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    JSON, the refitted weights as ``.npy``. ``for_people``: tables for a person's folder, their text cells
+    that a spreadsheet would run as formulas neutralised (:func:`clpips.datasets.schema.spreadsheet_safe`;
+    the cache keeps the values as they are, to read them back unchanged)."""
+    safe = spreadsheet_safe if for_people else (lambda frame: frame)
+    out = {name: safe(frame).to_csv(index=False, lineterminator="\n").encode("utf-8")
            for name, frame in (("folds.csv", result.folds), ("inner.csv", result.inner), ("oof.csv", result.oof))}
     out["settings.json"] = (json.dumps(result.settings, sort_keys=True, indent=1) + "\n").encode("utf-8")
     buffer = io.BytesIO()
@@ -846,6 +850,6 @@ def _result_bytes(result: CrossvalResult) -> dict[str, bytes]:
 def write_result(result: CrossvalResult, folder: str | os.PathLike) -> None:
     """The tables of a result as CSV (``folds.csv``, ``inner.csv``, ``oof.csv``) and ``settings.json``
     (each written atomically)."""
-    for name, data in _result_bytes(result).items():
+    for name, data in _result_bytes(result, for_people=True).items():
         if name != "weights.npy":
             atomic.write_bytes(Path(folder) / name, data)

@@ -188,3 +188,17 @@ def test_a_missing_file_of_a_run_is_named_and_the_run_computed_again(cached):
     _one_line_naming(record, folder / "weights.npy")
     _same(again, plain)
     assert (folder / "weights.npy").is_file()
+
+
+def test_a_result_written_for_people_is_spreadsheet_safe(tmp_path):
+    """write_result (the CLI's folder) neutralises text a spreadsheet would run as a formula."""
+    evil = '=HYPERLINK("http://evil.example","click")'
+    oof = pd.DataFrame({"set_id": [evil, "s2"], "rater": ["@SUM(1+9)", "ana"], "rank": [1, 2], "lpips": [-0.5, 0.25]})
+    folds = pd.DataFrame({"fold": [0], "delta_icc_A_k": [-0.1]})
+    result = protocol.CrossvalResult(folds=folds, inner=folds.iloc[:0], oof=oof, weights=np.zeros((1, 3)))
+    protocol.write_result(result, tmp_path)
+    written = pd.read_csv(tmp_path / "oof.csv", keep_default_na=False)
+    assert list(written["set_id"]) == ["'" + evil, "s2"] and list(written["rater"]) == ["'@SUM(1+9)", "ana"]
+    assert list(written["lpips"]) == [-0.5, 0.25]                       # numbers, negative ones too, untouched
+    assert pd.read_csv(tmp_path / "folds.csv")["delta_icc_A_k"].tolist() == [-0.1]
+    assert result.oof.at[0, "set_id"] == evil                           # the result itself keeps its values

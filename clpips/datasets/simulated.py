@@ -41,7 +41,7 @@ from clpips.defaults import DEFAULTS
 
 from .download import data_dir, fresh_dir
 from .scenes import ATTRIBUTES, NAMES, Scene, random_jitter, render
-from .schema import RankingDataset
+from .schema import RankingDataset, spreadsheet_safe
 from .validate import validate
 
 GENERATOR_VERSION = 1  #: bump when the generator's output changes, so caches are rebuilt
@@ -158,15 +158,14 @@ def generate(design: StudyDesign, folder: Path) -> None:
         role = "target" if ref.startswith("targets/") else "candidate"
         scene_rows.append({"image": ref, "role": role, **dict(zip(NAMES, s.values)),
                            **dict(zip(("dx", "dy", "scale", "phase"), s.jitter)), "prompt": s.prompt()})
-    write = dict(lineterminator="\n", index=False)
-    pd.DataFrame(rankings, columns=["set_id", "target", "candidate", "rater", "rank", "group", "iteration",
-                                    "prompt"]).to_csv(folder / "rankings.csv", **write)
-    pd.DataFrame(utilities, columns=["set_id", "rater", "candidate", "utility", "judged"]).to_csv(
-        folder / "truth_utilities.csv", **write)
-    pd.DataFrame(weight_rows).to_csv(folder / "truth_weights.csv", **write)
-    pd.DataFrame([{"group": g, **dict(zip(NAMES, mu))} for g, mu in group_mu.items()]).to_csv(
-        folder / "truth_group_weights.csv", **write)
-    pd.DataFrame(scene_rows).to_csv(folder / "scenes.csv", **write)
+    def write(frame: pd.DataFrame, name: str) -> None:     # every CSV the project writes is spreadsheet-safe
+        spreadsheet_safe(frame).to_csv(folder / name, lineterminator="\n", index=False)
+    write(pd.DataFrame(rankings, columns=["set_id", "target", "candidate", "rater", "rank", "group", "iteration",
+                                          "prompt"]), "rankings.csv")
+    write(pd.DataFrame(utilities, columns=["set_id", "rater", "candidate", "utility", "judged"]), "truth_utilities.csv")
+    write(pd.DataFrame(weight_rows), "truth_weights.csv")
+    write(pd.DataFrame([{"group": g, **dict(zip(NAMES, mu))} for g, mu in group_mu.items()]), "truth_group_weights.csv")
+    write(pd.DataFrame(scene_rows), "scenes.csv")
     (folder / "design.json").write_text(json.dumps(asdict(design), indent=2, sort_keys=True) + "\n")
 
 

@@ -70,7 +70,7 @@ import torch
 from .atomic import atomic_path
 from .datasets.schema import formula_like, spreadsheet_safe
 from .defaults import DEFAULTS
-from .model import initial_weight_vector, weight_vector_from_state
+from .model import initial_weight_vector, read_weights_file, weight_vector_from_state
 
 #: columns the widget writes (``group`` only when the session has one)
 WRITTEN_COLUMNS = ("set_id", "target", "candidate", "rater", "rank")
@@ -139,8 +139,7 @@ def read_weight_vector(path: str | os.PathLike, net: str = DEFAULTS.net) -> torc
     Reads only the linear layers (no backbone is built), checked as :class:`clpips.CLPIPS` checks them
     (:func:`clpips.model.weight_vector_from_state`).
     """
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    return weight_vector_from_state(state, net, source=str(path))
+    return weight_vector_from_state(read_weights_file(path), net, source=str(path))
 
 
 class RankingSession:

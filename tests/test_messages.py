@@ -444,3 +444,16 @@ def test_evaluate_json_whose_folder_goes_away_is_one_line(tmp_path, capsys, monk
     line = error_line(err)
     assert code == 1 and line.startswith(f"clpips evaluate: error: cannot write {folder / 't.json'} ("), line
     assert folder.read_text() == "a file where the folder was"
+
+
+@pytest.mark.parametrize("content", [b"", b"\x80\x04K\x01.", b"junk bytes, not a zip"])
+def test_classroom_weights_read_through_the_one_safe_reader(tmp_path, content):
+    """classroom --weights reads only the linear layers (widget.read_weight_vector): a bad file is one line
+    naming it, with no advice to load arbitrary pickles (an empty file was an EOFError traceback)."""
+    from clpips.widget import read_weight_vector
+    path = tmp_path / "w.pth"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as err:
+        read_weight_vector(path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and "weights_only" not in message

@@ -11,6 +11,7 @@ a positive correlation means the metric agrees with people.
   pooled and per set
 * :mod:`~clpips.stats.bootstrap`: paired bootstrap over ranking sets
 * :mod:`~clpips.stats.resampled`: corrected resampled t over cross-validation folds
+* :mod:`~clpips.stats.power`: the power of that test, TOST equivalence, the verdict words
 * :mod:`~clpips.stats.interpret`: Koo & Li (2016) and Cicchetti (1994) labels
 """
 from .bootstrap import (PairedBootstrapResult, bca_interval, bootstrap_counts, metric_statistics,
@@ -18,6 +19,8 @@ from .bootstrap import (PairedBootstrapResult, bca_interval, bootstrap_counts, m
 from .icc import (ALIASES, LABELS, DegenerateDataWarning, MeanSquares, canonical_label, check_table, icc,
                   icc_ak_inference, icc_from_matrix, mean_squares, metric_human_table)
 from .interpret import cicchetti_label, interpret_icc, interpretation_scale, koo_li_label
+from .power import (VERDICTS, detection_power, equivalence, fold_ratio, minimal_detectable_effect, mode_difference,
+                    power_table, verdict)
 from .rank_correlation import (kendall, per_set_correlation, pooled_spearman, rank_correlation, set_correlations,
                                spearman)
 from .resampled import corrected_resampled_t
@@ -36,6 +39,9 @@ __all__ = [
     "percentile_interval", "bca_interval", "one_sided_pvalue", "resampled_statistics",
     # re-splits
     "corrected_resampled_t",
+    # power and equivalence
+    "minimal_detectable_effect", "detection_power", "equivalence", "verdict", "VERDICTS", "power_table",
+    "mode_difference", "fold_ratio",
     # interpretation
     "interpret_icc", "koo_li_label", "cicchetti_label", "interpretation_scale",
 ]

@@ -50,6 +50,7 @@ class Defaults:
     protocol_lrs: str = "0.003,0.01"  #: learning rates the inner folds choose among
     protocol_epochs: str = "5,10,20"  #: epoch counts the inner folds choose among
     protocol_select: str = "icc_A_k"  #: inner criterion: icc_A_k, spearman_raw, spearman or pair_accuracy
+    protocol_min_candidates: int = 3  #: split by image of a study with fixed candidates: a held-out ranking left with fewer candidates is not scored
     workers: int = _env_int("CLPIPS_WORKERS", 2)  #: processes the protocol's fits are spread over (results do not depend on it; make book sets it per lane)
     # beyond the linear weights (chapter 09, clpips.aligned): the metric the protocol fits, and its options
     protocol_metric: str = "clpips"  #: clpips, global (pooled features), transform (AligNet-style), teacher
@@ -85,6 +86,8 @@ class Defaults:
     ablation_seeds: str = "0,1,2,3,4"  #: training seeds on the standard split (the training-noise check)
     # zappos (clpips.datasets.zappos)
     zappos_sets_per_target: int = 2  #: disjoint ranking sets of k candidates per zappos target (85 x 2 x 45 pairs)
+    # alien_eggs (clpips.datasets.alien_eggs)
+    alien_eggs_sets_per_target: int = 2  #: disjoint ranking sets of k candidates per alien_eggs target (30 x 2 x 45 pairs)
     # classroom (clpips classroom, clpips.classroom, chapter 10)
     classroom_sets: int = 10        #: sets every student ranks (about 10 minutes of a lesson)
     classroom_k: int = 6            #: candidates per set (built-in datasets and image folders)

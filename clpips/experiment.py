@@ -22,7 +22,8 @@ from .stats.spearman_brown import icc_ak_from_rho
 from .train import FitResult, fit, pair_features_for
 
 #: dataset options that a built-in dataset's loader takes from the defaults
-DATASET_OPTIONS = {"mur92": ("k", "candidates", "seed"), "simulated": ("seed",), "zappos": ("k", "seed")}
+DATASET_OPTIONS = {"mur92": ("k", "candidates", "seed"), "simulated": ("seed",), "zappos": ("k", "seed"),
+                   "alien_eggs": ("k", "seed")}
 
 
 def load_dataset(name: str, **options):

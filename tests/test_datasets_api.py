@@ -12,7 +12,7 @@ STUDY = Path(__file__).parent / "data" / "study"
 
 
 def test_available_names():
-    assert datasets.available() == ["mur92", "simulated", "zappos"]
+    assert datasets.available() == ["alien_eggs", "mur92", "simulated", "zappos"]
 
 
 def test_load_reads_a_csv_path_with_options():
@@ -21,7 +21,7 @@ def test_load_reads_a_csv_path_with_options():
 
 
 def test_load_refuses_unknown_names():
-    with pytest.raises(ValueError, match=r"unknown dataset 'bapps'.*\['mur92', 'simulated', 'zappos'\]"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'bapps'.*\['alien_eggs', 'mur92', 'simulated', 'zappos'\]"):
         datasets.load("bapps")
 
 

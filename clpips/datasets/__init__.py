@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..paths import existing_path
-from . import mur92, simulated, zappos
+from . import alien_eggs, mur92, simulated, zappos
 from .schema import COLUMNS, OPTIONAL, REQUIRED, RankingDataError, RankingDataset
 from .splits import (SPLIT_MODES, drop_shared_pairs, kfold_by_target, restrict_to_images, shared_pair_share,
                      shared_pairs, split_by_target, split_folds)
@@ -26,8 +26,8 @@ __all__ = ["COLUMNS", "OPTIONAL", "REQUIRED", "RankingDataError", "RankingDatase
            "from_csv", "kfold_by_target", "load", "restrict_to_images", "shared_pair_share", "shared_pairs",
            "split_by_target", "split_folds", "validate"]
 
-_LOADERS: dict[str, Callable[..., RankingDataset]] = {"mur92": mur92.load, "simulated": simulated.load,
-                                                       "zappos": zappos.load}
+_LOADERS: dict[str, Callable[..., RankingDataset]] = {"alien_eggs": alien_eggs.load, "mur92": mur92.load,
+                                                       "simulated": simulated.load, "zappos": zappos.load}
 
 
 def available() -> list[str]:

@@ -264,10 +264,10 @@ def bradley_terry_many(wins: np.ndarray, alpha: float = ALPHA, max_iter: int = 1
     raise RuntimeError(f"Bradley-Terry: {len(live)} of {n_stack} fits did not converge after {max_iter} steps")
 
 
-def head_wins(triplets: np.ndarray, head: int, items: np.ndarray) -> np.ndarray:
+def head_wins(triplets: np.ndarray, head: int, items: np.ndarray, n_images: int = N_IMAGES) -> np.ndarray:
     """``wins[i, j]``: the triplets with head ``head`` in which ``items[i]`` was closer than ``items[j]``
-    (only triplets whose closer and farther both lie in ``items``)."""
-    pos = np.full(N_IMAGES, -1)
+    (only triplets whose closer and farther both lie in ``items``); image indices lie in ``0..n_images-1``."""
+    pos = np.full(n_images, -1)
     pos[items] = np.arange(len(items))
     own = triplets[triplets[:, 0] == head]
     closer, farther = pos[own[:, 1]], pos[own[:, 2]]
@@ -287,6 +287,10 @@ class HeadTriplets:
     """The triplets grouped by head, each head's fitted strengths remembered by (head, pool, alpha),
     and each :func:`within` table by its options.
 
+    ``refs`` names the image of each index (default zappos's ``images/0.jpg`` ...) and ``name`` the
+    dataset in messages: another triplet dataset (:mod:`.alien_eggs`) passes its own, and
+    :func:`rankings`, :func:`within` and :func:`split_half_ranks` read its images through them.
+
     A split by image refits every head of every side of every fold (:func:`within`), and the
     protocol's runs of one dataset (one per metric, chapter 09) draw the same folds, so the same
     fits recur. Measured on zappos split by image (one protocol run, 123 ``within`` calls): the
@@ -301,10 +305,14 @@ class HeadTriplets:
     #: remembered within() tables before that memory is emptied (a run draws about 120)
     MAX_TABLES = 1_000
 
-    def __init__(self, triplets: np.ndarray):
+    def __init__(self, triplets: np.ndarray, refs: Sequence[str] | None = None, name: str = "zappos"):
         triplets = np.asarray(triplets, dtype=np.int64)
+        #: the image reference of each index, and the dataset's name in messages
+        self.refs = list(refs) if refs is not None else [image_ref(i) for i in range(N_IMAGES)]
+        self.name = name
+        self._index = {ref: i for i, ref in enumerate(self.refs)}
         self.triplets = triplets[np.argsort(triplets[:, 0], kind="stable")]
-        self._starts = np.searchsorted(self.triplets[:, 0], np.arange(N_IMAGES + 1))
+        self._starts = np.searchsorted(self.triplets[:, 0], np.arange(len(self.refs) + 1))
         self._fits: dict[tuple, np.ndarray] = {}
         #: :func:`within`'s validated tables by their options (validating took 8.8 of the 25 s that
         #: chapter 09's runs spent in within(), profiled)
@@ -315,6 +323,12 @@ class HeadTriplets:
         if len(self.tables) >= self.MAX_TABLES:
             self.tables.clear()
         self.tables[key] = table.copy()
+
+    def index(self, ref: str) -> int:
+        """The index of image reference ``ref`` (a one-line ValueError naming it when it is none of the images)."""
+        if ref not in self._index:
+            raise ValueError(f"{self.name}: {ref!r} is not one of its images ({self.refs[0]} ... {self.refs[-1]})")
+        return self._index[ref]
 
     def of(self, head: int) -> np.ndarray:
         """The triplets whose head is ``head``, in their original order."""
@@ -332,7 +346,7 @@ class HeadTriplets:
         for key, head, its in zip(keys, heads, items):
             if key not in self._fits:
                 its = np.asarray(its, dtype=np.int64)
-                todo.setdefault(len(its), {})[key] = head_wins(self.of(int(head)), int(head), its)
+                todo.setdefault(len(its), {})[key] = head_wins(self.of(int(head)), int(head), its, len(self.refs))
         if todo and len(self._fits) + sum(map(len, todo.values())) > self.MAX_FITS:
             self._fits.clear()
         for stack in todo.values():
@@ -386,8 +400,8 @@ def rankings(triplets: np.ndarray | HeadTriplets, pool: Collection[int], k: int 
 
     Each target's strengths are fitted to the triplets with that head whose closer
     and farther both lie in ``pool`` (all 85 images: every triplet of the head).
-    ``triplets``: the array, or a :class:`HeadTriplets` (which remembers its fits).
-    Not validated; :func:`load` and :func:`within` validate.
+    ``triplets``: the array (zappos's), or a :class:`HeadTriplets` (which remembers its fits,
+    and names the images). Not validated; :func:`load` and :func:`within` validate.
     """
     if ties not in TIES:
         raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
@@ -396,7 +410,7 @@ def rankings(triplets: np.ndarray | HeadTriplets, pool: Collection[int], k: int 
     ids, targets, candidates, ranks = [], [], [], []
     others = {int(t): pool[pool != t] for t in pool}
     fitted = dict(zip(others, heads.strengths_of(list(others), list(others.values()), alpha)))
-    strengths = np.zeros(N_IMAGES)
+    strengths = np.zeros(len(heads.refs))
     current = None
     for target, j, chosen in draw_sets(pool, pool, k, sets_per_target, seed):
         if target != current:
@@ -404,11 +418,11 @@ def rankings(triplets: np.ndarray | HeadTriplets, pool: Collection[int], k: int 
             current = target
         set_ranks = strength_ranks(strengths[chosen])
         if ties == "reject" and len(np.unique(set_ranks)) < len(set_ranks):
-            raise RankingDataError(f"zappos: target {target}, set {j}: candidates with equal Bradley-Terry "
+            raise RankingDataError(f"{heads.name}: target {target}, set {j}: candidates with equal Bradley-Terry "
                                    "strengths; pass ties='average' to give them their average rank")
         ids += [set_id(target, j)] * len(chosen)
-        targets += [image_ref(target)] * len(chosen)
-        candidates += [image_ref(c) for c in chosen]
+        targets += [heads.refs[target]] * len(chosen)
+        candidates += [heads.refs[c] for c in chosen]
         ranks.append(set_ranks)
     table = pd.DataFrame({"set_id": ids, "target": targets, "candidate": candidates, "rater": RATER,
                           "rank": np.concatenate(ranks)})
@@ -427,21 +441,22 @@ def within(images: Collection[str], seed: int = DEFAULTS.seed, *, triplets: np.n
     fit (at most ``sets_per_target``), and ranked by strengths refitted to the
     head's triplets whose closer and farther are both given images (see the module
     docstring: the leak-free choice for a split by image). With all 85 images this
-    is the table :func:`load` gives with the same options.
+    is the table :func:`load` gives with the same options. ``triplets``: as :func:`rankings`'s.
     """
-    pool = sorted({image_index(ref) for ref in images})
+    heads = triplets if isinstance(triplets, HeadTriplets) else HeadTriplets(triplets)
+    pool = sorted({heads.index(ref) for ref in images})
     if len(pool) < 3:
-        raise ValueError(f"zappos: within() needs at least 3 images (a target and two candidates), got {len(pool)}")
+        raise ValueError(f"{heads.name}: within() needs at least 3 images (a target and two candidates), "
+                         f"got {len(pool)}")
     k_eff = min(k, len(pool) - 1)
     n_sets = max(1, min(sets_per_target, (len(pool) - 1) // k_eff))
     key = (tuple(pool), int(seed), k_eff, n_sets, float(alpha), ties, str(root))
-    if isinstance(triplets, HeadTriplets) and key in triplets.tables:
-        return triplets.tables[key].copy()
-    table = rankings(triplets, pool, k=k_eff, sets_per_target=n_sets, seed=seed, alpha=alpha, ties=ties)
-    table = validate(table, root, source=f"zappos rankings within {len(pool)} images (k={k_eff}, seed={seed})",
+    if key in heads.tables:
+        return heads.tables[key].copy()
+    table = rankings(heads, pool, k=k_eff, sets_per_target=n_sets, seed=seed, alpha=alpha, ties=ties)
+    table = validate(table, root, source=f"{heads.name} rankings within {len(pool)} images (k={k_eff}, seed={seed})",
                      ties=ties, check_images=False)
-    if isinstance(triplets, HeadTriplets):
-        triplets.remember(key, table)
+    heads.remember(key, table)
     return table
 
 
@@ -493,7 +508,7 @@ def triplets(base_url: str | None = None, mirror: str | os.PathLike | None = Non
     return read_triplets(fetch_files(base_url=base_url, mirror=mirror)[TRIPLETS_FILE])
 
 
-def split_half_ranks(table: pd.DataFrame, triplets: np.ndarray, seed: int = DEFAULTS.seed,
+def split_half_ranks(table: pd.DataFrame, triplets: np.ndarray | HeadTriplets, seed: int = DEFAULTS.seed,
                      alpha: float = ALPHA) -> pd.DataFrame:
     """Each set of ``table`` ranked twice, from two random halves of its target's triplets.
 
@@ -501,27 +516,30 @@ def split_half_ranks(table: pd.DataFrame, triplets: np.ndarray, seed: int = DEFA
     :func:`within`); a head's triplets within the pool are shuffled with
     ``numpy.random.default_rng([seed, head])`` and cut into halves A (first
     ``n // 2``) and B. Returns ``set_id, target, candidate, rank_a, rank_b`` (ranks
-    within each set, 1 = strongest, ties averaged) in the table's row order.
+    within each set, 1 = strongest, ties averaged) in the table's row order. ``triplets``: as
+    :func:`rankings`'s.
     """
+    heads = triplets if isinstance(triplets, HeadTriplets) else HeadTriplets(triplets)
     refs = sorted(set(table["target"]) | set(table["candidate"]))
-    pool = np.array(sorted(image_index(r) for r in refs), dtype=np.int64)
-    in_pool = np.zeros(N_IMAGES, dtype=bool)
+    pool = np.array(sorted(heads.index(r) for r in refs), dtype=np.int64)
+    in_pool = np.zeros(len(heads.refs), dtype=bool)
     in_pool[pool] = True
     ranked, wins = [], []
     groups = list(table.groupby("target", sort=True))
     for target_ref, _ in groups:   # each head's two halves, then every fit as one stack
-        head = image_index(target_ref)
-        own = triplets[(triplets[:, 0] == head) & in_pool[triplets[:, 1]] & in_pool[triplets[:, 2]]]
+        head = heads.index(target_ref)
+        own = heads.of(head)                      # the head's triplets in their original order
+        own = own[in_pool[own[:, 1]] & in_pool[own[:, 2]]]
         order = np.random.default_rng([seed, head]).permutation(len(own))
-        wins += [head_wins(half, head, pool[pool != head]) for half in (own[order[: len(own) // 2]],
-                                                                        own[order[len(own) // 2:]])]
+        wins += [head_wins(half, head, pool[pool != head], len(heads.refs))
+                 for half in (own[order[: len(own) // 2]], own[order[len(own) // 2:]])]
     strengths = bradley_terry_many(np.stack(wins), alpha) if wins else np.zeros((0, len(pool) - 1))
     for g, (target_ref, part) in enumerate(groups):
-        others = pool[pool != image_index(target_ref)].tolist()
+        others = pool[pool != heads.index(target_ref)].tolist()
         fits = [dict(zip(others, strengths[2 * g + half])) for half in (0, 1)]
         for sid, rows in part.groupby("set_id", sort=True):
             cands = rows["candidate"].drop_duplicates()
-            idx = [image_index(c) for c in cands]
+            idx = [heads.index(c) for c in cands]
             ranked.append(pd.DataFrame({
                 "set_id": sid, "target": target_ref, "candidate": cands.to_numpy(),
                 "rank_a": strength_ranks([fits[0][i] for i in idx]),
@@ -532,7 +550,7 @@ def split_half_ranks(table: pd.DataFrame, triplets: np.ndarray, seed: int = DEFA
         ["set_id", "target", "candidate", "rank_a", "rank_b"]].reset_index(drop=True)
 
 
-def split_half(table: pd.DataFrame, triplets: np.ndarray, seed: int = DEFAULTS.seed,
+def split_half(table: pd.DataFrame, triplets: np.ndarray | HeadTriplets, seed: int = DEFAULTS.seed,
                alpha: float = ALPHA) -> dict[str, float]:
     """The data's split-half reliability: agreement of the rankings from two random halves of the triplets.
 

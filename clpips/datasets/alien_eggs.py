@@ -1,0 +1,334 @@
+"""``alien_eggs``: 30 computer-drawn shapes, 20,086 crowd answers from 424 people, and one known parameter.
+
+The stimuli are 30 smooth closed shapes ("alien eggs") drawn by a program from one generating
+parameter, their *smoothness* (22 ... 572; image ``iNNNN.png`` has smoothness ``NNNN``). In 2015,
+424 people answered queries "Which of the comparison objects is most similar to the target
+object?" (a head and two candidates) in the NEXT active-learning system (Jamieson et al. 2015);
+the export is distributed with salmon (Sievert et al. 2023). 20,086 queries are answered, 418
+more were shown without an answer and are skipped.
+
+The queries were not all drawn at random: five samplers chose them, about 4,000 answers each
+(:data:`SAMPLERS`): ``RandomSampling`` uniformly at random, ``UncertaintySampling``, ``STE`` and
+``CrowdKernel`` actively (from the embedding learnt so far), and ``Test`` (whose queries look
+random: about as many distinct ones, as often answered in line with smoothness). The answers
+therefore over-represent hard comparisons: of ``UncertaintySampling``'s answers 66% pick the
+candidate nearer in smoothness, of ``RandomSampling``'s 83% (:func:`truth_agreement`).
+:func:`sampler_counts` says how many each sampler gathered; :func:`read_queries` keeps the
+sampler of every answer.
+
+As rankings: exactly as zappos (:mod:`.zappos`, whose machinery this module uses, not copies):
+every answer is a triplet ``(head, winner, loser)``; a Bradley–Terry model fitted to one head's
+triplets (pooled over people) gives every other image a strength; ``sets_per_target`` disjoint
+sets of ``k`` candidates are drawn per target with ``numpy.random.default_rng([seed, target])``
+and ranked by strength, rater ``"crowd"``. The split by image refits each head on the given
+images only (``within``); the data's reliability is :func:`split_half` (two random halves of each
+head's triplets). Every image is a head in 359–2,196 answered queries, spread over its 406
+candidate pairs, so a head's strengths rest on fewer comparisons than zappos's (about 3,300).
+
+Ground truth: because the shapes differ in smoothness only, ``|smoothness(candidate) -
+smoothness(target)|`` orders any set's candidates (:func:`truth_ranks`, ties averaged). The
+project's one scorer (:func:`clpips.evaluate.rank_scores`) then says how closely the crowd and
+any metric follow it: :func:`against_truth`.
+
+Files (``alienegg30.zip``, ``next-fig3.json.zip``) come unchanged from ``stsievert/salmon`` at a
+fixed commit and are checked against the sha256 sums shipped with the package
+(``alien_eggs_sha256.txt``), as is the packaged image index (``alien_eggs_index.csv``: index,
+file, smoothness, from the repository's ``Noise-model.ipynb``). They are read from
+``$CLPIPS_DATA_MIRROR/alien_eggs/`` when that variable is set (or ``mirror=`` is passed), else
+downloaded from ``$CLPIPS_ALIEN_EGGS_URL`` (a folder laid out like the mirror) or the canonical
+GitHub addresses (or ``base_url=``), into ``<cache>/data/alien_eggs/``; the 30 images are unpacked
+into its ``images/`` folder.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import zipfile
+from collections.abc import Sequence
+from functools import partial
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clpips.defaults import DEFAULTS
+
+from . import download, zappos
+from .download import data_dir
+from .schema import RankingDataError, RankingDataset
+from .validate import TIES, validate
+
+NAME = "alien_eggs"
+COMMIT = "3e92c9c6c364c0a15a6f344607324b8f83d914eb"
+BASE_URL = f"https://raw.githubusercontent.com/stsievert/salmon/{COMMIT}/examples/alien-eggs"
+IMAGES_FILE = "alienegg30.zip"
+ANSWERS_FILE = "next-fig3.json.zip"
+INDEX_FILE = "index.csv"
+#: the folder of each published file under :data:`BASE_URL` (the ``=`` is part of the path); a mirror
+#: or ``base_url`` holds both files side by side
+FOLDERS = {IMAGES_FILE: "", ANSWERS_FILE: "response-model-n=30"}
+N_IMAGES = 30
+RATER = zappos.RATER
+ALPHA = zappos.ALPHA
+#: the samplers that chose the queries (``alg_label`` in the export)
+SAMPLERS = ("RandomSampling", "UncertaintySampling", "STE", "CrowdKernel", "Test")
+#: the columns of :func:`read_queries`
+QUERY_COLUMNS = ("participant", "sampler", "head", "left", "right", "winner")
+CITATION = (
+    "Jamieson KG, Jain L, Fernandez C, Glattard NJ, Nowak R (2015). NEXT: A system for real-world development, "
+    "evaluation, and application of active learning. Advances in Neural Information Processing Systems 28 (NeurIPS)\n"
+    "Sievert S, Nowak R, Rogers TT (2023). Efficiently learning relative similarity embeddings with "
+    "crowdsourcing. Journal of Open Source Software 8(84), 4517. doi:10.21105/joss.04517"
+)
+LICENCE = f"BSD 3-Clause (stsievert/salmon, commit {COMMIT}, examples/alien-eggs)"
+
+#: file name -> sha256: the two published files and the packaged index
+SHA256 = zappos.read_sha256_table(
+    resources.files("clpips.datasets").joinpath("alien_eggs_sha256.txt").read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _index_bytes() -> bytes:
+    """The packaged index, checked against its sha256 (read once)."""
+    raw = resources.files("clpips.datasets").joinpath("alien_eggs_index.csv").read_bytes()
+    if hashlib.sha256(raw).hexdigest() != SHA256[INDEX_FILE]:
+        raise RankingDataError("clpips/datasets/alien_eggs_index.csv: differs from the published index "
+                               f"(expected sha256 {SHA256[INDEX_FILE]}); reinstall clpips")
+    return raw
+
+
+def index() -> pd.DataFrame:
+    """The 30 images: ``index`` (as the answers name them), ``file``, ``smoothness`` and ``image``
+    (the reference in the rankings, ``images/<file>``), in index order."""
+    table = pd.read_csv(io.BytesIO(_index_bytes()))
+    table["image"] = "images/" + table["file"]
+    return table
+
+
+def image_refs() -> list[str]:
+    """The image reference of each index 0..29."""
+    return index()["image"].tolist()
+
+
+def smoothness() -> pd.Series:
+    """The known parameter of each image, indexed by image reference."""
+    table = index()
+    return pd.Series(table["smoothness"].to_numpy(), index=pd.Index(table["image"], name="image"),
+                     name="smoothness")
+
+
+def head_triplets(triplets: np.ndarray) -> zappos.HeadTriplets:
+    """The triplets grouped by head, with this dataset's image references (for :func:`zappos.rankings`,
+    :func:`zappos.within` and the split-half reliability)."""
+    return zappos.HeadTriplets(triplets, refs=image_refs(), name=NAME)
+
+
+def fetch_files(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Verified local copies of the two published files in ``<cache>/data/alien_eggs/``.
+
+    An explicit ``mirror`` or ``base_url`` wins; otherwise ``$CLPIPS_DATA_MIRROR``, then
+    ``$CLPIPS_ALIEN_EGGS_URL``, then the canonical addresses (:data:`FOLDERS`). A file that
+    cannot be fetched or whose sha256 differs is a one-line
+    :class:`clpips.datasets.download.DownloadError` naming it, and nothing is kept under its name.
+    """
+    paths = {}
+    for name, folder in FOLDERS.items():
+        canonical = f"{BASE_URL}/{folder}".rstrip("/")
+        paths.update(download.fetch_files(NAME, {name: SHA256[name]}, canonical, "CLPIPS_ALIEN_EGGS_URL",
+                                          base_url=base_url, mirror=mirror))
+    return paths
+
+
+def unpack_images(archive_path: str | os.PathLike, root: Path) -> Path:
+    """The 30 images of the (verified) zip in ``root/images/``, unpacked once, atomically;
+    macOS metadata (``__MACOSX/``) is ignored. A folder that lacks an image is named, with the fix."""
+    wanted = set(index()["file"])
+
+    def build(tmp: Path) -> None:
+        with zipfile.ZipFile(archive_path) as archive:
+            for name in archive.namelist():
+                if name in wanted:                         # top-level iNNNN.png only: no path leaves tmp
+                    (tmp / name).write_bytes(archive.read(name))
+
+    folder = download.fresh_dir(root / "images", build)
+    missing = sorted(wanted - {p.name for p in folder.iterdir()})
+    if missing:
+        raise RankingDataError(f"{folder}: lacks {len(missing)} of the 30 images ({missing[0]} ...); "
+                               "delete the folder to unpack them again")
+    return folder
+
+
+def _query_row(query: dict, where: str) -> tuple:
+    """One query of the export as a :data:`QUERY_COLUMNS` row (winner -1: not answered)."""
+    try:
+        roles = {t["label"]: int(t["index"]) for t in query["target_indices"]}
+        sampler, winner = str(query["alg_label"]), query.get("index_winner")
+    except (KeyError, TypeError, ValueError) as err:
+        raise RankingDataError(f"{where}: not a NEXT query with target_indices and alg_label ({err!r})") from None
+    if sorted(roles) != ["center", "left", "right"]:
+        raise RankingDataError(f"{where}: its target_indices are labelled {sorted(roles)}, not center, left, right")
+    if winner is not None and winner not in (roles["left"], roles["right"]):
+        raise RankingDataError(f"{where}: index_winner {winner!r} is neither candidate "
+                               f"({roles['left']}, {roles['right']})")
+    return roles["center"], roles["left"], roles["right"], -1 if winner is None else int(winner), sampler
+
+
+def read_queries(path: str | os.PathLike) -> pd.DataFrame:
+    """Every query of the NEXT export (``next-fig3.json`` inside the zip), answered or not, in the file's order.
+
+    Returns :data:`QUERY_COLUMNS`: ``participant``, ``sampler`` (``alg_label``), ``head`` (the
+    ``center`` image), ``left``, ``right`` (the candidates) and ``winner`` (the candidate judged
+    more similar to the head; -1 where the query was not answered). Image indices as in :func:`index`.
+    """
+    source = str(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith(".json") and not n.startswith("__MACOSX/")]
+            if len(names) != 1:
+                raise RankingDataError(f"{source}: expected one .json file inside, found {names}")
+            responses = json.loads(archive.read(names[0]))["participant_responses"]
+    except zipfile.BadZipFile as err:
+        raise RankingDataError(f"{source}: not a zip file ({err})") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise RankingDataError(f"{source}: not a NEXT export with participant_responses ({err!r})") from None
+    rows = [(person, *_query_row(query, f"{source}, participant {person}, query {n + 1}"))
+            for person, queries in responses.items() for n, query in enumerate(queries)]
+    frame = pd.DataFrame(rows, columns=["participant", "head", "left", "right", "winner", "sampler"])
+    images = frame[["head", "left", "right"]].to_numpy()
+    bad = ((images < 0) | (images >= N_IMAGES)).any(axis=1) | (images[:, 0] == images[:, 1]) \
+        | (images[:, 0] == images[:, 2]) | (images[:, 1] == images[:, 2])
+    if bad.any():
+        row = frame.iloc[int(np.flatnonzero(bad)[0])]
+        raise RankingDataError(f"{source}, participant {row['participant']}: query {images[bad][0].tolist()} "
+                               f"is not three different image indices in 0..{N_IMAGES - 1}")
+    return frame[list(QUERY_COLUMNS)]
+
+
+def answered_triplets(queries: pd.DataFrame) -> np.ndarray:
+    """The answered queries as triplets (``n x 3`` int64: head, winner, loser), in the file's order."""
+    done = queries[queries["winner"] >= 0]
+    loser = np.where(done["winner"] == done["left"], done["right"], done["left"])
+    return np.column_stack([done["head"], done["winner"], loser]).astype(np.int64)
+
+
+def _sampler_order(names) -> list[str]:
+    """``names`` in :data:`SAMPLERS` order, any others after them, sorted."""
+    return [s for s in SAMPLERS if s in set(names)] + sorted(set(names) - set(SAMPLERS))
+
+
+def sampler_counts(queries: pd.DataFrame) -> pd.DataFrame:
+    """Per sampler (:data:`SAMPLERS` order): the queries it chose that were ``answered`` and ``skipped``."""
+    answered = queries["winner"] >= 0
+    counts = pd.DataFrame({"answered": answered, "skipped": ~answered}).groupby(queries["sampler"]).sum()
+    return counts.loc[_sampler_order(counts.index)].astype(np.int64).rename_axis("sampler")
+
+
+def truth_agreement(queries: pd.DataFrame) -> pd.Series:
+    """Per sampler (:data:`SAMPLERS` order): the share of its answers whose winner is strictly nearer the head
+    in smoothness (an answer to two equally near candidates counts as not, as in salmon's
+    ``Noise-model.ipynb``, which reports 0.8348 for ``RandomSampling``)."""
+    done = queries[queries["winner"] >= 0]
+    known = index()["smoothness"].to_numpy()
+    head, left, right, winner = (known[done[c].to_numpy()] for c in ("head", "left", "right", "winner"))
+    loser = np.where(winner == left, right, left)
+    nearer = pd.Series(np.abs(winner - head) < np.abs(loser - head), index=done.index)
+    shares = nearer.groupby(done["sampler"]).mean()
+    return shares.loc[_sampler_order(shares.index)].rename_axis("sampler").rename("nearer_won")
+
+
+def queries(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> pd.DataFrame:
+    """:func:`read_queries` of the verified export, fetched like :func:`load`'s files."""
+    return read_queries(fetch_files(base_url=base_url, mirror=mirror)[ANSWERS_FILE])
+
+
+def triplets(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> np.ndarray:
+    """The verified answers as triplets (``n x 3``: head, winner, loser), fetched like :func:`load`'s files."""
+    return answered_triplets(queries(base_url=base_url, mirror=mirror))
+
+
+def load(k: int = DEFAULTS.k, sets_per_target: int = DEFAULTS.alien_eggs_sets_per_target,
+         seed: int = DEFAULTS.seed, alpha: float = ALPHA, ties: str = "average", base_url: str | None = None,
+         mirror: str | os.PathLike | None = None) -> RankingDataset:
+    """The alien_eggs rankings: 30 targets x ``sets_per_target`` sets of ``k`` candidates, rater ``"crowd"``.
+
+    Parameters as :func:`clpips.datasets.zappos.load`'s (``k`` 2..29, ``k * sets_per_target <= 29``).
+    ``image_info`` has ``image``, ``index``, ``smoothness`` and ``answers_as_head``.
+    """
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    files = fetch_files(base_url=base_url, mirror=mirror)
+    root = data_dir(NAME)
+    unpack_images(files[IMAGES_FILE], root)
+    answers = answered_triplets(read_queries(files[ANSWERS_FILE]))
+    heads = head_triplets(answers)  # shared by the table and every within() draw: fits are remembered
+    table = zappos.rankings(heads, range(N_IMAGES), k=k, sets_per_target=sets_per_target, seed=seed,
+                            alpha=alpha, ties=ties)
+    source = f"alien_eggs rankings (k={k}, sets_per_target={sets_per_target}, seed={seed})"
+    info = index()[["image", "index", "smoothness"]].assign(
+        answers_as_head=np.bincount(answers[:, 0], minlength=N_IMAGES))
+    return RankingDataset(
+        table=validate(table, root, source=source, ties=ties, k=k), root=root, name=NAME,
+        citation=CITATION, licence=LICENCE, image_info=info,
+        within=partial(zappos.within, triplets=heads, root=root, k=k, sets_per_target=sets_per_target,
+                       alpha=alpha, ties=ties),
+        description=(f"30 computer-drawn shapes varying in smoothness only, and {len(answers):,} crowd answers "
+                     "(NEXT, Jamieson et al. 2015; queries chosen by five active and random samplers): each "
+                     f"image a target with {sets_per_target} disjoint sets of {k} random candidates, ranked by "
+                     "Bradley-Terry strengths fitted to that target's answers."),
+    )
+
+
+def split_half_ranks(table: pd.DataFrame, triplets: np.ndarray, seed: int = DEFAULTS.seed,
+                     alpha: float = ALPHA) -> pd.DataFrame:
+    """:func:`clpips.datasets.zappos.split_half_ranks` on this dataset's images."""
+    return zappos.split_half_ranks(table, head_triplets(triplets), seed=seed, alpha=alpha)
+
+
+def split_half(table: pd.DataFrame, triplets: np.ndarray, seed: int = DEFAULTS.seed,
+               alpha: float = ALPHA) -> dict[str, float]:
+    """The data's split-half reliability (:func:`clpips.datasets.zappos.split_half`) on this dataset's images."""
+    return zappos.split_half(table, head_triplets(triplets), seed=seed, alpha=alpha)
+
+
+def smoothness_gap(table: pd.DataFrame) -> np.ndarray:
+    """``|smoothness(candidate) - smoothness(target)|`` of each row: the ground truth as a distance."""
+    known = smoothness()
+    unknown = sorted((set(table["target"]) | set(table["candidate"])) - set(known.index))
+    if unknown:
+        raise ValueError(f"alien_eggs: {unknown[0]!r} is not one of its images ({known.index[0]} ...)")
+    return np.abs(known.reindex(table["candidate"]).to_numpy(float) - known.reindex(table["target"]).to_numpy(float))
+
+
+def truth_ranks(table: pd.DataFrame) -> pd.Series:
+    """Each ranking's candidates ranked by :func:`smoothness_gap` (1 = nearest in smoothness, ties
+    averaged), aligned with ``table``: the ranks a judge who sees only smoothness would give."""
+    # clpips.evaluate imports torch: loaded here, so that importing clpips.datasets stays torch-free
+    from clpips.evaluate import RANKING, ranking_ids, within_ranking_ranks
+
+    gaps = pd.DataFrame({RANKING: ranking_ids(table).to_numpy(), "gap": smoothness_gap(table)}, index=table.index)
+    return within_ranking_ranks(gaps, "gap").rename("rank")
+
+
+def truth_table(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its ranks replaced by :func:`truth_ranks` (same rows, sets and raters)."""
+    return table.assign(rank=truth_ranks(table).to_numpy(float))
+
+
+def against_truth(table: pd.DataFrame, dist: np.ndarray | None = None, names: Sequence[str] = ()) -> pd.DataFrame:
+    """How closely the table's (crowd's) ranks and each metric follow the ground truth.
+
+    The project's one scorer (:func:`clpips.evaluate.rank_scores`) on :func:`truth_table` as the
+    reference: row ``crowd`` scores the table's own ranks, one row per metric its distances
+    (``dist``: rows of ``table`` x ``names``, lower = more similar).
+    """
+    from clpips.evaluate import rank_scores  # torch: loaded late, as in truth_ranks
+
+    dist = np.zeros((len(table), 0)) if dist is None else np.asarray(dist, dtype=float).reshape(len(table), -1)
+    if dist.shape[1] != len(names):
+        raise ValueError(f"dist has {dist.shape[1]} columns for {len(names)} names")
+    scored = np.column_stack([table["rank"].to_numpy(float), dist])
+    return rank_scores(truth_table(table), scored, [RATER, *names], per_ranking=True, kendall=True)

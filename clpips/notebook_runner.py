@@ -420,7 +420,8 @@ def run_all(out_dir: Optional[str | os.PathLike] = None,
 
     ``parameters_by_notebook`` maps a notebook name (``"03_training"``) to its
     parameters, or ``"*"`` to parameters for every notebook that declares them.
-    ``log``, if given, is called with a one-line message before and after each run.
+    ``log``, if given, is called with one line per notebook, in the notebooks' order, once it and every
+    notebook before it have finished (:class:`ProgressLines`).
 
     ``jobs`` > 1 runs that many notebooks at once, each in its own ``clpips run``
     process: the longest first (by the last run's seconds in the execution record),
@@ -437,16 +438,48 @@ def run_all(out_dir: Optional[str | os.PathLike] = None,
     params = split_parameters(notebooks, parameters_by_notebook)
     if jobs > 1 and len(notebooks) > 1:
         return _run_lanes(notebooks, params, Path(out_dir), jobs, log)
-    outputs = []
+    outputs, progress = [], ProgressLines([p.stem for p in notebooks], params, log)
     for source in notebooks:
-        if log:
-            log(f"running {source.stem} {_format_params(params[source.stem])}".rstrip())
         start = time.perf_counter()
-        outputs.append(run_notebook(source, params[source.stem], out_dir,
-                                    progress_bar=progress_bar))
-        if log:
-            log(f"  done in {time.perf_counter() - start:.1f} s -> {_display_path(outputs[-1])}")
+        try:
+            outputs.append(run_notebook(source, params[source.stem], out_dir, progress_bar=progress_bar))
+        except NotebookError:
+            progress.finish(source.stem, time.perf_counter() - start, ok=False)
+            raise
+        progress.finish(source.stem, time.perf_counter() - start)
     return outputs
+
+
+class ProgressLines:
+    """One line per notebook (``" 3/12 03_training   21.4 s"``, its parameters after), in the notebooks'
+    order: a notebook's line is logged once it and every notebook before it have finished, so notebooks
+    run side by side, which finish out of order, still read 01, 02, ... (:meth:`flush` logs what is
+    left, in order, after a failure). ``log`` None logs nothing."""
+
+    def __init__(self, stems: list[str], params: Mapping[str, Mapping[str, Any]], log: Any) -> None:
+        self.stems, self.params, self.log = list(stems), params, log
+        self.lines: dict[str, str] = {}
+        self.shown = 0
+
+    def finish(self, stem: str, seconds: float, ok: bool = True) -> None:
+        place = self.stems.index(stem)
+        width = max(map(len, self.stems))
+        head = f"{place + 1:>{len(str(len(self.stems)))}}/{len(self.stems)} {stem:<{width}}"
+        said = f"{seconds:7.1f} s" if ok else f"failed after {seconds:.1f} s"
+        self.lines[stem] = f"{head} {said} {_format_params(self.params.get(stem, {}))}".rstrip()
+        while self.shown < len(self.stems) and self.stems[self.shown] in self.lines:
+            self._say(self.lines.pop(self.stems[self.shown]))
+            self.shown += 1
+
+    def flush(self) -> None:
+        for stem in self.stems[self.shown:]:
+            if stem in self.lines:
+                self._say(self.lines.pop(stem))
+        self.shown = len(self.stems)
+
+    def _say(self, line: str) -> None:
+        if self.log:
+            self.log(line)
 
 
 def start_order(stems: list[str], record: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -487,6 +520,7 @@ def _run_lanes(notebooks: list[Path], params: Mapping[str, Mapping[str, Any]], o
         if s in waits:
             waits[s] = set(stems) - {s}
     pending, running, done, failed = set(stems), {}, set(), []
+    progress = ProgressLines(stems, params, log)
     # each lane gets its share of the cores, for torch's threads and the protocol's worker processes: more
     # processes than cores, and OpenMP threads spinning beside another lane's, cost time (measured, 2 cores,
     # two lanes: a cold book took 668 s with 2 threads and 2 workers a lane, 620 s with 1 worker; a
@@ -505,8 +539,6 @@ def _run_lanes(notebooks: list[Path], params: Mapping[str, Mapping[str, Any]], o
             command = [sys.executable, "-m", "clpips", "run", str(source), "--out", str(out_dir)]
             for name, value in params[stem].items():
                 command += ["-p", name, str(value).lower() if isinstance(value, bool) else str(value)]
-            if log:
-                log(f"running {stem} {_format_params(params[stem])}".rstrip())
             logs = out_dir / "logs"
             logs.mkdir(parents=True, exist_ok=True)
             with open(logs / f"{stem}.log", "wb") as sink:  # a file, not a pipe: a full pipe would block
@@ -518,23 +550,35 @@ def _run_lanes(notebooks: list[Path], params: Mapping[str, Mapping[str, Any]], o
         for stem, (proc, start) in list(running.items()):
             if proc.poll() is None:
                 continue
-            output = (out_dir / "logs" / f"{stem}.log").read_text(errors="replace")
             del running[stem]
+            progress.finish(stem, time.perf_counter() - start, ok=proc.returncode == 0)
             if proc.returncode == 0:
                 done.add(stem)
-                if log:
-                    log(f"  done in {time.perf_counter() - start:.1f} s -> "
-                        f"{_display_path(out_dir / f'{stem}.ipynb')}")
             else:
-                lines = output.strip().splitlines()
-                said = [line for line in lines if line.startswith("clpips run:")]  # the cell's error
-                failed.append((stem, (said or lines[-1:] or ["no output"])[0].removeprefix("clpips run: ")))
+                failed.append(stem)
         if failed:
             pending.clear()
+    progress.flush()
     if failed:
-        stem, line = failed[0]
-        raise NotebookError(f"{stem} failed: {line} (its log: {_display_path(out_dir / 'logs' / f'{stem}.log')})")
+        raise NotebookError(_lane_failure(failed[0], out_dir / "logs" / f"{failed[0]}.log"))
     return [out_dir / f"{s}.ipynb" for s in stems]
+
+
+#: lines of a failed chapter's log that its error message shows (the error's end: the cell and the line)
+FAILURE_LINES = 12
+
+
+def _lane_failure(stem: str, log_path: Path) -> str:
+    """A failed ``clpips run``'s error from its log: the line saying what failed (``clpips run: notebook
+    ... failed in cell In[4]: ValueError: ...``), then the last :data:`FAILURE_LINES` lines of what
+    follows it (the traceback's end), and where the whole log is."""
+    lines = log_path.read_text(errors="replace").strip().splitlines() if log_path.exists() else []
+    said = [i for i, line in enumerate(lines) if line.startswith("clpips run:")]
+    first = said[0] if said else max(0, len(lines) - FAILURE_LINES - 1)
+    head = lines[first].removeprefix("clpips run: ") if lines else "no output"
+    tail = [line for line in lines[first + 1:][-FAILURE_LINES:] if line.strip()]
+    return "\n".join([f"{stem} failed: {head}", *(f"  {line}" for line in tail),
+                      f"(its log: {_display_path(log_path)})"])
 
 
 def _format_params(values: Mapping[str, Any]) -> str:

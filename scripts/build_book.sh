@@ -4,9 +4,18 @@
 # without error, then `jupyter-book build . -W --keep-going` from a clean state.
 # Any failing cell, missing chapter or Sphinx warning makes this script fail.
 #
-#   scripts/build_book.sh [--no-run] [-p NAME VALUE ...]
+#   scripts/build_book.sh [--no-run | --pdf] [-p NAME VALUE ...]
 #     --no-run      render the notebooks already in out/notebooks (do not execute them)
+#     --pdf         the whole book as one PDF, _build/pdf/clpips-compendium.pdf: the notebooks
+#                   already in out/notebooks (not executed again) built as a single page
+#                   (_build/singlehtml) and printed by headless Chromium (CHROMIUM, or the first
+#                   of chromium, chromium-browser, google-chrome on the PATH; `make browser`)
 #     -p NAME VALUE passed to `clpips run --all` (each notebook that declares NAME gets it)
+#
+# Quiet: one line per chapter, in the chapters' order, with its time (each chapter's own output
+# is in out/notebooks/logs/), then one line per build. jupyter-book's output goes to
+# _build/logs/BUILDER.log; its warnings and errors are printed, and its end when it failed
+# without any. A failing cell prints its error and the end of its traceback.
 #
 # Environment: PYTHON (default .venv/bin/python), BOOK_OUT (default out/notebooks: it must
 # match the paths in _toc.yml), BOOK_JOBS (notebooks run at once, default 2); CLPIPS_PROFILE
@@ -17,15 +26,19 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 BOOK_OUT=${BOOK_OUT:-out/notebooks}
 JUPYTER_BOOK="$(dirname "$PYTHON")/jupyter-book"
-RUN=1
+PDF=_build/pdf/clpips-compendium.pdf
+RUN=1 MODE=html
 if [[ "${1:-}" == "--no-run" ]]; then RUN=0; shift; fi
+if [[ "${1:-}" == "--pdf" ]]; then RUN=0 MODE=pdf; shift; fi
 
 scripts/fetch_widget_js.sh
 
 if (( RUN )); then
-    echo "build_book: executing the notebooks into $BOOK_OUT"
     # two notebooks at once (BOOK_JOBS): most chapters keep one of the two cores busy
+    echo "build_book: executing the chapters into $BOOK_OUT, ${BOOK_JOBS:-2} at a time (logs in $BOOK_OUT/logs)"
+    start=$SECONDS
     "$PYTHON" -m clpips run --all --jobs "${BOOK_JOBS:-2}" --out "$BOOK_OUT" "$@"
+    echo "build_book: every chapter executed in $((SECONDS - start)) s"
 fi
 
 # Every chapter in the toc must exist, and must not come from a failed run.
@@ -68,9 +81,57 @@ if problems:
              + "\n  ".join(problems))
 PY
 
-# A clean build: Sphinx only re-reports warnings of documents it re-reads.
-rm -rf _build/html _build/.doctrees _build/jupyter_execute
-"$JUPYTER_BOOK" build . -W --keep-going --all
+# build BUILDER: a clean `jupyter-book build . -W --keep-going --all` (Sphinx only re-reports warnings of
+# documents it re-reads) into _build/BUILDER. Its output, colours removed, goes to _build/logs/BUILDER.log;
+# what it warned or failed about is printed, and the log's end when it failed without saying so.
+build() {
+    local builder=$1 log=_build/logs/$1.log start=$SECONDS status=0 said
+    rm -rf "_build/$builder" _build/.doctrees _build/jupyter_execute
+    mkdir -p _build/logs
+    "$JUPYTER_BOOK" build . --builder "$builder" -W --keep-going --all 2>&1 \
+        | sed -u 's/\x1b\[[0-9;]*[A-Za-z]//g' > "$log" || status=$?
+    said=$(grep -E 'WARNING|ERROR|CRITICAL|Exception occurred|Extension error|build finished with problems' "$log" || true)
+    [[ -z "$said" ]] || sed 's/^/  /' <<< "$said" >&2
+    if (( status )); then
+        [[ -n "$said" ]] || tail -n 20 "$log" | sed 's/^/  /' >&2
+        echo "build_book: jupyter-book ($builder) failed; its whole output: $log" >&2
+        exit 1
+    fi
+    echo "build_book: built _build/$builder in $((SECONDS - start)) s"
+}
+
+if [[ $MODE == pdf ]]; then
+    build singlehtml
+    # Sphinx writes the single page as the root document (book/intro.html) with its links relative
+    # to _build/singlehtml: read from there, they resolve
+    root=$("$PYTHON" -c 'import yaml; print(yaml.safe_load(open("_toc.yml"))["root"])')
+    cp "_build/singlehtml/$root.html" _build/singlehtml/index.html
+    chromium=${CHROMIUM:-$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)}
+    if [[ -z "$chromium" ]]; then
+        echo "build_book: no Chromium to print the PDF with: \`make browser\` installs it, or set CHROMIUM" >&2
+        exit 1
+    fi
+    profile=$(mktemp -d) part="${PDF%.pdf}.part.pdf" start=$SECONDS
+    trap 'rm -rf "$profile"' EXIT
+    mkdir -p "$(dirname "$PDF")"
+    rm -f "$part"
+    # virtual time: the page's scripts (MathJax, the saved widgets) finish before it is printed
+    if ! "$chromium" --headless --no-sandbox --disable-gpu --disable-background-networking \
+            --disable-component-update --disable-sync --no-first-run --disable-extensions \
+            --user-data-dir="$profile" --no-pdf-header-footer --virtual-time-budget=60000 \
+            --print-to-pdf="$part" "file://$PWD/_build/singlehtml/index.html" > _build/logs/chromium.log 2>&1 \
+            || [[ ! -s "$part" ]]; then
+        tail -n 20 _build/logs/chromium.log | sed 's/^/  /' >&2
+        echo "build_book: Chromium did not print the book; its output: _build/logs/chromium.log" >&2
+        exit 1
+    fi
+    mv "$part" "$PDF"
+    pages=$("$PYTHON" -c 'import re, sys; print(len(re.findall(rb"/Type\s*/Page\b", open(sys.argv[1], "rb").read())))' "$PDF")
+    echo "build_book: printed $PDF in $((SECONDS - start)) s: $pages pages, $(du -h "$PDF" | cut -f1)"
+    exit 0
+fi
+
+build html
 
 # Offline check: no page may load a script or stylesheet from another host.
 "$PYTHON" - <<'PY'

@@ -53,7 +53,10 @@ EXAMPLES["crossval"] = """examples:
   clpips crossval --dataset zappos --out runs/cv-global --metric global     # chapter 09's metrics
 
 Outer K-fold by target (or image) x repeats; on each outer training side an inner K-fold
-chooses margin, learning rate and epochs; the choice is refitted and scored held-out.
+chooses margin, learning rate and epochs, or not to train (LPIPS's weights); the choice is
+refitted and scored held-out. A value chosen at a grid edge in most folds is warned about.
+Split by image, a study with fixed candidates (a CSV) scores only held-out rankings that keep
+--min-candidates candidates, and is refused when a fold would score under half of its own.
 Writes OUT/crossval.json (settings, summary with intervals, per-fold rows) and
 OUT/folds.csv, OUT/inner.csv, OUT/oof.csv (OUT/MODE/... with --split-mode both)."""
 EXAMPLES["evaluate"] = """examples:
@@ -477,7 +480,7 @@ def _print_alignment(table, boot) -> None:
 
 def _cmd_crossval(args: argparse.Namespace) -> int:
     from . import atomic
-    from .protocol import CrossvalResult, Grid, crossval, write_result
+    from .protocol import CrossvalResult, Grid, GridEdgeWarning, check_split, crossval, grid_edges, write_result
 
     out = Path(args.out)
     _check_out_dir(out)
@@ -488,18 +491,26 @@ def _cmd_crossval(args: argparse.Namespace) -> int:
     data = _load_dataset(args)
     _check_folds(data, args)
     modes = ["target", "image"] if args.split_mode == "both" else [args.split_mode]
+    for mode in modes:  # a split that would leave too little held out to judge is refused before any run
+        try:
+            check_split(data, mode=mode, folds=args.folds, repeats=args.repeats, seed=args.seed,
+                        min_candidates=args.min_candidates)
+        except ValueError as err:
+            raise UserError(f"{args.dataset}: {err}") from None
     report: dict = {"dataset": getattr(data, "name", args.dataset), "modes": {}}
     for mode in modes:
         try:
-            res: CrossvalResult = crossval(data, mode=mode, folds=args.folds, repeats=args.repeats,
-                                           inner_folds=args.inner_folds, grid=grid, select=args.select,
-                                           seed=args.seed, net=args.net, device=args.device,
-                                           workers=args.workers, progress=not args.quiet, metric=args.metric,
-                                           transform_lambdas=args.transform_lambdas,
-                                           transform_lrs=args.transform_lrs, transform_steps=args.transform_steps,
-                                           transform_rank=args.transform_rank,
-                                           transform_margins=args.transform_margins, teacher_sets=args.teacher_sets,
-                                           teacher_weight=args.teacher_weight)
+            with warnings.catch_warnings():   # a grid edge is printed below with the summary, one line each
+                warnings.simplefilter("ignore", GridEdgeWarning)
+                res: CrossvalResult = crossval(data, mode=mode, folds=args.folds, repeats=args.repeats,
+                                               inner_folds=args.inner_folds, grid=grid, select=args.select,
+                                               seed=args.seed, net=args.net, device=args.device,
+                                               workers=args.workers, progress=not args.quiet, metric=args.metric,
+                                               transform_lambdas=args.transform_lambdas,
+                                               transform_lrs=args.transform_lrs, transform_steps=args.transform_steps,
+                                               transform_rank=args.transform_rank,
+                                               transform_margins=args.transform_margins, teacher_sets=args.teacher_sets,
+                                               teacher_weight=args.teacher_weight, min_candidates=args.min_candidates)
         except ValueError as err:
             raise UserError(str(err)) from None
         folder = out / mode if len(modes) > 1 else out
@@ -509,7 +520,10 @@ def _cmd_crossval(args: argparse.Namespace) -> int:
         except OSError as err:  # --out went away or filled up during the run (it was writable at the start)
             raise _late_write_error(folder, err, "cross-validation", res.store) from None
         report["modes"][mode] = res.to_json(ci=args.ci, n_boot=args.n_boot)
-        _print_crossval(mode, res.summary(ci=args.ci, n_boot=args.n_boot), args.metric)
+        _print_crossval(mode, res.summary(ci=args.ci, n_boot=args.n_boot), args.metric, res.kept())
+        for line in grid_edges(res.folds, res.inner, warn=False)["warning"]:
+            if line:
+                print(f"clpips: warning: split by {mode}: {line}", file=sys.stderr)
     try:
         atomic.write_json(out / "crossval.json", report)
     except OSError as err:
@@ -532,13 +546,26 @@ def _check_folds(dataset, args: argparse.Namespace) -> None:
                         "inner folds or more outer folds")
 
 
-def _print_crossval(mode: str, summary, metric: str = "clpips") -> None:
+def _print_crossval(mode: str, summary, metric: str = "clpips", kept: Optional[dict] = None) -> None:
+    """The summary: per statistic the mean Δ over folds with its interval, and the target bootstrap's Δ (its own
+    centre: the out-of-fold rankings pooled) with its interval; then what the folds kept (:meth:`kept`)."""
     name = metric.upper() if metric == "clpips" else metric
-    print(f"split by {mode}: mean over folds ({name} - LPIPS), 95% corrected resampled t; bootstrap over targets")
+    print(f"split by {mode}: mean over folds ({name} - LPIPS), 95% corrected resampled t; "
+          "bootstrap over targets (its own delta)")
     for stat, row in summary.iterrows():
-        boot = "" if row["boot_low"] != row["boot_low"] else f"  boot [{row['boot_low']:+.3f}, {row['boot_high']:+.3f}]"
+        boot = "" if row["boot_low"] != row["boot_low"] else \
+            f"  boot {row['boot_delta']:+.3f} [{row['boot_low']:+.3f}, {row['boot_high']:+.3f}]"
         print(f"  {stat:14s} LPIPS {row['lpips']:.3f}  {name} {row['clpips']:.3f}  "
               f"delta {row['delta']:+.3f} [{row['nb_low']:+.3f}, {row['nb_high']:+.3f}]{boot}")
+    if kept:
+        print(f"  kept: {kept['test_rankings']} held-out rankings scored over {kept['folds']} folds "
+              f"({kept['test_candidates_min']}-{kept['test_candidates_max']} candidates, median "
+              f"{kept['test_candidates_median']:g}), {kept['test_rankings_dropped']} not scored (fewer than "
+              f"{kept['min_candidates']} candidates left); {kept['train_rankings_dropped']} training rankings "
+              f"dropped; {kept['rows_on_neither_side_share']:.0%} of a fold's rows on neither side")
+        print(f"  bootstrap over {kept['boot_targets']} of {kept['heldout_targets']} held-out targets (those every "
+              f"repeat scored); not trained (LPIPS's weights chosen) in {kept['untrained_folds']} of "
+              f"{kept['folds']} folds")
 
 
 def _add_experiment_options(p: argparse.ArgumentParser) -> None:
@@ -644,6 +671,9 @@ def _add_crossval(sub) -> None:
                    help="epoch counts to choose among, comma-separated (each a whole number >= 1)")
     p.add_argument("--select", choices=SELECT,
                    default=d.protocol_select, help="inner criterion")
+    p.add_argument("--min-candidates", type=_at_least_two, default=d.protocol_min_candidates,
+                   help="split by image of a study with fixed candidates: a held-out ranking left with fewer "
+                        f"candidates is not scored (at least 2; default {d.protocol_min_candidates})")
     p.add_argument("--ci", type=_share, default=d.ci, help="confidence level")
     p.add_argument("--workers", type=_positive_int, default=d.workers,
                    help="processes for the fits (the results do not depend on it)")

@@ -11,9 +11,18 @@ One run answers the paper's question without resting on one split or one seed:
   study CSV keeps its own sets.
 * **Inner folds.** On each outer training side only, an inner ``inner_folds``-fold
   split (same mode) scores every setting of the :class:`Grid` (margin x learning
-  rate x epochs) on the inner held-out rankings; the setting with the best mean
-  inner score (``select``, ICC(A,k) by default) is chosen. Outer test rankings
-  never reach this step (asserted on every fold).
+  rate x epochs, and "do not train": LPIPS's starting weights, no fit) on the inner
+  held-out rankings; the setting with the best mean inner score (``select``,
+  ICC(A,k) by default) is chosen, not training on a tie. Outer test rankings
+  never reach this step (asserted on every fold). A chosen value at an edge of
+  the grid in most outer folds is named in a :class:`GridEdgeWarning` (:func:`grid_edges`).
+* **What a split by image keeps.** A study with fixed candidates (a CSV study)
+  loses, in a split by image, every row with an image on the other side: its
+  held-out rankings shrink to the candidates that share the target's fold. One
+  left with fewer than ``min_candidates`` candidates is not scored; when an outer
+  fold would score fewer than half of its held-out targets' rankings the run is
+  refused (:class:`SplitRefused`). Every fold row says what was kept and dropped,
+  and :meth:`CrossvalResult.kept` sums it up.
 * **Refit and score.** The chosen setting is trained on the whole outer training
   side and scored, beside LPIPS, on the outer test rankings: ICC(A,k), pooled
   Spearman under both definitions (:data:`clpips.evaluate.RHO_DEFINITIONS`) and
@@ -63,7 +72,20 @@ from .datasets.schema import spreadsheet_safe
 from .defaults import DEFAULTS
 from .features import CacheWarning
 
-PROTOCOL_VERSION = 4  #: bump when a change alters results: it keys the cache (3: fit_many's products in other forms, float rounding; 4: refits train the chosen setting alone, float rounding)
+PROTOCOL_VERSION = 5  #: bump when a change alters results: it keys the cache (3: fit_many's products in other forms, float rounding; 4: refits train the chosen setting alone, float rounding; 5: "do not train" among the choices, held-out rankings of fewer than min_candidates unscored, wider default grid)
+#: a split by image is refused when an outer fold scores fewer than this share of its held-out targets' rankings
+MIN_SCORED_SHARE = 0.5
+#: a chosen value at an edge of the grid in more than this share of the outer folds is warned about
+EDGE_SHARE = 0.5
+
+
+class GridEdgeWarning(UserWarning):
+    """A tuned parameter's chosen value sits at an edge of the grid in most outer folds (:func:`grid_edges`):
+    the best setting may lie beyond the grid."""
+
+
+class SplitRefused(ValueError):
+    """A split by image would leave too little held out to judge (:func:`check_split`)."""
 
 
 def _floats(text: str | Sequence[float]) -> tuple[float, ...]:
@@ -75,7 +97,10 @@ def _floats(text: str | Sequence[float]) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class Grid:
-    """The hyperparameter settings the inner folds choose among."""
+    """The hyperparameter settings the inner folds choose among: every (margin, lr, epochs), and first
+    "do not train" (margin and lr NaN, 0 epochs): the starting weights (LPIPS's, with ``init="lpips"``)
+    unfitted. It is scored by the inner folds like any other and chosen when it scores best, and on a tie
+    (the first best setting wins, and it is first: the simpler model)."""
 
     margins: tuple[float, ...] = _floats(DEFAULTS.protocol_margins)
     lrs: tuple[float, ...] = _floats(DEFAULTS.protocol_lrs)
@@ -96,9 +121,14 @@ class Grid:
         return list(product(self.margins, self.lrs))
 
     def settings(self) -> pd.DataFrame:
-        """Every (margin, lr, epochs) setting, in the order results are reported."""
-        return pd.DataFrame([(m, lr, e) for (m, lr) in self.columns() for e in self.epochs],
+        """Every setting, in the order results are reported: "do not train" (:data:`UNTRAINED`), then each
+        (margin, lr, epochs) by margin, lr and epochs."""
+        return pd.DataFrame([UNTRAINED] + [(m, lr, e) for (m, lr) in self.columns() for e in self.epochs],
                             columns=["margin", "lr", "epochs"])
+
+
+#: the setting "do not train" (:meth:`Grid.settings`' first row): no margin, no learning rate, 0 epochs
+UNTRAINED = (float("nan"), float("nan"), 0)
 
 
 @dataclass
@@ -121,15 +151,18 @@ class CrossvalResult:
         per-fold differences with ``n_test / n_train`` from the folds' target counts.
         ``boot_low, boot_high`` (ICC(A,k) and within-ranking rho only): percentile
         interval of a paired bootstrap over targets of the out-of-fold rankings,
-        the same draws for every repeat, the repeats' differences averaged per draw
-        (targets missing from some repeat are left out). ``positive_share``: share
-        of folds where CLPIPS agreed better. ``bootstrap=False`` leaves the bootstrap columns empty
-        (NaN) and skips its cost (about 9 s for mur92's 10,000 draws).
+        the same draws for every repeat, the repeats' differences averaged per draw,
+        centred on ``boot_delta``, over the ``boot_targets`` targets every repeat scored
+        (:meth:`boot_targets`; a split by image of a study with fixed candidates leaves some
+        out). ``positive_share``: share of folds where CLPIPS agreed better. ``bootstrap=False``
+        leaves the bootstrap columns empty (NaN) and skips its cost (about 9 s for mur92's
+        10,000 draws).
         """
         from .stats import corrected_resampled_t
         f = self.folds
         ratio = float((f["n_test_targets"] / f["n_train_targets"]).mean())
         boot = self.target_bootstrap(ci=ci, n_boot=n_boot, seed=seed) if bootstrap else {}
+        n_boot_targets = float(len(self.boot_targets())) if boot else np.nan
         rows = []
         for stat in STATISTICS:
             d = f[f"delta_{stat}"].to_numpy(float)
@@ -138,9 +171,9 @@ class CrossvalResult:
                    "clpips": float(f[f"clpips_{stat}"].mean()), "delta": nb["mean"], "sd": nb["sd"],
                    "nb_low": nb["low"], "nb_high": nb["high"], "nb_pval": nb["pval"],
                    "positive_share": float(np.mean(d > 0)), "n_folds": nb["n"],
-                   "boot_delta": np.nan, "boot_low": np.nan, "boot_high": np.nan}
+                   "boot_delta": np.nan, "boot_low": np.nan, "boot_high": np.nan, "boot_targets": np.nan}
             if stat in boot:
-                row.update(boot[stat])
+                row.update(boot[stat], boot_targets=n_boot_targets)
             rows.append(row)
         return pd.DataFrame(rows).set_index("statistic")
 
@@ -172,7 +205,7 @@ class CrossvalResult:
         """:meth:`_repeat_bootstraps`' numbers, computed (no store)."""
         from .experiment import bootstrap_result
         per_repeat = {r: part for r, part in self.oof.groupby("repeat", sort=True)}
-        common = set.intersection(*(set(p["target"]) for p in per_repeat.values()))
+        common = self.boot_targets()
         out = {}
         for r, part in per_repeat.items():
             res = bootstrap_result(part[part["target"].isin(common)], "lpips", "clpips", unit="target",
@@ -180,6 +213,33 @@ class CrossvalResult:
             out[int(r)] = (res.distribution[["delta_icc", "delta_rho"]].to_numpy(float),
                            res.observed["delta"].to_numpy(float)[:2])
         return out
+
+    def boot_targets(self) -> set:
+        """The targets the target bootstrap draws: those every repeat scored out of fold (all of them split
+        by target; split by image, a target whose held-out rankings kept too few candidates in some repeat
+        is left out)."""
+        return set.intersection(*(set(part["target"]) for _, part in self.oof.groupby("repeat", sort=True)))
+
+    def kept(self) -> dict[str, Any]:
+        """What the outer folds kept, summed over them (each fold's row holds its own): held-out rows and
+        rankings scored; held-out targets' rankings not scored (split by image: fewer than ``min_candidates``
+        candidates left among the fold's images); training rankings dropped (fewer than two left); rows on
+        neither side (total, and their mean share of a fold's table); candidates per scored held-out
+        ranking; the targets of the target bootstrap among those held out; folds that chose not to train."""
+        from .evaluate import RANKING
+        f = self.folds
+        sizes = self.oof.groupby(["repeat", "fold", RANKING]).size()
+        table_rows = f["n_train_rows"] + f["n_test_rows"] + f["rows_on_neither_side"]
+        return {"folds": int(len(f)), "min_candidates": self.settings.get("min_candidates"),
+                "test_rows": int(f["n_test_rows"].sum()), "test_rankings": int(f["n_test_rankings"].sum()),
+                "test_rankings_dropped": int(f["n_test_rankings_dropped"].sum()),
+                "train_rankings_dropped": int(f["n_train_rankings_dropped"].sum()),
+                "rows_on_neither_side": int(f["rows_on_neither_side"].sum()),
+                "rows_on_neither_side_share": float((f["rows_on_neither_side"] / table_rows).mean()),
+                "test_candidates_min": int(sizes.min()), "test_candidates_median": float(sizes.median()),
+                "test_candidates_max": int(sizes.max()), "boot_targets": len(self.boot_targets()),
+                "heldout_targets": int(self.oof["target"].nunique()),
+                "untrained_folds": int((~f["trained"].astype(bool)).sum()) if "trained" in f else 0}
 
     def target_bootstrap(self, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot,
                          seed: Optional[int] = None) -> dict[str, dict[str, float]]:
@@ -232,16 +292,53 @@ class CrossvalResult:
         return [c for c in _SETTINGS if c in self.folds.columns]
 
     def chosen(self) -> pd.DataFrame:
-        """How often each setting was chosen over the outer folds."""
-        return (self.folds.groupby(self.setting_columns()).size().rename("folds").reset_index()
+        """How often each setting was chosen over the outer folds ("do not train": margin and lr NaN, 0 epochs)."""
+        return (self.folds.groupby(self.setting_columns(), dropna=False).size().rename("folds").reset_index()
                 .sort_values("folds", ascending=False, kind="stable").reset_index(drop=True))
 
     def to_json(self, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot) -> dict[str, Any]:
         """Settings, summary and per-fold rows as strict-JSON-ready values (what ``clpips crossval`` writes)."""
         summary = self.summary(ci=ci, n_boot=n_boot)
         return json_ready({"settings": self.settings, "summary": summary.reset_index().to_dict(orient="records"),
-                           "chosen": self.chosen().to_dict(orient="records"),
+                           "kept": self.kept(), "chosen": self.chosen().to_dict(orient="records"),
+                           "grid_edges": grid_edges(self.folds, self.inner, warn=False).reset_index()
+                           .to_dict(orient="records"),
                            "folds": self.folds.to_dict(orient="records")})
+
+
+def grid_edges(folds: pd.DataFrame, grid: "Grid | pd.DataFrame", where: str = "", warn: bool = True,
+               stacklevel: int = 2) -> pd.DataFrame:
+    """Per tuned parameter (one offered with two values or more): its lowest and highest value offered
+    (``grid``: a :class:`Grid`, or a table of the settings offered, as a result's ``inner``) and the share
+    of the outer folds (``folds``: one row each, with the chosen settings) whose chosen value is each; a
+    fold that chose not to train is at neither. Where a share exceeds :data:`EDGE_SHARE` (one half) for a
+    parameter offered with three values or more (with two, every choice is at an edge: such a grid has no
+    inside to leave), the row's ``warning`` says so in one line, issued as a :class:`GridEdgeWarning` when
+    ``warn`` (``where`` begins it: the dataset and split)."""
+    offered = grid.settings() if isinstance(grid, Grid) else grid
+    rows = []
+    for name in _SETTINGS:
+        if name not in folds.columns or name not in offered.columns or folds.empty:
+            continue
+        values = np.unique(offered[name].to_numpy(float))
+        values = values[np.isfinite(values) & ((values > 0) if name == "epochs" else True)]  # not "do not train"
+        if len(values) < 2:
+            continue
+        chosen = folds[name].to_numpy(float)
+        row = {"parameter": name, "low": float(values[0]), "high": float(values[-1]), "n_folds": len(chosen),
+               "at_low": float(np.isclose(chosen, values[0], rtol=1e-9, atol=0).mean()),
+               "at_high": float(np.isclose(chosen, values[-1], rtol=1e-9, atol=0).mean()), "warning": ""}
+        for edge, word in (("low", "lowest"), ("high", "highest")):
+            if row[f"at_{edge}"] > EDGE_SHARE and len(values) >= 3:
+                row["warning"] = (f"{where}{name} = {row[edge]:g}, the {word} value offered, was chosen in "
+                                  f"{int(round(row[f'at_{edge}'] * len(chosen)))} of {len(chosen)} outer folds: "
+                                  f"the best setting may lie beyond the grid (widen it past {row[edge]:g})")
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["parameter", "low", "high", "at_low", "at_high", "n_folds", "warning"])
+    for message in table["warning"] if warn else ():
+        if message:
+            warnings.warn(message, GridEdgeWarning, stacklevel=stacklevel)
+    return table.set_index("parameter")
 
 
 #: notebook parameters (clpips.defaults names) -> keyword of :func:`crossval`
@@ -251,7 +348,8 @@ PARAMETERS = {"protocol_folds": "folds", "protocol_repeats": "repeats", "protoco
               "protocol_metric": "metric", "transform_lambdas": "transform_lambdas",
               "transform_lrs": "transform_lrs", "transform_steps": "transform_steps",
               "transform_rank": "transform_rank", "teacher_weight": "teacher_weight",
-              "teacher_sets": "teacher_sets", "transform_margins": "transform_margins"}
+              "teacher_sets": "teacher_sets", "transform_margins": "transform_margins",
+              "protocol_min_candidates": "min_candidates"}
 
 
 def options(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -267,7 +365,7 @@ def options(parameters: Mapping[str, Any]) -> dict[str, Any]:
 def _keywords(settings: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
     """:func:`crossval` keywords (but ``grid``) that give a run with these ``settings``, ``changes`` applied."""
     out = {kw: settings[kw] for kw in ("mode", "folds", "repeats", "inner_folds", "select", "seed", "net", "init",
-                                        "loss", "batch_size", "layers", "project")}
+                                        "loss", "batch_size", "layers", "project", "min_candidates")}
     for kw, name in (("transform_lambdas", "lambdas"), ("transform_lrs", "transform_lrs"),
                      ("transform_steps", "steps"), ("transform_rank", "rank"), ("teacher_weight", "teacher_weight"),
                      ("teacher_sets", "teacher_sets"), ("transform_margins", "transform_margins")):
@@ -310,6 +408,7 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
              transform_margins: str | Sequence[float] = DEFAULTS.transform_margins,
              teacher_weight: float = DEFAULTS.teacher_weight,
              teacher_sets: int = DEFAULTS.teacher_sets,
+             min_candidates: int = DEFAULTS.protocol_min_candidates,
              device: str = DEFAULTS.device, progress: bool = False,
              threads: Optional[int] = 1, workers: int = DEFAULTS.workers, cache: bool = True) -> CrossvalResult:
     """Run the nested protocol on a dataset (see the module docstring).
@@ -346,11 +445,19 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
     teacher_weight, teacher_sets
         The teacher's new candidate sets per training target, and the weight of their pairs
         against the human pairs in the student's training set (``"teacher"``).
+    min_candidates : int
+        Split by image of a study with fixed candidates: a held-out ranking (outer or inner) left
+        with fewer candidates among its fold's images is not scored (at least 2). The run is
+        refused (:class:`SplitRefused`, one line) when an outer fold would score fewer than half of
+        its held-out targets' rankings (:func:`check_split`).
     workers : int
         Processes the fits are spread over (:func:`clpips.train.fit_many`); the results do not
         depend on it, so it is not part of the cache key.
     cache : bool
         Read and write the on-disk result cache (``<cache>/crossval/``).
+
+    A chosen value at an edge of the grid in most outer folds is named in a :class:`GridEdgeWarning`
+    (:func:`grid_edges`), whether the run was computed or read from the cache.
     """
     from .datasets.splits import check_split_mode
 
@@ -360,10 +467,13 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
         raise ValueError(f"select must be one of {SELECT}, got {select!r}")
     if folds < 2 or inner_folds < 2 or repeats < 1:
         raise ValueError(f"need folds >= 2, inner_folds >= 2 and repeats >= 1, got {folds}, {inner_folds}, {repeats}")
+    if int(min_candidates) != min_candidates or min_candidates < 2:
+        raise ValueError(f"min_candidates must be a whole number >= 2, got {min_candidates!r}")
     settings = {"dataset": getattr(dataset, "name", "custom"), "mode": mode, "folds": folds, "repeats": repeats,
                 "inner_folds": inner_folds, "margins": list(grid.margins), "lrs": list(grid.lrs),
                 "epochs": list(grid.epochs), "select": select, "seed": seed, "net": net, "init": init, "loss": loss,
-                "batch_size": batch_size, "layers": layers, "project": project, "version": PROTOCOL_VERSION}
+                "batch_size": batch_size, "layers": layers, "project": project, "version": PROTOCOL_VERSION,
+                "min_candidates": int(min_candidates)}
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     if metric != "clpips":  # CLPIPS's settings stay as they were: its cached runs keep their keys
@@ -389,54 +499,53 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
     from .datasets.splits import split_modes_coincide
     if mode == "image" and getattr(dataset, "within", None) is None and split_modes_coincide(dataset.table):
         # the split by image would repeat the split by target fold for fold: run (or read) that one
-        same = crossval(dataset, **_keywords(settings, mode="target"), grid=grid, device=device, progress=progress,
-                        threads=threads, workers=workers, cache=cache)
-        return dataclasses.replace(same, settings={**same.settings, "mode": "image", "same_folds_as": "target"})
+        with warnings.catch_warnings():   # its grid edges are named below, as this split's
+            warnings.simplefilter("ignore", GridEdgeWarning)
+            same = crossval(dataset, **_keywords(settings, mode="target"), grid=grid, device=device,
+                            progress=progress, threads=threads, workers=workers, cache=cache)
+        return _edges_named(dataclasses.replace(same, settings={**same.settings, "mode": "image",
+                                                                "same_folds_as": "target"}))
     key = cache_key(dataset, settings)
     if not cache:
-        return _crossval(dataset, settings, grid, device, progress, threads, workers)
+        return _edges_named(_crossval(dataset, settings, grid, device, progress, threads, workers))
     if (hit := _read_cache(key)) is not None:
-        return hit
+        return _edges_named(hit)
     # another process computing the same run (chapters side by side): wait for it, then read its result
     with atomic.exclusive(_lock_path(_cache_folder(key))):
         if (hit := _read_cache(key)) is not None:
-            return hit
+            return _edges_named(hit)
         result = _crossval(dataset, settings, grid, device, progress, threads, workers)
         _write_cache(key, result)
+    return _edges_named(result)
+
+
+def _edges_named(result: CrossvalResult) -> CrossvalResult:
+    """``result``, after a :class:`GridEdgeWarning` for each tuned value chosen at a grid edge in most folds
+    (pointing at :func:`crossval`'s caller)."""
+    s = result.settings
+    metric = f" ({s['metric']})" if s.get("metric", "clpips") != "clpips" else ""
+    grid_edges(result.folds, result.inner, where=f"{s.get('dataset', 'custom')} split by {s.get('mode')}{metric}: ",
+               stacklevel=4)
     return result
 
 
 def _crossval(dataset, settings: dict[str, Any], grid: Grid, device: str, progress: bool,
               threads: Optional[int], workers: int) -> CrossvalResult:
     """The run itself (no cache)."""
-    from .datasets.splits import shared_pair_share, split_folds
-    from .evaluate import RANKING, distance_scores, ranking_ids
+    from .evaluate import RANKING, ranking_ids
     from .model import initial_weight_vector
     from .train import pair_features_for
 
-    mode, folds, repeats, inner_folds = settings["mode"], settings["folds"], settings["repeats"], \
-        settings["inner_folds"]
-    select, seed, net, init = settings["select"], settings["seed"], settings["net"], settings["init"]
-
-    # 1. every split first (tables only), so one feature pass covers them all
-    within = getattr(dataset, "within", None)
-    every_image = sorted(_images(dataset.table))
-    outer, n_rows = [], {}
-    for r in range(repeats):
-        rseed = _derived_seed(seed, r)
-        # a dataset that draws its candidates re-draws them for every repeat: which candidates a target
-        # got is a random choice too, and no result should rest on one draw (a study CSV keeps its sets)
-        table = within(every_image, rseed) if within is not None else dataset.table
-        n_rows[r] = len(table)
-        for f, (train, test) in enumerate(split_folds(table, mode, folds, rseed, within=within)):
-            inner = list(split_folds(train, mode, inner_folds, _derived_seed(seed, r, f), within=within))
-            _check_nested(mode, test, [train, *(t for pair in inner for t in pair)], f"repeat {r}, fold {f}")
-            outer.append({"repeat": r, "fold": f, "train": train, "test": test, "inner": inner})
+    # 1. every split first (tables only), so one feature pass covers them all; a split by image that would
+    # leave too little held out to judge is refused here, before any work
+    outer = _outer_splits(dataset, settings)
+    if (refused := _refusal(outer, settings)) is not None:
+        raise SplitRefused(refused)
     tables = [o["train"] for o in outer] + [o["test"] for o in outer] + \
              [t for o in outer for pair in o["inner"] for t in pair]
     every = pd.concat(tables, ignore_index=True)
-    features = pair_features_for(dataset, every, net=net, device=device, progress=progress)
-    w0 = initial_weight_vector(net, init, seed)
+    features = pair_features_for(dataset, every, net=settings["net"], device=device, progress=progress)
+    w0 = initial_weight_vector(settings["net"], settings["init"], settings["seed"])
 
     # 2. every inner fold's fits of every setting at once
     family = _family(dataset, settings, grid, every, features, w0, device, progress, threads, workers)
@@ -448,12 +557,115 @@ def _crossval(dataset, settings: dict[str, Any], grid: Grid, device: str, progre
     # at once), and score it on the outer test side. Refitting the chosen setting alone gives what its
     # column of the whole grid gives, to float rounding, and cost a third of a run's fitting time
     # (measured: mur92 by target, 56 s with every refit training the whole grid, 38 s)
+    inner_rows, best_of = _choose(outer, family, by_job, settings["select"])
+    refit_jobs = [_FitJob(i, None, o["train"]) for i, o in enumerate(outer)]
+    refitted = family.fit(refit_jobs, outer, [best for best, _ in best_of])   # per job: 1 x P
+    scored = [_score_fold(o, family, best_of[i], refitted[i], features, w0,
+                          family.describe(i, outer) if family.describe is not None else None)
+              for i, o in enumerate(outer)]
+    oof_table = pd.concat([held for _, held in scored], ignore_index=True)
+    oof_table[RANKING] = ranking_ids(oof_table)
+    common = set.intersection(*(set(part["target"]) for _, part in oof_table.groupby("repeat")))
+    for o, (row, _) in zip(outer, scored):    # the fold's held-out targets the target bootstrap draws
+        row["n_boot_targets"] = len(set(o["test"]["target"]) & common)
+    return CrossvalResult(folds=pd.DataFrame([row for row, _ in scored]),
+                          inner=pd.concat(inner_rows, ignore_index=True), oof=oof_table,
+                          weights=np.stack([np.asarray(w[0]) for w in refitted]), settings=settings)
+
+
+def _outer_splits(dataset, settings: Mapping[str, Any], inner: bool = True) -> list[dict[str, Any]]:
+    """Every outer fold of the run: its training and test tables, what it kept of its repeat's table
+    (:func:`_kept`) and, with ``inner``, its inner folds (checked: no held-out target, split by image no
+    held-out image, reaches them). A dataset that draws its candidates re-draws them for every repeat:
+    which candidates a target got is a random choice too, and no result should rest on one draw (a study
+    CSV keeps its sets)."""
+    from .datasets.splits import fold_targets, split_folds
+    mode, seed, folds, least = settings["mode"], settings["seed"], settings["folds"], settings["min_candidates"]
+    within = getattr(dataset, "within", None)
+    every_image = sorted(_images(dataset.table))
+    outer = []
+    for r in range(settings["repeats"]):
+        rseed = _derived_seed(seed, r)
+        table = within(every_image, rseed) if within is not None else dataset.table
+        held = fold_targets(table, folds, rseed)
+        for f, (train, test) in enumerate(split_folds(table, mode, folds, rseed, within=within,
+                                                      min_candidates=least)):
+            o = {"repeat": r, "fold": f, "train": train, "test": test,
+                 "kept": _kept(table, train, test, held[f], drawn=within is not None)}
+            if inner:
+                o["inner"] = list(split_folds(train, mode, settings["inner_folds"], _derived_seed(seed, r, f),
+                                              within=within, min_candidates=least))
+                _check_nested(mode, test, [train, *(t for pair in o["inner"] for t in pair)], f"repeat {r}, fold {f}")
+            outer.append(o)
+    return outer
+
+
+def _kept(table: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, held: set, drawn: bool) -> dict[str, Any]:
+    """What one outer fold kept of its repeat's ``table``, whose targets ``held`` it holds out: the held-out
+    targets' rankings it does not score and the training rankings it dropped (a split by image of a study with
+    fixed candidates shortens rankings; a dataset that draws its candidates, ``drawn``, draws each side's
+    anew and drops none), the rows on neither side, and the candidates per scored held-out ranking."""
+    sizes = test.groupby(["set_id", "rater"]).size()
+    is_held = table["target"].isin(held)
+    return {"n_test_rankings_dropped": 0 if drawn else _n_rankings(table[is_held]) - _n_rankings(test),
+            "n_train_rankings_dropped": 0 if drawn else _n_rankings(table[~is_held]) - _n_rankings(train),
+            "rows_on_neither_side": 0 if drawn else int(len(table) - len(train) - len(test)),
+            "test_candidates_min": int(sizes.min()) if len(sizes) else 0,
+            "test_candidates_median": float(sizes.median()) if len(sizes) else float("nan"),
+            "test_candidates_max": int(sizes.max()) if len(sizes) else 0}
+
+
+def _refusal(outer: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> Optional[str]:
+    """The one line refusing a split by image that leaves too little to judge, or None. The rule: every
+    outer fold must score at least :data:`MIN_SCORED_SHARE` (half) of its held-out targets' rankings, a
+    ranking being scored when it keeps ``min_candidates`` candidates or more among the fold's images."""
+    if settings["mode"] != "image":
+        return None
+    counts = [(_n_rankings(o["test"]), _n_rankings(o["test"]) + o["kept"]["n_test_rankings_dropped"], o)
+              for o in outer]
+    short = [c for c in counts if c[0] < MIN_SCORED_SHARE * c[1]]
+    if not short:
+        return None
+    scored, meant, worst = min(short, key=lambda c: (c[0] / max(c[1], 1), c[2]["repeat"], c[2]["fold"]))
+    neither = np.mean([o["kept"]["rows_on_neither_side"] / max(o["kept"]["rows_on_neither_side"] + len(o["train"])
+                                                               + len(o["test"]), 1) for o in outer])
+    return (f"split by image refused: outer fold {worst['fold']} of repeat {worst['repeat']} scores {scored} of "
+            f"its {meant} held-out rankings, all {len(outer)} folds {sum(c[0] for c in counts)} of "
+            f"{sum(c[1] for c in counts)} (a held-out ranking needs {settings['min_candidates']} candidates among "
+            f"its fold's images; {neither:.0%} of a fold's rows are on neither side); split by target instead, "
+            f"or use fewer folds (a held-out ranking keeps about 1/folds of its candidates)")
+
+
+def check_split(dataset, *, mode: str, folds: int = DEFAULTS.protocol_folds,
+                repeats: int = DEFAULTS.protocol_repeats, seed: int = DEFAULTS.seed,
+                min_candidates: int = DEFAULTS.protocol_min_candidates) -> None:
+    """Raise :class:`SplitRefused` (one line, naming the counts) when :func:`crossval` would refuse this split
+    (the rule of :func:`crossval`'s ``min_candidates``). Only the outer split is computed (no features, no
+    fits), so the CLI and the chapters can ask before a run. The split by target, a dataset that draws its
+    candidates and one whose two split modes coincide always pass."""
+    from .datasets.splits import check_split_mode, split_modes_coincide
+    check_split_mode(mode)
+    if mode != "image" or getattr(dataset, "within", None) is not None or split_modes_coincide(dataset.table):
+        return
+    settings = {"mode": mode, "folds": folds, "repeats": repeats, "seed": seed, "min_candidates": min_candidates}
+    if (refused := _refusal(_outer_splits(dataset, settings, inner=False), settings)) is not None:
+        raise SplitRefused(refused)
+
+
+def _choose(outer: Sequence[Mapping[str, Any]], family: "_Family", by_job: Mapping, select: str
+            ) -> tuple[list[pd.DataFrame], list[tuple[int, float]]]:
+    """Per outer fold: its inner table (each setting's statistics, averaged over the inner folds that scored
+    a held-out ranking) and its choice with its score: the setting of best mean ``select``, the first of them
+    on a tie ("do not train" is the first setting of a :class:`Grid`)."""
+    from .evaluate import distance_scores
     setting_rows = family.settings
     names = [str(n) for n in range(len(setting_rows))]
     inner_rows, best_of = [], []
     for i, o in enumerate(outer):
         scores = [np.full((len(setting_rows), len(STATISTICS)), np.nan)]
         for j, (_, ival) in enumerate(o["inner"] if family.tuned else []):
+            if ival.empty:      # split by image: no held-out ranking kept min_candidates candidates
+                continue
             s = distance_scores(ival, family.distances(ival, by_job[(i, j)]), names)
             scores.append(s[list(STATISTICS)].to_numpy(float))
         with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -468,39 +680,41 @@ def _crossval(dataset, settings: dict[str, Any], grid: Grid, device: str, progre
         crit = table[f"inner_{select}"].to_numpy(float)
         best = int(np.nanargmax(crit)) if np.isfinite(crit).any() else 0
         best_of.append((best, float(crit[best])))
-    refit_jobs = [_FitJob(i, None, o["train"]) for i, o in enumerate(outer)]
-    refitted = family.fit(refit_jobs, outer, [best for best, _ in best_of])   # per job: 1 x P
-    fold_rows, oof, refits = [], [], []
-    for i, o in enumerate(outer):
-        best, score = best_of[i]
-        choice = setting_rows.iloc[best]
-        w = refitted[i][0]
-        refits.append(np.asarray(w))
-        test = o["test"]
-        rows = features.rows(test["target"], test["candidate"])
-        lpips = (features.matrix[rows] @ w0).numpy().astype(float)
-        fitted = family.distances(test, refitted[i][:1])[:, 0]
-        held = distance_scores(test, np.stack([lpips, fitted], axis=1), ["lpips", "clpips"])
-        row = {"repeat": o["repeat"], "fold": o["fold"],
-               **{c: (int(v) if c in _WHOLE else float(v)) for c, v in choice.items()},
-               **(family.describe(i, outer) if family.describe is not None else {}),
-               "inner_score": score,
-               "n_train_targets": int(o["train"]["target"].nunique()), "n_test_targets": int(test["target"].nunique()),
-               "n_train_rankings": _n_rankings(o["train"]),
-               "n_test_rankings": _n_rankings(test), "n_train_rows": len(o["train"]), "n_test_rows": len(test),
-               "rows_on_neither_side": int(n_rows[o["repeat"]] - len(o["train"]) - len(test)) if within is None else 0,
-               "shared_pair_share": shared_pair_share(o["train"], test)}
-        for stat in STATISTICS:
-            row[f"lpips_{stat}"] = float(held.at["lpips", stat])
-            row[f"clpips_{stat}"] = float(held.at["clpips", stat])
-            row[f"delta_{stat}"] = row[f"clpips_{stat}"] - row[f"lpips_{stat}"]
-        fold_rows.append(row)
-        oof.append(test[["set_id", "target", "candidate", "rater", "rank"]].assign(
-            repeat=o["repeat"], fold=o["fold"], lpips=lpips, clpips=fitted.astype(float)))
-    oof_table = pd.concat(oof, ignore_index=True)
-    oof_table[RANKING] = ranking_ids(oof_table)
-    return CrossvalResult(folds=pd.DataFrame(fold_rows), inner=pd.concat(inner_rows, ignore_index=True),
-                          oof=oof_table, weights=np.stack(refits), settings=settings)
+    return inner_rows, best_of
+
+
+def _score_fold(o: Mapping[str, Any], family: "_Family", best: tuple[int, float], refit, features, w0,
+                described: Optional[Mapping[str, Any]]) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One outer fold's row (its chosen setting, ``described`` for a family that follows another's choice,
+    whether it trained, its sizes and what it kept, LPIPS's and the fitted metric's held-out statistics and
+    their differences) and its out-of-fold rows with both distances."""
+    from .datasets.splits import shared_pair_share
+    from .evaluate import distance_scores
+    choice = family.settings.iloc[best[0]]
+    test = o["test"]
+    rows = features.rows(test["target"], test["candidate"])
+    lpips = (features.matrix[rows] @ w0).numpy().astype(float)
+    fitted = family.distances(test, refit[:1])[:, 0]
+    held = distance_scores(test, np.stack([lpips, fitted], axis=1), ["lpips", "clpips"])
+    row = {"repeat": o["repeat"], "fold": o["fold"],
+           **{c: (int(v) if c in _WHOLE else float(v)) for c, v in choice.items()}, **(described or {})}
+    row["trained"] = bool(row.get("epochs", 1) != 0)        # False: "do not train" (LPIPS's weights) chosen
+    kept = o["kept"]
+    row.update({"inner_score": best[1],
+                "n_train_targets": int(o["train"]["target"].nunique()), "n_test_targets": int(test["target"].nunique()),
+                "n_train_rankings": _n_rankings(o["train"]), "n_test_rankings": _n_rankings(test),
+                "n_test_rankings_dropped": kept["n_test_rankings_dropped"],
+                "n_train_rankings_dropped": kept["n_train_rankings_dropped"],
+                "n_train_rows": len(o["train"]), "n_test_rows": len(test),
+                "rows_on_neither_side": kept["rows_on_neither_side"],
+                **{k: v for k, v in kept.items() if k.startswith("test_candidates")}, "n_boot_targets": 0,
+                "shared_pair_share": shared_pair_share(o["train"], test)})
+    for stat in STATISTICS:
+        row[f"lpips_{stat}"] = float(held.at["lpips", stat])
+        row[f"clpips_{stat}"] = float(held.at["clpips", stat])
+        row[f"delta_{stat}"] = row[f"clpips_{stat}"] - row[f"lpips_{stat}"]
+    return row, test[["set_id", "target", "candidate", "rater", "rank"]].assign(
+        repeat=o["repeat"], fold=o["fold"], lpips=lpips, clpips=fitted.astype(float))
 
 
 #: setting columns that are whole numbers (epochs of the minibatch trainer, steps of the transform's, sets)
@@ -539,6 +753,7 @@ def _linear_family(store, grid: Grid, settings: dict[str, Any], w0, device: str,
     :func:`clpips.train.fit_many`: CLPIPS (LPIPS's pair features) over the :class:`Grid`, chosen by the
     inner folds; or, with ``follow`` (the setting CLPIPS's inner folds chose in each outer fold), one
     refit per outer fold with that setting: global CLPIPS (pooled features) and the teacher's student.
+    "Do not train" (0 epochs) is the starting weights ``w0``, unfitted.
     ``store`` may be a callable ``(jobs, outer) -> (store, pairs per job)`` (the student's rows are known
     only once its teacher has ranked)."""
     from .train import GridJob, fit_many, ranking_pair_index
@@ -547,26 +762,32 @@ def _linear_family(store, grid: Grid, settings: dict[str, Any], w0, device: str,
     state = {"store": None if callable(store) else store}
 
     every_setting = grid.settings()
+    unfitted = np.asarray(w0, dtype=np.float32).reshape(1, -1)     # "do not train"
+
+    def fitted_columns(grid_jobs):
+        trained = fit_many(state["store"].matrix, grid_jobs, w0, net=settings["net"], loss=settings["loss"],
+                           batch_size=settings["batch_size"], layers=settings["layers"],
+                           project=settings["project"], device=device, threads=threads, workers=workers)
+        # epochs x columns x D -> (column, then epochs: the order of Grid.settings) x D
+        return [w.permute(1, 0, 2).reshape(-1, w.shape[-1]).numpy() for w in trained]
 
     def fit(jobs, outer, chosen=None):
         if callable(store):
             state["store"], pairs = store(jobs, outer)
         else:
             pairs = [ranking_pair_index(store, job.train) for job in jobs]
-        grid_jobs = []
-        for n, (job, job_pairs) in enumerate(zip(jobs, pairs)):
-            if follow is None and chosen is None:
-                grid_jobs.append(GridJob(job_pairs, margins, lrs, grid.epochs, settings["seed"]))
-            else:
-                pick = (follow[(outer[job.outer]["repeat"], outer[job.outer]["fold"])] if follow is not None
-                        else every_setting.iloc[chosen[n]])
-                grid_jobs.append(GridJob(job_pairs, (float(pick["margin"]),), (float(pick["lr"]),),
-                                         (int(pick["epochs"]),), settings["seed"]))
-        trained = fit_many(state["store"].matrix, grid_jobs, w0, net=settings["net"], loss=settings["loss"],
-                           batch_size=settings["batch_size"], layers=settings["layers"],
-                           project=settings["project"], device=device, threads=threads, workers=workers)
-        # epochs x columns x D -> settings (column, then epochs: the order of Grid.settings) x D
-        return [w.permute(1, 0, 2).reshape(-1, w.shape[-1]).numpy() for w in trained]
+        if follow is None and chosen is None:    # every setting: "do not train", then the grid's
+            whole = [GridJob(job_pairs, margins, lrs, grid.epochs, settings["seed"]) for job_pairs in pairs]
+            return [np.concatenate([unfitted, w]) for w in fitted_columns(whole)]
+        picks = [follow[(outer[job.outer]["repeat"], outer[job.outer]["fold"])] if follow is not None
+                 else every_setting.iloc[chosen[n]] for n, job in enumerate(jobs)]
+        fitted = [n for n, pick in enumerate(picks) if int(pick["epochs"]) > 0]   # the others: "do not train"
+        alone = [GridJob(pairs[n], (float(picks[n]["margin"]),), (float(picks[n]["lr"]),), (int(picks[n]["epochs"]),),
+                         settings["seed"]) for n in fitted]
+        out = [unfitted] * len(jobs)
+        for n, w in zip(fitted, fitted_columns(alone) if alone else []):
+            out[n] = w
+        return out
 
     def distances(table, params):
         rows = state["store"].rows(table["target"], table["candidate"])
@@ -577,7 +798,7 @@ def _linear_family(store, grid: Grid, settings: dict[str, Any], w0, device: str,
         return _Family(every_setting, fit, distances)
 
     def describe(i, outer):
-        pick = follow[(outer[i]["repeat"], outer[i]["fold"])]
+        pick = follow[(outer[i]["repeat"], outer[i]["fold"])]   # "do not train": NaN, NaN, 0 as CLPIPS's row
         return {"margin": float(pick["margin"]), "lr": float(pick["lr"]), "epochs": int(pick["epochs"])}
 
     return _Family(pd.DataFrame(index=[0]), fit, distances, tuned=False, describe=describe)
@@ -589,8 +810,10 @@ def _choices(dataset, settings: Mapping[str, Any], metric: str, grid: Grid, devi
     the settings its inner folds chose, and (``"weights"``) the parameters refitted with them (the run
     is run now, or read from the cache)."""
     base = {k: v for k, v in settings.items() if k not in ("teacher_weight", "teacher_sets")}
-    run = crossval(dataset, **_keywords(base, metric=metric), grid=grid, device=device, progress=progress,
-                   threads=threads, workers=workers)
+    with warnings.catch_warnings():   # that run's grid edges are named where it is run for its own sake
+        warnings.simplefilter("ignore", GridEdgeWarning)
+        run = crossval(dataset, **_keywords(base, metric=metric), grid=grid, device=device, progress=progress,
+                       threads=threads, workers=workers)
     return {(int(r["repeat"]), int(r["fold"])): {**r, "weights": w}
             for r, w in zip(run.folds.to_dict(orient="records"), run.weights)}
 

@@ -351,7 +351,8 @@ def test_nested_check_refuses_a_leak():
 
 def test_grid_parse_and_refusals():
     g = protocol.Grid.parse("0.01,0.05", "0.003", "20,5,5")
-    assert g.epochs == (5, 20) and len(g.settings()) == 4
+    assert g.epochs == (5, 20) and len(g.settings()) == 1 + 4        # "do not train", then 2 x 1 x 2 trained
+    assert g.settings().iloc[0, :2].isna().all() and g.settings().at[0, "epochs"] == 0
     for bad in (("0.01,nan", "0.1", "5"), ("0.01", "-1", "5"), ("0.01", "0.1", "2.5"), ("", "0.1", "5")):
         with pytest.raises(ValueError):
             protocol.Grid.parse(*bad)

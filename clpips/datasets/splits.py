@@ -105,27 +105,38 @@ def split_modes_coincide(table: pd.DataFrame) -> bool:
     return bool((targets_of <= 1).all()) and not set(table["target"]) & set(table["candidate"])
 
 
-def restrict_to_images(table: pd.DataFrame, images) -> pd.DataFrame:
+def restrict_to_images(table: pd.DataFrame, images, min_candidates: int = 2) -> pd.DataFrame:
     """Rows whose target and candidate both lie in ``images``, each ranking re-ranked ``1..k'``.
 
     The kept candidates of a (set, rater) ranking keep their order; a ranking left
-    with fewer than two candidates is dropped. This is the split by image for a
-    study that cannot draw new candidates (a CSV study, the simulated study).
+    with fewer than ``min_candidates`` candidates (at least two) is dropped. This is
+    the split by image for a study that cannot draw new candidates (a CSV study,
+    the simulated study).
     """
     images = set(images)
     out = table[table["target"].isin(images) & table["candidate"].isin(images)]
-    return _rerank(out)
+    return _rerank(out, min_candidates)
 
 
-def _rerank(rows: pd.DataFrame) -> pd.DataFrame:
+def _rerank(rows: pd.DataFrame, min_candidates: int = 2) -> pd.DataFrame:
+    if min_candidates < 2:
+        raise ValueError(f"a ranking needs at least 2 candidates, got min_candidates={min_candidates}")
     rows = rows.copy()
     group = rows.groupby(["set_id", "rater"], sort=False)["rank"]
     rows["rank"] = group.rank(method="first").astype(rows["rank"].dtype)
-    return rows[group.transform("size") >= 2]
+    return rows[group.transform("size") >= min_candidates]
+
+
+def fold_targets(table: pd.DataFrame, n_splits: int, seed: int = DEFAULTS.seed) -> list[set[str]]:
+    """The targets each of :func:`split_folds`' ``n_splits`` folds holds out, the same in both modes
+    (:func:`image_folds` gives targets the folds of :func:`kfold_by_target`). Split by image, a held-out
+    target all of whose rankings keep too few candidates is missing from the held-out side: these sets
+    name the targets whose rankings each fold meant to score."""
+    return [set(part) for part in np.array_split(_shuffled_targets(table, seed), n_splits)]
 
 
 def split_folds(table: pd.DataFrame, mode: str = "target", n_splits: int = 5, seed: int = DEFAULTS.seed,
-                within=None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+                within=None, min_candidates: int = 2) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """``n_splits`` (train, test) pairs of rankings in split ``mode`` (:data:`SPLIT_MODES`).
 
     ``"target"``: :func:`kfold_by_target`. ``"image"``: the images are cut into
@@ -133,7 +144,10 @@ def split_folds(table: pd.DataFrame, mode: str = "target", n_splits: int = 5, se
     fold's images only and the training side's from the other images only, by
     ``within(images, seed)`` when given (a dataset that draws new candidates,
     :attr:`clpips.datasets.RankingDataset.within`), else by dropping the rows
-    with an image on the other side (:func:`restrict_to_images`). Rows of
+    with an image on the other side (:func:`restrict_to_images`): a training
+    ranking is kept with two candidates or more, a held-out one with
+    ``min_candidates`` or more (a shorter one is not scored; ``within`` draws
+    full sets on each side). Rows of
     ``table`` that are on neither side: ``len(table) - len(train) - len(test)``.
     """
     check_split_mode(mode)
@@ -147,7 +161,8 @@ def split_folds(table: pd.DataFrame, mode: str = "target", n_splits: int = 5, se
         if within is not None:
             yield within(train_images, seed), within(test_images, seed)
         else:
-            yield restrict_to_images(table, train_images), restrict_to_images(table, test_images)
+            yield (restrict_to_images(table, train_images),
+                   restrict_to_images(table, test_images, min_candidates))
 
 
 # --------------------------------------------------------------------------- shared image pairs

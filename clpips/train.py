@@ -128,6 +128,15 @@ def torch_threads(n: Optional[int]) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def compute_dtype(features: torch.Tensor) -> torch.dtype:
+    """The precision a fit computes in: float64 when the features are float64, else float32.
+
+    Features are float32 everywhere in the project; float64 features give a fit whose
+    rounding is 2^29 times smaller, which the tests use to compare two ways of computing
+    the same fit without a tolerance tied to one CPU's summation order."""
+    return torch.float64 if features.dtype == torch.float64 else torch.float32
+
+
 class _Adam:
     """Adam (Kingma & Ba 2015) on one vector, step for step what ``torch.optim.Adam`` does
     with its defaults (betas 0.9/0.999, eps 1e-8, no weight decay); written out so a step
@@ -203,7 +212,8 @@ def _fit_pairs(features, train_pairs, val_pairs, initial_weights, trainable, chn
                batch_size, epochs, patience, layers, project, seed, l2_to, l2, device, init) -> FitResult:
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(int(seed))
-    F_all = features.to(device, torch.float32).contiguous()
+    dtype = compute_dtype(features)
+    F_all = features.to(device, dtype).contiguous()
     # A step is two matrix-vector products over F's rows (measured, 1 thread, 640 x 1152: ~0.12 ms
     # each, ~80% of a 0.3-0.6 ms step), so only the rows the training pairs use take part: the
     # protocol's loop passes all 920 mur92 rows for a side using 490-640, and training on the used
@@ -218,10 +228,10 @@ def _fit_pairs(features, train_pairs, val_pairs, initial_weights, trainable, chn
     n_rows = F.shape[0]
     better, worse = pairs[:, 0], pairs[:, 1]
     val = val_pairs.to(device, torch.long) if val_pairs is not None and len(val_pairs) else None
-    w0 = initial_weights.detach().flatten().to(device, torch.float32)
+    w0 = initial_weights.detach().flatten().to(device, dtype)
     w = w0.clone()
-    mask = trainable.to(device, torch.float32)
-    anchor = l2_to.detach().flatten().to(device, torch.float32) if l2_to is not None and l2 > 0 else None
+    mask = trainable.to(device, dtype)
+    anchor = l2_to.detach().flatten().to(device, dtype) if l2_to is not None and l2 > 0 else None
     opt = _Adam(w, lr)
 
     def evaluate(M: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> tuple[float, float]:
@@ -473,7 +483,7 @@ def fit_many(features: torch.Tensor, jobs: Sequence[GridJob], initial_weights: t
             raise ValueError(f"a job's l2 must be a finite number >= 0, got {job.l2!r}")
         anchor = None
         if job.l2_to is not None and job.l2 > 0:       # as fit_pairs: the penalty needs both
-            anchor = torch.as_tensor(job.l2_to).detach().flatten().to(torch.float32)
+            anchor = torch.as_tensor(job.l2_to).detach().flatten().to(compute_dtype(features))
             if anchor.numel() != dim or not torch.isfinite(anchor).all():
                 raise ValueError(f"a job's l2_to must be {dim} finite numbers for net={net!r}")
         resolved.append(_Job(job, w0.detach().flatten(), trainable_of(layers if job.layers is None else job.layers),
@@ -638,27 +648,28 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
     # only the rows the jobs use take part in a step: re-index them compactly
     all_rows = torch.cat([r.job.pairs.to(torch.long).flatten() for r in jobs])
     used, inverse = torch.unique(all_rows, return_inverse=True)
-    F = features[used].to(device, torch.float32).contiguous()
+    dt = compute_dtype(features)
+    F = features[used].to(device, dt).contiguous()
     n_rows = F.shape[0]
     widths = [len(r.job.margins) for r in jobs]
     cols = np.cumsum([0, *widths])
-    margins = torch.tensor([m for r in jobs for m in r.job.margins], dtype=torch.float32, device=device)
-    lrs = torch.tensor([lr for r in jobs for lr in r.job.lrs], dtype=torch.float32, device=device)
+    margins = torch.tensor([m for r in jobs for m in r.job.margins], dtype=dt, device=device)
+    lrs = torch.tensor([lr for r in jobs for lr in r.job.lrs], dtype=dt, device=device)
     logistic = torch.tensor([r.loss == "logistic" for r, w in zip(jobs, widths) for _ in range(w)], device=device)
-    W = torch.cat([r.w0.to(device, torch.float32)[:, None].expand(-1, w) for r, w in zip(jobs, widths)], dim=1)
+    W = torch.cat([r.w0.to(device, dt)[:, None].expand(-1, w) for r, w in zip(jobs, widths)], dim=1)
     W = W.contiguous()                                                  # D x C
-    mask = torch.cat([r.trainable.to(device, torch.float32)[:, None].expand(-1, w) for r, w in zip(jobs, widths)],
+    mask = torch.cat([r.trainable.to(device, dt)[:, None].expand(-1, w) for r, w in zip(jobs, widths)],
                      dim=1)
     projected = [r.project for r, w in zip(jobs, widths) for _ in range(w)]
     floor = None if all(projected) or not any(projected) else torch.tensor(
-        [0.0 if p else -float("inf") for p in projected], device=device)[None, :]
+        [0.0 if p else -float("inf") for p in projected], dtype=dt, device=device)[None, :]
     loss = "mixed" if bool(logistic.any()) and not bool(logistic.all()) else (
         "logistic" if bool(logistic.all()) else "margin")
     pulled = any(r.anchor is not None for r in jobs)
     if pulled:      # 2 l2 per column (0 where a job has no penalty) and the weights each column is pulled to
         pull = torch.tensor([2 * r.job.l2 if r.anchor is not None else 0.0 for r, w in zip(jobs, widths)
-                             for _ in range(w)], dtype=torch.float32, device=device)[None, :]
-        anchors = torch.cat([(r.anchor if r.anchor is not None else r.w0).to(device, torch.float32)[:, None]
+                             for _ in range(w)], dtype=dt, device=device)[None, :]
+        anchors = torch.cat([(r.anchor if r.anchor is not None else r.w0).to(device, dt)[:, None]
                              .expand(-1, w) for r, w in zip(jobs, widths)], dim=1).contiguous()
 
     # the streams: consecutive jobs with the same pairs and seed (fit_many puts them side by side) share one
@@ -686,7 +697,7 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
         by_pair = len(distinct) * F.shape[1] * 4 <= _PAIR_TABLE_BYTES
     if by_pair:
         delta = F.index_select(0, distinct % n_rows) - F.index_select(0, distinct // n_rows)
-        buffer = torch.empty(len(streams) * batch_size, F.shape[1], device=device)
+        buffer = torch.empty(len(streams) * batch_size, F.shape[1], dtype=dt, device=device)
         at = 0
         for st in streams:
             st["rows"], at = ids[at:at + st["n"]][:, None], at + st["n"]
@@ -747,7 +758,7 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
                             device=device)
 
     col_stream = stream_of_columns()
-    positions = torch.arange(batch_size, device=device, dtype=torch.float32)[:, None]
+    positions = torch.arange(batch_size, device=device, dtype=dt)[:, None]
 
     records: list[dict[int, torch.Tensor]] = [{} for _ in jobs]
     m, v = torch.zeros_like(W), torch.zeros_like(W)
@@ -760,7 +771,7 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
         at = torch.tensor(live)
         ids = sched[at, :, :, 0].long().permute(1, 0, 2).reshape(chunk, -1).contiguous()
         n = counts[at]                                                  # live x steps
-        w = (positions.view(1, 1, -1) < n[:, :, None]).to(torch.float32) / n.clamp(min=1)[:, :, None]
+        w = (positions.view(1, 1, -1) < n[:, :, None]).to(dt) / n.clamp(min=1)[:, :, None]
         widths_live = {place[i][1] - place[i][0] for i in live}
         return ids, w[col_stream].permute(1, 0, 2).contiguous(), (widths_live.pop() if len(widths_live) == 1 else 0)
 
@@ -793,7 +804,7 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
             g = gT.T
         else:
             n_now = counts[live, t % chunk]
-            weight = (positions < n_now).to(torch.float32) / n_now.clamp(min=1)  # batch x live streams
+            weight = (positions < n_now).to(dt) / n_now.clamp(min=1)  # batch x live streams
             b_rows, w_rows = sched[live, t % chunk, :, 0].long(), sched[live, t % chunk, :, 1].long()
             b_idx, w_idx = b_rows[col_stream].T, w_rows[col_stream].T          # batch x C: each column's own batch
             # the products' forms, by measurement (1 thread, 1,152 features): with few columns W^T F^T
@@ -804,7 +815,7 @@ def _fit_lockstep(features, jobs: Sequence[_Job], *, batch_size, device):
             d = (W.T @ FT).T if narrow else F @ W                               # rows x C
             s = d.gather(0, w_idx) - d.gather(0, b_idx)                         # batch x C
             slope = _slope(s, loss, margins, logistic) * weight[:, col_stream]
-            coef = torch.zeros(n_rows, W.shape[1], device=device)
+            coef = torch.zeros(n_rows, W.shape[1], dtype=dt, device=device)
             coef.scatter_add_(0, w_idx, slope)
             coef.scatter_add_(0, b_idx, -slope)
             g = (coef.T @ F).T if narrow else FT @ coef                         # D x C
@@ -876,8 +887,9 @@ def early_stopped(weights_by_epoch: torch.Tensor, features: torch.Tensor, val_pa
     val = torch.as_tensor(val_pairs).to(torch.long)
     used, inverse = torch.unique(val.flatten(), return_inverse=True)
     inverse = inverse.view(-1, 2)
-    Wf = W.to(torch.float32)
-    d = features[used].to(torch.float32) @ Wf.T                 # rows x E
+    dt = compute_dtype(features)
+    Wf = W.to(dt)
+    d = features[used].to(dt) @ Wf.T                            # rows x E
     s = d[inverse[:, 1]] - d[inverse[:, 0]]                     # pairs x E
     if loss == "margin":
         losses = torch.clamp(margin - s, min=0).mean(dim=0)
@@ -887,7 +899,7 @@ def early_stopped(weights_by_epoch: torch.Tensor, features: torch.Tensor, val_pa
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     values = [float(x) for x in losses]
     if l2_to is not None and l2 > 0:
-        anchor = l2_to.detach().flatten().to(torch.float32)
+        anchor = l2_to.detach().flatten().to(dt)
         values = [value + float(l2 * torch.sum((Wf[e] - anchor) ** 2)) for e, value in enumerate(values)]
     best, best_epoch, stale = float("inf"), 0, 0
     for epoch, value in enumerate(values, start=1):

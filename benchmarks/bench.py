@@ -16,6 +16,10 @@ Prints ``name: value`` lines. On the mur92 defaults (46,080 training pairs, 10 e
 * ``protocol_seconds_target``, ``protocol_vs_loop``, ``protocol_goal`` (and ``_image``):
   the default nested protocol on mur92 (features warm) against an extrapolated loop of
   ``fit_pairs`` calls doing the same fits (``benchmarks/bench_protocol.py``);
+* ``memory_peak_gb_<n>_targets``, ``seconds_<n>_targets``: peak memory and time of a fresh process computing
+  the pair features of a synthetic study of ``n`` targets (11 images of 64 px each), for the sizes in
+  ``BENCH_MEMORY_TARGETS`` (default ``1000,2000``; ``1000,3000,10000`` for the issue's curve; empty to
+  skip) (``benchmarks/bench_memory.py``);
 * ``peak_rss_mb``: the process's peak resident memory.
 
 Goals (issue 4): fit >= 1000x faster than naive, <= 1.3x the floor; bootstrap >= 100x
@@ -153,6 +157,9 @@ def main() -> None:
 
     from bench_aligned import run as run_aligned  # noqa: E402  (same folder)
     run_aligned(line)
+
+    from bench_memory import run as run_memory  # noqa: E402  (same folder)
+    run_memory(line)
     line("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 

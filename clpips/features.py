@@ -13,13 +13,17 @@ warning, removed and rebuilt; a cache folder that cannot be written is one
 warning line, and the run goes on without caching. Within a process, the backbone's
 activations of an image at a size are kept in memory (:func:`layer_activations`, up to
 :data:`KEEP_BUDGET` bytes), so new pairs of images already run, and their embeddings
-(:mod:`clpips.aligned`), do not run the backbone again.
+(:mod:`clpips.aligned`), do not run the backbone again. Memory is bounded whatever the study's size
+(:data:`MEMORY_BUDGET`): images are decoded and run chunk by chunk (an image in several chunks runs once
+in each, unless its activations are kept), a pass keeps its activations only when all of them fit
+:data:`KEEP_BUDGET`, and a large pair matrix is memory-mapped on disk.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import io
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from . import atomic
@@ -40,8 +45,11 @@ from .paths import cache_dir, sha256_file
 #: (2: an entry is one matrix and its candidates' sha256, not one tensor per candidate: reading a
 #: chapter 09 run's entries took 24 s of torch.load for 174,000 small tensors, measured)
 FEATURE_VERSION = 2
-#: cap on backbone activations held in memory at once (bytes)
-MEMORY_BUDGET = 3 * 2 ** 30
+#: cap on what a chunk of pair features holds in memory at once (bytes): its decoded images and the
+#: activations they add (:func:`_pair_chunks`); a pair matrix larger than this is memory-mapped on disk.
+#: Was 3 GiB of activations alone, with every image decoded up front and kept up to :data:`KEEP_BUDGET`:
+#: a synthetic study of 11 images of 64 px per target took 2 MB per target, 7.2 GB at 3,000 (issue 25)
+MEMORY_BUDGET = 2 ** 30
 #: cap on the activations a process keeps after a pass (bytes), so that an image it has run through a
 #: backbone at a size is not run again (:func:`layer_activations`). Chapter 09 ran the simulated
 #: study's 2,040 images (0.6 MB of AlexNet activations each) three times: for the pair features, the
@@ -90,6 +98,12 @@ def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", 
                   progress: bool = True, metric: Optional[CLPIPS] = None) -> PairFeatures:
     """Feature vectors for (target, candidate) image references of ``dataset``.
 
+    Memory stays bounded whatever the number of pairs: images are decoded chunk by chunk within
+    :data:`MEMORY_BUDGET` (:func:`_pair_chunks`), their activations are kept only when all of this
+    call's fit :data:`KEEP_BUDGET` (:func:`_keeps_all`), each target's entry is written as soon as it is
+    complete, and a matrix larger than the budget is memory-mapped on a temporary file
+    (:func:`_new_matrix`). The numbers do not depend on how the pairs were chunked.
+
     Parameters
     ----------
     dataset
@@ -106,50 +120,105 @@ def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", 
     keys = list(dict.fromkeys((str(t), str(c)) for t, c in pairs))
     dim = sum(CHANNELS[net])
     paths = {ref: Path(dataset.image_path(ref)) for key in keys for ref in key}
-    hashes = {ref: sha256_file(p) for ref, p in paths.items()}
-    store = feature_store(net, size)
-    found: dict[tuple[str, str], torch.Tensor] = {}
-    by_target: dict[str, dict[str, torch.Tensor]] = {}
-    if cache:
-        for t in {t for t, _ in keys}:
-            by_target[t] = _read_entry(store / f"{hashes[t]}.pt", dim)
-        for t, c in keys:
-            vec = by_target[t].get(hashes[c])
-            if vec is not None:
-                found[(t, c)] = vec
-    todo = [k for k in keys if k not in found]
+    run = _Pass(paths, {ref: sha256_file(p) for ref, p in paths.items()}, feature_store(net, size), size,
+                batch_size, progress, cache)
+    matrix = _new_matrix(len(keys), dim)
+    row = {key: i for i, key in enumerate(keys)}
+    todo = _fill_from_cache(run, keys, matrix, row, {}) if cache else keys
     # a lock while the missing vectors are computed and written, so notebooks run side by side extract
     # each vector once; the one that waited finds them in the cache
-    with (atomic.exclusive(store / ".lock") if cache and todo else contextlib.nullcontext()):
+    with (atomic.exclusive(run.store / ".lock") if cache and todo else contextlib.nullcontext()):
+        existing: dict[str, dict[str, torch.Tensor]] = {}
         if cache and todo:
-            for t in {t for t, _ in todo}:
-                by_target[t] = _read_entry(store / f"{hashes[t]}.pt", dim)
-            found.update({(t, c): by_target[t][hashes[c]] for t, c in todo if hashes[c] in by_target[t]})
-            todo = [k for k in todo if k not in found]
-        _compute(dataset, todo, found, by_target, hashes, paths, store, net, size, device, batch_size, cache,
-                 progress, metric)
-    matrix = torch.stack([found[k] for k in keys]) if keys else torch.zeros(0, dim)
-    return PairFeatures(keys=keys, matrix=matrix.float(), net=net, extracted=len(todo))
+            todo = _fill_from_cache(run, todo, matrix, row, existing)
+        if todo:
+            metric = (metric if metric is not None else CLPIPS(net=net)).to(device)
+            _compute(metric, run, todo, matrix, row, existing)
+    return PairFeatures(keys=keys, matrix=matrix, net=net, extracted=len(todo))
 
 
-def _compute(dataset, todo, found, by_target, hashes, paths, store, net, size, device, batch_size, cache,
-             progress, metric) -> None:
-    """Compute the ``todo`` vectors into ``found`` and, with ``cache``, write their targets' entries."""
-    if todo:
-        metric = metric if metric is not None else CLPIPS(net=net)
-        metric = metric.to(device)
-        computed = _extract(metric, todo, paths, hashes, size, batch_size, progress)
-        found.update(computed)
-        if cache:
-            try:
-                for t in {t for t, _ in todo}:
-                    entry = dict(by_target.get(t, {}))
-                    entry.update({hashes[c]: computed[(tt, c)] for tt, c in todo if tt == t})
-                    atomic.write_checked(store / f"{hashes[t]}.pt", atomic.torch_bytes(
-                        {"candidates": list(entry), "vectors": torch.stack(list(entry.values()))}))
-            except OSError as err:
-                warnings.warn(f"cannot write the feature cache {store} ({err.strerror or err}); going on without "
-                              "caching (set CLPIPS_CACHE to a writable folder)", CacheWarning, stacklevel=4)
+@dataclass
+class _Pass:
+    """What one :func:`pair_features` call works with: image files, their sha256, the cache folder, options."""
+
+    paths: dict[str, Path]
+    hashes: dict[str, str]
+    store: Path
+    size: SizeRule
+    batch_size: int
+    progress: bool
+    cache: bool
+
+
+def _new_matrix(rows: int, dim: int) -> torch.Tensor:
+    """An uninitialised ``rows x dim`` float32 matrix: in memory up to :data:`MEMORY_BUDGET` bytes, larger
+    memory-mapped on an unlinked temporary file (in the cache folder where it can be written), whose pages
+    the kernel can write out and drop; the file goes when the matrix does, whatever ends the process."""
+    if rows * dim * 4 <= MEMORY_BUDGET:
+        return torch.empty(rows, dim)
+    try:
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        handle = tempfile.TemporaryFile(dir=cache_dir(), prefix=".pair-features-")
+    except OSError:
+        handle = tempfile.TemporaryFile(prefix="clpips-pair-features-")
+    with handle:
+        handle.truncate(rows * dim * 4)
+        return torch.from_numpy(np.memmap(handle, dtype=np.float32, mode="r+", shape=(rows, dim)))
+
+
+def _fill_from_cache(run: _Pass, keys: list[tuple[str, str]], matrix: torch.Tensor, row: dict,
+                     existing: dict[str, dict[str, torch.Tensor]]) -> list[tuple[str, str]]:
+    """Copy the cached vectors of ``keys`` into their rows of ``matrix``, one target's entry at a time;
+    the keys not cached, in order. A target with missing pairs and an entry keeps it in ``existing``
+    (its new vectors are added to it when written)."""
+    by_target: dict[str, list[tuple[str, str]]] = {}
+    for key in keys:
+        by_target.setdefault(key[0], []).append(key)
+    missing: set[tuple[str, str]] = set()
+    for t, ours in by_target.items():
+        entry = _read_entry(run.store / f"{run.hashes[t]}.pt", matrix.shape[1])
+        for key in ours:
+            vec = entry.get(run.hashes[key[1]])
+            if vec is None:
+                missing.add(key)
+            else:
+                matrix[row[key]] = vec
+        if entry and any(key in missing for key in ours):
+            existing[t] = entry
+    return [key for key in keys if key in missing]
+
+
+def _compute(metric: CLPIPS, run: _Pass, todo: list[tuple[str, str]], matrix: torch.Tensor, row: dict,
+             existing: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Compute the ``todo`` vectors into their rows of ``matrix`` and, with ``run.cache``, write each target's
+    entry (``existing`` and the new vectors, in ``todo`` order) as soon as its last vector is known."""
+    wanted: dict[str, list[str]] = {}
+    for t, c in todo:
+        wanted.setdefault(t, []).append(c)
+    done: dict[str, dict[str, torch.Tensor]] = {}
+    cache = run.cache
+    for vectors in _extract(metric, todo, run):
+        for (t, c), vec in vectors.items():
+            matrix[row[(t, c)]] = vec
+            done.setdefault(t, {})[c] = vec
+            if cache and len(done[t]) == len(wanted[t]):
+                entry = dict(existing.pop(t, {}))
+                entry.update({run.hashes[c]: done[t][c] for c in wanted[t]})
+                cache = _write_entry(run.store / f"{run.hashes[t]}.pt", entry)
+            if len(done[t]) == len(wanted[t]):
+                del done[t]
+
+
+def _write_entry(path: Path, entry: dict[str, torch.Tensor]) -> bool:
+    """Write a target's entry; False (after one warning) when the cache cannot be written."""
+    try:
+        atomic.write_checked(path, atomic.torch_bytes({"candidates": list(entry),
+                                                       "vectors": torch.stack(list(entry.values()))}))
+        return True
+    except OSError as err:
+        warnings.warn(f"cannot write the feature cache {path.parent} ({err.strerror or err}); going on without "
+                      "caching (set CLPIPS_CACHE to a writable folder)", CacheWarning, stacklevel=5)
+        return False
 
 
 class CacheWarning(UserWarning):
@@ -224,12 +293,12 @@ _KEPT = _Kept()
 
 
 def layer_activations(metric: CLPIPS, images: dict[tuple, torch.Tensor], batch_size: int = 32,
-                      bar=None) -> dict[tuple, list[torch.Tensor]]:
+                      bar=None, keep: bool = True) -> dict[tuple, list[torch.Tensor]]:
     """The channel-normalised layer activations (each ``1 x C x h x w``, on ``metric``'s device) of each image.
 
     ``images`` maps ``(sha256 of the image file, height, width)`` to the image at that size
     (``1 x 3 x height x width``). Those this process has computed before are taken from memory
-    (up to :data:`KEEP_BUDGET` bytes are kept); the rest go through ``metric``'s backbone in
+    (up to :data:`KEEP_BUDGET` bytes are kept, of calls with ``keep``); the rest go through ``metric``'s backbone in
     batches of equal-size images, of at most ``batch_size`` (one more where the last batch would
     hold one image) and never of one image alone: on
     the CPU, a batch of one takes another kernel path with other float rounding (measured:
@@ -257,54 +326,101 @@ def layer_activations(metric: CLPIPS, images: dict[tuple, torch.Tensor], batch_s
                 layers = metric.layer_features(x)
                 for j, key in enumerate(part):
                     out[key] = [layer[j:j + 1].clone() for layer in layers]
-                    _KEPT.keep((*net, *key), out[key])
+                    if keep:
+                        _KEPT.keep((*net, *key), out[key])
                 if bar is not None:
                     bar.update(len(part))
     return out
 
 
-def _extract(metric: CLPIPS, todo: list[tuple[str, str]], paths: dict[str, Path], hashes: dict[str, str],
-             size: SizeRule, batch_size: int, progress: bool) -> dict[tuple[str, str], torch.Tensor]:
-    """Compute vectors: every distinct (image, size) through the backbone once per memory chunk
-    (:func:`layer_activations`: not at all if this process has already run it)."""
-    images = {ref: load_image(paths[ref]) for ref in dict.fromkeys(ref for key in todo for ref in key)}
-
-    prep = {}  # pair -> ((target sha256, size), (candidate sha256, size), target tensor, candidate tensor)
-    for t, c in todo:
-        ti, ci = match_sizes(images[t], images[c], size)
-        check_size(ti.shape[-2:], metric.net_name, str(paths[t]) if isinstance(size, str) else f"size {size}")
-        prep[(t, c)] = (hashes[t], *ti.shape[-2:]), (hashes[c], *ci.shape[-2:]), ti, ci
-
-    # group pairs into chunks whose distinct images fit the memory budget
-    chunks, current, seen, used = [], [], set(), 0.0
+def _pair_chunks(metric: CLPIPS, todo: list[tuple[str, str]], run: _Pass):
+    """Yield ``(pairs, images)`` chunk by chunk, in sorted pair order: each pair with its target's and
+    candidate's keys ``(sha256, height, width)``, and the chunk's images at those sizes. Images are decoded
+    here, for their chunk only: a chunk holds at most :data:`MEMORY_BUDGET` bytes of decoded images and of
+    the activations they will add (an image whose activations this process keeps costs its pixels only)."""
+    kept = (metric.net_name, str(next(metric.net.parameters()).device))
+    pairs: list = []
+    images: dict[tuple, torch.Tensor] = {}
+    decoded: dict[str, torch.Tensor] = {}
+    used = 0.0
     for t, c in sorted(todo):
-        tkey, ckey, _, _ = prep[(t, c)]
-        new = [k for k in (tkey, ckey) if k not in seen]
-        cost = sum(activation_bytes(metric.net_name, *k[1:]) for k in new)
-        if current and used + cost > MEMORY_BUDGET:
-            chunks.append(current)
-            current, seen, used = [], set(), 0.0
-            new = [tkey, ckey]
-            cost = sum(activation_bytes(metric.net_name, *k[1:]) for k in new)
-        current.append((t, c))
-        seen.update(new)
-        used += cost
-    if current:
-        chunks.append(current)
+        loaded = {ref: decoded[ref] if ref in decoded else load_image(run.paths[ref]) for ref in (t, c)}
+        ti, ci = match_sizes(loaded[t], loaded[c], run.size)
+        check_size(ti.shape[-2:], metric.net_name,
+                   str(run.paths[t]) if isinstance(run.size, str) else f"size {run.size}")
+        tkey, ckey = (run.hashes[t], *ti.shape[-2:]), (run.hashes[c], *ci.shape[-2:])
+        spend = _added_bytes(kept, loaded, decoded, images, {tkey: ti, ckey: ci})
+        if pairs and used + spend > MEMORY_BUDGET:
+            yield pairs, images
+            pairs, images, decoded, used = [], {}, {}, 0.0
+            spend = _added_bytes(kept, loaded, decoded, images, {tkey: ti, ckey: ci})
+        decoded.update(loaded)
+        images.setdefault(tkey, ti)
+        images.setdefault(ckey, ci)
+        pairs.append(((t, c), tkey, ckey))
+        used += spend
+    if pairs:
+        yield pairs, images
 
-    out: dict[tuple[str, str], torch.Tensor] = {}
-    n_images = sum(len({k for t, c in ch for k in prep[(t, c)][:2]}) for ch in chunks)
-    bar = tqdm(total=n_images, desc=f"backbone ({metric.net_name})", unit="img", disable=not progress)
-    for chunk in chunks:
-        tensors: dict[tuple, torch.Tensor] = {}
-        for t, c in chunk:
-            tkey, ckey, ti, ci = prep[(t, c)]
-            tensors.setdefault(tkey, ti)
-            tensors.setdefault(ckey, ci)
-        feats = layer_activations(metric, tensors, batch_size, bar)
-        with torch.no_grad():
-            for t, c in chunk:
-                tkey, ckey, _, _ = prep[(t, c)]
-                out[(t, c)] = metric.vector_from_layers(feats[tkey], feats[ckey])[0].cpu()
-    bar.close()
-    return out
+
+def _added_bytes(kept: tuple[str, str], loaded: dict[str, torch.Tensor], decoded: dict[str, torch.Tensor],
+                 images: dict[tuple, torch.Tensor], sized: dict[tuple, torch.Tensor]) -> float:
+    """Bytes a pair adds to a chunk (``decoded``: its images by reference, ``images``: by key): the pair's
+    ``loaded`` images not decoded in it yet, and for each of its keys new to it (``sized``: key -> image at
+    that size), a resized copy's pixels and the activations it will add (none when ``kept``: net, device)."""
+    new = sum(x.numel() * 4 for ref, x in loaded.items() if ref not in decoded)
+    for key, x in sized.items():
+        if key not in images:
+            copy = not any(x is y for y in loaded.values())
+            new += copy * x.numel() * 4 + ((*kept, *key) not in _KEPT.layers) * activation_bytes(kept[0], *key[1:])
+    return new
+
+
+def _keeps_all(metric: CLPIPS, todo: list[tuple[str, str]], run: _Pass) -> bool:
+    """Whether a pass keeps its activations (:func:`layer_activations`): only when all the new ones fit
+    beside those kept already (:data:`KEEP_BUDGET`). Part of a larger pass would hold memory that a later
+    pass over the same images could only partly use. Estimated from the targets' sizes in their file
+    headers (nothing decoded; a file that cannot be read says no)."""
+    kept = (metric.net_name, str(next(metric.net.parameters()).device))
+    shapes: dict[str, tuple[int, int]] = {}
+    keys: set[tuple] = set()
+    for t, c in todo:
+        if t not in shapes:
+            try:
+                shapes[t] = tuple(run.size) if not isinstance(run.size, str) else _header_size(run.paths[t])
+            except (OSError, ValueError, Image.DecompressionBombError):   # load_image says what, when decoding
+                return False
+        keys.update((run.hashes[ref], *shapes[t]) for ref in (t, c))
+    new = sum(activation_bytes(kept[0], *key[1:]) for key in keys if (*kept, *key) not in _KEPT.layers)
+    return _KEPT.bytes + new <= KEEP_BUDGET
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """(height, width) from an image file's header; rotated by its EXIF orientation or not, the same
+    number of pixels, which is all :func:`activation_bytes` needs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # load_image checks its own limit
+        with Image.open(path) as img:
+            return img.size[1], img.size[0]
+
+
+def _extract(metric: CLPIPS, todo: list[tuple[str, str]], run: _Pass):
+    """Yield the vectors of ``todo``, ``{pair: vector}`` chunk by chunk (:func:`_pair_chunks`): every distinct
+    (image, size) of a chunk through the backbone once (:func:`layer_activations`: not at all if this
+    process keeps its activations). An image's activations do not depend on its batch, so neither do
+    the vectors on the chunks."""
+    keep = _keeps_all(metric, todo, run)
+    bar = tqdm(total=len({ref for key in todo for ref in key}), desc=f"backbone ({metric.net_name})", unit="img",
+               disable=not run.progress)
+    try:
+        for pairs, images in _pair_chunks(metric, todo, run):
+            if bar.n + len(images) > bar.total:     # an image in several chunks, or at several sizes
+                bar.total = bar.n + len(images)
+            feats = layer_activations(metric, images, run.batch_size, bar, keep)
+            with torch.no_grad():
+                vectors = {pair: metric.vector_from_layers(feats[tkey], feats[ckey])[0].cpu()
+                           for pair, tkey, ckey in pairs}
+            del feats, images            # before the next chunk is decoded: one chunk in memory at a time
+            yield vectors
+    finally:
+        bar.close()

@@ -23,9 +23,17 @@ are kept and training stops after ``patience`` epochs without improvement.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
+import io
 import math
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Sequence
@@ -557,32 +565,102 @@ def _fit_group(features: torch.Tensor, jobs: Sequence["_Job"], batch_size: int, 
         return _fit_lockstep(features, jobs, batch_size=batch_size, device=device)
 
 
+#: what a :func:`fit_many` worker process runs (``python -c _WORKER_CODE <parent pid>``). Before the seconds of
+#: importing torch it leaves Ctrl-C to its parent (which kills it), asks Linux to SIGKILL it when the parent
+#: ends (prctl PR_SET_PDEATHSIG, via ctypes), and leaves at once if the parent is already gone; then
+#: :func:`_worker` takes its tasks from stdin. Elsewhere, and as a second guard, the worker leaves when its
+#: stdin reaches its end: the parent holds it open until the results are read, so that happens when the
+#: parent ends, however it ends (after a SIGKILL its workers had run on, orphaned, to the end of their fits).
+_WORKER_CODE = """\
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+if sys.platform.startswith("linux"):
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+if os.getppid() != int(sys.argv[1]):
+    os._exit(1)
+from clpips.train import _worker
+_worker()
+"""
+
+
 def _in_processes(task_lists: list[list[tuple]]) -> list[list[list[torch.Tensor]]]:
-    """Run each list of :func:`_fit_group` argument tuples in its own Python process, all at once."""
-    import concurrent.futures
-    import io
-    import subprocess
-    import sys
+    """Run each list of :func:`_fit_group` argument tuples in its own Python process, all at once.
 
-    def run(tasks: list[tuple]) -> list[list[torch.Tensor]]:
-        buffer = io.BytesIO()
-        torch.save(tasks, buffer)
-        done = subprocess.run([sys.executable, "-c", "from clpips.train import _worker; _worker()"],
-                              input=buffer.getvalue(), capture_output=True, check=False)
-        if done.returncode != 0:
-            last = (done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-            raise RuntimeError(f"a fit_many worker process failed (exit {done.returncode}): {last}")
-        return torch.load(io.BytesIO(done.stdout), weights_only=False)
+    The workers end with this call: when it returns, when it raises (an interrupt included: Ctrl-C
+    stops the run within a second, where it used to wait for the workers to finish their fits) and when
+    this process ends, however it ends (:data:`_WORKER_CODE`). They are started from the calling thread,
+    which waits for them (Linux's parent-death signal follows the thread that started a process)."""
+    workers: list[tuple[subprocess.Popen, Any]] = []
+    pool = concurrent.futures.ThreadPoolExecutor(len(task_lists))
+    try:
+        for _ in task_lists:
+            errors = tempfile.TemporaryFile()     # a file, not a pipe: a chatty worker cannot block on it
+            workers.append((subprocess.Popen([sys.executable, "-c", _WORKER_CODE, str(os.getpid())],
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors), errors))
+        futures = [pool.submit(_exchange, proc, errors, tasks) for (proc, errors), tasks in zip(workers, task_lists)]
+        return [future.result() for future in futures]
+    finally:
+        for proc, _ in workers:
+            if proc.poll() is None:
+                proc.kill()
+        pool.shutdown(wait=True)
+        for proc, errors in workers:
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout, errors):
+                with contextlib.suppress(OSError):      # a pipe to a killed worker may not flush
+                    stream.close()
 
-    with concurrent.futures.ThreadPoolExecutor(len(task_lists)) as pool:
-        return list(pool.map(run, task_lists))
+
+def _exchange(proc: subprocess.Popen, errors, tasks: list[tuple]) -> list[list[torch.Tensor]]:
+    """Send a worker its tasks (their length, then torch.save bytes) and read back its results. Its stdin
+    stays open until it has answered (:data:`_WORKER_CODE`)."""
+    buffer = io.BytesIO()
+    torch.save(tasks, buffer)
+    try:
+        proc.stdin.write(struct.pack("<Q", buffer.getbuffer().nbytes))
+        proc.stdin.write(buffer.getbuffer())
+        proc.stdin.flush()
+        out = proc.stdout.read()
+    except (OSError, ValueError):      # the worker is gone (a broken pipe), or was killed
+        out = b""
+    code = proc.wait()
+    if code != 0:
+        errors.seek(0)
+        last = (errors.read().decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"a fit_many worker process failed (exit {code}): {last}")
+    return torch.load(io.BytesIO(out), weights_only=False)
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    """``n`` bytes from file descriptor ``fd``; a worker whose parent is gone before sending them leaves."""
+    parts, left = [], n
+    while left:
+        part = os.read(fd, min(left, 1 << 24))
+        if not part:
+            os._exit(1)
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def _exit_at_eof(fd: int) -> None:
+    """Read ``fd`` until its end (the parent closed it, or ended), then end this process at once."""
+    while os.read(fd, 1 << 16):
+        pass
+    os._exit(1)
 
 
 def _worker() -> None:
-    """A worker process of :func:`fit_many`: tasks on stdin, their weights on stdout (torch.save format)."""
-    import io
-    import sys
-    tasks = torch.load(io.BytesIO(sys.stdin.buffer.read()), weights_only=False)  # written by _in_processes
+    """A worker process of :func:`fit_many`: tasks on stdin, their weights on stdout (torch.save format).
+    Started by :func:`_in_processes` through :data:`_WORKER_CODE`; it leaves when stdin ends."""
+    fd = sys.stdin.fileno()   # read raw, without the buffer's lock, which the watcher below would hold at exit
+    size = struct.unpack("<Q", _read_exactly(fd, 8))[0]
+    tasks = torch.load(io.BytesIO(_read_exactly(fd, size)), weights_only=False)  # written by _in_processes
+    threading.Thread(target=_exit_at_eof, args=(fd,), daemon=True).start()
     buffer = io.BytesIO()
     torch.save([_fit_group(*task) for task in tasks], buffer)
     sys.stdout.buffer.write(buffer.getvalue())

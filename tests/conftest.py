@@ -80,3 +80,12 @@ def alex64(alex):
     """The same metric computing in float64 (tests/tolerance.py: comparisons made in float64)."""
     import copy
     return copy.deepcopy(alex).double()
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch) -> Path:
+    """An empty cache for one test; the backbone stays the verified one the session already obtained."""
+    from clpips.weights import backbone_file
+    monkeypatch.setenv("CLPIPS_BACKBONE_WEIGHTS", str(backbone_file("alex").parent))
+    monkeypatch.setenv("CLPIPS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

@@ -11,14 +11,7 @@ from PIL import Image
 from clpips.features import pair_features
 from clpips.images import load_image, match_sizes
 from tolerance import assert_same_computation
-
-
-class Folder:
-    def __init__(self, root: Path):
-        self.root = root
-
-    def image_path(self, ref: str) -> Path:
-        return self.root / ref
+from helpers import Folder
 
 
 @pytest.fixture()

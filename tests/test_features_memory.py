@@ -14,14 +14,7 @@ from PIL import Image
 
 from clpips import features
 from clpips.features import activation_bytes, pair_features
-
-
-class Folder:
-    def __init__(self, root: Path):
-        self.root = root
-
-    def image_path(self, ref: str) -> Path:
-        return self.root / ref
+from helpers import Folder
 
 
 @pytest.fixture()

@@ -18,33 +18,15 @@ import torch
 from PIL import Image
 
 from clpips import atomic
-from clpips.cli import main
+
 from clpips.conventions import MIN_SIZE
 from clpips.datasets import RankingDataError, from_csv
 from clpips.images import ImageReadError, load_image
+from helpers import run_cli
 
 H, W = 48, 64
 GRADIENT = np.tile(np.linspace(0, 255, W).round().astype(np.uint8), (H, 1))   # 8-bit grey ramp
 EXPECTED = torch.from_numpy(GRADIENT / 127.5 - 1.0).float().expand(1, 3, H, W)  # its tensor, by hand
-
-
-@pytest.fixture
-def private_cache(tmp_path, monkeypatch) -> Path:
-    """An empty feature cache for this test; the backbone stays the verified one already obtained."""
-    from clpips.weights import backbone_file
-    monkeypatch.setenv("CLPIPS_BACKBONE_WEIGHTS", str(backbone_file("alex").parent))
-    monkeypatch.setenv("CLPIPS_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """``clpips ARGS`` in-process: exit status, stdout, stderr (argparse errors included)."""
-    try:
-        code = main(args)
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line(err: str) -> str:

@@ -23,29 +23,11 @@ import torch
 from PIL import Image
 
 from clpips import atomic
-from clpips.cli import build_parser, main
+from clpips.cli import build_parser
 from clpips.conventions import MIN_SIZE
 from clpips.datasets import RankingDataError, from_csv
 from clpips.datasets import mur92
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    """A private cache for this test; the backbone stays the verified one already obtained."""
-    from clpips.weights import backbone_file
-    monkeypatch.setenv("CLPIPS_BACKBONE_WEIGHTS", str(backbone_file("alex").parent))
-    monkeypatch.setenv("CLPIPS_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """``clpips ARGS`` in-process: exit status, stdout, stderr (argparse's errors included)."""
-    try:
-        code = main(args)
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from helpers import run_cli
 
 
 def error_line(err: str) -> str:
@@ -172,7 +154,7 @@ WEIGHTS = {
 
 
 @pytest.mark.parametrize("case", list(WEIGHTS))
-def test_bad_weights_file_one_line(tmp_path, capsys, case, cache):
+def test_bad_weights_file_one_line(tmp_path, capsys, case, private_cache):
     make, said = WEIGHTS[case]
     (tmp_path / "w.pth").write_bytes(make())
     target, cand = noise_png(tmp_path / "t.png", 40), noise_png(tmp_path / "c.png", 40, seed=1)
@@ -183,7 +165,7 @@ def test_bad_weights_file_one_line(tmp_path, capsys, case, cache):
     assert f"cannot load weights: {tmp_path / 'w.pth'}: {said}" in line, line
 
 
-def test_weights_folder_and_bad_sidecar_are_named(tmp_path, capsys, cache):
+def test_weights_folder_and_bad_sidecar_are_named(tmp_path, capsys, private_cache):
     import clpips
     (tmp_path / "dir.pth").mkdir()
     code, _, err = run_cli(["evaluate", "--weights", str(tmp_path / "dir.pth")], capsys)
@@ -196,7 +178,7 @@ def test_weights_folder_and_bad_sidecar_are_named(tmp_path, capsys, cache):
         assert code == 2 and f"{tmp_path / 'w.json'}: the provenance beside w.pth {said}" in line, line
 
 
-def test_weights_and_sidecar_are_written_together_or_not_at_all(tmp_path, monkeypatch, cache):
+def test_weights_and_sidecar_are_written_together_or_not_at_all(tmp_path, monkeypatch, private_cache):
     import clpips
     model = clpips.CLPIPS()
 
@@ -253,7 +235,7 @@ def test_crossval_folds_beyond_the_targets_named(tmp_path, capsys):
     assert code == 2 and "has 2 target(s), fewer than --inner-folds 3" in line, line
 
 
-def test_evaluate_on_one_target_is_one_line(tmp_path, capsys, cache):
+def test_evaluate_on_one_target_is_one_line(tmp_path, capsys, private_cache):
     csv = study(tmp_path, n_targets=1)
     code, _, err = run_cli(["evaluate", "--dataset", str(csv), "--quiet"], capsys)
     line = error_line(err)
@@ -294,7 +276,7 @@ def test_csv_and_its_images_found_in_either_unicode_form(tmp_path):
     assert all(data.image_path(ref).is_file() for ref in data.images())
 
 
-def test_image_and_weights_paths_found_in_either_unicode_form(tmp_path, capsys, cache):
+def test_image_and_weights_paths_found_in_either_unicode_form(tmp_path, capsys, private_cache):
     import clpips
     folder = tmp_path / NFC
     noise_png(folder / "t.png", 40)
@@ -359,12 +341,12 @@ def test_intact_cached_mur92_pngs_left_alone(tmp_path):
                if name != "002.png.sha256")
 
 
-def test_corrupted_mur92_png_rebuilt_through_the_cli_warning(cache, mur92_mirror, monkeypatch, capsys, tmp_path):
+def test_corrupted_mur92_png_rebuilt_through_the_cli_warning(private_cache, mur92_mirror, monkeypatch, capsys, tmp_path):
     """End to end: loading mur92 for a command names the rebuilt file in one warning (the CLI prints each
     warning as one line)."""
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     mur92.load()
-    path = cache / "data" / "mur92" / mur92.image_ref(12)
+    path = private_cache / "data" / "mur92" / mur92.image_ref(12)
     good = path.read_bytes()
     path.write_bytes(good[:-20])
     with warnings.catch_warnings(record=True) as caught:
@@ -379,7 +361,7 @@ def test_corrupted_mur92_png_rebuilt_through_the_cli_warning(cache, mur92_mirror
 
 
 # ------------------------------------------------------------------ 6. a late write failure
-def test_fit_whose_out_goes_away_names_the_path_and_the_cached_fit(tmp_path, capsys, monkeypatch, cache):
+def test_fit_whose_out_goes_away_names_the_path_and_the_cached_fit(tmp_path, capsys, monkeypatch, private_cache):
     import clpips.experiment as experiment
     csv = study(tmp_path / "study")
     out = tmp_path / "run"
@@ -397,7 +379,7 @@ def test_fit_whose_out_goes_away_names_the_path_and_the_cached_fit(tmp_path, cap
     line = error_line(err)
     assert code == 1 and f"cannot write {out / 'weights.pth'}" in line, line
     cached = re.search(r"the fit is cached \((.+?)\)", line)
-    assert cached and Path(cached.group(1)).is_file() and Path(cached.group(1)).parent == cache / "fits", line
+    assert cached and Path(cached.group(1)).is_file() and Path(cached.group(1)).parent == private_cache / "fits", line
     assert out.read_text() == "a file where the folder was"
     monkeypatch.setattr(experiment, "run", real_run)
     monkeypatch.setattr(experiment, "fit", lambda *a, **k: pytest.fail("fitted again"))
@@ -405,7 +387,7 @@ def test_fit_whose_out_goes_away_names_the_path_and_the_cached_fit(tmp_path, cap
     assert code == 0 and err == "" and json.loads((tmp_path / "again" / "weights.json").read_text())["seed"] == 0
 
 
-def test_crossval_whose_out_goes_away_names_the_path_and_the_cached_run(tmp_path, capsys, monkeypatch, cache):
+def test_crossval_whose_out_goes_away_names_the_path_and_the_cached_run(tmp_path, capsys, monkeypatch, private_cache):
     import clpips.protocol as protocol
     csv = study(tmp_path / "study", n_targets=4)
     out = tmp_path / "cv"
@@ -424,10 +406,10 @@ def test_crossval_whose_out_goes_away_names_the_path_and_the_cached_run(tmp_path
     line = error_line(err)
     assert code == 1 and f"cannot write {out}" in line, line
     cached = re.search(r"the cross-validation is cached \((.+?)\)", line)
-    assert cached and Path(cached.group(1)).is_dir() and Path(cached.group(1)).is_relative_to(cache), line
+    assert cached and Path(cached.group(1)).is_dir() and Path(cached.group(1)).is_relative_to(private_cache), line
 
 
-def test_evaluate_json_whose_folder_goes_away_is_one_line(tmp_path, capsys, monkeypatch, cache):
+def test_evaluate_json_whose_folder_goes_away_is_one_line(tmp_path, capsys, monkeypatch, private_cache):
     import clpips.evaluate
     csv = study(tmp_path / "study")
     folder = tmp_path / "tables"

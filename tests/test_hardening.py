@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 
 from clpips import atomic
-
 from clpips.conventions import MIN_SIZE
 from clpips.datasets import RankingDataError, from_csv
 from clpips.images import ImageReadError, load_image

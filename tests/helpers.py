@@ -24,3 +24,17 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
         code = stop.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def icc_ak(y) -> float:
+    """ICC(A,k) of an n x k table from the two-way ANOVA mean squares (McGraw & Wong 1996, case A):
+    (MSR - MSE) / (MSR + (MSC - MSE) / n). A reference written out for the tests (checked against
+    pingouin in test_protocol_selection.py::test_icc_reference_is_pingouins)."""
+    import numpy as np
+    y = np.asarray(y, dtype=float)
+    n, k = y.shape
+    grand = y.mean()
+    msr = k * ((y.mean(axis=1) - grand) ** 2).sum() / (n - 1)
+    msc = n * ((y.mean(axis=0) - grand) ** 2).sum() / (k - 1)
+    mse = (((y - grand) ** 2).sum() - (n - 1) * msr - (k - 1) * msc) / ((n - 1) * (k - 1))
+    return float((msr - mse) / (msr + (msc - mse) / n))

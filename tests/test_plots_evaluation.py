@@ -25,6 +25,7 @@ from clpips.model import CHANNELS  # noqa: E402
 from clpips.plots import evaluation as pe  # noqa: E402
 from clpips.plots import training as pt  # noqa: E402
 from clpips.stats import icc_from_matrix, metric_statistics  # noqa: E402
+from helpers import icc_ak as _icc_ak
 
 
 @pytest.fixture(autouse=True)
@@ -195,15 +196,6 @@ def test_evaluation_figures(tmp_path):
 
 
 # =========================================================================== bootstrap by ranking and by target
-def _icc_ak(y: np.ndarray) -> float:
-    """ICC(A,k) of an n x k table from the two-way ANOVA mean squares (McGraw & Wong 1996, case A):
-    (MSR - MSE) / (MSR + (MSC - MSE) / n)."""
-    n, k = y.shape
-    grand = y.mean()
-    msr = k * ((y.mean(axis=1) - grand) ** 2).sum() / (n - 1)
-    msc = n * ((y.mean(axis=0) - grand) ** 2).sum() / (k - 1)
-    mse = (((y - grand) ** 2).sum() - (n - 1) * msr - (k - 1) * msc) / ((n - 1) * (k - 1))
-    return float((msr - mse) / (msr + (msc - mse) / n))
 
 
 def test_ranking_unit_equals_bootstrap_summary():

@@ -25,6 +25,7 @@ from scipy import stats as sps
 from clpips import evaluate, protocol, train
 from clpips.features import PairFeatures
 from clpips.model import CHANNELS, initial_weight_vector
+from helpers import icc_ak
 
 # pingouin 0.7 on pandas 3 warns about its own use of dropna(inplace=True)
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.dropna:Warning")
@@ -80,15 +81,6 @@ def runs():
 
 
 # --------------------------------------------------------------------------- references
-def icc_ak(y: np.ndarray) -> float:
-    """ICC(A,k) of an n x 2 table (McGraw & Wong): (MSR - MSE) / (MSR + (MSC - MSE) / n), from the two-way
-    ANOVA mean squares (checked against pingouin in test_icc_reference_is_pingouins)."""
-    n, k = y.shape
-    grand = y.mean()
-    msr = k * ((y.mean(axis=1) - grand) ** 2).sum() / (n - 1)
-    msc = n * ((y.mean(axis=0) - grand) ** 2).sum() / (k - 1)
-    mse = (((y - grand) ** 2).sum() - (n - 1) * msr - (k - 1) * msc) / ((n - 1) * (k - 1))
-    return float((msr - mse) / (msr + (msc - mse) / n))
 
 
 def statistics(table: pd.DataFrame, dist: np.ndarray) -> list[dict[str, float]]:

@@ -1,4 +1,4 @@
-"""Benchmark: one mur92-sized fit of the AligNet-style transform (:func:`clpips.aligned.fit_transform_many`).
+"""Benchmark: one mur92-sized fit of the AligNet-style transform (:func:`clpips.book.aligned.fit_transform_many`).
 
 Run alone: ``python benchmarks/bench_aligned.py``. The data are synthetic with mur92's
 shape, so no dataset or backbone is needed: 92 images with D = 1,152 unit-length-per-layer
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from clpips import aligned  # noqa: E402
+from clpips.book import aligned# noqa: E402
 
 
 def mur92_like(seed: int = 0, n_images: int = 92, k: int = 10, raters: int = 16, dim: int = 1152):

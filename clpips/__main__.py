@@ -1,6 +1,6 @@
 """``python -m clpips`` is the ``clpips`` command."""
 import sys
 
-from .cli import main
+from clpips.apps.cli import main
 
 sys.exit(main())

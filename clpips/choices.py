@@ -2,7 +2,7 @@
 
 Each list is defined here once; the modules that check a value against a list
 (:mod:`clpips.model`, :mod:`clpips.train`, :mod:`clpips.protocol`,
-:mod:`clpips.datasets`) and the command line (:mod:`clpips.cli`, which must start
+:mod:`clpips.datasets`) and the command line (:mod:`clpips.apps.cli`, which must start
 without importing torch) read it from here, so an option the library accepts is an
 option the CLI offers.
 """
@@ -34,5 +34,5 @@ PROTOCOL_STATISTICS: tuple[str, ...] = ("icc_A_k", "spearman_raw", "spearman", "
 SELECT: tuple[str, ...] = PROTOCOL_STATISTICS
 #: the metrics the protocol fits and compares with LPIPS (:func:`clpips.protocol.crossval`'s ``metric``)
 PROTOCOL_METRICS: tuple[str, ...] = ("clpips", "global", "transform", "teacher")
-#: the extra baselines of :mod:`clpips.baselines`, in table order (pixel metrics, then feature metrics)
+#: the extra baselines of :mod:`clpips.book.baselines`, in table order (pixel metrics, then feature metrics)
 BASELINES: tuple[str, ...] = ("l2", "psnr", "ssim", "lpips_vgg", "lpips_ones")

@@ -52,7 +52,7 @@ class Defaults:
     protocol_select: str = "icc_A_k"  #: inner criterion: icc_A_k, spearman_raw, spearman or pair_accuracy
     protocol_min_candidates: int = 3  #: split by image of a study with fixed candidates: a held-out ranking left with fewer candidates is not scored
     workers: int = _env_int("CLPIPS_WORKERS", 2)  #: processes the protocol's fits are spread over (results do not depend on it; make book sets it per lane)
-    # beyond the linear weights (chapter 09, clpips.aligned): the metric the protocol fits, and its options
+    # beyond the linear weights (chapter 09, clpips.book.aligned): the metric the protocol fits, and its options
     protocol_metric: str = "clpips"  #: clpips, global (pooled features), transform (AligNet-style), teacher
     transform_lambdas: str = "0.001,0.01,0.1"  #: pulls of the transform towards the identity the inner folds choose among
     transform_lrs: str = "0.03"     #: full-batch Adam learning rates of the transform (with 0.01 also offered, both were chosen: step count and lr trade off, so one lr and more step counts cost half)
@@ -65,16 +65,16 @@ class Defaults:
     n_boot: int = 10_000            #: bootstrap resamples
     ci: float = 0.95                #: confidence level
     # evaluation
-    baselines: str = "l2,psnr,ssim,lpips_vgg,lpips_ones"  #: comparison metrics (clpips.baselines), comma-separated
+    baselines: str = "l2,psnr,ssim,lpips_vgg,lpips_ones"  #: comparison metrics (clpips.book.baselines), comma-separated
     # the worked example (chapter 02): the rank each ranking gives images A, B, C, D (1 = most similar)
     example_reference: str = "1,2,3,4"  #: the reference ranking
     example_r1: str = "1,3,4,2"     #: ranking R1; ICC(A,k) with the reference 0.64, "moderate" (Koo & Li)
     example_r2: str = "3,2,1,4"     #: ranking R2; ICC(A,k) with the reference 0.40, "poor" (Koo & Li)
-    # personal metrics (chapter 07, clpips.personal, clpips.widget)
+    # personal metrics (chapter 07, clpips.book.personal, clpips.apps.widget)
     personal_l2: float = 0.01       #: L2 pull of a personal model towards its starting (pooled) weights
     personal_sizes: str = "1,2,5,10,20,40"  #: learning curve: training rankings per person (plus "all")
     personal_repeats: int = 3       #: learning curve: random subsamples per size and person
-    # ablations (chapter 06, clpips.ablations): the levels of each factor
+    # ablations (chapter 06, clpips.book.ablations): the levels of each factor
     ablation_margins: str = "0.005,0.01,0.02,0.05,0.1"  #: margins, comma-separated
     ablation_lrs: str = "0.0003,0.001,0.003,0.01"  #: learning rates, comma-separated
     ablation_layers: str = "0;1;2;3;4;all"  #: trained layer sets, ";"-separated (each "all" or "0,1,4")
@@ -88,7 +88,7 @@ class Defaults:
     zappos_sets_per_target: int = 2  #: disjoint ranking sets of k candidates per zappos target (85 x 2 x 45 pairs)
     # alien_eggs (clpips.datasets.alien_eggs)
     alien_eggs_sets_per_target: int = 2  #: disjoint ranking sets of k candidates per alien_eggs target (30 x 2 x 45 pairs)
-    # classroom (clpips classroom, clpips.classroom, chapter 10)
+    # classroom (clpips classroom, clpips.apps.classroom, chapter 10)
     classroom_sets: int = 10        #: sets every student ranks (about 10 minutes of a lesson)
     classroom_k: int = 6            #: candidates per set (built-in datasets and image folders)
     classroom_host: str = "127.0.0.1"  #: address the class page binds to (0.0.0.0: the whole network)

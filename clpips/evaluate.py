@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from scipy import stats as sps
 
-from .stats import (DegenerateDataWarning, icc, icc_ak_inference, icc_from_matrix, interpret_icc, mean_squares,
+from clpips.stats import (DegenerateDataWarning, icc, icc_ak_inference, icc_from_matrix, interpret_icc, mean_squares,
                     metric_human_table, rank_correlation, set_correlations)
 
 RANKING = "ranking"
@@ -104,7 +104,7 @@ def alignment_table(scored: pd.DataFrame, columns: Optional[list[str]] = None) -
 def pair_accuracy(table: pd.DataFrame, distances: np.ndarray) -> np.ndarray:
     """Per column of ``distances`` (rows aligned with ``table``): the share of the person's ordered pairs
     ``(better, worse)`` of each ranking for which the metric puts ``better`` closer (ties count 1/2)."""
-    from .pairs import ranking_pairs
+    from clpips.pairs import ranking_pairs
     frame = table[["set_id", "rater", "target", "rank"]].assign(candidate=np.arange(len(table)))
     pairs = ranking_pairs(frame)
     if pairs.empty:

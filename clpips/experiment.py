@@ -14,12 +14,12 @@ from typing import Any, Mapping, Optional, Sequence
 import pandas as pd
 import torch
 
-from . import atomic
-from .defaults import DEFAULTS
-from .evaluate import alignment_table, score_rankings
-from .model import initial_weight_vector
-from .stats.spearman_brown import icc_ak_from_rho
-from .train import FitResult, fit, pair_features_for
+import clpips.atomic as atomic
+from clpips.defaults import DEFAULTS
+from clpips.evaluate import alignment_table, score_rankings
+from clpips.model import initial_weight_vector
+from clpips.stats.spearman_brown import icc_ak_from_rho
+from clpips.train import FitResult, fit, pair_features_for
 
 #: dataset options that a built-in dataset's loader takes from the defaults
 DATASET_OPTIONS = {"mur92": ("k", "candidates", "seed"), "simulated": ("seed",), "zappos": ("k", "seed"),
@@ -33,7 +33,7 @@ def load_dataset(name: str, **options):
     each defaulting to :data:`clpips.defaults.DEFAULTS`; other options are ignored
     for them. A CSV path is read by :func:`clpips.datasets.from_csv` with ``options``.
     """
-    from . import datasets
+    from clpips import datasets
     if name in DATASET_OPTIONS:
         # only the options this loader takes; the rest (e.g. k for simulated) do not apply
         return datasets.load(name, **{key: options.get(key, getattr(DEFAULTS, key)) for key in DATASET_OPTIONS[name]})
@@ -103,7 +103,7 @@ def fit_together(dataset, requests: Sequence[Mapping[str, Any]], device: str = D
     with the same table, rater and seed share their pairs, so their columns share
     shuffles. ``seconds`` is the batched call's time shared equally among its requests.
     """
-    from .train import GridJob, early_stopped, fit_and_validation_rows, fit_many, ranking_pair_index
+    from clpips.train import GridJob, early_stopped, fit_and_validation_rows, fit_many, ranking_pair_index
     pairs_of: dict[tuple, tuple] = {}
     prepared = []
     for request in requests:
@@ -164,7 +164,7 @@ def _cached_fit(dataset, train_table: pd.DataFrame, features, settings: dict[str
     :func:`clpips.protocol.cache_key`) was fitted so before. The fit is deterministic, so the entry holds
     what fitting again gives; ``seconds`` is the time the fit took when it ran. Chapters 03, 04 and 05
     each ran the same fit (2.4 s on mur92, measured); a lock makes chapters side by side fit it once."""
-    from .features import read_cached
+    from clpips.features import read_cached
     options = {k: v for k, v in settings.items() if k != "test_size"}
     if not cache:
         return fit(dataset, train_table, features=features, progress=progress, **options)
@@ -197,8 +197,8 @@ def _cached_fit(dataset, train_table: pd.DataFrame, features, settings: dict[str
 def fit_cache_path(dataset, settings: dict[str, Any]) -> Path:
     """Where :func:`run` caches the fit of ``dataset`` with ``settings`` (seed, test_size, net, device and
     the fit options, as :func:`run` passes them): ``clpips fit`` names it when its outputs cannot be written."""
-    from .paths import cache_dir
-    from .protocol import cache_key
+    from clpips.paths import cache_dir
+    from clpips.protocol import cache_key
     return cache_dir() / "fits" / f"v{FIT_CACHE_VERSION}-{cache_key(dataset, settings)}.pt"
 
 
@@ -238,7 +238,7 @@ def run(dataset, *, seed: int = DEFAULTS.seed, test_size: float = DEFAULTS.test_
     The fit is read from and written to an on-disk cache unless ``cache=False``
     (:func:`_cached_fit`): chapters 03, 04 and 05 run the same one.
     """
-    from .datasets import split_by_target
+    from clpips.datasets import split_by_target
     train_table, test_table = split_by_target(dataset.table, test_size=test_size, seed=seed)
     features = pair_features_for(dataset, dataset.table, net=net, device=device, progress=progress)
     result = _cached_fit(dataset, train_table, features, {"seed": seed, "test_size": test_size, "net": net,
@@ -307,8 +307,8 @@ def bootstrap_result(scored: pd.DataFrame, metric_a: str, metric_b: str, unit: s
     n_boot, seed, ci, method
         As :func:`clpips.stats.paired_bootstrap`; BCa's jackknife leaves out one unit at a time.
     """
-    from .evaluate import RANKING, within_ranking_ranks
-    from .stats import paired_bootstrap
+    from clpips.evaluate import RANKING, within_ranking_ranks
+    from clpips.stats import paired_bootstrap
 
     if unit not in BOOTSTRAP_UNITS:
         raise ValueError(f"unit must be one of {tuple(BOOTSTRAP_UNITS)}, got {unit!r}")
@@ -343,8 +343,8 @@ def spearman_brown_check(result, scored: pd.DataFrame) -> dict[str, Any]:
     """
     import numpy as np
 
-    from .evaluate import RANKING
-    from .stats import bootstrap_counts
+    from clpips.evaluate import RANKING
+    from clpips.stats import bootstrap_counts
     units = scored[RANKING] if set(result.set_ids) <= set(scored[RANKING]) else scored["target"].astype(str)
     sizes = units.value_counts().reindex(result.set_ids).to_numpy(float)
     n = bootstrap_counts(len(result.set_ids), result.n_boot, result.seed) @ sizes

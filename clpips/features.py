@@ -13,7 +13,7 @@ warning, removed and rebuilt; a cache folder that cannot be written is one
 warning line, and the run goes on without caching. Within a process, the backbone's
 activations of an image at a size are kept in memory (:func:`layer_activations`, up to
 :data:`KEEP_BUDGET` bytes), so new pairs of images already run, and their embeddings
-(:mod:`clpips.aligned`), do not run the backbone again. Memory is bounded whatever the study's size
+(:mod:`clpips.book.aligned`), do not run the backbone again. Memory is bounded whatever the study's size
 (:data:`MEMORY_BUDGET`): images are decoded and run chunk by chunk (an image in several chunks runs once
 in each, unless its activations are kept), a pass keeps its activations only when all of them fit
 :data:`KEEP_BUDGET`, and a large pair matrix is memory-mapped on disk.
@@ -35,11 +35,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import atomic
-from .conventions import check_size
-from .images import SizeRule, load_image, match_sizes
-from .model import CHANNELS, CLPIPS
-from .paths import cache_dir, sha256_file
+import clpips.atomic as atomic
+from clpips.conventions import check_size
+from clpips.images import SizeRule, load_image, match_sizes
+from clpips.model import CHANNELS, CLPIPS
+from clpips.paths import cache_dir, sha256_file
 
 #: bump when the definition of the feature vector or the entry format changes, to invalidate caches
 #: (2: an entry is one matrix and its candidates' sha256, not one tensor per candidate: reading a

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .conventions import MIN_SIZE
-from .defaults import MAX_PIXELS as DEFAULT_MAX_PIXELS  # the default of max_pixels
-from .paths import existing_path
+from clpips.conventions import MIN_SIZE
+from clpips.defaults import MAX_PIXELS as DEFAULT_MAX_PIXELS  # the default of max_pixels
+from clpips.paths import existing_path
 
 SizeRule = Union[str, tuple[int, int]]
 

@@ -33,11 +33,12 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
-from . import atomic
-from . import weights as _weights
-from .choices import LINEAR_INITS  # what ``linear=`` accepts besides a file path
-from .conventions import check_images, check_size
-from .paths import existing_path
+import clpips.atomic as atomic
+import clpips.weights as _weights
+from clpips.version import __version__
+from clpips.choices import LINEAR_INITS  # what ``linear=`` accepts besides a file path
+from clpips.conventions import check_images, check_size
+from clpips.paths import existing_path
 
 #: channels of the five LPIPS layers for each backbone (one entry per :data:`clpips.choices.NETS`)
 CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
@@ -292,7 +293,6 @@ class CLPIPS(nn.Module):
         leaves a half-written file; the same weights give the same bytes
         (:func:`clpips.atomic.torch_bytes`).
         """
-        from . import __version__
         path = Path(path)
         meta = {"format": "lpips state dict of linear layers (lin{l}.model.1.weight)",
                 "net": self.net_name, "clpips_version": __version__,

@@ -63,14 +63,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import atomic
-from .atomic import json_ready
+import clpips.atomic as atomic
+from clpips.atomic import json_ready
 # the metrics a run can fit and compare with LPIPS (chapter 09, ``clpips crossval --metric``), the
 # statistics scored on every held-out side, the inner-fold criteria: one list each, in clpips.choices
-from .choices import PROTOCOL_METRICS as METRICS, PROTOCOL_STATISTICS as STATISTICS, SELECT
-from .datasets.schema import spreadsheet_safe
-from .defaults import DEFAULTS
-from .features import CacheWarning
+from clpips.choices import PROTOCOL_METRICS as METRICS, PROTOCOL_STATISTICS as STATISTICS, SELECT
+from clpips.datasets.schema import spreadsheet_safe
+from clpips.defaults import DEFAULTS
+from clpips.features import CacheWarning
 
 PROTOCOL_VERSION = 5  #: bump when a change alters results: it keys the cache (3: fit_many's products in other forms, float rounding; 4: refits train the chosen setting alone, float rounding; 5: "do not train" among the choices, held-out rankings of fewer than min_candidates unscored, wider default grid)
 #: a split by image is refused when an outer fold scores fewer than this share of its held-out targets' rankings
@@ -158,7 +158,7 @@ class CrossvalResult:
         leaves the bootstrap columns empty (NaN) and skips its cost (about 9 s for mur92's
         10,000 draws).
         """
-        from .stats import corrected_resampled_t
+        from clpips.stats import corrected_resampled_t
         f = self.folds
         ratio = float((f["n_test_targets"] / f["n_train_targets"]).mean())
         boot = self.target_bootstrap(ci=ci, n_boot=n_boot, seed=seed) if bootstrap else {}
@@ -203,7 +203,7 @@ class CrossvalResult:
 
     def _compute_bootstraps(self, ci: float, n_boot: int, seed: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """:meth:`_repeat_bootstraps`' numbers, computed (no store)."""
-        from .experiment import bootstrap_result
+        from clpips.experiment import bootstrap_result
         per_repeat = {r: part for r, part in self.oof.groupby("repeat", sort=True)}
         common = self.boot_targets()
         out = {}
@@ -226,7 +226,7 @@ class CrossvalResult:
         candidates left among the fold's images); training rankings dropped (fewer than two left); rows on
         neither side (total, and their mean share of a fold's table); candidates per scored held-out
         ranking; the targets of the target bootstrap among those held out; folds that chose not to train."""
-        from .evaluate import RANKING
+        from clpips.evaluate import RANKING
         f = self.folds
         sizes = self.oof.groupby(["repeat", "fold", RANKING]).size()
         table_rows = f["n_train_rows"] + f["n_test_rows"] + f["rows_on_neither_side"]
@@ -251,7 +251,7 @@ class CrossvalResult:
         targets its draws are the same for every repeat, so the repeats'
         distributions are averaged draw by draw.
         """
-        from .stats import percentile_interval
+        from clpips.stats import percentile_interval
         results = self._repeat_bootstraps(ci, n_boot, seed)
         mean = np.mean([d for d, _ in results.values()], axis=0)
         obs = np.mean([o for _, o in results.values()], axis=0)
@@ -264,7 +264,7 @@ class CrossvalResult:
     def target_bootstrap_repeat(self, repeat: int, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot,
                                 seed: Optional[int] = None) -> dict[str, float]:
         """ΔICC(A,k) of one repeat's out-of-fold rankings with its target-bootstrap percentile interval."""
-        from .stats import percentile_interval
+        from clpips.stats import percentile_interval
         dist, obs = self._repeat_bootstraps(ci, n_boot, seed)[int(repeat)]
         lo, hi = percentile_interval(dist[:, 0], ci)
         return {"delta": float(obs[0]), "low": float(lo), "high": float(hi)}
@@ -275,7 +275,7 @@ class CrossvalResult:
         splits, as runs of one dataset with the same settings but the metric are) with its corrected
         resampled t interval (:func:`clpips.stats.corrected_resampled_t`), and the share of folds
         where this one agreed better."""
-        from .stats import corrected_resampled_t
+        from clpips.stats import corrected_resampled_t
         keys = ["repeat", "fold", "n_train_targets", "n_test_targets", "n_test_rows"]
         if not self.folds[keys].equals(other.folds[keys]):
             raise ValueError("the two runs were not made on the same folds (compare runs of one dataset and mode "
@@ -441,7 +441,7 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
         ``settings["metric"]`` names it.
     transform_lambdas, transform_lrs, transform_steps, transform_rank, transform_margins
         The transform's settings (``"transform"`` and the teacher): the
-        :class:`clpips.aligned.TransformGrid` and the margins, all chosen among by the inner folds.
+        :class:`clpips.book.aligned.TransformGrid` and the margins, all chosen among by the inner folds.
     teacher_weight, teacher_sets
         The teacher's new candidate sets per training target, and the weight of their pairs
         against the human pairs in the student's training set (``"teacher"``).
@@ -459,7 +459,7 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
     A chosen value at an edge of the grid in most outer folds is named in a :class:`GridEdgeWarning`
     (:func:`grid_edges`), whether the run was computed or read from the cache.
     """
-    from .datasets.splits import check_split_mode
+    from clpips.datasets.splits import check_split_mode
 
     check_split_mode(mode)
     grid = grid or Grid()
@@ -496,7 +496,7 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
         if int(teacher_sets) != teacher_sets or teacher_sets < 1:
             raise ValueError(f"teacher_sets must be a whole number >= 1, got {teacher_sets!r}")
         settings.update(teacher_weight=float(teacher_weight), teacher_sets=int(teacher_sets))
-    from .datasets.splits import split_modes_coincide
+    from clpips.datasets.splits import split_modes_coincide
     if mode == "image" and getattr(dataset, "within", None) is None and split_modes_coincide(dataset.table):
         # the split by image would repeat the split by target fold for fold: run (or read) that one
         with warnings.catch_warnings():   # its grid edges are named below, as this split's
@@ -532,9 +532,9 @@ def _edges_named(result: CrossvalResult) -> CrossvalResult:
 def _crossval(dataset, settings: dict[str, Any], grid: Grid, device: str, progress: bool,
               threads: Optional[int], workers: int) -> CrossvalResult:
     """The run itself (no cache)."""
-    from .evaluate import RANKING, ranking_ids
-    from .model import initial_weight_vector
-    from .train import pair_features_for
+    from clpips.evaluate import RANKING, ranking_ids
+    from clpips.model import initial_weight_vector
+    from clpips.train import pair_features_for
 
     # 1. every split first (tables only), so one feature pass covers them all; a split by image that would
     # leave too little held out to judge is refused here, before any work
@@ -579,7 +579,7 @@ def _outer_splits(dataset, settings: Mapping[str, Any], inner: bool = True) -> l
     held-out image, reaches them). A dataset that draws its candidates re-draws them for every repeat:
     which candidates a target got is a random choice too, and no result should rest on one draw (a study
     CSV keeps its sets)."""
-    from .datasets.splits import fold_targets, split_folds
+    from clpips.datasets.splits import fold_targets, split_folds
     mode, seed, folds, least = settings["mode"], settings["seed"], settings["folds"], settings["min_candidates"]
     within = getattr(dataset, "within", None)
     every_image = sorted(_images(dataset.table))
@@ -643,7 +643,7 @@ def check_split(dataset, *, mode: str, folds: int = DEFAULTS.protocol_folds,
     (the rule of :func:`crossval`'s ``min_candidates``). Only the outer split is computed (no features, no
     fits), so the CLI and the chapters can ask before a run. The split by target, a dataset that draws its
     candidates and one whose two split modes coincide always pass."""
-    from .datasets.splits import check_split_mode, split_modes_coincide
+    from clpips.datasets.splits import check_split_mode, split_modes_coincide
     check_split_mode(mode)
     if mode != "image" or getattr(dataset, "within", None) is not None or split_modes_coincide(dataset.table):
         return
@@ -657,7 +657,7 @@ def _choose(outer: Sequence[Mapping[str, Any]], family: "_Family", by_job: Mappi
     """Per outer fold: its inner table (each setting's statistics, averaged over the inner folds that scored
     a held-out ranking) and its choice with its score: the setting of best mean ``select``, the first of them
     on a tie ("do not train" is the first setting of a :class:`Grid`)."""
-    from .evaluate import distance_scores
+    from clpips.evaluate import distance_scores
     setting_rows = family.settings
     names = [str(n) for n in range(len(setting_rows))]
     inner_rows, best_of = [], []
@@ -688,8 +688,8 @@ def _score_fold(o: Mapping[str, Any], family: "_Family", best: tuple[int, float]
     """One outer fold's row (its chosen setting, ``described`` for a family that follows another's choice,
     whether it trained, its sizes and what it kept, LPIPS's and the fitted metric's held-out statistics and
     their differences) and its out-of-fold rows with both distances."""
-    from .datasets.splits import shared_pair_share
-    from .evaluate import distance_scores
+    from clpips.datasets.splits import shared_pair_share
+    from clpips.evaluate import distance_scores
     choice = family.settings.iloc[best[0]]
     test = o["test"]
     rows = features.rows(test["target"], test["candidate"])
@@ -756,7 +756,7 @@ def _linear_family(store, grid: Grid, settings: dict[str, Any], w0, device: str,
     "Do not train" (0 epochs) is the starting weights ``w0``, unfitted.
     ``store`` may be a callable ``(jobs, outer) -> (store, pairs per job)`` (the student's rows are known
     only once its teacher has ranked)."""
-    from .train import GridJob, fit_many, ranking_pair_index
+    from clpips.train import GridJob, fit_many, ranking_pair_index
     cols = grid.columns()
     margins, lrs = tuple(m for m, _ in cols), tuple(lr for _, lr in cols)
     state = {"store": None if callable(store) else store}
@@ -819,9 +819,9 @@ def _choices(dataset, settings: Mapping[str, Any], metric: str, grid: Grid, devi
 
 
 def _transform_inputs(dataset, every: pd.DataFrame, features, w0, net: str, device: str, progress: bool):
-    """The transform's inputs for a run's rows (:func:`clpips.aligned.delta_features`) in LPIPS's units
+    """The transform's inputs for a run's rows (:func:`clpips.book.aligned.delta_features`) in LPIPS's units
     (:func:`_lpips_scale`, one number: the teacher's rankings, from its refits, do not depend on it)."""
-    from . import aligned
+    from clpips.book import aligned
     delta = aligned.delta_features(dataset, every, net=net, device=device, progress=progress)
     root = float(np.sqrt(_lpips_scale(features, w0, (delta.matrix ** 2).sum(1))))
     return dataclasses.replace(delta, matrix=delta.matrix * root, images=delta.images * root)
@@ -835,10 +835,10 @@ def _lpips_scale(features, w0, global_distances: torch.Tensor) -> float:
 
 
 def _transform_family(dataset, settings, every, features, w0, device, progress, threads) -> _Family:
-    """AligNet's transform of the pooled representation (:mod:`clpips.aligned`), its margin x lam x lr x
-    steps settings trained full-batch (:func:`clpips.aligned.fit_transform_many`)."""
-    from . import aligned
-    from .train import ranking_pair_index
+    """AligNet's transform of the pooled representation (:mod:`clpips.book.aligned`), its margin x lam x lr x
+    steps settings trained full-batch (:func:`clpips.book.aligned.fit_transform_many`)."""
+    from clpips.book import aligned
+    from clpips.train import ranking_pair_index
     tgrid = aligned.TransformGrid(tuple(settings["lambdas"]), tuple(settings["transform_lrs"]),
                                   tuple(settings["steps"]), settings["rank"])
     delta = _transform_inputs(dataset, every, features, w0, settings["net"], device, progress)
@@ -881,13 +881,13 @@ def _teacher_family(dataset, settings, grid, every, features, w0, device, progre
     In each outer fold the teacher is the transform run's refit of that fold: fitted on that
     fold's training rankings only, with the setting its inner folds chose. It ranks
     ``teacher_sets`` new candidate sets of ``k`` per training target, drawn among the training
-    side's images only (:func:`clpips.aligned.teacher_rankings`): comparisons no person made.
+    side's images only (:func:`clpips.book.aligned.teacher_rankings`): comparisons no person made.
     The student is CLPIPS's recipe with the setting CLPIPS's own inner folds chose in that fold,
     trained on the human pairs plus the teacher's, repeated so that they weigh ``teacher_weight``
     x the human pairs: the teacher's labels are the one change, so the student is not tuned again
     (no inner fits; its ``inner_score`` is empty)."""
-    from . import aligned
-    from .train import pair_features_for, ranking_pair_index
+    from clpips.book import aligned
+    from clpips.train import pair_features_for, ranking_pair_index
     follow = _choices(dataset, settings, "clpips", grid, device, progress, threads, workers)
     teach = _choices(dataset, settings, "transform", grid, device, progress, threads, workers)
     rank, net = int(settings["rank"]), settings["net"]
@@ -936,7 +936,7 @@ def _family(dataset, settings, grid, every, features, w0, device, progress, thre
     if metric == "clpips":
         return _linear_family(features, grid, settings, w0, device, threads, workers)
     if metric == "global":  # CLPIPS's setting in each fold: the pooled features are the one change
-        from . import aligned
+        from clpips.book import aligned
         store = aligned.global_features(dataset, every, net=settings["net"], device=device, progress=progress)
         store.matrix = store.matrix * _lpips_scale(features, w0, store.matrix @ w0)
         follow = _choices(dataset, settings, "clpips", grid, device, progress, threads, workers)
@@ -955,7 +955,7 @@ def _n_rankings(table: pd.DataFrame) -> int:
 # --------------------------------------------------------------------------- the result cache
 def cache_key(dataset, settings: Mapping[str, Any]) -> str:
     """sha256 of the settings, the ranking table and the bytes of every image it names."""
-    from .paths import sha256_file
+    from clpips.paths import sha256_file
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     table = dataset.table[["set_id", "target", "candidate", "rater", "rank"]]
     digest.update(table.to_csv(index=False, lineterminator="\n").encode())
@@ -967,7 +967,7 @@ def cache_key(dataset, settings: Mapping[str, Any]) -> str:
 
 
 def _cache_folder(key: str) -> Path:
-    from .paths import cache_dir
+    from clpips.paths import cache_dir
     return cache_dir() / "crossval" / f"v{PROTOCOL_VERSION}-{key}"
 
 

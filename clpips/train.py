@@ -42,9 +42,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .choices import LOSSES  # the one list; the CLI reads it too
-from .defaults import DEFAULTS
-from .model import CHANNELS, CLPIPS, layer_slices
+from clpips.choices import LOSSES  # the one list; the CLI reads it too
+from clpips.defaults import DEFAULTS
+from clpips.model import CHANNELS, CLPIPS, layer_slices
 
 
 
@@ -297,7 +297,7 @@ def ranking_pair_index(features, table: pd.DataFrame) -> torch.Tensor:
     the table's rows are looked up once and each pair takes its two by position
     (:func:`clpips.pairs.ranking_pair_positions`). The protocol's families and the batched fits call it
     for every side of every fold: 39 ms a mur92 training side through the pair table, 6.6 ms this way."""
-    from .pairs import ranking_pair_positions
+    from clpips.pairs import ranking_pair_positions
     rows = table.reset_index(drop=True)
     if rows.empty:
         return torch.zeros(0, 2, dtype=torch.int64)
@@ -339,7 +339,7 @@ def fit(dataset, table: Optional[pd.DataFrame] = None, *, val_size: float = 0.2,
     >>> result = train.fit(data, train_rows)
     >>> result.metric().save_weights("weights.pth")
     """
-    from .model import initial_weight_vector
+    from clpips.model import initial_weight_vector
 
     table = dataset.table if table is None else table
     fit_rows, val_rows = fit_and_validation_rows(table, rater, val_size, seed)
@@ -361,7 +361,7 @@ def fit_and_validation_rows(table: pd.DataFrame, rater: Optional[object] = None,
     """The rankings :func:`fit` trains on and those it stops early on: ``rater``'s rows (all, if None),
     a ``val_size`` share of their targets held out by :func:`clpips.datasets.split_by_target`
     (``val_size=0``: no validation rows)."""
-    from .datasets import split_by_target
+    from clpips.datasets import split_by_target
     rows = table if rater is None else table[table["rater"] == rater]
     if rows.empty:
         raise ValueError(f"rater {rater!r} has no rankings in this table")
@@ -373,7 +373,7 @@ def fit_and_validation_rows(table: pd.DataFrame, rater: Optional[object] = None,
 def pair_features_for(dataset, table: pd.DataFrame, net: str = DEFAULTS.net, device: str = DEFAULTS.device,
                       progress: bool = True):
     """Pair features of every (target, candidate) in a ranking table (cached on disk)."""
-    from .features import pair_features
+    from clpips.features import pair_features
     keys = table[["target", "candidate"]].drop_duplicates()
     return pair_features(dataset, list(keys.itertuples(index=False, name=None)), net=net, device=device,
                          progress=progress)

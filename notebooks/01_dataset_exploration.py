@@ -52,15 +52,16 @@ from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 from scipy import stats
 
-from clpips import paper
-from clpips.datasets import summaries, zappos
-from clpips.datasets.labels import category_mean_rank, same_category, top_rank_share
+from clpips.book import paper
+from clpips.datasets import zappos
+from clpips.book import summaries
+from clpips.book.labels import category_mean_rank, same_category, top_rank_share
 from clpips.datasets.scenes import NAMES
 from clpips.datasets.simulated import StudyDesign
-from clpips.datasets.truth import WEIGHTINGS, attribute_matches, truth_agreement
+from clpips.book.truth import WEIGHTINGS, attribute_matches, truth_agreement
 from clpips.experiment import load_dataset
-from clpips.plots import datasets as plots
-from clpips.report import glue_all
+from clpips.book.plots import datasets as plots
+from clpips.book.report import glue_all
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 

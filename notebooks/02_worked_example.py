@@ -50,9 +50,9 @@ from myst_nb import glue
 from scipy import stats
 
 import clpips.stats as cs
-from clpips import paper
-from clpips import worked_example as we
-from clpips.plots.worked_example import plot_icc_vs_rho, plot_rankings
+from clpips.book import paper
+from clpips.book import worked_example as we
+from clpips.book.plots.worked_example import plot_icc_vs_rho, plot_rankings
 
 # pingouin 0.7 calls DataFrame.dropna(inplace=...), which pandas 3 deprecates: expected, not ours
 warnings.filterwarnings("ignore", category=FutureWarning, module="pingouin")
@@ -240,7 +240,7 @@ pd.DataFrame({"by hand": icc_hand, "pingouin": icc_pg.loc[list(icc_hand), "ICC"]
 # ({glue:text}`nb02_msr:.4f` $+$ ({glue:text}`nb02_msc:.0f` $-$ {glue:text}`nb02_mse:.4f`) /
 # {glue:text}`nb02_n:d`) $=$ {glue:text}`nb02_hand_icc_ak:.3f`, and
 # ICC(C,k) $=$ {glue:text}`nb02_hand_icc_ck:.3f`. The same steps for both rankings, with
-# `clpips.worked_example.compare_rankings`:
+# `clpips.book.worked_example.compare_rankings`:
 
 # %%
 summary = we.compare_rankings(reference, {"R1": r1, "R2": r2})
@@ -418,7 +418,7 @@ headline.round(4)
 # the two numbers together. A synthetic evaluation shows the difference: a person ranks
 # {glue:text}`nb02_pooled_k:d` candidates in each of {glue:text}`nb02_pooled_sets:d` sets, and
 # a metric's distance is a per-set offset plus the rank plus noise
-# (`clpips.worked_example.pooled_rank_table`).
+# (`clpips.book.worked_example.pooled_rank_table`).
 
 # %%
 pooled = we.pooled_rank_table(seed=seed)

@@ -57,10 +57,10 @@ from myst_nb import glue
 
 from clpips import experiment
 from clpips.experiment import load_dataset, run
-from clpips.history import history_with_start
-from clpips.layer_weights import channel_weights, layer_summary
-from clpips.plots import training as plots
-from clpips.report import glue_all
+from clpips.book.history import history_with_start
+from clpips.book.layer_weights import channel_weights, layer_summary
+from clpips.book.plots import training as plots
+from clpips.book.report import glue_all
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 plt.ioff()  # every figure here is glued where the text shows it: none also under its cell

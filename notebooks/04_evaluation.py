@@ -64,15 +64,17 @@ from IPython.display import Markdown, display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
-from clpips import paper
-from clpips.baselines import add_baselines, label
-from clpips.datasets.summaries import noise_ceiling
+from clpips.book import paper
+from clpips.book.baselines import add_baselines, label
+from clpips.book.summaries import noise_ceiling
 from clpips.evaluate import alignment_table
-from clpips import experiment, protocol, report, set_scores
+from clpips import experiment, protocol
+from clpips.book import report
+from clpips.book import set_scores
 from clpips.datasets import SPLIT_MODES
 from clpips.experiment import bootstrap_result, load_dataset, run, spearman_brown_icc
-from clpips.plots import evaluation as plots
-from clpips.plots import protocol as plots_protocol
+from clpips.book.plots import evaluation as plots
+from clpips.book.plots import protocol as plots_protocol
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 plt.ioff()  # every figure here is glued where the text shows it: none also under its cell
@@ -307,7 +309,7 @@ for m in ("lpips", "clpips"):  # does 2 rho / (1 + rho) of the paper's rho print
 # ICC = 0); pooled Spearman's $\rho$ and Kendall's $\tau_b$ of metric rank against human rank,
 # with $p$ for $\rho$; the mean of the per-ranking $\rho$; the Koo & Li label
 # {cite:p}`koo2016icc`. The paper's rows carry the values it reports {cite:p}`trinh2026clpips`
-# (— where a value is not transcribed in `clpips.paper`); its data are private and different.
+# (— where a value is not transcribed in `clpips.book.paper`); its data are private and different.
 # ```
 #
 # Pooled $\rho$ has two definitions, and they differ. The paper pools raw distances across
@@ -454,7 +456,7 @@ glue("nb04_sets_worse", int((gains["gain"] < 0).sum()), display=False)
 # %% [markdown]
 # The paper illustrates its result with one target and its candidates in the human, LPIPS and
 # CLPIPS orders. A single example can show anything, so the two here are chosen by a fixed rule
-# (`clpips.set_scores.example_sets`): among the {glue:text}`nb04_n_sets:d` held-out ranking
+# (`clpips.book.set_scores.example_sets`): among the {glue:text}`nb04_n_sets:d` held-out ranking
 # sets, the one where CLPIPS's mean per-ranking $\rho$ gains most over LPIPS's, and the one where
 # it loses most. CLPIPS does better on {glue:text}`nb04_sets_improved:d` sets and worse on
 # {glue:text}`nb04_sets_worse:d`.

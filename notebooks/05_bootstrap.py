@@ -63,12 +63,14 @@ from myst_nb import glue
 
 import numpy as np
 
-from clpips import paper, protocol, report
+from clpips import protocol
+from clpips.book import paper
+from clpips.book import report
 from clpips import experiment
 from clpips.datasets import SPLIT_MODES
 from clpips.stats import corrected_resampled_t
 from clpips.experiment import bootstrap_result, load_dataset, run, spearman_brown_check
-from clpips.plots import evaluation as plots
+from clpips.book.plots import evaluation as plots
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 plt.ioff()  # every figure here is glued where the text shows it: none also under its cell

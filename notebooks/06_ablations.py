@@ -69,12 +69,12 @@ from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
-from clpips import ablations as ab
-from clpips import paper
+from clpips.book import ablations as ab
+from clpips.book import paper
 from clpips.datasets import drop_shared_pairs
 from clpips.experiment import load_dataset
-from clpips.plots import ablations as plots
-from clpips.report import budget_note, factor_facts, glue_all, report_table, verdict_lists
+from clpips.book.plots import ablations as plots
+from clpips.book.report import budget_note, factor_facts, glue_all, report_table, verdict_lists
 from clpips.train import pair_features_for
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg

@@ -29,7 +29,7 @@
 # are trained, with the margin ranking loss) and changes two things: it starts from the pooled
 # weights instead of LPIPS's, and a penalty $\lambda \lVert w - w_\text{pooled} \rVert^2$ pulls it
 # back towards them, so that a few rankings nudge the pooled metric rather than replace it.
-# The code is `clpips.personal`; the last section shows `clpips.widget`, with which you can
+# The code is `clpips.book.personal`; the last section shows `clpips.apps.widget`, with which you can
 # rank images yourself and fit your own CLPIPS.
 
 # %% tags=["parameters"]
@@ -63,10 +63,10 @@ import pandas as pd
 from IPython.display import display
 from myst_nb import glue
 
-from clpips import personal as ps
+from clpips.book import personal as ps
 from clpips.experiment import load_dataset
-from clpips.plots import personal as pp
-from clpips.report import format_p, glue_all
+from clpips.book.plots import personal as pp
+from clpips.book.report import format_p, glue_all
 from clpips.train import pair_features_for
 
 
@@ -116,7 +116,7 @@ display(per[["n_train", "n_test", "icc_lpips", "icc_pooled", "icc_personal", "ic
 # of its ranks against the person's (the table above lists ICC(A,k) per person).
 #
 # Intervals ({glue:text}`nb07_n_boot:d` resamples, {glue:text}`nb07_ci:.0f`%) come from one
-# *two-way* bootstrap (`clpips.personal.two_way_bootstrap`): each resample draws the people with
+# *two-way* bootstrap (`clpips.book.personal.two_way_bootstrap`): each resample draws the people with
 # replacement and, independently, the held-out targets with replacement; every drawn person is
 # scored on their rankings of the drawn targets, and both models of a comparison on the same
 # draws. The mean difference over people gets the percentile interval of these resamples, so
@@ -458,7 +458,7 @@ plt.close(fig)
 # target ({glue:text}`nb07_sim_train:d` training and {glue:text}`nb07_sim_test:d` held-out
 # rankings each). For any model, a least-squares fit of its distance on "attribute differs from
 # the target" indicators gives its sensitivity to each attribute
-# (`clpips.personal.attribute_sensitivity`), which we compare with the rater's true weights.
+# (`clpips.book.personal.attribute_sensitivity`), which we compare with the rater's true weights.
 #
 # With few rankings per rater, the held-out difference of personal minus pooled CLPIPS is
 # ΔICC(A,k) {glue:text}`nb07_sim_icc:.3f` ({glue:text}`nb07_sim_icc_lo:.3f` to
@@ -486,7 +486,7 @@ plt.close(fig)
 #
 # ## Rank images yourself
 #
-# `clpips.widget` lets anyone collect their own rankings and get a personal CLPIPS: it shows a
+# `clpips.apps.widget` lets anyone collect their own rankings and get a personal CLPIPS: it shows a
 # target and its candidates; you click the candidates from most to least similar (*Undo* and
 # *Reset* correct); *Save ranking* appends the ranking to a CSV in the project's schema
 # (atomically: an error never loses earlier rankings; a new session resumes where the last one
@@ -500,7 +500,7 @@ plt.close(fig)
 # set. In Jupyter the buttons work.
 
 # %% tags=["hide-input"]
-from clpips.widget import RankingSession, RankingWidget
+from clpips.apps.widget import RankingSession, RankingWidget
 
 demo_csv = Path("widget_demo") / "rankings.csv"
 demo_csv.unlink(missing_ok=True)  # every run of the chapter starts a fresh demo

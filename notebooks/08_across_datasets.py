@@ -57,13 +57,14 @@ from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
-from clpips import paper, protocol
+from clpips import protocol
+from clpips.book import paper
 from clpips.datasets import SPLIT_MODES, zappos
-from clpips.datasets.summaries import noise_ceiling
+from clpips.book.summaries import noise_ceiling
 from clpips.experiment import load_every_dataset
 from clpips.model import initial_weight_vector
-from clpips.personal import layer_shares
-from clpips.plots import protocol as plots_protocol
+from clpips.book.personal import layer_shares
+from clpips.book.plots import protocol as plots_protocol
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 started = time.perf_counter()

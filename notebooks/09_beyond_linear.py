@@ -34,7 +34,7 @@
 # | transform | a rank-8 departure $UV^\top$ from the identity, on the pooled features, pulled towards it by $\lambda\lVert UV^\top\rVert_F^2$ | new directions mixing channels and layers: "belong together" |
 # | taught CLPIPS | CLPIPS's 1,152 weights, trained on people's pairs plus the transform's | what a spatial metric learns from a global teacher |
 #
-# How each is fitted (`clpips.protocol.crossval(metric=...)`, `clpips.aligned`): global CLPIPS
+# How each is fitted (`clpips.protocol.crossval(metric=...)`, `clpips.book.aligned`): global CLPIPS
 # with CLPIPS's trainer and the setting CLPIPS's inner folds chose in the same fold, its distances
 # put in LPIPS's units by one number per run (mean LPIPS over mean global distance of the run's
 # pairs, no judgement used), so that the pooling is the one change; the transform with full-batch
@@ -84,11 +84,12 @@ from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
-from clpips import aligned, protocol
+from clpips import protocol
+from clpips.book import aligned
 from clpips.datasets import SPLIT_MODES
 from clpips.experiment import load_every_dataset
 from clpips.model import initial_weight_vector
-from clpips.plots import protocol as plots_protocol
+from clpips.book.plots import protocol as plots_protocol
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 started = time.perf_counter()

@@ -56,12 +56,12 @@ from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
-from clpips import class_analysis as ca
-from clpips import classroom as cr
-from clpips import personal as ps
+from clpips.book import class_analysis as ca
+from clpips.apps import classroom as cr
+from clpips.book import personal as ps
 from clpips.datasets import RankingDataset
 from clpips.features import pair_features
-from clpips.report import glue_all
+from clpips.book.report import glue_all
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 started = time.perf_counter()
@@ -114,7 +114,7 @@ print(f"Data: {source}.")
 # first set.
 
 # %% tags=["hide-input"]
-from clpips.widget import RankingSession, RankingWidget
+from clpips.apps.widget import RankingSession, RankingWidget
 
 mine = Path(os.environ.get("CLPIPS_NOTEBOOK_OUT") or tempfile.mkdtemp(prefix="clpips-class-"))
 my_csv = mine / "your_class" / "my_rankings.csv"

@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 from myst_nb import glue
 
-from clpips import notebook_runner
+from clpips.apps import notebook_runner
 from clpips.defaults import DEFAULTS
 from clpips.paths import cache_dir
 

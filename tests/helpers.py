@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clpips.cli import main
+from clpips.apps.cli import main
 
 
 class Folder:

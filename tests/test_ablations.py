@@ -14,10 +14,10 @@ import torch
 
 matplotlib.use("Agg")
 
-from clpips import ablations as ab  # noqa: E402
+from clpips.book import ablations as ab# noqa: E402
 from clpips import experiment  # noqa: E402
-from clpips import report  # noqa: E402
-from clpips.ablations import runner  # noqa: E402
+from clpips.book import report# noqa: E402
+from clpips.book.ablations import runner  # noqa: E402
 from clpips import train  # noqa: E402
 from clpips.defaults import DEFAULTS  # noqa: E402
 from clpips.features import PairFeatures  # noqa: E402
@@ -289,7 +289,7 @@ def test_noise_table():
 # ------------------------------------------------------------------------------- figures
 def test_figures_draw(study):
     import matplotlib.pyplot as plt
-    from clpips.plots import ablations as plots
+    from clpips.book.plots import ablations as plots
     data, feats = study
     grid = ab.factor_variants("margin", "0.01,0.05") + ab.learning_curve_variants("6,all")
     out = ab.run_ablation(data, grid, folds=2, features={"alex": feats}, **FAST)
@@ -436,4 +436,4 @@ def test_scores_of_many_vectors_equal_one_at_a_time(study):
 def test_every_public_name_is_importable_from_the_package():
     for name in ab.__all__:
         assert getattr(ab, name) is not None, name
-    assert not hasattr(ab, "factor_facts"), "the chapter's words are clpips.report's alone"
+    assert not hasattr(ab, "factor_facts"), "the chapter's words are clpips.book.report's alone"

@@ -1,4 +1,4 @@
-"""The AligNet-style transform of LPIPS's global representation (clpips.aligned)."""
+"""The AligNet-style transform of LPIPS's global representation (clpips.book.aligned)."""
 from __future__ import annotations
 
 import warnings
@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clpips import aligned
+from clpips.book import aligned
 from clpips.features import CacheWarning
 from clpips.images import load_image
 from clpips.model import initial_weight_vector

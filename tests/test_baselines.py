@@ -10,8 +10,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from clpips import baselines
-from clpips.baselines import (BASELINES, add_baselines, l2_distance, lpips_distance, pixel_distances, psnr,
+from clpips.book import baselines
+from clpips.book.baselines import (BASELINES, add_baselines, l2_distance, lpips_distance, pixel_distances, psnr,
                               psnr_distance, ssim, ssim_distance)
 from clpips.images import load_image, match_sizes, to_tensor
 from tolerance import UNIT_ROUNDOFF, assert_same_computation, assert_within, dot_bound, typical_dot_bound

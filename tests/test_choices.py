@@ -8,7 +8,7 @@ from clpips import choices
 
 
 def test_choices_imports_nothing_heavy():
-    code = ("import sys, clpips.choices, clpips.cli; "
+    code = ("import sys, clpips.choices, clpips.apps.cli; "
             "heavy = [m for m in ('torch', 'pandas', 'numpy') if m in sys.modules]; "
             "print(','.join(heavy))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -18,7 +18,8 @@ def test_choices_imports_nothing_heavy():
 
 def test_library_lists_agree_with_choices():
     """Each module that checks a value reads (or, until it is pointed here, equals) the list of clpips.choices."""
-    from clpips import baselines, model, protocol, train, weights
+    from clpips import model, protocol, train, weights
+    from clpips.book import baselines
     import importlib
     from clpips.datasets import mur92, splits
     validate = importlib.import_module("clpips.datasets.validate")  # the package's `validate` is a function
@@ -35,7 +36,7 @@ def test_library_lists_agree_with_choices():
 
 
 def _choices_of(command: str) -> dict[str, tuple]:
-    from clpips.cli import build_parser
+    from clpips.apps.cli import build_parser
     sub = build_parser()._subparsers._group_actions[0].choices[command]
     return {a.dest: tuple(a.choices) for a in sub._actions if a.choices is not None}
 

@@ -1,4 +1,4 @@
-"""The book's "how to cite" is CITATION.cff rendered (clpips/citation.py, book/_ext/cff_citation.py): the BibTeX,
+"""The book's "how to cite" is CITATION.cff rendered (clpips/book/citation.py, book/_ext/cff_citation.py): the BibTeX,
 read back by pybtex, gives the file's fields; the APA is what APA 7's rules give by hand; the hand-written
 book/references.bib agrees with the file; the page renders it (issue #26, item 6)."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pybtex.database import parse_file, parse_string
 
-from clpips import citation
+from clpips.book import citation
 
 REPO = Path(__file__).resolve().parents[1]
 CFF = yaml.safe_load((REPO / "CITATION.cff").read_text())

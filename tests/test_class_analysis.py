@@ -1,4 +1,4 @@
-"""Chapter 10's statistics of a class (clpips.class_analysis) against hand-worked numbers, pingouin and scipy.
+"""Chapter 10's statistics of a class (clpips.book.class_analysis) against hand-worked numbers, pingouin and scipy.
 
 The hand-worked class (``CLASS``), ranks of candidates listed in candidate order:
 
@@ -26,7 +26,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from clpips import class_analysis as ca
+from clpips.book import class_analysis as ca
 from clpips.features import PairFeatures
 from clpips.model import CHANNELS, initial_weight_vector
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clpips import classroom as cr
+from clpips.apps import classroom as cr
 from clpips.evaluate import heldout_scores
 from clpips.features import PairFeatures
 from clpips.model import CHANNELS, initial_weight_vector
@@ -135,7 +135,7 @@ def test_folder_study_and_sidecar(tmp_path: Path):
 
 
 def test_cli_classroom_help_and_errors():
-    from clpips.cli import build_parser
+    from clpips.apps.cli import build_parser
     from clpips.defaults import DEFAULTS
     out = subprocess.run([sys.executable, "-m", "clpips", "classroom", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "examples:" in out.stdout and "clpips classroom --study mur92" in out.stdout

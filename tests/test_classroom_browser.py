@@ -1,6 +1,6 @@
 """The classroom in a real browser: two students rank at once; a chapter runs live in `make lab`.
 
-1. The class app (:mod:`clpips.classroom`) is served on 127.0.0.1 (a free port; it stops by
+1. The class app (:mod:`clpips.apps.classroom`) is served on 127.0.0.1 (a free port; it stops by
    itself after two minutes and is always shut down). Two headless Chromium browsers, driven
    by Selenium through Debian's chromium-driver, join as two students *at the same time*,
    click the candidates of every set in an order of their own and submit. Then: the class CSV
@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pytest
 
-from clpips import classroom as cr
+from clpips.apps import classroom as cr
 
 REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "_build" / "render-check"

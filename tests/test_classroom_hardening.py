@@ -25,11 +25,11 @@ import pytest
 import torch
 from PIL import Image
 
-from clpips import classroom as cr
-from clpips.cli import main as cli_main
+from clpips.apps import classroom as cr
+from clpips.apps.cli import main as cli_main
 from clpips.datasets import RankingDataset
 from clpips.datasets.schema import spreadsheet_safe
-from clpips.widget import RankingSession, RaterNameError, normalise_rater, scores_html
+from clpips.apps.widget import RankingSession, RaterNameError, normalise_rater, scores_html
 
 from test_classroom_app import random_features
 from test_classroom_save import make_study
@@ -297,7 +297,7 @@ def test_a_session_refuses_a_study_it_could_not_save_as_is(tmp_path: Path):
 
 def test_everything_the_widget_shows_is_escaped(tmp_path: Path):
     pytest.importorskip("ipywidgets")
-    from clpips.widget import RankingWidget
+    from clpips.apps.widget import RankingWidget
     data = make_study(tmp_path / "study", n_sets=2, k=3)
     data.table["set_id"] = data.table["set_id"].replace({"set00": "<i>s</i>"})
     rater, csv = "<img src=x onerror=alert(1)>", tmp_path / "class.csv"

@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 from clpips.datasets import RankingDataset, validate
-from clpips.widget import RankingSession
+from clpips.apps.widget import RankingSession
 
 N_WRITERS, N_SETS, K = 16, 20, 3
 REPO = Path(__file__).resolve().parents[1]
@@ -128,7 +128,7 @@ KILLED_WRITER = textwrap.dedent("""
     import pandas as pd
     sys.path.insert(0, {tests!r})
     from test_classroom_save import make_study, sets_of
-    from clpips.widget import RankingSession
+    from clpips.apps.widget import RankingSession
 
     data = make_study(Path({root!r}))
     marker = Path({marker!r})

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import clpips
-from clpips.cli import main
+from clpips.apps.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from clpips.cli import build_parser
+from clpips.apps.cli import build_parser
 
 
 def _help(argv):

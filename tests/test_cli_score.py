@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from clpips.cli import main
+from clpips.apps.cli import main
 from tolerance import UNIT_ROUNDOFF
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clpips.datasets import summaries
+from clpips.book import summaries
 
 
 def ranking_table(ranks_by_rater: dict[str, list[float]], set_id: str = "s1") -> pd.DataFrame:

@@ -124,7 +124,7 @@ def test_layer_activations_keep_within_the_budget(folder, counted, monkeypatch):
 
 def test_features_and_embeddings_share_one_backbone_pass(folder, counted):
     """Pair features, then embeddings of the same images at their own size: the backbone runs once."""
-    from clpips.aligned import image_embeddings
+    from clpips.book.aligned import image_embeddings
     alex, calls = counted
     pair_features(folder, PAIRS[:3], metric=alex, progress=False)    # 0, 1, 2 at their own size (48 x 48)
     ran = sum(calls)

@@ -373,7 +373,7 @@ def test_tie_advice_names_an_option_that_exists(tmp_path, capsys):
     csv = make_study(tmp_path, 6, ties=True)
     with pytest.raises(RankingDataError, match=r"tied ranks.*`clpips fit --ties average`"):
         from_csv(csv)
-    from clpips.cli import _load_dataset, build_parser
+    from clpips.apps.cli import _load_dataset, build_parser
     args = build_parser().parse_args(["fit", "--dataset", str(csv), "--out", str(tmp_path / "o"),
                                       "--ties", "average"])
     table = _load_dataset(args).table

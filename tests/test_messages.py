@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from clpips import atomic
-from clpips.cli import build_parser
+from clpips.apps.cli import build_parser
 from clpips.conventions import MIN_SIZE
 from clpips.datasets import RankingDataError, from_csv
 from clpips.datasets import mur92
@@ -432,7 +432,7 @@ def test_evaluate_json_whose_folder_goes_away_is_one_line(tmp_path, capsys, monk
 def test_classroom_weights_read_through_the_one_safe_reader(tmp_path, content):
     """classroom --weights reads only the linear layers (widget.read_weight_vector): a bad file is one line
     naming it, with no advice to load arbitrary pickles (an empty file was an EOFError traceback)."""
-    from clpips.widget import read_weight_vector
+    from clpips.apps.widget import read_weight_vector
     path = tmp_path / "w.pth"
     path.write_bytes(content)
     with pytest.raises(ValueError) as err:

@@ -1,4 +1,4 @@
-"""clpips.notebook_runner and `clpips run`: parameter types, unknown names, failing cells.
+"""clpips.apps.notebook_runner and `clpips run`: parameter types, unknown names, failing cells.
 
 The notebooks here are tiny jupytext percent files written into tmp_path; the
 executing tests start a real ``python3`` kernel (a few seconds each).
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from clpips import cli
-from clpips import notebook_runner as nr
+from clpips.apps import cli
+from clpips.apps import notebook_runner as nr
 
 HEADER = '# %% tags=["parameters"]\n'
 
@@ -182,7 +182,7 @@ def test_a_dying_kernel_is_an_execution_error_too(tmp_path):
 
 def test_parameter_value_resolves_the_defaults_module():
     from clpips.defaults import DEFAULTS
-    from clpips.notebook_runner import Parameter
+    from clpips.apps.notebook_runner import Parameter
 
     assert Parameter("margin", "DEFAULTS.margin", "None").value == repr(DEFAULTS.margin)
     assert Parameter("label", "'smoke'", "str").value == "'smoke'"

@@ -1,4 +1,4 @@
-"""Personal CLPIPS metrics (clpips.personal) on synthetic raters with known, different weights.
+"""Personal CLPIPS metrics (clpips.book.personal) on synthetic raters with known, different weights.
 
 No images and no backbone: a random feature matrix plays the pair features, and each
 rater ranks candidates by ``phi . w_rater`` with their own ``w_rater``.
@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from clpips import personal as ps
+from clpips.book import personal as ps
 from clpips.defaults import DEFAULTS
 from clpips.datasets import RankingDataset, drop_shared_pairs, shared_pair_share, split_by_target
 from clpips.evaluate import alignment, heldout_scores, score_rankings
@@ -491,7 +491,7 @@ def test_chapter_figures_draw(study):
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from clpips.plots import personal as pp
+    from clpips.book.plots import personal as pp
     curve = ps.learning_curve(study, sizes=[2], repeats=1)
     people = list(study.personal)
     figures = [
@@ -523,11 +523,11 @@ def test_people_interval_equals_the_direct_percentile_bootstrap():
 
 
 def test_every_public_name_is_importable_from_the_package():
-    """clpips.personal is a package by concern; chapters and the widget import its names from the top."""
+    """clpips.book.personal is a package by concern; chapters and the widget import its names from the top."""
     import importlib
     for name in ps.__all__:
         assert getattr(ps, name) is not None, name
     for module in ("names", "study", "bootstrap", "inference", "curves", "recovery"):
-        importlib.import_module(f"clpips.personal.{module}")
-    from clpips.layer_weights import layer_changes, layer_shares
+        importlib.import_module(f"clpips.book.personal.{module}")
+    from clpips.book.layer_weights import layer_changes, layer_shares
     assert ps.layer_shares is layer_shares and ps.layer_changes is layer_changes  # chapters 07, 08

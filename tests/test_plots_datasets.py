@@ -15,8 +15,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from clpips import datasets  # noqa: E402
-from clpips.datasets import labels, summaries, truth  # noqa: E402
-from clpips.plots import datasets as plots  # noqa: E402
+from clpips.book import labels
+from clpips.book import summaries
+from clpips.book import truth# noqa: E402
+from clpips.book.plots import datasets as plots  # noqa: E402
 
 STUDY = Path(__file__).parent / "data" / "study" / "rankings.csv"
 

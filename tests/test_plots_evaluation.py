@@ -16,14 +16,17 @@ from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 from scipy.stats import rankdata, spearmanr  # noqa: E402
 
-from clpips import layer_weights, paper, report, set_scores  # noqa: E402
+from clpips.book import layer_weights
+from clpips.book import paper
+from clpips.book import report
+from clpips.book import set_scores# noqa: E402
 from clpips.evaluate import alignment, alignment_table, ranking_ids, within_ranking_ranks  # noqa: E402
 from clpips.experiment import (bootstrap_result, bootstrap_summary, spearman_brown_check,  # noqa: E402
                                spearman_brown_icc)
-from clpips.history import history_with_start  # noqa: E402
+from clpips.book.history import history_with_start  # noqa: E402
 from clpips.model import CHANNELS  # noqa: E402
-from clpips.plots import evaluation as pe  # noqa: E402
-from clpips.plots import training as pt  # noqa: E402
+from clpips.book.plots import evaluation as pe  # noqa: E402
+from clpips.book.plots import training as pt  # noqa: E402
 from clpips.stats import icc_from_matrix, metric_statistics  # noqa: E402
 from helpers import icc_ak as _icc_ak
 
@@ -334,7 +337,7 @@ def test_paper_values_and_derived():
 
 # =========================================================================== clpips evaluate --baselines
 def test_cli_evaluate_lists_baselines(mur92_mirror, monkeypatch, tmp_path, capsys):
-    from clpips.cli import main
+    from clpips.apps.cli import main
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     out = tmp_path / "table.json"
     assert main(["evaluate", "--dataset", "mur92", "--baselines", "l2,psnr,lpips_ones", "--json", str(out),

@@ -466,7 +466,7 @@ def test_crossval_finds_the_gain_on_the_simulated_study():
 
 
 def test_cli_crossval_writes_strict_json_and_fold_csvs(mur92_mirror, monkeypatch, tmp_path, capsys):
-    from clpips.cli import main
+    from clpips.apps.cli import main
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "cache" / key)
     out = tmp_path / "cv"
@@ -548,7 +548,8 @@ def test_global_clpips_is_fit_many_on_pooled_features_in_lpips_units(mode, mur92
     over mean global LPIPS distance of the run's rows. Same folds as CLPIPS's run."""
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
-    from clpips import aligned, datasets
+    from clpips import datasets
+    from clpips.book import aligned
     data = datasets.load("mur92")
     glob = protocol.crossval(data, mode=mode, metric="global", **BEYOND)
     plain = protocol.crossval(data, mode=mode, **BEYOND)
@@ -579,7 +580,8 @@ def test_transform_and_teacher_runs_are_nested_deterministic_and_the_teacher_sta
         mur92_mirror, monkeypatch, tmp_path):
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
-    from clpips import aligned, datasets
+    from clpips import datasets
+    from clpips.book import aligned
     data = datasets.load("mur92")
     seen = []
     real = aligned.teacher_rankings
@@ -615,7 +617,8 @@ def test_transform_refits_train_the_chosen_setting_alone(mur92_mirror, monkeypat
     that setting's column of the whole grid fitted on the same pairs (to float rounding)."""
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
-    from clpips import aligned, datasets
+    from clpips import datasets
+    from clpips.book import aligned
     calls, real = _record_calls(monkeypatch, aligned, "fit_transform_many")
     res = protocol.crossval(datasets.load("mur92"), mode="target", metric="transform", **BEYOND)
     full = aligned.TransformGrid((0.001, 0.1), (0.01,), (20, 50), 4)

@@ -339,7 +339,7 @@ def _csv_study(root, data):
 
 
 def test_cli_refuses_in_one_line_and_prints_what_it_kept(patched, monkeypatch, tmp_path, capsys):
-    from clpips.cli import main
+    from clpips.apps.cli import main
     data, features = crowd()
     patched(features)
     monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "cache" / key)

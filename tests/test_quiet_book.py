@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from clpips import notebook_runner as nr
+from clpips.apps import notebook_runner as nr
 
 HEADER = '# %% tags=["parameters"]\nx = 1\n'
 #: a real failed chapter's log (clpips run's output when cell In[2] raised), as a lane writes it

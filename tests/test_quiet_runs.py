@@ -2,7 +2,7 @@
 
 Both came from the kernel (its stderr is the terminal's): ipykernel warns when its sockets are not
 encrypted, and jupyter_client interrupted every kernel before shutting it down
-(clpips.notebook_runner._kernel_manager_class fixes both at their cause).
+(clpips.apps.notebook_runner._kernel_manager_class fixes both at their cause).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""clpips.report: the one p-value formatter, the glue helper and the one-home helpers it reaches."""
+"""clpips.book.report: the one p-value formatter, the glue helper and the one-home helpers it reaches."""
 from __future__ import annotations
 
 import sys
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from clpips import report
+from clpips.book import report
 from clpips.experiment import FIT_OPTIONS, fit_options_except
 from clpips.model import CHANNELS, layer_slices
 

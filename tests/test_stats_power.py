@@ -16,7 +16,7 @@ from clpips import protocol
 from clpips.stats import (VERDICTS, corrected_resampled_t, detection_power, equivalence, minimal_detectable_effect,
                           mode_difference, power_table, verdict)
 
-PAPER = 0.084   # the paper's ΔICC(A,k) (clpips.paper), the bound the chapters use
+PAPER = 0.084   # the paper's ΔICC(A,k) (clpips.book.paper), the bound the chapters use
 
 
 # --------------------------------------------------------------------------- minimal detectable effect

@@ -16,7 +16,7 @@ from clpips import datasets
 from clpips.datasets import RankingDataset, validate
 from clpips.features import PairFeatures
 from clpips.model import CHANNELS, initial_weight_vector
-from clpips.widget import RankingSession, RankingWidget, SessionError, read_weight_vector, scores_html
+from clpips.apps.widget import RankingSession, RankingWidget, SessionError, read_weight_vector, scores_html
 
 DIM = sum(CHANNELS["alex"])
 K = 4
@@ -143,7 +143,7 @@ def test_a_set_saved_by_another_session_is_not_saved_twice(study):
 
 
 def test_rater_names_are_normalised_or_refused(study):
-    from clpips.widget import RaterNameError, normalise_rater
+    from clpips.apps.widget import RaterNameError, normalise_rater
     assert normalise_rater("  Ana \t Mar\u0131a ") == "Ana Mar\u0131a"
     assert normalise_rater("Jose\u0301") == "Jos\u00e9" == normalise_rater("Jos\u00e9")   # NFD -> NFC
     for bad in ("", "   ", "a\x00b", "x" * 65, "zero\u200bwidth"):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from clpips import worked_example as we
+from clpips.book import worked_example as we
 from clpips.defaults import DEFAULTS
 from clpips.stats import DegenerateDataWarning, icc, interpret_icc
 
@@ -158,7 +158,7 @@ def test_figures():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from clpips.plots.worked_example import plot_icc_vs_rho, plot_rankings
+    from clpips.book.plots.worked_example import plot_icc_vs_rho, plot_rankings
     from clpips.stats import interpretation_scale
 
     fig = plot_rankings({"reference": [1, 2, 3, 4], "R1": [1, 3, 4, 2]})

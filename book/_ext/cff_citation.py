@@ -9,7 +9,7 @@ A page writes ``cff-citation`` with a form and the works it wants::
 Forms: ``bibtex`` (a code block), ``apa`` (a list; a reference's ``notes`` after it) and ``clone`` (the
 commands that get the code: ``git clone`` of ``repository-code`` when the file names one). Works:
 ``paper`` (preferred-citation), ``software`` (this compendium), ``references`` (the datasets' papers),
-space-separated. ``CITATION.cff`` is the one source (``clpips/citation.py`` renders it); a page that
+space-separated. ``CITATION.cff`` is the one source (``clpips/book/citation.py`` renders it); a page that
 uses it is re-read when it changes.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-from clpips import citation
+from clpips.book import citation
 
 FORMS = ("bibtex", "apa", "clone")
 ROLES = ("paper", "software", "references")

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..paths import existing_path
-from . import alien_eggs, mur92, simulated, zappos
-from .schema import COLUMNS, OPTIONAL, REQUIRED, RankingDataError, RankingDataset
-from .splits import (SPLIT_MODES, drop_shared_pairs, kfold_by_target, restrict_to_images, shared_pair_share,
+from clpips.paths import existing_path
+from clpips.datasets import alien_eggs, mur92, simulated, zappos
+from clpips.datasets.schema import COLUMNS, OPTIONAL, REQUIRED, RankingDataError, RankingDataset
+from clpips.datasets.splits import (SPLIT_MODES, drop_shared_pairs, kfold_by_target, restrict_to_images, shared_pair_share,
                      shared_pairs, split_by_target, split_folds)
-from .validate import validate
+from clpips.datasets.validate import validate
 
 __all__ = ["COLUMNS", "OPTIONAL", "REQUIRED", "RankingDataError", "RankingDataset", "available",
            "SPLIT_MODES", "drop_shared_pairs",

@@ -57,10 +57,11 @@ import pandas as pd
 
 from clpips.defaults import DEFAULTS
 
-from . import download, zappos
-from .download import data_dir
-from .schema import RankingDataError, RankingDataset
-from .validate import TIES, validate
+import clpips.datasets.download as download
+import clpips.datasets.zappos as zappos
+from clpips.datasets.download import data_dir
+from clpips.datasets.schema import RankingDataError, RankingDataset
+from clpips.datasets.validate import TIES, validate
 
 NAME = "alien_eggs"
 COMMIT = "3e92c9c6c364c0a15a6f344607324b8f83d914eb"

@@ -45,14 +45,14 @@ import scipy.io
 from PIL import Image
 from scipy.stats import rankdata
 
-from clpips import atomic
+import clpips.atomic as atomic
 from clpips.defaults import DEFAULTS
 from clpips.paths import sha256_file
 
-from . import download
-from .download import data_dir
-from .schema import RankingDataError, RankingDataset
-from .validate import TIES, validate
+import clpips.datasets.download as download
+from clpips.datasets.download import data_dir
+from clpips.datasets.schema import RankingDataError, RankingDataset
+from clpips.datasets.validate import TIES, validate
 
 COMMIT = "f1f83cadb7243492a1aae7460466e0f0140b20ac"
 BASE_URL = f"https://raw.githubusercontent.com/rsagroup/rsatoolbox/{COMMIT}/demos/92imageData"

@@ -39,10 +39,10 @@ import pandas as pd
 
 from clpips.defaults import DEFAULTS
 
-from .download import data_dir, fresh_dir
-from .scenes import ATTRIBUTES, NAMES, Scene, random_jitter, render
-from .schema import RankingDataset, spreadsheet_safe
-from .validate import validate
+from clpips.datasets.download import data_dir, fresh_dir
+from clpips.datasets.scenes import ATTRIBUTES, NAMES, Scene, random_jitter, render
+from clpips.datasets.schema import RankingDataset, spreadsheet_safe
+from clpips.datasets.validate import validate
 
 GENERATOR_VERSION = 1  #: bump when the generator's output changes, so caches are rebuilt
 CITATION = ("Design after Trinh et al., CLPIPS: A Personalized Metric for AI-Generated Image Similarity "

@@ -40,8 +40,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from ..paths import existing_path
-from .schema import COLUMNS, REQUIRED, RankingDataError
+from clpips.paths import existing_path
+from clpips.datasets.schema import COLUMNS, REQUIRED, RankingDataError
 
 TIES = ("reject", "average")
 _TEXT = ("set_id", "target", "candidate", "rater")

@@ -92,10 +92,10 @@ import pandas as pd
 
 from clpips.defaults import DEFAULTS
 
-from . import download
-from .download import data_dir
-from .schema import RankingDataError, RankingDataset
-from .validate import TIES, validate
+import clpips.datasets.download as download
+from clpips.datasets.download import data_dir
+from clpips.datasets.schema import RankingDataError, RankingDataset
+from clpips.datasets.validate import TIES, validate
 
 COMMIT = "3e92c9c6c364c0a15a6f344607324b8f83d914eb"
 BASE_URL = f"https://raw.githubusercontent.com/stsievert/salmon/{COMMIT}/examples/zappos/_raw"
@@ -557,7 +557,7 @@ def split_half(table: pd.DataFrame, triplets: np.ndarray | HeadTriplets, seed: i
     Uses :func:`split_half_ranks`, then the package's one computation of the paper's
     statistics (:func:`clpips.stats.metric_statistics`, half B's ranks as the
     "metric"), and the Spearman–Brown prophecy
-    (:func:`clpips.worked_example.spearman_brown`) to step the half-data
+    (:func:`clpips.book.worked_example.spearman_brown`) to step the half-data
     correlation up to the full data.
 
     Returns
@@ -570,7 +570,7 @@ def split_half(table: pd.DataFrame, triplets: np.ndarray | HeadTriplets, seed: i
         ``n_rows``, ``seed``.
     """
     from clpips.stats import metric_statistics
-    from clpips.worked_example import spearman_brown
+    from clpips.book.worked_example import spearman_brown
 
     ranks = split_half_ranks(table, triplets, seed=seed, alpha=alpha)
     stats = metric_statistics(ranks, "set_id", "rank_a", "rank_b")

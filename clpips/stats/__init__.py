@@ -14,17 +14,17 @@ a positive correlation means the metric agrees with people.
 * :mod:`~clpips.stats.power`: the power of that test, TOST equivalence, the verdict words
 * :mod:`~clpips.stats.interpret`: Koo & Li (2016) and Cicchetti (1994) labels
 """
-from .bootstrap import (PairedBootstrapResult, bca_interval, bootstrap_counts, metric_statistics,
+from clpips.stats.bootstrap import (PairedBootstrapResult, bca_interval, bootstrap_counts, metric_statistics,
                         one_sided_pvalue, paired_bootstrap, percentile_interval, resampled_statistics)
-from .icc import (ALIASES, LABELS, DegenerateDataWarning, MeanSquares, canonical_label, check_table, icc,
+from clpips.stats.icc import (ALIASES, LABELS, DegenerateDataWarning, MeanSquares, canonical_label, check_table, icc,
                   icc_ak_inference, icc_from_matrix, mean_squares, metric_human_table)
-from .interpret import cicchetti_label, interpret_icc, interpretation_scale, koo_li_label
-from .power import (VERDICTS, detection_power, equivalence, fold_ratio, minimal_detectable_effect, mode_difference,
+from clpips.stats.interpret import cicchetti_label, interpret_icc, interpretation_scale, koo_li_label
+from clpips.stats.power import (VERDICTS, detection_power, equivalence, fold_ratio, minimal_detectable_effect, mode_difference,
                     power_table, verdict)
-from .rank_correlation import (kendall, per_set_correlation, pooled_spearman, rank_correlation, set_correlations,
+from clpips.stats.rank_correlation import (kendall, per_set_correlation, pooled_spearman, rank_correlation, set_correlations,
                                spearman)
-from .resampled import corrected_resampled_t
-from .spearman_brown import icc_ak_from_rho, icc_ak_pole, icc_ck_from_rho, spearman_brown
+from clpips.stats.resampled import corrected_resampled_t
+from clpips.stats.spearman_brown import icc_ak_from_rho, icc_ak_pole, icc_ck_from_rho, spearman_brown
 
 __all__ = [
     # icc

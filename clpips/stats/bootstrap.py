@@ -42,10 +42,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
-from ..defaults import DEFAULTS
-from .icc import (DegenerateDataWarning, MeanSquares, _icc_values, _ratio, check_table,
+from clpips.defaults import DEFAULTS
+from clpips.stats.icc import (DegenerateDataWarning, MeanSquares, _icc_values, _ratio, check_table,
                   icc_from_matrix, metric_human_table)
-from .rank_correlation import pooled_spearman
+from clpips.stats.rank_correlation import pooled_spearman
 
 __all__ = [
     "paired_bootstrap",

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .tables import check_table
+from clpips.stats.tables import check_table
 
 __all__ = [
     "icc",

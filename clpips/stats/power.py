@@ -30,7 +30,7 @@ from scipy import optimize, stats
 from clpips.choices import PROTOCOL_STATISTICS
 from clpips.defaults import DEFAULTS
 
-from .resampled import corrected_resampled_t
+from clpips.stats.resampled import corrected_resampled_t
 
 #: the words :func:`verdict` gives, in the order it tries them
 VERDICTS: tuple[str, ...] = ("helps", "hurts", "equivalent", "inconclusive", "no gain shown", "no estimate")

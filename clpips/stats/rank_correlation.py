@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .icc import DegenerateDataWarning, check_table
+from clpips.stats.icc import DegenerateDataWarning, check_table
 
 __all__ = ["spearman", "kendall", "rank_correlation", "per_set_correlation", "set_correlations", "pooled_spearman"]
 

@@ -1,0 +1,273 @@
+"""Presentation: the chapters' tables, sentences and number formats, in one place.
+
+The library computes (:mod:`clpips.evaluate`, :mod:`clpips.stats`, :mod:`clpips.book.ablations`,
+:mod:`clpips.book.personal`); this module turns results into what a reader sees, and
+:mod:`clpips.book.plots` draws. :func:`glue_all` lets a notebook glue a whole mapping of
+values in one call.
+
+* numbers: :func:`format_p` (the one p-value formatter), :func:`fmt`;
+* the evaluation chapters: :func:`table3`, :func:`table4` (the paper's tables);
+* the ablations chapter: :func:`factor_facts`, :func:`verdict_lists`, :func:`budget_note`,
+  :func:`report_table`;
+* notebooks: :func:`glue_all`.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from clpips.book.baselines import label as metric_label
+from clpips.defaults import DEFAULTS
+
+__all__ = ["format_p", "fmt", "table3", "table4", "factor_title", "factor_facts", "verdict_lists", "budget_note",
+           "report_table", "glue_all"]
+
+
+# --------------------------------------------------------------------------- numbers
+def format_p(p: Optional[float], digits: int = 2, style: str = "prose") -> str:
+    """A p-value as text: the package's one p-value formatter.
+
+    ``style="prose"``: ``"p = 0.034"``, ``"p < 0.001"``, ``"p = 1"`` (NaN: ``"p undefined"``), for
+    sentences. ``style="table"``: ``"0.034"``, ``"1.2e-04"`` (NaN: ``"—"``), for table cells.
+    """
+    if style not in ("prose", "table"):
+        raise ValueError(f"style must be 'prose' or 'table', got {style!r}")
+    undefined = p is None or not np.isfinite(p)
+    if style == "table":
+        return "—" if undefined else (f"{p:.{digits}g}" if p >= 1e-3 else f"{p:.1e}")
+    if undefined:
+        return "p undefined"
+    if p < 0.001:
+        return "p < 0.001"
+    return f"p = {float(f'{p:.{digits}g}'):g}"
+
+
+def fmt(value: Optional[float], spec: str) -> str:
+    """``format(value, spec)``, or ``"—"`` for a missing or non-finite value."""
+    return "—" if value is None or (isinstance(value, float) and not np.isfinite(value)) else format(value, spec)
+
+
+def _table_p(p: Optional[float]) -> str:
+    return format_p(p, style="table")
+
+
+# --------------------------------------------------------------------------- the evaluation chapters
+def table3(alignment: pd.DataFrame, paper: Optional[Mapping[str, Mapping[str, float]]] = None,
+           labels: Optional[Mapping[str, str]] = None,
+           cluster_ci: Optional[Mapping[str, tuple[float, float]]] = None) -> pd.DataFrame:
+    """The paper's Table 3 layout for any metrics, as display strings.
+
+    Parameters
+    ----------
+    alignment : pandas.DataFrame
+        :func:`clpips.evaluate.alignment_table` (index = metric column names).
+    paper : mapping, optional
+        Row label -> published values with keys among ``icc_A_k``, ``icc_A_k_ci_low``,
+        ``icc_A_k_ci_high``, ``icc_A_k_pval``, ``spearman_raw`` (the paper pools raw
+        distances), ``spearman``, ``spearman_pval``, ``kendall``; a missing key shows as
+        "—" (not reported, or not transcribed).
+    labels : mapping, optional
+        Metric column -> display name (default :data:`clpips.book.baselines.LABELS`).
+    cluster_ci : mapping, optional
+        Metric column -> (low, high) of ICC(A,k) from a bootstrap over targets.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``metric``; columns ``ICC(A,k) [F 95% CI, rows independent]``,
+        ``[95% CI, targets resampled]``, ``p (ICC)``, ``ρ raw pooled (paper)``,
+        ``ρ ranks (= mean per-ranking)``, ``p (ρ ranks)``, ``Kendall τ_b``, ``Koo & Li``.
+    """
+    def row(values: Mapping[str, float], cluster: Optional[tuple[float, float]]) -> dict[str, str]:
+        get = lambda key: values.get(key, np.nan)  # noqa: E731
+        ci = (f" [{fmt(get('icc_A_k_ci_low'), '.3f')}, {fmt(get('icc_A_k_ci_high'), '.3f')}]"
+              if np.isfinite(get("icc_A_k_ci_low")) else "")
+        return {"ICC(A,k) [F 95% CI, rows independent]": fmt(get("icc_A_k"), ".3f") + ci,
+                "[95% CI, targets resampled]": (f"[{fmt(cluster[0], '.3f')}, {fmt(cluster[1], '.3f')}]"
+                                                if cluster is not None else "—"),
+                "p (ICC)": _table_p(get("icc_A_k_pval")),
+                "ρ raw pooled (paper)": fmt(get("spearman_raw"), ".3f"),
+                "ρ ranks (= mean per-ranking)": fmt(get("spearman"), ".3f"), "p (ρ ranks)": _table_p(get("spearman_pval")),
+                "Kendall τ_b": fmt(get("kendall"), ".3f"),
+                "Koo & Li": str(values.get("icc_A_k_koo_li", "—"))}
+
+    names = dict(labels or {})
+    clusters = dict(cluster_ci or {})
+    rows = {names.get(m, metric_label(m)): row({k: (float(v) if isinstance(v, (int, float, np.number)) else v)
+                                                 for k, v in alignment.loc[m].items()}, clusters.get(m))
+            for m in alignment.index}
+    for name, values in (paper or {}).items():
+        rows[name] = row({k: float(v) for k, v in values.items()}, None)
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
+
+
+def table4(results: Mapping[str, object], bca: Optional[Mapping[str, object]] = None,
+           paper: Optional[Mapping[str, Mapping[str, float]]] = None) -> pd.DataFrame:
+    """The paper's Table 4 layout: Δ (b − a) with 95% CIs and one-sided p, as display strings.
+
+    Parameters
+    ----------
+    results : mapping
+        Label (e.g. the resampling unit) -> :class:`clpips.stats.PairedBootstrapResult`
+        with percentile intervals.
+    bca : mapping, optional
+        The same labels -> results with ``method="bca"`` (same resamples), for a BCa column.
+    paper : mapping, optional
+        Row label -> ``{"statistic": ..., "delta": ..., "ci_low": ..., "ci_high": ..., "p_value": ...}``
+        (missing keys shown as "—").
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``(resampling, statistic)``; columns ``Δ``, ``95% CI (percentile)``,
+        ``95% CI (BCa)``, ``p (one-sided)``, ``resamples``.
+    """
+    rows = []
+    for name, res in results.items():
+        summary = res.summary()
+        other = bca[name].summary() if bca and name in bca else None
+        for stat, s in summary.iterrows():
+            bca_ci = (f"[{fmt(other.at[stat, 'ci_low'], '+.3f')}, {fmt(other.at[stat, 'ci_high'], '+.3f')}]"
+                      if other is not None else "—")
+            rows.append({"resampling": name, "statistic": stat, "Δ": fmt(s["delta"], "+.3f"),
+                         "95% CI (percentile)": f"[{fmt(s['ci_low'], '+.3f')}, {fmt(s['ci_high'], '+.3f')}]",
+                         "95% CI (BCa)": bca_ci, "p (one-sided)": _table_p(s["p_value"]),
+                         "resamples": f"{res.n_boot:,}"})
+    for name, v in (paper or {}).items():
+        get = lambda key: float(v.get(key, np.nan))  # noqa: E731
+        rows.append({"resampling": name, "statistic": v.get("statistic", "ΔICC(A,k)"),
+                     "Δ": fmt(get("delta"), "+.3f"),
+                     "95% CI (percentile)": f"[{fmt(get('ci_low'), '+.3f')}, {fmt(get('ci_high'), '+.3f')}]",
+                     "95% CI (BCa)": "—", "p (one-sided)": _table_p(get("p_value")), "resamples": "—"})
+    return pd.DataFrame(rows).set_index(["resampling", "statistic"])
+
+
+# --------------------------------------------------------------------------- the ablations chapter
+def factor_title(factor: str, titles: Optional[Mapping[str, str]] = None) -> str:
+    """A factor's name for readers: ``titles[factor]``, else :data:`clpips.book.ablations.FACTORS`' title."""
+    from clpips.book.ablations.grid import FACTORS
+    return dict(titles or {}).get(factor, FACTORS.get(factor, {}).get("title", factor))
+
+
+def factor_facts(summary: pd.DataFrame, factor: str) -> dict[str, Any]:
+    """Plain-Python numbers and words about one factor, for the chapter's prose (glue).
+
+    Keys: ``ref_level, ref_mean, ref_sd, best_level, best_mean, best_diff, best_low, best_high,
+    best_verdict`` (the best non-reference level), the same with ``worst_`` (the worst one),
+    ``range`` (max − min of the level means), ``lpips`` and ``base`` (the LPIPS means), and
+    ``n`` (replicates of the reference level).
+    """
+    frame = summary[summary["factor"] == factor]
+    if frame.empty:
+        raise KeyError(f"no factor {factor!r} in the summary")
+    ref = frame[frame["reference"]]
+    if ref.empty:
+        raise ValueError(f"factor {factor!r} has no reference level")
+    ref = ref.iloc[0]
+    others = frame[~frame["reference"]]
+    out: dict[str, Any] = {"ref_level": str(ref["level"]), "ref_mean": float(ref["mean"]),
+                           "ref_sd": float(ref["sd"]), "range": float(frame["mean"].max() - frame["mean"].min()),
+                           "lpips": float(ref["lpips"]), "base": float(ref["base"]), "n": int(ref["n"]),
+                           "n_levels": int(len(frame))}
+    for name, row in (("best", others.loc[others["mean"].idxmax()] if len(others) else None),
+                      ("worst", others.loc[others["mean"].idxmin()] if len(others) else None)):
+        if row is None:
+            continue
+        out.update({f"{name}_level": str(row["level"]), f"{name}_mean": float(row["mean"]),
+                    f"{name}_diff": float(row["diff"]), f"{name}_low": float(row["diff_low"]),
+                    f"{name}_high": float(row["diff_high"]), f"{name}_verdict": _verdict_words(row["verdict"])})
+    return out
+
+
+def _verdict_words(verdict: str) -> str:
+    return {"higher": "reliably higher", "lower": "reliably lower",
+            "within noise": "within the noise", "reference": "the reference"}.get(verdict, verdict)
+
+
+def verdict_lists(summary: pd.DataFrame, titles: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """Which factors have a level reliably better / worse than their default, and which stay within noise.
+
+    Returns ``{"better": ..., "worse": ..., "within": ...}``, each a readable
+    list of factor titles ("none" when empty).
+    """
+    titles = dict(titles or {})
+    better, worse, within = [], [], []
+    for factor, frame in summary.groupby("factor", sort=False):
+        name = factor_title(factor, titles)
+        verdicts = set(frame["verdict"])
+        if "higher" in verdicts:
+            better.append(name)
+        if "lower" in verdicts:
+            worse.append(name)
+        if not verdicts & {"higher", "lower"}:
+            within.append(name)
+
+    def words(items: list[str]) -> str:
+        if not items:
+            return "none"
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    return {"better": words(better), "worse": words(worse), "within": words(within)}
+
+
+def budget_note(results: pd.DataFrame, titles: Optional[Mapping[str, str]] = None, max_listed: int = 6,
+                share: float = 0.5) -> str:
+    """:func:`budget_limited` in words: ``"none"``, the levels, or how many when they are too many to list."""
+    from clpips.book.ablations.summary import budget_limited
+    limited = budget_limited(results, share=share)
+    if limited.empty:
+        return "none"
+    titles = dict(titles or {})
+    names = [f"{factor_title(f, titles)} {lv}"
+             for f, lv in zip(limited["factor"], limited["level"])]
+    if len(names) <= max_listed:
+        return ", ".join(names)
+    n_levels = results.groupby(["factor", "level"]).ngroups
+    refs = set(zip(results.loc[results["reference"], "factor"], results.loc[results["reference"], "level"]))
+    with_default = ", the default fit among them," if refs & set(zip(limited["factor"], limited["level"])) else ""
+    return (f"{len(names)} of the {n_levels} levels{with_default} so on this data the epoch budget rather than "
+            "early stopping ends most fits, and a larger `epochs` may change the picture")
+
+
+def report_table(summary: pd.DataFrame, titles: Optional[Mapping[str, str]] = None, digits: int = 3,
+                 ci: float = DEFAULTS.ci) -> pd.DataFrame:
+    """:func:`summarize`'s table for reading: one row per (factor, level), rounded, the interval as text.
+
+    Columns: ``replicates``, ``ICC(A,k)`` (mean), ``sd``, ``minus LPIPS`` (mean gain over the
+    baseline on the same rankings), ``minus default`` (paired difference from the factor's
+    reference level), its interval and the verdict. Indexed by (factor title, level).
+    """
+    titles = dict(titles or {})
+    interval = f"{ci:.0%} interval"
+
+    def span(row) -> str:
+        if row["reference"]:
+            return "(reference)"
+        if not (np.isfinite(row["diff_low"]) and np.isfinite(row["diff_high"])):
+            return "n/a"
+        return f"{row['diff_low']:+.{digits}f} to {row['diff_high']:+.{digits}f}"
+
+    out = pd.DataFrame({
+        "factor": [factor_title(f, titles) for f in summary["factor"]],
+        "level": summary["level"].astype(str), "replicates": summary["n"].astype(int),
+        "ICC(A,k)": summary["mean"].round(digits), "sd": summary["sd"].round(digits),
+        "minus LPIPS": summary["delta"].round(digits), "minus default": summary["diff"].round(digits),
+        interval: [span(row) for _, row in summary.iterrows()], "verdict": summary["verdict"]})
+    return out.set_index(["factor", "level"])
+
+
+# --------------------------------------------------------------------------- notebooks
+def glue_all(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Glue every ``name -> value`` of ``values`` (as ``prefix + name``) for the book, not displayed.
+
+    A numpy scalar is glued as its Python value. Returns the glued mapping, so a cell can
+    show it or check it. Needs ``myst_nb`` (the book's extension).
+    """
+    from myst_nb import glue
+    out = {f"{prefix}{name}": (value.item() if isinstance(value, np.generic) else value)
+           for name, value in values.items()}
+    for name, value in out.items():
+        glue(name, value, display=False)
+    return out

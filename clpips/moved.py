@@ -1,0 +1,59 @@
+"""Old import paths of the modules that moved into the app and book layers (kept for one release).
+
+``import clpips.protocol`` is the core; the command line, the classroom, the widget and the book
+runner moved to :mod:`clpips.apps`, and code that serves one chapter to :mod:`clpips.book`.
+``import clpips.aligned`` (say) still works until 0.3, with a :class:`DeprecationWarning` naming the
+new path: this finder, last on :data:`sys.meta_path`, answers only for the names in :data:`MOVED`.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+
+#: old module path -> new module path (submodules of a moved package follow their package)
+MOVED = {
+    "clpips.cli": "clpips.apps.cli", "clpips.classroom": "clpips.apps.classroom",
+    "clpips.widget": "clpips.apps.widget", "clpips.notebook_runner": "clpips.apps.notebook_runner",
+    "clpips.plots": "clpips.book.plots", "clpips.report": "clpips.book.report",
+    "clpips.worked_example": "clpips.book.worked_example", "clpips.aligned": "clpips.book.aligned",
+    "clpips.baselines": "clpips.book.baselines", "clpips.personal": "clpips.book.personal",
+    "clpips.ablations": "clpips.book.ablations", "clpips.class_analysis": "clpips.book.class_analysis",
+    "clpips.layer_weights": "clpips.book.layer_weights", "clpips.citation": "clpips.book.citation",
+    "clpips.paper": "clpips.book.paper", "clpips.set_scores": "clpips.book.set_scores",
+    "clpips.history": "clpips.book.history", "clpips.datasets.summaries": "clpips.book.summaries",
+    "clpips.datasets.labels": "clpips.book.labels", "clpips.datasets.truth": "clpips.book.truth",
+}
+
+
+def new_name(old: str) -> str | None:
+    """Where module ``old`` lives now, or None if it did not move."""
+    for before, after in MOVED.items():
+        if old == before or old.startswith(before + "."):
+            return after + old[len(before):]
+    return None
+
+
+class MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports a moved module under its old name, warning once per import."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        new = new_name(fullname)
+        return None if new is None else importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec):
+        new = new_name(spec.name)
+        warnings.warn(f"{spec.name} moved to {new}; the old path works until clpips 0.3", DeprecationWarning,
+                      stacklevel=2)
+        return importlib.import_module(new)
+
+    def exec_module(self, module):
+        """The module is the new one, already executed."""
+
+
+def install() -> None:
+    """Put the finder last on :data:`sys.meta_path` (once)."""
+    if not any(isinstance(f, MovedFinder) for f in sys.meta_path):
+        sys.meta_path.append(MovedFinder())

@@ -21,6 +21,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from filelock import FileLock
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -60,7 +62,7 @@ def torch_bytes(obj: Any) -> bytes:
     every run; through a buffer the folder is always ``archive`` and the same
     object gives the same bytes.
     """
-    import torch
+    import torch  # loaded here: clpips.datasets and clpips.stats write through this module without torch
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()
@@ -183,7 +185,6 @@ def exclusive(lock_path: str | os.PathLike) -> Iterator[bool]:
     compute the same cached thing (notebooks run side by side), the second waits and then finds it.
     Yields True when locked; a folder that cannot be written yields False and runs unlocked (the
     writes themselves are atomic, so at worst the work is done twice)."""
-    from filelock import FileLock
     try:
         Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(lock_path))

@@ -55,6 +55,9 @@ MEMORY_BUDGET = 2 ** 30
 #: study's 2,040 images (0.6 MB of AlexNet activations each) three times: for the pair features, the
 #: embeddings and the teacher's new pairs (9, 11 and 11 s, measured)
 KEEP_BUDGET = 3 * 2 ** 29
+#: images per forward pass of the backbone (of equal size; :func:`layer_activations`): a pair's vector
+#: does not depend on it (an image's activations do not depend on its batch), only memory and speed do
+BATCH_SIZE = 32
 #: how much each LPIPS layer downsamples its input (AlexNet: conv1 stride 4, then pools of 2)
 LAYER_STRIDES = {"alex": (4, 8, 16, 16, 16), "vgg": (1, 2, 4, 8, 16)}
 
@@ -94,8 +97,8 @@ def feature_store(net: str, size: SizeRule) -> Path:
 
 
 def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", size: SizeRule = "target",
-                  device: str = "cpu", batch_size: int = 32, cache: bool = True,
-                  progress: bool = True, metric: Optional[CLPIPS] = None) -> PairFeatures:
+                  device: str = "cpu", cache: bool = True, progress: bool = True,
+                  metric: Optional[CLPIPS] = None) -> PairFeatures:
     """Feature vectors for (target, candidate) image references of ``dataset``.
 
     Memory stays bounded whatever the number of pairs: images are decoded chunk by chunk within
@@ -110,8 +113,9 @@ def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", 
         Anything with ``image_path(ref) -> Path`` (a :class:`clpips.datasets` dataset).
     pairs : sequence of (target ref, candidate ref)
         Duplicates are computed once.
-    net, size, device, batch_size
-        Backbone, size rule (:func:`clpips.images.match_sizes`), torch device, images per forward pass.
+    net, size, device
+        Backbone, size rule (:func:`clpips.images.match_sizes`), torch device (images go through the
+        backbone :data:`BATCH_SIZE` at a time).
     cache : bool
         Read and write the on-disk cache.
     metric : CLPIPS, optional
@@ -121,7 +125,7 @@ def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", 
     dim = sum(CHANNELS[net])
     paths = {ref: Path(dataset.image_path(ref)) for key in keys for ref in key}
     run = _Pass(paths, {ref: sha256_file(p) for ref, p in paths.items()}, feature_store(net, size), size,
-                batch_size, progress, cache)
+                BATCH_SIZE, progress, cache)
     matrix = _new_matrix(len(keys), dim)
     row = {key: i for i, key in enumerate(keys)}
     todo = _fill_from_cache(run, keys, matrix, row, {}) if cache else keys
@@ -240,31 +244,24 @@ def _valid_entry(entry, dim: int) -> bool:
             and bool(torch.isfinite(vectors).all()))
 
 
-def _finite_vector(value, dim: int) -> bool:
+def finite_vector(value, dim: int) -> bool:
+    """Whether ``value`` is a tensor of ``dim`` finite numbers (a cached embedding's check)."""
     return isinstance(value, torch.Tensor) and tuple(value.shape) == (dim,) and bool(torch.isfinite(value).all())
+
+
+#: the old name, which clpips.book.aligned imports, until it imports :func:`finite_vector`
+_finite_vector = finite_vector
 
 
 def read_cached(path: Path, valid, holds: str):
     """A torch-saved cache entry written by :func:`clpips.atomic.write_checked`, verified: its checksum,
-    then ``valid(obj)``. A bad entry (``holds`` says what it should hold) is named in a
-    :class:`CacheWarning`, removed, and None returned, so the caller rebuilds it; None when absent."""
+    then ``valid(obj)`` (:func:`clpips.atomic.read_entry`, the one reader of a checked entry). A bad
+    entry (``holds`` says what it should hold) is named in a :class:`CacheWarning`, removed, and None
+    returned, so the caller rebuilds it; None when absent."""
     if not path.is_file():
         return None
-    try:
-        obj = torch.load(io.BytesIO(atomic.read_checked(path)), map_location="cpu", weights_only=True)
-        if not valid(obj):
-            raise atomic.CacheEntryError(f"{path}: cache entry does not hold {holds}")
-    except Exception as err:  # a checksum mismatch, or bytes torch cannot read
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if not isinstance(err, atomic.CacheEntryError):
-            reason = f"{path}: unreadable cache entry ({reason})"
-        try:
-            atomic.remove_entry(path)
-        except OSError:
-            pass
-        warnings.warn(f"{reason}; removed it, rebuilding", CacheWarning, stacklevel=4)
-        return None
-    return obj
+    return atomic.read_entry(path, lambda data: torch.load(io.BytesIO(data), map_location="cpu", weights_only=True),
+                             valid, holds, CacheWarning, stacklevel=4)
 
 
 def activation_bytes(net: str, height: int, width: int) -> float:
@@ -292,7 +289,7 @@ class _Kept:
 _KEPT = _Kept()
 
 
-def layer_activations(metric: CLPIPS, images: dict[tuple, torch.Tensor], batch_size: int = 32,
+def layer_activations(metric: CLPIPS, images: dict[tuple, torch.Tensor], batch_size: int = BATCH_SIZE,
                       bar=None, keep: bool = True) -> dict[tuple, list[torch.Tensor]]:
     """The channel-normalised layer activations (each ``1 x C x h x w``, on ``metric``'s device) of each image.
 

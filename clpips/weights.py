@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"checkpoint refers to {module}.{name}, which is not allowed")
         if module.startswith("numpy") and name == "_reconstruct":
-            return np.core.multiarray._reconstruct if hasattr(np, "core") else np._core.multiarray._reconstruct
+            # numpy 2 names it numpy._core (numpy.core still answers, with a DeprecationWarning); numpy 1, numpy.core
+            return np._core.multiarray._reconstruct if hasattr(np, "_core") else np.core.multiarray._reconstruct
         return getattr(np, name)
 
 
@@ -222,7 +224,6 @@ def load_backbone(net: str = "alex") -> dict[str, dict[str, torch.Tensor]]:
         return problem
     if not cached:
         raise WeightsUnavailableError(f"{path}: {problem}; point CLPIPS_BACKBONE_WEIGHTS at a file written by clpips")
-    import warnings
     warnings.warn(f"{path}: {problem}; removed it, rebuilding", UserWarning, stacklevel=2)
     atomic.remove_entry(path)
     _build_cache(net, path)

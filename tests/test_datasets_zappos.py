@@ -21,6 +21,7 @@ from scipy import optimize, stats
 from scipy.sparse.csgraph import connected_components
 
 from clpips import datasets
+from clpips.book.agreement import split_half
 from clpips.datasets import zappos
 from clpips.datasets.download import DownloadError
 
@@ -408,17 +409,29 @@ def test_split_half_of_noiseless_triplets_is_perfect():
     table = zappos.rankings(clean, pool, k=6, sets_per_target=2, seed=0)
     ranks = zappos.split_half_ranks(table, clean, seed=0)
     assert np.array_equal(ranks["rank_a"], table["rank"]) and np.array_equal(ranks["rank_b"], table["rank"])
-    result = zappos.split_half(table, clean, seed=0)
+    result = split_half(table, clean, seed=0)
     assert result["rho_half"] == pytest.approx(1) and result["icc_A_k"] == pytest.approx(1)
     assert result["rho_spearman_brown"] == pytest.approx(1)
     assert result["n_sets"] == 28 and result["n_rows"] == 168
+
+
+@pytest.mark.filterwarnings("ignore::clpips.stats.DegenerateDataWarning")  # halves agree exactly
+def test_split_half_keeps_its_old_path_for_one_release():
+    pool = np.arange(0, 40, 3)
+    clean = synthetic(False, pool, copies=6)
+    table = zappos.rankings(clean, pool, k=6, sets_per_target=2, seed=0)
+    with pytest.warns(DeprecationWarning, match=r"zappos\.split_half moved to clpips\.book\.agreement\.split_half"):
+        from clpips.datasets.zappos import split_half as old
+    assert old is split_half and old(table, clean, seed=1) == split_half(table, clean, seed=1)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        zappos.nothing
 
 
 def test_split_half_of_coin_flips_is_near_zero_and_stepped_up():
     pool = np.arange(20)
     noise = synthetic(True, pool, copies=4, seed=1)
     table = zappos.rankings(noise, pool, k=8, sets_per_target=2, seed=0)
-    result = zappos.split_half(table, noise, seed=0)
+    result = split_half(table, noise, seed=0)
     assert abs(result["rho_half"]) < 0.15
     r = result["rho_half"]
     assert result["rho_spearman_brown"] == pytest.approx(2 * r / (1 + r))
@@ -430,7 +443,7 @@ def test_split_half_uses_disjoint_halves_and_is_seeded(data, triplets):
         list(data.table[["set_id", "candidate"]].itertuples(index=False))
     again = zappos.split_half_ranks(data.table, triplets, seed=0)
     assert again.equals(ranks) and not zappos.split_half_ranks(data.table, triplets, seed=1).equals(ranks)
-    result = zappos.split_half(data.table, triplets, seed=0)
+    result = split_half(data.table, triplets, seed=0)
     rho = stats.spearmanr(ranks["rank_a"], ranks["rank_b"]).statistic
     assert result["rho_half"] == pytest.approx(rho)
     assert 0.5 < result["rho_half"] < result["rho_spearman_brown"] < 1

@@ -21,9 +21,10 @@ every answer is a triplet ``(head, winner, loser)``; a Bradley–Terry model fit
 triplets (pooled over people) gives every other image a strength; ``sets_per_target`` disjoint
 sets of ``k`` candidates are drawn per target with ``numpy.random.default_rng([seed, target])``
 and ranked by strength, rater ``"crowd"``. The split by image refits each head on the given
-images only (``within``); the data's reliability is :func:`split_half` (two random halves of each
-head's triplets). Every image is a head in 359–2,196 answered queries, spread over its 406
-candidate pairs, so a head's strengths rest on fewer comparisons than zappos's (about 3,300).
+images only (``within``); the data's reliability rests on :func:`split_half_ranks` (two random
+halves of each head's triplets, compared by :func:`clpips.book.agreement.split_half`). Every image
+is a head in 359–2,196 answered queries, spread over its 406 candidate pairs, so a head's
+strengths rest on fewer comparisons than zappos's (about 3,300).
 
 Ground truth: because the shapes differ in smoothness only, ``|smoothness(candidate) -
 smoothness(target)|`` orders any set's candidates (:func:`truth_ranks`, ties averaged). The
@@ -43,12 +44,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import io
 import json
 import os
+import warnings
 import zipfile
 from collections.abc import Sequence
-from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -61,7 +63,7 @@ import clpips.datasets.download as download
 import clpips.datasets.zappos as zappos
 from clpips.datasets.download import data_dir
 from clpips.datasets.schema import RankingDataError, RankingDataset
-from clpips.datasets.validate import TIES, validate
+from clpips.datasets.validate import check_ties
 
 NAME = "alien_eggs"
 COMMIT = "3e92c9c6c364c0a15a6f344607324b8f83d914eb"
@@ -129,13 +131,9 @@ def head_triplets(triplets: np.ndarray) -> zappos.HeadTriplets:
 
 
 def fetch_files(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Verified local copies of the two published files in ``<cache>/data/alien_eggs/``.
-
-    An explicit ``mirror`` or ``base_url`` wins; otherwise ``$CLPIPS_DATA_MIRROR``, then
-    ``$CLPIPS_ALIEN_EGGS_URL``, then the canonical addresses (:data:`FOLDERS`). A file that
-    cannot be fetched or whose sha256 differs is a one-line
-    :class:`clpips.datasets.download.DownloadError` naming it, and nothing is kept under its name.
-    """
+    """Verified local copies of the two published files in ``<cache>/data/alien_eggs/``, fetched as
+    :func:`clpips.datasets.zappos.fetch_files` fetches (``$CLPIPS_ALIEN_EGGS_URL``; the canonical
+    addresses: :data:`FOLDERS`)."""
     paths = {}
     for name, folder in FOLDERS.items():
         canonical = f"{BASE_URL}/{folder}".rstrip("/")
@@ -186,22 +184,16 @@ def read_queries(path: str | os.PathLike) -> pd.DataFrame:
     more similar to the head; -1 where the query was not answered). Image indices as in :func:`index`.
     """
     source = str(path)
+    raw = zappos.zip_member(path, ".json")
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.endswith(".json") and not n.startswith("__MACOSX/")]
-            if len(names) != 1:
-                raise RankingDataError(f"{source}: expected one .json file inside, found {names}")
-            responses = json.loads(archive.read(names[0]))["participant_responses"]
-    except zipfile.BadZipFile as err:
-        raise RankingDataError(f"{source}: not a zip file ({err})") from None
+        responses = json.loads(raw)["participant_responses"]
     except (ValueError, KeyError, TypeError) as err:
         raise RankingDataError(f"{source}: not a NEXT export with participant_responses ({err!r})") from None
     rows = [(person, *_query_row(query, f"{source}, participant {person}, query {n + 1}"))
             for person, queries in responses.items() for n, query in enumerate(queries)]
     frame = pd.DataFrame(rows, columns=["participant", "head", "left", "right", "winner", "sampler"])
     images = frame[["head", "left", "right"]].to_numpy()
-    bad = ((images < 0) | (images >= N_IMAGES)).any(axis=1) | (images[:, 0] == images[:, 1]) \
-        | (images[:, 0] == images[:, 2]) | (images[:, 1] == images[:, 2])
+    bad = zappos.invalid_triplets(images, N_IMAGES)
     if bad.any():
         row = frame.iloc[int(np.flatnonzero(bad)[0])]
         raise RankingDataError(f"{source}, participant {row['participant']}: query {images[bad][0].tolist()} "
@@ -259,40 +251,26 @@ def load(k: int = DEFAULTS.k, sets_per_target: int = DEFAULTS.alien_eggs_sets_pe
     Parameters as :func:`clpips.datasets.zappos.load`'s (``k`` 2..29, ``k * sets_per_target <= 29``).
     ``image_info`` has ``image``, ``index``, ``smoothness`` and ``answers_as_head``.
     """
-    if ties not in TIES:
-        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    check_ties(ties)
     files = fetch_files(base_url=base_url, mirror=mirror)
     root = data_dir(NAME)
-    unpack_images(files[IMAGES_FILE], root)
+    unpack_images(files[IMAGES_FILE], root)          # before the table is validated: it checks the images
     answers = answered_triplets(read_queries(files[ANSWERS_FILE]))
-    heads = head_triplets(answers)  # shared by the table and every within() draw: fits are remembered
-    table = zappos.rankings(heads, range(N_IMAGES), k=k, sets_per_target=sets_per_target, seed=seed,
-                            alpha=alpha, ties=ties)
-    source = f"alien_eggs rankings (k={k}, sets_per_target={sets_per_target}, seed={seed})"
     info = index()[["image", "index", "smoothness"]].assign(
         answers_as_head=np.bincount(answers[:, 0], minlength=N_IMAGES))
-    return RankingDataset(
-        table=validate(table, root, source=source, ties=ties, k=k), root=root, name=NAME,
+    return zappos.crowd_dataset(
+        head_triplets(answers), root, k=k, sets_per_target=sets_per_target, seed=seed, alpha=alpha, ties=ties,
         citation=CITATION, licence=LICENCE, image_info=info,
-        within=partial(zappos.within, triplets=heads, root=root, k=k, sets_per_target=sets_per_target,
-                       alpha=alpha, ties=ties),
         description=(f"30 computer-drawn shapes varying in smoothness only, and {len(answers):,} crowd answers "
                      "(NEXT, Jamieson et al. 2015; queries chosen by five active and random samplers): each "
                      f"image a target with {sets_per_target} disjoint sets of {k} random candidates, ranked by "
-                     "Bradley-Terry strengths fitted to that target's answers."),
-    )
+                     "Bradley-Terry strengths fitted to that target's answers."))
 
 
 def split_half_ranks(table: pd.DataFrame, triplets: np.ndarray, seed: int = DEFAULTS.seed,
                      alpha: float = ALPHA) -> pd.DataFrame:
     """:func:`clpips.datasets.zappos.split_half_ranks` on this dataset's images."""
     return zappos.split_half_ranks(table, head_triplets(triplets), seed=seed, alpha=alpha)
-
-
-def split_half(table: pd.DataFrame, triplets: np.ndarray, seed: int = DEFAULTS.seed,
-               alpha: float = ALPHA) -> dict[str, float]:
-    """The data's split-half reliability (:func:`clpips.datasets.zappos.split_half`) on this dataset's images."""
-    return zappos.split_half(table, head_triplets(triplets), seed=seed, alpha=alpha)
 
 
 def smoothness_gap(table: pd.DataFrame) -> np.ndarray:
@@ -333,3 +311,17 @@ def against_truth(table: pd.DataFrame, dist: np.ndarray | None = None, names: Se
         raise ValueError(f"dist has {dist.shape[1]} columns for {len(names)} names")
     scored = np.column_stack([table["rank"].to_numpy(float), dist])
     return rank_scores(truth_table(table), scored, [RATER, *names], per_ranking=True, kendall=True)
+
+
+def __getattr__(name: str):
+    """``split_half``, moved to :func:`clpips.book.agreement.split_half` (which takes :func:`head_triplets`),
+    at its old path with a DeprecationWarning until clpips 0.3."""
+    if name != "split_half":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"{__name__}.split_half moved to clpips.book.agreement.split_half (pass "
+                  "alien_eggs.head_triplets(triplets)); the old path works until clpips 0.3", DeprecationWarning,
+                  stacklevel=2)
+    # by name, as clpips.moved does: the core does not import the book; only this old path reaches it
+    agreement = importlib.import_module("clpips.book.agreement")
+    return lambda table, triplets, seed=DEFAULTS.seed, alpha=ALPHA: agreement.split_half(
+        table, head_triplets(triplets), seed=seed, alpha=alpha)

@@ -46,13 +46,14 @@ from PIL import Image
 from scipy.stats import rankdata
 
 import clpips.atomic as atomic
+from clpips.choices import CANDIDATE_RULES
 from clpips.defaults import DEFAULTS
 from clpips.paths import sha256_file
 
 import clpips.datasets.download as download
 from clpips.datasets.download import data_dir
 from clpips.datasets.schema import RankingDataError, RankingDataset
-from clpips.datasets.validate import TIES, validate
+from clpips.datasets.validate import check_ties, validate
 
 COMMIT = "f1f83cadb7243492a1aae7460466e0f0140b20ac"
 BASE_URL = f"https://raw.githubusercontent.com/rsagroup/rsatoolbox/{COMMIT}/demos/92imageData"
@@ -63,7 +64,8 @@ SHA256 = {
     STIMULI_FILE: "06f21214399a5d43dc264eed19a7f4b8daf11c8622a59eec3e106064ce5e3504",
 }
 N_IMAGES = 92
-CANDIDATES = ("random", "stratified")
+#: how candidates are drawn (the module docstring): the one list, in :mod:`clpips.choices`
+CANDIDATES = CANDIDATE_RULES
 CITATION = (
     "Kriegeskorte N, Mur M, Ruff DA, Kiani R, Bodurka J, Esteky H, Tanaka K, Bandettini PA (2008). "
     "Matching categorical object representations in inferior temporal cortex of man and monkey. "
@@ -230,8 +232,7 @@ def load(k: int = DEFAULTS.k, candidates: str = DEFAULTS.candidates, seed: int =
     base_url, mirror : optional
         Where to fetch the files from (see :func:`fetch_files`).
     """
-    if ties not in TIES:
-        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    check_ties(ties)
     files = fetch_files(base_url=base_url, mirror=mirror)
     rdms, raters = read_rdms(files[RDM_FILE])
     pixels, info = read_stimuli(files[STIMULI_FILE])

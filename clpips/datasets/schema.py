@@ -30,6 +30,8 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from clpips.atomic import atomic_path
+
 REQUIRED = ("set_id", "target", "candidate", "rater", "rank")
 OPTIONAL = ("group", "iteration", "prompt")
 COLUMNS = REQUIRED + OPTIONAL
@@ -110,7 +112,9 @@ class RankingDataset:
 
     def open_image(self, ref: str) -> Image.Image:
         """Image ``ref`` as RGB, EXIF orientation applied, alpha composited on white."""
-        from clpips.images import open_rgb  # the package's one image reader
+        # the package's one image reader; clpips.images imports torch, loaded here so that importing
+        # clpips.datasets stays torch-free
+        from clpips.images import open_rgb
 
         return open_rgb(self.image_path(ref))
 
@@ -139,8 +143,6 @@ class RankingDataset:
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write the table as CSV atomically (temporary file, then rename); text a spreadsheet
         would run as a formula is neutralised (:func:`spreadsheet_safe`)."""
-        from clpips.atomic import atomic_path
-
         with atomic_path(path) as tmp:
             spreadsheet_safe(self.table).to_csv(tmp, index=False, lineterminator="\n")
         return Path(path)

@@ -40,15 +40,22 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from clpips.choices import TIES  # what to do with tied ranks: the one list (the CLI offers it too)
 from clpips.paths import existing_path
 from clpips.datasets.schema import COLUMNS, REQUIRED, RankingDataError
 
-TIES = ("reject", "average")
 _TEXT = ("set_id", "target", "candidate", "rater")
 _BAD_REF = r"^/|^[A-Za-z]:|\\|(?:^|/)\.\.(?:/|$)"
 _BAD_REF_RE = re.compile(_BAD_REF)
 #: the largest whole number float64 holds exactly: ranks beyond it are outside any set's range, iterations refused
 _LARGEST = 2 ** 53
+
+
+def check_ties(ties: str) -> str:
+    """``ties`` if it is one of :data:`TIES`, else a one-line ValueError naming the choices."""
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    return ties
 
 
 def normalize_ref(ref: str) -> str:
@@ -114,8 +121,7 @@ def validate(table: pd.DataFrame, root: str | Path | None = None, *, source: str
     RankingDataError
         At the first rule broken.
     """
-    if ties not in TIES:
-        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    check_ties(ties)
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
         _reject(source, [1], f"missing required column(s) {missing}; the header has {list(table.columns)}",
@@ -258,7 +264,9 @@ def _check_images(out: pd.DataFrame, root: str | Path | None, source: str) -> bo
     (returns True when one was)."""
     if root is None:
         raise ValueError("root is needed to check images; pass check_images=False to skip")
-    from clpips.images import ImageReadError, open_rgb  # the package's one image reader
+    # the package's one image reader; clpips.images imports torch, loaded here so that importing
+    # clpips.datasets stays torch-free
+    from clpips.images import ImageReadError, open_rgb
     on_disk = {}
     for ref in sorted(set(out["target"]) | set(out["candidate"])):
         found = "/".join(existing_path(ref, root).parts[len(Path(root).parts):])

@@ -66,8 +66,9 @@ and draws candidates only among them. Restricting the full-head strengths
 instead would carry information from comparisons with the other side's images.
 
 Reliability (not a noise ceiling): with no individual raters, the data's reliability is measured
-by splitting each head's triplets at random into two halves, ranking every set
-from each half, and comparing the two rankings (:func:`split_half`).
+by splitting each head's triplets at random into two halves and ranking every set
+from each half (:func:`split_half_ranks`); the book compares the two rankings
+(:func:`clpips.book.agreement.split_half`).
 
 Files (``deconflicted_triplets.csv.zip``, ``images/0.jpg`` ...
 ``images/84.jpg``) come from ``stsievert/salmon`` at a fixed commit and are
@@ -79,8 +80,10 @@ when that variable is set (or ``mirror=`` is passed), else downloaded from
 """
 from __future__ import annotations
 
+import importlib
 import io
 import os
+import warnings
 import zipfile
 from collections.abc import Collection, Sequence
 from functools import partial
@@ -95,7 +98,7 @@ from clpips.defaults import DEFAULTS
 import clpips.datasets.download as download
 from clpips.datasets.download import data_dir
 from clpips.datasets.schema import RankingDataError, RankingDataset
-from clpips.datasets.validate import TIES, validate
+from clpips.datasets.validate import check_ties, validate
 
 COMMIT = "3e92c9c6c364c0a15a6f344607324b8f83d914eb"
 BASE_URL = f"https://raw.githubusercontent.com/stsievert/salmon/{COMMIT}/examples/zappos/_raw"
@@ -150,32 +153,31 @@ def image_index(ref: str) -> int:
 
 
 def fetch_files(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Verified local copies of every file of :data:`SHA256` in ``<cache>/data/zappos/``.
-
-    An explicit ``mirror`` or ``base_url`` wins; otherwise ``$CLPIPS_DATA_MIRROR``,
-    then ``$CLPIPS_ZAPPOS_URL``, then the canonical address. Files already in the
-    cache with the right sha256 are not fetched again.
-
-    Raises
-    ------
-    clpips.datasets.download.DownloadError
-        At the first file that cannot be fetched or whose sha256 differs, naming
-        it; nothing is left in the cache under that file's name.
-    """
+    """Verified local copies of every file of :data:`SHA256` in ``<cache>/data/zappos/``
+    (:func:`clpips.datasets.download.fetch_files`: an explicit ``mirror`` or ``base_url`` wins, then
+    ``$CLPIPS_DATA_MIRROR``, ``$CLPIPS_ZAPPOS_URL``, the canonical address; a file that cannot be fetched
+    or whose sha256 differs is a one-line DownloadError naming it, and nothing is kept under its name)."""
     return download.fetch_files("zappos", SHA256, BASE_URL, "CLPIPS_ZAPPOS_URL", base_url=base_url, mirror=mirror)
+
+
+def zip_member(path: str | os.PathLike, suffix: str) -> bytes:
+    """The bytes of the one file ending in ``suffix`` inside the zip ``path`` (macOS metadata, ``__MACOSX/``,
+    ignored); a one-line :class:`RankingDataError` naming ``path`` when it is not a zip or holds no such
+    file or several."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith(suffix) and not n.startswith("__MACOSX/")]
+            if len(names) != 1:
+                raise RankingDataError(f"{path}: expected one {suffix} file inside, found {archive.namelist()}")
+            return archive.read(names[0])
+    except zipfile.BadZipFile as err:
+        raise RankingDataError(f"{path}: not a zip file ({err})") from None
 
 
 def read_triplets(path: str | os.PathLike) -> np.ndarray:
     """The triplets (``n x 3`` int64: head, closer, farther) from the published zip."""
     source = str(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.endswith(".csv")]
-            if len(names) != 1:
-                raise RankingDataError(f"{source}: expected one .csv file inside, found {archive.namelist()}")
-            raw = archive.read(names[0])
-    except zipfile.BadZipFile as err:
-        raise RankingDataError(f"{source}: not a zip file ({err})") from err
+    raw = zip_member(path, ".csv")
     try:
         triplets = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.int64, ndmin=2)
     except ValueError as err:
@@ -183,13 +185,19 @@ def read_triplets(path: str | os.PathLike) -> np.ndarray:
     if triplets.shape[1] != 3:
         raise RankingDataError(f"{source}: lines must be three whole numbers head,closer,farther, "
                                f"found {triplets.shape[1]} columns")
-    bad = ((triplets < 0) | (triplets >= N_IMAGES)).any(axis=1) | (triplets[:, 0] == triplets[:, 1]) \
-        | (triplets[:, 0] == triplets[:, 2]) | (triplets[:, 1] == triplets[:, 2])
+    bad = invalid_triplets(triplets, N_IMAGES)
     if bad.any():
         line = int(np.flatnonzero(bad)[0]) + 1
         raise RankingDataError(f"{source}, line {line}: {triplets[line - 1].tolist()} is not three different "
                                f"image indices in 0..{N_IMAGES - 1}")
     return triplets
+
+
+def invalid_triplets(triplets: np.ndarray, n_images: int) -> np.ndarray:
+    """Which rows of an ``n x 3`` array are not three different image indices in ``0..n_images-1`` (boolean)."""
+    outside = ((triplets < 0) | (triplets >= n_images)).any(axis=1)
+    return outside | (triplets[:, 0] == triplets[:, 1]) | (triplets[:, 0] == triplets[:, 2]) \
+        | (triplets[:, 1] == triplets[:, 2])
 
 
 def bradley_terry(wins: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
@@ -354,6 +362,11 @@ class HeadTriplets:
         return [self._fits[key] for key in keys]
 
 
+def as_heads(triplets: np.ndarray | HeadTriplets) -> HeadTriplets:
+    """``triplets`` grouped by head: a :class:`HeadTriplets` as it is, an array as zappos's."""
+    return triplets if isinstance(triplets, HeadTriplets) else HeadTriplets(triplets)
+
+
 def strength_ranks(strengths: np.ndarray) -> np.ndarray:
     """Ranks of ``strengths``, 1 = strongest; values within :data:`TIE_TOLERANCE`
     of their neighbour in sorted order share their average rank."""
@@ -403,9 +416,8 @@ def rankings(triplets: np.ndarray | HeadTriplets, pool: Collection[int], k: int 
     ``triplets``: the array (zappos's), or a :class:`HeadTriplets` (which remembers its fits,
     and names the images). Not validated; :func:`load` and :func:`within` validate.
     """
-    if ties not in TIES:
-        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
-    heads = triplets if isinstance(triplets, HeadTriplets) else HeadTriplets(triplets)
+    check_ties(ties)
+    heads = as_heads(triplets)
     pool = np.array(sorted(set(int(i) for i in pool)), dtype=np.int64)
     ids, targets, candidates, ranks = [], [], [], []
     others = {int(t): pool[pool != t] for t in pool}
@@ -443,7 +455,7 @@ def within(images: Collection[str], seed: int = DEFAULTS.seed, *, triplets: np.n
     docstring: the leak-free choice for a split by image). With all 85 images this
     is the table :func:`load` gives with the same options. ``triplets``: as :func:`rankings`'s.
     """
-    heads = triplets if isinstance(triplets, HeadTriplets) else HeadTriplets(triplets)
+    heads = as_heads(triplets)
     pool = sorted({heads.index(ref) for ref in images})
     if len(pool) < 3:
         raise ValueError(f"{heads.name}: within() needs at least 3 images (a target and two candidates), "
@@ -480,27 +492,32 @@ def load(k: int = DEFAULTS.k, sets_per_target: int = DEFAULTS.zappos_sets_per_ta
     base_url, mirror : optional
         Where to fetch the files from (see :func:`fetch_files`).
     """
-    if ties not in TIES:
-        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
-    files = fetch_files(base_url=base_url, mirror=mirror)
-    triplets = read_triplets(files[TRIPLETS_FILE])
-    heads = HeadTriplets(triplets)  # shared by the table and every within() draw: fits are remembered
-    root = data_dir("zappos")
-    table = rankings(heads, range(N_IMAGES), k=k, sets_per_target=sets_per_target, seed=seed,
-                     alpha=alpha, ties=ties)
-    source = f"zappos rankings (k={k}, sets_per_target={sets_per_target}, seed={seed})"
-    as_head = np.bincount(triplets[:, 0], minlength=N_IMAGES)
+    check_ties(ties)
+    triplets = read_triplets(fetch_files(base_url=base_url, mirror=mirror)[TRIPLETS_FILE])
     info = pd.DataFrame({"image": [image_ref(i) for i in range(N_IMAGES)], "index": np.arange(N_IMAGES),
-                         "triplets_as_head": as_head})
-    return RankingDataset(
-        table=validate(table, root, source=source, ties=ties, k=k), root=root, name="zappos",
-        citation=CITATION, licence=LICENCE, image_info=info,
-        within=partial(within, triplets=heads, root=root, k=k, sets_per_target=sets_per_target,
-                       alpha=alpha, ties=ties),
+                         "triplets_as_head": np.bincount(triplets[:, 0], minlength=N_IMAGES)})
+    return crowd_dataset(
+        HeadTriplets(triplets), data_dir("zappos"), k=k, sets_per_target=sets_per_target, seed=seed,
+        alpha=alpha, ties=ties, citation=CITATION, licence=LICENCE, image_info=info,
         description=(f"85 shoe photographs (UT-Zappos50K) and {len(triplets):,} crowd triplets (Heim et al. 2015): "
                      f"each image a target with {sets_per_target} disjoint sets of {k} random candidates, ranked by "
-                     "Bradley-Terry strengths fitted to that target's triplets."),
-    )
+                     "Bradley-Terry strengths fitted to that target's triplets."))
+
+
+def crowd_dataset(heads: HeadTriplets, root: Path, k: int, sets_per_target: int, seed: int, alpha: float,
+                  ties: str, **about) -> RankingDataset:
+    """A crowd's triplets as a dataset of rankings (zappos's, :mod:`.alien_eggs`'s): every image a target
+    (:func:`rankings`), the table validated, and the ``within`` hook sharing ``heads``, so that the
+    fits of the table and of every ``within`` draw are remembered. ``about``: the
+    :class:`RankingDataset`'s ``citation``, ``licence``, ``image_info`` and ``description``; its name
+    is ``heads.name``."""
+    table = rankings(heads, range(len(heads.refs)), k=k, sets_per_target=sets_per_target, seed=seed,
+                     alpha=alpha, ties=ties)
+    source = f"{heads.name} rankings (k={k}, sets_per_target={sets_per_target}, seed={seed})"
+    return RankingDataset(
+        table=validate(table, root, source=source, ties=ties, k=k), root=root, name=heads.name,
+        within=partial(within, triplets=heads, root=root, k=k, sets_per_target=sets_per_target,
+                       alpha=alpha, ties=ties), **about)
 
 
 def triplets(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> np.ndarray:
@@ -519,7 +536,7 @@ def split_half_ranks(table: pd.DataFrame, triplets: np.ndarray | HeadTriplets, s
     within each set, 1 = strongest, ties averaged) in the table's row order. ``triplets``: as
     :func:`rankings`'s.
     """
-    heads = triplets if isinstance(triplets, HeadTriplets) else HeadTriplets(triplets)
+    heads = as_heads(triplets)
     refs = sorted(set(table["target"]) | set(table["candidate"]))
     pool = np.array(sorted(heads.index(r) for r in refs), dtype=np.int64)
     in_pool = np.zeros(len(heads.refs), dtype=bool)
@@ -550,30 +567,12 @@ def split_half_ranks(table: pd.DataFrame, triplets: np.ndarray | HeadTriplets, s
         ["set_id", "target", "candidate", "rank_a", "rank_b"]].reset_index(drop=True)
 
 
-def split_half(table: pd.DataFrame, triplets: np.ndarray | HeadTriplets, seed: int = DEFAULTS.seed,
-               alpha: float = ALPHA) -> dict[str, float]:
-    """The data's split-half reliability: agreement of the rankings from two random halves of the triplets.
-
-    Uses :func:`split_half_ranks`, then the package's one computation of the paper's
-    statistics (:func:`clpips.stats.metric_statistics`, half B's ranks as the
-    "metric"), and the Spearman–Brown prophecy
-    (:func:`clpips.book.worked_example.spearman_brown`) to step the half-data
-    correlation up to the full data.
-
-    Returns
-    -------
-    dict
-        ``rho_half`` (pooled Spearman of half-A vs half-B ranks), ``rho_spearman_brown``
-        (``2 rho / (1 + rho)``: the reliability of rankings from all triplets),
-        ``icc_A_k`` (ICC(A,k) of the two halves as two raters; with two raters it is
-        itself a step-up to their mean, close to ``rho_spearman_brown``), ``n_sets``,
-        ``n_rows``, ``seed``.
-    """
-    from clpips.stats import metric_statistics
-    from clpips.book.worked_example import spearman_brown
-
-    ranks = split_half_ranks(table, triplets, seed=seed, alpha=alpha)
-    stats = metric_statistics(ranks, "set_id", "rank_a", "rank_b")
-    return {"rho_half": stats["rho"], "rho_spearman_brown": spearman_brown(stats["rho"], 2),
-            "icc_A_k": stats["icc"], "n_sets": int(ranks["set_id"].nunique()), "n_rows": int(len(ranks)),
-            "seed": int(seed)}
+def __getattr__(name: str):
+    """``split_half``, moved to :func:`clpips.book.agreement.split_half`, at its old path with a
+    DeprecationWarning until clpips 0.3."""
+    if name != "split_half":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"{__name__}.split_half moved to clpips.book.agreement.split_half; the old path works until "
+                  "clpips 0.3", DeprecationWarning, stacklevel=2)
+    # by name, as clpips.moved does: the core does not import the book; only this old path reaches it
+    return importlib.import_module("clpips.book.agreement").split_half

@@ -41,54 +41,40 @@ k = DEFAULTS.k
 candidates = DEFAULTS.candidates
 seed = DEFAULTS.seed
 
-# %% tags=["hide-input"]
-import warnings
-
+# %%
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 from scipy import stats
 
-from clpips.book import paper
-from clpips.datasets import zappos
-from clpips.book import summaries
+from clpips.book import paper, summaries
+from clpips.book.agreement import split_half
 from clpips.book.labels import category_mean_rank, same_category, top_rank_share
-from clpips.datasets.scenes import NAMES
-from clpips.datasets.simulated import StudyDesign
-from clpips.book.truth import WEIGHTINGS, attribute_matches, truth_agreement
-from clpips.experiment import load_dataset
 from clpips.book.plots import datasets as plots
 from clpips.book.report import glue_all
+from clpips.book.truth import WEIGHTINGS, attribute_matches, truth_agreement
+from clpips.datasets import zappos
+from clpips.datasets.scenes import NAMES
+from clpips.datasets.simulated import StudyDesign
+from clpips.experiment import load_dataset
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 
-options = {"k": k, "candidates": candidates, "seed": seed}
-# the dataset the later chapters use; a CSV study takes none of the built-in datasets' options
-data = load_dataset(dataset, **options)  # a CSV study ignores the built-in sampling options
-mur = data if data.name == "mur92" else load_dataset("mur92", **options)
-sim = data if data.name == "simulated" else load_dataset("simulated", **options)
-zap = data if data.name == "zappos" else load_dataset("zappos", **options)
-studies = {"mur92": mur, "simulated": sim, "zappos": zap}
-if data.name not in studies:                     # a study of your own (a CSV file)
-    studies[data.name] = data
+# %% [markdown]
+# Every dataset loads as one table of rankings in the same shape: one row per (set, rater,
+# candidate), with the rank that rater gave that candidate. The `dataset` parameter names the
+# one the later chapters use; a study of your own (a CSV file) joins the three built-in ones.
 
-counts = pd.concat({name: summaries.counts(s.table) for name, s in studies.items()}).droplevel(1)
-counts.index.name = "dataset"
-
-book = summaries.counts(data.table).iloc[0]
-glue_all({"n_targets": int(book["targets"]), "n_raters": int(book["raters"]),   # pasted by book/reproduction.md
-          "n_rankings": int(book["rankings"])})
-glue_all({f"{short}_{column}": int(counts.loc[name, column])                   # nb01_mur_sets, nb01_sim_pairs, ...
-          for name, short in (("mur92", "mur"), ("simulated", "sim"), ("zappos", "zap"))
-          for column in ("sets", "raters", "targets", "rankings", "pairs", "k_max")}, prefix="nb01_")
-glue_all({"dataset": data.name, "mur_images": int(mur.image_info.shape[0]),
-          "mur_others": int(counts.loc["mur92", "raters"]) - 1,
-          "paper_lpips_rho": paper.value("lpips_spearman"),                        # the paper's Table 3
-          "paper_clpips_rho": paper.value("clpips_spearman"),
-          "mur_categories": int(mur.image_info["category"].nunique())}, prefix="nb01_")
+# %%
+options = {"k": k, "candidates": candidates, "seed": seed}   # a CSV study ignores these sampling options
+data = load_dataset(dataset, **options)
+studies = {name: data if data.name == name else load_dataset(name, **options)
+           for name in ("mur92", "simulated", "zappos")}
+studies.setdefault(data.name, data)                          # a study of your own
+mur, sim, zap = studies["mur92"], studies["simulated"], studies["zappos"]
+mur.table.head()
 
 # %% [markdown]
 # ## What a ranking set is
@@ -99,6 +85,9 @@ glue_all({"dataset": data.name, "mur_images": int(mur.image_info.shape[0]),
 # may have sets of their own (`simulated`, and the paper). In the table format every dataset
 # shares, a ranking is $k$ rows, one per candidate, each with its set, target, rater and rank
 # (see the repository's `data/README.md`).
+#
+# For the figure below, one `mur92` set: the set whose agreement between its raters is the
+# median over sets, and the two of its raters whose agreement is closest to that set's average.
 
 # %%
 agreement = summaries.rater_agreement(mur.table)           # mean pairwise Spearman per shared set
@@ -109,14 +98,23 @@ pairwise = ranks_mid.corr(method="spearman").stack()       # every ordered pair 
 pairwise = pairwise[pairwise.index.get_level_values(0) < pairwise.index.get_level_values(1)]
 two = list((pairwise - mid_rho).abs().idxmin())            # the pair whose agreement is the set's mean
 glue_all({"example_pair_rho": float(pairwise[tuple(two)]), "example_set_rho": float(mid_rho)}, prefix="nb01_")
+ranks_mid[two].sort_values(two[0])
 
-category = mur.image_info.set_index("image")["category"]
-same = same_category(mur.table, mur.image_info)
-matches = attribute_matches(sim.table, sim.image_info, NAMES)
+# %% [markdown]
+# And one `simulated` set, the one whose participant agrees with the ground truth as the median
+# set does (the ground truth, and `attribute_matches`, are the subject of
+# {ref}`sec-01-simulated`):
+
+# %%
+matches = attribute_matches(sim.table, sim.image_info, NAMES)   # which attributes a candidate shares with its target
 truth = truth_agreement(sim.table, matches, sim.truth.weights, sim.truth.group_weights)
 sim_set = truth.loc[(truth["own weights"] - truth["own weights"].median()).abs().idxmin()]
-n_match = dict(zip(sim.table["candidate"], matches["n_match"]))
+sim_set
 
+# %%
+category = mur.image_info.set_index("image")["category"]
+same = same_category(mur.table, mur.image_info)               # does a candidate share its target's category?
+n_match = dict(zip(sim.table["candidate"], matches["n_match"]))
 in_mid = mur.table["set_id"] == mid
 views = [plots.SetView(mur, mid, rater, title=f"mur92\n{rater}", notes=category.str.replace(" ", "\n").to_dict(),
                        highlight=dict(zip(mur.table.loc[in_mid, "candidate"], same[in_mid])))
@@ -168,6 +166,14 @@ plt.close(fig)
 # ({ref}`sec-01-zappos`).
 
 # %%
+counts = pd.concat({name: summaries.counts(s.table) for name, s in studies.items()}).droplevel(1)
+counts.index.name = "dataset"
+glue_all({"n_targets": int(counts.loc[data.name, "targets"]),       # pasted by book/reproduction.md
+          "n_raters": int(counts.loc[data.name, "raters"]), "n_rankings": int(counts.loc[data.name, "rankings"]),
+          **{f"nb01_{short}_{column}": int(counts.loc[name, column])  # nb01_mur_sets, nb01_sim_pairs, ...
+             for name, short in (("mur92", "mur"), ("simulated", "sim"), ("zappos", "zap"))
+             for column in ("sets", "raters", "targets", "rankings", "pairs", "k_max")},
+          "nb01_dataset": data.name, "nb01_mur_images": int(mur.image_info.shape[0])})
 counts
 
 # %% [markdown]
@@ -185,15 +191,20 @@ counts
 # %%
 top = top_rank_share(mur.table, same)                       # one row per ranking
 eligible = top.loc[top["n_flagged"] > 0]                    # rankings with a same-category candidate
+glue_all({"top_eligible": len(eligible), "top_rankings": len(top), "top_observed": float(eligible["top_flagged"].mean()),
+          "top_chance": float(eligible["chance"].mean()),
+          "mur_categories": int(mur.image_info["category"].nunique())}, prefix="nb01_")
+eligible[["top_flagged", "chance"]].mean().rename({"top_flagged": "rank 1 of the same category"})
+
+# %%
 distribution = summaries.rank_distribution(mur.table.assign(same_category=same), "same_category")
 mean_ranks = category_mean_rank(mur.table, mur.image_info)
 share_at = distribution.query("same_category").set_index("rank")["share"]
-glue_all({"top_eligible": len(eligible), "top_rankings": len(top),
-          "top_observed": float(eligible["top_flagged"].mean()), "top_chance": float(eligible["chance"].mean()),
-          "same_at_1": float(share_at.loc[1]), "same_at_k": float(share_at.loc[mur.k])}, prefix="nb01_")
+glue_all({"same_at_1": float(share_at.loc[1]), "same_at_k": float(share_at.loc[mur.k])}, prefix="nb01_")
 fig = plots.plot_category_ranks(distribution, "same_category", mean_ranks, mur.k)
 glue("nb01_fig_category_ranks", fig, display=False)
 plt.close(fig)
+mean_ranks.round(1)
 
 # %% [markdown]
 # In {glue:text}`nb01_top_eligible:,d` of the {glue:text}`nb01_top_rankings:,d` rankings at least
@@ -221,27 +232,10 @@ plt.close(fig)
 # Spearman correlation over all pairs of its raters.
 
 # %%
-bounds = summaries.noise_ceiling_bounds(mur.table)
-ceiling = summaries.noise_ceiling(mur.table)
-# checks: the lower bound is summaries.noise_ceiling; one set by hand with scipy
-assert np.isclose(bounds["lower"].mean(), ceiling.set_index("rater").loc["all", "rho"])
-one = mur.table.loc[mur.table["set_id"] == mid].pivot(index="candidate", columns="rater", values="rank")
-rater = one.columns[0]
-others = one.drop(columns=rater).mean(axis=1)
-hand = stats.spearmanr(one[rater], others).statistic
-assert np.isclose(hand, bounds.set_index(["set_id", "rater"]).loc[(mid, rater), "lower"])
-assert np.isclose(stats.spearmanr(one[rater], one.mean(axis=1)).statistic,
-                  bounds.set_index(["set_id", "rater"]).loc[(mid, rater), "upper"])
-
-per_rater = bounds.groupby("rater")["lower"].mean()
-glue_all({"mur_agreement": float(agreement["mean_rho"].mean()),
-          "mur_agreement_lo": float(agreement["mean_rho"].quantile(0.1)),
-          "mur_agreement_hi": float(agreement["mean_rho"].quantile(0.9)),
-          "ceiling_lower": float(bounds["lower"].mean()), "ceiling_upper": float(bounds["upper"].mean()),
-          "ceiling_rater_min": float(per_rater.min()), "ceiling_rater_max": float(per_rater.max())}, prefix="nb01_")
-fig = plots.plot_agreement(agreement, bounds)
-glue("nb01_fig_agreement", fig, display=False)
-plt.close(fig)
+spread = agreement["mean_rho"].quantile([0.1, 0.5, 0.9])
+glue_all({"mur_agreement": float(agreement["mean_rho"].mean()), "mur_agreement_lo": float(spread[0.1]),
+          "mur_agreement_hi": float(spread[0.9])}, prefix="nb01_")
+agreement["mean_rho"].describe(percentiles=[0.1, 0.5, 0.9])
 
 # %% [markdown]
 # Two people ranking the same `mur92` set agree with a mean Spearman $\rho$ of
@@ -263,6 +257,32 @@ plt.close(fig)
 #   seeing them; no metric, which never sees them, can do better on average:
 #   {glue:text}`nb01_ceiling_upper:.3f`.
 #
+# `noise_ceiling_bounds` computes both for every (set, rater):
+
+# %%
+bounds = summaries.noise_ceiling_bounds(mur.table)
+per_rater = bounds.groupby("rater")["lower"].mean()
+glue_all({"ceiling_lower": float(bounds["lower"].mean()), "ceiling_upper": float(bounds["upper"].mean()),
+          "ceiling_rater_min": float(per_rater.min()), "ceiling_rater_max": float(per_rater.max()),
+          "mur_others": int(counts.loc["mur92", "raters"]) - 1}, prefix="nb01_")
+bounds[["lower", "upper"]].mean()
+
+# %% [markdown]
+# Checked by hand with `scipy` on the set of {numref}`fig-01-sets`, and against
+# `summaries.noise_ceiling`, which averages the lower bound per rater and over all:
+
+# %%
+one = mur.table.loc[mur.table["set_id"] == mid].pivot(index="candidate", columns="rater", values="rank")
+rater = one.columns[0]
+by_hand = {"lower": stats.spearmanr(one[rater], one.drop(columns=rater).mean(axis=1)).statistic,
+           "upper": stats.spearmanr(one[rater], one.mean(axis=1)).statistic}
+assert np.allclose(list(by_hand.values()), bounds.set_index(["set_id", "rater"]).loc[(mid, rater), ["lower", "upper"]])
+assert np.isclose(bounds["lower"].mean(), summaries.noise_ceiling(mur.table).set_index("rater").loc["all", "rho"])
+fig = plots.plot_agreement(agreement, bounds)
+glue("nb01_fig_agreement", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
 # So a metric that gives everyone the same ranking cannot expect a mean per-ranking $\rho$ above
 # about {glue:text}`nb01_ceiling_upper:.2f` on `mur92`, and reaching
 # {glue:text}`nb01_ceiling_lower:.2f` already means predicting a person as well as the other
@@ -315,6 +335,12 @@ judged = sim.table.assign(judged=recorded.loc[key, "judged"].to_numpy())
 assert all(np.isclose(stats.spearmanr(g["rank"], -g["judged"]).statistic, 1)
            for _, g in judged.groupby("set_id"))
 
+# %% [markdown]
+# Attempts at a target get better from one iteration to the next, and `truth_agreement`
+# scores each participant's ranking against the utilities under four weightings of the
+# attributes (the text below says which):
+
+# %%
 by_iteration = sim.table.groupby("iteration")["rank"].mean()
 means = truth[list(WEIGHTINGS)].mean()
 glue_all({"sim_rank_first": float(by_iteration.iloc[0]), "sim_rank_last": float(by_iteration.iloc[-1]),
@@ -373,34 +399,42 @@ means.to_frame("mean Spearman rho over sets")
 #
 # Because a triplet has exactly one head, the rankings of different targets rest on disjoint
 # triplets: a split by target never lets the judgements behind a held-out ranking into training.
-#
+
+# %%
+triplets = zappos.triplets()                                  # one row per answer; column 0 is the head
+head_counts = np.bincount(triplets[:, 0], minlength=zappos.N_IMAGES)
+tied = zap.table.groupby("set_id")["rank"].apply(lambda r: bool((r % 1 != 0).any()))  # a shared (average) rank
+glue_all({"images": int(zap.image_info.shape[0]), "triplets": int(len(triplets)),
+          "head_min": int(head_counts.min()), "head_max": int(head_counts.max()),
+          "sets_per_target": int(zap.table.groupby("target")["set_id"].nunique().max()),
+          "tied_sets": int(tied.sum())}, prefix="nb01_zap_")
+pd.Series({"triplets": len(triplets), "fewest as head": head_counts.min(), "most as head": head_counts.max(),
+           "sets with tied ranks": tied.sum()}, name="zappos")
+
+# %% [markdown]
 # **Reliability (split-half).** With no individual raters, the question "how far do people agree?"
 # becomes "how reproducible is the crowd's ranking?". We split each target's triplets at random
 # into two halves, rank every set from each half, and compare the two rankings.
 
 # %%
-triplets = zappos.triplets()
-split = zappos.split_half(zap.table, triplets, seed=seed)
-halves = zappos.split_half_ranks(zap.table, triplets, seed=seed)
-# checks: the split-half rho is scipy's on the two halves' ranks; its step-up is Spearman-Brown's
-assert np.isclose(split["rho_half"], stats.spearmanr(halves["rank_a"], halves["rank_b"]).statistic)
-assert np.isclose(split["rho_spearman_brown"], 2 * split["rho_half"] / (1 + split["rho_half"]))
+split = split_half(zap.table, triplets, seed=seed)                   # the summary over all rows
+halves = zappos.split_half_ranks(zap.table, triplets, seed=seed)      # both halves' rank of every (set, candidate)
 per_set = pd.Series({sid: stats.spearmanr(g["rank_a"], g["rank_b"]).statistic
                      for sid, g in halves.groupby("set_id")})
-example = (per_set - per_set.median()).abs().idxmin()  # the set whose halves agree as the median set's do
-zap_target = zap.table.loc[zap.table["set_id"] == example, "target"].iloc[0]
-head_counts = np.bincount(triplets[:, 0], minlength=zappos.N_IMAGES)
-tied = zap.table.groupby("set_id")["rank"].apply(lambda r: bool((r % 1 != 0).any()))
-
-glue_all({"images": int(zap.image_info.shape[0]), "triplets": int(len(triplets)),
-          "head_min": int(head_counts.min()), "head_max": int(head_counts.max()),
-          "sets_per_target": int(zap.table.groupby("target")["set_id"].nunique().max()),
-          "tied_sets": int(tied.sum()),
-          "split_rho": float(split["rho_half"]), "split_sb": float(split["rho_spearman_brown"]),
+glue_all({"split_rho": float(split["rho_half"]), "split_sb": float(split["rho_spearman_brown"]),
           "split_icc": float(split["icc_A_k"]), "split_rows": int(split["n_rows"]),
           "set_rho_median": float(per_set.median()), "set_rho_lo": float(per_set.quantile(0.1)),
           "set_rho_hi": float(per_set.quantile(0.9))}, prefix="nb01_zap_")
+pd.Series(split).drop("seed").to_frame("split-half")
 
+# %%
+# checks: the split-half rho is scipy's on the two halves' ranks; its step-up is Spearman-Brown's
+assert np.isclose(split["rho_half"], stats.spearmanr(halves["rank_a"], halves["rank_b"]).statistic)
+assert np.isclose(split["rho_spearman_brown"], 2 * split["rho_half"] / (1 + split["rho_half"]))
+
+# %%
+example = (per_set - per_set.median()).abs().idxmin()  # the set whose halves agree as the median set's do
+zap_target = zap.table.loc[zap.table["set_id"] == example, "target"].iloc[0]
 ranks_of = halves.set_index(["set_id", "candidate"])
 views = [plots.SetView(zap, sid, "crowd", title=f"zappos\n{sid}",
                        notes={c: f"halves {ranks_of.loc[(sid, c), 'rank_a']:g} | {ranks_of.loc[(sid, c), 'rank_b']:g}"
@@ -409,7 +443,6 @@ views = [plots.SetView(zap, sid, "crowd", title=f"zappos\n{sid}",
 fig = plots.plot_ranking_sets(views)
 glue("nb01_fig_zappos", fig, display=False)
 plt.close(fig)
-pd.Series(split).drop("seed").to_frame("split-half")
 
 # %% [markdown]
 # ```{glue:figure} nb01_fig_zappos
@@ -436,6 +469,16 @@ pd.Series(split).drop("seed").to_frame("split-half")
 # anything, higher than it would be for them.
 #
 # ## What this means for a metric
+#
+# The paper's own $\rho$, for comparison (its Table 3):
+
+# %%
+reported = pd.Series({"LPIPS": paper.value("lpips_spearman"), "CLPIPS": paper.value("clpips_spearman")},
+                     name="the paper's Spearman rho")
+glue_all({"paper_lpips_rho": reported["LPIPS"], "paper_clpips_rho": reported["CLPIPS"]}, prefix="nb01_")
+reported
+
+# %% [markdown]
 #
 # Agreement with people has a ceiling set by the people themselves. On `mur92` one ranking per
 # set, however good, can expect a mean $\rho$ between {glue:text}`nb01_ceiling_lower:.2f` and

@@ -33,55 +33,61 @@ from clpips.defaults import DEFAULTS
 dataset = DEFAULTS.dataset
 k = DEFAULTS.k
 candidates = DEFAULTS.candidates
-test_size = DEFAULTS.test_size
 seed = DEFAULTS.seed
+test_size = DEFAULTS.test_size
 net = DEFAULTS.net
 loss = DEFAULTS.loss
 margin = DEFAULTS.margin
 lr = DEFAULTS.lr
-batch_size = DEFAULTS.batch_size
 epochs = DEFAULTS.epochs
-patience = DEFAULTS.patience
-init = DEFAULTS.init
 layers = DEFAULTS.layers
 project = DEFAULTS.project
 
-# %% tags=["hide-input"]
+# %%
 import time
 
-import pandas as pd
-from IPython.display import display
 import matplotlib.pyplot as plt
+import pandas as pd
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
-from clpips import experiment
-from clpips.experiment import load_dataset, run
 from clpips.book.history import history_with_start
 from clpips.book.layer_weights import channel_weights, layer_summary
 from clpips.book.plots import training as plots
 from clpips.book.report import glue_all
+from clpips.experiment import load_dataset, run
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 plt.ioff()  # every figure here is glued where the text shows it: none also under its cell
 started = time.perf_counter()
 
-options = {"k": k, "candidates": candidates, "seed": seed}
-data = load_dataset(dataset, **options)  # a CSV study ignores the built-in sampling options
-fit_options = experiment.fit_options(globals())  # this notebook's loss, margin, lr, ...
-# the protocol of `clpips fit`: split by target, fit on the training side (clpips.experiment.run)
-exp = run(data, seed=seed, test_size=test_size, net=net, progress=False, **fit_options)
+# %% [markdown]
+# ## The split and the fit
+#
+# `clpips.experiment.run` is `clpips fit`: it splits the rankings by target, holds out a share
+# `test_size` of the targets for the evaluation chapters, and fits the linear weights on the
+# rest. The batch size and the early-stopping patience are the package's defaults
+# (`clpips.defaults`).
+
+# %%
+data = load_dataset(dataset, k=k, candidates=candidates, seed=seed)  # a CSV study ignores the built-in datasets' sampling options
+settings = {"loss": loss, "margin": margin, "lr": lr, "batch_size": DEFAULTS.batch_size, "epochs": epochs,
+            "patience": DEFAULTS.patience, "init": DEFAULTS.init, "layers": layers, "project": project}
+exp = run(data, seed=seed, test_size=test_size, net=net, progress=False, **settings)
 result, cfg = exp.result, exp.result.config
 
-used = pd.DataFrame([{"dataset": data.name, "seed": seed, "test_size": test_size, "net": net, **fit_options}])
-display(used.set_index("dataset"))
-
-glue_all({"dataset": data.name, "margin": float(margin), "lr": float(lr), "loss": loss,
-          "batch_size": int(batch_size), "patience": int(patience), "max_epochs": int(epochs),
-          "n_weights": int(result.weights.numel()), "n_train_targets": int(cfg["n_train_targets"]),
-          "n_val_targets": int(cfg["n_val_targets"]), "n_test_targets": int(exp.test_table["target"].nunique()),
-          "val_pairs": int(cfg["n_val_pairs"]), "fit_seconds": float(result.seconds)}, prefix="nb03_")
-glue_all({"train_pairs": int(cfg["n_train_pairs"])})          # pasted by book/reproduction.md
+# %%
+split = pd.Series({"training targets": cfg["n_train_targets"], "validation targets": cfg["n_val_targets"],
+                   "held-out targets": exp.test_table["target"].nunique(), "training pairs": cfg["n_train_pairs"],
+                   "validation pairs": cfg["n_val_pairs"], "weights": result.weights.numel()}, name=data.name)
+glue_all({"train_pairs": int(split["training pairs"])})          # pasted by book/reproduction.md
+glue_all({"dataset": data.name, "n_train_targets": int(split["training targets"]),
+          "n_val_targets": int(split["validation targets"]), "n_test_targets": int(split["held-out targets"]),
+          "val_pairs": int(split["validation pairs"]), "n_weights": int(split["weights"]), "loss": loss,
+          "margin": float(margin), "lr": float(lr), "batch_size": DEFAULTS.batch_size,
+          "patience": DEFAULTS.patience, "max_epochs": int(epochs), "fit_seconds": float(result.seconds)},
+         prefix="nb03_")
+split
 
 # %% [markdown]
 # The run above used the {glue:text}`nb03_dataset` rankings. Targets, not rankings, are split:
@@ -97,25 +103,25 @@ glue_all({"train_pairs": int(cfg["n_train_pairs"])})          # pasted by book/r
 # once the pair features were cached.
 #
 # ## Learning curves
+#
+# The fit records the loss and the *pair accuracy*, the share of ordered pairs the metric puts
+# in the person's order, on both sides after every epoch. `history_with_start` adds epoch 0:
+# the starting weights (LPIPS v0.1 itself, unless `DEFAULTS.init` says otherwise) scored
+# the same way.
 
-# %% tags=["hide-input"]
-history = history_with_start(exp)
-start, best = history.iloc[0], history.set_index("epoch").loc[result.best_epoch]
-shown = sorted({0, int(result.best_epoch), int(history["epoch"].max())})   # start, kept, last
-display(history.set_index("epoch").loc[shown].round(4))
-
-glue_all({"val_pair_accuracy_lpips": float(start["val_accuracy"]),   # pasted by book/reproduction.md
-          "val_pair_accuracy_clpips": float(best["val_accuracy"])})
-glue_all({"epochs_run": int(result.history["epoch"].max()), "best_epoch": int(result.best_epoch),
-          "train_acc_start": float(start["train_accuracy"]), "train_acc_best": float(best["train_accuracy"]),
-          "val_loss_start": float(start["val_loss"]), "val_loss_best": float(best["val_loss"]),
-          "val_acc_gain_pp": float(100 * (best["val_accuracy"] - start["val_accuracy"])),
-          "stop_reason": ("early stopping ended it" if result.history["epoch"].max() < epochs
-                          else "it ran the full budget")}, prefix="nb03_")
-
-fig = plots.plot_learning_curves(history, result.best_epoch,
+# %%
+history = history_with_start(exp).set_index("epoch")
+start, best = history.loc[0], history.loc[result.best_epoch]
+fig = plots.plot_learning_curves(history.reset_index(), result.best_epoch,
                                  title=f"{data.name}: margin {margin:g}, lr {lr:g}, {loss} loss")
 glue("nb03_fig_curves", fig, display=False)
+glue_all({"val_pair_accuracy_lpips": float(start["val_accuracy"]),   # pasted by book/reproduction.md
+          "val_pair_accuracy_clpips": float(best["val_accuracy"]),
+          "nb03_epochs_run": int(history.index.max()), "nb03_best_epoch": int(result.best_epoch),
+          "nb03_train_acc_start": float(start["train_accuracy"]), "nb03_train_acc_best": float(best["train_accuracy"]),
+          "nb03_val_loss_start": float(start["val_loss"]), "nb03_val_loss_best": float(best["val_loss"]),
+          "nb03_val_acc_gain_pp": float(100 * (best["val_accuracy"] - start["val_accuracy"]))})
+history.loc[sorted({0, result.best_epoch, history.index.max()})].round(4)      # start, kept, last
 
 # %% [markdown]
 # ```{glue:figure} nb03_fig_curves
@@ -123,14 +129,15 @@ glue("nb03_fig_curves", fig, display=False)
 #
 # Ranking loss (left) and pair accuracy, the share of ordered pairs the metric puts in the
 # person's order (right), on training and validation pairs after each epoch. Epoch 0 (open
-# markers) is LPIPS itself, before any training; the dotted line marks the epoch whose weights
+# markers) is the starting weights, before any training; the dotted line marks the epoch whose weights
 # are kept (lowest validation loss).
 # ```
 #
 # Training ran {glue:text}`nb03_epochs_run:d` of at most {glue:text}`nb03_max_epochs:d` epochs
-# ({glue:text}`nb03_stop_reason`, patience {glue:text}`nb03_patience:d`), and the weights of epoch
+# (early stopping ends it sooner once the validation loss has not improved for
+# {glue:text}`nb03_patience:d` epochs), and the weights of epoch
 # {glue:text}`nb03_best_epoch:d` are kept. On the training pairs the share of correctly ordered
-# pairs went from {glue:text}`nb03_train_acc_start:.1%` (LPIPS) to
+# pairs went from {glue:text}`nb03_train_acc_start:.1%` (epoch 0) to
 # {glue:text}`nb03_train_acc_best:.1%`; on the validation pairs, from targets the fit did not
 # see, from {glue:text}`val_pair_accuracy_lpips:.1%` to {glue:text}`val_pair_accuracy_clpips:.1%`
 # ({glue:text}`nb03_val_acc_gain_pp:+.1f` percentage points), and the validation loss from
@@ -140,24 +147,25 @@ glue("nb03_fig_curves", fig, display=False)
 # on this data: the backbone's features are fixed, and the fit can only re-weigh them.
 #
 # ## The learned weights against LPIPS v0.1
+#
+# `channel_weights` sets every weight after the fit beside its starting value, one row per
+# (layer, channel); `layer_summary` counts them per layer, and over all in its last row.
 
-# %% tags=["hide-input"]
+# %%
 channels = channel_weights(result.initial_weights, result.weights, net)
 summary = layer_summary(channels)
-total = summary.iloc[-1]
-n_weights = int(total["channels"])
-
-n_negative = int((channels["after"] < 0).sum())
-glue_all({"zero_before": int(total["zero_before"]), "zero_after": int(total["zero_after"]),
-          "pinned": int(total["pinned"]), "pinned_share": float(total["pinned"] / n_weights),
-          "released": int(total["released"]), "zero_after_share": float(total["zero_after"] / n_weights),
-          "negative_note": ("No weight can be negative with the projection on." if project else
-                            f"Without the projection, {n_negative} weights went negative."),
-          "projection": "on" if project else "off",
-          "scale": float(total["sum_after"] / total["sum_before"])}, prefix="nb03_")
-
+total = summary.set_index("layer").loc["all"]
 fig = plots.plot_channel_weights(channels, title=f"{data.name}: learned against LPIPS v0.1 weights")
 glue("nb03_fig_channels", fig, display=False)
+zeros = pd.Series({"weights": total["channels"], "zero before": total["zero_before"],
+                   "zero after": total["zero_after"], "pinned at zero": total["pinned"],
+                   "released from zero": total["released"], "negative after": (channels["after"] < 0).sum()}).astype(int)
+glue_all({"zero_before": int(zeros["zero before"]), "zero_after": int(zeros["zero after"]),
+          "zero_after_share": float(total["zero_after"] / zeros["weights"]), "pinned": int(zeros["pinned at zero"]),
+          "pinned_share": float(total["pinned"] / zeros["weights"]), "released": int(zeros["released from zero"]),
+          "negative": int(zeros["negative after"]), "scale": float(total["sum_after"] / total["sum_before"])},
+         prefix="nb03_")
+zeros
 
 # %% [markdown]
 # ```{glue:figure} nb03_fig_channels
@@ -169,13 +177,14 @@ glue("nb03_fig_channels", fig, display=False)
 # circles were zero in LPIPS already.
 # ```
 #
-# Of the {glue:text}`nb03_n_weights:,d` weights, {glue:text}`nb03_zero_before:d` are zero in LPIPS
-# v0.1 itself (its own training projected them too). With the projection
-# {glue:text}`nb03_projection`, fine-tuning left {glue:text}`nb03_zero_after:d` at zero
-# ({glue:text}`nb03_zero_after_share:.0%`): {glue:text}`nb03_pinned:d`
-# ({glue:text}`nb03_pinned_share:.0%` of all weights) were positive before and are pinned at
-# zero now, and {glue:text}`nb03_released:d` left zero. {glue:text}`nb03_negative_note` A pinned
-# channel has stopped counting: its
+# Of the {glue:text}`nb03_n_weights:,d` weights, {glue:text}`nb03_zero_before:d` are zero before
+# fine-tuning (LPIPS v0.1, the default start, has zeros of its own: its training projected them
+# too). After fine-tuning
+# {glue:text}`nb03_zero_after:d` are zero ({glue:text}`nb03_zero_after_share:.0%`):
+# {glue:text}`nb03_pinned:d` ({glue:text}`nb03_pinned_share:.0%` of all weights) were positive
+# before and are held at zero now, and {glue:text}`nb03_released:d` left zero.
+# {glue:text}`nb03_negative:d` are negative, which the $w \ge 0$ projection rules out while it is
+# on (the parameter `project`). A pinned channel has stopped counting: its
 # features no longer contribute to the distance at all, so the projection does more than keep
 # $d \ge 0$, it prunes. The total weight changed by a factor of {glue:text}`nb03_scale:.2f`;
 # the overall scale of $w$ does not change any ranking, which is why the next section looks at
@@ -183,25 +192,42 @@ glue("nb03_fig_channels", fig, display=False)
 #
 # ## Which layers gained and which lost
 
-# %% tags=["hide-input"]
+# %%
 per_layer = summary[summary["layer"] != "all"].set_index("layer")
-gain, loss_layer = per_layer["share_change"].idxmax(), per_layer["share_change"].idxmin()
-deep = per_layer.loc[per_layer.index[-2:]]
-shallow = per_layer.loc[per_layer.index[:2]]
-for name, layer in (("gain", gain), ("loss", loss_layer)):   # nb03_gain_layer, nb03_gain_pp, ..., nb03_loss_after
+fig = plots.plot_layer_shares(summary)
+glue("nb03_fig_shares", fig, display=False)
+summary.set_index("layer").style.format(
+    {"sum_before": "{:.2f}", "sum_after": "{:.2f}", "share_before": "{:.1%}", "share_after": "{:.1%}",
+     "share_change": lambda v: f"{100 * v:+.1f} pp"})
+
+# %% [markdown]
+# The layer that gained the largest share of the weight, and the one that lost the most:
+
+# %%
+gained, lost = per_layer["share_change"].idxmax(), per_layer["share_change"].idxmin()
+for name, layer in (("gain", gained), ("loss", lost)):   # nb03_gain_layer, nb03_gain_pp, ..., nb03_loss_after
     glue_all({"layer": int(layer), "pp": float(100 * per_layer.at[layer, "share_change"]),
               "before": float(per_layer.at[layer, "share_before"]),
               "after": float(per_layer.at[layer, "share_after"])}, prefix=f"nb03_{name}_")
-glue_all({"deep_before": float(deep["share_before"].sum()), "deep_after": float(deep["share_after"].sum()),
-          "shallow_before": float(shallow["share_before"].sum()),
-          "shallow_after": float(shallow["share_after"].sum()),
-          "deep_direction": "towards" if deep["share_change"].sum() > 0 else "away from"}, prefix="nb03_")
+per_layer.loc[[gained, lost], ["share_before", "share_after", "share_change"]]
 
-display(summary.set_index("layer").style.format(
-    {"sum_before": "{:.2f}", "sum_after": "{:.2f}", "share_before": "{:.1%}", "share_after": "{:.1%}",
-     "share_change": lambda v: f"{100 * v:+.1f} pp"}))
-fig = plots.plot_layer_shares(summary)
-glue("nb03_fig_shares", fig, display=False)
+# %% [markdown]
+# And the two deepest and the two shallowest layers together. One word of the text below
+# depends on the run, the direction in which the weight moved; `direction` gives it.
+
+# %%
+def direction(change):
+    """Where a positive (or negative) change of the deep layers' share moved the weight."""
+    return "towards" if change > 0 else "away from"
+
+
+deep, shallow = per_layer.iloc[-2:], per_layer.iloc[:2]
+together = pd.DataFrame({"before": [deep["share_before"].sum(), shallow["share_before"].sum()],
+                         "after": [deep["share_after"].sum(), shallow["share_after"].sum()]},
+                        index=["two deepest layers", "two shallowest layers"])
+glue_all({"deep_before": together.iat[0, 0], "deep_after": together.iat[0, 1], "shallow_before": together.iat[1, 0],
+          "shallow_after": together.iat[1, 1], "deep_direction": direction(deep["share_change"].sum())}, prefix="nb03_")
+together
 
 # %% [markdown]
 # ```{glue:figure} nb03_fig_shares
@@ -232,7 +258,7 @@ glue("nb03_fig_shares", fig, display=False)
 # on held-out targets, and {doc}`/out/notebooks/06_ablations` varies the choices made here
 # (margin, learning rate, trained layers, starting weights, the projection).
 
-# %% tags=["hide-input"]
+# %%
 glue("nb03_seconds", time.perf_counter() - started, display=False)
 
 # %% [markdown]

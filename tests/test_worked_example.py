@@ -1,9 +1,16 @@
-"""The worked example (chapter 02): hand formulas against scipy, pingouin and clpips.stats."""
+"""The worked example (chapter 02): its hand formulas against scipy, pingouin and clpips.stats.
+
+The arithmetic lives in the chapter (``notebooks/02_worked_example.py``), in visible cells;
+:func:`chapter` runs the chapter's imports and ``def`` statements, so these tests check the
+very functions a reader sees there.
+"""
 from __future__ import annotations
 
+import ast
 import itertools
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,7 +19,22 @@ from scipy import stats
 
 from clpips.book import worked_example as we
 from clpips.defaults import DEFAULTS
-from clpips.stats import DegenerateDataWarning, icc, interpret_icc
+from clpips.stats import DegenerateDataWarning, icc, icc_ak_from_rho, icc_ak_pole, icc_ck_from_rho, interpret_icc
+
+CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "02_worked_example.py"
+
+#: the ICC variants of a two-way table that the chapter computes
+VARIANTS = ("ICC(A,1)", "ICC(A,k)", "ICC(C,1)", "ICC(C,k)")
+
+
+@pytest.fixture(scope="module")
+def chapter() -> dict:
+    """The functions chapter 02 defines: its top-level imports and ``def`` statements, run on their own."""
+    tree = ast.parse(CHAPTER.read_text(encoding="utf-8"), filename=str(CHAPTER))
+    kept = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef))]
+    namespace: dict = {}
+    exec(compile(ast.Module(body=kept, type_ignores=[]), str(CHAPTER), "exec"), namespace)
+    return namespace
 
 
 def _long(reference, other) -> pd.DataFrame:
@@ -29,6 +51,11 @@ def _pingouin(reference, other) -> pd.Series:
     return res.set_index("Type")["ICC"]
 
 
+def test_the_chapter_defines_its_arithmetic(chapter):
+    for name in ("differences", "spearman_by_hand", "mean_squares", "icc_formulas", "agreement", "every_ranking"):
+        assert callable(chapter.get(name)), name
+
+
 # ----------------------------------------------------------------------------- parsing
 def test_parse_ranking_accepts_commas_and_spaces():
     assert we.parse_ranking("1,3,4,2").tolist() == [1, 3, 4, 2]
@@ -42,68 +69,93 @@ def test_parse_ranking_rejects_non_permutations(text):
         we.parse_ranking(text, name="example_r1")
 
 
+def test_parse_ranking_wants_as_many_items_as_the_reference():
+    assert we.parse_ranking("2,1,3", "example_r1", n=3).tolist() == [2, 1, 3]
+    with pytest.raises(ValueError, match="example_r1: expected 4 ranks"):
+        we.parse_ranking("2,1,3", "example_r1", n=4)
+
+
 def test_ranking_text_round_trips():
     assert we.ranking_text(we.parse_ranking("4,1,3,2")) == "4,1,3,2"
 
 
 # ----------------------------------------------------------------------------- the chosen rankings
-def test_default_rankings_have_the_papers_labels():
+def test_default_rankings_have_the_papers_labels(chapter):
     """R1 is "moderate" and R2 "poor" on Koo & Li, as ICC(A,k) against the reference."""
     ref = we.parse_ranking(DEFAULTS.example_reference)
     r1, r2 = we.parse_ranking(DEFAULTS.example_r1), we.parse_ranking(DEFAULTS.example_r2)
-    summary = we.compare_rankings(ref, {"R1": r1, "R2": r2})
-    assert summary.loc["R1", "Koo & Li"] == "moderate"
-    assert summary.loc["R2", "Koo & Li"] == "poor"
-    assert summary.loc["R1", "ICC(A,k)"] == pytest.approx(0.64, abs=1e-12)   # as stated in defaults.py
-    assert summary.loc["R2", "ICC(A,k)"] == pytest.approx(0.40, abs=1e-12)
+    summary = {name: chapter["agreement"](ref, other) for name, other in (("R1", r1), ("R2", r2))}
+    label = {name: interpret_icc(row["ICC(A,k)"] if row["defined"] else math.nan, "koo_li")
+             for name, row in summary.items()}
+    assert label["R1"] == "moderate"
+    assert label["R2"] == "poor"
+    assert summary["R1"]["ICC(A,k)"] == pytest.approx(0.64, abs=1e-12)   # as stated in defaults.py
+    assert summary["R2"]["ICC(A,k)"] == pytest.approx(0.40, abs=1e-12)
     for name, other in (("R1", r1), ("R2", r2)):   # the same labels from clpips.stats and pingouin
         ours = icc(_long(ref, other), "item", "rater", "rank").set_index("Type")["ICC"]
-        assert interpret_icc(ours["ICC(A,k)"], "koo_li") == summary.loc[name, "Koo & Li"]
-        assert _pingouin(ref, other)["ICC(A,k)"] == pytest.approx(summary.loc[name, "ICC(A,k)"], abs=1e-12)
+        assert interpret_icc(ours["ICC(A,k)"], "koo_li") == label[name]
+        assert _pingouin(ref, other)["ICC(A,k)"] == pytest.approx(summary[name]["ICC(A,k)"], abs=1e-12)
 
 
 # ----------------------------------------------------------------------------- Spearman by hand
 @pytest.mark.parametrize("n", [3, 4, 5])
-def test_spearman_by_hand_matches_scipy_on_every_permutation(n):
+def test_spearman_by_hand_matches_scipy_on_every_permutation(chapter, n):
     ref = np.arange(1, n + 1)
     for other in itertools.permutations(ref):
-        assert we.spearman_by_hand(ref, other) == pytest.approx(stats.spearmanr(ref, other).statistic, abs=1e-12)
+        assert chapter["spearman_by_hand"](ref, other) == pytest.approx(stats.spearmanr(ref, other).statistic,
+                                                                        abs=1e-12)
+    every = np.array(list(itertools.permutations(ref)))                 # one call, one ranking per row
+    np.testing.assert_allclose(chapter["spearman_by_hand"](ref, every),
+                               [stats.spearmanr(ref, o).statistic for o in every], atol=1e-12)
 
 
-def test_rank_difference_table():
-    tab = we.rank_difference_table([1, 2, 3, 4], [1, 3, 4, 2], names=("reference", "R1"))
+def test_rank_difference_table(chapter):
+    tab = chapter["differences"](np.array([1, 2, 3, 4]), np.array([1, 3, 4, 2]), "R1")
     assert tab.index.tolist() == ["A", "B", "C", "D"]
+    assert tab.columns.tolist() == ["reference", "R1", "d", "d²"]
     assert tab["d"].tolist() == [0, 1, 1, -2]
     assert tab["d²"].sum() == 6
 
 
 # ----------------------------------------------------------------------------- ANOVA and ICC by hand
-def test_two_way_anova_steps_on_the_shrout_fleiss_table():
+def test_two_way_anova_steps_on_the_shrout_fleiss_table(chapter):
     """Shrout & Fleiss (1979) Table 2: BMS 11.24, JMS 32.49, EMS 1.02 (as published, rounded)."""
-    sf = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]])
-    steps = we.two_way_anova(sf)
-    assert (steps.n, steps.k, steps.df_error) == (6, 4, 15)
-    assert steps.ss_rows + steps.ss_cols + steps.ss_error == pytest.approx(steps.ss_total)
-    assert (round(steps.msr, 2), round(steps.msc, 2), round(steps.mse, 2)) == (11.24, 32.49, 1.02)
-    values = we.icc_formulas(steps.msr, steps.msc, steps.mse, steps.n, steps.k)
+    sf = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]], dtype=float)
+    n, k = sf.shape
+    df_error = (n - 1) * (k - 1)
+    assert (n, k, df_error) == (6, 4, 15)
+    msr, msc, mse = chapter["mean_squares"](sf)
+    ss_total = ((sf - sf.mean()) ** 2).sum()
+    assert msr * (n - 1) + msc * (k - 1) + mse * df_error == pytest.approx(ss_total)   # the sums of squares add up
+    assert (round(msr, 2), round(msc, 2), round(mse, 2)) == (11.24, 32.49, 1.02)
+    values = chapter["icc_formulas"](msr, msc, mse, n, k)
     assert [round(values[v], 2) for v in ("ICC(A,1)", "ICC(C,1)", "ICC(A,k)", "ICC(C,k)")] == [0.29, 0.71, 0.62, 0.91]
 
 
+def test_mean_squares_of_many_tables_at_once(chapter):
+    """The batched call (leading axis) gives each table's own mean squares."""
+    rng = np.random.default_rng(3)
+    tables = rng.normal(size=(5, 7, 3))
+    batched = chapter["mean_squares"](tables)
+    for i, table in enumerate(tables):
+        np.testing.assert_allclose([b[i] for b in batched], chapter["mean_squares"](table), rtol=1e-12)
+
+
 @pytest.mark.parametrize("n", [3, 4])
-def test_hand_formulas_match_pingouin_and_clpips_on_every_permutation(n):
+def test_hand_formulas_match_pingouin_and_clpips_on_every_permutation(chapter, n):
     ref = np.arange(1, n + 1)
-    table = we.permutation_table(ref)
+    table = chapter["every_ranking"](ref)
     assert len(table) == math.factorial(n)
     for _, row in table.iterrows():
         other = we.parse_ranking(row["ranking"])
-        steps = we.two_way_anova(we.ratings_table({"ref": ref, "other": other}))
-        assert steps.msc == pytest.approx(0, abs=1e-12)          # both raters rank 1..n: no rater offset
-        assert steps.msr == pytest.approx(row["MSR"]) and steps.mse == pytest.approx(row["MSE"])
+        msr, msc, mse = chapter["mean_squares"](np.column_stack([ref, other]).astype(float))
+        assert msc == pytest.approx(0, abs=1e-12)                 # both raters rank 1..n: no rater offset
+        assert msr == pytest.approx(row["MSR"]) and mse == pytest.approx(row["MSE"])
         pg = _pingouin(ref, other)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DegenerateDataWarning)
             ours = icc(_long(ref, other), "item", "rater", "rank").set_index("Type")["ICC"]
-        for variant in we.VARIANTS:
+        for variant in VARIANTS:
             hand = row[variant]
             if np.isfinite(hand):
                 assert pg[variant] == pytest.approx(hand, rel=1e-9, abs=1e-12), (row["ranking"], variant)
@@ -115,33 +167,34 @@ def test_hand_formulas_match_pingouin_and_clpips_on_every_permutation(n):
 
 # ----------------------------------------------------------------------------- the closed forms
 @pytest.mark.parametrize("n", [3, 4, 5, 6])
-def test_icc_of_two_rankings_is_a_function_of_rho(n):
+def test_icc_of_two_rankings_is_a_function_of_rho(chapter, n):
     """ICC(C,k) = 2 rho / (1 + rho) exactly; ICC(A,k) = 2 rho / (1 + rho - (1 - rho)/n), not the same."""
-    table = we.permutation_table(np.arange(1, n + 1))
+    table = chapter["every_ranking"](np.arange(1, n + 1))
     rho = table["rho"].to_numpy()
     ok = rho > -1                                   # rho = -1: MSR = 0, both sides -inf
-    np.testing.assert_allclose(table["ICC(C,k)"][ok], we.icc_ck_from_rho(rho[ok]), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(table["ICC(C,k)"][ok], icc_ck_from_rho(rho[ok]), rtol=1e-12, atol=1e-12)
     finite = np.isfinite(table["ICC(A,k)"].to_numpy())
-    np.testing.assert_allclose(table["ICC(A,k)"][finite], we.icc_ak_from_rho(rho[finite], n), rtol=1e-9,
+    np.testing.assert_allclose(table["ICC(A,k)"][finite], icc_ak_from_rho(rho[finite], n), rtol=1e-9,
                                atol=1e-12)
     inner = (rho > 0) & (rho < 1)
     assert (table["ICC(A,k)"][inner] > table["ICC(C,k)"][inner]).all()   # A,k is the larger, not equal
 
 
-def test_icc_ak_reversed_and_pole():
+def test_icc_ak_reversed_and_pole(chapter):
     n = 4
-    assert we.icc_ak_from_rho(-1.0, n) == pytest.approx(n)              # a reversed ranking scores n
-    assert we.icc_ak_pole(n) == pytest.approx(-0.6)
-    table = we.permutation_table([1, 2, 3, 4])
+    assert icc_ak_from_rho(-1.0, n) == pytest.approx(n)                 # a reversed ranking scores n
+    assert icc_ak_pole(n) == pytest.approx(-0.6)
+    table = chapter["every_ranking"](np.array([1, 2, 3, 4]))
     reversed_row = table.loc[table["ranking"] == "4,3,2,1"].iloc[0]
     assert reversed_row["ICC(A,k)"] == pytest.approx(4.0) and not reversed_row["defined"]
-    assert (table["defined"] == (table["rho"] > we.icc_ak_pole(n) + 1e-12)).all()
+    assert chapter["agreement"](np.array([1, 2, 3, 4]), np.array([4, 3, 2, 1]))["ICC(A,k)"] == pytest.approx(4.0)
+    assert (table["defined"] == (table["rho"] > icc_ak_pole(n) + 1e-12)).all()
     assert _pingouin([1, 2, 3, 4], [4, 3, 2, 1])["ICC(A,k)"] == pytest.approx(4.0)
 
 
 def test_icc_ak_converges_to_icc_ck():
     rho = np.linspace(-0.5, 0.95, 30)
-    gap = np.abs(we.icc_ak_from_rho(rho, 10_000) - we.icc_ck_from_rho(rho))
+    gap = np.abs(icc_ak_from_rho(rho, 10_000) - icc_ck_from_rho(rho))
     assert gap.max() < 1e-3
 
 
@@ -154,7 +207,7 @@ def test_rankings_of_samples_when_too_many():
 
 
 # ----------------------------------------------------------------------------- figures
-def test_figures():
+def test_figures(chapter):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -164,7 +217,7 @@ def test_figures():
     fig = plot_rankings({"reference": [1, 2, 3, 4], "R1": [1, 3, 4, 2]})
     assert len(fig.axes) == 1 and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["reference", "R1"]
     for n in (3, 4, 6):
-        table = we.permutation_table(np.arange(1, n + 1))
+        table = chapter["every_ranking"](np.arange(1, n + 1))
         fig = plot_icc_vs_rho(table, n, examples={"R1": (0.4, 0.64)}, bands=interpretation_scale("koo_li"))
         assert len(fig.axes) == 2
     plt.close("all")

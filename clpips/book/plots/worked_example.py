@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from clpips.book.worked_example import icc_ak_from_rho, icc_ak_pole, icc_ck_from_rho, item_names
+from clpips.book.worked_example import item_names
+from clpips.stats.spearman_brown import icc_ak_from_rho, icc_ak_pole, icc_ck_from_rho
 
 __all__ = ["plot_rankings", "plot_icc_vs_rho"]
 
@@ -76,7 +77,8 @@ def plot_icc_vs_rho(table: pd.DataFrame, n: int, examples: Mapping[str, tuple[fl
     Parameters
     ----------
     table : pandas.DataFrame
-        :func:`clpips.book.worked_example.permutation_table` (``rho``, ``ICC(A,k)``, ``ICC(C,k)``).
+        one row per ranking of the items (``ranking``, ``rho``, ``ICC(A,k)``, ``ICC(C,k)``), as
+        chapter 02's ``every_ranking`` makes it.
     n : int
         Number of ranked items.
     examples : mapping, optional

@@ -75,17 +75,23 @@ $(CLASSROOM): $(STAMP)
 # notebooks/*.py as notebooks (they stay the source of truth: saving writes the .py);
 # lab/overrides.json makes that the default viewer and turns off news and update checks, and
 # the read-only extension manager never queries PyPI: no request leaves the machine.
+# jupyterlab-myst (the classroom extra) renders the chapters' MyST markdown (headings, math,
+# definition lists, tables); a {glue:text} role shows the name of the value it stands for (the cells
+# above print the values), {cite:p} and {numref} their keys, a {glue:figure} a folded box with its
+# caption. The kernels draw with matplotlib's inline backend (this Makefile exports MPLBACKEND=Agg
+# for the book's build): a chapter's figure shows under the cell that draws it.
 LAB_PORT ?= 8888
+LAB_ENV = env MPLBACKEND=module://matplotlib_inline.backend_inline
 LAB_OPTIONS = --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir=$(CURDIR) \
     --ServerApp.contents_manager_class=jupytext.TextFileContentsManager \
     --LabServerApp.app_settings_dir=$(CURDIR)/lab --LabApp.default_url=/lab/tree/notebooks \
     --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
     --LabApp.extension_manager=readonly $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(CLASSROOM)
-	$(BIN)/jupyter lab $(LAB_OPTIONS)
+	$(LAB_ENV) $(BIN)/jupyter lab $(LAB_OPTIONS)
 # the command make lab runs (tests/test_classroom_browser.py starts it on a free port)
 lab-command:
-	@echo $(BIN)/jupyter lab $(LAB_OPTIONS)
+	@echo $(LAB_ENV) $(BIN)/jupyter lab $(LAB_OPTIONS)
 
 # make test: what CI runs. Building the book executes every notebook (a failing cell fails
 # the make); the float-sensitive tests then run under other CPU kernels (float-kernels), and the

@@ -37,83 +37,83 @@ from clpips.defaults import DEFAULTS
 
 dataset = DEFAULTS.dataset
 k = DEFAULTS.k
-candidates = DEFAULTS.candidates
 test_size = DEFAULTS.test_size
 seed = DEFAULTS.seed
-net = DEFAULTS.net
-device = DEFAULTS.device
-loss = DEFAULTS.loss
-margin = DEFAULTS.margin
-lr = DEFAULTS.lr
-batch_size = DEFAULTS.batch_size
-epochs = DEFAULTS.epochs
-patience = DEFAULTS.patience
-personal_l2 = DEFAULTS.personal_l2
-personal_sizes = DEFAULTS.personal_sizes
-personal_repeats = DEFAULTS.personal_repeats
+epochs = DEFAULTS.epochs                      # of each personal fit (all run: the pull regularises)
+personal_l2 = DEFAULTS.personal_l2            # the pull towards the starting weights
+personal_sizes = DEFAULTS.personal_sizes      # learning curve: training rankings per person
+personal_repeats = DEFAULTS.personal_repeats  # learning curve: subsets per size and person
 n_boot = DEFAULTS.n_boot
 ci = DEFAULTS.ci
 
-# %% tags=["hide-input"]
+# %%
 import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import display
+from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
+from clpips.apps.widget import RankingSession, RankingWidget
 from clpips.book import personal as ps
-from clpips.experiment import load_dataset
 from clpips.book.plots import personal as pp
 from clpips.book.report import format_p, glue_all
+from clpips.experiment import load_dataset
 from clpips.train import pair_features_for
 
-
-
+set_matplotlib_formats("png")  # figures display (and glue) as PNG under any backend
 started = time.perf_counter()
-data = load_dataset(dataset, k=k, candidates=candidates, seed=seed)
-features = pair_features_for(data, data.table, net=net, device=device, progress=False)
-options = dict(loss=loss, margin=margin, lr=lr, batch_size=batch_size)
-study = ps.personal_study(data, test_size=test_size, seed=seed, net=net, device=device, l2=personal_l2,
-                          epochs=epochs, n_boot=n_boot, ci=ci, features=features, patience=patience, **options)
-across = study.across_people()
-per = study.per_person
-alpha = 1 - ci
-glue_all({"alpha": alpha, "dataset": data.name, "n_people": len(per), "n_train": int(per["n_train"].median()),
-          "n_test": int(per["n_test"].median()), "k": int(data.k or 0), "l2": personal_l2, "epochs": epochs,
-          "ci": 100 * ci, "n_boot": n_boot,
-          "pooled_seconds": float(study.fits.query("model == 'pooled'")["seconds"].sum()),
-          "personal_seconds": float(study.fits.query("model == 'personal'")["seconds"].mean())}, prefix="nb07_")
-display(per[["n_train", "n_test", "icc_lpips", "icc_pooled", "icc_personal", "icc_lopo",
-             "icc_personal_lopo"]].round(3))
 
 # %% [markdown]
 # ## Models, split and evaluation
 #
-# The data are {glue:text}`nb07_dataset`: {glue:text}`nb07_n_people:d` people, each ranking the
-# same sets of {glue:text}`nb07_k:d` candidates. Target images are split once, as everywhere in
-# this book: each person has {glue:text}`nb07_n_train:d` training rankings and
-# {glue:text}`nb07_n_test:d` held-out rankings, of targets that *no* model below was trained on
-# (as targets; see *Leakage* below for the image pairs they share with training rankings).
-# For each person we fit, from one feature matrix computed once:
+# Target images are split once, as everywhere in this book, so every person's held-out
+# rankings are of targets that *no* model below was trained on (as targets; see *Leakage* below
+# for the image pairs they share with training rankings). For each person we fit, from one
+# feature matrix computed once:
 #
 # pooled
 # : the paper's CLPIPS, on everybody's training rankings (early stopping on held-out training
-#   targets, as in the other chapters; {glue:text}`nb07_pooled_seconds:.1f` s, its share of one batched
-#   fit with the LOPO models below);
+#   targets, as in the other chapters);
 # personal
 # : starts from the pooled weights and trains on this person's training rankings only, pulled
-#   towards the pooled weights with $\lambda$ = {glue:text}`nb07_l2:g`, for
-#   {glue:text}`nb07_epochs:d` epochs (no early stopping: the pull is the regulariser;
-#   {glue:text}`nb07_personal_seconds:.2f` s per person, all people's models trained together);
+#   towards the pooled weights with $\lambda$ = `personal_l2`, for `epochs` epochs (no early
+#   stopping: the pull is the regulariser; all people's models train together);
 # pooled without the person ("LOPO")
 # : pooled CLPIPS trained on everybody *else*: what a new user gets;
 # personal, new user
 # : a personal model started from, and pulled towards, the LOPO model instead.
 #
-# Every model is scored on each person's held-out rankings with ICC(A,k) and Spearman's $\rho$
-# of its ranks against the person's (the table above lists ICC(A,k) per person).
+# `personal_study` fits them all and scores every model on each person's held-out rankings with
+# ICC(A,k) and Spearman's $\rho$ of its ranks against the person's:
+
+# %%
+data = load_dataset(dataset, k=k, seed=seed)
+features = pair_features_for(data, data.table, progress=False)   # every fit below reads these
+study = ps.personal_study(data, test_size=test_size, seed=seed, l2=personal_l2, epochs=epochs,
+                          n_boot=n_boot, ci=ci, features=features)
+
+# %%
+per = study.per_person
+seconds = study.fits.groupby("model")["seconds"]
+glue_all({"dataset": data.name, "n_people": len(per), "n_train": int(per["n_train"].median()),
+          "n_test": int(per["n_test"].median()), "k": int(data.k or 0), "l2": personal_l2, "epochs": epochs,
+          "ci": 100 * ci, "alpha": 1 - ci, "n_boot": n_boot,
+          "pooled_seconds": float(seconds.sum()["pooled"]), "personal_seconds": float(seconds.mean()["personal"]),
+          **{f"icc_{short}_mean": per[f"icc_{model}"].mean()          # nb07_icc_pooled_mean, ...
+             for short, model in (("pooled", "pooled"), ("personal", "personal"), ("lpips", "lpips"),
+                                  ("lopo", "lopo"), ("new", "personal_lopo"))}}, prefix="nb07_")
+per[["n_train", "n_test", "icc_lpips", "icc_pooled", "icc_personal", "icc_lopo", "icc_personal_lopo"]].round(3)
+
+# %% [markdown]
+# The data are {glue:text}`nb07_dataset`: {glue:text}`nb07_n_people:d` people, each ranking the
+# same sets of {glue:text}`nb07_k:d` candidates; each person has {glue:text}`nb07_n_train:d`
+# training rankings and {glue:text}`nb07_n_test:d` held-out rankings. The pooled fit took
+# {glue:text}`nb07_pooled_seconds:.1f` s (its share of one batched fit with the LOPO models), a
+# personal fit {glue:text}`nb07_personal_seconds:.2f` s ($\lambda$ = {glue:text}`nb07_l2:g`,
+# {glue:text}`nb07_epochs:d` epochs). The table lists each person's held-out ICC(A,k) for every
+# model.
 #
 # Intervals ({glue:text}`nb07_n_boot:d` resamples, {glue:text}`nb07_ci:.0f`%) come from one
 # *two-way* bootstrap (`clpips.book.personal.two_way_bootstrap`): each resample draws the people with
@@ -126,80 +126,45 @@ display(per[["n_train", "n_test", "icc_lpips", "icc_pooled", "icc_personal", "ic
 # is not in it). Per person, the same target draws give an interval and a one-sided p-value.
 # The sign test and the Wilcoxon signed-rank test treat people as the sample and targets as
 # fixed.
+#
+# Every claim below reads an interval of a difference the same way, by this one rule:
 
-# %% tags=["hide-input"]
-def where(row):
-    """Where an interval of a difference lies relative to zero (prose)."""
-    return "above zero" if row["ci_low"] > 0 else "below zero" if row["ci_high"] < 0 else "includes zero"
-
-
-def direction(row):
-    """'better' or 'worse' by the sign of the mean difference (prose)."""
-    return "better" if row["mean_delta"] > 0 else "worse" if row["mean_delta"] < 0 else "neither better nor worse"
+# %%
+def where(low: float, high: float) -> str:
+    """Where the interval [low, high] of a difference b − a lies: b is better, worse, or not shown apart."""
+    return "above zero" if low > 0 else "below zero" if high < 0 else "includes zero"
 
 
-def answer(row):
-    """A one-word answer to 'is b better than a?' that the interval supports."""
-    return "Yes" if row["ci_low"] > 0 else "No, worse" if row["ci_high"] < 0 else "Not clearly"
+# %%
+across = study.across_people()
+across["where"] = [where(lo, hi) for lo, hi in zip(across["ci_low"], across["ci_high"])]
+short = {"personal_vs_pooled": "pp", "new_user": "nu", "pooled_vs_lpips": "pl", "personal_vs_lpips": "plp",
+         "new_user_vs_lpips": "nl", "lopo_vs_lpips": "ll"}
+for (name, stat), row in across.iterrows():                     # nb07_pp_icc, nb07_pp_icc_lo, ...
+    held = study.comparison(name)[f"p_holm_{stat}"] < 1 - ci    # people whose own Holm-adjusted p is small
+    glue_all({"": row["mean_delta"], "_lo": row["ci_low"], "_hi": row["ci_high"], "_where": row["where"],
+              "_pos": int(row["n_positive"]), "_neg": int(row["n_negative"]), "_nsig": int(held.sum()),
+              "_sign": format_p(row["sign_p"]), "_wilcoxon": format_p(row["wilcoxon_p"])},
+             prefix=f"nb07_{short[name]}_{stat}")
+glue_all({f"{short[name]}_n": int(across.loc[(name, "icc"), "n"]) for name in short}, prefix="nb07_")
+across[["label", "mean_delta", "ci_low", "ci_high", "where", "n", "n_positive", "sign_p", "wilcoxon_p"]].round(4)
 
-
-def glue_comparison(prefix, name):
-    """Glue the across-people numbers of one comparison (presentation only)."""
-    part = study.comparison(name)
-    for stat in ("icc", "rho"):
-        row = across.loc[(name, stat)]
-        glue_all({"": row["mean_delta"], "_lo": row["ci_low"], "_hi": row["ci_high"],
-                  "_where": where(row), "_dir": direction(row), "_answer": answer(row),
-                  "_pos": int(row["n_positive"]), "_neg": int(row["n_negative"]),
-                  "_wilcoxon": format_p(row["wilcoxon_p"]), "_sign": format_p(row["sign_p"]),
-                  "_nsig": int((part[f"p_holm_{stat}"] < alpha).sum())}, prefix=f"{prefix}_{stat}")
-    glue_all({f"{prefix}_n": int(across.loc[(name, "icc"), "n"])})
-
-
-glue_comparison("nb07_pp", "personal_vs_pooled")
-glue_comparison("nb07_nu", "new_user")
-glue_comparison("nb07_pl", "pooled_vs_lpips")
-glue_comparison("nb07_plp", "personal_vs_lpips")
-glue_comparison("nb07_nl", "new_user_vs_lpips")
-glue_comparison("nb07_ll", "lopo_vs_lpips")
-nu, nl, ll = (across.loc[(name, "icc")] for name in ("new_user", "new_user_vs_lpips", "lopo_vs_lpips"))
-if nu["ci_low"] > 0 and nl["ci_low"] <= 0:
-    verdict = ("Personalising does beat the model a new user starts from, but not LPIPS clearly: judged "
-               "against the leave-one-person-out model alone, the gain would be overstated"
-               + (", because that start is itself worse than LPIPS." if ll["mean_delta"] < 0 else "."))
-elif nu["ci_low"] > 0 and nl["ci_low"] > 0:
-    verdict = "A new user's personal model beats both the model it starts from and LPIPS."
-elif nl["ci_low"] > 0:
-    verdict = "A new user's personal model beats LPIPS, but not clearly the model it starts from."
-else:
-    verdict = "Neither gain is established for a new user at this interval."
-glue_all({"nu_verdict": verdict,
-          "pl_reading": ("Pooling people who disagree may average their preferences away; a personal model "
-                         "can keep them." if across.loc[("personal_vs_pooled", "icc"), "ci_low"] > 0 else
-                         "Whether personal models keep preferences that pooling averages away is not settled "
-                         "by these data."),
-          **{f"icc_{short}_mean": per[f"icc_{model}"].mean()   # nb07_icc_pooled_mean, ...
-             for short, model in (("pooled", "pooled"), ("personal", "personal"), ("lpips", "lpips"),
-                                  ("lopo", "lopo"), ("new", "personal_lopo"))}}, prefix="nb07_")
+# %% tags=["remove-output"]
 fig = pp.plot_person_deltas(study.comparisons, across,
                             names=("personal_vs_pooled", "new_user", "new_user_vs_lpips"),
                             labels={"personal_vs_pooled": "personal − pooled",
                                     "new_user": "new user: personal − LOPO",
                                     "new_user_vs_lpips": "new user: personal − LPIPS"})
 glue("nb07_fig_deltas", fig, display=False)
-plt.close(fig)
-table = across.reset_index()
-table["statistic"] = table["statistic"].map({"icc": "ΔICC(A,k)", "rho": "Δrho"})
-display(table.set_index(["label", "statistic"])[["mean_delta", "ci_low", "ci_high", "n", "n_positive",
-                                                  "n_significant", "sign_p", "wilcoxon_p"]].round(4))
+plt.close(fig)  # shown once: below in JupyterLab, where the text pastes it in the book
+fig
 
 # %% [markdown]
 # ## Do personal metrics beat the pooled one?
 #
-# {glue:text}`nb07_pp_icc_answer`. Averaged over the {glue:text}`nb07_pp_n:d` people, the held-out
-# ICC(A,k) of the personal model is {glue:text}`nb07_icc_personal_mean:.3f` against
-# {glue:text}`nb07_icc_pooled_mean:.3f` for the pooled model (and
-# {glue:text}`nb07_icc_lpips_mean:.3f` for LPIPS): a mean difference of
+# Averaged over the {glue:text}`nb07_pp_n:d` people, the held-out ICC(A,k) of the personal model
+# is {glue:text}`nb07_icc_personal_mean:.3f` against {glue:text}`nb07_icc_pooled_mean:.3f` for
+# the pooled model (and {glue:text}`nb07_icc_lpips_mean:.3f` for LPIPS): a mean difference of
 # {glue:text}`nb07_pp_icc:.3f` ({glue:text}`nb07_ci:.0f`% CI over people and targets
 # {glue:text}`nb07_pp_icc_lo:.3f` to {glue:text}`nb07_pp_icc_hi:.3f`, {glue:text}`nb07_pp_icc_where`),
 # the personal model agreeing better with {glue:text}`nb07_pp_icc_pos:d` and worse with
@@ -214,7 +179,9 @@ display(table.set_index(["label", "statistic"])[["mean_delta", "ci_low", "ci_hig
 # Against LPIPS, the pooled model's mean ΔICC(A,k) on these people is
 # {glue:text}`nb07_pl_icc:.3f` ({glue:text}`nb07_pl_icc_lo:.3f` to {glue:text}`nb07_pl_icc_hi:.3f`,
 # {glue:text}`nb07_pl_icc_where`), better for {glue:text}`nb07_pl_icc_pos:d` and worse for
-# {glue:text}`nb07_pl_icc_neg:d` of {glue:text}`nb07_pl_n:d` people. {glue:text}`nb07_pl_reading`
+# {glue:text}`nb07_pl_icc_neg:d` of {glue:text}`nb07_pl_n:d` people. An interval of personal
+# minus pooled above zero would say that pooling people who disagree averages away preferences
+# that a personal model keeps.
 #
 # ```{glue:figure} nb07_fig_deltas
 # :name: fig-07-deltas
@@ -242,43 +209,47 @@ display(table.set_index(["label", "statistic"])[["mean_delta", "ci_low", "ci_hig
 # | personal − LPIPS | {glue:text}`nb07_nl_icc:.3f` | {glue:text}`nb07_nl_icc_lo:.3f` to {glue:text}`nb07_nl_icc_hi:.3f` ({glue:text}`nb07_nl_icc_where`) | {glue:text}`nb07_nl_icc_pos:d` / {glue:text}`nb07_nl_icc_neg:d` |
 #
 # The LOPO model's held-out ICC(A,k) averages {glue:text}`nb07_icc_lopo_mean:.3f`, against
-# {glue:text}`nb07_icc_lpips_mean:.3f` for LPIPS: it agrees {glue:text}`nb07_ll_icc_dir` than
-# LPIPS on average. A personal model started from it reaches
-# {glue:text}`nb07_icc_new_mean:.3f`: it agrees {glue:text}`nb07_nu_icc_dir` than the LOPO model
-# (Wilcoxon over people {glue:text}`nb07_nu_icc_wilcoxon`; $\Delta\rho$ =
-# {glue:text}`nb07_nu_rho:.3f`, {glue:text}`nb07_nu_rho_lo:.3f` to
-# {glue:text}`nb07_nu_rho_hi:.3f`) and {glue:text}`nb07_nl_icc_dir` than LPIPS (better for
-# {glue:text}`nb07_nl_icc_pos:d` and worse for {glue:text}`nb07_nl_icc_neg:d` of
-# {glue:text}`nb07_nl_n:d` people; $\Delta\rho$ = {glue:text}`nb07_nl_rho:.3f`,
-# {glue:text}`nb07_nl_rho_lo:.3f` to {glue:text}`nb07_nl_rho_hi:.3f`).
-# {glue:text}`nb07_nu_verdict`
-
-# %% tags=["hide-input"]
-cross = ps.cross_person(study, "icc")
-own = ps.own_versus_others(cross, n_boot=n_boot, ci=ci, seed=seed)
-glue_all({"own": own["own"], "others": own["others"], "own_diff": own["difference"], "own_lo": own["ci_low"],
-          "own_hi": own["ci_high"], "own_pos": own["n_positive"], "own_wilcoxon": format_p(own["wilcoxon_p"]),
-          "own_answer": ("It does not: one's" if own["ci_low"] > 0 else
-                         "The data cannot rule that out: one's" if own["ci_high"] >= 0 else
-                         "It does, and more so: one's"),
-          "own_reading": ("What the personal models learn is, at least partly, the person." if own["ci_low"] > 0
-                          else "That personal models learn the person, rather than training longer, is not "
-                               "established here.")}, prefix="nb07_")
-fig = pp.plot_cross_person(cross, "icc")
-glue("nb07_fig_cross", fig, display=False)
-plt.close(fig)
-
-# %% [markdown]
+# {glue:text}`nb07_icc_lpips_mean:.3f` for LPIPS, and a personal model started from it reaches
+# {glue:text}`nb07_icc_new_mean:.3f`. Against the LOPO model (Wilcoxon over people
+# {glue:text}`nb07_nu_icc_wilcoxon`) its $\Delta\rho$ is {glue:text}`nb07_nu_rho:.3f`
+# ({glue:text}`nb07_nu_rho_lo:.3f` to {glue:text}`nb07_nu_rho_hi:.3f`); against LPIPS it is
+# better for {glue:text}`nb07_nl_icc_pos:d` and worse for {glue:text}`nb07_nl_icc_neg:d` of
+# {glue:text}`nb07_nl_n:d` people, with $\Delta\rho$ = {glue:text}`nb07_nl_rho:.3f`
+# ({glue:text}`nb07_nl_rho_lo:.3f` to {glue:text}`nb07_nl_rho_hi:.3f`). A new user gains from
+# personalising where both intervals, against the LOPO start and against LPIPS, lie above zero;
+# judged against the LOPO model alone, the gain is overstated whenever that start is itself worse
+# than LPIPS (the table's first row).
+#
 # ## Is it the person, or just more training?
 #
 # A personal model is trained longer, and from a different start, than the pooled one; it might
-# beat the pooled model on *anyone's* rankings. {glue:text}`nb07_own_answer` own model, scored
-# beside everybody else's on each person's held-out rankings ({numref}`fig-07-cross`), gains
-# {glue:text}`nb07_own:.3f` in ICC(A,k) over the pooled model on average, somebody else's
-# {glue:text}`nb07_others:.3f`. Own minus others averages {glue:text}`nb07_own_diff:.3f`
-# ({glue:text}`nb07_own_lo:.3f` to {glue:text}`nb07_own_hi:.3f` over people; positive for
-# {glue:text}`nb07_own_pos:d` of {glue:text}`nb07_pp_n:d` people, Wilcoxon
-# {glue:text}`nb07_own_wilcoxon`; this interval resamples people only). {glue:text}`nb07_own_reading`
+# beat the pooled model on *anyone's* rankings. So each person's model is scored beside
+# everybody else's on each person's held-out rankings ({numref}`fig-07-cross`), and one's own
+# model is compared with the others' (this interval resamples people only):
+
+# %%
+cross = ps.cross_person(study, "icc")
+own = ps.own_versus_others(cross, n_boot=n_boot, ci=ci, seed=seed)
+own["where"] = where(own["ci_low"], own["ci_high"])
+glue_all({"own": own["own"], "others": own["others"], "own_diff": own["difference"], "own_lo": own["ci_low"],
+          "own_hi": own["ci_high"], "own_pos": own["n_positive"], "own_wilcoxon": format_p(own["wilcoxon_p"]),
+          "own_where": own["where"]}, prefix="nb07_")
+pd.Series(own, name="own model versus others'")
+
+# %% tags=["remove-output"]
+fig = pp.plot_cross_person(cross, "icc")
+glue("nb07_fig_cross", fig, display=False)
+plt.close(fig)
+fig
+
+# %% [markdown]
+# One's own model gains {glue:text}`nb07_own:.3f` in ICC(A,k) over the pooled model on average,
+# somebody else's {glue:text}`nb07_others:.3f`. Own minus others averages
+# {glue:text}`nb07_own_diff:.3f` ({glue:text}`nb07_own_lo:.3f` to {glue:text}`nb07_own_hi:.3f`
+# over people, {glue:text}`nb07_own_where`; positive for {glue:text}`nb07_own_pos:d` of
+# {glue:text}`nb07_pp_n:d` people, Wilcoxon {glue:text}`nb07_own_wilcoxon`). Above zero, what the
+# personal models learn is, at least partly, the person; an interval that includes zero leaves
+# "just more training" standing.
 #
 # ```{glue:figure} nb07_fig_cross
 # :name: fig-07-cross
@@ -286,41 +257,40 @@ plt.close(fig)
 # ΔICC(A,k) against the pooled model of each person's personal model (columns) on each person's
 # held-out rankings (rows). The diagonal is one's own model.
 # ```
-
-# %% tags=["hide-input"]
-curve = ps.learning_curve(study, sizes=personal_sizes, repeats=personal_repeats, base="lopo")
-summary = curve.summary()
-display(summary.round(4))
-smallest = summary.iloc[0]
-first = curve.first_size_beating("icc", summary)
-
-
-def rankings_text(n):
-    """'a single ranking', '5 rankings' (for the prose)."""
-    return "a single ranking" if round(n) == 1 else f"{n:.0f} rankings"
-
-
-glue_all({"repeats": personal_repeats, "small": smallest["delta_icc"], "small_lo": smallest["ci_low_icc"],
-          "small_hi": smallest["ci_high_icc"], "small_pos": int(smallest["n_positive_icc"]),
-          "all": summary.loc["all", "delta_icc"], "all_n": float(summary.loc["all", "mean_rankings"]),
-          "first": ("none of the sizes tried" if first is None else
-                    rankings_text(float(summary.loc[first, "mean_rankings"]))),
-          "small_text": rankings_text(float(smallest["mean_rankings"]))}, prefix="nb07_lc_")
-fig = pp.plot_learning_curve(summary, curve.per_person(), "icc")
-glue("nb07_fig_curve", fig, display=False)
-plt.close(fig)
-
-# %% [markdown]
+#
 # ## How many rankings does a person need?
 #
 # For the new user, we refit the personal model on random subsets of the person's training
-# rankings ({glue:text}`nb07_lc_repeats:d` subsets per size and person) and compare it with the
-# LOPO model on the same held-out rankings ({numref}`fig-07-curve`; these intervals resample
-# people only, the held-out targets fixed). The personal model beats
-# the LOPO model, with the interval of the mean over people above zero at that size and every
-# larger one, from **{glue:text}`nb07_lc_first`** on; the smallest size tried was
-# {glue:text}`nb07_lc_small_text`. With {glue:text}`nb07_lc_small_text` the difference in ICC(A,k) is {glue:text}`nb07_lc_small:.3f` ({glue:text}`nb07_lc_small_lo:.3f` to
-# {glue:text}`nb07_lc_small_hi:.3f`; {glue:text}`nb07_lc_small_pos:d` of
+# rankings and compare it with the LOPO model on the same held-out rankings
+# ({numref}`fig-07-curve`; these intervals resample people only, the held-out targets fixed).
+# The column `beats_from_here` marks the sizes from which on the interval of the mean over
+# people lies above zero at that size and every larger one:
+
+# %%
+curve = ps.learning_curve(study, sizes=personal_sizes, repeats=personal_repeats, base="lopo")
+summary = curve.summary()
+first = curve.first_size_beating("icc", summary)               # None: no size gets there
+from_here = summary.index.get_loc(first) if first else len(summary)
+smallest, every = summary.iloc[0], summary.loc["all"]
+glue_all({"repeats": personal_repeats, "small": smallest["delta_icc"], "small_lo": smallest["ci_low_icc"],
+          "small_hi": smallest["ci_high_icc"], "small_pos": int(smallest["n_positive_icc"]),
+          "small_n": float(smallest["mean_rankings"]), "all": every["delta_icc"],
+          "all_n": float(every["mean_rankings"]),
+          "first_n": float(summary.loc[first, "mean_rankings"]) if first else float("nan")}, prefix="nb07_lc_")
+summary.assign(beats_from_here=[i >= from_here for i in range(len(summary))]).round(4)
+
+# %% tags=["remove-output"]
+fig = pp.plot_learning_curve(summary, curve.per_person(), "icc")
+glue("nb07_fig_curve", fig, display=False)
+plt.close(fig)
+fig
+
+# %% [markdown]
+# With {glue:text}`nb07_lc_repeats:d` subsets per size and person, the personal model beats the
+# LOPO model at every size from {glue:text}`nb07_lc_first_n:.0f` rankings per person on (nan: at
+# no size tried). At the smallest size, {glue:text}`nb07_lc_small_n:.0f` rankings per person,
+# the difference in ICC(A,k) is {glue:text}`nb07_lc_small:.3f` ({glue:text}`nb07_lc_small_lo:.3f`
+# to {glue:text}`nb07_lc_small_hi:.3f`; {glue:text}`nb07_lc_small_pos:d` of
 # {glue:text}`nb07_nu_n:d` people improve), against {glue:text}`nb07_lc_all:.3f` with all
 # {glue:text}`nb07_lc_all_n:.0f`. Whether the new user also beats LPIPS is the question of the
 # table above: the LOPO start differs from LPIPS by {glue:text}`nb07_ll_icc:.3f` in ICC(A,k).
@@ -332,28 +302,7 @@ plt.close(fig)
 # the person, by the number of rankings the person gave. Thin lines: people (mean over
 # subsets); band: bootstrap interval of the mean over people (targets fixed).
 # ```
-
-# %% tags=["hide-input"]
-strict = ps.personal_study(data, test_size=test_size, seed=seed, net=net, device=device, l2=personal_l2,
-                           epochs=epochs, n_boot=n_boot, ci=ci, features=features, patience=patience,
-                           lopo=False, exclude_shared_pairs=True, person_bootstrap=False, **options)
-strict_row = strict.across_people().loc[("personal_vs_pooled", "icc")]
-glue_all({"shared": study.settings["shared_pair_share"], "strict_icc": strict_row["mean_delta"],
-          "strict_icc_lo": strict_row["ci_low"], "strict_icc_hi": strict_row["ci_high"],
-          "strict_icc_pos": int(strict_row["n_positive"]), "strict_icc_where": where(strict_row)}, prefix="nb07_")
-sensitivity = ps.l2_sensitivity(study, [0.0, 0.001, 0.1])
-display(sensitivity.round(4))
-weaker_better = bool((sensitivity["delta_icc"].diff().dropna() <= 0).all())  # index: l2 ascending
-glue_all({"min": float(sensitivity["delta_icc"].min()), "max": float(sensitivity["delta_icc"].max()),
-          "lo_min": float(sensitivity["ci_low_icc"].min()),
-          "values": ", ".join(f"{v:g}" for v in sensitivity.index),
-          "reading": ("every one of them lies above zero: the sign of the conclusion does not depend on this choice"
-                      if sensitivity["ci_low_icc"].min() > 0 else
-                      "not all of them lie above zero: the conclusion depends on this choice")
-                     + (" (weaker pulls do better here, which we did not use to pick one)." if weaker_better
-                        else ".")}, prefix="nb07_l2_")
-
-# %% [markdown]
+#
 # ## Leakage and a free choice
 #
 # Two more things could make personal models look better than they are.
@@ -361,48 +310,74 @@ glue_all({"min": float(sensitivity["delta_icc"].min()), "max": float(sensitivity
 # *Shared image pairs.* The split is by target, but candidates are not split: a held-out ranking
 # of target X may contain candidate Y while the training ranking of target Y contains X. The
 # person judged that pair twice and LPIPS features are symmetric, so a personal model could
-# learn a held-out judgement from a training one. Here {glue:text}`nb07_shared:.1%` of held-out
-# rows share their image pair with a training row. Refitting every model with those pairs
-# removed from training leaves a mean difference (personal − pooled) of
-# {glue:text}`nb07_strict_icc:.3f` ({glue:text}`nb07_strict_icc_lo:.3f` to
-# {glue:text}`nb07_strict_icc_hi:.3f`, {glue:text}`nb07_strict_icc_where`;
-# {glue:text}`nb07_strict_icc_pos:d` of {glue:text}`nb07_pp_n:d` people improve). The split by
-# image (`clpips.datasets.SPLIT_MODES`, chapters 04 and 05) removes such pairs by construction.
+# learn a held-out judgement from a training one. We refit every model with those pairs removed
+# from training:
+
+# %%
+strict = ps.personal_study(data, test_size=test_size, seed=seed, l2=personal_l2, epochs=epochs,
+                           n_boot=n_boot, ci=ci, features=features, lopo=False, exclude_shared_pairs=True,
+                           person_bootstrap=False)
+strict_row = strict.across_people().loc[("personal_vs_pooled", "icc")]
+glue_all({"shared": study.settings["shared_pair_share"], "strict_icc": strict_row["mean_delta"],
+          "strict_icc_lo": strict_row["ci_low"], "strict_icc_hi": strict_row["ci_high"],
+          "strict_icc_pos": int(strict_row["n_positive"]),
+          "strict_icc_where": where(strict_row["ci_low"], strict_row["ci_high"])}, prefix="nb07_")
+strict_row[["label", "mean_delta", "ci_low", "ci_high", "n", "n_positive"]]
+
+# %% [markdown]
+# Here {glue:text}`nb07_shared:.1%` of held-out rows share their image pair with a training row.
+# Without them, the mean difference (personal − pooled) is {glue:text}`nb07_strict_icc:.3f`
+# ({glue:text}`nb07_strict_icc_lo:.3f` to {glue:text}`nb07_strict_icc_hi:.3f`,
+# {glue:text}`nb07_strict_icc_where`; {glue:text}`nb07_strict_icc_pos:d` of
+# {glue:text}`nb07_pp_n:d` people improve). The split by image (`clpips.datasets.SPLIT_MODES`,
+# chapters 04 and 05) removes such pairs by construction.
 #
 # *The pull strength.* $\lambda$ = {glue:text}`nb07_l2:g` is a default fixed beforehand, not
-# tuned on held-out data; the table above refits the personal models with $\lambda$ set to each
-# of {glue:text}`nb07_l2_values`. The mean difference ranges from
-# {glue:text}`nb07_l2_min:.3f` to {glue:text}`nb07_l2_max:.3f`, and the lowest interval bound
-# (over people) over all of them is {glue:text}`nb07_l2_lo_min:.3f`:
-# {glue:text}`nb07_l2_reading`
+# tuned on held-out data. Refitting the personal models with other pulls shows how much the
+# answer depends on it:
 
-# %% tags=["hide-input"]
+# %%
+sensitivity = ps.l2_sensitivity(study, [0.0, 0.001, 0.1])
+glue_all({"min": float(sensitivity["delta_icc"].min()), "max": float(sensitivity["delta_icc"].max()),
+          "lo_min": float(sensitivity["ci_low_icc"].min()),
+          "values": ", ".join(f"{v:g}" for v in sensitivity.index)}, prefix="nb07_l2_")
+sensitivity.round(4)
+
+# %% [markdown]
+# Over $\lambda$ = {glue:text}`nb07_l2_values`, the mean difference ranges from
+# {glue:text}`nb07_l2_min:.3f` to {glue:text}`nb07_l2_max:.3f`, and the lowest interval bound
+# (over people) is {glue:text}`nb07_l2_lo_min:.3f`: where that bound is above zero, the sign of
+# the conclusion does not depend on this choice. Which pull did best (table) was not used to
+# pick one.
+#
+# ## What a personal model changes
+#
+# Where does each model put its weight, layer by layer, and how far within each layer does a
+# personal model move from the pooled one?
+
+# %%
 people = sorted(study.personal)
 shares = ps.layer_shares({"LPIPS": study.weights["lpips"], "pooled": study.weights["pooled"],
-                          **{r: study.personal[r] for r in people}}, net=net)
-changes = ps.layer_changes({r: study.personal[r] for r in people}, study.weights["pooled"], net=net)
-person_shares = shares.loc[people]
-spread = (person_shares.max() - person_shares.min()).max()
-early, late = shares.loc["pooled", "layer 1"] - shares.loc["LPIPS", "layer 1"], \
-    shares.loc["pooled", "layer 5"] - shares.loc["LPIPS", "layer 5"]
-glue_all({"share_spread": 100 * float(spread),
+                          **{r: study.personal[r] for r in people}})
+changes = ps.layer_changes({r: study.personal[r] for r in people}, study.weights["pooled"])
+moved = changes.mean()                                           # mean over people, per layer
+glue_all({"share_spread": 100 * float((shares.loc[people].max() - shares.loc[people].min()).max()),
           **{f"share_{model.lower()}_l{layer}": shares.loc[model, f"layer {layer}"]   # nb07_share_pooled_l1, ...
              for model in ("pooled", "LPIPS") for layer in (1, 5)},
-          "change_max_layer": str(changes.mean().idxmax()), "change_max": float(changes.mean().max()),
-          "change_min_layer": str(changes.mean().idxmin()), "change_min": float(changes.mean().min()),
-          "share_move": ("moves weight from the first layer to the last" if early < 0 < late else
-                         "moves weight from the last layer to the first" if late < 0 < early else
-                         "changes the weight of the first and last layers in the same direction")}, prefix="nb07_")
+          "change_max_layer": str(moved.idxmax()), "change_max": float(moved.max()),
+          "change_min_layer": str(moved.idxmin()), "change_min": float(moved.min())}, prefix="nb07_")
+pd.concat([shares.loc[["LPIPS", "pooled"]], moved.to_frame("personal: mean change").T]).round(3)
+
+# %% tags=["remove-output"]
 fig = pp.plot_layer_weights(shares, changes)
 glue("nb07_fig_layers", fig, display=False)
 plt.close(fig)
+fig
 
 # %% [markdown]
-# ## What a personal model changes
-#
-# Compared with LPIPS, the pooled fit {glue:text}`nb07_share_move` (layer 1:
-# {glue:text}`nb07_share_lpips_l1:.1%` → {glue:text}`nb07_share_pooled_l1:.1%` of the total
-# weight; layer 5: {glue:text}`nb07_share_lpips_l5:.1%` → {glue:text}`nb07_share_pooled_l5:.1%`).
+# Compared with LPIPS, the pooled fit changes the share of the total weight in layer 1 from
+# {glue:text}`nb07_share_lpips_l1:.1%` to {glue:text}`nb07_share_pooled_l1:.1%` and in layer 5
+# from {glue:text}`nb07_share_lpips_l5:.1%` to {glue:text}`nb07_share_pooled_l5:.1%`.
 # Across people, no layer's share of a personal model varies by more than
 # {glue:text}`nb07_share_spread:.1f` percentage points ({numref}`fig-07-layers`, left). Within
 # layers, relative to the pooled weights, personal models move most in
@@ -418,19 +393,30 @@ plt.close(fig)
 # each person's CLPIPS. Right: how far each personal model moved from the pooled one within
 # each layer, $\lVert w_l - w_{\text{pooled},l} \rVert / \lVert w_{\text{pooled},l} \rVert$.
 # ```
+#
+# ## Simulated raters: do personal models find the true weights?
+#
+# mur92 cannot say *what* a personal model learns about a person. The simulated study can: each
+# of its raters judges six scene attributes (size, colour, texture, shape, position, background)
+# with known weights, and ranks their own regenerations of each target. For any model, a
+# least-squares fit of its distance on "attribute differs from the target" indicators gives its
+# sensitivity to each attribute (`clpips.book.personal.attribute_sensitivity`), which we compare
+# with the rater's true weights (one row per rater below).
 
-# %% tags=["hide-input"]
+# %%
 if getattr(data, "truth", None) is not None:      # the chapter runs on simulated data already
-    sim, sim_study = data, study
+    sim_study = study
 else:                                             # a quick study of the simulated data, for this section
     sim = load_dataset("simulated", seed=seed)
-    sim_study = ps.personal_study(
-        sim, test_size=test_size, seed=seed, net=net, device=device, l2=personal_l2, epochs=epochs,
-        n_boot=n_boot, ci=ci, features=pair_features_for(sim, sim.table, net=net, device=device, progress=False),
-        patience=patience, lopo=False, person_bootstrap=False, **options)
+    sim_study = ps.personal_study(sim, test_size=test_size, seed=seed, l2=personal_l2, epochs=epochs,
+                                  n_boot=n_boot, ci=ci, features=pair_features_for(sim, sim.table, progress=False),
+                                  lopo=False, person_bootstrap=False)
 recovery = ps.truth_recovery(sim_study)
+recovery.round(3)
+
+# %%
 closer = ps.paired_tests(recovery["cos_personal"] - recovery["cos_pooled"])
-shift = ps.people_interval(recovery["cos_shift"], n_boot=n_boot, ci=ci, seed=seed)
+shift = ps.people_interval(recovery["cos_shift"], n_boot=n_boot, ci=ci, seed=seed)   # mean, low, high
 sim_row = sim_study.across_people().loc[("personal_vs_pooled", "icc")]
 glue_all({"n": len(recovery), "train": int(sim_study.per_person["n_train"].median()),
           "test": int(sim_study.per_person["n_test"].median()),
@@ -439,41 +425,30 @@ glue_all({"n": len(recovery), "train": int(sim_study.per_person["n_train"].media
           "shift": shift[0], "shift_lo": shift[1], "shift_hi": shift[2],
           "shift_pos": int((recovery["cos_shift"] > 0).sum()),
           "icc": sim_row["mean_delta"], "icc_lo": sim_row["ci_low"], "icc_hi": sim_row["ci_high"],
-          "icc_where": where(sim_row),
-          "reading": ("The personal models move towards the raters' true weights on average."
-                      if recovery["cos_personal"].mean() > recovery["cos_pooled"].mean() else
-                      "On average the personal models do not move towards the raters' true weights."),
-          "shift_reading": "points towards" if shift[1] > 0 else "does not clearly point towards"},
-         prefix="nb07_sim_")
+          "icc_where": where(sim_row["ci_low"], sim_row["ci_high"])}, prefix="nb07_sim_")
+sim_row[["label", "mean_delta", "ci_low", "ci_high", "n", "n_positive"]]
+
+# %% tags=["remove-output"]
 fig = pp.plot_truth_recovery(recovery)
 glue("nb07_fig_truth", fig, display=False)
 plt.close(fig)
+fig
 
 # %% [markdown]
-# ## Simulated raters: do personal models find the true weights?
-#
-# mur92 cannot say *what* a personal model learns about a person. The simulated study can: each
-# of its {glue:text}`nb07_sim_n:d` raters judges six scene attributes (size, colour, texture,
-# shape, position, background) with known weights, and ranks their own regenerations of each
-# target ({glue:text}`nb07_sim_train:d` training and {glue:text}`nb07_sim_test:d` held-out
-# rankings each). For any model, a least-squares fit of its distance on "attribute differs from
-# the target" indicators gives its sensitivity to each attribute
-# (`clpips.book.personal.attribute_sensitivity`), which we compare with the rater's true weights.
-#
-# With few rankings per rater, the held-out difference of personal minus pooled CLPIPS is
-# ΔICC(A,k) {glue:text}`nb07_sim_icc:.3f` ({glue:text}`nb07_sim_icc_lo:.3f` to
+# The {glue:text}`nb07_sim_n:d` simulated raters give few rankings each
+# ({glue:text}`nb07_sim_train:d` training and {glue:text}`nb07_sim_test:d` held-out). The
+# held-out difference of personal minus pooled CLPIPS is ΔICC(A,k)
+# {glue:text}`nb07_sim_icc:.3f` ({glue:text}`nb07_sim_icc_lo:.3f` to
 # {glue:text}`nb07_sim_icc_hi:.3f` over raters and targets, {glue:text}`nb07_sim_icc_where`).
-# {glue:text}`nb07_sim_reading` The
-# cosine between a model's attribute sensitivities and the rater's true weights averages
+# The cosine between a model's attribute sensitivities and the rater's true weights averages
 # {glue:text}`nb07_sim_cos_personal:.3f` for the personal models against
 # {glue:text}`nb07_sim_cos_pooled:.3f` for the pooled one; {glue:text}`nb07_sim_closer:d` of
 # {glue:text}`nb07_sim_n:d` raters are closer with their own model (Wilcoxon
-# {glue:text}`nb07_sim_closer_p`). More tellingly, the *change* a personal model makes to the
-# pooled sensitivities {glue:text}`nb07_sim_shift_reading` the rater's own deviation from the average rater: a mean
-# cosine of {glue:text}`nb07_sim_shift:.3f` ({glue:text}`nb07_sim_shift_lo:.3f` to
+# {glue:text}`nb07_sim_closer_p`). More tellingly, the cosine between the *change* a personal
+# model makes to the pooled sensitivities and the rater's own deviation from the average rater
+# averages {glue:text}`nb07_sim_shift:.3f` ({glue:text}`nb07_sim_shift_lo:.3f` to
 # {glue:text}`nb07_sim_shift_hi:.3f`; positive for {glue:text}`nb07_sim_shift_pos:d` of
-# {glue:text}`nb07_sim_n:d` raters),
-# where fitting noise would give 0 ({numref}`fig-07-truth`).
+# {glue:text}`nb07_sim_n:d` raters), where fitting noise would give 0 ({numref}`fig-07-truth`).
 #
 # ```{glue:figure} nb07_fig_truth
 # :name: fig-07-truth
@@ -499,22 +474,20 @@ plt.close(fig)
 # {glue:text}`nb07_demo_source` of {glue:text}`nb07_dataset` did, fits, and starts on the next
 # set. In Jupyter the buttons work.
 
-# %% tags=["hide-input"]
-from clpips.apps.widget import RankingSession, RankingWidget
-
+# %%
 demo_csv = Path("widget_demo") / "rankings.csv"
 demo_csv.unlink(missing_ok=True)  # every run of the chapter starts a fresh demo
 source = study.raters[0]
 source_rows = data.table[data.table["rater"].astype(str) == source]
 demo_sets = list(dict.fromkeys(source_rows["set_id"]))[:6]
 session = RankingSession(data, demo_csv, rater="demo", sets=demo_sets, base=study.weights["pooled"],
-                         l2=personal_l2, epochs=epochs, features=features, net=net, device=device, seed=seed)
+                         l2=personal_l2, epochs=epochs, features=features, seed=seed)
 ranking_widget = RankingWidget(session)
 demo_saved, demo_clicks = 3, 4
 glue_all({"demo_source": source, "demo_saved": demo_saved, "demo_clicks": demo_clicks}, prefix="nb07_")
 ranking_widget
 
-# %% tags=["hide-input"]
+# %%
 def ranks_of(set_id):
     """The source person's ranks of one set (what the demo's 'user' clicks)."""
     return source_rows[source_rows["set_id"] == set_id].set_index("candidate")["rank"].to_dict()
@@ -525,11 +498,10 @@ for _ in range(demo_saved):
     ranking_widget.save_button.click()
 ranking_widget.fit_button.click()
 ranking_widget.play(ranks_of(session.current), n_clicks=demo_clicks)
-print(pd.read_csv(demo_csv).groupby("set_id").size().rename("rows saved").to_string())
+pd.read_csv(demo_csv).groupby("set_id").size().rename("rows saved")
 
-# %% tags=["hide-input"]
-elapsed = time.perf_counter() - started
-glue_all({"nb07_seconds": elapsed})
+# %%
+glue("nb07_seconds", time.perf_counter() - started, display=False)
 
 # %% [markdown]
 # The widget above shows the state the code left: {glue:text}`nb07_demo_saved:d` rankings saved,
@@ -550,10 +522,13 @@ glue_all({"nb07_seconds": elapsed})
 # - the same versus LPIPS: {glue:text}`nb07_nl_icc:.3f` ({glue:text}`nb07_nl_icc_lo:.3f` to
 #   {glue:text}`nb07_nl_icc_hi:.3f`, {glue:text}`nb07_nl_icc_where`), with the LOPO model
 #   itself at {glue:text}`nb07_ll_icc:.3f` against LPIPS ({glue:text}`nb07_ll_icc_lo:.3f` to
-#   {glue:text}`nb07_ll_icc_hi:.3f`). {glue:text}`nb07_nu_verdict`
+#   {glue:text}`nb07_ll_icc_hi:.3f`, {glue:text}`nb07_ll_icc_where`);
+# - one's own personal model versus other people's: {glue:text}`nb07_own_diff:.3f`
+#   ({glue:text}`nb07_own_lo:.3f` to {glue:text}`nb07_own_hi:.3f`, {glue:text}`nb07_own_where`);
+# - against the LOPO model, the interval over people lies above zero from
+#   {glue:text}`nb07_lc_first_n:.0f` rankings per person on.
 #
-# {glue:text}`nb07_own_reading` Against the LOPO model, the interval over people lies above zero
-# from {glue:text}`nb07_lc_first` on. Limits:
+# Limits:
 #
 # - the people of mur92 judged the similarity of 92 photographs (faces, bodies, animals, objects,
 #   places) by arranging them; our rankings are read from their dissimilarity matrices, not from

@@ -285,3 +285,49 @@ def test_simulate_class_is_seeded_and_noise_and_taste_matter():
     noisy, _ = ca.simulate_class(design, features, sets, n_students=3, seed=2, personal_sd=0.0, noise=1.0)
     off = ca.pairwise_rho(noisy).to_numpy(float)[~np.eye(3, dtype=bool)]
     assert (off < 1).any()
+
+
+# --------------------------------------------------------------------------- the chapter's one entry
+def test_load_class_reads_a_class_file_and_its_recorded_sets(tmp_path, monkeypatch):
+    """A class file: its rankings as they are, the sets in the sidecar's order, no truth, a source naming it;
+    the features are those of the file's own pairs (every (target, candidate) once)."""
+    csv = tmp_path / "lesson.csv"
+    CLASS.to_csv(csv, index=False)
+    (tmp_path / "lesson.json").write_text('{"study": "mur92", "sets": ["B", "A", "C", "D", "E"]}')
+    seen = {}
+
+    def fake_features(data, table, net):
+        seen["table"] = table
+        return "F"
+
+    monkeypatch.setattr(ca, "_features", fake_features)
+    got = ca.load_class(str(csv))
+    cols = ["set_id", "target", "candidate", "rater", "rank"]
+    key = ["rater", "set_id", "candidate"]
+    pd.testing.assert_frame_equal(got.rankings.table[cols].astype(str).sort_values(key).reset_index(drop=True),
+                                  CLASS[cols].astype(str).sort_values(key).reset_index(drop=True))
+    assert got.sets == ["B", "A", "C", "D", "E"] and got.truth is None and got.features == "F"
+    assert got.design is got.rankings and seen["table"] is got.rankings.table
+    assert got.source == "the class file lesson.csv (5 students, study mur92)"
+
+
+def test_load_class_without_a_file_simulates_the_sets_the_classroom_serves(monkeypatch):
+    """No class file: the study's sets as ``clpips classroom`` draws them, and exactly ``simulate_class``'s class
+    on them, with features of those sets' pairs only."""
+    design, features = _design(n_sets=6, k=5, seed=4)
+    design.root, design.name = "/nowhere", "tiny"
+    monkeypatch.setattr(ca.classroom, "load_study", lambda study, k, seed: design)
+    asked = {}
+
+    def fake_features(data, table, net):
+        asked["sets"] = set(table["set_id"])
+        return features
+
+    monkeypatch.setattr(ca, "_features", fake_features)
+    got = ca.load_class("", "tiny", k=5, n_sets=3, n_students=4, seed=7)
+    sets = ca.classroom.class_sets(design, 3, 7)
+    table, truth = ca.simulate_class(design, features, sets, 4, seed=7)
+    pd.testing.assert_frame_equal(got.rankings.table, table)
+    assert got.sets == sets and asked["sets"] == set(sets) and got.design is design
+    assert set(got.truth) == set(truth) and all(torch.equal(got.truth[k], truth[k]) for k in truth)
+    assert got.source.startswith("a simulated class: 4 students ranking the 3 sets of tiny")

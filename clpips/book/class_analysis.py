@@ -17,18 +17,24 @@ share sets. Three views of agreement *between students*, each on the sets both
 :func:`simulate_class` makes a class when there is no class file: students who
 rank the study's sets with LPIPS-like distances from their own layer weights
 (a shared class taste times a personal one) plus judgement noise.
+:func:`load_class` is the chapter's one entry: a class file, or that simulated class.
 """
 from __future__ import annotations
 
 import warnings
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from clpips.apps import classroom
+from clpips.datasets import RankingDataset
 from clpips.defaults import DEFAULTS
 from clpips.evaluate import RANKING, alignment, ranking_ids
+from clpips.features import pair_features
 from clpips.model import CHANNELS, initial_weight_vector
 from clpips.stats import DegenerateDataWarning, icc_from_matrix
 
@@ -139,3 +145,50 @@ def simulate_class(dataset, features, sets: Sequence[str], n_students: int = DEF
             rows_out += [{"set_id": str(set_id), "target": t, "candidate": c, "rater": name, "rank": int(r)}
                          for t, c, r in zip(part["target"], part["candidate"], ranks)]
     return pd.DataFrame(rows_out), {k: torch.as_tensor(v, dtype=torch.float32) for k, v in truth.items()}
+
+
+@dataclass(frozen=True)
+class ClassData:
+    """A class's rankings and what chapter 10 needs beside them.
+
+    ``rankings``: the students' rankings (a :class:`~clpips.datasets.RankingDataset`, one rater per
+    student); ``design``: the study the sets come from (the ranking widget shows its images);
+    ``sets``: the sets every student ranked, in order; ``features``: the LPIPS features of their
+    pairs; ``truth``: a simulated class's true weights (:func:`simulate_class`), None for a real
+    class; ``source``: one line saying where the rankings come from.
+    """
+
+    rankings: RankingDataset
+    design: RankingDataset
+    sets: list[str]
+    features: Any
+    truth: Optional[dict]
+    source: str
+
+
+def _features(dataset, table: pd.DataFrame, net: str):
+    pairs = table[["target", "candidate"]].astype(str).drop_duplicates()
+    return pair_features(dataset, list(pairs.itertuples(index=False, name=None)), net=net, progress=False)
+
+
+def load_class(class_csv: str = DEFAULTS.class_csv, study: str = DEFAULTS.dataset, *,
+               k: int = DEFAULTS.classroom_k, n_sets: int = DEFAULTS.classroom_sets,
+               n_students: int = DEFAULTS.classroom_students, seed: int = DEFAULTS.seed,
+               net: str = DEFAULTS.net) -> ClassData:
+    """The class file ``class_csv`` (``clpips classroom``'s CSV), or without one (``""``) a simulated
+    class of ``n_students`` ranking the ``n_sets`` sets of ``study`` that ``clpips classroom --study``
+    serves (``k`` candidates each, drawn with ``seed``)."""
+    if class_csv:
+        klass, record = classroom.read_class(class_csv)
+        sets = record.get("sets") or sorted(klass.table["set_id"].astype(str).unique())
+        source = (f"the class file {Path(class_csv).name} ({klass.table['rater'].nunique()} students, "
+                  f"study {record.get('study', 'unknown')})")
+        return ClassData(klass, klass, sets, _features(klass, klass.table, net), None, source)
+    design = classroom.load_study(study, k=k, seed=seed)
+    sets = classroom.class_sets(design, n_sets, seed)
+    features = _features(design, design.table[design.table["set_id"].astype(str).isin(sets)], net)
+    table, truth = simulate_class(design, features, sets, n_students, seed=seed, net=net)
+    source = (f"a simulated class: {n_students} students ranking the {len(sets)} sets of {design.name} "
+              f"that `clpips classroom --study {study}` serves (no class file was given)")
+    return ClassData(RankingDataset(table=table, root=design.root, name="simulated class"), design, sets,
+                     features, truth, source)

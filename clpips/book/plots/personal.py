@@ -1,4 +1,4 @@
-"""Figures of chapter 07: personal CLPIPS metrics (:mod:`clpips.book.personal`).
+"""Figures of chapters 07 and 10: personal CLPIPS metrics (:mod:`clpips.book.personal`) and a class.
 
 Every function returns a :class:`matplotlib.figure.Figure` and leaves showing
 or saving it to the caller.
@@ -155,5 +155,49 @@ def plot_truth_recovery(recovery: pd.DataFrame) -> Figure:
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("cosine(personal − pooled sensitivity,\ntrue weights − mean true weights)")
     ax.set_ylabel("raters")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- chapter 10: a class
+def _student_labels(names) -> list[str]:
+    return [str(s).replace("student ", "") for s in names]
+
+
+def plot_student_agreement(rho: pd.DataFrame) -> Figure:
+    """Heatmap of :func:`clpips.book.class_analysis.pairwise_rho`: Spearman's rho between every two students."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    im = ax.imshow(rho.to_numpy(float), vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(len(rho)), _student_labels(rho.columns), rotation=90, fontsize=7)
+    ax.set_yticks(range(len(rho)), _student_labels(rho.index), fontsize=7)
+    ax.set_title("Spearman's rho between students (mean over shared sets)", fontsize=9)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_students(per: pd.DataFrame) -> Figure:
+    """Bars per student: held-out ICC(A,k) of LPIPS, the pooled and the personal CLPIPS (``icc_lpips``,
+    ``icc_pooled``, ``icc_personal``), and a tick at the student against the others' consensus (``icc_consensus``)."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    x = np.arange(len(per))
+    models = (("icc_lpips", "LPIPS"), ("icc_pooled", "pooled CLPIPS"), ("icc_personal", "personal CLPIPS"))
+    for i, (col, label) in enumerate(models):
+        ax.bar(x + (i - 1) * 0.27, per[col], width=0.27, label=label)
+    ax.scatter(x, per["icc_consensus"], color="k", marker="_", s=120, zorder=3, label="others' consensus (all sets)")
+    ax.set_xticks(x, _student_labels(per.index), fontsize=7)
+    ax.set_ylabel("held-out ICC(A,k)")
+    ax.set_ylim(min(0, float(per[[col for col, _ in models]].min().min())), 1)
+    ax.legend(fontsize=7, ncol=4, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_shares(shares: pd.DataFrame) -> Figure:
+    """Bars: each model's (rows of :func:`clpips.book.layer_weights.layer_shares`) share of the weight per layer."""
+    fig, ax = plt.subplots(figsize=(6.5, 2.8))
+    shares.T.plot.bar(ax=ax, rot=0)
+    ax.set_ylabel("share of the weight")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

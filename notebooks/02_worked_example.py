@@ -245,9 +245,9 @@ pd.Series(mean_squares(Y.to_numpy()), index=["MS_R", "MS_C", "MS_E"], name="mean
 #
 # $$
 # \begin{aligned}
-# \text{ICC(A,1)} &= \frac{MS_R - MS_E}{MS_R + (k-1)\,MS_E + \tfrac{k}{n}(MS_C - MS_E)}, &
+# \text{ICC(A,1)} &= \frac{MS_R - MS_E}{MS_R + (k-1)\,MS_E + \tfrac{k}{n}(MS_C - MS_E)}, \\[4pt]
 # \text{ICC(A,k)} &= \frac{MS_R - MS_E}{MS_R + (MS_C - MS_E)/n}, \\[4pt]
-# \text{ICC(C,1)} &= \frac{MS_R - MS_E}{MS_R + (k-1)\,MS_E}, &
+# \text{ICC(C,1)} &= \frac{MS_R - MS_E}{MS_R + (k-1)\,MS_E}, \\[4pt]
 # \text{ICC(C,k)} &= \frac{MS_R - MS_E}{MS_R}.
 # \end{aligned}
 # $$
@@ -400,9 +400,10 @@ pd.DataFrame(ci, index=["lower", "upper"]).T
 # and both $SS_R$ and $SS_E$ have $n - 1$ degrees of freedom. Substituting,
 #
 # $$
-# \text{ICC(C,k)} = \frac{MS_R - MS_E}{MS_R} = \frac{2\rho}{1+\rho},
-# \qquad
-# \text{ICC(A,k)} = \frac{MS_R - MS_E}{MS_R - MS_E/n} = \frac{2\rho}{1 + \rho - (1-\rho)/n}.
+# \begin{aligned}
+# \text{ICC(C,k)} &= \frac{MS_R - MS_E}{MS_R} = \frac{2\rho}{1+\rho}, \\[4pt]
+# \text{ICC(A,k)} &= \frac{MS_R - MS_E}{MS_R - MS_E/n} = \frac{2\rho}{1 + \rho - (1-\rho)/n}.
+# \end{aligned}
 # $$
 #
 # So **ICC(C,k) is exactly the Spearman–Brown step-up of $\rho$ to two raters**,

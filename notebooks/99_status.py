@@ -21,7 +21,6 @@
 # %%
 import hashlib
 import importlib.util
-import json
 import os
 import platform
 import subprocess
@@ -87,21 +86,27 @@ versions.style.hide(axis="index")
 # notebook, from `execution.json` in the output folder.
 
 # %%
+def default_value(text: str) -> object:
+    """A parameters cell's default as its value: `DEFAULTS.seed` is read from the defaults."""
+    return getattr(DEFAULTS, text.removeprefix("DEFAULTS.")) if text.startswith("DEFAULTS.") else text
+
+
 record = notebook_runner.read_record(out_dir)["notebooks"]
 rows = []
 for source in notebook_runner.list_notebooks():
     entry = record.get(source.stem)
     declared = notebook_runner.notebook_parameters(source)
+    given = (entry or {}).get("parameters") or {}
     seed = "—"
     if "seed" in declared:
-        seed = (entry or {}).get("parameters", {}).get("seed", declared["seed"].default)
+        seed = given.get("seed", default_value(declared["seed"].default))
     rows.append({
         "notebook": source.stem,
         "status": entry["status"] if entry else "not run",
         "seconds": entry["seconds"] if entry else float("nan"),
         "seed": str(seed),
-        "parameters given": json.dumps(entry["parameters"]) if entry and entry["parameters"] else "",
-        "started (UTC)": entry["started"] if entry else "",
+        "parameters given": ", ".join(f"{name}={value}" for name, value in given.items()),
+        "started (UTC)": entry["started"][:16].replace("T", " ") if entry else "",
     })
 runs = pd.DataFrame(rows)
 total = float(runs.loc[runs["notebook"] != "99_status", "seconds"].sum())

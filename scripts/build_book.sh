@@ -39,6 +39,11 @@ if (( RUN )); then
     start=$SECONDS
     "$PYTHON" -m clpips run --all --jobs "${BOOK_JOBS:-2}" --out "$BOOK_OUT" "$@"
     echo "build_book: every chapter executed in $((SECONDS - start)) s"
+elif [[ $MODE == html && -f $BOOK_OUT/execution.json ]]; then
+    # the status page lists what each chapter last ran with: a chapter re-run alone since the last
+    # build (clpips run CH) changed that record, so the status page is made again (a few seconds)
+    "$PYTHON" -m clpips run 99_status --out "$BOOK_OUT" >/dev/null
+    echo "build_book: status page made again from $BOOK_OUT/execution.json"
 fi
 
 # Every chapter in the toc must exist, and must not come from a failed run.

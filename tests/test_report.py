@@ -5,6 +5,7 @@ import sys
 import types
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -35,6 +36,48 @@ def test_glue_all_glues_each_value_once_with_python_scalars(monkeypatch):
     out = report.glue_all({"n": np.int64(3), "label": "good", "x": np.float64(0.25)}, prefix="nb99_")
     assert calls == [("nb99_n", 3, False), ("nb99_label", "good", False), ("nb99_x", 0.25, False)]
     assert type(out["nb99_n"]) is int and type(out["nb99_x"]) is float
+
+
+def _summary(delta_low: float, boot: bool) -> pd.DataFrame:
+    """A two-statistic summary of the shape CrossvalResult.summary gives, with round numbers."""
+    rows = {"icc_A_k": {"lpips": 0.25, "clpips": 0.3125, "delta": 0.0625, "nb_low": delta_low, "nb_high": 0.125,
+                        "positive_share": 0.8, "n_folds": 15, "boot_delta": 0.0625 if boot else np.nan,
+                        "boot_low": 0.03125 if boot else np.nan, "boot_high": 0.09375 if boot else np.nan},
+            "spearman_raw": {"lpips": 0.5, "clpips": 0.5, "delta": 0.0, "nb_low": -0.25, "nb_high": 0.25,
+                             "positive_share": 1 / 3, "n_folds": 15, "boot_delta": np.nan, "boot_low": np.nan,
+                             "boot_high": np.nan}}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("statistic")
+
+
+def test_protocol_table_writes_each_mode_and_statistic_with_its_intervals():
+    table = report.protocol_table({"target": _summary(0.0078125, boot=True), "image": _summary(-0.5, boot=False)},
+                                  reference={"icc_A_k": 0.084})
+    assert list(table.index) == [("by target", "ICC(A,k)"), ("by target", "ρ, raw distances pooled (paper)"),
+                                 ("by image", "ICC(A,k)"), ("by image", "ρ, raw distances pooled (paper)")]
+    first = table.loc[("by target", "ICC(A,k)")]
+    assert first.to_dict() == {"LPIPS": "0.250", "CLPIPS": "0.312", "Δ": "+0.062",
+                               "corrected t 95%": "[+0.008, +0.125]", "target bootstrap 95%": "[+0.031, +0.094]",
+                               "folds Δ > 0": "12/15", "paper Δ": "+0.084"}
+    assert table.at[("by image", "ICC(A,k)"), "target bootstrap 95%"] == "—"          # no bootstrap: a dash
+    assert table.at[("by target", "ρ, raw distances pooled (paper)"), "paper Δ"] == "—"  # no reference given
+    assert table.at[("by image", "ρ, raw distances pooled (paper)"), "folds Δ > 0"] == "5/15"
+
+
+def test_flat_names_cells_and_keeps_int_columns_int():
+    frame = pd.DataFrame({"x": [0.5, 0.25], "n": [3, 4]}, index=["a", "b"])
+    out = report.flat(frame)
+    assert out == {"a_x": 0.5, "a_n": 3, "b_x": 0.25, "b_n": 4}
+    assert type(out["a_n"]) is int and type(out["a_x"]) is float     # glued as 3, not 3.0
+    assert report.flat(frame, ["n"]) == {"a_n": 3, "b_n": 4}
+
+
+@pytest.mark.parametrize("word, phrase", [
+    ("helps", "above zero: CLPIPS agrees better"), ("hurts", "below zero: CLPIPS agrees worse"),
+    ("inconclusive", "includes zero: no difference is shown"), ("equivalent", "includes zero: no difference is shown"),
+    ("no gain shown", "includes zero: no difference is shown"), ("no estimate", "includes zero: no difference is shown"),
+])
+def test_interval_phrase_follows_the_verdict_word(word, phrase):
+    assert report.interval_phrase(word) == phrase
 
 
 @pytest.mark.parametrize("net", sorted(CHANNELS))

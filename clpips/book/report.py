@@ -6,7 +6,8 @@ The library computes (:mod:`clpips.evaluate`, :mod:`clpips.stats`, :mod:`clpips.
 values in one call.
 
 * numbers: :func:`format_p` (the one p-value formatter), :func:`fmt`;
-* the evaluation chapters: :func:`table3`, :func:`table4` (the paper's tables);
+* the evaluation chapters: :func:`protocol_table` (the nested protocol's summary), :func:`table3`,
+  :func:`table4` (the paper's tables), :func:`flat` (a table's numbers by name, for glue);
 * the ablations chapter: :func:`factor_facts`, :func:`verdict_lists`, :func:`budget_note`,
   :func:`report_table`;
 * notebooks: :func:`glue_all`.
@@ -20,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from clpips.book.baselines import label as metric_label
+from clpips.book.plots.protocol import TITLES as PROTOCOL_TITLES
 from clpips.defaults import DEFAULTS
 
-__all__ = ["format_p", "fmt", "table3", "table4", "factor_title", "factor_facts", "verdict_lists", "budget_note",
+__all__ = ["format_p", "fmt", "protocol_table", "interval_phrase", "flat", "table3", "table4", "factor_title", "factor_facts", "verdict_lists", "budget_note",
            "report_table", "glue_all"]
 
 
@@ -55,6 +57,46 @@ def _table_p(p: Optional[float]) -> str:
 
 
 # --------------------------------------------------------------------------- the evaluation chapters
+def protocol_table(summaries: Mapping[str, pd.DataFrame],
+                   reference: Optional[Mapping[str, float]] = None) -> pd.DataFrame:
+    """The nested protocol's summary for reading: one row per (split mode, statistic), as display strings.
+
+    ``summaries`` maps a split mode to :meth:`clpips.protocol.CrossvalResult.summary`; ``reference``
+    maps a statistic to the paper's Δ (shown as "—" where it has none). Columns: ``LPIPS``,
+    ``CLPIPS`` (means over folds), ``Δ``, ``corrected t 95%``, ``target bootstrap 95%`` ("—" for the
+    statistics it does not cover), ``folds Δ > 0`` and ``paper Δ``; index ``(split, statistic)``.
+    """
+    reference = dict(reference or {})
+    rows = []
+    for mode, summary in summaries.items():
+        for stat, row in summary.iterrows():
+            positive = int(round(row["positive_share"] * row["n_folds"]))
+            rows.append({"split": f"by {mode}", "statistic": PROTOCOL_TITLES[stat].lstrip("Δ").strip(),
+                         "LPIPS": f"{row['lpips']:.3f}", "CLPIPS": f"{row['clpips']:.3f}",
+                         "Δ": f"{row['delta']:+.3f}",
+                         "corrected t 95%": f"[{row['nb_low']:+.3f}, {row['nb_high']:+.3f}]",
+                         "target bootstrap 95%": (f"[{row['boot_low']:+.3f}, {row['boot_high']:+.3f}]"
+                                                  if np.isfinite(row["boot_low"]) else "—"),
+                         "folds Δ > 0": f"{positive}/{int(row['n_folds'])}",
+                         "paper Δ": f"{reference[stat]:+.3f}" if stat in reference else "—"})
+    return pd.DataFrame(rows).set_index(["split", "statistic"])
+
+
+def interval_phrase(word: str) -> str:
+    """:func:`clpips.stats.verdict`'s word for an interval of Δ as the phrase book/reproduction.md pastes:
+    where the interval lies against zero (``"helps"``: above, ``"hurts"``: below, any other word: it holds zero)."""
+    return {"helps": "above zero: CLPIPS agrees better",
+            "hurts": "below zero: CLPIPS agrees worse"}.get(word, "includes zero: no difference is shown")
+
+
+def flat(table: pd.DataFrame, columns: Optional[list[str]] = None) -> dict[str, Any]:
+    """``{"<row>_<column>": value}`` of a table's cells (numpy scalars as Python ones), for :func:`glue_all`."""
+    columns = list(table.columns) if columns is None else columns
+    # cell by cell, not by rows: a row of mixed columns would turn an int column's value into a float
+    cells = {f"{row}_{col}": table.at[row, col] for row in table.index for col in columns}
+    return {name: (value.item() if isinstance(value, np.generic) else value) for name, value in cells.items()}
+
+
 def table3(alignment: pd.DataFrame, paper: Optional[Mapping[str, Mapping[str, float]]] = None,
            labels: Optional[Mapping[str, str]] = None,
            cluster_ci: Optional[Mapping[str, tuple[float, float]]] = None) -> pd.DataFrame:

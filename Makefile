@@ -115,6 +115,7 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/bench_classroom.py
 
 lock: $(STAMP)
 	{ echo '# Lock file: the exact versions a fresh install resolves (pip install -c constraints.txt).'; \

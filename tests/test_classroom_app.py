@@ -1,4 +1,6 @@
-"""The class app over HTTP (no browser): join, rank, scores, class code, names, idempotence, studies.
+"""The class app over HTTP (no browser): join, rank, scores, class code, names, idempotence, studies;
+the teacher's page (its code, the roster, the class's agreement against references computed here), names
+in any case, and the feedback in plain words.
 
 The study is tiny and its pair features random (no backbone); the server binds 127.0.0.1 on a
 free port, stops by itself after a minute at most, and is always shut down.
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +90,9 @@ def test_rank_submit_scores_and_idempotence(room):
         status, state = post(server, "/api/submit", {"name": "Ana", "code": "OWL42", "set_id": s["set_id"],
                                                      "order": order, "token": token})
         assert status == 200 and state["saved"] is True and state["done"] == n + 1
+        classroom.background.settle()       # the scores and the refit follow the answer, on the background thread
+    status, state = post(server, "/api/state", {"name": "Ana", "code": "OWL42", "token": token})
+    assert status == 200 and state["feedback_ready"] and state["personal"] == {"fitted_on": 3, "refitting": False}
     assert set(state["scores"]) == {"LPIPS", "personal CLPIPS"} and "<table" in state["scores_html"]
     # the LPIPS scores shown are those of the rows in the CSV
     table = pd.read_csv(classroom.csv_path, dtype={"set_id": str})
@@ -149,3 +155,148 @@ def test_cli_classroom_help_and_errors():
     bad = subprocess.run([sys.executable, "-m", "clpips", "classroom", "--study", "no/such/thing.csv"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no such CSV" in bad.stderr
+
+
+# --------------------------------------------------------------------------- the teacher's page
+def teacher(server, path: str = "/api/teacher", code: str | None = None) -> tuple[int, bytes, dict]:
+    request = urllib.request.Request(server.url.rstrip("/") + path,
+                                     headers={"X-Teacher-Code": code} if code is not None else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), dict(err.headers)
+
+
+def rank_sets(server, name: str, n: int, reverse: bool = False, shift: int = 0) -> dict:
+    """``name`` joins and saves ``n`` sets (candidates in shown order, or reversed, the first ``shift``
+    moved to the end); the last state."""
+    _, state = post(server, "/api/join", {"name": name, "code": "OWL42"})
+    token = state["token"]
+    for _ in range(n):
+        shown = [c["ref"] for c in state["set"]["candidates"]]
+        shown = shown[shift:] + shown[:shift]
+        status, state = post(server, "/api/submit", {"name": name, "code": "OWL42", "token": token,
+                                                     "set_id": state["set"]["set_id"],
+                                                     "order": shown[::-1] if reverse else shown})
+        assert status == 200 and state["saved"] is True
+    return {**state, "token": token}
+
+
+def test_the_teachers_page_needs_the_teacher_code(room):
+    classroom, server = room
+    classroom.throttle = cr.Throttle(tries=100, window=60)   # ten wrong codes below: none refused for their number
+    assert classroom.teacher_code != classroom.code and len(classroom.teacher_code) >= 8
+    status, page, _ = teacher(server, "/teacher")          # the page itself holds no data: it asks with the code
+    assert status == 200 and b"teacher-code" in page and b"http://" not in page and b"OWL42" not in page
+    rank_sets(server, "Ana", 1)
+    for code in (None, "", "OWL42", "owl42", classroom.teacher_code[:-1]):     # the class code is not enough
+        for path in ("/api/teacher", "/api/teacher/class.csv"):
+            status, body, _ = teacher(server, path, code)
+            assert status == 403 and "teacher code" in json.loads(body)["error"], (path, code)
+    status, body, _ = teacher(server, code=classroom.teacher_code.lower())
+    assert status == 200 and [s["name"] for s in json.loads(body)["students"]] == ["Ana"]
+    status, body, headers = teacher(server, "/api/teacher/class.csv", classroom.teacher_code)
+    assert status == 200 and headers["Content-Type"].startswith("text/csv")
+    assert 'filename="class.csv"' in headers["Content-Disposition"]
+    assert body == classroom.csv_path.read_bytes()          # the class CSV as saved
+
+
+def test_the_teacher_sees_who_joined_and_the_class_agreeing(room):
+    """Ana ranks 3 sets, Ben 2 (in another order), Cleo joins and ranks none: the roster, and the agreement
+    against references computed here (scipy, pingouin, and LPIPS's distances ranked by hand)."""
+    import pingouin
+    from scipy import stats
+    classroom, server = room
+    rank_sets(server, "Ana", 3)
+    rank_sets(server, "Ben", 2, shift=1)
+    post(server, "/api/join", {"name": "Cleo", "code": "OWL42"})
+    classroom.background.settle()
+    status, body, _ = teacher(server, code=classroom.teacher_code)
+    state = json.loads(body)
+    assert [(s["name"], s["done"]) for s in state["students"]] == [("Ana", 3), ("Ben", 2), ("Cleo", 0)]
+    assert state["total"] == 4 and state["rankings"] == 5 and state["up_to_date"] and state["lan"] is False
+    table = pd.read_csv(classroom.csv_path, dtype={"set_id": str})
+    shared = sorted(set(table[table.rater == "Ana"].set_id) & set(table[table.rater == "Ben"].set_id))
+    rhos, a1, ak = [], [], []
+    for set_id in shared:
+        wide = table[table.set_id == set_id].pivot(index="candidate", columns="rater", values="rank")
+        rhos.append(stats.spearmanr(wide["Ana"], wide["Ben"]).statistic)
+        long = wide.reset_index().melt(id_vars="candidate", var_name="rater", value_name="rank")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # pingouin's own (a pandas deprecation)
+            icc = pingouin.intraclass_corr(long, targets="candidate", raters="rater", ratings="rank")
+        a1.append(icc.set_index("Type").at["ICC(A,1)", "ICC"])
+        ak.append(icc.set_index("Type").at["ICC(A,k)", "ICC"])
+    agreement = state["agreement"]
+    assert agreement["n_sets"] == len(shared) == 2 and agreement["n_pairs"] == 1
+    assert agreement["pair_rho"] == pytest.approx(np.mean(rhos), abs=1e-4)
+    assert agreement["icc_a1"] == pytest.approx(np.mean(a1), abs=1e-4)
+    assert agreement["icc_ak"] == pytest.approx(np.mean(ak), abs=1e-4)
+    lpips = initial_weight_vector("alex", "lpips").numpy().astype(float)
+    mine = {}
+    for rater, part in table.groupby("rater"):
+        rows = classroom.features.rows(part["target"], part["candidate"]).numpy()
+        dist = classroom.features.matrix.numpy().astype(float)[rows] @ lpips
+        ranked = part.assign(d=dist).groupby("set_id")["d"].rank()          # LPIPS's order within each ranking
+        mine[rater] = stats.spearmanr(part["rank"], ranked).statistic
+    assert state["lpips"]["n"] == 2 and state["lpips"]["rho"] == pytest.approx(np.mean(list(mine.values())), abs=1e-4)
+    assert [s["lpips_rho"] for s in state["students"][:2]] == pytest.approx([mine["Ana"], mine["Ben"]], abs=1e-4)
+    words = " ".join(line["text"] for line in state["lines"])
+    assert "ICC(A,1) = " in words and "Koo & Li" in words and state["meaning"] == [cr.RHO_MEANING, cr.ICC_MEANING]
+
+
+def test_names_are_one_student_in_any_case(room):
+    """"ana" is the "Ana" who came first: the same student, shown as first typed, also after her name was
+    freed and taken again from another browser in another case."""
+    classroom, server = room
+    ana = rank_sets(server, "Ana", 1)
+    status, body = post(server, "/api/join", {"name": " ANA ", "code": "OWL42", "token": ana["token"]})
+    assert status == 200 and body["rater"] == "Ana" and body["done"] == 1
+    cr.free_name(classroom.csv_path, "ana")
+    again = rank_sets(server, "aNa", 1)                      # a new browser: a new token, the same student
+    assert again["rater"] == "Ana" and again["done"] == 2
+    assert set(pd.read_csv(classroom.csv_path)["rater"]) == {"Ana"}
+    status, body, _ = teacher(server, code=classroom.teacher_code)
+    assert [(s["name"], s["done"]) for s in json.loads(body)["students"]] == [("Ana", 2)]
+
+
+def test_the_feedback_is_in_plain_words(room):
+    classroom, server = room
+    rank_sets(server, "Ben", 1, reverse=True)
+    ana = rank_sets(server, "Ana", 1)
+    classroom.background.settle()
+    status, state = post(server, "/api/state", {"name": "Ana", "code": "OWL42", "token": ana["token"]})
+    assert status == 200 and state["feedback_ready"]
+    lines = {line["label"]: line for line in state["feedback"]}
+    assert set(lines) == {"This set and LPIPS", "This set and the class", "All your 1 ranking and LPIPS"}
+    # Ben ranked the same set in the opposite order: against the class, Ana's order is reversed
+    assert lines["This set and the class"]["rho"] == pytest.approx(-1.0)
+    assert "the other student's order: nearly opposite orders (rho = -1.00)" in lines["This set and the class"]["text"]
+    assert state["meaning"] == [cr.RHO_MEANING, cr.ICC_MEANING]
+    assert "-1 (opposite orders)" in cr.RHO_MEANING and "+1 (the same order)" in cr.RHO_MEANING
+    assert "below 0" in cr.ICC_MEANING and "excellent" in cr.ICC_MEANING
+    for line in state["feedback"]:                          # no ICC without its label on Koo & Li's scale
+        assert "ICC" not in line["text"] or "Koo & Li" in line["text"] or "not defined" in line["text"]
+
+
+def test_words_for_the_values_a_student_sees():
+    assert [cr.rho_words(v) for v in (1.0, 0.8, 0.6, 0.2, 0.0, -0.3, -1.0)] == [
+        "almost the same order", "almost the same order", "a similar order", "a somewhat similar order",
+        "no clear relation", "somewhat opposite orders", "nearly opposite orders"]
+    assert cr.icc_words(-1.35) == "-1.35, poor on Koo & Li's scale"       # the issue's example, with its meaning
+    assert cr.icc_words(0.9) == "0.90, good on Koo & Li's scale"
+    assert cr.icc_words(0.91) == "0.91, excellent on Koo & Li's scale"
+    assert cr.icc_words(float("nan")).startswith("not defined") and cr.rho_words(float("nan")).startswith("not defined")
+
+
+def test_the_target_stays_in_view_on_a_phone():
+    """The page's own rules: the target is sticky at the top, and under 600 px the candidates wrap in two
+    columns beneath it (the browser test shows it in a phone-sized window)."""
+    page = cr.PAGE
+    target = page.split("#target {", 1)[1].split("}", 1)[0]
+    assert "position: sticky" in target and "top: 0" in target
+    phone = page.split("@media (max-width: 600px)", 1)[1]
+    assert "flex-direction: column" in phone.split("#stage {", 1)[1].split("}", 1)[0]
+    assert "repeat(2," in phone.split("#grid {", 1)[1].split("}", 1)[0]
+    assert 'name="viewport" content="width=device-width' in page

@@ -1,4 +1,6 @@
-"""The class server against a hostile network, one ``--out`` per class, and its options checked at start.
+"""The class server against a hostile network, one ``--out`` per class, and its options checked at start;
+the teacher's code (throttled as the class code is), and the LAN address with a QR code that reads back
+(a QR reader written here from the standard).
 
 Every bad input is built by hand: raw requests over sockets to 127.0.0.1 (a free port; every
 socket has a timeout and every loop a bound, so no test can hang), names and studies a student
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import segno
 import torch
 from PIL import Image
 
@@ -442,3 +445,154 @@ def test_a_decompression_bomb_in_a_folder_study_is_one_line(tmp_path: Path, caps
     assert f"{folder / 'bomb.png'}: " in err and says in err
     assert not cr.sidecar_path(out).exists()            # nothing recorded: fix the folder and start again
     cr.claim_out(out).release()                          # and --out is not left locked
+
+
+# --------------------------------------------------------------------------- the teacher's code
+def teacher_get(server, code: str | None, source: str | None = None) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10,
+                                      source_address=(source, 0) if source else None)
+    try:
+        conn.request("GET", "/api/teacher", headers={"X-Teacher-Code": code} if code is not None else {})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_wrong_teacher_codes_are_limited_like_class_codes(server):
+    room = server.classroom
+    assert [teacher_get(server, code) for code in ("WRONG", "OWL42", None)] == [403, 403, 403]
+    assert teacher_get(server, room.teacher_code) == 429             # even the right one, for a while
+    assert api(server, "/api/join", {"name": "Ana", "code": "OWL42"})[0] == 429     # one count per address
+
+
+def test_the_teacher_code_must_differ_from_the_class_code(tmp_path: Path):
+    with pytest.raises(cr.ClassroomError, match="--teacher-code 'owl42': must differ from the class code"):
+        cr.check_options(code="OWL42", teacher_code="owl42")
+    with pytest.raises(cr.ClassroomError, match="--teacher-code 'a b': must be 1 to 32 characters"):
+        cr.check_options(teacher_code="a b")
+    data = make_study(tmp_path / "study", n_sets=2, k=3)
+    with pytest.raises(cr.ClassroomError, match="must differ"):
+        cr.Classroom(data, tmp_path / "class.csv", ["set00"], "OWL42", teacher_code="OWL42")
+    codes = {cr.Classroom(data, tmp_path / "class.csv", ["set00"], "OWL42").teacher_code for _ in range(5)}
+    assert len(codes) == 5 and all(len(c) == 8 and c.isalnum() for c in codes)      # random, 8 characters
+
+
+# --------------------------------------------------------------------------- joining from the room's network
+#: data codewords of QR versions 1-3 at error correction M (one block each: ISO/IEC 18004, table 9)
+DATA_CODEWORDS_M = {1: 16, 2: 28, 3: 44}
+MASKS = [lambda i, j: (i + j) % 2 == 0, lambda i, j: i % 2 == 0, lambda i, j: j % 3 == 0,
+         lambda i, j: (i + j) % 3 == 0, lambda i, j: (i // 2 + j // 3) % 2 == 0,
+         lambda i, j: (i * j) % 2 + (i * j) % 3 == 0, lambda i, j: ((i * j) % 2 + (i * j) % 3) % 2 == 0,
+         lambda i, j: ((i + j) % 2 + (i * j) % 3) % 2 == 0]
+
+
+def format_code(data: int) -> int:
+    """The 15-bit format word of 5 data bits: BCH(15,5) with generator 0x537, masked with 0x5412."""
+    rem = data << 10
+    for bit in range(14, 9, -1):
+        if rem >> bit & 1:
+            rem ^= 0x537 << (bit - 10)
+    return ((data << 10) | rem) ^ 0x5412
+
+
+def decode_qr(m: list[list[bool]]) -> str:
+    """Read the text of a QR code of version 1-3, level M, byte mode, from its modules (True: dark).
+
+    Written from the standard for this test, independent of the encoder: the format word beside the
+    top-left finder, the modules outside the function patterns read in the zigzag order, unmasked, and
+    the data codewords parsed (mode, count, bytes).
+    """
+    n = len(m)
+    version = (n - 17) // 4
+    bits = [m[8][c] for c in range(6)] + [m[8][7], m[8][8], m[7][8]] + [m[r][8] for r in range(5, -1, -1)]
+    word = int("".join("1" if b else "0" for b in bits), 2)
+    data = next(d for d in range(32) if format_code(d) == word)
+    level, mask = data >> 3, data & 7
+    assert level == 0b00 and version in DATA_CODEWORDS_M, "this reader knows level M, versions 1-3"
+
+    def function(r: int, c: int) -> bool:
+        a = n - 7
+        return ((r <= 8 and (c <= 8 or c >= n - 8)) or (r >= n - 8 and c <= 8) or r == 6 or c == 6
+                or (version >= 2 and abs(r - a) <= 2 and abs(c - a) <= 2))
+
+    stream, col, upward = [], n - 1, True
+    while col > 0:
+        if col == 6:
+            col -= 1
+        for i in range(n):
+            r = n - 1 - i if upward else i
+            for c in (col, col - 1):
+                if not function(r, c):
+                    stream.append(m[r][c] ^ MASKS[mask](r, c))
+        upward, col = not upward, col - 2
+    text = "".join("1" if b else "0" for b in stream[:8 * DATA_CODEWORDS_M[version]])
+    assert text[:4] == "0100", "byte mode"
+    count = int(text[4:12], 2)
+    return bytes(int(text[12 + 8 * i:20 + 8 * i], 2) for i in range(count)).decode("utf-8")
+
+
+def modules_of_terminal(text: str) -> list[list[bool]]:
+    """The modules a terminal QR code shows (segno's compact form: a block is light, two rows a line),
+    its quiet zone cut off."""
+    upper = {" ": (False, False), "\u2588": (True, True), "\u2580": (True, False), "\u2584": (False, True)}
+    rows = []
+    for line in text.splitlines():
+        halves = [upper[ch] for ch in line]
+        rows += [[not top for top, _ in halves], [not bottom for _, bottom in halves]]
+    top = next(r for r, row in enumerate(rows) if any(row))    # the finders' top edge spans the whole code
+    left = rows[top].index(True)
+    size = len(rows[top]) - rows[top][::-1].index(True) - left
+    return [row[left:left + size] for row in rows[top:top + size]]
+
+
+def test_the_decoder_reads_a_known_code():
+    """The reader above, on segno's matrices of several texts (the reader is what checks the server's)."""
+    for text in ("http://10.0.0.7:8866/", "http://192.168.100.200:8866/", "HELLO"):
+        qr = segno.make_qr(text, error="m", boost_error=False, mode="byte")
+        assert decode_qr([[bool(v) for v in row] for row in qr.matrix]) == text
+
+
+def test_the_lan_address_is_printed_with_a_qr_code_that_reads_back():
+    url = "http://192.168.1.23:8866/"
+    lines = cr.announce(url, encoding="utf-8")
+    assert lines[0] == f"Students type {url} or scan:" and lines[2] == cr.PLAIN_HTTP
+    assert lines[2].startswith("Warning: the class page is plain HTTP on the local network")
+    printed = modules_of_terminal(lines[1])
+    assert decode_qr(printed) == url                                    # what a phone reads is the address
+    reference = segno.make_qr(url, error="m", boost_error=False)        # and segno's own encoding of it
+    assert printed == [[bool(v) for v in row] for row in reference.matrix]
+    assert "cannot show the QR code" in cr.announce(url, encoding="ascii")[1]
+
+
+def test_a_lan_server_announces_itself_and_serves_its_qr_code(tmp_path: Path):
+    """lan=True (bound to 127.0.0.1 here: tests never listen on the network) announces the address with its
+    QR code and warning, in the terminal and on the teacher's page; loopback announces neither."""
+    data = make_study(tmp_path / "study", n_sets=2, k=3)
+    room = cr.Classroom(data, tmp_path / "class.csv", ["set00"], "OWL42", features=random_features(data))
+    with cr.ClassroomServer(room, "127.0.0.1", 0, stop_after=60, lan=True) as lan:
+        said = cr.describe(lan, encoding="utf-8")
+        assert said.count(cr.PLAIN_HTTP) == 1 and f"Students type {lan.url} or scan:" in said
+        assert "class code: OWL42" in said and f"teacher code: {room.teacher_code}" in said
+        assert decode_qr(modules_of_terminal(said.split("or scan:\n", 1)[1].split("\n" + cr.PLAIN_HTTP)[0])) == lan.url
+        conn = http.client.HTTPConnection("127.0.0.1", lan.port, timeout=10)
+        conn.request("GET", "/qr.svg")
+        response = conn.getresponse()
+        svg = response.read().decode()
+        conn.close()
+        assert response.status == 200 and response.getheader("Content-Type") == "image/svg+xml"
+        assert svg == cr.qr_svg(lan.url) and f"<title>{lan.url}</title>" in svg
+        conn = http.client.HTTPConnection("127.0.0.1", lan.port, timeout=10)
+        conn.request("GET", "/api/teacher", headers={"X-Teacher-Code": room.teacher_code})
+        state = json.loads(conn.getresponse().read())
+        conn.close()
+        assert state["lan"] is True and state["url"] == lan.url and state["warning"] == cr.PLAIN_HTTP
+    room = cr.Classroom(data, tmp_path / "class.csv", ["set00"], "OWL42", features=random_features(data))
+    with cr.ClassroomServer(room, "127.0.0.1", 0, stop_after=60) as local:
+        said = cr.describe(local, encoding="utf-8")
+        assert local.lan is False and cr.PLAIN_HTTP not in said and "--lan" in said
+        assert raw(local, b"GET /qr.svg HTTP/1.0\r\n\r\n")[0] == 404
+
+
+def test_the_address_of_a_wildcard_bind_is_this_computers():
+    shown = cr.display_host("0.0.0.0")
+    assert shown not in ("0.0.0.0", "", "::") and cr.display_host("127.0.0.1") == "127.0.0.1"

@@ -80,11 +80,19 @@ print(f"Data: {klass.source}.")
 pd.Series(counts, name="count")
 
 # %% [markdown]
+# Every student was shown the same sets in the same order, but a lesson ends when it ends: the
+# table counts the sets each student ranked, a student who joined and ranked nothing included.
+
+# %%
+glue("nb10_coverage", ca.coverage_sentence(klass.students), display=False)
+klass.students
+
+# %% [markdown]
 # The data are {glue:text}`nb10_n_rankings:d` rankings by {glue:text}`nb10_n_students:d`
 # students of {glue:text}`nb10_n_sets:d` sets, each a target and {glue:text}`nb10_k:d`
-# candidates. Every student was shown the same sets in the same order, so the students can be
-# compared set by set.
-#
+# candidates. {glue:text}`nb10_coverage`
+
+# %% [markdown] tags=["remove-from-report"]
 # ## Rank it yourself
 #
 # The same sets, in the ranking widget of {numref}`sec-07-personal-metrics`. In JupyterLab
@@ -92,7 +100,7 @@ pd.Series(counts, name="count")
 # rankings go to a file of their own, never to the class file. On this static page it shows the
 # first set.
 
-# %%
+# %% tags=["remove-from-report"]
 mine = Path(os.environ.get("CLPIPS_NOTEBOOK_OUT") or tempfile.mkdtemp(prefix="clpips-class-"))
 my_csv = mine / "your_class" / "my_rankings.csv"
 my_csv.unlink(missing_ok=True)  # every run starts afresh
@@ -114,11 +122,13 @@ rho = ca.pairwise_rho(rankings)
 iccs = ca.class_icc(rankings)
 consensus = ca.consensus_scores(rankings)
 pairs = rho.where(~np.eye(len(rho), dtype=bool)).stack()       # every two different students
+low = consensus["icc_A_k"].dropna()                              # empty when no student shares a set
 glue_all({"pair_rho": pairs.mean(), "pair_rho_min": pairs.min(), "pair_rho_max": pairs.max(),
           "icc_a1": iccs["icc_A_1"].mean(), "icc_ak": iccs["icc_A_k"].mean(), "icc_sets": len(iccs),
           "consensus_rho": consensus["spearman"].mean(), "consensus_icc": consensus["icc_A_k"].mean(),
-          "consensus_low": str(consensus["icc_A_k"].idxmin()),
-          "consensus_low_icc": consensus["icc_A_k"].min()}, prefix="nb10_")
+          "consensus_low": str(low.idxmin()) if len(low) else "nobody",
+          "consensus_low_icc": low.min(),
+          "agreement_note": ca.agreement_note(rho, iccs, klass.students)}, prefix="nb10_")
 consensus.round(3)
 
 # %% tags=["remove-output"]
@@ -128,8 +138,8 @@ plt.close(fig)  # shown once: below in JupyterLab, where the text pastes it in t
 fig
 
 # %% [markdown]
-# Two students' rankings of the same set correlate, on average over pairs of students and sets,
-# with Spearman's $\rho$ = {glue:text}`nb10_pair_rho:.2f` (pairs range from
+# {glue:text}`nb10_agreement_note` Two students' rankings of the same set correlate, on average
+# over pairs of students and sets, with Spearman's $\rho$ = {glue:text}`nb10_pair_rho:.2f` (pairs range from
 # {glue:text}`nb10_pair_rho_min:.2f` to {glue:text}`nb10_pair_rho_max:.2f`,
 # {numref}`fig-10-pairs`). Over the {glue:text}`nb10_icc_sets:d` shared sets, ICC(A,1), the
 # agreement of *one* student with another, averages {glue:text}`nb10_icc_a1:.2f`; ICC(A,k), the
@@ -158,35 +168,40 @@ fig
 # ({numref}`sec-07-personal-metrics`). Every model is then scored on each student's held-out sets.
 
 # %%
-fits = ps.personal_study(klass.rankings, test_size=test_size, seed=seed, l2=personal_l2, epochs=epochs,
-                         lopo=False, person_bootstrap=False, n_boot=n_boot, ci=ci, features=klass.features)
-per = fits.per_person.join(consensus["icc_A_k"].rename("icc_consensus"))
-glue_all({"n_train": int(per["n_train"].median()), "n_test": int(per["n_test"].median()),
-          **{f"{stat}_{model}": per[f"{stat}_{model}"].mean()      # nb10_icc_lpips, nb10_rho_pooled, ...
-             for model in ("lpips", "pooled", "personal") for stat in ("icc", "rho")}}, prefix="nb10_")
-per[["n_train", "n_test", "icc_consensus", "icc_lpips", "icc_pooled", "icc_personal"]].round(3)
+glue("nb10_fit_note", ca.fit_note(rankings, klass.students, test_size, seed), display=False)
+fits = None                 # a class that has ranked too few sets to fit on: this section and the next wait
+if ca.can_fit(rankings, test_size, seed):
+    fits = ps.personal_study(klass.rankings, test_size=test_size, seed=seed, l2=personal_l2, epochs=epochs,
+                             lopo=False, person_bootstrap=False, n_boot=n_boot, ci=ci, features=klass.features)
+    per = fits.per_person.join(consensus["icc_A_k"].rename("icc_consensus"))
+    glue_all({"n_train": int(per["n_train"].median()), "n_test": int(per["n_test"].median()),
+              **{f"{stat}_{model}": per[f"{stat}_{model}"].mean()      # nb10_icc_lpips, nb10_rho_pooled, ...
+                 for model in ("lpips", "pooled", "personal") for stat in ("icc", "rho")}}, prefix="nb10_")
+    display(per[["n_train", "n_test", "icc_consensus", "icc_lpips", "icc_pooled", "icc_personal"]].round(3))
 
 # %% [markdown]
 # The mean difference over students, with its interval over students and held-out targets
 # ({numref}`sec-07-personal-metrics` explains the two-way bootstrap):
 
 # %%
-gains = fits.across_people().xs("icc", level="statistic").loc[["pooled_vs_lpips", "personal_vs_pooled"]]
-for key, row in zip(("pl", "pp"), gains.itertuples()):                # nb10_pl, nb10_pl_lo, ..., nb10_pp_pos
-    glue_all({"": row.mean_delta, "_lo": row.ci_low, "_hi": row.ci_high, "_pos": int(row.n_positive)},
-             prefix=f"nb10_{key}")
-gains[["label", "mean_delta", "ci_low", "ci_high", "n_positive", "n"]].round(3)
+if fits is not None:
+    gains = fits.across_people().xs("icc", level="statistic").loc[["pooled_vs_lpips", "personal_vs_pooled"]]
+    for key, row in zip(("pl", "pp"), gains.itertuples()):            # nb10_pl, nb10_pl_lo, ..., nb10_pp_pos
+        glue_all({"": row.mean_delta, "_lo": row.ci_low, "_hi": row.ci_high, "_pos": int(row.n_positive)},
+                 prefix=f"nb10_{key}")
+    display(gains[["label", "mean_delta", "ci_low", "ci_high", "n_positive", "n"]].round(3))
 
 # %% tags=["remove-output"]
-fig = pp.plot_students(per)
-glue("nb10_fig_students", fig, display=False)
-plt.close(fig)
-fig
+if fits is not None:
+    fig = pp.plot_students(per)
+    glue("nb10_fig_students", fig, display=False)
+    plt.close(fig)
+    display(fig)
 
 # %% [markdown]
-# Each student has {glue:text}`nb10_n_train:d` training and {glue:text}`nb10_n_test:d` held-out
-# sets. On the held-out sets ({numref}`fig-10-students`), ICC(A,k) with the students averages
-# {glue:text}`nb10_icc_lpips:.2f` for LPIPS, {glue:text}`nb10_icc_pooled:.2f` for the pooled
+# {glue:text}`nb10_fit_note` Each student has {glue:text}`nb10_n_train:d` training and
+# {glue:text}`nb10_n_test:d` held-out sets. On the held-out sets ({numref}`fig-10-students`),
+# ICC(A,k) with the students averages {glue:text}`nb10_icc_lpips:.2f` for LPIPS, {glue:text}`nb10_icc_pooled:.2f` for the pooled
 # CLPIPS and {glue:text}`nb10_icc_personal:.2f` for the personal ones (Spearman's $\rho$
 # {glue:text}`nb10_rho_lpips:.2f`, {glue:text}`nb10_rho_pooled:.2f`,
 # {glue:text}`nb10_rho_personal:.2f`). Pooled minus LPIPS: {glue:text}`nb10_pl:.3f`
@@ -212,22 +227,24 @@ fig
 # taste the students were drawn from.
 
 # %%
-models = {"LPIPS": fits.weights["lpips"], "pooled CLPIPS": fits.weights["pooled"]}
-if klass.truth is not None:
-    models["the class's true taste"] = klass.truth["class"]
-shares = ps.layer_shares(models)
-moved = (fits.weights["pooled"] - fits.weights["lpips"]).norm() / fits.weights["lpips"].norm()
-glue_all({f"share_l{layer}_{short}": shares.loc[model, f"layer {layer}"]   # nb10_share_l1_lpips, ...
-          for layer in (1, 5) for short, model in (("lpips", "LPIPS"), ("pooled", "pooled CLPIPS"))}
-         | {"moved": float(moved)}, prefix="nb10_")
-print(f"relative L2 change of the weights: {moved:.1%}")
-shares.round(3)
+if fits is not None:
+    models = {"LPIPS": fits.weights["lpips"], "pooled CLPIPS": fits.weights["pooled"]}
+    if klass.truth is not None:
+        models["the class's true taste"] = klass.truth["class"]
+    shares = ps.layer_shares(models)
+    moved = (fits.weights["pooled"] - fits.weights["lpips"]).norm() / fits.weights["lpips"].norm()
+    glue_all({f"share_l{layer}_{short}": shares.loc[model, f"layer {layer}"]   # nb10_share_l1_lpips, ...
+              for layer in (1, 5) for short, model in (("lpips", "LPIPS"), ("pooled", "pooled CLPIPS"))}
+             | {"moved": float(moved)}, prefix="nb10_")
+    print(f"relative L2 change of the weights: {moved:.1%}")
+    display(shares.round(3))
 
 # %% tags=["remove-output"]
-fig = pp.plot_layer_shares(shares)
-glue("nb10_fig_layers", fig, display=False)
-plt.close(fig)
-fig
+if fits is not None:
+    fig = pp.plot_layer_shares(shares)
+    glue("nb10_fig_layers", fig, display=False)
+    plt.close(fig)
+    display(fig)
 
 # %% [markdown]
 # Fitted on this class, CLPIPS moved LPIPS's weights by {glue:text}`nb10_moved:.1%` (relative

@@ -289,11 +289,12 @@ def test_simulate_class_is_seeded_and_noise_and_taste_matter():
 
 # --------------------------------------------------------------------------- the chapter's one entry
 def test_load_class_reads_a_class_file_and_its_recorded_sets(tmp_path, monkeypatch):
-    """A class file: its rankings as they are, the sets in the sidecar's order, no truth, a source naming it;
-    the features are those of the file's own pairs (every (target, candidate) once)."""
+    """A class file: its rankings as they are, the sets in the sidecar's order (those someone ranked: s9 was
+    offered and never ranked), no truth, a source naming it; the features are those of the file's own pairs
+    (every (target, candidate) once)."""
     csv = tmp_path / "lesson.csv"
     CLASS.to_csv(csv, index=False)
-    (tmp_path / "lesson.json").write_text('{"study": "mur92", "sets": ["B", "A", "C", "D", "E"]}')
+    (tmp_path / "lesson.json").write_text('{"study": "mur92", "sets": ["s3", "s1", "s9", "s4", "s2"]}')
     seen = {}
 
     def fake_features(data, table, net):
@@ -306,9 +307,11 @@ def test_load_class_reads_a_class_file_and_its_recorded_sets(tmp_path, monkeypat
     key = ["rater", "set_id", "candidate"]
     pd.testing.assert_frame_equal(got.rankings.table[cols].astype(str).sort_values(key).reset_index(drop=True),
                                   CLASS[cols].astype(str).sort_values(key).reset_index(drop=True))
-    assert got.sets == ["B", "A", "C", "D", "E"] and got.truth is None and got.features == "F"
+    assert got.sets == ["s3", "s1", "s4", "s2"] and got.truth is None and got.features == "F"
     assert got.design is got.rankings and seen["table"] is got.rankings.table
     assert got.source == "the class file lesson.csv (5 students, study mur92)"
+    assert got.students["sets_ranked"].to_dict() == {"A": 3, "B": 3, "C": 1, "D": 1, "E": 1}
+    assert (got.students["of"] == 5).all() and not got.students["complete"].any()
 
 
 def test_load_class_without_a_file_simulates_the_sets_the_classroom_serves(monkeypatch):
@@ -331,3 +334,125 @@ def test_load_class_without_a_file_simulates_the_sets_the_classroom_serves(monke
     assert got.sets == sets and asked["sets"] == set(sets) and got.design is design
     assert set(got.truth) == set(truth) and all(torch.equal(got.truth[k], truth[k]) for k in truth)
     assert got.source.startswith("a simulated class: 4 students ranking the 3 sets of tiny")
+
+
+# --------------------------------------------------------------------------- a class as it stands: partial, joined
+def test_roster_counts_each_students_sets_and_lists_who_joined_without_ranking():
+    """Sets per student from CLASS (A and B 3 of s1-s4, C, D and E one each); "a" joined as A already is
+    (names compared as the classroom compares them) and "Zed" joined and ranked nothing: listed with 0."""
+    got = ca.roster(CLASS, ["s1", "s2", "s3", "s4"], joined=["a", "Zed", "  C "])
+    assert list(got.index) == ["A", "B", "C", "D", "E", "Zed"] and got.index.name == "student"
+    assert got["sets_ranked"].tolist() == [3, 3, 1, 1, 1, 0]
+    assert (got["of"] == 4).all() and not got["complete"].any()
+    whole = ca.roster(CLASS[CLASS["rater"].isin(["A", "B"])], ["s1", "s2", "s3"])
+    assert whole["complete"].tolist() == [True, True]
+    assert list(ca.roster(CLASS, ["s1"], joined=["ben", "Ann"]).index) == ["A", "Ann", "B", "ben", "C", "D", "E"]
+
+
+def test_coverage_sentence_in_words():
+    complete = ca.roster(CLASS[CLASS["rater"].isin(["A", "B"])], ["s1", "s2", "s3"])
+    assert ca.coverage_sentence(complete) == "Every one of the 2 students ranked all 3 sets."
+    partial = ca.roster(CLASS, ["s1", "s2", "s3"], joined=["Zed", "Yan"])
+    assert ca.coverage_sentence(partial) == (
+        "2 of the 7 students ranked all 3 sets, 3 ranked some of them (1 set) and 2 joined but ranked none "
+        "(Yan and Zed). Every ranking given counts: two students are compared on the sets both ranked.")
+    nobody = ca.roster(CLASS[CLASS["rater"] == "C"], ["s1", "s2"], joined=["Zed"])
+    assert ca.coverage_sentence(nobody).startswith(
+        "None of the 2 students ranked all 2 sets, 1 ranked some of them (1 set) and 1 joined but ranked none (Zed).")
+
+
+def test_agreement_note_says_what_the_numbers_rest_on_and_when_there_are_none():
+    """Complete class: no note. CLASS: s1-s3 have two or more students (3 sets), E shares no set. One student
+    alone: nothing can be computed. s2 alone, ranked by A, B, D: mean ICC(A,1) 3/13, ICC(A,k) 9/19 > 0, no
+    words on negative ICCs; B and a reversed A on s1 disagree (ICC(A,1) < 0): the note explains it."""
+    whole = CLASS[CLASS["rater"].isin(["A", "B"])]
+    assert ca.agreement_note(ca.pairwise_rho(whole), ca.class_icc(whole), ca.roster(whole, ["s1", "s2", "s3"])) == ""
+    students = ca.roster(CLASS, ["s1", "s2", "s3", "s4"])
+    note = ca.agreement_note(ca.pairwise_rho(CLASS), ca.class_icc(CLASS), students)
+    assert note.startswith("These numbers rest on the 3 sets that at least two students ranked")
+    assert "E shared no set with anyone and is left out" in note and "below 0" not in note
+    alone = CLASS[CLASS["rater"] == "A"]
+    note = ca.agreement_note(ca.pairwise_rho(alone), ca.class_icc(alone), ca.roster(alone, ["s1", "s2", "s3", "s4"]))
+    assert note.startswith("No two students have ranked the same set yet") and "cannot be computed" in note
+    s2 = CLASS[CLASS["set_id"] == "s2"]
+    assert "below 0" not in ca.agreement_note(ca.pairwise_rho(s2), ca.class_icc(s2), ca.roster(s2, ["s1", "s2"]))
+    flipped = CLASS[(CLASS["set_id"] == "s1") & CLASS["rater"].isin(["A", "B"])].copy()
+    flipped.loc[flipped["rater"] == "A", "rank"] = 4 - flipped.loc[flipped["rater"] == "A", "rank"]
+    iccs = ca.class_icc(flipped)
+    assert (iccs["icc_A_1"] < 0).all()                             # A: 3 2 1, B: 1 3 2 on a1 a2 a3
+    note = ca.agreement_note(ca.pairwise_rho(flipped), iccs, ca.roster(flipped, ["s1", "s2"]))
+    assert "An ICC below 0 means the students disagree more than they agree" in note
+
+
+def test_consensus_scores_of_a_class_without_shared_sets_is_an_empty_table():
+    got = ca.consensus_scores(CLASS[CLASS["rater"].isin(["A", "E"]) & CLASS["set_id"].isin(["s1", "s4"])])
+    assert got.empty and list(got.columns) == ["spearman", "icc_A_k", "n_rankings"] and got.index.name == "student"
+
+
+def _sets_class(n_sets: int, raters=("A", "B")) -> pd.DataFrame:
+    rows = [{"set_id": f"s{s}", "target": f"t{s}.png", "candidate": f"c{s}_{c}.png", "rater": r, "rank": c + 1}
+            for s in range(n_sets) for r in raters for c in range(3)]
+    return pd.DataFrame(rows)
+
+
+def test_can_fit_needs_a_held_out_set_and_two_to_fit_on():
+    """split_by_target with test_size 0.3: 1 target cannot be split; 2 -> 1 + 1 (one to fit on: the pooled
+    fit's early stopping needs two); 3 -> 2 + 1, enough. test_size 0.5: 3 -> 1 + 2, not enough; 4 -> 2 + 2."""
+    assert [ca.can_fit(_sets_class(n), 0.3, 0) for n in (1, 2, 3, 4)] == [False, False, True, True]
+    assert [ca.can_fit(_sets_class(n), 0.5, 0) for n in (3, 4)] == [False, True]
+
+
+def test_fit_note_in_words():
+    few = _sets_class(2)
+    assert ca.fit_note(few, ca.roster(few, [f"s{i}" for i in range(10)]), 0.3, 0).startswith(
+        "The class has ranked 2 sets so far: too few to fit and judge the models")
+    whole = _sets_class(4)
+    assert ca.fit_note(whole, ca.roster(whole, ["s0", "s1", "s2", "s3"]), 0.3, 0) == ""
+    # B ranked only the sets that fall on the training side: no held-out score for B
+    from clpips.datasets import split_by_target
+    table = _sets_class(10)
+    train, test = split_by_target(table, test_size=0.3, seed=0)
+    partial = table[(table["rater"] == "A") | table["set_id"].isin(set(train["set_id"]))]
+    note = ca.fit_note(partial, ca.roster(partial, sorted(table["set_id"].unique())), 0.3, 0)
+    assert note == ("Each student is judged on the held-out sets they ranked (3 of the 10 sets ranked are held "
+                    "out): with a few rankings each, these scores are rough; B ranked none of the held-out sets "
+                    "and has no held-out scores.")
+    # C ranked only held-out sets: no personal model for C
+    partial = pd.concat([partial, table[(table["rater"] == "A") & table["set_id"].isin(set(test["set_id"]))]
+                         .assign(rater="C")])
+    note = ca.fit_note(partial, ca.roster(partial, sorted(table["set_id"].unique())), 0.3, 0)
+    assert note.endswith("; B ranked none of the held-out sets and has no held-out scores; C ranked only held-out "
+                         "sets and has no personal CLPIPS.")
+
+
+def _class_file(folder, table: pd.DataFrame, sets, joined=()):
+    """A class file as ``clpips classroom`` leaves it: the CSV, its sidecar and its list of names."""
+    import json
+    from clpips.apps import classroom
+    csv = folder / "class.csv"
+    table.to_csv(csv, index=False)
+    (folder / "class.json").write_text(json.dumps({"study": "mur92", "root": str(folder), "sets": list(sets)}))
+    register = classroom.NameRegister(csv)
+    for name in joined:
+        register.claim(name)
+    return csv
+
+
+def test_load_class_lists_a_student_who_joined_and_ranked_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(ca, "_features", lambda data, table, net: "F")
+    csv = _class_file(tmp_path, CLASS[CLASS["rater"].isin(["A", "C"])], ["s1", "s2", "s3", "s9"],
+                      joined=["A", "c", "Cleo"])
+    got = ca.load_class(str(csv))
+    assert got.students["sets_ranked"].to_dict() == {"A": 3, "C": 1, "Cleo": 0}
+    assert got.sets == ["s1", "s2", "s3"]
+    assert got.source == "the class file class.csv (2 students with rankings, 3 joined, study mur92)"
+
+
+def test_load_class_of_a_class_without_rankings_is_one_line(tmp_path):
+    csv = _class_file(tmp_path, CLASS.iloc[:0], ["s1"], joined=["Ana", "Ben"])
+    for state in ("header only", "no file yet"):
+        with pytest.raises(ValueError) as info:
+            ca.load_class(str(csv))
+        assert str(info.value) == (f"{csv}: no rankings yet (2 students joined: Ana, Ben); run chapter 10 once "
+                                   f"a student has ranked a set"), state
+        csv.unlink(missing_ok=True)

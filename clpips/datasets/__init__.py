@@ -8,21 +8,23 @@ See ``data/README.md`` for the schema and how to bring your own study.
 """
 from __future__ import annotations
 
+import filecmp
 import os
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterable
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from clpips import atomic
 from clpips.paths import existing_path
 from clpips.datasets import alien_eggs, mur92, simulated, zappos
 from clpips.datasets.schema import COLUMNS, OPTIONAL, REQUIRED, RankingDataError, RankingDataset
 from clpips.datasets.splits import (SPLIT_MODES, drop_shared_pairs, kfold_by_target, restrict_to_images, shared_pair_share,
                      shared_pairs, split_by_target, split_folds)
-from clpips.datasets.validate import validate
+from clpips.datasets.validate import normalize_ref, validate
 
 __all__ = ["COLUMNS", "OPTIONAL", "REQUIRED", "RankingDataError", "RankingDataset", "available",
-           "SPLIT_MODES", "drop_shared_pairs",
+           "SPLIT_MODES", "copy_images", "drop_shared_pairs",
            "from_csv", "kfold_by_target", "load", "restrict_to_images", "shared_pair_share", "shared_pairs",
            "split_by_target", "split_folds", "validate"]
 
@@ -82,7 +84,9 @@ def from_csv(path: str | os.PathLike, root: str | os.PathLike | None = None, tie
     path : str or Path
         CSV with a header naming at least ``set_id, target, candidate, rater, rank``.
     root : str or Path, optional
-        Folder the image paths are relative to; default: the CSV's folder.
+        Folder the image paths are relative to (a relative ``root`` is taken from the current
+        folder); default: the CSV's own folder, so a CSV with its images beside it reads the same
+        from any folder (:func:`copy_images` makes one).
     ties : {"reject", "average"}
         Reject tied ranks (default) or convert each ranking to average ranks.
     k : int, optional
@@ -101,5 +105,40 @@ def from_csv(path: str | os.PathLike, root: str | os.PathLike | None = None, tie
     path = existing_path(path)
     table = _read_csv(path)
     root = Path(root) if root is not None else path.parent
+    if check_images and not root.is_dir():
+        raise RankingDataError(f"{path}: root {root}: {'not a folder' if root.exists() else 'no such folder'}; "
+                               f"give the folder the CSV's image paths are relative to")
     table = validate(table, root, source=str(path), ties=ties, k=k, check_images=check_images)
     return RankingDataset(table=table, root=root, name=path.stem, description=f"rankings read from {path}")
+
+
+def copy_images(dataset: RankingDataset, folder: str | os.PathLike, refs: Iterable[str] | None = None) -> list[Path]:
+    """Copy the images of ``dataset`` (every one, or only ``refs``) into ``folder``, each at its own
+    reference (``images/001.png`` -> ``folder/images/001.png``), so that a CSV of its rankings saved in
+    ``folder`` stands alone: :func:`from_csv` finds the images beside it, from any working folder and on
+    another computer.
+
+    A file already there with the same bytes is kept (copying twice, or into the study's own folder,
+    writes nothing); one with other bytes is a one-line :class:`RankingDataError` naming it, so no
+    image of another study is overwritten. Each copy is atomic (:func:`clpips.atomic.write_bytes`).
+    Returns the files written.
+    """
+    folder = Path(folder)
+    wanted = sorted(set(dataset.images() if refs is None else refs))
+    clashes, todo = [], []
+    for ref in wanted:
+        source, dest = dataset.image_path(ref), Path(folder, *PurePosixPath(normalize_ref(ref)).parts)
+        if not source.is_file():
+            raise RankingDataError(f"{dataset.name}: image {ref!r} not found (looked for {source})")
+        if dest.exists() and not filecmp.cmp(source, dest, shallow=False):
+            clashes.append(dest)
+        elif not dest.exists():
+            todo.append((source, dest))
+    if clashes:   # checked before anything is written: a refused copy leaves the folder as it was
+        raise RankingDataError(f"{clashes[0]}: already exists with other content ({len(clashes)} such file"
+                               f"{'s' if len(clashes) > 1 else ''}); copy {dataset.name}'s images into an "
+                               f"empty folder")
+    for source, dest in todo:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(dest, source.read_bytes())
+    return [dest for _, dest in todo]

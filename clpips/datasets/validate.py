@@ -280,7 +280,8 @@ def _check_images(out: pd.DataFrame, root: str | Path | None, source: str) -> bo
             problem, fix = f"image {err}", "Keep the images (and what symlinks point at) inside the study's folder"
         if problem is None and not path.exists():
             problem = f"image {ref!r} not found (looked for {path})"
-            fix = "Put the image there, or pass root= the folder the image paths are relative to"
+            fix = ("Put the image there, or name the folder the image paths are relative to (root= in Python, "
+                   "--root on the command line)")
         elif problem is None:
             try:
                 open_rgb(path)

@@ -187,7 +187,8 @@ def plot_students(per: pd.DataFrame) -> Figure:
     ax.scatter(x, per["icc_consensus"], color="k", marker="_", s=120, zorder=3, label="others' consensus (all sets)")
     ax.set_xticks(x, _student_labels(per.index), fontsize=7)
     ax.set_ylabel("held-out ICC(A,k)")
-    ax.set_ylim(min(0, float(per[[col for col, _ in models]].min().min())), 1)
+    lowest = per[[col for col, _ in models]].min().min()          # NaN: no student has a held-out score
+    ax.set_ylim(min(0.0, float(lowest)) if np.isfinite(lowest) else 0.0, 1)
     ax.legend(fontsize=7, ncol=4, loc="lower left")
     fig.tight_layout()
     return fig

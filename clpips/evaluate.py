@@ -20,6 +20,10 @@ so ICC(C,k) = 2 rho / (1 + rho) exactly when neither side has ties (the
 Spearman-Brown formula applied to the pooled rank correlation), and ICC(A,k)
 differs from ICC(C,k) only by a term of order 1/n items (see
 :func:`clpips.stats.icc`): on rank data the paper's ICC restates its rho.
+
+:func:`rank_scores` is the one scorer, vectorised over metrics: :func:`alignment` is it for one
+metric with every statistic and p-value, :func:`distance_scores` and :func:`heldout_scores` are it
+without extras (from distances, from weight vectors).
 """
 from __future__ import annotations
 
@@ -31,8 +35,9 @@ import pandas as pd
 import torch
 from scipy import stats as sps
 
-from clpips.stats import (DegenerateDataWarning, icc, icc_ak_inference, icc_from_matrix, interpret_icc, mean_squares,
-                    metric_human_table, rank_correlation, set_correlations)
+from clpips.pairs import ranking_pairs
+from clpips.stats import (icc_from_mean_squares, icc_inference, interpret_icc, mean_squares, set_correlations,
+                          spearman_pvalue, spearman_rho)
 
 RANKING = "ranking"
 #: the two pooled Spearman definitions, by the column name they are reported under
@@ -71,28 +76,16 @@ def within_ranking_ranks(scored: pd.DataFrame, column: str) -> pd.Series:
 
 
 def alignment(scored: pd.DataFrame, column: str) -> dict[str, float]:
-    """Spearman, Kendall and ICC(A,k) of one metric column against the human ranks."""
-    metric_rank = within_ranking_ranks(scored, column)
-    frame = pd.DataFrame({"ranking": scored[RANKING].to_numpy(), "rank": scored["rank"].to_numpy(float),
-                          "metric_rank": metric_rank.to_numpy(float)})
-    rho = rank_correlation(frame, "ranking", "rank", "metric_rank", method="spearman")
-    tau = rank_correlation(frame, "ranking", "rank", "metric_rank", method="kendall_b")
-    table = metric_human_table(frame, "ranking", "rank", "metric_rank")
-    res = icc(table, "target", "rater", "rating").set_index("Type").loc["ICC(A,k)"]
-    ci = np.asarray(res["CI95"], dtype=float)
-    raw = sps.spearmanr(scored["rank"].to_numpy(float), scored[column].to_numpy(float))
-    return {
-        "spearman_raw": float(raw.statistic), "spearman_raw_pval": float(raw.pvalue),
-        "spearman": float(rho.at["pooled", "r"]), "spearman_pval": float(rho.at["pooled", "pval"]),
-        "spearman_per_ranking": float(rho.at["per_set_mean", "r"]),
-        "kendall": float(tau.at["pooled", "r"]), "kendall_pval": float(tau.at["pooled", "pval"]),
-        "icc_A_k": float(res["ICC"]), "icc_A_k_ci_low": float(ci[0]), "icc_A_k_ci_high": float(ci[1]),
-        "icc_A_k_F": float(res["F"]), "icc_A_k_pval": float(res["pval"]),
-        "icc_A_k_koo_li": interpret_icc(float(res["ICC"]), "koo_li"),
-        "pair_accuracy": float(pair_accuracy(scored, scored[[column]].to_numpy(float))[0]),
-        "n_rankings": int(scored[RANKING].nunique()), "n_targets": int(scored["target"].nunique()),
-        "n_rows": int(len(scored)),
-    }
+    """Every statistic of one metric column against the human ranks: :func:`rank_scores` with all
+    extras and p-values, the Koo & Li label of its ICC(A,k) and the table's counts."""
+    row = rank_scores(scored, scored[[column]].to_numpy(float), [column], per_ranking=True, kendall=True,
+                      interval=True, pvalues=True).iloc[0]
+    out = {key: float(row[key]) for key in ("spearman_raw", "spearman_raw_pval", "spearman", "spearman_pval",
+                                             "spearman_per_ranking", "kendall", "kendall_pval", "icc_A_k",
+                                             "icc_A_k_ci_low", "icc_A_k_ci_high", "icc_A_k_F", "icc_A_k_pval")}
+    return {**out, "icc_A_k_koo_li": interpret_icc(out["icc_A_k"], "koo_li"),
+            "pair_accuracy": float(row["pair_accuracy"]), "n_rankings": int(row["n_rankings"]),
+            "n_targets": int(scored["target"].nunique()), "n_rows": int(len(scored))}
 
 
 def alignment_table(scored: pd.DataFrame, columns: Optional[list[str]] = None) -> pd.DataFrame:
@@ -104,7 +97,6 @@ def alignment_table(scored: pd.DataFrame, columns: Optional[list[str]] = None) -
 def pair_accuracy(table: pd.DataFrame, distances: np.ndarray) -> np.ndarray:
     """Per column of ``distances`` (rows aligned with ``table``): the share of the person's ordered pairs
     ``(better, worse)`` of each ranking for which the metric puts ``better`` closer (ties count 1/2)."""
-    from clpips.pairs import ranking_pairs
     frame = table[["set_id", "rater", "target", "rank"]].assign(candidate=np.arange(len(table)))
     pairs = ranking_pairs(frame)
     if pairs.empty:
@@ -114,24 +106,12 @@ def pair_accuracy(table: pd.DataFrame, distances: np.ndarray) -> np.ndarray:
 
 
 def heldout_scores(table: pd.DataFrame, features, weights: Mapping[str, torch.Tensor]) -> pd.DataFrame:
-    """Agreement of several weight vectors with a ranking table, all in one pass.
+    """:func:`rank_scores` (without extras) of several weight vectors on a ranking table, all in one pass.
 
-    The same numbers as :func:`alignment` (ICC(A,k) of the metric-versus-human
-    table on within-ranking ranks, ties averaged; pooled Spearman under both
-    :data:`RHO_DEFINITIONS`; pair accuracy), vectorised over the weight vectors,
-    which the protocol, the ablations and the learning curves need.
-
-    Parameters
-    ----------
-    table : DataFrame
-        Rankings (``set_id, target, candidate, rater, rank``).
-    features : clpips.features.PairFeatures
-        Covering the table's (target, candidate) pairs.
-    weights : mapping name -> weight vector
-
-    Returns
-    -------
-    DataFrame indexed by name: ``icc_A_k``, ``spearman``, ``spearman_raw``, ``pair_accuracy``, ``n_rankings``.
+    ``table`` holds rankings (``set_id, target, candidate, rater, rank``), ``features`` are
+    :class:`clpips.features.PairFeatures` covering its (target, candidate) pairs and ``weights`` maps
+    names to weight vectors, as the protocol, the ablations and the learning curves need. Returns a
+    table indexed by name: ``icc_A_k``, ``spearman``, ``spearman_raw``, ``pair_accuracy``, ``n_rankings``.
     """
     names = list(weights)
     if table.empty or not names:
@@ -150,65 +130,67 @@ def distance_scores(table: pd.DataFrame, dist: np.ndarray, names: Sequence[str])
 
 # --------------------------------------------------------------------------- the rank-vs-rank scorer
 def rank_scores(table: pd.DataFrame, dist: np.ndarray, names: Sequence[str], *, per_ranking: bool = False,
-                kendall: bool = False, interval: bool = False) -> pd.DataFrame:
+                kendall: bool = False, interval: bool = False, pvalues: bool = False) -> pd.DataFrame:
     """Agreement of several metrics with the human ranks: the package's one rank-vs-rank scorer.
 
-    Parameters
-    ----------
-    table : DataFrame
-        Rankings (``set_id, rater, target, rank``).
-    dist : array (rows of ``table``) x (metrics)
-        Distances, lower = more similar.
-    names : the metrics' names, one per column of ``dist``
-    per_ranking : add ``spearman_per_ranking``, the mean over rankings of :func:`per_ranking_spearman`
-    kendall : add ``kendall``, Kendall's tau-b of the human ranks with the within-ranking ranks, pooled
-    interval : add ``icc_A_k_ci_low``, ``icc_A_k_ci_high``, ``icc_A_k_F``, ``icc_A_k_pval``
-        (:func:`clpips.stats.icc_ak_inference`, the F-based 95% interval and test)
+    ``table`` holds rankings (``set_id, rater, target, rank``); ``dist`` the distances (lower = more
+    similar), one column per metric of ``names``, rows aligned with ``table``.
 
-    Returns
-    -------
-    DataFrame indexed by metric: ``icc_A_k`` (metric and person as two raters of each item,
-    on within-ranking ranks), ``spearman`` (pooled over rankings on within-ranking ranks),
-    ``spearman_raw`` (pooled on raw distances, as the paper), ``pair_accuracy``,
-    ``n_rankings`` and the columns asked for. The definitions are :data:`RHO_DEFINITIONS`;
-    with p-values, for one metric, see :func:`alignment`.
+    Returns a table indexed by metric: ``icc_A_k`` (metric and person as two raters of each item, on
+    within-ranking ranks), ``spearman`` (pooled over rankings on within-ranking ranks),
+    ``spearman_raw`` (pooled on raw distances, as the paper), ``pair_accuracy``, ``n_rankings``
+    (definitions: :data:`RHO_DEFINITIONS`), and the columns asked for:
+
+    * ``per_ranking``: ``spearman_per_ranking``, the mean over rankings of :func:`per_ranking_spearman`;
+    * ``kendall``: ``kendall``, Kendall's tau-b of the human ranks with the within-ranking ranks, pooled;
+    * ``interval``: ``icc_A_k_ci_low``, ``icc_A_k_ci_high``, ``icc_A_k_F``, ``icc_A_k_pval``
+      (:func:`clpips.stats.icc_inference`, the F-based 95% interval and test);
+    * ``pvalues``: ``spearman_raw_pval``, ``spearman_pval`` and, with ``kendall``, ``kendall_pval``
+      (two-sided, rows taken as independent, as :func:`scipy.stats.spearmanr` and ``kendalltau``).
     """
     ids = ranking_ids(table).to_numpy()
     dist = np.asarray(dist, dtype=float).reshape(len(table), -1)
     metric_rank = pd.DataFrame(dist).groupby(ids, sort=False).rank(method="average").to_numpy(float)
     human = table["rank"].to_numpy(float)
-    Y = np.stack([np.broadcast_to(human[:, None], metric_rank.shape), metric_rank], axis=-1)  # N x M x 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DegenerateDataWarning)
-        icc = np.atleast_1d(icc_from_matrix(np.moveaxis(Y, 1, 0), "ICC(A,k)")) if len(human) >= 2 \
-            else np.full(len(names), np.nan)
-    out = pd.DataFrame({"icc_A_k": icc.astype(float), "spearman": spearman_columns(human, metric_rank),
-                        "spearman_raw": spearman_columns(human, dist),
-                        "pair_accuracy": pair_accuracy(table, dist),
+    icc = _icc_columns(human, metric_rank, interval)
+    out = pd.DataFrame({"icc_A_k": icc.pop("icc_A_k"), "spearman": spearman_columns(human, metric_rank),
+                        "spearman_raw": spearman_columns(human, dist), "pair_accuracy": pair_accuracy(table, dist),
                         "n_rankings": int(pd.unique(ids).size)}, index=pd.Index(list(names), name="metric"))
     if per_ranking:
         out["spearman_per_ranking"] = per_ranking_spearman(ids, human, dist).mean(axis=0).to_numpy(float)
+    tau, tau_p = _kendall_columns(human, metric_rank) if kendall else (None, None)
     if kendall:
-        out["kendall"] = kendall_columns(human, metric_rank)
-    if interval:
-        ranks = np.ascontiguousarray(metric_rank.T)                                       # M x N
-        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-            warnings.simplefilter("ignore", DegenerateDataWarning)
-            inference = icc_ak_inference(mean_squares(np.stack([np.broadcast_to(human, ranks.shape), ranks], -1)))
-        for key in ("ci_low", "ci_high", "F", "pval"):
-            out[f"icc_A_k_{key}"] = np.atleast_1d(inference[key]).astype(float)
+        out["kendall"] = tau
+    out = out.assign(**icc)
+    if pvalues:
+        out["spearman_raw_pval"] = spearman_pvalue(out["spearman_raw"].to_numpy(float), len(human))
+        out["spearman_pval"] = spearman_pvalue(out["spearman"].to_numpy(float), len(human))
+        if kendall:
+            out["kendall_pval"] = tau_p
     return out
 
 
+def _icc_columns(human: np.ndarray, metric_rank: np.ndarray, interval: bool) -> dict[str, np.ndarray]:
+    """ICC(A,k) of the (human rank, metric rank) items for each metric column (and with ``interval``
+    its F test and interval): the vectorised path of :mod:`clpips.stats.icc`, one batch of metrics."""
+    n_metrics = metric_rank.shape[1]
+    keys = ("ci_low", "ci_high", "F", "pval") if interval else ()
+    if len(human) < 2:
+        return {"icc_A_k": np.full(n_metrics, np.nan), **{f"icc_A_k_{key}": np.full(n_metrics, np.nan) for key in keys}}
+    Y = np.stack([np.broadcast_to(human[:, None], metric_rank.shape), metric_rank], axis=-1)  # N x M x 2
+    ms = mean_squares(np.moveaxis(Y, 1, 0))                                                  # one per metric
+    if not interval:
+        return {"icc_A_k": np.atleast_1d(icc_from_mean_squares(ms, "ICC(A,k)")).astype(float)}
+    row = icc_inference(ms)["ICC(A,k)"]
+    return {"icc_A_k": np.atleast_1d(row["ICC"]).astype(float),
+            **{f"icc_A_k_{key}": np.atleast_1d(row[key]).astype(float) for key in keys}}
+
+
 def spearman_columns(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Spearman's rho of ``x`` with each column of ``Y``, pooled over all rows (NaN where one is constant)."""
-    rh = sps.rankdata(x)
-    rm = sps.rankdata(Y, axis=0)
-    rh = rh - rh.mean()
-    rm = rm - rm.mean(axis=0)
-    den = np.sqrt((rh ** 2).sum() * (rm ** 2).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (rh @ rm) / np.where(den > 0, den, 1), np.nan)
+    """Spearman's rho of ``x`` with each column of ``Y``, pooled over all rows (NaN where one is constant):
+    :func:`clpips.stats.spearman_rho` along the rows."""
+    x = np.asarray(x, dtype=float)
+    return spearman_rho(x[:, None], np.asarray(Y, dtype=float).reshape(len(x), -1), axis=0)
 
 
 def per_ranking_spearman(ids, human, Y) -> pd.DataFrame:
@@ -226,18 +208,24 @@ def per_ranking_spearman(ids, human, Y) -> pd.DataFrame:
 
 
 def row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman's rho of each row of ``a`` with the same row of ``b``: :func:`per_ranking_spearman`
-    with one ranking per row."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    rows = np.repeat(np.arange(a.shape[0]), a.shape[1])
-    rho = per_ranking_spearman(rows, a.ravel(), b.ravel()).to_numpy(float)[:, 0]
-    return np.where(np.isnan(a).any(axis=1) | np.isnan(b).any(axis=1), np.nan, rho)  # a gap: undefined
+    """Spearman's rho of each row of ``a`` with the same row of ``b`` (:func:`clpips.stats.spearman_rho`
+    along the rows); NaN where a row is constant or has a gap (NaN)."""
+    return spearman_rho(np.asarray(a, dtype=float), np.asarray(b, dtype=float), axis=1)
 
 
 def kendall_columns(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """Kendall's tau-b of ``x`` with each column of ``Y``, pooled over all rows (NaN where a column is constant)."""
+    return _kendall_columns(x, Y)[0]
+
+
+def _kendall_columns(x: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tau-b, two-sided p) of ``x`` with each column of ``Y``: :func:`scipy.stats.kendalltau` per column."""
     Y = np.asarray(Y, dtype=float).reshape(len(x), -1)
+    out = np.full((2, Y.shape[1]), np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.array([sps.kendalltau(x, Y[:, j], variant="b").statistic if np.ptp(Y[:, j]) > 0 else np.nan
-                         for j in range(Y.shape[1])], dtype=float)
+        for j in range(Y.shape[1]):
+            if np.ptp(Y[:, j]) > 0:
+                res = sps.kendalltau(x, Y[:, j], variant="b")
+                out[:, j] = res.statistic, res.pvalue
+    return out[0], out[1]

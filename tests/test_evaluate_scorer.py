@@ -1,6 +1,8 @@
-"""The one rank-vs-rank scorer (clpips.evaluate.rank_scores and its kernels) against scipy, pingouin, direct loops
-and alignment."""
+"""The one rank-vs-rank scorer (clpips.evaluate.rank_scores, alignment and its kernels) against scipy, pingouin
+and direct loops."""
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -10,6 +12,7 @@ from scipy import stats as sps
 
 from clpips.evaluate import (alignment, distance_scores, kendall_columns, per_ranking_spearman, rank_scores,
                              ranking_ids, row_spearman, spearman_columns)
+from clpips.stats import interpret_icc
 
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.dropna:Warning")
 
@@ -30,18 +33,40 @@ def _table(n_sets=30, k=6, raters=2, seed=0) -> pd.DataFrame:
     return table
 
 
-def test_rank_scores_equal_alignment_for_every_statistic():
+def test_rank_scores_with_every_extra_against_scipy_and_pingouin(monkeypatch):
+    """rank_scores with every extra (what alignment reports) against references computed here: scipy's
+    spearmanr and kendalltau with their p-values on the pooled within-ranking ranks and raw distances, the
+    mean of scipy's rho per ranking, pingouin's ICC(A,k) row (estimate, F, p-value, interval); and
+    alignment as that row, with the Koo & Li label and the table's counts."""
+    monkeypatch.setitem(pg.options, "round.column.CI95", None)      # pingouin's interval, unrounded
     table = _table()
     scores = rank_scores(table, table[["good", "tied"]].to_numpy(), ["good", "tied"], per_ranking=True,
-                         kendall=True, interval=True)
+                         kendall=True, interval=True, pvalues=True)
+    human = table["rank"].to_numpy(float)
     for column in ("good", "tied"):
-        ref = alignment(table, column)
+        within = table.groupby("ranking", sort=False)[column].rank(method="average").to_numpy(float)
+        rho, raw, tau = sps.spearmanr(human, within), sps.spearmanr(human, table[column]), sps.kendalltau(human, within)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sps.ConstantInputWarning)   # a tied ranking may be constant: NaN
+            per = [sps.spearmanr(part["rank"], part[column]).statistic for _, part in table.groupby("ranking")]
+        long = pd.DataFrame({"item": np.tile(np.arange(len(table)), 2), "rater": np.repeat(["h", "m"], len(table)),
+                             "y": np.concatenate([human, within])})
+        row = pg.intraclass_corr(long, "item", "rater", "y").set_index("Type").loc["ICC(A,k)"]
+        ci = np.asarray(row["CI95"], dtype=float)
         got = scores.loc[column]
-        for key in ("icc_A_k", "spearman", "spearman_raw", "spearman_per_ranking", "kendall", "pair_accuracy",
-                    "icc_A_k_ci_low", "icc_A_k_ci_high", "icc_A_k_pval"):
-            assert got[key] == pytest.approx(ref[key], rel=1e-12, abs=1e-14), (column, key)
-        assert got["icc_A_k_F"] == pytest.approx(ref["icc_A_k_F"], rel=1e-12)
-        assert got["n_rankings"] == ref["n_rankings"]
+        reference = {"icc_A_k": row["ICC"], "spearman": rho.statistic, "spearman_raw": raw.statistic,
+                     "spearman_per_ranking": np.nanmean(per), "kendall": tau.statistic, "icc_A_k_ci_low": ci[0],
+                     "icc_A_k_ci_high": ci[1], "icc_A_k_pval": row["pval"]}
+        for key, value in reference.items():
+            assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-14), (column, key)
+        assert got["icc_A_k_F"] == pytest.approx(row["F"], rel=1e-12)
+        pvalues = {"spearman_pval": rho.pvalue, "spearman_raw_pval": raw.pvalue, "kendall_pval": tau.pvalue}
+        for key, value in pvalues.items():
+            assert got[key] == pytest.approx(value, rel=1e-9), (column, key)
+        assert got["n_rankings"] == 30 * 2
+        one = alignment(table, column)
+        assert {key: one[key] for key in scores.columns} == {key: got[key] for key in scores.columns}
+        assert one["icc_A_k_koo_li"] == interpret_icc(got["icc_A_k"]) and (one["n_targets"], one["n_rows"]) == (30, 360)
 
 
 def test_distance_scores_is_rank_scores_without_extras():

@@ -10,8 +10,9 @@ import pytest
 from scipy import stats
 
 from clpips.defaults import DEFAULTS
-from clpips.stats import (DegenerateDataWarning, bca_interval, bootstrap_counts, icc, metric_human_table,
-                          metric_statistics, one_sided_pvalue, paired_bootstrap, percentile_interval, spearman)
+from clpips.stats import (BootstrapSettings, DegenerateDataWarning, bca_interval, bootstrap_counts, icc,
+                          metric_human_table, metric_statistics, one_sided_pvalue, paired_bootstrap,
+                          percentile_interval, spearman)
 
 
 def evaluation(n_sets: int = 40, m: int = 10, noise_a: float = 4.0, noise_b: float = 2.0, seed: int = 0):
@@ -63,7 +64,7 @@ def test_paired_bootstrap_different_seeds_differ():
 
 
 def test_paired_bootstrap_defaults_come_from_defaults():
-    params = inspect.signature(paired_bootstrap).parameters
+    params = inspect.signature(BootstrapSettings).parameters    # paired_bootstrap's settings
     assert params["n_boot"].default == DEFAULTS.n_boot
     assert params["ci"].default == DEFAULTS.ci
     assert params["seed"].default == DEFAULTS.seed

@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clpips.stats import (DegenerateDataWarning, canonical_label, cicchetti_label, icc, icc_ak_inference,
-                          icc_from_matrix, interpret_icc, interpretation_scale, koo_li_label, mean_squares,
-                          metric_human_table)
+from clpips.stats import (DegenerateDataWarning, MeanSquares, canonical_label, cicchetti_label, icc,
+                          icc_ak_inference, icc_from_matrix, icc_inference, interpret_icc, interpretation_scale,
+                          koo_li_label, mean_squares, metric_human_table)
 from clpips.stats.icc import LABELS
+from tolerance import dot_bound, unit_roundoff
 
 # pingouin 0.7 on pandas 3 warns about its own use of dropna(inplace=True)
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.dropna:Warning")
@@ -351,3 +352,74 @@ def test_icc_ak_inference_keeps_the_exact_limit_when_the_residual_is_zero():
         res = icc_ak_inference(mean_squares(Y))
     assert np.isinf(res["F"]) and res["pval"] == 0.0
     assert (float(res["ci_low"]), float(res["ci_high"])) == (1.0, 1.0)
+
+
+# --------------------------------------------------------------------------- the two paths tied
+#: floating-point operations from the sums of squares to a statistic (F, an ICC, an interval end), counted
+#: generously: each rounds once, relatively, in each of the two programs
+_OPERATIONS = 30
+
+
+def vectorised_minus_reference_bound(Y: np.ndarray) -> dict[str, dict[str, float]]:
+    """How far pingouin's numbers and the vectorised path's may lie apart, derived from error bounds.
+
+    Both programs compute the three sums of squares (targets, raters, residual) of the same ``n x k``
+    ratings and then the same formulas. A sum of ``N = nk`` terms in any order is within ``gamma_N``
+    times the sum of the terms' absolute values of the exact one (Higham, tests/tolerance.py); the means,
+    the centring and the squares each add at most ``gamma_N sum(y^2)`` (Cauchy-Schwarz), so one computed
+    sum of squares is within ``4 gamma_N sum(y^2)``. Pingouin's residual is a difference of three sums
+    (``12 gamma_N sum(y^2)``), ours a sum: the two differ by at most ``16 gamma_N sum(y^2)``
+    (``dot_bound(8 sum(y^2), N)``), plus the inputs' own rounding, ``_OPERATIONS u |SS|``. That
+    difference is carried through :func:`icc_inference` to first order: each sum of squares is moved by
+    its bound, up and down, and the largest change of every statistic is added up over the three; the
+    statistic's own rounding, ``2 _OPERATIONS u |value|``, comes on top.
+    """
+    u = unit_roundoff(np.float64)
+    n, k = Y.shape
+    ms = mean_squares(Y)
+    ss = np.array([float(ms.msb) * (n - 1), float(ms.msj) * (k - 1), float(ms.mse) * (n - 1) * (k - 1)])
+    delta = dot_bound(8 * float(np.sum(Y ** 2)), Y.size, np.float64) + _OPERATIONS * u * np.abs(ss)
+    moved = np.repeat(ss[:, None], 6, axis=1)                      # column 2i: SS_i up, 2i + 1: SS_i down
+    for i in range(3):
+        moved[i, 2 * i] += delta[i]
+        moved[i, 2 * i + 1] -= delta[i]
+    base, pert = icc_inference(ms), icc_inference(MeanSquares.from_sums_of_squares(*moved, n, k))
+    bound = {}
+    for label in LABELS:
+        bound[label] = {}
+        for key in ("ICC", "F", "pval", "ci_low", "ci_high"):
+            value = float(base[label][key])
+            change = np.abs(np.asarray(pert[label][key], dtype=float) - value).reshape(3, 2).max(axis=1).sum()
+            bound[label][key] = float(change) + 2 * _OPERATIONS * u * abs(value)
+    return bound
+
+
+def tied_cases():
+    rng = np.random.default_rng(20)
+    cases = {"shrout_fleiss": SHROUT_FLEISS.astype(float)}
+    for n, k in [(5, 2), (12, 3), (30, 4), (8, 7), (200, 2), (1000, 2)]:
+        cases[f"normal_{n}x{k}"] = 3 * rng.normal(size=(n, 1)) + rng.normal(size=(1, k)) + rng.normal(size=(n, k))
+    cases["offset_100x3"] = 50 + cases["normal_30x4"][:, :3]           # a large mean: pingouin's sums lose digits
+    rank = np.concatenate([rng.permutation(10) + 1 for _ in range(60)])
+    ranks = metric_human_table(pd.DataFrame({"set": np.repeat(np.arange(60), 10), "rank": rank,
+                                             "d": rank + rng.normal(0, 3, 600)}), "set", "rank", "d")
+    cases["ranks_600x2"] = ranks["rating"].to_numpy(float).reshape(-1, 2)
+    return cases
+
+
+@pytest.mark.parametrize("case", list(tied_cases()))
+def test_vectorised_path_equals_pingouin_within_derived_bounds(case):
+    """The vectorised path (icc_inference of mean squares: the bootstrap's, the scorer's) against the
+    reference, icc() = pingouin.intraclass_corr: every variant's ICC, F, p-value and interval ends."""
+    Y = tied_cases()[case]
+    reference = icc(long_format(Y), "target", "rater", "rating").set_index("Type")
+    ours = icc_inference(mean_squares(Y))
+    bound = vectorised_minus_reference_bound(Y)
+    for label in LABELS:
+        row = reference.loc[label]
+        theirs = {"ICC": row["ICC"], "F": row["F"], "pval": row["pval"], "ci_low": row["CI95"][0],
+                  "ci_high": row["CI95"][1]}
+        for key, value in theirs.items():
+            err = abs(float(ours[label][key]) - float(value))
+            assert err <= bound[label][key], f"{case} {label} {key}: |difference| {err:.3g} > {bound[label][key]:.3g}"
+        assert (ours[label]["df1"], ours[label]["df2"]) == (row["df1"], row["df2"])

@@ -3,39 +3,43 @@
 Conventions: a lower distance means more similar; rank 1 means most similar;
 a positive correlation means the metric agrees with people.
 
-* :mod:`~clpips.stats.icc`: intraclass correlations (:func:`icc`, pingouin's, checked;
-  the vectorised :func:`icc_from_matrix` and :func:`icc_ak_inference`; :func:`metric_human_table`)
+* :mod:`~clpips.stats.icc`: intraclass correlations: :func:`icc` (pingouin's, the reference), the
+  vectorised path over batches of mean squares (:func:`mean_squares`, :func:`icc_from_mean_squares`,
+  :func:`icc_inference`, :func:`icc_from_matrix`) and :func:`metric_human_table`
 * :mod:`~clpips.stats.spearman_brown`: the Spearman–Brown step-up and the ICCs of two rankings
 * :mod:`~clpips.stats.tables`: :func:`check_table`, the input validation of every table
-* :mod:`~clpips.stats.rank_correlation`: Spearman's rho and Kendall's tau,
+* :mod:`~clpips.stats.rank_correlation`: the one Spearman (:func:`spearman_rho`) and Kendall's tau,
   pooled and per set
 * :mod:`~clpips.stats.bootstrap`: paired bootstrap over ranking sets
 * :mod:`~clpips.stats.resampled`: corrected resampled t over cross-validation folds
 * :mod:`~clpips.stats.power`: the power of that test, TOST equivalence, the verdict words
 * :mod:`~clpips.stats.interpret`: Koo & Li (2016) and Cicchetti (1994) labels
 """
-from clpips.stats.bootstrap import (PairedBootstrapResult, bca_interval, bootstrap_counts, metric_statistics,
-                        one_sided_pvalue, paired_bootstrap, percentile_interval, resampled_statistics)
+from clpips.stats.bootstrap import (BootstrapSettings, PairedBootstrapResult, bca_interval, bootstrap_counts,
+                                    metric_statistics, one_sided_pvalue, paired_bootstrap, percentile_interval,
+                                    resampled_statistics)
 from clpips.stats.icc import (ALIASES, LABELS, DegenerateDataWarning, MeanSquares, canonical_label, check_table, icc,
-                  icc_ak_inference, icc_from_matrix, mean_squares, metric_human_table)
+                              icc_ak_inference, icc_from_matrix, icc_from_mean_squares, icc_inference, mean_squares,
+                              metric_human_table)
 from clpips.stats.interpret import cicchetti_label, interpret_icc, interpretation_scale, koo_li_label
-from clpips.stats.power import (VERDICTS, detection_power, equivalence, fold_ratio, minimal_detectable_effect, mode_difference,
-                    power_table, verdict)
-from clpips.stats.rank_correlation import (kendall, per_set_correlation, pooled_spearman, rank_correlation, set_correlations,
-                               spearman)
+from clpips.stats.power import (VERDICTS, detection_power, equivalence, fold_ratio, minimal_detectable_effect,
+                                mode_difference, power_table, verdict)
+from clpips.stats.rank_correlation import (kendall, per_set_correlation, pooled_spearman, rank_correlation,
+                                           set_correlations, spearman, spearman_pvalue, spearman_rho)
 from clpips.stats.resampled import corrected_resampled_t
 from clpips.stats.spearman_brown import icc_ak_from_rho, icc_ak_pole, icc_ck_from_rho, spearman_brown
 
 __all__ = [
     # icc
-    "icc", "icc_from_matrix", "icc_ak_inference", "mean_squares", "metric_human_table", "MeanSquares", "canonical_label",
-    "LABELS", "ALIASES", "DegenerateDataWarning", "check_table",
+    "icc", "icc_from_matrix", "icc_from_mean_squares", "icc_inference", "icc_ak_inference", "mean_squares",
+    "metric_human_table", "MeanSquares", "canonical_label", "LABELS", "ALIASES", "DegenerateDataWarning", "check_table",
     # Spearman-Brown
     "spearman_brown", "icc_ck_from_rho", "icc_ak_from_rho", "icc_ak_pole",
     # rank correlation
-    "rank_correlation", "spearman", "kendall", "per_set_correlation", "set_correlations", "pooled_spearman",
+    "spearman_rho", "spearman_pvalue", "rank_correlation", "spearman", "kendall", "per_set_correlation",
+    "set_correlations", "pooled_spearman",
     # bootstrap
-    "paired_bootstrap", "PairedBootstrapResult", "bootstrap_counts", "metric_statistics",
+    "paired_bootstrap", "BootstrapSettings", "PairedBootstrapResult", "bootstrap_counts", "metric_statistics",
     "percentile_interval", "bca_interval", "one_sided_pvalue", "resampled_statistics",
     # re-splits
     "corrected_resampled_t",

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 import numpy as np
@@ -43,12 +43,13 @@ import pandas as pd
 from scipy.special import ndtr, ndtri
 
 from clpips.defaults import DEFAULTS
-from clpips.stats.icc import (DegenerateDataWarning, MeanSquares, _icc_values, _ratio, check_table,
-                  icc_from_matrix, metric_human_table)
+from clpips.stats.icc import (DegenerateDataWarning, MeanSquares, check_table, icc_from_matrix, icc_from_mean_squares,
+                              metric_human_table)
 from clpips.stats.rank_correlation import pooled_spearman
 
 __all__ = [
     "paired_bootstrap",
+    "BootstrapSettings",
     "PairedBootstrapResult",
     "bootstrap_counts",
     "resampled_statistics",
@@ -124,9 +125,7 @@ def resampled_statistics(data: pd.DataFrame, set_col: str, rank_col: str, metric
     counts = np.atleast_2d(np.asarray(counts))
     if counts.shape[1] != len(prep.set_ids):
         raise ValueError(f"resampled_statistics: counts has {counts.shape[1]} columns for {len(prep.set_ids)} sets")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DegenerateDataWarning)
-        return prep.set_ids, _evaluate(prep, counts)
+    return prep.set_ids, _evaluate(prep, counts)
 
 
 # --------------------------------------------------------------------------- per-set statistics
@@ -262,7 +261,7 @@ def _evaluate_block(prep: _Prepared, w: np.ndarray) -> dict[str, np.ndarray]:
         ssj = (h_sum - m_sum) ** 2 / (2 * n_float)     # n * sum_j (col mean - grand)^2
         sse = (d_sq - (h_sum - m_sum) ** 2 / n_float) / 2
         ms = MeanSquares.from_sums_of_squares(ssb, ssj, sse, n_float, 2)
-        result[f"icc_{name}"] = _icc_values(ms)["ICC(A,k)"]
+        result[f"icc_{name}"] = icc_from_mean_squares(ms, "ICC(A,k)")
     # pooled Spearman = Pearson correlation of the weighted midranks R_h, R_m (exact integer sums):
     #   4 cov = sum_rows W (2R_h)(2R_m) - n (n + 1)^2,   12 ss = n^3 - sum_tie_groups W^3
     human = prep.human
@@ -274,7 +273,8 @@ def _evaluate_block(prep: _Prepared, w: np.ndarray) -> dict[str, np.ndarray]:
         cov4 = dot - n * (n + 1) ** 2
         ss_metric = n**3 - cubes
         denominator = np.sqrt(ss_human.astype(float) * ss_metric.astype(float)) / 3  # 4 sqrt(ss_h ss_m)
-        result[f"rho_{name}"] = _ratio(cov4.astype(float), denominator, positive=True)
+        defined = denominator > 0                               # 0: a side is constant, rho undefined
+        result[f"rho_{name}"] = np.where(defined, cov4 / np.where(defined, denominator, 1.0), np.nan)
     return result
 
 
@@ -396,7 +396,7 @@ def metric_statistics(data: pd.DataFrame, set_col: str, rank_col: str, distance_
     """ICC(A,k) and pooled Spearman rho of one metric, computed directly (no shortcuts).
 
     The reference for :func:`paired_bootstrap`: ``icc_from_matrix`` on the
-    :func:`~clpips.stats.icc.metric_human_table` and ``scipy.stats.spearmanr``
+    :func:`~clpips.stats.icc.metric_human_table` and :func:`~clpips.stats.rank_correlation.pooled_spearman`
     on the pooled rows.
 
     Returns
@@ -475,79 +475,68 @@ def _with_deltas(values: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(frame)
 
 
-def paired_bootstrap(
-    data: pd.DataFrame,
-    set_col: str,
-    rank_col: str,
-    metric_a_col: str,
-    metric_b_col: str,
-    n_boot: int = DEFAULTS.n_boot,
-    ci: float = DEFAULTS.ci,
-    seed: int | None = DEFAULTS.seed,
-    method: Literal["percentile", "bca"] = "percentile",
-    cluster_col: str | None = None,
-) -> PairedBootstrapResult:
-    """Paired bootstrap over ranking sets of ICC(A,k) and pooled rho for two metrics.
+@dataclass(frozen=True)
+class BootstrapSettings:
+    """How :func:`paired_bootstrap` resamples, and which interval it reports.
 
-    Parameters
+    Attributes
     ----------
-    data : pandas.DataFrame
-        Ranking table, one row per (set, candidate), with the distances of
-        both metrics.
-    set_col : str
-        Ranking-set ids: the resampling unit.
-    rank_col : str
-        Human ranks, 1 = most similar (``1..m`` within each set).
-    metric_a_col, metric_b_col : str
-        Distances of the baseline (a, e.g. LPIPS) and the challenger (b, e.g.
-        CLPIPS); lower = more similar. Δ = b − a, so Δ > 0 means b agrees
-        better with people.
     n_boot : int
         Resamples (default :data:`clpips.defaults.DEFAULTS` ``.n_boot``).
     ci : float
         Confidence level, in (0, 1).
     seed : int or None
-        Seed of :func:`numpy.random.default_rng`; the same seed gives
-        identical results (see :func:`bootstrap_counts` for the draws).
+        Seed of :func:`numpy.random.default_rng`; the same seed gives identical results
+        (:func:`bootstrap_counts` gives the draws).
     method : {"percentile", "bca"}
-        Interval: percentile, or bias-corrected and accelerated with the
-        acceleration from a jackknife over sets (over clusters, if given).
+        Percentile interval, or bias-corrected and accelerated (:func:`bca_interval`) with the
+        acceleration from a jackknife over the resampled units.
     cluster_col : str, optional
-        Resample clusters of sets instead of sets: e.g. a target image whose
-        set was ranked by several people (one set per person). A drawn cluster
-        brings all its sets, as often as it was drawn; statistics are still
-        computed per set. Each set must lie in one cluster. Without it, sets
-        are drawn independently, which understates the variability when sets
+        Resample clusters of sets instead of sets: e.g. a target image whose set was ranked by
+        several people (one set per person). A drawn cluster brings all its sets, as often as it
+        was drawn; statistics are still computed per set; each set must lie in one cluster.
+        Without it sets are drawn independently, which understates the variability when the sets
         of one cluster are alike.
+    """
 
-    Returns
-    -------
-    PairedBootstrapResult
-        Use ``.summary()`` for the table; the distributions are in
-        ``.distribution``; ``set_ids`` are the resampled units (sets or clusters).
+    n_boot: int = DEFAULTS.n_boot
+    ci: float = DEFAULTS.ci
+    seed: int | None = DEFAULTS.seed
+    method: Literal["percentile", "bca"] = "percentile"
+    cluster_col: str | None = None
 
-    Raises
-    ------
-    ValueError
-        Invalid table (see :func:`~clpips.stats.icc.check_table`), fewer than
-        2 sets, ``n_boot < 1``, ``ci`` outside (0, 1) or an unknown method.
+    def __post_init__(self) -> None:
+        if self.method not in ("percentile", "bca"):
+            raise ValueError(f"method must be 'percentile' or 'bca', got {self.method!r}")
+        if not 0 < self.ci < 1:
+            raise ValueError(f"ci must be in (0, 1), got {self.ci!r}")
+        if int(self.n_boot) != self.n_boot or self.n_boot < 1:
+            raise ValueError(f"n_boot must be a positive integer, got {self.n_boot!r}")
+        object.__setattr__(self, "n_boot", int(self.n_boot))
 
-    Notes
-    -----
-    Each resample draws as many sets as there are, with replacement; both
-    metrics see the same draw. On it, ICC(A,k) uses the metric's ranks within
-    each set, and rho pools all rows (a set drawn twice contributes two tied
-    copies of each of its rows). The results equal those of building each
-    resampled table and calling :func:`metric_statistics`, to rounding
-    error (below 1e-15; checked in the tests).
 
-    The p-value is the bootstrap share of resamples with Δ <= 0 with the +1
-    correction, a one-sided test of "b is not better than a". The interval
-    and the p-value describe variability over *sets* (target images), the
-    people's ranks being fixed.
+def paired_bootstrap(data: pd.DataFrame, set_col: str, rank_col: str, metric_a_col: str, metric_b_col: str,
+                     settings: BootstrapSettings | None = None, **options) -> PairedBootstrapResult:
+    """Paired bootstrap over ranking sets of ICC(A,k) and pooled rho for two metrics.
 
-    Examples
-    --------
+    ``data`` is a ranking table, one row per (set, candidate): ranking-set ids in ``set_col`` (the
+    resampling unit), human ranks in ``rank_col`` (1 = most similar, ``1..m`` within each set) and the
+    distances (lower = more similar) of a baseline ``metric_a_col`` (e.g. LPIPS) and a challenger
+    ``metric_b_col`` (e.g. CLPIPS). Δ = b − a, so Δ > 0 means b agrees better with people.
+    ``settings``, or any of its fields as keywords (``n_boot=2000, method="bca"``), say how to
+    resample: :class:`BootstrapSettings`.
+
+    Each resample draws as many sets as there are, with replacement; both metrics see the same draw.
+    On it, ICC(A,k) uses the metric's ranks within each set and rho pools all rows (a set drawn twice
+    contributes two tied copies of each of its rows): the numbers of building each resampled table and
+    calling :func:`metric_statistics`, to rounding error (checked in the tests). The p-value is the
+    share of resamples with Δ <= 0 with the +1 correction (:func:`one_sided_pvalue`), a one-sided test
+    of "b is not better than a". Interval and p-value describe variability over *sets* (target
+    images), the people's ranks being fixed.
+
+    Returns a :class:`PairedBootstrapResult` (``.summary()`` for the table). Raises ValueError for an
+    invalid table (:func:`~clpips.stats.tables.check_table`), fewer than 2 sets or invalid settings.
+
     >>> import numpy as np, pandas as pd
     >>> from clpips.stats import paired_bootstrap
     >>> rng = np.random.default_rng(0)
@@ -555,67 +544,72 @@ def paired_bootstrap(
     >>> df = pd.DataFrame({"set": np.repeat(np.arange(50), 10), "rank": rank,
     ...                    "lpips": rank + rng.normal(0, 4, 500),
     ...                    "clpips": rank + rng.normal(0, 2, 500)})
-    >>> res = paired_bootstrap(df, "set", "rank", "lpips", "clpips", n_boot=2000, seed=1)
-    >>> res.summary().round(4)
+    >>> paired_bootstrap(df, "set", "rank", "lpips", "clpips", n_boot=2000, seed=1).summary().round(4)
                observed_a  observed_b   delta  ci_low  ci_high  p_value
     statistic
     ΔICC(A,k)      0.7381      0.9242  0.1861  0.1432   0.2331   0.0005
     Δrho           0.5764      0.8588  0.2823  0.2250   0.3400   0.0005
-
-    The p-value is the smallest possible, ``1 / (n_boot + 1)``.
     """
-    if method not in ("percentile", "bca"):
-        raise ValueError(f"method must be 'percentile' or 'bca', got {method!r}")
-    if not 0 < ci < 1:
-        raise ValueError(f"ci must be in (0, 1), got {ci!r}")
-    if int(n_boot) != n_boot or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    n_boot = int(n_boot)
+    settings = _settings(settings, options)
     table = check_table(data, {"set_col": set_col, "rank_col": rank_col, "metric_a_col": metric_a_col,
                                "metric_b_col": metric_b_col},
                         numeric=("rank_col", "metric_a_col", "metric_b_col"), caller="paired_bootstrap")
     prep = _prepare(table, {"a": "metric_a_col", "b": "metric_b_col"})
     units, unit_of_set = prep.set_ids, None
-    if cluster_col is not None:
-        units, unit_of_set = _clusters(data, set_col, cluster_col, prep.set_ids)
-    n_sets = len(units)
-    if n_sets < 2:
-        what = "clusters" if cluster_col is not None else "ranking sets"
-        raise ValueError(f"paired_bootstrap: need at least 2 {what} to resample, got {n_sets}")
+    if settings.cluster_col is not None:
+        units, unit_of_set = _clusters(data, set_col, settings.cluster_col, prep.set_ids)
+    if len(units) < 2:
+        what = "clusters" if settings.cluster_col is not None else "ranking sets"
+        raise ValueError(f"paired_bootstrap: need at least 2 {what} to resample, got {len(units)}")
+    observed, boot, jack = _resample(prep, unit_of_set, len(units), settings)
+    return PairedBootstrapResult(
+        metric_a=str(metric_a_col), metric_b=str(metric_b_col), observed=_observed_table(observed),
+        distribution=boot, intervals=_intervals(boot, observed, jack, settings.ci), p_values=_p_values(boot),
+        jackknife=jack, n_boot=settings.n_boot, ci=settings.ci, seed=settings.seed, method=settings.method,
+        set_ids=np.asarray(units),
+    )
 
+
+def _settings(settings: BootstrapSettings | None, options: dict) -> BootstrapSettings:
+    unknown = sorted(set(options) - {f.name for f in fields(BootstrapSettings)})
+    if unknown:
+        raise TypeError(f"paired_bootstrap: unknown option {unknown[0]!r}; the options are "
+                        f"{[f.name for f in fields(BootstrapSettings)]} (BootstrapSettings)")
+    return replace(settings or BootstrapSettings(), **options)
+
+
+def _resample(prep: _Prepared, unit_of_set: np.ndarray | None, n_units: int,
+              settings: BootstrapSettings) -> tuple[pd.Series, pd.DataFrame, pd.DataFrame | None]:
+    """The statistics and their deltas: observed, on every resample, and left-one-unit-out (BCa only)."""
     def evaluate(counts: np.ndarray) -> dict[str, np.ndarray]:
         return _evaluate(prep, counts if unit_of_set is None else counts[:, unit_of_set])
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DegenerateDataWarning)  # reported once below, with counts
-        observed = _with_deltas(evaluate(np.ones((1, n_sets), dtype=np.int64))).iloc[0]
-        parts = [evaluate(counts) for counts in _iter_counts(n_sets, n_boot, seed)]
-        boot = _with_deltas({key: np.concatenate([p[key] for p in parts]) for key in parts[0]})
-        jack = None
-        if method == "bca":
-            jack = _with_deltas(evaluate(1 - np.eye(n_sets, dtype=np.int64)))
-    _warn_undefined(observed, boot)
+    observed = _with_deltas(evaluate(np.ones((1, n_units), dtype=np.int64))).iloc[0]
+    parts = [evaluate(counts) for counts in _iter_counts(n_units, settings.n_boot, settings.seed)]
+    boot = _with_deltas({key: np.concatenate([p[key] for p in parts]) for key in parts[0]})
+    jack = _with_deltas(evaluate(1 - np.eye(n_units, dtype=np.int64))) if settings.method == "bca" else None
+    _warn_undefined(observed, boot)    # the engine is silent: undefined values are reported once, with counts
+    return observed, boot, jack
 
-    intervals = {}
-    for column in boot.columns:
-        if method == "bca":
-            intervals[column] = bca_interval(boot[column].to_numpy(), observed[column],
-                                             jack[column].to_numpy(), ci)
-        else:
-            intervals[column] = percentile_interval(boot[column].to_numpy(), ci)
+
+def _intervals(boot: pd.DataFrame, observed: pd.Series, jack: pd.DataFrame | None, ci: float) -> pd.DataFrame:
+    """``ci_low``, ``ci_high`` of every column of ``boot``: BCa when there is a jackknife, else percentile."""
+    ends = {column: bca_interval(boot[column].to_numpy(), observed[column], jack[column].to_numpy(), ci)
+            if jack is not None else percentile_interval(boot[column].to_numpy(), ci) for column in boot.columns}
+    return pd.DataFrame(ends, index=["ci_low", "ci_high"]).T
+
+
+def _p_values(boot: pd.DataFrame) -> pd.Series:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DegenerateDataWarning)  # NaN resamples: reported above
-        p_values = pd.Series({_ROWS[stat]: one_sided_pvalue(boot[f"delta_{stat}"].to_numpy())
-                              for stat in ("icc", "rho")})
-    obs = pd.DataFrame(
+        warnings.simplefilter("ignore", DegenerateDataWarning)  # NaN resamples: reported by _warn_undefined
+        return pd.Series({_ROWS[stat]: one_sided_pvalue(boot[f"delta_{stat}"].to_numpy()) for stat in ("icc", "rho")})
+
+
+def _observed_table(observed: pd.Series) -> pd.DataFrame:
+    return pd.DataFrame(
         {"a": [observed["icc_a"], observed["rho_a"]], "b": [observed["icc_b"], observed["rho_b"]],
          "delta": [observed["delta_icc"], observed["delta_rho"]]},
         index=pd.Index(list(_OBSERVED_ROWS.values()), name="statistic"),
-    )
-    return PairedBootstrapResult(
-        metric_a=str(metric_a_col), metric_b=str(metric_b_col), observed=obs, distribution=boot,
-        intervals=pd.DataFrame(intervals, index=["ci_low", "ci_high"]).T, p_values=p_values,
-        jackknife=jack, n_boot=n_boot, ci=ci, seed=seed, method=method, set_ids=np.asarray(units),
     )
 
 
@@ -634,12 +628,13 @@ def _clusters(data: pd.DataFrame, set_col: str, cluster_col: str, set_ids: np.nd
 
 
 def _warn_undefined(observed: pd.Series, boot: pd.DataFrame) -> None:
+    """Say once which statistics are undefined, on the data and on how many resamples (stack: the user's call)."""
     if observed.isna().any():
         names = ", ".join(observed.index[observed.isna()])
         warnings.warn(f"undefined (NaN) on the full data: {names} (constant ranks or distances, or a "
-                      "non-positive ICC denominator)", DegenerateDataWarning, stacklevel=3)
+                      "non-positive ICC denominator)", DegenerateDataWarning, stacklevel=4)
     bad = boot.isna().sum()
     if bad.any():
         detail = ", ".join(f"{col}: {int(c)}" for col, c in bad.items() if c)
         warnings.warn(f"undefined (NaN) on some of {len(boot)} resamples ({detail}); those resamples are "
-                      "left out of the intervals and p-values", DegenerateDataWarning, stacklevel=3)
+                      "left out of the intervals and p-values", DegenerateDataWarning, stacklevel=4)

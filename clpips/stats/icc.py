@@ -1,12 +1,22 @@
 """Intraclass correlation coefficients (ICC) from a two-way ANOVA.
 
-:func:`icc` is :func:`pingouin.intraclass_corr` (unrounded intervals) with this package's
-input checks and NaN for undefined estimates; :func:`icc_from_matrix` and
-:func:`icc_ak_inference` are the vectorised path (a batch of ``targets x raters``
-matrices: the bootstrap's resamples, the metrics of an evaluation), checked equal to
-pingouin in the tests; :func:`metric_human_table` builds the paper's metric-versus-human
-table. Choosing a variant, and why ICC(A,k) on ranks restates Spearman's rho: the book's
-method chapter (``book/method.md``, *Agreement statistics*).
+Two paths, tied together by the tests:
+
+* :func:`icc` is :func:`pingouin.intraclass_corr`, the reference: a long table in, pingouin's table
+  out (intervals unrounded), after this package's input checks.
+* The vectorised path works on the ANOVA's mean squares of one ``targets x raters`` matrix or of a
+  batch of them (the bootstrap's resamples, the metrics of an evaluation): :func:`mean_squares` (or
+  :meth:`MeanSquares.from_sums_of_squares`, from weighted sums), then :func:`icc_from_mean_squares`
+  for the six estimates and :func:`icc_inference` for their F tests and intervals.
+
+Pingouin sums squares by subtraction, so where the residual is exactly zero (raters perfectly
+consistent) it returns rounding noise, and where a variance estimate is zero or negative it returns
+``inf`` or an "ICC" above 1. For such data :func:`icc` returns the vectorised path's table instead,
+which keeps the exact limits (F = inf, p = 0, interval [1, 1]) and gives NaN for an undefined ICC.
+
+:func:`metric_human_table` builds the paper's metric-versus-human table. Choosing a variant, and why
+ICC(A,k) on ranks restates Spearman's rho: the book's method chapter (``book/method.md``,
+*Agreement statistics*).
 """
 from __future__ import annotations
 
@@ -23,6 +33,8 @@ from clpips.stats.tables import check_table
 __all__ = [
     "icc",
     "icc_from_matrix",
+    "icc_from_mean_squares",
+    "icc_inference",
     "icc_ak_inference",
     "mean_squares",
     "metric_human_table",
@@ -136,20 +148,10 @@ def _as_matrix(Y: np.ndarray) -> np.ndarray:
 def mean_squares(Y: np.ndarray) -> MeanSquares:
     """Two-way ANOVA mean squares of a ``targets x raters`` matrix, vectorized over leading axes.
 
-    Parameters
-    ----------
-    Y : array_like, shape (n, k) or (..., n, k)
-        Complete ratings: ``n >= 2`` targets (rows) by ``k >= 2`` raters (columns).
-
-    Returns
-    -------
-    MeanSquares
-
-    Notes
-    -----
-    The ratings are shifted by their first element (the ANOVA is shift-invariant), so a
-    constant matrix gives sums of squares of exactly zero; the residual sum of squares is
-    summed directly, not obtained by subtraction.
+    ``Y`` has shape (n, k) or (..., n, k): complete ratings, ``n >= 2`` targets (rows) by ``k >= 2``
+    raters (columns). The ratings are shifted by their first element (the ANOVA is shift-invariant),
+    so a constant matrix gives sums of squares of exactly zero; the residual sum of squares is summed
+    directly, not obtained by subtraction.
     """
     Y = _as_matrix(Y)
     n, k = Y.shape[-2:]
@@ -172,15 +174,16 @@ def _ratio(num: np.ndarray, den: np.ndarray, *, positive: bool = False) -> np.nd
     return np.where(bad, np.nan, out)
 
 
-def _icc_values(ms: MeanSquares) -> dict[str, np.ndarray]:
-    """The six ICC point estimates (Shrout & Fleiss 1979; McGraw & Wong 1996).
+# --------------------------------------------------------------------------- the vectorised path
+def icc_from_mean_squares(ms: MeanSquares, variant: str | None = None) -> dict[str, np.ndarray] | np.ndarray:
+    """The six ICC point estimates (Shrout & Fleiss 1979; McGraw & Wong 1996) from mean squares.
 
-    Each denominator estimates a (positive) variance; where it is zero or
-    negative the ICC is undefined and NaN is returned (pingouin would return
-    +-inf, or for ICC(A,k) a spurious value that can exceed 1).
+    Each denominator estimates a (positive) variance; where it is zero or negative the ICC is
+    undefined and NaN is returned (pingouin would return +-inf, or for ICC(A,k) a spurious value
+    that can exceed 1). ``variant`` (a label of :data:`LABELS` or an alias) returns that one only.
     """
     msb, msj, mse, msw, n, k = ms.msb, ms.msj, ms.mse, ms.msw, ms.n, ms.k
-    return {
+    values = {
         "ICC(1,1)": _ratio(msb - msw, msb + (k - 1) * msw, positive=True),
         "ICC(A,1)": _ratio(msb - mse, msb + (k - 1) * mse + k * (msj - mse) / n, positive=True),
         "ICC(C,1)": _ratio(msb - mse, msb + (k - 1) * mse, positive=True),
@@ -188,27 +191,57 @@ def _icc_values(ms: MeanSquares) -> dict[str, np.ndarray]:
         "ICC(A,k)": _ratio(msb - mse, msb + (msj - mse) / n, positive=True),
         "ICC(C,k)": _ratio(msb - mse, msb, positive=True),
     }
+    return values if variant is None else values[canonical_label(variant)]
 
 
-def icc_ak_inference(ms: MeanSquares, alpha: float = 0.05) -> dict[str, np.ndarray]:
-    """F test and F-based ``1 - alpha`` interval of ICC(A,k), vectorised over a batch of mean squares.
+def icc_inference(ms: MeanSquares, alpha: float = 0.05) -> dict[str, dict[str, np.ndarray]]:
+    """The six ICCs with their F tests and ``1 - alpha`` intervals, vectorised over a batch of mean squares.
 
-    The numbers of :func:`icc`'s ``ICC(A,k)`` row (McGraw & Wong 1996, Table 7, case 2A,
-    as pingouin and R ``psych::ICC``), written in mean squares so that the exact limit
-    (1) is kept when the residual mean square is 0.
+    The numbers of :func:`icc`'s table (McGraw & Wong 1996, Tables 7-8, as pingouin and R
+    ``psych::ICC``): the one-way ICC(1,.) test ``F = MSB / MSW`` on ``(n - 1, n(k - 1))`` df, the
+    two-way ICC(A,.) and ICC(C,.) ``F = MSB / MSE`` on ``(n - 1, (n - 1)(k - 1))`` df. The intervals of
+    ICC(1,.) and ICC(C,.) follow from F's own interval; those of ICC(A,.) use Satterthwaite's df
+    (case 2A), written in mean squares so that the exact limit (1) is kept when the residual is 0.
+    An undefined (NaN) ICC has a NaN interval.
 
     Returns
     -------
     dict
-        ``F``, ``df1``, ``df2``, ``pval``, ``ci_low``, ``ci_high``: arrays of the batch shape.
+        label -> ``{"ICC", "F", "df1", "df2", "pval", "ci_low", "ci_high"}``, arrays of the batch shape.
     """
+    values = icc_from_mean_squares(ms)
+    n, k = ms.n, ms.k
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_one = np.asarray(ms.msb / ms.msw, dtype=float)  # inf when MSW == 0 < MSB: the exact limit
+        f_two = np.asarray(ms.msb / ms.mse, dtype=float)
+    df_one, df_two = n * (k - 1), (n - 1) * (k - 1)
+    limits = {**_f_limits(f_one, n - 1, df_one, k, alpha, "1"), **_f_limits(f_two, n - 1, df_two, k, alpha, "C"),
+              **_absolute_limits(ms, values["ICC(A,1)"], alpha)}
+    out = {}
+    for label in LABELS:
+        F, df2 = (f_one, df_one) if label.startswith("ICC(1,") else (f_two, df_two)
+        low, high = (np.where(np.isnan(values[label]), np.nan, end) for end in limits[label])
+        out[label] = {"ICC": values[label], "F": F, "df1": n - 1, "df2": df2, "pval": stats.f.sf(F, n - 1, df2),
+                      "ci_low": low, "ci_high": high}
+    return out
+
+
+def _f_limits(F, df1, df2, k, alpha: float, kind: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Intervals of ICC(kind,1) and ICC(kind,k) from the interval of F (McGraw & Wong cases 1 and 3)."""
+    q = 1 - alpha / 2
+    ends = (F / stats.f.ppf(q, df1, df2), F * stats.f.ppf(q, df2, df1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        single = tuple(np.where(np.isinf(f), 1.0, (f - 1) / (f + (k - 1))) for f in ends)  # inf: the limit 1
+        average = tuple(1 - 1 / f for f in ends)
+    return {f"ICC({kind},1)": single, f"ICC({kind},k)": average}
+
+
+def _absolute_limits(ms: MeanSquares, r: np.ndarray, alpha: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Intervals of ICC(A,1) and ICC(A,k) (case 2A, Satterthwaite's df ``v``), ``r`` the ICC(A,1) estimate."""
     msb, msj, mse, n, k = ms.msb, ms.msj, ms.mse, ms.n, ms.k
     q = 1 - alpha / 2
     df1, df2 = n - 1, (n - 1) * (k - 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f_two = np.asarray(msb / mse, dtype=float)  # inf when mse == 0 < msb: the exact limit
-    r = _icc_values(ms)["ICC(A,1)"]
-    # Satterthwaite-type df v; vd == 0 only when MSE == MSJ == 0, where the limits are 1 whatever v is
+    # vd == 0 only when MSE == MSJ == 0, where the limits are 1 whatever v is
     a = n * (1 + (k - 1) * r) - k * r
     vn = df2 * (k * r * msj + a * mse) ** 2
     vd = df1 * (k * r * msj) ** 2 + (a * mse) ** 2
@@ -218,8 +251,14 @@ def icc_ak_inference(ms: MeanSquares, alpha: float = 0.05) -> dict[str, np.ndarr
     base = k * msj + (k * n - k - n) * mse
     l2 = _ratio(n * (msb - f2u * mse), f2u * base + n * msb)
     u2 = _ratio(n * (f2l * msb - mse), base + n * f2l * msb)
-    return {"F": f_two, "df1": df1, "df2": df2, "pval": stats.f.sf(f_two, df1, df2),
-            "ci_low": _ratio(l2 * k, 1 + l2 * (k - 1)), "ci_high": _ratio(u2 * k, 1 + u2 * (k - 1))}
+    # ICC(A,k)'s limits are the Spearman-Brown step-ups of ICC(A,1)'s
+    return {"ICC(A,1)": (l2, u2), "ICC(A,k)": (_ratio(l2 * k, 1 + l2 * (k - 1)), _ratio(u2 * k, 1 + u2 * (k - 1)))}
+
+
+def icc_ak_inference(ms: MeanSquares, alpha: float = 0.05) -> dict[str, np.ndarray]:
+    """:func:`icc_inference`'s ICC(A,k) row: ``F``, ``df1``, ``df2``, ``pval``, ``ci_low``, ``ci_high``."""
+    row = icc_inference(ms, alpha)["ICC(A,k)"]
+    return {key: row[key] for key in ("F", "df1", "df2", "pval", "ci_low", "ci_high")}
 
 
 def _warn_degenerate(ms: MeanSquares, values: dict[str, np.ndarray], stacklevel: int = 3) -> None:
@@ -243,37 +282,15 @@ def _warn_degenerate(ms: MeanSquares, values: dict[str, np.ndarray], stacklevel:
                       DegenerateDataWarning, stacklevel=stacklevel)
 
 
-# --------------------------------------------------------------------------- public API
 def icc_from_matrix(Y: np.ndarray, variant: str | None = None) -> dict[str, np.ndarray] | np.ndarray:
     """ICC point estimates of a ``targets x raters`` matrix, or of a batch of them.
 
-    Parameters
-    ----------
-    Y : array_like, shape (n, k) or (B, n, k)
-        Complete ratings, ``n >= 2`` targets by ``k >= 2`` raters; any number
-        of leading batch axes.
-    variant : str, optional
-        One label of :data:`LABELS` (or an alias such as ``"ICC2k"``): return
-        only that variant.
+    ``Y`` has shape (n, k) or (B, n, k), any number of leading batch axes: complete ratings,
+    ``n >= 2`` targets by ``k >= 2`` raters. Returns ``{label: value}`` for the six variants (or
+    one value if ``variant``, a label or an alias such as ``"ICC2k"``, is given), each a float
+    array of the batch shape (0-d for one matrix); NaN, with a :class:`DegenerateDataWarning`,
+    where a variant is undefined. Equal to :func:`icc`'s (pingouin's) estimates (checked in the tests).
 
-    Returns
-    -------
-    dict or numpy.ndarray
-        ``{label: value}`` for the six variants (or one value if ``variant``
-        is given); each value is a float array of the batch shape (0-d for a
-        single matrix).
-
-    Warns
-    -----
-    DegenerateDataWarning
-        For NaN (undefined) values; see :func:`icc`.
-
-    Notes
-    -----
-    Equal to :func:`icc`'s (pingouin's) estimates on regular data (checked in the tests).
-
-    Examples
-    --------
     >>> import numpy as np
     >>> from clpips.stats import icc_from_matrix
     >>> sf = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8],
@@ -284,13 +301,12 @@ def icc_from_matrix(Y: np.ndarray, variant: str | None = None) -> dict[str, np.n
     array([0.7148, 0.7148])
     """
     ms = mean_squares(Y)
-    values = _icc_values(ms)
+    values = icc_from_mean_squares(ms)
     _warn_degenerate(ms, values)
-    if variant is not None:
-        return values[canonical_label(variant)]
-    return values
+    return values if variant is None else values[canonical_label(variant)]
 
 
+# --------------------------------------------------------------------------- the reference
 def icc(
     data: pd.DataFrame,
     targets: str,
@@ -300,49 +316,23 @@ def icc(
 ) -> pd.DataFrame:
     """Intraclass correlation coefficients: :func:`pingouin.intraclass_corr`, checked and unrounded.
 
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        Long-format table: one row per (target, rater) rating.
-    targets, raters, ratings : str
-        Columns of target (item) ids, rater (judge) ids and numeric ratings.
-    nan_policy : {"raise", "omit"}
-        ``"raise"`` (default): missing ratings or an unbalanced design raise a
-        ValueError. ``"omit"``: drop targets that lack a rating from any rater.
+    ``data`` is a long table, one row per (target, rater) rating, with the columns named by
+    ``targets`` (item ids), ``raters`` (judge ids) and ``ratings`` (numbers). ``nan_policy="raise"``
+    (default): a missing rating or an unbalanced design raises; ``"omit"`` drops targets that lack
+    a rating from any rater.
 
-    Returns
-    -------
-    pandas.DataFrame
-        One row per variant of :data:`LABELS`: ``Type`` (pingouin 0.7 labels; Shrout &
-        Fleiss's ICC(1,1), ICC(2,1), ICC(3,1), ICC(1,k), ICC(2,k), ICC(3,k)),
-        ``Description``, ``ICC``, ``F``, ``df1``, ``df2``, ``pval`` (F test of ICC = 0)
-        and ``CI95`` (a 2-element float array, *not* rounded).
+    Returns pingouin's table, one row per variant of :data:`LABELS`: ``Type`` (McGraw & Wong's
+    labels; Shrout & Fleiss's ICC(1,1), ICC(2,1), ICC(3,1), ICC(1,k), ICC(2,k), ICC(3,k)), our
+    ``Description``, ``ICC``, ``F``, ``df1``, ``df2``, ``pval`` (F test of ICC = 0) and ``CI95`` (a
+    2-element float array, *not* rounded). Where pingouin's numbers are not meaningful (a zero
+    residual, a variant's denominator zero or negative, all ratings equal) the table is
+    :func:`icc_inference`'s, with the exact limits and NaN, and a :class:`DegenerateDataWarning` says why.
 
-    Raises
-    ------
-    ValueError
-        Missing columns, non-numeric ratings, NaN (with ``nan_policy="raise"``), a
-        (target, rater) pair rated twice (pingouin would average it), an unbalanced
-        design, or fewer than 2 targets or 2 raters.
+    Raises ValueError for missing columns, non-numeric ratings, NaN (with ``nan_policy="raise"``),
+    a (target, rater) pair rated twice (pingouin would average it), an unbalanced design, or fewer
+    than 2 targets or 2 raters.
 
-    Warns
-    -----
-    DegenerateDataWarning
-        All ratings equal (every statistic NaN), a variant's denominator zero or
-        negative (that ICC NaN, where pingouin gives +-inf or a spurious value), or a
-        zero residual mean square (F = inf, p = 0).
-
-    Notes
-    -----
-    The formulas, the choice of variant and why ICC(A,k) of two rankings restates their
-    Spearman correlation are in ``book/method.md`` (*Agreement statistics*). The
-    estimates are :func:`icc_from_matrix`'s (equal to pingouin's on regular data);
-    where an error mean square is exactly 0, which pingouin's subtraction turns into
-    rounding noise, F is inf, p is 0 and an ICC of 1 has the interval [1, 1] (the limits).
-
-    Examples
-    --------
-    The data of Shrout & Fleiss (1979, Table 2): 6 targets, 4 judges.
+    Shrout & Fleiss (1979, Table 2): 6 targets, 4 judges; their published .17, .29, .71, .44, .62, .91.
 
     >>> import numpy as np, pandas as pd
     >>> from clpips.stats import icc
@@ -350,59 +340,48 @@ def icc(
     ...                [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]])
     >>> long = pd.DataFrame([(t, j, sf[t, j]) for t in range(6) for j in range(4)],
     ...                     columns=["target", "judge", "rating"])
-    >>> res = icc(long, targets="target", raters="judge", ratings="rating")
-    >>> res.set_index("Type")["ICC"].round(3).tolist()
+    >>> icc(long, "target", "judge", "rating").set_index("Type")["ICC"].round(3).tolist()
     [0.166, 0.29, 0.715, 0.443, 0.62, 0.909]
-
-    These are Shrout & Fleiss's published .17, .29, .71, .44, .62, .91 (R ``psych::ICC`` too).
     """
-    import pingouin
-
     table = check_table(data, {"targets": targets, "raters": raters, "ratings": ratings},
                         numeric=("ratings",), nan_policy=nan_policy, caller="icc")
     Y = _wide(table, nan_policy)
     ms = mean_squares(Y)
-    values = _icc_values(ms)
+    values = icc_from_mean_squares(ms)
     _warn_degenerate(ms, values)
+    if float(ms.mse) == 0 or any(np.isnan(value) for value in values.values()):
+        return _inference_table(icc_inference(ms))
+    result = _pingouin_icc(Y)
+    result.insert(1, "Description", [DESCRIPTIONS[label] for label in result["Type"]])
+    return result
+
+
+def _pingouin_icc(Y: np.ndarray) -> pd.DataFrame:
+    """:func:`pingouin.intraclass_corr` of a complete ``n x k`` matrix, intervals unrounded."""
+    import pingouin  # pingouin (with statsmodels, matplotlib...) adds ~3 s to an import: loaded by icc() only
+
     n, k = Y.shape
     long = pd.DataFrame({"target": np.repeat(np.arange(n), k), "rater": np.tile(np.arange(k), n),
                          "rating": Y.ravel()})
     rounding = pingouin.options.get("round.column.CI95")
     pingouin.options["round.column.CI95"] = None
     try:
-        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-            warnings.simplefilter("ignore")  # pingouin's divisions by zero and its pandas notices
-            res = pingouin.intraclass_corr(long, "target", "rater", "rating")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pingouin's pandas notices (dropna inplace)
+            return pingouin.intraclass_corr(long, "target", "rater", "rating")
     finally:
         pingouin.options["round.column.CI95"] = rounding
-    res["Type"] = [canonical_label(t) for t in res["Type"]]
-    res = res.set_index("Type").loc[list(LABELS)]
-    estimate = np.array([float(values[t]) for t in LABELS])
-    # pingouin sums squares by subtraction: an error mean square that is exactly 0 here (perfect
-    # consistency) is rounding noise there, so F, p and the interval take their exact limits
-    exact = np.array([float(ms.msw if t.startswith("ICC(1,") else ms.mse) == 0 for t in LABELS])
-    F, pval = res["F"].to_numpy(float), res["pval"].to_numpy(float)
-    F, pval = np.where(exact, np.inf, F), np.where(exact, 0.0, pval)
-    if float(ms.sst) == 0:
-        F, pval = np.full(len(LABELS), np.nan), np.full(len(LABELS), np.nan)
 
-    def interval(ci, value: float, limit: bool) -> np.ndarray:
-        if np.isnan(value):
-            return np.array([np.nan, np.nan])
-        if limit and value == 1:
-            return np.array([1.0, 1.0])
-        ci = np.asarray(ci, dtype=float)
-        return np.where(np.isfinite(ci), ci, np.nan)
 
+def _inference_table(rows: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
+    """:func:`icc_inference` of one matrix laid out as :func:`icc`'s (pingouin's) table."""
+    column = {key: [rows[label][key] for label in LABELS] for key in ("ICC", "F", "df1", "df2", "pval")}
     return pd.DataFrame({
-        "Type": list(LABELS),
-        "Description": [DESCRIPTIONS[t] for t in LABELS],
-        "ICC": estimate,
-        "F": F,
-        "df1": res["df1"].to_numpy(int),
-        "df2": res["df2"].to_numpy(int),
-        "pval": pval,
-        "CI95": [interval(ci, v, e) for ci, v, e in zip(res["CI95"], estimate, exact)],
+        "Type": list(LABELS), "Description": [DESCRIPTIONS[label] for label in LABELS],
+        "ICC": np.array(column["ICC"], dtype=float), "F": np.array(column["F"], dtype=float),
+        "df1": np.array(column["df1"], dtype=int), "df2": np.array(column["df2"], dtype=int),
+        "pval": np.array(column["pval"], dtype=float),
+        "CI95": [np.array([rows[label]["ci_low"], rows[label]["ci_high"]], dtype=float) for label in LABELS],
     })
 
 
@@ -442,44 +421,19 @@ def metric_human_table(
 ) -> pd.DataFrame:
     """The paper's metric-versus-human table for an ICC.
 
-    Within each ranking set the metric's distances become ranks (1 = smallest
-    distance = most similar; ties get their average rank), so that the
-    metric and the person are two "raters" of the same items on the same
-    scale.
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        Ranking table: one row per (set, candidate).
-    set_col : str
-        Column of ranking-set ids (one target image and its candidates).
-    rank_col : str
-        Column of the human ranks, 1 = most similar; used as the human
-        ratings unchanged (they should be ``1..m`` within each set).
-    distance_col : str
-        Column of metric distances, lower = more similar.
-    candidate_col : str, optional
-        Column of candidate ids; by default the row's position within its set.
-    metric_name, human_name : str
-        Rater labels.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Long table, two rows per (set, candidate), columns ``set_col``,
-        ``candidate_col`` (or ``"candidate"``), ``target``
-        (``"<set>/<candidate>"``), ``rater``
-        (``human_name`` or ``metric_name``) and ``rating`` (ranks). Pass it to
-        :func:`icc` with ``targets="target", raters="rater", ratings="rating"``.
-
-    Notes
-    -----
-    Both raters give ranks ``1..m`` in each set, so the between-rater mean square is
-    exactly zero and ICC(A,k) differs from ICC(C,k) by an O(1/n) term only
+    ``data`` is a ranking table, one row per (set, candidate): ranking-set ids in ``set_col``, the
+    person's ranks (1 = most similar, ``1..m`` within each set, used unchanged) in ``rank_col`` and the
+    metric's distances (lower = more similar) in ``distance_col``; ``candidate_col`` names candidates
+    (default: the row's position within its set). Within each set the distances become ranks (1 =
+    smallest distance; ties get their average rank), so that metric and person are two "raters" of the
+    same items on the same scale. Both give ranks ``1..m`` in each set, so the between-rater mean
+    square is exactly zero and ICC(A,k) differs from ICC(C,k) by an O(1/n) term only
     (``book/method.md``, *ICC on ranks*).
 
-    Examples
-    --------
+    Returns a long table, two rows per (set, candidate): ``set_col``, ``candidate_col`` (or
+    ``"candidate"``), ``target`` (``"<set>/<candidate>"``), ``rater`` (``human_name`` or
+    ``metric_name``) and ``rating`` (ranks), for :func:`icc` with ``"target", "rater", "rating"``.
+
     >>> import pandas as pd
     >>> from clpips.stats import metric_human_table, icc
     >>> df = pd.DataFrame({"set": [1, 1, 1, 2, 2, 2], "rank": [1, 2, 3, 1, 2, 3],
@@ -491,15 +445,8 @@ def metric_human_table(
     1    1          0    1/0  metric     1.0
     2    1          1    1/1   human     2.0
     3    1          1    1/1  metric     3.0
-    >>> res = icc(tab, "target", "rater", "rating").set_index("Type")
-    >>> print(res["ICC"].round(4).to_string())
-    Type
-    ICC(1,1)    0.7872
-    ICC(A,1)    0.7826
-    ICC(C,1)    0.7500
-    ICC(1,k)    0.8810
-    ICC(A,k)    0.8780
-    ICC(C,k)    0.8571
+    >>> icc(tab, "target", "rater", "rating").set_index("Type")["ICC"].round(4).tolist()
+    [0.7872, 0.7826, 0.75, 0.881, 0.878, 0.8571]
     """
     columns = {"set_col": set_col, "rank_col": rank_col, "distance_col": distance_col}
     if candidate_col is not None:
@@ -508,14 +455,12 @@ def metric_human_table(
     groups = table.groupby("set_col", sort=False)
     candidate = table["candidate_col"] if candidate_col is not None else groups.cumcount()
     metric_rank = groups["distance_col"].rank(method="average")
-    n = len(table)
     target = table["set_col"].astype(str) + "/" + candidate.astype(str)
-    out = pd.DataFrame({
+    return pd.DataFrame({
         set_col: np.repeat(table["set_col"].to_numpy(), 2),
         candidate_col or "candidate": np.repeat(candidate.to_numpy(), 2),
         "target": np.repeat(target.to_numpy(), 2),
-        "rater": np.tile([human_name, metric_name], n),
+        "rater": np.tile([human_name, metric_name], len(table)),
         "rating": np.column_stack([table["rank_col"].to_numpy(dtype=float),
                                    metric_rank.to_numpy(dtype=float)]).ravel(),
     })
-    return out

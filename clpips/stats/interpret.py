@@ -36,7 +36,7 @@ evaluating normed and standardized assessment instruments in psychology.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import pandas as pd
@@ -190,17 +190,4 @@ def interpretation_scale(scale: Scale = "koo_li") -> pd.DataFrame:
     2       good  [0.75, 0.90]
     3  excellent  (0.90, 1.00]
     """
-    bands = _check_scale(scale)
-    rows = [
-        {
-            "label": b.label,
-            "lower": b.lower,
-            "upper": b.upper,
-            "lower_inclusive": b.lower_inclusive,
-            "upper_inclusive": b.upper_inclusive,
-            "interval": b.interval(),
-            "source": _SOURCES[scale],
-        }
-        for b in bands
-    ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{**asdict(b), "interval": b.interval(), "source": _SOURCES[scale]} for b in _check_scale(scale)])

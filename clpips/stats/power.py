@@ -29,7 +29,6 @@ from scipy import optimize, stats
 
 from clpips.choices import PROTOCOL_STATISTICS
 from clpips.defaults import DEFAULTS
-
 from clpips.stats.resampled import corrected_resampled_t
 
 #: the words :func:`verdict` gives, in the order it tries them

@@ -20,66 +20,25 @@ def check_table(
 ) -> pd.DataFrame:
     """Validate a table given as DataFrame columns or as arrays; return a clean copy.
 
-    The one input-validation helper of :mod:`clpips.stats`.
+    The one input-validation helper of :mod:`clpips.stats`. ``columns`` maps each parameter name to
+    what the user passed for it: a column label of ``data`` (``{"rank_col": "rank", "distance_col":
+    "lpips"}``), or, when ``data`` is None, a 1-D array (the column itself). The columns of the
+    parameters in ``numeric`` must be numeric and finite. Missing values raise, or with
+    ``nan_policy="omit"`` drop their rows. ``caller`` names the function in error messages.
 
-    Parameters
-    ----------
-    data : pandas.DataFrame or None
-        The table. If None, every value of ``columns`` must be an array-like
-        (the columns themselves).
-    columns : mapping
-        Parameter name -> what the user passed for it: a column label of
-        ``data``, or a 1-D array when ``data`` is None. For example
-        ``{"rank_col": "rank", "distance_col": "lpips"}``.
-    numeric : sequence of str
-        Parameter names whose column must be numeric and finite.
-    nan_policy : {"raise", "omit"}
-        Missing values raise a ValueError, or drop the rows that have them.
-    caller : str
-        Function name used in error messages.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One column per parameter, *named by the parameter* (``"rank_col"``...),
-        with a fresh ``RangeIndex``.
-
-    Raises
-    ------
-    TypeError
-        ``data`` is neither a DataFrame nor None.
-    ValueError
-        A column is missing, arrays differ in length, the table is empty, a
-        numeric column is not numeric or holds inf, or (``nan_policy="raise"``)
-        a value is missing. The message names the parameter and the column.
+    Returns one column per parameter, *named by the parameter* (``"rank_col"``...), with a fresh
+    ``RangeIndex``. Raises TypeError if ``data`` is neither a DataFrame nor None, and ValueError,
+    naming the parameter and the column, when a column is missing, arrays differ in length, the
+    table is empty, a numeric column is not numeric or holds inf, or (``nan_policy="raise"``) a
+    value is missing.
     """
     where = f"{caller}: " if caller else ""
     if nan_policy not in ("raise", "omit"):
         raise ValueError(f"{where}nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
     if data is None:
-        arrays = {}
-        for param, values in columns.items():
-            arr = np.asarray(values)
-            if arr.ndim != 1:
-                raise ValueError(f"{where}{param} must be a 1-D array when data is None, "
-                                 f"got shape {arr.shape}")
-            arrays[param] = arr
-        lengths = {param: len(arr) for param, arr in arrays.items()}
-        if len(set(lengths.values())) > 1:
-            raise ValueError(f"{where}arrays must have the same length, got {lengths}")
-        table = pd.DataFrame(arrays)
-        names = {param: param for param in columns}
+        table, names = _from_arrays(columns, where), {param: param for param in columns}
     elif isinstance(data, pd.DataFrame):
-        names = {}
-        for param, label in columns.items():
-            if not isinstance(label, Hashable) or label not in data.columns:
-                raise ValueError(f"{where}{param}={label!r} is not a column of data; "
-                                 f"columns are {list(data.columns)}")
-            names[param] = label
-        labels = list(columns.values())
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"{where}each parameter needs its own column, got {dict(columns)}")
-        table = pd.DataFrame({param: data[label].to_numpy() for param, label in columns.items()})
+        table, names = _from_frame(data, columns, where)
     else:
         raise TypeError(f"{where}data must be a pandas DataFrame (or None with arrays as columns), "
                         f"got {type(data).__name__}")
@@ -97,9 +56,33 @@ def check_table(
                              + (" or pass nan_policy='omit'" if caller == "icc" else ""))
         table = table.loc[~missing.any(axis=1)]
     for param in numeric:
-        values = table[param].to_numpy(dtype=float)
-        if np.isinf(values).any():
+        if np.isinf(table[param].to_numpy(dtype=float)).any():
             raise ValueError(f"{where}{param}={names[param]!r} holds infinite values")
     if len(table) == 0:
         raise ValueError(f"{where}the table has no (complete) rows")
     return table.reset_index(drop=True)
+
+
+def _from_arrays(columns: Mapping[str, object], where: str) -> pd.DataFrame:
+    """The table of 1-D arrays of equal length, one per parameter."""
+    arrays = {}
+    for param, values in columns.items():
+        arr = np.asarray(values)
+        if arr.ndim != 1:
+            raise ValueError(f"{where}{param} must be a 1-D array when data is None, got shape {arr.shape}")
+        arrays[param] = arr
+    lengths = {param: len(arr) for param, arr in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{where}arrays must have the same length, got {lengths}")
+    return pd.DataFrame(arrays)
+
+
+def _from_frame(data: pd.DataFrame, columns: Mapping[str, object], where: str) -> tuple[pd.DataFrame, dict]:
+    """The named columns of ``data``, one per parameter, and each parameter's column label."""
+    for param, label in columns.items():
+        if not isinstance(label, Hashable) or label not in data.columns:
+            raise ValueError(f"{where}{param}={label!r} is not a column of data; columns are {list(data.columns)}")
+    labels = list(columns.values())
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{where}each parameter needs its own column, got {dict(columns)}")
+    return pd.DataFrame({param: data[label].to_numpy() for param, label in columns.items()}), dict(columns)

@@ -300,3 +300,73 @@ def test_the_target_stays_in_view_on_a_phone():
     assert "flex-direction: column" in phone.split("#stage {", 1)[1].split("}", 1)[0]
     assert "repeat(2," in phone.split("#grid {", 1)[1].split("}", 1)[0]
     assert 'name="viewport" content="width=device-width' in page
+
+
+# --------------------------------------------------------------------------- a class folder that stands alone
+def photo_study(folder: Path, n: int = 8) -> Path:
+    """A folder study of ``n`` random 64x64 PNGs (large enough for AlexNet's features)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    return folder
+
+
+def test_the_class_folder_stands_alone(tmp_path: Path):
+    """open_classroom copies the images of the class's sets beside the CSV; the folder, moved to another place
+    with the study gone (another computer), still reads back with every image, and `clpips fit` fits on it
+    from a third folder. A folder without the images falls back to the study's recorded root; an image of
+    another study in the way is refused by name."""
+    import shutil
+    from clpips import datasets
+    pics = photo_study(tmp_path / "pics")
+    room = cr.open_classroom(str(pics), tmp_path / "lesson" / "class.csv", code="OWL42", n_sets=6, k=3,
+                             device="cpu")
+    try:
+        beside = sorted(p.name for p in (tmp_path / "lesson").glob("*.png"))
+        assert beside == room.refs and len(beside) > room.dataset.k
+        for ref in room.refs:                                    # byte for byte the study's
+            assert (tmp_path / "lesson" / ref).read_bytes() == (pics / ref).read_bytes()
+        for name, shift in (("Ana", 0), ("Ben", 1)):
+            state = room.join(name, "OWL42", client="127.0.0.1")
+            token = state["token"]
+            while state["set"]:
+                shown = [c["ref"] for c in state["set"]["candidates"]]
+                state = room.submit(name, "OWL42", state["set"]["set_id"], shown[shift:] + shown[:shift],
+                                    token=token, client="127.0.0.1")
+            assert state["done"] == 6
+    finally:
+        room.close()
+    # a copy of the CSV and its sidecar without the images: the study's recorded root
+    (tmp_path / "bare").mkdir()
+    for name in ("class.csv", "class.json"):
+        shutil.copy(tmp_path / "lesson" / name, tmp_path / "bare" / name)
+    bare, _ = cr.read_class(tmp_path / "bare" / "class.csv")
+    assert Path(bare.root) == pics.resolve() and all(bare.image_path(r).is_file() for r in bare.images())
+    # the class folder on another computer: the study gone, the images beside the CSV found
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    shutil.move(tmp_path / "lesson", moved)
+    shutil.rmtree(pics)
+    klass, record = cr.read_class(moved / "class.csv")
+    assert Path(klass.root) == moved and record["sets"] == room.sets and len(klass.table) == 2 * 6 * 3
+    loaded = datasets.from_csv(moved / "class.csv")             # every image checked: it exists and decodes
+    assert set(loaded.images()) == set(room.refs) and loaded.open_image(room.refs[0]).size == (64, 64)
+    work = tmp_path / "another"
+    work.mkdir()
+    fit = subprocess.run([sys.executable, "-m", "clpips", "fit", "--dataset", str(moved / "class.csv"),
+                          "--out", "run", "--quiet", "--epochs", "3", "--n-boot", "20", "--device", "cpu"],
+                         cwd=work, capture_output=True, text=True, timeout=300)
+    assert fit.returncode == 0, fit.stderr
+    assert json.loads((work / "run" / "weights.json").read_text()) and (work / "run" / "metrics.json").is_file()
+    # an image of another study where the class's would go: refused by name, nothing overwritten
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    other = photo_study(tmp_path / "pics2")
+    for ref in ("p0.png", "p1.png", "p2.png", "p3.png"):
+        (clash / ref).write_bytes(b"another study's image")
+    with pytest.raises(cr.ClassroomError, match=r"--out .*class\.csv: cannot copy the class's images beside it: "
+                                                r".*already exists with other content"):
+        cr.open_classroom(str(other), clash / "class.csv", code="OWL42", n_sets=6, k=3, device="cpu")
+    assert (clash / "p0.png").read_bytes() == b"another study's image"
+    assert sorted(p.name for p in clash.glob("*.png")) == ["p0.png", "p1.png", "p2.png", "p3.png"]

@@ -1,4 +1,4 @@
-"""The classroom in a real browser: two students rank at once; a chapter runs live in `make lab`.
+"""The classroom in a real browser: two students rank at once; a chapter runs live in `make lab`; the whole lesson.
 
 1. The class app (:mod:`clpips.apps.classroom`) is served on 127.0.0.1 (a free port; it stops by
    itself after two minutes and is always shut down). Two headless Chromium browsers, driven
@@ -12,6 +12,13 @@
    free port with a token; chapter 10 is opened from its jupytext source, its cells are run,
    and the ranking widget must render live (images loaded) and answer a click through the
    kernel ("rank 1").
+3. The whole lesson (issue 23), on 127.0.0.1: the teacher's page, opened with the teacher code, shows every
+   save of three students ranking at once (Ana; Ben, who leaves after three sets; Cleo in a 375 x 740
+   phone-sized window, where the target must stay pinned in view) within :data:`SHOWN_WITHIN` seconds;
+   then the class report is written (no raw markup, every ranking counted) and ``clpips fit`` fits on
+   the class file from another folder (its images were copied beside it). Screenshots of the teacher's
+   page, the phone and the report's first screen go to ``_build/classroom-check/`` (with
+   ``CLPIPS_SCREENSHOT=book`` also, at most 1000 px wide, to ``book/_static/classroom/``). About 40-50 s.
 
 The study is mur92 (from ``$CLPIPS_DATA_MIRROR`` or the cache; without it the test fails, it
 does not fall back to another study). Skips without Chromium, chromium-driver or Selenium, except under
@@ -27,6 +34,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -66,11 +74,11 @@ def new_browser():
     os.environ.setdefault("SE_OFFLINE", "true")      # Selenium Manager must not download anything
     drivers = []
 
-    def make():
+    def make(size: str = "1100,820"):
         options = webdriver.ChromeOptions()
         options.binary_location = chromium
         for flag in FLAGS:
-            options.add_argument(flag)
+            options.add_argument(flag.replace("1100,820", size))
         options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
         driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
         driver.set_page_load_timeout(60)
@@ -270,3 +278,216 @@ def test_a_chapter_runs_live_in_make_lab(new_browser, tmp_path: Path):
             lab.wait()
         log.close()
     print(f"\nlab: chapter 10 live, widget answered a click: {time.perf_counter() - began:.1f} s")
+
+
+# --------------------------------------------------------------------------- the whole lesson
+#: where the lesson's screenshots go (the book's copies: ``CLPIPS_SCREENSHOT=book``, ``book/_static/classroom/``)
+LESSON_SHOTS = REPO / "_build" / "classroom-check"
+BOOK_SHOTS = REPO / "book" / "_static" / "classroom"
+#: the fewest sets `clpips fit` can split by target (5: 3 to train on, 2 held out at its --test-size 0.3)
+LESSON_SETS = 5
+#: candidates per set: the lesson's (DEFAULTS.classroom_k), three rows on a phone, which scrolls
+LESSON_K = 6
+TEACHER_CODE = "HEAD7QX9"
+#: a phone's screen: 375 x 740 CSS pixels, two device pixels each, the page laid out as on a phone
+PHONE = {"width": 375, "height": 740, "deviceScaleFactor": 2, "mobile": True}
+#: the longest a save may take to show on the teacher's page (it asks every 2 s; the summary follows on the
+#: server's background thread)
+SHOWN_WITHIN = 6.0
+
+
+def images_loaded(driver) -> bool:
+    return driver.execute_script("const imgs = [...document.querySelectorAll('img.thumb')];"
+                                 "return imgs.length > 1 && imgs.every(i => i.complete && i.naturalWidth > 0);")
+
+
+def save_shot(png: bytes, name: str) -> Path:
+    """Keep a screenshot in ``_build/classroom-check/``; with ``CLPIPS_SCREENSHOT=book`` also a copy at most
+    1000 px wide (128 colours) in ``book/_static/classroom/``, the lesson page's."""
+    LESSON_SHOTS.mkdir(parents=True, exist_ok=True)
+    (LESSON_SHOTS / name).write_bytes(png)
+    if os.environ.get("CLPIPS_SCREENSHOT") == "book":
+        from PIL import Image
+        image = Image.open(io.BytesIO(png)).convert("RGB")
+        if image.width > 1000:
+            image = image.resize((1000, round(image.height * 1000 / image.width)), Image.LANCZOS)
+        BOOK_SHOTS.mkdir(parents=True, exist_ok=True)
+        image.quantize(colors=128).save(BOOK_SHOTS / name, optimize=True)
+    return LESSON_SHOTS / name
+
+
+def phone_check(driver) -> None:
+    """On the phone, two candidates of the second set clicked: the page is 375 px wide; scrolled down past
+    the top of the ranking (to the last candidates), the target stays stuck at the top of the screen, the
+    candidates still in view beneath it. The screenshot is taken then."""
+    from selenium.webdriver.common.by import By
+    assert driver.execute_script("return window.innerWidth") == PHONE["width"]
+    last = driver.find_elements(By.CSS_SELECTOR, "#grid button.candidate")[-1]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'end'});"
+                          "window.scrollBy(0, document.getElementById('stage').getBoundingClientRect().top + 150);",
+                          last)
+    time.sleep(0.3)                                              # let the scroll settle before measuring
+    scrolled, stage, top, bottom, below, height = driver.execute_script(
+        "const r = document.getElementById('target').getBoundingClientRect();"
+        "return [window.scrollY, document.getElementById('stage').getBoundingClientRect().top, r.top, r.bottom,"
+        " arguments[0].getBoundingClientRect().bottom, window.innerHeight];", last)
+    assert scrolled > 0 and stage < -100, (scrolled, stage)                     # the page's top scrolled away
+    assert -1 <= top <= 1 and bottom <= height / 2 < below, (top, bottom, below, height)   # the target stuck on top
+    save_shot(driver.get_screenshot_as_png(), "student-phone.png")
+
+
+def rank_in_browser(driver, url: str, name: str, n: int, shift: int, saved_at: dict, errors: list,
+                    on_second_set=None) -> None:
+    """A student in a browser: join, rank ``n`` sets (the shown order turned by ``shift``), the moment each
+    save is answered kept in ``saved_at[(name, sets done)]``. ``on_second_set(driver)`` runs once two
+    candidates of the second set are clicked. Each candidate is scrolled to the middle before its click
+    (on a phone the sticky target covers the top of the page)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(url)
+        driver.find_element(By.ID, "name").send_keys(name)
+        driver.find_element(By.ID, "code").send_keys("OWL42")
+        driver.find_element(By.ID, "join-button").click()
+        wait.until(ec.visibility_of_element_located((By.ID, "work")))
+        for done in range(n):
+            wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-done") == str(done))
+            wait.until(images_loaded)
+            buttons = driver.find_elements(By.CSS_SELECTOR, "#grid button.candidate")
+            for i, button in enumerate(buttons[shift:] + buttons[:shift]):
+                driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+                button.click()
+                if done == 1 and i == 1 and on_second_set is not None:
+                    on_second_set(driver)
+            submit = driver.find_element(By.ID, "submit")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", submit)
+            submit.click()
+            wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-done") == str(done + 1))
+            saved_at[(name, done + 1)] = time.monotonic()
+    except Exception as err:   # reported by the test thread
+        errors.append(f"{name}: {type(err).__name__}: {err}")
+
+
+def teacher_rows(driver) -> dict[str, int]:
+    """The teacher's table: student -> sets done (the cell reads "3 / 5")."""
+    rows = driver.execute_script("return [...document.querySelectorAll('#students tbody tr')]"
+                                 ".map(tr => [tr.cells[0].textContent, tr.cells[1].textContent]);")
+    return {name: int(done.split("/")[0]) for name, done in rows}
+
+
+def watch_the_teachers_page(driver, threads: list, saved_at: dict, limit: float = 150) -> dict:
+    """Read the teacher's page every 0.2 s while students work: when it first showed each (student, sets
+    done). Stops once the students' threads ended and every save they made was shown (or after ``limit`` s)."""
+    shown_at: dict[tuple[str, int], float] = {}
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        for name, done in teacher_rows(driver).items():
+            for n in range(done + 1):
+                shown_at.setdefault((name, n), now)
+        if not any(t.is_alive() for t in threads) and set(saved_at) <= set(shown_at):
+            break
+        time.sleep(0.2)
+    return shown_at
+
+
+def write_the_report(csv: Path, out: Path) -> float:
+    """The class report, by the command the lesson page gives when the CLI has it, else by its function;
+    the seconds it took."""
+    from clpips.apps import cli
+    from clpips.apps.class_report import write_report
+    began = time.perf_counter()
+    if hasattr(cli, "_cmd_classroom_report"):
+        done = subprocess.run([sys.executable, "-m", "clpips", "classroom", "report", str(csv), "--out", str(out)],
+                              cwd=out.parent, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    else:
+        write_report(csv, out, parameters={"n_boot": 200, "epochs": 3})
+    return time.perf_counter() - began
+
+
+def test_the_whole_lesson(new_browser, tmp_path: Path):
+    """Issue 23's lesson, end to end: the teacher opens the teacher's page with the teacher code; Ana (a
+    laptop), Ben (a laptop, who leaves after three sets) and Cleo (a phone-sized window) rank at once; the
+    teacher's page shows every save within a few seconds; then the class report is written (no raw markup)
+    and `clpips fit` fits on the class file from another folder. Screenshots of the teacher's page, the
+    phone and the report go to ``_build/classroom-check/``."""
+    from test_class_report import RAW_MARKUP
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+    began = time.perf_counter()
+    timings: dict[str, float] = {}
+    csv = tmp_path / "lesson" / "class.csv"
+    room = cr.open_classroom("mur92", csv, code="OWL42", teacher_code=TEACHER_CODE, n_sets=LESSON_SETS,
+                             k=LESSON_K)
+    teacher, ana, ben = new_browser("1600,1000"), new_browser(), new_browser()
+    cleo = new_browser("600,900")
+    cleo.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    with cr.ClassroomServer(room, "127.0.0.1", 0, stop_after=240, lan=True) as server:   # lan: the QR code shown
+        teacher.get(server.url + "teacher")
+        teacher.find_element(By.ID, "teacher-code").send_keys(TEACHER_CODE)
+        teacher.find_element(By.ID, "login-button").click()
+        WebDriverWait(teacher, 30).until(ec.visibility_of_element_located((By.ID, "live")))
+        saved_at: dict[tuple[str, int], float] = {}
+        errors: list[str] = []
+        plan = ((ana, "Ana", LESSON_SETS, 0, None), (ben, "Ben", 3, 1, None), (cleo, "Cleo", LESSON_SETS, 2, phone_check))
+        threads = [threading.Thread(target=rank_in_browser, args=(driver, server.url, name, n, shift, saved_at, errors,
+                                                                  check)) for driver, name, n, shift, check in plan]
+        ranking = time.perf_counter()
+        for t in threads:
+            t.start()
+        ben_left = threading.Thread(target=lambda: (threads[1].join(120), ben.get("about:blank")))   # Ben leaves
+        ben_left.start()
+        shown_at = watch_the_teachers_page(teacher, threads, saved_at)
+        for t in (*threads, ben_left):
+            t.join(30)
+        timings["three students ranking"] = time.perf_counter() - ranking
+        assert not errors, "\n".join(errors)
+        assert sorted(saved_at) == sorted([("Ana", n) for n in range(1, 6)] + [("Ben", n) for n in range(1, 4)]
+                                          + [("Cleo", n) for n in range(1, 6)])
+        lags = {key: max(0.0, shown_at[key] - saved_at[key]) for key in saved_at if key in shown_at}
+        assert set(lags) == set(saved_at), sorted(set(saved_at) - set(shown_at))     # every save was shown
+        timings["longest wait for a save on the teacher's page"] = max(lags.values())
+        assert max(lags.values()) <= SHOWN_WITHIN, lags
+        assert teacher_rows(teacher) == {"Ana": 5, "Ben": 3, "Cleo": 5}
+        WebDriverWait(teacher, 30).until(lambda d: d.find_element(By.ID, "fresh").text == "" and (
+            "Waiting" not in d.find_element(By.ID, "agreement").text) and "13 rankings saved" in d.find_element(
+            By.ID, "headline").text)
+        words = teacher.find_element(By.ID, "agreement").text
+        assert "ICC(A,1) = " in words and "Koo & Li" in words
+        assert teacher.execute_script("const q = document.getElementById('qr');"
+                                      "return !q.hidden && q.complete && q.naturalWidth > 0;")
+        save_shot(teacher.get_screenshot_as_png(), "teacher.png")
+        for driver in (teacher, ana, cleo):
+            assert not foreign(requested_urls(driver), server.url)
+            severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+            assert not severe, severe
+    table = pd.read_csv(csv, dtype={"set_id": str})
+    assert table.groupby("rater")["set_id"].nunique().to_dict() == {"Ana": 5, "Ben": 3, "Cleo": 5}
+    # the report: one page, no raw markup, every student and every ranking counted
+    timings["the report"] = write_the_report(csv, tmp_path / "lesson" / "report.html")
+    page = (tmp_path / "lesson" / "report.html").read_text(encoding="utf-8")
+    for markup in RAW_MARKUP:
+        assert markup not in page, markup
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page))
+    assert "The data are 13 rankings by 3 students of 5 sets" in text and "(3 sets)" in text
+    reader = new_browser()
+    reader.get((tmp_path / "lesson" / "report.html").as_uri())
+    WebDriverWait(reader, 30).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && [...document.images].every(i => i.complete && i.naturalWidth > 0)"))
+    assert not [u for u in requested_urls(reader) if urlsplit(u).scheme in ("http", "https", "ws", "wss")]
+    save_shot(reader.get_screenshot_as_png(), "report.png")
+    # `clpips fit` on the class file, from another folder: its images were copied beside it
+    (tmp_path / "elsewhere").mkdir()
+    fitting = time.perf_counter()
+    fit = subprocess.run([sys.executable, "-m", "clpips", "fit", "--dataset", "../lesson/class.csv", "--out", "run",
+                          "--quiet", "--n-boot", "200"], cwd=tmp_path / "elsewhere", capture_output=True, text=True,
+                         timeout=300)
+    timings["clpips fit"] = time.perf_counter() - fitting
+    assert fit.returncode == 0, fit.stderr
+    assert (tmp_path / "elsewhere" / "run" / "weights.pth").is_file() and "wrote run/weights.pth" in fit.stdout
+    timings["in all"] = time.perf_counter() - began
+    print("\nthe whole lesson: " + "; ".join(f"{k} {v:.1f} s" for k, v in timings.items()))

@@ -118,6 +118,25 @@ def test_shared_parameters_go_to_the_notebooks_that_declare_them(tmp_path):
         nr.split_parameters([a, b], {"09_c": {}})
 
 
+def test_file_parameters_are_taken_from_the_callers_folder(tmp_path):
+    (tmp_path / "class.csv").write_text("set_id\n")
+    (tmp_path / "mine.csv").write_text("set_id\n")
+    values = {"class_csv": "class.csv", "study_csv": "", "dataset": "mine.csv", "study": "mur92",
+              "seed": 3, "label": "class.csv"}
+    got = nr.resolve_file_parameters(values, tmp_path)
+    assert got == {**values, "class_csv": str(tmp_path.resolve() / "class.csv"),
+                   "dataset": str(tmp_path.resolve() / "mine.csv")}      # names, empties, others: as given
+    absolute = str(tmp_path.resolve() / "class.csv")
+    assert nr.resolve_file_parameters({"class_csv": absolute}, tmp_path / "elsewhere") == {"class_csv": absolute}
+    for name, value, why in (("class_csv", "missing.csv", "no such file"), ("dataset", "gone.CSV", "no such file"),
+                             ("study_csv", ".", "is a folder")):
+        with pytest.raises(nr.NotebookError) as err:
+            nr.resolve_file_parameters({name: value}, tmp_path)
+        message = str(err.value)
+        assert message.startswith(f"parameter {name} {value!r}: {why}") and "\n" not in message
+        assert str((tmp_path / value).resolve()) in message
+
+
 # -- execution (starts a kernel) -----------------------------------------------
 
 def test_run_notebook_passes_typed_parameters_and_leaves_the_source_alone(tmp_path):
@@ -136,6 +155,35 @@ def test_run_notebook_passes_typed_parameters_and_leaves_the_source_alone(tmp_pa
     record = nr.read_record(out)["notebooks"]["01_params"]
     assert record["status"] == "ok" and record["seconds"] > 0
     assert record["parameters"] == {"margin": 0.1, "project": False, "seed": 7, "extra": [1, 2]}
+
+
+CSV_NB = HEADER + '''class_csv = ""
+
+# %%
+import json, os
+json.dump({"class_csv": class_csv, "cwd": os.getcwd(), "head": open(class_csv).read()}, open("seen.json", "w"))
+'''
+
+
+def test_a_relative_csv_parameter_reaches_the_kernel_which_runs_in_out(tmp_path, monkeypatch, capsys):
+    """`clpips run 10_your_class -p class_csv class.csv`: the kernel runs in --out, the file is in the
+    caller's folder; the kernel gets its absolute path. A missing one is one line naming it, and nothing runs."""
+    source = write(tmp_path, "01_class.py", CSV_NB)
+    caller = tmp_path / "lesson"
+    caller.mkdir()
+    (caller / "class.csv").write_text("set_id,target\n", encoding="utf-8")
+    monkeypatch.setenv("CLPIPS_REPO_ROOT", str(nr.repo_root()))     # found from the checkout, not the caller's folder
+    monkeypatch.chdir(caller)
+    assert cli.main(["run", str(source), "-p", "class_csv", "class.csv", "--out", str(tmp_path / "out")]) == 0
+    seen = json.loads((tmp_path / "out" / "seen.json").read_text())
+    assert seen["class_csv"] == str(caller.resolve() / "class.csv") and seen["head"] == "set_id,target\n"
+    assert Path(seen["cwd"]) == (tmp_path / "out").resolve()
+    capsys.readouterr()
+    status = cli.main(["run", str(source), "-p", "class_csv", "klass.csv", "--out", str(tmp_path / "out2")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "parameter class_csv 'klass.csv': no such file" in err and str(caller.resolve() / "klass.csv") in err
+    assert not (tmp_path / "out2").exists()      # nothing ran
 
 
 def test_failing_cell_surfaces_its_error_and_the_output_path(tmp_path):

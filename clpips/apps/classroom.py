@@ -44,8 +44,11 @@ CSV (its sets: targets and candidates; rankings in it are not shown), or a
 folder of images (each image a target, ``k`` candidates drawn from the others).
 Every student ranks the same ``n_sets`` sets in the same order, so the class has
 shared sets to compare on. A sidecar ``<out>.json`` (e.g. ``class.json``) records
-the study, its image root and the sets, so the class CSV can be read back:
-:func:`read_class`.
+the study, its image root and the sets, and the images of those sets are copied
+beside the CSV at their own paths (:func:`copy_class_images`), so the class folder
+stands alone: ``clpips fit --dataset class.csv`` works from any folder, also on
+another computer, and :func:`read_class` reads it back (the images beside it, or
+else the recorded root).
 
 Security (the class network is not trusted): the server binds to 127.0.0.1 unless
 told otherwise; a write needs the class code (printed at start, random unless
@@ -91,14 +94,15 @@ import tempfile
 import threading
 import time
 import unicodedata
+import urllib.request
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from glob import escape as glob_escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -108,11 +112,12 @@ import torch
 from filelock import FileLock, Timeout
 
 from clpips import atomic
-from clpips.datasets import validate
+from clpips.datasets import RankingDataError, RankingDataset, copy_images, from_csv, validate
 from clpips.datasets.schema import spreadsheet_safe
 from clpips.datasets.validate import normalize_ref
 from clpips.defaults import DEFAULTS
 from clpips.evaluate import heldout_scores
+from clpips.experiment import DATASET_OPTIONS, load_dataset
 from clpips.features import pair_features
 from clpips.images import ImageReadError
 from clpips.model import initial_weight_vector
@@ -244,7 +249,6 @@ def folder_study(folder: str | os.PathLike, k: int = DEFAULTS.classroom_k, seed:
     Returns a :class:`clpips.datasets.RankingDataset` whose table lists the sets (its
     ``rater`` is ``"(design)"`` and ``rank`` the drawing order: no human ranking yet).
     """
-    from clpips.datasets import RankingDataset
     root = Path(folder)
     if not root.is_dir():
         raise ClassroomError(f"{folder}: no such folder")
@@ -267,8 +271,6 @@ def folder_study(folder: str | os.PathLike, k: int = DEFAULTS.classroom_k, seed:
 def load_study(study: str, *, k: int = DEFAULTS.classroom_k, seed: int = DEFAULTS.seed,
                candidates: str = DEFAULTS.candidates):
     """The dataset behind ``--study``: a built-in name, a study CSV or a folder of images."""
-    from clpips.datasets import RankingDataError
-    from clpips.experiment import DATASET_OPTIONS, load_dataset
     try:
         if study in DATASET_OPTIONS:
             return load_dataset(study, k=k, seed=seed, candidates=candidates)
@@ -301,7 +303,7 @@ def write_sidecar(csv_path: str | os.PathLike, *, study: str, dataset, sets: Seq
                   seed: int, candidates: str) -> Path:
     """Record the study of a class CSV in its sidecar (``class.json``), refusing, by the sidecar's
     name, one that records another study, other sets or another number of candidates."""
-    spec = study if study in _builtin() else str(Path(study).resolve())
+    spec = study if study in DATASET_OPTIONS else str(Path(study).resolve())
     shown = dataset.k if dataset.k is not None else k      # the candidates a set really has
     record = {"study": spec, "root": str(Path(dataset.root).resolve()), "name": getattr(dataset, "name", ""),
               "k": int(shown), "seed": int(seed), "candidates": candidates, "sets": list(sets)}
@@ -321,25 +323,49 @@ def write_sidecar(csv_path: str | os.PathLike, *, study: str, dataset, sets: Seq
     return atomic.write_text(path, json.dumps(record, indent=2) + "\n")
 
 
-def _builtin() -> tuple[str, ...]:
-    from clpips.experiment import DATASET_OPTIONS
-    return tuple(DATASET_OPTIONS)
+def copy_class_images(dataset, csv_path: str | os.PathLike, refs: Sequence[str]) -> list[Path]:
+    """Copy the images ``refs`` of the class's sets beside its CSV (each at its own reference), so the
+    class folder stands alone: ``clpips fit --dataset class.csv`` works from any folder and on another
+    computer (:func:`clpips.datasets.copy_images`; files already there with the same bytes are kept).
+    An image of another study in the way is one :class:`ClassroomError` naming it."""
+    folder = Path(csv_path).parent
+    try:
+        return copy_images(dataset, folder, refs)
+    except RankingDataError as err:
+        raise ClassroomError(f"--out {csv_path}: cannot copy the class's images beside it: "
+                             f"{(str(err).strip().splitlines() or [type(err).__name__])[0]}") from None
+    except OSError as err:
+        raise ClassroomError(f"--out {csv_path}: cannot copy the class's images into {folder} "
+                             f"({err.strerror or err})") from None
+
+
+def class_root(csv_path: str | os.PathLike, refs: Sequence[str], record: dict) -> Path:
+    """Where the images of a class CSV are: its own folder when every image ``refs`` is there (as
+    :func:`copy_class_images` leaves it; a class folder moved to another computer), else the study's
+    root recorded in the sidecar when that folder exists, else the CSV's folder (and a missing image
+    is named when it is read)."""
+    here = Path(csv_path).parent
+    if all(Path(here, *PurePosixPath(normalize_ref(ref)).parts).is_file() for ref in refs):
+        return here
+    recorded = record.get("root")
+    return Path(recorded) if recorded and Path(recorded).is_dir() else here
 
 
 def read_class(csv_path: str | os.PathLike, root: Optional[str | os.PathLike] = None):
-    """A class CSV as a :class:`clpips.datasets.RankingDataset` (its image root from the sidecar).
+    """A class CSV as a :class:`clpips.datasets.RankingDataset`, its images found by :func:`class_root`
+    (or in ``root`` when given).
 
     Returns ``(dataset, record)``, ``record`` being the sidecar's dict (empty when there is none).
     """
-    from clpips.datasets import from_csv
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise ClassroomError(f"{csv_path}: no such class file")
     record: dict[str, Any] = {}
     if sidecar_path(csv_path).is_file():
         record = json.loads(sidecar_path(csv_path).read_text(encoding="utf-8"))
-    where = root or record.get("root") or csv_path.parent
-    data = from_csv(csv_path, root=where, check_images=False)
+    data = from_csv(csv_path, root=csv_path.parent if root is None else root, check_images=False)
+    if root is None:
+        data = replace(data, root=class_root(csv_path, data.images(), record))
     data.name = f"class {csv_path.stem}"
     return data, record
 
@@ -1702,6 +1728,7 @@ def open_classroom(study: str, out: str | os.PathLike = DEFAULTS.classroom_out, 
                          seed=seed, net=net, device=device, out_lock=lock, teacher_code=teacher_code)
         room.load_images()                    # a bad image is refused before anything is recorded
         write_sidecar(out, study=study, dataset=dataset, sets=sets, k=k, seed=seed, candidates=candidates)
+        copy_class_images(dataset, out, room.refs)     # the class folder stands alone
         return room.prepare()
     except BaseException:
         lock.release()
@@ -1724,7 +1751,8 @@ def describe(server: ClassroomServer, encoding: Optional[str] = None) -> str:
              f"Teacher's page: {server.url}teacher   teacher code: {room.teacher_code} (yours alone: it shows "
              f"the whole class and exports its rankings)",
              f"{len(room.sets)} sets of {getattr(room.dataset, 'name', 'the study')}, "
-             f"rankings saved to {room.csv_path} (study recorded in {sidecar_path(room.csv_path)})"]
+             f"rankings saved to {room.csv_path} (study recorded in {sidecar_path(room.csv_path).name}, "
+             f"its images copied beside it)"]
     if server.lan:
         lines += announce(server.url, encoding)
     elif server.host in LOOPBACK:
@@ -1741,7 +1769,6 @@ def describe(server: ClassroomServer, encoding: Optional[str] = None) -> str:
 
 def wait_until_ready(url: str, timeout: float = 30) -> None:
     """Block until ``url`` answers (for tests and scripts)."""
-    import urllib.request
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -20,6 +20,10 @@ Decisions, stated once:
   is converted to the type of its default in :data:`clpips.defaults.DEFAULTS`
   when the name is one of the defaults, and otherwise parsed as a YAML scalar
   (``0.1`` -> float, ``false`` -> bool, ``abc`` -> str).
+* **Files named by parameters** (``class_csv``, ``study_csv``, any ``*_csv``, and
+  ``dataset`` or ``study`` when it ends in ``.csv``) are taken from the caller's working
+  folder and passed to the kernel as absolute paths (:func:`resolve_file_parameters`);
+  a missing one is an error naming the parameter, raised before anything runs.
 * **Unknown parameters** (not assigned in the notebook's ``parameters`` cell)
   are an error listing the valid names, raised before anything runs.
 * **Execution record.** Every run adds an entry (seconds, parameters, status) to
@@ -240,6 +244,39 @@ def check_parameters(source: Path, parameters: Mapping[str, Any]) -> dict[str, A
     return {name: coerce_parameter(name, value) for name, value in parameters.items()}
 
 
+#: parameters that name a CSV file whatever their name says (``-p dataset mur92`` is a name, not a path)
+CSV_VALUED = ("dataset", "study")
+
+
+def is_file_parameter(name: str, value: Any) -> bool:
+    """Whether ``name = value`` names a file to read: a non-empty string for a parameter named ``*_csv``
+    (``class_csv``, ``study_csv``), or a value ending in ``.csv`` for one of :data:`CSV_VALUED`."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    return name.endswith("_csv") or (name in CSV_VALUED and value.strip().lower().endswith(".csv"))
+
+
+def resolve_file_parameters(values: Mapping[str, Any], base: Optional[str | os.PathLike] = None) -> dict[str, Any]:
+    """``values`` with every file-naming parameter (:func:`is_file_parameter`) made absolute against
+    ``base`` (default: the caller's working folder).
+
+    Why: the kernel runs in ``out_dir`` (see *Working directory* above), so
+    ``clpips run 10_your_class -p class_csv class.csv`` would look for ``out_dir/class.csv``. A file that
+    is not there is a one-line :class:`NotebookError` naming the parameter and the path, before anything runs.
+    """
+    base = Path.cwd() if base is None else Path(base)
+    resolved = dict(values)
+    for name, value in values.items():
+        if not is_file_parameter(name, value):
+            continue
+        path = (base / Path(value.strip()).expanduser()).resolve()
+        if not path.is_file():
+            why = "is a folder, not a file" if path.is_dir() else "no such file"
+            raise NotebookError(f"parameter {name} {value!r}: {why} ({path})")
+        resolved[name] = str(path)
+    return resolved
+
+
 # -- the execution record ------------------------------------------------------
 
 def read_record(out_dir: Path) -> dict[str, Any]:
@@ -342,7 +379,7 @@ def run_notebook(name_or_path: str | os.PathLike,
     source = resolve_notebook(name_or_path)
     name = source.stem
     out_dir = Path(repo_root() / "out" / "notebooks" if out_dir is None else out_dir).resolve()
-    values = check_parameters(source, parameters or {})
+    values = resolve_file_parameters(check_parameters(source, parameters or {}))
     out_dir.mkdir(parents=True, exist_ok=True)
     ipynb = to_ipynb(source, out_dir / "inputs" / f"{name}.ipynb")
     output = out_dir / f"{name}.ipynb"

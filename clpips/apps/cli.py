@@ -70,14 +70,16 @@ Evaluates on the held-out targets of the split recorded in the first weights fil
 sidecar (its seed and test size) unless --seed/--test-size are given."""
 EXAMPLES["classroom"] = """examples:
   clpips classroom --study mur92                          # 127.0.0.1 only; prints the address and code
-  clpips classroom --study mur92 --host 0.0.0.0 --port 8866 --code OWL42 --out class.csv
+  clpips classroom --study mur92 --lan --port 8866 --code OWL42 --out class.csv   # phones join by QR code
   clpips classroom --study my_images/ --k 5 --sets 8      # a folder of images: each a target
   clpips classroom --study study/rankings.csv             # the sets of a study CSV
 
 Students open the printed address, type their name and the class code, and rank the sets;
-after each ranking they see rho and ICC(A,k) of LPIPS and of their own CLPIPS with them.
-Rankings go to OUT (the project's CSV schema), the study to OUT's .json sidecar. Then:
-  clpips run 10_your_class -p class_csv $PWD/class.csv    # the teacher's view (chapter 10)"""
+after each ranking they see, in words, how their order agrees with LPIPS and with the class.
+The teacher watches at /teacher (the printed teacher code). Rankings go to OUT (the project's CSV
+schema), the study to OUT's .json sidecar, its images beside OUT. Then:
+  clpips classroom report class.csv --out report.html     # the class's analysis as one page
+  clpips fit --dataset class.csv --out class_fit          # the class's own metric, from any folder"""
 
 
 class UserError(Exception):
@@ -104,6 +106,13 @@ def _number(text: str, kind: type = float, low: float | None = None, high: float
     if high is not None and (value > high or (high_open and value == high)):
         raise argparse.ArgumentTypeError(f"{text!r}: must be {'<' if high_open else '<='} {shown(high)}")
     return value
+
+
+def _folder(text: str) -> str:
+    """An existing folder (``--root``)."""
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: no such folder")
+    return text
 
 
 def _positive_float(text: str) -> float:
@@ -261,8 +270,10 @@ def _load_dataset(args: argparse.Namespace):
     options = {"k": args.k, "candidates": args.candidates, "seed": args.seed}
     try:
         if args.dataset.lower().endswith(".csv"):
-            dataset = load_dataset(args.dataset, ties=args.ties)
+            dataset = load_dataset(args.dataset, ties=args.ties, root=args.root)
         else:
+            if args.root is not None:
+                raise UserError(f"--root {args.root}: applies to a CSV dataset, not the built-in {args.dataset}")
             dataset = load_dataset(args.dataset, **options)
     except (RankingDataError, OSError) as err:
         raise UserError(str(err).splitlines()[0] if len(str(err)) > 400 else str(err)) from None
@@ -455,16 +466,29 @@ def _cmd_classroom(args: argparse.Namespace) -> int:
                                  "or a folder of images")
         check_options(port=args.port, stop_after=args.stop_after)   # the others: open_classroom, first thing
         room = open_classroom(args.study, args.out, code=args.code, n_sets=args.sets, k=args.k, seed=args.seed,
-                              candidates=args.candidates, weights=args.weights, net=args.net, device=args.device)
+                              candidates=args.candidates, weights=args.weights, net=args.net, device=args.device,
+                              teacher_code=args.teacher_code)
     except (ClassroomError, RaterNameError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
     try:
-        server = ClassroomServer(room, args.host, args.port, stop_after=args.stop_after)
+        host = "0.0.0.0" if args.lan else args.host
+        server = ClassroomServer(room, host, args.port, stop_after=args.stop_after, lan=args.lan or None)
     except OSError as err:  # the port is taken, the address is not this machine's
         room.close()
-        raise UserError(f"cannot serve on {args.host}:{args.port}: {err.strerror or err}") from None
+        raise UserError(f"cannot serve on {host}:{args.port}: {err.strerror or err}") from None
     print(describe(server), flush=True)
     server.serve()
+    return 0
+
+
+def _cmd_classroom_report(args: argparse.Namespace) -> int:
+    from clpips.apps.class_report import ReportError, write_report
+    out = args.report_out or str(Path(args.class_csv).with_suffix(".html"))
+    print(f"running chapter 10 on {args.class_csv} ...", file=sys.stderr)
+    try:
+        print(f"wrote {write_report(args.class_csv, out)}")
+    except ReportError as err:
+        raise UserError(str(err)) from None
     return 0
 
 
@@ -571,6 +595,8 @@ def _print_crossval(mode: str, summary, metric: str = "clpips", kept: Optional[d
 def _add_experiment_options(p: argparse.ArgumentParser) -> None:
     d = DEFAULTS
     p.add_argument("--dataset", default=d.dataset, help=f"dataset name or CSV path (default {d.dataset})")
+    p.add_argument("--root", type=_folder, metavar="DIR", help="folder a CSV dataset's image paths are relative to "
+                   "(default: the CSV's own folder)")
     p.add_argument("--net", choices=NETS, default=d.net)
     p.add_argument("--k", type=_at_least_two, default=d.k, help="candidates per set (built-in datasets; at least 2)")
     p.add_argument("--candidates", choices=CANDIDATE_RULES, default=d.candidates,
@@ -753,6 +779,10 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
     p.add_argument("--port", type=int, default=d.classroom_port,
                    help=f"port, 0..65535 (default {d.classroom_port}; 0: any free port)")
     p.add_argument("--code", help="the class code students must type (default: a random one, printed)")
+    p.add_argument("--teacher-code", help="code of the teacher's page /teacher (default: random, printed; must "
+                                          "differ from --code)")
+    p.add_argument("--lan", action="store_true", help="let students on this computer's network join: binds 0.0.0.0, "
+                   "prints the address and a QR code (plain HTTP: use a network you trust)")
     p.add_argument("--sets", type=int, default=d.classroom_sets, help="sets every student ranks (at least 1)")
     p.add_argument("--k", type=int, default=d.classroom_k,
                    help="candidates per set (built-in datasets, folders; the range is checked at start)")
@@ -767,6 +797,11 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
     p.add_argument("--free", metavar="NAME", help="free a student's name in the class of --out (a student on "
                                                   "another computer), then exit; works while the server runs")
     p.set_defaults(func=_cmd_classroom)
+    actions = p.add_subparsers(dest="action", metavar="{report}", required=False)
+    r = actions.add_parser("report", help="chapter 10 on a class file, as one standalone HTML page")
+    r.add_argument("class_csv", metavar="CLASS_CSV", help="the class's rankings (clpips classroom --out)")
+    r.add_argument("--out", dest="report_out", metavar="HTML", help="the report (default: CLASS_CSV with .html)")
+    r.set_defaults(func=_cmd_classroom_report)
     return parser
 
 

@@ -65,7 +65,7 @@ def repo_root() -> Path:
         if not _has_notebooks(root):
             raise NotebookError(f"{ROOT_VAR}={given} has no notebooks/{NOTEBOOK_GLOB}; point it at the checkout")
         return root
-    for root in (Path.cwd().resolve(), Path(__file__).resolve().parents[1]):
+    for root in (Path.cwd().resolve(), Path(__file__).resolve().parents[2]):  # clpips/apps/ -> the checkout
         if _has_notebooks(root):
             return root
     raise NotebookError(f"cannot find the book's notebooks (notebooks/{NOTEBOOK_GLOB}): run from the checkout "

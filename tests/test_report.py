@@ -96,3 +96,26 @@ def test_fit_options_subsets_keep_the_order_and_check_names():
     assert fit_options_except("init") == tuple(o for o in FIT_OPTIONS if o != "init")
     with pytest.raises(ValueError, match="not fit options"):
         fit_options_except("momentum")
+
+
+@pytest.mark.parametrize("items, words", [([], "none"), (["A"], "A"), (["A", "B"], "A and B"),
+                                          (["A", "B", "C"], "A, B and C"), (["A", "B", "A"], "A and B")])
+def test_in_words_says_a_list_as_english_once_per_name(items, words):
+    assert report.in_words(items) == words
+
+
+@pytest.mark.parametrize("value, text", [(0.123456, "0.123"), (-0.0012345, "-0.00123"), (12.3456, "12.3"),
+                                         (0.99951, "1.00"), (0.09996, "0.100"), (float("nan"), "—"), (None, "—"),
+                                         (12345678.0, "1.23e+07"), (0.0, "0"), (7, "7"), (4480, "4,480")])
+def test_sig_gives_three_significant_figures_and_a_dash_for_missing(value, text):
+    assert report.sig(value) == text
+
+
+def test_readable_formats_numbers_keeps_text_and_index_and_names_a_bad_column():
+    table = pd.DataFrame({"rho": [0.4321, float("nan")], "delta": [0.0841, -0.1], "name": ["a", "b"]},
+                         index=pd.Index(["x", "y"], name="dataset"))
+    got = report.readable(table, decimals={"delta": 2})
+    assert got.to_dict("list") == {"rho": ["0.432", "—"], "delta": ["0.08", "-0.10"], "name": ["a", "b"]}
+    assert got.index.equals(table.index)
+    with pytest.raises(ValueError, match="no column 'ICC'"):
+        report.readable(table, decimals={"ICC": 2})

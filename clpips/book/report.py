@@ -5,7 +5,8 @@ The library computes (:mod:`clpips.evaluate`, :mod:`clpips.stats`, :mod:`clpips.
 :mod:`clpips.book.plots` draws. :func:`glue_all` lets a notebook glue a whole mapping of
 values in one call.
 
-* numbers: :func:`format_p` (the one p-value formatter), :func:`fmt`;
+* numbers and words: :func:`format_p` (the one p-value formatter), :func:`fmt`, :func:`sig` and
+  :func:`readable` (table cells: 3 significant figures, ``—`` for NaN), :func:`in_words` (a list as English);
 * the evaluation chapters: :func:`protocol_table` (the nested protocol's summary), :func:`table3`,
   :func:`table4` (the paper's tables), :func:`flat` (a table's numbers by name, for glue);
 * the ablations chapter: :func:`factor_facts`, :func:`verdict_lists`, :func:`budget_note`,
@@ -24,7 +25,7 @@ from clpips.book.baselines import label as metric_label
 from clpips.book.plots.protocol import TITLES as PROTOCOL_TITLES
 from clpips.defaults import DEFAULTS
 
-__all__ = ["format_p", "fmt", "protocol_table", "interval_phrase", "flat", "table3", "table4", "factor_title", "factor_facts", "verdict_lists", "budget_note",
+__all__ = ["format_p", "fmt", "in_words", "sig", "readable", "protocol_table", "interval_phrase", "flat", "table3", "table4", "factor_title", "factor_facts", "verdict_lists", "budget_note",
            "report_table", "glue_all"]
 
 
@@ -50,6 +51,55 @@ def format_p(p: Optional[float], digits: int = 2, style: str = "prose") -> str:
 def fmt(value: Optional[float], spec: str) -> str:
     """``format(value, spec)``, or ``"—"`` for a missing or non-finite value."""
     return "—" if value is None or (isinstance(value, float) and not np.isfinite(value)) else format(value, spec)
+
+
+def in_words(items, none: str = "none") -> str:
+    """A list as English: ``[]`` -> ``"none"``, ``["A"]`` -> ``"A"``, ``["A", "B"]`` -> ``"A and B"``,
+    ``["A", "B", "C"]`` -> ``"A, B and C"``; a name given twice is said once (first place kept)."""
+    words = list(dict.fromkeys(str(item) for item in items))
+    if not words:
+        return none
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def sig(value: Any, digits: int = 3) -> str:
+    """A number for a table cell: ``digits`` significant figures (no exponent between 1e-4 and 1e6),
+    ``"—"`` where missing or not finite; integers as they are; anything else as text."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return "—" if value is None else str(value)
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if not np.isfinite(v):
+            return "—"
+        if v == 0:
+            return "0"
+        if 1e-4 <= abs(v) < 1e6:
+            decimals = max(0, digits - 1 - int(np.floor(np.log10(abs(v)))))
+            if decimals and abs(round(v, decimals)) >= 10 ** (digits - decimals):   # 0.9996 -> 1.00, not 1.000
+                decimals -= 1
+            text = f"{round(v, decimals):.{decimals}f}"
+            return "0" if float(text) == 0 else text
+        return f"{v:.{digits - 1}e}"
+    return "—" if value is pd.NA or value is pd.NaT else str(value)
+
+
+def readable(table: pd.DataFrame, digits: int = 3, decimals: Optional[Mapping[str, int]] = None) -> pd.DataFrame:
+    """``table`` as text for reading: every number to ``digits`` significant figures (:func:`sig`), or to
+    a fixed number of decimals for the columns named in ``decimals`` (aligned, as a column of estimates
+    reads best), ``"—"`` for NaN. Index and headers are kept; nothing is computed."""
+    decimals = dict(decimals or {})
+    unknown = sorted(set(decimals) - set(table.columns))
+    if unknown:
+        raise ValueError(f"readable: no column {unknown[0]!r} in the table (columns: {list(table.columns)})")
+    out = table.copy().astype(object)
+    for column in table.columns:
+        if column in decimals:
+            out[column] = [fmt(v, f".{decimals[column]}f") if v is not None else "—" for v in table[column]]
+        else:
+            out[column] = [sig(v, digits) for v in table[column]]
+    return out
 
 
 def _table_p(p: Optional[float]) -> str:

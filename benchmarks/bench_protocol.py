@@ -53,9 +53,9 @@ def outer_splits(data, mode: str, seed: int = DEFAULTS.seed):
     within = getattr(data, "within", None)
     out = []
     for r in range(DEFAULTS.protocol_repeats):
-        rseed = protocol._derived_seed(seed, r)
+        rseed = protocol.derived_seed(seed, r)
         for f, (tr, te) in enumerate(split_folds(data.table, mode, DEFAULTS.protocol_folds, rseed, within=within)):
-            inner = list(split_folds(tr, mode, DEFAULTS.protocol_inner_folds, protocol._derived_seed(seed, r, f),
+            inner = list(split_folds(tr, mode, DEFAULTS.protocol_inner_folds, protocol.derived_seed(seed, r, f),
                                      within=within))
             out.append({"repeat": r, "fold": f, "train": tr, "test": te, "inner": inner})
     return out
@@ -63,7 +63,8 @@ def outer_splits(data, mode: str, seed: int = DEFAULTS.seed):
 
 def time_protocol(data, mode: str, threads: int) -> tuple[float, float, protocol.CrossvalResult]:
     c0, t0 = time.process_time(), time.perf_counter()
-    result = protocol.crossval(data, mode=mode, cache=False, threads=threads)
+    result = protocol.crossval(data, protocol.Settings(mode=mode), compute=protocol.Compute(threads=threads),
+                              cache=False)
     return time.perf_counter() - t0, time.process_time() - c0, result
 
 
@@ -123,7 +124,7 @@ def run(line: Callable) -> None:
     data = load_dataset("mur92")
     for mode in MODES:
         # warm the on-disk feature cache with the same splits (and torch's code paths): untimed
-        protocol.crossval(data, mode=mode, cache=False, grid=protocol.Grid((0.05,), (0.01,), (1,)))
+        protocol.crossval(data, protocol.Settings(mode=mode, grid=protocol.Grid((0.05,), (0.01,), (1,))), cache=False)
         result = None
         for threads in THREADS:
             wall, cpu, res = time_protocol(data, mode, threads)

@@ -1,25 +1,35 @@
 """The paper's protocol end to end: split by target, fit, evaluate held-out.
 
 Used by the CLI (``clpips fit``/``evaluate``), the notebooks and the benchmark,
-so that all of them run the same steps with the same defaults.
+so that all of them run the same steps with the same defaults. The nested
+cross-validation (:mod:`clpips.protocol`) builds on it: its bootstrap over targets
+(:func:`bootstrap_result`) and the key of its cache (:func:`cache_key`) live here.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
 import clpips.atomic as atomic
+from clpips import datasets
 from clpips.defaults import DEFAULTS
-from clpips.evaluate import alignment_table, score_rankings
+from clpips.evaluate import RANKING, alignment_table, score_rankings, within_ranking_ranks
+from clpips.features import read_cached
 from clpips.model import initial_weight_vector
+from clpips.paths import cache_dir, sha256_file
+from clpips.stats import bootstrap_counts, paired_bootstrap
 from clpips.stats.spearman_brown import icc_ak_from_rho
-from clpips.train import FitResult, fit, pair_features_for
+from clpips.train import (FitResult, GridJob, early_stopped, fit, fit_and_validation_rows, fit_many, pair_features_for,
+                          ranking_pair_index)
 
 #: dataset options that a built-in dataset's loader takes from the defaults
 DATASET_OPTIONS = {"mur92": ("k", "candidates", "seed"), "simulated": ("seed",), "zappos": ("k", "seed"),
@@ -33,7 +43,6 @@ def load_dataset(name: str, **options):
     each defaulting to :data:`clpips.defaults.DEFAULTS`; other options are ignored
     for them. A CSV path is read by :func:`clpips.datasets.from_csv` with ``options``.
     """
-    from clpips import datasets
     if name in DATASET_OPTIONS:
         # only the options this loader takes; the rest (e.g. k for simulated) do not apply
         return datasets.load(name, **{key: options.get(key, getattr(DEFAULTS, key)) for key in DATASET_OPTIONS[name]})
@@ -103,54 +112,62 @@ def fit_together(dataset, requests: Sequence[Mapping[str, Any]], device: str = D
     with the same table, rater and seed share their pairs, so their columns share
     shuffles. ``seconds`` is the batched call's time shared equally among its requests.
     """
-    from clpips.train import GridJob, early_stopped, fit_and_validation_rows, fit_many, ranking_pair_index
     pairs_of: dict[tuple, tuple] = {}
-    prepared = []
-    for request in requests:
-        opts = dict(request)
-        table, features = opts.pop("table", None), opts.pop("features", None)
-        if features is None:
-            raise ValueError("a batched fit needs the pair features")
-        table = dataset.table if table is None else table
-        seed, rater = int(opts.pop("seed", DEFAULTS.seed)), opts.pop("rater", None)
-        val_size = float(opts.pop("val_size", 0.2))
-        net, init = opts.pop("net", DEFAULTS.net), opts.pop("init", DEFAULTS.init)
-        dev = opts.pop("device", device)
-        opts.pop("progress", None)
-        options = {name: opts.pop(name, getattr(DEFAULTS, name)) for name in BATCHED_FIT_OPTIONS}
-        if opts:
-            raise ValueError(f"options the batched fit does not take: {sorted(opts)}")
-        key = (id(table), id(features), rater, seed, val_size)
-        if key not in pairs_of:
-            fit_rows, val_rows = fit_and_validation_rows(table, rater, val_size, seed)
-            pairs_of[key] = (ranking_pair_index(features, fit_rows),
-                             ranking_pair_index(features, val_rows) if len(val_rows) else None, table)
-        train_pairs, val_pairs, _ = pairs_of[key]
-        prepared.append({"features": features, "net": net, "device": dev, "train": train_pairs, "val": val_pairs,
-                         "seed": seed, "w0": initial_weight_vector(net, init, seed), **options})
+    prepared = [_prepared(dataset, request, device, pairs_of) for request in requests]
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(prepared):
         groups.setdefault((id(p["features"]), p["net"], int(p["batch_size"]), p["device"]), []).append(i)
     out: list[Optional[Fitted]] = [None] * len(prepared)
-    for (_, net, batch_size, dev), members in groups.items():
-        t0 = time.perf_counter()
-        matrix = prepared[members[0]]["features"].matrix
-        jobs = [GridJob(p["train"], (float(p["margin"]),), (float(p["lr"]),), tuple(range(1, int(p["epochs"]) + 1)),
-                        p["seed"], initial_weights=p["w0"], layers=p["layers"], project=bool(p["project"]),
-                        loss=p["loss"]) for p in (prepared[i] for i in members)]
-        trained = fit_many(matrix, jobs, jobs[0].initial_weights, net=net, batch_size=batch_size, device=dev,
-                           threads=1, workers=DEFAULTS.workers)
-        chosen = []
-        for i, by_epoch in zip(members, trained):
-            p = prepared[i]
-            chosen.append((i, p["w0"], *early_stopped(by_epoch[:, 0], matrix, p["val"], loss=p["loss"],
-                                                      margin=float(p["margin"]), patience=int(p["patience"]),
-                                                      initial_weights=p["w0"])))
-        seconds = (time.perf_counter() - t0) / len(members)
-        for i, w0, weights, best_epoch, epochs_run in chosen:
-            out[i] = Fitted(weights, w0, int(best_epoch), int(epochs_run), seconds,
-                            int(prepared[i]["train"].shape[0]))
+    for members in groups.values():
+        for i, fitted in zip(members, _fitted_group([prepared[i] for i in members])):
+            out[i] = fitted
     return out
+
+
+def _prepared(dataset, request: Mapping[str, Any], device: str, pairs_of: dict[tuple, tuple]) -> dict[str, Any]:
+    """One request of :func:`fit_together`, checked, with its training and validation pairs (shared, through
+    ``pairs_of``, with the requests of the same table, features, rater, seed and validation size) and its
+    starting weights."""
+    opts = dict(request)
+    table, features = opts.pop("table", None), opts.pop("features", None)
+    if features is None:
+        raise ValueError("a batched fit needs the pair features")
+    table = dataset.table if table is None else table
+    seed, rater = int(opts.pop("seed", DEFAULTS.seed)), opts.pop("rater", None)
+    val_size = float(opts.pop("val_size", 0.2))
+    net, init = opts.pop("net", DEFAULTS.net), opts.pop("init", DEFAULTS.init)
+    dev = opts.pop("device", device)
+    opts.pop("progress", None)
+    options = {name: opts.pop(name, getattr(DEFAULTS, name)) for name in BATCHED_FIT_OPTIONS}
+    if opts:
+        raise ValueError(f"options the batched fit does not take: {sorted(opts)}")
+    key = (id(table), id(features), rater, seed, val_size)
+    if key not in pairs_of:
+        fit_rows, val_rows = fit_and_validation_rows(table, rater, val_size, seed)
+        pairs_of[key] = (ranking_pair_index(features, fit_rows),
+                         ranking_pair_index(features, val_rows) if len(val_rows) else None, table)
+    train_pairs, val_pairs, _ = pairs_of[key]
+    return {"features": features, "net": net, "device": dev, "train": train_pairs, "val": val_pairs,
+            "seed": seed, "w0": initial_weight_vector(net, init, seed), **options}
+
+
+def _fitted_group(group: Sequence[Mapping[str, Any]]) -> list[Fitted]:
+    """Requests sharing their features, net, batch size and device (:func:`_prepared`), trained together
+    by :func:`clpips.train.fit_many`, each early-stopped as ``fit`` stops."""
+    t0 = time.perf_counter()
+    first = group[0]
+    matrix = first["features"].matrix
+    jobs = [GridJob(p["train"], (float(p["margin"]),), (float(p["lr"]),), tuple(range(1, int(p["epochs"]) + 1)),
+                    p["seed"], initial_weights=p["w0"], layers=p["layers"], project=bool(p["project"]),
+                    loss=p["loss"]) for p in group]
+    trained = fit_many(matrix, jobs, jobs[0].initial_weights, net=first["net"], batch_size=int(first["batch_size"]),
+                       device=first["device"], threads=1, workers=DEFAULTS.workers)
+    chosen = [early_stopped(by_epoch[:, 0], matrix, p["val"], loss=p["loss"], margin=float(p["margin"]),
+                            patience=int(p["patience"]), initial_weights=p["w0"])
+              for p, by_epoch in zip(group, trained)]
+    seconds = (time.perf_counter() - t0) / len(group)
+    return [Fitted(weights, p["w0"], int(best_epoch), int(epochs_run), seconds, int(p["train"].shape[0]))
+            for p, (weights, best_epoch, epochs_run) in zip(group, chosen)]
 
 
 #: bump when a change alters what :func:`run`'s fit gives: it keys the fit cache
@@ -164,7 +181,6 @@ def _cached_fit(dataset, train_table: pd.DataFrame, features, settings: dict[str
     :func:`clpips.protocol.cache_key`) was fitted so before. The fit is deterministic, so the entry holds
     what fitting again gives; ``seconds`` is the time the fit took when it ran. Chapters 03, 04 and 05
     each ran the same fit (2.4 s on mur92, measured); a lock makes chapters side by side fit it once."""
-    from clpips.features import read_cached
     options = {k: v for k, v in settings.items() if k != "test_size"}
     if not cache:
         return fit(dataset, train_table, features=features, progress=progress, **options)
@@ -197,9 +213,22 @@ def _cached_fit(dataset, train_table: pd.DataFrame, features, settings: dict[str
 def fit_cache_path(dataset, settings: dict[str, Any]) -> Path:
     """Where :func:`run` caches the fit of ``dataset`` with ``settings`` (seed, test_size, net, device and
     the fit options, as :func:`run` passes them): ``clpips fit`` names it when its outputs cannot be written."""
-    from clpips.paths import cache_dir
-    from clpips.protocol import cache_key
     return cache_dir() / "fits" / f"v{FIT_CACHE_VERSION}-{cache_key(dataset, settings)}.pt"
+
+
+def cache_key(dataset, settings: Mapping[str, Any]) -> str:
+    """The key of a cached result of ``dataset`` with ``settings`` (a fit here, a run of
+    :func:`clpips.protocol.crossval`): sha256 of the settings, the ranking table and the bytes of every
+    image it names (and, for a dataset that draws its candidates, its description: its draws depend on
+    its own options)."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    table = dataset.table[["set_id", "target", "candidate", "rater", "rank"]]
+    digest.update(table.to_csv(index=False, lineterminator="\n").encode())
+    for ref in sorted(set(dataset.table["target"]) | set(dataset.table["candidate"])):
+        digest.update(f"{ref}={sha256_file(dataset.image_path(ref))}\n".encode())
+    if getattr(dataset, "within", None) is not None:
+        digest.update(str(getattr(dataset, "description", "")).encode())
+    return digest.hexdigest()[:32]
 
 
 def _valid_fit_entry(entry) -> bool:
@@ -238,8 +267,7 @@ def run(dataset, *, seed: int = DEFAULTS.seed, test_size: float = DEFAULTS.test_
     The fit is read from and written to an on-disk cache unless ``cache=False``
     (:func:`_cached_fit`): chapters 03, 04 and 05 run the same one.
     """
-    from clpips.datasets import split_by_target
-    train_table, test_table = split_by_target(dataset.table, test_size=test_size, seed=seed)
+    train_table, test_table = datasets.split_by_target(dataset.table, test_size=test_size, seed=seed)
     features = pair_features_for(dataset, dataset.table, net=net, device=device, progress=progress)
     result = _cached_fit(dataset, train_table, features, {"seed": seed, "test_size": test_size, "net": net,
                                                           "device": device, **fit_options}, progress, cache)
@@ -307,9 +335,6 @@ def bootstrap_result(scored: pd.DataFrame, metric_a: str, metric_b: str, unit: s
     n_boot, seed, ci, method
         As :func:`clpips.stats.paired_bootstrap`; BCa's jackknife leaves out one unit at a time.
     """
-    from clpips.evaluate import RANKING, within_ranking_ranks
-    from clpips.stats import paired_bootstrap
-
     if unit not in BOOTSTRAP_UNITS:
         raise ValueError(f"unit must be one of {tuple(BOOTSTRAP_UNITS)}, got {unit!r}")
     frame = pd.DataFrame({"ranking": scored[RANKING].to_numpy(), "target": scored["target"].astype(str).to_numpy(),
@@ -341,10 +366,6 @@ def spearman_brown_check(result, scored: pd.DataFrame) -> dict[str, Any]:
         resamples where ΔICC(A,k) and Δrho have the same sign, zeros counted as a sign),
         ``p_equal`` (the two one-sided p-values are equal).
     """
-    import numpy as np
-
-    from clpips.evaluate import RANKING
-    from clpips.stats import bootstrap_counts
     units = scored[RANKING] if set(result.set_ids) <= set(scored[RANKING]) else scored["target"].astype(str)
     sizes = units.value_counts().reindex(result.set_ids).to_numpy(float)
     n = bootstrap_counts(len(result.set_ids), result.n_boot, result.seed) @ sizes

@@ -249,8 +249,6 @@ def finite_vector(value, dim: int) -> bool:
     return isinstance(value, torch.Tensor) and tuple(value.shape) == (dim,) and bool(torch.isfinite(value).all())
 
 
-#: the old name, which clpips.book.aligned imports, until it imports :func:`finite_vector`
-_finite_vector = finite_vector
 
 
 def read_cached(path: Path, valid, holds: str):

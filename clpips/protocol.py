@@ -28,13 +28,22 @@ One run answers the paper's question without resting on one split or one seed:
   Spearman under both definitions (:data:`clpips.evaluate.RHO_DEFINITIONS`) and
   pair accuracy, and their differences (CLPIPS - LPIPS).
 
+A run is ``crossval(dataset, Settings(...), family, compute=Compute(...))``: :class:`Settings` holds
+everything that changes its numbers (and keys its cache), :class:`Compute` how it is computed (device,
+processes), and the *family* is the metric fitted beside LPIPS. A family plugs in through one small
+interface (:class:`Family`: a name, its own options, and :meth:`Family.prepare`, which gives the
+:class:`Fits` the protocol calls: fit a fold's jobs, the distances of held-out rows, its settings).
+The paper's CLPIPS is :data:`LINEAR`, here; chapter 09's metrics (global CLPIPS, the AligNet-style
+transform, the taught CLPIPS) are families of :mod:`clpips.book.families`.
+
 Every inner fold's grid of a run trains together in :func:`clpips.train.fit_many`,
 then every refit (its chosen setting only) together, each column as its own
 :func:`clpips.train.fit_pairs` would (no early stopping: the epochs are chosen by
 the inner folds). Results are cached on disk, keyed by the data, the images'
 content and every setting, so the chapters that show the same run share it; every
 file of a cached run, and every stored bootstrap, is verified against the sha256
-recorded when it was written (a bad one is named in one warning line and computed again).
+recorded when it was written (:func:`clpips.atomic.read_entry`: a bad one is named in one warning
+line and computed again).
 
 :meth:`CrossvalResult.summary` turns the per-fold differences into the mean with
 two intervals: the corrected resampled t over folds
@@ -45,9 +54,9 @@ targets only, given the fitted models.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -57,20 +66,29 @@ import warnings
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 import clpips.atomic as atomic
+# evaluate, experiment and train are called through their modules: a test that replaces one of their
+# functions (the backbone's pair features, the scorer, the bootstrap) replaces it for the protocol too
+from clpips import evaluate, experiment, train
 from clpips.atomic import json_ready
-# the metrics a run can fit and compare with LPIPS (chapter 09, ``clpips crossval --metric``), the
-# statistics scored on every held-out side, the inner-fold criteria: one list each, in clpips.choices
+# the metrics ``clpips crossval --metric`` offers (chapter 09), the statistics scored on every held-out
+# side, the inner-fold criteria: one list each, in clpips.choices
 from clpips.choices import PROTOCOL_METRICS as METRICS, PROTOCOL_STATISTICS as STATISTICS, SELECT
 from clpips.datasets.schema import spreadsheet_safe
+from clpips.datasets.splits import check_split_mode, fold_targets, shared_pair_share, split_folds, split_modes_coincide
 from clpips.defaults import DEFAULTS
+from clpips.evaluate import RANKING, ranking_ids
+from clpips.experiment import cache_key  # noqa: F401  (its home until #22: clpips.protocol.cache_key still works)
 from clpips.features import CacheWarning
+from clpips.model import initial_weight_vector
+from clpips.paths import cache_dir
+from clpips.stats import corrected_resampled_t, percentile_interval
 
 PROTOCOL_VERSION = 5  #: bump when a change alters results: it keys the cache (3: fit_many's products in other forms, float rounding; 4: refits train the chosen setting alone, float rounding; 5: "do not train" among the choices, held-out rankings of fewer than min_candidates unscored, wider default grid)
 #: a split by image is refused when an outer fold scores fewer than this share of its held-out targets' rankings
@@ -88,7 +106,9 @@ class SplitRefused(ValueError):
     """A split by image would leave too little held out to judge (:func:`check_split`)."""
 
 
-def _floats(text: str | Sequence[float]) -> tuple[float, ...]:
+def positive_numbers(text: str | Sequence[float]) -> tuple[float, ...]:
+    """Positive finite numbers from a comma-separated string (the defaults' and the CLI's form) or a
+    sequence; a one-line ValueError otherwise."""
     values = [float(x) for x in (text.split(",") if isinstance(text, str) else text) if str(x).strip()]
     if not values or not all(np.isfinite(values)) or min(values) <= 0:
         raise ValueError(f"expected positive finite numbers, comma-separated, got {text!r}")
@@ -102,19 +122,19 @@ class Grid:
     unfitted. It is scored by the inner folds like any other and chosen when it scores best, and on a tie
     (the first best setting wins, and it is first: the simpler model)."""
 
-    margins: tuple[float, ...] = _floats(DEFAULTS.protocol_margins)
-    lrs: tuple[float, ...] = _floats(DEFAULTS.protocol_lrs)
-    epochs: tuple[int, ...] = tuple(int(e) for e in _floats(DEFAULTS.protocol_epochs))
+    margins: tuple[float, ...] = positive_numbers(DEFAULTS.protocol_margins)
+    lrs: tuple[float, ...] = positive_numbers(DEFAULTS.protocol_lrs)
+    epochs: tuple[int, ...] = tuple(int(e) for e in positive_numbers(DEFAULTS.protocol_epochs))
 
     @classmethod
     def parse(cls, margins: str | Sequence[float] = DEFAULTS.protocol_margins,
               lrs: str | Sequence[float] = DEFAULTS.protocol_lrs,
               epochs: str | Sequence[int] = DEFAULTS.protocol_epochs) -> "Grid":
         """From comma-separated strings (the defaults' and the CLI's form) or sequences."""
-        ep = _floats(epochs)
+        ep = positive_numbers(epochs)
         if any(e != int(e) for e in ep):
             raise ValueError(f"epochs must be whole numbers, got {epochs!r}")
-        return cls(_floats(margins), _floats(lrs), tuple(sorted(set(int(e) for e in ep))))
+        return cls(positive_numbers(margins), positive_numbers(lrs), tuple(sorted(set(int(e) for e in ep))))
 
     def columns(self) -> list[tuple[float, float]]:
         """(margin, lr) pairs, one per trained column."""
@@ -129,6 +149,91 @@ class Grid:
 
 #: the setting "do not train" (:meth:`Grid.settings`' first row): no margin, no learning rate, 0 epochs
 UNTRAINED = (float("nan"), float("nan"), 0)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run of the protocol computes: every option that changes its numbers (so they key its cache).
+
+    ``mode``: the split, one of :data:`clpips.datasets.SPLIT_MODES`. ``folds``, ``repeats``,
+    ``inner_folds``: outer folds, repeats of the outer split, inner folds (each >= 2, repeats >= 1).
+    ``grid``: the settings the inner folds choose among. ``select``: their criterion, one of
+    :data:`SELECT` (higher is better). ``seed``: the fold assignments (repeat ``r`` uses a seed derived
+    from ``(seed, r)``), the initial weights and the training shuffles. ``net``, ``init``, ``loss``,
+    ``batch_size``, ``layers``, ``project``: as :func:`clpips.train.fit_pairs`. ``min_candidates``: split
+    by image of a study with fixed candidates, a held-out ranking (outer or inner) left with fewer
+    candidates among its fold's images is not scored (at least 2), and the run is refused
+    (:class:`SplitRefused`, one line) when an outer fold would score fewer than half of its held-out
+    targets' rankings (:func:`check_split`). Each is checked here, in one line naming it.
+    """
+
+    mode: str = DEFAULTS.split_mode
+    folds: int = DEFAULTS.protocol_folds
+    repeats: int = DEFAULTS.protocol_repeats
+    inner_folds: int = DEFAULTS.protocol_inner_folds
+    grid: Grid = Grid()
+    select: str = DEFAULTS.protocol_select
+    seed: int = DEFAULTS.seed
+    net: str = DEFAULTS.net
+    init: str = DEFAULTS.init
+    loss: str = DEFAULTS.loss
+    batch_size: int = DEFAULTS.batch_size
+    layers: str = DEFAULTS.layers
+    project: bool = DEFAULTS.project
+    min_candidates: int = DEFAULTS.protocol_min_candidates
+
+    def __post_init__(self) -> None:
+        check_split_mode(self.mode)
+        if self.select not in SELECT:
+            raise ValueError(f"select must be one of {SELECT}, got {self.select!r}")
+        if self.folds < 2 or self.inner_folds < 2 or self.repeats < 1:
+            raise ValueError(f"need folds >= 2, inner_folds >= 2 and repeats >= 1, got {self.folds}, "
+                             f"{self.inner_folds}, {self.repeats}")
+        if int(self.min_candidates) != self.min_candidates or self.min_candidates < 2:
+            raise ValueError(f"min_candidates must be a whole number >= 2, got {self.min_candidates!r}")
+
+    def replace(self, **changes: Any) -> "Settings":
+        """These settings with ``changes`` (e.g. ``settings.replace(mode="image")``)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any], **changes: Any) -> "Settings":
+        """A chapter's protocol: from its parameters (:func:`options`), then ``changes``; so every chapter
+        runs, and shares the cache of, the same protocol."""
+        return cls(**{**options(parameters), **changes})
+
+
+@dataclass(frozen=True)
+class Compute:
+    """How a run is computed; none of it changes its numbers, so none of it keys the cache.
+
+    ``device``: where the fits run; ``progress``: progress bars; ``threads``: torch threads per fitting
+    process; ``workers``: local processes the fits are spread over; ``executor``: where to run them
+    instead, any :class:`concurrent.futures.Executor` (a Dask cluster's, ``Client(...).get_executor()``):
+    :func:`clpips.train.fit_many`, :mod:`clpips.parallel`."""
+
+    device: str = DEFAULTS.device
+    progress: bool = False
+    threads: Optional[int] = 1
+    workers: int = DEFAULTS.workers
+    executor: Optional[concurrent.futures.Executor] = None
+
+
+#: notebook parameters (clpips.defaults names) -> field of :class:`Settings`
+PARAMETERS = {"protocol_folds": "folds", "protocol_repeats": "repeats", "protocol_inner_folds": "inner_folds",
+              "protocol_select": "select", "seed": "seed", "net": "net", "init": "init", "loss": "loss",
+              "batch_size": "batch_size", "layers": "layers", "project": "project",
+              "protocol_min_candidates": "min_candidates"}
+
+
+def options(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """:class:`Settings` fields from a chapter's parameters (its ``globals()``): the names of
+    :data:`PARAMETERS` present, and the :class:`Grid` from ``protocol_margins/lrs/epochs`` (defaults
+    where absent)."""
+    out = {name: parameters[given] for given, name in PARAMETERS.items() if given in parameters}
+    out["grid"] = Grid.parse(*(parameters.get(f"protocol_{n}", getattr(DEFAULTS, f"protocol_{n}"))
+                               for n in ("margins", "lrs", "epochs")))
+    return out
 
 
 @dataclass
@@ -158,7 +263,6 @@ class CrossvalResult:
         leaves the bootstrap columns empty (NaN) and skips its cost (about 9 s for mur92's
         10,000 draws).
         """
-        from clpips.stats import corrected_resampled_t
         f = self.folds
         ratio = float((f["n_test_targets"] / f["n_train_targets"]).mean())
         boot = self.target_bootstrap(ci=ci, n_boot=n_boot, seed=seed) if bootstrap else {}
@@ -203,12 +307,11 @@ class CrossvalResult:
 
     def _compute_bootstraps(self, ci: float, n_boot: int, seed: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """:meth:`_repeat_bootstraps`' numbers, computed (no store)."""
-        from clpips.experiment import bootstrap_result
         per_repeat = {r: part for r, part in self.oof.groupby("repeat", sort=True)}
         common = self.boot_targets()
         out = {}
         for r, part in per_repeat.items():
-            res = bootstrap_result(part[part["target"].isin(common)], "lpips", "clpips", unit="target",
+            res = experiment.bootstrap_result(part[part["target"].isin(common)], "lpips", "clpips", unit="target",
                                    n_boot=n_boot, seed=seed, ci=ci)
             out[int(r)] = (res.distribution[["delta_icc", "delta_rho"]].to_numpy(float),
                            res.observed["delta"].to_numpy(float)[:2])
@@ -226,7 +329,6 @@ class CrossvalResult:
         candidates left among the fold's images); training rankings dropped (fewer than two left); rows on
         neither side (total, and their mean share of a fold's table); candidates per scored held-out
         ranking; the targets of the target bootstrap among those held out; folds that chose not to train."""
-        from clpips.evaluate import RANKING
         f = self.folds
         sizes = self.oof.groupby(["repeat", "fold", RANKING]).size()
         table_rows = f["n_train_rows"] + f["n_test_rows"] + f["rows_on_neither_side"]
@@ -251,7 +353,6 @@ class CrossvalResult:
         targets its draws are the same for every repeat, so the repeats'
         distributions are averaged draw by draw.
         """
-        from clpips.stats import percentile_interval
         results = self._repeat_bootstraps(ci, n_boot, seed)
         mean = np.mean([d for d, _ in results.values()], axis=0)
         obs = np.mean([o for _, o in results.values()], axis=0)
@@ -264,7 +365,6 @@ class CrossvalResult:
     def target_bootstrap_repeat(self, repeat: int, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot,
                                 seed: Optional[int] = None) -> dict[str, float]:
         """ΔICC(A,k) of one repeat's out-of-fold rankings with its target-bootstrap percentile interval."""
-        from clpips.stats import percentile_interval
         dist, obs = self._repeat_bootstraps(ci, n_boot, seed)[int(repeat)]
         lo, hi = percentile_interval(dist[:, 0], ci)
         return {"delta": float(obs[0]), "low": float(lo), "high": float(hi)}
@@ -275,7 +375,6 @@ class CrossvalResult:
         splits, as runs of one dataset with the same settings but the metric are) with its corrected
         resampled t interval (:func:`clpips.stats.corrected_resampled_t`), and the share of folds
         where this one agreed better."""
-        from clpips.stats import corrected_resampled_t
         keys = ["repeat", "fold", "n_train_targets", "n_test_targets", "n_test_rows"]
         if not self.folds[keys].equals(other.folds[keys]):
             raise ValueError("the two runs were not made on the same folds (compare runs of one dataset and mode "
@@ -288,8 +387,14 @@ class CrossvalResult:
 
     def setting_columns(self) -> list[str]:
         """The fold columns that name its fitted setting (CLPIPS, global CLPIPS: margin, lr, epochs; the
-        transform: margin, lam, lr, steps; the teacher's student: CLPIPS's and the teacher's)."""
-        return [c for c in _SETTINGS if c in self.folds.columns]
+        transform: margin, lam, lr, steps; the teacher's student: CLPIPS's and the teacher's): those a fold's
+        row holds between ``fold`` and ``trained``, first any it followed from another run (absent from the
+        inner table: it did not choose among them), then those its inner folds chose among."""
+        columns = list(self.folds.columns)
+        if "fold" not in columns or "trained" not in columns:
+            return []
+        named = columns[columns.index("fold") + 1:columns.index("trained")]
+        return sorted(named, key=lambda name: name in self.inner.columns)   # stable: each group keeps its order
 
     def chosen(self) -> pd.DataFrame:
         """How often each setting was chosen over the outer folds ("do not train": margin and lr NaN, 0 epochs)."""
@@ -317,8 +422,8 @@ def grid_edges(folds: pd.DataFrame, grid: "Grid | pd.DataFrame", where: str = ""
     ``warn`` (``where`` begins it: the dataset and split)."""
     offered = grid.settings() if isinstance(grid, Grid) else grid
     rows = []
-    for name in _SETTINGS:
-        if name not in folds.columns or name not in offered.columns or folds.empty:
+    for name in (c for c in offered.columns if c in folds.columns and c not in ("repeat", "fold")):
+        if folds.empty:
             continue
         values = np.unique(offered[name].to_numpy(float))
         values = values[np.isfinite(values) & ((values > 0) if name == "epochs" else True)]  # not "do not train"
@@ -341,76 +446,194 @@ def grid_edges(folds: pd.DataFrame, grid: "Grid | pd.DataFrame", where: str = ""
     return table.set_index("parameter")
 
 
-#: notebook parameters (clpips.defaults names) -> keyword of :func:`crossval`
-PARAMETERS = {"protocol_folds": "folds", "protocol_repeats": "repeats", "protocol_inner_folds": "inner_folds",
-              "protocol_select": "select", "seed": "seed", "net": "net", "init": "init", "loss": "loss",
-              "batch_size": "batch_size", "layers": "layers", "project": "project", "workers": "workers",
-              "protocol_metric": "metric", "transform_lambdas": "transform_lambdas",
-              "transform_lrs": "transform_lrs", "transform_steps": "transform_steps",
-              "transform_rank": "transform_rank", "teacher_weight": "teacher_weight",
-              "teacher_sets": "teacher_sets", "transform_margins": "transform_margins",
-              "protocol_min_candidates": "min_candidates"}
+# --------------------------------------------------------------------------- metric families
+@dataclass(frozen=True, eq=False)
+class FitJob:
+    """One fit of a run: outer fold ``outer``'s inner fold ``inner`` (None: the refit on its training side)."""
+
+    outer: int
+    inner: Optional[int]
+    train: pd.DataFrame
 
 
-def options(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`crossval` keywords from a chapter's parameters (its ``globals()``): the names of
-    :data:`PARAMETERS` present, and the :class:`Grid` from ``protocol_margins/lrs/epochs`` (defaults
-    where absent), so every chapter runs, and shares the cache of, the same protocol."""
-    out = {kw: parameters[name] for name, kw in PARAMETERS.items() if name in parameters}
-    out["grid"] = Grid.parse(*(parameters.get(f"protocol_{n}", getattr(DEFAULTS, f"protocol_{n}"))
-                               for n in ("margins", "lrs", "epochs")))
-    return out
+@dataclass(frozen=True, eq=False)
+class RunInputs:
+    """What a family is given to fit one run: the dataset, the run's :class:`Settings` and :class:`Compute`,
+    its outer folds (dicts with ``repeat``, ``fold``, ``train``, ``test``, ``inner``: the inner folds'
+    (train, test) pairs, and ``kept``), every row any of their tables holds (``every``), LPIPS's pair
+    features of those rows (:func:`clpips.train.pair_features_for`) and the starting weights ``w0``."""
+
+    dataset: Any
+    settings: Settings
+    compute: Compute
+    outer: list
+    every: pd.DataFrame
+    features: Any
+    w0: torch.Tensor
 
 
-def _keywords(settings: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
-    """:func:`crossval` keywords (but ``grid``) that give a run with these ``settings``, ``changes`` applied."""
-    out = {kw: settings[kw] for kw in ("mode", "folds", "repeats", "inner_folds", "select", "seed", "net", "init",
-                                        "loss", "batch_size", "layers", "project", "min_candidates")}
-    for kw, name in (("transform_lambdas", "lambdas"), ("transform_lrs", "transform_lrs"),
-                     ("transform_steps", "steps"), ("transform_rank", "rank"), ("teacher_weight", "teacher_weight"),
-                     ("teacher_sets", "teacher_sets"), ("transform_margins", "transform_margins")):
-        if name in settings:
-            out[kw] = settings[name]
-    out["metric"] = settings.get("metric", "clpips")
-    out.update(changes)
-    return out
+@dataclass(frozen=True, eq=False)
+class Fits:
+    """A family made ready for one run: the three things the protocol calls.
+
+    ``settings``: one row per setting the inner folds choose among (its columns name the setting in the
+    result's tables). ``fit(jobs, chosen=None)``: per :class:`FitJob`, a ``settings x P`` array of the
+    parameters fitted on the job's training table; with ``chosen`` (per job, a row number of ``settings``),
+    a ``1 x P`` array of that setting's. ``distances(table, params)``: the ``rows x len(params)`` distances
+    of a table's (target, candidate) rows. ``describe``: only for a family its own inner folds do not tune
+    (one setting, no inner fits): outer fold ``i`` -> the columns naming the setting it fitted there."""
+
+    settings: pd.DataFrame
+    fit: Callable[..., list]
+    distances: Callable[[pd.DataFrame, Any], np.ndarray]
+    describe: Optional[Callable[[int], dict[str, Any]]] = None
+
+    @property
+    def tuned(self) -> bool:
+        """Whether the inner folds choose among its settings (False: it has one, and no inner fits)."""
+        return self.describe is None
 
 
-def _derived_seed(*parts: int) -> int:
+class Family(Protocol):
+    """A metric the protocol fits and compares with LPIPS: :data:`LINEAR` (CLPIPS, the paper's) or one of
+    chapter 09's (:mod:`clpips.book.families`).
+
+    ``name`` labels its runs (``settings["metric"]``; CLPIPS's runs carry none, so their cache keys stay
+    as they were); ``options()``: its own settings, recorded in the run's settings (and so its cache key);
+    ``prepare(inputs)``: its :class:`Fits` for one run (:class:`RunInputs`)."""
+
+    name: ClassVar[str]
+
+    def options(self) -> dict[str, Any]: ...
+
+    def prepare(self, inputs: RunInputs) -> Fits: ...
+
+
+@dataclass(frozen=True)
+class LinearFamily:
+    """CLPIPS, the paper's metric: ``d = features[row] @ w`` on LPIPS's pair features, ``w`` fitted by
+    :func:`clpips.train.fit_many` for every setting of the :class:`Grid`, chosen by the inner folds."""
+
+    name: ClassVar[str] = "clpips"
+
+    def options(self) -> dict[str, Any]:
+        return {}
+
+    def prepare(self, inputs: RunInputs) -> Fits:
+        return linear_fits(inputs)
+
+
+#: the paper's CLPIPS as a family: :func:`crossval`'s default
+LINEAR = LinearFamily()
+
+
+def linear_fits(inputs: RunInputs, store: Any = None,
+                follow: Optional[Mapping[tuple[int, int], Mapping[str, Any]]] = None) -> Fits:
+    """:class:`Fits` of a metric linear in per-pair feature rows (``d = store.matrix[row] @ w``), fitted by
+    :func:`clpips.train.fit_many` on ``store`` (default: LPIPS's pair features of the run): every setting
+    of the :class:`Grid`, chosen by the inner folds; or, with ``follow`` (by (repeat, fold), the setting
+    another run's inner folds chose there: :func:`fold_choices`), one refit per outer fold with that
+    setting (global CLPIPS, the teacher's student). "Do not train" (0 epochs) is the starting weights,
+    unfitted. ``store`` may be a callable ``jobs -> (store, pairs per job)``: the student's rows are known
+    only once its teacher has ranked."""
+    fitter = _LinearFitter(inputs, inputs.features if store is None else store, follow)
+    if follow is None:
+        return Fits(inputs.settings.grid.settings(), fitter.fit, fitter.distances)
+    return Fits(pd.DataFrame(index=[0]), fitter.fit, fitter.distances, describe=fitter.describe)
+
+
+class _LinearFitter:
+    """:func:`linear_fits`' three callables, sharing the feature rows (known only when fitting, when
+    ``source`` is a callable)."""
+
+    def __init__(self, inputs: RunInputs, source: Any, follow: Optional[Mapping]):
+        self.inputs, self.source, self.follow = inputs, source, follow
+        self.store = None if callable(source) else source
+        self.every_setting = inputs.settings.grid.settings()
+        # "do not train": a copy, not a view of w0 (a tensor handed to worker processes may be moved into
+        # shared memory, which would leave a view pointing at freed memory)
+        self.unfitted = torch.as_tensor(inputs.w0, dtype=torch.float32).numpy().copy().reshape(1, -1)
+
+    def fit(self, jobs: Sequence[FitJob], chosen: Optional[Sequence[int]] = None) -> list[np.ndarray]:
+        if callable(self.source):
+            self.store, pairs = self.source(jobs)
+        else:
+            pairs = [train.ranking_pair_index(self.store, job.train) for job in jobs]
+        grid, seed = self.inputs.settings.grid, self.inputs.settings.seed
+        if self.follow is None and chosen is None:    # every setting: "do not train", then the grid's
+            margins, lrs = (tuple(m for m, _ in grid.columns()), tuple(lr for _, lr in grid.columns()))
+            whole = [train.GridJob(job_pairs, margins, lrs, grid.epochs, seed) for job_pairs in pairs]
+            return [np.concatenate([self.unfitted, w]) for w in self._trained(whole)]
+        picks = [self._pick(job.outer) if self.follow is not None else self.every_setting.iloc[chosen[n]]
+                 for n, job in enumerate(jobs)]
+        fitted = [n for n, pick in enumerate(picks) if int(pick["epochs"]) > 0]   # the others: "do not train"
+        alone = [train.GridJob(pairs[n], (float(picks[n]["margin"]),), (float(picks[n]["lr"]),),
+                               (int(picks[n]["epochs"]),), seed) for n in fitted]
+        out = [self.unfitted] * len(jobs)
+        for n, w in zip(fitted, self._trained(alone) if alone else []):
+            out[n] = w
+        return out
+
+    def _trained(self, grid_jobs: list) -> list[np.ndarray]:
+        s, c = self.inputs.settings, self.inputs.compute
+        trained = train.fit_many(self.store.matrix, grid_jobs, self.inputs.w0, net=s.net, loss=s.loss,
+                                 batch_size=s.batch_size, layers=s.layers, project=s.project, device=c.device,
+                                 threads=c.threads, workers=c.workers, executor=c.executor)
+        # epochs x columns x D -> (column, then epochs: the order of Grid.settings) x D
+        return [w.permute(1, 0, 2).reshape(-1, w.shape[-1]).numpy() for w in trained]
+
+    def _pick(self, i: int) -> Mapping[str, Any]:
+        o = self.inputs.outer[i]
+        return self.follow[(o["repeat"], o["fold"])]
+
+    def distances(self, table: pd.DataFrame, params) -> np.ndarray:
+        rows = self.store.rows(table["target"], table["candidate"])
+        return (self.store.matrix[rows] @ torch.as_tensor(np.asarray(params), dtype=torch.float32).T
+                ).numpy().astype(float)
+
+    def describe(self, i: int) -> dict[str, Any]:
+        pick = self._pick(i)   # "do not train": NaN, NaN, 0 as CLPIPS's row
+        return {"margin": float(pick["margin"]), "lr": float(pick["lr"]), "epochs": int(pick["epochs"])}
+
+
+def fold_choices(dataset, settings: Settings, family: Family,
+                 compute: Optional[Compute] = None) -> dict[tuple[int, int], dict[str, Any]]:
+    """The fold rows of ``family``'s run of ``dataset`` with these settings, by (repeat, fold): the setting
+    its inner folds chose there and (``"weights"``) the parameters refitted with it (the run is run now,
+    or read from the cache). What a family that follows another's choices takes from it."""
+    with warnings.catch_warnings():   # that run's grid edges are named where it is run for its own sake
+        warnings.simplefilter("ignore", GridEdgeWarning)
+        run = crossval(dataset, settings, family, compute=compute)
+    return {(int(r["repeat"]), int(r["fold"])): {**r, "weights": w}
+            for r, w in zip(run.folds.to_dict(orient="records"), run.weights)}
+
+
+def derived_seed(*parts: int) -> int:
     """A 32-bit seed from several integers (repeat r of seed s gets its own fold assignment)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
-def _images(table: pd.DataFrame) -> set[str]:
+_derived_seed = derived_seed   # the old name, for benchmarks/bench_protocol.py until it takes derived_seed
+
+
+def table_images(table: pd.DataFrame) -> set[str]:
+    """Every image a ranking table names, as target or candidate."""
     return set(table["target"]) | set(table["candidate"])
 
 
-def _check_nested(mode: str, test: pd.DataFrame, tuning: Sequence[pd.DataFrame], where: str) -> None:
+def check_nested(mode: str, test: pd.DataFrame, tuning: Sequence[pd.DataFrame], where: str) -> None:
     """No held-out target (split by image: no held-out image) is in a table used for tuning or refitting."""
-    held = set(test["target"]) if mode == "target" else _images(test)
+    held = set(test["target"]) if mode == "target" else table_images(test)
     for table in tuning:
-        seen = set(table["target"]) if mode == "target" else _images(table)
+        seen = set(table["target"]) if mode == "target" else table_images(table)
         if held & seen:
             raise AssertionError(f"{where}: held-out {'targets' if mode == 'target' else 'images'} "
                                  f"{sorted(held & seen)[:3]} reached the tuning data")
 
 
-def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.protocol_folds,
-             repeats: int = DEFAULTS.protocol_repeats, inner_folds: int = DEFAULTS.protocol_inner_folds,
-             grid: Optional[Grid] = None, select: str = DEFAULTS.protocol_select, seed: int = DEFAULTS.seed,
-             net: str = DEFAULTS.net, init: str = DEFAULTS.init, loss: str = DEFAULTS.loss,
-             batch_size: int = DEFAULTS.batch_size, layers: str = DEFAULTS.layers,
-             project: bool = DEFAULTS.project, metric: str = DEFAULTS.protocol_metric,
-             transform_lambdas: str | Sequence[float] = DEFAULTS.transform_lambdas,
-             transform_lrs: str | Sequence[float] = DEFAULTS.transform_lrs,
-             transform_steps: str | Sequence[int] = DEFAULTS.transform_steps,
-             transform_rank: int = DEFAULTS.transform_rank,
-             transform_margins: str | Sequence[float] = DEFAULTS.transform_margins,
-             teacher_weight: float = DEFAULTS.teacher_weight,
-             teacher_sets: int = DEFAULTS.teacher_sets,
-             min_candidates: int = DEFAULTS.protocol_min_candidates,
-             device: str = DEFAULTS.device, progress: bool = False,
-             threads: Optional[int] = 1, workers: int = DEFAULTS.workers, cache: bool = True) -> CrossvalResult:
+# --------------------------------------------------------------------------- the run
+def crossval(dataset, settings: Optional[Settings] = None, family: Optional[Family] = None, *,
+             compute: Optional[Compute] = None, cache: bool = True, **keywords: Any) -> CrossvalResult:
     """Run the nested protocol on a dataset (see the module docstring).
 
     Parameters
@@ -418,105 +641,94 @@ def crossval(dataset, *, mode: str = DEFAULTS.split_mode, folds: int = DEFAULTS.
     dataset
         A :mod:`clpips.datasets` dataset; its ``within`` hook, when present, builds
         the rankings of each side of a split by image.
-    mode : {"target", "image"}
-        :data:`clpips.datasets.SPLIT_MODES`.
-    folds, repeats, inner_folds : int
-        Outer folds, repeats of the outer split, inner folds (each >= 2, repeats >= 1).
-    grid : Grid
-        Settings the inner folds choose among (default: :class:`Grid` from the defaults).
-    select : str
-        Inner criterion, one of :data:`SELECT` (higher is better).
-    seed : int
-        Seeds the fold assignments (repeat ``r`` uses a seed derived from ``(seed, r)``),
-        the initial weights and the training shuffles.
-    net, init, loss, batch_size, layers, project, device, threads
-        As :func:`clpips.train.fit_pairs`.
-    metric : str
-        The metric fitted and compared with LPIPS, one of :data:`METRICS`: ``"clpips"`` (the
-        paper's), ``"global"`` (the same per-channel weights on spatially pooled features, with
-        the setting CLPIPS's inner folds chose in each fold), ``"transform"`` (AligNet-style
-        low-rank transform of the pooled representation, tuned by its own inner folds) or
-        ``"teacher"`` (CLPIPS, with CLPIPS's chosen setting, trained on human pairs plus the
-        transform's labels). Its distances fill the result's ``clpips`` columns;
-        ``settings["metric"]`` names it.
-    transform_lambdas, transform_lrs, transform_steps, transform_rank, transform_margins
-        The transform's settings (``"transform"`` and the teacher): the
-        :class:`clpips.book.aligned.TransformGrid` and the margins, all chosen among by the inner folds.
-    teacher_weight, teacher_sets
-        The teacher's new candidate sets per training target, and the weight of their pairs
-        against the human pairs in the student's training set (``"teacher"``).
-    min_candidates : int
-        Split by image of a study with fixed candidates: a held-out ranking (outer or inner) left
-        with fewer candidates among its fold's images is not scored (at least 2). The run is
-        refused (:class:`SplitRefused`, one line) when an outer fold would score fewer than half of
-        its held-out targets' rankings (:func:`check_split`).
-    workers : int
-        Processes the fits are spread over (:func:`clpips.train.fit_many`); the results do not
-        depend on it, so it is not part of the cache key.
+    settings : Settings
+        What the run computes (default: :class:`Settings`, from the defaults).
+    family : Family
+        The metric fitted and compared with LPIPS (default :data:`LINEAR`: CLPIPS, the paper's;
+        chapter 09's in :mod:`clpips.book.families`). Its distances fill the result's ``clpips``
+        columns; ``settings["metric"]`` names it (absent for CLPIPS).
+    compute : Compute
+        How the run is computed (device, processes); the results do not depend on it.
     cache : bool
         Read and write the on-disk result cache (``<cache>/crossval/``).
+    keywords
+        The old form, ``crossval(dataset, mode=..., folds=..., device=...)``: fields of
+        :class:`Settings` and :class:`Compute`, ``grid`` and ``metric="clpips"``. Deprecated
+        (a DeprecationWarning); it goes in the release after 0.1.
 
     A chosen value at an edge of the grid in most outer folds is named in a :class:`GridEdgeWarning`
     (:func:`grid_edges`), whether the run was computed or read from the cache.
     """
-    from clpips.datasets.splits import check_split_mode
-
-    check_split_mode(mode)
-    grid = grid or Grid()
-    if select not in SELECT:
-        raise ValueError(f"select must be one of {SELECT}, got {select!r}")
-    if folds < 2 or inner_folds < 2 or repeats < 1:
-        raise ValueError(f"need folds >= 2, inner_folds >= 2 and repeats >= 1, got {folds}, {inner_folds}, {repeats}")
-    if int(min_candidates) != min_candidates or min_candidates < 2:
-        raise ValueError(f"min_candidates must be a whole number >= 2, got {min_candidates!r}")
-    settings = {"dataset": getattr(dataset, "name", "custom"), "mode": mode, "folds": folds, "repeats": repeats,
-                "inner_folds": inner_folds, "margins": list(grid.margins), "lrs": list(grid.lrs),
-                "epochs": list(grid.epochs), "select": select, "seed": seed, "net": net, "init": init, "loss": loss,
-                "batch_size": batch_size, "layers": layers, "project": project, "version": PROTOCOL_VERSION,
-                "min_candidates": int(min_candidates)}
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    if metric != "clpips":  # CLPIPS's settings stay as they were: its cached runs keep their keys
-        settings["metric"] = metric
-    if metric in ("transform", "teacher"):
-        steps = _floats(transform_steps)
-        if any(x != int(x) for x in steps):
-            raise ValueError(f"transform_steps must be whole numbers, got {transform_steps!r}")
-        if int(transform_rank) != transform_rank or transform_rank < 1:
-            raise ValueError(f"transform_rank must be a whole number >= 1, got {transform_rank!r}")
-        settings.update(lambdas=[float(x) for x in str(transform_lambdas).split(",")]
-                        if isinstance(transform_lambdas, str) else [float(x) for x in transform_lambdas],
-                        transform_lrs=list(_floats(transform_lrs)), steps=sorted({int(x) for x in steps}),
-                        rank=int(transform_rank), transform_margins=list(_floats(transform_margins)))
-        if not all(np.isfinite(settings["lambdas"])) or min(settings["lambdas"]) < 0:
-            raise ValueError(f"transform_lambdas must be finite numbers >= 0, got {transform_lambdas!r}")
-    if metric == "teacher":
-        if not (np.isfinite(teacher_weight) and teacher_weight > 0):
-            raise ValueError(f"teacher_weight must be a finite number > 0, got {teacher_weight!r}")
-        if int(teacher_sets) != teacher_sets or teacher_sets < 1:
-            raise ValueError(f"teacher_sets must be a whole number >= 1, got {teacher_sets!r}")
-        settings.update(teacher_weight=float(teacher_weight), teacher_sets=int(teacher_sets))
-    from clpips.datasets.splits import split_modes_coincide
-    if mode == "image" and getattr(dataset, "within", None) is None and split_modes_coincide(dataset.table):
-        # the split by image would repeat the split by target fold for fold: run (or read) that one
-        with warnings.catch_warnings():   # its grid edges are named below, as this split's
-            warnings.simplefilter("ignore", GridEdgeWarning)
-            same = crossval(dataset, **_keywords(settings, mode="target"), grid=grid, device=device,
-                            progress=progress, threads=threads, workers=workers, cache=cache)
-        return _edges_named(dataclasses.replace(same, settings={**same.settings, "mode": "image",
-                                                                "same_folds_as": "target"}))
-    key = cache_key(dataset, settings)
+    if keywords:
+        settings, family, compute = _from_keywords(settings, family, compute, keywords)
+    settings, family, compute = settings or Settings(), family or LINEAR, compute or Compute()
+    if settings.mode == "image" and getattr(dataset, "within", None) is None and split_modes_coincide(dataset.table):
+        return _edges_named(_as_split_by_target(dataset, settings, family, compute, cache))
+    record = run_settings(dataset, settings, family)
     if not cache:
-        return _edges_named(_crossval(dataset, settings, grid, device, progress, threads, workers))
+        return _edges_named(_run(dataset, settings, family, compute, record))
+    key = cache_key(dataset, record)
     if (hit := _read_cache(key)) is not None:
         return _edges_named(hit)
     # another process computing the same run (chapters side by side): wait for it, then read its result
-    with atomic.exclusive(_lock_path(_cache_folder(key))):
+    with atomic.exclusive(_lock_path(cache_folder(key))):
         if (hit := _read_cache(key)) is not None:
             return _edges_named(hit)
-        result = _crossval(dataset, settings, grid, device, progress, threads, workers)
+        result = _run(dataset, settings, family, compute, record)
         _write_cache(key, result)
     return _edges_named(result)
+
+
+#: the old keywords of :func:`crossval` that are fields of :class:`Compute`
+_COMPUTE_KEYWORDS = ("device", "progress", "threads", "workers", "executor")
+#: the old keywords of chapter 09's metrics: options of its families now, ignored by CLPIPS's runs as before
+_FAMILY_KEYWORDS = ("transform_lambdas", "transform_lrs", "transform_steps", "transform_rank", "transform_margins",
+                    "teacher_weight", "teacher_sets")
+
+
+def _from_keywords(settings: Optional[Settings], family: Optional[Family], compute: Optional[Compute],
+                   keywords: Mapping[str, Any]) -> tuple[Settings, Family, Compute]:
+    """The deprecated keyword form of :func:`crossval`, as its settings, family and compute."""
+    warnings.warn("crossval(dataset, mode=..., folds=..., ...) is deprecated: pass crossval(dataset, "
+                  "Settings(...), family, compute=Compute(...)) (clpips.protocol)", DeprecationWarning, stacklevel=3)
+    given = {k: v for k, v in keywords.items() if k not in _FAMILY_KEYWORDS and not (k == "grid" and v is None)}
+    metric = given.pop("metric", LINEAR.name)
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if metric != LINEAR.name:
+        raise ValueError(f"metric {metric!r} is a family of chapter 09: pass family=clpips.book.families."
+                         f"family({metric!r}, options) to crossval")
+    unknown = sorted(set(given) - {f.name for f in dataclasses.fields(Settings)} - set(_COMPUTE_KEYWORDS))
+    if unknown:
+        raise TypeError(f"crossval() got unexpected keyword arguments {unknown}")
+    compute = dataclasses.replace(compute or Compute(), **{k: given.pop(k) for k in _COMPUTE_KEYWORDS if k in given})
+    return dataclasses.replace(settings or Settings(), **given), family or LINEAR, compute
+
+
+def run_settings(dataset, settings: Settings, family: Family) -> dict[str, Any]:
+    """A run's settings as its result records them (:attr:`CrossvalResult.settings`) and its cache key
+    hashes them: the dataset's name, the :class:`Settings`, the protocol's version, then the family's name
+    and options (CLPIPS's runs: neither, so that its cached runs keep their keys)."""
+    s = settings
+    out = {"dataset": getattr(dataset, "name", "custom"), "mode": s.mode, "folds": s.folds, "repeats": s.repeats,
+           "inner_folds": s.inner_folds, "margins": list(s.grid.margins), "lrs": list(s.grid.lrs),
+           "epochs": list(s.grid.epochs), "select": s.select, "seed": s.seed, "net": s.net, "init": s.init,
+           "loss": s.loss, "batch_size": s.batch_size, "layers": s.layers, "project": s.project,
+           "version": PROTOCOL_VERSION, "min_candidates": int(s.min_candidates)}
+    if family.name != LINEAR.name:
+        out["metric"] = family.name
+    out.update(family.options())
+    return out
+
+
+def _as_split_by_target(dataset, settings: Settings, family: Family, compute: Compute,
+                        cache: bool) -> CrossvalResult:
+    """A split by image that would repeat the split by target fold for fold: that run (run or read), named
+    as this split's (its grid edges are named once, by :func:`crossval`, as this split's)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GridEdgeWarning)
+        same = crossval(dataset, settings.replace(mode="target"), family, compute=compute, cache=cache)
+    return dataclasses.replace(same, settings={**same.settings, "mode": "image", "same_folds_as": "target"})
 
 
 def _edges_named(result: CrossvalResult) -> CrossvalResult:
@@ -529,13 +741,8 @@ def _edges_named(result: CrossvalResult) -> CrossvalResult:
     return result
 
 
-def _crossval(dataset, settings: dict[str, Any], grid: Grid, device: str, progress: bool,
-              threads: Optional[int], workers: int) -> CrossvalResult:
-    """The run itself (no cache)."""
-    from clpips.evaluate import RANKING, ranking_ids
-    from clpips.model import initial_weight_vector
-    from clpips.train import pair_features_for
-
+def _run(dataset, settings: Settings, family: Family, compute: Compute, record: dict[str, Any]) -> CrossvalResult:
+    """The run itself (no cache); ``record``: its settings as the result records them."""
     # 1. every split first (tables only), so one feature pass covers them all; a split by image that would
     # leave too little held out to judge is refused here, before any work
     outer = _outer_splits(dataset, settings)
@@ -544,58 +751,64 @@ def _crossval(dataset, settings: dict[str, Any], grid: Grid, device: str, progre
     tables = [o["train"] for o in outer] + [o["test"] for o in outer] + \
              [t for o in outer for pair in o["inner"] for t in pair]
     every = pd.concat(tables, ignore_index=True)
-    features = pair_features_for(dataset, every, net=settings["net"], device=device, progress=progress)
-    w0 = initial_weight_vector(settings["net"], settings["init"], settings["seed"])
+    features = train.pair_features_for(dataset, every, net=settings.net, device=compute.device,
+                                       progress=compute.progress)
+    w0 = initial_weight_vector(settings.net, settings.init, settings.seed)
+    fits = family.prepare(RunInputs(dataset, settings, compute, outer, every, features, w0))
 
     # 2. every inner fold's fits of every setting at once
-    family = _family(dataset, settings, grid, every, features, w0, device, progress, threads, workers)
-    jobs = [_FitJob(i, j, itrain) for i, o in enumerate(outer) if family.tuned
+    jobs = [FitJob(i, j, itrain) for i, o in enumerate(outer) if fits.tuned
             for j, (itrain, _) in enumerate(o["inner"])]
-    by_job = {(job.outer, job.inner): fitted for job, fitted in zip(jobs, family.fit(jobs, outer))} if jobs else {}
+    by_job = {(job.outer, job.inner): fitted for job, fitted in zip(jobs, fits.fit(jobs))} if jobs else {}
 
     # 3. choose on the inner folds; then refit each outer training side with its chosen setting only (all
     # at once), and score it on the outer test side. Refitting the chosen setting alone gives what its
     # column of the whole grid gives, to float rounding, and cost a third of a run's fitting time
     # (measured: mur92 by target, 56 s with every refit training the whole grid, 38 s)
-    inner_rows, best_of = _choose(outer, family, by_job, settings["select"])
-    refit_jobs = [_FitJob(i, None, o["train"]) for i, o in enumerate(outer)]
-    refitted = family.fit(refit_jobs, outer, [best for best, _ in best_of])   # per job: 1 x P
-    scored = [_score_fold(o, family, best_of[i], refitted[i], features, w0,
-                          family.describe(i, outer) if family.describe is not None else None)
+    inner_rows, best_of = _choose(outer, fits, by_job, settings.select)
+    refitted = fits.fit([FitJob(i, None, o["train"]) for i, o in enumerate(outer)], [best for best, _ in best_of])
+    scored = [_score_fold(o, fits, best_of[i], refitted[i], features, w0, None if fits.tuned else fits.describe(i))
               for i, o in enumerate(outer)]
+    return _assembled(outer, scored, inner_rows, refitted, record)
+
+
+def _assembled(outer: Sequence[Mapping[str, Any]], scored: list, inner_rows: list[pd.DataFrame], refitted: list,
+               record: dict[str, Any]) -> CrossvalResult:
+    """The result of a run from its outer folds' rows and held-out tables (:func:`_score_fold`), its inner
+    tables and its refits; each fold's row counts its held-out targets that the target bootstrap draws."""
     oof_table = pd.concat([held for _, held in scored], ignore_index=True)
     oof_table[RANKING] = ranking_ids(oof_table)
     common = set.intersection(*(set(part["target"]) for _, part in oof_table.groupby("repeat")))
-    for o, (row, _) in zip(outer, scored):    # the fold's held-out targets the target bootstrap draws
+    for o, (row, _) in zip(outer, scored):
         row["n_boot_targets"] = len(set(o["test"]["target"]) & common)
     return CrossvalResult(folds=pd.DataFrame([row for row, _ in scored]),
                           inner=pd.concat(inner_rows, ignore_index=True), oof=oof_table,
-                          weights=np.stack([np.asarray(w[0]) for w in refitted]), settings=settings)
+                          weights=np.stack([np.asarray(w[0]) for w in refitted]), settings=record)
 
 
-def _outer_splits(dataset, settings: Mapping[str, Any], inner: bool = True) -> list[dict[str, Any]]:
+def _outer_splits(dataset, settings: Settings, inner: bool = True) -> list[dict[str, Any]]:
     """Every outer fold of the run: its training and test tables, what it kept of its repeat's table
     (:func:`_kept`) and, with ``inner``, its inner folds (checked: no held-out target, split by image no
     held-out image, reaches them). A dataset that draws its candidates re-draws them for every repeat:
     which candidates a target got is a random choice too, and no result should rest on one draw (a study
     CSV keeps its sets)."""
-    from clpips.datasets.splits import fold_targets, split_folds
-    mode, seed, folds, least = settings["mode"], settings["seed"], settings["folds"], settings["min_candidates"]
+    mode, seed, folds, least = settings.mode, settings.seed, settings.folds, settings.min_candidates
     within = getattr(dataset, "within", None)
-    every_image = sorted(_images(dataset.table))
+    every_image = sorted(table_images(dataset.table))
     outer = []
-    for r in range(settings["repeats"]):
-        rseed = _derived_seed(seed, r)
+    for r in range(settings.repeats):
+        rseed = derived_seed(seed, r)
         table = within(every_image, rseed) if within is not None else dataset.table
         held = fold_targets(table, folds, rseed)
-        for f, (train, test) in enumerate(split_folds(table, mode, folds, rseed, within=within,
-                                                      min_candidates=least)):
-            o = {"repeat": r, "fold": f, "train": train, "test": test,
-                 "kept": _kept(table, train, test, held[f], drawn=within is not None)}
+        for f, (training, test) in enumerate(split_folds(table, mode, folds, rseed, within=within,
+                                                         min_candidates=least)):
+            o = {"repeat": r, "fold": f, "train": training, "test": test,
+                 "kept": _kept(table, training, test, held[f], drawn=within is not None)}
             if inner:
-                o["inner"] = list(split_folds(train, mode, settings["inner_folds"], _derived_seed(seed, r, f),
+                o["inner"] = list(split_folds(training, mode, settings.inner_folds, derived_seed(seed, r, f),
                                               within=within, min_candidates=least))
-                _check_nested(mode, test, [train, *(t for pair in o["inner"] for t in pair)], f"repeat {r}, fold {f}")
+                check_nested(mode, test, [training, *(t for pair in o["inner"] for t in pair)],
+                             f"repeat {r}, fold {f}")
             outer.append(o)
     return outer
 
@@ -615,11 +828,11 @@ def _kept(table: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, held: se
             "test_candidates_max": int(sizes.max()) if len(sizes) else 0}
 
 
-def _refusal(outer: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> Optional[str]:
+def _refusal(outer: Sequence[Mapping[str, Any]], settings: Settings) -> Optional[str]:
     """The one line refusing a split by image that leaves too little to judge, or None. The rule: every
     outer fold must score at least :data:`MIN_SCORED_SHARE` (half) of its held-out targets' rankings, a
     ranking being scored when it keeps ``min_candidates`` candidates or more among the fold's images."""
-    if settings["mode"] != "image":
+    if settings.mode != "image":
         return None
     counts = [(_n_rankings(o["test"]), _n_rankings(o["test"]) + o["kept"]["n_test_rankings_dropped"], o)
               for o in outer]
@@ -631,46 +844,45 @@ def _refusal(outer: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
                                                                + len(o["test"]), 1) for o in outer])
     return (f"split by image refused: outer fold {worst['fold']} of repeat {worst['repeat']} scores {scored} of "
             f"its {meant} held-out rankings, all {len(outer)} folds {sum(c[0] for c in counts)} of "
-            f"{sum(c[1] for c in counts)} (a held-out ranking needs {settings['min_candidates']} candidates among "
+            f"{sum(c[1] for c in counts)} (a held-out ranking needs {settings.min_candidates} candidates among "
             f"its fold's images; {neither:.0%} of a fold's rows are on neither side); split by target instead, "
             f"or use fewer folds (a held-out ranking keeps about 1/folds of its candidates)")
 
 
-def check_split(dataset, *, mode: str, folds: int = DEFAULTS.protocol_folds,
-                repeats: int = DEFAULTS.protocol_repeats, seed: int = DEFAULTS.seed,
-                min_candidates: int = DEFAULTS.protocol_min_candidates) -> None:
+def check_split(dataset, settings: Optional[Settings] = None, **keywords: Any) -> None:
     """Raise :class:`SplitRefused` (one line, naming the counts) when :func:`crossval` would refuse this split
-    (the rule of :func:`crossval`'s ``min_candidates``). Only the outer split is computed (no features, no
+    (the rule of :class:`Settings`' ``min_candidates``). Only the outer split is computed (no features, no
     fits), so the CLI and the chapters can ask before a run. The split by target, a dataset that draws its
-    candidates and one whose two split modes coincide always pass."""
-    from clpips.datasets.splits import check_split_mode, split_modes_coincide
-    check_split_mode(mode)
-    if mode != "image" or getattr(dataset, "within", None) is not None or split_modes_coincide(dataset.table):
+    candidates and one whose two split modes coincide always pass. ``keywords``: the old form
+    (``check_split(dataset, mode=..., folds=...)``), deprecated as :func:`crossval`'s."""
+    if keywords:
+        warnings.warn("check_split(dataset, mode=..., folds=...) is deprecated: pass check_split(dataset, "
+                      "Settings(...)) (clpips.protocol)", DeprecationWarning, stacklevel=2)
+    settings = (settings or Settings()).replace(**keywords)
+    if settings.mode != "image" or getattr(dataset, "within", None) is not None or split_modes_coincide(dataset.table):
         return
-    settings = {"mode": mode, "folds": folds, "repeats": repeats, "seed": seed, "min_candidates": min_candidates}
     if (refused := _refusal(_outer_splits(dataset, settings, inner=False), settings)) is not None:
         raise SplitRefused(refused)
 
 
-def _choose(outer: Sequence[Mapping[str, Any]], family: "_Family", by_job: Mapping, select: str
+def _choose(outer: Sequence[Mapping[str, Any]], fits: Fits, by_job: Mapping, select: str
             ) -> tuple[list[pd.DataFrame], list[tuple[int, float]]]:
     """Per outer fold: its inner table (each setting's statistics, averaged over the inner folds that scored
     a held-out ranking) and its choice with its score: the setting of best mean ``select``, the first of them
     on a tie ("do not train" is the first setting of a :class:`Grid`)."""
-    from clpips.evaluate import distance_scores
-    setting_rows = family.settings
+    setting_rows = fits.settings
     names = [str(n) for n in range(len(setting_rows))]
     inner_rows, best_of = [], []
     for i, o in enumerate(outer):
         scores = [np.full((len(setting_rows), len(STATISTICS)), np.nan)]
-        for j, (_, ival) in enumerate(o["inner"] if family.tuned else []):
+        for j, (_, ival) in enumerate(o["inner"] if fits.tuned else []):
             if ival.empty:      # split by image: no held-out ranking kept min_candidates candidates
                 continue
-            s = distance_scores(ival, family.distances(ival, by_job[(i, j)]), names)
+            s = evaluate.distance_scores(ival, fits.distances(ival, by_job[(i, j)]), names)
             scores.append(s[list(STATISTICS)].to_numpy(float))
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an untuned family: all NaN
-            mean = np.nanmean(np.stack(scores[1:] or scores), axis=0)   # settings (family.settings' order) x stats
+            mean = np.nanmean(np.stack(scores[1:] or scores), axis=0)   # settings (fits.settings' order) x stats
         table = setting_rows.copy()
         for s_i, stat in enumerate(STATISTICS):
             table[f"inner_{stat}"] = mean[:, s_i]
@@ -683,21 +895,20 @@ def _choose(outer: Sequence[Mapping[str, Any]], family: "_Family", by_job: Mappi
     return inner_rows, best_of
 
 
-def _score_fold(o: Mapping[str, Any], family: "_Family", best: tuple[int, float], refit, features, w0,
+def _score_fold(o: Mapping[str, Any], fits: Fits, best: tuple[int, float], refit, features, w0,
                 described: Optional[Mapping[str, Any]]) -> tuple[dict[str, Any], pd.DataFrame]:
     """One outer fold's row (its chosen setting, ``described`` for a family that follows another's choice,
     whether it trained, its sizes and what it kept, LPIPS's and the fitted metric's held-out statistics and
     their differences) and its out-of-fold rows with both distances."""
-    from clpips.datasets.splits import shared_pair_share
-    from clpips.evaluate import distance_scores
-    choice = family.settings.iloc[best[0]]
+    choice = fits.settings.iloc[best[0]]   # one row: its numbers as floats, whole-number columns as ints again
+    whole = {c: pd.api.types.is_integer_dtype(fits.settings[c]) for c in fits.settings.columns}
     test = o["test"]
     rows = features.rows(test["target"], test["candidate"])
     lpips = (features.matrix[rows] @ w0).numpy().astype(float)
-    fitted = family.distances(test, refit[:1])[:, 0]
-    held = distance_scores(test, np.stack([lpips, fitted], axis=1), ["lpips", "clpips"])
+    fitted = fits.distances(test, refit[:1])[:, 0]
+    held = evaluate.distance_scores(test, np.stack([lpips, fitted], axis=1), ["lpips", "clpips"])
     row = {"repeat": o["repeat"], "fold": o["fold"],
-           **{c: (int(v) if c in _WHOLE else float(v)) for c, v in choice.items()}, **(described or {})}
+           **{c: (int(v) if whole[c] else float(v)) for c, v in choice.items()}, **(described or {})}
     row["trained"] = bool(row.get("epochs", 1) != 0)        # False: "do not train" (LPIPS's weights) chosen
     kept = o["kept"]
     row.update({"inner_score": best[1],
@@ -717,257 +928,13 @@ def _score_fold(o: Mapping[str, Any], family: "_Family", best: tuple[int, float]
         repeat=o["repeat"], fold=o["fold"], lpips=lpips, clpips=fitted.astype(float))
 
 
-#: setting columns that are whole numbers (epochs of the minibatch trainer, steps of the transform's, sets)
-_WHOLE = ("epochs", "steps", "teacher_sets")
-#: every column that can name a setting, in the order they are reported
-_SETTINGS = ("margin", "lam", "lr", "epochs", "steps", "teacher_weight", "teacher_sets")
-
-
-@dataclass(frozen=True)
-class _FitJob:
-    """One fit of a run: outer fold ``outer``'s inner fold ``inner`` (None: the refit on its training side)."""
-
-    outer: int
-    inner: Optional[int]
-    train: pd.DataFrame
-
-
-@dataclass
-class _Family:
-    """How a run fits and scores the metric it compares with LPIPS (:data:`METRICS`).
-
-    ``settings``: one row per setting the inner folds choose among; ``fit(jobs, outer, chosen=None)``:
-    per job, a ``settings x P`` array of fitted parameters, or with ``chosen`` (one row of ``settings``
-    per job) a ``1 x P`` array of that setting's; ``distances(table, params)``: ``rows x len(params)``."""
-
-    settings: pd.DataFrame
-    fit: Any
-    distances: Any
-    tuned: bool = True        #: False: one setting, no inner fits (the fold's row gets ``describe``'s columns)
-    describe: Any = None      #: (outer index, outer) -> the setting columns of that fold's fit
-
-
-def _linear_family(store, grid: Grid, settings: dict[str, Any], w0, device: str, threads, workers,
-                   follow: Optional[Mapping[tuple[int, int], Mapping[str, Any]]] = None) -> _Family:
-    """A metric linear in per-pair feature rows (``d = store.matrix[row] @ w``), fitted by
-    :func:`clpips.train.fit_many`: CLPIPS (LPIPS's pair features) over the :class:`Grid`, chosen by the
-    inner folds; or, with ``follow`` (the setting CLPIPS's inner folds chose in each outer fold), one
-    refit per outer fold with that setting: global CLPIPS (pooled features) and the teacher's student.
-    "Do not train" (0 epochs) is the starting weights ``w0``, unfitted.
-    ``store`` may be a callable ``(jobs, outer) -> (store, pairs per job)`` (the student's rows are known
-    only once its teacher has ranked)."""
-    from clpips.train import GridJob, fit_many, ranking_pair_index
-    cols = grid.columns()
-    margins, lrs = tuple(m for m, _ in cols), tuple(lr for _, lr in cols)
-    state = {"store": None if callable(store) else store}
-
-    every_setting = grid.settings()
-    unfitted = np.asarray(w0, dtype=np.float32).reshape(1, -1)     # "do not train"
-
-    def fitted_columns(grid_jobs):
-        trained = fit_many(state["store"].matrix, grid_jobs, w0, net=settings["net"], loss=settings["loss"],
-                           batch_size=settings["batch_size"], layers=settings["layers"],
-                           project=settings["project"], device=device, threads=threads, workers=workers)
-        # epochs x columns x D -> (column, then epochs: the order of Grid.settings) x D
-        return [w.permute(1, 0, 2).reshape(-1, w.shape[-1]).numpy() for w in trained]
-
-    def fit(jobs, outer, chosen=None):
-        if callable(store):
-            state["store"], pairs = store(jobs, outer)
-        else:
-            pairs = [ranking_pair_index(store, job.train) for job in jobs]
-        if follow is None and chosen is None:    # every setting: "do not train", then the grid's
-            whole = [GridJob(job_pairs, margins, lrs, grid.epochs, settings["seed"]) for job_pairs in pairs]
-            return [np.concatenate([unfitted, w]) for w in fitted_columns(whole)]
-        picks = [follow[(outer[job.outer]["repeat"], outer[job.outer]["fold"])] if follow is not None
-                 else every_setting.iloc[chosen[n]] for n, job in enumerate(jobs)]
-        fitted = [n for n, pick in enumerate(picks) if int(pick["epochs"]) > 0]   # the others: "do not train"
-        alone = [GridJob(pairs[n], (float(picks[n]["margin"]),), (float(picks[n]["lr"]),), (int(picks[n]["epochs"]),),
-                         settings["seed"]) for n in fitted]
-        out = [unfitted] * len(jobs)
-        for n, w in zip(fitted, fitted_columns(alone) if alone else []):
-            out[n] = w
-        return out
-
-    def distances(table, params):
-        rows = state["store"].rows(table["target"], table["candidate"])
-        return (state["store"].matrix[rows] @ torch.as_tensor(np.asarray(params), dtype=torch.float32).T
-                ).numpy().astype(float)
-
-    if follow is None:
-        return _Family(every_setting, fit, distances)
-
-    def describe(i, outer):
-        pick = follow[(outer[i]["repeat"], outer[i]["fold"])]   # "do not train": NaN, NaN, 0 as CLPIPS's row
-        return {"margin": float(pick["margin"]), "lr": float(pick["lr"]), "epochs": int(pick["epochs"])}
-
-    return _Family(pd.DataFrame(index=[0]), fit, distances, tuned=False, describe=describe)
-
-
-def _choices(dataset, settings: Mapping[str, Any], metric: str, grid: Grid, device, progress, threads,
-             workers) -> dict[tuple[int, int], dict[str, Any]]:
-    """The fold rows of this dataset's ``metric`` run with the same protocol settings, by (repeat, fold):
-    the settings its inner folds chose, and (``"weights"``) the parameters refitted with them (the run
-    is run now, or read from the cache)."""
-    base = {k: v for k, v in settings.items() if k not in ("teacher_weight", "teacher_sets")}
-    with warnings.catch_warnings():   # that run's grid edges are named where it is run for its own sake
-        warnings.simplefilter("ignore", GridEdgeWarning)
-        run = crossval(dataset, **_keywords(base, metric=metric), grid=grid, device=device, progress=progress,
-                       threads=threads, workers=workers)
-    return {(int(r["repeat"]), int(r["fold"])): {**r, "weights": w}
-            for r, w in zip(run.folds.to_dict(orient="records"), run.weights)}
-
-
-def _transform_inputs(dataset, every: pd.DataFrame, features, w0, net: str, device: str, progress: bool):
-    """The transform's inputs for a run's rows (:func:`clpips.book.aligned.delta_features`) in LPIPS's units
-    (:func:`_lpips_scale`, one number: the teacher's rankings, from its refits, do not depend on it)."""
-    from clpips.book import aligned
-    delta = aligned.delta_features(dataset, every, net=net, device=device, progress=progress)
-    root = float(np.sqrt(_lpips_scale(features, w0, (delta.matrix ** 2).sum(1))))
-    return dataclasses.replace(delta, matrix=delta.matrix * root, images=delta.images * root)
-
-
-def _lpips_scale(features, w0, global_distances: torch.Tensor) -> float:
-    """The one number that puts global distances in LPIPS's units: mean LPIPS distance over mean global
-    LPIPS distance of the run's (target, candidate) rows (no judgement used), so that the margin grid
-    means the same for both. Rankings, and so every statistic, do not depend on it."""
-    return float((features.matrix @ w0).mean() / global_distances.mean())
-
-
-def _transform_family(dataset, settings, every, features, w0, device, progress, threads) -> _Family:
-    """AligNet's transform of the pooled representation (:mod:`clpips.book.aligned`), its margin x lam x lr x
-    steps settings trained full-batch (:func:`clpips.book.aligned.fit_transform_many`)."""
-    from clpips.book import aligned
-    from clpips.train import ranking_pair_index
-    tgrid = aligned.TransformGrid(tuple(settings["lambdas"]), tuple(settings["transform_lrs"]),
-                                  tuple(settings["steps"]), settings["rank"])
-    delta = _transform_inputs(dataset, every, features, w0, settings["net"], device, progress)
-    per = tgrid.settings()
-    margins = settings.get("transform_margins", settings["margins"])
-    table = pd.concat([per.assign(margin=m) for m in margins], ignore_index=True)
-    table = table[["margin", "lam", "lr", "steps"]]
-
-    def fit(jobs, outer, chosen=None):
-        pairs = [(ranking_pair_index(delta, job.train), settings["seed"]) for job in jobs]
-        if chosen is None:
-            by_margin = [aligned.fit_transform_many(delta.matrix, pairs, tgrid, margin=m, loss=settings["loss"],
-                                                    threads=threads, factors=delta.factors)
-                         for m in margins]
-            return [np.concatenate([res[j].reshape(-1, res[j].shape[-1]).numpy() for res in by_margin])
-                    for j in range(len(jobs))]
-        # each job's chosen setting only: one call per (margin, lam, lr) chosen, to the most steps chosen with it
-        out: list = [None] * len(jobs)
-        picks = table.iloc[list(chosen)].reset_index(drop=True)
-        for (m, lam, lr), members in picks.groupby(["margin", "lam", "lr"]).groups.items():
-            steps = tuple(sorted({int(picks.at[n, "steps"]) for n in members}))
-            one = aligned.TransformGrid((float(lam),), (float(lr),), steps, tgrid.rank)
-            res = aligned.fit_transform_many(delta.matrix, [pairs[n] for n in members], one, margin=float(m),
-                                             loss=settings["loss"], threads=threads, factors=delta.factors)
-            for n, r in zip(members, res):                 # r: steps x 1 x P
-                out[n] = r[steps.index(int(picks.at[n, "steps"])), :1].numpy()
-        return out
-
-    def distances(table_, params):
-        rows = delta.rows(table_["target"], table_["candidate"])
-        p = torch.as_tensor(np.asarray(params), dtype=torch.float32)
-        return aligned.transform_distances(delta.matrix[rows], p, tgrid.rank).numpy().astype(float).reshape(len(rows), -1)
-
-    return _Family(table, fit, distances)
-
-
-def _teacher_family(dataset, settings, grid, every, features, w0, device, progress, threads, workers) -> _Family:
-    """A student CLPIPS trained on human pairs plus a surrogate teacher's (AligNet's third move).
-
-    In each outer fold the teacher is the transform run's refit of that fold: fitted on that
-    fold's training rankings only, with the setting its inner folds chose. It ranks
-    ``teacher_sets`` new candidate sets of ``k`` per training target, drawn among the training
-    side's images only (:func:`clpips.book.aligned.teacher_rankings`): comparisons no person made.
-    The student is CLPIPS's recipe with the setting CLPIPS's own inner folds chose in that fold,
-    trained on the human pairs plus the teacher's, repeated so that they weigh ``teacher_weight``
-    x the human pairs: the teacher's labels are the one change, so the student is not tuned again
-    (no inner fits; its ``inner_score`` is empty)."""
-    from clpips.book import aligned
-    from clpips.train import pair_features_for, ranking_pair_index
-    follow = _choices(dataset, settings, "clpips", grid, device, progress, threads, workers)
-    teach = _choices(dataset, settings, "transform", grid, device, progress, threads, workers)
-    rank, net = int(settings["rank"]), settings["net"]
-    emb = aligned.image_embeddings(dataset, sorted(_images(dataset.table)), net=net, device=device,
-                                   progress=progress)
-    k = int(dataset.table.groupby(["set_id", "rater"]).size().median())
-
-    def student_pairs(jobs, outer):
-        made = []
-        for job in jobs:
-            o = outer[job.outer]
-            # the teacher: the transform run's refit of this outer fold, on the same training rankings
-            # with the setting its inner folds chose (fitting it again gave the same parameters)
-            params = torch.as_tensor(np.asarray(teach[(o["repeat"], o["fold"])]["weights"]), dtype=torch.float32)
-            made.append(_taught(job, aligned.teacher_rankings(
-                aligned.teacher_distance(emb, params, rank), sorted(set(job.train["target"])),
-                sorted(_images(job.train)), sets_per_target=int(settings["teacher_sets"]), k=k,
-                seed=_derived_seed(settings["seed"], o["repeat"], o["fold"]))))
-        # LPIPS's pair features of every row a student sees or is scored on
-        store = pair_features_for(dataset, pd.concat([every, *made], ignore_index=True), net=net, device=device,
-                                  progress=progress)
-        pairs = []
-        for job, teacher in zip(jobs, made):
-            human, taught = ranking_pair_index(store, job.train), ranking_pair_index(store, teacher)
-            copies = max(1, round(float(settings["teacher_weight"]) * len(human) / max(len(taught), 1)))
-            pairs.append(torch.cat([human, taught.repeat(copies, 1)]))
-        return store, pairs
-
-    family = _linear_family(student_pairs, grid, settings, w0, device, threads, workers, follow=follow)
-    family.settings = pd.DataFrame([{"teacher_weight": float(settings["teacher_weight"]),
-                                     "teacher_sets": int(settings["teacher_sets"])}])
-    return family
-
-
-def _taught(job: _FitJob, made: pd.DataFrame) -> pd.DataFrame:
-    """A teacher's rankings, checked: its targets are the job's training targets and every image it
-    ranked is one of the job's training side (so, outer test targets, and in a split by image outer
-    test images, never reach a student: :func:`_check_nested` keeps them off the job's side)."""
-    if not set(made["target"]) <= set(job.train["target"]) or not _images(made) <= _images(job.train):
-        raise AssertionError(f"outer fold {job.outer}: the teacher ranked images outside its training side")
-    return made
-
-
-def _family(dataset, settings, grid, every, features, w0, device, progress, threads, workers) -> _Family:
-    metric = settings.get("metric", "clpips")
-    if metric == "clpips":
-        return _linear_family(features, grid, settings, w0, device, threads, workers)
-    if metric == "global":  # CLPIPS's setting in each fold: the pooled features are the one change
-        from clpips.book import aligned
-        store = aligned.global_features(dataset, every, net=settings["net"], device=device, progress=progress)
-        store.matrix = store.matrix * _lpips_scale(features, w0, store.matrix @ w0)
-        follow = _choices(dataset, settings, "clpips", grid, device, progress, threads, workers)
-        return _linear_family(store, grid, settings, w0, device, threads, workers, follow=follow)
-    if metric == "transform":
-        return _transform_family(dataset, settings, every, features, w0, device, progress, threads)
-    if metric == "teacher":
-        return _teacher_family(dataset, settings, grid, every, features, w0, device, progress, threads, workers)
-    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-
-
 def _n_rankings(table: pd.DataFrame) -> int:
     return int(table[["set_id", "rater"]].drop_duplicates().shape[0])
 
 
 # --------------------------------------------------------------------------- the result cache
-def cache_key(dataset, settings: Mapping[str, Any]) -> str:
-    """sha256 of the settings, the ranking table and the bytes of every image it names."""
-    from clpips.paths import sha256_file
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    table = dataset.table[["set_id", "target", "candidate", "rater", "rank"]]
-    digest.update(table.to_csv(index=False, lineterminator="\n").encode())
-    for ref in sorted(_images(dataset.table)):
-        digest.update(f"{ref}={sha256_file(dataset.image_path(ref))}\n".encode())
-    if getattr(dataset, "within", None) is not None:  # its draws depend on the dataset's own options
-        digest.update(str(getattr(dataset, "description", "")).encode())
-    return digest.hexdigest()[:32]
-
-
-def _cache_folder(key: str) -> Path:
-    from clpips.paths import cache_dir
+def cache_folder(key: str) -> Path:
+    """The folder of the cached run keyed ``key`` (:func:`clpips.experiment.cache_key` of its settings)."""
     return cache_dir() / "crossval" / f"v{PROTOCOL_VERSION}-{key}"
 
 
@@ -990,7 +957,7 @@ def _read_cache(key: str) -> Optional[CrossvalResult]:
     """The cached run, every file verified against its checksum; None when absent. A bad file (altered,
     truncated, missing, or without a checksum, as clpips wrote them before they had one) is named in one
     :class:`clpips.features.CacheWarning` line and its run folder removed, so the run is computed again."""
-    folder = _cache_folder(key)
+    folder = cache_folder(key)
     if not folder.is_dir():
         return None
     parts = {}
@@ -1035,7 +1002,7 @@ def _boot_bytes(out: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> bytes:
 
 
 def _write_cache(key: str, result: CrossvalResult) -> None:
-    folder = _cache_folder(key)
+    folder = cache_folder(key)
     if folder.is_dir():
         result.store = folder
         return

@@ -421,7 +421,8 @@ def fit_many(features: torch.Tensor, jobs: Sequence[GridJob], initial_weights: t
              net: str = DEFAULTS.net, loss: str = DEFAULTS.loss, batch_size: int = DEFAULTS.batch_size,
              layers: str | Sequence[int] = DEFAULTS.layers, project: bool = DEFAULTS.project,
              device: str = DEFAULTS.device, threads: Optional[int] = 1,
-             max_columns: int = 96, workers: int = 1) -> list[torch.Tensor]:
+             max_columns: int = 96, workers: int = 1,
+             executor: Optional[concurrent.futures.Executor] = None) -> list[torch.Tensor]:
     """Train every (job, margin, lr) column together, each exactly as its own :func:`fit_pairs` would.
 
     All columns step in lockstep as one ``D x C`` weight matrix: a step costs
@@ -449,6 +450,9 @@ def fit_many(features: torch.Tensor, jobs: Sequence[GridJob], initial_weights: t
     workers : int
         Processes to spread the groups over (CPU only; each uses ``threads`` torch threads).
         The results are the same for any number.
+    executor : concurrent.futures.Executor, optional
+        Run the groups there instead (a ``ProcessPoolExecutor``, a Dask cluster's
+        ``Client(...).get_executor()``): each group is one task, the same arithmetic wherever it runs.
 
     Returns
     -------
@@ -526,6 +530,12 @@ def fit_many(features: torch.Tensor, jobs: Sequence[GridJob], initial_weights: t
         groups.append(current)
     out: list[Optional[torch.Tensor]] = [None] * len(jobs)
     parts = [_compact(features, [resolved[i] for i in group]) for group in groups]
+    if executor is not None:
+        futures = [executor.submit(_fit_group, *part, batch_size, device, threads) for part in parts]
+        for group, future in zip(groups, futures):
+            for i, w in zip(group, future.result()):
+                out[i] = w
+        return out
     if workers > 1 and len(groups) > 1 and torch.device(device).type == "cpu":
         # groups are independent: run them in `workers` fresh Python processes, each with `threads` torch
         # threads, the largest groups dealt out first. Plain subprocesses rather than multiprocessing:

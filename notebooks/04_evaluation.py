@@ -80,7 +80,7 @@ from clpips.stats import mode_difference, power_table
 
 # %%
 data = load_dataset(dataset, k=k, candidates=candidates, seed=seed)  # a CSV study ignores k and candidates
-cv = {mode: protocol.crossval(data, mode=mode, **protocol.options(globals())) for mode in SPLIT_MODES}
+cv = {mode: protocol.crossval(data, protocol.Settings.from_parameters(globals(), mode=mode)) for mode in SPLIT_MODES}
 pd.concat({f"by {mode}": res.chosen().head(3) for mode, res in cv.items()}, names=["split", "rank"])
 
 # %% [markdown]

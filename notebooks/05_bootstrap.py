@@ -67,7 +67,7 @@ from clpips.stats import corrected_resampled_t, fold_ratio, power_table
 
 # %%
 data = load_dataset(dataset, k=k, candidates=candidates, seed=seed)  # a CSV study ignores k and candidates
-cv = {mode: protocol.crossval(data, mode=mode, **protocol.options(globals())) for mode in SPLIT_MODES}
+cv = {mode: protocol.crossval(data, protocol.Settings.from_parameters(globals(), mode=mode)) for mode in SPLIT_MODES}
 
 # %% [markdown]
 # One run gives ΔICC(A,k) intervals of several kinds. Over the outer folds: the corrected

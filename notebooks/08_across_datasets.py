@@ -74,7 +74,7 @@ studies = load_every_dataset(study_csv, k=k, seed=seed)
 runs, summaries = {}, {}
 for name, data in studies.items():
     for mode in SPLIT_MODES:
-        res = protocol.crossval(data, mode=mode, **protocol.options(globals()))
+        res = protocol.crossval(data, protocol.Settings.from_parameters(globals(), mode=mode))
         runs[(name, mode)] = res
         summaries[(name, mode)] = res.summary(ci=ci, n_boot=n_boot, seed=seed)
 glue_all({"n_datasets": len(studies), "datasets": ", ".join(studies)}, prefix="nb08_")  # plain names: not markdown

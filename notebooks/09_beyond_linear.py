@@ -34,7 +34,8 @@
 # | transform | a rank-8 departure $UV^\top$ from the identity, on the pooled features, pulled towards it by $\lambda\lVert UV^\top\rVert_F^2$ | new directions mixing channels and layers: "belong together" |
 # | taught CLPIPS | CLPIPS's 1,152 weights, trained on people's pairs plus the transform's | what a spatial metric learns from a global teacher |
 #
-# How each is fitted (`clpips.protocol.crossval(metric=...)`, `clpips.book.aligned`): global CLPIPS
+# How each is fitted (`clpips.protocol.crossval(data, settings, family)` with the families of
+# `clpips.book.families`, built on `clpips.book.aligned`): global CLPIPS
 # with CLPIPS's trainer and the setting CLPIPS's inner folds chose in the same fold, its distances
 # put in LPIPS's units by one number per run (mean LPIPS over mean global distance of the run's
 # pairs, no judgement used), so that the pooling is the one change; the transform with full-batch
@@ -85,7 +86,7 @@ from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
 from clpips import protocol
-from clpips.book import aligned
+from clpips.book import aligned, families
 from clpips.datasets import SPLIT_MODES
 from clpips.experiment import load_every_dataset
 from clpips.model import initial_weight_vector
@@ -95,7 +96,8 @@ set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND
 started = time.perf_counter()
 
 studies = load_every_dataset(study_csv, k=k, candidates=candidates, seed=seed)
-options = protocol.options(globals())  # the protocol of chapters 04 and 08: their CLPIPS runs are read back
+settings = protocol.Settings.from_parameters(globals())  # chapters 04 and 08's: their CLPIPS runs are read back
+family = {metric: families.family(metric, globals()) for metric in protocol.METRICS}  # with transform_*, teacher_*
 runs = {}
 # the transforms first: they need no other run. Then each dataset's CLPIPS run (chapters 04 and 08 share
 # it: whoever comes first computes it) and the metrics that take its choices, mur92 last: run side by
@@ -103,12 +105,12 @@ runs = {}
 order = sorted(studies, key=lambda name: name == "mur92")
 for name in order:
     for mode in SPLIT_MODES:
-        runs[(name, mode, "transform")] = protocol.crossval(studies[name], mode=mode,
-                                                             **{**options, "metric": "transform"})
+        runs[(name, mode, "transform")] = protocol.crossval(studies[name], settings.replace(mode=mode),
+                                                             family["transform"])
 for name in order:
     for metric in (m for m in protocol.METRICS if m != "transform"):
         for mode in SPLIT_MODES:
-            runs[(name, mode, metric)] = protocol.crossval(studies[name], mode=mode, **{**options, "metric": metric})
+            runs[(name, mode, metric)] = protocol.crossval(studies[name], settings.replace(mode=mode), family[metric])
 summaries = {(name, mode): {metric: runs[(name, mode, metric)].summary(ci=ci, bootstrap=False)
                             for metric in protocol.METRICS}
              for name in studies for mode in SPLIT_MODES}

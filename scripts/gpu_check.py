@@ -17,6 +17,7 @@ import torch
 
 import clpips
 from clpips import protocol
+from clpips.book import families
 import clpips.datasets
 from clpips.images import load_image
 from clpips.model import initial_weight_vector
@@ -66,13 +67,14 @@ for dev in ("cpu", "cuda"):
 report["fit_many_max_abs_diff"] = max(float((a - b.cpu()).abs().max()) for a, b in zip(out_w["cpu"], out_w["cuda"]))
 
 # 4. the nested protocol with device="cuda" (CLPIPS and global CLPIPS) against the CPU
-small = dict(folds=3, repeats=1, inner_folds=2, grid=protocol.Grid.parse("0.02,0.05", "0.01", "2,4"), cache=False,
-             loss="logistic")
+small = protocol.Settings(mode="target", folds=3, repeats=1, inner_folds=2,
+                          grid=protocol.Grid.parse("0.02,0.05", "0.01", "2,4"), loss="logistic")
 for metric in ("clpips", "global"):
     res = {}
     for dev in ("cpu", "cuda"):
         t0 = time.perf_counter()
-        res[dev] = protocol.crossval(data, mode="target", metric=metric, device=dev, workers=1, **small)
+        res[dev] = protocol.crossval(data, small, families.family(metric, {}),
+                                     compute=protocol.Compute(device=dev, workers=1), cache=False)
         report[f"crossval_{metric}_seconds_{dev}"] = time.perf_counter() - t0
     a, b = res["cpu"].folds, res["cuda"].folds
     report[f"crossval_{metric}_same_choices"] = bool(a[["margin", "lr", "epochs"]].equals(b[["margin", "lr", "epochs"]]))

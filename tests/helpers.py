@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from clpips.apps.cli import main
 
 
@@ -38,3 +41,17 @@ def icc_ak(y) -> float:
     msc = n * ((y.mean(axis=0) - grand) ** 2).sum() / (k - 1)
     mse = (((y - grand) ** 2).sum() - (n - 1) * msr - (k - 1) * msc) / ((n - 1) * (k - 1))
     return float((msr - mse) / (msr + (msc - mse) / n))
+
+
+def toy_table(n_images=12, k=5, raters=("a", "b"), seed=0) -> pd.DataFrame:
+    """A ranking table: every image a target with k random candidates among the others; each rater a random
+    order."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for t in range(n_images):
+        cands = rng.choice([i for i in range(n_images) if i != t], size=k, replace=False)
+        for r in raters:
+            for rank, c in enumerate(rng.permutation(cands), start=1):
+                rows.append({"set_id": f"s{t}", "target": f"i{t}.png", "candidate": f"i{c}.png", "rater": r,
+                             "rank": rank})
+    return pd.DataFrame(rows)

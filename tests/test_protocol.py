@@ -1,232 +1,31 @@
-"""The nested protocol: batched fits equal sequential ones, splits keep sides apart, statistics
-equal direct computations, and on data with a known gain the protocol finds it."""
+"""The nested protocol: splits keep sides apart, statistics equal direct computations, refits are the
+chosen setting's fit, and on data with a known gain the protocol finds it. (Its fits, clpips.train.fit_many,
+are tested in test_fit_many.py; chapter 09's metric families in test_protocol_families.py.)"""
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
 import pandas as pd
 import pingouin as pg
 import pytest
-import torch
 from scipy import stats as sps
 
 from clpips import protocol
 from clpips.datasets import restrict_to_images, split_folds
 from clpips.datasets.splits import image_folds, shared_pairs
 from clpips.evaluate import distance_scores, ranking_ids
-from clpips.model import CHANNELS, initial_weight_vector
+from clpips.model import CHANNELS
 from clpips.stats import bootstrap_counts, corrected_resampled_t
-from clpips.train import GridJob, fit_grid, fit_many, fit_pairs
-from tolerance import assert_same_fit, assert_within, dot_bound, typical_dot_bound
+from clpips.train import fit_pairs
+from helpers import toy_table
 
 DIM = sum(CHANNELS["alex"])
 
 
-@pytest.fixture(params=["rows", "pairs"])
-def step_path(request, monkeypatch):
-    """Each lockstep step taken both ways (train._gathers_pairs): over all the group's rows, and on its
-    batches' pair differences; both must equal fit_pairs."""
-    from clpips import train
-    monkeypatch.setattr(train, "_gathers_pairs", lambda *args: request.param == "pairs")
-    return request.param
-
-
-def _pairs_problem(n_rows=60, n_pairs=700, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    # float64 features make float64 fits: two summation orders then agree to ~1e-14 on any CPU (tolerance.py)
-    features = (torch.rand(n_rows, DIM, generator=gen) * 0.02).double()
-    pairs = torch.randint(0, n_rows, (n_pairs, 2), generator=gen)
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    return features, pairs
-
-
-@pytest.mark.parametrize("loss", ["logistic", "margin"])
-@pytest.mark.float_sensitive
-def test_fit_grid_equals_a_loop_of_fit_pairs(loss):
-    features, pairs = _pairs_problem()
-    w0 = initial_weight_vector("alex", "lpips")
-    margins, lrs = (0.01, 0.05, 0.01), (1e-3, 1e-3, 1e-2)
-    grid = fit_grid(features, pairs, w0, margins=margins, lrs=lrs, checkpoints=(1, 3), seed=4, loss=loss,
-                    batch_size=64)
-    assert grid.shape == (2, 3, DIM)
-    for b in range(3):
-        for e_i, epochs in enumerate((1, 3)):
-            ref = fit_pairs(features, pairs, None, w0, margin=margins[b], lr=lrs[b], epochs=epochs, seed=4,
-                            loss=loss, batch_size=64).weights
-            assert_same_fit(grid[e_i, b], ref, f"setting {b}, {epochs} epochs")
-    assert not torch.equal(grid[1, 0], grid[1, 1])  # the columns really differ
-
-
-@pytest.mark.float_sensitive
-def test_fit_many_equals_each_job_alone_and_respects_frozen_layers():
-    features, pairs = _pairs_problem(seed=1)
-    w0 = initial_weight_vector("alex", "lpips")
-    jobs = [GridJob(pairs[:300], (0.05,), (1e-2,), (2,), seed=0),
-            GridJob(pairs[200:], (0.02, 0.05), (1e-3, 3e-3), (1, 2), seed=7)]
-    together = fit_many(features, jobs, w0, layers="0,1", loss="logistic")
-    for job, got in zip(jobs, together):
-        alone = fit_grid(features, job.pairs, w0, margins=job.margins, lrs=job.lrs, checkpoints=job.checkpoints,
-                         seed=job.seed, layers="0,1", loss="logistic")
-        assert_same_fit(got, alone, "a job in fit_many against fit_grid alone")
-        frozen = slice(sum(CHANNELS["alex"][:2]), DIM)
-        assert torch.equal(got[..., frozen], w0[frozen].expand_as(got[..., frozen]))
-
-
-@pytest.mark.parametrize("loss", ["logistic", "margin"])
-@pytest.mark.float_sensitive
-def test_fit_many_mixing_layers_init_project_loss_equals_each_fit_pairs(loss, step_path):
-    """Jobs of one call differing in starting weights, trained layers, projection and loss (some
-    sharing pairs and seed, so they share shuffles) each equal their own fit_pairs."""
-    features, pairs = _pairs_problem(seed=2)
-    lpips, ones = initial_weight_vector("alex", "lpips"), initial_weight_vector("alex", "ones")
-    rand = initial_weight_vector("alex", "random", seed=3) - 0.5  # some negative starting weights
-    other = "margin" if loss == "logistic" else "logistic"
-    jobs = [GridJob(pairs, (0.05, 0.02), (1e-2, 3e-3), (1, 3), seed=5),                     # the call's options
-            GridJob(pairs, (0.05,), (1e-2,), (3,), seed=5, layers="0,4", initial_weights=ones),
-            GridJob(pairs, (0.05,), (1e-2,), (2, 3), seed=5, project=False, initial_weights=rand),
-            GridJob(pairs, (0.02,), (1e-2,), (3,), seed=5, loss=other),                     # mixed losses, one stream
-            GridJob(pairs[100:], (0.05,), (3e-3,), (3,), seed=1, loss=other, layers=[2]),
-            # a short job of many columns: when it ends, the finished columns leave the products
-            GridJob(pairs[:200], (0.05, 0.02) * 4, (1e-3, 3e-3, 1e-2, 3e-2) * 2, (1, 2), seed=9)]
-    together = fit_many(features, jobs, lpips, loss=loss, batch_size=64)
-    for job, got in zip(jobs, together):
-        assert got.shape == (len(job.checkpoints), len(job.margins), DIM)
-        w0 = lpips if job.initial_weights is None else job.initial_weights
-        job_loss = job.loss or loss
-        for b in range(len(job.margins)):
-            for e_i, epochs in enumerate(job.checkpoints):
-                ref = fit_pairs(features, job.pairs, None, w0, margin=job.margins[b], lr=job.lrs[b], epochs=epochs,
-                                seed=job.seed, loss=job_loss, batch_size=64,
-                                layers="all" if job.layers is None else job.layers,
-                                project=True if job.project is None else job.project).weights
-                assert_same_fit(got[e_i, b], ref, f"column {b}, {epochs} epochs")
-    frozen = torch.ones(DIM, dtype=torch.bool)
-    frozen[:CHANNELS["alex"][0]] = False
-    frozen[-CHANNELS["alex"][4]:] = False
-    assert torch.equal(together[1][-1, 0, frozen], ones[frozen])
-    assert (together[2][-1, 0] < 0).any() and (together[0] >= 0).all()  # unprojected vs projected
-
-
-@pytest.mark.float_sensitive
-def test_early_stopped_selection_equals_fit_on_a_small_problem():
-    """train.fit (validation targets split off by split_by_target) and the batched path (every epoch
-    recorded by fit_many, then early_stopped) keep the same weights, best epoch and epochs run."""
-    from types import SimpleNamespace
-
-    from clpips.datasets import split_by_target
-    from clpips.features import PairFeatures
-    from clpips.pairs import ranking_pairs
-    from clpips.train import early_stopped, fit, pair_index
-    table = _toy_table(n_images=16, k=6, raters=("a", "b", "c"), seed=4)
-    keys = list(dict.fromkeys(zip(table["target"], table["candidate"])))
-    gen = torch.Generator().manual_seed(1)
-    feats = PairFeatures(keys=keys, matrix=(torch.rand(len(keys), DIM, generator=gen) * 0.02).double(), net="alex",
-                         extracted=0)                                # float64: see tolerance.py
-    data = SimpleNamespace(table=table, name="toy")
-    settings = [dict(loss="margin", margin=0.05, lr=1e-2, patience=2), dict(loss="logistic", margin=0.02, lr=3e-2,
-                                                                            patience=3, init="ones", layers="1,2")]
-    seen_early = False
-    for seed in (0, 3):
-        fit_rows, val_rows = split_by_target(table, test_size=0.2, seed=seed)
-        train_pairs = pair_index(feats, ranking_pairs(fit_rows))
-        val_pairs = pair_index(feats, ranking_pairs(val_rows))
-        jobs = [GridJob(train_pairs, (s["margin"],), (s["lr"],), tuple(range(1, 13)), seed=seed, loss=s["loss"],
-                        layers=s.get("layers"), initial_weights=initial_weight_vector("alex", s.get("init", "lpips"),
-                                                                                      seed))
-                for s in settings]
-        batched = fit_many(feats.matrix, jobs, initial_weight_vector("alex", "lpips"), batch_size=32)
-        for s, job, got in zip(settings, jobs, batched):
-            ref = fit(data, table, features=feats, seed=seed, epochs=12, batch_size=32, progress=False, **s)
-            w, best_epoch, epochs_run = early_stopped(got[:, 0], feats.matrix, val_pairs, loss=s["loss"],
-                                                      margin=s["margin"], patience=s["patience"],
-                                                      initial_weights=job.initial_weights)
-            assert (best_epoch, epochs_run) == (ref.best_epoch, len(ref.history))
-            assert_same_fit(w, ref.weights, f"{s['loss']} seed {seed}")
-            seen_early |= epochs_run < 12
-    assert seen_early  # the problem really stops early somewhere
-    # no validation pairs: the last epoch, as fit_pairs without val_pairs
-    w, best_epoch, epochs_run = early_stopped(batched[0][:, 0], feats.matrix, None)
-    assert (best_epoch, epochs_run) == (12, 12) and torch.equal(w, batched[0][-1, 0])
-
-
-@pytest.mark.float_sensitive
-def test_early_stopped_with_l2_equals_fit_pairs_history():
-    """With an L2 pull the selection adds the penalty to the validation loss, as fit_pairs does
-    (checked on fit_pairs' own path: the batched path trains without a pull)."""
-    from clpips.train import early_stopped
-    features, pairs = _pairs_problem(seed=3)
-    w0 = initial_weight_vector("alex", "lpips")
-    val = pairs[:150]
-    anchor = w0 * 1.1
-    ref = fit_pairs(features, pairs[150:], val, w0, margin=0.05, lr=1e-2, epochs=10, patience=2, seed=2,
-                    loss="logistic", l2=0.5, l2_to=anchor)
-    path = torch.stack([fit_pairs(features, pairs[150:], None, w0, margin=0.05, lr=1e-2, epochs=e, seed=2,
-                                  loss="logistic", l2=0.5, l2_to=anchor).weights for e in range(1, 11)])
-    w, best_epoch, epochs_run = early_stopped(path, features, val, loss="logistic", margin=0.05, patience=2, l2=0.5,
-                                              l2_to=anchor)
-    assert (best_epoch, epochs_run) == (ref.best_epoch, len(ref.history))
-    assert_same_fit(w, ref.weights, "early-stopped weights")
-
-
-@pytest.mark.parametrize("loss", ["logistic", "margin"])
-@pytest.mark.float_sensitive
-def test_fit_many_with_an_l2_pull_equals_fit_pairs(loss, step_path):
-    """Jobs pulled towards their own anchors (personal models: l2_to is the starting weights) beside
-    jobs without a pull, in one call, each equal fit_pairs(l2=..., l2_to=...); l2 without l2_to, or
-    l2=0, is no pull, as in fit_pairs. Over all rows, and on pair differences."""
-    features, pairs = _pairs_problem(n_rows=400, n_pairs=900, seed=5)
-    w0 = initial_weight_vector("alex", "lpips")
-    start = w0 * 1.5
-    jobs = [GridJob(pairs[:300], (0.05,), (1e-2,), (2, 4), seed=1, initial_weights=start, l2=0.5, l2_to=start),
-            # (lr 3e-2 against this strong pull makes Adam oscillate chaotically about its balance: two
-            # summation orders then part by 6e-8 even in float64 after 4 epochs, so no fit comparison holds)
-            GridJob(pairs[300:], (0.05, 0.02), (1e-2, 1e-2), (4,), seed=2, l2=2.0, l2_to=w0 * 0.5),
-            GridJob(pairs[300:], (0.05,), (1e-2,), (4,), seed=2, l2=2.0),             # no anchor: no pull
-            GridJob(pairs[100:500], (0.02,), (3e-2,), (3,), seed=3)]
-    for batch_size in (64, 8):
-        together = fit_many(features, jobs, w0, loss=loss, batch_size=batch_size)
-        for job, got in zip(jobs, together):
-            w_start = w0 if job.initial_weights is None else job.initial_weights
-            for b in range(len(job.margins)):
-                for e_i, epochs in enumerate(job.checkpoints):
-                    ref = fit_pairs(features, job.pairs, None, w_start, margin=job.margins[b], lr=job.lrs[b],
-                                    epochs=epochs, seed=job.seed, loss=loss, batch_size=batch_size, l2=job.l2,
-                                    l2_to=job.l2_to).weights
-                    assert_same_fit(got[e_i, b], ref, f"column {b}, {epochs} epochs")
-        # the pull matters: without it the first job ends elsewhere
-        free = fit_many(features, [dataclasses.replace(jobs[0], l2=0.0)], w0, loss=loss, batch_size=batch_size)[0]
-        assert float((free[-1, 0] - together[0][-1, 0]).abs().max()) > 1e-3
-
-
-def test_fit_many_refuses_bad_grids():
-    features, pairs = _pairs_problem()
-    w0 = initial_weight_vector("alex", "lpips")
-    for bad in (GridJob(pairs, (float("nan"),), (1e-3,), (1,)), GridJob(pairs, (0.05,), (0.0,), (1,)),
-                GridJob(pairs, (0.05,), (1e-3,), (0,)), GridJob(pairs[:0], (0.05,), (1e-3,), (1,)),
-                GridJob(pairs, (0.05,), (1e-3,), (1,), l2=-1.0, l2_to=w0),
-                GridJob(pairs, (0.05,), (1e-3,), (1,), l2=0.1, l2_to=w0[:5])):
-        with pytest.raises(ValueError):
-            fit_many(features, [bad], w0)
-
-
 # --------------------------------------------------------------------------- splits
-def _toy_table(n_images=12, k=5, raters=("a", "b"), seed=0):
-    """Every image a target with k random candidates among the others; each rater a random order."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for t in range(n_images):
-        cands = rng.choice([i for i in range(n_images) if i != t], size=k, replace=False)
-        for r in raters:
-            for rank, c in enumerate(rng.permutation(cands), start=1):
-                rows.append({"set_id": f"s{t}", "target": f"i{t}.png", "candidate": f"i{c}.png", "rater": r,
-                             "rank": rank})
-    return pd.DataFrame(rows)
-
-
 def test_split_by_image_leaves_no_image_on_both_sides():
-    table = _toy_table()
+    table = toy_table()
     for train, test in split_folds(table, "image", 3, seed=2):
         both = (set(train["target"]) | set(train["candidate"])) & (set(test["target"]) | set(test["candidate"]))
         assert not both
@@ -237,7 +36,7 @@ def test_split_by_image_leaves_no_image_on_both_sides():
 
 
 def test_split_by_target_matches_kfold_targets_of_split_by_image():
-    table = _toy_table()
+    table = toy_table()
     folds = image_folds(table, 3, seed=5)
     for f, (train, test) in enumerate(split_folds(table, "target", 3, seed=5)):
         assert set(test["target"]) == {t for t in table["target"].unique() if folds[t] == f}
@@ -245,7 +44,7 @@ def test_split_by_target_matches_kfold_targets_of_split_by_image():
 
 
 def test_restrict_to_images_direct_loop():
-    table = _toy_table()
+    table = toy_table()
     keep = {f"i{i}.png" for i in range(0, 12, 2)}
     out = restrict_to_images(table, keep)
     for (s, r), g in table.groupby(["set_id", "rater"]):
@@ -270,7 +69,7 @@ def test_mur92_within_redraws_candidates_inside_the_side(mur92_mirror, monkeypat
 
 # --------------------------------------------------------------------------- statistics
 def test_paper_rho_is_scipy_spearman_on_pooled_raw_distances_and_pair_accuracy_a_loop():
-    table = _toy_table(raters=("a",))
+    table = toy_table(raters=("a",))
     rng = np.random.default_rng(3)
     dist = rng.random((len(table), 2))
     dist[:5, 1] = dist[0, 1]  # some ties
@@ -307,7 +106,7 @@ def _oof_toy(seed=0):
     rng = np.random.default_rng(seed)
     parts = []
     for r in range(2):
-        t = _toy_table(n_images=10, k=4, raters=("a", "b"), seed=seed)
+        t = toy_table(n_images=10, k=4, raters=("a", "b"), seed=seed)
         truth = t["rank"].to_numpy(float)
         t = t.assign(repeat=r, fold=0, lpips=truth + rng.normal(0, 3, len(t)),
                      clpips=truth + rng.normal(0, 2, len(t)))
@@ -342,11 +141,11 @@ def test_target_bootstrap_equals_a_direct_resampling_loop():
 
 def test_nested_check_refuses_a_leak():
     test = pd.DataFrame({"target": ["x"], "candidate": ["y"]})
-    protocol._check_nested("target", test, [pd.DataFrame({"target": ["z"], "candidate": ["x"]})], "here")
+    protocol.check_nested("target", test, [pd.DataFrame({"target": ["z"], "candidate": ["x"]})], "here")
     with pytest.raises(AssertionError, match="here"):
-        protocol._check_nested("image", test, [pd.DataFrame({"target": ["z"], "candidate": ["x"]})], "here")
+        protocol.check_nested("image", test, [pd.DataFrame({"target": ["z"], "candidate": ["x"]})], "here")
     with pytest.raises(AssertionError, match="targets"):
-        protocol._check_nested("target", test, [pd.DataFrame({"target": ["x"], "candidate": ["q"]})], "here")
+        protocol.check_nested("target", test, [pd.DataFrame({"target": ["x"], "candidate": ["q"]})], "here")
 
 
 def test_grid_parse_and_refusals():
@@ -359,7 +158,7 @@ def test_grid_parse_and_refusals():
 
 
 # --------------------------------------------------------------------------- the protocol end to end
-SMALL = dict(folds=3, repeats=2, inner_folds=2, grid=protocol.Grid.parse("0.01,0.05", "0.01", "2,4"))
+SMALL = protocol.Settings(folds=3, repeats=2, inner_folds=2, grid=protocol.Grid.parse("0.01,0.05", "0.01", "2,4"))
 
 
 @pytest.mark.parametrize("mode", ["target", "image"])
@@ -367,7 +166,7 @@ def test_crossval_on_mur92_is_nested_deterministic_and_cached(mode, mur92_mirror
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     from clpips import datasets
     data = datasets.load("mur92")
-    res = protocol.crossval(data, mode=mode, cache=False, **SMALL)
+    res = protocol.crossval(data, SMALL.replace(mode=mode), cache=False)
     assert len(res.folds) == 6 and res.weights.shape == (6, DIM)
     # every target is held out exactly once per repeat
     for _, part in res.oof.groupby("repeat"):
@@ -383,7 +182,7 @@ def test_crossval_on_mur92_is_nested_deterministic_and_cached(mode, mur92_mirror
     part = res.oof[(res.oof["repeat"] == row["repeat"]) & (res.oof["fold"] == row["fold"])]
     scores = distance_scores(part, part[["lpips", "clpips"]].to_numpy(float), ["lpips", "clpips"])
     assert row["delta_icc_A_k"] == pytest.approx(scores.at["clpips", "icc_A_k"] - scores.at["lpips", "icc_A_k"])
-    again = protocol.crossval(data, mode=mode, cache=False, **SMALL)
+    again = protocol.crossval(data, SMALL.replace(mode=mode), cache=False)
     pd.testing.assert_frame_equal(res.folds, again.folds)
     summary = res.summary(n_boot=200)
     assert set(summary.index) == set(protocol.STATISTICS)
@@ -411,11 +210,11 @@ def test_refits_train_the_chosen_setting_alone_as_its_grid_column_would(mur92_mi
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     from clpips import datasets, train
     calls, real = _record_calls(monkeypatch, train, "fit_many")
-    res = protocol.crossval(datasets.load("mur92"), mode="target", cache=False, **SMALL)
+    res = protocol.crossval(datasets.load("mur92"), SMALL.replace(mode="target"), cache=False)
     assert len(calls) == 2                                   # the inner grids, then the refits
     features, jobs, w0, kw, out = calls[1]
     assert len(jobs) == len(res.folds)
-    grid = SMALL["grid"]
+    grid = SMALL.grid
     for (_, row), job, got, reported in zip(res.folds.iterrows(), jobs, out, res.weights):
         assert (job.margins, job.lrs, job.checkpoints) == ((row["margin"],), (row["lr"],), (row["epochs"],))
         assert np.array_equal(got[-1, 0].numpy(), reported)
@@ -434,17 +233,17 @@ def test_crossval_cache_round_trip(mur92_mirror, monkeypatch, tmp_path):
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     from clpips import datasets
     data = datasets.load("mur92")
-    monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
-    first = protocol.crossval(data, **SMALL)
+    monkeypatch.setattr(protocol, "cache_folder", lambda key: tmp_path / "crossval" / key)
+    first = protocol.crossval(data, SMALL)
     assert len([p for p in (tmp_path / "crossval").iterdir() if p.is_dir()]) == 1
-    second = protocol.crossval(data, **SMALL)
+    second = protocol.crossval(data, SMALL)
     pd.testing.assert_frame_equal(first.folds, second.folds)
     pd.testing.assert_frame_equal(first.oof, second.oof, check_dtype=False)
     assert np.array_equal(first.weights, second.weights)
     # the target bootstrap is kept beside the cached result: a later load reads the same numbers
     computed = first.summary(n_boot=120, seed=5)
     assert len(list((tmp_path / "crossval").glob("*/boot-*.npz"))) == 1
-    again = protocol.crossval(data, **SMALL)
+    again = protocol.crossval(data, SMALL)
     import clpips.experiment
 
     def no_recompute(*args, **kwargs):
@@ -458,8 +257,8 @@ def test_crossval_finds_the_gain_on_the_simulated_study():
     trained weights must agree better held-out, with the interval above zero."""
     from clpips import datasets
     data = datasets.load("simulated")
-    res = protocol.crossval(data, folds=3, repeats=1, inner_folds=2, cache=False,
-                            grid=protocol.Grid.parse("0.05", "0.01", "5,10"))
+    res = protocol.crossval(data, protocol.Settings(folds=3, repeats=1, inner_folds=2,
+                                                    grid=protocol.Grid.parse("0.05", "0.01", "5,10")), cache=False)
     summary = res.summary(n_boot=300)
     assert summary.loc["icc_A_k", "delta"] > 0 and summary.loc["pair_accuracy", "delta"] > 0
     assert summary.loc["icc_A_k", "boot_low"] > 0
@@ -468,7 +267,7 @@ def test_crossval_finds_the_gain_on_the_simulated_study():
 def test_cli_crossval_writes_strict_json_and_fold_csvs(mur92_mirror, monkeypatch, tmp_path, capsys):
     from clpips.apps.cli import main
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
-    monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "cache" / key)
+    monkeypatch.setattr(protocol, "cache_folder", lambda key: tmp_path / "cache" / key)
     out = tmp_path / "cv"
     assert main(["crossval", "--dataset", "mur92", "--out", str(out), "--split-mode", "both", "--folds", "2",
                  "--repeats", "1", "--inner-folds", "2", "--margins", "0.05", "--lrs", "0.01", "--epochs-grid", "1",
@@ -494,152 +293,16 @@ def test_options_from_chapter_parameters_match_the_defaults_and_overrides():
     assert opts["seed"] == 3 and opts["folds"] == 4 and "unrelated" not in opts
     assert opts["grid"] == protocol.Grid.parse(DEFAULTS.protocol_margins, DEFAULTS.protocol_lrs, "7")
     assert protocol.options({})["grid"] == protocol.Grid()
+    settings = protocol.Settings.from_parameters({"seed": 3, "protocol_folds": 4, "protocol_epochs": "7"}, mode="image")
+    assert settings == protocol.Settings(mode="image", seed=3, folds=4, grid=opts["grid"])
 
 
-def test_fit_many_gives_the_same_weights_in_worker_processes():
-    features, pairs = _pairs_problem(seed=2)
-    w0 = initial_weight_vector("alex", "lpips")
-    jobs = [GridJob(pairs[:250], (0.05, 0.02), (1e-2, 1e-3), (1, 2), seed=s) for s in range(3)]
-    alone = fit_many(features, jobs, w0, max_columns=2)           # three groups, in this process
-    spread = fit_many(features, jobs, w0, max_columns=2, workers=2)
-    for a, b in zip(alone, spread):
-        assert torch.equal(a, b)
-
-
-@pytest.mark.parametrize("loss", ["logistic", "margin"])
-@pytest.mark.float_sensitive
-def test_fit_many_by_its_own_choice_of_step_equals_fit_pairs(loss, monkeypatch):
-    """Many rows and small batches (fit_many steps on pair differences: train._gathers_pairs), few rows
-    and many streams (it steps over the rows): each column still equals its own fit_pairs; streams of
-    equal widths (one batched product) and of unequal ones."""
-    from clpips import train
-    choose, chosen = train._gathers_pairs, []
-    monkeypatch.setattr(train, "_gathers_pairs", lambda *args: chosen.append(choose(*args)) or chosen[-1])
-    for n_rows, jobs_of in ((1500, lambda p: [GridJob(p, (0.02, 0.05), (1e-2, 3e-3), (1, 2), seed=3),
-                                              GridJob(p[300:], (0.05, 0.02), (1e-2, 1e-2), (2,), seed=8)]),
-                            (1500, lambda p: [GridJob(p, (0.02, 0.05), (1e-2, 3e-3), (1, 2), seed=3),
-                                              GridJob(p[300:], (0.05,), (1e-2,), (2,), seed=8)]),
-                            (40, lambda p: [GridJob(p[:400 + 50 * i], (0.05,), (1e-2,), (2,), seed=i)
-                                            for i in range(4)])):
-        features, pairs = _pairs_problem(n_rows=n_rows, n_pairs=900, seed=6)
-        w0 = initial_weight_vector("alex", "lpips")
-        jobs = jobs_of(pairs)
-        chosen.clear()
-        together = fit_many(features, jobs, w0, loss=loss, batch_size=32)
-        assert chosen == [n_rows > 100]
-        for job, got in zip(jobs, together):
-            for b, (margin, lr) in enumerate(zip(job.margins, job.lrs)):
-                for e_i, epochs in enumerate(job.checkpoints):
-                    ref = fit_pairs(features, job.pairs, None, w0, margin=margin, lr=lr, epochs=epochs,
-                                    seed=job.seed, loss=loss, batch_size=32).weights
-                    assert_same_fit(got[e_i, b], ref, f"column {b}, {epochs} epochs")
-
-
-# -- beyond the linear weights: the metrics of chapter 09 under the same protocol ------------------
-
-BEYOND = dict(folds=3, repeats=1, inner_folds=2, grid=protocol.Grid.parse("0.02,0.05", "0.01", "2,4"),
-              transform_lambdas="0.001,0.1", transform_lrs="0.01", transform_steps="20,50", transform_rank=4)
-
-
-@pytest.mark.parametrize("mode", ["target", "image"])
-def test_global_clpips_is_fit_many_on_pooled_features_in_lpips_units(mode, mur92_mirror, monkeypatch, tmp_path):
-    """The global metric's out-of-fold distances are its refitted weights times the pooled features
-    (a direct computation from the image embeddings), scaled by one constant: mean LPIPS distance
-    over mean global LPIPS distance of the run's rows. Same folds as CLPIPS's run."""
-    monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
-    monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
-    from clpips import datasets
-    from clpips.book import aligned
-    data = datasets.load("mur92")
-    glob = protocol.crossval(data, mode=mode, metric="global", **BEYOND)
-    plain = protocol.crossval(data, mode=mode, **BEYOND)
-    assert glob.settings["metric"] == "global" and "metric" not in plain.settings
-    pd.testing.assert_frame_equal(glob.oof[["set_id", "target", "candidate", "rater", "rank", "repeat", "fold"]],
-                                  plain.oof[["set_id", "target", "candidate", "rater", "rank", "repeat", "fold"]])
-    assert np.allclose(glob.oof["lpips"], plain.oof["lpips"])
-    # the pooled features are the one change: CLPIPS's chosen setting in each fold, no second tuning
-    pd.testing.assert_frame_equal(glob.folds[["margin", "lr", "epochs"]], plain.folds[["margin", "lr", "epochs"]])
-    assert glob.folds["inner_score"].isna().all() and glob.setting_columns() == ["margin", "lr", "epochs"]
-    emb = aligned.image_embeddings(data, sorted(set(data.table["target"]) | set(data.table["candidate"])))
-    for fold, part in glob.oof.groupby("fold"):
-        psi = (emb.of(list(part["target"])) - emb.of(list(part["candidate"]))) ** 2
-        w = torch.as_tensor(glob.weights[fold], dtype=torch.float32)
-        raw = (psi @ w).numpy()
-        ratio = part["clpips"].to_numpy() / raw
-        # one scale for the whole run. Each float32 dot product of D terms (the library's and this one) errs by
-        # at most gamma_D sum|psi w| (tolerance.py), so ratio / ratio[0] - 1 by at most four of those, relative
-        cond = ((psi @ w.abs()).numpy() / np.abs(raw))
-        rel = cond + cond[0]
-        D = psi.shape[1]
-        assert ratio[0] > 0
-        assert_within(ratio / ratio[0], np.ones_like(ratio), dot_bound(rel, D, torch.float32),
-                      typical_dot_bound(rel, D, torch.float32), "one scale per run")
-
-
-def test_transform_and_teacher_runs_are_nested_deterministic_and_the_teacher_stays_on_its_side(
-        mur92_mirror, monkeypatch, tmp_path):
-    monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
-    monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
-    from clpips import datasets
-    from clpips.book import aligned
-    data = datasets.load("mur92")
-    seen = []
-    real = aligned.teacher_rankings
-
-    def recording(distance, targets, images, **kw):
-        made = real(distance, targets, images, **kw)
-        seen.append((set(targets), set(images), made))
-        return made
-    monkeypatch.setattr(aligned, "teacher_rankings", recording)
-    teacher = protocol.crossval(data, mode="image", metric="teacher", teacher_weight=0.5, teacher_sets=1, **BEYOND)
-    transform = protocol.crossval(data, mode="image", metric="transform", **BEYOND)   # cached by the teacher run
-    plain = protocol.crossval(data, mode="image", **BEYOND)
-    assert set(transform.setting_columns()) == {"margin", "lam", "lr", "steps"}
-    assert len(seen) == len(teacher.folds)          # one teacher per outer fold (the student is not re-tuned)
-    for (targets, images, made), (_, fold) in zip(seen, teacher.oof.groupby(["repeat", "fold"])):
-        held = set(fold["target"]) | set(fold["candidate"])
-        assert not (targets | images) & held         # split by image: no held-out image reaches the teacher
-        assert set(made["target"]) <= targets and set(made["candidate"]) <= images
-        assert (made["rater"] == aligned.TEACHER).all()
-    # the student takes the setting CLPIPS's inner folds chose in the same fold
-    pd.testing.assert_frame_equal(teacher.folds[["margin", "lr", "epochs"]], plain.folds[["margin", "lr", "epochs"]])
-    assert teacher.folds["inner_score"].isna().all()
-    again = protocol.crossval(data, mode="image", metric="teacher", teacher_weight=0.5, teacher_sets=1, cache=False,
-                              **BEYOND)
-    assert np.array_equal(again.weights, teacher.weights)
-    pd.testing.assert_frame_equal(again.folds, teacher.folds)
-    with pytest.raises(ValueError, match="metric must be one of"):
-        protocol.crossval(data, metric="dreamsim", **BEYOND)
-
-
-def test_transform_refits_train_the_chosen_setting_alone(mur92_mirror, monkeypatch, tmp_path):
-    """The transform's refit of each outer fold is its chosen (margin, lam, lr, steps) alone, and equals
-    that setting's column of the whole grid fitted on the same pairs (to float rounding)."""
-    monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
-    monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
-    from clpips import datasets
-    from clpips.book import aligned
-    calls, real = _record_calls(monkeypatch, aligned, "fit_transform_many")
-    res = protocol.crossval(datasets.load("mur92"), mode="target", metric="transform", **BEYOND)
-    full = aligned.TransformGrid((0.001, 0.1), (0.01,), (20, 50), 4)
-    refits = [c for c in calls if len(c[2].lambdas) == 1]
-    assert sum(len(c[1]) for c in refits) == len(res.folds)
-    checked = 0
-    for n, row in res.folds.iterrows():          # find the refit that gave this fold's weights, exactly
-        (delta, job, grid, kw), = [(d, job, g, kw) for d, jobs, g, kw, out in refits for job, got in zip(jobs, out)
-                                   for k in range(len(g.steps)) if np.array_equal(got[k, 0].numpy(), res.weights[n])
-                                   and g.steps[k] == row["steps"]]
-        assert (grid.lambdas, grid.lrs, kw["margin"]) == ((row["lam"],), (row["lr"],), row["margin"])
-        # the chosen column of the whole grid equals the setting alone: compared in float64 (tolerance.py)
-        delta64 = delta.double()
-        kw64 = dict(kw, factors=None if kw.get("factors") is None else (kw["factors"][0].double(), kw["factors"][1]))
-        whole = real(delta64, [job], full, **kw64)[0]
-        alone = real(delta64, [job], grid, **kw64)[0]
-        column = full.columns().index((row["lam"], row["lr"]))
-        assert_same_fit(whole[full.steps.index(int(row["steps"])), column], alone[grid.steps.index(int(row["steps"])), 0],
-                        f"fold {n}")
-        checked += 1
-    assert checked == len(res.folds)
+def test_settings_refuse_bad_values_in_one_line():
+    for bad, named in ((dict(mode="pixel"), "split mode"), (dict(select="auc"), "select"), (dict(folds=1), "folds"),
+                       (dict(repeats=0), "repeats"), (dict(min_candidates=1), "min_candidates")):
+        with pytest.raises(ValueError, match=named) as refused:
+            protocol.Settings(**bad)
+        assert "\n" not in str(refused.value)
 
 
 def test_split_by_image_reuses_the_split_by_target_where_they_coincide(monkeypatch, tmp_path):
@@ -648,7 +311,7 @@ def test_split_by_image_reuses_the_split_by_target_where_they_coincide(monkeypat
     target fold for fold (checked here directly), and the protocol runs it once."""
     from clpips import datasets
     from clpips.datasets.splits import split_modes_coincide
-    monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
+    monkeypatch.setattr(protocol, "cache_folder", lambda key: tmp_path / "crossval" / key)
     data = datasets.load("simulated")
     assert split_modes_coincide(data.table)
     by_image = list(split_folds(data.table, "image", 3, 5))
@@ -656,9 +319,9 @@ def test_split_by_image_reuses_the_split_by_target_where_they_coincide(monkeypat
     for (ti, hi), (tt, ht) in zip(by_image, by_target):
         pd.testing.assert_frame_equal(ti, tt)
         pd.testing.assert_frame_equal(hi, ht)
-    small = dict(folds=3, repeats=1, inner_folds=2, grid=protocol.Grid.parse("0.05", "0.01", "2"))
-    image = protocol.crossval(data, mode="image", **small)
-    target = protocol.crossval(data, mode="target", **small)
+    small = protocol.Settings(folds=3, repeats=1, inner_folds=2, grid=protocol.Grid.parse("0.05", "0.01", "2"))
+    image = protocol.crossval(data, small.replace(mode="image"))
+    target = protocol.crossval(data, small.replace(mode="target"))
     assert image.settings["mode"] == "image" and image.settings["same_folds_as"] == "target"
     pd.testing.assert_frame_equal(image.folds, target.folds)
     assert len([p for p in (tmp_path / "crossval").iterdir() if p.is_dir()]) == 1

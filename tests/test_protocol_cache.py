@@ -19,8 +19,9 @@ from clpips.features import CacheWarning, PairFeatures
 from clpips.model import CHANNELS
 
 DIM = sum(CHANNELS["alex"])
-RUN = dict(folds=3, repeats=2, inner_folds=2, grid=protocol.Grid.parse("0.02,0.05", "0.01", "1,2"), workers=1,
-           mode="target")
+RUN = protocol.Settings(folds=3, repeats=2, inner_folds=2, grid=protocol.Grid.parse("0.02,0.05", "0.01", "1,2"),
+                       mode="target")
+ONE = protocol.Compute(workers=1)
 BOOT = dict(n_boot=60, seed=3)
 
 
@@ -60,7 +61,7 @@ def toy(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(train, "pair_features_for", _features)
         data = Toy(tmp_path_factory.mktemp("toy"))
-        plain = protocol.crossval(data, cache=False, **RUN)
+        plain = protocol.crossval(data, RUN, compute=ONE, cache=False)
         return data, plain, plain.summary(**BOOT)
 
 
@@ -69,10 +70,10 @@ def cached(toy, monkeypatch, tmp_path):
     """A fresh cache holding the toy run and one stored bootstrap; (dataset, reference, its summary, folder)."""
     data, plain, summary = toy
     monkeypatch.setattr(train, "pair_features_for", _features)
-    monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
+    monkeypatch.setattr(protocol, "cache_folder", lambda key: tmp_path / "crossval" / key)
     with warnings.catch_warnings():
         warnings.simplefilter("error", CacheWarning)
-        first = protocol.crossval(data, **RUN)
+        first = protocol.crossval(data, RUN, compute=ONE)
         pd.testing.assert_frame_equal(first.summary(**BOOT), summary)
     (folder,) = [p for p in (tmp_path / "crossval").iterdir() if p.is_dir()]
     assert first.store == folder and len(list(folder.glob("boot-*.npz"))) == 1
@@ -134,13 +135,13 @@ def test_a_damaged_run_file_is_named_and_the_run_computed_again(cached, name, da
     data, plain, summary, folder = cached
     damage(folder / name)
     with pytest.warns(CacheWarning) as record:
-        again = protocol.crossval(data, **RUN)
+        again = protocol.crossval(data, RUN, compute=ONE)
     _one_line_naming(record, folder / name)
     _same(again, plain)
     # the run was written again, checked: the next read is silent and gives what a read of the first did
     with warnings.catch_warnings():
         warnings.simplefilter("error", CacheWarning)
-        read = protocol.crossval(data, **RUN)
+        read = protocol.crossval(data, RUN, compute=ONE)
         pd.testing.assert_frame_equal(read.summary(**BOOT), summary)
     assert read.store == folder
     _same(read, plain)
@@ -152,7 +153,7 @@ def test_a_damaged_stored_bootstrap_is_named_and_computed_again(cached, damage, 
     (boot,) = folder.glob("boot-*.npz")
     damage(boot)
     with pytest.warns(CacheWarning) as record:
-        got = protocol.crossval(data, **RUN).summary(**BOOT)
+        got = protocol.crossval(data, RUN, compute=ONE).summary(**BOOT)
     _one_line_naming(record, boot)
     pd.testing.assert_frame_equal(got, summary)
     # rewritten with its checksum: read again, not recomputed
@@ -163,7 +164,7 @@ def test_a_damaged_stored_bootstrap_is_named_and_computed_again(cached, damage, 
     monkeypatch.setattr(clpips.experiment, "bootstrap_result", no_recompute)
     with warnings.catch_warnings():
         warnings.simplefilter("error", CacheWarning)
-        pd.testing.assert_frame_equal(protocol.crossval(data, **RUN).summary(**BOOT), summary)
+        pd.testing.assert_frame_equal(protocol.crossval(data, RUN, compute=ONE).summary(**BOOT), summary)
 
 
 @pytest.mark.parametrize("name", ["oof.csv", "boot"])
@@ -173,7 +174,7 @@ def test_an_entry_without_its_checksum_is_not_trusted(cached, name):
     entry = next(folder.glob("boot-*.npz")) if name == "boot" else folder / name
     Path(f"{entry}.sha256").unlink()
     with pytest.warns(CacheWarning, match="no recorded checksum") as record:
-        res = protocol.crossval(data, **RUN)
+        res = protocol.crossval(data, RUN, compute=ONE)
         got = res.summary(**BOOT)
     _one_line_naming(record, entry)
     _same(res, plain)
@@ -184,7 +185,7 @@ def test_a_missing_file_of_a_run_is_named_and_the_run_computed_again(cached):
     data, plain, summary, folder = cached
     (folder / "weights.npy").unlink()
     with pytest.warns(CacheWarning, match="missing") as record:
-        again = protocol.crossval(data, **RUN)
+        again = protocol.crossval(data, RUN, compute=ONE)
     _one_line_naming(record, folder / "weights.npy")
     _same(again, plain)
     assert (folder / "weights.npy").is_file()
@@ -202,3 +203,16 @@ def test_a_result_written_for_people_is_spreadsheet_safe(tmp_path):
     assert list(written["lpips"]) == [-0.5, 0.25]                       # numbers, negative ones too, untouched
     assert pd.read_csv(tmp_path / "folds.csv")["delta_icc_A_k"].tolist() == [-0.1]
     assert result.oof.at[0, "set_id"] == evil                           # the result itself keeps its values
+
+
+def test_the_old_keyword_form_warns_and_gives_the_same_run(toy, monkeypatch):
+    """``crossval(dataset, mode=..., folds=..., workers=...)``, the form before Settings and Compute, still
+    works for one release: a DeprecationWarning, and the run the new form gives."""
+    data, plain, _ = toy
+    monkeypatch.setattr(train, "pair_features_for", _features)
+    with pytest.warns(DeprecationWarning, match="Settings"):
+        old = protocol.crossval(data, cache=False, folds=3, repeats=2, inner_folds=2, grid=RUN.grid, mode="target",
+                                workers=1, metric="clpips", transform_rank=4)
+    _same(old, plain)
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="margin"):
+        protocol.crossval(data, cache=False, margin=0.1)

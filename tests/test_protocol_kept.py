@@ -32,7 +32,8 @@ DIM = sum(CHANNELS["alex"])
 LAYER = np.repeat(np.arange(5), CHANNELS["alex"])
 W0 = initial_weight_vector("alex", "lpips").numpy().astype(float)
 GRID = protocol.Grid.parse("0.05", "1e-12,0.001,0.01", "1,2,4")     # lr 1e-12: LPIPS to float32 rounding
-BASE = dict(repeats=2, inner_folds=2, seed=0, cache=False, workers=1, threads=1, grid=GRID)
+BASE = protocol.Settings(repeats=2, inner_folds=2, seed=0, grid=GRID)
+ONE = protocol.Compute(workers=1, threads=1)     # every fit in this process
 
 
 def crowd(n_images: int = 36, k: int = 12, raters: int = 2, by: str = "hidden", seed: int = 0):
@@ -99,7 +100,7 @@ def folds_by_hand(table: pd.DataFrame, folds: int, repeats: int, seed: int, leas
     run derives for each repeat)."""
     out = []
     for r in range(repeats):
-        fold_of = image_folds(table, folds, protocol._derived_seed(seed, r))
+        fold_of = image_folds(table, folds, protocol.derived_seed(seed, r))
         for f in range(folds):
             out.append({"repeat": r, "fold": f,
                         **by_hand(table, {img for img, g in fold_of.items() if g == f}, least)})
@@ -143,7 +144,7 @@ def test_split_by_image_scores_held_out_rankings_of_min_candidates_and_trains_on
 def test_fold_rows_and_summary_say_what_the_split_by_image_kept(patched):
     data, features = crowd()
     patched(features)
-    res = protocol.crossval(data, mode="image", folds=3, **BASE)
+    res = protocol.crossval(data, BASE.replace(mode="image", folds=3), compute=ONE, cache=False)
     ref = folds_by_hand(data.table, 3, 2, 0, 3)
     common = set.intersection(*(set().union(*(x["targets"] for x in ref if x["repeat"] == r)) for r in (0, 1)))
     assert len(res.folds) == len(ref) == 6
@@ -183,7 +184,7 @@ def test_fold_rows_and_summary_say_what_the_split_by_image_kept(patched):
 def test_split_by_target_drops_nothing(patched):
     data, features = crowd()
     patched(features)
-    res = protocol.crossval(data, mode="target", folds=3, **BASE)
+    res = protocol.crossval(data, BASE.replace(mode="target", folds=3), compute=ONE, cache=False)
     assert (res.folds[["n_test_rankings_dropped", "n_train_rankings_dropped", "rows_on_neither_side"]] == 0).all().all()
     assert (res.folds["test_candidates_min"] == 12).all() and (res.folds["test_candidates_max"] == 12).all()
     assert res.kept()["boot_targets"] == res.kept()["heldout_targets"] == 36
@@ -201,7 +202,7 @@ def test_a_split_by_image_leaving_too_little_is_refused_in_one_line(monkeypatch)
                 f"{worst['scored'] + worst['not_scored']} held-out rankings, all 10 folds "
                 f"{sum(x['scored'] for x in ref)} of {sum(x['scored'] + x['not_scored'] for x in ref)}")
     with pytest.raises(protocol.SplitRefused) as refused:
-        protocol.check_split(data, mode="image", folds=5, repeats=2, seed=0)
+        protocol.check_split(data, BASE.replace(mode="image", folds=5))
     assert expected in str(refused.value) and "\n" not in str(refused.value)
     assert "split by target" in str(refused.value) and "fewer folds" in str(refused.value)
 
@@ -209,12 +210,14 @@ def test_a_split_by_image_leaving_too_little_is_refused_in_one_line(monkeypatch)
         raise AssertionError("a refused split computed features")
     monkeypatch.setattr(train, "pair_features_for", no_features)
     with pytest.raises(protocol.SplitRefused, match=re.escape(expected)):
-        protocol.crossval(data, mode="image", folds=5, **BASE)
+        protocol.crossval(data, BASE.replace(mode="image", folds=5), compute=ONE, cache=False)
     # three folds keep enough in every fold (by hand), so they pass; the split by target always does
     three = folds_by_hand(data.table, 3, 2, 0, 3)
     assert all(x["scored"] >= (x["scored"] + x["not_scored"]) / 2 for x in three)
-    protocol.check_split(data, mode="image", folds=3, repeats=2, seed=0)
-    protocol.check_split(data, mode="target", folds=5, repeats=2, seed=0)
+    protocol.check_split(data, BASE.replace(mode="image", folds=3))
+    protocol.check_split(data, BASE.replace(mode="target", folds=5))
+    with pytest.warns(DeprecationWarning), pytest.raises(protocol.SplitRefused, match=re.escape(expected)):
+        protocol.check_split(data, mode="image", folds=5, repeats=2, seed=0)     # the old form, for one release
 
 
 # --------------------------------------------------------------------------- grid edges
@@ -266,12 +269,11 @@ def test_crossval_warns_at_grid_edges_computed_or_cached(patched, monkeypatch, t
     (lr 1e-12 cannot learn), so the run names that edge, when computed and again when read from the cache."""
     data, features = crowd()
     patched(features)
-    monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "crossval" / key)
-    run = dict(BASE, cache=True)
+    monkeypatch.setattr(protocol, "cache_folder", lambda key: tmp_path / "crossval" / key)
     for _ in range(2):
         with pytest.warns(protocol.GridEdgeWarning, match=r"^crowd split by target: lr = 0.01, the highest value "
                                                           r"offered, was chosen in 6 of 6 outer folds") as caught:
-            res = protocol.crossval(data, mode="target", folds=3, **run)
+            res = protocol.crossval(data, BASE.replace(mode="target", folds=3), compute=ONE)
         assert all(w.filename == __file__ for w in caught)          # pointing at the caller
     assert (res.folds["lr"] == 0.01).all()
     assert len([p for p in (tmp_path / "crossval").iterdir() if p.is_dir()]) == 1
@@ -284,7 +286,7 @@ def test_not_training_is_chosen_when_people_rank_as_lpips_does(patched):
     preferred), its refit is LPIPS's weights exactly, and every held-out difference is 0."""
     data, features = crowd(by="lpips")
     patched(features)
-    res = protocol.crossval(data, mode="target", folds=3, **BASE)
+    res = protocol.crossval(data, BASE.replace(mode="target", folds=3), compute=ONE, cache=False)
     w0 = initial_weight_vector("alex", "lpips").numpy()
     untrained = res.inner[res.inner["epochs"] == 0]
     assert len(untrained) == 6 and untrained[["margin", "lr"]].isna().all().all()
@@ -300,7 +302,8 @@ def test_not_training_is_chosen_when_people_rank_as_lpips_does(patched):
     # with a signal to learn, the same grid never declines to train
     signal, feats = crowd(by="hidden")
     patched(feats)
-    assert protocol.crossval(signal, mode="target", folds=3, **BASE).folds["trained"].all()
+    trained = protocol.crossval(signal, BASE.replace(mode="target", folds=3), compute=ONE, cache=False)
+    assert trained.folds["trained"].all()
 
 
 def test_a_followed_choice_not_to_train_refits_nothing():
@@ -311,19 +314,22 @@ def test_a_followed_choice_not_to_train_refits_nothing():
     w0 = initial_weight_vector("alex", "lpips")
     follow = {(0, 0): {"margin": float("nan"), "lr": float("nan"), "epochs": 0},
               (0, 1): {"margin": 0.05, "lr": 0.01, "epochs": 2}}
-    settings = {"seed": 3, "net": "alex", "loss": "margin", "batch_size": 64, "layers": "all", "project": True}
-    family = protocol._linear_family(features, GRID, settings, w0, "cpu", 1, 1, follow=follow)
+    settings = protocol.Settings(seed=3, net="alex", loss="margin", batch_size=64, layers="all", project=True,
+                                 grid=GRID)
     keys = pd.DataFrame(features.keys[:200], columns=["target", "candidate"])
     table = keys.assign(set_id=np.arange(200) // 8, rater="a", rank=np.arange(200) % 8 + 1)
     outer = [{"repeat": 0, "fold": 0}, {"repeat": 0, "fold": 1}]
-    jobs = [protocol._FitJob(0, None, table), protocol._FitJob(1, None, table)]
-    got = family.fit(jobs, outer)
+    inputs = protocol.RunInputs(None, settings, ONE, outer, table, features, w0)
+    fits = protocol.linear_fits(inputs, follow=follow)
+    assert not fits.tuned
+    jobs = [protocol.FitJob(0, None, table), protocol.FitJob(1, None, table)]
+    got = fits.fit(jobs)
     assert np.array_equal(got[0], w0.numpy()[None])
     ref = train.fit_pairs(features.matrix, train.ranking_pair_index(features, table), None, w0, margin=0.05, lr=0.01,
                           epochs=2, seed=3, batch_size=64).weights
     assert_same_fit(torch.from_numpy(got[1][0]), ref, "the followed trained setting")
     assert not np.allclose(got[1][0], w0.numpy())
-    assert family.describe(0, outer) == {"margin": pytest.approx(float("nan"), nan_ok=True), "lr": pytest.approx(
+    assert fits.describe(0) == {"margin": pytest.approx(float("nan"), nan_ok=True), "lr": pytest.approx(
         float("nan"), nan_ok=True), "epochs": 0}
 
 
@@ -342,7 +348,7 @@ def test_cli_refuses_in_one_line_and_prints_what_it_kept(patched, monkeypatch, t
     from clpips.apps.cli import main
     data, features = crowd()
     patched(features)
-    monkeypatch.setattr(protocol, "_cache_folder", lambda key: tmp_path / "cache" / key)
+    monkeypatch.setattr(protocol, "cache_folder", lambda key: tmp_path / "cache" / key)
     study = _csv_study(tmp_path, data)
     common = ["crossval", "--dataset", str(study), "--repeats", "2", "--inner-folds", "2", "--margins", "0.05",
               "--lrs", "1e-12,0.001,0.01", "--epochs-grid", "1,2,4", "--n-boot", "30", "--quiet", "--workers", "1"]

@@ -32,7 +32,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame
 
 DIM = sum(CHANNELS["alex"])
 LAYER = np.repeat(np.arange(5), CHANNELS["alex"])
-RUN = dict(mode="target", folds=3, repeats=2, inner_folds=2, seed=0, cache=False, workers=1, threads=1)
+RUN = protocol.Settings(mode="target", folds=3, repeats=2, inner_folds=2, seed=0)
+ONE = protocol.Compute(workers=1, threads=1)     # every fit in this process
 GRID = protocol.Grid.parse("0.01,0.05", "1e-12,0.01", "1,8")          # 8 settings, 4 of them LPIPS (lr 1e-12)
 FROZEN = protocol.Grid.parse("0.01,0.05", "1e-12", "1,8")             # 4 settings, all LPIPS: a four-way tie
 
@@ -75,7 +76,7 @@ def runs():
             mp.setattr(evaluate, "distance_scores",
                        lambda table, dist, names, calls=calls: calls.append((table, np.array(dist), list(names)))
                        or real(table, dist, names))
-            res = protocol.crossval(data, grid=grid, select=select, **RUN)
+            res = protocol.crossval(data, RUN.replace(grid=grid, select=select), compute=ONE, cache=False)
             out[name] = SimpleNamespace(res=res, calls=calls, grid=grid, select=select)
     return SimpleNamespace(features=features, data=data, **out)
 
@@ -118,14 +119,14 @@ def test_inner_table_is_the_mean_over_inner_folds_of_each_settings_held_out_stat
     run = getattr(runs, name)
     res, settings = run.res, run.grid.settings()
     inner_calls = [c for c in run.calls if c[2] == [str(i) for i in range(len(settings))]]
-    assert len(inner_calls) == len(res.folds) * RUN["inner_folds"]        # one per inner fold of each outer fold
+    assert len(inner_calls) == len(res.folds) * RUN.inner_folds        # one per inner fold of each outer fold
     assert len(res.inner) == len(res.folds) * len(settings)
     for i, (_, fold) in enumerate(res.folds.iterrows()):
         part = res.inner[(res.inner["repeat"] == fold["repeat"]) & (res.inner["fold"] == fold["fold"])]
         pd.testing.assert_frame_equal(part[["margin", "lr", "epochs"]].reset_index(drop=True), settings,
                                       check_dtype=False)
         per_fold = [statistics(table, dist)
-                     for table, dist, _ in inner_calls[i * RUN["inner_folds"]:(i + 1) * RUN["inner_folds"]]]
+                     for table, dist, _ in inner_calls[i * RUN.inner_folds:(i + 1) * RUN.inner_folds]]
         for s in range(len(settings)):
             for stat in protocol.STATISTICS:
                 expected = np.mean([p[s][stat] for p in per_fold])
@@ -163,7 +164,7 @@ def test_the_frozen_settings_are_lpips_and_not_training_is_chosen(runs):
     won before), its refit is LPIPS's weights exactly and every held-out difference is 0."""
     res, features = runs.frozen.res, runs.features
     w0 = initial_weight_vector("alex", "lpips").numpy()
-    for table, dist, names in runs.frozen.calls[:2 * RUN["inner_folds"]]:
+    for table, dist, names in runs.frozen.calls[:2 * RUN.inner_folds]:
         lpips = features.matrix[features.rows(table["target"], table["candidate"])].numpy() @ w0
         np.testing.assert_allclose(dist, np.repeat(lpips[:, None], len(names), axis=1), rtol=1e-6)
     assert (res.inner.groupby(["repeat", "fold"])["inner_icc_A_k"].nunique() == 1).all()   # five-way ties

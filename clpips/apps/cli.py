@@ -7,13 +7,16 @@ line on stderr with a non-zero exit status, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
+import dataclasses
 import math
 import os
 import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from clpips.choices import (BASELINES, CANDIDATE_RULES, LINEAR_INITS, LOSSES, NETS, PROTOCOL_METRICS, SELECT,
                       SPLIT_MODES, TIES)
@@ -51,6 +54,7 @@ EXAMPLES["crossval"] = """examples:
   clpips crossval --dataset study/rankings.csv --out runs/cv-mine --repeats 5
   clpips crossval --dataset mur92 --out runs/cv --margins 0.01,0.05 --lrs 0.003 --epochs-grid 10,20
   clpips crossval --dataset zappos --out runs/cv-global --metric global     # chapter 09's metrics
+  clpips crossval --dataset mur92 --out runs/cv --dask tcp://10.0.0.5:8786  # the fits on a Dask cluster
 
 Outer K-fold by target (or image) x repeats; on each outer training side an inner K-fold
 chooses margin, learning rate and epochs, or not to train (LPIPS's weights); the choice is
@@ -169,6 +173,24 @@ def _baselines(text: str) -> str:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"{', '.join(map(repr, unknown)) or repr(text)}: choose among "
                                           f"{', '.join(BASELINES)} (comma-separated)")
+    return text
+
+
+#: the schemes of a Dask scheduler's address (``distributed``'s comms)
+DASK_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
+
+
+def _dask_address(text: str) -> str:
+    """A Dask scheduler's address, ``[SCHEME://]HOST:PORT`` (e.g. ``tcp://10.0.0.5:8786``): its form is
+    checked here; whether a scheduler answers there, when the command starts its work."""
+    scheme, _, rest = text.rpartition("://")
+    if scheme and scheme not in DASK_SCHEMES:
+        raise argparse.ArgumentTypeError(f"{text!r}: unknown address scheme {scheme!r} "
+                                         f"(one of {', '.join(DASK_SCHEMES)})")
+    host, _, port = rest.rpartition(":")
+    if scheme != "inproc" and (not host or not port.isdigit() or not 0 < int(port) < 65536):
+        raise argparse.ArgumentTypeError(f"{text!r}: give the scheduler's address as [SCHEME://]HOST:PORT, "
+                                         "e.g. tcp://10.0.0.5:8786")
     return text
 
 
@@ -502,58 +524,97 @@ def _print_alignment(table, boot) -> None:
                   f"p(Δ<=0) = {row['p_value']:.4g}")
 
 
-def _cmd_crossval(args: argparse.Namespace) -> int:
-    from clpips import atomic
-    from clpips.protocol import CrossvalResult, Grid, GridEdgeWarning, check_split, crossval, grid_edges, write_result
-
-    out = Path(args.out)
-    _check_out_dir(out)
+def _crossval_setup(args: argparse.Namespace):
+    """The dataset, the protocol's settings (split by target), the metric's family and how to compute, from
+    ``clpips crossval``'s options; a bad option is a one-line error naming it."""
+    # the protocol and chapter 09's families load torch: imported here, so that `clpips --help` stays quick
+    from clpips.book.families import family
+    from clpips.protocol import Compute, Grid, Settings
     try:
         grid = Grid.parse(args.margins, args.lrs, args.epochs_grid)
     except ValueError as err:
         raise UserError(f"--margins/--lrs/--epochs-grid: {err}") from None
+    try:
+        metric = family(args.metric, {name: value for name, value in vars(args).items()
+                                      if name.startswith(("transform_", "teacher_"))})
+    except ValueError as err:
+        raise UserError(f"--metric {args.metric}: {err}") from None
     data = _load_dataset(args)
     _check_folds(data, args)
+    settings = Settings(folds=args.folds, repeats=args.repeats, inner_folds=args.inner_folds, grid=grid,
+                        select=args.select, seed=args.seed, net=args.net, min_candidates=args.min_candidates)
+    return data, settings, metric, Compute(device=args.device, progress=not args.quiet, workers=args.workers)
+
+
+def _cmd_crossval(args: argparse.Namespace) -> int:
+    from clpips import atomic
+    from clpips.protocol import check_split
+
+    out = Path(args.out)
+    _check_out_dir(out)
+    data, settings, metric, compute = _crossval_setup(args)
     modes = ["target", "image"] if args.split_mode == "both" else [args.split_mode]
     for mode in modes:  # a split that would leave too little held out to judge is refused before any run
         try:
-            check_split(data, mode=mode, folds=args.folds, repeats=args.repeats, seed=args.seed,
-                        min_candidates=args.min_candidates)
+            check_split(data, settings.replace(mode=mode))
         except ValueError as err:
             raise UserError(f"{args.dataset}: {err}") from None
     report: dict = {"dataset": getattr(data, "name", args.dataset), "modes": {}}
-    for mode in modes:
-        try:
-            with warnings.catch_warnings():   # a grid edge is printed below with the summary, one line each
-                warnings.simplefilter("ignore", GridEdgeWarning)
-                res: CrossvalResult = crossval(data, mode=mode, folds=args.folds, repeats=args.repeats,
-                                               inner_folds=args.inner_folds, grid=grid, select=args.select,
-                                               seed=args.seed, net=args.net, device=args.device,
-                                               workers=args.workers, progress=not args.quiet, metric=args.metric,
-                                               transform_lambdas=args.transform_lambdas,
-                                               transform_lrs=args.transform_lrs, transform_steps=args.transform_steps,
-                                               transform_rank=args.transform_rank,
-                                               transform_margins=args.transform_margins, teacher_sets=args.teacher_sets,
-                                               teacher_weight=args.teacher_weight, min_candidates=args.min_candidates)
-        except ValueError as err:
-            raise UserError(str(err)) from None
-        folder = out / mode if len(modes) > 1 else out
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            write_result(res, folder)
-        except OSError as err:  # --out went away or filled up during the run (it was writable at the start)
-            raise _late_write_error(folder, err, "cross-validation", res.store) from None
-        report["modes"][mode] = res.to_json(ci=args.ci, n_boot=args.n_boot)
-        _print_crossval(mode, res.summary(ci=args.ci, n_boot=args.n_boot), args.metric, res.kept())
-        for line in grid_edges(res.folds, res.inner, warn=False)["warning"]:
-            if line:
-                print(f"clpips: warning: split by {mode}: {line}", file=sys.stderr)
+    with _dask_executor(args.dask) as executor:
+        compute = dataclasses.replace(compute, executor=executor)
+        for mode in modes:
+            report["modes"][mode], store = _crossval_mode(args, data, settings.replace(mode=mode), metric, compute,
+                                                          out / mode if len(modes) > 1 else out)
     try:
         atomic.write_json(out / "crossval.json", report)
     except OSError as err:
-        raise _late_write_error(out / "crossval.json", err, "cross-validation", res.store) from None
+        raise _late_write_error(out / "crossval.json", err, "cross-validation", store) from None
     print(f"wrote {out / 'crossval.json'} and per-fold CSVs (folds.csv, inner.csv, oof.csv)")
     return 0
+
+
+def _crossval_mode(args: argparse.Namespace, data, settings, metric, compute,
+                   folder: Path) -> tuple[dict, Optional[Path]]:
+    """One split mode of ``clpips crossval``: the run (or its cached result), its tables written to ``folder``,
+    its summary printed with any grid edge as one warning line; its report and its cache folder."""
+    from clpips.protocol import GridEdgeWarning, crossval, grid_edges, write_result
+    try:
+        with warnings.catch_warnings():   # a grid edge is printed below with the summary, one line each
+            warnings.simplefilter("ignore", GridEdgeWarning)
+            res = crossval(data, settings, metric, compute=compute)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_result(res, folder)
+    except OSError as err:  # --out went away or filled up during the run (it was writable at the start)
+        raise _late_write_error(folder, err, "cross-validation", res.store) from None
+    _print_crossval(settings.mode, res.summary(ci=args.ci, n_boot=args.n_boot), args.metric, res.kept())
+    for line in grid_edges(res.folds, res.inner, warn=False)["warning"]:
+        if line:
+            print(f"clpips: warning: split by {settings.mode}: {line}", file=sys.stderr)
+    return res.to_json(ci=args.ci, n_boot=args.n_boot), res.store
+
+
+@contextlib.contextmanager
+def _dask_executor(address: Optional[str]) -> Iterator[Optional[concurrent.futures.Executor]]:
+    """The executor of the Dask scheduler at ``address`` (``--dask``), its client closed afterwards; None
+    without an address (the fits run in local processes)."""
+    if not address:
+        yield None
+        return
+    try:
+        import distributed   # optional, and heavy: only --dask needs it
+    except ImportError:
+        raise UserError("--dask needs the distributed package: pip install distributed") from None
+    try:
+        client = distributed.Client(address, timeout="30s")
+    except (OSError, ValueError) as err:   # unreachable (a TimeoutError is an OSError), or not an address
+        raise UserError(f"--dask {address}: no Dask scheduler answered there ({err})") from None
+    try:
+        yield client.get_executor()
+    finally:
+        client.close()
 
 
 def _check_folds(dataset, args: argparse.Namespace) -> None:
@@ -703,6 +764,9 @@ def _add_crossval(sub) -> None:
     p.add_argument("--ci", type=_share, default=d.ci, help="confidence level")
     p.add_argument("--workers", type=_positive_int, default=d.workers,
                    help="processes for the fits (the results do not depend on it)")
+    p.add_argument("--dask", metavar="ADDRESS", type=_dask_address,
+                   help="run the fits on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://10.0.0.5:8786; "
+                        "needs the distributed package) instead of --workers local processes: the same numbers")
     p.add_argument("--metric", choices=PROTOCOL_METRICS, default=d.protocol_metric,
                    help="the metric fitted and compared with LPIPS (chapter 09): clpips, global (pooled features), "
                         "transform (AligNet-style), teacher (CLPIPS taught by the transform)")
@@ -806,6 +870,23 @@ Run `clpips COMMAND --help` for each command's options and examples.""",
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``clpips ARGV`` (default: the command line): its exit status. Ctrl-C, while the options are read
+    (some load torch) or while the command runs, prints "interrupted" and gives status 130."""
+    try:
+        return _run_command(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        if argv is not None:    # called from Python (a test, a notebook): the caller goes on
+            return 130
+        # the program itself: end now. Python's own shutdown, after torch, takes about a second more, and
+        # nothing is left to finish (every result is written atomically, worker processes end with us)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+
+
+def _run_command(argv: Optional[Sequence[str]]) -> int:
+    """:func:`main` but for Ctrl-C: the options parsed, the command run, a :class:`UserError` as one line."""
     parser = build_parser()
     _Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
@@ -821,9 +902,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as err:
         print(f"clpips {args.command}: error: {err}", file=sys.stderr)
         return err.status
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     finally:
         warnings.formatwarning = shown
 

@@ -6,7 +6,8 @@ human similarity judgements, kept close to the original by a regulariser;
 (2) use the aligned model as a surrogate *teacher* to label comparisons people
 never made; (3) train a *student* on those labels. This module gives the pieces
 to run that recipe beside CLPIPS on the compendium's ranking data; the nested
-cross-validation (:mod:`clpips.protocol`) runs them.
+cross-validation (:mod:`clpips.protocol`) runs them as the metric families of
+:mod:`clpips.book.families`.
 
 The global representation
     :func:`image_embeddings`: for each image (its own native size), LPIPS's
@@ -95,7 +96,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from clpips import atomic
-from clpips.features import (MEMORY_BUDGET, CacheWarning, PairFeatures, _finite_vector, activation_bytes,
+from clpips.features import (MEMORY_BUDGET, CacheWarning, PairFeatures, activation_bytes, finite_vector,
                        layer_activations, read_cached)
 from clpips.images import load_image
 from clpips.model import CHANNELS, CLPIPS, initial_weight_vector
@@ -225,7 +226,7 @@ def image_embeddings(dataset, refs: Iterable[str], net: str = "alex", device: st
 
 def _read_embedding(path: Path, dim: int) -> Optional[torch.Tensor]:
     """A cached embedding, verified (:func:`clpips.features.read_cached`); None when absent or bad."""
-    vec = read_cached(path, lambda v: _finite_vector(v, dim), f"a {dim}-number finite vector")
+    vec = read_cached(path, lambda v: finite_vector(v, dim), f"a {dim}-number finite vector")
     return None if vec is None else vec.float()
 
 

@@ -1,0 +1,246 @@
+"""clpips.train.fit_many, the protocol's batched trainer: its columns equal sequential fit_pairs fits (both
+ways of stepping), frozen layers stay frozen, early stopping selects as fit does, bad grids are refused, and
+worker processes give the same weights."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from clpips.model import CHANNELS, initial_weight_vector
+from clpips.train import GridJob, fit_grid, fit_many, fit_pairs
+from helpers import toy_table
+from tolerance import assert_same_fit
+
+DIM = sum(CHANNELS["alex"])
+
+
+@pytest.fixture(params=["rows", "pairs"])
+def step_path(request, monkeypatch):
+    """Each lockstep step taken both ways (train._gathers_pairs): over all the group's rows, and on its
+    batches' pair differences; both must equal fit_pairs."""
+    from clpips import train
+    monkeypatch.setattr(train, "_gathers_pairs", lambda *args: request.param == "pairs")
+    return request.param
+
+
+def _pairs_problem(n_rows=60, n_pairs=700, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    # float64 features make float64 fits: two summation orders then agree to ~1e-14 on any CPU (tolerance.py)
+    features = (torch.rand(n_rows, DIM, generator=gen) * 0.02).double()
+    pairs = torch.randint(0, n_rows, (n_pairs, 2), generator=gen)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    return features, pairs
+
+
+@pytest.mark.parametrize("loss", ["logistic", "margin"])
+@pytest.mark.float_sensitive
+def test_fit_grid_equals_a_loop_of_fit_pairs(loss):
+    features, pairs = _pairs_problem()
+    w0 = initial_weight_vector("alex", "lpips")
+    margins, lrs = (0.01, 0.05, 0.01), (1e-3, 1e-3, 1e-2)
+    grid = fit_grid(features, pairs, w0, margins=margins, lrs=lrs, checkpoints=(1, 3), seed=4, loss=loss,
+                    batch_size=64)
+    assert grid.shape == (2, 3, DIM)
+    for b in range(3):
+        for e_i, epochs in enumerate((1, 3)):
+            ref = fit_pairs(features, pairs, None, w0, margin=margins[b], lr=lrs[b], epochs=epochs, seed=4,
+                            loss=loss, batch_size=64).weights
+            assert_same_fit(grid[e_i, b], ref, f"setting {b}, {epochs} epochs")
+    assert not torch.equal(grid[1, 0], grid[1, 1])  # the columns really differ
+
+
+@pytest.mark.float_sensitive
+def test_fit_many_equals_each_job_alone_and_respects_frozen_layers():
+    features, pairs = _pairs_problem(seed=1)
+    w0 = initial_weight_vector("alex", "lpips")
+    jobs = [GridJob(pairs[:300], (0.05,), (1e-2,), (2,), seed=0),
+            GridJob(pairs[200:], (0.02, 0.05), (1e-3, 3e-3), (1, 2), seed=7)]
+    together = fit_many(features, jobs, w0, layers="0,1", loss="logistic")
+    for job, got in zip(jobs, together):
+        alone = fit_grid(features, job.pairs, w0, margins=job.margins, lrs=job.lrs, checkpoints=job.checkpoints,
+                         seed=job.seed, layers="0,1", loss="logistic")
+        assert_same_fit(got, alone, "a job in fit_many against fit_grid alone")
+        frozen = slice(sum(CHANNELS["alex"][:2]), DIM)
+        assert torch.equal(got[..., frozen], w0[frozen].expand_as(got[..., frozen]))
+
+
+@pytest.mark.parametrize("loss", ["logistic", "margin"])
+@pytest.mark.float_sensitive
+def test_fit_many_mixing_layers_init_project_loss_equals_each_fit_pairs(loss, step_path):
+    """Jobs of one call differing in starting weights, trained layers, projection and loss (some
+    sharing pairs and seed, so they share shuffles) each equal their own fit_pairs."""
+    features, pairs = _pairs_problem(seed=2)
+    lpips, ones = initial_weight_vector("alex", "lpips"), initial_weight_vector("alex", "ones")
+    rand = initial_weight_vector("alex", "random", seed=3) - 0.5  # some negative starting weights
+    other = "margin" if loss == "logistic" else "logistic"
+    jobs = [GridJob(pairs, (0.05, 0.02), (1e-2, 3e-3), (1, 3), seed=5),                     # the call's options
+            GridJob(pairs, (0.05,), (1e-2,), (3,), seed=5, layers="0,4", initial_weights=ones),
+            GridJob(pairs, (0.05,), (1e-2,), (2, 3), seed=5, project=False, initial_weights=rand),
+            GridJob(pairs, (0.02,), (1e-2,), (3,), seed=5, loss=other),                     # mixed losses, one stream
+            GridJob(pairs[100:], (0.05,), (3e-3,), (3,), seed=1, loss=other, layers=[2]),
+            # a short job of many columns: when it ends, the finished columns leave the products
+            GridJob(pairs[:200], (0.05, 0.02) * 4, (1e-3, 3e-3, 1e-2, 3e-2) * 2, (1, 2), seed=9)]
+    together = fit_many(features, jobs, lpips, loss=loss, batch_size=64)
+    for job, got in zip(jobs, together):
+        assert got.shape == (len(job.checkpoints), len(job.margins), DIM)
+        w0 = lpips if job.initial_weights is None else job.initial_weights
+        job_loss = job.loss or loss
+        for b in range(len(job.margins)):
+            for e_i, epochs in enumerate(job.checkpoints):
+                ref = fit_pairs(features, job.pairs, None, w0, margin=job.margins[b], lr=job.lrs[b], epochs=epochs,
+                                seed=job.seed, loss=job_loss, batch_size=64,
+                                layers="all" if job.layers is None else job.layers,
+                                project=True if job.project is None else job.project).weights
+                assert_same_fit(got[e_i, b], ref, f"column {b}, {epochs} epochs")
+    frozen = torch.ones(DIM, dtype=torch.bool)
+    frozen[:CHANNELS["alex"][0]] = False
+    frozen[-CHANNELS["alex"][4]:] = False
+    assert torch.equal(together[1][-1, 0, frozen], ones[frozen])
+    assert (together[2][-1, 0] < 0).any() and (together[0] >= 0).all()  # unprojected vs projected
+
+
+@pytest.mark.float_sensitive
+def test_early_stopped_selection_equals_fit_on_a_small_problem():
+    """train.fit (validation targets split off by split_by_target) and the batched path (every epoch
+    recorded by fit_many, then early_stopped) keep the same weights, best epoch and epochs run."""
+    from types import SimpleNamespace
+
+    from clpips.datasets import split_by_target
+    from clpips.features import PairFeatures
+    from clpips.pairs import ranking_pairs
+    from clpips.train import early_stopped, fit, pair_index
+    table = toy_table(n_images=16, k=6, raters=("a", "b", "c"), seed=4)
+    keys = list(dict.fromkeys(zip(table["target"], table["candidate"])))
+    gen = torch.Generator().manual_seed(1)
+    feats = PairFeatures(keys=keys, matrix=(torch.rand(len(keys), DIM, generator=gen) * 0.02).double(), net="alex",
+                         extracted=0)                                # float64: see tolerance.py
+    data = SimpleNamespace(table=table, name="toy")
+    settings = [dict(loss="margin", margin=0.05, lr=1e-2, patience=2), dict(loss="logistic", margin=0.02, lr=3e-2,
+                                                                            patience=3, init="ones", layers="1,2")]
+    seen_early = False
+    for seed in (0, 3):
+        fit_rows, val_rows = split_by_target(table, test_size=0.2, seed=seed)
+        train_pairs = pair_index(feats, ranking_pairs(fit_rows))
+        val_pairs = pair_index(feats, ranking_pairs(val_rows))
+        jobs = [GridJob(train_pairs, (s["margin"],), (s["lr"],), tuple(range(1, 13)), seed=seed, loss=s["loss"],
+                        layers=s.get("layers"), initial_weights=initial_weight_vector("alex", s.get("init", "lpips"),
+                                                                                      seed))
+                for s in settings]
+        batched = fit_many(feats.matrix, jobs, initial_weight_vector("alex", "lpips"), batch_size=32)
+        for s, job, got in zip(settings, jobs, batched):
+            ref = fit(data, table, features=feats, seed=seed, epochs=12, batch_size=32, progress=False, **s)
+            w, best_epoch, epochs_run = early_stopped(got[:, 0], feats.matrix, val_pairs, loss=s["loss"],
+                                                      margin=s["margin"], patience=s["patience"],
+                                                      initial_weights=job.initial_weights)
+            assert (best_epoch, epochs_run) == (ref.best_epoch, len(ref.history))
+            assert_same_fit(w, ref.weights, f"{s['loss']} seed {seed}")
+            seen_early |= epochs_run < 12
+    assert seen_early  # the problem really stops early somewhere
+    # no validation pairs: the last epoch, as fit_pairs without val_pairs
+    w, best_epoch, epochs_run = early_stopped(batched[0][:, 0], feats.matrix, None)
+    assert (best_epoch, epochs_run) == (12, 12) and torch.equal(w, batched[0][-1, 0])
+
+
+@pytest.mark.float_sensitive
+def test_early_stopped_with_l2_equals_fit_pairs_history():
+    """With an L2 pull the selection adds the penalty to the validation loss, as fit_pairs does
+    (checked on fit_pairs' own path: the batched path trains without a pull)."""
+    from clpips.train import early_stopped
+    features, pairs = _pairs_problem(seed=3)
+    w0 = initial_weight_vector("alex", "lpips")
+    val = pairs[:150]
+    anchor = w0 * 1.1
+    ref = fit_pairs(features, pairs[150:], val, w0, margin=0.05, lr=1e-2, epochs=10, patience=2, seed=2,
+                    loss="logistic", l2=0.5, l2_to=anchor)
+    path = torch.stack([fit_pairs(features, pairs[150:], None, w0, margin=0.05, lr=1e-2, epochs=e, seed=2,
+                                  loss="logistic", l2=0.5, l2_to=anchor).weights for e in range(1, 11)])
+    w, best_epoch, epochs_run = early_stopped(path, features, val, loss="logistic", margin=0.05, patience=2, l2=0.5,
+                                              l2_to=anchor)
+    assert (best_epoch, epochs_run) == (ref.best_epoch, len(ref.history))
+    assert_same_fit(w, ref.weights, "early-stopped weights")
+
+
+@pytest.mark.parametrize("loss", ["logistic", "margin"])
+@pytest.mark.float_sensitive
+def test_fit_many_with_an_l2_pull_equals_fit_pairs(loss, step_path):
+    """Jobs pulled towards their own anchors (personal models: l2_to is the starting weights) beside
+    jobs without a pull, in one call, each equal fit_pairs(l2=..., l2_to=...); l2 without l2_to, or
+    l2=0, is no pull, as in fit_pairs. Over all rows, and on pair differences."""
+    features, pairs = _pairs_problem(n_rows=400, n_pairs=900, seed=5)
+    w0 = initial_weight_vector("alex", "lpips")
+    start = w0 * 1.5
+    jobs = [GridJob(pairs[:300], (0.05,), (1e-2,), (2, 4), seed=1, initial_weights=start, l2=0.5, l2_to=start),
+            # (lr 3e-2 against this strong pull makes Adam oscillate chaotically about its balance: two
+            # summation orders then part by 6e-8 even in float64 after 4 epochs, so no fit comparison holds)
+            GridJob(pairs[300:], (0.05, 0.02), (1e-2, 1e-2), (4,), seed=2, l2=2.0, l2_to=w0 * 0.5),
+            GridJob(pairs[300:], (0.05,), (1e-2,), (4,), seed=2, l2=2.0),             # no anchor: no pull
+            GridJob(pairs[100:500], (0.02,), (3e-2,), (3,), seed=3)]
+    for batch_size in (64, 8):
+        together = fit_many(features, jobs, w0, loss=loss, batch_size=batch_size)
+        for job, got in zip(jobs, together):
+            w_start = w0 if job.initial_weights is None else job.initial_weights
+            for b in range(len(job.margins)):
+                for e_i, epochs in enumerate(job.checkpoints):
+                    ref = fit_pairs(features, job.pairs, None, w_start, margin=job.margins[b], lr=job.lrs[b],
+                                    epochs=epochs, seed=job.seed, loss=loss, batch_size=batch_size, l2=job.l2,
+                                    l2_to=job.l2_to).weights
+                    assert_same_fit(got[e_i, b], ref, f"column {b}, {epochs} epochs")
+        # the pull matters: without it the first job ends elsewhere
+        free = fit_many(features, [dataclasses.replace(jobs[0], l2=0.0)], w0, loss=loss, batch_size=batch_size)[0]
+        assert float((free[-1, 0] - together[0][-1, 0]).abs().max()) > 1e-3
+
+
+def test_fit_many_refuses_bad_grids():
+    features, pairs = _pairs_problem()
+    w0 = initial_weight_vector("alex", "lpips")
+    for bad in (GridJob(pairs, (float("nan"),), (1e-3,), (1,)), GridJob(pairs, (0.05,), (0.0,), (1,)),
+                GridJob(pairs, (0.05,), (1e-3,), (0,)), GridJob(pairs[:0], (0.05,), (1e-3,), (1,)),
+                GridJob(pairs, (0.05,), (1e-3,), (1,), l2=-1.0, l2_to=w0),
+                GridJob(pairs, (0.05,), (1e-3,), (1,), l2=0.1, l2_to=w0[:5])):
+        with pytest.raises(ValueError):
+            fit_many(features, [bad], w0)
+
+
+# --------------------------------------------------------------------------- splits
+def test_fit_many_gives_the_same_weights_in_worker_processes():
+    features, pairs = _pairs_problem(seed=2)
+    w0 = initial_weight_vector("alex", "lpips")
+    jobs = [GridJob(pairs[:250], (0.05, 0.02), (1e-2, 1e-3), (1, 2), seed=s) for s in range(3)]
+    alone = fit_many(features, jobs, w0, max_columns=2)           # three groups, in this process
+    spread = fit_many(features, jobs, w0, max_columns=2, workers=2)
+    for a, b in zip(alone, spread):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("loss", ["logistic", "margin"])
+@pytest.mark.float_sensitive
+def test_fit_many_by_its_own_choice_of_step_equals_fit_pairs(loss, monkeypatch):
+    """Many rows and small batches (fit_many steps on pair differences: train._gathers_pairs), few rows
+    and many streams (it steps over the rows): each column still equals its own fit_pairs; streams of
+    equal widths (one batched product) and of unequal ones."""
+    from clpips import train
+    choose, chosen = train._gathers_pairs, []
+    monkeypatch.setattr(train, "_gathers_pairs", lambda *args: chosen.append(choose(*args)) or chosen[-1])
+    for n_rows, jobs_of in ((1500, lambda p: [GridJob(p, (0.02, 0.05), (1e-2, 3e-3), (1, 2), seed=3),
+                                              GridJob(p[300:], (0.05, 0.02), (1e-2, 1e-2), (2,), seed=8)]),
+                            (1500, lambda p: [GridJob(p, (0.02, 0.05), (1e-2, 3e-3), (1, 2), seed=3),
+                                              GridJob(p[300:], (0.05,), (1e-2,), (2,), seed=8)]),
+                            (40, lambda p: [GridJob(p[:400 + 50 * i], (0.05,), (1e-2,), (2,), seed=i)
+                                            for i in range(4)])):
+        features, pairs = _pairs_problem(n_rows=n_rows, n_pairs=900, seed=6)
+        w0 = initial_weight_vector("alex", "lpips")
+        jobs = jobs_of(pairs)
+        chosen.clear()
+        together = fit_many(features, jobs, w0, loss=loss, batch_size=32)
+        assert chosen == [n_rows > 100]
+        for job, got in zip(jobs, together):
+            for b, (margin, lr) in enumerate(zip(job.margins, job.lrs)):
+                for e_i, epochs in enumerate(job.checkpoints):
+                    ref = fit_pairs(features, job.pairs, None, w0, margin=margin, lr=lr, epochs=epochs,
+                                    seed=job.seed, loss=loss, batch_size=32).weights
+                    assert_same_fit(got[e_i, b], ref, f"column {b}, {epochs} epochs")
+
+
+# -- beyond the linear weights: the metrics of chapter 09 under the same protocol ------------------

@@ -1,0 +1,163 @@
+"""Chapter 09's metrics as families of the nested protocol (clpips.book.families): global CLPIPS is
+fit_many on pooled features in LPIPS's units, the transform and the teacher's student are nested and
+deterministic, the teacher stays on its side, refits train the chosen setting alone; and the families'
+options are checked, and reach the run's settings (its cache key) as they did before they were families."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from clpips import protocol
+from clpips.book import families
+from tolerance import assert_same_fit, assert_within, dot_bound, typical_dot_bound
+
+
+def _record_calls(monkeypatch, module, name):
+    """Replace ``module.name`` by a wrapper that records each call as ``(*args, kwargs, result)``;
+    returns the list of calls and the real function."""
+    calls, real = [], getattr(module, name)
+
+    def recording(*args, **kw):
+        out = real(*args, **kw)
+        calls.append((*args, kw, out))
+        return out
+    monkeypatch.setattr(module, name, recording)
+    return calls, real
+
+
+BEYOND = protocol.Settings(folds=3, repeats=1, inner_folds=2, grid=protocol.Grid.parse("0.02,0.05", "0.01", "2,4"))
+TRANSFORM = families.Transform(lambdas="0.001,0.1", lrs="0.01", steps="20,50", rank=4)
+
+
+@pytest.mark.parametrize("mode", ["target", "image"])
+def test_global_clpips_is_fit_many_on_pooled_features_in_lpips_units(mode, mur92_mirror, monkeypatch, tmp_path):
+    """The global metric's out-of-fold distances are its refitted weights times the pooled features
+    (a direct computation from the image embeddings), scaled by one constant: mean LPIPS distance
+    over mean global LPIPS distance of the run's rows. Same folds as CLPIPS's run."""
+    monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
+    monkeypatch.setattr(protocol, "cache_folder", lambda key: tmp_path / "crossval" / key)
+    from clpips import datasets
+    from clpips.book import aligned
+    data = datasets.load("mur92")
+    glob = protocol.crossval(data, BEYOND.replace(mode=mode), families.GlobalCLPIPS())
+    plain = protocol.crossval(data, BEYOND.replace(mode=mode))
+    assert glob.settings["metric"] == "global" and "metric" not in plain.settings
+    pd.testing.assert_frame_equal(glob.oof[["set_id", "target", "candidate", "rater", "rank", "repeat", "fold"]],
+                                  plain.oof[["set_id", "target", "candidate", "rater", "rank", "repeat", "fold"]])
+    assert np.allclose(glob.oof["lpips"], plain.oof["lpips"])
+    # the pooled features are the one change: CLPIPS's chosen setting in each fold, no second tuning
+    pd.testing.assert_frame_equal(glob.folds[["margin", "lr", "epochs"]], plain.folds[["margin", "lr", "epochs"]])
+    assert glob.folds["inner_score"].isna().all() and glob.setting_columns() == ["margin", "lr", "epochs"]
+    emb = aligned.image_embeddings(data, sorted(set(data.table["target"]) | set(data.table["candidate"])))
+    for fold, part in glob.oof.groupby("fold"):
+        psi = (emb.of(list(part["target"])) - emb.of(list(part["candidate"]))) ** 2
+        w = torch.as_tensor(glob.weights[fold], dtype=torch.float32)
+        raw = (psi @ w).numpy()
+        ratio = part["clpips"].to_numpy() / raw
+        # one scale for the whole run. Each float32 dot product of D terms (the library's and this one) errs by
+        # at most gamma_D sum|psi w| (tolerance.py), so ratio / ratio[0] - 1 by at most four of those, relative
+        cond = ((psi @ w.abs()).numpy() / np.abs(raw))
+        rel = cond + cond[0]
+        D = psi.shape[1]
+        assert ratio[0] > 0
+        assert_within(ratio / ratio[0], np.ones_like(ratio), dot_bound(rel, D, torch.float32),
+                      typical_dot_bound(rel, D, torch.float32), "one scale per run")
+
+
+def test_transform_and_teacher_runs_are_nested_deterministic_and_the_teacher_stays_on_its_side(
+        mur92_mirror, monkeypatch, tmp_path):
+    monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
+    monkeypatch.setattr(protocol, "cache_folder", lambda key: tmp_path / "crossval" / key)
+    from clpips import datasets
+    from clpips.book import aligned
+    data = datasets.load("mur92")
+    seen = []
+    real = aligned.teacher_rankings
+
+    def recording(distance, targets, images, **kw):
+        made = real(distance, targets, images, **kw)
+        seen.append((set(targets), set(images), made))
+        return made
+    monkeypatch.setattr(aligned, "teacher_rankings", recording)
+    taught = families.Taught(TRANSFORM, weight=0.5, sets=1)
+    teacher = protocol.crossval(data, BEYOND.replace(mode="image"), taught)
+    transform = protocol.crossval(data, BEYOND.replace(mode="image"), TRANSFORM)   # cached by the teacher run
+    plain = protocol.crossval(data, BEYOND.replace(mode="image"))
+    assert set(transform.setting_columns()) == {"margin", "lam", "lr", "steps"}
+    assert len(seen) == len(teacher.folds)          # one teacher per outer fold (the student is not re-tuned)
+    for (targets, images, made), (_, fold) in zip(seen, teacher.oof.groupby(["repeat", "fold"])):
+        held = set(fold["target"]) | set(fold["candidate"])
+        assert not (targets | images) & held         # split by image: no held-out image reaches the teacher
+        assert set(made["target"]) <= targets and set(made["candidate"]) <= images
+        assert (made["rater"] == aligned.TEACHER).all()
+    # the student takes the setting CLPIPS's inner folds chose in the same fold
+    pd.testing.assert_frame_equal(teacher.folds[["margin", "lr", "epochs"]], plain.folds[["margin", "lr", "epochs"]])
+    assert teacher.folds["inner_score"].isna().all()
+    again = protocol.crossval(data, BEYOND.replace(mode="image"), taught, cache=False)
+    assert np.array_equal(again.weights, teacher.weights)
+    pd.testing.assert_frame_equal(again.folds, teacher.folds)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        families.family("dreamsim")
+
+
+def test_transform_refits_train_the_chosen_setting_alone(mur92_mirror, monkeypatch, tmp_path):
+    """The transform's refit of each outer fold is its chosen (margin, lam, lr, steps) alone, and equals
+    that setting's column of the whole grid fitted on the same pairs (to float rounding)."""
+    monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
+    monkeypatch.setattr(protocol, "cache_folder", lambda key: tmp_path / "crossval" / key)
+    from clpips import datasets
+    from clpips.book import aligned
+    calls, real = _record_calls(monkeypatch, aligned, "fit_transform_many")
+    res = protocol.crossval(datasets.load("mur92"), BEYOND.replace(mode="target"), TRANSFORM)
+    full = aligned.TransformGrid((0.001, 0.1), (0.01,), (20, 50), 4)
+    refits = [c for c in calls if len(c[2].lambdas) == 1]
+    assert sum(len(c[1]) for c in refits) == len(res.folds)
+    checked = 0
+    for n, row in res.folds.iterrows():          # find the refit that gave this fold's weights, exactly
+        (delta, job, grid, kw), = [(d, job, g, kw) for d, jobs, g, kw, out in refits for job, got in zip(jobs, out)
+                                   for k in range(len(g.steps)) if np.array_equal(got[k, 0].numpy(), res.weights[n])
+                                   and g.steps[k] == row["steps"]]
+        assert (grid.lambdas, grid.lrs, kw["margin"]) == ((row["lam"],), (row["lr"],), row["margin"])
+        # the chosen column of the whole grid equals the setting alone: compared in float64 (tolerance.py)
+        delta64 = delta.double()
+        kw64 = dict(kw, factors=None if kw.get("factors") is None else (kw["factors"][0].double(), kw["factors"][1]))
+        whole = real(delta64, [job], full, **kw64)[0]
+        alone = real(delta64, [job], grid, **kw64)[0]
+        column = full.columns().index((row["lam"], row["lr"]))
+        assert_same_fit(whole[full.steps.index(int(row["steps"])), column], alone[grid.steps.index(int(row["steps"])), 0],
+                        f"fold {n}")
+        checked += 1
+    assert checked == len(res.folds)
+
+
+def test_families_by_name_take_a_chapters_parameters_and_check_them():
+    assert families.family("clpips") is protocol.LINEAR
+    assert isinstance(families.family("global"), families.GlobalCLPIPS)
+    made = families.family("teacher", {"transform_lambdas": "0.1,0", "transform_steps": "50,20,20", "teacher_sets": 3,
+                                       "unrelated": 1})
+    assert made.sets == 3 and made.transform.lambdas == (0.1, 0.0) and made.transform.steps == (20, 50)
+    # the run's settings (and so its cache key) hold the options as crossval's keywords gave them
+    from clpips.defaults import DEFAULTS
+    assert made.options() == {"lambdas": [0.1, 0.0], "transform_lrs": [float(DEFAULTS.transform_lrs)],
+                              "steps": [20, 50], "rank": DEFAULTS.transform_rank,
+                              "transform_margins": [float(DEFAULTS.transform_margins)],
+                              "teacher_weight": DEFAULTS.teacher_weight, "teacher_sets": 3}
+    record = protocol.run_settings(type("D", (), {"name": "x"})(), protocol.Settings(), made)
+    assert record["metric"] == "teacher" and "metric" not in protocol.run_settings(None, protocol.Settings(),
+                                                                                    protocol.LINEAR)
+    for bad, named in ((dict(steps="25,2.5"), "transform_steps"), (dict(rank=0), "transform_rank"),
+                       (dict(lambdas="0,-1"), "transform_lambdas"), (dict(lrs="0"), "transform_lrs: expected positive")):
+        with pytest.raises(ValueError, match=named):
+            families.Transform(**bad)
+    for bad, named in ((dict(weight=0.0), "teacher_weight"), (dict(sets=1.5), "teacher_sets")):
+        with pytest.raises(ValueError, match=named):
+            families.Taught(**bad)
+
+
+def test_the_old_keyword_form_names_the_family_to_pass(mur92_mirror, monkeypatch):
+    monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
+    from clpips import datasets
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="clpips.book.families.family"):
+        protocol.crossval(datasets.load("mur92"), metric="transform", folds=3)

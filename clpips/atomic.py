@@ -1,12 +1,8 @@
-"""Atomic file writes: write to a temporary file in the same folder, then rename.
-
-A crash or an error part-way leaves the previous file (or nothing) in place,
-never a half-written one. Also the package's one way to turn a torch object into
-bytes (:func:`torch_bytes`: same object, same bytes), its one strict-JSON writer
-(:func:`write_json`) and its one checked cache entry (:func:`write_checked` /
-:func:`read_checked`: a sha256 recorded beside the entry on write, verified on read;
-:func:`read_entry`: verified and parsed, a bad entry named in one warning line, removed and
-rebuilt by the caller).
+"""Atomic file writes (a temporary file beside the target, then a rename: a crash leaves the old file or
+nothing, never half a file), and the package's one of each: torch object to bytes (:func:`torch_bytes`),
+strict-JSON writer (:func:`write_json`), checked cache entry (:func:`write_checked`, :func:`read_entry`:
+a sha256 beside the entry, verified on read; a bad entry named in one warning, removed and rebuilt)
+and lock around computing a cached thing (:func:`exclusive`).
 """
 from __future__ import annotations
 
@@ -55,12 +51,8 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def torch_bytes(obj: Any) -> bytes:
-    """``torch.save(obj)`` as bytes, through an in-memory buffer.
-
-    Saving to a file records the file's name inside the archive (its top folder
-    is the file's stem), so a save to a temporary name gave different bytes on
-    every run; through a buffer the folder is always ``archive`` and the same
-    object gives the same bytes.
+    """``torch.save(obj)`` as bytes, through a buffer: a file save records the file's name inside the archive,
+    so a temporary name gave different bytes every run; through a buffer the same object gives the same bytes.
     """
     import torch  # loaded here: clpips.datasets and clpips.stats write through this module without torch
     buffer = io.BytesIO()
@@ -116,15 +108,8 @@ def write_checked(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def read_checked(path: str | os.PathLike) -> bytes:
-    """The bytes of a cache entry written by :func:`write_checked`, verified.
-
-    Raises
-    ------
-    CacheEntryError
-        Naming the entry, when its checksum is missing or differs (truncated,
-        altered, or written by an older clpips).
-    FileNotFoundError
-        When the entry itself does not exist.
+    """The bytes of an entry written by :func:`write_checked`, verified; a :class:`CacheEntryError` naming it
+    when the checksum is missing or differs.
     """
     path = Path(path)
     data = path.read_bytes()
@@ -138,7 +123,7 @@ def read_checked(path: str | os.PathLike) -> bytes:
 
 
 def sha256_mismatch(data: bytes, expected: str) -> str | None:
-    """None when ``data``'s sha256 is ``expected`` (hex), else the sha256 it has (for the caller's error)."""
+    """None when ``data``'s sha256 is ``expected``, else the sha256 it has."""
     got = hashlib.sha256(data).hexdigest()
     return None if got == expected.strip().lower() else got
 
@@ -152,14 +137,10 @@ def remove_entry(path: str | os.PathLike) -> None:
 def read_entry(path: str | os.PathLike, parse: Callable[[bytes], Any], valid: Optional[Callable[[Any], bool]] = None,
                holds: str = "what it should", category: type[Warning] = UserWarning,
                remove: Callable[[Path], None] = remove_entry, stacklevel: int = 2) -> Any:
-    """``parse`` of the bytes of a cache entry written by :func:`write_checked`, verified: its checksum
-    (:func:`read_checked`), then ``valid(obj)`` when given (``holds`` says what it should hold).
-
-    A bad entry (missing, without a recorded checksum as an older clpips wrote it, truncated, altered,
-    or bytes ``parse`` refuses) is named in one warning line of ``category``, removed with
-    ``remove(path)`` (the entry and its checksum; a caller whose entry is one file of several passes
-    what removes them all) and None returned, so the caller rebuilds it. Callers for which a missing
-    entry is no fault check that it exists first."""
+    """``parse`` of a checked entry's bytes, verified (checksum, then ``valid``, ``holds`` saying what it
+    should hold). A bad entry (missing, unchecked, truncated, altered, unparsable) is named in one warning
+    of ``category``, removed with ``remove(path)`` and None returned, so the caller rebuilds it.
+    """
     path = Path(path)
     try:
         obj = parse(read_checked(path))
@@ -181,10 +162,9 @@ def read_entry(path: str | os.PathLike, parse: Callable[[bytes], Any], valid: Op
 
 @contextlib.contextmanager
 def exclusive(lock_path: str | os.PathLike) -> Iterator[bool]:
-    """Hold an exclusive lock on ``lock_path`` (``filelock``) for the block: where several processes
-    compute the same cached thing (notebooks run side by side), the second waits and then finds it.
-    Yields True when locked; a folder that cannot be written yields False and runs unlocked (the
-    writes themselves are atomic, so at worst the work is done twice)."""
+    """Hold an exclusive file lock for the block, so that processes computing the same cached thing do it
+    once (the second waits, then finds it). Yields False, unlocked, when the folder cannot be written.
+    """
     try:
         Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(lock_path))

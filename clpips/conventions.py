@@ -36,21 +36,8 @@ def check_size(size: tuple[int, int], net: str, name: str = "image") -> None:
 
 
 def check_images(x: object, name: str = "images", normalize: bool = False) -> torch.Tensor:
-    """Check that ``x`` is an image batch in this package's convention and return it.
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        ``N x 3 x H x W`` floating-point RGB images.
-    name : str
-        How to call the argument in an error message.
-    normalize : bool
-        If True the expected range is ``[0, 1]``, otherwise ``[-1, 1]``.
-
-    Raises
-    ------
-    ValueError
-        Naming what was expected and what was given.
+    """``x`` if it is an ``N x 3 x H x W`` floating-point RGB batch in ``[-1, 1]`` (``[0, 1]`` with
+    ``normalize``), else a ValueError naming ``name``, what was expected and what was given.
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor of shape N x 3 x H x W, got {type(x).__name__}")

@@ -1,29 +1,14 @@
 """Alignment of metrics with held-out human rankings (the paper's Table 3).
 
-The unit of evaluation is one *ranking*: one rater's order of one set's
-candidates (``ranking = set_id | rater``). For each metric the candidates'
-distances to the target are turned into ranks within the ranking (1 = smallest
-distance), and compared with the person's ranks:
-
-* Spearman's rho pooled over all rankings, under two definitions (:data:`RHO_DEFINITIONS`):
-  ``spearman_raw``, the human rank against the metric's *raw distance* over all
-  sets, as the paper pools; and ``spearman``, the human rank against the metric's
-  *within-ranking rank*, which with untied ranks and equal set sizes equals the
-  mean per-ranking rho (``spearman_per_ranking``); Kendall's tau-b on within-ranking ranks;
-* pair accuracy: the share of the person's ordered candidate pairs that the
-  metric orders the same way (a tie counts one half);
-* ICC(A,k) of the metric-vs-human table (metric and human as the two raters of
-  each (ranking, candidate) item), with its F-based 95% interval and p-value.
-
-Because both "raters" give ranks 1..k, the between-rater mean square is zero,
-so ICC(C,k) = 2 rho / (1 + rho) exactly when neither side has ties (the
-Spearman-Brown formula applied to the pooled rank correlation), and ICC(A,k)
-differs from ICC(C,k) only by a term of order 1/n items (see
-:func:`clpips.stats.icc`): on rank data the paper's ICC restates its rho.
-
-:func:`rank_scores` is the one scorer, vectorised over metrics: :func:`alignment` is it for one
-metric with every statistic and p-value, :func:`distance_scores` and :func:`heldout_scores` are it
-without extras (from distances, from weight vectors).
+The unit is one *ranking*: one rater's order of one set's candidates (``set_id|rater``). Each
+metric's distances become ranks within the ranking (1 = smallest) and are compared with the person's:
+Spearman's rho pooled under two definitions (:data:`RHO_DEFINITIONS`: the paper's raw distances, and
+within-ranking ranks, which with untied ranks and equal set sizes equals the mean per-ranking rho),
+Kendall's tau-b, pair accuracy (the share of the person's ordered pairs the metric orders alike, ties
+one half) and ICC(A,k) with metric and person as two raters of each item. Both raters give ranks
+1..k, so on rank data the ICC restates rho (``book/method.md``). :func:`rank_scores` is the one
+scorer, vectorised over metrics; :func:`alignment`, :func:`distance_scores` and :func:`heldout_scores`
+are it with all extras, from distances, and from weight vectors.
 """
 from __future__ import annotations
 
@@ -55,11 +40,8 @@ def ranking_ids(table: pd.DataFrame) -> pd.Series:
 
 
 def score_rankings(table: pd.DataFrame, features, metrics: Mapping[str, torch.Tensor]) -> pd.DataFrame:
-    """Add one distance column per weight-vector metric to a ranking table.
-
-    ``features`` are :class:`clpips.features.PairFeatures` covering the table's
-    (target, candidate) pairs; each metric is a weight vector ``w`` with
-    ``distance = phi . w``.
+    """``table`` with one distance column per weight vector ``w`` (``distance = phi . w``, ``features``
+    covering its pairs) and the ``ranking`` ids.
     """
     out = table.copy()
     out[RANKING] = ranking_ids(out)
@@ -76,8 +58,9 @@ def within_ranking_ranks(scored: pd.DataFrame, column: str) -> pd.Series:
 
 
 def alignment(scored: pd.DataFrame, column: str) -> dict[str, float]:
-    """Every statistic of one metric column against the human ranks: :func:`rank_scores` with all
-    extras and p-values, the Koo & Li label of its ICC(A,k) and the table's counts."""
+    """Every statistic of one metric column (:func:`rank_scores` with all extras), its ICC(A,k)'s Koo & Li
+    label and the table's counts.
+    """
     row = rank_scores(scored, scored[[column]].to_numpy(float), [column], per_ranking=True, kendall=True,
                       interval=True, pvalues=True).iloc[0]
     out = {key: float(row[key]) for key in ("spearman_raw", "spearman_raw_pval", "spearman", "spearman_pval",
@@ -95,8 +78,9 @@ def alignment_table(scored: pd.DataFrame, columns: Optional[list[str]] = None) -
 
 
 def pair_accuracy(table: pd.DataFrame, distances: np.ndarray) -> np.ndarray:
-    """Per column of ``distances`` (rows aligned with ``table``): the share of the person's ordered pairs
-    ``(better, worse)`` of each ranking for which the metric puts ``better`` closer (ties count 1/2)."""
+    """Per column of ``distances``: the share of the person's ordered pairs ``(better, worse)`` the metric
+    puts in that order (ties count 1/2).
+    """
     frame = table[["set_id", "rater", "target", "rank"]].assign(candidate=np.arange(len(table)))
     pairs = ranking_pairs(frame)
     if pairs.empty:
@@ -106,13 +90,7 @@ def pair_accuracy(table: pd.DataFrame, distances: np.ndarray) -> np.ndarray:
 
 
 def heldout_scores(table: pd.DataFrame, features, weights: Mapping[str, torch.Tensor]) -> pd.DataFrame:
-    """:func:`rank_scores` (without extras) of several weight vectors on a ranking table, all in one pass.
-
-    ``table`` holds rankings (``set_id, target, candidate, rater, rank``), ``features`` are
-    :class:`clpips.features.PairFeatures` covering its (target, candidate) pairs and ``weights`` maps
-    names to weight vectors, as the protocol, the ablations and the learning curves need. Returns a
-    table indexed by name: ``icc_A_k``, ``spearman``, ``spearman_raw``, ``pair_accuracy``, ``n_rankings``.
-    """
+    """:func:`rank_scores` of several weight vectors (``weights``: name -> vector) on a ranking table, in one pass."""
     names = list(weights)
     if table.empty or not names:
         return pd.DataFrame({"icc_A_k": np.nan, "spearman": np.nan, "spearman_raw": np.nan, "pair_accuracy": np.nan,
@@ -131,22 +109,12 @@ def distance_scores(table: pd.DataFrame, dist: np.ndarray, names: Sequence[str])
 # --------------------------------------------------------------------------- the rank-vs-rank scorer
 def rank_scores(table: pd.DataFrame, dist: np.ndarray, names: Sequence[str], *, per_ranking: bool = False,
                 kendall: bool = False, interval: bool = False, pvalues: bool = False) -> pd.DataFrame:
-    """Agreement of several metrics with the human ranks: the package's one rank-vs-rank scorer.
+    """Agreement of several metrics (``dist``: one column per name, lower = more similar) with the human ranks.
 
-    ``table`` holds rankings (``set_id, rater, target, rank``); ``dist`` the distances (lower = more
-    similar), one column per metric of ``names``, rows aligned with ``table``.
-
-    Returns a table indexed by metric: ``icc_A_k`` (metric and person as two raters of each item, on
-    within-ranking ranks), ``spearman`` (pooled over rankings on within-ranking ranks),
-    ``spearman_raw`` (pooled on raw distances, as the paper), ``pair_accuracy``, ``n_rankings``
-    (definitions: :data:`RHO_DEFINITIONS`), and the columns asked for:
-
-    * ``per_ranking``: ``spearman_per_ranking``, the mean over rankings of :func:`per_ranking_spearman`;
-    * ``kendall``: ``kendall``, Kendall's tau-b of the human ranks with the within-ranking ranks, pooled;
-    * ``interval``: ``icc_A_k_ci_low``, ``icc_A_k_ci_high``, ``icc_A_k_F``, ``icc_A_k_pval``
-      (:func:`clpips.stats.icc_inference`, the F-based 95% interval and test);
-    * ``pvalues``: ``spearman_raw_pval``, ``spearman_pval`` and, with ``kendall``, ``kendall_pval``
-      (two-sided, rows taken as independent, as :func:`scipy.stats.spearmanr` and ``kendalltau``).
+    Indexed by metric: ``icc_A_k``, ``spearman``, ``spearman_raw``, ``pair_accuracy``, ``n_rankings``, and
+    as asked ``spearman_per_ranking`` (``per_ranking``), ``kendall`` (tau-b on within-ranking ranks),
+    ``icc_A_k_ci_low/ci_high/F/pval`` (``interval``: the F-based 95% interval and test) and the two-sided
+    ``*_pval`` of rho and tau (``pvalues``: rows taken as independent, as scipy).
     """
     ids = ranking_ids(table).to_numpy()
     dist = np.asarray(dist, dtype=float).reshape(len(table), -1)
@@ -171,8 +139,7 @@ def rank_scores(table: pd.DataFrame, dist: np.ndarray, names: Sequence[str], *, 
 
 
 def _icc_columns(human: np.ndarray, metric_rank: np.ndarray, interval: bool) -> dict[str, np.ndarray]:
-    """ICC(A,k) of the (human rank, metric rank) items for each metric column (and with ``interval``
-    its F test and interval): the vectorised path of :mod:`clpips.stats.icc`, one batch of metrics."""
+    """ICC(A,k) of the (human rank, metric rank) items per metric column, as one batch of mean squares."""
     n_metrics = metric_rank.shape[1]
     keys = ("ci_low", "ci_high", "F", "pval") if interval else ()
     if len(human) < 2:
@@ -187,19 +154,14 @@ def _icc_columns(human: np.ndarray, metric_rank: np.ndarray, interval: bool) -> 
 
 
 def spearman_columns(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Spearman's rho of ``x`` with each column of ``Y``, pooled over all rows (NaN where one is constant):
-    :func:`clpips.stats.spearman_rho` along the rows."""
+    """Spearman's rho of ``x`` with each column of ``Y``, pooled over all rows."""
     x = np.asarray(x, dtype=float)
     return spearman_rho(x[:, None], np.asarray(Y, dtype=float).reshape(len(x), -1), axis=0)
 
 
 def per_ranking_spearman(ids, human, Y) -> pd.DataFrame:
-    """Spearman's rho of the human ranks with each column of ``Y`` within each ranking.
-
-    ``ids`` name the ranking of each row; both sides are ranked within the ranking
-    (average ranks for ties). Returns one row per ranking (in order of first appearance)
-    and one column per column of ``Y``; NaN where a side is constant within the ranking
-    (:func:`clpips.stats.set_correlations`).
+    """Spearman's rho of the human ranks with each column of ``Y`` within each ranking (one row per
+    ranking, in order of first appearance; NaN where a side is constant).
     """
     ids = np.asarray(ids)
     Y = np.asarray(Y, dtype=float).reshape(len(ids), -1)
@@ -208,18 +170,17 @@ def per_ranking_spearman(ids, human, Y) -> pd.DataFrame:
 
 
 def row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman's rho of each row of ``a`` with the same row of ``b`` (:func:`clpips.stats.spearman_rho`
-    along the rows); NaN where a row is constant or has a gap (NaN)."""
+    """Spearman's rho of each row of ``a`` with the same row of ``b`` (NaN where constant or with a gap)."""
     return spearman_rho(np.asarray(a, dtype=float), np.asarray(b, dtype=float), axis=1)
 
 
 def kendall_columns(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Kendall's tau-b of ``x`` with each column of ``Y``, pooled over all rows (NaN where a column is constant)."""
+    """Kendall's tau-b of ``x`` with each column of ``Y``, pooled over all rows."""
     return _kendall_columns(x, Y)[0]
 
 
 def _kendall_columns(x: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(tau-b, two-sided p) of ``x`` with each column of ``Y``: :func:`scipy.stats.kendalltau` per column."""
+    """(tau-b, two-sided p) per column of ``Y``: :func:`scipy.stats.kendalltau` each."""
     Y = np.asarray(Y, dtype=float).reshape(len(x), -1)
     out = np.full((2, Y.shape[1]), np.nan)
     with warnings.catch_warnings():

@@ -1,22 +1,14 @@
 """Pair feature vectors, computed once per image and cached on disk.
 
-Because an LPIPS distance is ``phi(target, candidate) . w`` (see
-:mod:`clpips.model`), training and evaluating linear weights never needs the
-backbone again once the pair vectors ``phi`` are known. This module computes
-them with each unique image going through the backbone once, and caches them
-under ``<cache>/features/<net>-<size rule>/``, one file per target image, keyed
-by the sha256 of the image files' bytes (an entry holds ``candidates``, the
-candidates' sha256, and ``vectors``, one row each). A second fit on the same data
-extracts nothing. Each entry is written with its checksum and verified when read
-(:func:`clpips.atomic.read_checked`): a truncated or altered entry is named in a
-warning, removed and rebuilt; a cache folder that cannot be written is one
-warning line, and the run goes on without caching. Within a process, the backbone's
-activations of an image at a size are kept in memory (:func:`layer_activations`, up to
-:data:`KEEP_BUDGET` bytes), so new pairs of images already run, and their embeddings
-(:mod:`clpips.book.aligned`), do not run the backbone again. Memory is bounded whatever the study's size
-(:data:`MEMORY_BUDGET`): images are decoded and run chunk by chunk (an image in several chunks runs once
-in each, unless its activations are kept), a pass keeps its activations only when all of them fit
-:data:`KEEP_BUDGET`, and a large pair matrix is memory-mapped on disk.
+An LPIPS distance is ``phi(target, candidate) . w`` (:mod:`clpips.model`), so once the pair vectors
+``phi`` are known, training and evaluating linear weights never needs the backbone again. Each unique
+image goes through the backbone once; vectors are cached under ``<cache>/features/``, one entry per
+target image keyed by the sha256 of the image bytes, written with a checksum and verified when read
+(a bad entry is named in a warning, removed and rebuilt; an unwritable cache is one warning). Within a
+process an image's activations at a size are kept in memory (:data:`KEEP_BUDGET`), so new pairs of
+images already run, and their embeddings (:mod:`clpips.book.aligned`), do not run it again. Memory is
+bounded whatever the study's size (:data:`MEMORY_BUDGET`): images are decoded and run chunk by chunk,
+and a large pair matrix is memory-mapped on disk.
 """
 from __future__ import annotations
 
@@ -41,22 +33,15 @@ from clpips.images import SizeRule, load_image, match_sizes
 from clpips.model import CHANNELS, CLPIPS
 from clpips.paths import cache_dir, sha256_file
 
-#: bump when the definition of the feature vector or the entry format changes, to invalidate caches
-#: (2: an entry is one matrix and its candidates' sha256, not one tensor per candidate: reading a
-#: chapter 09 run's entries took 24 s of torch.load for 174,000 small tensors, measured)
+#: bump when the feature vector or the entry format changes, to invalidate caches
 FEATURE_VERSION = 2
-#: cap on what a chunk of pair features holds in memory at once (bytes): its decoded images and the
-#: activations they add (:func:`_pair_chunks`); a pair matrix larger than this is memory-mapped on disk.
-#: Was 3 GiB of activations alone, with every image decoded up front and kept up to :data:`KEEP_BUDGET`:
-#: a synthetic study of 11 images of 64 px per target took 2 MB per target, 7.2 GB at 3,000 (issue 25)
+#: bytes a chunk of pair features may hold (decoded images and their activations); a larger pair
+#: matrix is memory-mapped on disk (every image decoded up front took 7.2 GB at 3,000 targets)
 MEMORY_BUDGET = 2 ** 30
-#: cap on the activations a process keeps after a pass (bytes), so that an image it has run through a
-#: backbone at a size is not run again (:func:`layer_activations`). Chapter 09 ran the simulated
-#: study's 2,040 images (0.6 MB of AlexNet activations each) three times: for the pair features, the
-#: embeddings and the teacher's new pairs (9, 11 and 11 s, measured)
+#: bytes of activations a process keeps after a pass (:func:`layer_activations`): chapter 09 ran the
+#: simulated study's 2,040 images three times (features, embeddings, teacher pairs: 9, 11, 11 s)
 KEEP_BUDGET = 3 * 2 ** 29
-#: images per forward pass of the backbone (of equal size; :func:`layer_activations`): a pair's vector
-#: does not depend on it (an image's activations do not depend on its batch), only memory and speed do
+#: images per backbone pass; a pair's vector does not depend on it, only memory and speed do
 BATCH_SIZE = 32
 #: how much each LPIPS layer downsamples its input (AlexNet: conv1 stride 4, then pools of 2)
 LAYER_STRIDES = {"alex": (4, 8, 16, 16, 16), "vgg": (1, 2, 4, 8, 16)}
@@ -99,27 +84,11 @@ def feature_store(net: str, size: SizeRule) -> Path:
 def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", size: SizeRule = "target",
                   device: str = "cpu", cache: bool = True, progress: bool = True,
                   metric: Optional[CLPIPS] = None) -> PairFeatures:
-    """Feature vectors for (target, candidate) image references of ``dataset``.
+    """Feature vectors for (target, candidate) image references of ``dataset`` (duplicates computed once).
 
-    Memory stays bounded whatever the number of pairs: images are decoded chunk by chunk within
-    :data:`MEMORY_BUDGET` (:func:`_pair_chunks`), their activations are kept only when all of this
-    call's fit :data:`KEEP_BUDGET` (:func:`_keeps_all`), each target's entry is written as soon as it is
-    complete, and a matrix larger than the budget is memory-mapped on a temporary file
-    (:func:`_new_matrix`). The numbers do not depend on how the pairs were chunked.
-
-    Parameters
-    ----------
-    dataset
-        Anything with ``image_path(ref) -> Path`` (a :class:`clpips.datasets` dataset).
-    pairs : sequence of (target ref, candidate ref)
-        Duplicates are computed once.
-    net, size, device
-        Backbone, size rule (:func:`clpips.images.match_sizes`), torch device (images go through the
-        backbone :data:`BATCH_SIZE` at a time).
-    cache : bool
-        Read and write the on-disk cache.
-    metric : CLPIPS, optional
-        A ready metric with backbone ``net`` (saves building one).
+    ``dataset``: anything with ``image_path(ref)``; ``size``: :func:`clpips.images.match_sizes`'s rule;
+    ``metric``: a ready :class:`CLPIPS` with backbone ``net`` (saves building one). The numbers do not
+    depend on how the pairs were chunked.
     """
     keys = list(dict.fromkeys((str(t), str(c)) for t, c in pairs))
     dim = sum(CHANNELS[net])
@@ -155,9 +124,9 @@ class _Pass:
 
 
 def _new_matrix(rows: int, dim: int) -> torch.Tensor:
-    """An uninitialised ``rows x dim`` float32 matrix: in memory up to :data:`MEMORY_BUDGET` bytes, larger
-    memory-mapped on an unlinked temporary file (in the cache folder where it can be written), whose pages
-    the kernel can write out and drop; the file goes when the matrix does, whatever ends the process."""
+    """An uninitialised ``rows x dim`` float32 matrix; above :data:`MEMORY_BUDGET`, memory-mapped on an
+    unlinked temporary file (gone with the matrix, whatever ends the process).
+    """
     if rows * dim * 4 <= MEMORY_BUDGET:
         return torch.empty(rows, dim)
     try:
@@ -172,9 +141,9 @@ def _new_matrix(rows: int, dim: int) -> torch.Tensor:
 
 def _fill_from_cache(run: _Pass, keys: list[tuple[str, str]], matrix: torch.Tensor, row: dict,
                      existing: dict[str, dict[str, torch.Tensor]]) -> list[tuple[str, str]]:
-    """Copy the cached vectors of ``keys`` into their rows of ``matrix``, one target's entry at a time;
-    the keys not cached, in order. A target with missing pairs and an entry keeps it in ``existing``
-    (its new vectors are added to it when written)."""
+    """Copy the cached vectors of ``keys`` into ``matrix``; return the keys not cached. A target with
+    missing pairs keeps its entry in ``existing`` (its new vectors are added when written).
+    """
     by_target: dict[str, list[tuple[str, str]]] = {}
     for key in keys:
         by_target.setdefault(key[0], []).append(key)
@@ -194,8 +163,7 @@ def _fill_from_cache(run: _Pass, keys: list[tuple[str, str]], matrix: torch.Tens
 
 def _compute(metric: CLPIPS, run: _Pass, todo: list[tuple[str, str]], matrix: torch.Tensor, row: dict,
              existing: dict[str, dict[str, torch.Tensor]]) -> None:
-    """Compute the ``todo`` vectors into their rows of ``matrix`` and, with ``run.cache``, write each target's
-    entry (``existing`` and the new vectors, in ``todo`` order) as soon as its last vector is known."""
+    """Compute ``todo`` into ``matrix`` and write each target's entry as soon as its last vector is known."""
     wanted: dict[str, list[str]] = {}
     for t, c in todo:
         wanted.setdefault(t, []).append(c)
@@ -230,7 +198,6 @@ class CacheWarning(UserWarning):
 
 
 def _read_entry(path: Path, dim: int) -> dict[str, torch.Tensor]:
-    """A target's cached vectors by candidate sha256, verified (:func:`read_cached`); ``{}`` when absent or bad."""
     entry = read_cached(path, lambda e: _valid_entry(e, dim), f"candidates and their {dim}-number finite vectors")
     return {} if entry is None else dict(zip(entry["candidates"], entry["vectors"]))
 
@@ -245,17 +212,14 @@ def _valid_entry(entry, dim: int) -> bool:
 
 
 def finite_vector(value, dim: int) -> bool:
-    """Whether ``value`` is a tensor of ``dim`` finite numbers (a cached embedding's check)."""
+    """Whether ``value`` is a tensor of ``dim`` finite numbers."""
     return isinstance(value, torch.Tensor) and tuple(value.shape) == (dim,) and bool(torch.isfinite(value).all())
 
 
-
-
 def read_cached(path: Path, valid, holds: str):
-    """A torch-saved cache entry written by :func:`clpips.atomic.write_checked`, verified: its checksum,
-    then ``valid(obj)`` (:func:`clpips.atomic.read_entry`, the one reader of a checked entry). A bad
-    entry (``holds`` says what it should hold) is named in a :class:`CacheWarning`, removed, and None
-    returned, so the caller rebuilds it; None when absent."""
+    """A torch-saved checked cache entry, verified (checksum, then ``valid``); a bad one is named in a
+    :class:`CacheWarning` and removed, None returned (rebuild it); None when absent.
+    """
     if not path.is_file():
         return None
     return atomic.read_entry(path, lambda data: torch.load(io.BytesIO(data), map_location="cpu", weights_only=True),
@@ -263,15 +227,14 @@ def read_cached(path: Path, valid, holds: str):
 
 
 def activation_bytes(net: str, height: int, width: int) -> float:
-    """Bytes of the five layers' float32 activations of one image of that size (channels / stride^2 per
-    input pixel, summed over the layers)."""
+    """Bytes of the five layers' float32 activations of one image of that size."""
     return 4 * height * width * sum(c / s ** 2 for c, s in zip(CHANNELS[net], LAYER_STRIDES[net]))
 
 
 class _Kept:
-    """Activations a process has computed, by (net, device, image sha256, height, width), up to :data:`KEEP_BUDGET`
-    bytes (the first ones computed stay; nothing is dropped). A net's backbone is fixed (the official
-    ImageNet weights, loaded strictly), so an image's activations at a size are a function of its bytes."""
+    """Activations this process computed, by (net, device, image sha256, height, width), up to
+    :data:`KEEP_BUDGET` (first come stay). The backbone is fixed, so they are a function of the bytes.
+    """
 
     def __init__(self) -> None:
         self.layers: dict[tuple, list[torch.Tensor]] = {}
@@ -289,17 +252,12 @@ _KEPT = _Kept()
 
 def layer_activations(metric: CLPIPS, images: dict[tuple, torch.Tensor], batch_size: int = BATCH_SIZE,
                       bar=None, keep: bool = True) -> dict[tuple, list[torch.Tensor]]:
-    """The channel-normalised layer activations (each ``1 x C x h x w``, on ``metric``'s device) of each image.
+    """The channel-normalised layer activations (each ``1 x C x h x w``) of each image.
 
-    ``images`` maps ``(sha256 of the image file, height, width)`` to the image at that size
-    (``1 x 3 x height x width``). Those this process has computed before are taken from memory
-    (up to :data:`KEEP_BUDGET` bytes are kept, of calls with ``keep``); the rest go through ``metric``'s backbone in
-    batches of equal-size images, of at most ``batch_size`` (one more where the last batch would
-    hold one image) and never of one image alone: on
-    the CPU, a batch of one takes another kernel path with other float rounding (measured:
-    batches of 2 to 64 gave every image bit for bit the same activations, a batch of one did
-    not), so an image's activations do not depend on which images shared its batch. A lone
-    image goes through twice in a batch of two.
+    ``images``: ``(sha256, height, width)`` -> the image at that size. Those kept in memory are reused; the
+    rest go through the backbone in batches of equal-size images, never of one image alone: on the CPU a
+    batch of one takes another kernel path with other rounding (batches of 2 to 64 gave bit-identical
+    activations, one did not), so a lone image goes through twice.
     """
     # kept per backbone and device: activations kept on one device are not handed to a metric on another
     net = (metric.net_name, str(next(metric.net.parameters()).device))
@@ -329,10 +287,9 @@ def layer_activations(metric: CLPIPS, images: dict[tuple, torch.Tensor], batch_s
 
 
 def _pair_chunks(metric: CLPIPS, todo: list[tuple[str, str]], run: _Pass):
-    """Yield ``(pairs, images)`` chunk by chunk, in sorted pair order: each pair with its target's and
-    candidate's keys ``(sha256, height, width)``, and the chunk's images at those sizes. Images are decoded
-    here, for their chunk only: a chunk holds at most :data:`MEMORY_BUDGET` bytes of decoded images and of
-    the activations they will add (an image whose activations this process keeps costs its pixels only)."""
+    """``(pairs, images)`` chunk by chunk in sorted pair order, images decoded for their chunk only, each
+    chunk within :data:`MEMORY_BUDGET` of decoded images and the activations they will add.
+    """
     kept = (metric.net_name, str(next(metric.net.parameters()).device))
     pairs: list = []
     images: dict[tuple, torch.Tensor] = {}
@@ -360,9 +317,9 @@ def _pair_chunks(metric: CLPIPS, todo: list[tuple[str, str]], run: _Pass):
 
 def _added_bytes(kept: tuple[str, str], loaded: dict[str, torch.Tensor], decoded: dict[str, torch.Tensor],
                  images: dict[tuple, torch.Tensor], sized: dict[tuple, torch.Tensor]) -> float:
-    """Bytes a pair adds to a chunk (``decoded``: its images by reference, ``images``: by key): the pair's
-    ``loaded`` images not decoded in it yet, and for each of its keys new to it (``sized``: key -> image at
-    that size), a resized copy's pixels and the activations it will add (none when ``kept``: net, device)."""
+    """Bytes a pair adds to a chunk: its images not decoded yet, and for each new key a resized copy's
+    pixels and the activations it will add (none when this process keeps them).
+    """
     new = sum(x.numel() * 4 for ref, x in loaded.items() if ref not in decoded)
     for key, x in sized.items():
         if key not in images:
@@ -372,10 +329,9 @@ def _added_bytes(kept: tuple[str, str], loaded: dict[str, torch.Tensor], decoded
 
 
 def _keeps_all(metric: CLPIPS, todo: list[tuple[str, str]], run: _Pass) -> bool:
-    """Whether a pass keeps its activations (:func:`layer_activations`): only when all the new ones fit
-    beside those kept already (:data:`KEEP_BUDGET`). Part of a larger pass would hold memory that a later
-    pass over the same images could only partly use. Estimated from the targets' sizes in their file
-    headers (nothing decoded; a file that cannot be read says no)."""
+    """Whether a pass keeps its activations: only when all the new ones fit :data:`KEEP_BUDGET` (part of a
+    pass would hold memory a later pass could only partly use); sizes from the file headers.
+    """
     kept = (metric.net_name, str(next(metric.net.parameters()).device))
     shapes: dict[str, tuple[int, int]] = {}
     keys: set[tuple] = set()
@@ -391,8 +347,7 @@ def _keeps_all(metric: CLPIPS, todo: list[tuple[str, str]], run: _Pass) -> bool:
 
 
 def _header_size(path: Path) -> tuple[int, int]:
-    """(height, width) from an image file's header; rotated by its EXIF orientation or not, the same
-    number of pixels, which is all :func:`activation_bytes` needs."""
+    """(height, width) from an image file's header (the pixel count is what matters, EXIF or not)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # load_image checks its own limit
         with Image.open(path) as img:
@@ -400,10 +355,7 @@ def _header_size(path: Path) -> tuple[int, int]:
 
 
 def _extract(metric: CLPIPS, todo: list[tuple[str, str]], run: _Pass):
-    """Yield the vectors of ``todo``, ``{pair: vector}`` chunk by chunk (:func:`_pair_chunks`): every distinct
-    (image, size) of a chunk through the backbone once (:func:`layer_activations`: not at all if this
-    process keeps its activations). An image's activations do not depend on its batch, so neither do
-    the vectors on the chunks."""
+    """``{pair: vector}`` chunk by chunk: every distinct (image, size) of a chunk through the backbone once."""
     keep = _keeps_all(metric, todo, run)
     bar = tqdm(total=len({ref for key in todo for ref in key}), desc=f"backbone ({metric.net_name})", unit="img",
                disable=not run.progress)

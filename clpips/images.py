@@ -1,21 +1,12 @@
 """Reading image files into the package's tensor convention, and matching sizes.
 
-Any format Pillow reads is accepted; EXIF orientation is applied; grayscale,
-palette, CMYK and images with alpha are converted to RGB (alpha composited on
-white). High bit depths are *scaled*, not clipped: 16-bit images (Pillow modes
-``I;16*``, and ``I``, which is how Pillow reads 16-bit PNG/TIFF) by 255/65535,
-floating-point images (``F``, values in [0, 1]) by 255; values outside those
-ranges are refused. So the same picture saved at any depth gives the same tensor
-up to 8-bit rounding.
-
-Images larger than :func:`max_pixels` (default 4096 x 4096 = 16,777,216 pixels;
-raise it with ``$CLPIPS_MAX_PIXELS`` or the CLI's ``--max-pixels``) are refused
-before decoding, as are Pillow's decompression bombs: a 16-megapixel image needs
-about 0.7 GB of AlexNet activations (about 8 GB through VGG).
-
-Size rule for a pair of different sizes: by default the candidate is resized to
-the target's size (``size="target"``); ``size=(H, W)`` resizes both to a fixed
-size. Resizing is bilinear with antialiasing.
+Any format Pillow reads; EXIF orientation applied; grayscale, palette, CMYK and alpha (composited on
+white) become RGB. High bit depths are *scaled*, not clipped (16-bit by 255/65535, float ``F`` in
+[0, 1] by 255), so a picture saved at any depth gives the same tensor up to 8-bit rounding. Images
+over :func:`max_pixels` (4096 x 4096 by default, ``$CLPIPS_MAX_PIXELS``) are refused before decoding,
+as are decompression bombs: 16 megapixels need about 0.7 GB of AlexNet activations (8 GB for VGG).
+Sizes: the candidate is resized to the target's (``size="target"``), or both to ``size=(H, W)``;
+bilinear with antialiasing.
 """
 from __future__ import annotations
 
@@ -70,12 +61,8 @@ def _scaled_to_8bit(img: Image.Image, path: Path) -> Image.Image:
 
 
 def open_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open ``path`` as an 8-bit RGB PIL image with its EXIF orientation applied.
-
-    Raises :class:`ImageReadError` (one line naming the file) for a missing file,
-    a folder, an undecodable file, values outside the mode's range, or more
-    pixels than :func:`max_pixels`. A name not found as typed is looked up in its other
-    Unicode forms (:func:`clpips.paths.existing_path`).
+    """``path`` as an 8-bit RGB PIL image, EXIF orientation applied; an :class:`ImageReadError` naming the file
+    when it is missing, a folder, undecodable, out of its mode's range or over :func:`max_pixels`.
     """
     path = existing_path(path)
     if path.is_dir():

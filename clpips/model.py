@@ -1,20 +1,14 @@
 """The CLPIPS metric: LPIPS with (possibly fine-tuned) per-layer linear weights.
 
-LPIPS (Zhang et al., 2018) compares two images through a frozen backbone: at
-each of five layers ``l`` the channel-normalised activations ``f^l`` of both
-images are subtracted, squared, weighted per channel by ``w^l >= 0`` and
-averaged over space::
+LPIPS (Zhang et al. 2018) compares two images through a frozen backbone: at each of five layers the
+channel-normalised activations of both images are subtracted, squared, weighted per channel by
+``w >= 0`` and averaged over space::
 
     d(x, y) = sum_l sum_c w^l_c * mean_hw (f^l_chw(x) - f^l_chw(y))^2
 
-The distance is therefore exactly linear in the weights: ``d = phi(x, y) . w``
-with ``phi`` the *feature vector* of the pair (1,152 numbers for AlexNet). CLPIPS
-(Trinh et al.) fine-tunes only ``w`` on human rankings; everything else is the
-official LPIPS v0.1. A :class:`CLPIPS` built with the defaults *is* baseline
-LPIPS; :meth:`CLPIPS.load_weights` turns it into a fine-tuned metric.
-
-Conventions (see :mod:`clpips.conventions`): images NCHW RGB in [-1, 1]; lower
-distance = more similar.
+so the distance is exactly linear in the weights, ``d = phi(x, y) . w``, with ``phi`` the pair's
+*feature vector* (1,152 numbers for AlexNet). CLPIPS fine-tunes only ``w`` on human rankings; with the
+defaults a :class:`CLPIPS` *is* LPIPS v0.1. Images NCHW RGB in [-1, 1]; lower = more similar.
 """
 from __future__ import annotations
 
@@ -45,11 +39,7 @@ CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
 
 
 def layer_slices(net: str = "alex") -> list[slice]:
-    """Where each of the five layers sits in a weight (or pair-feature) vector, layer by layer.
-
-    >>> layer_slices("alex")[:2]
-    [slice(0, 64, None), slice(64, 256, None)]
-    """
+    """Where each of the five layers sits in a weight (or pair-feature) vector."""
     if net not in CHANNELS:
         raise ValueError(f"net must be one of {tuple(CHANNELS)}, got {net!r}")
     ends = list(itertools.accumulate(CHANNELS[net]))
@@ -64,10 +54,8 @@ class LinearWeightsError(KeyError, ValueError):
 
 
 def weight_vector_from_state(state, net: str = "alex", source: str = "state dict") -> torch.Tensor:
-    """Linear weights in the ``lpips`` format (``lin{l}.model.1.weight``, ``1 x C x 1 x 1``) as one vector.
-
-    Checked strictly: a dict with every key and no other (:class:`LinearWeightsError`), each
-    tensor of its layer's shape and finite (ValueError); ``source`` names the input in messages.
+    """Linear weights in the ``lpips`` format (``lin{l}.model.1.weight``, ``1 x C x 1 x 1``) as one vector,
+    checked strictly: every key and no other (:class:`LinearWeightsError`), shapes, finite values.
     """
     expected = {f"lin{i}.model.1.weight": (1, c, 1, 1) for i, c in enumerate(CHANNELS[net])}
     if not isinstance(state, dict):
@@ -94,7 +82,7 @@ def _lpips_modules():
 
 
 def official_linear_weights(net: str = "alex") -> dict[str, torch.Tensor]:
-    """The v0.1 linear weights shipped with the ``lpips`` package (keys ``lin{l}.model.1.weight``)."""
+    """The v0.1 linear weights shipped with the ``lpips`` package."""
     return {key: value.clone() for key, value in _official_linear_weights(net).items()}
 
 
@@ -110,12 +98,8 @@ def _official_linear_weights(net: str) -> dict[str, torch.Tensor]:
 
 
 def initial_weight_vector(net: str = "alex", how: str = "lpips", seed: int = 0) -> torch.Tensor:
-    """A starting weight vector (layer by layer).
-
-    ``"lpips"``: the official v0.1 weights; ``"uniform"``: each layer's weights
-    replaced by their mean (same layer sums); ``"ones"``: all ones (LPIPS with
-    ``lpips=False``, the unweighted baseline); ``"random"``: uniform on
-    ``[0, 2 * layer mean]``, seeded.
+    """A starting weight vector: ``"lpips"`` (v0.1), ``"uniform"`` (each layer's mean: same layer sums),
+    ``"ones"`` (LPIPS with ``lpips=False``) or ``"random"`` (uniform on ``[0, 2 * layer mean]``, seeded).
     """
     official = official_linear_weights(net)
     layers = [official[f"lin{i}.model.1.weight"].flatten().float() for i in range(len(CHANNELS[net]))]
@@ -134,15 +118,13 @@ def initial_weight_vector(net: str = "alex", how: str = "lpips", seed: int = 0) 
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
-    """The JSON provenance file written beside a weights file: ``weights.pth`` -> ``weights.json``."""
+    """The JSON provenance beside a weights file: ``weights.pth`` -> ``weights.json``."""
     return Path(path).with_suffix(".json")
 
 
 def read_weights_file(path: str | os.PathLike) -> Any:
-    """What a weights file holds, read safely (``torch.load`` of tensors only, never arbitrary objects).
-
-    Raises FileNotFoundError for a missing file and a one-line ValueError naming the file for a folder,
-    an empty file, a damaged one, or one holding other Python objects than tensors.
+    """What a weights file holds, read safely (tensors only, never arbitrary objects); a bad file is a
+    one-line ValueError naming it.
     """
     path = existing_path(path)
     if path.is_dir():
@@ -160,7 +142,7 @@ def read_weights_file(path: str | os.PathLike) -> Any:
 
 
 def _unreadable_weights(path: Path, err: Exception) -> str:
-    """Why ``torch.load`` refused ``path``, in words of the file (never torch's advice on unsafe loading)."""
+    """Why ``torch.load`` refused ``path``, in words of the file (not torch's advice on unsafe loading)."""
     with open(path, "rb") as stream:
         head = stream.read(4)
     pickled = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
@@ -175,8 +157,7 @@ def _unreadable_weights(path: Path, err: Exception) -> str:
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
-    """The provenance recorded beside a weights file (:func:`sidecar_path`), ``{"file": path}`` when there is
-    none; a one-line ValueError naming the sidecar when it is not a JSON object."""
+    """The provenance beside a weights file, ``{"file": path}`` when none; not a JSON object: ValueError."""
     meta_file = sidecar_path(path)
     if not meta_file.is_file():
         return {"file": str(path)}
@@ -194,27 +175,8 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
 class CLPIPS(nn.Module):
     """LPIPS distance with trainable per-layer linear weights.
 
-    Parameters
-    ----------
-    net : {"alex", "vgg"}
-        Backbone. Its ImageNet weights come from :mod:`clpips.weights`.
-    linear : {"lpips", "uniform", "ones", "random"} or path
-        Starting linear weights: the official v0.1 weights (default: the
-        metric is then baseline LPIPS), a constant per layer chosen so each
-        layer's weights sum to that layer's official sum (``uniform``), all ones
-        (``ones``: LPIPS with ``lpips=False``, the unweighted baseline),
-        non-negative random values (``random``, uses ``seed``), or a weights
-        file written by :meth:`save_weights` (or by ``lpips`` itself).
-    seed : int
-        Used by ``linear="random"`` only.
-
-    Examples
-    --------
-    >>> import torch, clpips
-    >>> metric = clpips.CLPIPS()                       # baseline LPIPS (AlexNet, v0.1)
-    >>> x = torch.zeros(1, 3, 64, 64)
-    >>> float(metric(x, x))
-    0.0
+    ``linear``: an :func:`initial_weight_vector` rule (default ``"lpips"``: baseline LPIPS) or a weights
+    file written by :meth:`save_weights` (or by ``lpips``). ``metric(x, y)`` gives distances ``N x 1 x 1 x 1``.
     """
 
     def __init__(self, net: str = "alex", linear: str | os.PathLike = "lpips", seed: int = 0):
@@ -266,8 +228,7 @@ class CLPIPS(nn.Module):
                 for i, lin in enumerate(self.lins)}
 
     def set_linear_state(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
-        """Load linear weights strictly: every key present, none unexpected, shapes equal
-        (:func:`weight_vector_from_state`)."""
+        """Load linear weights strictly (:func:`weight_vector_from_state`)."""
         w = weight_vector_from_state(state, self.net_name, source)
         with torch.no_grad():
             for lin, part in zip(self.lins, layer_slices(self.net_name)):
@@ -286,12 +247,8 @@ class CLPIPS(nn.Module):
                                for i, part in enumerate(layer_slices(self.net_name))})
 
     def save_weights(self, path: str | os.PathLike, provenance: Optional[dict[str, Any]] = None) -> Path:
-        """Write the linear weights in ``lpips`` format plus a JSON provenance sidecar.
-
-        ``lpips.LPIPS(net=..., model_path=path)`` loads the file unchanged. Both
-        files are written to temporary names and renamed, so a crash never
-        leaves a half-written file; the same weights give the same bytes
-        (:func:`clpips.atomic.torch_bytes`).
+        """Write the linear weights in ``lpips`` format (``lpips.LPIPS(model_path=path)`` loads them) and a JSON
+        provenance sidecar, both atomically; the same weights give the same bytes.
         """
         path = Path(path)
         meta = {"format": "lpips state dict of linear layers (lin{l}.model.1.weight)",
@@ -306,8 +263,7 @@ class CLPIPS(nn.Module):
         return path
 
     def load_weights(self, path: str | os.PathLike) -> "CLPIPS":
-        """Load linear weights written by :meth:`save_weights` (or ``lpips``), checking keys strictly
-        (:func:`read_weights_file`, :func:`read_sidecar`)."""
+        """Load linear weights written by :meth:`save_weights` (or ``lpips``), keys checked strictly."""
         path = existing_path(path)
         self.set_linear_state(read_weights_file(path), source=str(path))
         self.provenance = read_sidecar(path)
@@ -333,33 +289,6 @@ class CLPIPS(nn.Module):
         """The pair feature vectors ``phi`` such that ``distance = phi @ weight_vector()``."""
         _check_same_shape(in0, in1)
         return self.vector_from_layers(self.layer_features(in0, normalize), self.layer_features(in1, normalize))
-
-    def pair_features(self, targets: torch.Tensor, candidates: torch.Tensor, target_index: Sequence[int],
-                      batch_size: int = 32, normalize: bool = False) -> torch.Tensor:
-        """Feature vectors for many (target, candidate) pairs, each target through the network once.
-
-        Parameters
-        ----------
-        targets : T x 3 x H x W tensor
-        candidates : N x 3 x H x W tensor (already at the targets' size)
-        target_index : N ints
-            ``target_index[n]`` is the row of ``targets`` that candidate ``n`` is compared with.
-        """
-        target_index = torch.as_tensor(target_index, dtype=torch.long)
-        if target_index.numel() != candidates.shape[0]:
-            raise ValueError(f"target_index has {target_index.numel()} entries for {candidates.shape[0]} candidates")
-        if target_index.numel() and (target_index.min() < 0 or target_index.max() >= targets.shape[0]):
-            raise ValueError(f"target_index must lie in [0, {targets.shape[0]})")
-        with torch.no_grad():
-            tfeats = [torch.cat(parts) for parts in zip(*(
-                self.layer_features(targets[i:i + batch_size], normalize)
-                for i in range(0, targets.shape[0], batch_size)))]
-            out = []
-            for i in range(0, candidates.shape[0], batch_size):
-                cfeats = self.layer_features(candidates[i:i + batch_size], normalize)
-                idx = target_index[i:i + batch_size].to(tfeats[0].device)
-                out.append(self.vector_from_layers([t[idx] for t in tfeats], cfeats).cpu())
-        return torch.cat(out) if out else torch.zeros(0, sum(self.chns))
 
     def forward(self, in0: torch.Tensor, in1: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """Distances of corresponding images, shape ``N x 1 x 1 x 1`` (as ``lpips``)."""

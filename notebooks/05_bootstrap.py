@@ -58,7 +58,8 @@ from clpips.book.report import glue_all
 from clpips.datasets import SPLIT_MODES
 from clpips.defaults import as_dict
 from clpips.experiment import bootstrap_result, fit_options, load_dataset, run, spearman_brown_check
-from clpips.stats import corrected_resampled_t, fold_ratio, power_table
+from clpips.book.power import fold_ratio, power_table
+from clpips.stats import corrected_resampled_t
 
 # %% [markdown]
 # ## How wide is the uncertainty? Folds against one bootstrap
@@ -142,9 +143,9 @@ glue_all({"cv_n_folds": len(cv["target"].folds), "cv_repeats": int(protocol_repe
 # ## The answer
 #
 # The conclusion rests on the corrected interval over all folds, the one of the rows above that
-# lets both the training targets and the held-out targets vary. `clpips.stats.power_table` reads
+# lets both the training targets and the held-out targets vary. `clpips.book.power.power_table` reads
 # it against the paper's ΔICC(A,k) of {glue:text}`nb05_paper_delta_icc:.3f` with
-# `clpips.stats.verdict` (as in {doc}`/out/notebooks/04_evaluation`): *helps* when the interval
+# `clpips.book.power.verdict` (as in {doc}`/out/notebooks/04_evaluation`): *helps* when the interval
 # lies above zero, *hurts* when it lies below; for an interval that holds zero, *equivalent* when
 # it lies within ± the paper's effect, *inconclusive* when it reaches the paper's effect, *no gain
 # shown* otherwise. `mde` is the smallest true Δ the folds detect with 80% power.

@@ -54,11 +54,12 @@ from clpips.book import paper
 from clpips.book.personal import layer_shares
 from clpips.book.plots import protocol as plots_protocol
 from clpips.book.report import glue_all
+from clpips.book.agreement import split_half
 from clpips.book.summaries import noise_ceiling
 from clpips.datasets import SPLIT_MODES, zappos
 from clpips.experiment import load_every_dataset
 from clpips.model import initial_weight_vector
-from clpips.stats import verdict
+from clpips.book.power import verdict
 
 set_matplotlib_formats("png")  # figures display (and glue) as PNG under any backend
 started = time.perf_counter()
@@ -83,7 +84,7 @@ pd.Series({f"{name} by {mode}": len(res.folds) for (name, mode), res in runs.ite
 # %% [markdown]
 # Each run's summary gives, per statistic, the mean Δ = CLPIPS − LPIPS over the outer folds with
 # its corrected resampled $t$ interval. One function turns an interval of ΔICC(A,k) into a word,
-# `clpips.stats.verdict`: *helps* or *hurts* when the interval excludes zero; otherwise, against
+# `clpips.book.power.verdict`: *helps* or *hurts* when the interval excludes zero; otherwise, against
 # the gain one looks for (here the paper's ΔICC(A,k)), *equivalent* (any effect is smaller than
 # it either way), *no gain shown* (a gain that large is ruled out, a loss is not) or
 # *inconclusive* (zero and that gain both fit).
@@ -192,7 +193,7 @@ def agreement(name: str, data) -> tuple[float, str]:
     if not lower.empty:
         return float(lower.set_index("rater").at["all", "rho"]), "leave one rater out (lower bound)"
     if name == "zappos":
-        half = zappos.split_half(data.table, zappos.triplets(), seed=seed)
+        half = split_half(data.table, zappos.triplets(), seed=seed)
         return float(half["rho_spearman_brown"]), "split-half, Spearman–Brown"
     return float("nan"), "one rater per set: none"
 

@@ -22,7 +22,8 @@ import pytest
 from scipy import stats
 
 from clpips import datasets
-from clpips.book.agreement import split_half
+from clpips.book import egg_truth
+from clpips.book.agreement import split_half, split_half_ranks
 from clpips.datasets import alien_eggs, zappos
 from clpips.datasets.download import DownloadError
 from clpips.evaluate import rank_scores
@@ -121,7 +122,7 @@ def test_packaged_sums_and_index_are_the_published_ones(mirror):
     # the smoothness is the number in the file name (PROVENANCE), 22 ... 572, all different
     assert [int(f[1:5]) for f in index["file"]] == list(index["smoothness"])
     assert index["smoothness"].min() == 22 and index["smoothness"].max() == 572 and index["smoothness"].is_unique
-    assert alien_eggs.smoothness()["images/i0126.png"] == 126
+    assert egg_truth.smoothness()["images/i0126.png"] == 126
 
 
 def test_mirror_from_the_environment(data, mirror):
@@ -195,7 +196,7 @@ def test_queries_are_the_export_walked_by_hand(queries, triplets, raw):
 
 
 def test_sampler_counts_sum_to_the_totals(queries, raw):
-    counts = alien_eggs.sampler_counts(queries)
+    counts = egg_truth.sampler_counts(queries)
     assert tuple(counts.index) == alien_eggs.SAMPLERS
     assert counts["answered"].sum() == ANSWERED and counts["skipped"].sum() == SKIPPED
     by_hand = collections.Counter(q["alg_label"] for a in raw.values() for q in a if q.get("index_winner") is not None)
@@ -203,7 +204,7 @@ def test_sampler_counts_sum_to_the_totals(queries, raw):
     assert counts["answered"].between(3_900, 4_100).all()           # "about 4,000 answers each"
     # how often the winner is the candidate nearer in smoothness: RandomSampling's 0.8348 is the figure
     # salmon's Noise-model.ipynb prints; the active samplers' answers agree less (harder queries)
-    agree = alien_eggs.truth_agreement(queries)
+    agree = egg_truth.truth_agreement(queries)
     assert tuple(agree.index) == alien_eggs.SAMPLERS and agree["RandomSampling"] == pytest.approx(0.8348, abs=5e-5)
     assert agree["UncertaintySampling"] < agree["STE"] < agree["RandomSampling"]
 
@@ -290,7 +291,7 @@ def test_registered_by_name_with_the_cli_options(mirror, monkeypatch):
 
 
 def test_split_half_is_zappos_split_half_on_these_images(data, triplets):
-    ranks = alien_eggs.split_half_ranks(data.table, triplets, seed=0)
+    ranks = split_half_ranks(data.table, alien_eggs.head_triplets(triplets), seed=0)
     assert ranks[["set_id", "candidate"]].equals(data.table[["set_id", "candidate"]])
     result = split_half(data.table, alien_eggs.head_triplets(triplets), seed=0)
     rho = stats.spearmanr(ranks["rank_a"], ranks["rank_b"]).statistic
@@ -312,28 +313,34 @@ def test_truth_ranks_by_hand():
     table = pd.DataFrame(rows, columns=["set_id", "rater", "target", "candidate"]).assign(rank=1.0)
     # target 36: |36-50| = |36-22| = 14 (tied: 1.5 each), |36-74| = 38, |36-76| = 40, |36-112| = 76;
     # rater r2 ranked only 22 and 112; target 526: 524 (2), 572 (46), 470 (56), 22 (504)
-    assert alien_eggs.smoothness_gap(table).tolist() == [14, 76, 14, 40, 38, 14, 76, 504, 2, 56, 46]
-    assert alien_eggs.truth_ranks(table).tolist() == [1.5, 5, 1.5, 4, 3, 1, 2, 4, 1, 3, 2]
-    truth = alien_eggs.truth_table(table)
+    assert egg_truth.smoothness_gap(table).tolist() == [14, 76, 14, 40, 38, 14, 76, 504, 2, 56, 46]
+    assert egg_truth.truth_ranks(table).tolist() == [1.5, 5, 1.5, 4, 3, 1, 2, 4, 1, 3, 2]
+    truth = egg_truth.truth_table(table)
     assert truth.drop(columns="rank").equals(table.drop(columns="rank")) and truth["rank"].tolist()[:3] == [1.5, 5, 1.5]
     with pytest.raises(ValueError, match="'images/i0001.png' is not one of its images"):
-        alien_eggs.smoothness_gap(table.assign(candidate="images/i0001.png"))
+        egg_truth.smoothness_gap(table.assign(candidate="images/i0001.png"))
 
 
 def test_the_crowd_and_metrics_against_truth_through_the_scorer(data):
     table = data.table
-    gap = alien_eggs.smoothness_gap(table)
+    gap = egg_truth.smoothness_gap(table)
     rng = np.random.default_rng(0)
-    scores = alien_eggs.against_truth(table, np.column_stack([gap, -gap, rng.random(len(table))]),
+    scores = egg_truth.against_truth(table, np.column_stack([gap, -gap, rng.random(len(table))]),
                                       ["oracle", "reversed", "noise"])
     assert list(scores.index) == ["crowd", "oracle", "reversed", "noise"] and (scores["n_rankings"] == 60).all()
     assert scores.loc["oracle", "spearman"] == pytest.approx(1) and scores.loc["oracle", "pair_accuracy"] == 1
     assert scores.loc["reversed", "spearman"] == pytest.approx(-1) and abs(scores.loc["noise", "spearman"]) < 0.15
     # the crowd's row by scipy: pooled Spearman of truth ranks and crowd ranks, and per set
-    truth = alien_eggs.truth_ranks(table)
+    truth = egg_truth.truth_ranks(table)
     assert scores.loc["crowd", "spearman"] == pytest.approx(stats.spearmanr(truth, table["rank"]).statistic)
     per_set = [stats.spearmanr(truth[p.index], p["rank"]).statistic for _, p in table.groupby("set_id")]
     assert scores.loc["crowd", "spearman_per_ranking"] == pytest.approx(np.mean(per_set))
     assert 0.8 < scores.loc["crowd", "spearman"] < 1                 # people follow smoothness closely, not exactly
     # the other way round (crowd as reference, the gap as a metric) gives the same pooled rho
     assert rank_scores(table, gap, ["truth"]).loc["truth", "spearman"] == pytest.approx(scores.loc["crowd", "spearman"])
+
+
+def test_ground_truth_keeps_its_old_path_for_one_release():
+    with pytest.warns(DeprecationWarning, match=r"alien_eggs\.truth_ranks moved to clpips\.book\.egg_truth"):
+        old = alien_eggs.truth_ranks
+    assert old is egg_truth.truth_ranks

@@ -21,7 +21,7 @@ from scipy import optimize, stats
 from scipy.sparse.csgraph import connected_components
 
 from clpips import datasets
-from clpips.book.agreement import split_half
+from clpips.book.agreement import split_half, split_half_ranks
 from clpips.datasets import zappos
 from clpips.datasets.download import DownloadError
 
@@ -407,7 +407,7 @@ def test_split_half_of_noiseless_triplets_is_perfect():
     pool = np.arange(0, 40, 3)  # 14 images
     clean = synthetic(False, pool, copies=6)
     table = zappos.rankings(clean, pool, k=6, sets_per_target=2, seed=0)
-    ranks = zappos.split_half_ranks(table, clean, seed=0)
+    ranks = split_half_ranks(table, clean, seed=0)
     assert np.array_equal(ranks["rank_a"], table["rank"]) and np.array_equal(ranks["rank_b"], table["rank"])
     result = split_half(table, clean, seed=0)
     assert result["rho_half"] == pytest.approx(1) and result["icc_A_k"] == pytest.approx(1)
@@ -438,11 +438,11 @@ def test_split_half_of_coin_flips_is_near_zero_and_stepped_up():
 
 
 def test_split_half_uses_disjoint_halves_and_is_seeded(data, triplets):
-    ranks = zappos.split_half_ranks(data.table, triplets, seed=0)
+    ranks = split_half_ranks(data.table, triplets, seed=0)
     assert list(ranks[["set_id", "candidate"]].itertuples(index=False)) == \
         list(data.table[["set_id", "candidate"]].itertuples(index=False))
-    again = zappos.split_half_ranks(data.table, triplets, seed=0)
-    assert again.equals(ranks) and not zappos.split_half_ranks(data.table, triplets, seed=1).equals(ranks)
+    again = split_half_ranks(data.table, triplets, seed=0)
+    assert again.equals(ranks) and not split_half_ranks(data.table, triplets, seed=1).equals(ranks)
     result = split_half(data.table, triplets, seed=0)
     rho = stats.spearmanr(ranks["rank_a"], ranks["rank_b"]).statistic
     assert result["rho_half"] == pytest.approx(rho)

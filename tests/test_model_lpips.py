@@ -107,18 +107,6 @@ def test_model_feature_vector_dot_weights_equals_forward(alex64):
         assert_same_computation(phi @ alex64.weight_vector().double(), alex64(x, y).flatten(), "phi . w")
 
 
-@pytest.mark.float_sensitive
-def test_model_pair_features_share_targets(alex64):
-    gen = torch.Generator().manual_seed(4)
-    targets = (torch.rand(2, 3, 64, 64, generator=gen) * 2 - 1).double()
-    cands = (torch.rand(5, 3, 64, 64, generator=gen) * 2 - 1).double()
-    index = [0, 0, 1, 1, 1]
-    phi = alex64.pair_features(targets, cands, index, batch_size=2)
-    with torch.no_grad():
-        direct = alex64.feature_vector(targets[index], cands)
-    assert_same_computation(phi, direct, "pair features against feature_vector")
-
-
 @pytest.mark.parametrize("net", ["vgg"])
 def test_model_vgg_backbone_loads_strictly(net):
     assert net in CHECKPOINTS

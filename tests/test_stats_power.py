@@ -1,4 +1,4 @@
-"""Power, equivalence and the verdict words of the fold-level test (clpips.stats.power), against
+"""Power, equivalence and the verdict words of the fold-level test (clpips.book.power), against
 references from outside the module: a direct simulation of the protocol's correlated folds,
 the normal approximation, statsmodels' power solver and TOST, hand-worked t values, and direct
 computations of a fake run's corrected intervals.
@@ -13,8 +13,9 @@ import pytest
 from scipy import stats as sps
 
 from clpips import protocol
-from clpips.stats import (VERDICTS, corrected_resampled_t, detection_power, equivalence, minimal_detectable_effect,
-                          mode_difference, power_table, verdict)
+from clpips.book.power import (VERDICTS, detection_power, equivalence, minimal_detectable_effect, mode_difference,
+                               power_table, verdict)
+from clpips.stats import corrected_resampled_t
 
 PAPER = 0.084   # the paper's ΔICC(A,k) (clpips.book.paper), the bound the chapters use
 
@@ -224,3 +225,12 @@ def test_mode_difference_pairs_folds_by_repeat_and_fold():
     fewer = dataclasses.replace(by_image, folds=by_image.folds.iloc[:5])
     with pytest.raises(ValueError, match="different \\(repeat, fold\\)"):
         mode_difference(by_target, fewer)
+
+
+def test_old_paths_in_clpips_stats_work_for_one_release():
+    with pytest.warns(DeprecationWarning, match=r"clpips\.stats\.verdict moved to clpips\.book\.power\.verdict"):
+        from clpips.stats import verdict as old
+    assert old is verdict
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        import clpips.stats
+        clpips.stats.nothing

@@ -133,7 +133,7 @@ def protocol_table(summaries: Mapping[str, pd.DataFrame],
 
 
 def interval_phrase(word: str) -> str:
-    """:func:`clpips.stats.verdict`'s word for an interval of Δ as the phrase book/reproduction.md pastes:
+    """:func:`clpips.book.power.verdict`'s word for an interval of Δ as the phrase book/reproduction.md pastes:
     where the interval lies against zero (``"helps"``: above, ``"hurts"``: below, any other word: it holds zero)."""
     return {"helps": "above zero: CLPIPS agrees better",
             "hurts": "below zero: CLPIPS agrees worse"}.get(word, "includes zero: no difference is shown")

@@ -1,10 +1,7 @@
 """Human similarity rankings of images: one schema, validated, with built-in datasets.
 
->>> from clpips import datasets
->>> data = datasets.load("mur92")            # 92 targets x 16 raters
->>> mine = datasets.from_csv("study/rankings.csv")  # your own study
-
-See ``data/README.md`` for the schema and how to bring your own study.
+``datasets.load("mur92")`` (a built-in, :func:`available`) or ``datasets.from_csv("study/rankings.csv")``
+(your own study; ``data/README.md`` gives the schema).
 """
 from __future__ import annotations
 
@@ -23,10 +20,9 @@ from clpips.datasets.splits import (SPLIT_MODES, drop_shared_pairs, kfold_by_tar
                      shared_pairs, split_by_target, split_folds)
 from clpips.datasets.validate import normalize_ref, validate
 
-__all__ = ["COLUMNS", "OPTIONAL", "REQUIRED", "RankingDataError", "RankingDataset", "available",
-           "SPLIT_MODES", "copy_images", "drop_shared_pairs",
-           "from_csv", "kfold_by_target", "load", "restrict_to_images", "shared_pair_share", "shared_pairs",
-           "split_by_target", "split_folds", "validate"]
+__all__ = ["COLUMNS", "OPTIONAL", "REQUIRED", "RankingDataError", "RankingDataset", "available", "SPLIT_MODES",
+           "copy_images", "drop_shared_pairs", "from_csv", "kfold_by_target", "load", "restrict_to_images",
+           "shared_pair_share", "shared_pairs", "split_by_target", "split_folds", "validate"]
 
 _LOADERS: dict[str, Callable[..., RankingDataset]] = {"alien_eggs": alien_eggs.load, "mur92": mur92.load,
                                                        "simulated": simulated.load, "zappos": zappos.load}
@@ -38,15 +34,7 @@ def available() -> list[str]:
 
 
 def load(name: str, **options) -> RankingDataset:
-    """A built-in dataset by name, with its options (see each module), or a CSV file.
-
-    Parameters
-    ----------
-    name : str
-        One of :func:`available`, or a path ending in ``.csv`` (read by :func:`from_csv`).
-    **options
-        Passed to the dataset's loader (e.g. ``k``, ``candidates``, ``seed`` for mur92).
-    """
+    """A built-in dataset by name with its loader's options (``k``, ``seed``...), or a CSV path (:func:`from_csv`)."""
     if name in _LOADERS:
         return _LOADERS[name](**options)
     if str(name).lower().endswith(".csv"):
@@ -55,8 +43,7 @@ def load(name: str, **options) -> RankingDataset:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    """The CSV as text cells; a file that is missing, a folder, empty, not UTF-8 or badly quoted is a
-    one-line :class:`RankingDataError` naming it."""
+    """The CSV as text cells; missing, a folder, empty, not UTF-8 or badly quoted: one-line RankingDataError."""
     if path.is_dir():
         raise RankingDataError(f"{path}: is a folder, not a CSV file")
     if not path.is_file():
@@ -77,30 +64,11 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 def from_csv(path: str | os.PathLike, root: str | os.PathLike | None = None, ties: str = "reject",
              k: int | None = None, check_images: bool = True) -> RankingDataset:
-    """Read and validate a study's rankings from a CSV file.
+    """Read and validate a study's rankings from a CSV file (:func:`clpips.datasets.validate.validate`).
 
-    Parameters
-    ----------
-    path : str or Path
-        CSV with a header naming at least ``set_id, target, candidate, rater, rank``.
-    root : str or Path, optional
-        Folder the image paths are relative to (a relative ``root`` is taken from the current
-        folder); default: the CSV's own folder, so a CSV with its images beside it reads the same
-        from any folder (:func:`copy_images` makes one).
-    ties : {"reject", "average"}
-        Reject tied ranks (default) or convert each ranking to average ranks.
-    k : int, optional
-        If given, every set must have exactly ``k`` candidates.
-    check_images : bool
-        Check that every image exists and decodes (default True).
-
-    Raises
-    ------
-    RankingDataError
-        Naming the file, the lines, the problem and the fix.
-
-    A path (of the CSV or of an image in it) not found as typed is looked up in its other Unicode
-    forms (NFC, NFD: :func:`clpips.paths.existing_path`).
+    ``root``: the folder image paths are relative to, default the CSV's own folder (so a CSV with its
+    images beside it reads the same from anywhere: :func:`copy_images`). Paths not found as typed are
+    looked up in their other Unicode forms (NFC, NFD).
     """
     path = existing_path(path)
     table = _read_csv(path)
@@ -113,15 +81,11 @@ def from_csv(path: str | os.PathLike, root: str | os.PathLike | None = None, tie
 
 
 def copy_images(dataset: RankingDataset, folder: str | os.PathLike, refs: Iterable[str] | None = None) -> list[Path]:
-    """Copy the images of ``dataset`` (every one, or only ``refs``) into ``folder``, each at its own
-    reference (``images/001.png`` -> ``folder/images/001.png``), so that a CSV of its rankings saved in
-    ``folder`` stands alone: :func:`from_csv` finds the images beside it, from any working folder and on
-    another computer.
+    """Copy the dataset's images (or ``refs``) into ``folder`` at their references, so that a CSV of its
+    rankings saved there stands alone; returns the files written.
 
-    A file already there with the same bytes is kept (copying twice, or into the study's own folder,
-    writes nothing); one with other bytes is a one-line :class:`RankingDataError` naming it, so no
-    image of another study is overwritten. Each copy is atomic (:func:`clpips.atomic.write_bytes`).
-    Returns the files written.
+    A file already there with the same bytes is kept; one with other bytes refuses the whole copy
+    (no image of another study is overwritten). Each copy is atomic.
     """
     folder = Path(folder)
     wanted = sorted(set(dataset.images() if refs is None else refs))

@@ -1,56 +1,19 @@
-"""``alien_eggs``: 30 computer-drawn shapes, 20,086 crowd answers from 424 people, and one known parameter.
+"""``alien_eggs``: 30 drawn shapes, 20,086 crowd answers from 424 people, one known parameter (``data/README.md``).
 
-The stimuli are 30 smooth closed shapes ("alien eggs") drawn by a program from one generating
-parameter, their *smoothness* (22 ... 572; image ``iNNNN.png`` has smoothness ``NNNN``). In 2015,
-424 people answered queries "Which of the comparison objects is most similar to the target
-object?" (a head and two candidates) in the NEXT active-learning system (Jamieson et al. 2015);
-the export is distributed with salmon (Sievert et al. 2023). 20,086 queries are answered, 418
-more were shown without an answer and are skipped.
-
-The queries were not all drawn at random: five samplers chose them, about 4,000 answers each
-(:data:`SAMPLERS`): ``RandomSampling`` uniformly at random, ``UncertaintySampling``, ``STE`` and
-``CrowdKernel`` actively (from the embedding learnt so far), and ``Test`` (whose queries look
-random: about as many distinct ones, as often answered in line with smoothness). The answers
-therefore over-represent hard comparisons: of ``UncertaintySampling``'s answers 66% pick the
-candidate nearer in smoothness, of ``RandomSampling``'s 83% (:func:`truth_agreement`).
-:func:`sampler_counts` says how many each sampler gathered; :func:`read_queries` keeps the
-sampler of every answer.
-
-As rankings: exactly as zappos (:mod:`.zappos`, whose machinery this module uses, not copies):
-every answer is a triplet ``(head, winner, loser)``; a Bradley–Terry model fitted to one head's
-triplets (pooled over people) gives every other image a strength; ``sets_per_target`` disjoint
-sets of ``k`` candidates are drawn per target with ``numpy.random.default_rng([seed, target])``
-and ranked by strength, rater ``"crowd"``. The split by image refits each head on the given
-images only (``within``); the data's reliability rests on :func:`split_half_ranks` (two random
-halves of each head's triplets, compared by :func:`clpips.book.agreement.split_half`). Every image
-is a head in 359–2,196 answered queries, spread over its 406 candidate pairs, so a head's
-strengths rest on fewer comparisons than zappos's (about 3,300).
-
-Ground truth: because the shapes differ in smoothness only, ``|smoothness(candidate) -
-smoothness(target)|`` orders any set's candidates (:func:`truth_ranks`, ties averaged). The
-project's one scorer (:func:`clpips.evaluate.rank_scores`) then says how closely the crowd and
-any metric follow it: :func:`against_truth`.
-
-Files (``alienegg30.zip``, ``next-fig3.json.zip``) come unchanged from ``stsievert/salmon`` at a
-fixed commit and are checked against the sha256 sums shipped with the package
-(``alien_eggs_sha256.txt``), as is the packaged image index (``alien_eggs_index.csv``: index,
-file, smoothness, from the repository's ``Noise-model.ipynb``). They are read from
-``$CLPIPS_DATA_MIRROR/alien_eggs/`` when that variable is set (or ``mirror=`` is passed), else
-downloaded from ``$CLPIPS_ALIEN_EGGS_URL`` (a folder laid out like the mirror) or the canonical
-GitHub addresses (or ``base_url=``), into ``<cache>/data/alien_eggs/``; the 30 images are unpacked
-into its ``images/`` folder.
+The shapes differ only in *smoothness* (image ``iNNNN.png`` has ``NNNN``; :mod:`clpips.book.egg_truth`
+uses it as ground truth). The answers (NEXT, Jamieson et al. 2015; queries chosen by five samplers,
+:data:`SAMPLERS`) are triplets ``(head, winner, loser)``, ranked exactly as zappos's, with its
+functions (:mod:`.zappos`). Files from ``stsievert/salmon`` at a fixed commit, checked against the
+packaged sha256 sums, as is the packaged image index.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
 import io
 import json
 import os
-import warnings
 import zipfile
-from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -58,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from clpips.defaults import DEFAULTS
+from clpips.moved import moved_name
 
 import clpips.datasets.download as download
 import clpips.datasets.zappos as zappos
@@ -115,13 +79,6 @@ def index() -> pd.DataFrame:
 def image_refs() -> list[str]:
     """The image reference of each index 0..29."""
     return index()["image"].tolist()
-
-
-def smoothness() -> pd.Series:
-    """The known parameter of each image, indexed by image reference."""
-    table = index()
-    return pd.Series(table["smoothness"].to_numpy(), index=pd.Index(table["image"], name="image"),
-                     name="smoothness")
 
 
 def head_triplets(triplets: np.ndarray) -> zappos.HeadTriplets:
@@ -208,31 +165,6 @@ def answered_triplets(queries: pd.DataFrame) -> np.ndarray:
     return np.column_stack([done["head"], done["winner"], loser]).astype(np.int64)
 
 
-def _sampler_order(names) -> list[str]:
-    """``names`` in :data:`SAMPLERS` order, any others after them, sorted."""
-    return [s for s in SAMPLERS if s in set(names)] + sorted(set(names) - set(SAMPLERS))
-
-
-def sampler_counts(queries: pd.DataFrame) -> pd.DataFrame:
-    """Per sampler (:data:`SAMPLERS` order): the queries it chose that were ``answered`` and ``skipped``."""
-    answered = queries["winner"] >= 0
-    counts = pd.DataFrame({"answered": answered, "skipped": ~answered}).groupby(queries["sampler"]).sum()
-    return counts.loc[_sampler_order(counts.index)].astype(np.int64).rename_axis("sampler")
-
-
-def truth_agreement(queries: pd.DataFrame) -> pd.Series:
-    """Per sampler (:data:`SAMPLERS` order): the share of its answers whose winner is strictly nearer the head
-    in smoothness (an answer to two equally near candidates counts as not, as in salmon's
-    ``Noise-model.ipynb``, which reports 0.8348 for ``RandomSampling``)."""
-    done = queries[queries["winner"] >= 0]
-    known = index()["smoothness"].to_numpy()
-    head, left, right, winner = (known[done[c].to_numpy()] for c in ("head", "left", "right", "winner"))
-    loser = np.where(winner == left, right, left)
-    nearer = pd.Series(np.abs(winner - head) < np.abs(loser - head), index=done.index)
-    shares = nearer.groupby(done["sampler"]).mean()
-    return shares.loc[_sampler_order(shares.index)].rename_axis("sampler").rename("nearer_won")
-
-
 def queries(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> pd.DataFrame:
     """:func:`read_queries` of the verified export, fetched like :func:`load`'s files."""
     return read_queries(fetch_files(base_url=base_url, mirror=mirror)[ANSWERS_FILE])
@@ -267,61 +199,10 @@ def load(k: int = DEFAULTS.k, sets_per_target: int = DEFAULTS.alien_eggs_sets_pe
                      "Bradley-Terry strengths fitted to that target's answers."))
 
 
-def split_half_ranks(table: pd.DataFrame, triplets: np.ndarray, seed: int = DEFAULTS.seed,
-                     alpha: float = ALPHA) -> pd.DataFrame:
-    """:func:`clpips.datasets.zappos.split_half_ranks` on this dataset's images."""
-    return zappos.split_half_ranks(table, head_triplets(triplets), seed=seed, alpha=alpha)
-
-
-def smoothness_gap(table: pd.DataFrame) -> np.ndarray:
-    """``|smoothness(candidate) - smoothness(target)|`` of each row: the ground truth as a distance."""
-    known = smoothness()
-    unknown = sorted((set(table["target"]) | set(table["candidate"])) - set(known.index))
-    if unknown:
-        raise ValueError(f"alien_eggs: {unknown[0]!r} is not one of its images ({known.index[0]} ...)")
-    return np.abs(known.reindex(table["candidate"]).to_numpy(float) - known.reindex(table["target"]).to_numpy(float))
-
-
-def truth_ranks(table: pd.DataFrame) -> pd.Series:
-    """Each ranking's candidates ranked by :func:`smoothness_gap` (1 = nearest in smoothness, ties
-    averaged), aligned with ``table``: the ranks a judge who sees only smoothness would give."""
-    # clpips.evaluate imports torch: loaded here, so that importing clpips.datasets stays torch-free
-    from clpips.evaluate import RANKING, ranking_ids, within_ranking_ranks
-
-    gaps = pd.DataFrame({RANKING: ranking_ids(table).to_numpy(), "gap": smoothness_gap(table)}, index=table.index)
-    return within_ranking_ranks(gaps, "gap").rename("rank")
-
-
-def truth_table(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with its ranks replaced by :func:`truth_ranks` (same rows, sets and raters)."""
-    return table.assign(rank=truth_ranks(table).to_numpy(float))
-
-
-def against_truth(table: pd.DataFrame, dist: np.ndarray | None = None, names: Sequence[str] = ()) -> pd.DataFrame:
-    """How closely the table's (crowd's) ranks and each metric follow the ground truth.
-
-    The project's one scorer (:func:`clpips.evaluate.rank_scores`) on :func:`truth_table` as the
-    reference: row ``crowd`` scores the table's own ranks, one row per metric its distances
-    (``dist``: rows of ``table`` x ``names``, lower = more similar).
-    """
-    from clpips.evaluate import rank_scores  # torch: loaded late, as in truth_ranks
-
-    dist = np.zeros((len(table), 0)) if dist is None else np.asarray(dist, dtype=float).reshape(len(table), -1)
-    if dist.shape[1] != len(names):
-        raise ValueError(f"dist has {dist.shape[1]} columns for {len(names)} names")
-    scored = np.column_stack([table["rank"].to_numpy(float), dist])
-    return rank_scores(truth_table(table), scored, [RATER, *names], per_ranking=True, kendall=True)
-
-
 def __getattr__(name: str):
-    """``split_half``, moved to :func:`clpips.book.agreement.split_half` (which takes :func:`head_triplets`),
-    at its old path with a DeprecationWarning until clpips 0.3."""
-    if name != "split_half":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(f"{__name__}.split_half moved to clpips.book.agreement.split_half (pass "
-                  "alien_eggs.head_triplets(triplets)); the old path works until clpips 0.3", DeprecationWarning,
-                  stacklevel=2)
-    # by name, as clpips.moved does: the core does not import the book; only this old path reaches it
-    agreement = importlib.import_module("clpips.book.agreement")
-    return lambda table, triplets, seed=DEFAULTS.seed, alpha=ALPHA: agreement.split_half(
+    found = moved_name(__name__, name)   # names now in the book (clpips.moved)
+    if name not in ("split_half", "split_half_ranks"):
+        return found
+    # the old ones took the triplets array; the new ones take head_triplets(triplets)
+    return lambda table, triplets, seed=DEFAULTS.seed, alpha=ALPHA: found(
         table, head_triplets(triplets), seed=seed, alpha=alpha)

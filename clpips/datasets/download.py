@@ -31,25 +31,10 @@ def data_dir(dataset: str) -> Path:
 
 
 def fetch(source: str, dest: Path, sha256: str, *, hint: str = "") -> Path:
-    """Make ``dest`` a verified copy of ``source`` (an http(s) URL or a local file).
+    """Make ``dest`` a verified copy of ``source`` (an http(s) URL or a local file), unless it already is one.
 
-    Nothing is fetched when ``dest`` already has the expected sha256.
-
-    Parameters
-    ----------
-    source : str
-        URL (``http://``, ``https://``) or path of the file to copy.
-    dest : Path
-        Destination in the cache.
-    sha256 : str
-        Expected hex digest of the file.
-    hint : str
-        What the user can do if the fetch fails; appended to the error.
-
-    Raises
-    ------
-    DownloadError
-        Naming the source, the destination, and expected vs. received sha256.
+    ``hint``: what the user can do if the fetch fails. A :class:`DownloadError` names source, destination
+    and the expected and received sha256.
     """
     if dest.is_file():
         if sha256_file(dest) == sha256:

@@ -1,35 +1,10 @@
-"""``mur92``: 16 people's similarity judgements of 92 object photographs, as rankings.
+"""``mur92``: 16 people's similarity judgements of 92 object photographs as rankings (``data/README.md``).
 
-Every one of the 92 images is a target once. Its ``k`` candidates are drawn
-from the other 91 images, the same for all 16 raters so that their agreement
-can be measured, and each rater's ranks come from their own dissimilarity
-matrix (RDM): the smaller ``RDM[target, candidate]``, the more similar, the
-lower the rank.
-
-Candidates (``candidates=``):
-
-* ``"random"``: ``k`` of the 91 other images, uniformly without replacement (the first ``k``
-  of a seeded random order of the others);
-* ``"stratified"``: the 91 others sorted by the raters' mean dissimilarity to
-  the target, cut into ``k`` equal strata, one image drawn from each, so every
-  set spans near to far candidates.
-
-Draws use ``numpy.random.default_rng([seed, target])``, so a target's
-candidates do not depend on the other targets.
-
-Ties: no rater's RDM holds two equal dissimilarities in a row (checked: all
-4186 off-diagonal values of each matrix are distinct), so every ranking is a
-strict order. Were there ties, ``ties="reject"`` raises and ``ties="average"``
-gives tied candidates their average rank.
-
-Files (``92_behavRDMs.mat``, ``Kriegeskorte_Neuron2008_supplementalData.mat``)
-come from rsagroup/rsatoolbox at a fixed commit and are checked by sha256. They
-are read from ``$CLPIPS_DATA_MIRROR/mur92/`` when that variable is set (or
-``mirror=`` is passed), else downloaded from ``$CLPIPS_MUR92_URL`` or the
-canonical GitHub address (or ``base_url=``). The 92 images are exported once
-to ``<cache>/data/mur92/images/000.png`` ... as lossless PNG, each with its sha256
-recorded beside it (``000.png.sha256``) and checked on every load: an image whose
-bytes no longer match is named in a warning and exported again.
+Every image is a target once; its ``k`` candidates, drawn from the other 91 with
+``default_rng([seed, target])`` (``"random"``, or ``"stratified"``: one from each of ``k`` strata of the
+raters' mean dissimilarity) and shared by the 16 raters so that their agreement can be measured, are
+ranked by each rater's own dissimilarity matrix (smaller = more similar = lower rank). The images are
+exported once as lossless PNG, each with its sha256 beside it, checked on every load.
 """
 from __future__ import annotations
 
@@ -90,11 +65,7 @@ def _image_index(ref: str) -> int:
 
 
 def fetch_files(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Verified local copies of the two files in ``<cache>/data/mur92/``.
-
-    An explicit ``mirror`` or ``base_url`` wins; otherwise ``$CLPIPS_DATA_MIRROR``,
-    then ``$CLPIPS_MUR92_URL``, then the canonical address.
-    """
+    """Verified local copies of the two files (:func:`clpips.datasets.download.fetch_files`)."""
     return download.fetch_files("mur92", SHA256, BASE_URL, "CLPIPS_MUR92_URL", base_url=base_url, mirror=mirror)
 
 
@@ -121,10 +92,7 @@ def read_stimuli(path: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
 
 
 def export_images(pixels: np.ndarray, root: Path) -> None:
-    """Write each image as lossless PNG under ``root/images/``, once, atomically, with its sha256 beside it
-    (:func:`clpips.atomic.write_checked`). An image whose bytes no longer match its recorded sha256 is named
-    in a warning and written again; one without a recorded sha256 (an older clpips wrote it) is kept
-    when it holds the right pixels, and its sha256 recorded."""
+    """Each image as lossless PNG under ``root/images/``, written once, atomically, its sha256 beside it."""
     for index, array in enumerate(pixels):
         dest = root / image_ref(index)
         problem = _export_problem(dest, array)
@@ -161,13 +129,8 @@ def _export_problem(dest: Path, array: np.ndarray) -> str | None:
     return None
 
 
-def draw_candidates(mean_rdm: np.ndarray, k: int, how: str, seed: int,
-                    pool: np.ndarray | None = None) -> np.ndarray:
-    """Candidate indices per target (``len(pool) x k``, each row sorted).
-
-    ``pool`` (default: all images) lists the images that are targets and may be
-    candidates: each of its images gets ``k`` candidates among the pool's others.
-    """
+def draw_candidates(mean_rdm: np.ndarray, k: int, how: str, seed: int, pool: np.ndarray | None = None) -> np.ndarray:
+    """Candidate indices per target of ``pool`` (default: all), ``len(pool) x k``, rows sorted."""
     n = len(mean_rdm)
     pool = np.arange(n) if pool is None else np.sort(np.asarray(pool, dtype=int))
     if how not in CANDIDATES:
@@ -193,8 +156,7 @@ def draw_candidates(mean_rdm: np.ndarray, k: int, how: str, seed: int,
 
 def rank_table(rdms: np.ndarray, raters: list[str], candidates: np.ndarray, ties: str,
                targets: np.ndarray | None = None) -> pd.DataFrame:
-    """Long-format rankings: for each target (row of ``candidates``; default 0, 1, ...), rater and
-    candidate, the rater's rank."""
+    """Long-format rankings: per target (row of ``candidates``), rater and candidate, the rater's rank."""
     n_raters, n_targets, k = len(raters), *candidates.shape
     targets = np.arange(n_targets) if targets is None else np.asarray(targets, dtype=int)
     dissimilarity = rdms[:, targets[:, None], candidates].transpose(1, 0, 2)  # target x rater x candidate
@@ -214,24 +176,9 @@ def rank_table(rdms: np.ndarray, raters: list[str], candidates: np.ndarray, ties
     })
 
 
-def load(k: int = DEFAULTS.k, candidates: str = DEFAULTS.candidates, seed: int = DEFAULTS.seed,
-         ties: str = "reject", base_url: str | None = None,
-         mirror: str | os.PathLike | None = None) -> RankingDataset:
-    """The mur92 rankings: 92 targets x 16 raters, ``k`` shared candidates per target.
-
-    Parameters
-    ----------
-    k : int
-        Candidates per target, 2..91.
-    candidates : {"random", "stratified"}
-        How candidates are drawn (see the module docstring).
-    seed : int
-        Seed of the candidate draw.
-    ties : {"reject", "average"}
-        What to do with equal dissimilarities (none occur in these data).
-    base_url, mirror : optional
-        Where to fetch the files from (see :func:`fetch_files`).
-    """
+def load(k: int = DEFAULTS.k, candidates: str = DEFAULTS.candidates, seed: int = DEFAULTS.seed, ties: str = "reject",
+         base_url: str | None = None, mirror: str | os.PathLike | None = None) -> RankingDataset:
+    """The mur92 rankings: 92 targets x 16 raters, ``k`` shared candidates per target (the module)."""
     check_ties(ties)
     files = fetch_files(base_url=base_url, mirror=mirror)
     rdms, raters = read_rdms(files[RDM_FILE])

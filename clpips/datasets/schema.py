@@ -1,21 +1,9 @@
 """The one table format of ranking data, and the dataset object that carries it.
 
-Long format, one row per (set, rater, candidate):
-
-========== ======== =====================================================
-column     required what it holds
-========== ======== =====================================================
-set_id     yes      a ranking set: one target and its candidates
-target     yes      the set's target image (path relative to the root)
-candidate  yes      one candidate image (path relative to the root)
-rater      yes      who ranked the set
-rank       yes      1 = most similar to the target, ``k`` = least similar
-group      no       the rater's group (e.g. a study condition)
-iteration  no       the candidate's generation round (whole number)
-prompt     no       the text the candidate was generated from
-========== ======== =====================================================
-
-Image references are POSIX paths relative to the dataset root
+Long format, one row per (set, rater, candidate). Required: ``set_id`` (one target and its
+candidates), ``target``, ``candidate`` (image paths), ``rater``, ``rank`` (1 = most similar to the
+target, ``k`` = least). Optional: ``group`` (the rater's), ``iteration`` (the candidate's generation
+round), ``prompt``. Image references are POSIX paths relative to the dataset root
 (``images/000.png``), so a study folder can be moved as a whole.
 """
 from __future__ import annotations
@@ -47,19 +35,14 @@ _PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def formula_like(value: object) -> bool:
-    """Whether a spreadsheet would run text ``value`` as a formula: it begins with one of
-    :data:`FORMULA_START` and is not a plain number (``-1.5`` is a number there, not a formula)."""
+    """Whether a spreadsheet would run text ``value`` as a formula (a :data:`FORMULA_START`, not a plain number)."""
     return (isinstance(value, str) and value.startswith(FORMULA_START)
             and _PLAIN_NUMBER.fullmatch(value) is None)
 
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with every text cell a spreadsheet would run as a formula (:func:`formula_like`)
-    prefixed with ``'``, so that opening the CSV shows the text instead of running it.
-
-    The project's one neutraliser: every CSV the project writes goes through it. It is
-    idempotent (a cell that begins with ``'`` is left alone), leaves numbers and numeric
-    columns untouched, and returns ``frame`` itself when nothing needs changing.
+    """``frame`` with every cell a spreadsheet would run as a formula prefixed with ``'``: the project's
+    one neutraliser, used for every CSV it writes; idempotent, returns ``frame`` itself when nothing changes.
     """
     hits = {c: frame[c].map(formula_like) for c in frame.columns if pd.api.types.is_object_dtype(frame[c])
             or pd.api.types.is_string_dtype(frame[c])}
@@ -76,24 +59,10 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 class RankingDataset:
     """Human (or simulated) rankings of candidate images by similarity to a target.
 
-    Attributes
-    ----------
-    table : pandas.DataFrame
-        The rankings in the schema above (validated).
-    root : pathlib.Path
-        Folder that image references are relative to.
-    name, citation, licence, description : str
-        What the data are, whom to cite, and under which terms they are shared.
-    image_info : pandas.DataFrame or None
-        Per-image metadata (one row per image reference, column ``image``).
-    truth : Any
-        Known ground truth, for simulated data (see :mod:`.simulated`).
-    within : callable or None
-        ``within(images, seed) -> DataFrame``: rankings built *only* from the given
-        image references (targets and candidates), for the split by image
-        (:mod:`.splits`). A dataset that can draw new candidates (mur92, zappos)
-        provides it; without it the split drops rows whose target or candidate lies
-        outside the images and re-ranks what is left (:func:`.splits.restrict_to_images`).
+    ``table``: the validated rankings; ``root``: the folder image references are relative to;
+    ``truth``: known ground truth (simulated data); ``within(images, seed)``: rankings built *only* from
+    the given images, for the split by image (a dataset that can draw new candidates provides it;
+    without it the split drops rows outside the images and re-ranks, :func:`.splits.restrict_to_images`).
     """
 
     table: pd.DataFrame
@@ -119,15 +88,12 @@ class RankingDataset:
         return open_rgb(self.image_path(ref))
 
     def images(self) -> list[str]:
-        """Sorted unique image references (targets and candidates)."""
         return sorted(set(self.table["target"]) | set(self.table["candidate"]))
 
     def sets(self) -> list[str]:
-        """Sorted unique set ids."""
         return sorted(self.table["set_id"].unique())
 
     def raters(self) -> list[str]:
-        """Sorted unique rater ids."""
         return sorted(self.table["rater"].unique())
 
     def k_per_set(self) -> pd.Series:
@@ -141,8 +107,7 @@ class RankingDataset:
         return int(sizes[0]) if len(sizes) == 1 else None
 
     def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write the table as CSV atomically (temporary file, then rename); text a spreadsheet
-        would run as a formula is neutralised (:func:`spreadsheet_safe`)."""
+        """Write the table as CSV atomically, formula-like text neutralised (:func:`spreadsheet_safe`)."""
         with atomic_path(path) as tmp:
             spreadsheet_safe(self.table).to_csv(tmp, index=False, lineterminator="\n")
         return Path(path)

@@ -1,31 +1,12 @@
-"""``simulated``: a study shaped like the paper's, with known ground truth.
+"""``simulated``: a study shaped like the paper's, with known ground truth (``data/README.md``).
 
-Design (defaults in parentheses): ``n_groups`` (4) groups of ``per_group`` (5)
-participants; each group has its own ``targets_per_group`` (10) target scenes;
-each participant makes ``iterations`` (10) regenerations per target and ranks
-them. Each (participant, target) is one set whose candidates are that
-participant's own regenerations. Scenes are rendered by :mod:`.scenes`.
-
-Regeneration (prompt refinement): the first attempt matches each target
-attribute with probability ``start_match``, else takes another value at random.
-Each later attempt edits 1 or 2 attributes of the previous one, chosen among
-those still wrong (all, if none is) with probability proportional to the
-participant's weights. An edited wrong attribute comes out right with
-probability ``fix_rate``, else as another wrong value; an edited right one
-(only once all are right) drifts to another value. So every attempt differs
-from the previous one in at least one attribute, and every rendering gets
-fresh jitter.
-
-Judgement (the ground truth): participant ``r`` of group ``g`` weighs the six
-attributes with ``w_r = normalise(mu_g * exp(individual_spread * z_r))``, where
-``mu_g ~ Dirichlet(group_concentration)`` and ``z_r ~ N(0, I)``. A candidate's
-latent utility is ``U = sum_a w_ra * [candidate_a == target_a]`` (in [0, 1]);
-the participant ranks by ``U + noise * N(0, 1)``, highest first (rank 1); equal
-values (only with ``noise=0``) go to the earlier iteration.
-
-Everything comes from one ``numpy.random.default_rng(seed)``: the same design
-gives byte-identical files, written once to ``<cache>/data/simulated/<key>/``
-(generated in a temporary folder, then renamed).
+``n_groups`` groups of ``per_group`` participants, each group with its own target scenes
+(:mod:`.scenes`); each participant makes ``iterations`` regenerations per target, editing one or two
+attributes a time (those still wrong, by the participant's weights), and ranks them. The truth:
+participant ``r`` of group ``g`` weighs the six attributes with ``w_r = normalise(mu_g * exp(
+individual_spread * z_r))``, ``mu_g ~ Dirichlet(group_concentration)``, and ranks by
+``U + noise * N(0, 1)``, ``U = sum_a w_ra [candidate_a == target_a]``, highest first. One
+``default_rng(seed)`` makes it all: the same design gives byte-identical files, written once.
 """
 from __future__ import annotations
 
@@ -74,18 +55,9 @@ class StudyDesign:
 
 @dataclass
 class SimulatedTruth:
-    """What generated the rankings.
-
-    Attributes
-    ----------
-    group_weights : DataFrame
-        ``group`` and one column per attribute: each group's mean weights ``mu_g``.
-    weights : DataFrame
-        ``rater``, ``group`` and one column per attribute: each participant's ``w_r``.
-    utilities : DataFrame
-        ``set_id, rater, candidate``, latent ``utility`` and the noisy ``judged`` value ranked.
-    scenes : DataFrame
-        Every image's attributes, jitter and prompt.
+    """What generated the rankings: ``group_weights`` (``mu_g``), ``weights`` (``w_r`` per rater),
+    ``utilities`` (latent ``utility`` and the noisy ``judged`` value per candidate), ``scenes`` (every image's
+    attributes, jitter and prompt).
     """
 
     group_weights: pd.DataFrame
@@ -102,9 +74,7 @@ def _other_value(rng: np.random.Generator, attribute: str, *avoid: str) -> str:
     return str(rng.choice([v for v in ATTRIBUTES[attribute] if v not in avoid]))
 
 
-def _regenerations(rng: np.random.Generator, target: Scene, weights: np.ndarray,
-                   design: StudyDesign) -> list[Scene]:
-    """A participant's attempts at ``target`` (see the module docstring)."""
+def _regenerations(rng: np.random.Generator, target: Scene, weights: np.ndarray, design: StudyDesign) -> list[Scene]:
     values = [t if rng.random() < design.start_match else _other_value(rng, a, t)
               for a, t in zip(NAMES, target.values)]
     attempts = [Scene(tuple(values), random_jitter(rng))]
@@ -170,11 +140,7 @@ def generate(design: StudyDesign, folder: Path) -> None:
 
 
 def load(**design: int | float) -> RankingDataset:
-    """The simulated study for a design (keyword arguments of :class:`StudyDesign`).
-
-    Generated on first use (seconds), then read from the cache.
-    ``dataset.truth`` is a :class:`SimulatedTruth`.
-    """
+    """The study of a :class:`StudyDesign` (keywords), generated on first use; ``.truth``: :class:`SimulatedTruth`."""
     spec = StudyDesign(**design)
     root = fresh_dir(data_dir("simulated") / spec.key(), lambda tmp: generate(spec, tmp))
     table = pd.read_csv(root / "rankings.csv", dtype=str, keep_default_na=False)

@@ -25,22 +25,10 @@ def _shuffled_targets(table: pd.DataFrame, seed: int) -> np.ndarray:
 
 def split_by_target(table: pd.DataFrame, test_size: float = DEFAULTS.test_size,
                     seed: int = DEFAULTS.seed) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split rankings into train and test by target image.
+    """Rows of ``table`` split into (train, test) by target image, no target on both sides.
 
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        Rankings with a ``target`` column.
-    test_size : float
-        Share of target images held out, in (0, 1); the count is rounded and
-        kept between 1 and the number of targets minus 1.
-    seed : int
-        Seed of the shuffle of the (sorted) targets.
-
-    Returns
-    -------
-    train, test : pandas.DataFrame
-        Rows of ``table``, original order and index, no target in both.
+    ``test_size``: the share of targets held out, rounded and kept between 1 and all but one; ``seed``
+    shuffles the sorted targets. Rows keep their order and index.
     """
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must lie strictly between 0 and 1, got {test_size}")
@@ -54,10 +42,7 @@ def split_by_target(table: pd.DataFrame, test_size: float = DEFAULTS.test_size,
 
 def kfold_by_target(table: pd.DataFrame, n_splits: int = 5,
                     seed: int = DEFAULTS.seed) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """Yield ``n_splits`` (train, test) pairs; each target is in exactly one test fold.
-
-    Folds differ in size by at most one target.
-    """
+    """``n_splits`` (train, test) pairs; each target in exactly one test fold, folds within one target in size."""
     targets = _shuffled_targets(table, seed)
     if not 2 <= n_splits <= len(targets):
         raise ValueError(f"n_splits must lie between 2 and the number of targets ({len(targets)}), got {n_splits}")
@@ -77,12 +62,8 @@ def check_split_mode(mode: str) -> str:
 
 
 def image_folds(table: pd.DataFrame, n_splits: int, seed: int = DEFAULTS.seed) -> dict[str, int]:
-    """Assign every image of ``table`` to one of ``n_splits`` folds.
-
-    Targets get the folds of :func:`kfold_by_target` with the same seed (so the
-    two split modes hold out the same targets). An image that is only ever a
-    candidate goes to the fold holding most of the targets it is ranked with
-    (ties: the lowest fold), which keeps the most rows on its side.
+    """Every image's fold: targets get :func:`kfold_by_target`'s (so both modes hold out the same
+    targets); a candidate-only image goes where most of its targets are (ties: lowest fold).
     """
     targets = _shuffled_targets(table, seed)
     if not 2 <= n_splits <= len(targets):
@@ -97,21 +78,17 @@ def image_folds(table: pd.DataFrame, n_splits: int, seed: int = DEFAULTS.seed) -
 
 
 def split_modes_coincide(table: pd.DataFrame) -> bool:
-    """True when a split by image holds out exactly what the split by target does: no candidate is
-    ranked with two targets and no target is ranked as a candidate (the simulated study: every
-    candidate is one person's regeneration of one target). :func:`image_folds` then puts every image
-    in its target's fold and no row is dropped, so both modes give the same folds."""
+    """True when the split by image holds out exactly what the split by target does: no candidate
+    ranked with two targets, no target ranked as a candidate (the simulated study).
+    """
     targets_of = table.groupby("candidate")["target"].nunique()
     return bool((targets_of <= 1).all()) and not set(table["target"]) & set(table["candidate"])
 
 
 def restrict_to_images(table: pd.DataFrame, images, min_candidates: int = 2) -> pd.DataFrame:
-    """Rows whose target and candidate both lie in ``images``, each ranking re-ranked ``1..k'``.
-
-    The kept candidates of a (set, rater) ranking keep their order; a ranking left
-    with fewer than ``min_candidates`` candidates (at least two) is dropped. This is
-    the split by image for a study that cannot draw new candidates (a CSV study,
-    the simulated study).
+    """Rows whose target and candidate both lie in ``images``, each ranking re-ranked ``1..k'`` in its
+    order; one left with fewer than ``min_candidates`` is dropped. The split by image for a study that
+    cannot draw new candidates.
     """
     images = set(images)
     out = table[table["target"].isin(images) & table["candidate"].isin(images)]
@@ -128,27 +105,20 @@ def _rerank(rows: pd.DataFrame, min_candidates: int = 2) -> pd.DataFrame:
 
 
 def fold_targets(table: pd.DataFrame, n_splits: int, seed: int = DEFAULTS.seed) -> list[set[str]]:
-    """The targets each of :func:`split_folds`' ``n_splits`` folds holds out, the same in both modes
-    (:func:`image_folds` gives targets the folds of :func:`kfold_by_target`). Split by image, a held-out
-    target all of whose rankings keep too few candidates is missing from the held-out side: these sets
-    name the targets whose rankings each fold meant to score."""
+    """The targets each fold of :func:`split_folds` means to hold out (the same in both modes; split by
+    image, a target whose rankings keep too few candidates is missing from the held-out side).
+    """
     return [set(part) for part in np.array_split(_shuffled_targets(table, seed), n_splits)]
 
 
 def split_folds(table: pd.DataFrame, mode: str = "target", n_splits: int = 5, seed: int = DEFAULTS.seed,
                 within=None, min_candidates: int = 2) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """``n_splits`` (train, test) pairs of rankings in split ``mode`` (:data:`SPLIT_MODES`).
+    """``n_splits`` (train, test) pairs in split ``mode``.
 
-    ``"target"``: :func:`kfold_by_target`. ``"image"``: the images are cut into
-    folds (:func:`image_folds`); the held-out side's rankings are built from the
-    fold's images only and the training side's from the other images only, by
-    ``within(images, seed)`` when given (a dataset that draws new candidates,
-    :attr:`clpips.datasets.RankingDataset.within`), else by dropping the rows
-    with an image on the other side (:func:`restrict_to_images`): a training
-    ranking is kept with two candidates or more, a held-out one with
-    ``min_candidates`` or more (a shorter one is not scored; ``within`` draws
-    full sets on each side). Rows of
-    ``table`` that are on neither side: ``len(table) - len(train) - len(test)``.
+    ``"target"``: :func:`kfold_by_target`. ``"image"``: the images are cut into folds
+    (:func:`image_folds`) and each side's rankings use its own images only: ``within(images, seed)`` when
+    the dataset can draw new candidates, else :func:`restrict_to_images` (a held-out ranking needs
+    ``min_candidates``). Rows on neither side: ``len(table) - len(train) - len(test)``.
     """
     check_split_mode(mode)
     if mode == "target":
@@ -167,13 +137,10 @@ def split_folds(table: pd.DataFrame, mode: str = "target", n_splits: int = 5, se
 
 # --------------------------------------------------------------------------- shared image pairs
 def shared_pairs(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    """Which training rows hold an image pair that a held-out row holds too (boolean array).
+    """Which training rows hold an image pair a held-out row holds too: *the* shared-pair rule.
 
-    *The* shared-pair rule of the package: a pair is the unordered
-    ``{target, candidate}`` (an LPIPS distance is symmetric), so the training row
-    (Y, X) shares its pair with the held-out row (X, Y). Splitting by target leaves
-    such pairs wherever images are both targets and candidates (mur92); the split
-    by image leaves none.
+    A pair is the unordered ``{target, candidate}`` (an LPIPS distance is symmetric). Splitting by target
+    leaves such pairs wherever images are both targets and candidates (mur92); by image, none.
     """
     held = set(map(frozenset, zip(test["target"], test["candidate"])))
     return np.fromiter((frozenset(p) in held for p in zip(train["target"], train["candidate"])),
@@ -188,9 +155,5 @@ def shared_pair_share(train: pd.DataFrame, test: pd.DataFrame) -> float:
 
 
 def drop_shared_pairs(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
-    """Training rows without the image pairs held-out rows hold (:func:`shared_pairs`).
-
-    Each shortened ranking is re-ranked ``1..k'`` in its order; one left with
-    fewer than two candidates is dropped.
-    """
+    """Training rows without the pairs held-out rows hold, each shortened ranking re-ranked (below two: dropped)."""
     return _rerank(train[~shared_pairs(train, test)])

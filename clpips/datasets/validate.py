@@ -1,33 +1,16 @@
-"""The rules a ranking table must follow, each checked with a message that says
-what is wrong, on which lines, and what to do.
+"""The rules a ranking table must follow, each checked with a message naming what is wrong, on
+which lines (1-based CSV lines: the header is line 1) and what to do. In the order checked:
 
-Lines are 1-based CSV line numbers: the header is line 1, the first row line 2
-(for a table built in memory, the lines it would have in ``to_csv``).
+1. the required columns are present, with at least one row; 2. no required cell is empty;
+3. ``rank`` is a number (whole unless ``ties="average"``), ``iteration`` a whole number;
+4. image references are relative POSIX paths inside the root, normalised (:func:`normalize_ref`);
+5. no (set, rater, candidate) twice; 6. a target is never its own candidate; 7. one target per set;
+8. every rater of a set ranks the same candidates, at least two (exactly ``k`` when given);
+9. the ranks of each (set, rater) are a permutation of ``1..k`` (ties rejected, or averaged);
+10. every image exists under the root, resolves inside it (symlinks included) and decodes; a
+    reference not found as typed is looked up in its other Unicode forms (NFC, NFD).
 
-Rules, in the order they are checked:
-
-1. the required columns are present, with at least one row below them;
-2. no required cell is empty;
-3. ``rank`` is a number (a whole number unless ``ties="average"``), and
-   ``iteration``, where given, a whole number;
-4. image references are relative POSIX paths inside the dataset root, and are
-   normalised (:func:`normalize_ref`: ``images/./a.png`` and ``images//a.png``
-   are ``images/a.png``), so every later rule compares one form per image;
-5. no (set, rater, candidate) appears twice;
-6. a target is never its own candidate;
-7. each set has exactly one target;
-8. every rater of a set ranks the same candidates (sets may differ in size,
-   unless ``k`` is given: then every set has exactly ``k``); a set has at
-   least two candidates;
-9. the ranks of each (set, rater) are a permutation of ``1..k``; tied ranks
-   are rejected, or with ``ties="average"`` become average ranks;
-10. every image exists under the root, resolves inside it (symlinks included)
-    and decodes (:func:`clpips.images.open_rgb`: size limit, bit depths). A reference
-    not found as typed is looked up in its other Unicode forms (NFC, NFD:
-    :func:`clpips.paths.existing_path`) and then names the file as it is on disk.
-
-Values are reported as the file writes them (a rank of ``99999999999999999999`` is
-named so, not as the number it overflows to).
+Values are reported as the file writes them (``99999999999999999999``, not its overflow).
 """
 from __future__ import annotations
 
@@ -59,10 +42,8 @@ def check_ties(ties: str) -> str:
 
 
 def normalize_ref(ref: str) -> str:
-    """The one form of an image reference: ``images/./a.png``, ``images//a.png`` -> ``images/a.png``.
-
-    Raises ValueError for a reference that is absolute, has a drive or a
-    backslash, or climbs out with ``..`` (such references are refused, not fixed).
+    """The one form of an image reference (``images/./a.png`` -> ``images/a.png``); ValueError for an
+    absolute path, a drive, a backslash or ``..``.
     """
     text = str(ref).strip()
     if not text or _BAD_REF_RE.search(text):
@@ -93,33 +74,9 @@ def _lines(mask: pd.Series | np.ndarray) -> np.ndarray:
 
 def validate(table: pd.DataFrame, root: str | Path | None = None, *, source: str = "table",
              ties: str = "reject", k: int | None = None, check_images: bool = True) -> pd.DataFrame:
-    """Check ``table`` against every rule and return it typed and in schema order.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        Rankings in long format (see :mod:`clpips.datasets.schema`).
-    root : str or Path, optional
-        Folder the image references are relative to; needed when ``check_images``.
-    source : str
-        How to name the data in messages (usually the CSV path).
-    ties : {"reject", "average"}
-        Reject tied ranks, or convert each ranking to average ranks.
-    k : int, optional
-        If given, every set must have exactly ``k`` candidates.
-    check_images : bool
-        Check that every image exists and decodes.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Required columns, then the optional ones present; ``rank`` is int64
-        (float64 with ``ties="average"``).
-
-    Raises
-    ------
-    RankingDataError
-        At the first rule broken.
+    """Check ``table`` against every rule; return it typed (``rank`` int64, float64 with ``ties="average"``)
+    with the required columns first. ``source`` names the data in messages; ``k``: every set has exactly
+    ``k`` candidates. Raises :class:`RankingDataError` at the first rule broken.
     """
     check_ties(ties)
     missing = [c for c in REQUIRED if c not in table.columns]

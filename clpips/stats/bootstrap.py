@@ -1,35 +1,16 @@
 """Paired bootstrap over ranking sets: is metric b closer to people than metric a?
 
-Whole ranking sets (a target image with its candidates and the person's
-ranking) are resampled with replacement, and on each resample both metrics
-are scored on the *same* sets (paired), so the difference Δ = b − a is
-judged against the set-to-set variability that both metrics share.
+Whole ranking sets are resampled with replacement and both metrics are scored on the *same* sets,
+so Δ = b − a is judged against the set-to-set variability both share. Per resample and metric:
+ICC(A,k) of the metric-versus-human table (:func:`~clpips.stats.icc.metric_human_table`) and the
+pooled Spearman's rho of distance with human rank. A set drawn twice counts as two sets, exactly as
+if the resampled table were built by concatenation with fresh set ids.
 
-Statistics per resample, for each metric:
-
-* ICC(A,k) of the metric-versus-human table (:func:`~clpips.stats.icc.metric_human_table`:
-  targets = (set, candidate) items, raters = {human, metric}, ratings = ranks
-  within the set);
-* pooled Spearman's rho of distance with human rank over all rows
-  (positive = agreement, see :mod:`clpips.stats.rank_correlation`).
-
-A set drawn twice counts as two sets (its items are two sets of targets; its
-rows are tied copies in the pooled ranking), exactly as if the resampled
-table had been built by concatenation with fresh set ids.
-
-Speed: nothing is concatenated. A resample is a vector of set counts ``w``
-(how often each set was drawn) and everything is computed from per-set
-sufficient statistics:
-
-* the ANOVA sums of squares of ICC(A,k) are ``w @ per_set_sums``;
-* the pooled midranks are cumulative sums of the weights over the rows in
-  value order; twice a midrank is an integer, so the rank covariance and
-  variances are *exact* int64 sums, and when both variables take few values
-  (human ranks, and metrics given as ranks) they reduce to ``w @ counts``
-  over (human value, metric value) cells.
-
-10,000 resamples of a 300-set x 10-candidate evaluation take about a second
-on two cores (see ``benchmarks/bench_bootstrap.py``).
+Speed: nothing is concatenated. A resample is a vector of set counts ``w``; the ANOVA sums of
+squares are ``w @ per_set_sums``, and the pooled midranks are cumulative sums of the weights in
+value order. Twice a midrank is an integer, so rank covariances and variances are exact int64 sums
+(``w @ counts`` over (human value, metric value) cells when both take few values). 10,000
+resamples of 300 sets x 10 candidates take about a second on two cores (``benchmarks/bench_bootstrap.py``).
 """
 from __future__ import annotations
 
@@ -47,17 +28,8 @@ from clpips.stats.icc import (DegenerateDataWarning, MeanSquares, check_table, i
                               metric_human_table)
 from clpips.stats.rank_correlation import pooled_spearman
 
-__all__ = [
-    "paired_bootstrap",
-    "BootstrapSettings",
-    "PairedBootstrapResult",
-    "bootstrap_counts",
-    "resampled_statistics",
-    "metric_statistics",
-    "percentile_interval",
-    "bca_interval",
-    "one_sided_pvalue",
-]
+__all__ = ["paired_bootstrap", "BootstrapSettings", "PairedBootstrapResult", "bootstrap_counts",
+           "resampled_statistics", "metric_statistics", "percentile_interval", "bca_interval", "one_sided_pvalue"]
 
 #: resamples drawn per call of the random generator (fixes the stream: see bootstrap_counts)
 _DRAW_CHUNK = 1000
@@ -81,16 +53,8 @@ def _iter_counts(n_sets: int, n_boot: int, seed: int | None) -> Iterator[np.ndar
 
 
 def bootstrap_counts(n_sets: int, n_boot: int = DEFAULTS.n_boot, seed: int | None = DEFAULTS.seed) -> np.ndarray:
-    """The resamples of :func:`paired_bootstrap` as a counts matrix.
-
-    Resample ``b`` draws ``n_sets`` set indices uniformly with replacement
-    (``numpy.random.default_rng(seed).integers``, in blocks of 1,000
-    resamples); ``counts[b, s]`` is how often set ``s`` (in the order of
-    ``result.set_ids``) was drawn. Row sums are ``n_sets``.
-
-    Returns
-    -------
-    numpy.ndarray of int, shape (n_boot, n_sets)
+    """The resamples of :func:`paired_bootstrap`: ``counts[b, s]``, how often set ``s`` (in ``result.set_ids``
+    order) is drawn in resample ``b`` (``default_rng(seed).integers``, blocks of 1,000 resamples).
     """
     if n_sets < 1 or n_boot < 1:
         raise ValueError(f"need n_sets >= 1 and n_boot >= 1, got n_sets={n_sets}, n_boot={n_boot}")
@@ -99,25 +63,9 @@ def bootstrap_counts(n_sets: int, n_boot: int = DEFAULTS.n_boot, seed: int | Non
 
 def resampled_statistics(data: pd.DataFrame, set_col: str, rank_col: str, metric_cols: list[str],
                          counts: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """ICC(A,k) and pooled rho of several metrics on given resamples of sets (the engine of
-    :func:`paired_bootstrap`, for callers that draw their own resamples, e.g. a two-way bootstrap).
-
-    Parameters
-    ----------
-    data, set_col, rank_col
-        As for :func:`paired_bootstrap`.
-    metric_cols : list of str
-        Distance columns (lower = more similar), one per metric.
-    counts : array of int, shape (n_resamples, n_sets)
-        How often each set is drawn, sets in the order of the returned ``set_ids``
-        (sorted). A row of ones is the table itself.
-
-    Returns
-    -------
-    set_ids : numpy.ndarray
-    statistics : dict
-        ``icc_<column>`` and ``rho_<column>``: one value per resample, equal (to rounding)
-        to :func:`metric_statistics` on the table built by concatenating the drawn sets.
+    """ICC(A,k) and pooled rho (``icc_<column>``, ``rho_<column>``) of several distance columns on given
+    resamples (``counts``: resamples x sets, sets in the order of the returned ``set_ids``; a row of ones
+    is the table itself): the engine of :func:`paired_bootstrap`, for callers that draw their own.
     """
     columns = {"set_col": set_col, "rank_col": rank_col, **{f"metric_{i}": c for i, c in enumerate(metric_cols)}}
     table = check_table(data, columns, numeric=[p for p in columns if p != "set_col"], caller="resampled_statistics")
@@ -133,16 +81,10 @@ def resampled_statistics(data: pd.DataFrame, set_col: str, rank_col: str, metric
 class _PooledRanker:
     """Midranks of one variable in a weighted (resampled) pooled table, in integers.
 
-    A resample gives row ``p`` the weight ``W_p = w[set of p]``. With the
-    rows sorted by value and grouped into ties, a group of total weight ``W``
-    after ``L`` lighter rows has the midrank ``L + (W + 1) / 2``; twice that,
-    ``2 cumsum(W) - W + 1``, is an integer, so ranks, sums of squares and
-    rank covariances are exact in int64.
-
-    Two layouts: a variable with few distinct values (human ranks 1..m) keeps
-    a sets x values count matrix (``indicator``); one with many (distances)
-    keeps its rows in value order (``order``), with tie groups (``starts``)
-    only if there are ties.
+    Rows sorted by value and grouped into ties: a group of weight ``W`` after ``L`` lighter rows has
+    midrank ``L + (W + 1) / 2``; twice that, ``2 cumsum(W) - W + 1``, is an integer. A variable with few
+    distinct values (human ranks) keeps a sets x values count matrix (``indicator``); one with many
+    (distances) its rows in value order (``order``), with tie groups (``starts``) only if there are ties.
     """
 
     group_of_row: np.ndarray          # (N,) tie group of each row; groups in value order
@@ -325,29 +267,12 @@ def percentile_interval(boot: np.ndarray, ci: float = DEFAULTS.ci) -> tuple[floa
 
 def bca_interval(boot: np.ndarray, observed: float, jackknife: np.ndarray,
                  ci: float = DEFAULTS.ci) -> tuple[float, float]:
-    """Bias-corrected and accelerated (BCa) bootstrap interval (Efron 1987; Efron & Tibshirani 1993, ch. 14).
+    """Bias-corrected and accelerated (BCa) interval (Efron & Tibshirani 1993, ch. 14).
 
-    Parameters
-    ----------
-    boot : array_like
-        Bootstrap replicates of the statistic.
-    observed : float
-        The statistic on the original data.
-    jackknife : array_like
-        Leave-one-out values of the statistic (here: leave one *set* out).
-    ci : float
-        Confidence level.
-
-    Returns
-    -------
-    (low, high) : tuple of float
-        Quantiles of ``boot`` at ``Phi(z0 + (z0 + z) / (1 - a (z0 + z)))``
-        for ``z = Phi^-1((1 -+ ci) / 2)``, with bias correction
-        ``z0 = Phi^-1(share of replicates below observed, ties counted half)``
-        (as scipy.stats.bootstrap) and acceleration
-        ``a = sum(d^3) / (6 sum(d^2)^1.5)``, ``d = mean(jackknife) - jackknife``.
-        NaN, with a :class:`DegenerateDataWarning`, when every replicate lies
-        on one side of ``observed`` (``z0`` infinite).
+    Quantiles of ``boot`` at ``Phi(z0 + (z0 + z) / (1 - a (z0 + z)))``, ``z = Phi^-1((1 -+ ci) / 2)``;
+    ``z0 = Phi^-1(share of replicates below observed, ties counted half)`` (as scipy.stats.bootstrap),
+    ``a = sum(d^3) / (6 sum(d^2)^1.5)``, ``d = mean(jackknife) - jackknife`` (leave one set out).
+    NaN, with a :class:`DegenerateDataWarning`, when every replicate lies on one side of ``observed``.
     """
     boot, jackknife = _finite(boot), _finite(jackknife)
     share = (np.sum(boot < observed) + np.sum(boot <= observed)) / (2 * len(boot))
@@ -367,13 +292,8 @@ def bca_interval(boot: np.ndarray, observed: float, jackknife: np.ndarray,
 
 
 def one_sided_pvalue(delta_boot: np.ndarray) -> float:
-    """Bootstrap p-value for H0: Δ <= 0 against H1: Δ > 0 (metric b better).
-
-    ``p = (1 + #{Δ*_b <= 0}) / (B + 1)``: the share of resamples in which b
-    is not better, with the +1 correction of Davison & Hinkley (1997, eq.
-    4.11) / North, Curtis & Sham (2002), which counts the observed data as one
-    more resample so that p is never 0 and is valid at level p; the smallest
-    attainable value is ``1 / (B + 1)``. NaN replicates are dropped.
+    """Bootstrap p for H0: Δ <= 0 against Δ > 0: ``(1 + #{Δ* <= 0}) / (B + 1)`` (Davison & Hinkley 1997,
+    eq. 4.11: the observed data count as one more resample, so p is never 0). NaN replicates are dropped.
     """
     delta = _finite(delta_boot)
     return float((1 + np.sum(delta <= 0)) / (len(delta) + 1))
@@ -393,16 +313,8 @@ def _finite(values: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- public API
 def metric_statistics(data: pd.DataFrame, set_col: str, rank_col: str, distance_col: str) -> dict[str, float]:
-    """ICC(A,k) and pooled Spearman rho of one metric, computed directly (no shortcuts).
-
-    The reference for :func:`paired_bootstrap`: ``icc_from_matrix`` on the
-    :func:`~clpips.stats.icc.metric_human_table` and :func:`~clpips.stats.rank_correlation.pooled_spearman`
-    on the pooled rows.
-
-    Returns
-    -------
-    dict
-        ``{"icc": ICC(A,k), "rho": pooled Spearman rho}``.
+    """ICC(A,k) and pooled rho of one metric computed directly (``{"icc", "rho"}``): the reference for
+    :func:`paired_bootstrap`'s shortcuts.
     """
     long = metric_human_table(data, set_col, rank_col, distance_col)
     wide = long["rating"].to_numpy(float).reshape(-1, 2)  # rows alternate human, metric
@@ -418,27 +330,12 @@ _OBSERVED_ROWS = {"icc": "ICC(A,k)", "rho": "rho"}
 
 @dataclass(frozen=True)
 class PairedBootstrapResult:
-    """Output of :func:`paired_bootstrap`.
+    """Output of :func:`paired_bootstrap` (Δ = b − a).
 
-    Attributes
-    ----------
-    metric_a, metric_b : str
-        Column names of the two metrics; Δ = b − a.
-    observed : pandas.DataFrame
-        Index ``ICC(A,k)``, ``rho``; columns ``a``, ``b``, ``delta``.
-    distribution : pandas.DataFrame
-        One row per resample: ``icc_a``, ``icc_b``, ``delta_icc``, ``rho_a``,
-        ``rho_b``, ``delta_rho`` (``.to_numpy()`` for arrays).
-    intervals : pandas.DataFrame
-        ``ci_low``, ``ci_high`` for each column of ``distribution``, by ``method``.
-    p_values : pandas.Series
-        One-sided p for Δ <= 0 (see :func:`one_sided_pvalue`), index ``ΔICC(A,k)``, ``Δrho``.
-    jackknife : pandas.DataFrame or None
-        Leave-one-set-out values (the BCa acceleration), for ``method="bca"``.
-    n_boot, ci, seed, method :
-        As passed.
-    set_ids : numpy.ndarray
-        Set ids in the column order of :func:`bootstrap_counts`.
+    ``observed``: index ``ICC(A,k)``, ``rho``, columns ``a``, ``b``, ``delta``; ``distribution``: one row
+    per resample (``icc_a, icc_b, delta_icc, rho_a, rho_b, delta_rho``); ``intervals``: ``ci_low``,
+    ``ci_high`` per column of ``distribution``; ``p_values``: :func:`one_sided_pvalue` of each Δ;
+    ``jackknife``: leave-one-set-out values (``method="bca"``); ``set_ids``: :func:`bootstrap_counts`'s columns.
     """
 
     metric_a: str
@@ -455,8 +352,7 @@ class PairedBootstrapResult:
     set_ids: np.ndarray
 
     def summary(self) -> pd.DataFrame:
-        """One row per difference (``ΔICC(A,k)``, ``Δrho``): ``observed_a``, ``observed_b``,
-        ``delta``, ``ci_low``, ``ci_high`` (of Δ) and ``p_value``."""
+        """One row per Δ: ``observed_a, observed_b, delta, ci_low, ci_high, p_value``."""
         rows = []
         for stat, label in _ROWS.items():
             obs = self.observed.loc[_OBSERVED_ROWS[stat]]
@@ -477,26 +373,11 @@ def _with_deltas(values: dict[str, np.ndarray]) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class BootstrapSettings:
-    """How :func:`paired_bootstrap` resamples, and which interval it reports.
+    """How :func:`paired_bootstrap` resamples and which interval it reports.
 
-    Attributes
-    ----------
-    n_boot : int
-        Resamples (default :data:`clpips.defaults.DEFAULTS` ``.n_boot``).
-    ci : float
-        Confidence level, in (0, 1).
-    seed : int or None
-        Seed of :func:`numpy.random.default_rng`; the same seed gives identical results
-        (:func:`bootstrap_counts` gives the draws).
-    method : {"percentile", "bca"}
-        Percentile interval, or bias-corrected and accelerated (:func:`bca_interval`) with the
-        acceleration from a jackknife over the resampled units.
-    cluster_col : str, optional
-        Resample clusters of sets instead of sets: e.g. a target image whose set was ranked by
-        several people (one set per person). A drawn cluster brings all its sets, as often as it
-        was drawn; statistics are still computed per set; each set must lie in one cluster.
-        Without it sets are drawn independently, which understates the variability when the sets
-        of one cluster are alike.
+    ``method``: ``"percentile"`` or ``"bca"`` (:func:`bca_interval`, jackknife over the resampled units).
+    ``cluster_col``: resample clusters of sets (e.g. a target ranked by several people, one set each): a
+    drawn cluster brings all its sets; without it sets of one cluster, being alike, understate the variability.
     """
 
     n_boot: int = DEFAULTS.n_boot
@@ -519,36 +400,12 @@ def paired_bootstrap(data: pd.DataFrame, set_col: str, rank_col: str, metric_a_c
                      settings: BootstrapSettings | None = None, **options) -> PairedBootstrapResult:
     """Paired bootstrap over ranking sets of ICC(A,k) and pooled rho for two metrics.
 
-    ``data`` is a ranking table, one row per (set, candidate): ranking-set ids in ``set_col`` (the
-    resampling unit), human ranks in ``rank_col`` (1 = most similar, ``1..m`` within each set) and the
-    distances (lower = more similar) of a baseline ``metric_a_col`` (e.g. LPIPS) and a challenger
-    ``metric_b_col`` (e.g. CLPIPS). Δ = b − a, so Δ > 0 means b agrees better with people.
-    ``settings``, or any of its fields as keywords (``n_boot=2000, method="bca"``), say how to
-    resample: :class:`BootstrapSettings`.
-
-    Each resample draws as many sets as there are, with replacement; both metrics see the same draw.
-    On it, ICC(A,k) uses the metric's ranks within each set and rho pools all rows (a set drawn twice
-    contributes two tied copies of each of its rows): the numbers of building each resampled table and
-    calling :func:`metric_statistics`, to rounding error (checked in the tests). The p-value is the
-    share of resamples with Δ <= 0 with the +1 correction (:func:`one_sided_pvalue`), a one-sided test
-    of "b is not better than a". Interval and p-value describe variability over *sets* (target
-    images), the people's ranks being fixed.
-
-    Returns a :class:`PairedBootstrapResult` (``.summary()`` for the table). Raises ValueError for an
-    invalid table (:func:`~clpips.stats.tables.check_table`), fewer than 2 sets or invalid settings.
-
-    >>> import numpy as np, pandas as pd
-    >>> from clpips.stats import paired_bootstrap
-    >>> rng = np.random.default_rng(0)
-    >>> rank = np.tile(np.arange(1, 11), 50)
-    >>> df = pd.DataFrame({"set": np.repeat(np.arange(50), 10), "rank": rank,
-    ...                    "lpips": rank + rng.normal(0, 4, 500),
-    ...                    "clpips": rank + rng.normal(0, 2, 500)})
-    >>> paired_bootstrap(df, "set", "rank", "lpips", "clpips", n_boot=2000, seed=1).summary().round(4)
-               observed_a  observed_b   delta  ci_low  ci_high  p_value
-    statistic
-    ΔICC(A,k)      0.7381      0.9242  0.1861  0.1432   0.2331   0.0005
-    Δrho           0.5764      0.8588  0.2823  0.2250   0.3400   0.0005
+    ``data``: one row per (set, candidate): set ids (the resampling unit), human ranks (1 = most similar)
+    and the distances (lower = more similar) of a baseline ``metric_a_col`` and a challenger
+    ``metric_b_col``; Δ = b − a > 0 means b agrees better with people. ``settings`` (or its fields as
+    keywords): :class:`BootstrapSettings`. Each resample gives what building the resampled table and
+    calling :func:`metric_statistics` gives, to rounding (tested). Interval and p describe variability
+    over *sets* (target images), the people's ranks being fixed.
     """
     settings = _settings(settings, options)
     table = check_table(data, {"set_col": set_col, "rank_col": rank_col, "metric_a_col": metric_a_col,

@@ -1,22 +1,13 @@
 """Intraclass correlation coefficients (ICC) from a two-way ANOVA.
 
-Two paths, tied together by the tests:
-
-* :func:`icc` is :func:`pingouin.intraclass_corr`, the reference: a long table in, pingouin's table
-  out (intervals unrounded), after this package's input checks.
-* The vectorised path works on the ANOVA's mean squares of one ``targets x raters`` matrix or of a
-  batch of them (the bootstrap's resamples, the metrics of an evaluation): :func:`mean_squares` (or
-  :meth:`MeanSquares.from_sums_of_squares`, from weighted sums), then :func:`icc_from_mean_squares`
-  for the six estimates and :func:`icc_inference` for their F tests and intervals.
-
-Pingouin sums squares by subtraction, so where the residual is exactly zero (raters perfectly
-consistent) it returns rounding noise, and where a variance estimate is zero or negative it returns
-``inf`` or an "ICC" above 1. For such data :func:`icc` returns the vectorised path's table instead,
-which keeps the exact limits (F = inf, p = 0, interval [1, 1]) and gives NaN for an undefined ICC.
-
-:func:`metric_human_table` builds the paper's metric-versus-human table. Choosing a variant, and why
-ICC(A,k) on ranks restates Spearman's rho: the book's method chapter (``book/method.md``,
-*Agreement statistics*).
+:func:`icc` is :func:`pingouin.intraclass_corr`, the reference (a long table in, pingouin's table out,
+intervals unrounded). The vectorised path works on the mean squares of one ``targets x raters``
+matrix or a batch of them (the bootstrap's resamples, an evaluation's metrics): :func:`mean_squares`,
+then :func:`icc_from_mean_squares` (estimates) and :func:`icc_inference` (F tests, intervals). The
+tests tie the two. Pingouin sums squares by subtraction, so for a zero residual it returns rounding
+noise and for a non-positive variance estimate ``inf`` or an ICC above 1: for such data :func:`icc`
+returns the vectorised table, with the exact limits (F = inf, p = 0, [1, 1]) and NaN where undefined.
+Which variant, and why ICC(A,k) on ranks restates Spearman's rho: ``book/method.md``.
 """
 from __future__ import annotations
 
@@ -30,21 +21,9 @@ from scipy import stats
 
 from clpips.stats.tables import check_table
 
-__all__ = [
-    "icc",
-    "icc_from_matrix",
-    "icc_from_mean_squares",
-    "icc_inference",
-    "icc_ak_inference",
-    "mean_squares",
-    "metric_human_table",
-    "MeanSquares",
-    "DegenerateDataWarning",
-    "LABELS",
-    "ALIASES",
-    "canonical_label",
-    "check_table",
-]
+__all__ = ["icc", "icc_from_matrix", "icc_from_mean_squares", "icc_inference", "icc_ak_inference", "mean_squares",
+           "metric_human_table", "MeanSquares", "DegenerateDataWarning", "LABELS", "ALIASES", "canonical_label",
+           "check_table"]
 
 #: ICC variants in output order (pingouin >= 0.7 labels, McGraw & Wong 1996)
 LABELS: tuple[str, ...] = ("ICC(1,1)", "ICC(A,1)", "ICC(C,1)", "ICC(1,k)", "ICC(A,k)", "ICC(C,k)")
@@ -70,19 +49,11 @@ ALIASES: dict[str, str] = {
 
 
 class DegenerateDataWarning(RuntimeWarning):
-    """Data for which a statistic is undefined (zero variance, constant input...).
-
-    The statistic is returned as NaN (or, where it is the exact limit, as
-    ``inf``/1) and this warning says why.
-    """
+    """A statistic is undefined for these data (zero variance, constant input...): NaN (or its exact limit) and why."""
 
 
 def canonical_label(name: str) -> str:
-    """Map any known name of an ICC variant to its label in :data:`LABELS`.
-
-    >>> canonical_label("ICC2k"), canonical_label("ICC(3,1)"), canonical_label("ICC(A,k)")
-    ('ICC(A,k)', 'ICC(C,1)', 'ICC(A,k)')
-    """
+    """Any known name of an ICC variant (``"ICC2k"``, ``"ICC(3,1)"``...) as its label in :data:`LABELS`."""
     if name in LABELS:
         return name
     try:
@@ -95,19 +66,11 @@ def canonical_label(name: str) -> str:
 # --------------------------------------------------------------------------- ANOVA
 @dataclass(frozen=True)
 class MeanSquares:
-    """Mean squares of the two-way ANOVA without interaction (one rating per cell).
+    """Mean squares of the two-way ANOVA without interaction, arrays over the batch axes.
 
-    Every field is an array over the batch axes (a 0-d array for one matrix);
-    ``n`` and ``k`` may be arrays too (the bootstrap varies ``n``).
-
-    Attributes
-    ----------
-    msb : between targets (rows), ``df = n - 1``
-    msj : between raters (judges, columns), ``df = k - 1``
-    mse : residual, ``df = (n - 1)(k - 1)``
-    msw : within targets (one-way model: raters + residual), ``df = n(k - 1)``
-    sst : total sum of squares (0 exactly when every rating is the same)
-    n, k : numbers of targets and raters
+    ``msb`` between targets (df ``n - 1``), ``msj`` between raters (``k - 1``), ``mse`` residual
+    (``(n - 1)(k - 1)``), ``msw`` within targets (one-way model, ``n(k - 1)``), ``sst`` total (0 exactly
+    when every rating is the same); ``n`` and ``k`` may be arrays (the bootstrap varies ``n``).
     """
 
     msb: np.ndarray
@@ -120,7 +83,6 @@ class MeanSquares:
 
     @classmethod
     def from_sums_of_squares(cls, ssb, ssj, sse, n, k) -> "MeanSquares":
-        """Build from sums of squares (used by the bootstrap's weighted sums)."""
         ssb, ssj, sse = (np.asarray(x, dtype=float) for x in (ssb, ssj, sse))
         return cls(
             msb=ssb / (n - 1),
@@ -146,12 +108,10 @@ def _as_matrix(Y: np.ndarray) -> np.ndarray:
 
 
 def mean_squares(Y: np.ndarray) -> MeanSquares:
-    """Two-way ANOVA mean squares of a ``targets x raters`` matrix, vectorized over leading axes.
+    """Two-way ANOVA mean squares of ``Y``, ``(..., n, k)``: complete ratings, targets x raters.
 
-    ``Y`` has shape (n, k) or (..., n, k): complete ratings, ``n >= 2`` targets (rows) by ``k >= 2``
-    raters (columns). The ratings are shifted by their first element (the ANOVA is shift-invariant),
-    so a constant matrix gives sums of squares of exactly zero; the residual sum of squares is summed
-    directly, not obtained by subtraction.
+    Shifted by the first rating (the ANOVA is shift-invariant), so a constant matrix gives exactly zero;
+    the residual is summed directly, not obtained by subtraction.
     """
     Y = _as_matrix(Y)
     n, k = Y.shape[-2:]
@@ -176,11 +136,10 @@ def _ratio(num: np.ndarray, den: np.ndarray, *, positive: bool = False) -> np.nd
 
 # --------------------------------------------------------------------------- the vectorised path
 def icc_from_mean_squares(ms: MeanSquares, variant: str | None = None) -> dict[str, np.ndarray] | np.ndarray:
-    """The six ICC point estimates (Shrout & Fleiss 1979; McGraw & Wong 1996) from mean squares.
+    """The six ICC estimates (Shrout & Fleiss 1979; McGraw & Wong 1996), or ``variant``'s only.
 
-    Each denominator estimates a (positive) variance; where it is zero or negative the ICC is
-    undefined and NaN is returned (pingouin would return +-inf, or for ICC(A,k) a spurious value
-    that can exceed 1). ``variant`` (a label of :data:`LABELS` or an alias) returns that one only.
+    NaN where a denominator (a variance estimate) is zero or negative, where pingouin gives ±inf or,
+    for ICC(A,k), a value that can exceed 1.
     """
     msb, msj, mse, msw, n, k = ms.msb, ms.msj, ms.mse, ms.msw, ms.n, ms.k
     values = {
@@ -195,19 +154,11 @@ def icc_from_mean_squares(ms: MeanSquares, variant: str | None = None) -> dict[s
 
 
 def icc_inference(ms: MeanSquares, alpha: float = 0.05) -> dict[str, dict[str, np.ndarray]]:
-    """The six ICCs with their F tests and ``1 - alpha`` intervals, vectorised over a batch of mean squares.
+    """The six ICCs with F tests and ``1 - alpha`` intervals: label -> ``{ICC, F, df1, df2, pval, ci_low, ci_high}``.
 
-    The numbers of :func:`icc`'s table (McGraw & Wong 1996, Tables 7-8, as pingouin and R
-    ``psych::ICC``): the one-way ICC(1,.) test ``F = MSB / MSW`` on ``(n - 1, n(k - 1))`` df, the
-    two-way ICC(A,.) and ICC(C,.) ``F = MSB / MSE`` on ``(n - 1, (n - 1)(k - 1))`` df. The intervals of
-    ICC(1,.) and ICC(C,.) follow from F's own interval; those of ICC(A,.) use Satterthwaite's df
-    (case 2A), written in mean squares so that the exact limit (1) is kept when the residual is 0.
-    An undefined (NaN) ICC has a NaN interval.
-
-    Returns
-    -------
-    dict
-        label -> ``{"ICC", "F", "df1", "df2", "pval", "ci_low", "ci_high"}``, arrays of the batch shape.
+    McGraw & Wong (1996, Tables 7-8), as pingouin and R ``psych::ICC``: ICC(1,.) tests ``MSB / MSW``,
+    ICC(A,.) and ICC(C,.) ``MSB / MSE``; ICC(A,.)'s interval uses Satterthwaite's df, written in mean
+    squares so that the exact limit 1 survives a zero residual.
     """
     values = icc_from_mean_squares(ms)
     n, k = ms.n, ms.k
@@ -256,7 +207,6 @@ def _absolute_limits(ms: MeanSquares, r: np.ndarray, alpha: float) -> dict[str, 
 
 
 def icc_ak_inference(ms: MeanSquares, alpha: float = 0.05) -> dict[str, np.ndarray]:
-    """:func:`icc_inference`'s ICC(A,k) row: ``F``, ``df1``, ``df2``, ``pval``, ``ci_low``, ``ci_high``."""
     row = icc_inference(ms, alpha)["ICC(A,k)"]
     return {key: row[key] for key in ("F", "df1", "df2", "pval", "ci_low", "ci_high")}
 
@@ -283,22 +233,9 @@ def _warn_degenerate(ms: MeanSquares, values: dict[str, np.ndarray], stacklevel:
 
 
 def icc_from_matrix(Y: np.ndarray, variant: str | None = None) -> dict[str, np.ndarray] | np.ndarray:
-    """ICC point estimates of a ``targets x raters`` matrix, or of a batch of them.
+    """ICC estimates of a ``(..., n, k)`` matrix, all six or ``variant``'s, NaN with a warning where undefined.
 
-    ``Y`` has shape (n, k) or (B, n, k), any number of leading batch axes: complete ratings,
-    ``n >= 2`` targets by ``k >= 2`` raters. Returns ``{label: value}`` for the six variants (or
-    one value if ``variant``, a label or an alias such as ``"ICC2k"``, is given), each a float
-    array of the batch shape (0-d for one matrix); NaN, with a :class:`DegenerateDataWarning`,
-    where a variant is undefined. Equal to :func:`icc`'s (pingouin's) estimates (checked in the tests).
-
-    >>> import numpy as np
-    >>> from clpips.stats import icc_from_matrix
-    >>> sf = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8],
-    ...                [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]])
-    >>> round(float(icc_from_matrix(sf, "ICC(A,k)")), 4)
-    0.6201
-    >>> icc_from_matrix(np.stack([sf, sf[:, ::-1]]), "ICC(C,1)").round(4)
-    array([0.7148, 0.7148])
+    Equal to :func:`icc`'s (pingouin's) estimates (tested).
     """
     ms = mean_squares(Y)
     values = icc_from_mean_squares(ms)
@@ -307,41 +244,14 @@ def icc_from_matrix(Y: np.ndarray, variant: str | None = None) -> dict[str, np.n
 
 
 # --------------------------------------------------------------------------- the reference
-def icc(
-    data: pd.DataFrame,
-    targets: str,
-    raters: str,
-    ratings: str,
-    nan_policy: Literal["raise", "omit"] = "raise",
-) -> pd.DataFrame:
+def icc(data: pd.DataFrame, targets: str, raters: str, ratings: str,
+        nan_policy: Literal["raise", "omit"] = "raise") -> pd.DataFrame:
     """Intraclass correlation coefficients: :func:`pingouin.intraclass_corr`, checked and unrounded.
 
-    ``data`` is a long table, one row per (target, rater) rating, with the columns named by
-    ``targets`` (item ids), ``raters`` (judge ids) and ``ratings`` (numbers). ``nan_policy="raise"``
-    (default): a missing rating or an unbalanced design raises; ``"omit"`` drops targets that lack
-    a rating from any rater.
-
-    Returns pingouin's table, one row per variant of :data:`LABELS`: ``Type`` (McGraw & Wong's
-    labels; Shrout & Fleiss's ICC(1,1), ICC(2,1), ICC(3,1), ICC(1,k), ICC(2,k), ICC(3,k)), our
-    ``Description``, ``ICC``, ``F``, ``df1``, ``df2``, ``pval`` (F test of ICC = 0) and ``CI95`` (a
-    2-element float array, *not* rounded). Where pingouin's numbers are not meaningful (a zero
-    residual, a variant's denominator zero or negative, all ratings equal) the table is
-    :func:`icc_inference`'s, with the exact limits and NaN, and a :class:`DegenerateDataWarning` says why.
-
-    Raises ValueError for missing columns, non-numeric ratings, NaN (with ``nan_policy="raise"``),
-    a (target, rater) pair rated twice (pingouin would average it), an unbalanced design, or fewer
-    than 2 targets or 2 raters.
-
-    Shrout & Fleiss (1979, Table 2): 6 targets, 4 judges; their published .17, .29, .71, .44, .62, .91.
-
-    >>> import numpy as np, pandas as pd
-    >>> from clpips.stats import icc
-    >>> sf = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8],
-    ...                [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]])
-    >>> long = pd.DataFrame([(t, j, sf[t, j]) for t in range(6) for j in range(4)],
-    ...                     columns=["target", "judge", "rating"])
-    >>> icc(long, "target", "judge", "rating").set_index("Type")["ICC"].round(3).tolist()
-    [0.166, 0.29, 0.715, 0.443, 0.62, 0.909]
+    ``data``: one row per (target, rater) rating. ``nan_policy="omit"`` drops targets lacking a rating.
+    Returns pingouin's table (``Type``, our ``Description``, ``ICC``, ``F``, ``df1``, ``df2``, ``pval``,
+    ``CI95``); where pingouin's numbers are not meaningful, :func:`icc_inference`'s (see the module).
+    A (target, rater) rated twice, which pingouin would average, raises.
     """
     table = check_table(data, {"targets": targets, "raters": raters, "ratings": ratings},
                         numeric=("ratings",), nan_policy=nan_policy, caller="icc")
@@ -357,7 +267,6 @@ def icc(
 
 
 def _pingouin_icc(Y: np.ndarray) -> pd.DataFrame:
-    """:func:`pingouin.intraclass_corr` of a complete ``n x k`` matrix, intervals unrounded."""
     import pingouin  # pingouin (with statsmodels, matplotlib...) adds ~3 s to an import: loaded by icc() only
 
     n, k = Y.shape
@@ -410,43 +319,15 @@ def _wide(table: pd.DataFrame, nan_policy: str) -> np.ndarray:
     return Y
 
 
-def metric_human_table(
-    data: pd.DataFrame,
-    set_col: str,
-    rank_col: str,
-    distance_col: str,
-    candidate_col: str | None = None,
-    metric_name: str = "metric",
-    human_name: str = "human",
-) -> pd.DataFrame:
-    """The paper's metric-versus-human table for an ICC.
+def metric_human_table(data: pd.DataFrame, set_col: str, rank_col: str, distance_col: str,
+                       candidate_col: str | None = None, metric_name: str = "metric",
+                       human_name: str = "human") -> pd.DataFrame:
+    """The paper's metric-versus-human table for an ICC: two rows per (set, candidate).
 
-    ``data`` is a ranking table, one row per (set, candidate): ranking-set ids in ``set_col``, the
-    person's ranks (1 = most similar, ``1..m`` within each set, used unchanged) in ``rank_col`` and the
-    metric's distances (lower = more similar) in ``distance_col``; ``candidate_col`` names candidates
-    (default: the row's position within its set). Within each set the distances become ranks (1 =
-    smallest distance; ties get their average rank), so that metric and person are two "raters" of the
-    same items on the same scale. Both give ranks ``1..m`` in each set, so the between-rater mean
-    square is exactly zero and ICC(A,k) differs from ICC(C,k) by an O(1/n) term only
-    (``book/method.md``, *ICC on ranks*).
-
-    Returns a long table, two rows per (set, candidate): ``set_col``, ``candidate_col`` (or
-    ``"candidate"``), ``target`` (``"<set>/<candidate>"``), ``rater`` (``human_name`` or
-    ``metric_name``) and ``rating`` (ranks), for :func:`icc` with ``"target", "rater", "rating"``.
-
-    >>> import pandas as pd
-    >>> from clpips.stats import metric_human_table, icc
-    >>> df = pd.DataFrame({"set": [1, 1, 1, 2, 2, 2], "rank": [1, 2, 3, 1, 2, 3],
-    ...                    "lpips": [0.10, 0.30, 0.20, 0.05, 0.40, 0.60]})
-    >>> tab = metric_human_table(df, "set", "rank", "lpips")
-    >>> tab.head(4)
-       set  candidate target   rater  rating
-    0    1          0    1/0   human     1.0
-    1    1          0    1/0  metric     1.0
-    2    1          1    1/1   human     2.0
-    3    1          1    1/1  metric     3.0
-    >>> icc(tab, "target", "rater", "rating").set_index("Type")["ICC"].round(4).tolist()
-    [0.7872, 0.7826, 0.75, 0.881, 0.878, 0.8571]
+    Within each set the distances become ranks (1 = smallest, ties averaged), so metric and person are two
+    raters of the same items on the same scale (both give ``1..m``: the between-rater mean square is
+    zero and ICC(A,k) differs from ICC(C,k) by O(1/n), ``book/method.md``). Columns: ``set_col``,
+    ``candidate_col`` (default: position in the set), ``target`` (``"<set>/<candidate>"``), ``rater``, ``rating``.
     """
     columns = {"set_col": set_col, "rank_col": rank_col, "distance_col": distance_col}
     if candidate_col is not None:

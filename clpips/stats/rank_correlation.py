@@ -1,24 +1,11 @@
 """Rank correlation between a metric's distances and human ranks.
 
-Orientation
------------
-A lower distance means *more* similar and rank 1 means *most* similar, so
-both numbers grow as similarity falls: a metric that agrees with people gives
-small distances to the candidates people rank first, and the correlation of
-distance with rank is **positive**. No sign is flipped and no ``abs()`` is
-taken: a metric that orders candidates backwards gets a negative correlation.
-
-Two ways to aggregate over ranking sets are offered:
-
-* ``pooled`` (as in the paper): all (set, candidate) rows in one correlation.
-  It also rewards a metric whose distances are comparable *across* sets.
-* ``per_set_mean``: the correlation within each set, averaged over sets. It
-  only asks whether each set is ordered as the person ordered it.
-
-:func:`spearman_rho` is the package's one Spearman correlation: every rho here and in
-:mod:`clpips.evaluate` is computed by it (the paired bootstrap's resampling engine, which
-ranks weighted copies of sets without building them, is checked against it in the tests).
-Kendall's tau is :func:`scipy.stats.kendalltau` pooled, and a vectorised count of pairs per set.
+Orientation: a lower distance and a lower rank both mean more similar, so a metric that agrees with
+people correlates **positively**; no sign is flipped and no ``abs()`` taken. Two aggregations:
+``pooled`` (the paper's: all rows in one correlation, which also rewards distances comparable across
+sets) and ``per_set_mean`` (each set's correlation, averaged). :func:`spearman_rho` is the package's
+one Spearman computation (the bootstrap's engine is checked against it in the tests); Kendall's tau is
+:func:`scipy.stats.kendalltau` pooled and a vectorised count of pairs per set.
 """
 from __future__ import annotations
 
@@ -39,16 +26,11 @@ _METHODS = ("spearman", "kendall_b", "kendall_c")
 
 
 def spearman_rho(x, y, axis: int = 0) -> np.ndarray:
-    """Spearman's rho of ``x`` with ``y`` along ``axis``: Pearson's r of their average ranks.
+    """Spearman's rho of ``x`` with ``y`` along ``axis``: Pearson's r of their average ranks (NaN: a side constant).
 
-    ``x`` and ``y`` broadcast against each other on the other axes: one column of human ranks
-    (N x 1) against the distances of M metrics (N x M), or sets x n x 1 against sets x n x M. Ties
-    get their average rank, as in :func:`scipy.stats.spearmanr`, whose value this is to rounding
-    (checked in the tests). NaN where a side is constant (or holds NaN).
-
-    Vectorised over whole arrays, not a :func:`scipy.stats.spearmanr` call per set or per column:
-    measured on two shared cores, 450 sets of 10 took 0.001 s so and 0.45 s by a call per set;
-    4,480 pooled rows x 7 metrics 0.007-0.009 s so and 0.019-0.029 s by a call per metric.
+    ``x`` and ``y`` broadcast on the other axes (N x 1 human ranks against N x M metrics, or sets x n x 1
+    against sets x n x M); equal to :func:`scipy.stats.spearmanr` to rounding (tested). Vectorised, not a
+    scipy call per set: 450 sets of 10 took 0.001 s against 0.45 s (two shared cores).
     """
     rx = stats.rankdata(x, axis=axis)
     ry = stats.rankdata(y, axis=axis)
@@ -62,8 +44,7 @@ def spearman_rho(x, y, axis: int = 0) -> np.ndarray:
 
 
 def spearman_pvalue(r, n) -> np.ndarray:
-    """Two-sided p-value of Spearman's rho ``r`` over ``n`` pairs, as :func:`scipy.stats.spearmanr` gives it:
-    ``t = r sqrt((n - 2) / ((1 + r)(1 - r)))`` on ``n - 2`` degrees of freedom (NaN for ``n = 2``)."""
+    """Two-sided p of rho ``r`` over ``n`` pairs as :func:`scipy.stats.spearmanr` gives it (t on ``n - 2`` df)."""
     r, dof = np.asarray(r, dtype=float), np.asarray(n, dtype=float) - 2
     with np.errstate(divide="ignore", invalid="ignore"):
         t = r * np.sqrt((dof / ((r + 1.0) * (1.0 - r))).clip(0))
@@ -71,7 +52,6 @@ def spearman_pvalue(r, n) -> np.ndarray:
 
 
 def _correlate(x: np.ndarray, y: np.ndarray, method: Method) -> tuple[float, float]:
-    """(r, p) of one pair of arrays; NaN, NaN when undefined (no warning here)."""
     if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return np.nan, np.nan
     if method == "spearman":
@@ -84,8 +64,7 @@ def _correlate(x: np.ndarray, y: np.ndarray, method: Method) -> tuple[float, flo
 
 
 def pooled_spearman(ranks: np.ndarray, distances: np.ndarray) -> float:
-    """Spearman's rho of distances with ranks over all rows (no validation; NaN if constant):
-    :func:`spearman_rho` of two 1-D arrays, as a float."""
+    """:func:`spearman_rho` of two 1-D arrays, as a float (no validation)."""
     return float(spearman_rho(np.asarray(ranks, float), np.asarray(distances, float)))
 
 
@@ -95,13 +74,10 @@ def _ranking_table(data, set_col, rank_col, distance_col, caller) -> pd.DataFram
 
 
 def set_correlations(sets: np.ndarray, x: np.ndarray, y: np.ndarray, method: Method = "spearman") -> np.ndarray:
-    """The correlation of ``x`` with ``y`` inside each set, for all sets at once (no p-values).
+    """The correlation of ``x`` with ``y`` (N, or N x M) inside each set, sets in order of first appearance.
 
-    ``sets`` names each row's set; ``y`` is one column (N) or several (N x M). The result has
-    one entry per set (and column), in order of first appearance: Spearman's rho
-    (:func:`spearman_rho`), Kendall's tau-b or tau-c, as :func:`scipy.stats.spearmanr`
-    and :func:`scipy.stats.kendalltau` give them; NaN for a set of fewer than 2 rows or
-    constant ``x`` or ``y``. Sets of equal size are computed together as one array.
+    Spearman's rho, Kendall's tau-b or tau-c as scipy gives them; NaN for a set of fewer than 2 rows or
+    a constant side. Sets of equal size are computed together as one array.
     """
     codes, first = pd.factorize(pd.Series(np.asarray(sets)), sort=False)
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -121,7 +97,6 @@ def set_correlations(sets: np.ndarray, x: np.ndarray, y: np.ndarray, method: Met
 
 
 def _kendall_per_set(X: np.ndarray, Y: np.ndarray, method: Method) -> np.ndarray:
-    """Kendall's tau-b or Stuart's tau-c of X (sets x n x 1) with each column of Y (sets x n x M), per set."""
     n = X.shape[1]
     sx = np.sign(X[:, :, None] - X[:, None, :])                      # each pair twice, in both orders
     sy = np.sign(Y[:, :, None] - Y[:, None, :])
@@ -134,7 +109,6 @@ def _kendall_per_set(X: np.ndarray, Y: np.ndarray, method: Method) -> np.ndarray
 
 
 def _distinct(a: np.ndarray) -> np.ndarray:
-    """The number of distinct values in each set (axis 1) of ``a`` (sets x n x columns)."""
     a = np.sort(a, axis=1)
     return 1 + (np.diff(a, axis=1) != 0).sum(1)
 
@@ -142,18 +116,10 @@ def _distinct(a: np.ndarray) -> np.ndarray:
 def per_set_correlation(data: pd.DataFrame | None = None, set_col: object = "set", rank_col: object = "rank",
                         distance_col: object = "distance", method: Method = "spearman",
                         pvalues: bool = True) -> pd.DataFrame:
-    """The correlation of distance with rank inside each ranking set.
+    """The correlation of distance with rank inside each set: ``set``, ``n``, ``r``, ``pval`` (one row per set).
 
-    Parameters are those of :func:`rank_correlation`; ``pvalues=False`` leaves ``pval`` NaN
-    (for Kendall it saves a scipy test per set; :func:`set_correlations` gives ``r``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per set (in order of first appearance): ``set``, ``n``
-        (candidates), ``r``, ``pval``. ``r`` is NaN for a set with fewer than
-        2 candidates or with constant ranks or distances (with a
-        :class:`DegenerateDataWarning`).
+    Arguments as :func:`rank_correlation`'s; ``pvalues=False`` leaves ``pval`` NaN. Undefined sets (NaN)
+    come with a :class:`DegenerateDataWarning`.
     """
     _check_method(method)
     table = _ranking_table(data, set_col, rank_col, distance_col, "per_set_correlation")
@@ -176,42 +142,15 @@ def per_set_correlation(data: pd.DataFrame | None = None, set_col: object = "set
     return out
 
 
-def rank_correlation(
-    data: pd.DataFrame | None = None,
-    set_col: object = "set",
-    rank_col: object = "rank",
-    distance_col: object = "distance",
-    method: Method = "spearman",
-) -> pd.DataFrame:
+def rank_correlation(data: pd.DataFrame | None = None, set_col: object = "set", rank_col: object = "rank",
+                     distance_col: object = "distance", method: Method = "spearman") -> pd.DataFrame:
     """Correlation of a metric's distances with human ranks, pooled and per set.
 
-    ``data`` is a ranking table, one row per (set, candidate), with ranking-set ids in ``set_col``,
-    human ranks (1 = most similar) in ``rank_col`` and metric distances (lower = more similar) in
-    ``distance_col``; or None, and those three are the columns themselves (arrays of equal length).
-    ``method``: ``"spearman"``, or Kendall's ``"kendall_b"`` (ties corrected) or ``"kendall_c"``
-    (Stuart's, for rectangular tables), as :func:`scipy.stats.kendalltau`.
-
-    Returns a table indexed by ``scope`` (rows ``pooled`` and ``per_set_mean``) with columns
-    ``method``, ``n`` (rows used), ``n_sets`` (sets used), ``r`` (positive = the metric agrees with
-    people; nothing is negated) and ``pval`` (two-sided). The pooled p-value treats rows as
-    independent although candidates of one set are not (for inference use the set bootstrap of
-    :mod:`clpips.stats.bootstrap`); the per-set mean's is a one-sample t-test of the per-set
-    correlations against 0, sets being the independent units.
-
-    Raises ValueError for missing columns, non-numeric ranks or distances, NaN or inf, arrays of
-    different lengths or an unknown method. Constant input gives ``r = NaN`` with a
-    :class:`DegenerateDataWarning` (pooled: all ranks or all distances equal; per set: each such
-    set, left out of the mean and of ``n_sets``).
-
-    >>> import pandas as pd
-    >>> from clpips.stats import rank_correlation
-    >>> df = pd.DataFrame({"set": [1, 1, 1, 1, 2, 2, 2, 2], "rank": [1, 2, 3, 4] * 2,
-    ...                    "lpips": [0.1, 0.2, 0.4, 0.3, 0.5, 0.6, 0.7, 0.8]})
-    >>> rank_correlation(df, "set", "rank", "lpips").round(4)
-                    method  n  n_sets       r    pval
-    scope
-    pooled        spearman  8       2  0.4392  0.2763
-    per_set_mean  spearman  8       2  0.9000  0.0704
+    ``data``: one row per (set, candidate), or None with the three columns given as arrays. ``method``:
+    ``"spearman"``, ``"kendall_b"`` or ``"kendall_c"`` (as :func:`scipy.stats.kendalltau`). Returns rows
+    ``pooled`` and ``per_set_mean`` with ``method, n, n_sets, r, pval``. The pooled p treats rows as
+    independent although a set's candidates are not (use the set bootstrap); the per-set mean's is a
+    one-sample t-test over sets. Constant input: NaN with a :class:`DegenerateDataWarning`.
     """
     _check_method(method)
     table = _ranking_table(data, set_col, rank_col, distance_col, "rank_correlation")
@@ -249,23 +188,14 @@ def _check_method(method: str) -> None:
         raise ValueError(f"method must be one of {list(_METHODS)}, got {method!r}")
 
 
-def spearman(
-    data: pd.DataFrame | None = None,
-    set_col: object = "set",
-    rank_col: object = "rank",
-    distance_col: object = "distance",
-) -> pd.DataFrame:
+def spearman(data: pd.DataFrame | None = None, set_col: object = "set", rank_col: object = "rank",
+             distance_col: object = "distance") -> pd.DataFrame:
     """Spearman's rho of distances with human ranks; see :func:`rank_correlation`."""
     return rank_correlation(data, set_col, rank_col, distance_col, method="spearman")
 
 
-def kendall(
-    data: pd.DataFrame | None = None,
-    set_col: object = "set",
-    rank_col: object = "rank",
-    distance_col: object = "distance",
-    variant: Literal["b", "c"] = "b",
-) -> pd.DataFrame:
+def kendall(data: pd.DataFrame | None = None, set_col: object = "set", rank_col: object = "rank",
+            distance_col: object = "distance", variant: Literal["b", "c"] = "b") -> pd.DataFrame:
     """Kendall's tau-b (default) or tau-c of distances with human ranks; see :func:`rank_correlation`."""
     if variant not in ("b", "c"):
         raise ValueError(f"variant must be 'b' or 'c', got {variant!r}")

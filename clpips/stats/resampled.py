@@ -20,23 +20,11 @@ from clpips.defaults import DEFAULTS
 
 
 def corrected_resampled_t(differences, test_train_ratio: Optional[float], ci: float = DEFAULTS.ci) -> dict:
-    """Mean of per-fold differences with a t interval, corrected for overlapping training sets.
+    """Mean of per-fold differences with a t interval corrected for overlapping training sets.
 
-    Parameters
-    ----------
-    differences : array-like
-        One difference per fold (or per replicate), J of them.
-    test_train_ratio : float or None
-        ``n_test / n_train`` of a fold (e.g. held-out over training targets). None: the
-        replicates share one test set (training noise only) and the plain ``s^2/J`` is used.
-    ci : float
-        Confidence level.
-
-    Returns
-    -------
-    dict
-        ``mean, sd, se, low, high, t, pval`` (two-sided, ``J - 1`` degrees of freedom) and ``n``.
-        With fewer than two finite differences the interval, t and p are NaN.
+    ``test_train_ratio``: a fold's ``n_test / n_train``; None when the replicates share one test set
+    (training noise only: plain ``s^2 / J``). Returns ``mean, sd, se, low, high, t, pval`` (two-sided,
+    ``J - 1`` df) and ``n``; NaN interval, t and p below two finite differences.
     """
     d = np.asarray(differences, dtype=float)
     d = d[np.isfinite(d)]

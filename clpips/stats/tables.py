@@ -10,27 +10,14 @@ import pandas as pd
 __all__ = ["check_table"]
 
 
-def check_table(
-    data: pd.DataFrame | None,
-    columns: Mapping[str, object],
-    *,
-    numeric: Sequence[str] = (),
-    nan_policy: Literal["raise", "omit"] = "raise",
-    caller: str = "",
-) -> pd.DataFrame:
-    """Validate a table given as DataFrame columns or as arrays; return a clean copy.
+def check_table(data: pd.DataFrame | None, columns: Mapping[str, object], *, numeric: Sequence[str] = (),
+                nan_policy: Literal["raise", "omit"] = "raise", caller: str = "") -> pd.DataFrame:
+    """Validate a table given as DataFrame columns or as arrays; return a clean copy, one column per parameter.
 
-    The one input-validation helper of :mod:`clpips.stats`. ``columns`` maps each parameter name to
-    what the user passed for it: a column label of ``data`` (``{"rank_col": "rank", "distance_col":
-    "lpips"}``), or, when ``data`` is None, a 1-D array (the column itself). The columns of the
-    parameters in ``numeric`` must be numeric and finite. Missing values raise, or with
-    ``nan_policy="omit"`` drop their rows. ``caller`` names the function in error messages.
-
-    Returns one column per parameter, *named by the parameter* (``"rank_col"``...), with a fresh
-    ``RangeIndex``. Raises TypeError if ``data`` is neither a DataFrame nor None, and ValueError,
-    naming the parameter and the column, when a column is missing, arrays differ in length, the
-    table is empty, a numeric column is not numeric or holds inf, or (``nan_policy="raise"``) a
-    value is missing.
+    ``columns`` maps each parameter to a column label of ``data``, or (``data`` None) to a 1-D array.
+    The result's columns are *named by the parameter* (``"rank_col"``...), with a fresh index. ``numeric``
+    columns must be numeric and finite; missing values raise, or drop their rows with ``nan_policy="omit"``.
+    Every error names the parameter and the column (``caller``: the function).
     """
     where = f"{caller}: " if caller else ""
     if nan_policy not in ("raise", "omit"):
@@ -64,7 +51,6 @@ def check_table(
 
 
 def _from_arrays(columns: Mapping[str, object], where: str) -> pd.DataFrame:
-    """The table of 1-D arrays of equal length, one per parameter."""
     arrays = {}
     for param, values in columns.items():
         arr = np.asarray(values)
@@ -78,7 +64,6 @@ def _from_arrays(columns: Mapping[str, object], where: str) -> pd.DataFrame:
 
 
 def _from_frame(data: pd.DataFrame, columns: Mapping[str, object], where: str) -> tuple[pd.DataFrame, dict]:
-    """The named columns of ``data``, one per parameter, and each parameter's column label."""
     for param, label in columns.items():
         if not isinstance(label, Hashable) or label not in data.columns:
             raise ValueError(f"{where}{param}={label!r} is not a column of data; columns are {list(data.columns)}")

@@ -51,7 +51,7 @@ def load_dataset(name: str, **options):
 
 
 #: the built-in datasets of real and simulated judgements, in the order the chapters show them
-EVERY_DATASET = ("mur92", "zappos", "simulated")
+EVERY_DATASET = ("mur92", "zappos", "alien_eggs", "simulated")
 
 
 def load_every_dataset(study_csv: str = "", **options) -> dict:

@@ -32,12 +32,13 @@ def test_schema_columns_are_exported():
 
 
 def test_load_every_dataset_gives_the_built_ins_in_order_and_the_study(mur92_mirror, monkeypatch):
-    """What chapters 08 and 09 answer on: mur92, zappos and the simulated study, each loaded as
+    """What chapters 08 and 09 answer on: mur92, zappos, alien_eggs and the simulated study, each loaded as
     load_dataset loads it, then the study CSV when one is given."""
     from clpips.experiment import EVERY_DATASET, load_dataset, load_every_dataset
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     every = load_every_dataset(str(STUDY / "rankings.csv"), seed=3)
-    assert list(every)[:3] == list(EVERY_DATASET) and len(every) == 4
+    assert EVERY_DATASET == ("mur92", "zappos", "alien_eggs", "simulated")
+    assert list(every)[:4] == list(EVERY_DATASET) and len(every) == 5
     alone = load_dataset("mur92", seed=3)
     pd.testing.assert_frame_equal(every["mur92"].table, alone.table)
     assert list(load_every_dataset(seed=3)) == list(EVERY_DATASET)

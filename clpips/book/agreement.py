@@ -1,22 +1,31 @@
-"""How far a crowd agrees with itself: the split-half reliability of a triplet dataset (chapters 01, 08).
+"""How far people agree with each other: split-half reliability, one estimator for every dataset (chapters 01, 08).
 
-A crowd dataset (:mod:`clpips.datasets.zappos`, :mod:`clpips.datasets.alien_eggs`) has no individual
-raters, so "how far do people agree?" becomes "how reproducible is the crowd's ranking?". The dataset
-ranks every set twice, from two random halves of its target's triplets
-(:func:`split_half_ranks`); :func:`split_half` scores the two rankings against
-each other with the package's statistics and steps the half-data correlation up to the full data.
+"How far do people agree?" is asked as "how reproducible is their ranking of each set?": the judgements
+are cut into two random halves, each half ranks every set, the two rankings are scored against each
+other with the package's statistics, and the half-data correlation is stepped up to the full data
+(Spearman–Brown). Only what is halved depends on the data (:func:`reliability`):
+
+* a crowd dataset (:mod:`clpips.datasets.zappos`, :mod:`clpips.datasets.alien_eggs`) has no individual
+  raters: the halves are two random halves of each target's triplets (:func:`split_half_ranks`,
+  :func:`split_half`);
+* a dataset with several raters per set (mur92): two random halves of the raters, each ranking a set
+  by its raters' mean rank (:func:`split_half_raters`);
+* one ranking per set (the simulated study, most CSV studies): nothing to halve, no estimate.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from clpips.datasets import alien_eggs, zappos
 from clpips.datasets.zappos import ALPHA, HeadTriplets, as_heads, bradley_terry_many, head_wins, strength_ranks
 from clpips.defaults import DEFAULTS
 from clpips.stats import metric_statistics
 from clpips.stats.spearman_brown import spearman_brown
 
-__all__ = ["split_half", "split_half_ranks"]
+__all__ = ["reliability", "split_half", "split_half_raters", "split_half_ranks"]
 
 
 def split_half(table: pd.DataFrame, triplets: np.ndarray | HeadTriplets, seed: int = DEFAULTS.seed,
@@ -83,3 +92,37 @@ def split_half_ranks(table: pd.DataFrame, triplets: np.ndarray | HeadTriplets, s
     keys = table[["set_id", "candidate"]].drop_duplicates()
     return keys.merge(out, on=["set_id", "candidate"], how="left")[
         ["set_id", "target", "candidate", "rank_a", "rank_b"]].reset_index(drop=True)
+
+
+def split_half_raters(table: pd.DataFrame, seed: int = DEFAULTS.seed) -> dict[str, float]:
+    """:func:`split_half` for a table with several raters per set: the raters cut into two random halves
+    (``default_rng(seed)``, the first ``n // 2`` of a permutation of the sorted rater names are half A), each
+    half ranking every set by its raters' mean rank (ties averaged); sets that one half did not rank are
+    left out. The same statistics and step-up as :func:`split_half`."""
+    raters = np.array(sorted(table["rater"].astype(str).unique()))
+    if len(raters) < 2:
+        raise ValueError(f"split_half_raters needs two raters or more, the table has {len(raters)}")
+    order = np.random.default_rng(seed).permutation(len(raters))
+    half = np.where(table["rater"].astype(str).isin(set(raters[order[: len(raters) // 2]])), "rank_a", "rank_b")
+    means = (table.assign(half=half).groupby(["set_id", "target", "candidate", "half"])["rank"].mean()
+             .unstack("half").dropna().reset_index())
+    ranks = means.assign(**{c: means.groupby("set_id")[c].rank(method="average") for c in ("rank_a", "rank_b")})
+    stats = metric_statistics(ranks, "set_id", "rank_a", "rank_b")
+    return {"rho_half": stats["rho"], "rho_spearman_brown": spearman_brown(stats["rho"], 2),
+            "icc_A_k": stats["icc"], "n_sets": int(ranks["set_id"].nunique()), "n_rows": int(len(ranks)),
+            "seed": int(seed)}
+
+
+def reliability(data, seed: int = DEFAULTS.seed) -> dict[str, Any]:
+    """The split-half reliability of a dataset's rankings (the module docstring), and ``halves``: what was
+    halved; ``rho_spearman_brown`` NaN where there is one ranking per set and no crowd to halve."""
+    if data.name == "zappos":
+        return {**split_half(data.table, zappos.triplets(), seed=seed), "halves": "the crowd's triplets"}
+    if data.name == "alien_eggs":
+        heads = alien_eggs.head_triplets(alien_eggs.triplets())
+        return {**split_half(data.table, heads, seed=seed), "halves": "the crowd's triplets"}
+    if int(data.table.groupby("set_id")["rater"].nunique().min()) >= 2:
+        return {**split_half_raters(data.table, seed=seed), "halves": "the raters"}
+    return {"rho_half": float("nan"), "rho_spearman_brown": float("nan"), "icc_A_k": float("nan"),
+            "n_sets": int(data.table["set_id"].nunique()), "n_rows": int(len(data.table)), "seed": int(seed),
+            "halves": "none: one ranking per set"}

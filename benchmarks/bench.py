@@ -18,7 +18,7 @@ Prints ``name: value`` lines. On the mur92 defaults (46,080 training pairs, 10 e
   ``fit_pairs`` calls doing the same fits (``benchmarks/bench_protocol.py``);
 * ``memory_peak_gb_<n>_targets``, ``seconds_<n>_targets``: peak memory and time of a fresh process computing
   the pair features of a synthetic study of ``n`` targets (11 images of 64 px each), for the sizes in
-  ``BENCH_MEMORY_TARGETS`` (default ``1000,2000``; ``1000,3000,10000`` for the issue's curve; empty to
+  ``BENCH_MEMORY_TARGETS`` (default ``1000,3000,10000``, the issue's curve; ``1000,2000`` for a quick look; empty to
   skip) (``benchmarks/bench_memory.py``);
 * ``peak_rss_mb``: the process's peak resident memory.
 

@@ -54,11 +54,15 @@ def load_dataset(name: str, **options):
 EVERY_DATASET = ("mur92", "zappos", "alien_eggs", "simulated")
 
 
-def load_every_dataset(study_csv: str = "", **options) -> dict:
-    """Every built-in dataset (:data:`EVERY_DATASET`), plus the study CSV when one is given, by name
-    (:func:`load_dataset` each, with ``options``): what chapters 08 and 09 answer on."""
-    names = [*EVERY_DATASET, *([study_csv] if study_csv else [])]
-    loaded = [load_dataset(name, **options) for name in names]
+def load_every_dataset(study: str = "", **options) -> dict:
+    """Every built-in dataset (:data:`EVERY_DATASET`), plus ``study`` when it is a CSV path (a built-in
+    name, as a chapter's ``dataset`` parameter may be, adds nothing), by name (:func:`load_dataset` each,
+    with ``options``): what chapters 08 and 09 answer on."""
+    extra = [study] if study and study not in DATASET_OPTIONS else []
+    loaded = [load_dataset(name, **options) for name in [*EVERY_DATASET, *extra]]
+    if extra and loaded[-1].name in EVERY_DATASET:
+        raise ValueError(f"{study}: the study is named {loaded[-1].name!r}, as a built-in dataset; give it "
+                         "another name (name= in from_csv, or rename its folder)")
     return {data.name: data for data in loaded}
 
 

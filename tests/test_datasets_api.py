@@ -17,7 +17,16 @@ def test_available_names():
 
 def test_load_reads_a_csv_path_with_options():
     data = datasets.load(str(STUDY / "rankings.csv"), ties="average")
-    assert data.name == "rankings" and data.root == STUDY and data.table["rank"].dtype == "float64"
+    assert data.name == "study" and data.root == STUDY and data.table["rank"].dtype == "float64"  # its folder
+    assert datasets.from_csv(STUDY / "rankings.csv", ties="average", name="pilot").name == "pilot"
+
+
+def test_every_dataset_refuses_a_study_named_as_a_built_in(tmp_path):
+    from clpips.experiment import load_every_dataset
+    (tmp_path / "zappos").mkdir()
+    (tmp_path / "zappos" / "rankings.csv").write_text((STUDY / "rankings.csv").read_text())
+    with pytest.raises(ValueError, match=r"rankings.csv: the study is named 'zappos', as a built-in dataset"):
+        load_every_dataset(str(tmp_path / "zappos" / "rankings.csv"), check_images=False)
 
 
 def test_load_refuses_unknown_names():
@@ -41,4 +50,4 @@ def test_load_every_dataset_gives_the_built_ins_in_order_and_the_study(mur92_mir
     assert list(every)[:4] == list(EVERY_DATASET) and len(every) == 5
     alone = load_dataset("mur92", seed=3)
     pd.testing.assert_frame_equal(every["mur92"].table, alone.table)
-    assert list(load_every_dataset(seed=3)) == list(EVERY_DATASET)
+    assert list(load_every_dataset(seed=3)) == list(EVERY_DATASET) == list(load_every_dataset("mur92", seed=3))

@@ -63,12 +63,14 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def from_csv(path: str | os.PathLike, root: str | os.PathLike | None = None, ties: str = "reject",
-             k: int | None = None, check_images: bool = True) -> RankingDataset:
+             k: int | None = None, check_images: bool = True, name: str | None = None) -> RankingDataset:
     """Read and validate a study's rankings from a CSV file (:func:`clpips.datasets.validate.validate`).
 
     ``root``: the folder image paths are relative to, default the CSV's own folder (so a CSV with its
     images beside it reads the same from anywhere: :func:`copy_images`). Paths not found as typed are
-    looked up in their other Unicode forms (NFC, NFD).
+    looked up in their other Unicode forms (NFC, NFD). ``name``: what the book and the CLI call the
+    study, default its folder's name (``my_study/rankings.csv`` is ``my_study``), the file's own name
+    for a CSV at the top of the file system.
     """
     path = existing_path(path)
     table = _read_csv(path)
@@ -77,7 +79,8 @@ def from_csv(path: str | os.PathLike, root: str | os.PathLike | None = None, tie
         raise RankingDataError(f"{path}: root {root}: {'not a folder' if root.exists() else 'no such folder'}; "
                                f"give the folder the CSV's image paths are relative to")
     table = validate(table, root, source=str(path), ties=ties, k=k, check_images=check_images)
-    return RankingDataset(table=table, root=root, name=path.stem, description=f"rankings read from {path}")
+    name = name or path.resolve().parent.name or path.stem
+    return RankingDataset(table=table, root=root, name=name, description=f"rankings read from {path}")
 
 
 def copy_images(dataset: RankingDataset, folder: str | os.PathLike, refs: Iterable[str] | None = None) -> list[Path]:

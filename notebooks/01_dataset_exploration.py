@@ -53,7 +53,7 @@ from clpips.book import paper, summaries
 from clpips.book.agreement import split_half, split_half_ranks
 from clpips.book.labels import category_mean_rank, same_category, top_rank_share
 from clpips.book.plots import datasets as plots
-from clpips.book.report import glue_all
+from clpips.book.report import glue_all, view
 from clpips.book.truth import WEIGHTINGS, attribute_matches, truth_agreement
 from clpips.datasets import zappos
 from clpips.datasets.scenes import NAMES
@@ -134,12 +134,12 @@ plt.close(fig)
 # :name: fig-01-sets
 #
 # Ranking sets as people ordered them: the target (heavy frame), then the candidates from
-# rank 1 (most similar) to rank $k$. The first two rows are the same `mur92` set, chosen as
-# the set whose agreement between raters is the median, ordered by the two of its people whose
-# agreement is closest to that set's average; candidates of the target's category are framed in
-# orange. The last `simulated` row is one participant's
+# rank 1 (most similar) to rank $k$, five to a line. The first two sets are the same `mur92` set,
+# chosen as the set whose agreement between raters is the median, ordered by the two of its
+# people whose agreement is closest to that set's average; candidates of the target's category
+# are framed in orange. The `simulated` set is one participant's
 # own regenerations of a target, labelled with how many of the scene attributes each shares
-# with the target (framed: all of them). A further row, when a study of your own is given as
+# with the target (framed: all of them). A further set, when a study of your own is given as
 # `dataset`, shows its first ranking.
 # ```
 #
@@ -174,7 +174,7 @@ glue_all({"n_targets": int(counts.loc[data.name, "targets"]),       # pasted by 
              for name, short in (("mur92", "mur"), ("simulated", "sim"), ("zappos", "zap"))
              for column in ("sets", "raters", "targets", "rankings", "pairs", "k_max")},
           "nb01_dataset": data.name, "nb01_mur_images": int(mur.image_info.shape[0])})
-counts
+view(counts.T.rename_axis("count"))                  # one column per dataset: fits the page
 
 # %% [markdown]
 # The later chapters train and evaluate on **{glue:text}`nb01_dataset`** (the `dataset`
@@ -211,15 +211,15 @@ mean_ranks.round(1)
 # one candidate shares the target's category. There the rank-1 candidate is from the target's
 # category {glue:text}`nb01_top_observed:.0%` of the time, where a random order would manage
 # {glue:text}`nb01_top_chance:.0%` (the share of same-category candidates in the set, averaged).
-# Seen the other way round ({numref}`fig-01-category-ranks`, left), a same-category candidate
+# Seen the other way round ({numref}`fig-01-category-ranks`, top), a same-category candidate
 # lands at rank 1 {glue:text}`nb01_same_at_1:.0%` of the time and at the last rank
 # {glue:text}`nb01_same_at_k:.0%`, against {glue:text}`nb01_mur_k_max:d`-way chance.
 #
 # ```{glue:figure} nb01_fig_category_ranks
 # :name: fig-01-category-ranks
 #
-# Category and rank in `mur92`. Left: the share of candidates at each rank, for candidates of
-# the target's category and of another; the dashed line is chance. Right: the mean rank given
+# Category and rank in `mur92`. Top: the share of candidates at each rank, for candidates of
+# the target's category and of another; the dashed line is chance. Bottom: the mean rank given
 # to candidates of each category (columns) for targets of each category (rows); a low number
 # (dark) means "judged similar". Faces go with faces and bodies with bodies, of humans and
 # animals alike, and the two kinds of inanimate objects are close to each other.
@@ -241,7 +241,7 @@ agreement["mean_rho"].describe(percentiles=[0.1, 0.5, 0.9])
 # Two people ranking the same `mur92` set agree with a mean Spearman $\rho$ of
 # {glue:text}`nb01_mur_agreement:.2f`; across sets the mean pairwise $\rho$ ranges from
 # {glue:text}`nb01_mur_agreement_lo:.2f` to {glue:text}`nb01_mur_agreement_hi:.2f` (10th to 90th
-# percentile, {numref}`fig-01-agreement`, left). People agree, but far from perfectly.
+# percentile, {numref}`fig-01-agreement`, top). People agree, but far from perfectly.
 #
 # **The noise ceiling.** A metric gives each candidate one distance to the target, so it ranks a
 # set *the same way for everyone*. How well can a single ranking agree with a set's raters? For
@@ -290,13 +290,13 @@ plt.close(fig)
 # are within-set ranks, the mean per-ranking $\rho$ equals the $\rho$ pooled over all rankings,
 # which is how the paper's $\rho$ appears to be computed; see {ref}`sec-02-rho-identity`.) Individual raters
 # differ: their lower bounds run from {glue:text}`nb01_ceiling_rater_min:.2f` to
-# {glue:text}`nb01_ceiling_rater_max:.2f` ({numref}`fig-01-agreement`, right).
+# {glue:text}`nb01_ceiling_rater_max:.2f` ({numref}`fig-01-agreement`, bottom).
 #
 # ```{glue:figure} nb01_fig_agreement
 # :name: fig-01-agreement
 #
-# Agreement between people in `mur92`. Left: for each set, the mean Spearman correlation over
-# all pairs of its raters. Right: for each rater, the mean over sets of their correlation with
+# Agreement between people in `mur92`. Top: for each set, the mean Spearman correlation over
+# all pairs of its raters. Bottom: for each rater, the mean over sets of their correlation with
 # the other raters' mean rank (lower bound of the noise ceiling, blue) and with all raters' mean
 # rank (upper bound, red); dashed lines average over all (set, rater).
 # ```
@@ -350,13 +350,13 @@ glue_all({"sim_rank_first": float(by_iteration.iloc[0]), "sim_rank_last": float(
 fig = plots.plot_truth_agreement(sim.table, matches, truth)
 glue("nb01_fig_truth", fig, display=False)
 plt.close(fig)
-means.to_frame("mean Spearman rho over sets")
+view(means.to_frame("mean Spearman rho over sets").rename_axis("weights"))
 
 # %% [markdown]
 # Regenerations improve: the first attempt at a target gets a mean rank of
 # {glue:text}`nb01_sim_rank_first:.1f`, attempt {glue:text}`nb01_sim_iterations:d` of
 # {glue:text}`nb01_sim_rank_last:.1f`, because later attempts share more attributes with the
-# target ({numref}`fig-01-truth`, left).
+# target ({numref}`fig-01-truth`, top).
 #
 # Because we know each participant's weights, we can compute the ranking a perfect *personal*
 # metric would give, the order of the noise-free utilities, and compare it with what the
@@ -367,15 +367,15 @@ means.to_frame("mean Spearman rho over sets")
 # {glue:text}`nb01_truth_group:.3f`; two weightings shared by everyone, the average of all
 # participants' weights and equal weights (just counting shared attributes), give
 # {glue:text}`nb01_truth_everyone:.3f` and {glue:text}`nb01_truth_equal:.3f`
-# ({numref}`fig-01-truth`, right). The gap between a participant's own weights and a weighting
+# ({numref}`fig-01-truth`, bottom). The gap between a participant's own weights and a weighting
 # shared by everyone is the room personalisation has in this study; a group's weights recover
 # part of it.
 #
 # ```{glue:figure} nb01_fig_truth
 # :name: fig-01-truth
 #
-# The simulated study. Left: how many of the attributes a candidate shares with its target,
-# by the rank its participant gave it. Right: per set, the Spearman correlation between the
+# The simulated study. Top: how many of the attributes a candidate shares with its target,
+# by the rank its participant gave it. Bottom: per set, the Spearman correlation between the
 # participant's ranks and the ranking by utility under four weightings of the attributes: the
 # participant's own (the ground truth), their group's mean, the mean of everyone's, and equal
 # weights. Diamonds mark means.
@@ -425,7 +425,9 @@ glue_all({"split_rho": float(split["rho_half"]), "split_sb": float(split["rho_sp
           "split_icc": float(split["icc_A_k"]), "split_rows": int(split["n_rows"]),
           "set_rho_median": float(per_set.median()), "set_rho_lo": float(per_set.quantile(0.1)),
           "set_rho_hi": float(per_set.quantile(0.9))}, prefix="nb01_zap_")
-pd.Series(split).drop("seed").to_frame("split-half")
+view(pd.Series(split).drop("seed").rename({"rho_half": "ρ of the two halves", "rho_spearman_brown": "ρ, Spearman–Brown (whole crowd)",
+                                           "icc_A_k": "ICC(A,k) of the two halves", "n_sets": "sets",
+                                           "n_rows": "rows"}).to_frame("split-half").rename_axis("statistic"))
 
 # %%
 # checks: the split-half rho is scipy's on the two halves' ranks; its step-up is Spearman-Brown's

@@ -52,7 +52,7 @@ from scipy import stats
 import clpips.stats as cs
 from clpips.book import paper
 from clpips.book.plots.worked_example import plot_icc_vs_rho, plot_rankings
-from clpips.book.report import glue_all
+from clpips.book.report import glue_all, view
 from clpips.book.worked_example import item_names, parse_ranking, ranking_text, rankings_of
 
 # pingouin 0.7 calls DataFrame.dropna(inplace=...), which pandas 3 deprecates: expected, not ours
@@ -198,9 +198,9 @@ pd.Series({"SS_R (items)": ss_items, "SS_C (raters)": ss_raters, "SS_E (error)":
 msr = ss_items / (n_items - 1)                  # MS between items (rows)
 msc = ss_raters / (k - 1)                       # MS between raters (columns)
 mse = ss_error / ((n_items - 1) * (k - 1))      # residual MS
-pd.DataFrame({"SS": [ss_items, ss_raters, ss_error, ss_total],
-              "df": [n_items - 1, k - 1, (n_items - 1) * (k - 1), n_items * k - 1], "MS": [msr, msc, mse, np.nan]},
-             index=pd.Index(["items (rows)", "raters (columns)", "error", "total"], name="source"))
+view(pd.DataFrame({"SS": [ss_items, ss_raters, ss_error, ss_total],             # total has no MS: "—"
+                   "df": [n_items - 1, k - 1, (n_items - 1) * (k - 1), n_items * k - 1], "MS": [msr, msc, mse, np.nan]},
+                  index=pd.Index(["items (rows)", "raters (columns)", "error", "total"], name="source")))
 
 # %% [markdown]
 # The same steps as one function, written for the last two axes of an array so that one call
@@ -288,7 +288,7 @@ defined = checked["clpips.stats"].notna()       # clpips.stats gives NaN where a
 assert np.allclose(checked["by hand"][defined], checked["clpips.stats"][defined])
 glue_all({"hand_icc_a1": float(icc_hand["ICC(A,1)"]), "hand_icc_ak": float(icc_hand["ICC(A,k)"]),
           "hand_icc_c1": float(icc_hand["ICC(C,1)"]), "hand_icc_ck": float(icc_hand["ICC(C,k)"])}, prefix="nb02_")
-checked
+view(checked, digits=6)                          # six figures: the three agree beyond rounding
 
 # %% [markdown]
 # For R1, for instance,
@@ -371,7 +371,7 @@ glue_all({**{f"ci_{key}_{end}": float(ci[variant][i]) for variant, key in
              for i, end in enumerate(("lo", "hi"))},
           "ci_icc_ck_lo_label": cs.koo_li_label(ci["ICC(C,k)"][0]),
           "ci_icc_ck_hi_label": cs.koo_li_label(ci["ICC(C,k)"][1])}, prefix="nb02_")
-pd.DataFrame(ci, index=["lower", "upper"]).T
+view(pd.DataFrame(ci, index=["lower", "upper"]).T.rename_axis("95% interval"))
 
 # %% [markdown]
 # With {glue:text}`nb02_n:d` items the 95% interval of R1's ICC(C,k) runs from
@@ -442,7 +442,7 @@ def every_ranking(reference, seed=0):
 
 
 table = every_ranking(reference, seed=seed)
-table.head()
+view(table.head())
 
 # %% [markdown]
 # The closed forms against every row, and the rows against `pingouin`, ranking by ranking (all
@@ -609,8 +609,8 @@ pd.Series({"pole (rho)": pole, "ICC(A,k) of the reversed ranking": reversed_icc_
 
 # %% [markdown]
 # Every ranking of the items again, grouped by its $\rho$, with ICC(A,k) as the formula (and
-# `pingouin`) gives it and as `clpips.stats.icc` gives it, NaN where the denominator is not
-# positive:
+# `pingouin`) gives it and as `clpips.stats.icc` gives it (a dash: no value, where the denominator is
+# not positive):
 
 # %%
 shown = table.loc[np.isfinite(table["ICC(A,k)"]), "ICC(A,k)"]
@@ -623,7 +623,8 @@ by_rho = (table.groupby("rho", sort=False)
                "ICC(A,k), formula and pingouin": ("ICC(A,k)", "first"), "defined": ("defined", "first")})
           .sort_index(ascending=False))
 by_rho["ICC(A,k), clpips.stats"] = by_rho["ICC(A,k), formula and pingouin"].where(by_rho["defined"])
-by_rho.drop(columns="defined").round(3)
+infinite = {-np.inf: "−∞", np.inf: "∞"}           # shown as such; "—": clpips.stats gives no value
+view(by_rho.drop(columns="defined").astype(object).replace(infinite))
 
 # %%
 examples = {name: (summary.loc[name, "rho"], summary.loc[name, "ICC(A,k)"]) for name in ("R1", "R2")}
@@ -637,8 +638,8 @@ plt.close(fig)
 #
 # ICC(C,k) (black) and ICC(A,k) (red) of the reference against every ranking of its items,
 # plotted against the two rankings' Spearman $\rho$; marker size counts the rankings with that
-# $\rho$, the curves are the closed forms. Left: the whole range; ICC(A,k)'s formula divides by
-# zero at the dotted line, and in the grey region its denominator is negative. Right: $\rho \geq 0$
+# $\rho$, the curves are the closed forms. Top: the whole range; ICC(A,k)'s formula divides by
+# zero at the dotted line, and in the grey region its denominator is negative. Bottom: $\rho \geq 0$
 # over the Koo & Li bands, with R1 and R2 marked.
 # ```
 #
@@ -654,7 +655,7 @@ plt.close(fig)
 #   {glue:text}`nb02_icc_ak_max:.1f`, and for the exactly reversed ranking
 #   $2\rho/(1+\rho-(1-\rho)/n)$ at $\rho = -1$ is $n =$ {glue:text}`nb02_reversed_icc_ak:.0f`.
 #   `pingouin.intraclass_corr` returns these values as they come; `clpips.stats.icc` returns
-#   NaN with a `DegenerateDataWarning` for the {glue:text}`nb02_n_undefined:d` rankings whose
+#   `NaN` with a `DegenerateDataWarning` for the {glue:text}`nb02_n_undefined:d` rankings whose
 #   denominator is zero or negative.
 #
 # Why it happens: $MS_R - MS_E$ estimates (a multiple of) the variance *between items*, and the
@@ -679,6 +680,6 @@ plt.close(fig)
 #   tends to the same value as $n$ grows. The paper's reported ICCs are this function of its
 #   reported $\rho$, truncated to two decimals: they add no information beyond $\rho$.
 # - ICC(A,k) is not bounded by $\pm 1$: for $\rho$ below $-(n-1)/(n+1)$ its formula reports
-#   values above 1, for a reversed ranking exactly $n$. `clpips.stats.icc` returns NaN there.
+#   values above 1, for a reversed ranking exactly $n$. `clpips.stats.icc` returns `NaN` there.
 # - The verbal labels depend on the scale, and with few items the confidence interval spans
 #   several of them.

@@ -54,7 +54,7 @@ from myst_nb import glue
 from clpips.book.history import history_with_start
 from clpips.book.layer_weights import channel_weights, layer_summary
 from clpips.book.plots import training as plots
-from clpips.book.report import glue_all
+from clpips.book.report import glue_all, view
 from clpips.experiment import load_dataset, run
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
@@ -196,9 +196,9 @@ zeros
 per_layer = summary[summary["layer"] != "all"].set_index("layer")
 fig = plots.plot_layer_shares(summary)
 glue("nb03_fig_shares", fig, display=False)
-summary.set_index("layer").style.format(
-    {"sum_before": "{:.2f}", "sum_after": "{:.2f}", "share_before": "{:.1%}", "share_after": "{:.1%}",
-     "share_change": lambda v: f"{100 * v:+.1f} pp"})
+summary.set_index("layer").rename(columns=lambda c: c.replace("_", " ")).style.format(   # headers in words wrap
+    {"sum before": "{:.2f}", "sum after": "{:.2f}", "share before": "{:.1%}", "share after": "{:.1%}",
+     "share change": lambda v: f"{100 * v:+.1f} pp"})
 
 # %% [markdown]
 # The layer that gained the largest share of the weight, and the one that lost the most:
@@ -209,7 +209,8 @@ for name, layer in (("gain", gained), ("loss", lost)):   # nb03_gain_layer, nb03
     glue_all({"layer": int(layer), "pp": float(100 * per_layer.at[layer, "share_change"]),
               "before": float(per_layer.at[layer, "share_before"]),
               "after": float(per_layer.at[layer, "share_after"])}, prefix=f"nb03_{name}_")
-per_layer.loc[[gained, lost], ["share_before", "share_after", "share_change"]]
+view(per_layer.loc[[gained, lost], ["share_before", "share_after", "share_change"]],
+     names={"share_before": "share before", "share_after": "share after", "share_change": "change"})
 
 # %% [markdown]
 # And the two deepest and the two shallowest layers together. One word of the text below
@@ -227,7 +228,7 @@ together = pd.DataFrame({"before": [deep["share_before"].sum(), shallow["share_b
                         index=["two deepest layers", "two shallowest layers"])
 glue_all({"deep_before": together.iat[0, 0], "deep_after": together.iat[0, 1], "shallow_before": together.iat[1, 0],
           "shallow_after": together.iat[1, 1], "deep_direction": direction(deep["share_change"].sum())}, prefix="nb03_")
-together
+view(together.rename_axis("share of the weight"))
 
 # %% [markdown]
 # ```{glue:figure} nb03_fig_shares

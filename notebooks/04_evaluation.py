@@ -57,7 +57,7 @@ from clpips.book import paper, report, set_scores
 from clpips.book.baselines import add_baselines, label
 from clpips.book.plots import evaluation as plots
 from clpips.book.plots import protocol as plots_protocol
-from clpips.book.report import glue_all
+from clpips.book.report import glue_all, view
 from clpips.book.summaries import noise_ceiling
 from clpips.datasets import SPLIT_MODES
 from clpips.defaults import as_dict
@@ -75,13 +75,14 @@ from clpips.book.power import mode_difference, power_table
 # {glue:text}`nb04_cv_inner:d`-fold cross-validation on the training targets alone chose one of
 # {glue:text}`nb04_cv_n_settings:d` settings (margin × learning rate × epochs, and "do not train",
 # which keeps LPIPS). Each run is cached under its data and settings, so chapters 05 and 08 read
-# these same runs. Under the cell: the settings chosen most often ("do not train" shows as margin
-# and learning rate NaN, 0 epochs).
+# these same runs. Under the cell: the settings chosen most often ("do not train" shows as 0
+# epochs, with a dash for its margin and learning rate).
 
 # %%
 data = load_dataset(dataset, k=k, candidates=candidates, seed=seed)  # a CSV study ignores k and candidates
 cv = {mode: protocol.crossval(data, protocol.Settings.from_parameters(globals(), mode=mode)) for mode in SPLIT_MODES}
-pd.concat({f"by {mode}": res.chosen().head(3) for mode, res in cv.items()}, names=["split", "rank"])
+view(pd.concat({f"by {mode}": res.chosen().head(3) for mode, res in cv.items()}, names=["split", "rank"])
+     .droplevel("rank"), decimals=3, names={"folds": "folds that chose it"})
 
 # %% [markdown]
 # Each outer fold gives one held-out difference CLPIPS − LPIPS per statistic. Their mean, with a
@@ -95,7 +96,7 @@ paper_delta = {"icc_A_k": paper.value("delta_icc"), "spearman_raw": paper.derive
 cv_table = report.protocol_table(summaries, reference=paper_delta)
 fig = plots_protocol.plot_fold_deltas({f"by {m}": r.folds for m, r in cv.items()},
                                       {f"by {m}": s for m, s in summaries.items()}, reference=paper_delta, seed=seed)
-glue("nb04_cv_table", cv_table, display=False)
+glue("nb04_cv_table", view(cv_table), display=False)
 glue("nb04_cv_fig", fig, display=False)
 
 # %% tags=["remove-cell"]
@@ -179,7 +180,8 @@ glue_all({"dataset": data.name, "cv_repeats": int(protocol_repeats), "cv_folds":
 # %%
 power = pd.concat({f"by {mode}": power_table(res, bound=paper_delta, ci=ci) for mode, res in cv.items()},
                   names=["split"])
-power[["delta", "low", "high", "mde", "power_at_bound", "verdict"]].round(3)
+view(power[["delta", "low", "high", "mde", "power_at_bound", "verdict"]], decimals={"delta": 3, "low": 3, "high": 3, "mde": 3},
+     names={"delta": "Δ", "power_at_bound": "power at the paper's Δ"})
 
 # %% [markdown]
 # Is the gain split by image smaller than split by target? The two runs share their repeat and
@@ -188,7 +190,8 @@ power[["delta", "low", "high", "mde", "power_at_bound", "verdict"]].round(3)
 
 # %%
 modes = mode_difference(cv["target"], cv["image"], ci=ci)
-pd.DataFrame([modes], index=["ΔICC(A,k), by target − by image"]).round(3)
+view(pd.DataFrame([modes], index=pd.Index(["ΔICC(A,k), by target − by image"], name="difference")),
+     decimals={"delta": 3, "se": 3, "low": 3, "high": 3}, names={"delta": "Δ", "pval": "p", "n_folds": "folds"})
 
 # %% tags=["remove-cell"]
 for (split, stat), row in power.iterrows():
@@ -270,7 +273,10 @@ width_ratio = pd.Series({m: hi - lo for m, (lo, hi) in cluster_ci.items()}) / f_
 width_ratio.rename(index=label).round(1)
 
 # %% tags=["remove-cell"]
-glue("nb04_table3", table3, display=False)
+# shown as two tables that fit the page: ICC(A,k), then the rank correlations
+icc_columns = ["ICC(A,k) [F 95% CI, rows independent]", "[95% CI, targets resampled]", "p (ICC)", "Koo & Li"]
+glue("nb04_table3", view(table3[icc_columns]), display=False)
+glue("nb04_table3_rho", view(table3.drop(columns=icc_columns)), display=False)
 glue_all({"lpips_cluster_lo": float(cluster_ci["lpips"][0]), "lpips_cluster_hi": float(cluster_ci["lpips"][1]),
           "lpips_width_ratio": float(width_ratio["lpips"]),
           "delta_rho": float(table.at["clpips", "spearman"] - table.at["lpips", "spearman"]),
@@ -291,11 +297,18 @@ for m in ("lpips", "clpips"):
 # ```{glue:figure} nb04_table3
 # :name: tbl-04-table3
 #
-# Agreement with held-out human rankings. ICC(A,k) with its F-based 95% interval and $p$ (H0:
-# ICC = 0); pooled Spearman's $\rho$ and Kendall's $\tau_b$ of metric rank against human rank,
-# with $p$ for $\rho$; the mean of the per-ranking $\rho$; the Koo & Li label
-# {cite:p}`koo2016icc`. The paper's rows carry the values it reports {cite:p}`trinh2026clpips`
+# Agreement with held-out human rankings (the paper's Table 3, in two parts; the rank correlations
+# are in {numref}`tbl-04-table3-rho`). ICC(A,k) with its F-based 95% interval, its interval from
+# resampling targets, and $p$ (H0: ICC = 0); the Koo & Li label {cite:p}`koo2016icc`. The paper's rows carry the values it reports {cite:p}`trinh2026clpips`
 # (— where a value is not transcribed in `clpips.book.paper`); its data are private and different.
+# ```
+#
+# ```{glue:figure} nb04_table3_rho
+# :name: tbl-04-table3-rho
+#
+# The same metrics' rank correlations with the held-out human ranks: pooled Spearman's $\rho$ of
+# raw distances (the paper's definition) and of within-ranking ranks (equal to the mean of the
+# per-ranking $\rho$), with $p$, and Kendall's $\tau_b$ of metric rank against human rank.
 # ```
 #
 # Pooled $\rho$ has two definitions, and they differ. The paper pools raw distances across
@@ -333,7 +346,7 @@ paper_sb = pd.DataFrame({m: {"paper's rho": paper.printed(f"{m}_spearman"),
                              "2 rho / (1 + rho)": paper.derived()[f"{m}_icc_from_rho"],
                              "printed so": f"{paper.derived()[f'{m}_icc_from_rho']:.{len(paper.printed(f'{m}_icc_A_k').split('.')[1])}f}",
                              "paper's ICC(A,k)": paper.printed(f"{m}_icc_A_k")} for m in ("lpips", "clpips")}).T
-paper_sb
+view(paper_sb.rename_axis("metric"))
 
 # %% tags=["remove-cell"]
 glue_all({"sb_max_error": sb_max_error, "paper_lpips_sb": paper.derived()["lpips_icc_from_rho"],
@@ -358,7 +371,7 @@ glue_all({"sb_max_error": sb_max_error, "paper_lpips_sb": paper.derived()["lpips
 # rank the *other* people gave predicts one person's ranking of the same candidates (mean
 # Spearman $\rho$, leave one person out). The ceiling itself, what a metric that gives everybody
 # the same ranking could at best reach, lies at or above it. Data with one ranking per set have
-# no such bound (NaN below): people cannot be compared on the same candidates, and a split-half
+# no such bound (no number below): people cannot be compared on the same candidates, and a split-half
 # reliability takes its place where the data allow one
 # ({doc}`/out/notebooks/01_dataset_exploration`). Under the cell, every metric ordered by ICC(A,k).
 
@@ -366,7 +379,9 @@ glue_all({"sb_max_error": sb_max_error, "paper_lpips_sb": paper.derived()["lpips
 ceiling_table = noise_ceiling(exp.test_table)
 ceiling = float(ceiling_table.set_index("rater").at["all", "rho"]) if not ceiling_table.empty else float("nan")
 ordered = table[["icc_A_k", "icc_A_k_ci_low", "icc_A_k_ci_high", "spearman", "kendall", "spearman_per_ranking"]]
-ordered.astype(float).sort_values("icc_A_k", ascending=False).rename(index=label).round(3)
+view(ordered.astype(float).sort_values("icc_A_k", ascending=False).rename(index=label),
+     names={"icc_A_k": "ICC(A,k)", "icc_A_k_ci_low": "95% CI low", "icc_A_k_ci_high": "95% CI high",
+            "spearman": "ρ, ranks pooled", "kendall": "Kendall τ_b", "spearman_per_ranking": "mean ρ per ranking"})
 
 # %% tags=["remove-output"]
 fig = plots.plot_alignment(table, None if np.isnan(ceiling) else ceiling)
@@ -392,7 +407,7 @@ glue_all({"n_metrics": len(metrics), "clpips_place": place.index("clpips") + 1, 
 #
 # Ordered by ICC(A,k), CLPIPS is number {glue:text}`nb04_clpips_place:d` and LPIPS number
 # {glue:text}`nb04_lpips_place:d` of the {glue:text}`nb04_n_metrics:d` metrics. The unweighted
-# LPIPS, with every channel counted equally, scores {glue:text}`nb04_ones_icc:.3f` (NaN when
+# LPIPS, with every channel counted equally, scores {glue:text}`nb04_ones_icc:.3f` (nan when
 # `baselines` leaves it out), against {glue:text}`heldout_lpips_icc:.3f` for LPIPS v0.1, whose
 # weights were learned from human judgements of image *distortions* {cite:p}`zhang2018lpips`.
 # Pixel L2 and PSNR have identical rows by construction: $1/$PSNR is an increasing function of
@@ -425,7 +440,7 @@ per_ranking = set_scores.per_ranking_spearman(scored, metrics)
 gains = set_scores.set_gains(per_ranking, "lpips", "clpips")
 chosen = set_scores.example_sets(gains)
 shown = gains.set_index("set_id").loc[[chosen["gain"], chosen["loss"]]]
-shown
+view(shown, names={"n_rankings": "rankings", "rho_lpips": "ρ LPIPS", "rho_clpips": "ρ CLPIPS", "gain": "gain of ρ"})
 
 # %% tags=["remove-output"]
 for which, sid in chosen.items():
@@ -477,7 +492,7 @@ glue_all({"n_sets": len(gains), "sets_improved": int((gains["gain"] > 0).sum()),
 x, y = per_ranking["lpips"].to_numpy(float), per_ranking["clpips"].to_numpy(float)
 by_ranking = pd.DataFrame([{"better": int(np.sum(y > x)), "worse": int(np.sum(y < x)), "equal": int(np.sum(y == x)),
                             "mean change of rho": float(np.nanmean(y - x))}], index=["CLPIPS against LPIPS"])
-by_ranking
+view(by_ranking.rename_axis("rankings"))
 
 # %% tags=["remove-output"]
 fig = plots.plot_rho_scatter(per_ranking, "lpips", "clpips", highlight=[chosen["gain"], chosen["loss"]], seed=seed)

@@ -54,7 +54,7 @@ from myst_nb import glue
 from clpips import protocol
 from clpips.book import paper, report
 from clpips.book.plots import evaluation as plots
-from clpips.book.report import glue_all
+from clpips.book.report import glue_all, view
 from clpips.datasets import SPLIT_MODES
 from clpips.defaults import as_dict
 from clpips.experiment import bootstrap_result, fit_options, load_dataset, run, spearman_brown_check
@@ -94,7 +94,7 @@ def intervals(res) -> pd.DataFrame:
 
 # %% tags=["remove-output"]
 cv_intervals = pd.concat({f"by {mode}": intervals(res) for mode, res in cv.items()}, names=["split"])
-glue("nb05_cv_intervals", cv_intervals.map(lambda v: f"{v:+.3f}"), display=False)
+glue("nb05_cv_intervals", view(cv_intervals.map(lambda v: f"{v:+.3f}")), display=False)
 cv_intervals.round(3)
 
 # %% tags=["remove-cell"]
@@ -153,7 +153,8 @@ glue_all({"cv_n_folds": len(cv["target"].folds), "cv_repeats": int(protocol_repe
 # %%
 answer = pd.concat({f"by {mode}": power_table(res, bound={"icc_A_k": paper.value("delta_icc")}, ci=ci)
                     for mode, res in cv.items()}, names=["split"])
-answer[["delta", "low", "high", "mde", "verdict"]].round(3)
+view(answer[["delta", "low", "high", "mde", "verdict"]], decimals={"delta": 3, "low": 3, "high": 3, "mde": 3},
+     names={"delta": "Δ"})
 
 # %% tags=["remove-cell"]
 for (split, _), row in answer.iterrows():
@@ -227,8 +228,8 @@ paper_row = {"paper (Table 4)": {"statistic": "ΔICC(A,k)", "delta": paper.value
                                  "ci_low": paper.value("delta_icc_ci_low"),
                                  "ci_high": paper.value("delta_icc_ci_high")}}
 table4 = report.table4(percentile, bca, paper=paper_row)
-glue("nb05_table4", table4, display=False)
-table4
+glue("nb05_table4", view(table4), display=False)
+view(table4)
 
 # %% tags=["remove-cell"]
 summaries = {name: res.summary() for name, res in percentile.items()}
@@ -317,7 +318,7 @@ glue("nb05_fig_bootstrap", fig, display=False)
 
 # %%
 checks = pd.DataFrame({name: spearman_brown_check(res, scored) for name, res in percentile.items()}).T
-checks.rename_axis("resampling")
+view(checks.rename_axis("resampling"))
 
 # %% tags=["remove-cell"]
 glue_all({"sb_max_error": float(checks["max_abs_error"].max()),

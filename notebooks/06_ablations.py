@@ -177,7 +177,9 @@ for factor in ("margin", "lr", "layers", "init", "project", "loss", "net", "trai
 
 # %%
 noise = ab.noise_table(seed_rows, ab.default_fit_rows(results))
-noise.set_index("source").round(4)
+report.view(noise.set_index("source"), decimals=4,
+            names={"n": "fits", "icc_mean": "ICC(A,k) mean", "icc_sd": "ICC(A,k) sd", "rho_sd": "ρ sd",
+                   "delta_icc_mean": "gain over LPIPS, mean", "delta_icc_sd": "gain over LPIPS, sd"})
 
 # %% tags=["remove-cell"]
 seeds_row, folds_row = noise.iloc[0], noise.iloc[1]
@@ -207,7 +209,7 @@ glue_all({"seed_n": int(seeds_row["n"]), "seed_icc_sd": float(seeds_row["icc_sd"
 glue("nb06_fig_margin", plots.plot_factor(results, "margin", title=titles["margin"]), display=False)
 
 # %%
-levels("margin")
+report.view(levels("margin"), decimals=3)
 
 # %% [markdown]
 # ```{glue:figure} nb06_fig_margin
@@ -234,7 +236,7 @@ levels("margin")
 glue("nb06_fig_lr", plots.plot_factor(results, "lr", title=titles["lr"]), display=False)
 
 # %%
-levels("lr")
+report.view(levels("lr"), decimals=3)
 
 # %% [markdown]
 # ```{glue:figure} nb06_fig_lr
@@ -258,7 +260,7 @@ levels("lr")
 glue("nb06_fig_layers", plots.plot_factor(results, "layers", title=titles["layers"]), display=False)
 
 # %%
-levels("layers")
+report.view(levels("layers"), decimals=3)
 
 # %% [markdown]
 # ```{glue:figure} nb06_fig_layers
@@ -282,7 +284,7 @@ levels("layers")
 glue("nb06_fig_init", plots.plot_factor(results, "init", title=titles["init"]), display=False)
 
 # %%
-levels("init")
+report.view(levels("init"), decimals=3)
 
 # %% [markdown]
 # ```{glue:figure} nb06_fig_init
@@ -307,7 +309,7 @@ levels("init")
 glue("nb06_fig_project", plots.plot_factor(results, "project", title=titles["project"]), display=False)
 
 # %%
-levels("project")
+report.view(levels("project"), decimals=3)
 
 # %% [markdown]
 # ```{glue:figure} nb06_fig_project
@@ -329,7 +331,7 @@ levels("project")
 glue("nb06_fig_loss", plots.plot_factor(results, "loss", title=titles["loss"]), display=False)
 
 # %%
-levels("loss")
+report.view(levels("loss"), decimals=3)
 
 # %% [markdown]
 # ```{glue:figure} nb06_fig_loss
@@ -351,8 +353,9 @@ glue("nb06_fig_net", plots.plot_factor(results, "net", title=titles["net"]), dis
 
 # %%
 net_table = summary[summary["factor"] == "net"].set_index("level")
-net_table[["n", "lpips", "mean", "sd", "diff", "diff_low", "diff_high", "verdict"]].rename(
-    columns={"lpips": "LPIPS of the backbone", "mean": "CLPIPS"}).round(4)
+report.view(net_table[["n", "lpips", "mean", "sd", "diff", "diff_low", "diff_high", "verdict"]], decimals=3,
+            names={"n": "replicates", "lpips": "LPIPS of the backbone", "mean": "CLPIPS", "diff": "minus default",
+                   "diff_low": "interval low", "diff_high": "interval high"})
 
 # %% tags=["remove-cell"]
 glue_all({f"net_{model}_{level}": float(row[column]) for level, row in net_table.iterrows()
@@ -378,7 +381,7 @@ glue_all({f"net_{model}_{level}": float(row[column]) for level, row in net_table
 glue("nb06_fig_train_size", plots.plot_learning_curve(results), display=False)
 
 # %%
-levels("train_size")
+report.view(levels("train_size"), decimals=3)
 
 # %% [markdown]
 # ```{glue:figure} nb06_fig_train_size
@@ -406,8 +409,9 @@ glue("nb06_fig_raters", plots.plot_per_rater(raters), display=False)
 
 # %%
 clean = ab.summarize(raters_clean)
-pd.concat({"all training rows": levels("raters"),
-           "shared pairs left out": report.report_table(clean, titles).loc[titles["raters"]]}, names=["training"])
+report.view(pd.concat({"all training rows": levels("raters"),
+                       "shared pairs left out": report.report_table(clean, titles).loc[titles["raters"]]},
+                      names=["training"]), decimals=3)
 
 # %% tags=["remove-cell"]
 clean_facts = report.factor_facts(clean, "raters")
@@ -456,8 +460,8 @@ glue_all({"raters_pooled_gain": raters_facts["ref_mean"] - raters_facts["lpips"]
 
 # %% tags=["remove-output"]
 glue("nb06_fig_differences", plots.plot_differences(summary, titles), display=False)
-glue("ablation_table", table, display=False)  # pasted by book/reproduction.md (claim 3)
-table
+glue("ablation_table", report.view(table, decimals=3), display=False)  # pasted by book/reproduction.md (claim 3)
+report.view(table, decimals=3)
 
 # %% [markdown]
 # ```{glue:figure} nb06_fig_differences
@@ -489,7 +493,7 @@ pd.crosstab(table.index.get_level_values("factor"), table["verdict"], rownames=[
 # fits that did (none when the table is empty):
 
 # %%
-ab.budget_limited(results).replace({"factor": titles})
+report.view(ab.budget_limited(results).replace({"factor": titles}).set_index(["factor", "level"]))
 
 # %% tags=["remove-cell"]
 glue_all({"paper_delta": float(paper.derived()["delta_icc_A_k"]),

@@ -58,7 +58,7 @@ from myst_nb import glue
 from clpips.apps.widget import RankingSession, RankingWidget
 from clpips.book import personal as ps
 from clpips.book.plots import personal as pp
-from clpips.book.report import format_p, glue_all
+from clpips.book.report import format_p, glue_all, view
 from clpips.experiment import load_dataset
 from clpips.train import pair_features_for
 
@@ -104,7 +104,10 @@ glue_all({"dataset": data.name, "n_people": len(per), "n_train": int(per["n_trai
           **{f"icc_{short}_mean": per[f"icc_{model}"].mean()          # nb07_icc_pooled_mean, ...
              for short, model in (("pooled", "pooled"), ("personal", "personal"), ("lpips", "lpips"),
                                   ("lopo", "lopo"), ("new", "personal_lopo"))}}, prefix="nb07_")
-per[["n_train", "n_test", "icc_lpips", "icc_pooled", "icc_personal", "icc_lopo", "icc_personal_lopo"]].round(3)
+view(per[["n_train", "n_test", "icc_lpips", "icc_pooled", "icc_personal", "icc_lopo", "icc_personal_lopo"]],
+     names={"n_train": "training rankings", "n_test": "held-out rankings", "icc_lpips": "LPIPS", "icc_pooled": "pooled",
+            "icc_personal": "personal", "icc_lopo": "pooled without the person",
+            "icc_personal_lopo": "personal from there (new user)"})
 
 # %% [markdown]
 # The data are {glue:text}`nb07_dataset`: {glue:text}`nb07_n_people:d` people, each ranking the
@@ -147,7 +150,11 @@ for (name, stat), row in across.iterrows():                     # nb07_pp_icc, n
               "_sign": format_p(row["sign_p"]), "_wilcoxon": format_p(row["wilcoxon_p"])},
              prefix=f"nb07_{short[name]}_{stat}")
 glue_all({f"{short[name]}_n": int(across.loc[(name, "icc"), "n"]) for name in short}, prefix="nb07_")
-across[["label", "mean_delta", "ci_low", "ci_high", "where", "n", "n_positive", "sign_p", "wilcoxon_p"]].round(4)
+view(across[["label", "mean_delta", "ci_low", "ci_high", "where", "n", "n_positive", "sign_p", "wilcoxon_p"]]
+     .droplevel("comparison"), decimals={"mean_delta": 3, "ci_low": 3, "ci_high": 3},
+     names={"label": "comparison", "mean_delta": "mean Δ", "ci_low": "interval low", "ci_high": "interval high",
+            "where": "interval lies", "n": "people", "n_positive": "better off", "sign_p": "sign test p",
+            "wilcoxon_p": "Wilcoxon p"})
 
 # %% tags=["remove-output"]
 fig = pp.plot_person_deltas(study.comparisons, across,
@@ -263,10 +270,20 @@ fig
 # For the new user, we refit the personal model on random subsets of the person's training
 # rankings and compare it with the LOPO model on the same held-out rankings
 # ({numref}`fig-07-curve`; these intervals resample people only, the held-out targets fixed).
-# The column `beats_from_here` marks the sizes from which on the interval of the mean over
+# The column *beats from here* marks the sizes from which on the interval of the mean over
 # people lies above zero at that size and every larger one:
 
 # %%
+def one_statistic(frame: pd.DataFrame, stat: str):
+    """The columns of one statistic (``delta_icc``, ``ci_low_icc``, ...) beside the shared ones, headed in
+    words: one table per statistic fits the page. Formatting only."""
+    other = "rho" if stat == "icc" else "icc"
+    part = frame[[c for c in frame.columns if not c.endswith(f"_{other}")]]
+    words = {c: c.removesuffix(f"_{stat}").replace("delta", f"Δ {'ICC(A,k)' if stat == 'icc' else 'ρ'}")
+             .replace("ci_low", "interval low").replace("ci_high", "interval high").replace("_", " ") for c in part.columns}
+    return view(part, decimals={c: 3 for c in part.columns if c.startswith(("delta_", "ci_"))}, names=words)
+
+
 curve = ps.learning_curve(study, sizes=personal_sizes, repeats=personal_repeats, base="lopo")
 summary = curve.summary()
 first = curve.first_size_beating("icc", summary)               # None: no size gets there
@@ -277,7 +294,8 @@ glue_all({"repeats": personal_repeats, "small": smallest["delta_icc"], "small_lo
           "small_n": float(smallest["mean_rankings"]), "all": every["delta_icc"],
           "all_n": float(every["mean_rankings"]),
           "first_n": float(summary.loc[first, "mean_rankings"]) if first else float("nan")}, prefix="nb07_lc_")
-summary.assign(beats_from_here=[i >= from_here for i in range(len(summary))]).round(4)
+shown = summary.assign(beats_from_here=[i >= from_here for i in range(len(summary))])
+display(one_statistic(shown, "icc"), one_statistic(shown, "rho"))
 
 # %% tags=["remove-output"]
 fig = pp.plot_learning_curve(summary, curve.per_person(), "icc")
@@ -341,7 +359,7 @@ sensitivity = ps.l2_sensitivity(study, [0.0, 0.001, 0.1])
 glue_all({"min": float(sensitivity["delta_icc"].min()), "max": float(sensitivity["delta_icc"].max()),
           "lo_min": float(sensitivity["ci_low_icc"].min()),
           "values": ", ".join(f"{v:g}" for v in sensitivity.index)}, prefix="nb07_l2_")
-sensitivity.round(4)
+display(one_statistic(sensitivity, "icc"), one_statistic(sensitivity, "rho"))
 
 # %% [markdown]
 # Over $\lambda$ = {glue:text}`nb07_l2_values`, the mean difference ranges from
@@ -366,7 +384,8 @@ glue_all({"share_spread": 100 * float((shares.loc[people].max() - shares.loc[peo
              for model in ("pooled", "LPIPS") for layer in (1, 5)},
           "change_max_layer": str(moved.idxmax()), "change_max": float(moved.max()),
           "change_min_layer": str(moved.idxmin()), "change_min": float(moved.min())}, prefix="nb07_")
-pd.concat([shares.loc[["LPIPS", "pooled"]], moved.to_frame("personal: mean change").T]).round(3)
+layer_table = pd.concat([shares.loc[["LPIPS", "pooled"]], moved.to_frame("personal: mean change").T]).rename_axis("model")
+view(layer_table, decimals={c: 3 for c in layer_table.columns})
 
 # %% tags=["remove-output"]
 fig = pp.plot_layer_weights(shares, changes)
@@ -412,7 +431,7 @@ else:                                             # a quick study of the simulat
                                   n_boot=n_boot, ci=ci, features=pair_features_for(sim, sim.table, progress=False),
                                   lopo=False, person_bootstrap=False)
 recovery = ps.truth_recovery(sim_study)
-recovery.round(3)
+view(recovery, decimals=3, names={c: c.replace("_", " ") for c in recovery.columns})
 
 # %%
 closer = ps.paired_tests(recovery["cos_personal"] - recovery["cos_pooled"])
@@ -482,7 +501,7 @@ source_rows = data.table[data.table["rater"].astype(str) == source]
 demo_sets = list(dict.fromkeys(source_rows["set_id"]))[:6]
 session = RankingSession(data, demo_csv, rater="demo", sets=demo_sets, base=study.weights["pooled"],
                          l2=personal_l2, epochs=epochs, features=features, seed=seed)
-ranking_widget = RankingWidget(session)
+ranking_widget = RankingWidget(session, thumb=92, columns=5)   # target and five candidates fit the page
 demo_saved, demo_clicks = 3, 4
 glue_all({"demo_source": source, "demo_saved": demo_saved, "demo_clicks": demo_clicks}, prefix="nb07_")
 ranking_widget

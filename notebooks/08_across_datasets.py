@@ -59,7 +59,7 @@ from clpips.book.personal import layer_shares
 from clpips.book.plots import protocol as plots_protocol
 from clpips.book.agreement import reliability
 from clpips.book.egg_truth import against_truth, truth_table
-from clpips.book.report import glue_all, in_words, readable
+from clpips.book.report import glue_all, in_words, verdict_groups, verdict_sentence, view
 from clpips.datasets import SPLIT_MODES
 from clpips.datasets.splits import split_modes_coincide
 from clpips.experiment import load_every_dataset
@@ -110,46 +110,46 @@ glue_all({f"nb08_{name}_{mode}_{column}": float(row[source])     # nb08_zappos_t
           for (name, mode), row in icc.iterrows()
           for column, source in (("icc_delta", "delta"), ("icc_nb_low", "nb_low"), ("icc_nb_high", "nb_high"),
                                  ("icc_lpips", "lpips"), ("icc_clpips", "clpips"), ("rho_raw_delta", "rho_raw_delta"))})
-for mode in SPLIT_MODES:                                          # nb08_target_helps, ...: lists of datasets
+for mode in SPLIT_MODES:                       # nb08_target_said: the verdicts as one clause; nb08_target_helps, ...
     said = icc.xs(mode, level="split")["verdict"]
     if mode != "target":                                          # a dataset whose two splits are one: once
         said = said.drop(same_folds, errors="ignore")
-    names = {"helps": said.index[said == "helps"], "hurts": said.index[said == "hurts"],
-             "none": said.index[~said.isin(["helps", "hurts"])]}
+    names = verdict_groups(said.to_dict())
     glue_all({f"{mode}_{word}": in_words(found) for word, found in names.items()}
-             | {f"{mode}_n_helps": len(names["helps"])}, prefix="nb08_")
-readable(icc)
+             | {f"{mode}_n_helps": len(names["helps"]), f"{mode}_said": verdict_sentence(said.to_dict())},
+             prefix="nb08_")
+view(icc, decimals={c: 3 for c in ("lpips", "clpips", "delta", "nb_low", "nb_high", "rho_raw_delta")},
+     names={"lpips": "LPIPS", "clpips": "CLPIPS", "delta": "ΔICC(A,k)", "nb_low": "interval low",
+            "nb_high": "interval high", "rho_raw_delta": "Δρ (paper's)"})
 
 # %% tags=["hide-input"]
-def answer_table(summaries, paper_delta) -> pd.DataFrame:
-    """The summaries as one printed table (formatting only): per dataset, split and statistic, with the
-    paper's values below."""
+def answer_table(summaries, stat: str, paper_delta) -> pd.DataFrame:
+    """The summaries of one statistic as one printed table (formatting only): a row per dataset and split,
+    with the paper's value below. One statistic per table, so that it fits the page."""
     rows = []
     for (name, mode), summary in summaries.items():
-        for stat in ("icc_A_k", "spearman_raw", "spearman"):
-            row = summary.loc[stat]
-            rows.append({"dataset": name, "split": f"by {mode}",
-                         "statistic": plots_protocol.TITLES[stat].lstrip("Δ").strip(),
-                         "LPIPS": f"{row['lpips']:.3f}", "CLPIPS": f"{row['clpips']:.3f}",
-                         "Δ": f"{row['delta']:+.3f}",
-                         "corrected t 95%": f"[{row['nb_low']:+.3f}, {row['nb_high']:+.3f}]",
-                         "target bootstrap 95%": (f"[{row['boot_low']:+.3f}, {row['boot_high']:+.3f}]"
-                                                  if np.isfinite(row["boot_low"]) else "—"),
-                         "folds Δ > 0": f"{int(round(row['positive_share'] * row['n_folds']))}/{int(row['n_folds'])}"})
-    for stat, value in paper_delta.items():
-        rows.append({"dataset": "paper (its data)", "split": "one split, by target",
-                     "statistic": plots_protocol.TITLES[stat].lstrip("Δ").strip(), "LPIPS": "", "CLPIPS": "",
-                     "Δ": f"{value:+.3f}", "corrected t 95%": "—",
+        row = summary.loc[stat]
+        rows.append({"dataset, split": f"{name}, by {mode}", "LPIPS": f"{row['lpips']:.3f}",
+                     "CLPIPS": f"{row['clpips']:.3f}", "Δ": f"{row['delta']:+.3f}",
+                     "corrected t 95%": f"[{row['nb_low']:+.3f}, {row['nb_high']:+.3f}]",
+                     "target bootstrap 95%": (f"[{row['boot_low']:+.3f}, {row['boot_high']:+.3f}]"
+                                              if np.isfinite(row["boot_low"]) else "—"),
+                     "folds Δ > 0": f"{int(round(row['positive_share'] * row['n_folds']))}/{int(row['n_folds'])}"})
+    if stat in paper_delta:
+        rows.append({"dataset, split": "paper (its data), one split by target", "LPIPS": "—", "CLPIPS": "—",
+                     "Δ": f"{paper_delta[stat]:+.3f}", "corrected t 95%": "—",
                      "target bootstrap 95%": (f"[{paper.value('delta_icc_ci_low'):+.3f}, "
                                               f"{paper.value('delta_icc_ci_high'):+.3f}]" if stat == "icc_A_k" else "—"),
                      "folds Δ > 0": "—"})
-    return pd.DataFrame(rows).set_index(["dataset", "split", "statistic"])
+    return pd.DataFrame(rows).set_index("dataset, split")
 
 
 # %% tags=["remove-output"]
-table = answer_table(summaries, paper_delta)
-glue("nb08_table", table, display=False)
-table
+tables = {stat: view(answer_table(summaries, stat, paper_delta)) for stat in ("icc_A_k", "spearman_raw", "spearman")}
+glue("nb08_table", tables["icc_A_k"], display=False)
+glue("nb08_table_rho_raw", tables["spearman_raw"], display=False)
+glue("nb08_table_rho", tables["spearman"], display=False)
+tables["icc_A_k"]
 
 # %% tags=["remove-output"]
 fig = plots_protocol.plot_fold_deltas(
@@ -173,15 +173,25 @@ fig
 # ```{glue:figure} nb08_table
 # :name: tbl-08-across
 #
-# The protocol's summary per dataset and split mode, as {numref}`tbl-04-protocol`, with the
-# paper's values (from one split of its private data) for comparison.
+# ΔICC(A,k): the protocol's summary per dataset and split mode, as {numref}`tbl-04-protocol`,
+# with the paper's value (from one split of its private data) for comparison.
 # ```
 #
-# By the corrected interval of ΔICC(A,k), split by target CLPIPS helps on
-# {glue:text}`nb08_target_helps`, shows no difference on {glue:text}`nb08_target_none` and hurts
-# on {glue:text}`nb08_target_hurts`. Split by image, where no held-out image was trained on, it
-# helps on {glue:text}`nb08_image_helps`, shows no difference on {glue:text}`nb08_image_none` and
-# hurts on {glue:text}`nb08_image_hurts`; the verdicts above say more of each null result. On
+# ```{glue:figure} nb08_table_rho_raw
+# :name: tbl-08-across-rho-raw
+#
+# Δ$\rho$ with raw distances pooled across sets (the paper's definition), as {numref}`tbl-08-across`.
+# ```
+#
+# ```{glue:figure} nb08_table_rho
+# :name: tbl-08-across-rho
+#
+# Δ$\rho$ on within-ranking ranks, as {numref}`tbl-08-across`.
+# ```
+#
+# By the corrected interval of ΔICC(A,k), split by target CLPIPS {glue:text}`nb08_target_said`.
+# Split by image, where no held-out image was trained on, it {glue:text}`nb08_image_said`; the
+# verdicts above say more of each null result. On
 # `zappos` ΔICC(A,k) is
 # {glue:text}`nb08_zappos_target_icc_delta:+.3f` [{glue:text}`nb08_zappos_target_icc_nb_low:+.3f`,
 # {glue:text}`nb08_zappos_target_icc_nb_high:+.3f`] split by target and
@@ -193,7 +203,7 @@ fig
 # {glue:text}`nb08_simulated_target_icc_delta:+.3f`. Where no image is ranked with two targets (on
 # {glue:text}`nb08_same_folds` here; the simulated study's candidates are each one person's own
 # regeneration of one target), the split by image holds out exactly what the split by target does:
-# the protocol runs those folds once, and the lists above count them once, by target.
+# the protocol runs those folds once, and the verdicts above count them once, by target.
 #
 # ## What differs where CLPIPS helps
 #
@@ -224,8 +234,9 @@ for name, data in studies.items():
 facts = pd.DataFrame(facts).set_index("dataset")
 
 # %% tags=["remove-output"]
-glue("nb08_facts", readable(facts.T), display=False)
-readable(facts.T)
+shown = view(facts.T.rename_axis("what"), digits=3)                # one column per dataset
+glue("nb08_facts", shown, display=False)
+shown
 
 # %%
 order = facts["ΔICC(A,k), by target"].sort_values(ascending=False)
@@ -285,7 +296,9 @@ eggs = runs[("alien_eggs", "target")].oof
 per_repeat = [against_truth(part, part[["lpips", "clpips"]].to_numpy(), ["LPIPS", "CLPIPS"])
               for _, part in eggs.groupby("repeat")]
 truth = sum(per_repeat) / len(per_repeat)
-readable(truth[["spearman", "spearman_per_ranking", "kendall", "icc_A_k"]])
+view(truth[["spearman", "spearman_per_ranking", "kendall", "icc_A_k"]], decimals=3,
+     names={"spearman": "ρ, pooled", "spearman_per_ranking": "ρ per ranking", "kendall": "Kendall τ",
+            "icc_A_k": "ICC(A,k)"})
 
 # %% [markdown]
 # Does CLPIPS follow the ground truth more closely than LPIPS, beyond what the choice of targets
@@ -341,11 +354,11 @@ def answer(row) -> str:
     return f"{row['delta']:+.3f} [{row['nb_low']:+.3f}, {row['nb_high']:+.3f}] {row['verdict']}"
 
 
-answer_table = icc.apply(answer, axis=1).unstack("split").reindex(index=list(studies), columns=list(SPLIT_MODES))
-answer_table.loc[answer_table.index.isin(same_folds), "image"] = "the same folds as by target"
-answer_table.columns = [f"ΔICC(A,k), split by {mode}" for mode in answer_table.columns]
-glue("nb08_answer", answer_table, display=False)
-answer_table
+up_front = icc.apply(answer, axis=1).unstack("split").reindex(index=list(studies), columns=list(SPLIT_MODES))
+up_front.loc[up_front.index.isin(same_folds), "image"] = "the same folds as by target"
+up_front.columns = [f"ΔICC(A,k), split by {mode}" for mode in up_front.columns]
+glue("nb08_answer", view(up_front), display=False)
+view(up_front)
 
 # %%
 glue("nb08_seconds", time.perf_counter() - started, display=False)

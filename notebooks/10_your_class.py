@@ -57,7 +57,7 @@ from clpips.apps.widget import RankingSession, RankingWidget
 from clpips.book import class_analysis as ca
 from clpips.book import personal as ps
 from clpips.book.plots import personal as pp
-from clpips.book.report import glue_all
+from clpips.book.report import glue_all, view
 
 set_matplotlib_formats("png")  # figures display (and glue) as PNG under any backend
 started = time.perf_counter()
@@ -85,7 +85,7 @@ pd.Series(counts, name="count")
 
 # %%
 glue("nb10_coverage", ca.coverage_sentence(klass.students), display=False)
-klass.students
+view(klass.students, names={"sets_ranked": "sets ranked", "of": "of the sets offered", "complete": "all of them"})
 
 # %% [markdown]
 # The data are {glue:text}`nb10_n_rankings:d` rankings by {glue:text}`nb10_n_students:d`
@@ -95,7 +95,7 @@ klass.students
 # %% [markdown] tags=["remove-from-report"]
 # ## Rank it yourself
 #
-# The same sets, in the ranking widget of {numref}`sec-07-personal-metrics`. In JupyterLab
+# The same sets, in the ranking widget of {numref}`chapter %s <sec-07-personal-metrics>`. In JupyterLab
 # (`make lab`) the buttons work: click the candidates from most to least similar and save; your
 # rankings go to a file of their own, never to the class file. On this static page it shows the
 # first set.
@@ -106,7 +106,7 @@ my_csv = mine / "your_class" / "my_rankings.csv"
 my_csv.unlink(missing_ok=True)  # every run starts afresh
 session = RankingSession(klass.design, my_csv, rater="you", sets=klass.sets, features=klass.features,
                          l2=personal_l2, epochs=epochs, seed=seed)
-RankingWidget(session, thumb=112, columns=6)
+RankingWidget(session, thumb=92, columns=5)   # target and five candidates fit the page
 
 # %% [markdown]
 # ## How much does the class agree?
@@ -129,7 +129,8 @@ glue_all({"pair_rho": pairs.mean(), "pair_rho_min": pairs.min(), "pair_rho_max":
           "consensus_low": str(low.idxmin()) if len(low) else "nobody",
           "consensus_low_icc": low.min(),
           "agreement_note": ca.agreement_note(rho, iccs, klass.students)}, prefix="nb10_")
-consensus.round(3)
+view(consensus, names={"spearman": "ρ with the others", "icc_A_k": "ICC(A,k) with the others",
+                       "n_rankings": "rankings"})
 
 # %% tags=["remove-output"]
 fig = pp.plot_student_agreement(rho)
@@ -165,7 +166,7 @@ fig
 # The sets are split once by target. The class's pooled CLPIPS is fitted on every student's
 # training rankings, as the paper fits it; each student's personal CLPIPS starts from it and is
 # fitted on that student's training rankings only, pulled towards it
-# ({numref}`sec-07-personal-metrics`). Every model is then scored on each student's held-out sets.
+# ({numref}`chapter %s <sec-07-personal-metrics>`). Every model is then scored on each student's held-out sets.
 
 # %%
 glue("nb10_fit_note", ca.fit_note(rankings, klass.students, test_size, seed), display=False)
@@ -177,11 +178,13 @@ if ca.can_fit(rankings, test_size, seed):
     glue_all({"n_train": int(per["n_train"].median()), "n_test": int(per["n_test"].median()),
               **{f"{stat}_{model}": per[f"{stat}_{model}"].mean()      # nb10_icc_lpips, nb10_rho_pooled, ...
                  for model in ("lpips", "pooled", "personal") for stat in ("icc", "rho")}}, prefix="nb10_")
-    display(per[["n_train", "n_test", "icc_consensus", "icc_lpips", "icc_pooled", "icc_personal"]].round(3))
+    display(view(per[["n_train", "n_test", "icc_consensus", "icc_lpips", "icc_pooled", "icc_personal"]].rename_axis("student"),
+                 names={"n_train": "training sets", "n_test": "held-out sets", "icc_consensus": "others' consensus",
+                        "icc_lpips": "LPIPS", "icc_pooled": "pooled CLPIPS", "icc_personal": "personal CLPIPS"}))
 
 # %% [markdown]
 # The mean difference over students, with its interval over students and held-out targets
-# ({numref}`sec-07-personal-metrics` explains the two-way bootstrap):
+# ({numref}`chapter %s <sec-07-personal-metrics>` explains the two-way bootstrap):
 
 # %%
 if fits is not None:
@@ -189,7 +192,10 @@ if fits is not None:
     for key, row in zip(("pl", "pp"), gains.itertuples()):            # nb10_pl, nb10_pl_lo, ..., nb10_pp_pos
         glue_all({"": row.mean_delta, "_lo": row.ci_low, "_hi": row.ci_high, "_pos": int(row.n_positive)},
                  prefix=f"nb10_{key}")
-    display(gains[["label", "mean_delta", "ci_low", "ci_high", "n_positive", "n"]].round(3))
+    display(view(gains.set_index("label").rename_axis("comparison")[["mean_delta", "ci_low", "ci_high", "n_positive", "n"]],
+                 decimals={"mean_delta": 3, "ci_low": 3, "ci_high": 3},
+                 names={"mean_delta": "mean Δ ICC(A,k)", "ci_low": "interval low",
+                        "ci_high": "interval high", "n_positive": "better off", "n": "students"}))
 
 # %% tags=["remove-output"]
 if fits is not None:
@@ -210,7 +216,7 @@ if fits is not None:
 # pooled: {glue:text}`nb10_pp:.3f` ({glue:text}`nb10_pp_lo:.3f` to
 # {glue:text}`nb10_pp_hi:.3f`, {glue:text}`nb10_pp_pos:d` better off). With a lesson's
 # handful of rankings per student these intervals are wide: a class study is for seeing how
-# the method works, not for deciding whether it does ({numref}`sec-07-personal-metrics` has
+# the method works, not for deciding whether it does ({numref}`chapter %s <sec-07-personal-metrics>` has
 # the larger study).
 #
 # ```{glue:figure} nb10_fig_students
@@ -237,7 +243,7 @@ if fits is not None:
               for layer in (1, 5) for short, model in (("lpips", "LPIPS"), ("pooled", "pooled CLPIPS"))}
              | {"moved": float(moved)}, prefix="nb10_")
     print(f"relative L2 change of the weights: {moved:.1%}")
-    display(shares.round(3))
+    display(view(shares.rename_axis("model"), decimals={c: 3 for c in shares.columns}))
 
 # %% tags=["remove-output"]
 if fits is not None:
@@ -254,7 +260,7 @@ if fits is not None:
 # {glue:text}`nb10_share_l5_pooled:.1%` ({numref}`fig-10-layers`). A simulated class shows how
 # far a lesson's rankings move the pooled fit towards the true taste (the table's last row); a
 # real class has no known true taste: compare with the pooled CLPIPS of mur92 in
-# {numref}`sec-07-personal-metrics`.
+# {numref}`chapter %s <sec-07-personal-metrics>`.
 #
 # ```{glue:figure} nb10_fig_layers
 # :name: fig-10-layers

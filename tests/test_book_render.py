@@ -222,6 +222,31 @@ SETTLE = """(async () => {
 
 SUMMARY = """(() => {
   const visible = e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  // what a reader reads: the article without code (input cells, code blocks, inline code)
+  const prose = () => {
+    const article = document.querySelector('article') || document.querySelector('main');
+    if (!article) return '';
+    const copy = article.cloneNode(true);
+    copy.querySelectorAll('.cell_input, pre, code, script, style, .headerlink, mjx-container, .MathJax')
+        .forEach(e => e.remove());
+    return copy.textContent;
+  };
+  // a table, figure, image or equation wider than the text column, or cut off inside a scroll box
+  const overflows = () => {
+    const article = document.querySelector('article');
+    if (!article) return [];
+    const right = article.getBoundingClientRect().right + 1;
+    const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+        ' "' + (e.innerText || e.getAttribute('alt') || '').trim().slice(0, 40).replace(/\\s+/g, ' ') + '"';
+    const out = [];
+    for (const e of article.querySelectorAll('table, img, figure, mjx-container[display="true"], .cell_output .output')) {
+      if (!visible(e)) continue;
+      if (e.getBoundingClientRect().right > right) out.push(name(e) + ' runs past the text column');
+      else if (e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible')
+        out.push(name(e) + ' is cut off (scrolls sideways)');
+    }
+    return out;
+  };
   return {
     images: [...document.images].map(i => ({src: i.currentSrc || i.src,
                                              loaded: i.complete && i.naturalWidth > 0})),
@@ -233,6 +258,8 @@ SUMMARY = """(() => {
     widgetViews: document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
     widgetsShown: [...document.querySelectorAll('.widget-subarea')]
       .filter(e => visible(e) && [...e.querySelectorAll('.jupyter-widgets, [class*="widget-"]')].some(visible)).length,
+    overflows: overflows(),
+    prose: prose(),
   };
 })()"""
 
@@ -310,6 +337,25 @@ def page_request(url: str) -> bool:
     return urlsplit(url).path != "/favicon.ico"
 
 
+#: what must never reach a reader's eye outside code: a missing value, MyST roles left unrendered,
+#: Markdown backticks that were pasted as text
+RAW_MARKUP = {"NaN": r"\bNaN\b", "raw glue": r"\{glue(:\w+)?\}", "raw citation": r"\{cite(:\w+)?\}",
+              "raw cross-reference": r"\{(numref|ref|doc|eq)\}", "raw backticks": r"`"}
+
+
+def raw_markup(text: str) -> list[tuple[str, int]]:
+    """``(what, position)`` of the first occurrence of each kind of raw markup in ``text``."""
+    import re
+    found = ((what, re.search(pattern, text)) for what, pattern in RAW_MARKUP.items())
+    return [(what, m.start()) for what, m in found if m]
+
+
+def test_raw_markup_is_found_in_prose_and_nothing_else() -> None:
+    assert [w for w, _ in raw_markup("ICC NaN, see {numref}`fig` and `clpips run`")] == \
+        ["NaN", "raw cross-reference", "raw backticks"]
+    assert raw_markup("ICC 0.60 [0.52, 0.67]; NaNs are dropped; Nancy") == []
+
+
 # -- the tests -----------------------------------------------------------------
 
 def test_the_book_is_built(built_book: Path) -> None:
@@ -346,6 +392,9 @@ def test_page_renders(page: Optional[Path], built_book: Path, server: str,
     problems += [f"requested from another host: {u}" for u in seen["requests"] if external(u, server)]
     problems += [f"loads from another host: {u}" for u in seen["resources"] if external(u, server)]
     problems += [f"JavaScript exception: {e}" for e in seen["exceptions"]]
+    problems += [f"overflow: {o}" for o in seen["overflows"]]
+    problems += [f"shows {what}: ...{seen['prose'][max(0, i - 40):i + 40]!r}..."
+                 for what, i in raw_markup(seen["prose"])]
     if seen["widgetViews"] and seen["widgetsShown"] < seen["widgetViews"]:
         problems.append(f"only {seen['widgetsShown']} of {seen['widgetViews']} widgets rendered "
                         f"(screenshot: {shot})")

@@ -119,3 +119,47 @@ def test_readable_formats_numbers_keeps_text_and_index_and_names_a_bad_column():
     assert got.index.equals(table.index)
     with pytest.raises(ValueError, match="no column 'ICC'"):
         report.readable(table, decimals={"ICC": 2})
+
+
+def test_view_puts_every_header_on_one_row_and_aligns_text_left():
+    table = pd.DataFrame({"icc_A_k": [0.123456, float("nan"), 2.0], "verdict": ["helps", "hurts", "equivalent"],
+                          "n": [3, 4, 5]},
+                         index=pd.MultiIndex.from_tuples([("mur92", "target"), ("mur92", "image"), ("zappos", "target")],
+                                                         names=["dataset", "split"]))
+    shown = report.view(table, names={"icc_A_k": "ICC(A,k)"})
+    assert list(shown.frame.columns) == ["dataset", "split", "ICC(A,k)", "verdict", "n"]
+    assert shown.frame.to_dict("list") == {"dataset": ["mur92", "", "zappos"], "split": ["target", "image", "target"],
+                                           "ICC(A,k)": ["0.123", "—", "2.00"], "verdict": ["helps", "hurts", "equivalent"],
+                                           "n": ["3", "4", "5"]}
+    assert shown.left == ["dataset", "split", "verdict"]             # numbers stay right-aligned
+    html = shown._repr_html_()
+    assert html.count("<thead>") == 1 and html.count("<tr>") == 1 + 3   # one header row, three rows
+    assert "NaN" not in html and "nan" not in html
+    assert html == report.view(table, names={"icc_A_k": "ICC(A,k)"})._repr_html_()   # the same on every run
+    assert repr(shown).splitlines()[0].split() == ["dataset", "split", "ICC(A,k)", "verdict", "n"]
+
+
+def test_view_keeps_a_column_of_intervals_right_aligned_and_names_a_bad_column():
+    table = pd.DataFrame({"Δ": ["+0.106", "-0.011"], "interval": ["[+0.017, +0.195]", "[-0.05, +0.1]"]},
+                         index=pd.Index(["by target", "by image"], name="split"))
+    assert report.view(table).left == ["split"]
+    with pytest.raises(ValueError, match="no column 'low'"):
+        report.view(table, decimals={"low": 3})
+
+
+@pytest.mark.parametrize("a, b, words", [(0.1234, 0.1231, "equal to"), (0.2, 0.1, "larger than"),
+                                         (0.1, 0.2, "smaller than"), (0.0841, 0.0839, "equal to")])
+def test_compare_words_says_equal_when_the_shown_values_are_equal(a, b, words):
+    assert report.compare_words(a, b) == words
+
+
+@pytest.mark.parametrize("verdicts, sentence", [
+    ({"mur92": "helps", "zappos": "helps", "simulated": "equivalent"},
+     "helps on mur92 and zappos, and shows no difference on simulated"),
+    ({"mur92": "inconclusive", "zappos": "hurts"}, "helps on no dataset, shows no difference on mur92, and hurts on zappos"),
+    ({"mur92": "helps"}, "helps on mur92"),
+    ({"a": "no gain shown", "b": "equivalent"}, "helps on no dataset, and shows no difference on a and b"),
+])
+def test_verdict_sentence_says_each_verdict_once_and_never_on_none(verdicts, sentence):
+    assert report.verdict_sentence(verdicts) == sentence
+    assert "on none" not in report.verdict_sentence(verdicts)

@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 
 from clpips.apps import classroom
+from clpips.book.report import in_words
 from clpips.datasets import RankingDataset, split_by_target
 from clpips.defaults import DEFAULTS
 from clpips.evaluate import RANKING, alignment, ranking_ids
@@ -130,7 +131,7 @@ def agreement_note(rho: pd.DataFrame, iccs: pd.DataFrame, students: pd.DataFrame
              and students.at[s, "sets_ranked"] > 0]
     note = (f"These numbers rest on the {len(iccs)} set{'s' if len(iccs) != 1 else ''} that at least two "
             f"students ranked, each pair of students compared on the sets both ranked"
-            + (f"; {_names(alone)} shared no set with anyone and {'is' if len(alone) == 1 else 'are'} left out"
+            + (f"; {in_words(alone)} shared no set with anyone and {'is' if len(alone) == 1 else 'are'} left out"
                if alone else "") + ".")
     if iccs[["icc_A_1", "icc_A_k"]].isna().all().all():
         note += (" ICC is undefined on every shared set (one of its variance estimates is not positive): it "
@@ -174,10 +175,10 @@ def fit_note(table: pd.DataFrame, students: pd.DataFrame, test_size: float = DEF
     note = (f"Each student is judged on the held-out sets they ranked ({held} of the {n_sets} sets ranked "
             f"{'is' if held == 1 else 'are'} held out): with a few rankings each, these scores are rough")
     if missing:
-        note += (f"; {_names(missing)} ranked none of the held-out sets and {'has' if len(missing) == 1 else 'have'}"
+        note += (f"; {in_words(missing)} ranked none of the held-out sets and {'has' if len(missing) == 1 else 'have'}"
                  f" no held-out scores")
     if untrained:
-        note += (f"; {_names(untrained)} ranked only held-out sets and {'has' if len(untrained) == 1 else 'have'}"
+        note += (f"; {in_words(untrained)} ranked only held-out sets and {'has' if len(untrained) == 1 else 'have'}"
                  f" no personal CLPIPS")
     return note + "."
 
@@ -242,12 +243,6 @@ def roster(table: pd.DataFrame, sets: Sequence[str], joined: Sequence[str] = ())
     return out
 
 
-def _names(names: Sequence[str]) -> str:
-    """"Ana", "Ana and Ben", "Ana, Ben and Cleo"."""
-    names = [str(n) for n in names]
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
 def coverage_sentence(students: pd.DataFrame) -> str:
     """One plain sentence on how much of the study a class ranked (from :func:`roster`)."""
     n, of = len(students), int(students["of"].iloc[0]) if len(students) else 0
@@ -260,7 +255,7 @@ def coverage_sentence(students: pd.DataFrame) -> str:
         spread = f"{some.min()}" if some.min() == some.max() else f"{some.min()} to {some.max()}"
         parts.append(f"{len(some)} ranked some of them ({spread} set{'' if some.max() == 1 else 's'})")
     if none.any():
-        parts.append(f"{int(none.sum())} joined but ranked none ({_names(students.index[none])})")
+        parts.append(f"{int(none.sum())} joined but ranked none ({in_words(students.index[none])})")
     return (f"{', '.join(parts[:-1])} and {parts[-1]}" if len(parts) > 1 else parts[0]) + (
         ". Every ranking given counts: two students are compared on the sets both ranked.")
 
@@ -349,6 +344,6 @@ def load_class(class_csv: str = DEFAULTS.class_csv, study: str = DEFAULTS.datase
     features = _features(design, design.table[design.table["set_id"].astype(str).isin(sets)], net)
     table, truth = simulate_class(design, features, sets, n_students, seed=seed, net=net)
     source = (f"a simulated class: {n_students} students ranking the {len(sets)} sets of {design.name} "
-              f"that `clpips classroom --study {study}` serves (no class file was given)")
+              f"that the command clpips classroom --study {study} serves (no class file was given)")
     return ClassData(RankingDataset(table=table, root=design.root, name="simulated class"), design, sets,
                      features, truth, source, roster(table, sets))

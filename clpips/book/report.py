@@ -6,7 +6,10 @@ The library computes (:mod:`clpips.evaluate`, :mod:`clpips.stats`, :mod:`clpips.
 values in one call.
 
 * numbers and words: :func:`format_p` (the one p-value formatter), :func:`fmt`, :func:`sig` and
-  :func:`readable` (table cells: 3 significant figures, ``—`` for NaN), :func:`in_words` (a list as English);
+  :func:`readable` (table cells: 3 significant figures, ``—`` for NaN), :func:`view` (a table as a page
+  shows it: one header row, readable headers, text left and numbers right), :func:`in_words` (a list as English),
+  :func:`compare_words` ("larger than", "smaller than", "equal to"), :func:`verdict_sentence` (verdicts of
+  :func:`clpips.stats.verdict` as one clause);
 * the evaluation chapters: :func:`protocol_table` (the nested protocol's summary), :func:`table3`,
   :func:`table4` (the paper's tables), :func:`flat` (a table's numbers by name, for glue);
 * the ablations chapter: :func:`factor_facts`, :func:`verdict_lists`, :func:`budget_note`,
@@ -15,6 +18,7 @@ values in one call.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any, Optional
 
@@ -25,7 +29,7 @@ from clpips.book.baselines import label as metric_label
 from clpips.book.plots.protocol import TITLES as PROTOCOL_TITLES
 from clpips.defaults import DEFAULTS
 
-__all__ = ["format_p", "fmt", "in_words", "sig", "readable", "protocol_table", "interval_phrase", "flat", "table3", "table4", "factor_title", "factor_facts", "verdict_lists", "budget_note",
+__all__ = ["format_p", "fmt", "in_words", "compare_words", "verdict_groups", "verdict_sentence", "sig", "readable", "Table", "view", "protocol_table", "interval_phrase", "flat", "table3", "table4", "factor_title", "factor_facts", "verdict_lists", "budget_note",
            "report_table", "glue_all"]
 
 
@@ -100,6 +104,94 @@ def readable(table: pd.DataFrame, digits: int = 3, decimals: Optional[Mapping[st
         else:
             out[column] = [sig(v, digits) for v in table[column]]
     return out
+
+
+def compare_words(a: float, b: float, digits: int = 3, words: tuple[str, str] = ("larger than", "smaller than")) -> str:
+    """How ``a`` stands to ``b`` as the reader sees them (both shown to ``digits`` decimals): ``words[0]``,
+    ``words[1]`` or ``"equal to"`` when the two shown values are the same (``0.1234`` and ``0.1231`` at 3
+    decimals read as equal, and a sentence must not call one larger)."""
+    shown_a, shown_b = round(float(a), digits), round(float(b), digits)
+    return "equal to" if shown_a == shown_b else (words[0] if shown_a > shown_b else words[1])
+
+
+class Table:
+    """A table of display strings as a page shows it (:func:`view`): HTML with one header row, the index
+    as the first columns (a repeated label said once), text left-aligned and numbers right-aligned; its
+    plain text (what ``glue`` records and a terminal prints) is the same table without the index.
+
+    ``frame``: the strings, index already moved into columns; ``left``: the columns to align left.
+    """
+
+    def __init__(self, frame: pd.DataFrame, left: list[str]) -> None:
+        self.frame = frame
+        self.left = [c for c in left if c in frame.columns]
+
+    def _repr_html_(self) -> str:
+        # ids from the content (not Python's per-process hash): the same table gives the same HTML on
+        # every run, and two tables of one page different CSS ids
+        uuid = hashlib.sha1(self.frame.to_csv().encode()).hexdigest()[:8]
+        styler = self.frame.style.hide(axis="index").set_uuid(uuid).set_table_attributes('class="dataframe clpips-table"')
+        columns = [f"#T_{uuid} .col{list(self.frame.columns).index(c)}" for c in self.left]
+        # text columns: left-aligned, and free to wrap (numbers never wrap: clpips.css)
+        align = f"<style>{', '.join(columns)} {{ text-align: left; white-space: normal; }}</style>\n" if columns else ""
+        return align + styler.to_html()
+
+    def __repr__(self) -> str:
+        return self.frame.to_string(index=False)
+
+
+def view(table: pd.DataFrame, digits: int = 3, decimals: Optional[Mapping[str, int] | int] = None,
+         names: Optional[Mapping[str, str]] = None) -> Table:
+    """``table`` ready to show: :func:`readable` numbers (``digits`` significant figures, or ``decimals`` per
+    column; one number: that many decimals in every column of floats, as a table of estimates reads best),
+    columns renamed by ``names`` (headers in words wrap; ``icc_A_k_ci_low`` cannot), and the index levels
+    moved in front as columns under their names, so every header sits on one row above its column. A
+    label repeated down a leading index level is shown once (as pandas does for a MultiIndex)."""
+    if isinstance(decimals, int):
+        decimals = {c: decimals for c in table.columns if pd.api.types.is_float_dtype(table[c])}
+    text = readable(table, digits=digits, decimals=decimals)
+    index_names = [name if name is not None else "" for name in text.index.names]
+    if len(set(index_names)) < len(index_names):             # unnamed levels: give each its own empty-ish name
+        index_names = [name or " " * (i + 1) for i, name in enumerate(index_names)]
+    levels = [[sig(v) if isinstance(v, (float, np.floating)) else str(v) for v in text.index.get_level_values(i)]
+              for i in range(text.index.nlevels)]
+    for i in range(len(levels) - 1):                          # say a leading label once per run of rows
+        levels[i] = [v if j == 0 or any(levels[k][j] != levels[k][j - 1] for k in range(i + 1)) else ""
+                     for j, v in enumerate(levels[i])]
+    front = pd.DataFrame(dict(zip(index_names, levels)))
+    body = text.reset_index(drop=True).rename(columns=lambda c: str(c))
+    frame = pd.concat([front, body], axis=1).rename(columns=dict(names or {}))
+    numeric = {str(c) for c in table.columns if pd.api.types.is_numeric_dtype(table[c])
+               and not pd.api.types.is_bool_dtype(table[c])}
+    words = [str(c) for c in table.columns if str(c) not in numeric
+             and not table[c].astype(str).str.match(r"^\s*[-+−\[(0-9.—]").all()]
+    left = index_names + [dict(names or {}).get(c, c) for c in words]
+    return Table(frame, left)
+
+
+#: how a sentence says each verdict of :func:`clpips.stats.verdict` (every word that is not "helps" or
+#: "hurts" says that the interval holds zero: no difference shown)
+VERDICT_PHRASES = {"helps": "helps on", "none": "shows no difference on", "hurts": "hurts on"}
+
+
+def verdict_groups(verdicts: Mapping[str, str]) -> dict[str, list[str]]:
+    """``{name: verdict word}`` grouped as ``{"helps": [...], "none": [...], "hurts": [...]}`` (order kept)."""
+    groups: dict[str, list[str]] = {"helps": [], "none": [], "hurts": []}
+    for name, word in verdicts.items():
+        groups[word if word in ("helps", "hurts") else "none"].append(str(name))
+    return groups
+
+
+def verdict_sentence(verdicts: Mapping[str, str], things: str = "dataset") -> str:
+    """Verdicts of :func:`clpips.stats.verdict` per name as one clause: ``"helps on A and B, and shows no
+    difference on C"``; a verdict nobody got is left out, except "helps", said as ``"helps on no dataset"``
+    (``things`` names what the names are). The clause follows a subject: "CLPIPS helps on ..."."""
+    groups = verdict_groups(verdicts)
+    parts = [f"{VERDICT_PHRASES[word]} {in_words(names)}" for word, names in groups.items() if names]
+    if not groups["helps"]:
+        parts.insert(0, f"helps on no {things}")
+    # clauses joined with a comma before the last "and": each clause may hold an "and" of its own
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])}, and {parts[-1]}"
 
 
 def _table_p(p: Optional[float]) -> str:
@@ -296,12 +388,7 @@ def verdict_lists(summary: pd.DataFrame, titles: Optional[Mapping[str, str]] = N
             worse.append(name)
         if not verdicts & {"higher", "lower"}:
             within.append(name)
-
-    def words(items: list[str]) -> str:
-        if not items:
-            return "none"
-        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-    return {"better": words(better), "worse": words(worse), "within": words(within)}
+    return {"better": in_words(better), "worse": in_words(worse), "within": in_words(within)}
 
 
 def budget_note(results: pd.DataFrame, titles: Optional[Mapping[str, str]] = None, max_listed: int = 6,

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from clpips.book.plots.style import COLUMN_INCHES, SMALL
+
 __all__ = ["plot_factor", "plot_learning_curve", "plot_per_rater", "plot_differences", "METRIC_LABELS"]
 
 METRIC_LABELS = {"icc": "held-out ICC(A,k)", "rho": "held-out Spearman's rho",
@@ -69,7 +71,7 @@ def plot_factor(results: pd.DataFrame, factor: str, metric: str = "icc", title: 
     """
     frame = _check(results, factor, metric)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(max(3.6, 1.0 + 0.75 * frame["level"].nunique()), 3.2))
+        fig, ax = plt.subplots(figsize=(min(COLUMN_INCHES, max(3.6, 1.0 + 0.75 * frame["level"].nunique())), 3.2))
     else:
         fig = ax.figure
     levels = list(dict.fromkeys(frame["level"]))
@@ -92,7 +94,7 @@ def plot_factor(results: pd.DataFrame, factor: str, metric: str = "icc", title: 
     ax.set_xlim(-0.5, len(levels) - 0.5)
     ax.set_ylabel(METRIC_LABELS[metric])
     ax.set_xlabel(title or factor)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=SMALL, loc="best")
     fig.tight_layout()
     return fig
 
@@ -116,7 +118,7 @@ def plot_learning_curve(results: pd.DataFrame, metric: str = "icc", factor: str 
     ax.set_xscale("log")
     ax.set_xlabel("training rankings (log scale)")
     ax.set_ylabel(METRIC_LABELS[metric])
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=SMALL, loc="best")
     fig.tight_layout()
     return fig
 
@@ -143,7 +145,7 @@ def plot_per_rater(results: pd.DataFrame, metric: str = "icc", factor: str = "ra
     ax.set_xticks(xs, ["LPIPS", "pooled CLPIPS", "per-rater CLPIPS"])
     ax.set_xlim(-0.3, 2.3)
     ax.set_ylabel(f"{METRIC_LABELS[metric]}\n(the rater's own rankings)")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=SMALL, loc="best")
     fig.tight_layout()
     return fig
 
@@ -160,7 +162,7 @@ def plot_differences(summary: pd.DataFrame, titles: Optional[dict] = None, ax=No
     titles = titles or {}
     refs = summary[summary["reference"]].set_index("factor")["level"]
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 0.9 + 0.24 * len(rows)))
+        fig, ax = plt.subplots(figsize=(COLUMN_INCHES - 0.3, 0.9 + 0.26 * len(rows)))
     else:
         fig = ax.figure
     ys = np.arange(len(rows))[::-1]
@@ -172,7 +174,7 @@ def plot_differences(summary: pd.DataFrame, titles: Optional[dict] = None, ax=No
         ax.plot(row["diff"], y, "o", color=colour, ms=5)
     labels = [f"{titles.get(r.factor, r.factor)}: {r.level} (vs {refs.get(r.factor, '?')})"
               for r in rows.itertuples()]
-    ax.set_yticks(ys, labels, fontsize=7)
+    ax.set_yticks(ys, labels, fontsize=SMALL)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_xlabel("paired difference from the factor's default level")
     ax.set_ylim(-0.7, len(rows) - 0.3)

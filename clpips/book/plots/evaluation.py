@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from clpips.book.baselines import label as metric_label
+from clpips.book.plots.style import COLUMN_INCHES, SMALL
 from clpips.book.report import format_p
 from clpips.book.set_scores import set_orders
 
@@ -48,7 +49,7 @@ def plot_alignment(alignment: pd.DataFrame, ceiling: Optional[float] = None,
     order = alignment.sort_values("icc_A_k").index.tolist()
     y = np.arange(len(order))
     colours = ["tab:blue" if m == "clpips" else "tab:orange" if m in highlight else "tab:grey" for m in order]
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 0.45 * len(order) + 1.3), sharey=True, constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(COLUMN_INCHES - 1.9, 0.45 * len(order) + 1.3), sharey=True, constrained_layout=True)
     icc = alignment.loc[order, "icc_A_k"].astype(float).to_numpy()
     lo = alignment.loc[order, "icc_A_k_ci_low"].astype(float).to_numpy()
     hi = alignment.loc[order, "icc_A_k_ci_high"].astype(float).to_numpy()
@@ -59,9 +60,9 @@ def plot_alignment(alignment: pd.DataFrame, ceiling: Optional[float] = None,
     axes[1].barh(y, rho, color=colours, alpha=0.8)
     if ceiling is not None and np.isfinite(ceiling):
         axes[1].axvline(ceiling, color="black", ls="--", lw=1.2)
-        axes[1].text(ceiling, len(order) - 0.5, " noise ceiling (lower bound)", fontsize=8, va="bottom", ha="right")
+        axes[1].text(ceiling, len(order) - 0.5, " noise ceiling (lower bound)", fontsize=SMALL, va="bottom", ha="right")
     axes[1].set_xlabel("mean per-ranking Spearman ρ")
-    axes[0].set_yticks(y, [metric_label(m) for m in order], fontsize=8)
+    axes[0].set_yticks(y, [metric_label(m) for m in order], fontsize=SMALL)
     for ax in axes:
         ax.axvline(0, color="black", lw=0.8)
         ax.grid(axis="x", alpha=0.3)
@@ -69,7 +70,8 @@ def plot_alignment(alignment: pd.DataFrame, ceiling: Optional[float] = None,
 
 
 def plot_orders(dataset, scored: pd.DataFrame, set_id: str, metrics: Sequence[str] = ("lpips", "clpips"),
-                rho: Optional[Mapping[str, float]] = None, image_inches: float = 0.95, title: str = "") -> Figure:
+                rho: Optional[Mapping[str, float]] = None, image_inches: Optional[float] = None,
+                title: str = "") -> Figure:
     """A target and its candidates in the human order and in each metric's order (the paper's Figure 3).
 
     Row 1 orders the candidates by their mean human rank over the set's raters
@@ -100,6 +102,8 @@ def plot_orders(dataset, scored: pd.DataFrame, set_id: str, metrics: Sequence[st
             title_m += f"\nρ = {rho[m]:.2f}"
         rows.append((title_m, orders.sort_values(f"{m}_rank").index.tolist()))
     k = len(orders)
+    if image_inches is None:            # the row of images and its label fill the text column
+        image_inches = (COLUMN_INCHES - 1.2) / (k + 1)
     fig, axes = plt.subplots(len(rows), k + 1, figsize=(image_inches * (k + 1) + 0.9, (image_inches + 0.45) * len(rows)),
                              squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.45})
     target_img = dataset.open_image(target)
@@ -111,17 +115,17 @@ def plot_orders(dataset, scored: pd.DataFrame, set_id: str, metrics: Sequence[st
         axrow[0].imshow(target_img)
         for spine in axrow[0].spines.values():
             spine.set_linewidth(2.5)
-        axrow[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9, labelpad=4)
+        axrow[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=SMALL, labelpad=4)
         for pos, (ax, cand) in enumerate(zip(axrow[1:], cands), start=1):
             if cand not in cache:
                 cache[cand] = dataset.open_image(cand)
             ax.imshow(cache[cand])
             for spine in ax.spines.values():
                 spine.set_visible(False)
-            ax.set_title(f"{pos}", fontsize=7, pad=2)
-            ax.text(0.5, -0.04, f"h {orders.at[cand, 'human_mean_rank']:.1f}", transform=ax.transAxes,
-                    ha="center", va="top", fontsize=7)
-    axes[0][0].set_title("target", fontsize=8, fontweight="bold", pad=2)
+            ax.set_title(f"{pos}", fontsize=SMALL, pad=2)
+            ax.text(0.5, -0.04, f"{orders.at[cand, 'human_mean_rank']:.1f}", transform=ax.transAxes,
+                    ha="center", va="top", fontsize=SMALL)
+    axes[0][0].set_title("target", fontsize=SMALL, fontweight="bold", pad=2)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -148,17 +152,17 @@ def plot_rho_scatter(per_ranking: pd.DataFrame, a: str = "lpips", b: str = "clpi
     ax.plot([-1, 1], [-1, 1], color="grey", lw=0.8)
     above, below = int(np.sum(y > x)), int(np.sum(y < x))
     short_a, short_b = metric_label(a).split(" (")[0], metric_label(b).split(" (")[0]
-    ax.text(-0.95, 0.92, f"{short_b} better: {above}", fontsize=8)
-    ax.text(0.95, -0.95, f"{short_a} better: {below}\nequal: {len(x) - above - below}", fontsize=8, ha="right")
+    ax.text(-0.95, 0.92, f"{short_b} better: {above}", fontsize=SMALL)
+    ax.text(0.95, -0.95, f"{short_a} better: {below}\nequal: {len(x) - above - below}", fontsize=SMALL, ha="right")
     ax.set_xlim(-1.02, 1.02)
     ax.set_ylim(-1.02, 1.02)
     ax.set_aspect("equal")
-    ax.set_xlabel(f"ρ per ranking, {metric_label(a)}", fontsize=8)
-    ax.set_ylabel(f"ρ per ranking, {metric_label(b)}", fontsize=8)
+    ax.set_xlabel(f"ρ per ranking, {metric_label(a)}", fontsize=SMALL)
+    ax.set_ylabel(f"ρ per ranking, {metric_label(b)}", fontsize=SMALL)
     ax.axhline(0, color="black", lw=0.5, alpha=0.5)
     ax.axvline(0, color="black", lw=0.5, alpha=0.5)
     if highlight:
-        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 0.1))
+        ax.legend(fontsize=SMALL, loc="lower left", bbox_to_anchor=(0.0, 0.1))
     return fig
 
 
@@ -177,7 +181,7 @@ def plot_bootstrap(results: Mapping[str, object], bca: Optional[Mapping[str, obj
     bca : mapping, optional
         The same labels -> results with BCa intervals.
     """
-    fig, axes = plt.subplots(len(results), 2, figsize=(9.5, 2.6 * len(results) + 0.3), squeeze=False,
+    fig, axes = plt.subplots(len(results), 2, figsize=(COLUMN_INCHES, 2.6 * len(results) + 0.3), squeeze=False,
                              constrained_layout=True)
     span = [np.inf, -np.inf]
     for axrow, (name, res) in zip(axes, results.items()):
@@ -202,7 +206,7 @@ def plot_bootstrap(results: Mapping[str, object], bca: Optional[Mapping[str, obj
                 span = [min(span[0], paper_ci[0]), max(span[1], paper_ci[1])]
             ax.set_title(f"{title}: resampling {name} ({format_p(summary['p_value'], style='prose')})", fontsize=9)
             ax.set_yticks([])
-            ax.legend(fontsize=7, loc="upper left")
+            ax.legend(fontsize=SMALL, loc="upper left")
             span = [min(span[0], values.min()), max(span[1], values.max())]
     pad = 0.05 * (span[1] - span[0])
     for ax in axes.ravel():

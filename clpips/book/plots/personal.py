@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from clpips.book.plots.style import COLUMN_INCHES, SMALL
+
 _STAT_NAMES = {"icc": "ICC(A,k)", "rho": "Spearman's rho"}
 _COLOURS = {"personal_vs_pooled": "tab:blue", "new_user": "tab:orange", "pooled_vs_lpips": "tab:grey",
             "personal_vs_lpips": "tab:green", "new_user_vs_lpips": "tab:red", "lopo_vs_lpips": "tab:purple"}
@@ -35,7 +37,7 @@ def plot_person_deltas(comparisons: pd.DataFrame, across: pd.DataFrame,
     """
     labels = labels or {}
     raters = sorted(comparisons["rater"].unique())
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(raters) + 1.6))
+    fig, ax = plt.subplots(figsize=(COLUMN_INCHES - 0.8, 0.32 * len(raters) + 1.6))
     offsets = np.linspace(-0.18, 0.18, len(names)) if len(names) > 1 else [0.0]
     y_mean = -1.2
     for off, name in zip(offsets, names):
@@ -55,7 +57,7 @@ def plot_person_deltas(comparisons: pd.DataFrame, across: pd.DataFrame,
     ax.set_yticks([y_mean, *range(len(raters))], ["mean over people", *raters])
     ax.invert_yaxis()
     ax.set_xlabel(f"Δ {_STAT_NAMES[statistic]} on the person's held-out rankings")
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(names), fontsize=8, frameon=False)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(names), fontsize=SMALL, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -85,7 +87,7 @@ def plot_learning_curve(summary: pd.DataFrame, per_person: Optional[pd.DataFrame
     ax.minorticks_off()
     ax.set_xlabel("rankings the person gave (log scale)")
     ax.set_ylabel(f"Δ {_STAT_NAMES[statistic]}\n(personal − {base_label})")
-    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    ax.legend(fontsize=SMALL, frameon=False, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -100,7 +102,7 @@ def plot_layer_weights(shares: pd.DataFrame, changes: pd.DataFrame) -> Figure:
     changes : :func:`clpips.book.layer_weights.layer_changes` (rows: people)
     """
     n = max(len(shares), len(changes))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 0.28 * n + 1.8), gridspec_kw={"wspace": 0.5})
+    fig, axes = plt.subplots(1, 2, figsize=(COLUMN_INCHES, 0.3 * n + 1.8), gridspec_kw={"wspace": 0.5})
     for ax, frame, title, cmap, fmt in (
             (axes[0], shares, "share of the total weight", "viridis", "{:.2f}"),
             (axes[1], changes, "relative change from pooled\n‖w_l − pooled_l‖ / ‖pooled_l‖", "magma", "{:.2f}")):
@@ -109,12 +111,12 @@ def plot_layer_weights(shares: pd.DataFrame, changes: pd.DataFrame) -> Figure:
         ax.set_xticks(range(frame.shape[1]), [c.replace("layer ", "") for c in frame.columns])
         ax.set_yticks(range(frame.shape[0]), frame.index)
         ax.set_xlabel("LPIPS layer (AlexNet conv1..conv5)")
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title)
         fig.colorbar(im, ax=ax, shrink=0.8)
         if values.size <= 120:
             mid = np.nanmean(values)
             for (i, j), v in np.ndenumerate(values):
-                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6,
+                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=SMALL,
                         color="white" if v < mid else "black")
     return fig
 
@@ -126,8 +128,8 @@ def plot_cross_person(matrix: pd.DataFrame, statistic: str = "icc") -> Figure:
     fig, ax = plt.subplots(figsize=(6.4, 5.4))
     im = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit)
     short = [str(c).replace("subject", "s") for c in matrix.columns]
-    ax.set_xticks(range(len(short)), short, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(matrix.index)), [str(r).replace("subject", "s") for r in matrix.index], fontsize=7)
+    ax.set_xticks(range(len(short)), short, rotation=90, fontsize=SMALL)
+    ax.set_yticks(range(len(matrix.index)), [str(r).replace("subject", "s") for r in matrix.index], fontsize=SMALL)
     ax.set_xlabel("personal model of")
     ax.set_ylabel("held-out rankings of")
     for i, row in enumerate(matrix.index):      # outline one's own model
@@ -142,7 +144,7 @@ def plot_cross_person(matrix: pd.DataFrame, statistic: str = "icc") -> Figure:
 def plot_truth_recovery(recovery: pd.DataFrame) -> Figure:
     """Simulated data: cosine of each rater's true attribute weights with the pooled and the
     personal model's attribute sensitivities (one dot per rater; above the diagonal = personal closer)."""
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(COLUMN_INCHES, 3.6))
     ax = axes[0]
     ax.scatter(recovery["cos_pooled"], recovery["cos_personal"], s=18)
     lo = float(np.nanmin(recovery[["cos_pooled", "cos_personal"]].to_numpy())) - 0.02
@@ -168,9 +170,9 @@ def plot_student_agreement(rho: pd.DataFrame) -> Figure:
     """Heatmap of :func:`clpips.book.class_analysis.pairwise_rho`: Spearman's rho between every two students."""
     fig, ax = plt.subplots(figsize=(5.6, 4.6))
     im = ax.imshow(rho.to_numpy(float), vmin=-1, vmax=1, cmap="RdBu_r")
-    ax.set_xticks(range(len(rho)), _student_labels(rho.columns), rotation=90, fontsize=7)
-    ax.set_yticks(range(len(rho)), _student_labels(rho.index), fontsize=7)
-    ax.set_title("Spearman's rho between students (mean over shared sets)", fontsize=9)
+    ax.set_xticks(range(len(rho)), _student_labels(rho.columns), rotation=90, fontsize=SMALL)
+    ax.set_yticks(range(len(rho)), _student_labels(rho.index), fontsize=SMALL)
+    ax.set_title("Spearman's rho between students\n(mean over shared sets)")
     fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
     return fig
@@ -179,26 +181,26 @@ def plot_student_agreement(rho: pd.DataFrame) -> Figure:
 def plot_students(per: pd.DataFrame) -> Figure:
     """Bars per student: held-out ICC(A,k) of LPIPS, the pooled and the personal CLPIPS (``icc_lpips``,
     ``icc_pooled``, ``icc_personal``), and a tick at the student against the others' consensus (``icc_consensus``)."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    fig, ax = plt.subplots(figsize=(COLUMN_INCHES, 3.6))
     x = np.arange(len(per))
     models = (("icc_lpips", "LPIPS"), ("icc_pooled", "pooled CLPIPS"), ("icc_personal", "personal CLPIPS"))
     for i, (col, label) in enumerate(models):
         ax.bar(x + (i - 1) * 0.27, per[col], width=0.27, label=label)
     ax.scatter(x, per["icc_consensus"], color="k", marker="_", s=120, zorder=3, label="others' consensus (all sets)")
-    ax.set_xticks(x, _student_labels(per.index), fontsize=7)
+    ax.set_xticks(x, _student_labels(per.index), fontsize=SMALL)
     ax.set_ylabel("held-out ICC(A,k)")
     lowest = per[[col for col, _ in models]].min().min()          # NaN: no student has a held-out score
     ax.set_ylim(min(0.0, float(lowest)) if np.isfinite(lowest) else 0.0, 1)
-    ax.legend(fontsize=7, ncol=4, loc="lower left")
+    ax.legend(ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)   # above the bars, not on them
     fig.tight_layout()
     return fig
 
 
 def plot_layer_shares(shares: pd.DataFrame) -> Figure:
     """Bars: each model's (rows of :func:`clpips.book.layer_weights.layer_shares`) share of the weight per layer."""
-    fig, ax = plt.subplots(figsize=(6.5, 2.8))
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
     shares.T.plot.bar(ax=ax, rot=0)
     ax.set_ylabel("share of the weight")
-    ax.legend(fontsize=8)
+    ax.legend(ncol=min(3, len(shares)), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     return fig

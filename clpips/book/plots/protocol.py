@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from clpips.book.plots.style import COLUMN_INCHES, SMALL
+
 #: axis titles of the protocol's statistics
 TITLES = {"icc_A_k": "ΔICC(A,k)", "spearman_raw": "Δρ, raw distances pooled (paper)",
           "spearman": "Δρ, within-ranking ranks", "pair_accuracy": "Δ pair accuracy"}
@@ -41,7 +43,13 @@ def plot_fold_deltas(folds: Mapping[str, pd.DataFrame], summaries: Mapping[str, 
     """
     runs = list(folds)
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(1, len(statistics), figsize=(3.1 * len(statistics), 3.4), squeeze=False)
+    # panels two across for a few runs; one per row for many (each run's label needs its width)
+    ncols = min(2, len(statistics)) if len(runs) <= 3 else 1
+    nrows = -(-len(statistics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(COLUMN_INCHES, 2.9 * nrows + 0.5), squeeze=False)
+    for ax in axes.flat[len(statistics):]:
+        ax.set_visible(False)
+    axes = axes.reshape(1, -1)[:, :len(statistics)]
     for ax, stat in zip(axes[0], statistics):
         for x, run in enumerate(runs):
             d = folds[run][f"delta_{stat}"].to_numpy(float)
@@ -58,19 +66,20 @@ def plot_fold_deltas(folds: Mapping[str, pd.DataFrame], summaries: Mapping[str, 
         ax.axhline(0, color="k", lw=0.8)
         if reference and stat in reference and np.isfinite(reference[stat]):
             ax.axhline(reference[stat], color="C3", lw=1, ls="--", label=reference_label)
-        ax.set_xticks(range(len(runs)), runs, rotation=30 if len(runs) > 3 else 0, ha="right" if len(runs) > 3 else "center")
+        ax.set_xticks(range(len(runs)), runs)
         ax.set_xlim(-0.6, len(runs) - 0.4)
-        ax.set_title(TITLES.get(stat, stat), fontsize=9)
+        ax.set_title(TITLES.get(stat, stat))
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("CLPIPS − LPIPS, held out")
+    for ax in axes[0][::ncols]:
+        ax.set_ylabel("CLPIPS − LPIPS,\nheld out")
     handles, labels = [], []
     for ax in axes[0]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.55 / fig.get_figheight(), 1, 1))
     return fig
 
 
@@ -84,7 +93,7 @@ def plot_inner_scores(inner: pd.DataFrame, select: str = "icc_A_k") -> Figure:
     for _, part in frame.groupby(["repeat", "fold"]):
         part = part.set_index("setting").reindex(order)
         ax.plot(range(len(order)), part[f"inner_{select}"].to_numpy(float), color="C0", alpha=0.35, lw=1)
-    ax.set_xticks(range(len(order)), order, rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(range(len(order)), order, rotation=60, ha="right", fontsize=SMALL)
     ax.set_ylabel(f"inner-fold {TITLES.get(select, select).lstrip('Δ')}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -107,8 +116,7 @@ def plot_metric_deltas(summaries: Mapping[tuple[str, str], Mapping[str, pd.DataF
     datasets = list(dict.fromkeys(name for name, _ in summaries))
     metrics = list(dict.fromkeys(m for runs in summaries.values() for m in runs))
     width = 0.8 / max(len(metrics), 1)
-    fig, axes = plt.subplots(1, len(modes), figsize=(max(4.2, 1.6 * len(datasets)) * len(modes), 3.6),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(modes), figsize=(COLUMN_INCHES, 3.8), squeeze=False, sharey=True)
     for ax, mode in zip(axes[0], modes):
         for x, name in enumerate(datasets):
             for k, metric in enumerate(metrics):
@@ -121,10 +129,10 @@ def plot_metric_deltas(summaries: Mapping[tuple[str, str], Mapping[str, pd.DataF
                             fmt="o", color=f"C{k}", capsize=3, label=METRIC_TITLES.get(metric, metric) if x == 0 else None)
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(range(len(datasets)), datasets)
-        ax.set_title(f"split by {mode}", fontsize=9)
+        ax.set_title(f"split by {mode}")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel(f"{TITLES.get(statistic, statistic)}, metric − LPIPS")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     return fig

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from clpips.book.plots.style import COLUMN_INCHES, SMALL
+
 __all__ = ["plot_learning_curves", "plot_channel_weights", "plot_layer_shares"]
 
 
@@ -33,7 +35,7 @@ def plot_learning_curves(history: pd.DataFrame, best_epoch: int, title: str = ""
     best_epoch : int
         The epoch whose weights were kept (marked by a dotted line).
     """
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(COLUMN_INCHES, 3.3), constrained_layout=True)
     for ax, what, label in ((axes[0], "loss", "ranking loss"), (axes[1], "accuracy", "pair accuracy")):
         for side, marker, name in (("train", "o", "training pairs"), ("val", "s", "validation pairs")):
             if f"{side}_{what}" not in history:
@@ -47,9 +49,9 @@ def plot_learning_curves(history: pd.DataFrame, best_epoch: int, title: str = ""
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[1].axhline(0.5, color="black", lw=0.8, alpha=0.5)
-    axes[1].text(history["epoch"].iloc[0], 0.5, " chance", va="bottom", fontsize=8, alpha=0.7)
-    axes[0].legend(fontsize=8, title="open marker: epoch 0 = LPIPS" if (history["epoch"] == 0).any() else None,
-                   title_fontsize=7)
+    axes[1].text(history["epoch"].iloc[0], 0.5, " chance", va="bottom", fontsize=SMALL, alpha=0.7)
+    axes[0].legend(fontsize=SMALL, title="open marker: epoch 0 = LPIPS" if (history["epoch"] == 0).any() else None,
+                   title_fontsize=SMALL)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -63,8 +65,13 @@ def plot_channel_weights(channels: pd.DataFrame, title: str = "") -> Figure:
     projection the axes extend below 0.
     """
     layers = sorted(channels["layer"].unique())
-    fig, axes = plt.subplots(1, len(layers), figsize=(2.3 * len(layers) + 0.4, 2.8), constrained_layout=True)
-    axes = np.atleast_1d(axes)
+    ncols = min(3, len(layers))                          # three panels across the text column, then a new row
+    nrows = -(-len(layers) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(COLUMN_INCHES, 2.5 * nrows + 0.4), constrained_layout=True,
+                             squeeze=False)
+    for ax in grid.flat[len(layers):]:
+        ax.set_visible(False)
+    axes = grid.flat[:len(layers)]
     for ax, layer in zip(axes, layers):
         part = channels[channels["layer"] == layer]
         top = float(max(part["before"].max(), part["after"].max())) * 1.05 or 1.0
@@ -80,11 +87,12 @@ def plot_channel_weights(channels: pd.DataFrame, title: str = "") -> Figure:
         ax.scatter(pinned["before"], pinned["after"], s=14, marker="x", color="tab:red", label="pinned at 0")
         ax.set_xlim(low, top)
         ax.set_ylim(low, top)
-        ax.set_title(f"layer {layer} ({len(part)} ch.)\n{int(part['pinned'].sum())} pinned", fontsize=9)
-        ax.set_xlabel("LPIPS v0.1 weight", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes[0].set_ylabel("learned weight", fontsize=8)
-    axes[0].legend(fontsize=7, loc="upper left")
+        ax.set_title(f"layer {layer} ({len(part)} ch., {int(part['pinned'].sum())} pinned)")
+        ax.set_xlabel("LPIPS v0.1 weight")
+        ax.locator_params(nbins=4)
+    for ax in grid[:, 0]:
+        ax.set_ylabel("learned weight")
+    axes[0].legend(loc="upper left")
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -107,10 +115,10 @@ def plot_layer_shares(summary: pd.DataFrame, ax: Optional[plt.Axes] = None) -> F
     ax.bar(x - 0.2, part["share_before"], 0.4, label="LPIPS v0.1", color="tab:grey")
     ax.bar(x + 0.2, part["share_after"], 0.4, label="CLPIPS", color="tab:blue")
     for xi, (b, a) in enumerate(zip(part["share_before"], part["share_after"])):
-        ax.text(xi + 0.2, a, f"{100 * (a - b):+.0f} pp", ha="center", va="bottom", fontsize=8)
+        ax.text(xi + 0.2, a, f"{100 * (a - b):+.0f} pp", ha="center", va="bottom", fontsize=SMALL)
     ax.set_xticks(x, [f"layer {layer}" for layer in part["layer"]])
     ax.set_ylabel("share of total weight")
     ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=SMALL)
     ax.grid(axis="y", alpha=0.3)
     return fig

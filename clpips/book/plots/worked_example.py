@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from clpips.book.plots.style import COLUMN_INCHES, SMALL
 from clpips.book.worked_example import item_names
 from clpips.stats.spearman_brown import icc_ak_from_rho, icc_ak_pole, icc_ck_from_rho
 
@@ -85,64 +86,64 @@ def plot_icc_vs_rho(table: pd.DataFrame, n: int, examples: Mapping[str, tuple[fl
         Name -> (rho, ICC(A,k)) of rankings to label, e.g. R1 and R2.
     bands : pandas.DataFrame, optional
         :func:`clpips.stats.interpretation_scale` (``label``, ``lower``, ``upper``)
-        to shade in the right panel.
+        to shade in the bottom panel.
     ylim : (float, float)
-        Vertical range of the left panel; points outside it are drawn on its edge
+        Vertical range of the top panel; points outside it are drawn on its edge
         as triangles.
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1.25, 1]})
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(COLUMN_INCHES, 8.4), gridspec_kw={"height_ratios": [1.2, 1]})
     pole = icc_ak_pole(n)
     counts = table.groupby("rho").agg(icc_ak=("ICC(A,k)", "first"), icc_ck=("ICC(C,k)", "first"),
                                       count=("ranking", "size")).reset_index()
     size = 18 + 60 * counts["count"] / counts["count"].max()
 
-    # left: the whole range
-    left.axvspan(-1.05, pole, color="0.88", zorder=0)
-    left.text(-1.02, -0.6, "ICC(A,k)'s\ndenominator $\\leq 0$:\nundefined", fontsize=8, va="top")
-    left.axhspan(1, ylim[1], color="#f4cccc", alpha=0.6, zorder=0)
-    left.text(0.98, ylim[1] * 0.9, "above 1: impossible\nfor a correlation", fontsize=8, ha="right", va="top")
-    _curves(left, n, -1)
+    # top: the whole range
+    top.axvspan(-1.05, pole, color="0.88", zorder=0)
+    top.text(-1.02, -0.6, "ICC(A,k)'s\ndenominator $\\leq 0$:\nundefined", fontsize=SMALL, va="top")
+    top.axhspan(1, ylim[1], color="#f4cccc", alpha=0.6, zorder=0)
+    top.text(0.98, ylim[1] * 0.9, "above 1: impossible\nfor a correlation", fontsize=SMALL, ha="right", va="top")
+    _curves(top, n, -1)
     for column, colour, marker, label in (("icc_ck", "black", "o", "ICC(C,k), each ranking"),
                                           ("icc_ak", "tab:red", "s", "ICC(A,k) (pingouin), each ranking")):
         y = counts[column].to_numpy(dtype=float)
         finite = np.isfinite(y)
         inside = finite & (y >= ylim[0]) & (y <= ylim[1])
-        left.scatter(counts["rho"][inside], y[inside], s=size[inside], color=colour, marker=marker,
+        top.scatter(counts["rho"][inside], y[inside], s=size[inside], color=colour, marker=marker,
                      alpha=0.7, zorder=3, label=label)
         outside = finite & ~inside
-        left.scatter(counts["rho"][outside], np.clip(y[outside], *ylim), s=40, color=colour, zorder=3,
+        top.scatter(counts["rho"][outside], np.clip(y[outside], *ylim), s=40, color=colour, zorder=3,
                      marker="^" if (y[outside] > 0).all() else "v", clip_on=False)
-    left.axhline(0, color="0.5", lw=0.6)
-    left.axvline(pole, color="tab:red", lw=0.8, ls=":")
-    left.set_xlim(-1.05, 1.05)
-    left.set_ylim(*ylim)
-    left.set_xlabel(r"Spearman $\rho$ of the two rankings")
-    left.set_ylabel("ICC of the two rankings")
-    left.set_title(f"All {len(table)} rankings of {n} items against the reference", fontsize=10)
-    left.legend(fontsize=7.5, loc="lower right", framealpha=0.95)
+    top.axhline(0, color="0.5", lw=0.6)
+    top.axvline(pole, color="tab:red", lw=0.8, ls=":")
+    top.set_xlim(-1.05, 1.05)
+    top.set_ylim(*ylim)
+    top.set_xlabel(r"Spearman $\rho$ of the two rankings")
+    top.set_ylabel("ICC of the two rankings")
+    top.set_title(f"All {len(table)} rankings of {n} items against the reference", fontsize=10)
+    top.legend(fontsize=SMALL, loc="lower right", framealpha=0.95)
 
-    # right: the useful range, over the bands of a scale
+    # bottom: the useful range, over the bands of a scale
     if bands is not None:
         for (_, band), colour in zip(bands.iterrows(), BAND_COLOURS):
             lo, hi = max(band["lower"], 0), min(band["upper"], 1)
-            right.axhspan(lo, hi, color=colour, zorder=0)
-            right.text(0.015, (lo + hi) / 2, band["label"], va="center", fontsize=8, color="0.25")
-    _curves(right, n, 0)
+            bottom.axhspan(lo, hi, color=colour, zorder=0)
+            bottom.text(0.015, (lo + hi) / 2, band["label"], va="center", fontsize=SMALL, color="0.25")
+    _curves(bottom, n, 0)
     keep = counts["rho"] >= 0
-    right.scatter(counts["rho"][keep], counts["icc_ak"][keep], s=size[keep], color="tab:red", marker="s",
+    bottom.scatter(counts["rho"][keep], counts["icc_ak"][keep], s=size[keep], color="tab:red", marker="s",
                   alpha=0.7, zorder=3)
-    right.scatter(counts["rho"][keep], counts["icc_ck"][keep], s=size[keep], color="black", alpha=0.7, zorder=3)
-    right.plot([0, 1], [0, 1], color="0.5", lw=0.6, ls=":", label=r"ICC $= \rho$")
+    bottom.scatter(counts["rho"][keep], counts["icc_ck"][keep], s=size[keep], color="black", alpha=0.7, zorder=3)
+    bottom.plot([0, 1], [0, 1], color="0.5", lw=0.6, ls=":", label=r"ICC $= \rho$")
     for name, (rho, value) in (examples or {}).items():
         if 0 <= rho <= 1 and 0 <= value <= 1:
-            right.annotate(name, (rho, value), xytext=(-28, 12), textcoords="offset points", fontsize=9,
+            bottom.annotate(name, (rho, value), xytext=(-28, 12), textcoords="offset points", fontsize=9,
                            fontweight="bold", arrowprops={"arrowstyle": "-", "color": "0.3"})
-    right.set_xlim(0, 1.02)
-    right.set_ylim(0, 1.02)
-    right.set_xlabel(r"Spearman $\rho$")
-    right.set_ylabel("ICC")
-    right.set_title(r"$\rho \geq 0$, over the Koo & Li bands" if bands is not None else r"$\rho \geq 0$",
+    bottom.set_xlim(0, 1.02)
+    bottom.set_ylim(0, 1.02)
+    bottom.set_xlabel(r"Spearman $\rho$")
+    bottom.set_ylabel("ICC")
+    bottom.set_title(r"$\rho \geq 0$, over the Koo & Li bands" if bands is not None else r"$\rho \geq 0$",
                     fontsize=10)
-    right.legend(fontsize=7.5, loc="lower right", framealpha=0.95)
+    bottom.legend(fontsize=SMALL, loc="lower right", framealpha=0.95)
     fig.tight_layout()
     return fig

@@ -1,13 +1,20 @@
-"""clpips.train.fit_many, the protocol's batched trainer: its columns equal sequential fit_pairs fits (both
-ways of stepping), frozen layers stay frozen, early stopping selects as fit does, bad grids are refused, and
-worker processes give the same weights."""
+"""The batched trainer (clpips.train.fit_many, fit_grid, early_stopped): every column equals its own fit,
+on either path of a step, and the same weights come back wherever the groups run (in this process, in
+local worker processes, on a given executor, on a Dask cluster)."""
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import multiprocessing
+import os
+import time
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from clpips import parallel, train
 from clpips.model import CHANNELS, initial_weight_vector
 from clpips.train import GridJob, fit_grid, fit_many, fit_pairs
 from helpers import toy_table
@@ -18,10 +25,9 @@ DIM = sum(CHANNELS["alex"])
 
 @pytest.fixture(params=["rows", "pairs"])
 def step_path(request, monkeypatch):
-    """Each lockstep step taken both ways (train._gathers_pairs): over all the group's rows, and on its
+    """Each lockstep step taken both ways (train.steps_on_pairs): over all the group's rows, and on its
     batches' pair differences; both must equal fit_pairs."""
-    from clpips import train
-    monkeypatch.setattr(train, "_gathers_pairs", lambda *args: request.param == "pairs")
+    monkeypatch.setattr(train, "steps_on_pairs", lambda *args: request.param == "pairs")
     return request.param
 
 
@@ -201,9 +207,12 @@ def test_fit_many_refuses_bad_grids():
                 GridJob(pairs, (0.05,), (1e-3,), (1,), l2=0.1, l2_to=w0[:5])):
         with pytest.raises(ValueError):
             fit_many(features, [bad], w0)
+    with pytest.raises(TypeError, match="unknown options"):
+        fit_many(features, [GridJob(pairs, (0.05,), (1e-3,), (1,))], w0, margin=0.05)   # a job's own setting
 
 
-# --------------------------------------------------------------------------- splits
+# -- wherever the groups run, the same weights --------------------------------------------------------------
+
 def test_fit_many_gives_the_same_weights_in_worker_processes():
     features, pairs = _pairs_problem(seed=2)
     w0 = initial_weight_vector("alex", "lpips")
@@ -217,12 +226,11 @@ def test_fit_many_gives_the_same_weights_in_worker_processes():
 @pytest.mark.parametrize("loss", ["logistic", "margin"])
 @pytest.mark.float_sensitive
 def test_fit_many_by_its_own_choice_of_step_equals_fit_pairs(loss, monkeypatch):
-    """Many rows and small batches (fit_many steps on pair differences: train._gathers_pairs), few rows
+    """Many rows and small batches (fit_many steps on pair differences: train.steps_on_pairs), few rows
     and many streams (it steps over the rows): each column still equals its own fit_pairs; streams of
     equal widths (one batched product) and of unequal ones."""
-    from clpips import train
-    choose, chosen = train._gathers_pairs, []
-    monkeypatch.setattr(train, "_gathers_pairs", lambda *args: chosen.append(choose(*args)) or chosen[-1])
+    choose, chosen = train.steps_on_pairs, []
+    monkeypatch.setattr(train, "steps_on_pairs", lambda *args: chosen.append(choose(*args)) or chosen[-1])
     for n_rows, jobs_of in ((1500, lambda p: [GridJob(p, (0.02, 0.05), (1e-2, 3e-3), (1, 2), seed=3),
                                               GridJob(p[300:], (0.05, 0.02), (1e-2, 1e-2), (2,), seed=8)]),
                             (1500, lambda p: [GridJob(p, (0.02, 0.05), (1e-2, 3e-3), (1, 2), seed=3),
@@ -234,7 +242,7 @@ def test_fit_many_by_its_own_choice_of_step_equals_fit_pairs(loss, monkeypatch):
         jobs = jobs_of(pairs)
         chosen.clear()
         together = fit_many(features, jobs, w0, loss=loss, batch_size=32)
-        assert chosen == [n_rows > 100]
+        assert chosen == [n_rows > 100]          # (the fit_pairs references below choose for themselves)
         for job, got in zip(jobs, together):
             for b, (margin, lr) in enumerate(zip(job.margins, job.lrs)):
                 for e_i, epochs in enumerate(job.checkpoints):
@@ -243,4 +251,87 @@ def test_fit_many_by_its_own_choice_of_step_equals_fit_pairs(loss, monkeypatch):
                     assert_same_fit(got[e_i, b], ref, f"column {b}, {epochs} epochs")
 
 
-# -- beyond the linear weights: the metrics of chapter 09 under the same protocol ------------------
+def _three_groups():
+    """A problem whose three jobs run as three groups (``max_columns=2``), and its weights in this process."""
+    features, pairs = _pairs_problem(seed=2)
+    w0 = initial_weight_vector("alex", "lpips")
+    jobs = [GridJob(pairs[:250], (0.05, 0.02), (1e-2, 1e-3), (1, 2), seed=s) for s in range(3)]
+    return features, jobs, w0, fit_many(features, jobs, w0, max_columns=2)
+
+
+def test_fit_many_gives_the_same_weights_on_a_given_executor():
+    """An Executor the caller made (here a ProcessPoolExecutor of spawned processes, whose workers keep torch's
+    default threads) runs the groups, and leaves the caller's tensors alone; it stays the caller's: still open
+    after the call. threads=None (the caller's torch threads) is the caller's number in every worker too:
+    the products' summation order depends on it."""
+    features, jobs, w0, alone = _three_groups()
+    seen = np.asarray(w0)                   # a numpy view of the caller's tensor
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        spread = fit_many(features, jobs, w0, max_columns=2, executor=pool)
+        # the caller's tensors stay where they were (a process pool's pickler would move them into shared
+        # memory in place, leaving the view on freed memory)
+        assert not (w0.is_shared() or features.is_shared() or jobs[0].pairs.is_shared())
+        assert np.array_equal(seen, w0.numpy())
+        with train.torch_threads(1):
+            left_alone = fit_many(features, jobs, w0, max_columns=2, executor=pool, threads=None)
+        assert pool.submit(int, "7").result() == 7
+    for a, b, c in zip(alone, spread, left_alone):
+        assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_fit_many_gives_the_same_weights_on_a_dask_cluster():
+    """A Dask cluster's executor (two worker processes of one thread each) gives the weights of this process,
+    bit for bit; the cluster is closed, and the call bounded (a hung cluster fails the test)."""
+    distributed = pytest.importorskip("distributed")
+    features, jobs, w0, alone = _three_groups()
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, distributed.Client(cluster, timeout="60s") as client, \
+            concurrent.futures.ThreadPoolExecutor(1) as waiting:
+        call = waiting.submit(fit_many, features, jobs, w0, max_columns=2, executor=client.get_executor())
+        spread = call.result(timeout=300)
+        ran_on = client.run(lambda: 1)
+    assert len(ran_on) == 2
+    for a, b in zip(alone, spread):
+        assert torch.equal(a, b)
+
+
+def test_parallel_run_keeps_the_order_and_raises_a_task_error():
+    """clpips.parallel.run: results in the tasks' order from local processes (not this one), each limited
+    to the threads asked for; one task runs in this process; a task's error reaches the caller as itself,
+    and the tasks not started are cancelled."""
+    out = parallel.run(_where, [(i,) for i in range(3)], workers=2, threads=1)
+    assert [i for i, _, _ in out] == [0, 1, 2]
+    assert all(pid != os.getpid() and threads == 1 for _, pid, threads in out)
+    assert parallel.run(_where, [(5,)], workers=2)[0][1] == os.getpid()
+    started = []
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        with pytest.raises(ValueError, match="task 1 refuses"):
+            parallel.run(lambda i: started.append(i) or _refuse(i), [(i,) for i in range(50)], executor=pool)
+    assert started[:2] == [0, 1] and len(started) < 50
+
+
+def test_local_pool_sends_copies_of_the_callers_tensors():
+    """LocalPool.submit sends its arguments by value (a process pool's pickler would move a tensor's memory
+    into shared memory in place): the caller's tensor, and a numpy view of it, stay as they were."""
+    t = torch.arange(6.0)
+    seen = t.numpy()
+    with parallel.LocalPool(1, threads=1) as pool:
+        assert pool.submit(_total, t, scale=2.0).result() == 30.0
+    assert not t.is_shared() and np.array_equal(seen, np.arange(6.0))
+
+
+def _total(t: torch.Tensor, scale: float) -> float:
+    return float(t.sum()) * scale
+
+
+def _where(i: int) -> tuple[int, int, int]:
+    return i, os.getpid(), torch.get_num_threads()
+
+
+def _refuse(i: int) -> int:
+    """Task 1 fails; the others take a while (so that the caller cancels those not started)."""
+    if i == 1:
+        raise ValueError("task 1 refuses")
+    time.sleep(0.1)
+    return i
+

@@ -1,4 +1,5 @@
-"""fit_many's worker processes end with their parent: when it is killed, and when it is interrupted."""
+"""fit_many's local worker processes (clpips.parallel.LocalPool) end with their parent: when it is killed, and
+when it is interrupted."""
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ import torch
 from clpips import atomic
 from clpips.train import GridJob, fit_many
 gen = torch.Generator().manual_seed(0)
-features = torch.rand(8, 1152, generator=gen)   # small: a worker's tasks fit in the pipe at once
+features = torch.rand(8, 1152, generator=gen)
 pairs = torch.randint(0, 8, (200, 2), generator=gen)
 jobs = [GridJob(pairs, (0.05,), (1e-3,), (100000,), seed=s) for s in range(2)]
 try:
@@ -48,12 +49,13 @@ def _alive(pid: int) -> bool:
 
 
 def _workers_of(parent: int) -> list[int]:
-    """The fit_many workers the process ``parent`` started (their command line runs ``_worker``)."""
+    """The fit_many workers the process ``parent`` started (spawned by multiprocessing: their command line runs
+    ``spawn_main``; multiprocessing's resource tracker, also a child, does not)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (_stat(int(entry.name)) or ("", -1))[1] == parent:
             try:
-                if b"_worker" in (entry / "cmdline").read_bytes():
+                if b"spawn_main" in (entry / "cmdline").read_bytes():
                     found.append(int(entry.name))
             except OSError:
                 pass
@@ -67,7 +69,7 @@ def _running_workers(parent: subprocess.Popen) -> list[int]:
         assert parent.poll() is None, parent.communicate()[1]
         workers = _workers_of(parent.pid)
         if len(workers) == 2 and all(b"libtorch" in Path(f"/proc/{w}/maps").read_bytes() for w in workers):
-            time.sleep(2.0)          # the rest of the import; the tasks are already in the pipe
+            time.sleep(2.0)          # the rest of the import; the tasks are already queued
             return workers
         time.sleep(0.1)
     pytest.fail("the parent did not start its two workers within 120 s")

@@ -1,11 +1,17 @@
-"""Training the linear weights: loss, projection, layer subsets, determinism, recovery of a known w."""
+"""Training the linear weights: loss, projection, layer subsets, determinism, recovery of a known w; the
+one trainer (a single fit is the batched trainer with one column) against autograd and torch.optim.Adam,
+and a single fit's numbers against its steps written out (they must not change)."""
 from __future__ import annotations
+
+import inspect
 
 import pytest
 import torch
 
+from clpips import train
+from clpips.defaults import DEFAULTS
 from clpips.model import CHANNELS, initial_weight_vector
-from clpips.train import _Adam, fit_pairs, pair_loss, parse_layers
+from clpips.train import Adam, FitSettings, GridJob, early_stopped, fit, fit_many, fit_pairs, pair_loss, parse_layers
 from tolerance import assert_same_fit
 
 DIM = sum(CHANNELS["alex"])
@@ -48,14 +54,25 @@ def test_train_improves_pair_accuracy_on_known_weights():
     assert float((_gaps(F, va, result.weights) > 0).float().mean()) > 0.85
 
 
+@pytest.fixture(params=["rows", "pairs"])
+def step_path(request, monkeypatch):
+    """Each step of the trainer taken both ways (train.steps_on_pairs): over all the rows, and on the
+    batches' pair differences."""
+    monkeypatch.setattr(train, "steps_on_pairs", lambda *args: request.param == "pairs")
+    return request.param
+
+
 @pytest.mark.parametrize("loss", ["margin", "logistic"])
 @pytest.mark.float_sensitive
-def test_train_matches_autograd_reference(loss):
-    """The hand-written gradient and Adam equal torch autograd + torch.optim.Adam on the same batches."""
+def test_train_matches_autograd_reference(loss, step_path):
+    """The hand-written gradient and Adam equal torch autograd + torch.optim.Adam on the same batches:
+    a single fit (the trainer's one-vector arithmetic), and a one-column fit_many on either path of a step."""
     F, tr, va, _ = _synthetic(n=1200, seed=9)
     F, w0 = F.double(), initial_weight_vector("alex", "lpips").double()     # compared in float64 (tolerance.py)
     ours = fit_pairs(F, tr, None, w0, loss=loss, margin=0.01, lr=1e-3, batch_size=64, epochs=2, seed=5,
                      project=True, l2=0.3, l2_to=w0 * 0.5)
+    (batched,) = fit_many(F, [GridJob(tr, (0.01,), (1e-3,), (2,), seed=5, l2=0.3, l2_to=w0 * 0.5)], w0, loss=loss,
+                          batch_size=64, project=True)
     w = torch.nn.Parameter(w0.clone())
     opt = torch.optim.Adam([w], lr=1e-3)
     gen = torch.Generator().manual_seed(5)
@@ -70,19 +87,92 @@ def test_train_matches_autograd_reference(loss):
             with torch.no_grad():
                 w.clamp_(min=0)
     assert_same_fit(ours.weights, w.detach(), "fit_pairs against autograd and torch.optim.Adam")
+    assert_same_fit(batched[0, 0], w.detach(), f"fit_many ({step_path}) against autograd and torch.optim.Adam")
 
 
 @pytest.mark.float_sensitive
 def test_train_adam_matches_torch():
+    """Each column of the trainer's Adam, with its own learning rate, is torch.optim.Adam on that column;
+    so is a vector with one rate (a single fit's form)."""
     gen = torch.Generator().manual_seed(0)
-    mine, ref = torch.zeros(50, dtype=torch.float64), torch.nn.Parameter(torch.zeros(50, dtype=torch.float64))
-    adam, opt = _Adam(mine, lr=0.01), torch.optim.Adam([ref], lr=0.01)
+    lrs = torch.tensor([0.01, 0.001, 0.03], dtype=torch.float64)
+    mine = torch.zeros(50, 3, dtype=torch.float64)
+    refs = [torch.nn.Parameter(torch.zeros(50, dtype=torch.float64)) for _ in lrs]
+    adam, opts = Adam(mine, lrs), [torch.optim.Adam([ref], lr=float(lr)) for ref, lr in zip(refs, lrs)]
+    one = Adam(torch.zeros(50, 1, dtype=torch.float64), 0.01)
     for _ in range(100):
-        g = torch.randn(50, generator=gen, dtype=torch.float64)
+        g = torch.randn(50, 3, generator=gen, dtype=torch.float64)
         adam.step(g)
-        ref.grad = g.clone()
-        opt.step()
-    assert_same_fit(mine, ref.detach(), "_Adam against torch.optim.Adam")
+        one.step(g[:, :1])
+        for c, (ref, opt) in enumerate(zip(refs, opts)):
+            ref.grad = g[:, c].clone()
+            opt.step()
+    for c, ref in enumerate(refs):
+        assert_same_fit(adam.W[:, c], ref.detach(), f"Adam's column {c} against torch.optim.Adam")
+    assert_same_fit(one.W[:, 0], refs[0].detach(), "Adam with one rate against torch.optim.Adam")
+
+
+@pytest.mark.float_sensitive
+def test_train_one_fit_is_the_batched_trainer_with_one_column(step_path):
+    """fit_pairs and a one-column fit_many are the same trainer (same batches, same steps), the single fit
+    with a vector's products and Adam's one-rate form: equal up to float rounding, on either path of a
+    batched step. (Bit for bit they differ: each keeps the rounding it always had, so that neither the
+    single fits' numbers nor the batched fits' change; test_train_single_fit_keeps_its_numbers.)"""
+    F, tr, _, _ = _synthetic(n=900, seed=6)
+    F, w0 = F.double(), initial_weight_vector("alex", "lpips").double()     # compared in float64 (tolerance.py)
+    for options in (dict(), dict(loss="logistic", layers="0,3", project=False), dict(l2=0.4, l2_to=w0 * 0.8)):
+        alone = fit_pairs(F, tr, None, w0, margin=0.02, lr=3e-3, batch_size=64, epochs=3, seed=2, **options).weights
+        job = GridJob(tr, (0.02,), (3e-3,), (3,), seed=2, loss=options.get("loss"), layers=options.get("layers"),
+                      project=options.get("project"), l2=options.get("l2", 0.0), l2_to=options.get("l2_to"))
+        (batched,) = fit_many(F, [job], w0, batch_size=64)
+        assert_same_fit(alone, batched[0, 0], f"{options}")
+
+
+def _single_fit_steps(F, pairs, w0, *, loss, margin, lr, batch_size, epochs, seed, trained, project, l2=0.0,
+                      l2_to=None):
+    """A single fit's steps written out, in float32, as fit_pairs has computed them since its first version:
+    one randperm per epoch, ``d = F w`` over the rows the pairs use, each pair's loss slope over the batch
+    size, the slopes added at the rows by bincount, ``coef F``, the pull, Adam with one learning rate."""
+    gen = torch.Generator().manual_seed(seed)
+    used, inverse = torch.unique(pairs.flatten(), return_inverse=True)
+    rows, better, worse = F[used].contiguous(), inverse.view(-1, 2)[:, 0], inverse.view(-1, 2)[:, 1]
+    w, (b1, b2) = w0.clone(), (0.9, 0.999)
+    m, v, t, mask = torch.zeros_like(w), torch.zeros_like(w), 0, trained.to(w.dtype)
+    for _ in range(epochs):
+        order = torch.randperm(len(pairs), generator=gen)
+        for i in range(0, len(pairs), batch_size):
+            idx = order[i:i + batch_size]
+            b, c = better[idx], worse[idx]
+            d = rows @ w
+            s = d[c] - d[b]
+            slope = (-(s <= margin).to(s.dtype) if loss == "margin" else -torch.sigmoid(-s / margin) / margin) / len(idx)
+            g = (torch.bincount(c, slope, len(used)) - torch.bincount(b, slope, len(used))) @ rows
+            if l2_to is not None:
+                g += 2 * l2 * (w - l2_to)
+            g = g * mask
+            t += 1
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            w.addcdiv_(m, (v.sqrt() / (1 - b2 ** t) ** 0.5).add_(1e-8), value=-lr / (1 - b1 ** t))
+            if project:
+                w.clamp_(min=0)
+    return w
+
+
+def test_train_single_fit_keeps_its_numbers():
+    """A single fit (float32, as the chapters fit) gives its steps written out bit for bit: the batched
+    trainer it now runs on changed none of its numbers (chapter 03's fit among them)."""
+    F, tr, _, _ = _synthetic(n=900, seed=6)
+    F = torch.cat([F, torch.rand(50, DIM, generator=torch.Generator().manual_seed(1))])   # rows no pair uses
+    w0 = initial_weight_vector("alex", "lpips")
+    for options in (dict(loss="margin", layers="all", project=True), dict(loss="logistic", layers="0,3", project=False),
+                    dict(loss="margin", layers="all", project=True, l2=0.4, l2_to=w0 * 0.8)):
+        settings = dict(margin=0.02, lr=3e-3, batch_size=100, epochs=3, seed=2)
+        ours = fit_pairs(F, tr, None, w0, **settings, **options).weights
+        with train.torch_threads(1):                     # as fit_pairs (threads=1): the products' summation order
+            written = _single_fit_steps(F, tr, w0, **settings, trained=train.trainable_mask(options.pop("layers")),
+                                        **options)
+        assert torch.equal(ours, written), options
 
 
 def test_train_same_seed_same_weights():
@@ -135,3 +225,13 @@ def test_train_rejects_bad_options():
         fit_pairs(F[:, :10], tr, va, w0)
     with pytest.raises(ValueError, match="N x 2 tensor"):
         fit_pairs(F, tr[:, 0], va, w0)
+    with pytest.raises(TypeError, match="unknown options \\['margins'\\]"):
+        fit_pairs(F, tr, va, w0, margins=0.1)
+
+
+def test_train_signatures_list_the_settings():
+    """The trainers take their options as keywords and show them: help() and inspect list each setting."""
+    assert set(inspect.signature(fit_pairs).parameters) >= set(FitSettings.__dataclass_fields__)
+    assert inspect.signature(fit).parameters["init"].default == DEFAULTS.init
+    assert set(inspect.signature(fit_many).parameters) >= set(train.CALL_OPTIONS) | {"workers", "executor"}
+    assert inspect.signature(early_stopped).parameters["patience"].default == FitSettings().patience

@@ -29,6 +29,9 @@ from scipy import stats as sps
 from clpips.book import class_analysis as ca
 from clpips.features import PairFeatures
 from clpips.model import CHANNELS, initial_weight_vector
+from tolerance import UNIT_ROUNDOFF, icc_ak_bound, icc_bound, mean_bound, spearman_bound
+
+U32 = UNIT_ROUNDOFF[torch.float32]
 
 RANKS = {("A", "s1"): [1, 2, 3], ("A", "s2"): [1, 2, 3], ("A", "s3"): [1, 2, 3, 4],
          ("B", "s1"): [1, 3, 2], ("B", "s2"): [2, 3, 1], ("B", "s3"): [2, 1, 3, 4],
@@ -43,6 +46,10 @@ def class_table() -> pd.DataFrame:
 
 
 CLASS = class_table()
+
+#: the tolerance of this file's float64 rank statistics (two programs, or a program and a rational): above their
+#: error bounds from tests/tolerance.py for these classes' sizes (test_small_lies_above_the_float64_bounds)
+SMALL = 1e-12
 
 # pingouin 0.7 on pandas 3 warns about its own use of dropna(inplace=True)
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.dropna:Warning")
@@ -64,7 +71,7 @@ def test_pairwise_rho_by_hand():
                              [0.5, 0.5, nan, 1.0, nan],
                              [nan, nan, nan, nan, nan]], index=list("ABCDE"), columns=list("ABCDE"))
     assert list(got.index) == list("ABCDE") and list(got.columns) == list("ABCDE")
-    np.testing.assert_allclose(got.to_numpy(float), expected.to_numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got.to_numpy(float), expected.to_numpy(), rtol=0, atol=SMALL)
 
 
 def test_pairwise_rho_equals_a_loop_of_scipy_spearman_on_a_random_class():
@@ -83,7 +90,7 @@ def test_pairwise_rho_equals_a_loop_of_scipy_spearman_on_a_random_class():
                 if len(x) and len(y) and part["rater"].nunique() >= 2:
                     rhos.append(sps.spearmanr(x, y).statistic)
             if rhos:
-                assert got.at[a, b] == pytest.approx(np.mean(rhos), abs=1e-12), (a, b)
+                assert got.at[a, b] == pytest.approx(np.mean(rhos), abs=SMALL), (a, b)
             else:
                 assert np.isnan(got.at[a, b]), (a, b)
     assert got.isna().to_numpy().any() and not got.isna().to_numpy().all()  # the class really is partial
@@ -123,8 +130,8 @@ def test_class_icc_by_hand():
     got = ca.class_icc(CLASS)
     assert list(got.index) == ["s1", "s2", "s3"]
     assert got["n_students"].tolist() == [3, 3, 2] and got["k"].tolist() == [3, 3, 4]
-    np.testing.assert_allclose(got["icc_A_1"], [3 / 4, 3 / 13, 16 / 19], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(got["icc_A_k"], [9 / 10, 9 / 19, 32 / 35], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got["icc_A_1"], [3 / 4, 3 / 13, 16 / 19], rtol=0, atol=SMALL)
+    np.testing.assert_allclose(got["icc_A_k"], [9 / 10, 9 / 19, 32 / 35], rtol=0, atol=SMALL)
     three = ca.class_icc(CLASS, min_students=3)
     assert list(three.index) == ["s1", "s2"]
     pd.testing.assert_frame_equal(three, got.loc[["s1", "s2"]])
@@ -156,9 +163,11 @@ def test_class_icc_equals_pingouin_on_a_random_class():
             continue
         ref = pg.intraclass_corr(part, targets="candidate", raters="rater", ratings="rank").set_index("Type")
         wide = part.pivot(index="candidate", columns="rater", values="rank").to_numpy(float)
+        bound = icc_bound(wide)                        # how far two float64 programs may lie (tests/tolerance.py)
         for column, label, den in zip(("icc_A_1", "icc_A_k"), ("ICC(A,1)", "ICC(A,k)"), _denominators(wide)):
             if den > 0:
-                assert got.at[set_id, column] == pytest.approx(ref.at[label, "ICC"], abs=1e-10), (set_id, column)
+                assert got.at[set_id, column] == pytest.approx(ref.at[label, "ICC"], abs=bound[label]["ICC"]), \
+                    (set_id, column)
             else:
                 assert np.isnan(got.at[set_id, column]), (set_id, column)
                 undefined += 1
@@ -177,13 +186,13 @@ def test_consensus_scores_by_hand():
     got = ca.consensus_scores(CLASS)
     assert list(got.index) == ["A", "B", "C", "D"]
     assert got["n_rankings"].tolist() == [3, 3, 1, 1]
-    assert got.at["C", "spearman"] == pytest.approx(np.sqrt(3) / 2, abs=1e-12)
-    assert got.at["C", "icc_A_k"] == pytest.approx(18 / 19, abs=1e-12)
-    assert got.at["D", "spearman"] == pytest.approx(1.0, abs=1e-12)
-    assert got.at["D", "icc_A_k"] == pytest.approx(1.0, abs=1e-12)
+    for who, rho, icc in (("C", np.sqrt(3) / 2, 18 / 19), ("D", 1.0, 1.0)):
+        _, _, _, (rho_tol, icc_tol) = _consensus_reference(CLASS, who)   # float64 bounds of these rows
+        assert got.at[who, "spearman"] == pytest.approx(rho, abs=rho_tol), who
+        assert got.at[who, "icc_A_k"] == pytest.approx(icc, abs=icc_tol), who
 
 
-def _consensus_reference(table: pd.DataFrame, student: str) -> tuple[float, float, int]:
+def _consensus_reference(table: pd.DataFrame, student: str) -> tuple[float, float, int, tuple[float, float]]:
     """Direct loop: per set the student shares, the others' mean rank of each candidate, ranked within the
     set (ties averaged); pooled scipy Spearman and pingouin ICC(A,k) of (student's rank, that rank) rows."""
     mine, theirs, n_sets = [], [], 0
@@ -200,7 +209,8 @@ def _consensus_reference(table: pd.DataFrame, student: str) -> tuple[float, floa
     long = pd.DataFrame({"item": np.tile(np.arange(len(mine)), 2), "who": np.repeat(["me", "class"], len(mine)),
                          "y": mine + theirs})
     icc = pg.intraclass_corr(long, "item", "who", "y").set_index("Type").at["ICC(A,k)", "ICC"]
-    return float(rho), float(icc), n_sets
+    # how far another float64 program's rho and ICC(A,k) of the same rows may lie (tests/tolerance.py)
+    return float(rho), float(icc), n_sets, (spearman_bound(mine, theirs), icc_ak_bound(mine, theirs))
 
 
 def test_consensus_scores_equal_a_direct_loop():
@@ -213,9 +223,9 @@ def test_consensus_scores_equal_a_direct_loop():
             if (shared["rater"] == s).sum() < 3:
                 continue                          # nothing (or under 3 rows) shared with the others: no row
             expected.append(s)
-            rho, icc, n_sets = _consensus_reference(table, s)
-            assert got.at[s, "spearman"] == pytest.approx(rho, abs=1e-10), s
-            assert got.at[s, "icc_A_k"] == pytest.approx(icc, abs=1e-10), s
+            rho, icc, n_sets, (rho_tol, icc_tol) = _consensus_reference(table, s)
+            assert got.at[s, "spearman"] == pytest.approx(rho, abs=rho_tol), s
+            assert got.at[s, "icc_A_k"] == pytest.approx(icc, abs=icc_tol), s
             assert got.at[s, "n_rankings"] == n_sets, s
         assert list(got.index) == expected
         assert students[-1] not in expected       # the student with no shared set
@@ -248,11 +258,14 @@ def test_simulate_class_without_noise_ranks_by_each_students_weights():
     start = 0
     for taste, width in zip((0.5, 0.7, 1.0, 1.5, 2.0), CHANNELS["alex"]):
         block = slice(start, start + width)
-        np.testing.assert_allclose(truth["class"][block].numpy(), taste * base[block], rtol=1e-6)
+        # the same float64 product, rounded to float32 once: relative u32
+        np.testing.assert_allclose(truth["class"][block].numpy(), taste * base[block], rtol=U32, atol=0)
         for name in ("student 01", "student 02", "student 03"):    # one positive personal factor per layer
-            mine, common = truth[name][block].numpy(), truth["class"][block].numpy()
+            mine, common = truth[name][block].numpy().astype(float), truth["class"][block].numpy().astype(float)
             factor = mine.sum() / common.sum()
-            assert factor > 0 and np.allclose(mine, factor * common, rtol=1e-5, atol=0)
+            # mine / common = the factor up to two float32 roundings (u32 each); the float64 estimate of the
+            # factor, a weighted mean of those ratios, within the same 2 u32: 4 u32 in all (float64's ~1e-16 aside)
+            assert factor > 0 and np.allclose(mine, factor * common, rtol=4 * U32 + 1e-15, atol=0)
         start += width
     assert set(truth) == {"class", "student 01", "student 02", "student 03"}
     assert list(table.columns) == ["set_id", "target", "candidate", "rater", "rank"]
@@ -276,11 +289,13 @@ def test_simulate_class_is_seeded_and_noise_and_taste_matter():
     # personal_sd = 0 and no noise: every student is the class, so they all rank alike (rho = 1)
     same, truth = ca.simulate_class(design, features, sets, n_students=3, seed=2, personal_sd=0.0, noise=0.0)
     rho = ca.pairwise_rho(same).to_numpy(float)
-    np.testing.assert_allclose(rho, 1.0, atol=1e-12)
-    assert torch.allclose(truth["student 02"], truth["class"])
+    # identical ranks of 5: rho = 1 up to the float64 rounding of a correlation (spearman_bound), a mean of sets
+    ranks = np.arange(1, 6)
+    np.testing.assert_allclose(rho, 1.0, rtol=0, atol=spearman_bound(ranks, ranks) + mean_bound(np.ones(len(sets))))
+    assert torch.equal(truth["student 02"], truth["class"])           # a factor exp(0) = 1: the same numbers
     flat, flat_truth = ca.simulate_class(design, features, sets, n_students=1, seed=2, class_taste=(1, 1, 1, 1, 1),
                                          personal_sd=0.0, noise=0.0)
-    assert torch.allclose(flat_truth["class"], initial_weight_vector("alex", "lpips"))
+    assert torch.equal(flat_truth["class"], initial_weight_vector("alex", "lpips"))   # x 1.0 in float64: exact
     # with judgement noise the students no longer all agree
     noisy, _ = ca.simulate_class(design, features, sets, n_students=3, seed=2, personal_sd=0.0, noise=1.0)
     off = ca.pairwise_rho(noisy).to_numpy(float)[~np.eye(3, dtype=bool)]
@@ -456,3 +471,19 @@ def test_load_class_of_a_class_without_rankings_is_one_line(tmp_path):
         assert str(info.value) == (f"{csv}: no rankings yet (2 students joined: Ana, Ben); run chapter 10 once "
                                    f"a student has ranked a set"), state
         csv.unlink(missing_ok=True)
+
+
+def test_small_lies_above_the_float64_bounds():
+    """SMALL lies above the error bounds (tests/tolerance.py) of this file's statistics: every set's
+    hand-worked ICC(A,1) and ICC(A,k) of CLASS, Spearman's rho of a set (up to 5 ranks; ranks have
+    sum x^2 / S_xx <= 10) and a mean of up to 5 sets. (Other tests use each set's own bound.)"""
+    for table in (CLASS,):
+        for _, part in table.groupby("set_id"):
+            wide = part.pivot(index="candidate", columns="rater", values="rank").to_numpy(float)
+            if wide.shape[1] < 2:
+                continue
+            bound = icc_bound(wide)
+            for label, den in zip(("ICC(A,1)", "ICC(A,k)"), _denominators(wide)):
+                assert den <= 0 or bound[label]["ICC"] < SMALL, (label, bound[label]["ICC"])
+    ranks = np.arange(1, 6)
+    assert spearman_bound(ranks, ranks) + mean_bound(np.ones(5)) < SMALL

@@ -58,7 +58,7 @@ def test_inputs_image_modes_become_rgb(tmp_path):
     assert gray.shape == (1, 3, 20, 30)
     assert torch.equal(gray[:, 0], gray[:, 1])
     clear = load_image(tmp_path / "clear.png")
-    assert torch.allclose(clear, torch.ones_like(clear))  # fully transparent -> white background
+    assert torch.equal(clear, torch.ones_like(clear))  # fully transparent -> white: 255 / 127.5 - 1 = 1 exactly
 
 
 def test_inputs_exif_orientation_respected(tmp_path):

@@ -16,13 +16,25 @@ from scipy import stats as sps
 from clpips.book import personal as ps
 from clpips.defaults import DEFAULTS
 from clpips.datasets import RankingDataset, drop_shared_pairs, shared_pair_share, split_by_target
-from clpips.evaluate import alignment, heldout_scores, score_rankings
+from clpips.evaluate import alignment, heldout_scores, ranking_ids, score_rankings
 from clpips.features import PairFeatures
-from clpips.model import CHANNELS, initial_weight_vector
+from clpips.model import CHANNELS, initial_weight_vector, layer_slices
 from clpips.pairs import ranking_pairs
 from clpips.train import fit, pair_index
+from tolerance import (UNIT_ROUNDOFF, assert_order_kept, assert_same_computation, assert_same_fit, assert_within,
+                       dot_bound, icc_ak_bound, mean_bound, spearman_bound,
+                       typical_dot_bound)
 
 DIM = sum(CHANNELS["alex"])
+U64 = UNIT_ROUNDOFF[np.dtype(np.float64)]
+
+
+def _interval_bound(x) -> float:
+    """How far two programs' percentile-bootstrap interval ends over the same resamples of ``x`` may lie
+    apart: each resample's mean within :func:`tolerance.mean_bound` of ``n`` values up to ``max|x|``, and the
+    quantile's interpolation between two of them, 4 more roundings of ``max|x|``."""
+    top = float(np.abs(np.asarray(x, float)).max())
+    return mean_bound(np.full(len(x), top)) + 4 * U64 * top
 
 
 def synthetic_study(tmp_path: Path, n_targets: int = 30, k: int = 6, n_raters: int = 4, seed: int = 0,
@@ -62,6 +74,35 @@ def synth(tmp_path_factory):
     return synthetic_study(tmp_path_factory.mktemp("synth"))
 
 
+def float32_distances(phi: torch.Tensor, w) -> tuple[np.ndarray, np.ndarray]:
+    """The distances ``phi . w`` computed in float64 (the exact ones, to float64's rounding) and how far
+    one float32 evaluation, in any order, may lie from each (:func:`tolerance.dot_bound`, one computation,
+    plus the float64 reference's own)."""
+    phi64, w64 = phi.double(), torch.as_tensor(w).double().flatten()
+    abs_sum = (phi64.abs() @ w64.abs()).numpy()
+    n = phi.shape[1]
+    return (phi64 @ w64).numpy(), (dot_bound(abs_sum, n, torch.float32, computations=1)
+                                   + dot_bound(abs_sum, n, torch.float64, computations=1))
+
+
+def within_ranking_ranks(table: pd.DataFrame, dist: np.ndarray) -> np.ndarray:
+    """``dist`` ranked within each ranking of ``table`` (average ties), as the scorer ranks a metric."""
+    return pd.Series(dist).groupby(ranking_ids(table).to_numpy()).rank(method="average").to_numpy()
+
+
+def person_bounds(study, rater: str, model: str) -> tuple[float, float]:
+    """How far two computations of ``rater``'s held-out ICC(A,k) and rho of ``model`` may lie apart (the
+    study scores a person's models batched in one float32 product, other code one at a time): no two of
+    the person's distances of a ranking lie within float32's rounding, so both see the same ranks, whose
+    statistics then differ by float64 bounds only (tests/tolerance.py)."""
+    test = study.test_table[study.test_table["rater"] == rater]
+    phi = study.features.matrix[study.features.rows(test["target"], test["candidate"])]
+    exact, slack = float32_distances(phi, study.models_of(rater)[model])
+    assert_order_kept(exact, slack, ranking_ids(test), f"{model} for {rater}")
+    metric = within_ranking_ranks(test, exact)
+    return icc_ak_bound(test["rank"], metric), spearman_bound(test["rank"], metric)
+
+
 @pytest.fixture(scope="module")
 def study(synth):
     data, features, _ = synth
@@ -69,6 +110,7 @@ def study(synth):
 
 
 # --------------------------------------------------------------------------- statistics helpers
+@pytest.mark.float_sensitive
 def test_heldout_scores_equal_evaluate_alignment(synth):
     data, features, _ = synth
     rng = np.random.default_rng(3)
@@ -78,10 +120,17 @@ def test_heldout_scores_equal_evaluate_alignment(synth):
     weights["tied"][0] = 1.0
     ours = heldout_scores(table, features, weights)
     scored = score_rankings(table, features, weights)
-    for name in weights:
+    phi = features.matrix[features.rows(table["target"], table["candidate"])]
+    for name, w in weights.items():
         ref = alignment(scored, name)
-        assert ours.at[name, "icc_A_k"] == pytest.approx(ref["icc_A_k"], abs=1e-10)
-        assert ours.at[name, "spearman"] == pytest.approx(ref["spearman"], abs=1e-10)
+        # the two multiply in other orders (one matrix product, one per metric); no two distances of a
+        # ranking lie within those roundings, so both rank them the same: these ranks
+        exact, slack = float32_distances(phi, w)
+        assert_order_kept(exact, slack, ranking_ids(table), name)
+        metric = within_ranking_ranks(table, exact)
+        # the statistics of the same ranks, batched or alone: float64 error bounds (tests/tolerance.py)
+        assert ours.at[name, "icc_A_k"] == pytest.approx(ref["icc_A_k"], abs=icc_ak_bound(table["rank"], metric))
+        assert ours.at[name, "spearman"] == pytest.approx(ref["spearman"], abs=spearman_bound(table["rank"], metric))
         assert ours.at[name, "n_rankings"] == ref["n_rankings"]
 
 
@@ -94,15 +143,18 @@ def test_heldout_scores_of_an_empty_table_are_nan(synth):
 def test_holm_matches_hand_computation():
     p = [0.01, 0.04, 0.03, np.nan, 0.5]
     # sorted 0.01, 0.03, 0.04, 0.5 with m = 4: 0.04, 0.09, 0.09 (monotone), 0.5
-    assert ps.holm(p)[[0, 2, 1, 4]] == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    # decimal inputs and literals each rounded once, Holm's product and maximum once: 3 roundings of u
+    assert ps.holm(p)[[0, 2, 1, 4]] == pytest.approx([0.04, 0.09, 0.09, 0.5], rel=3 * U64, abs=0)
     assert np.isnan(ps.holm(p)[3])
 
 
 def test_paired_tests_all_positive():
     out = ps.paired_tests(np.arange(1, 17) / 100)
     assert out["n_positive"] == 16 and out["n_negative"] == 0
-    assert out["sign_p"] == pytest.approx(2 / 2 ** 16)
-    assert out["wilcoxon_p"] == pytest.approx(sps.wilcoxon(np.arange(1, 17)).pvalue)
+    # scipy's binomial tail (Boost's incomplete beta, relative error below 1e-13 in its published tables)
+    assert out["sign_p"] == pytest.approx(2 / 2 ** 16, rel=1e-13, abs=0)
+    # the exact signed-rank distribution sees only the signs and the order of |x|: the same p
+    assert out["wilcoxon_p"] == sps.wilcoxon(np.arange(1, 17)).pvalue
 
 
 def test_people_interval_is_seeded_and_brackets_the_mean():
@@ -159,6 +211,18 @@ def _hand_made_scored():
     return pd.DataFrame(rows)
 
 
+def _rank_bounds(table: pd.DataFrame, columns) -> tuple[list[float], list[float]]:
+    """Per distance column of ``table``: how far two float64 programs' ICC(A,k) and rho of its
+    within-ranking ranks against the human ranks may lie apart (0 where the statistic is undefined)."""
+    icc_tol, rho_tol = [], []
+    for column in columns:
+        metric = within_ranking_ranks(table, table[column].to_numpy(float))
+        with np.errstate(all="ignore"):
+            icc_tol.append(float(np.nan_to_num(icc_ak_bound(table["rank"], metric))))
+            rho_tol.append(float(np.nan_to_num(spearman_bound(table["rank"], metric))))
+    return icc_tol, rho_tol
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference on one-ranking tables
 def test_two_way_bootstrap_equals_a_direct_resampling_loop():
     """Every resample rebuilt by concatenation and scored by evaluate.distance_scores."""
@@ -185,23 +249,30 @@ def test_two_way_bootstrap_equals_a_direct_resampling_loop():
                 continue
             table = pd.concat(parts, ignore_index=True)
             ref = distance_scores(table, table[["m0", "m1"]].to_numpy(float), ["m0", "m1"])
-            assert boot.values["icc"][b, p] == pytest.approx(ref["icc_A_k"].to_numpy(), abs=1e-10, nan_ok=True)
-            assert boot.values["rho"][b, p] == pytest.approx(ref["spearman"].to_numpy(), abs=1e-10, nan_ok=True)
+            # the same float64 distances, so the same ranks; their statistics batched otherwise (float64 bounds)
+            icc_tol, rho_tol = _rank_bounds(table, ["m0", "m1"])
+            assert boot.values["icc"][b, p] == pytest.approx(ref["icc_A_k"].to_numpy(), abs=max(icc_tol), nan_ok=True)
+            assert boot.values["rho"][b, p] == pytest.approx(ref["spearman"].to_numpy(), abs=max(rho_tol), nan_ok=True)
             delta = ref.at["m1", "icc_A_k"] - ref.at["m0", "icc_A_k"]
             if np.isfinite(delta):                  # an undefined statistic leaves the person out
-                per_person[p] = delta
-        # the mean over the drawn people, each as often as drawn
+                per_person[p] = (delta, sum(icc_tol))
+        # the mean over the drawn people, each as often as drawn: each delta within its two ICCs' bounds,
+        # then a mean of them (mean_bound)
         drawn = [p for p in range(3) for _ in range(people_counts[b, p]) if p in per_person]
-        expected = np.mean([per_person[p] for p in drawn]) if drawn else np.nan
+        deltas = [per_person[p][0] for p in drawn]
+        expected = np.mean(deltas) if drawn else np.nan
+        tol = (np.mean([per_person[p][1] for p in drawn]) + mean_bound(deltas)) if drawn else 0.0
         got = boot.mean_distribution("m0", "m1", "icc")[b]
-        assert got == pytest.approx(expected, abs=1e-10, nan_ok=True)
+        assert got == pytest.approx(expected, abs=tol, nan_ok=True)
     assert n_empty > 0        # person c drew none of their targets at least once: left out, not zero
     # observed: all targets once, each person once
     full = distance_scores(scored[scored["rater"] == "c"], scored.loc[scored["rater"] == "c", ["m0", "m1"]]
                            .to_numpy(float), ["m0", "m1"])
-    assert boot.observed.loc["c", "icc_m1"] == pytest.approx(full.at["m1", "icc_A_k"], abs=1e-12)
+    assert boot.observed.loc["c", "icc_m1"] == pytest.approx(
+        full.at["m1", "icc_A_k"], abs=_rank_bounds(scored[scored["rater"] == "c"], ["m1"])[0][0])
     summary = boot.compare("m0", "m1", "icc")
-    assert summary["mean_delta"] == pytest.approx((boot.observed["icc_m1"] - boot.observed["icc_m0"]).mean())
+    observed = boot.observed["icc_m1"] - boot.observed["icc_m0"]
+    assert summary["mean_delta"] == pytest.approx(observed.mean(), abs=mean_bound(observed))   # a mean of 3, twice
     assert summary["ci_low"] < summary["ci_high"] and summary["n"] == 3
 
 
@@ -245,44 +316,59 @@ def test_study_shapes_and_split(study, synth):
     assert set(study.comparisons["comparison"]) == set(ps.COMPARISONS)
 
 
+@pytest.mark.float_sensitive
 def test_personal_models_beat_pooled_when_raters_differ(study):
     deltas = study.per_person["icc_personal"] - study.per_person["icc_pooled"]
     assert (deltas > 0).all()
     across = study.across_people()
-    assert across.loc[("personal_vs_pooled", "icc"), "mean_delta"] == pytest.approx(deltas.mean())
+    # the two-way bootstrap's own scores of each person (person_bounds), then a mean of 4 (mean_bound)
+    apart = np.mean([person_bounds(study, r, "personal")[0] + person_bounds(study, r, "pooled")[0]
+                     for r in study.raters])
+    assert across.loc[("personal_vs_pooled", "icc"), "mean_delta"] == pytest.approx(
+        deltas.mean(), abs=apart + mean_bound(deltas))
     assert across.loc[("personal_vs_pooled", "icc"), "n_positive"] == 4
     boot = study.two_way()
     for name, (a, b) in ps.COMPARISONS.items():        # the two-way interval is around the observed mean
         row = across.loc[(name, "icc")]
-        assert row["mean_delta"] == pytest.approx(boot.compare(a, b)["mean_delta"])
+        assert row["mean_delta"] == boot.compare(a, b)["mean_delta"]          # the same numbers, passed on
         assert row["ci_low"] <= row["mean_delta"] <= row["ci_high"]
 
 
+@pytest.mark.float_sensitive
 def test_two_way_observed_values_are_the_per_person_scores(study):
     boot = study.two_way()
     per = study.per_person
     for m in ps.MODELS:
-        assert boot.observed[f"icc_{m}"].to_numpy() == pytest.approx(per[f"icc_{m}"].to_numpy(), abs=1e-9)
-        assert boot.observed[f"rho_{m}"].to_numpy() == pytest.approx(per[f"rho_{m}"].to_numpy(), abs=1e-9)
+        for r in study.raters:
+            icc_tol, rho_tol = person_bounds(study, r, m)
+            assert boot.observed.at[r, f"icc_{m}"] == pytest.approx(per.at[r, f"icc_{m}"], abs=icc_tol), (r, m)
+            assert boot.observed.at[r, f"rho_{m}"] == pytest.approx(per.at[r, f"rho_{m}"], abs=rho_tol), (r, m)
     assert study.two_way() is boot                      # computed once
 
 
+@pytest.mark.float_sensitive
 def test_bootstrap_observed_values_match_the_scores(study):
     part = study.comparison("personal_vs_pooled")
     per = study.per_person
-    assert part["a_icc"].to_numpy() == pytest.approx(per.loc[part.index, "icc_pooled"].to_numpy(), abs=1e-9)
-    assert part["b_rho"].to_numpy() == pytest.approx(per.loc[part.index, "rho_personal"].to_numpy(), abs=1e-9)
+    for r in part.index:                    # the bootstrap scores the person again (person_bounds)
+        assert part.at[r, "a_icc"] == pytest.approx(per.at[r, "icc_pooled"], abs=person_bounds(study, r, "pooled")[0])
+        assert part.at[r, "b_rho"] == pytest.approx(per.at[r, "rho_personal"],
+                                                    abs=person_bounds(study, r, "personal")[1])
     assert (part["ci_low_icc"] <= part["delta_icc"]).all() and (part["delta_icc"] <= part["ci_high_icc"]).all()
     assert ((part["p_holm_icc"] >= part["p_icc"] - 1e-12) & (part["p_holm_icc"] <= 1)).all()
 
 
 def _close(got, ref, what):
-    """Equal up to float32 sums run in another order (the batched fits: test_protocol's tolerances for
-    the margin loss, whose hinge may flip for a pair sitting on the margin)."""
-    diff = (torch.as_tensor(got) - torch.as_tensor(ref)).abs()
-    assert float(diff.max()) < 5e-3 and float(diff.median()) < 1e-6, what
+    """Two float32 computations of the same fit (the study fits them batched): within
+    :func:`tolerance.assert_same_computation`'s growth of float32's rounding on the weights' scale,
+    ``max(1, max|ref|)``. Float32 because the study scores float32 features (``heldout_scores`` casts the
+    weights to float32); the fits themselves are compared in float64 in
+    ``test_fit_personals_equals_fit_personal_one_at_a_time``."""
+    scale = max(1.0, float(torch.as_tensor(ref).abs().max()))
+    assert_same_computation(got, ref, str(what), scale=scale, dtype=torch.float32)
 
 
+@pytest.mark.float_sensitive
 def test_lopo_model_never_saw_the_person(study, synth):
     """The LOPO model of r1 is the pooled fit on the other raters' training rankings, as train.fit
     fits it (the study fits them all together)."""
@@ -297,6 +383,7 @@ def test_lopo_model_never_saw_the_person(study, synth):
     assert (row["epochs"], row["n_pairs"]) == (len(pooled.history), pooled.config["n_train_pairs"])
 
 
+@pytest.mark.float_sensitive
 def test_every_personal_model_equals_its_own_fit_personal(study, synth):
     """The study's personal models, fitted together (fit_personals), each equal fit_personal from the
     model they start at, on the person's training pairs."""
@@ -308,9 +395,12 @@ def test_every_personal_model_equals_its_own_fit_personal(study, synth):
             _close(getattr(study, model)[r], ref, f"{model} {r}")
 
 
+@pytest.mark.float_sensitive
 def test_fit_personals_equals_fit_personal_one_at_a_time(synth):
     """Fits of other people, strengths, seeds, bases and subsets in one call, each as its own call."""
     data, features, _ = synth
+    # float64 features: float64 fits (clpips.train.compute_dtype), compared by assert_same_fit
+    features = PairFeatures(keys=features.keys, matrix=features.matrix.double(), net="alex", extracted=0)
     train, _ = split_by_target(data.table)
     bank = ps.PairBank(train, features)
     lpips = initial_weight_vector("alex", "lpips")
@@ -323,7 +413,7 @@ def test_fit_personals_equals_fit_personal_one_at_a_time(synth):
     for fit_, w in zip(fits, got):
         ref = ps.fit_personal(features, fit_["pairs"], fit_["base"], l2=fit_.get("l2", DEFAULTS.personal_l2),
                               seed=fit_.get("seed", DEFAULTS.seed), **options).weights
-        _close(w, ref, fit_)
+        assert_same_fit(w, ref, str(fit_))
     assert ps.fit_personals(features, [], **options) == []
     with pytest.raises(TypeError, match="patience"):
         ps.fit_personals(features, fits, patience=3)
@@ -345,7 +435,8 @@ def test_study_without_bootstrap_reports_observed_deltas(synth):
                               exclude_shared_pairs=True)
     part = quick.comparison("personal_vs_pooled")
     per = quick.per_person
-    assert part["delta_icc"].to_numpy() == pytest.approx((per["icc_personal"] - per["icc_pooled"]).to_numpy())
+    assert np.array_equal(part["delta_icc"].to_numpy(), (per["icc_personal"] - per["icc_pooled"]).to_numpy(),
+                          equal_nan=True)                                # the same subtraction
     assert part["ci_low_icc"].isna().all()
     assert not quick.lopo and "new_user" not in set(quick.comparisons["comparison"])
     assert quick.settings["shared_pair_share"] > 0
@@ -354,15 +445,20 @@ def test_study_without_bootstrap_reports_observed_deltas(synth):
         ps.personal_study(data, features=features, epochs=1, lopo=False, not_an_option=1)
 
 
+@pytest.mark.float_sensitive
 def test_cross_person_diagonal_is_each_persons_own_gain(study):
     cross = ps.cross_person(study, "icc")
     per = study.per_person
-    assert np.diag(cross.to_numpy()) == pytest.approx((per["icc_personal"] - per["icc_pooled"]).to_numpy())
+    # cross_person scores each person's models in another batch (person_bounds)
+    apart = [person_bounds(study, r, "personal")[0] + person_bounds(study, r, "pooled")[0] for r in per.index]
+    assert_within(np.diag(cross.to_numpy()), (per["icc_personal"] - per["icc_pooled"]).to_numpy(), np.array(apart),
+                  what="own models against the per-person scores")
     own = ps.own_versus_others(cross, n_boot=200)
-    assert own["own"] == pytest.approx(np.diag(cross.to_numpy()).mean())
+    assert own["own"] == pytest.approx(np.diag(cross.to_numpy()).mean(), abs=mean_bound(np.diag(cross.to_numpy())))
     assert own["n"] == 4
 
 
+@pytest.mark.float_sensitive
 def test_learning_curve(study):
     curve = ps.learning_curve(study, sizes="2,4,1000", repeats=2, base="lopo")
     runs = curve.runs
@@ -372,7 +468,10 @@ def test_learning_curve(study):
     assert (runs.loc[runs["size_label"] == "all", "n_rankings"] == n_train).all()
     full = runs[runs["size_label"] == "all"].set_index("rater")["delta_icc"]
     per = study.per_person
-    assert full.to_numpy() == pytest.approx((per["icc_personal_lopo"] - per["icc_lopo"]).to_numpy())
+    # the curve scores the full model in another batch than the study (person_bounds)
+    apart = [person_bounds(study, r, "personal_lopo")[0] + person_bounds(study, r, "lopo")[0] for r in full.index]
+    direct = (per.loc[full.index, "icc_personal_lopo"] - per.loc[full.index, "icc_lopo"]).to_numpy()
+    assert_within(full.to_numpy(), direct, np.array(apart), what="the curve's full models against the study's")
     again = ps.learning_curve(study, sizes="2,4,1000", repeats=2, base="lopo")
     pd.testing.assert_frame_equal(runs, again.runs)
     # one subset by hand: its targets drawn as documented, its model from fit_personal (the curve fits
@@ -387,6 +486,10 @@ def test_learning_curve(study):
     test = study.test_table[study.test_table["rater"] == r]
     direct = heldout_scores(test, study.features, {"w": w}).at["w", "icc_A_k"]
     got = runs.query("rater == @r and size_label == '4' and repeat == 1")["icc"].item()
+    # NOT derived (issue #25): the curve's weights equal w only up to a float32 fit's rounding, and within
+    # tolerance.iterative_bound 4+ neighbouring held-out distances could swap, moving the ICC anywhere in
+    # 0.877..0.904; measured: equal to the last bit. Needs LearningCurve to keep its weights, to compare them
+    # (assert_same_computation) and then score those same weights exactly
     assert got == pytest.approx(direct, abs=1e-3)
     # the summary by a direct computation from the runs: per size, each person's Δ averaged over repeats;
     # their mean, the percentile bootstrap over people (numpy.random.default_rng(seed), 200 draws of 4
@@ -401,10 +504,11 @@ def test_learning_curve(study):
             means = x[np.random.default_rng(7).integers(0, len(x), size=(200, len(x)))].mean(axis=1)
             lo, hi = np.quantile(means, [0.05, 0.95])
             row = summary.loc[label]
-            assert row[f"delta_{stat}"] == pytest.approx(x.mean(), abs=1e-12)
-            assert (row[f"ci_low_{stat}"], row[f"ci_high_{stat}"]) == pytest.approx((lo, hi), abs=1e-12)
+            assert row[f"delta_{stat}"] == pytest.approx(x.mean(), abs=mean_bound(x))   # a mean of 4, twice
+            assert (row[f"ci_low_{stat}"], row[f"ci_high_{stat}"]) == pytest.approx((lo, hi), abs=_interval_bound(x))
             assert row[f"n_positive_{stat}"] == (x > 0).sum()
-            assert row[f"wilcoxon_p_{stat}"] == pytest.approx(sps.wilcoxon(x[x != 0]).pvalue, abs=1e-12)
+            # the exact signed-rank distribution (4 people) sees only the signs and the order of |x|
+            assert row[f"wilcoxon_p_{stat}"] == sps.wilcoxon(x[x != 0]).pvalue
             if stat == "icc":
                 lows.append(lo)
     # the first size from which every size's lower limit is above 0, by a direct loop over those limits
@@ -422,12 +526,16 @@ def test_first_size_beating_needs_every_later_size_above_zero():
     assert curve.first_size_beating("icc", summary) == "20"
 
 
+@pytest.mark.float_sensitive
 def test_l2_sensitivity_reuses_the_default_and_orders_by_strength(study):
     table = ps.l2_sensitivity(study, [0.0, 1.0])
     assert list(table.index) == [0.0, 0.001, 1.0]
     assert table.loc[0.001, "is_default"]
-    deltas = (study.per_person["icc_personal"] - study.per_person["icc_pooled"]).mean()
-    assert table.loc[0.001, "delta_icc"] == pytest.approx(deltas)
+    per_delta = study.per_person["icc_personal"] - study.per_person["icc_pooled"]
+    # l2_sensitivity scores the default's models in another batch (person_bounds), then a mean of 4
+    apart = np.mean([person_bounds(study, r, "personal")[0] + person_bounds(study, r, "pooled")[0]
+                     for r in study.raters])
+    assert table.loc[0.001, "delta_icc"] == pytest.approx(per_delta.mean(), abs=apart + mean_bound(per_delta))
     assert table.loc[1.0, "distance_from_pooled"] < table.loc[0.0, "distance_from_pooled"]
     # l2 = 1 by a direct loop of fit_personal (l2_sensitivity fits them all together)
     pooled, moved = study.weights["pooled"], []
@@ -435,24 +543,36 @@ def test_l2_sensitivity_reuses_the_default_and_orders_by_strength(study):
         w = ps.fit_personal(study.features, study.bank.select(rater=r), pooled, l2=1.0, epochs=8, lr=1e-2,
                             margin=0.01).weights
         moved.append(float((w - pooled).norm()))
+    # float32 fits, batched and alone: no a-priori bound short of tolerance.iterative_bound's on every weight
+    # (sqrt(1152) x 6.6e-4, above the distance itself); rel=1e-3 is 4,000 times the 9e-9 measured on an Intel
+    # Xeon. To become assert_same_fit once heldout_scores scores float64 features (the study then runs in float64)
     assert table.loc[1.0, "distance_from_pooled"] == pytest.approx(np.mean(moved), rel=1e-3)
 
 
 # --------------------------------------------------------------------------- layer weights
+@pytest.mark.float_sensitive
 def test_layer_shares_and_changes():
     base = initial_weight_vector("alex", "lpips")
     shares = ps.layer_shares({"lpips": base, "double": 2 * base})
-    assert shares.sum(axis=1).to_numpy() == pytest.approx([1, 1])
-    assert shares.loc["lpips"].to_numpy() == pytest.approx(shares.loc["double"].to_numpy())
+    # float64: 5 shares v / total (a rounding each) of a total summed from 5 (gamma_5), added up (gamma_5)
+    assert shares.sum(axis=1).to_numpy() == pytest.approx([1, 1], abs=dot_bound(1.0, 6, np.float64))
+    assert np.array_equal(shares.loc["lpips"].to_numpy(), shares.loc["double"].to_numpy())   # x2 is exact
     manual = [float(base[:64].sum() / base.sum())]
-    assert shares.at["lpips", "layer 1"] == pytest.approx(manual[0])
+    # the same float32 sum of layer 1 over float32's sum of all 1,152 weights (positive) or the float64 sum
+    # of the 5 layers' float32 sums: two orders of a positive sum, relative 2 gamma_1152, and a division
+    assert shares.at["lpips", "layer 1"] == pytest.approx(manual[0], rel=dot_bound(1.0, DIM + 1, torch.float32))
     phi = torch.rand(10, DIM)
     dshare = ps.layer_shares({"lpips": base}, features=phi)
-    assert dshare.at["lpips", "layer 2"] == pytest.approx(float((phi[:, 64:256] @ base[64:256]).mean()
-                                                               / (phi @ base).mean()), rel=1e-5)
+    # against float64: each share is a ratio of means of float32 sums of nonnegative terms, one layer's
+    # over all layers'; relative error within gamma_(DIM + 16) of each (sums of DIM products, a mean of 10,
+    # a sum of 5, a division), two of them (dot_bound, computations=2): worst case and typical
+    exact = [float((phi.double()[:, part] @ base.double()[part]).mean() / (phi.double() @ base.double()).mean())
+             for part in layer_slices("alex")]
+    assert_within(dshare.loc["lpips"].to_numpy(), exact, dot_bound(np.asarray(exact), DIM + 16, torch.float32),
+                  typical_dot_bound(np.asarray(exact), DIM + 16, torch.float32), "layer shares of the distance")
     changes = ps.layer_changes({"same": base, "double": 2 * base}, base)
-    assert changes.loc["same"].to_numpy() == pytest.approx(np.zeros(5))
-    assert changes.loc["double"].to_numpy() == pytest.approx(np.ones(5))
+    assert np.array_equal(changes.loc["same"].to_numpy(), np.zeros(5))     # w - base = 0 exactly
+    assert np.array_equal(changes.loc["double"].to_numpy(), np.ones(5))    # 2 base - base = base exactly
 
 
 # --------------------------------------------------------------------------- simulated truth
@@ -479,7 +599,12 @@ def test_attribute_sensitivity_recovers_known_coefficients(tmp_path):
     e0 = torch.zeros(DIM)
     e0[0] = 1
     sens = ps.attribute_sensitivity(data, features, {"m": e0})
-    assert sens.loc["m"].to_numpy() == pytest.approx(coef, abs=1e-4)
+    # the distances are exact (integers + 0.5 in float32, phi . e_0 adds zeros) and fit exactly: a
+    # backward-stable least-squares solve then errs by at most ~ m n kappa(X) u ||beta|| (Higham 2002, 20.3)
+    X = np.column_stack([np.ones(len(pairs)), mism])
+    beta = np.concatenate([[0.5], coef])
+    tol = 10 * dot_bound(np.linalg.cond(X) * np.linalg.norm(beta), X.size, np.float64, computations=1)
+    assert sens.loc["m"].to_numpy() == pytest.approx(coef, abs=tol)
     with pytest.raises(ValueError):
         ps.attribute_sensitivity(RankingDataset(table=table, root=tmp_path), features, {"m": e0})
 
@@ -518,8 +643,8 @@ def test_people_interval_equals_the_direct_percentile_bootstrap():
     means = x[rng.integers(0, len(x), size=(5000, len(x)))].mean(axis=1)
     lo, hi = np.quantile(means, [0.025, 0.975])
     mean, low, high = ps.people_interval(x, n_boot=5000, ci=0.95, seed=3)
-    assert mean == pytest.approx(x.mean())
-    assert (low, high) == pytest.approx((lo, hi), rel=1e-12, abs=1e-14)
+    assert mean == x.mean()                                              # numpy's mean of the same array
+    assert (low, high) == pytest.approx((lo, hi), abs=_interval_bound(x))
 
 
 def test_every_public_name_is_importable_from_the_package():

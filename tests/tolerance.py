@@ -27,7 +27,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import torch
+from scipy import stats
+
+from clpips.stats import MeanSquares, icc_inference, mean_squares
+from clpips.stats.icc import LABELS
 
 #: unit roundoff of each floating-point format (round to nearest)
 UNIT_ROUNDOFF = {torch.float32: 2.0 ** -24, torch.float64: 2.0 ** -53,
@@ -123,3 +128,115 @@ def assert_same_fit(got, ref, what: str = "") -> None:
     for x in (got, ref):
         assert x.dtype in (torch.float64, np.float64), f"{what}: compare fits in float64, got {x.dtype}"
     assert_same_computation(got, ref, what, scale=max(1.0, float(np.abs(_as_array(ref)).max(initial=0.0))))
+
+
+# --------------------------------------------------------------------------- float64 statistics
+#: floating-point operations from the sums of squares to a statistic (F, an ICC, an interval end, a
+#: correlation), counted generously: each rounds once, relatively, in each of the two programs
+FORMULA_OPERATIONS = 30
+
+
+def icc_bound(Y) -> dict:
+    """How far two float64 programs' ICC statistics of the same ``n x k`` ratings ``Y`` may lie apart
+    (``bound[label][key]`` for every ICC label and ``ICC``, ``F``, ``pval``, ``ci_low``, ``ci_high``).
+
+    Both compute the three sums of squares (targets, raters, residual) and then the same formulas. A
+    sum of ``N = nk`` terms in any order is within ``gamma_N`` times the sum of the terms' absolute
+    values of the exact one (:func:`dot_bound`); the means, the centring and the squares each add at
+    most ``gamma_N sum(y^2)`` (Cauchy-Schwarz), so one computed sum of squares is within
+    ``4 gamma_N sum(y^2)``. A residual taken as a difference of three sums is within
+    ``12 gamma_N sum(y^2)``, one taken as a sum within ``4``: two programs differ by at most
+    ``16 gamma_N sum(y^2)`` (``dot_bound(8 sum(y^2), N)``), plus the inputs' own rounding,
+    ``FORMULA_OPERATIONS u |SS|``. That difference is carried through
+    :func:`clpips.stats.icc_inference` to first order: each sum of squares is moved by its bound, up and
+    down, and the largest change of every statistic is added up over the three; the statistic's own
+    rounding, ``2 FORMULA_OPERATIONS u |value|``, comes on top.
+    """
+    Y = np.asarray(Y, dtype=float)
+    u = unit_roundoff(np.float64)
+    n, k = Y.shape
+    ms = mean_squares(Y)
+    ss = np.array([float(ms.msb) * (n - 1), float(ms.msj) * (k - 1), float(ms.mse) * (n - 1) * (k - 1)])
+    delta = dot_bound(8 * float(np.sum(Y ** 2)), Y.size, np.float64) + FORMULA_OPERATIONS * u * np.abs(ss)
+    moved = np.repeat(ss[:, None], 6, axis=1)                      # column 2i: SS_i up, 2i + 1: SS_i down
+    for i in range(3):
+        moved[i, 2 * i] += delta[i]
+        moved[i, 2 * i + 1] -= delta[i]
+    bound = {}
+    with np.errstate(all="ignore"):                 # an undefined statistic (degenerate data): a NaN bound
+        base, pert = icc_inference(ms), icc_inference(MeanSquares.from_sums_of_squares(*moved, n, k))
+        for label in LABELS:
+            bound[label] = {}
+            for key in ("ICC", "F", "pval", "ci_low", "ci_high"):
+                value = float(base[label][key])
+                change = np.abs(np.asarray(pert[label][key], dtype=float) - value).reshape(3, 2).max(axis=1).sum()
+                bound[label][key] = float(change) + 2 * FORMULA_OPERATIONS * u * abs(value)
+    return bound
+
+
+def icc_ak_bound(human, metric) -> float:
+    """:func:`icc_bound` of ICC(A,k) for the items (human rank, metric rank): how far two float64
+    programs' ICC(A,k) of the same two rank columns may lie apart."""
+    return icc_bound(np.column_stack([np.asarray(human, float), np.asarray(metric, float)]))["ICC(A,k)"]["ICC"]
+
+
+def spearman_bound(x, y, dtype=np.float64) -> float:
+    """How far two programs' Spearman correlations of the same ``n`` pairs ``(x, y)`` may lie apart.
+
+    Spearman's rho is Pearson's ``r = S_xy / sqrt(S_xx S_yy)`` of the ranks, from centred sums. As in
+    :func:`icc_bound`, each computed sum is within ``4 gamma_n`` of the exact one relative to the uncentred
+    ``sum x^2`` (``S_xy``: ``sqrt(sum x^2 sum y^2)``), in each program; with ``c = max(sum x^2 / S_xx,
+    sum y^2 / S_yy)`` of the ranks and ``|r| <= 1``, first order,
+    ``|dr| <= |dS_xy| / sqrt(S_xx S_yy) + (|dS_xx| / S_xx + |dS_yy| / S_yy) / 2 <= 2 x 4 gamma_n x 2c``
+    for the two programs, plus ``2 FORMULA_OPERATIONS u`` for the formula's own roundings (0 where one side
+    is constant and rho undefined)."""
+    rx, ry = (stats.rankdata(np.asarray(v, dtype=float)) for v in (x, y))
+    spread = [float(np.sum((r - r.mean()) ** 2)) for r in (rx, ry)]
+    if min(spread) == 0:
+        return 0.0                                  # a constant side: rho is undefined (NaN) in every program
+    c = max(float(np.sum(r ** 2)) / s for r, s in zip((rx, ry), spread))
+    u = unit_roundoff(dtype)
+    return 16 * c * gamma(len(rx), u) + 2 * FORMULA_OPERATIONS * u
+
+
+def assert_order_kept(dist, slack, groups, what: str = "") -> None:
+    """Within each group (a ranking), every two rows' distances ``dist`` lie further apart than the sum of
+    their ``slack`` (how far another computation may move each: a :func:`dot_bound`, a fit's
+    :func:`iterative_bound` carried through): any such computation orders them the same, so statistics
+    of the within-group ranks see the *same* ranks. Adjacent rows in sorted order suffice: a wider gap
+    spans the slacks of the rows between as well."""
+    frame = pd.DataFrame({"d": np.asarray(dist, float), "s": np.asarray(slack, float), "g": np.asarray(groups)})
+    frame = frame.sort_values(["g", "d"], kind="stable")
+    same = frame["g"].to_numpy()[1:] == frame["g"].to_numpy()[:-1]
+    gap = np.diff(frame["d"].to_numpy())[same]
+    room = (frame["s"].to_numpy()[1:] + frame["s"].to_numpy()[:-1])[same]
+    assert np.all(gap > room), (f"{what}: {int(np.sum(gap <= room))} neighbouring distances closer than their "
+                                f"rounding bounds (smallest gap/bound {np.min(gap / room, initial=np.inf):.3g}): "
+                                "the ranks could differ on another CPU")
+
+
+def mean_bound(x, dtype=np.float64) -> float:
+    """How far two programs' means of the (finite) numbers ``x`` may lie apart: their sums differ by at
+    most :func:`dot_bound` of ``sum|x|`` (two computations), divided by ``n``, plus each division's rounding."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if not x.size:
+        return 0.0
+    return dot_bound(float(np.abs(x).sum()), x.size, dtype) / x.size + 2 * unit_roundoff(dtype) * abs(float(x.mean()))
+
+
+
+def kendall_bound() -> float:
+    """How far two float64 programs' Kendall tau (a, b or c) of the same pairs may lie apart: the
+    concordant, discordant and tied pair counts are integers, exact in any order; then a handful of
+    roundings (a difference, products, a square root, a division): ``2 FORMULA_OPERATIONS u``."""
+    return 2 * FORMULA_OPERATIONS * unit_roundoff(np.float64)
+
+
+def assert_within_or_both_nan(got, ref, bound, what: str = "") -> None:
+    """:func:`assert_within` entry by entry where both are numbers; both NaN (an undefined statistic) passes."""
+    got, ref = _as_array(got), _as_array(ref)
+    bound = np.broadcast_to(_as_array(bound), got.shape)
+    both = np.isnan(got) & np.isnan(ref)
+    assert np.array_equal(np.isnan(got), np.isnan(ref)), f"{what}: NaN in one and not the other"
+    assert_within(got[~both], ref[~both], bound[~both], what=what)

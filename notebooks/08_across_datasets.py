@@ -22,7 +22,7 @@
 # {cite:p}`heim2015active,yu2014finegrained`; `alien_eggs`, a crowd's judgements of 30 drawn
 # shapes that vary in one known parameter, their smoothness {cite:p}`jamieson2015next,sievert2023efficiently`, so that
 # people, LPIPS and CLPIPS can each be held against a ground truth; the simulated study with known
-# ground truth ({doc}`/out/notebooks/01_dataset_exploration`); and, with `-p study_csv PATH`, a
+# ground truth ({doc}`/out/notebooks/01_dataset_exploration`); and, with `-p dataset PATH` (a CSV), a
 # study of your own ({doc}`/book/own_data`). Both crowd datasets were gathered by *active*
 # samplers, which choose the next question from the answers so far: their rankings are fitted to
 # every answer of a target (Bradley–Terry), not read from one person. Then the chapter asks what
@@ -31,7 +31,7 @@
 # %% tags=["parameters"]
 from clpips.defaults import DEFAULTS
 
-study_csv = ""                                # a study of your own, beside the built-in datasets
+dataset = DEFAULTS.dataset                    # a CSV path: your study, beside the built-in datasets
 k = DEFAULTS.k
 seed = DEFAULTS.seed
 protocol_folds = DEFAULTS.protocol_folds
@@ -77,7 +77,7 @@ started = time.perf_counter()
 # settings are the parameters above; chapter 04's runs of `mur92` are read from the cache):
 
 # %%
-studies = load_every_dataset(study_csv, k=k, seed=seed)
+studies = load_every_dataset(dataset, k=k, seed=seed)
 runs, summaries = {}, {}
 for name, data in studies.items():
     for mode in SPLIT_MODES:

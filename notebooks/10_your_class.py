@@ -30,7 +30,7 @@
 from clpips.defaults import DEFAULTS
 
 class_csv = DEFAULTS.class_csv                    # "": a simulated class
-study = DEFAULTS.dataset                          # the study a simulated class ranks
+dataset = DEFAULTS.dataset                        # the study a simulated class ranks
 classroom_k = DEFAULTS.classroom_k
 classroom_sets = DEFAULTS.classroom_sets
 classroom_students = DEFAULTS.classroom_students
@@ -69,7 +69,7 @@ started = time.perf_counter()
 # `clpips classroom` would serve, and the line it prints says which.
 
 # %%
-klass = ca.load_class(class_csv, study, k=classroom_k, n_sets=classroom_sets, n_students=classroom_students,
+klass = ca.load_class(class_csv, dataset, k=classroom_k, n_sets=classroom_sets, n_students=classroom_students,
                       seed=seed)
 rankings = klass.rankings.table
 by_student = rankings.groupby(["rater", "set_id"])

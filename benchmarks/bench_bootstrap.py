@@ -79,7 +79,7 @@ def run(n_boot: int = 10_000, n_sets: int = 300, candidates: int = 10, loop_resa
     df = synthetic_evaluation(n_sets, candidates, seed)
     vectorized, vectorized_cpu = _time_vectorized(df, n_boot, seed, repeat)
     vectorized_bca, _ = _time_vectorized(df, n_boot, seed, 1, "bca")
-    # metrics passed as ranks within each set, as clpips.experiment.bootstrap_summary does
+    # metrics passed as ranks within each set, as clpips.apps.outputs.bootstrap_summary does
     ranked = df.assign(lpips=df.groupby("set")["lpips"].rank(), clpips=df.groupby("set")["clpips"].rank())
     vectorized_ranks, _ = _time_vectorized(ranked, n_boot, seed, repeat)
     counts = bootstrap_counts(n_sets, loop_resamples, seed)

@@ -1,10 +1,6 @@
-"""The package's choice lists, in one light module (no torch, no pandas).
-
-Each list is defined here once; the modules that check a value against a list
-(:mod:`clpips.model`, :mod:`clpips.train`, :mod:`clpips.protocol`,
-:mod:`clpips.datasets`) and the command line (:mod:`clpips.apps.cli`, which must start
-without importing torch) read it from here, so an option the library accepts is an
-option the CLI offers.
+"""The package's choice lists, defined once in one light module (no torch, no pandas): the modules that
+check a value and the command line (which must start without torch) read them here, so an option the
+library accepts is an option the CLI offers.
 """
 from __future__ import annotations
 
@@ -32,7 +28,7 @@ SPLIT_MODES: dict[str, str] = {
 PROTOCOL_STATISTICS: tuple[str, ...] = ("icc_A_k", "spearman_raw", "spearman", "pair_accuracy")
 #: inner-fold criteria a protocol setting can be chosen by (higher is better)
 SELECT: tuple[str, ...] = PROTOCOL_STATISTICS
-#: the metrics the protocol fits and compares with LPIPS (:func:`clpips.protocol.crossval`'s ``metric``)
+#: the metrics ``clpips crossval --metric`` fits and compares with LPIPS (chapter 09's: clpips.book.families)
 PROTOCOL_METRICS: tuple[str, ...] = ("clpips", "global", "transform", "teacher")
 #: the extra baselines of :mod:`clpips.book.baselines`, in table order (pixel metrics, then feature metrics)
 BASELINES: tuple[str, ...] = ("l2", "psnr", "ssim", "lpips_vgg", "lpips_ones")

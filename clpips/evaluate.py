@@ -21,7 +21,7 @@ import torch
 from scipy import stats as sps
 
 from clpips.pairs import ranking_pairs
-from clpips.stats import (icc_from_mean_squares, icc_inference, interpret_icc, mean_squares, set_correlations,
+from clpips.stats import (icc_from_mean_squares, icc_inference, koo_li_label, mean_squares, set_correlations,
                           spearman_pvalue, spearman_rho)
 
 RANKING = "ranking"
@@ -66,7 +66,7 @@ def alignment(scored: pd.DataFrame, column: str) -> dict[str, float]:
     out = {key: float(row[key]) for key in ("spearman_raw", "spearman_raw_pval", "spearman", "spearman_pval",
                                              "spearman_per_ranking", "kendall", "kendall_pval", "icc_A_k",
                                              "icc_A_k_ci_low", "icc_A_k_ci_high", "icc_A_k_F", "icc_A_k_pval")}
-    return {**out, "icc_A_k_koo_li": interpret_icc(out["icc_A_k"], "koo_li"),
+    return {**out, "icc_A_k_koo_li": koo_li_label(out["icc_A_k"]),
             "pair_accuracy": float(row["pair_accuracy"]), "n_rankings": int(row["n_rankings"]),
             "n_targets": int(scored["target"].nunique()), "n_rows": int(len(scored))}
 
@@ -165,7 +165,7 @@ def per_ranking_spearman(ids, human, Y) -> pd.DataFrame:
     """
     ids = np.asarray(ids)
     Y = np.asarray(Y, dtype=float).reshape(len(ids), -1)
-    return pd.DataFrame(set_correlations(ids, np.asarray(human, dtype=float), Y, "spearman"),
+    return pd.DataFrame(set_correlations(ids, np.asarray(human, dtype=float), Y),
                         index=pd.Index(pd.unique(pd.Series(ids))))
 
 

@@ -43,6 +43,16 @@ MOVED_NAMES = {
     **{f"clpips.stats.{name}": f"clpips.book.power.{name}" for name in (
         "VERDICTS", "detection_power", "equivalence", "verdict", "fold_ratio", "minimal_detectable_effect",
         "mode_difference", "power_table")},
+    **{f"clpips.stats{module}.{name}": f"clpips.book.rank_correlation.{name}" for module in ("", ".rank_correlation")
+       for name in ("rank_correlation", "spearman", "kendall", "per_set_correlation", "pooled_spearman")},
+    **{f"clpips.stats{module}.{name}": f"clpips.book.worked_example.{name}" for module in ("", ".interpret")
+       for name in ("interpret_icc", "cicchetti_label", "interpretation_scale", "SCALES")},
+    **{f"clpips.stats{module}.{name}": f"clpips.book.worked_example.{name}" for module in ("", ".spearman_brown")
+       for name in ("icc_ck_from_rho", "icc_ak_pole")},
+    **{f"clpips.experiment.{name}": f"clpips.book.batched_fits.{name}" for name in (
+        "fit_together", "Fitted", "BATCHED_FIT_OPTIONS")},
+    "clpips.experiment.metrics_json": "clpips.apps.outputs.metrics_json",
+    "clpips.experiment.bootstrap_summary": "clpips.apps.outputs.bootstrap_summary",
 }
 
 

@@ -1,56 +1,24 @@
 """The nested, repeated cross-validation protocol: does CLPIPS agree better with people on unseen targets?
 
-One run answers the paper's question without resting on one split or one seed:
-
-* **Outer folds.** The targets are cut into ``folds`` folds, ``repeats`` times
-  with different fold assignments (:func:`clpips.datasets.split_folds`, split
-  ``mode`` ``"target"`` as the paper or ``"image"``: no image on both sides).
-  Every fold's held-out rankings are scored once. A dataset that draws its
-  candidate sets (its ``within`` hook: mur92, zappos) draws them anew for every
-  repeat, so the spread over repeats includes which candidates were drawn; a
-  study CSV keeps its own sets.
-* **Inner folds.** On each outer training side only, an inner ``inner_folds``-fold
-  split (same mode) scores every setting of the :class:`Grid` (margin x learning
-  rate x epochs, and "do not train": LPIPS's starting weights, no fit) on the inner
-  held-out rankings; the setting with the best mean inner score (``select``,
-  ICC(A,k) by default) is chosen, not training on a tie. Outer test rankings
-  never reach this step (asserted on every fold). A chosen value at an edge of
-  the grid in most outer folds is named in a :class:`GridEdgeWarning` (:func:`grid_edges`).
-* **What a split by image keeps.** A study with fixed candidates (a CSV study)
-  loses, in a split by image, every row with an image on the other side: its
-  held-out rankings shrink to the candidates that share the target's fold. One
-  left with fewer than ``min_candidates`` candidates is not scored; when an outer
-  fold would score fewer than half of its held-out targets' rankings the run is
-  refused (:class:`SplitRefused`). Every fold row says what was kept and dropped,
-  and :meth:`CrossvalResult.kept` sums it up.
-* **Refit and score.** The chosen setting is trained on the whole outer training
-  side and scored, beside LPIPS, on the outer test rankings: ICC(A,k), pooled
-  Spearman under both definitions (:data:`clpips.evaluate.RHO_DEFINITIONS`) and
-  pair accuracy, and their differences (CLPIPS - LPIPS).
+The targets are cut into ``folds`` outer folds, ``repeats`` times (split by target as the paper, or by
+image: no image on both sides; a dataset that draws its candidate sets draws them anew every repeat).
+On each outer training side only, ``inner_folds`` inner folds score every setting of the :class:`Grid`
+and "do not train" (LPIPS's weights); the setting of best mean ``select`` is refitted on the whole
+training side and scored beside LPIPS on the held-out rankings, with the differences (CLPIPS - LPIPS).
+Held-out rankings never reach the choice (asserted on every fold). Split by image, a study with fixed
+candidates loses rows: a held-out ranking left with fewer than ``min_candidates`` is not scored, and a
+split that would score under half of a fold's held-out rankings is refused (:class:`SplitRefused`).
+Chapter 04 walks through a run; ``book/method.md`` gives the statistics.
 
 A run is ``crossval(dataset, Settings(...), family, compute=Compute(...))``: :class:`Settings` holds
-everything that changes its numbers (and keys its cache), :class:`Compute` how it is computed (device,
-processes), and the *family* is the metric fitted beside LPIPS. A family plugs in through one small
-interface (:class:`Family`: a name, its own options, and :meth:`Family.prepare`, which gives the
-:class:`Fits` the protocol calls: fit a fold's jobs, the distances of held-out rows, its settings).
-The paper's CLPIPS is :data:`LINEAR`, here; chapter 09's metrics (global CLPIPS, the AligNet-style
-transform, the taught CLPIPS) are families of :mod:`clpips.book.families`.
-
-Every inner fold's grid of a run trains together in :func:`clpips.train.fit_many`,
-then every refit (its chosen setting only) together, each column as its own
-:func:`clpips.train.fit_pairs` would (no early stopping: the epochs are chosen by
-the inner folds). Results are cached on disk, keyed by the data, the images'
-content and every setting, so the chapters that show the same run share it; every
-file of a cached run, and every stored bootstrap, is verified against the sha256
-recorded when it was written (:func:`clpips.atomic.read_entry`: a bad one is named in one warning
-line and computed again).
-
-:meth:`CrossvalResult.summary` turns the per-fold differences into the mean with
-two intervals: the corrected resampled t over folds
-(:func:`clpips.stats.corrected_resampled_t`), which allows for overlapping
-training sets and varies training and test sets together; and a paired
-bootstrap over targets of the out-of-fold rankings, which varies the test
-targets only, given the fitted models.
+everything that changes its numbers (and keys its cache), :class:`Compute` how it is computed, and the
+:class:`Family` the metric fitted beside LPIPS (:data:`LINEAR`: the paper's CLPIPS; chapter 09's in
+:mod:`clpips.book.families`). Every inner fit of a run trains together in :func:`clpips.train.fit_many`,
+then every refit. Results are cached on disk, keyed by the data, the images' bytes and every setting;
+each file is verified against the sha256 written with it (a bad one is named and computed again).
+:meth:`CrossvalResult.summary` gives the mean difference with two intervals: the corrected resampled t
+over folds (training and test sets vary together) and a paired bootstrap over targets of the
+out-of-fold rankings (test targets only, given the fitted models).
 """
 from __future__ import annotations
 
@@ -73,24 +41,20 @@ import pandas as pd
 import torch
 
 import clpips.atomic as atomic
-# evaluate, experiment and train are called through their modules: a test that replaces one of their
-# functions (the backbone's pair features, the scorer, the bootstrap) replaces it for the protocol too
+# called through their modules, so that a test replacing one of their functions replaces it here too
 from clpips import evaluate, experiment, train
-from clpips.atomic import json_ready
-# the metrics ``clpips crossval --metric`` offers (chapter 09), the statistics scored on every held-out
-# side, the inner-fold criteria: one list each, in clpips.choices
 from clpips.choices import PROTOCOL_METRICS as METRICS, PROTOCOL_STATISTICS as STATISTICS, SELECT
 from clpips.datasets.schema import spreadsheet_safe
 from clpips.datasets.splits import check_split_mode, fold_targets, shared_pair_share, split_folds, split_modes_coincide
 from clpips.defaults import DEFAULTS
 from clpips.evaluate import RANKING, ranking_ids
-from clpips.experiment import cache_key  # noqa: F401  (its home until #22: clpips.protocol.cache_key still works)
+from clpips.experiment import cache_key
 from clpips.features import CacheWarning
 from clpips.model import initial_weight_vector
 from clpips.paths import cache_dir
 from clpips.stats import corrected_resampled_t, percentile_interval
 
-PROTOCOL_VERSION = 5  #: bump when a change alters results: it keys the cache (3: fit_many's products in other forms, float rounding; 4: refits train the chosen setting alone, float rounding; 5: "do not train" among the choices, held-out rankings of fewer than min_candidates unscored, wider default grid)
+PROTOCOL_VERSION = 5  #: bump when a change alters results: it keys the cache
 #: a split by image is refused when an outer fold scores fewer than this share of its held-out targets' rankings
 MIN_SCORED_SHARE = 0.5
 #: a chosen value at an edge of the grid in more than this share of the outer folds is warned about
@@ -98,8 +62,7 @@ EDGE_SHARE = 0.5
 
 
 class GridEdgeWarning(UserWarning):
-    """A tuned parameter's chosen value sits at an edge of the grid in most outer folds (:func:`grid_edges`):
-    the best setting may lie beyond the grid."""
+    """A tuned value was chosen at an edge of the grid in most outer folds (:func:`grid_edges`)."""
 
 
 class SplitRefused(ValueError):
@@ -107,8 +70,7 @@ class SplitRefused(ValueError):
 
 
 def positive_numbers(text: str | Sequence[float]) -> tuple[float, ...]:
-    """Positive finite numbers from a comma-separated string (the defaults' and the CLI's form) or a
-    sequence; a one-line ValueError otherwise."""
+    """Positive finite numbers from a comma-separated string (the defaults' and the CLI's form) or a sequence."""
     values = [float(x) for x in (text.split(",") if isinstance(text, str) else text) if str(x).strip()]
     if not values or not all(np.isfinite(values)) or min(values) <= 0:
         raise ValueError(f"expected positive finite numbers, comma-separated, got {text!r}")
@@ -117,10 +79,8 @@ def positive_numbers(text: str | Sequence[float]) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class Grid:
-    """The hyperparameter settings the inner folds choose among: every (margin, lr, epochs), and first
-    "do not train" (margin and lr NaN, 0 epochs): the starting weights (LPIPS's, with ``init="lpips"``)
-    unfitted. It is scored by the inner folds like any other and chosen when it scores best, and on a tie
-    (the first best setting wins, and it is first: the simpler model)."""
+    """The settings the inner folds choose among: every (margin, lr, epochs), and first "do not train"
+    (margin and lr NaN, 0 epochs: the starting weights unfitted), which also wins a tie: the simpler model."""
 
     margins: tuple[float, ...] = positive_numbers(DEFAULTS.protocol_margins)
     lrs: tuple[float, ...] = positive_numbers(DEFAULTS.protocol_lrs)
@@ -130,7 +90,6 @@ class Grid:
     def parse(cls, margins: str | Sequence[float] = DEFAULTS.protocol_margins,
               lrs: str | Sequence[float] = DEFAULTS.protocol_lrs,
               epochs: str | Sequence[int] = DEFAULTS.protocol_epochs) -> "Grid":
-        """From comma-separated strings (the defaults' and the CLI's form) or sequences."""
         ep = positive_numbers(epochs)
         if any(e != int(e) for e in ep):
             raise ValueError(f"epochs must be whole numbers, got {epochs!r}")
@@ -141,8 +100,7 @@ class Grid:
         return list(product(self.margins, self.lrs))
 
     def settings(self) -> pd.DataFrame:
-        """Every setting, in the order results are reported: "do not train" (:data:`UNTRAINED`), then each
-        (margin, lr, epochs) by margin, lr and epochs."""
+        """Every setting in report order: "do not train" (:data:`UNTRAINED`), then by margin, lr and epochs."""
         return pd.DataFrame([UNTRAINED] + [(m, lr, e) for (m, lr) in self.columns() for e in self.epochs],
                             columns=["margin", "lr", "epochs"])
 
@@ -153,18 +111,13 @@ UNTRAINED = (float("nan"), float("nan"), 0)
 
 @dataclass(frozen=True)
 class Settings:
-    """What a run of the protocol computes: every option that changes its numbers (so they key its cache).
+    """What a run computes: every option that changes its numbers (so they key its cache), checked here.
 
-    ``mode``: the split, one of :data:`clpips.datasets.SPLIT_MODES`. ``folds``, ``repeats``,
-    ``inner_folds``: outer folds, repeats of the outer split, inner folds (each >= 2, repeats >= 1).
-    ``grid``: the settings the inner folds choose among. ``select``: their criterion, one of
-    :data:`SELECT` (higher is better). ``seed``: the fold assignments (repeat ``r`` uses a seed derived
-    from ``(seed, r)``), the initial weights and the training shuffles. ``net``, ``init``, ``loss``,
-    ``batch_size``, ``layers``, ``project``: as :func:`clpips.train.fit_pairs`. ``min_candidates``: split
-    by image of a study with fixed candidates, a held-out ranking (outer or inner) left with fewer
-    candidates among its fold's images is not scored (at least 2), and the run is refused
-    (:class:`SplitRefused`, one line) when an outer fold would score fewer than half of its held-out
-    targets' rankings (:func:`check_split`). Each is checked here, in one line naming it.
+    ``mode``: one of :data:`clpips.datasets.SPLIT_MODES`. ``select``: the inner folds' criterion, one of
+    :data:`SELECT` (higher is better). ``seed``: the fold assignments (repeat ``r`` uses one derived from
+    ``(seed, r)``), the initial weights and the shuffles. ``net`` ... ``project``: as
+    :func:`clpips.train.fit_pairs`. ``min_candidates``: the fewest candidates a held-out ranking split by
+    image keeps to be scored (the refusal rule in the module docstring, :func:`check_split`).
     """
 
     mode: str = DEFAULTS.split_mode
@@ -193,24 +146,19 @@ class Settings:
             raise ValueError(f"min_candidates must be a whole number >= 2, got {self.min_candidates!r}")
 
     def replace(self, **changes: Any) -> "Settings":
-        """These settings with ``changes`` (e.g. ``settings.replace(mode="image")``)."""
         return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, Any], **changes: Any) -> "Settings":
-        """A chapter's protocol: from its parameters (:func:`options`), then ``changes``; so every chapter
-        runs, and shares the cache of, the same protocol."""
+        """A chapter's protocol, from its parameters (:func:`options`): every chapter shares the same runs."""
         return cls(**{**options(parameters), **changes})
 
 
 @dataclass(frozen=True)
 class Compute:
-    """How a run is computed; none of it changes its numbers, so none of it keys the cache.
-
-    ``device``: where the fits run; ``progress``: progress bars; ``threads``: torch threads per fitting
-    process; ``workers``: local processes the fits are spread over; ``executor``: where to run them
-    instead, any :class:`concurrent.futures.Executor` (a Dask cluster's, ``Client(...).get_executor()``):
-    :func:`clpips.train.fit_many`, :mod:`clpips.parallel`."""
+    """How a run is computed (none of it changes its numbers or keys the cache). ``threads``: torch threads
+    per fitting process; ``workers``: local processes; ``executor``: any :class:`concurrent.futures.Executor`
+    to run the fits on instead (a Dask cluster's, ``Client(...).get_executor()``)."""
 
     device: str = DEFAULTS.device
     progress: bool = False
@@ -227,9 +175,7 @@ PARAMETERS = {"protocol_folds": "folds", "protocol_repeats": "repeats", "protoco
 
 
 def options(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """:class:`Settings` fields from a chapter's parameters (its ``globals()``): the names of
-    :data:`PARAMETERS` present, and the :class:`Grid` from ``protocol_margins/lrs/epochs`` (defaults
-    where absent)."""
+    """:class:`Settings` fields from a chapter's ``globals()``: :data:`PARAMETERS` and ``protocol_margins/lrs/epochs``."""
     out = {name: parameters[given] for given, name in PARAMETERS.items() if given in parameters}
     out["grid"] = Grid.parse(*(parameters.get(f"protocol_{n}", getattr(DEFAULTS, f"protocol_{n}"))
                                for n in ("margins", "lrs", "epochs")))
@@ -252,16 +198,10 @@ class CrossvalResult:
                 seed: Optional[int] = None, bootstrap: bool = True) -> pd.DataFrame:
         """Per statistic: LPIPS and CLPIPS means over folds, the mean Δ, and its intervals.
 
-        ``nb_low, nb_high``: corrected resampled t over the ``J = repeats x folds``
-        per-fold differences with ``n_test / n_train`` from the folds' target counts.
-        ``boot_low, boot_high`` (ICC(A,k) and within-ranking rho only): percentile
-        interval of a paired bootstrap over targets of the out-of-fold rankings,
-        the same draws for every repeat, the repeats' differences averaged per draw,
-        centred on ``boot_delta``, over the ``boot_targets`` targets every repeat scored
-        (:meth:`boot_targets`; a split by image of a study with fixed candidates leaves some
-        out). ``positive_share``: share of folds where CLPIPS agreed better. ``bootstrap=False``
-        leaves the bootstrap columns empty (NaN) and skips its cost (about 9 s for mur92's
-        10,000 draws).
+        ``nb_*``: corrected resampled t over the ``repeats x folds`` per-fold differences (``n_test /
+        n_train`` from the target counts). ``boot_*`` (ICC(A,k) and within-ranking rho):
+        :meth:`target_bootstrap` over the :meth:`boot_targets`. ``positive_share``: share of folds where
+        CLPIPS agreed better. ``bootstrap=False`` leaves ``boot_*`` NaN (it costs ~9 s on mur92).
         """
         f = self.folds
         ratio = float((f["n_test_targets"] / f["n_train_targets"]).mean())
@@ -283,8 +223,7 @@ class CrossvalResult:
 
     def _repeat_bootstraps(self, ci: float, n_boot: int, seed: Optional[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Per repeat: the bootstrap distribution of (ΔICC(A,k), Δrho) over targets (n_boot x 2) and the
-        observed pair. Computed once per (ci, n_boot, seed) and kept with the cached result, so the
-        chapters that show the same run share it."""
+        observed pair; stored beside the cached run, so the chapters that show it share it."""
         seed = self.settings.get("seed", DEFAULTS.seed) if seed is None else seed
         key = (float(ci), int(n_boot), int(seed))
         if key in self._boot:
@@ -292,8 +231,7 @@ class CrossvalResult:
         if self.store is None:
             self._boot[key] = self._compute_bootstraps(ci, n_boot, seed)
             return self._boot[key]
-        # a checked entry beside the run (a bad one is named, removed and recomputed); the run's lock, so
-        # chapters side by side compute it once
+        # a checked entry beside the run; the run's lock, so chapters side by side compute it once
         stored = self.store / f"boot-{ci:g}-{int(n_boot)}-{int(seed)}.npz"
         if (out := _read_boot(stored)) is None:
             with atomic.exclusive(_lock_path(self.store)):
@@ -306,7 +244,6 @@ class CrossvalResult:
         return out
 
     def _compute_bootstraps(self, ci: float, n_boot: int, seed: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """:meth:`_repeat_bootstraps`' numbers, computed (no store)."""
         per_repeat = {r: part for r, part in self.oof.groupby("repeat", sort=True)}
         common = self.boot_targets()
         out = {}
@@ -318,17 +255,12 @@ class CrossvalResult:
         return out
 
     def boot_targets(self) -> set:
-        """The targets the target bootstrap draws: those every repeat scored out of fold (all of them split
-        by target; split by image, a target whose held-out rankings kept too few candidates in some repeat
-        is left out)."""
+        """The targets the target bootstrap draws: those every repeat scored out of fold (split by target: all)."""
         return set.intersection(*(set(part["target"]) for _, part in self.oof.groupby("repeat", sort=True)))
 
     def kept(self) -> dict[str, Any]:
-        """What the outer folds kept, summed over them (each fold's row holds its own): held-out rows and
-        rankings scored; held-out targets' rankings not scored (split by image: fewer than ``min_candidates``
-        candidates left among the fold's images); training rankings dropped (fewer than two left); rows on
-        neither side (total, and their mean share of a fold's table); candidates per scored held-out
-        ranking; the targets of the target bootstrap among those held out; folds that chose not to train."""
+        """What the outer folds kept and dropped (a split by image shortens rankings), summed over them: each
+        fold's row holds its own."""
         f = self.folds
         sizes = self.oof.groupby(["repeat", "fold", RANKING]).size()
         table_rows = f["n_train_rows"] + f["n_test_rows"] + f["rows_on_neither_side"]
@@ -345,13 +277,9 @@ class CrossvalResult:
 
     def target_bootstrap(self, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot,
                          seed: Optional[int] = None) -> dict[str, dict[str, float]]:
-        """ΔICC(A,k) and Δrho (within-ranking ranks) of the out-of-fold rankings, bootstrapped over targets.
-
-        Each repeat's out-of-fold rows form one held-out table (every target once,
-        scored by the model that did not see it). :func:`clpips.experiment.bootstrap_result`
-        with ``unit="target"`` resamples targets; with the same seed and the same
-        targets its draws are the same for every repeat, so the repeats'
-        distributions are averaged draw by draw.
+        """ΔICC(A,k) and Δrho of the out-of-fold rankings, bootstrapped over targets: each repeat's
+        out-of-fold rows form one held-out table (every target scored by the model that did not see it);
+        the same seed and targets give every repeat the same draws, so the repeats are averaged draw by draw.
         """
         results = self._repeat_bootstraps(ci, n_boot, seed)
         mean = np.mean([d for d, _ in results.values()], axis=0)
@@ -370,11 +298,8 @@ class CrossvalResult:
         return {"delta": float(obs[0]), "low": float(lo), "high": float(hi)}
 
     def versus(self, other: "CrossvalResult", statistic: str = "icc_A_k", ci: float = DEFAULTS.ci) -> dict[str, float]:
-        """This run's fitted metric against ``other``'s, fold by fold: the mean of the per-fold
-        differences of ``statistic`` (this metric's minus the other's; the folds must be the same
-        splits, as runs of one dataset with the same settings but the metric are) with its corrected
-        resampled t interval (:func:`clpips.stats.corrected_resampled_t`), and the share of folds
-        where this one agreed better."""
+        """This run's fitted metric minus ``other``'s on the same folds: the mean per-fold difference of
+        ``statistic``, its corrected resampled t interval and the share of folds where this one is ahead."""
         keys = ["repeat", "fold", "n_train_targets", "n_test_targets", "n_test_rows"]
         if not self.folds[keys].equals(other.folds[keys]):
             raise ValueError("the two runs were not made on the same folds (compare runs of one dataset and mode "
@@ -386,10 +311,8 @@ class CrossvalResult:
                 "positive_share": float(np.mean(d > 0)), "n_folds": nb["n"]}
 
     def setting_columns(self) -> list[str]:
-        """The fold columns that name its fitted setting (CLPIPS, global CLPIPS: margin, lr, epochs; the
-        transform: margin, lam, lr, steps; the teacher's student: CLPIPS's and the teacher's): those a fold's
-        row holds between ``fold`` and ``trained``, first any it followed from another run (absent from the
-        inner table: it did not choose among them), then those its inner folds chose among."""
+        """The fold columns naming the fitted setting (between ``fold`` and ``trained``): first any followed
+        from another run (absent from the inner table), then those its inner folds chose among."""
         columns = list(self.folds.columns)
         if "fold" not in columns or "trained" not in columns:
             return []
@@ -397,29 +320,17 @@ class CrossvalResult:
         return sorted(named, key=lambda name: name in self.inner.columns)   # stable: each group keeps its order
 
     def chosen(self) -> pd.DataFrame:
-        """How often each setting was chosen over the outer folds ("do not train": margin and lr NaN, 0 epochs)."""
+        """How often each setting was chosen over the outer folds."""
         return (self.folds.groupby(self.setting_columns(), dropna=False).size().rename("folds").reset_index()
                 .sort_values("folds", ascending=False, kind="stable").reset_index(drop=True))
-
-    def to_json(self, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot) -> dict[str, Any]:
-        """Settings, summary and per-fold rows as strict-JSON-ready values (what ``clpips crossval`` writes)."""
-        summary = self.summary(ci=ci, n_boot=n_boot)
-        return json_ready({"settings": self.settings, "summary": summary.reset_index().to_dict(orient="records"),
-                           "kept": self.kept(), "chosen": self.chosen().to_dict(orient="records"),
-                           "grid_edges": grid_edges(self.folds, self.inner, warn=False).reset_index()
-                           .to_dict(orient="records"),
-                           "folds": self.folds.to_dict(orient="records")})
 
 
 def grid_edges(folds: pd.DataFrame, grid: "Grid | pd.DataFrame", where: str = "", warn: bool = True,
                stacklevel: int = 2) -> pd.DataFrame:
-    """Per tuned parameter (one offered with two values or more): its lowest and highest value offered
-    (``grid``: a :class:`Grid`, or a table of the settings offered, as a result's ``inner``) and the share
-    of the outer folds (``folds``: one row each, with the chosen settings) whose chosen value is each; a
-    fold that chose not to train is at neither. Where a share exceeds :data:`EDGE_SHARE` (one half) for a
-    parameter offered with three values or more (with two, every choice is at an edge: such a grid has no
-    inside to leave), the row's ``warning`` says so in one line, issued as a :class:`GridEdgeWarning` when
-    ``warn`` (``where`` begins it: the dataset and split)."""
+    """Per tuned parameter: its lowest and highest value offered (``grid``: a :class:`Grid` or a result's
+    ``inner``) and the share of outer folds that chose each ("do not train" is at neither). A share over
+    :data:`EDGE_SHARE` for a parameter offered with three values or more (with two, every choice is at an
+    edge) is named in ``warning`` and, with ``warn``, a :class:`GridEdgeWarning` that ``where`` begins."""
     offered = grid.settings() if isinstance(grid, Grid) else grid
     rows = []
     for name in (c for c in offered.columns if c in folds.columns and c not in ("repeat", "fold")):
@@ -458,10 +369,9 @@ class FitJob:
 
 @dataclass(frozen=True, eq=False)
 class RunInputs:
-    """What a family is given to fit one run: the dataset, the run's :class:`Settings` and :class:`Compute`,
-    its outer folds (dicts with ``repeat``, ``fold``, ``train``, ``test``, ``inner``: the inner folds'
-    (train, test) pairs, and ``kept``), every row any of their tables holds (``every``), LPIPS's pair
-    features of those rows (:func:`clpips.train.pair_features_for`) and the starting weights ``w0``."""
+    """What a family is given to fit one run: its outer folds (dicts with ``repeat``, ``fold``, ``train``,
+    ``test``, ``inner``: (train, test) pairs, ``kept``), every row of their tables (``every``), LPIPS's
+    pair features of those rows and the starting weights ``w0``."""
 
     dataset: Any
     settings: Settings
@@ -474,14 +384,13 @@ class RunInputs:
 
 @dataclass(frozen=True, eq=False)
 class Fits:
-    """A family made ready for one run: the three things the protocol calls.
+    """A family made ready for one run: what the protocol calls.
 
-    ``settings``: one row per setting the inner folds choose among (its columns name the setting in the
-    result's tables). ``fit(jobs, chosen=None)``: per :class:`FitJob`, a ``settings x P`` array of the
-    parameters fitted on the job's training table; with ``chosen`` (per job, a row number of ``settings``),
-    a ``1 x P`` array of that setting's. ``distances(table, params)``: the ``rows x len(params)`` distances
-    of a table's (target, candidate) rows. ``describe``: only for a family its own inner folds do not tune
-    (one setting, no inner fits): outer fold ``i`` -> the columns naming the setting it fitted there."""
+    ``settings``: one row per setting the inner folds choose among (its columns name it in the tables).
+    ``fit(jobs, chosen=None)``: per :class:`FitJob`, a ``settings x P`` array of fitted parameters; with
+    ``chosen`` (per job, a row of ``settings``) a ``1 x P`` array. ``distances(table, params)``: ``rows x
+    len(params)``. ``describe``: only for an untuned family (one setting, no inner fits): outer fold
+    ``i`` -> the columns naming the setting it fitted there."""
 
     settings: pd.DataFrame
     fit: Callable[..., list]
@@ -490,17 +399,14 @@ class Fits:
 
     @property
     def tuned(self) -> bool:
-        """Whether the inner folds choose among its settings (False: it has one, and no inner fits)."""
         return self.describe is None
 
 
 class Family(Protocol):
-    """A metric the protocol fits and compares with LPIPS: :data:`LINEAR` (CLPIPS, the paper's) or one of
-    chapter 09's (:mod:`clpips.book.families`).
+    """A metric the protocol fits and compares with LPIPS: :data:`LINEAR` or one of :mod:`clpips.book.families`.
 
-    ``name`` labels its runs (``settings["metric"]``; CLPIPS's runs carry none, so their cache keys stay
-    as they were); ``options()``: its own settings, recorded in the run's settings (and so its cache key);
-    ``prepare(inputs)``: its :class:`Fits` for one run (:class:`RunInputs`)."""
+    ``name`` labels its runs (``settings["metric"]``, absent for CLPIPS); ``options()``: its own settings
+    (recorded, so they key the cache); ``prepare(inputs)``: its :class:`Fits` for one run."""
 
     name: ClassVar[str]
 
@@ -511,8 +417,7 @@ class Family(Protocol):
 
 @dataclass(frozen=True)
 class LinearFamily:
-    """CLPIPS, the paper's metric: ``d = features[row] @ w`` on LPIPS's pair features, ``w`` fitted by
-    :func:`clpips.train.fit_many` for every setting of the :class:`Grid`, chosen by the inner folds."""
+    """CLPIPS, the paper's metric: ``d = features[row] @ w`` on LPIPS's pair features (:func:`linear_fits`)."""
 
     name: ClassVar[str] = "clpips"
 
@@ -529,13 +434,11 @@ LINEAR = LinearFamily()
 
 def linear_fits(inputs: RunInputs, store: Any = None,
                 follow: Optional[Mapping[tuple[int, int], Mapping[str, Any]]] = None) -> Fits:
-    """:class:`Fits` of a metric linear in per-pair feature rows (``d = store.matrix[row] @ w``), fitted by
-    :func:`clpips.train.fit_many` on ``store`` (default: LPIPS's pair features of the run): every setting
-    of the :class:`Grid`, chosen by the inner folds; or, with ``follow`` (by (repeat, fold), the setting
-    another run's inner folds chose there: :func:`fold_choices`), one refit per outer fold with that
-    setting (global CLPIPS, the teacher's student). "Do not train" (0 epochs) is the starting weights,
-    unfitted. ``store`` may be a callable ``jobs -> (store, pairs per job)``: the student's rows are known
-    only once its teacher has ranked."""
+    """:class:`Fits` of a metric linear in per-pair feature rows (``d = store.matrix[row] @ w``, default
+    ``store``: LPIPS's pair features), trained by :func:`clpips.train.fit_many` for every setting of the
+    :class:`Grid`; or, with ``follow`` (by (repeat, fold): another run's choice, :func:`fold_choices`),
+    refitted once per outer fold with that setting. ``store`` may be a callable ``jobs -> (store, pairs
+    per job)`` (the teacher's student: its rows are known only once its teacher has ranked)."""
     fitter = _LinearFitter(inputs, inputs.features if store is None else store, follow)
     if follow is None:
         return Fits(inputs.settings.grid.settings(), fitter.fit, fitter.distances)
@@ -543,8 +446,7 @@ def linear_fits(inputs: RunInputs, store: Any = None,
 
 
 class _LinearFitter:
-    """:func:`linear_fits`' three callables, sharing the feature rows (known only when fitting, when
-    ``source`` is a callable)."""
+    """:func:`linear_fits`' callables, sharing the feature rows."""
 
     def __init__(self, inputs: RunInputs, source: Any, follow: Optional[Mapping]):
         self.inputs, self.source, self.follow = inputs, source, follow
@@ -598,9 +500,8 @@ class _LinearFitter:
 
 def fold_choices(dataset, settings: Settings, family: Family,
                  compute: Optional[Compute] = None) -> dict[tuple[int, int], dict[str, Any]]:
-    """The fold rows of ``family``'s run of ``dataset`` with these settings, by (repeat, fold): the setting
-    its inner folds chose there and (``"weights"``) the parameters refitted with it (the run is run now,
-    or read from the cache). What a family that follows another's choices takes from it."""
+    """``family``'s run's fold rows by (repeat, fold): the setting chosen there and the refitted ``"weights"``
+    (what a family that follows another's choices takes)."""
     with warnings.catch_warnings():   # that run's grid edges are named where it is run for its own sake
         warnings.simplefilter("ignore", GridEdgeWarning)
         run = crossval(dataset, settings, family, compute=compute)
@@ -611,9 +512,6 @@ def fold_choices(dataset, settings: Settings, family: Family,
 def derived_seed(*parts: int) -> int:
     """A 32-bit seed from several integers (repeat r of seed s gets its own fold assignment)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
-
-
-_derived_seed = derived_seed   # the old name, for benchmarks/bench_protocol.py until it takes derived_seed
 
 
 def table_images(table: pd.DataFrame) -> set[str]:
@@ -634,30 +532,11 @@ def check_nested(mode: str, test: pd.DataFrame, tuning: Sequence[pd.DataFrame], 
 # --------------------------------------------------------------------------- the run
 def crossval(dataset, settings: Optional[Settings] = None, family: Optional[Family] = None, *,
              compute: Optional[Compute] = None, cache: bool = True, **keywords: Any) -> CrossvalResult:
-    """Run the nested protocol on a dataset (see the module docstring).
+    """Run the nested protocol on a dataset (see the module docstring), or read it from the cache.
 
-    Parameters
-    ----------
-    dataset
-        A :mod:`clpips.datasets` dataset; its ``within`` hook, when present, builds
-        the rankings of each side of a split by image.
-    settings : Settings
-        What the run computes (default: :class:`Settings`, from the defaults).
-    family : Family
-        The metric fitted and compared with LPIPS (default :data:`LINEAR`: CLPIPS, the paper's;
-        chapter 09's in :mod:`clpips.book.families`). Its distances fill the result's ``clpips``
-        columns; ``settings["metric"]`` names it (absent for CLPIPS).
-    compute : Compute
-        How the run is computed (device, processes); the results do not depend on it.
-    cache : bool
-        Read and write the on-disk result cache (``<cache>/crossval/``).
-    keywords
-        The old form, ``crossval(dataset, mode=..., folds=..., device=...)``: fields of
-        :class:`Settings` and :class:`Compute`, ``grid`` and ``metric="clpips"``. Deprecated
-        (a DeprecationWarning); it goes in the release after 0.1.
-
-    A chosen value at an edge of the grid in most outer folds is named in a :class:`GridEdgeWarning`
-    (:func:`grid_edges`), whether the run was computed or read from the cache.
+    ``family``'s distances fill the result's ``clpips`` columns (default :data:`LINEAR`). ``keywords``:
+    the old form, ``crossval(dataset, mode=..., folds=..., device=...)``, deprecated (it goes after 0.1).
+    A value chosen at a grid edge in most outer folds is named in a :class:`GridEdgeWarning`.
     """
     if keywords:
         settings, family, compute = _from_keywords(settings, family, compute, keywords)
@@ -688,7 +567,6 @@ _FAMILY_KEYWORDS = ("transform_lambdas", "transform_lrs", "transform_steps", "tr
 
 def _from_keywords(settings: Optional[Settings], family: Optional[Family], compute: Optional[Compute],
                    keywords: Mapping[str, Any]) -> tuple[Settings, Family, Compute]:
-    """The deprecated keyword form of :func:`crossval`, as its settings, family and compute."""
     warnings.warn("crossval(dataset, mode=..., folds=..., ...) is deprecated: pass crossval(dataset, "
                   "Settings(...), family, compute=Compute(...)) (clpips.protocol)", DeprecationWarning, stacklevel=3)
     given = {k: v for k, v in keywords.items() if k not in _FAMILY_KEYWORDS and not (k == "grid" and v is None)}
@@ -706,9 +584,8 @@ def _from_keywords(settings: Optional[Settings], family: Optional[Family], compu
 
 
 def run_settings(dataset, settings: Settings, family: Family) -> dict[str, Any]:
-    """A run's settings as its result records them (:attr:`CrossvalResult.settings`) and its cache key
-    hashes them: the dataset's name, the :class:`Settings`, the protocol's version, then the family's name
-    and options (CLPIPS's runs: neither, so that its cached runs keep their keys)."""
+    """A run's settings as its result records them and its cache key hashes them (a CLPIPS run records no
+    family name or options, so that its cached runs keep their keys)."""
     s = settings
     out = {"dataset": getattr(dataset, "name", "custom"), "mode": s.mode, "folds": s.folds, "repeats": s.repeats,
            "inner_folds": s.inner_folds, "margins": list(s.grid.margins), "lrs": list(s.grid.lrs),
@@ -723,8 +600,7 @@ def run_settings(dataset, settings: Settings, family: Family) -> dict[str, Any]:
 
 def _as_split_by_target(dataset, settings: Settings, family: Family, compute: Compute,
                         cache: bool) -> CrossvalResult:
-    """A split by image that would repeat the split by target fold for fold: that run (run or read), named
-    as this split's (its grid edges are named once, by :func:`crossval`, as this split's)."""
+    """A split by image that would repeat the split by target fold for fold: that run, named as this split's."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GridEdgeWarning)
         same = crossval(dataset, settings.replace(mode="target"), family, compute=compute, cache=cache)
@@ -732,8 +608,7 @@ def _as_split_by_target(dataset, settings: Settings, family: Family, compute: Co
 
 
 def _edges_named(result: CrossvalResult) -> CrossvalResult:
-    """``result``, after a :class:`GridEdgeWarning` for each tuned value chosen at a grid edge in most folds
-    (pointing at :func:`crossval`'s caller)."""
+    """``result``, after its :class:`GridEdgeWarning` s (pointing at :func:`crossval`'s caller)."""
     s = result.settings
     metric = f" ({s['metric']})" if s.get("metric", "clpips") != "clpips" else ""
     grid_edges(result.folds, result.inner, where=f"{s.get('dataset', 'custom')} split by {s.get('mode')}{metric}: ",
@@ -774,8 +649,7 @@ def _run(dataset, settings: Settings, family: Family, compute: Compute, record: 
 
 def _assembled(outer: Sequence[Mapping[str, Any]], scored: list, inner_rows: list[pd.DataFrame], refitted: list,
                record: dict[str, Any]) -> CrossvalResult:
-    """The result of a run from its outer folds' rows and held-out tables (:func:`_score_fold`), its inner
-    tables and its refits; each fold's row counts its held-out targets that the target bootstrap draws."""
+    """The result from the folds' rows and held-out tables (:func:`_score_fold`), inner tables and refits."""
     oof_table = pd.concat([held for _, held in scored], ignore_index=True)
     oof_table[RANKING] = ranking_ids(oof_table)
     common = set.intersection(*(set(part["target"]) for _, part in oof_table.groupby("repeat")))
@@ -787,11 +661,9 @@ def _assembled(outer: Sequence[Mapping[str, Any]], scored: list, inner_rows: lis
 
 
 def _outer_splits(dataset, settings: Settings, inner: bool = True) -> list[dict[str, Any]]:
-    """Every outer fold of the run: its training and test tables, what it kept of its repeat's table
-    (:func:`_kept`) and, with ``inner``, its inner folds (checked: no held-out target, split by image no
-    held-out image, reaches them). A dataset that draws its candidates re-draws them for every repeat:
-    which candidates a target got is a random choice too, and no result should rest on one draw (a study
-    CSV keeps its sets)."""
+    """Every outer fold: its training and test tables, what it kept (:func:`_kept`) and, with ``inner``, its
+    inner folds (checked: no held-out target, or image, reaches them). A dataset that draws its candidates
+    draws them anew every repeat: no result should rest on one draw."""
     mode, seed, folds, least = settings.mode, settings.seed, settings.folds, settings.min_candidates
     within = getattr(dataset, "within", None)
     every_image = sorted(table_images(dataset.table))
@@ -814,10 +686,8 @@ def _outer_splits(dataset, settings: Settings, inner: bool = True) -> list[dict[
 
 
 def _kept(table: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, held: set, drawn: bool) -> dict[str, Any]:
-    """What one outer fold kept of its repeat's ``table``, whose targets ``held`` it holds out: the held-out
-    targets' rankings it does not score and the training rankings it dropped (a split by image of a study with
-    fixed candidates shortens rankings; a dataset that draws its candidates, ``drawn``, draws each side's
-    anew and drops none), the rows on neither side, and the candidates per scored held-out ranking."""
+    """What one outer fold kept of its repeat's ``table`` (``held``: its held-out targets): rankings not
+    scored or dropped, rows on neither side, candidates per held-out ranking (``drawn``: none dropped)."""
     sizes = test.groupby(["set_id", "rater"]).size()
     is_held = table["target"].isin(held)
     return {"n_test_rankings_dropped": 0 if drawn else _n_rankings(table[is_held]) - _n_rankings(test),
@@ -829,9 +699,8 @@ def _kept(table: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, held: se
 
 
 def _refusal(outer: Sequence[Mapping[str, Any]], settings: Settings) -> Optional[str]:
-    """The one line refusing a split by image that leaves too little to judge, or None. The rule: every
-    outer fold must score at least :data:`MIN_SCORED_SHARE` (half) of its held-out targets' rankings, a
-    ranking being scored when it keeps ``min_candidates`` candidates or more among the fold's images."""
+    """The one line refusing a split by image that leaves too little to judge (an outer fold scoring under
+    :data:`MIN_SCORED_SHARE` of its held-out rankings), or None."""
     if settings.mode != "image":
         return None
     counts = [(_n_rankings(o["test"]), _n_rankings(o["test"]) + o["kept"]["n_test_rankings_dropped"], o)
@@ -850,11 +719,8 @@ def _refusal(outer: Sequence[Mapping[str, Any]], settings: Settings) -> Optional
 
 
 def check_split(dataset, settings: Optional[Settings] = None, **keywords: Any) -> None:
-    """Raise :class:`SplitRefused` (one line, naming the counts) when :func:`crossval` would refuse this split
-    (the rule of :class:`Settings`' ``min_candidates``). Only the outer split is computed (no features, no
-    fits), so the CLI and the chapters can ask before a run. The split by target, a dataset that draws its
-    candidates and one whose two split modes coincide always pass. ``keywords``: the old form
-    (``check_split(dataset, mode=..., folds=...)``), deprecated as :func:`crossval`'s."""
+    """Raise :class:`SplitRefused` when :func:`crossval` would refuse this split; only the outer split is
+    computed, so the CLI and the chapters can ask before a run. ``keywords``: the old form, deprecated."""
     if keywords:
         warnings.warn("check_split(dataset, mode=..., folds=...) is deprecated: pass check_split(dataset, "
                       "Settings(...)) (clpips.protocol)", DeprecationWarning, stacklevel=2)
@@ -867,9 +733,8 @@ def check_split(dataset, settings: Optional[Settings] = None, **keywords: Any) -
 
 def _choose(outer: Sequence[Mapping[str, Any]], fits: Fits, by_job: Mapping, select: str
             ) -> tuple[list[pd.DataFrame], list[tuple[int, float]]]:
-    """Per outer fold: its inner table (each setting's statistics, averaged over the inner folds that scored
-    a held-out ranking) and its choice with its score: the setting of best mean ``select``, the first of them
-    on a tie ("do not train" is the first setting of a :class:`Grid`)."""
+    """Per outer fold: its inner table (each setting's statistics averaged over the inner folds) and its
+    choice with its score: the setting of best mean ``select``, the first on a tie."""
     setting_rows = fits.settings
     names = [str(n) for n in range(len(setting_rows))]
     inner_rows, best_of = [], []
@@ -897,9 +762,8 @@ def _choose(outer: Sequence[Mapping[str, Any]], fits: Fits, by_job: Mapping, sel
 
 def _score_fold(o: Mapping[str, Any], fits: Fits, best: tuple[int, float], refit, features, w0,
                 described: Optional[Mapping[str, Any]]) -> tuple[dict[str, Any], pd.DataFrame]:
-    """One outer fold's row (its chosen setting, ``described`` for a family that follows another's choice,
-    whether it trained, its sizes and what it kept, LPIPS's and the fitted metric's held-out statistics and
-    their differences) and its out-of-fold rows with both distances."""
+    """One outer fold's row (chosen setting, sizes, what it kept, both metrics' held-out statistics and their
+    differences) and its out-of-fold rows with both distances."""
     choice = fits.settings.iloc[best[0]]   # one row: its numbers as floats, whole-number columns as ints again
     whole = {c: pd.api.types.is_integer_dtype(fits.settings[c]) for c in fits.settings.columns}
     test = o["test"]
@@ -934,7 +798,7 @@ def _n_rankings(table: pd.DataFrame) -> int:
 
 # --------------------------------------------------------------------------- the result cache
 def cache_folder(key: str) -> Path:
-    """The folder of the cached run keyed ``key`` (:func:`clpips.experiment.cache_key` of its settings)."""
+    """The folder of the cached run keyed ``key``."""
     return cache_dir() / "crossval" / f"v{PROTOCOL_VERSION}-{key}"
 
 
@@ -955,8 +819,7 @@ _READERS = {"folds.csv": lambda data: pd.read_csv(io.BytesIO(data)),
 
 def _read_cache(key: str) -> Optional[CrossvalResult]:
     """The cached run, every file verified against its checksum; None when absent. A bad file (altered,
-    truncated, missing, or without a checksum, as clpips wrote them before they had one) is named in one
-    :class:`clpips.features.CacheWarning` line and its run folder removed, so the run is computed again."""
+    truncated, missing, unchecked) is named in one :class:`CacheWarning` line and its folder removed."""
     folder = cache_folder(key)
     if not folder.is_dir():
         return None
@@ -1023,10 +886,8 @@ def _write_cache(key: str, result: CrossvalResult) -> None:
 
 
 def _result_bytes(result: CrossvalResult, for_people: bool = False) -> dict[str, bytes]:
-    """Each file of a result (the names of :data:`_READERS`) as bytes: the tables as CSV, the settings as
-    JSON, the refitted weights as ``.npy``. ``for_people``: tables for a person's folder, their text cells
-    that a spreadsheet would run as formulas neutralised (:func:`clpips.datasets.schema.spreadsheet_safe`;
-    the cache keeps the values as they are, to read them back unchanged)."""
+    """Each file of a result (:data:`_READERS`) as bytes. ``for_people``: text cells a spreadsheet would run
+    as formulas neutralised (:func:`clpips.datasets.schema.spreadsheet_safe`; the cache keeps them as they are)."""
     safe = spreadsheet_safe if for_people else (lambda frame: frame)
     out = {name: safe(frame).to_csv(index=False, lineterminator="\n").encode("utf-8")
            for name, frame in (("folds.csv", result.folds), ("inner.csv", result.inner), ("oof.csv", result.oof))}
@@ -1038,8 +899,7 @@ def _result_bytes(result: CrossvalResult, for_people: bool = False) -> dict[str,
 
 
 def write_result(result: CrossvalResult, folder: str | os.PathLike) -> None:
-    """The tables of a result as CSV (``folds.csv``, ``inner.csv``, ``oof.csv``) and ``settings.json``
-    (each written atomically)."""
+    """A result's tables as CSV and its ``settings.json``, each written atomically."""
     for name, data in _result_bytes(result, for_people=True).items():
         if name != "weights.npy":
             atomic.write_bytes(Path(folder) / name, data)

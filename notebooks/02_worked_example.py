@@ -53,7 +53,8 @@ import clpips.stats as cs
 from clpips.book import paper
 from clpips.book.plots.worked_example import plot_icc_vs_rho, plot_rankings
 from clpips.book.report import glue_all, view
-from clpips.book.worked_example import item_names, parse_ranking, ranking_text, rankings_of
+from clpips.book.worked_example import (icc_ak_pole, icc_ck_from_rho, interpret_icc, interpretation_scale, item_names,
+                                        parse_ranking, ranking_text, rankings_of)
 
 # pingouin 0.7 calls DataFrame.dropna(inplace=...), which pandas 3 deprecates: expected, not ours
 warnings.filterwarnings("ignore", category=FutureWarning, module="pingouin")
@@ -131,17 +132,14 @@ rho_hand = pd.Series({"R1": spearman_by_hand(reference, r1), "R2": spearman_by_h
 rho_hand
 
 # %% [markdown]
-# Checked against `scipy.stats.spearmanr` and against `clpips.stats.spearman`, which scores a
-# metric's distances against a person's ranks (here one set, with the other ranking in place of
-# the distances):
+# Checked against `scipy.stats.spearmanr` and against `clpips.stats.spearman_rho`, the package's
+# one Spearman, which scores a metric's distances against a person's ranks (here the other ranking
+# in place of the distances):
 
 # %%
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", RuntimeWarning)  # the per-set t-test of a single set is undefined
-    checked = pd.DataFrame({"by hand": rho_hand,
-                            "scipy": {name: stats.spearmanr(reference, ranks[name]).statistic for name in rho_hand.index},
-                            "clpips.stats": {name: cs.spearman(None, np.zeros(n), reference, ranks[name])
-                                             .loc["pooled", "r"] for name in rho_hand.index}})
+checked = pd.DataFrame({"by hand": rho_hand,
+                        "scipy": {name: stats.spearmanr(reference, ranks[name]).statistic for name in rho_hand.index},
+                        "clpips.stats": {name: float(cs.spearman_rho(reference, ranks[name])) for name in rho_hand.index}})
 assert np.allclose(checked["by hand"], checked["scipy"]) and np.allclose(checked["by hand"], checked["clpips.stats"])
 glue_all({"r1_sum_d2": int(((r1 - reference) ** 2).sum()), "r2_sum_d2": int(((r2 - reference) ** 2).sum()),
           "r1_rho": float(rho_hand["R1"]), "r2_rho": float(rho_hand["R2"]), "rho_denominator": n * (n ** 2 - 1)},
@@ -328,22 +326,22 @@ assert np.allclose(summary["rho"], [rho_hand["R1"], rho_hand["R2"]])
 # ## Reading an ICC: two rules of thumb
 #
 # Verbal labels for ICC values come from two published scales, {cite:t}`koo2016icc` (which the
-# paper uses) and the older {cite:t}`cicchetti1994guidelines`. Their bands, as `clpips.stats`
+# paper uses) and the older {cite:t}`cicchetti1994guidelines`. Their bands, as `clpips.book.worked_example`
 # reads them:
 
 # %%
-scales = pd.concat({name: cs.interpretation_scale(name).set_index("label")[["interval"]]
+scales = pd.concat({name: interpretation_scale(name).set_index("label")[["interval"]]
                     for name in ("koo_li", "cicchetti")}, names=["scale"])
 scales
 
 # %% [markdown]
-# `clpips.stats.interpret_icc` gives each ICC(A,k) its label on both scales (where the
+# `interpret_icc` gives each ICC(A,k) its label on both scales (where the
 # denominator is not positive the ICC is undefined, and so is its label):
 
 # %%
 icc_ak = summary["ICC(A,k)"].where(summary["defined"])
-labels = pd.DataFrame({"ICC(A,k)": icc_ak, "Koo & Li": icc_ak.map(lambda v: cs.interpret_icc(v, "koo_li")),
-                       "Cicchetti": icc_ak.map(lambda v: cs.interpret_icc(v, "cicchetti"))})
+labels = pd.DataFrame({"ICC(A,k)": icc_ak, "Koo & Li": icc_ak.map(lambda v: interpret_icc(v, "koo_li")),
+                       "Cicchetti": icc_ak.map(lambda v: interpret_icc(v, "cicchetti"))})
 for name, row in labels.iterrows():
     glue_all({"icc_ak": float(summary.loc[name, "ICC(A,k)"]), "icc_ck": float(summary.loc[name, "ICC(C,k)"]),
               "koo_li": row["Koo & Li"], "cicchetti": row["Cicchetti"]}, prefix=f"nb02_{name.lower()}_")
@@ -412,10 +410,11 @@ view(pd.DataFrame(ci, index=["lower", "upper"]).T.rename_axis("95% interval"))
 # offsets from its denominator but leaves the $-MS_E/n$ there, so for $0 < \rho < 1$ it is a
 # little larger than ICC(C,k), and the gap closes as the number of items $n$ grows. It is
 # tempting to read "$MS_C = 0$" as "ICC(A,k) = ICC(C,k)"; the example shows the difference.
-# `clpips.stats` has both closed forms, `icc_ck_from_rho` and `icc_ak_from_rho`:
+# `clpips.stats` has the closed form of ICC(A,k), `icc_ak_from_rho`; `icc_ck_from_rho` is the
+# Spearman–Brown step-up `clpips.stats.spearman_brown(rho, 2)`:
 
 # %%
-closed = pd.DataFrame({"2 rho / (1 + rho)": cs.icc_ck_from_rho(summary["rho"].to_numpy()),
+closed = pd.DataFrame({"2 rho / (1 + rho)": icc_ck_from_rho(summary["rho"].to_numpy()),
                        "ICC(C,k)": summary["ICC(C,k)"],
                        "2 rho / (1 + rho - (1 - rho) / n)": cs.icc_ak_from_rho(summary["rho"].to_numpy(), n),
                        "ICC(A,k)": summary["ICC(A,k)"]})
@@ -451,7 +450,7 @@ view(table.head())
 # %%
 rho_all = table["rho"].to_numpy()
 inner = rho_all > -1                                       # at rho = -1 both are -inf (MSR = 0)
-gap_ck = np.abs(table["ICC(C,k)"][inner] - cs.icc_ck_from_rho(rho_all[inner])).max()
+gap_ck = np.abs(table["ICC(C,k)"][inner] - icc_ck_from_rho(rho_all[inner])).max()
 finite = np.isfinite(table["ICC(A,k)"].to_numpy())
 gap_ak = np.abs(table["ICC(A,k)"][finite] - cs.icc_ak_from_rho(rho_all[finite], n)).max()
 assert gap_ck < 1e-12 and gap_ak < 1e-9 and (table["MSC"] == 0).all()
@@ -488,7 +487,7 @@ pd.Series({"ICC(C,k) - 2 rho / (1 + rho)": gap_ck, "ICC(A,k) - 2 rho / (1 + rho 
 # %%
 headline = pd.DataFrame({m.upper(): {"reported rho": paper.value(f"{m}_spearman"),
                                      "reported ICC(A,k)": paper.value(f"{m}_icc_A_k")} for m in ("lpips", "clpips")}).T
-headline["2 rho / (1 + rho)"] = cs.icc_ck_from_rho(headline["reported rho"].to_numpy())
+headline["2 rho / (1 + rho)"] = icc_ck_from_rho(headline["reported rho"].to_numpy())
 headline["truncated to 2 decimals"] = np.floor(100 * headline["2 rho / (1 + rho)"]) / 100
 for m, row in headline.iterrows():
     glue_all({"rho": float(row["reported rho"]), "icc": float(row["reported ICC(A,k)"]),
@@ -502,7 +501,7 @@ headline.round(4)
 
 # %%
 rho_c = headline.loc["CLPIPS", "reported rho"]
-term = pd.Series({items: cs.icc_ak_from_rho(rho_c, items) - cs.icc_ck_from_rho(rho_c) for items in (100, 1000)},
+term = pd.Series({items: cs.icc_ak_from_rho(rho_c, items) - icc_ck_from_rho(rho_c) for items in (100, 1000)},
                  name="ICC(A,k) - ICC(C,k)").rename_axis("pooled items")
 glue_all({"gap_items_0": 100, "gap_0": float(term[100]), "gap_items_1": 1000, "gap_1": float(term[1000])},
          prefix="nb02_")
@@ -556,7 +555,7 @@ with warnings.catch_warnings():
 wide = pairs.pivot(index="target", columns="rater", values="rating")
 rho_ranks = stats.spearmanr(wide["human"], wide["metric"]).statistic            # within-set ranks, pooled
 rho_distances = stats.spearmanr(pooled["rank"], pooled["distance"]).statistic   # raw distances, pooled
-assert np.isclose(pooled_icc["ICC(C,k)"], cs.icc_ck_from_rho(rho_ranks))
+assert np.isclose(pooled_icc["ICC(C,k)"], icc_ck_from_rho(rho_ranks))
 assert np.isclose(pooled_icc["ICC(A,k)"], cs.icc_ak_from_rho(rho_ranks, len(wide)))
 pooled_icc[["ICC(C,k)", "ICC(A,k)"]]
 
@@ -566,13 +565,13 @@ pooled_icc[["ICC(C,k)", "ICC(A,k)"]]
 # %%
 comparison = pd.DataFrame({
     "pooled rho": [rho_ranks, rho_distances],
-    "2 rho / (1 + rho)": [cs.icc_ck_from_rho(rho_ranks), cs.icc_ck_from_rho(rho_distances)]},
+    "2 rho / (1 + rho)": [icc_ck_from_rho(rho_ranks), icc_ck_from_rho(rho_distances)]},
     index=pd.Index(["metric ranks within each set", "raw distances"], name="rho computed on"))
 glue_all({"pooled_items": len(wide), "pooled_sets": int(pooled["set"].nunique()),
           "pooled_k": int(pooled.groupby("set").size().iloc[0]), "pooled_rho_ranks": float(rho_ranks),
           "pooled_rho_distances": float(rho_distances), "pooled_icc_ak": float(pooled_icc["ICC(A,k)"]),
           "pooled_icc_ck": float(pooled_icc["ICC(C,k)"]),
-          "pooled_sb_distances": float(cs.icc_ck_from_rho(rho_distances))}, prefix="nb02_")
+          "pooled_sb_distances": float(icc_ck_from_rho(rho_distances))}, prefix="nb02_")
 comparison.round(4)
 
 # %% [markdown]
@@ -593,7 +592,7 @@ comparison.round(4)
 # pole of ICC(A,k), where its denominator is zero, and the perfectly reversed ranking:
 
 # %%
-pole = cs.icc_ak_pole(n)
+pole = icc_ak_pole(n)
 reversed_ranking = n + 1 - reference
 reversed_icc_ak = agreement(reference, reversed_ranking)["ICC(A,k)"]
 with warnings.catch_warnings(record=True) as caught:
@@ -616,8 +615,8 @@ pd.Series({"pole (rho)": pole, "ICC(A,k) of the reversed ranking": reversed_icc_
 shown = table.loc[np.isfinite(table["ICC(A,k)"]), "ICC(A,k)"]
 glue_all({"pole": float(pole), "reversed_icc_ak": float(reversed_icc_ak), "icc_ak_max": float(shown.max()),
           "icc_ak_min": float(shown.min()), "n_undefined": int((~table["defined"]).sum()),
-          "pole_items_0": 10, "pole_0": float(cs.icc_ak_pole(10)),              # one set of 10 candidates
-          "pole_items_1": 1000, "pole_1": float(cs.icc_ak_pole(1000))}, prefix="nb02_")   # a pooled table
+          "pole_items_0": 10, "pole_0": float(icc_ak_pole(10)),              # one set of 10 candidates
+          "pole_items_1": 1000, "pole_1": float(icc_ak_pole(1000))}, prefix="nb02_")   # a pooled table
 by_rho = (table.groupby("rho", sort=False)
           .agg(rankings=("ranking", "size"), **{"ICC(C,k)": ("ICC(C,k)", "first"),
                "ICC(A,k), formula and pingouin": ("ICC(A,k)", "first"), "defined": ("defined", "first")})
@@ -628,7 +627,7 @@ view(by_rho.drop(columns="defined").astype(object).replace(infinite))
 
 # %%
 examples = {name: (summary.loc[name, "rho"], summary.loc[name, "ICC(A,k)"]) for name in ("R1", "R2")}
-fig = plot_icc_vs_rho(table, n, examples=examples, bands=cs.interpretation_scale("koo_li"))
+fig = plot_icc_vs_rho(table, n, examples=examples, bands=interpretation_scale("koo_li"))
 glue("nb02_fig_icc_vs_rho", fig, display=False)
 plt.close(fig)
 

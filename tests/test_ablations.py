@@ -15,7 +15,7 @@ import torch
 matplotlib.use("Agg")
 
 from clpips.book import ablations as ab# noqa: E402
-from clpips import experiment  # noqa: E402
+from clpips.book import batched_fits  # noqa: E402
 from clpips.book import report# noqa: E402
 from clpips.book.ablations import runner  # noqa: E402
 from clpips import train  # noqa: E402
@@ -415,7 +415,7 @@ def test_scores_equal_evaluate_alignment(study):
 
 @pytest.mark.float_sensitive
 def test_fit_together_equals_train_fit(study):
-    """The batched fits of the runners and the personal study (experiment.fit_together: one fit_many
+    """The batched fits of the runners and the personal study (batched_fits.fit_together: one fit_many
     call, then the early-stopping selection) keep the weights, best epoch, number of epochs and
     training pairs that train.fit keeps, request by request."""
     data, feats = study
@@ -433,7 +433,7 @@ def test_fit_together_equals_train_fit(study):
                 {"table": small, "seed": 1, **options}]
     # in float64 (clpips.train.compute_dtype), so that both fits are the same to float64's rounding
     feats = PairFeatures(keys=feats.keys, matrix=feats.matrix.double(), net=feats.net, extracted=0)
-    got = experiment.fit_together(data, [{**r, "features": feats} for r in requests])
+    got = batched_fits.fit_together(data, [{**r, "features": feats} for r in requests])
     early = False
     for request, result in zip(requests, got):
         request = dict(request)
@@ -445,7 +445,7 @@ def test_fit_together_equals_train_fit(study):
         early |= result.epochs_run < 8
     assert early and len({r.seconds for r in got}) == 1  # the batch's time, shared equally
     with pytest.raises(ValueError):
-        experiment.fit_together(data, [{"table": train_rows, "features": feats, "l2": 0.1}])
+        batched_fits.fit_together(data, [{"table": train_rows, "features": feats, "l2": 0.1}])
 
 
 @pytest.mark.float_sensitive

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import functools
 import http.server
-import io
 import itertools
 import threading
 import zipfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import optimize, stats
 from scipy.sparse.csgraph import connected_components

@@ -12,7 +12,7 @@ from scipy import stats as sps
 
 from clpips.evaluate import (alignment, distance_scores, kendall_columns, per_ranking_spearman, rank_scores,
                              ranking_ids, row_spearman, spearman_columns)
-from clpips.stats import interpret_icc
+from clpips.stats import koo_li_label
 from tolerance import dot_bound, icc_ak_bound, icc_bound, mean_bound, spearman_bound
 
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.dropna:Warning")
@@ -77,7 +77,7 @@ def test_rank_scores_with_every_extra_against_scipy_and_pingouin(monkeypatch):
         assert got["n_rankings"] == 30 * 2
         one = alignment(table, column)
         assert {key: one[key] for key in scores.columns} == {key: got[key] for key in scores.columns}
-        assert one["icc_A_k_koo_li"] == interpret_icc(got["icc_A_k"]) and (one["n_targets"], one["n_rows"]) == (30, 360)
+        assert one["icc_A_k_koo_li"] == koo_li_label(got["icc_A_k"]) and (one["n_targets"], one["n_rows"]) == (30, 360)
 
 
 def test_distance_scores_is_rank_scores_without_extras():

@@ -1,8 +1,6 @@
 """Pair features: equal to the metric's own vectors, cached by image content."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch

@@ -10,7 +10,6 @@ import os
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 

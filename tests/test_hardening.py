@@ -222,11 +222,11 @@ def test_fit_names_images_below_the_backbone_minimum(tmp_path, capsys, private_c
 
 
 def test_a_failing_later_step_keeps_the_weights(tmp_path, capsys, monkeypatch, private_cache):
-    import clpips.experiment
+    import clpips.apps.outputs
 
     def broken(*args, **kwargs):
         raise MemoryError("no room for the resamples")
-    monkeypatch.setattr(clpips.experiment, "bootstrap_summary", broken)
+    monkeypatch.setattr(clpips.apps.outputs, "bootstrap_summary", broken)
     csv = make_study(tmp_path, 6)
     out = tmp_path / "run"
     code, _, err = run_cli(["fit", "--dataset", str(csv), "--out", str(out), "--quiet", "--epochs", "2"], capsys)

@@ -12,6 +12,7 @@ import pytest
 from scipy import stats as sps
 
 from clpips import protocol
+from clpips.apps.outputs import crossval_json
 from clpips.datasets import restrict_to_images, split_folds
 from clpips.datasets.splits import image_folds, shared_pairs
 from clpips.evaluate import distance_scores, ranking_ids
@@ -187,7 +188,7 @@ def test_crossval_on_mur92_is_nested_deterministic_and_cached(mode, mur92_mirror
     summary = res.summary(n_boot=200)
     assert set(summary.index) == set(protocol.STATISTICS)
     assert np.isfinite(summary.loc["icc_A_k", ["nb_low", "nb_high", "boot_low", "boot_high"]].astype(float)).all()
-    json.dumps(res.to_json(n_boot=50), allow_nan=False)
+    json.dumps(crossval_json(res, n_boot=50), allow_nan=False)
 
 
 def _record_calls(monkeypatch, module, name):

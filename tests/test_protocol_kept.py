@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from clpips import protocol, train
+from clpips.apps.outputs import crossval_json
 from clpips.datasets import restrict_to_images
 from clpips.datasets.splits import image_folds, split_folds
 from clpips.features import PairFeatures
@@ -176,7 +177,7 @@ def test_fold_rows_and_summary_say_what_the_split_by_image_kept(patched):
     assert (summary.loc[["icc_A_k", "spearman"], "boot_targets"] == len(common)).all()
     assert summary.loc[["spearman_raw", "pair_accuracy"], "boot_targets"].isna().all()
     assert np.isnan(res.summary(bootstrap=False)["boot_targets"]).all()
-    report = res.to_json(n_boot=30)
+    report = crossval_json(res, n_boot=30)
     json.dumps(report, allow_nan=False)
     assert report["kept"]["boot_targets"] == len(common)
 

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clpips.stats import (DegenerateDataWarning, canonical_label, cicchetti_label, icc,
-                          icc_ak_inference, icc_from_matrix, icc_inference, interpret_icc, interpretation_scale,
-                          koo_li_label, mean_squares, metric_human_table)
+from clpips.book.worked_example import cicchetti_label, interpret_icc, interpretation_scale
+from clpips.stats import (DegenerateDataWarning, canonical_label, icc, icc_ak_inference, icc_from_matrix,
+                          icc_inference, koo_li_label, mean_squares, metric_human_table)
 from clpips.stats.icc import LABELS
 from tolerance import UNIT_ROUNDOFF, assert_within, icc_bound
 

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from clpips.stats import (DegenerateDataWarning, kendall, per_set_correlation, pooled_spearman,
-                          rank_correlation, spearman)
+from clpips.book.rank_correlation import (PER_SET, kendall, per_set_correlation, pooled_spearman,
+                                          rank_correlation, spearman)
+from clpips.stats import DegenerateDataWarning
 from tolerance import assert_within_or_both_nan, kendall_bound, mean_bound, spearman_bound
 
 
@@ -172,7 +173,7 @@ def test_set_correlations_equal_a_scipy_call_per_set(method):
     x = rng.integers(1, 6, len(sets)).astype(float)
     y = np.round(rng.random(len(sets)), 1)
     y[sets == sets[0]] = 0.5
-    got = set_correlations(sets, x, y, method)
+    got = set_correlations(sets, x, y, PER_SET[method])
     expected = []
     for s in pd.unique(sets):
         xs, ys = x[sets == s], y[sets == s]
@@ -186,7 +187,7 @@ def test_set_correlations_equal_a_scipy_call_per_set(method):
     bound = [correlation_tol(method, x[sets == s], y[sets == s]) for s in pd.unique(sets)]   # tolerance.py
     assert_within_or_both_nan(got, expected, bound, "per set")
     # several columns at once: each as alone (the reversed column, the reversed correlation)
-    both = set_correlations(sets, x, np.stack([y, -y], axis=1), method)
+    both = set_correlations(sets, x, np.stack([y, -y], axis=1), PER_SET[method])
     assert_within_or_both_nan(both, np.stack([expected, -np.asarray(expected)], axis=1),
                               np.stack([bound, bound], axis=1), "two columns")
     with pytest.warns(DegenerateDataWarning):
@@ -203,3 +204,12 @@ def test_set_correlations_equal_a_scipy_call_per_set(method):
             ref = stats.spearmanr(xs, ys) if method == "spearman" else stats.kendalltau(xs, ys, variant=method[-1])
         # p moved by r's bound (~1e-14) through a t or normal tail: relative 1e-9 far above it
         assert (np.isnan(p) and np.isnan(ref.pvalue)) or p == pytest.approx(ref.pvalue, rel=1e-9)
+
+
+def test_old_paths_of_the_table_api_work_for_one_release():
+    with pytest.warns(DeprecationWarning, match=r"clpips\.stats\.spearman moved to clpips\.book\.rank_correlation"):
+        from clpips.stats import spearman as old
+    assert old is spearman
+    with pytest.warns(DeprecationWarning, match="moved to clpips.book.rank_correlation.kendall"):
+        from clpips.stats.rank_correlation import kendall as old_kendall
+    assert old_kendall is kendall

@@ -19,7 +19,8 @@ from scipy import stats
 
 from clpips.book import worked_example as we
 from clpips.defaults import DEFAULTS
-from clpips.stats import DegenerateDataWarning, icc, icc_ak_from_rho, icc_ak_pole, icc_ck_from_rho, interpret_icc
+from clpips.book.worked_example import icc_ak_pole, icc_ck_from_rho, interpret_icc
+from clpips.stats import DegenerateDataWarning, icc, icc_ak_from_rho
 from tolerance import icc_ak_bound, spearman_bound
 
 CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "02_worked_example.py"
@@ -221,7 +222,7 @@ def test_figures(chapter):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from clpips.book.plots.worked_example import plot_icc_vs_rho, plot_rankings
-    from clpips.stats import interpretation_scale
+    from clpips.book.worked_example import interpretation_scale
 
     fig = plot_rankings({"reference": [1, 2, 3, 4], "R1": [1, 3, 4, 2]})
     assert len(fig.axes) == 1 and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["reference", "R1"]
@@ -230,3 +231,12 @@ def test_figures(chapter):
         fig = plot_icc_vs_rho(table, n, examples={"R1": (0.4, 0.64)}, bands=interpretation_scale("koo_li"))
         assert len(fig.axes) == 2
     plt.close("all")
+
+
+def test_old_paths_of_chapter_02s_scales_work_for_one_release():
+    with pytest.warns(DeprecationWarning, match=r"clpips\.stats\.icc_ck_from_rho moved to clpips\.book\.worked_example"):
+        from clpips.stats import icc_ck_from_rho as old
+    assert old is icc_ck_from_rho
+    with pytest.warns(DeprecationWarning, match="moved to clpips.book.worked_example.interpret_icc"):
+        from clpips.stats.interpret import interpret_icc as old_interpret
+    assert old_interpret is interpret_icc

@@ -368,7 +368,8 @@ def _check_study_size(dataset, test_size: float, source: str) -> None:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from clpips import atomic
-    from clpips.experiment import bootstrap_summary, fit_cache_path, fit_options, metrics_json, run
+    from clpips.apps.outputs import bootstrap_summary, metrics_json
+    from clpips.experiment import fit_cache_path, fit_options, run
 
     out = Path(args.out)
     _check_out_dir(out)                      # everything checkable is checked before training
@@ -421,7 +422,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from clpips import atomic
     from clpips.datasets import split_by_target
     from clpips.evaluate import alignment_table, score_rankings
-    from clpips.experiment import bootstrap_summary
+    from clpips.apps.outputs import bootstrap_summary
     from clpips.model import CLPIPS, initial_weight_vector
     from clpips.train import pair_features_for
 
@@ -577,6 +578,7 @@ def _crossval_mode(args: argparse.Namespace, data, settings, metric, compute,
                    folder: Path) -> tuple[dict, Optional[Path]]:
     """One split mode of ``clpips crossval``: the run (or its cached result), its tables written to ``folder``,
     its summary printed with any grid edge as one warning line; its report and its cache folder."""
+    from clpips.apps.outputs import crossval_json
     from clpips.protocol import GridEdgeWarning, crossval, grid_edges, write_result
     try:
         with warnings.catch_warnings():   # a grid edge is printed below with the summary, one line each
@@ -593,7 +595,7 @@ def _crossval_mode(args: argparse.Namespace, data, settings, metric, compute,
     for line in grid_edges(res.folds, res.inner, warn=False)["warning"]:
         if line:
             print(f"clpips: warning: split by {settings.mode}: {line}", file=sys.stderr)
-    return res.to_json(ci=args.ci, n_boot=args.n_boot), res.store
+    return crossval_json(res, ci=args.ci, n_boot=args.n_boot), res.store
 
 
 @contextlib.contextmanager

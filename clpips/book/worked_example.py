@@ -9,10 +9,17 @@ around that arithmetic lives here:
 * :func:`ranking_text`: the inverse, for the page's text;
 * :func:`item_names`: the items' names A, B, C, ...;
 * :func:`rankings_of`: every ranking of ``n`` items, or a sample of them when there are
-  too many to list.
+  too many to list;
+* the two verbal scales of an ICC side by side (:func:`interpret_icc`, :func:`interpretation_scale`):
+  Koo & Li's (the core's, :func:`clpips.stats.koo_li_label`) and Cicchetti's (1994, Psychol Assess
+  6(4):284-290) < .40 poor, .40-.59 fair, .60-.74 good, .75-1.00 excellent, read as half-open
+  ``[lower, upper)`` (0.595 is fair);
+* the closed forms of two rankings' ICCs that the chapter plots: :func:`icc_ck_from_rho` and the pole of
+  :func:`clpips.stats.icc_ak_from_rho` (:func:`icc_ak_pole`).
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import string
@@ -20,8 +27,12 @@ from collections.abc import Sequence
 from typing import Optional
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["parse_ranking", "item_names", "ranking_text", "rankings_of", "MAX_PERMUTATIONS"]
+from clpips.stats import KOO_LI, Band, band_label, spearman_brown
+
+__all__ = ["parse_ranking", "item_names", "ranking_text", "rankings_of", "MAX_PERMUTATIONS", "SCALES",
+           "interpret_icc", "cicchetti_label", "interpretation_scale", "icc_ck_from_rho", "icc_ak_pole"]
 
 #: :func:`rankings_of` lists every ranking up to this many (7! = 5040), else samples this many
 MAX_PERMUTATIONS = 5040
@@ -100,3 +111,57 @@ def rankings_of(n: int, limit: int = MAX_PERMUTATIONS, seed: int = 0) -> np.ndar
     while len(found) < limit:
         found.add(tuple(int(v) for v in rng.permutation(n) + 1))
     return np.array(sorted(found), dtype=int)
+
+
+#: the bands of each scale, lowest first; together they cover (-inf, 1]
+SCALES: dict[str, tuple[Band, ...]] = {
+    "koo_li": KOO_LI,
+    "cicchetti": (Band("poor", -math.inf, 0.40, False, False), Band("fair", 0.40, 0.60, True, False),
+                  Band("good", 0.60, 0.75, True, False), Band("excellent", 0.75, 1.00, True, True)),
+}
+
+_SOURCES = {
+    "koo_li": "Koo & Li (2016), J Chiropr Med 15(2):155-163",
+    "cicchetti": "Cicchetti (1994), Psychol Assess 6(4):284-290",
+}
+
+
+def _check_scale(scale: str) -> tuple[Band, ...]:
+    try:
+        return SCALES[scale]
+    except KeyError:
+        raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}") from None
+
+
+def interpret_icc(value: float, scale: str = "koo_li") -> str:
+    """Label of an ICC on ``scale`` (``"koo_li"`` or ``"cicchetti"``); ``"undefined"`` for NaN; above 1 raises."""
+    return band_label(value, _check_scale(scale))
+
+
+def cicchetti_label(value: float) -> str:
+    """Cicchetti (1994): poor < 0.40 <= fair < 0.60 <= good < 0.75 <= excellent."""
+    return interpret_icc(value, "cicchetti")
+
+
+def _interval(band: Band) -> str:
+    left = "[" if band.lower_inclusive else "("
+    right = "]" if band.upper_inclusive else ")"
+    return f"{left}{band.lower:.2f}, {band.upper:.2f}{right}"
+
+
+def interpretation_scale(scale: str = "koo_li") -> pd.DataFrame:
+    """The bands of ``scale`` as a table, lowest first: ``label, lower, upper, lower_inclusive,
+    upper_inclusive, interval, source``.
+    """
+    return pd.DataFrame([{**dataclasses.asdict(b), "interval": _interval(b), "source": _SOURCES[scale]}
+                         for b in _check_scale(scale)])
+
+
+def icc_ck_from_rho(rho):
+    r"""ICC(C,k) of two untied rankings with Spearman :math:`\rho`: :math:`2\rho/(1+\rho)`, exactly."""
+    return spearman_brown(rho, 2)
+
+
+def icc_ak_pole(n: int) -> float:
+    r"""The Spearman :math:`\rho = -(n-1)/(n+1)` at which the ICC(A,k) formula divides by zero."""
+    return -(n - 1) / (n + 1)

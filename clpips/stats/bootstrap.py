@@ -26,7 +26,7 @@ from scipy.special import ndtr, ndtri
 from clpips.defaults import DEFAULTS
 from clpips.stats.icc import (DegenerateDataWarning, MeanSquares, check_table, icc_from_matrix, icc_from_mean_squares,
                               metric_human_table)
-from clpips.stats.rank_correlation import pooled_spearman
+from clpips.stats.rank_correlation import spearman_rho
 
 __all__ = ["paired_bootstrap", "BootstrapSettings", "PairedBootstrapResult", "bootstrap_counts",
            "resampled_statistics", "metric_statistics", "percentile_interval", "bca_interval", "one_sided_pvalue"]
@@ -320,7 +320,7 @@ def metric_statistics(data: pd.DataFrame, set_col: str, rank_col: str, distance_
     wide = long["rating"].to_numpy(float).reshape(-1, 2)  # rows alternate human, metric
     return {
         "icc": float(icc_from_matrix(wide, "ICC(A,k)")),
-        "rho": pooled_spearman(data[rank_col].to_numpy(float), data[distance_col].to_numpy(float)),
+        "rho": float(spearman_rho(data[rank_col].to_numpy(float), data[distance_col].to_numpy(float))),
     }
 
 

@@ -1,16 +1,18 @@
-r"""Spearman–Brown: the reliability of the mean of ``k`` raters, and the ICCs of two rankings.
+r"""Spearman–Brown: the reliability of the mean of ``k`` raters, and ICC(A,k) of two rankings.
 
 When two raters both rank the same ``n`` items ``1..n`` without ties, with Spearman
 correlation :math:`\rho`, the ICCs of the items x raters table are closed forms of
 :math:`\rho`: ICC(C,k) is the Spearman–Brown step-up :math:`2\rho/(1+\rho)` exactly, and
 ICC(A,k) is :math:`2\rho/(1+\rho-(1-\rho)/n)`. The derivation is in the book's method
-chapter (``book/method.md``, *ICC on ranks*).
+chapter (``book/method.md``, *ICC on ranks*); chapter 02 works both out.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["spearman_brown", "icc_ck_from_rho", "icc_ak_from_rho", "icc_ak_pole"]
+from clpips.moved import moved_name
+
+__all__ = ["spearman_brown", "icc_ak_from_rho"]
 
 
 def _out(value: np.ndarray):
@@ -24,11 +26,6 @@ def spearman_brown(r, k: float = 2):
         return _out(k * r / (1 + (k - 1) * r))
 
 
-def icc_ck_from_rho(rho):
-    r"""ICC(C,k) of two untied rankings with Spearman :math:`\rho`: :math:`2\rho/(1+\rho)`, exactly."""
-    return spearman_brown(rho, 2)
-
-
 def icc_ak_from_rho(rho, n):
     r"""ICC(A,k) of two untied rankings of ``n`` items: :math:`2\rho / (1 + \rho - (1-\rho)/n)`, exactly.
 
@@ -40,6 +37,5 @@ def icc_ak_from_rho(rho, n):
         return _out(2 * rho / (1 + rho - (1 - rho) / np.asarray(n, dtype=float)))
 
 
-def icc_ak_pole(n: int) -> float:
-    r"""The Spearman :math:`\rho = -(n-1)/(n+1)` at which the ICC(A,k) formula divides by zero."""
-    return -(n - 1) / (n + 1)
+def __getattr__(name: str):
+    return moved_name(__name__, name)   # icc_ck_from_rho, icc_ak_pole: now chapter 02's

@@ -2,7 +2,7 @@
 
 :func:`run_ablation` fits each :class:`~clpips.book.ablations.grid.Variant` on each replicate;
 :func:`run_per_rater` fits the pooled model and one model per rater. Both batch their fits
-through :func:`clpips.experiment.fit_together` (the nested protocol's engine, :func:`clpips.train.fit_many`,
+through :func:`clpips.book.batched_fits.fit_together` (the nested protocol's engine, :func:`clpips.train.fit_many`,
 each column keeping ``fit``'s early-stopped epoch) and score them with :func:`_scores_many`
 (:func:`clpips.evaluate.rank_scores`). See :mod:`clpips.book.ablations` for the design.
 """
@@ -17,7 +17,7 @@ import torch
 from clpips.datasets.splits import drop_shared_pairs
 from clpips.defaults import DEFAULTS
 from clpips.evaluate import rank_scores
-from clpips.experiment import fit_together
+from clpips.book.batched_fits import fit_together
 from clpips.model import initial_weight_vector, layer_slices
 from clpips.train import torch_threads
 from clpips.book.ablations.grid import Variant, replicates, subsample_rankings

@@ -20,7 +20,8 @@ import torch
 from clpips.datasets.splits import drop_shared_pairs, shared_pair_share
 from clpips.defaults import DEFAULTS
 from clpips.evaluate import heldout_scores
-from clpips.experiment import fit_options_except, fit_together
+from clpips.book.batched_fits import fit_together
+from clpips.experiment import fit_options_except
 from clpips.model import initial_weight_vector
 from clpips.stats import one_sided_pvalue, percentile_interval
 from clpips.train import torch_threads

@@ -9,8 +9,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from clpips.book.plots.style import COLUMN_INCHES, SMALL
-from clpips.book.worked_example import item_names
-from clpips.stats.spearman_brown import icc_ak_from_rho, icc_ak_pole, icc_ck_from_rho
+from clpips.book.worked_example import icc_ak_pole, icc_ck_from_rho, item_names
+from clpips.stats import icc_ak_from_rho
 
 __all__ = ["plot_rankings", "plot_icc_vs_rho"]
 
@@ -85,7 +85,7 @@ def plot_icc_vs_rho(table: pd.DataFrame, n: int, examples: Mapping[str, tuple[fl
     examples : mapping, optional
         Name -> (rho, ICC(A,k)) of rankings to label, e.g. R1 and R2.
     bands : pandas.DataFrame, optional
-        :func:`clpips.stats.interpretation_scale` (``label``, ``lower``, ``upper``)
+        :func:`clpips.book.worked_example.interpretation_scale` (``label``, ``lower``, ``upper``)
         to shade in the bottom panel.
     ylim : (float, float)
         Vertical range of the top panel; points outside it are drawn on its edge

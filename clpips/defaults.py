@@ -52,13 +52,14 @@ class Defaults:
     protocol_select: str = "icc_A_k"  #: inner criterion: icc_A_k, spearman_raw, spearman or pair_accuracy
     protocol_min_candidates: int = 3  #: split by image of a study with fixed candidates: a held-out ranking left with fewer candidates is not scored
     workers: int = _env_int("CLPIPS_WORKERS", 2)  #: processes the protocol's fits are spread over (results do not depend on it; make book sets it per lane)
-    # beyond the linear weights (chapter 09, clpips.book.aligned): the metric the protocol fits, and its options
-    protocol_metric: str = "clpips"  #: clpips, global (pooled features), transform (AligNet-style), teacher
-    transform_lambdas: str = "0.001,0.01,0.1"  #: pulls of the transform towards the identity the inner folds choose among
-    transform_lrs: str = "0.03"     #: full-batch Adam learning rates of the transform (with 0.01 also offered, both were chosen: step count and lr trade off, so one lr and more step counts cost half)
-    transform_steps: str = "25,50,100,200"  #: full-batch steps of the transform the inner folds choose among
+    # beyond the linear weights (chapter 09, clpips.book.families): the metric the protocol fits, and its options
+    protocol_metric: str = "clpips"  #: clpips, global (pooled channel re-weighting), transform (low-rank, pooled), teacher
+    beyond_repeats: int = 1         #: chapter 09: repeats of the outer split for the metrics beyond CLPIPS (their budgets as large as CLPIPS's cost as much as its runs: 1 repeat keeps the chapter's time; CLPIPS's run is cut to the same repeats)
+    transform_lambdas: str = "0.001,0.1"  #: pulls of the transform towards the identity the inner folds choose among
+    transform_lrs: str = "0.01,0.03"  #: full-batch Adam learning rates of the transform to choose among
+    transform_steps: str = "25,50,100,200"  #: full-batch steps of the transform the inner folds choose among (free: recorded along one fit)
     transform_rank: int = 8         #: rank of the transform's departure from the identity (I + U V^T)
-    transform_margins: str = "0.05"  #: transform loss margins to choose among (offered 0.01,0.02,0.05 the inner folds chose 0.05 in all 5 folds of mur92 by target; each margin costs a full fit)
+    transform_margins: str = "0.1,0.2,0.4"  #: transform loss margins to choose among (LPIPS units; each costs a fit): 3 x 2 x 2 x 4 = 48 settings, CLPIPS's grid 49 (offered 0.02,0.05,0.1, then 0.05,0.1,0.2, every dataset chose the highest in 4 or 5 of 5 folds: widened)
     teacher_sets: int = 2           #: new candidate sets the teacher ranks per training target
     teacher_weight: float = 0.5     #: weight of the teacher's pairs against the human pairs (by repetition)
     # statistics

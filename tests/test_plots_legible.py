@@ -91,13 +91,6 @@ def test_fold_deltas_read_and_their_run_labels_do_not_overlap(names, statistics)
             assert not overlapping_labels(ax), "run labels overlap"
 
 
-def test_metric_deltas_read():
-    summary = pd.DataFrame({"delta": [0.05], "nb_low": [0.0], "nb_high": [0.1]}, index=["icc_A_k"])
-    runs = {(d, m): {metric: summary for metric in pr.METRIC_TITLES} for d in ("mur92", "zappos", "simulated")
-            for m in ("target", "image")}
-    legible(pr.plot_metric_deltas(runs))
-
-
 class _Images:
     """A dataset whose images are plain squares: ``table`` holds one ranking of ``k`` candidates per set."""
 

@@ -770,8 +770,9 @@ def _add_crossval(sub) -> None:
                    help="run the fits on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://10.0.0.5:8786; "
                         "needs the distributed package) instead of --workers local processes: the same numbers")
     p.add_argument("--metric", choices=PROTOCOL_METRICS, default=d.protocol_metric,
-                   help="the metric fitted and compared with LPIPS (chapter 09): clpips, global (pooled features), "
-                        "transform (AligNet-style), teacher (CLPIPS taught by the transform)")
+                   help="the metric fitted and compared with LPIPS (chapter 09): clpips, global (pooled channel "
+                        "re-weighting, tuned over the same grid), transform (a low-rank transform of the pooled "
+                        "representation), teacher (CLPIPS taught by the transform: self-distillation)")
     p.add_argument("--transform-lambdas", type=_number_list(float, 0, False), default=d.transform_lambdas,
                    help="transform: pulls towards the identity to choose among (each >= 0)")
     p.add_argument("--transform-lrs", type=_number_list(), default=d.transform_lrs,

@@ -1,13 +1,16 @@
-"""AligNet at compendium scale: a human-aligned transform of LPIPS's *global* representation, and its teacher.
+"""AligNet's moves at compendium scale: a low-rank transform of LPIPS's pooled representation, and a teacher.
 
 AligNet (Muttenthaler et al., Nature 2025) aligns a vision model with people in
 three moves: (1) learn a transform of the model's global representation from
 human similarity judgements, kept close to the original by a regulariser;
 (2) use the aligned model as a surrogate *teacher* to label comparisons people
 never made; (3) train a *student* on those labels. This module gives the pieces
-to run that recipe beside CLPIPS on the compendium's ranking data; the nested
+to run those moves beside CLPIPS on the compendium's ranking data; the nested
 cross-validation (:mod:`clpips.protocol`) runs them as the metric families of
-:mod:`clpips.book.families`.
+:mod:`clpips.book.families`. It is not AligNet's recipe: one small backbone
+(AlexNet), and no separate teacher data: the teacher relabels new sets of the
+training side's own images (self-distillation), where AligNet's labels a much
+larger image set.
 
 The global representation
     :func:`image_embeddings`: for each image (its own native size), LPIPS's

@@ -5,8 +5,6 @@
   with the corrected resampled t interval, and the target-bootstrap interval where
   there is one; optional reference values (the paper's) as marks.
 * :func:`plot_inner_scores`: the mean inner-fold score of every grid setting, per outer fold.
-* :func:`plot_metric_deltas`: the mean difference of each metric of chapter 09 from LPIPS, with
-  its corrected resampled t interval, per dataset and split mode.
 
 Each returns a :class:`matplotlib.figure.Figure`; the numbers come from
 :meth:`clpips.protocol.CrossvalResult.summary`, nothing is computed here.
@@ -97,42 +95,4 @@ def plot_inner_scores(inner: pd.DataFrame, select: str = "icc_A_k") -> Figure:
     ax.set_ylabel(f"inner-fold {TITLES.get(select, select).lstrip('Δ')}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return fig
-
-
-#: display names of the protocol's metrics (:data:`clpips.protocol.METRICS`)
-METRIC_TITLES = {"clpips": "CLPIPS", "global": "global CLPIPS", "transform": "transform (AligNet-style)",
-                 "teacher": "CLPIPS taught by the transform"}
-
-
-def plot_metric_deltas(summaries: Mapping[tuple[str, str], Mapping[str, pd.DataFrame]],
-                       statistic: str = "icc_A_k") -> Figure:
-    """Mean held-out Δ (metric − LPIPS) of ``statistic`` with its corrected resampled t interval, one panel
-    per split mode, datasets along x, the metrics side by side within each dataset.
-
-    ``summaries[(dataset, mode)][metric]`` is that run's :meth:`clpips.protocol.CrossvalResult.summary`.
-    """
-    modes = list(dict.fromkeys(mode for _, mode in summaries))
-    datasets = list(dict.fromkeys(name for name, _ in summaries))
-    metrics = list(dict.fromkeys(m for runs in summaries.values() for m in runs))
-    width = 0.8 / max(len(metrics), 1)
-    fig, axes = plt.subplots(1, len(modes), figsize=(COLUMN_INCHES, 3.8), squeeze=False, sharey=True)
-    for ax, mode in zip(axes[0], modes):
-        for x, name in enumerate(datasets):
-            for k, metric in enumerate(metrics):
-                summary = summaries.get((name, mode), {}).get(metric)
-                if summary is None:
-                    continue
-                row = summary.loc[statistic]
-                at = x - 0.4 + width * (k + 0.5)
-                ax.errorbar([at], [row["delta"]], yerr=[[row["delta"] - row["nb_low"]], [row["nb_high"] - row["delta"]]],
-                            fmt="o", color=f"C{k}", capsize=3, label=METRIC_TITLES.get(metric, metric) if x == 0 else None)
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_xticks(range(len(datasets)), datasets)
-        ax.set_title(f"split by {mode}")
-        ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel(f"{TITLES.get(statistic, statistic)}, metric − LPIPS")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
-    fig.tight_layout(rect=(0, 0.16, 1, 1))
     return fig

@@ -43,8 +43,11 @@ MOVED_NAMES = {
     **{f"clpips.stats.{name}": f"clpips.book.power.{name}" for name in (
         "VERDICTS", "detection_power", "equivalence", "verdict", "fold_ratio", "minimal_detectable_effect",
         "mode_difference", "power_table")},
+    # (clpips.stats.rank_correlation itself is the submodule's name now: the function of that name is only
+    # at clpips.stats.rank_correlation.rank_correlation's old path and clpips.book.rank_correlation)
     **{f"clpips.stats{module}.{name}": f"clpips.book.rank_correlation.{name}" for module in ("", ".rank_correlation")
-       for name in ("rank_correlation", "spearman", "kendall", "per_set_correlation", "pooled_spearman")},
+       for name in ("rank_correlation", "spearman", "kendall", "per_set_correlation", "pooled_spearman")
+       if f"{module}.{name}" != ".rank_correlation"},
     **{f"clpips.stats{module}.{name}": f"clpips.book.worked_example.{name}" for module in ("", ".interpret")
        for name in ("interpret_icc", "cicchetti_label", "interpretation_scale", "SCALES")},
     **{f"clpips.stats{module}.{name}": f"clpips.book.worked_example.{name}" for module in ("", ".spearman_brown")

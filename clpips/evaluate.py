@@ -96,7 +96,9 @@ def heldout_scores(table: pd.DataFrame, features, weights: Mapping[str, torch.Te
         return pd.DataFrame({"icc_A_k": np.nan, "spearman": np.nan, "spearman_raw": np.nan, "pair_accuracy": np.nan,
                              "n_rankings": 0}, index=pd.Index(names, name="metric"))
     rows = features.rows(table["target"], table["candidate"])
-    W = torch.stack([torch.as_tensor(weights[n], dtype=torch.float32).flatten() for n in names], dim=1)
+    # in the features' precision (float32 for the project's features; float64 features, as the tests use,
+    # are scored in float64 so that a float64 fit is judged without float32's rounding)
+    W = torch.stack([torch.as_tensor(weights[n], dtype=features.matrix.dtype).flatten() for n in names], dim=1)
     dist = (features.matrix[rows] @ W).numpy().astype(float)
     return distance_scores(table, dist, names)
 

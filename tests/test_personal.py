@@ -5,6 +5,7 @@ rater ranks candidates by ``phi . w_rater`` with their own ``w_rater``.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from clpips.model import CHANNELS, initial_weight_vector, layer_slices
 from clpips.pairs import ranking_pairs
 from clpips.train import fit, pair_index
 from tolerance import (UNIT_ROUNDOFF, assert_order_kept, assert_same_computation, assert_same_fit, assert_within,
-                       dot_bound, icc_ak_bound, mean_bound, spearman_bound,
+                       dot_bound, icc_ak_bound, iterative_bound, mean_bound, spearman_bound,
                        typical_dot_bound)
 
 DIM = sum(CHANNELS["alex"])
@@ -74,14 +75,14 @@ def synth(tmp_path_factory):
     return synthetic_study(tmp_path_factory.mktemp("synth"))
 
 
-def float32_distances(phi: torch.Tensor, w) -> tuple[np.ndarray, np.ndarray]:
+def float32_distances(phi: torch.Tensor, w, dtype=torch.float32) -> tuple[np.ndarray, np.ndarray]:
     """The distances ``phi . w`` computed in float64 (the exact ones, to float64's rounding) and how far
-    one float32 evaluation, in any order, may lie from each (:func:`tolerance.dot_bound`, one computation,
-    plus the float64 reference's own)."""
+    one float32 (or ``dtype``) evaluation, in any order, may lie from each (:func:`tolerance.dot_bound`,
+    one computation, plus the float64 reference's own)."""
     phi64, w64 = phi.double(), torch.as_tensor(w).double().flatten()
     abs_sum = (phi64.abs() @ w64.abs()).numpy()
     n = phi.shape[1]
-    return (phi64 @ w64).numpy(), (dot_bound(abs_sum, n, torch.float32, computations=1)
+    return (phi64 @ w64).numpy(), (dot_bound(abs_sum, n, dtype, computations=1)
                                    + dot_bound(abs_sum, n, torch.float64, computations=1))
 
 
@@ -96,9 +97,15 @@ def person_bounds(study, rater: str, model: str) -> tuple[float, float]:
     the person's distances of a ranking lie within float32's rounding, so both see the same ranks, whose
     statistics then differ by float64 bounds only (tests/tolerance.py)."""
     test = study.test_table[study.test_table["rater"] == rater]
-    phi = study.features.matrix[study.features.rows(test["target"], test["candidate"])]
-    exact, slack = float32_distances(phi, study.models_of(rater)[model])
-    assert_order_kept(exact, slack, ranking_ids(test), f"{model} for {rater}")
+    return weight_bounds(test, study.features, study.models_of(rater)[model], f"{model} for {rater}")
+
+
+def weight_bounds(test: pd.DataFrame, features, w, what: str = "") -> tuple[float, float]:
+    """How far two computations (two summation orders, in the features' precision) of the held-out
+    ICC(A,k) and rho of the weights ``w`` on the rankings ``test`` may lie apart: as :func:`person_bounds`."""
+    phi = features.matrix[features.rows(test["target"], test["candidate"])]
+    exact, slack = float32_distances(phi, w, dtype=features.matrix.dtype)
+    assert_order_kept(exact, slack, ranking_ids(test), what)
     metric = within_ranking_ranks(test, exact)
     return icc_ak_bound(test["rank"], metric), spearman_bound(test["rank"], metric)
 
@@ -107,6 +114,20 @@ def person_bounds(study, rater: str, model: str) -> tuple[float, float]:
 def study(synth):
     data, features, _ = synth
     return ps.personal_study(data, features=features, epochs=8, n_boot=300, l2=0.001, lr=1e-2, margin=0.01)
+
+
+def float64_features(features) -> PairFeatures:
+    """The same pair features in float64: every fit (clpips.train.compute_dtype) and every score
+    (heldout_scores) then runs in float64, so two ways of computing a fit compare by assert_same_fit."""
+    return PairFeatures(keys=features.keys, matrix=features.matrix.double(), net="alex", extracted=0)
+
+
+@pytest.fixture(scope="module")
+def study64(synth):
+    """:func:`study` on float64 features (no per-person bootstrap: the tests of it use :func:`study`)."""
+    data, features, _ = synth
+    return ps.personal_study(data, features=float64_features(features), epochs=8, n_boot=300, l2=0.001, lr=1e-2,
+                             margin=0.01, person_bootstrap=False)
 
 
 # --------------------------------------------------------------------------- statistics helpers
@@ -361,9 +382,8 @@ def test_bootstrap_observed_values_match_the_scores(study):
 def _close(got, ref, what):
     """Two float32 computations of the same fit (the study fits them batched): within
     :func:`tolerance.assert_same_computation`'s growth of float32's rounding on the weights' scale,
-    ``max(1, max|ref|)``. Float32 because the study scores float32 features (``heldout_scores`` casts the
-    weights to float32); the fits themselves are compared in float64 in
-    ``test_fit_personals_equals_fit_personal_one_at_a_time``."""
+    ``max(1, max|ref|)``. Float32 because this study is the chapters' float32 one; the fits themselves are
+    compared in float64 in ``test_fit_personals_equals_fit_personal_one_at_a_time`` (and :func:`study64`'s)."""
     scale = max(1.0, float(torch.as_tensor(ref).abs().max()))
     assert_same_computation(got, ref, str(what), scale=scale, dtype=torch.float32)
 
@@ -400,7 +420,7 @@ def test_fit_personals_equals_fit_personal_one_at_a_time(synth):
     """Fits of other people, strengths, seeds, bases and subsets in one call, each as its own call."""
     data, features, _ = synth
     # float64 features: float64 fits (clpips.train.compute_dtype), compared by assert_same_fit
-    features = PairFeatures(keys=features.keys, matrix=features.matrix.double(), net="alex", extracted=0)
+    features = float64_features(features)
     train, _ = split_by_target(data.table)
     bank = ps.PairBank(train, features)
     lpips = initial_weight_vector("alex", "lpips")
@@ -459,7 +479,7 @@ def test_cross_person_diagonal_is_each_persons_own_gain(study):
 
 
 @pytest.mark.float_sensitive
-def test_learning_curve(study):
+def test_learning_curve(study, study64):
     curve = ps.learning_curve(study, sizes="2,4,1000", repeats=2, base="lopo")
     runs = curve.runs
     n_train = int(study.per_person["n_train"].iloc[0])
@@ -474,23 +494,24 @@ def test_learning_curve(study):
     assert_within(full.to_numpy(), direct, np.array(apart), what="the curve's full models against the study's")
     again = ps.learning_curve(study, sizes="2,4,1000", repeats=2, base="lopo")
     pd.testing.assert_frame_equal(runs, again.runs)
-    # one subset by hand: its targets drawn as documented, its model from fit_personal (the curve fits
-    # them all together), scored on the person's held-out rankings
-    r, person_index, size, rep = study.raters[1], 1, 4, 1
-    mine = study.train_table[study.train_table["rater"] == r]
+    # one subset by hand, in float64 (study64): its targets drawn as documented, its model from fit_personal
+    # (the curve fits them all together), scored on the person's held-out rankings
+    curve64 = ps.learning_curve(study64, sizes="2,4,1000", repeats=2, base="lopo")
+    r, person_index, size, rep = study64.raters[1], 1, 4, 1
+    mine = study64.train_table[study64.train_table["rater"] == r]
     targets = np.array(sorted(mine["target"].unique()), dtype=object)
-    chosen = targets[np.random.default_rng([study.settings["seed"], person_index, size, rep]).choice(
+    chosen = targets[np.random.default_rng([study64.settings["seed"], person_index, size, rep]).choice(
         len(targets), size=size, replace=False)]
-    w = ps.fit_personal(study.features, study.bank.select(rater=r, targets=chosen), study.lopo[r], l2=0.001, epochs=8,
-                        seed=study.settings["seed"] + rep, lr=1e-2, margin=0.01).weights
-    test = study.test_table[study.test_table["rater"] == r]
-    direct = heldout_scores(test, study.features, {"w": w}).at["w", "icc_A_k"]
-    got = runs.query("rater == @r and size_label == '4' and repeat == 1")["icc"].item()
-    # NOT derived (issue #25): the curve's weights equal w only up to a float32 fit's rounding, and within
-    # tolerance.iterative_bound 4+ neighbouring held-out distances could swap, moving the ICC anywhere in
-    # 0.877..0.904; measured: equal to the last bit. Needs LearningCurve to keep its weights, to compare them
-    # (assert_same_computation) and then score those same weights exactly
-    assert got == pytest.approx(direct, abs=1e-3)
+    w = ps.fit_personal(study64.features, study64.bank.select(rater=r, targets=chosen), study64.lopo[r], l2=0.001,
+                        epochs=8, seed=study64.settings["seed"] + rep, lr=1e-2, margin=0.01).weights
+    kept = curve64.weights[(r, "4", rep)]
+    assert_same_fit(kept, w, f"the curve's model of {r} on 4 targets")    # two summation orders of one fit
+    test = study64.test_table[study64.test_table["rater"] == r]
+    # the very weights the curve scored, scored again alone (the curve scores a person's models in one
+    # product): no two held-out distances within float64's rounding, so the same ranks (weight_bounds)
+    direct = heldout_scores(test, study64.features, {"w": kept}).at["w", "icc_A_k"]
+    got = curve64.runs.query("rater == @r and size_label == '4' and repeat == 1")["icc"].item()
+    assert got == pytest.approx(direct, abs=weight_bounds(test, study64.features, kept, f"curve model of {r}")[0])
     # the summary by a direct computation from the runs: per size, each person's Δ averaged over repeats;
     # their mean, the percentile bootstrap over people (numpy.random.default_rng(seed), 200 draws of 4
     # people), people with Δ > 0 and scipy's Wilcoxon signed-rank p
@@ -527,7 +548,7 @@ def test_first_size_beating_needs_every_later_size_above_zero():
 
 
 @pytest.mark.float_sensitive
-def test_l2_sensitivity_reuses_the_default_and_orders_by_strength(study):
+def test_l2_sensitivity_reuses_the_default_and_orders_by_strength(study, study64):
     table = ps.l2_sensitivity(study, [0.0, 1.0])
     assert list(table.index) == [0.0, 0.001, 1.0]
     assert table.loc[0.001, "is_default"]
@@ -537,16 +558,28 @@ def test_l2_sensitivity_reuses_the_default_and_orders_by_strength(study):
                      for r in study.raters])
     assert table.loc[0.001, "delta_icc"] == pytest.approx(per_delta.mean(), abs=apart + mean_bound(per_delta))
     assert table.loc[1.0, "distance_from_pooled"] < table.loc[0.0, "distance_from_pooled"]
-    # l2 = 1 by a direct loop of fit_personal (l2_sensitivity fits them all together)
-    pooled, moved = study.weights["pooled"], []
-    for r in study.raters:
-        w = ps.fit_personal(study.features, study.bank.select(rater=r), pooled, l2=1.0, epochs=8, lr=1e-2,
+    # l2 = 1 by a direct loop of fit_personal (l2_sensitivity fits them all together), in float64 (study64)
+    pooled, moved, apart = study64.weights["pooled"], [], []
+    for r in study64.raters:
+        w = ps.fit_personal(study64.features, study64.bank.select(rater=r), pooled, l2=1.0, epochs=8, lr=1e-2,
                             margin=0.01).weights
         moved.append(float((w - pooled).norm()))
-    # float32 fits, batched and alone: no a-priori bound short of tolerance.iterative_bound's on every weight
-    # (sqrt(1152) x 6.6e-4, above the distance itself); rel=1e-3 is 4,000 times the 9e-9 measured on an Intel
-    # Xeon. To become assert_same_fit once heldout_scores scores float64 features (the study then runs in float64)
-    assert table.loc[1.0, "distance_from_pooled"] == pytest.approx(np.mean(moved), rel=1e-3)
+        apart.append(_distance_bound(w, pooled))
+    table64 = ps.l2_sensitivity(study64, [1.0])
+    assert table64.loc[1.0, "distance_from_pooled"] == pytest.approx(np.mean(moved),
+                                                                     abs=np.mean(apart) + mean_bound(moved))
+
+
+def _distance_bound(w: torch.Tensor, pooled: torch.Tensor) -> float:
+    """How far two float64 computations of ``||w - pooled||`` may lie apart when the two ``w`` are two
+    summation orders of the same fit. The fits differ entry by entry by at most assert_same_fit's
+    ``iterative_bound(max(1, max|w|))``, so the exact norms by at most ``sqrt(D)`` times that (triangle
+    inequality, then Cauchy-Schwarz); each computed norm of ``d = w - pooled`` rounds the D differences
+    (relative u), the D squares and their sum (gamma_(D+1) of ``||d||^2``, half of that relative on the
+    root) and the root (u): within ``gamma_(D+3) ||d||`` of its exact norm, twice that for two programs."""
+    scale = max(1.0, float(w.abs().max()))
+    d = float((w - pooled).norm())
+    return math.sqrt(w.numel()) * iterative_bound(scale, torch.float64) + dot_bound(d, w.numel() + 3, torch.float64)
 
 
 # --------------------------------------------------------------------------- layer weights

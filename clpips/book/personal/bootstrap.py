@@ -160,7 +160,8 @@ def score_people(test_table: pd.DataFrame, features, models_of) -> pd.DataFrame:
     for person, part in test_table.groupby(test_table["rater"].astype(str), sort=True):
         models = models_of(person)
         rows = features.rows(part["target"], part["candidate"])
-        W = torch.stack([torch.as_tensor(w, dtype=torch.float32).flatten() for w in models.values()], dim=1)
+        # in the features' precision, as heldout_scores
+        W = torch.stack([torch.as_tensor(w, dtype=features.matrix.dtype).flatten() for w in models.values()], dim=1)
         dist = (features.matrix[rows] @ W).numpy().astype(float)
         parts.append(part.assign(**{m: dist[:, i] for i, m in enumerate(models)}))
     out = pd.concat(parts) if parts else test_table.iloc[:0].copy()

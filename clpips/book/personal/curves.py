@@ -38,11 +38,14 @@ class LearningCurve:
     the base model's (``icc_base``, ``rho_base``) and ``delta_icc``, ``delta_rho``.
     A size equal to all of a person's training rankings is labelled ``"all"``
     in ``size_label`` and run once (the subsample is the whole set).
+    ``weights``: the scored weight vectors, keyed by (rater, size_label, repeat) as the rows of
+    ``runs`` (a statistic can be recomputed from the very weights that gave it).
     """
 
     runs: pd.DataFrame
     base: str
     settings: dict[str, Any] = field(default_factory=dict)
+    weights: dict[tuple[str, str, int], torch.Tensor] = field(default_factory=dict)
 
     def per_person(self) -> pd.DataFrame:
         """Mean Δ over repeats, one row per (size_label, rater)."""
@@ -135,7 +138,7 @@ def learning_curve(study: PersonalStudy, sizes: str | Sequence[int] = DEFAULTS.p
     with torch_threads(threads):
         fitted = iter(fit_personals(study.features, fits, epochs=s["epochs"], net=s["net"],
                                     device=s.get("device", DEFAULTS.device), **options))
-    rows = []
+    rows, kept = [], {}
     for r, b, full, n_targets, subsets in people:
         candidates: dict[str, torch.Tensor] = {"base": b}
         meta = []
@@ -146,6 +149,7 @@ def learning_curve(study: PersonalStudy, sizes: str | Sequence[int] = DEFAULTS.p
         meta.append(("all", "all", n_targets, 0, n_targets))
         scores = heldout_scores(tests[r], study.features, candidates)
         for key, label, order, rep, n in meta:
+            kept[(r, label, rep)] = candidates[key]
             rows.append({"rater": r, "size_label": label, "size_order": order if label != "all" else 10 ** 9,
                          "repeat": rep, "n_rankings": n,
                          "icc": scores.at[key, "icc_A_k"], "rho": scores.at[key, "spearman"],
@@ -155,4 +159,4 @@ def learning_curve(study: PersonalStudy, sizes: str | Sequence[int] = DEFAULTS.p
         runs["delta_icc"] = runs["icc"] - runs["icc_base"]
         runs["delta_rho"] = runs["rho"] - runs["rho_base"]
     return LearningCurve(runs, base, {"sizes": sizes, "repeats": repeats, "seed": seed, "n_boot": s["n_boot"],
-                                      "ci": s["ci"]})
+                                      "ci": s["ci"]}, kept)

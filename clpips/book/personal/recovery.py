@@ -86,7 +86,7 @@ def attribute_sensitivity(dataset, features, weights: Mapping[str, torch.Tensor]
     c = scenes.loc[pairs["candidate"], list(NAMES)].to_numpy()
     X = np.column_stack([np.ones(len(pairs)), (t != c).astype(float)])
     rows = features.rows(pairs["target"], pairs["candidate"])
-    W = torch.stack([torch.as_tensor(w, dtype=torch.float32).flatten() for w in weights.values()], dim=1)
+    W = torch.stack([torch.as_tensor(w, dtype=features.matrix.dtype).flatten() for w in weights.values()], dim=1)
     D = (features.matrix[rows] @ W).numpy().astype(float)
     beta, *_ = np.linalg.lstsq(X, D, rcond=None)
     return pd.DataFrame(beta[1:].T, index=list(weights), columns=list(NAMES))

@@ -24,7 +24,7 @@ from clpips.book.batched_fits import fit_together
 from clpips.experiment import fit_options_except
 from clpips.model import initial_weight_vector
 from clpips.stats import one_sided_pvalue, percentile_interval
-from clpips.train import torch_threads
+from clpips.train import GridJob, compute_dtype, fit_many, fit_pairs, torch_threads
 from clpips.book.personal.bootstrap import TwoWayBootstrap, score_people, two_way_bootstrap
 from clpips.book.personal.inference import holm, paired_tests, people_interval
 from clpips.book.personal.names import COMPARISON_LABELS, COMPARISONS, MODELS, STATISTICS
@@ -86,8 +86,7 @@ def fit_personal(features, pairs: torch.Tensor, base: torch.Tensor, *, l2: float
     -------
     clpips.train.FitResult
     """
-    from clpips.train import fit_pairs
-    base = torch.as_tensor(base, dtype=torch.float32)
+    base = torch.as_tensor(base, dtype=compute_dtype(features.matrix))   # the fit's precision (float32 for float32 features)
     return fit_pairs(features.matrix, pairs, None, base, net=net, epochs=epochs, seed=seed, l2=l2, l2_to=base,
                      init="base", **options)
 
@@ -107,14 +106,13 @@ def fit_personals(features, fits: Sequence[Mapping[str, Any]], *, epochs: int = 
     person: the study's 400-odd personal fits took 23 s one at a time on mur92 (profiled).
     ``options``: loss, margin, lr, batch_size, layers, project. Returns each fit's weights.
     """
-    from clpips.train import GridJob, fit_many
     unknown = set(options) - set(_FIT_OPTIONS)
     if unknown:
         raise TypeError(f"fit_personals: unknown fit options {sorted(unknown)}")
     chosen = {name: options.get(name, getattr(DEFAULTS, name)) for name in _FIT_OPTIONS}
     jobs = []
     for fit in fits:
-        base = torch.as_tensor(fit["base"], dtype=torch.float32)
+        base = torch.as_tensor(fit["base"], dtype=compute_dtype(features.matrix))   # as fit_personal
         jobs.append(GridJob(fit["pairs"], (float(chosen["margin"]),), (float(chosen["lr"]),), (int(epochs),),
                             int(fit.get("seed", DEFAULTS.seed)), initial_weights=base,
                             l2=float(fit.get("l2", DEFAULTS.personal_l2)), l2_to=base))

@@ -137,7 +137,8 @@ def test_heldout_scores_equal_evaluate_alignment(synth):
     rng = np.random.default_rng(3)
     table = data.table[data.table["rater"] == "r1"]
     tied = torch.from_numpy(np.round(rng.random(DIM), 1)).float()   # coarse weights: some tied distances
-    weights = {"a": torch.rand(DIM), "b": initial_weight_vector("alex", "lpips"), "tied": tied * 0}
+    weights = {"a": torch.rand(DIM, generator=torch.Generator().manual_seed(3)),   # seeded: not the test order
+               "b": initial_weight_vector("alex", "lpips"), "tied": tied * 0}
     weights["tied"][0] = 1.0
     ours = heldout_scores(table, features, weights)
     scored = score_rankings(table, features, weights)
@@ -594,7 +595,7 @@ def test_layer_shares_and_changes():
     # the same float32 sum of layer 1 over float32's sum of all 1,152 weights (positive) or the float64 sum
     # of the 5 layers' float32 sums: two orders of a positive sum, relative 2 gamma_1152, and a division
     assert shares.at["lpips", "layer 1"] == pytest.approx(manual[0], rel=dot_bound(1.0, DIM + 1, torch.float32))
-    phi = torch.rand(10, DIM)
+    phi = torch.rand(10, DIM, generator=torch.Generator().manual_seed(5))
     dshare = ps.layer_shares({"lpips": base}, features=phi)
     # against float64: each share is a ratio of means of float32 sums of nonnegative terms, one layer's
     # over all layers'; relative error within gamma_(DIM + 16) of each (sums of DIM products, a mean of 10,

@@ -81,6 +81,8 @@ def _runs(names, n_folds=15, seed=0):
     (["by target", "by image"], ("icc_A_k", "spearman_raw", "spearman", "pair_accuracy")),           # chapter 04
     ([f"{d}\nby {m}" for d in ("mur92", "zappos", "simulated") for m in ("target", "image")],       # chapter 08
      ("icc_A_k", "spearman_raw", "spearman")),
+    ([f"{d}\nby {m}" for d in ("mur92", "zappos", "alien_eggs", "simulated") for m in ("target", "image")],
+     ("icc_A_k", "spearman_raw", "spearman")),                                                    # ... with eggs
 ])
 def test_fold_deltas_read_and_their_run_labels_do_not_overlap(names, statistics):
     folds, summaries = _runs(names)

@@ -26,6 +26,23 @@ TITLES = {"icc_A_k": "ΔICC(A,k)", "spearman_raw": "Δρ, raw distances pooled (
           "spearman": "Δρ, within-ranking ranks", "pair_accuracy": "Δ pair accuracy"}
 
 
+def _overlapping(ax) -> bool:
+    ax.figure.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.get_xticklabels() if t.get_text()]
+    return any(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
+
+
+def _fit_tick_labels(ax, runs: Sequence[str]) -> None:
+    """Run names as x tick labels that do not overlap: as given when they fit; else broken after each
+    ``_`` (``alien_eggs`` on two lines); else upright (many runs with long names do not fit side by
+    side in the text column)."""
+    ax.set_xticks(range(len(runs)), runs)
+    if _overlapping(ax):
+        ax.set_xticks(range(len(runs)), [run.replace("_", "_\n") for run in runs])
+    if _overlapping(ax):
+        ax.tick_params(axis="x", labelrotation=90)
+
+
 def plot_fold_deltas(folds: Mapping[str, pd.DataFrame], summaries: Mapping[str, pd.DataFrame],
                      statistics: Sequence[str] = tuple(TITLES), reference: Optional[Mapping[str, float]] = None,
                      reference_label: str = "paper", seed: int = 0) -> Figure:
@@ -64,7 +81,7 @@ def plot_fold_deltas(folds: Mapping[str, pd.DataFrame], summaries: Mapping[str, 
         ax.axhline(0, color="k", lw=0.8)
         if reference and stat in reference and np.isfinite(reference[stat]):
             ax.axhline(reference[stat], color="C3", lw=1, ls="--", label=reference_label)
-        ax.set_xticks(range(len(runs)), runs)
+        _fit_tick_labels(ax, runs)
         ax.set_xlim(-0.6, len(runs) - 0.4)
         ax.set_title(TITLES.get(stat, stat))
         ax.grid(axis="y", alpha=0.3)

@@ -28,7 +28,8 @@ TITLES = {"icc_A_k": "ΔICC(A,k)", "spearman_raw": "Δρ, raw distances pooled (
 
 def _overlapping(ax) -> bool:
     ax.figure.canvas.draw()
-    boxes = [t.get_window_extent() for t in ax.get_xticklabels() if t.get_text()]
+    # 3 px of room on each side: labels that merely touch read as one word ("simulatedsimulated")
+    boxes = [t.get_window_extent().padded(3) for t in ax.get_xticklabels() if t.get_text()]
     return any(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
 
 

@@ -1,6 +1,9 @@
 """Small helpers several test modules share (fixtures shared the same way live in conftest.py)."""
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +58,27 @@ def toy_table(n_images=12, k=5, raters=("a", "b"), seed=0) -> pd.DataFrame:
                 rows.append({"set_id": f"s{t}", "target": f"i{t}.png", "candidate": f"i{c}.png", "rater": r,
                              "rank": rank})
     return pd.DataFrame(rows)
+
+
+def record_calls(monkeypatch, module, name):
+    """Replace ``module.name`` by a wrapper that records each call as ``(*args, kwargs, result)``;
+    returns the list of calls and the real function."""
+    calls, real = [], getattr(module, name)
+
+    def recording(*args, **kw):
+        out = real(*args, **kw)
+        calls.append((*args, kw, out))
+        return out
+    monkeypatch.setattr(module, name, recording)
+    return calls, real
+
+
+def interrupt(proc: subprocess.Popen, wait: float = 10.0) -> float:
+    """Send ``proc`` a SIGINT (Ctrl-C) and wait for it to end (at most ``wait`` s): the seconds it took."""
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        pass
+    return time.monotonic() - t0

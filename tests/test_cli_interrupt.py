@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers import run_cli
+from helpers import interrupt, run_cli
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -53,13 +53,7 @@ def test_ctrl_c_ends_a_command_within_a_second(tmp_path, alex):
             time.sleep(0.1)
         time.sleep(3.0)                        # into the run: the features, then the fits
         assert proc.poll() is None, proc.communicate()[1]
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        took = time.monotonic() - t0
+        took = interrupt(proc)
         assert proc.returncode == 130 and took < 1.0, f"ended {took:.2f} s after SIGINT, status {proc.returncode}"
         assert proc.communicate()[1].strip().endswith(b"interrupted")
         assert not (out / "crossval.json").exists()

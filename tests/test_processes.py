@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import interrupt
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 #: a parent that spreads two endless fits over two worker processes, then writes its result atomically.
@@ -111,13 +113,7 @@ def test_workers_die_when_their_parent_is_killed(parent):
 def test_an_interrupt_ends_parent_and_workers_within_a_second_and_writes_nothing(parent):
     proc, out, started = parent
     started += _running_workers(proc)
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-    took = time.monotonic() - t0
+    took = interrupt(proc)
     assert proc.returncode == 130 and took < 2.0, f"the parent took {took:.1f} s to end after SIGINT"
     assert proc.communicate()[1].strip().endswith(b"interrupted")
     assert _gone_within(started, 1.0)

@@ -19,7 +19,7 @@ from clpips.evaluate import distance_scores, ranking_ids
 from clpips.model import CHANNELS
 from clpips.stats import bootstrap_counts, corrected_resampled_t
 from clpips.train import fit_pairs
-from helpers import toy_table
+from helpers import record_calls, toy_table
 
 DIM = sum(CHANNELS["alex"])
 
@@ -191,26 +191,13 @@ def test_crossval_on_mur92_is_nested_deterministic_and_cached(mode, mur92_mirror
     json.dumps(crossval_json(res, n_boot=50), allow_nan=False)
 
 
-def _record_calls(monkeypatch, module, name):
-    """Replace ``module.name`` by a wrapper that records each call as ``(*args, kwargs, result)``;
-    returns the list of calls and the real function."""
-    calls, real = [], getattr(module, name)
-
-    def recording(*args, **kw):
-        out = real(*args, **kw)
-        calls.append((*args, kw, out))
-        return out
-    monkeypatch.setattr(module, name, recording)
-    return calls, real
-
-
 def test_refits_train_the_chosen_setting_alone_as_its_grid_column_would(mur92_mirror, monkeypatch):
     """After the inner folds choose, each outer training side is refitted with its chosen setting only
     (one fit_many column, the chosen epochs): what the run reports is that fit, which equals the chosen
     column of the whole grid trained on the same pairs (float rounding apart) and fit_pairs itself."""
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     from clpips import datasets, train
-    calls, real = _record_calls(monkeypatch, train, "fit_many")
+    calls, real = record_calls(monkeypatch, train, "fit_many")
     res = protocol.crossval(datasets.load("mur92"), SMALL.replace(mode="target"), cache=False)
     assert len(calls) == 2                                   # the inner grids, then the refits
     features, jobs, w0, kw, out = calls[1]

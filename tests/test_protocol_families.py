@@ -13,20 +13,8 @@ import torch
 
 from clpips import protocol
 from clpips.book import families
+from helpers import record_calls
 from tolerance import assert_same_fit, assert_within, dot_bound, typical_dot_bound
-
-
-def _record_calls(monkeypatch, module, name):
-    """Replace ``module.name`` by a wrapper that records each call as ``(*args, kwargs, result)``;
-    returns the list of calls and the real function."""
-    calls, real = [], getattr(module, name)
-
-    def recording(*args, **kw):
-        out = real(*args, **kw)
-        calls.append((*args, kw, out))
-        return out
-    monkeypatch.setattr(module, name, recording)
-    return calls, real
 
 
 BEYOND = protocol.Settings(folds=3, repeats=1, inner_folds=2, grid=protocol.Grid.parse("0.02,0.05", "0.01", "2,4"))
@@ -119,7 +107,7 @@ def test_transform_refits_train_the_chosen_setting_alone(mur92_mirror, monkeypat
     monkeypatch.setattr(protocol, "cache_folder", lambda key: tmp_path / "crossval" / key)
     from clpips import datasets
     from clpips.book import aligned
-    calls, real = _record_calls(monkeypatch, aligned, "fit_transform_many")
+    calls, real = record_calls(monkeypatch, aligned, "fit_transform_many")
     res = protocol.crossval(datasets.load("mur92"), BEYOND.replace(mode="target"), TRANSFORM)
     full = aligned.TransformGrid((0.001, 0.1), (0.01,), (20, 50), 4)
     refits = [c for c in calls if len(c[2].lambdas) == 1]

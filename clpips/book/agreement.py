@@ -49,10 +49,7 @@ def split_half(table: pd.DataFrame, triplets: np.ndarray | HeadTriplets, seed: i
         ``n_rows``, ``seed``.
     """
     ranks = split_half_ranks(table, triplets, seed=seed, alpha=alpha)
-    stats = metric_statistics(ranks, "set_id", "rank_a", "rank_b")
-    return {"rho_half": stats["rho"], "rho_spearman_brown": spearman_brown(stats["rho"], 2),
-            "icc_A_k": stats["icc"], "n_sets": int(ranks["set_id"].nunique()), "n_rows": int(len(ranks)),
-            "seed": int(seed)}
+    return _halves_scored(ranks, seed)
 
 
 def split_half_ranks(table: pd.DataFrame, triplets: np.ndarray | HeadTriplets, seed: int = DEFAULTS.seed,
@@ -94,6 +91,14 @@ def split_half_ranks(table: pd.DataFrame, triplets: np.ndarray | HeadTriplets, s
         ["set_id", "target", "candidate", "rank_a", "rank_b"]].reset_index(drop=True)
 
 
+def _halves_scored(ranks: pd.DataFrame, seed: int) -> dict[str, float]:
+    """Two halves' ranks of every set (``rank_a``, ``rank_b``) scored against each other, stepped up."""
+    stats = metric_statistics(ranks, "set_id", "rank_a", "rank_b")
+    return {"rho_half": stats["rho"], "rho_spearman_brown": spearman_brown(stats["rho"], 2),
+            "icc_A_k": stats["icc"], "n_sets": int(ranks["set_id"].nunique()), "n_rows": int(len(ranks)),
+            "seed": int(seed)}
+
+
 def split_half_raters(table: pd.DataFrame, seed: int = DEFAULTS.seed) -> dict[str, float]:
     """:func:`split_half` for a table with several raters per set: the raters cut into two random halves
     (``default_rng(seed)``, the first ``n // 2`` of a permutation of the sorted rater names are half A), each
@@ -107,10 +112,7 @@ def split_half_raters(table: pd.DataFrame, seed: int = DEFAULTS.seed) -> dict[st
     means = (table.assign(half=half).groupby(["set_id", "target", "candidate", "half"])["rank"].mean()
              .unstack("half").dropna().reset_index())
     ranks = means.assign(**{c: means.groupby("set_id")[c].rank(method="average") for c in ("rank_a", "rank_b")})
-    stats = metric_statistics(ranks, "set_id", "rank_a", "rank_b")
-    return {"rho_half": stats["rho"], "rho_spearman_brown": spearman_brown(stats["rho"], 2),
-            "icc_A_k": stats["icc"], "n_sets": int(ranks["set_id"].nunique()), "n_rows": int(len(ranks)),
-            "seed": int(seed)}
+    return _halves_scored(ranks, seed)
 
 
 def reliability(data, seed: int = DEFAULTS.seed) -> dict[str, Any]:

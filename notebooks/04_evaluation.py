@@ -40,13 +40,6 @@ protocol_inner_folds = DEFAULTS.protocol_inner_folds
 n_boot = DEFAULTS.n_boot
 ci = DEFAULTS.ci
 
-# %% tags=["remove-cell"]
-# Formatting only. Figures are PNG (also when glued); a cell that draws one is tagged
-# remove-output, so the book shows it where the text pastes it and a live reader under the cell.
-from matplotlib_inline.backend_inline import set_matplotlib_formats
-
-set_matplotlib_formats("png")
-
 # %%
 import numpy as np
 import pandas as pd
@@ -64,6 +57,11 @@ from clpips.defaults import as_dict
 from clpips.evaluate import alignment_table
 from clpips.experiment import bootstrap_result, fit_options, load_dataset, run, spearman_brown_icc
 from clpips.book.power import mode_difference, power_table
+from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+# Figures are PNG, also when glued. A cell that draws a figure or makes the numbers the text pastes
+# is tagged remove-output: the book shows them where the text pastes them, a live reader under the cell.
+set_matplotlib_formats("png")
 
 # %% [markdown]
 # ## The answer over repeated, nested splits
@@ -96,21 +94,22 @@ paper_delta = {"icc_A_k": paper.value("delta_icc"), "spearman_raw": paper.derive
 cv_table = report.protocol_table(summaries, reference=paper_delta)
 fig = plots_protocol.plot_fold_deltas({f"by {m}": r.folds for m, r in cv.items()},
                                       {f"by {m}": s for m, s in summaries.items()}, reference=paper_delta, seed=seed)
-glue("nb04_cv_table", view(cv_table), display=False)
-glue("nb04_cv_fig", fig, display=False)
+glue_all({"nb04_cv_table": view(cv_table), "nb04_cv_fig": fig})
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-output"]
+numbers = {"dataset": data.name, "cv_repeats": int(protocol_repeats), "cv_folds": int(protocol_folds),
+           "cv_inner": int(protocol_inner_folds), "cv_n_settings": len(cv["target"].inner) // len(cv["target"].folds),
+           "paper_delta_icc_t4": paper.printed("delta_icc"), "paper_delta_icc_lo": paper.printed("delta_icc_ci_low"),
+           "paper_delta_icc_hi": paper.printed("delta_icc_ci_high")}
 for mode, res in cv.items():
     summary = summaries[mode].assign(positive=lambda s: (s["positive_share"] * s["n_folds"]).round().astype(int))
-    glue_all(report.flat(summary, ["lpips", "clpips", "delta", "nb_low", "nb_high", "boot_delta", "boot_low",
-                                   "boot_high", "positive"]), prefix=f"nb04_cv_{mode}_")
-    glue_all({"n_folds": len(res.folds), "n_targets": int(res.folds["n_test_targets"].sum() / protocol_repeats),
-              "test_rankings": float(res.folds["n_test_rankings"].mean()),
-              "shared": float(res.folds["shared_pair_share"].mean())}, prefix=f"nb04_cv_{mode}_")
-glue_all({"dataset": data.name, "cv_repeats": int(protocol_repeats), "cv_folds": int(protocol_folds),
-          "cv_inner": int(protocol_inner_folds), "cv_n_settings": len(cv["target"].inner) // len(cv["target"].folds),
-          "paper_delta_icc_t4": paper.printed("delta_icc"), "paper_delta_icc_lo": paper.printed("delta_icc_ci_low"),
-          "paper_delta_icc_hi": paper.printed("delta_icc_ci_high")}, prefix="nb04_");
+    per_mode = report.flat(summary, ["lpips", "clpips", "delta", "nb_low", "nb_high", "boot_delta", "boot_low",
+                                     "boot_high", "positive"])
+    per_mode |= {"n_folds": len(res.folds), "n_targets": int(res.folds["n_test_targets"].sum() / protocol_repeats),
+                 "test_rankings": float(res.folds["n_test_rankings"].mean()),
+                 "shared": float(res.folds["shared_pair_share"].mean())}
+    numbers |= {f"cv_{mode}_{name}": value for name, value in per_mode.items()}
+pd.Series(glue_all(numbers, prefix="nb04_"))
 
 # %% [markdown]
 # ```{glue:figure} nb04_cv_fig
@@ -193,14 +192,14 @@ modes = mode_difference(cv["target"], cv["image"], ci=ci)
 view(pd.DataFrame([modes], index=pd.Index(["ΔICC(A,k), by target − by image"], name="difference")),
      decimals={"delta": 3, "se": 3, "low": 3, "high": 3}, names={"delta": "Δ", "pval": "p", "n_folds": "folds"})
 
-# %% tags=["remove-cell"]
-for (split, stat), row in power.iterrows():
-    glue_all({col: row[col] for col in ("mde", "power_at_bound", "verdict")}, prefix=f"nb04_power_{split[3:]}_{stat}_")
-    if stat == "icc_A_k":  # book/reproduction.md pastes this reading as a phrase
-        glue(f"nb04_cv_{split[3:]}_icc_A_k_verdict", report.interval_phrase(row["verdict"]), display=False)
-glue_all({"delta": modes["delta"], "low": modes["low"], "high": modes["high"], "pval": modes["pval"]},
-         prefix="nb04_modes_")
-glue_all({"paper_delta_rho": paper.derived()["delta_spearman"]}, prefix="nb04_");
+# %% tags=["remove-output"]
+numbers = {f"power_{split[3:]}_{stat}_{col}": row[col] for (split, stat), row in power.iterrows()
+           for col in ("mde", "power_at_bound", "verdict")}
+numbers |= {f"cv_{split[3:]}_icc_A_k_verdict": report.interval_phrase(row["verdict"])  # book/reproduction.md's phrase
+            for (split, stat), row in power.iterrows() if stat == "icc_A_k"}
+numbers |= {f"modes_{name}": modes[name] for name in ("delta", "low", "high", "pval")}
+numbers["paper_delta_rho"] = paper.derived()["delta_spearman"]
+pd.Series(glue_all(numbers, prefix="nb04_"))
 
 # %% [markdown]
 # Split by target, the interval of ΔICC(A,k) reads *{glue:text}`nb04_power_target_icc_A_k_verdict`*;
@@ -239,12 +238,12 @@ metrics = ["lpips", "clpips", *extra]
 table = alignment_table(scored, metrics)
 table.loc[["lpips", "clpips"], ["icc_A_k", "spearman", "spearman_raw"]].astype(float).round(3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-output"]
 test = exp.test_table
-glue_all({"seed": int(seed), "test_size": float(test_size), "margin": float(exp.settings["margin"]),
-          "n_targets": int(test["target"].nunique()), "n_rankings": int(table.at["lpips", "n_rankings"]),
-          "n_rows": int(table.at["lpips", "n_rows"]), "n_raters": int(test["rater"].nunique()),
-          "per_target": float(table.at["lpips", "n_rankings"] / test["target"].nunique())}, prefix="nb04_");
+pd.Series(glue_all({"seed": int(seed), "test_size": float(test_size), "margin": float(exp.settings["margin"]),
+                    "n_targets": int(test["target"].nunique()), "n_rankings": int(table.at["lpips", "n_rankings"]),
+                    "n_rows": int(table.at["lpips", "n_rows"]), "n_raters": int(test["rater"].nunique()),
+                    "per_target": float(table.at["lpips", "n_rankings"] / test["target"].nunique())}, prefix="nb04_"))
 
 # %% [markdown]
 # The held-out side of the split has {glue:text}`nb04_n_targets:d` target images of the
@@ -272,26 +271,26 @@ f_width = (table["icc_A_k_ci_high"] - table["icc_A_k_ci_low"]).astype(float)
 width_ratio = pd.Series({m: hi - lo for m, (lo, hi) in cluster_ci.items()}) / f_width
 width_ratio.rename(index=label).round(1)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-output"]
 # shown as two tables that fit the page: ICC(A,k), then the rank correlations
 icc_columns = ["ICC(A,k) [F 95% CI, rows independent]", "[95% CI, targets resampled]", "p (ICC)", "Koo & Li"]
-glue("nb04_table3", view(table3[icc_columns]), display=False)
-glue("nb04_table3_rho", view(table3.drop(columns=icc_columns)), display=False)
-glue_all({"lpips_cluster_lo": float(cluster_ci["lpips"][0]), "lpips_cluster_hi": float(cluster_ci["lpips"][1]),
-          "lpips_width_ratio": float(width_ratio["lpips"]),
-          "delta_rho": float(table.at["clpips", "spearman"] - table.at["lpips", "spearman"]),
-          "delta_rho_raw": float(table.at["clpips", "spearman_raw"] - table.at["lpips", "spearman_raw"]),
-          "delta_icc": float(table.at["clpips", "icc_A_k"] - table.at["lpips", "icc_A_k"]),
-          "paper_delta_icc": paper.derived()["delta_icc_A_k"]}, prefix="nb04_")
+glue_all({"nb04_table3": view(table3[icc_columns]), "nb04_table3_rho": view(table3.drop(columns=icc_columns))})
+numbers = {"nb04_lpips_cluster_lo": float(cluster_ci["lpips"][0]), "nb04_lpips_cluster_hi": float(cluster_ci["lpips"][1]),
+           "nb04_lpips_width_ratio": float(width_ratio["lpips"]),
+           "nb04_delta_rho": float(table.at["clpips", "spearman"] - table.at["lpips", "spearman"]),
+           "nb04_delta_rho_raw": float(table.at["clpips", "spearman_raw"] - table.at["lpips", "spearman_raw"]),
+           "nb04_delta_icc": float(table.at["clpips", "icc_A_k"] - table.at["lpips", "icc_A_k"]),
+           "nb04_paper_delta_icc": paper.derived()["delta_icc_A_k"]}
 for m in ("lpips", "clpips"):
     row = table.loc[m]
-    glue_all({"rho": float(row["spearman"]), "icc": float(row["icc_A_k"]),  # pasted by book/reproduction.md
-              "icc_label": str(row["icc_A_k_koo_li"])}, prefix=f"heldout_{m}_")
-    glue_all({"rho": paper.printed(f"{m}_spearman"), "icc": paper.printed(f"{m}_icc_A_k")}, prefix=f"paper_{m}_")
-    glue_all({name: float(row[col]) for name, col in
-              (("icc_lo", "icc_A_k_ci_low"), ("icc_hi", "icc_A_k_ci_high"), ("icc_p", "icc_A_k_pval"),
-               ("rho_p", "spearman_pval"), ("tau", "kendall"), ("rho_per_ranking", "spearman_per_ranking"),
-               ("rho_raw", "spearman_raw"))}, prefix=f"nb04_{m}_")
+    numbers |= {f"heldout_{m}_rho": float(row["spearman"]), f"heldout_{m}_icc": float(row["icc_A_k"]),
+                f"heldout_{m}_icc_label": str(row["icc_A_k_koo_li"]),  # heldout_ and paper_: book/reproduction.md
+                f"paper_{m}_rho": paper.printed(f"{m}_spearman"), f"paper_{m}_icc": paper.printed(f"{m}_icc_A_k")}
+    numbers |= {f"nb04_{m}_{name}": float(row[col]) for name, col in
+                (("icc_lo", "icc_A_k_ci_low"), ("icc_hi", "icc_A_k_ci_high"), ("icc_p", "icc_A_k_pval"),
+                 ("rho_p", "spearman_pval"), ("tau", "kendall"), ("rho_per_ranking", "spearman_per_ranking"),
+                 ("rho_raw", "spearman_raw"))}
+pd.Series(glue_all(numbers))
 
 # %% [markdown]
 # ```{glue:figure} nb04_table3
@@ -348,11 +347,11 @@ paper_sb = pd.DataFrame({m: {"paper's rho": paper.printed(f"{m}_spearman"),
                              "paper's ICC(A,k)": paper.printed(f"{m}_icc_A_k")} for m in ("lpips", "clpips")}).T
 view(paper_sb.rename_axis("metric"))
 
-# %% tags=["remove-cell"]
-glue_all({"sb_max_error": sb_max_error, "paper_lpips_sb": paper.derived()["lpips_icc_from_rho"],
-          "paper_clpips_sb": paper.derived()["clpips_icc_from_rho"],
-          "paper_lpips_sb_printed": paper_sb.at["lpips", "printed so"],
-          "paper_clpips_sb_printed": paper_sb.at["clpips", "printed so"]}, prefix="nb04_");
+# %% tags=["remove-output"]
+pd.Series(glue_all({"sb_max_error": sb_max_error, "paper_lpips_sb": paper.derived()["lpips_icc_from_rho"],
+                    "paper_clpips_sb": paper.derived()["clpips_icc_from_rho"],
+                    "paper_lpips_sb_printed": paper_sb.at["lpips", "printed so"],
+                    "paper_clpips_sb_printed": paper_sb.at["clpips", "printed so"]}, prefix="nb04_"))
 
 # %% [markdown]
 # Computed from each row of the table, the formula matches the ICC column to within
@@ -387,13 +386,14 @@ view(ordered.astype(float).sort_values("icc_A_k", ascending=False).rename(index=
 fig = plots.plot_alignment(table, None if np.isnan(ceiling) else ceiling)
 glue("nb04_fig_alignment", fig, display=False)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-output"]
 place = list(table["icc_A_k"].astype(float).sort_values(ascending=False).index)
-glue_all({"n_metrics": len(metrics), "clpips_place": place.index("clpips") + 1, "lpips_place": place.index("lpips") + 1,
-          "ones_icc": float(table.at["lpips_ones", "icc_A_k"]) if "lpips_ones" in table.index else float("nan"),
-          "ceiling": ceiling,
-          "ceiling_gain": float(table.at["clpips", "spearman_per_ranking"] - table.at["lpips", "spearman_per_ranking"]),
-          "ceiling_gap": ceiling - float(table.at["clpips", "spearman_per_ranking"])}, prefix="nb04_");
+pd.Series(glue_all({
+    "n_metrics": len(metrics), "clpips_place": place.index("clpips") + 1, "lpips_place": place.index("lpips") + 1,
+    "ones_icc": float(table.at["lpips_ones", "icc_A_k"]) if "lpips_ones" in table.index else float("nan"),
+    "ceiling": ceiling,
+    "ceiling_gain": float(table.at["clpips", "spearman_per_ranking"] - table.at["lpips", "spearman_per_ranking"]),
+    "ceiling_gap": ceiling - float(table.at["clpips", "spearman_per_ranking"])}, prefix="nb04_"))
 
 # %% [markdown]
 # ```{glue:figure} nb04_fig_alignment
@@ -448,14 +448,15 @@ for which, sid in chosen.items():
                             rho={"lpips": shown.at[sid, "rho_lpips"], "clpips": shown.at[sid, "rho_clpips"]})
     glue(f"nb04_fig_orders_{which}", fig, display=False)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-output"]
+numbers = {"n_sets": len(gains), "sets_improved": int((gains["gain"] > 0).sum()),
+           "sets_worse": int((gains["gain"] < 0).sum())}
 for which, sid in chosen.items():
     row = shown.loc[sid]
-    glue_all({"set": str(sid), "target": str(row["target"]), "lpips": float(row["rho_lpips"]),
-              "clpips": float(row["rho_clpips"]), "delta": float(row["gain"]), "n": int(row["n_rankings"])},
-             prefix=f"nb04_{which}_")
-glue_all({"n_sets": len(gains), "sets_improved": int((gains["gain"] > 0).sum()),
-          "sets_worse": int((gains["gain"] < 0).sum())}, prefix="nb04_");
+    numbers |= {f"{which}_set": str(sid), f"{which}_target": str(row["target"]), f"{which}_lpips": float(row["rho_lpips"]),
+                f"{which}_clpips": float(row["rho_clpips"]), f"{which}_delta": float(row["gain"]),
+                f"{which}_n": int(row["n_rankings"])}
+pd.Series(glue_all(numbers, prefix="nb04_"))
 
 # %% [markdown]
 # Of the {glue:text}`nb04_n_sets:d` held-out sets, CLPIPS does better on
@@ -498,11 +499,10 @@ view(by_ranking.rename_axis("rankings"))
 fig = plots.plot_rho_scatter(per_ranking, "lpips", "clpips", highlight=[chosen["gain"], chosen["loss"]], seed=seed)
 glue("nb04_fig_scatter", fig, display=False)
 
-# %% tags=["remove-cell"]
-glue_all({"rank_better": by_ranking.at["CLPIPS against LPIPS", "better"],
-          "rank_worse": by_ranking.at["CLPIPS against LPIPS", "worse"],
-          "rank_equal": by_ranking.at["CLPIPS against LPIPS", "equal"],
-          "rank_mean_delta": by_ranking.at["CLPIPS against LPIPS", "mean change of rho"]}, prefix="nb04_");
+# %% tags=["remove-output"]
+pd.Series(glue_all({f"rank_{name}": by_ranking.at["CLPIPS against LPIPS", column] for name, column in
+                    (("better", "better"), ("worse", "worse"), ("equal", "equal"), ("mean_delta", "mean change of rho"))},
+                   prefix="nb04_"))
 
 # %% [markdown]
 # ```{glue:figure} nb04_fig_scatter

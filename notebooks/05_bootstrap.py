@@ -39,13 +39,6 @@ protocol_inner_folds = DEFAULTS.protocol_inner_folds
 n_boot = DEFAULTS.n_boot
 ci = DEFAULTS.ci
 
-# %% tags=["remove-cell"]
-# Formatting only. Figures are PNG (also when glued); a cell whose figure or table the text
-# pastes is tagged remove-output, so the book shows it once and a live reader under the cell.
-from matplotlib_inline.backend_inline import set_matplotlib_formats
-
-set_matplotlib_formats("png")
-
 # %%
 import numpy as np
 import pandas as pd
@@ -60,6 +53,11 @@ from clpips.defaults import as_dict
 from clpips.experiment import bootstrap_result, fit_options, load_dataset, run, spearman_brown_check
 from clpips.book.power import fold_ratio, power_table
 from clpips.stats import corrected_resampled_t
+from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+# Figures are PNG, also when glued. A cell whose figure, table or numbers the text pastes is tagged
+# remove-output: the book shows them where the text pastes them, a live reader under the cell.
+set_matplotlib_formats("png")
 
 # %% [markdown]
 # ## How wide is the uncertainty? Folds against one bootstrap
@@ -97,17 +95,19 @@ cv_intervals = pd.concat({f"by {mode}": intervals(res) for mode, res in cv.items
 glue("nb05_cv_intervals", view(cv_intervals.map(lambda v: f"{v:+.3f}")), display=False)
 cv_intervals.round(3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-output"]
+numbers = {"cv_n_folds": len(cv["target"].folds), "cv_repeats": int(protocol_repeats)}
 for mode in cv:
     rows = cv_intervals.loc[f"by {mode}"]
     nb, plain = rows.loc["folds, corrected resampled t"], rows.loc["folds, plain t (ignores overlap)"]
     boot, folds = rows.loc["out-of-fold, targets resampled"], rows.loc["one fold: range over folds"]
     repeats = rows.loc[rows.index.str.startswith("repeat "), "Δ"]
-    glue_all({"nb_lo": nb["low"], "nb_hi": nb["high"], "plain_lo": plain["low"], "plain_hi": plain["high"],
-              "boot_lo": boot["low"], "boot_hi": boot["high"], "fold_min": folds["low"], "fold_max": folds["high"],
-              "rep_min": repeats.min(), "rep_max": repeats.max(),
-              "width_ratio": (nb["high"] - nb["low"]) / (boot["high"] - boot["low"])}, prefix=f"nb05_cv_{mode}_")
-glue_all({"cv_n_folds": len(cv["target"].folds), "cv_repeats": int(protocol_repeats)}, prefix="nb05_");
+    per_mode = {"nb_lo": nb["low"], "nb_hi": nb["high"], "plain_lo": plain["low"], "plain_hi": plain["high"],
+                "boot_lo": boot["low"], "boot_hi": boot["high"], "fold_min": folds["low"], "fold_max": folds["high"],
+                "rep_min": repeats.min(), "rep_max": repeats.max(),
+                "width_ratio": (nb["high"] - nb["low"]) / (boot["high"] - boot["low"])}
+    numbers |= {f"cv_{mode}_{name}": value for name, value in per_mode.items()}
+pd.Series(glue_all(numbers, prefix="nb05_"))
 
 # %% [markdown]
 # ```{glue:figure} nb05_cv_intervals
@@ -156,10 +156,9 @@ answer = pd.concat({f"by {mode}": power_table(res, bound={"icc_A_k": paper.value
 view(answer[["delta", "low", "high", "mde", "verdict"]], decimals={"delta": 3, "low": 3, "high": 3, "mde": 3},
      names={"delta": "Δ"})
 
-# %% tags=["remove-cell"]
-for (split, _), row in answer.iterrows():
-    glue_all({"delta": row["delta"], "low": row["low"], "high": row["high"], "mde": row["mde"],
-              "verdict": row["verdict"]}, prefix=f"nb05_answer_{split[3:]}_")
+# %% tags=["remove-output"]
+pd.Series(glue_all({f"{split[3:]}_{col}": row[col] for (split, _), row in answer.iterrows()
+                    for col in ("delta", "low", "high", "mde", "verdict")}, prefix="nb05_answer_"))
 
 # %% [markdown]
 # **Over {glue:text}`nb05_cv_n_folds:d` folds split by target, ΔICC(A,k) is
@@ -185,11 +184,11 @@ pd.DataFrame([{"rankings": scored["ranking"].nunique(), "targets": len(per_targe
                "rankings per target": per_target.mean(), "candidates": scored.groupby("ranking").size().max()}],
              index=["held out"])
 
-# %% tags=["remove-cell"]
-glue_all({"dataset": data.name, "n_rankings": int(scored["ranking"].nunique()), "n_targets": int(len(per_target)),
-          "per_target": float(per_target.mean()), "k": int(scored.groupby("ranking").size().max()),
-          "seed": int(seed)}, prefix="nb05_")
-glue_all({"boot_n": int(n_boot), "boot_ci": float(ci)});                     # pasted by book/reproduction.md
+# %% tags=["remove-output"]
+pd.Series(glue_all({"nb05_dataset": data.name, "nb05_n_rankings": int(scored["ranking"].nunique()),
+                    "nb05_n_targets": int(len(per_target)), "nb05_per_target": float(per_target.mean()),
+                    "nb05_k": int(scored.groupby("ranking").size().max()), "nb05_seed": int(seed),
+                    "boot_n": int(n_boot), "boot_ci": float(ci)}))  # boot_: pasted by book/reproduction.md
 
 # %% [markdown]
 # The held-out {glue:text}`nb05_dataset` data have {glue:text}`nb05_n_rankings:,d` rankings of
@@ -231,28 +230,28 @@ table4 = report.table4(percentile, bca, paper=paper_row)
 glue("nb05_table4", view(table4), display=False)
 view(table4)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-output"]
 summaries = {name: res.summary() for name, res in percentile.items()}
 summaries_bca = {name: res.summary() for name, res in bca.items()}
+width = {name: float(s.at["ΔICC(A,k)", "ci_high"] - s.at["ΔICC(A,k)", "ci_low"]) for name, s in summaries.items()}
+numbers = {"nb05_width_ratio": width["targets"] / width["rankings"],
+           "nb05_width_ratio_squared": (width["targets"] / width["rankings"]) ** 2,
+           "nb05_paper_delta_icc": paper.value("delta_icc"),
+           "nb05_paper_width": paper.value("delta_icc_ci_high") - paper.value("delta_icc_ci_low"),
+           "paper_delta_icc_lo": paper.printed("delta_icc_ci_low"), "paper_delta_icc_hi": paper.printed("delta_icc_ci_high")}
 for name, short in (("rankings", "rk"), ("targets", "tg")):
     for stat, key in (("ΔICC(A,k)", "icc"), ("Δrho", "rho")):
         s, b = summaries[name].loc[stat], summaries_bca[name].loc[stat]
-        glue_all({"delta": float(s["delta"]), "lo": float(s["ci_low"]), "hi": float(s["ci_high"]),
-                  "bca_lo": float(b["ci_low"]), "bca_hi": float(b["ci_high"]), "p": float(s["p_value"])},
-                 prefix=f"nb05_{short}_{key}_")
-    glue_all({"icc_a": float(summaries[name].at["ΔICC(A,k)", "observed_a"]),
-              "icc_b": float(summaries[name].at["ΔICC(A,k)", "observed_b"])}, prefix=f"nb05_{short}_")
-width = {name: float(s.at["ΔICC(A,k)", "ci_high"] - s.at["ΔICC(A,k)", "ci_low"]) for name, s in summaries.items()}
-glue_all({"width_ratio": width["targets"] / width["rankings"],
-          "width_ratio_squared": (width["targets"] / width["rankings"]) ** 2,
-          "paper_delta_icc": paper.value("delta_icc"),
-          "paper_width": paper.value("delta_icc_ci_high") - paper.value("delta_icc_ci_low")}, prefix="nb05_")
-head = summaries_bca["targets"]  # the one-split headline: resampling targets, BCa
-glue_all({"ci_method": "BCa", "delta_icc": float(head.at["ΔICC(A,k)", "delta"]),
-          "delta_icc_lo": float(head.at["ΔICC(A,k)", "ci_low"]), "delta_icc_hi": float(head.at["ΔICC(A,k)", "ci_high"]),
-          "delta_rho": float(head.at["Δrho", "delta"]), "delta_rho_lo": float(head.at["Δrho", "ci_low"]),
-          "delta_rho_hi": float(head.at["Δrho", "ci_high"])}, prefix="boot_")
-glue_all({"lo": paper.printed("delta_icc_ci_low"), "hi": paper.printed("delta_icc_ci_high")}, prefix="paper_delta_icc_");
+        numbers |= {f"nb05_{short}_{key}_{field}": float(value) for field, value in
+                    (("delta", s["delta"]), ("lo", s["ci_low"]), ("hi", s["ci_high"]), ("bca_lo", b["ci_low"]),
+                     ("bca_hi", b["ci_high"]), ("p", s["p_value"]))}
+    numbers |= {f"nb05_{short}_icc_{side}": float(summaries[name].at["ΔICC(A,k)", f"observed_{side}"]) for side in "ab"}
+head = summaries_bca["targets"]  # the one-split headline (boot_, pasted by book/reproduction.md): targets, BCa
+numbers |= {"boot_ci_method": "BCa", "boot_delta_icc": float(head.at["ΔICC(A,k)", "delta"]),
+            "boot_delta_icc_lo": float(head.at["ΔICC(A,k)", "ci_low"]),
+            "boot_delta_icc_hi": float(head.at["ΔICC(A,k)", "ci_high"]), "boot_delta_rho": float(head.at["Δrho", "delta"]),
+            "boot_delta_rho_lo": float(head.at["Δrho", "ci_low"]), "boot_delta_rho_hi": float(head.at["Δrho", "ci_high"])}
+pd.Series(glue_all(numbers))
 
 # %% [markdown]
 # ```{glue:figure} nb05_table4
@@ -320,9 +319,9 @@ glue("nb05_fig_bootstrap", fig, display=False)
 checks = pd.DataFrame({name: spearman_brown_check(res, scored) for name, res in percentile.items()}).T
 view(checks.rename_axis("resampling"))
 
-# %% tags=["remove-cell"]
-glue_all({"sb_max_error": float(checks["max_abs_error"].max()),
-          "sb_same_sign": float(checks["same_sign_share"].min())}, prefix="nb05_");
+# %% tags=["remove-output"]
+pd.Series(glue_all({"sb_max_error": float(checks["max_abs_error"].max()),
+                    "sb_same_sign": float(checks["same_sign_share"].min())}, prefix="nb05_"))
 
 # %% [markdown]
 # On every resample the formula reproduces both metrics' ICC(A,k) to within

@@ -47,13 +47,6 @@ ablation_inits = DEFAULTS.ablation_inits
 ablation_nets = DEFAULTS.ablation_nets
 ablation_train_sizes = DEFAULTS.ablation_train_sizes
 
-# %% tags=["remove-cell"]
-# Formatting only. Figures are PNG (also when glued); a cell that draws one is tagged
-# remove-output, so the book shows it where the text pastes it and a live reader under the cell.
-from matplotlib_inline.backend_inline import set_matplotlib_formats
-
-set_matplotlib_formats("png")
-
 # %%
 import pandas as pd
 from myst_nb import glue
@@ -65,6 +58,11 @@ from clpips.book.report import glue_all
 from clpips.datasets import drop_shared_pairs
 from clpips.experiment import FIT_OPTIONS, load_dataset
 from clpips.train import pair_features_for
+from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+# Figures are PNG, also when glued. A cell that draws a figure or makes the numbers the text pastes
+# is tagged remove-output: the book shows them where the text pastes them, a live reader under the cell.
+set_matplotlib_formats("png")
 
 # %% [markdown]
 # ## The default fit and its variants
@@ -91,11 +89,11 @@ pd.Series(base, name="default fit", dtype=object)
 nets = sorted({base["net"]} | {v.options["net"] for v in grid if "net" in v.options})
 features = {name: pair_features_for(data, data.table, net=name, progress=False) for name in nets}
 
-# %% tags=["remove-cell"]
-glue_all({"dataset": data.name, "folds": int(ablation_folds), "test_share": 1 / int(ablation_folds),
-          "n_targets": int(data.table["target"].nunique()),
-          "n_variants": len({v.key(**base) for v in grid + curve}),   # distinct fits per fold
-          "epochs": int(base["epochs"]), "patience": int(base["patience"])}, prefix="nb06_");
+# %% tags=["remove-output"]
+pd.Series(glue_all({"dataset": data.name, "folds": int(ablation_folds), "test_share": 1 / int(ablation_folds),
+                    "n_targets": int(data.table["target"].nunique()),
+                    "n_variants": len({v.key(**base) for v in grid + curve}),   # distinct fits per fold
+                    "epochs": int(base["epochs"]), "patience": int(base["patience"])}, prefix="nb06_"))
 
 # %% [markdown]
 # The {glue:text}`nb06_dataset` rankings cover {glue:text}`nb06_n_targets:d` target images,
@@ -160,13 +158,13 @@ def levels(factor: str) -> pd.DataFrame:
     """One factor's rows of the table: each level's held-out ICC(A,k) and its paired difference from the default."""
     return table.loc[titles[factor]]
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-output"]
 n_rater_fits = sum(len(frame) // 2 + 1 for frame in (raters, raters_clean))  # personal fits + one pooled each
-glue_all({"n_fits": results.drop_duplicates(["options", "split", "seed"]).shape[0] + len(seed_rows) + n_rater_fits},
-         prefix="nb06_")
+numbers = {"n_fits": results.drop_duplicates(["options", "split", "seed"]).shape[0] + len(seed_rows) + n_rater_fits}
 for factor in ("margin", "lr", "layers", "init", "project", "loss", "net", "train_size", "raters"):
     facts = report.factor_facts(summary, factor)   # numbers and level names; the verdicts are in the table
-    glue_all({key: value for key, value in facts.items() if not key.endswith("_verdict")}, prefix=f"nb06_{factor}_")
+    numbers |= {f"{factor}_{key}": value for key, value in facts.items() if not key.endswith("_verdict")}
+pd.Series(glue_all(numbers, prefix="nb06_"))
 
 # %% [markdown]
 # ## How large is the noise?
@@ -181,14 +179,14 @@ report.view(noise.set_index("source"), decimals=4,
             names={"n": "fits", "icc_mean": "ICC(A,k) mean", "icc_sd": "ICC(A,k) sd", "rho_sd": "ρ sd",
                    "delta_icc_mean": "gain over LPIPS, mean", "delta_icc_sd": "gain over LPIPS, sd"})
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-output"]
 seeds_row, folds_row = noise.iloc[0], noise.iloc[1]
-glue_all({"seed_n": int(seeds_row["n"]), "seed_icc_sd": float(seeds_row["icc_sd"]),
-          "fold_icc_sd": float(folds_row["icc_sd"]),
-          "seed_delta_mean": float(seeds_row["delta_icc_mean"]), "seed_delta_sd": float(seeds_row["delta_icc_sd"]),
-          "fold_delta_mean": float(folds_row["delta_icc_mean"]), "fold_delta_sd": float(folds_row["delta_icc_sd"]),
-          "fold_icc_mean": float(folds_row["icc_mean"]),
-          "fold_lpips_mean": float(ab.default_fit_rows(results)["base_icc"].mean())}, prefix="nb06_");
+pd.Series(glue_all({
+    "seed_n": int(seeds_row["n"]), "seed_icc_sd": float(seeds_row["icc_sd"]), "fold_icc_sd": float(folds_row["icc_sd"]),
+    "seed_delta_mean": float(seeds_row["delta_icc_mean"]), "seed_delta_sd": float(seeds_row["delta_icc_sd"]),
+    "fold_delta_mean": float(folds_row["delta_icc_mean"]), "fold_delta_sd": float(folds_row["delta_icc_sd"]),
+    "fold_icc_mean": float(folds_row["icc_mean"]),
+    "fold_lpips_mean": float(ab.default_fit_rows(results)["base_icc"].mean())}, prefix="nb06_"))
 
 # %% [markdown]
 # With the split fixed, {glue:text}`nb06_seed_n:d` training seeds move the held-out ICC(A,k) of
@@ -357,9 +355,9 @@ report.view(net_table[["n", "lpips", "mean", "sd", "diff", "diff_low", "diff_hig
             names={"n": "replicates", "lpips": "LPIPS of the backbone", "mean": "CLPIPS", "diff": "minus default",
                    "diff_low": "interval low", "diff_high": "interval high"})
 
-# %% tags=["remove-cell"]
-glue_all({f"net_{model}_{level}": float(row[column]) for level, row in net_table.iterrows()
-          for model, column in (("lpips", "lpips"), ("clpips", "mean"))}, prefix="nb06_");
+# %% tags=["remove-output"]
+pd.Series(glue_all({f"net_{model}_{level}": float(row[column]) for level, row in net_table.iterrows()
+                    for model, column in (("lpips", "lpips"), ("clpips", "mean"))}, prefix="nb06_"))
 
 # %% [markdown]
 # ```{glue:figure} nb06_fig_net
@@ -413,16 +411,15 @@ report.view(pd.concat({"all training rows": levels("raters"),
                        "shared pairs left out": report.report_table(clean, titles).loc[titles["raters"]]},
                       names=["training"]), decimals=3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-output"]
 clean_facts = report.factor_facts(clean, "raters")
-glue_all({key: value for key, value in clean_facts.items() if not key.endswith("_verdict")},
-         prefix="nb06_raters_clean_")
 raters_facts = report.factor_facts(summary, "raters")
 standard = ab.replicates(data.table, test_size=DEFAULTS.test_size, split_seed=seed)[0]
-glue_all({"raters_pooled_gain": raters_facts["ref_mean"] - raters_facts["lpips"],   # pasted by book/reproduction.md
-          "raters_clean_pooled_gain": clean_facts["ref_mean"] - clean_facts["lpips"],
-          "shared_share": 1 - len(drop_shared_pairs(standard.train, standard.test)) / len(standard.train)},
-         prefix="nb06_");
+numbers = {f"raters_clean_{key}": value for key, value in clean_facts.items() if not key.endswith("_verdict")}
+numbers |= {"raters_pooled_gain": raters_facts["ref_mean"] - raters_facts["lpips"],   # pasted by book/reproduction.md
+            "raters_clean_pooled_gain": clean_facts["ref_mean"] - clean_facts["lpips"],
+            "shared_share": 1 - len(drop_shared_pairs(standard.train, standard.test)) / len(standard.train)}
+pd.Series(glue_all(numbers, prefix="nb06_"))
 
 # %% [markdown]
 # ```{glue:figure} nb06_fig_raters
@@ -459,8 +456,8 @@ glue_all({"raters_pooled_gain": raters_facts["ref_mean"] - raters_facts["lpips"]
 # ## Summary
 
 # %% tags=["remove-output"]
-glue("nb06_fig_differences", plots.plot_differences(summary, titles), display=False)
-glue("ablation_table", report.view(table, decimals=3), display=False)  # pasted by book/reproduction.md (claim 3)
+glue_all({"nb06_fig_differences": plots.plot_differences(summary, titles),
+          "ablation_table": report.view(table, decimals=3)})  # the table: pasted by book/reproduction.md (claim 3)
 report.view(table, decimals=3)
 
 # %% [markdown]
@@ -495,9 +492,9 @@ pd.crosstab(table.index.get_level_values("factor"), table["verdict"], rownames=[
 # %%
 report.view(ab.budget_limited(results).replace({"factor": titles}).set_index(["factor", "level"]))
 
-# %% tags=["remove-cell"]
-glue_all({"paper_delta": float(paper.derived()["delta_icc_A_k"]),
-          "max_abs_diff": float(summary.loc[summary["factor"] != "raters", "diff"].abs().max())}, prefix="nb06_");
+# %% tags=["remove-output"]
+pd.Series(glue_all({"paper_delta": float(paper.derived()["delta_icc_A_k"]),
+                    "max_abs_diff": float(summary.loc[summary["factor"] != "raters", "diff"].abs().max())}, prefix="nb06_"))
 
 # %% [markdown]
 # Two cautions. First, "reliably" is judged one level at a time against an interval from

@@ -59,7 +59,7 @@ from clpips.book.personal import layer_shares
 from clpips.book.plots import protocol as plots_protocol
 from clpips.book.agreement import reliability
 from clpips.book.egg_truth import against_truth, truth_table
-from clpips.book.report import glue_all, in_words, verdict_groups, verdict_sentence, view
+from clpips.book.report import glue_all, in_words, statistic_table, verdict_groups, verdict_sentence, view
 from clpips.datasets import SPLIT_MODES
 from clpips.datasets.splits import split_modes_coincide
 from clpips.experiment import load_every_dataset
@@ -122,33 +122,14 @@ view(icc, decimals={c: 3 for c in ("lpips", "clpips", "delta", "nb_low", "nb_hig
      names={"lpips": "LPIPS", "clpips": "CLPIPS", "delta": "ΔICC(A,k)", "nb_low": "interval low",
             "nb_high": "interval high", "rho_raw_delta": "Δρ (paper's)"})
 
-# %% tags=["hide-input"]
-def answer_table(summaries, stat: str, paper_delta) -> pd.DataFrame:
-    """The summaries of one statistic as one printed table (formatting only): a row per dataset and split,
-    with the paper's value below. One statistic per table, so that it fits the page."""
-    rows = []
-    for (name, mode), summary in summaries.items():
-        row = summary.loc[stat]
-        rows.append({"dataset, split": f"{name}, by {mode}", "LPIPS": f"{row['lpips']:.3f}",
-                     "CLPIPS": f"{row['clpips']:.3f}", "Δ": f"{row['delta']:+.3f}",
-                     "corrected t 95%": f"[{row['nb_low']:+.3f}, {row['nb_high']:+.3f}]",
-                     "target bootstrap 95%": (f"[{row['boot_low']:+.3f}, {row['boot_high']:+.3f}]"
-                                              if np.isfinite(row["boot_low"]) else "—"),
-                     "folds Δ > 0": f"{int(round(row['positive_share'] * row['n_folds']))}/{int(row['n_folds'])}"})
-    if stat in paper_delta:
-        rows.append({"dataset, split": "paper (its data), one split by target", "LPIPS": "—", "CLPIPS": "—",
-                     "Δ": f"{paper_delta[stat]:+.3f}", "corrected t 95%": "—",
-                     "target bootstrap 95%": (f"[{paper.value('delta_icc_ci_low'):+.3f}, "
-                                              f"{paper.value('delta_icc_ci_high'):+.3f}]" if stat == "icc_A_k" else "—"),
-                     "folds Δ > 0": "—"})
-    return pd.DataFrame(rows).set_index("dataset, split")
-
-
 # %% tags=["remove-output"]
-tables = {stat: view(answer_table(summaries, stat, paper_delta)) for stat in ("icc_A_k", "spearman_raw", "spearman")}
-glue("nb08_table", tables["icc_A_k"], display=False)
-glue("nb08_table_rho_raw", tables["spearman_raw"], display=False)
-glue("nb08_table_rho", tables["spearman"], display=False)
+paper_rows = {stat: {"Δ": f"{delta:+.3f}"} for stat, delta in paper_delta.items()}  # what the paper reports
+paper_rows["icc_A_k"]["target bootstrap 95%"] = (f"[{paper.value('delta_icc_ci_low'):+.3f}, "
+                                                 f"{paper.value('delta_icc_ci_high'):+.3f}]")
+tables = {stat: view(statistic_table(summaries, stat, paper_rows.get(stat)))
+          for stat in ("icc_A_k", "spearman_raw", "spearman")}
+glue_all({"nb08_table": tables["icc_A_k"], "nb08_table_rho_raw": tables["spearman_raw"],
+          "nb08_table_rho": tables["spearman"]})
 tables["icc_A_k"]
 
 # %% tags=["remove-output"]

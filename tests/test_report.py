@@ -63,6 +63,20 @@ def test_protocol_table_writes_each_mode_and_statistic_with_its_intervals():
     assert table.at[("by image", "ρ, raw distances pooled (paper)"), "folds Δ > 0"] == "5/15"
 
 
+def test_statistic_table_rows_per_dataset_and_mode_with_the_papers_row_last():
+    summaries = {("mur92", "target"): _summary(0.0078125, boot=True), ("zappos", "image"): _summary(-0.5, boot=False)}
+    table = report.statistic_table(summaries, "icc_A_k", {"Δ": "+0.084", "target bootstrap 95%": "[+0.071, +0.100]"})
+    assert list(table.index) == ["mur92, by target", "zappos, by image", "paper (its data), one split by target"]
+    # the same cells as protocol_table's row of that run and statistic (one formatter), without "paper Δ"
+    same = report.protocol_table({"target": summaries[("mur92", "target")]}).loc[("by target", "ICC(A,k)")]
+    assert table.loc["mur92, by target"].to_dict() == same.drop("paper Δ").to_dict()
+    assert table.at["zappos, by image", "target bootstrap 95%"] == "—"
+    assert table.loc["paper (its data), one split by target"].to_dict() == {
+        "LPIPS": "—", "CLPIPS": "—", "Δ": "+0.084", "corrected t 95%": "—",
+        "target bootstrap 95%": "[+0.071, +0.100]", "folds Δ > 0": "—"}
+    assert len(report.statistic_table(summaries, "spearman_raw")) == 2           # no paper row: none added
+
+
 def test_flat_names_cells_and_keeps_int_columns_int():
     frame = pd.DataFrame({"x": [0.5, 0.25], "n": [3, 4]}, index=["a", "b"])
     out = report.flat(frame)

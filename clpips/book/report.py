@@ -199,6 +199,17 @@ def _table_p(p: Optional[float]) -> str:
 
 
 # --------------------------------------------------------------------------- the evaluation chapters
+def _protocol_cells(row: pd.Series) -> dict[str, str]:
+    """One statistic's row of :meth:`clpips.protocol.CrossvalResult.summary` as the display strings of
+    :func:`protocol_table` and :func:`statistic_table` (written once, so the two tables read alike)."""
+    positive = int(round(row["positive_share"] * row["n_folds"]))
+    return {"LPIPS": f"{row['lpips']:.3f}", "CLPIPS": f"{row['clpips']:.3f}", "Δ": f"{row['delta']:+.3f}",
+            "corrected t 95%": f"[{row['nb_low']:+.3f}, {row['nb_high']:+.3f}]",
+            "target bootstrap 95%": (f"[{row['boot_low']:+.3f}, {row['boot_high']:+.3f}]"
+                                     if np.isfinite(row["boot_low"]) else "—"),
+            "folds Δ > 0": f"{positive}/{int(row['n_folds'])}"}
+
+
 def protocol_table(summaries: Mapping[str, pd.DataFrame],
                    reference: Optional[Mapping[str, float]] = None) -> pd.DataFrame:
     """The nested protocol's summary for reading: one row per (split mode, statistic), as display strings.
@@ -209,19 +220,24 @@ def protocol_table(summaries: Mapping[str, pd.DataFrame],
     statistics it does not cover), ``folds Δ > 0`` and ``paper Δ``; index ``(split, statistic)``.
     """
     reference = dict(reference or {})
-    rows = []
-    for mode, summary in summaries.items():
-        for stat, row in summary.iterrows():
-            positive = int(round(row["positive_share"] * row["n_folds"]))
-            rows.append({"split": f"by {mode}", "statistic": PROTOCOL_TITLES[stat].lstrip("Δ").strip(),
-                         "LPIPS": f"{row['lpips']:.3f}", "CLPIPS": f"{row['clpips']:.3f}",
-                         "Δ": f"{row['delta']:+.3f}",
-                         "corrected t 95%": f"[{row['nb_low']:+.3f}, {row['nb_high']:+.3f}]",
-                         "target bootstrap 95%": (f"[{row['boot_low']:+.3f}, {row['boot_high']:+.3f}]"
-                                                  if np.isfinite(row["boot_low"]) else "—"),
-                         "folds Δ > 0": f"{positive}/{int(row['n_folds'])}",
-                         "paper Δ": f"{reference[stat]:+.3f}" if stat in reference else "—"})
+    rows = [{"split": f"by {mode}", "statistic": PROTOCOL_TITLES[stat].lstrip("Δ").strip(), **_protocol_cells(row),
+             "paper Δ": f"{reference[stat]:+.3f}" if stat in reference else "—"}
+            for mode, summary in summaries.items() for stat, row in summary.iterrows()]
     return pd.DataFrame(rows).set_index(["split", "statistic"])
+
+
+def statistic_table(summaries: Mapping[tuple[str, str], pd.DataFrame], stat: str,
+                    paper_row: Optional[Mapping[str, str]] = None) -> pd.DataFrame:
+    """One statistic of several protocol runs, for reading: a row per ``(dataset, split mode)`` of
+    ``summaries`` (each a :meth:`~clpips.protocol.CrossvalResult.summary`), the columns of
+    :func:`protocol_table` but ``paper Δ``; ``paper_row`` (display strings by column, "—" where missing)
+    is added last as the paper's row. One statistic per table, so that it fits the page."""
+    rows = [{"dataset, split": f"{name}, by {mode}", **_protocol_cells(summary.loc[stat])}
+            for (name, mode), summary in summaries.items()]
+    if paper_row is not None:
+        rows.append({"dataset, split": "paper (its data), one split by target",
+                     **{column: paper_row.get(column, "—") for column in rows[0] if column != "dataset, split"}})
+    return pd.DataFrame(rows).set_index("dataset, split")
 
 
 def interval_phrase(word: str) -> str:

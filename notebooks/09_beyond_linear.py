@@ -60,13 +60,15 @@ import warnings
 import matplotlib.pyplot as plt
 import pandas as pd
 import pingouin
+from scipy import stats
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
 from clpips import protocol
 from clpips.book import families
 from clpips.book.plots.beyond import TITLES, plot_race
-from clpips.book.report import in_words, readable
+from clpips.book.power import minimal_detectable_effect
+from clpips.book.report import glue_all, in_words, readable
 from clpips.datasets import SPLIT_MODES
 from clpips.experiment import load_every_dataset
 
@@ -161,11 +163,11 @@ def comparisons(name: str, mode: str) -> list[dict]:
     for metric in protocol.METRICS:
         test = runs[(name, mode, metric)].summary(ci=ci, bootstrap=False).loc["icc_A_k"]
         out.append({"metric": metric, "against": "LPIPS", "delta": test["delta"], "low": test["nb_low"],
-                    "high": test["nb_high"], "p": test["nb_pval"]})
+                    "high": test["nb_high"], "p": test["nb_pval"], "n_folds": test["n_folds"]})
         if metric != "clpips":
             test = runs[(name, mode, metric)].versus(base, "icc_A_k", ci=ci)
             out.append({"metric": metric, "against": "CLPIPS", "delta": test["delta"], "low": test["low"],
-                        "high": test["high"], "p": test["pval"]})
+                        "high": test["high"], "p": test["pval"], "n_folds": test["n_folds"]})
     return [{"case": f"{name} by {mode}", **row} for row in out]
 
 
@@ -249,6 +251,41 @@ glue("nb09_alpha", 1 - ci, display=False)
 # Better than CLPIPS, after Holm's correction: {glue:text}`nb09_better_than_clpips`; worse:
 # {glue:text}`nb09_worse_than_clpips`. Before the correction, {glue:text}`nb09_uncorrected_better_than_clpips:d`
 # of the comparisons with CLPIPS had $p$ below {glue:text}`nb09_alpha:.2f` in the new metric's favour.
+
+# %% [markdown]
+# A comparison that shows no difference is not evidence that there is none: how large a difference
+# could it have found? Each comparison's corrected $t$ interval gives its standard error,
+# (high − low) / (2$t$), where $t$ is the quantile (of $J - 1$ degrees of freedom, $J$ folds) the
+# interval was made with, and with it the smallest true difference the test detects with 80% power
+# at the uncorrected level (`clpips.book.power.minimal_detectable_effect`); Holm's correction makes
+# it larger still.
+
+# %%
+se = (tests["high"] - tests["low"]) / (2 * stats.t.ppf(0.5 + ci / 2, tests["n_folds"] - 1))
+tests["mde"] = [minimal_detectable_effect(s, n - 1, alpha=1 - ci) for s, n in zip(se, tests["n_folds"])]
+
+
+def could_detect(against: str) -> str:
+    """The comparisons against ``against`` that showed no difference, in words: how many, and the
+    smallest true difference each could have detected."""
+    nulls = tests[(tests["verdict"] == "no difference shown") & (tests["against"] == against)]
+    if nulls.empty:
+        return f"every comparison with {against} showed a difference"
+    n = int((tests["against"] == against).sum())
+    return (f"{'all' if len(nulls) == n else f'{len(nulls)} of the'} {n} comparisons with {against} showed no "
+            f"difference; they could have detected a true ΔICC(A,k) of {nulls['mde'].min():.3f} to "
+            f"{nulls['mde'].max():.3f} (median {nulls['mde'].median():.3f})")
+
+
+pd.Series(glue_all({"nb09_nulls_lpips": could_detect("LPIPS"), "nb09_nulls_clpips": could_detect("CLPIPS")}))
+
+# %% [markdown]
+# After Holm's correction:
+#
+# - {glue:text}`nb09_nulls_lpips`;
+# - {glue:text}`nb09_nulls_clpips`.
+#
+# A true difference smaller than these could be there unseen.
 
 # %% [markdown]
 # ## Does the transform keep the representation's local structure?

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from scipy import stats as sps
 
+from clpips.moved import moved_name
 from clpips.pairs import ranking_pairs
 from clpips.stats import (icc_from_mean_squares, icc_inference, koo_li_label, mean_squares, set_correlations,
                           spearman_pvalue, spearman_rho)
@@ -171,11 +172,6 @@ def per_ranking_spearman(ids, human, Y) -> pd.DataFrame:
                         index=pd.Index(pd.unique(pd.Series(ids))))
 
 
-def row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman's rho of each row of ``a`` with the same row of ``b`` (NaN where constant or with a gap)."""
-    return spearman_rho(np.asarray(a, dtype=float), np.asarray(b, dtype=float), axis=1)
-
-
 def kendall_columns(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """Kendall's tau-b of ``x`` with each column of ``Y``, pooled over all rows."""
     return _kendall_columns(x, Y)[0]
@@ -192,3 +188,7 @@ def _kendall_columns(x: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarr
                 res = sps.kendalltau(x, Y[:, j], variant="b")
                 out[:, j] = res.statistic, res.pvalue
     return out[0], out[1]
+
+
+def __getattr__(name: str):
+    return moved_name(__name__, name)   # row_spearman: now chapter 01's and 08's (clpips.book.truth)

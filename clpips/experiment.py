@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -25,8 +24,7 @@ from clpips.features import read_cached
 from clpips.model import initial_weight_vector
 from clpips.moved import moved_name
 from clpips.paths import cache_dir, sha256_file
-from clpips.stats import bootstrap_counts, paired_bootstrap
-from clpips.stats.spearman_brown import icc_ak_from_rho
+from clpips.stats import paired_bootstrap
 from clpips.train import FitResult, fit, pair_features_for
 
 #: dataset options that a built-in dataset's loader takes from the defaults
@@ -42,22 +40,6 @@ def load_dataset(name: str, **options):
         return datasets.load(name, **{key: options.get(key, getattr(DEFAULTS, key)) for key in DATASET_OPTIONS[name]})
     # a study of one's own: the built-in datasets' sampling options do not apply
     return datasets.load(name, **{k: v for k, v in options.items() if k not in ("k", "candidates", "seed")})
-
-
-#: the built-in datasets of real and simulated judgements, in the order the chapters show them
-EVERY_DATASET = ("mur92", "zappos", "alien_eggs", "simulated")
-
-
-def load_every_dataset(study: str = "", **options) -> dict:
-    """Every built-in dataset (:data:`EVERY_DATASET`), plus ``study`` when it is a CSV path (a built-in
-    name, as a chapter's ``dataset`` parameter may be, adds nothing), by name (:func:`load_dataset` each,
-    with ``options``): what chapters 08 and 09 answer on."""
-    extra = [study] if study and study not in DATASET_OPTIONS else []
-    loaded = [load_dataset(name, **options) for name in [*EVERY_DATASET, *extra]]
-    if extra and loaded[-1].name in EVERY_DATASET:
-        raise ValueError(f"{study}: the study is named {loaded[-1].name!r}, as a built-in dataset; give it "
-                         "another name (name= in from_csv, or rename its folder)")
-    return {data.name: data for data in loaded}
 
 
 #: the options of :func:`clpips.train.fit` that the CLI and the notebooks expose as parameters (the one list)
@@ -202,26 +184,5 @@ def bootstrap_result(scored: pd.DataFrame, metric_a: str, metric_b: str, unit: s
     return dataclasses.replace(res, metric_a=metric_a, metric_b=metric_b)
 
 
-#: ICC(A,k) of two untied rankings from their pooled rho and number of rows
-#: (:func:`clpips.stats.icc_ak_from_rho`; the old name, kept for the chapters)
-spearman_brown_icc = icc_ak_from_rho
-
-
-def spearman_brown_check(result, scored: pd.DataFrame) -> dict[str, Any]:
-    """How exactly ICC(A,k) follows from rho on every resample of a :func:`bootstrap_result`: each
-    resample's rows ``n`` rebuilt from its draw (:func:`clpips.stats.bootstrap_counts`), both metrics'
-    ICC(A,k) against :func:`clpips.stats.icc_ak_from_rho`. ``max_abs_error``; ``same_sign_share`` of
-    ΔICC(A,k) and Δrho (zero a sign of its own); ``p_equal``: the two one-sided p-values are equal.
-    """
-    units = scored[RANKING] if set(result.set_ids) <= set(scored[RANKING]) else scored["target"].astype(str)
-    sizes = units.value_counts().reindex(result.set_ids).to_numpy(float)
-    n = bootstrap_counts(len(result.set_ids), result.n_boot, result.seed) @ sizes
-    d = result.distribution
-    errors = [np.abs(d[f"icc_{m}"].to_numpy() - icc_ak_from_rho(d[f"rho_{m}"].to_numpy(), n)) for m in "ab"]
-    same = np.sign(d["delta_icc"].to_numpy()) == np.sign(d["delta_rho"].to_numpy())
-    return {"max_abs_error": float(np.nanmax(np.concatenate(errors))), "same_sign_share": float(np.mean(same)),
-            "p_equal": bool(result.p_values["ΔICC(A,k)"] == result.p_values["Δrho"])}
-
-
 def __getattr__(name: str):
-    return moved_name(__name__, name)   # the batched fits (clpips.book) and the CLI's JSON (clpips.apps)
+    return moved_name(__name__, name)   # the batched fits, chapter 05's check, chapters 08-09's studies (clpips.book)

@@ -31,6 +31,7 @@ import clpips.atomic as atomic
 from clpips.conventions import check_size
 from clpips.images import SizeRule, load_image, match_sizes
 from clpips.model import CHANNELS, CLPIPS
+from clpips.moved import moved_name
 from clpips.paths import cache_dir, sha256_file
 
 #: bump when the feature vector or the entry format changes, to invalidate caches
@@ -211,11 +212,6 @@ def _valid_entry(entry, dim: int) -> bool:
             and bool(torch.isfinite(vectors).all()))
 
 
-def finite_vector(value, dim: int) -> bool:
-    """Whether ``value`` is a tensor of ``dim`` finite numbers."""
-    return isinstance(value, torch.Tensor) and tuple(value.shape) == (dim,) and bool(torch.isfinite(value).all())
-
-
 def read_cached(path: Path, valid, holds: str):
     """A torch-saved checked cache entry, verified (checksum, then ``valid``); a bad one is named in a
     :class:`CacheWarning` and removed, None returned (rebuild it); None when absent.
@@ -371,3 +367,7 @@ def _extract(metric: CLPIPS, todo: list[tuple[str, str]], run: _Pass):
             yield vectors
     finally:
         bar.close()
+
+
+def __getattr__(name: str):
+    return moved_name(__name__, name)   # finite_vector: now the embeddings' (clpips.book.aligned)

@@ -5,7 +5,8 @@ runner moved to :mod:`clpips.apps`, and code that serves one chapter to :mod:`cl
 ``import clpips.aligned`` (say) still works until 0.3, with a :class:`DeprecationWarning` naming the
 new path: this finder, last on :data:`sys.meta_path`, answers only for the names in :data:`MOVED`.
 A single function that left a module that stays (``clpips.stats.verdict``) is answered by that
-module's ``__getattr__`` through :func:`moved_name` (:data:`MOVED_NAMES`).
+module's ``__getattr__`` through :func:`moved_name` (:data:`MOVED_NAMES`); a method that became a function
+(``CrossvalResult.kept``), by its class's ``__getattr__``, bound to the object.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ MOVED_NAMES = {
     "clpips.datasets.zappos.split_half_ranks": "clpips.book.agreement.split_half_ranks",
     "clpips.datasets.alien_eggs.split_half_ranks": "clpips.book.agreement.split_half_ranks",
     **{f"clpips.datasets.alien_eggs.{name}": f"clpips.book.egg_truth.{name}" for name in (
-        "smoothness", "sampler_counts", "truth_agreement", "smoothness_gap", "truth_ranks", "truth_table",
+        "queries", "smoothness", "sampler_counts", "truth_agreement", "smoothness_gap", "truth_ranks", "truth_table",
         "against_truth")},
     **{f"clpips.stats.{name}": f"clpips.book.power.{name}" for name in (
         "VERDICTS", "detection_power", "equivalence", "verdict", "fold_ratio", "minimal_detectable_effect",
@@ -54,6 +55,15 @@ MOVED_NAMES = {
        for name in ("icc_ck_from_rho", "icc_ak_pole")},
     **{f"clpips.experiment.{name}": f"clpips.book.batched_fits.{name}" for name in (
         "fit_together", "Fitted", "BATCHED_FIT_OPTIONS")},
+    **{f"clpips.train.{name}": f"clpips.book.batched_fits.{name}" for name in ("early_stopped", "fit_grid")},
+    "clpips.experiment.spearman_brown_check": "clpips.book.bootstrap_check.spearman_brown_check",
+    "clpips.experiment.spearman_brown_icc": "clpips.stats.spearman_brown.icc_ak_from_rho",
+    "clpips.datasets.copy_images": "clpips.apps.classroom.copy_images",
+    **{f"clpips.experiment.{name}": f"clpips.book.studies.{name}" for name in ("EVERY_DATASET", "load_every_dataset")},
+    "clpips.evaluate.row_spearman": "clpips.book.truth.row_spearman",
+    "clpips.protocol.fold_choices": "clpips.book.families.fold_choices",
+    "clpips.features.finite_vector": "clpips.book.aligned.finite_vector",
+    "clpips.protocol.CrossvalResult.kept": "clpips.apps.outputs.kept",   # a method now a function (its __getattr__)
     "clpips.experiment.metrics_json": "clpips.apps.outputs.metrics_json",
     "clpips.experiment.bootstrap_summary": "clpips.apps.outputs.bootstrap_summary",
 }

@@ -25,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -51,6 +52,7 @@ from clpips.evaluate import RANKING, ranking_ids
 from clpips.experiment import cache_key
 from clpips.features import CacheWarning
 from clpips.model import initial_weight_vector
+from clpips.moved import moved_name
 from clpips.paths import cache_dir
 from clpips.stats import corrected_resampled_t, percentile_interval
 
@@ -258,23 +260,6 @@ class CrossvalResult:
         """The targets the target bootstrap draws: those every repeat scored out of fold (split by target: all)."""
         return set.intersection(*(set(part["target"]) for _, part in self.oof.groupby("repeat", sort=True)))
 
-    def kept(self) -> dict[str, Any]:
-        """What the outer folds kept and dropped (a split by image shortens rankings), summed over them: each
-        fold's row holds its own."""
-        f = self.folds
-        sizes = self.oof.groupby(["repeat", "fold", RANKING]).size()
-        table_rows = f["n_train_rows"] + f["n_test_rows"] + f["rows_on_neither_side"]
-        return {"folds": int(len(f)), "min_candidates": self.settings.get("min_candidates"),
-                "test_rows": int(f["n_test_rows"].sum()), "test_rankings": int(f["n_test_rankings"].sum()),
-                "test_rankings_dropped": int(f["n_test_rankings_dropped"].sum()),
-                "train_rankings_dropped": int(f["n_train_rankings_dropped"].sum()),
-                "rows_on_neither_side": int(f["rows_on_neither_side"].sum()),
-                "rows_on_neither_side_share": float((f["rows_on_neither_side"] / table_rows).mean()),
-                "test_candidates_min": int(sizes.min()), "test_candidates_median": float(sizes.median()),
-                "test_candidates_max": int(sizes.max()), "boot_targets": len(self.boot_targets()),
-                "heldout_targets": int(self.oof["target"].nunique()),
-                "untrained_folds": int((~f["trained"].astype(bool)).sum()) if "trained" in f else 0}
-
     def target_bootstrap(self, ci: float = DEFAULTS.ci, n_boot: int = DEFAULTS.n_boot,
                          seed: Optional[int] = None) -> dict[str, dict[str, float]]:
         """ΔICC(A,k) and Δrho of the out-of-fold rankings, bootstrapped over targets: each repeat's
@@ -323,6 +308,10 @@ class CrossvalResult:
         """How often each setting was chosen over the outer folds."""
         return (self.folds.groupby(self.setting_columns(), dropna=False).size().rename("folds").reset_index()
                 .sort_values("folds", ascending=False, kind="stable").reset_index(drop=True))
+
+    def __getattr__(self, name: str):
+        # kept(), the CLI's report of what the folds kept, is clpips.apps.outputs.kept(result) now (one release)
+        return functools.partial(moved_name(f"{__name__}.CrossvalResult", name), self)
 
 
 def grid_edges(folds: pd.DataFrame, grid: "Grid | pd.DataFrame", where: str = "", warn: bool = True,
@@ -436,9 +425,10 @@ def linear_fits(inputs: RunInputs, store: Any = None,
                 follow: Optional[Mapping[tuple[int, int], Mapping[str, Any]]] = None) -> Fits:
     """:class:`Fits` of a metric linear in per-pair feature rows (``d = store.matrix[row] @ w``, default
     ``store``: LPIPS's pair features), trained by :func:`clpips.train.fit_many` for every setting of the
-    :class:`Grid`; or, with ``follow`` (by (repeat, fold): another run's choice, :func:`fold_choices`),
-    refitted once per outer fold with that setting. ``store`` may be a callable ``jobs -> (store, pairs
-    per job)`` (the teacher's student: its rows are known only once its teacher has ranked)."""
+    :class:`Grid`; or, with ``follow`` (by (repeat, fold): another run's choice,
+    :func:`clpips.book.families.fold_choices`), refitted once per outer fold with that setting. ``store`` may
+    be a callable ``jobs -> (store, pairs per job)`` (the teacher's student: its rows are known only once its
+    teacher has ranked)."""
     fitter = _LinearFitter(inputs, inputs.features if store is None else store, follow)
     if follow is None:
         return Fits(inputs.settings.grid.settings(), fitter.fit, fitter.distances)
@@ -496,17 +486,6 @@ class _LinearFitter:
     def describe(self, i: int) -> dict[str, Any]:
         pick = self._pick(i)   # "do not train": NaN, NaN, 0 as CLPIPS's row
         return {"margin": float(pick["margin"]), "lr": float(pick["lr"]), "epochs": int(pick["epochs"])}
-
-
-def fold_choices(dataset, settings: Settings, family: Family,
-                 compute: Optional[Compute] = None) -> dict[tuple[int, int], dict[str, Any]]:
-    """``family``'s run's fold rows by (repeat, fold): the setting chosen there and the refitted ``"weights"``
-    (what a family that follows another's choices takes)."""
-    with warnings.catch_warnings():   # that run's grid edges are named where it is run for its own sake
-        warnings.simplefilter("ignore", GridEdgeWarning)
-        run = crossval(dataset, settings, family, compute=compute)
-    return {(int(r["repeat"]), int(r["fold"])): {**r, "weights": w}
-            for r, w in zip(run.folds.to_dict(orient="records"), run.weights)}
 
 
 def derived_seed(*parts: int) -> int:
@@ -903,3 +882,7 @@ def write_result(result: CrossvalResult, folder: str | os.PathLike) -> None:
     for name, data in _result_bytes(result, for_people=True).items():
         if name != "weights.npy":
             atomic.write_bytes(Path(folder) / name, data)
+
+
+def __getattr__(name: str):
+    return moved_name(__name__, name)   # fold_choices: now chapter 09's (clpips.book.families)

@@ -20,6 +20,7 @@ import inspect
 import itertools
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
@@ -33,6 +34,7 @@ from clpips.datasets import split_by_target
 from clpips.defaults import DEFAULTS
 from clpips.features import pair_features
 from clpips.model import CHANNELS, CLPIPS, initial_weight_vector, layer_slices
+from clpips.moved import moved_name
 from clpips.pairs import ranking_pair_positions
 
 
@@ -55,7 +57,11 @@ class FitResult:
         return model
 
     def layer_weights(self) -> pd.DataFrame:
-        """Per-layer summary: sum, mean and share of zero weights, before and after."""
+        """Per-layer sum, mean and share of zero weights, before and after (deprecated: it goes after 0.1;
+        :func:`clpips.book.layer_weights.layer_summary` of ``channel_weights`` is the book's per-layer table)."""
+        warnings.warn("FitResult.layer_weights() is deprecated and goes after 0.1: use clpips.book.layer_weights."
+                      "layer_summary(channel_weights(result.initial_weights, result.weights))",
+                      DeprecationWarning, stacklevel=2)
         rows = []
         for layer, part in enumerate(layer_slices(self.config.get("net", "alex"))):
             before, after, c = self.initial_weights[part], self.weights[part], part.stop - part.start
@@ -89,7 +95,7 @@ def trainable_mask(layers: str | Sequence[int], net: str = DEFAULTS.net) -> torc
     return mask
 
 
-def _pair_losses(s: torch.Tensor, loss: str, margin: float) -> torch.Tensor:
+def pair_losses(s: torch.Tensor, loss: str, margin: float) -> torch.Tensor:
     """Each pair's loss, from its distance gap ``s = d(worse) - d(better)``."""
     if loss == "margin":
         return torch.clamp(margin - s, min=0)
@@ -100,7 +106,7 @@ def _pair_losses(s: torch.Tensor, loss: str, margin: float) -> torch.Tensor:
 
 def pair_loss(s: torch.Tensor, loss: str, margin: float) -> torch.Tensor:
     """Mean loss of distance gaps ``s = d(worse) - d(better)``."""
-    return _pair_losses(s, loss, margin).mean()
+    return pair_losses(s, loss, margin).mean()
 
 
 def _slope(s: torch.Tensor, loss: str, margins: torch.Tensor, logistic: torch.Tensor) -> torch.Tensor:
@@ -382,24 +388,14 @@ class GridJob:
     l2_to: Optional[torch.Tensor] = None                 #: the weights the penalty pulls towards (D)
 
 
-def fit_grid(features: torch.Tensor, train_pairs: torch.Tensor, initial_weights: torch.Tensor, *,
-             margins: Sequence[float], lrs: Sequence[float], checkpoints: Sequence[int],
-             seed: int = DEFAULTS.seed, **options) -> torch.Tensor:
-    """Many fits on the same pairs at once (``len(checkpoints) x B x D``): column ``b`` after ``e`` epochs is
-    ``fit_pairs(..., margin=margins[b], lr=lrs[b], epochs=e, seed=seed)``'s weights without validation (tested),
-    so one run of ``max(checkpoints)`` epochs gives a whole grid. ``options``: as :func:`fit_many`."""
-    job = GridJob(train_pairs, tuple(margins), tuple(lrs), tuple(int(e) for e in checkpoints), int(seed))
-    return fit_many(features, [job], initial_weights, **options)[0]
-
-
 @_takes_settings(CALL_OPTIONS)
 def fit_many(features: torch.Tensor, jobs: Sequence[GridJob], initial_weights: torch.Tensor, *,
              max_columns: int = 96, workers: int = 1, executor: Optional[Any] = None, **options) -> list[torch.Tensor]:
     """Train every (job, margin, lr) column, each as its own :func:`fit_pairs` would: column ``b`` of a job after
     ``e`` epochs is ``fit_pairs(features, job.pairs, None, w0, margin=job.margins[b], lr=job.lrs[b], epochs=e,
     seed=job.seed, ...)``, the job's fields overriding the call's ``options`` (:data:`CALL_OPTIONS`).
-    Returns one ``len(job.checkpoints) x len(job.margins) x D`` tensor per job (:func:`early_stopped` picks
-    a column's epoch).
+    Returns one ``len(job.checkpoints) x len(job.margins) x D`` tensor per job
+    (:func:`clpips.book.batched_fits.early_stopped` picks a column's epoch).
 
     The columns step in lockstep as one ``D x C`` matrix (:class:`_Lockstep`). Measured on 2 cores (920 rows,
     D=1152): a step of 6 columns 1.0 ms, of 96 columns 2.7 ms; so groups of at most ``max_columns``
@@ -862,55 +858,5 @@ class _Lockstep:
                 return
 
 
-# -- choosing an epoch afterwards ------------------------------------------------------------------------
-
-@_takes_settings(("loss", "margin", "patience", "l2", "l2_to"))
-def early_stopped(weights_by_epoch: torch.Tensor, features: torch.Tensor, val_pairs: Optional[torch.Tensor], *,
-                  initial_weights: Optional[torch.Tensor] = None, **options) -> tuple[torch.Tensor, int, int]:
-    """The weights :func:`fit_pairs`' early stopping keeps, chosen from ``weights_by_epoch`` (``E x D``, row
-    ``e - 1`` after epoch ``e``: a :func:`fit_many` column with checkpoints ``1..E``), by the same rule
-    (:class:`_EarlyStopping`): an epoch improves when its validation loss (with the penalty) is below the
-    best minus 1e-9; ``patience`` epochs without improvement stop. Without validation pairs: the last epoch.
-
-    Returns ``(weights, best_epoch, epochs_run)`` (``epochs_run``: the length of fit_pairs' history). A best
-    epoch of 0 (no finite validation loss) returns ``initial_weights`` (required then), as fit_pairs does.
-    """
-    s = _settings("early_stopped", options, ("loss", "margin", "patience", "l2", "l2_to"))
-    W = torch.as_tensor(weights_by_epoch)
-    if W.ndim != 2 or W.shape[0] < 1:
-        raise ValueError("weights_by_epoch must be an E x D tensor, E >= 1")
-    epochs = W.shape[0]
-    if val_pairs is None or len(val_pairs) == 0:
-        return W[-1].clone(), epochs, epochs
-    if s.patience < 1:
-        raise ValueError("patience must be >= 1")
-    best, best_epoch, stale = float("inf"), 0, 0
-    for epoch, value in enumerate(_validation_losses(W, features, torch.as_tensor(val_pairs), s), start=1):
-        if value < best - 1e-9:
-            best, best_epoch, stale = value, epoch, 0
-        else:
-            stale += 1
-            if stale >= s.patience:
-                break
-    else:
-        epoch = epochs
-    if best_epoch == 0:
-        if initial_weights is None:
-            raise ValueError("no epoch improved on an infinite validation loss: pass initial_weights")
-        return torch.as_tensor(initial_weights).detach().flatten().clone(), 0, epoch
-    return W[best_epoch - 1].clone(), best_epoch, epoch
-
-
-def _validation_losses(W: torch.Tensor, features: torch.Tensor, val_pairs: torch.Tensor, s: FitSettings) -> list[float]:
-    """Each row of ``W``'s loss on ``val_pairs`` with the penalty, as :class:`_EarlyStopping` scores an epoch."""
-    used, inverse = torch.unique(val_pairs.to(torch.long).flatten(), return_inverse=True)
-    inverse = inverse.view(-1, 2)
-    dt = compute_dtype(features)
-    Wf = W.to(dt)
-    d = features[used].to(dt) @ Wf.T                            # rows x E
-    s_gap = d[inverse[:, 1]] - d[inverse[:, 0]]                 # pairs x E
-    values = [float(x) for x in _pair_losses(s_gap, s.loss, s.margin).mean(dim=0)]
-    if s.l2_to is not None and s.l2 > 0:
-        anchor = s.l2_to.detach().flatten().to(dt)
-        values = [value + float(s.l2 * torch.sum((Wf[e] - anchor) ** 2)) for e, value in enumerate(values)]
-    return values
+def __getattr__(name: str):
+    return moved_name(__name__, name)   # early_stopped and fit_grid: now in clpips.book.batched_fits

@@ -55,7 +55,8 @@ from clpips.book.summaries import noise_ceiling
 from clpips.datasets import SPLIT_MODES
 from clpips.defaults import as_dict
 from clpips.evaluate import alignment_table
-from clpips.experiment import bootstrap_result, fit_options, load_dataset, run, spearman_brown_icc
+from clpips.experiment import bootstrap_result, fit_options, load_dataset, run
+from clpips.stats import icc_ak_from_rho
 from clpips.book.power import mode_difference, power_table
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
@@ -339,7 +340,7 @@ pd.Series(glue_all(numbers))
 # the paper's printed $\rho$ and prints it at the paper's precision.
 
 # %%
-sb = spearman_brown_icc(table["spearman"].astype(float), table["n_rows"].astype(float))
+sb = icc_ak_from_rho(table["spearman"].astype(float), table["n_rows"].astype(float))
 sb_max_error = float((sb - table["icc_A_k"].astype(float)).abs().max())
 paper_sb = pd.DataFrame({m: {"paper's rho": paper.printed(f"{m}_spearman"),
                              "2 rho / (1 + rho)": paper.derived()[f"{m}_icc_from_rho"],

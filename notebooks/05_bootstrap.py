@@ -50,7 +50,8 @@ from clpips.book.plots import evaluation as plots
 from clpips.book.report import glue_all, view
 from clpips.datasets import SPLIT_MODES
 from clpips.defaults import as_dict
-from clpips.experiment import bootstrap_result, fit_options, load_dataset, run, spearman_brown_check
+from clpips.book.bootstrap_check import spearman_brown_check
+from clpips.experiment import bootstrap_result, fit_options, load_dataset, run
 from clpips.book.power import fold_ratio, power_table
 from clpips.stats import corrected_resampled_t
 from matplotlib_inline.backend_inline import set_matplotlib_formats

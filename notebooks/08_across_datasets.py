@@ -62,7 +62,7 @@ from clpips.book.egg_truth import against_truth, truth_table
 from clpips.book.report import glue_all, in_words, statistic_table, verdict_groups, verdict_sentence, view
 from clpips.datasets import SPLIT_MODES
 from clpips.datasets.splits import split_modes_coincide
-from clpips.experiment import load_every_dataset
+from clpips.book.studies import load_every_dataset
 from clpips.model import initial_weight_vector
 from clpips.stats import percentile_interval
 from clpips.book.power import verdict

@@ -70,7 +70,7 @@ from clpips.book.plots.beyond import TITLES, plot_race
 from clpips.book.power import minimal_detectable_effect
 from clpips.book.report import glue_all, in_words, readable
 from clpips.datasets import SPLIT_MODES
-from clpips.experiment import load_every_dataset
+from clpips.book.studies import load_every_dataset
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
 warnings.simplefilter("ignore", protocol.GridEdgeWarning)  # the race's grid edges are a table below

@@ -22,7 +22,7 @@ def test_load_reads_a_csv_path_with_options():
 
 
 def test_every_dataset_refuses_a_study_named_as_a_built_in(tmp_path):
-    from clpips.experiment import load_every_dataset
+    from clpips.book.studies import load_every_dataset
     (tmp_path / "zappos").mkdir()
     (tmp_path / "zappos" / "rankings.csv").write_text((STUDY / "rankings.csv").read_text())
     with pytest.raises(ValueError, match=r"rankings.csv: the study is named 'zappos', as a built-in dataset"):
@@ -43,7 +43,8 @@ def test_schema_columns_are_exported():
 def test_load_every_dataset_gives_the_built_ins_in_order_and_the_study(mur92_mirror, monkeypatch):
     """What chapters 08 and 09 answer on: mur92, zappos, alien_eggs and the simulated study, each loaded as
     load_dataset loads it, then the study CSV when one is given."""
-    from clpips.experiment import EVERY_DATASET, load_dataset, load_every_dataset
+    from clpips.book.studies import EVERY_DATASET, load_every_dataset
+    from clpips.experiment import load_dataset
     monkeypatch.setenv("CLPIPS_DATA_MIRROR", str(mur92_mirror))
     every = load_every_dataset(str(STUDY / "rankings.csv"), seed=3)
     assert EVERY_DATASET == ("mur92", "zappos", "alien_eggs", "simulated")

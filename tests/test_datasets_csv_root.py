@@ -1,5 +1,5 @@
 """Where a CSV study's images are found: beside the CSV by default, under ``root=`` otherwise; and
-:func:`clpips.datasets.copy_images`, which makes a CSV stand alone (its images beside it).
+:func:`clpips.apps.classroom.copy_images`, which makes a CSV stand alone (its images beside it).
 
 The study is tests/data/study/ (rankings.csv and images/); each test copies the CSV elsewhere, so that
 its image paths no longer resolve beside it, and reads it from another working folder.
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from clpips.datasets import RankingDataError, copy_images, from_csv
+from clpips.apps.classroom import copy_images
+from clpips.datasets import RankingDataError, from_csv
 
 STUDY = Path(__file__).parent / "data" / "study"
 

@@ -10,8 +10,9 @@ import pingouin as pg
 import pytest
 from scipy import stats as sps
 
+from clpips.book.truth import row_spearman
 from clpips.evaluate import (alignment, distance_scores, kendall_columns, per_ranking_spearman, rank_scores,
-                             ranking_ids, row_spearman, spearman_columns)
+                             ranking_ids, spearman_columns)
 from clpips.stats import koo_li_label
 from tolerance import dot_bound, icc_ak_bound, icc_bound, mean_bound, spearman_bound
 

@@ -1,6 +1,6 @@
-"""The batched trainer (clpips.train.fit_many, fit_grid, early_stopped): every column equals its own fit,
-on either path of a step, and the same weights come back wherever the groups run (in this process, in
-local worker processes, on a given executor, on a Dask cluster)."""
+"""The batched trainer (clpips.train.fit_many; fit_grid and early_stopped, clpips.book.batched_fits): every
+column equals its own fit, on either path of a step, and the same weights come back wherever the groups run
+(in this process, in local worker processes, on a given executor, on a Dask cluster)."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -15,7 +15,8 @@ import torch
 
 from clpips import parallel, train
 from clpips.model import CHANNELS, initial_weight_vector
-from clpips.train import GridJob, fit_grid, fit_many, fit_pairs
+from clpips.book.batched_fits import fit_grid
+from clpips.train import GridJob, fit_many, fit_pairs
 from helpers import toy_table
 from tolerance import assert_same_fit
 
@@ -115,7 +116,8 @@ def test_early_stopped_selection_equals_fit_on_a_small_problem():
     from clpips.datasets import split_by_target
     from clpips.features import PairFeatures
     from clpips.pairs import ranking_pairs
-    from clpips.train import early_stopped, fit, pair_index
+    from clpips.book.batched_fits import early_stopped
+    from clpips.train import fit, pair_index
     table = toy_table(n_images=16, k=6, raters=("a", "b", "c"), seed=4)
     keys = list(dict.fromkeys(zip(table["target"], table["candidate"])))
     gen = torch.Generator().manual_seed(1)
@@ -152,7 +154,7 @@ def test_early_stopped_selection_equals_fit_on_a_small_problem():
 def test_early_stopped_with_l2_equals_fit_pairs_history():
     """With an L2 pull the selection adds the penalty to the validation loss, as fit_pairs does
     (checked on fit_pairs' own path: the batched path trains without a pull)."""
-    from clpips.train import early_stopped
+    from clpips.book.batched_fits import early_stopped
     features, pairs = _pairs_problem(seed=3)
     w0 = initial_weight_vector("alex", "lpips")
     val = pairs[:150]

@@ -22,7 +22,9 @@ from clpips.book import report
 from clpips.book import set_scores# noqa: E402
 from clpips.evaluate import alignment, alignment_table, ranking_ids, within_ranking_ranks  # noqa: E402
 from clpips.apps.outputs import bootstrap_summary  # noqa: E402
-from clpips.experiment import bootstrap_result, spearman_brown_check, spearman_brown_icc  # noqa: E402
+from clpips.book.bootstrap_check import spearman_brown_check  # noqa: E402
+from clpips.experiment import bootstrap_result  # noqa: E402
+from clpips.stats import icc_ak_from_rho as spearman_brown_icc  # noqa: E402
 from clpips.book.history import history_with_start  # noqa: E402
 from clpips.model import CHANNELS  # noqa: E402
 from clpips.book.plots import evaluation as pe  # noqa: E402

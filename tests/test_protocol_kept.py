@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from clpips import protocol, train
+from clpips.apps import outputs
 from clpips.apps.outputs import crossval_json
 from clpips.datasets import restrict_to_images
 from clpips.datasets.splits import image_folds, split_folds
@@ -159,7 +160,7 @@ def test_fold_rows_and_summary_say_what_the_split_by_image_kept(patched):
         assert row["n_test_targets"] == len(x["targets"]) and row["n_boot_targets"] == len(x["targets"] & common)
     # every scored held-out ranking has 3 candidates or more
     assert res.oof.groupby(["repeat", "fold", "ranking"]).size().min() >= 3
-    kept = res.kept()
+    kept = outputs.kept(res)
     sizes = [n for x in ref for n in x["sizes"]]
     table_rows = len(data.table)
     assert kept == {
@@ -188,7 +189,7 @@ def test_split_by_target_drops_nothing(patched):
     res = protocol.crossval(data, BASE.replace(mode="target", folds=3), compute=ONE, cache=False)
     assert (res.folds[["n_test_rankings_dropped", "n_train_rankings_dropped", "rows_on_neither_side"]] == 0).all().all()
     assert (res.folds["test_candidates_min"] == 12).all() and (res.folds["test_candidates_max"] == 12).all()
-    assert res.kept()["boot_targets"] == res.kept()["heldout_targets"] == 36
+    assert outputs.kept(res)["boot_targets"] == outputs.kept(res)["heldout_targets"] == 36
 
 
 def test_a_split_by_image_leaving_too_little_is_refused_in_one_line(monkeypatch):
@@ -297,7 +298,7 @@ def test_not_training_is_chosen_when_people_rank_as_lpips_does(patched):
     assert np.array_equal(res.weights, np.broadcast_to(w0, res.weights.shape))
     for stat in protocol.STATISTICS:
         assert (res.folds[f"delta_{stat}"] == 0).all(), stat
-    assert res.kept()["untrained_folds"] == 6
+    assert outputs.kept(res)["untrained_folds"] == 6
     chosen = res.chosen()
     assert len(chosen) == 1 and chosen.at[0, "folds"] == 6 and chosen.at[0, "epochs"] == 0
     # with a signal to learn, the same grid never declines to train

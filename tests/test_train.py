@@ -11,7 +11,8 @@ import torch
 from clpips import train
 from clpips.defaults import DEFAULTS
 from clpips.model import CHANNELS, initial_weight_vector
-from clpips.train import Adam, FitSettings, GridJob, early_stopped, fit, fit_many, fit_pairs, pair_loss, parse_layers
+from clpips.book.batched_fits import early_stopped
+from clpips.train import Adam, FitSettings, GridJob, fit, fit_many, fit_pairs, pair_loss, parse_layers
 from tolerance import assert_same_fit
 
 DIM = sum(CHANNELS["alex"])

@@ -80,6 +80,7 @@ lock-holding session code (saving, fitting) in worker threads anyway.
 from __future__ import annotations
 
 import base64
+import filecmp
 import hashlib
 import io
 import json
@@ -112,7 +113,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from clpips import atomic
-from clpips.datasets import RankingDataError, RankingDataset, copy_images, from_csv, validate
+from clpips.datasets import RankingDataError, RankingDataset, from_csv, validate
 from clpips.datasets.schema import spreadsheet_safe
 from clpips.datasets.validate import normalize_ref
 from clpips.defaults import DEFAULTS
@@ -323,10 +324,38 @@ def write_sidecar(csv_path: str | os.PathLike, *, study: str, dataset, sets: Seq
     return atomic.write_text(path, json.dumps(record, indent=2) + "\n")
 
 
+def copy_images(dataset: RankingDataset, folder: str | os.PathLike, refs: Sequence[str] | None = None) -> list[Path]:
+    """Copy the dataset's images (or ``refs``) into ``folder`` at their references, so that a CSV of its
+    rankings saved there stands alone; returns the files written.
+
+    A file already there with the same bytes is kept; one with other bytes refuses the whole copy
+    (no image of another study is overwritten). Each copy is atomic.
+    """
+    folder = Path(folder)
+    wanted = sorted(set(dataset.images() if refs is None else refs))
+    clashes, todo = [], []
+    for ref in wanted:
+        source, dest = dataset.image_path(ref), Path(folder, *PurePosixPath(normalize_ref(ref)).parts)
+        if not source.is_file():
+            raise RankingDataError(f"{dataset.name}: image {ref!r} not found (looked for {source})")
+        if dest.exists() and not filecmp.cmp(source, dest, shallow=False):
+            clashes.append(dest)
+        elif not dest.exists():
+            todo.append((source, dest))
+    if clashes:   # checked before anything is written: a refused copy leaves the folder as it was
+        raise RankingDataError(f"{clashes[0]}: already exists with other content ({len(clashes)} such file"
+                               f"{'s' if len(clashes) > 1 else ''}); copy {dataset.name}'s images into an "
+                               f"empty folder")
+    for source, dest in todo:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(dest, source.read_bytes())
+    return [dest for _, dest in todo]
+
+
 def copy_class_images(dataset, csv_path: str | os.PathLike, refs: Sequence[str]) -> list[Path]:
     """Copy the images ``refs`` of the class's sets beside its CSV (each at its own reference), so the
     class folder stands alone: ``clpips fit --dataset class.csv`` works from any folder and on another
-    computer (:func:`clpips.datasets.copy_images`; files already there with the same bytes are kept).
+    computer (:func:`copy_images`; files already there with the same bytes are kept).
     An image of another study in the way is one :class:`ClassroomError` naming it."""
     folder = Path(csv_path).parent
     try:

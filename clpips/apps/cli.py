@@ -578,7 +578,7 @@ def _crossval_mode(args: argparse.Namespace, data, settings, metric, compute,
                    folder: Path) -> tuple[dict, Optional[Path]]:
     """One split mode of ``clpips crossval``: the run (or its cached result), its tables written to ``folder``,
     its summary printed with any grid edge as one warning line; its report and its cache folder."""
-    from clpips.apps.outputs import crossval_json
+    from clpips.apps.outputs import crossval_json, kept
     from clpips.protocol import GridEdgeWarning, crossval, grid_edges, write_result
     try:
         with warnings.catch_warnings():   # a grid edge is printed below with the summary, one line each
@@ -591,7 +591,7 @@ def _crossval_mode(args: argparse.Namespace, data, settings, metric, compute,
         write_result(res, folder)
     except OSError as err:  # --out went away or filled up during the run (it was writable at the start)
         raise _late_write_error(folder, err, "cross-validation", res.store) from None
-    _print_crossval(settings.mode, res.summary(ci=args.ci, n_boot=args.n_boot), args.metric, res.kept())
+    _print_crossval(settings.mode, res.summary(ci=args.ci, n_boot=args.n_boot), args.metric, kept(res))
     for line in grid_edges(res.folds, res.inner, warn=False)["warning"]:
         if line:
             print(f"clpips: warning: split by {settings.mode}: {line}", file=sys.stderr)
@@ -635,7 +635,8 @@ def _check_folds(dataset, args: argparse.Namespace) -> None:
 
 def _print_crossval(mode: str, summary, metric: str = "clpips", kept: Optional[dict] = None) -> None:
     """The summary: per statistic the mean Δ over folds with its interval, and the target bootstrap's Δ (its own
-    centre: the out-of-fold rankings pooled) with its interval; then what the folds kept (:meth:`kept`)."""
+    centre: the out-of-fold rankings pooled) with its interval; then what the folds kept
+    (:func:`clpips.apps.outputs.kept`)."""
     name = metric.upper() if metric == "clpips" else metric
     print(f"split by {mode}: mean over folds ({name} - LPIPS), 95% corrected resampled t; "
           "bootstrap over targets (its own delta)")

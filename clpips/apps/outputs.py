@@ -7,10 +7,11 @@ import pandas as pd
 
 from clpips.atomic import json_ready
 from clpips.defaults import DEFAULTS
+from clpips.evaluate import RANKING
 from clpips.experiment import BOOTSTRAP_UNITS, Experiment, bootstrap_result
 from clpips.protocol import CrossvalResult, grid_edges
 
-__all__ = ["metrics_json", "bootstrap_summary", "crossval_json"]
+__all__ = ["metrics_json", "bootstrap_summary", "crossval_json", "kept"]
 
 
 def metrics_json(exp: Experiment, bootstrap=None) -> dict[str, Any]:
@@ -46,7 +47,25 @@ def crossval_json(result: CrossvalResult, ci: float = DEFAULTS.ci, n_boot: int =
     values (what ``clpips crossval`` writes)."""
     summary = result.summary(ci=ci, n_boot=n_boot)
     return json_ready({"settings": result.settings, "summary": summary.reset_index().to_dict(orient="records"),
-                       "kept": result.kept(), "chosen": result.chosen().to_dict(orient="records"),
+                       "kept": kept(result), "chosen": result.chosen().to_dict(orient="records"),
                        "grid_edges": grid_edges(result.folds, result.inner, warn=False).reset_index()
                        .to_dict(orient="records"),
                        "folds": result.folds.to_dict(orient="records")})
+
+
+def kept(result: CrossvalResult) -> dict[str, Any]:
+    """What a run's outer folds kept and dropped (a split by image shortens rankings), summed over them (each
+    fold's row holds its own): what ``clpips crossval`` prints and writes."""
+    f = result.folds
+    sizes = result.oof.groupby(["repeat", "fold", RANKING]).size()
+    table_rows = f["n_train_rows"] + f["n_test_rows"] + f["rows_on_neither_side"]
+    return {"folds": int(len(f)), "min_candidates": result.settings.get("min_candidates"),
+            "test_rows": int(f["n_test_rows"].sum()), "test_rankings": int(f["n_test_rankings"].sum()),
+            "test_rankings_dropped": int(f["n_test_rankings_dropped"].sum()),
+            "train_rankings_dropped": int(f["n_train_rankings_dropped"].sum()),
+            "rows_on_neither_side": int(f["rows_on_neither_side"].sum()),
+            "rows_on_neither_side_share": float((f["rows_on_neither_side"] / table_rows).mean()),
+            "test_candidates_min": int(sizes.min()), "test_candidates_median": float(sizes.median()),
+            "test_candidates_max": int(sizes.max()), "boot_targets": len(result.boot_targets()),
+            "heldout_targets": int(result.oof["target"].nunique()),
+            "untrained_folds": int((~f["trained"].astype(bool)).sum()) if "trained" in f else 0}

@@ -99,8 +99,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from clpips import atomic
-from clpips.features import (MEMORY_BUDGET, CacheWarning, PairFeatures, activation_bytes, finite_vector,
-                       layer_activations, read_cached)
+from clpips.features import (MEMORY_BUDGET, CacheWarning, PairFeatures, activation_bytes, layer_activations,
+                             read_cached)
 from clpips.images import load_image
 from clpips.model import CHANNELS, CLPIPS, initial_weight_vector
 from clpips.paths import cache_dir, sha256_file
@@ -225,6 +225,11 @@ def image_embeddings(dataset, refs: Iterable[str], net: str = "alex", device: st
                               "caching (set CLPIPS_CACHE to a writable folder)", CacheWarning, stacklevel=2)
     matrix = torch.stack([found[hashes[r]] for r in refs]) if refs else torch.zeros(0, dim)
     return Embeddings(refs=refs, matrix=matrix.float().contiguous(), net=net, extracted=len(todo))
+
+
+def finite_vector(value, dim: int) -> bool:
+    """Whether ``value`` is a tensor of ``dim`` finite numbers (a valid cached embedding)."""
+    return isinstance(value, torch.Tensor) and tuple(value.shape) == (dim,) and bool(torch.isfinite(value).all())
 
 
 def _read_embedding(path: Path, dim: int) -> Optional[torch.Tensor]:

@@ -2,7 +2,8 @@
 
 :func:`fit_together` fits each request as :func:`clpips.train.fit` would, in a few calls of
 :func:`clpips.train.fit_many` (the nested protocol's engine), each column keeping ``fit``'s
-early-stopped epoch (:func:`clpips.train.early_stopped`); chapters 06 and 07 fit hundreds of models so.
+early-stopped epoch (:func:`early_stopped`); chapters 06 and 07 fit hundreds of models so. :func:`fit_grid`
+is :func:`clpips.train.fit_many` on one grid of one training set.
 """
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import torch
 from clpips.defaults import DEFAULTS
 from clpips.experiment import fit_options_except
 from clpips.model import initial_weight_vector
-from clpips.train import GridJob, early_stopped, fit_and_validation_rows, fit_many, ranking_pair_index
+from clpips.train import (GridJob, compute_dtype, fit_and_validation_rows, fit_many, pair_losses,
+                          ranking_pair_index)
 
-__all__ = ["fit_together", "Fitted", "BATCHED_FIT_OPTIONS"]
+__all__ = ["fit_together", "Fitted", "BATCHED_FIT_OPTIONS", "early_stopped", "fit_grid"]
 
 
 #: the options of :func:`clpips.train.fit` that :func:`fit_together` takes (with their defaults)
@@ -48,7 +50,7 @@ def fit_together(dataset, requests: Sequence[Mapping[str, Any]], device: str = D
     ``initial_weight_vector(net, init, seed)``; the requests sharing a feature matrix
     and batch size are then trained together by :func:`clpips.train.fit_many` (each
     column equals its own ``fit_pairs``; every epoch is recorded) and each keeps the
-    epoch ``fit``'s early stopping keeps (:func:`clpips.train.early_stopped`). Requests
+    epoch ``fit``'s early stopping keeps (:func:`early_stopped`). Requests
     with the same table, rater and seed share their pairs, so their columns share
     shuffles. ``seconds`` is the batched call's time shared equally among its requests.
     """
@@ -108,3 +110,69 @@ def _fitted_group(group: Sequence[Mapping[str, Any]]) -> list[Fitted]:
     seconds = (time.perf_counter() - t0) / len(group)
     return [Fitted(weights, p["w0"], int(best_epoch), int(epochs_run), seconds, int(p["train"].shape[0]))
             for p, (weights, best_epoch, epochs_run) in zip(group, chosen)]
+
+
+def fit_grid(features: torch.Tensor, train_pairs: torch.Tensor, initial_weights: torch.Tensor, *,
+             margins: Sequence[float], lrs: Sequence[float], checkpoints: Sequence[int],
+             seed: int = DEFAULTS.seed, **options) -> torch.Tensor:
+    """Many fits on the same pairs at once (``len(checkpoints) x B x D``): column ``b`` after ``e`` epochs is
+    ``fit_pairs(..., margin=margins[b], lr=lrs[b], epochs=e, seed=seed)``'s weights without validation (tested),
+    so one run of ``max(checkpoints)`` epochs gives a whole grid. ``options``: as :func:`clpips.train.fit_many`,
+    the one way to train many columns (this is its one-job case)."""
+    job = GridJob(train_pairs, tuple(margins), tuple(lrs), tuple(int(e) for e in checkpoints), int(seed))
+    return fit_many(features, [job], initial_weights, **options)[0]
+
+
+def early_stopped(weights_by_epoch: torch.Tensor, features: torch.Tensor, val_pairs: Optional[torch.Tensor], *,
+                  initial_weights: Optional[torch.Tensor] = None, loss: str = DEFAULTS.loss,
+                  margin: float = DEFAULTS.margin, patience: int = DEFAULTS.patience, l2: float = 0.0,
+                  l2_to: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, int, int]:
+    """The weights :func:`clpips.train.fit_pairs`' early stopping keeps, chosen from ``weights_by_epoch``
+    (``E x D``, row ``e - 1`` after epoch ``e``: a :func:`clpips.train.fit_many` column with checkpoints
+    ``1..E``), by the same rule: an epoch improves when its validation loss (with the penalty
+    ``l2 * ||w - l2_to||^2``) is below the best minus 1e-9; ``patience`` epochs without improvement stop.
+    Without validation pairs: the last epoch.
+
+    Returns ``(weights, best_epoch, epochs_run)`` (``epochs_run``: the length of fit_pairs' history). A best
+    epoch of 0 (no finite validation loss) returns ``initial_weights`` (required then), as fit_pairs does.
+    """
+    W = torch.as_tensor(weights_by_epoch)
+    if W.ndim != 2 or W.shape[0] < 1:
+        raise ValueError("weights_by_epoch must be an E x D tensor, E >= 1")
+    epochs = W.shape[0]
+    if val_pairs is None or len(val_pairs) == 0:
+        return W[-1].clone(), epochs, epochs
+    if patience < 1:
+        raise ValueError("patience must be >= 1")
+    best, best_epoch, stale = float("inf"), 0, 0
+    losses = _validation_losses(W, features, torch.as_tensor(val_pairs), loss, margin, l2, l2_to)
+    for epoch, value in enumerate(losses, start=1):
+        if value < best - 1e-9:
+            best, best_epoch, stale = value, epoch, 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    else:
+        epoch = epochs
+    if best_epoch == 0:
+        if initial_weights is None:
+            raise ValueError("no epoch improved on an infinite validation loss: pass initial_weights")
+        return torch.as_tensor(initial_weights).detach().flatten().clone(), 0, epoch
+    return W[best_epoch - 1].clone(), best_epoch, epoch
+
+
+def _validation_losses(W: torch.Tensor, features: torch.Tensor, val_pairs: torch.Tensor, loss: str, margin: float,
+                       l2: float, l2_to: Optional[torch.Tensor]) -> list[float]:
+    """Each row of ``W``'s loss on ``val_pairs`` with the penalty, as fit_pairs' early stopping scores an epoch."""
+    used, inverse = torch.unique(val_pairs.to(torch.long).flatten(), return_inverse=True)
+    inverse = inverse.view(-1, 2)
+    dt = compute_dtype(features)
+    Wf = W.to(dt)
+    d = features[used].to(dt) @ Wf.T                            # rows x E
+    s_gap = d[inverse[:, 1]] - d[inverse[:, 0]]                 # pairs x E
+    values = [float(x) for x in pair_losses(s_gap, loss, margin).mean(dim=0)]
+    if l2_to is not None and l2 > 0:
+        anchor = l2_to.detach().flatten().to(dt)
+        values = [value + float(l2 * torch.sum((Wf[e] - anchor) ** 2)) for e, value in enumerate(values)]
+    return values

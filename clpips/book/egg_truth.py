@@ -7,20 +7,27 @@ orders any set's candidates (:func:`truth_ranks`, ties averaged), and the projec
 
 The queries were not all drawn at random: five samplers chose them (:data:`SAMPLERS`), some
 actively, so the answers over-represent hard comparisons: of ``UncertaintySampling``'s answers 66%
-pick the candidate nearer in smoothness, of ``RandomSampling``'s 83% (:func:`truth_agreement`).
+pick the candidate nearer in smoothness, of ``RandomSampling``'s 83% (:func:`truth_agreement`). The
+queries, answered or not, are :func:`queries`.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from clpips.datasets.alien_eggs import RATER, SAMPLERS, index
+from clpips.datasets.alien_eggs import ANSWERS_FILE, RATER, SAMPLERS, fetch_files, index, read_queries
 from clpips.evaluate import RANKING, rank_scores, ranking_ids, within_ranking_ranks
 
-__all__ = ["smoothness", "sampler_counts", "truth_agreement", "smoothness_gap", "truth_ranks", "truth_table",
+__all__ = ["queries", "smoothness", "sampler_counts", "truth_agreement", "smoothness_gap", "truth_ranks", "truth_table",
            "against_truth"]
+
+
+def queries(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> pd.DataFrame:
+    """:func:`clpips.datasets.alien_eggs.read_queries` of the verified export, fetched as the dataset's files."""
+    return read_queries(fetch_files(base_url=base_url, mirror=mirror)[ANSWERS_FILE])
 
 
 def smoothness() -> pd.Series:

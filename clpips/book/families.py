@@ -27,6 +27,7 @@ parameters or the CLI's options (``transform_*``, ``teacher_*``).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Optional, Sequence
 
@@ -172,6 +173,17 @@ def transform_inputs(inputs: RunInputs) -> aligned.DeltaFeatures:
     return dataclasses.replace(delta, matrix=delta.matrix * root, images=delta.images * root)
 
 
+def fold_choices(dataset, settings: protocol.Settings, family: protocol.Family,
+                 compute: Optional[protocol.Compute] = None) -> dict[tuple[int, int], dict[str, Any]]:
+    """``family``'s run's fold rows by (repeat, fold): the setting chosen there and the refitted ``"weights"``
+    (what a family that follows another's choices takes: the teacher's student)."""
+    with warnings.catch_warnings():   # that run's grid edges are named where it is run for its own sake
+        warnings.simplefilter("ignore", protocol.GridEdgeWarning)
+        run = protocol.crossval(dataset, settings, family, compute=compute)
+    return {(int(r["repeat"]), int(r["fold"])): {**r, "weights": w}
+            for r, w in zip(run.folds.to_dict(orient="records"), run.weights)}
+
+
 @dataclass(frozen=True)
 class Taught:
     """CLPIPS taught by the transform: a student CLPIPS trained on human pairs plus a teacher's.
@@ -216,8 +228,8 @@ class Taught:
         if s.repeats > followed:
             raise ValueError(f"the student follows CLPIPS's run of {followed} repeats: it cannot run {s.repeats} "
                              f"(protocol_repeats must be at least beyond_repeats)")
-        follow = protocol.fold_choices(inputs.dataset, s.replace(repeats=followed), protocol.LINEAR, inputs.compute)
-        teach = protocol.fold_choices(inputs.dataset, s, self.transform, inputs.compute)
+        follow = fold_choices(inputs.dataset, s.replace(repeats=followed), protocol.LINEAR, inputs.compute)
+        teach = fold_choices(inputs.dataset, s, self.transform, inputs.compute)
         fits = protocol.linear_fits(inputs, _Student(self, inputs, teach).pairs, follow)
         return dataclasses.replace(fits, settings=pd.DataFrame([{"teacher_weight": float(self.weight),
                                                                  "teacher_sets": int(self.sets)}]))

@@ -89,7 +89,7 @@ def noise_ceiling_bounds(table: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         ``set_id, rater, n_raters, lower, upper``; empty when no set has two raters.
     """
-    from clpips.evaluate import row_spearman
+    from clpips.book.truth import row_spearman
     parts = []
     for set_id, raters, y in _rank_matrices(table):
         m = len(raters)

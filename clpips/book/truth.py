@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from clpips.evaluate import row_spearman
+from clpips.stats import spearman_rho
 
 __all__ = ["attribute_matches", "WEIGHTINGS", "truth_agreement"]
 
@@ -105,3 +105,9 @@ def truth_agreement(table: pd.DataFrame, matches: pd.DataFrame, weights: pd.Data
             utility = np.einsum("ska,sa->sk", m, row_weights[name])
             out[name] = row_spearman(ranks, -utility)
     return out
+
+
+def row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row of ``a`` with the same row of ``b`` (NaN where constant or with a gap):
+    :func:`clpips.stats.spearman_rho` along the rows."""
+    return spearman_rho(np.asarray(a, dtype=float), np.asarray(b, dtype=float), axis=1)

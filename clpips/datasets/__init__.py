@@ -5,23 +5,22 @@
 """
 from __future__ import annotations
 
-import filecmp
 import os
-from collections.abc import Callable, Iterable
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 
-from clpips import atomic
 from clpips.paths import existing_path
 from clpips.datasets import alien_eggs, mur92, simulated, zappos
 from clpips.datasets.schema import COLUMNS, OPTIONAL, REQUIRED, RankingDataError, RankingDataset
 from clpips.datasets.splits import (SPLIT_MODES, drop_shared_pairs, kfold_by_target, restrict_to_images, shared_pair_share,
                      shared_pairs, split_by_target, split_folds)
-from clpips.datasets.validate import normalize_ref, validate
+from clpips.datasets.validate import validate
+from clpips.moved import moved_name
 
 __all__ = ["COLUMNS", "OPTIONAL", "REQUIRED", "RankingDataError", "RankingDataset", "available", "SPLIT_MODES",
-           "copy_images", "drop_shared_pairs", "from_csv", "kfold_by_target", "load", "restrict_to_images",
+           "drop_shared_pairs", "from_csv", "kfold_by_target", "load", "restrict_to_images",
            "shared_pair_share", "shared_pairs", "split_by_target", "split_folds", "validate"]
 
 _LOADERS: dict[str, Callable[..., RankingDataset]] = {"alien_eggs": alien_eggs.load, "mur92": mur92.load,
@@ -83,29 +82,5 @@ def from_csv(path: str | os.PathLike, root: str | os.PathLike | None = None, tie
     return RankingDataset(table=table, root=root, name=name, description=f"rankings read from {path}")
 
 
-def copy_images(dataset: RankingDataset, folder: str | os.PathLike, refs: Iterable[str] | None = None) -> list[Path]:
-    """Copy the dataset's images (or ``refs``) into ``folder`` at their references, so that a CSV of its
-    rankings saved there stands alone; returns the files written.
-
-    A file already there with the same bytes is kept; one with other bytes refuses the whole copy
-    (no image of another study is overwritten). Each copy is atomic.
-    """
-    folder = Path(folder)
-    wanted = sorted(set(dataset.images() if refs is None else refs))
-    clashes, todo = [], []
-    for ref in wanted:
-        source, dest = dataset.image_path(ref), Path(folder, *PurePosixPath(normalize_ref(ref)).parts)
-        if not source.is_file():
-            raise RankingDataError(f"{dataset.name}: image {ref!r} not found (looked for {source})")
-        if dest.exists() and not filecmp.cmp(source, dest, shallow=False):
-            clashes.append(dest)
-        elif not dest.exists():
-            todo.append((source, dest))
-    if clashes:   # checked before anything is written: a refused copy leaves the folder as it was
-        raise RankingDataError(f"{clashes[0]}: already exists with other content ({len(clashes)} such file"
-                               f"{'s' if len(clashes) > 1 else ''}); copy {dataset.name}'s images into an "
-                               f"empty folder")
-    for source, dest in todo:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_bytes(dest, source.read_bytes())
-    return [dest for _, dest in todo]
+def __getattr__(name: str):
+    return moved_name(__name__, name)   # copy_images: now the classroom's (clpips.apps.classroom)

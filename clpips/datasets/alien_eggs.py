@@ -165,14 +165,9 @@ def answered_triplets(queries: pd.DataFrame) -> np.ndarray:
     return np.column_stack([done["head"], done["winner"], loser]).astype(np.int64)
 
 
-def queries(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> pd.DataFrame:
-    """:func:`read_queries` of the verified export, fetched like :func:`load`'s files."""
-    return read_queries(fetch_files(base_url=base_url, mirror=mirror)[ANSWERS_FILE])
-
-
 def triplets(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> np.ndarray:
     """The verified answers as triplets (``n x 3``: head, winner, loser), fetched like :func:`load`'s files."""
-    return answered_triplets(queries(base_url=base_url, mirror=mirror))
+    return answered_triplets(read_queries(fetch_files(base_url=base_url, mirror=mirror)[ANSWERS_FILE]))
 
 
 def load(k: int = DEFAULTS.k, sets_per_target: int = DEFAULTS.alien_eggs_sets_per_target,

@@ -15,7 +15,7 @@ a feature matrix is one column of one :func:`clpips.train.fit_many` call (starti
 weights, trained layers, projection, loss, margin and learning rate per column; a
 learning-curve subsample is its own set of pairs), every epoch is recorded, and each
 column keeps the epoch that ``fit``'s early stopping keeps
-(:func:`clpips.train.early_stopped`): the weights, best epoch and epochs run of its own
+(:func:`clpips.book.batched_fits.early_stopped`): the weights, best epoch and epochs run of its own
 ``train.fit`` (tested), at a fraction of the time of a loop of fits.
 
 Replicates (:func:`replicates`) answer "would this difference survive another

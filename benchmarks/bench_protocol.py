@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clpips import protocol, train  # noqa: E402
@@ -95,14 +97,19 @@ def time_loop(data, mode: str, result: protocol.CrossvalResult, line: Callable) 
             train.fit_pairs(features.matrix, pairs, None, w0, margin=margin, lr=lr, epochs=e, seed=DEFAULTS.seed)
     inner_s, inner_cpu = time.perf_counter() - t0, time.process_time() - c0
     inner_timed = len(pairs) * len(grid.columns()) * epochs_per_column
-    # timed: the refit of outer fold 0 with its chosen setting
-    refit = folds.iloc[0]
-    pairs = train.pair_index(features, ranking_pairs(outer[0]["train"]))
-    c0, t0 = time.process_time(), time.perf_counter()
-    train.fit_pairs(features.matrix, pairs, None, w0, margin=float(refit["margin"]), lr=float(refit["lr"]),
-                    epochs=int(refit["epochs"]), seed=DEFAULTS.seed)
-    refit_s, refit_cpu = time.perf_counter() - t0, time.process_time() - c0
-    refit_timed = len(pairs) * int(refit["epochs"])
+    # timed: the refit of the first outer fold that trained, with its chosen setting (a fold whose inner
+    # folds chose "do not train" has no margin or learning rate, and no refit: 0 refit pair-epochs)
+    trained = np.flatnonzero(folds["epochs"].to_numpy(float) > 0)
+    refit_s = refit_cpu = 0.0
+    refit_timed = 1
+    if len(trained):
+        refit = folds.iloc[int(trained[0])]
+        pairs = train.pair_index(features, ranking_pairs(outer[int(trained[0])]["train"]))
+        c0, t0 = time.process_time(), time.perf_counter()
+        train.fit_pairs(features.matrix, pairs, None, w0, margin=float(refit["margin"]), lr=float(refit["lr"]),
+                        epochs=int(refit["epochs"]), seed=DEFAULTS.seed)
+        refit_s, refit_cpu = time.perf_counter() - t0, time.process_time() - c0
+        refit_timed = len(pairs) * int(refit["epochs"])
 
     loop = inner_s / inner_timed * inner_pair_epochs + refit_s / refit_timed * refit_pair_epochs
     loop_cpu = inner_cpu / inner_timed * inner_pair_epochs + refit_cpu / refit_timed * refit_pair_epochs

@@ -686,6 +686,7 @@ class _Lockstep:
     def _layout(self) -> None:
         self.adam = Adam(self.lay(self.W), float(self.jobs[0].job.lrs[0]) if self.one_vector else self.lrs0)
         self.mask = self.lay(self.mask)
+        self.all_trainable = bool(self.mask.all())
         if self.pulled:
             self.anchors = self.lay(self.anchors)
         self.FT = None if self.by_pair else self.F.T.contiguous()
@@ -772,8 +773,8 @@ class _Lockstep:
         """The step's gradient (D x 1) of the one column, with the products of a vector: ``d = F w``, each
         pair's slope over the batch size, the slopes added at the rows (``bincount``), ``coef F``."""
         k, w = t % self.chunk, self.adam.W[:, 0]
-        n = int(self.counts[0, k])
-        better, worse = self.sched[0, k, :n, 0].long(), self.sched[0, k, :n, 1].long()
+        n = self.vector_counts[k]
+        better, worse = self.vector_rows[k, :n, 0], self.vector_rows[k, :n, 1]
         d = self.F @ w
         slope = _slope(d[worse] - d[better], self.loss, float(self.jobs[0].job.margins[0]), self.logistic) / n
         coef = torch.bincount(worse, slope, self.n_rows) - torch.bincount(better, slope, self.n_rows)
@@ -804,13 +805,16 @@ class _Lockstep:
         if t % self.chunk == 0:
             self.sched, self.counts = self._schedule(t)
             self.per_chunk = None
+            if self.one_vector:   # the chunk's rows and batch sizes converted once, not at every step
+                self.vector_rows, self.vector_counts = self.sched[0].long(), [int(n) for n in self.counts[0]]
         if self.one_vector:
             g = self._gradient_of_vector(t)
         else:
             g = self._gradient_on_pairs(t) if self.by_pair else self._gradient_over_rows(t)
         if self.pulled:
             g = g + self.pull * (self.adam.W - self.anchors)                # as fit_pairs: g += 2 l2 (w - l2_to)
-        self.adam.step(g * self.mask)                  # frozen layers get no gradient, so Adam never moves them
+        # frozen layers get no gradient, so Adam never moves them (times 1 everywhere: g itself, one product less)
+        self.adam.step(g if self.all_trainable else g * self.mask)
         if self.floor is not None:
             torch.maximum(self.adam.W, self.floor, out=self.adam.W)
         elif self.projected[0]:
@@ -830,6 +834,8 @@ class _Lockstep:
         """The streams with steps after ``t``. Finished streams leave the products: on pair differences at
         once (each costs its own gather and products), over the rows once the rest hold at most half the
         columns (a stream of a few pairs, e.g. one rater's, ends long before the pooled one)."""
+        if len(self.live) == 1:                        # one stream (a single fit): nothing to retire but itself
+            return self.live if self.streams[self.live[0]].steps > t + 1 else []
         still = [i for i in self.live if self.streams[i].steps > t + 1]
         width_still = sum(self.place[i][1] - self.place[i][0] for i in still)
         if still and len(still) < len(self.live) and (self.by_pair or 2 * width_still <= self.adam.W.shape[1]):

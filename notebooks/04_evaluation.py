@@ -53,6 +53,7 @@ from clpips.book.plots import protocol as plots_protocol
 from clpips.book.report import glue_all, view
 from clpips.book.summaries import noise_ceiling
 from clpips.datasets import SPLIT_MODES
+from clpips.datasets.splits import split_modes_coincide
 from clpips.defaults import as_dict
 from clpips.evaluate import alignment_table
 from clpips.experiment import bootstrap_result, fit_options, load_dataset, run
@@ -193,12 +194,22 @@ modes = mode_difference(cv["target"], cv["image"], ci=ci)
 view(pd.DataFrame([modes], index=pd.Index(["ΔICC(A,k), by target − by image"], name="difference")),
      decimals={"delta": 3, "se": 3, "low": 3, "high": 3}, names={"delta": "Δ", "pval": "p", "n_folds": "folds"})
 
+
+def modes_in_words(modes: dict, coincide: bool) -> str:
+    """The paired difference between the split modes, in words; where the two splits hold out the same
+    rankings (no candidate ranked with two targets, no target a candidate), it is zero by construction."""
+    if coincide:
+        return ("zero by construction: on these data the two splits hold out the same rankings (no candidate "
+                "is ranked with two targets, and no target is a candidate)")
+    return f"{modes['delta']:+.3f} [{modes['low']:+.3f}, {modes['high']:+.3f}] (p = {modes['pval']:.2g})"
+
 # %% tags=["remove-output"]
 numbers = {f"power_{split[3:]}_{stat}_{col}": row[col] for (split, stat), row in power.iterrows()
            for col in ("mde", "power_at_bound", "verdict")}
 numbers |= {f"cv_{split[3:]}_icc_A_k_verdict": report.interval_phrase(row["verdict"])  # book/reproduction.md's phrase
             for (split, stat), row in power.iterrows() if stat == "icc_A_k"}
 numbers |= {f"modes_{name}": modes[name] for name in ("delta", "low", "high", "pval")}
+numbers["modes_words"] = modes_in_words(modes, split_modes_coincide(data.table))
 numbers["paper_delta_rho"] = paper.derived()["delta_spearman"]
 pd.Series(glue_all(numbers, prefix="nb04_"))
 
@@ -213,8 +224,7 @@ pd.Series(glue_all(numbers, prefix="nb04_"))
 # *{glue:text}`nb04_power_image_spearman_raw_verdict`* by image.
 #
 # The paired difference between the modes, by target − by image, is
-# {glue:text}`nb04_modes_delta:+.3f` [{glue:text}`nb04_modes_low:+.3f`,
-# {glue:text}`nb04_modes_high:+.3f`] ($p$ = {glue:text}`nb04_modes_pval:.2g`). The two modes' folds
+# {glue:text}`nb04_modes_words`. The two modes' folds
 # hold different rankings, so the pairing may remove little, and the interval may be about that of
 # two independent sets of folds: the split mode is shown to change the gain only when this
 # interval excludes zero, whatever the two gains look like side by side.
@@ -388,11 +398,30 @@ fig = plots.plot_alignment(table, None if np.isnan(ceiling) else ceiling)
 glue("nb04_fig_alignment", fig, display=False)
 
 # %% tags=["remove-output"]
+def unweighted_in_words(table: pd.DataFrame) -> str:
+    """LPIPS with every channel counted equally against LPIPS v0.1, in words (if the run scored it)."""
+    if "lpips_ones" not in table.index:
+        return "the unweighted LPIPS, which would show what those weights add, is not among this run's baselines"
+    return (f"with every channel counted equally instead, LPIPS scores {table.at['lpips_ones', 'icc_A_k']:.3f}, "
+            f"against {table.at['lpips', 'icc_A_k']:.3f} for LPIPS v0.1")
+
+
+def ceiling_in_words(ceiling: float, table: pd.DataFrame) -> str:
+    """The lower bound of the noise ceiling against CLPIPS's and LPIPS's mean per-ranking rho, in words."""
+    clpips, lpips = (float(table.at[m, "spearman_per_ranking"]) for m in ("clpips", "lpips"))
+    moved = f"CLPIPS's mean per-ranking ρ is {clpips:.3f} and LPIPS's {lpips:.3f}: the fit moved it by {clpips - lpips:+.3f}"
+    if np.isnan(ceiling):
+        return (f"{moved}. No held-out set was ranked by two people, so people's agreement gives no bound of the "
+                "noise ceiling on these data")
+    return (f"People's agreement bounds the noise ceiling from below at {ceiling:.3f}. {moved}, and the bound lies "
+            f"{ceiling - clpips:+.3f} from CLPIPS's value: the room left below the ceiling is at least that")
+
+
 place = list(table["icc_A_k"].astype(float).sort_values(ascending=False).index)
 pd.Series(glue_all({
     "n_metrics": len(metrics), "clpips_place": place.index("clpips") + 1, "lpips_place": place.index("lpips") + 1,
     "ones_icc": float(table.at["lpips_ones", "icc_A_k"]) if "lpips_ones" in table.index else float("nan"),
-    "ceiling": ceiling,
+    "ones_words": unweighted_in_words(table), "ceiling_words": ceiling_in_words(ceiling, table), "ceiling": ceiling,
     "ceiling_gain": float(table.at["clpips", "spearman_per_ranking"] - table.at["lpips", "spearman_per_ranking"]),
     "ceiling_gap": ceiling - float(table.at["clpips", "spearman_per_ranking"])}, prefix="nb04_"))
 
@@ -407,18 +436,13 @@ pd.Series(glue_all({
 # ```
 #
 # Ordered by ICC(A,k), CLPIPS is number {glue:text}`nb04_clpips_place:d` and LPIPS number
-# {glue:text}`nb04_lpips_place:d` of the {glue:text}`nb04_n_metrics:d` metrics. The unweighted
-# LPIPS, with every channel counted equally, scores {glue:text}`nb04_ones_icc:.3f` (nan when
-# `baselines` leaves it out), against {glue:text}`heldout_lpips_icc:.3f` for LPIPS v0.1, whose
-# weights were learned from human judgements of image *distortions* {cite:p}`zhang2018lpips`.
+# {glue:text}`nb04_lpips_place:d` of the {glue:text}`nb04_n_metrics:d` metrics. LPIPS v0.1's weights
+# were learned from human judgements of image *distortions* {cite:p}`zhang2018lpips`;
+# {glue:text}`nb04_ones_words`.
 # Pixel L2 and PSNR have identical rows by construction: $1/$PSNR is an increasing function of
 # the mean squared error, so both order every candidate set the same way.
 #
-# People's agreement bounds the noise ceiling from below at {glue:text}`nb04_ceiling:.3f`.
-# CLPIPS's mean per-ranking $\rho$ is {glue:text}`nb04_clpips_rho_per_ranking:.3f` and LPIPS's
-# {glue:text}`nb04_lpips_rho_per_ranking:.3f`: the fit moved it by {glue:text}`nb04_ceiling_gain:+.3f`,
-# and the bound lies {glue:text}`nb04_ceiling_gap:+.3f` from CLPIPS's value: the room left below
-# the ceiling is at least that.
+# {glue:text}`nb04_ceiling_words`.
 #
 # ```{note}
 # Why the gap can stay large: in `mur92` people sort photographs by *what* they show, a face with

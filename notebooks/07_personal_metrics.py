@@ -288,12 +288,15 @@ curve = ps.learning_curve(study, sizes=personal_sizes, repeats=personal_repeats,
 summary = curve.summary()
 first = curve.first_size_beating("icc", summary)               # None: no size gets there
 from_here = summary.index.get_loc(first) if first else len(summary)
+beats_from = (f"at every size from {summary.loc[first, 'mean_rankings']:.0f} rankings per person on" if first
+              else "at no size tried")                           # where it beats it, in words
 smallest, every = summary.iloc[0], summary.loc["all"]
 glue_all({"repeats": personal_repeats, "small": smallest["delta_icc"], "small_lo": smallest["ci_low_icc"],
           "small_hi": smallest["ci_high_icc"], "small_pos": int(smallest["n_positive_icc"]),
           "small_n": float(smallest["mean_rankings"]), "all": every["delta_icc"],
           "all_n": float(every["mean_rankings"]),
-          "first_n": float(summary.loc[first, "mean_rankings"]) if first else float("nan")}, prefix="nb07_lc_")
+          "first_n": float(summary.loc[first, "mean_rankings"]) if first else float("nan"),
+          "beats_from": beats_from}, prefix="nb07_lc_")
 shown = summary.assign(beats_from_here=[i >= from_here for i in range(len(summary))])
 display(one_statistic(shown, "icc"), one_statistic(shown, "rho"))
 
@@ -305,8 +308,8 @@ fig
 
 # %% [markdown]
 # With {glue:text}`nb07_lc_repeats:d` subsets per size and person, the personal model beats the
-# LOPO model at every size from {glue:text}`nb07_lc_first_n:.0f` rankings per person on (nan: at
-# no size tried). At the smallest size, {glue:text}`nb07_lc_small_n:.0f` rankings per person,
+# LOPO model {glue:text}`nb07_lc_beats_from`. At the smallest size,
+# {glue:text}`nb07_lc_small_n:.0f` rankings per person,
 # the difference in ICC(A,k) is {glue:text}`nb07_lc_small:.3f` ({glue:text}`nb07_lc_small_lo:.3f`
 # to {glue:text}`nb07_lc_small_hi:.3f`; {glue:text}`nb07_lc_small_pos:d` of
 # {glue:text}`nb07_nu_n:d` people improve), against {glue:text}`nb07_lc_all:.3f` with all
@@ -544,8 +547,8 @@ glue("nb07_seconds", time.perf_counter() - started, display=False)
 #   {glue:text}`nb07_ll_icc_hi:.3f`, {glue:text}`nb07_ll_icc_where`);
 # - one's own personal model versus other people's: {glue:text}`nb07_own_diff:.3f`
 #   ({glue:text}`nb07_own_lo:.3f` to {glue:text}`nb07_own_hi:.3f`, {glue:text}`nb07_own_where`);
-# - against the LOPO model, the interval over people lies above zero from
-#   {glue:text}`nb07_lc_first_n:.0f` rankings per person on.
+# - against the LOPO model, the interval over people lies above zero
+#   {glue:text}`nb07_lc_beats_from`.
 #
 # Limits:
 #

@@ -339,7 +339,7 @@ def page_request(url: str) -> bool:
 
 #: what must never reach a reader's eye outside code: a missing value, MyST roles left unrendered,
 #: Markdown backticks that were pasted as text
-RAW_MARKUP = {"NaN": r"\bNaN\b", "raw glue": r"\{glue(:\w+)?\}", "raw citation": r"\{cite(:\w+)?\}",
+RAW_MARKUP = {"NaN": r"\b(NaN|nan)\b", "raw glue": r"\{glue(:\w+)?\}", "raw citation": r"\{cite(:\w+)?\}",
               "raw cross-reference": r"\{(numref|ref|doc|eq)\}", "raw backticks": r"`"}
 
 
@@ -353,7 +353,8 @@ def raw_markup(text: str) -> list[tuple[str, int]]:
 def test_raw_markup_is_found_in_prose_and_nothing_else() -> None:
     assert [w for w, _ in raw_markup("ICC NaN, see {numref}`fig` and `clpips run`")] == \
         ["NaN", "raw cross-reference", "raw backticks"]
-    assert raw_markup("ICC 0.60 [0.52, 0.67]; NaNs are dropped; Nancy") == []
+    assert [w for w, _ in raw_markup("from nan rankings per person on")] == ["NaN"]   # Python's spelling too
+    assert raw_markup("ICC 0.60 [0.52, 0.67]; NaNs are dropped; Nancy; nanometres") == []
 
 
 # -- the tests -----------------------------------------------------------------

@@ -296,7 +296,9 @@ glue_all({"repeats": personal_repeats, "small": smallest["delta_icc"], "small_lo
           "small_n": float(smallest["mean_rankings"]), "all": every["delta_icc"],
           "all_n": float(every["mean_rankings"]),
           "first_n": float(summary.loc[first, "mean_rankings"]) if first else float("nan"),
-          "beats_from": beats_from}, prefix="nb07_lc_")
+          "beats_from": beats_from,
+          "small_words": f"{smallest['mean_rankings']:.0f} ranking{'' if round(smallest['mean_rankings']) == 1 else 's'}"},
+         prefix="nb07_lc_")
 shown = summary.assign(beats_from_here=[i >= from_here for i in range(len(summary))])
 display(one_statistic(shown, "icc"), one_statistic(shown, "rho"))
 
@@ -309,7 +311,7 @@ fig
 # %% [markdown]
 # With {glue:text}`nb07_lc_repeats:d` subsets per size and person, the personal model beats the
 # LOPO model {glue:text}`nb07_lc_beats_from`. At the smallest size,
-# {glue:text}`nb07_lc_small_n:.0f` rankings per person,
+# {glue:text}`nb07_lc_small_words` per person,
 # the difference in ICC(A,k) is {glue:text}`nb07_lc_small:.3f` ({glue:text}`nb07_lc_small_lo:.3f`
 # to {glue:text}`nb07_lc_small_hi:.3f`; {glue:text}`nb07_lc_small_pos:d` of
 # {glue:text}`nb07_nu_n:d` people improve), against {glue:text}`nb07_lc_all:.3f` with all

@@ -24,6 +24,7 @@ from clpips.moved import moved_name
 from clpips.pairs import ranking_pairs
 from clpips.stats import (icc_from_mean_squares, icc_inference, koo_li_label, mean_squares, set_correlations,
                           spearman_pvalue, spearman_rho)
+from clpips.train import torch_threads
 
 RANKING = "ranking"
 #: the two pooled Spearman definitions, by the column name they are reported under
@@ -40,16 +41,30 @@ def ranking_ids(table: pd.DataFrame) -> pd.Series:
     return table["set_id"].astype(str) + "|" + table["rater"].astype(str)
 
 
+def pair_distances(features, table: pd.DataFrame, weights) -> np.ndarray:
+    """``d = phi . w`` of every (target, candidate) row of ``table`` for each column of ``weights`` (``D`` or
+    ``D x C``): rows x C, in the features' precision (float32 for the project's features; float64 features,
+    as the tests use, are scored in float64 so that a float64 fit is judged without float32's rounding).
+
+    On one thread, always. A product's last bits depend on how many threads share it, and the pooled rho
+    ranks raw distances across sets, whose exact ties (one pair in several rankings) such bits break: the
+    same run scored in a make book lane (one thread) and by ``clpips run`` alone (two) differed by up to
+    0.009 in a fold's pooled rho (alien_eggs split by image); ICC(A,k) and the within-ranking rho did not.
+    """
+    rows = features.rows(table["target"], table["candidate"])
+    W = torch.as_tensor(np.asarray(weights) if not torch.is_tensor(weights) else weights, dtype=features.matrix.dtype)
+    with torch_threads(1):
+        return (features.matrix[rows] @ (W[:, None] if W.ndim == 1 else W)).numpy().astype(float)
+
+
 def score_rankings(table: pd.DataFrame, features, metrics: Mapping[str, torch.Tensor]) -> pd.DataFrame:
-    """``table`` with one distance column per weight vector ``w`` (``distance = phi . w``, ``features``
+    """``table`` with one distance column per weight vector ``w`` (:func:`pair_distances`, ``features``
     covering its pairs) and the ``ranking`` ids.
     """
     out = table.copy()
     out[RANKING] = ranking_ids(out)
-    rows = features.rows(out["target"], out["candidate"])
-    phi = features.matrix[rows]
     for name, w in metrics.items():
-        out[name] = (phi @ torch.as_tensor(w, dtype=phi.dtype)).numpy().astype(float)
+        out[name] = pair_distances(features, out, w)[:, 0]
     return out
 
 
@@ -96,12 +111,8 @@ def heldout_scores(table: pd.DataFrame, features, weights: Mapping[str, torch.Te
     if table.empty or not names:
         return pd.DataFrame({"icc_A_k": np.nan, "spearman": np.nan, "spearman_raw": np.nan, "pair_accuracy": np.nan,
                              "n_rankings": 0}, index=pd.Index(names, name="metric"))
-    rows = features.rows(table["target"], table["candidate"])
-    # in the features' precision (float32 for the project's features; float64 features, as the tests use,
-    # are scored in float64 so that a float64 fit is judged without float32's rounding)
     W = torch.stack([torch.as_tensor(weights[n], dtype=features.matrix.dtype).flatten() for n in names], dim=1)
-    dist = (features.matrix[rows] @ W).numpy().astype(float)
-    return distance_scores(table, dist, names)
+    return distance_scores(table, pair_distances(features, table, W), names)
 
 
 def distance_scores(table: pd.DataFrame, dist: np.ndarray, names: Sequence[str]) -> pd.DataFrame:

@@ -56,7 +56,7 @@ from clpips.moved import moved_name
 from clpips.paths import cache_dir
 from clpips.stats import corrected_resampled_t, percentile_interval
 
-PROTOCOL_VERSION = 5  #: bump when a change alters results: it keys the cache
+PROTOCOL_VERSION = 6  #: bump when a change alters results: it keys the cache (6: distances on one thread)
 #: a split by image is refused when an outer fold scores fewer than this share of its held-out targets' rankings
 MIN_SCORED_SHARE = 0.5
 #: a chosen value at an edge of the grid in more than this share of the outer folds is warned about
@@ -158,9 +158,12 @@ class Settings:
 
 @dataclass(frozen=True)
 class Compute:
-    """How a run is computed (none of it changes its numbers or keys the cache). ``threads``: torch threads
-    per fitting process; ``workers``: local processes; ``executor``: any :class:`concurrent.futures.Executor`
-    to run the fits on instead (a Dask cluster's, ``Client(...).get_executor()``)."""
+    """How a run is computed (it does not key the cache). ``threads``: torch threads per fitting process (1,
+    the default, makes the cached numbers; other counts sum the fits' products in other orders and move the
+    weights' last bits); ``workers``: local processes; ``executor``: any :class:`concurrent.futures.Executor`
+    to run the fits on instead (a Dask cluster's, ``Client(...).get_executor()``). Workers and executor never
+    change a number; the held-out distances are computed on one thread whatever the caller's
+    (:func:`clpips.evaluate.pair_distances`)."""
 
     device: str = DEFAULTS.device
     progress: bool = False
@@ -479,9 +482,7 @@ class _LinearFitter:
         return self.follow[(o["repeat"], o["fold"])]
 
     def distances(self, table: pd.DataFrame, params) -> np.ndarray:
-        rows = self.store.rows(table["target"], table["candidate"])
-        return (self.store.matrix[rows] @ torch.as_tensor(np.asarray(params), dtype=torch.float32).T
-                ).numpy().astype(float)
+        return evaluate.pair_distances(self.store, table, torch.as_tensor(np.asarray(params), dtype=torch.float32).T)
 
     def describe(self, i: int) -> dict[str, Any]:
         pick = self._pick(i)   # "do not train": NaN, NaN, 0 as CLPIPS's row
@@ -746,8 +747,7 @@ def _score_fold(o: Mapping[str, Any], fits: Fits, best: tuple[int, float], refit
     choice = fits.settings.iloc[best[0]]   # one row: its numbers as floats, whole-number columns as ints again
     whole = {c: pd.api.types.is_integer_dtype(fits.settings[c]) for c in fits.settings.columns}
     test = o["test"]
-    rows = features.rows(test["target"], test["candidate"])
-    lpips = (features.matrix[rows] @ w0).numpy().astype(float)
+    lpips = evaluate.pair_distances(features, test, w0)[:, 0]
     fitted = fits.distances(test, refit[:1])[:, 0]
     held = evaluate.distance_scores(test, np.stack([lpips, fitted], axis=1), ["lpips", "clpips"])
     row = {"repeat": o["repeat"], "fold": o["fold"],

@@ -141,3 +141,31 @@ def test_row_spearman_rows_constants_and_gaps():
     for i in (0, 3, 4):
         assert got[i] == pytest.approx(sps.spearmanr(a[i], b[i]).statistic, abs=spearman_bound(a[i], b[i]))
     assert np.isnan(got[1]) and np.isnan(got[2])
+
+
+def test_pair_distances_are_the_same_whatever_threads_the_caller_runs():
+    """The scorer's distances are computed on one thread: the same table scored by a caller on 1 and on 2
+    torch threads gives the same bytes (a make book lane runs 1, `clpips run` alone 2), equal to the product
+    on one thread, and within float32 rounding of a float64 dot product."""
+    import torch
+
+    from clpips.evaluate import pair_distances
+    from clpips.features import PairFeatures
+    from clpips.train import torch_threads
+    gen = torch.Generator().manual_seed(0)
+    keys = [(f"t{i % 97}", f"c{i}") for i in range(5100)]
+    features = PairFeatures(keys=keys, matrix=torch.rand(5100, 1152, generator=gen), net="alex", extracted=0)
+    table = pd.DataFrame(keys, columns=["target", "candidate"]).sample(frac=1.0, random_state=0)  # another order
+    w = torch.rand(1152, generator=gen)
+    rows = features.rows(table["target"], table["candidate"])
+    with torch_threads(1):
+        one_thread = (features.matrix[rows] @ w[:, None]).numpy().astype(float)
+    got = {}
+    for threads in (1, 2):
+        with torch_threads(threads):
+            got[threads] = pair_distances(features, table, w)
+    assert np.array_equal(got[1], got[2]) and np.array_equal(got[2], one_thread)
+    phi, w64 = features.matrix[rows].double().numpy(), w.double().numpy()
+    exact = phi @ w64                                      # float64: the float32 sums' error is bounded by
+    bound = dot_bound(np.abs(phi) @ np.abs(w64), 1152, np.float32, computations=1)   # gamma_n u sum |terms|
+    assert np.all(np.abs(got[2][:, 0] - exact) <= bound)

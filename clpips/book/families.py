@@ -160,8 +160,9 @@ class _TransformFitter:
     def distances(self, table: pd.DataFrame, params) -> np.ndarray:
         rows = self.delta.rows(table["target"], table["candidate"])
         p = torch.as_tensor(np.asarray(params), dtype=torch.float32)
-        return aligned.transform_distances(self.delta.matrix[rows], p, self.grid.rank).numpy().astype(float).reshape(
-            len(rows), -1)
+        with train.torch_threads(1):   # on one thread, as clpips.evaluate.pair_distances (why: there)
+            d = aligned.transform_distances(self.delta.matrix[rows], p, self.grid.rank)
+        return d.numpy().astype(float).reshape(len(rows), -1)
 
 
 def transform_inputs(inputs: RunInputs) -> aligned.DeltaFeatures:

@@ -52,7 +52,7 @@ def pair_distances(features, table: pd.DataFrame, weights) -> np.ndarray:
     0.009 in a fold's pooled rho (alien_eggs split by image); ICC(A,k) and the within-ranking rho did not.
     """
     rows = features.rows(table["target"], table["candidate"])
-    W = torch.as_tensor(np.asarray(weights) if not torch.is_tensor(weights) else weights, dtype=features.matrix.dtype)
+    W = torch.as_tensor(weights, dtype=features.matrix.dtype)
     with torch_threads(1):
         return (features.matrix[rows] @ (W[:, None] if W.ndim == 1 else W)).numpy().astype(float)
 

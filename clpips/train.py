@@ -254,6 +254,27 @@ def fit_pairs(features: torch.Tensor, train_pairs: torch.Tensor, val_pairs: Opti
     return stopping.result(s, time.perf_counter() - t0)
 
 
+@dataclass
+class Patience:
+    """Early stopping's rule, written once (:func:`fit_pairs` applies it as it trains,
+    :func:`clpips.book.batched_fits.early_stopped` to recorded epochs): an epoch improves when its
+    validation loss is below the best so far minus 1e-9; ``patience`` epochs in a row without an
+    improvement stop. ``best_epoch`` 0: no epoch improved on an infinite loss."""
+
+    patience: int
+    best: float = math.inf
+    best_epoch: int = 0
+    stale: int = 0
+
+    def record(self, epoch: int, value: float) -> bool:
+        """Score epoch ``epoch`` by its validation loss ``value``; False: stop here."""
+        if value < self.best - 1e-9:
+            self.best, self.best_epoch, self.stale = value, epoch, 0
+        else:
+            self.stale += 1
+        return self.stale < self.patience
+
+
 class _EarlyStopping:
     """:func:`fit_pairs`' watch after every epoch: the loss (with the penalty) and pair accuracy on the
     training and validation pairs; keeps the best epoch (the lowest validation loss; without validation
@@ -267,8 +288,8 @@ class _EarlyStopping:
         self.val = (every, val_pairs.to(s.device, torch.long)) if val_pairs is not None and len(val_pairs) else None
         self.anchor = s.l2_to.detach().flatten().to(s.device, dt) if s.l2_to is not None and s.l2 > 0 else None
         self.w0 = initial_weights.detach().flatten().to(s.device, dt)
-        self.l2, self.loss, self.margin, self.patience = s.l2, s.loss, s.margin, s.patience
-        self.best, self.stale, self.rows = (float("inf"), 0, self.w0.clone()), 0, []
+        self.l2, self.loss, self.margin = s.l2, s.loss, s.margin
+        self.rule, self.best, self.rows = Patience(s.patience), (0, self.w0.clone()), []
         self.n_train = int(train_pairs.shape[0])
 
     def score(self, rows: torch.Tensor, pairs: torch.Tensor, w: torch.Tensor) -> tuple[float, float]:
@@ -283,25 +304,24 @@ class _EarlyStopping:
         w = block[:, 0]
         train_loss, train_acc = self.score(*self.train, w)
         row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc}
-        if self.val is None:
-            self.best = (train_loss, epoch, w.clone())
-        else:
-            val_loss, val_acc = self.score(*self.val, w)
-            row.update(val_loss=val_loss, val_accuracy=val_acc)
-            if val_loss < self.best[0] - 1e-9:
-                self.best, self.stale = (val_loss, epoch, w.clone()), 0
-            else:
-                self.stale += 1
         self.rows.append(row)
-        return self.val is None or self.stale < self.patience
+        if self.val is None:
+            self.best = (epoch, w.clone())
+            return True
+        val_loss, val_acc = self.score(*self.val, w)
+        row.update(val_loss=val_loss, val_accuracy=val_acc)
+        go_on = self.rule.record(epoch, val_loss)
+        if self.rule.best_epoch == epoch:
+            self.best = (epoch, w.clone())
+        return go_on
 
     def result(self, s: FitSettings, seconds: float) -> FitResult:
         config = {"net": s.net, "loss": s.loss, "margin": s.margin, "lr": s.lr, "batch_size": s.batch_size,
                   "epochs": s.epochs, "patience": s.patience, "layers": parse_layers(s.layers, len(CHANNELS[s.net])),
                   "project": s.project, "seed": s.seed, "l2": s.l2, "init": s.init, "n_train_pairs": self.n_train,
                   "n_val_pairs": int(self.val[1].shape[0]) if self.val is not None else 0}
-        return FitResult(weights=self.best[2].cpu(), initial_weights=self.w0.cpu(), history=pd.DataFrame(self.rows),
-                         best_epoch=self.best[1], config=config, seconds=seconds)
+        return FitResult(weights=self.best[1].cpu(), initial_weights=self.w0.cpu(), history=pd.DataFrame(self.rows),
+                         best_epoch=self.best[0], config=config, seconds=seconds)
 
 
 def pair_index(features, pairs: pd.DataFrame) -> torch.Tensor:

@@ -236,3 +236,18 @@ def test_train_signatures_list_the_settings():
     assert inspect.signature(fit).parameters["init"].default == DEFAULTS.init
     assert set(inspect.signature(fit_many).parameters) >= set(train.CALL_OPTIONS) | {"workers", "executor"}
     assert inspect.signature(early_stopped).parameters["patience"].default == FitSettings().patience
+
+
+def test_patience_is_the_rule_worked_by_hand():
+    """Early stopping's one rule: better than the best by more than 1e-9 improves; ``patience`` epochs in a
+    row without improvement stop; an infinite or NaN loss never improves (best epoch 0)."""
+    from clpips.train import Patience
+    rule = Patience(2)
+    assert [rule.record(e, v) for e, v in [(1, 1.0), (2, 0.5), (3, 0.5 - 5e-10), (4, 0.7)]] == [True, True, True, False]
+    assert (rule.best_epoch, rule.best) == (2, 0.5)
+    again = Patience(3)
+    assert [again.record(e, v) for e, v in [(1, 1.0), (2, 0.9), (3, 0.95), (4, 0.8)]] == [True] * 4
+    assert again.best_epoch == 4 and again.stale == 0
+    never = Patience(2)
+    assert [never.record(e, v) for e, v in [(1, float("inf")), (2, float("nan"))]] == [True, False]
+    assert never.best_epoch == 0

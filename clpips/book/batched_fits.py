@@ -16,7 +16,7 @@ import torch
 from clpips.defaults import DEFAULTS
 from clpips.experiment import fit_options_except
 from clpips.model import initial_weight_vector
-from clpips.train import (GridJob, compute_dtype, fit_and_validation_rows, fit_many, pair_losses,
+from clpips.train import (GridJob, Patience, compute_dtype, fit_and_validation_rows, fit_many, pair_losses,
                           ranking_pair_index)
 
 __all__ = ["fit_together", "Fitted", "BATCHED_FIT_OPTIONS", "early_stopped", "fit_grid"]
@@ -129,9 +129,8 @@ def early_stopped(weights_by_epoch: torch.Tensor, features: torch.Tensor, val_pa
                   l2_to: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, int, int]:
     """The weights :func:`clpips.train.fit_pairs`' early stopping keeps, chosen from ``weights_by_epoch``
     (``E x D``, row ``e - 1`` after epoch ``e``: a :func:`clpips.train.fit_many` column with checkpoints
-    ``1..E``), by the same rule: an epoch improves when its validation loss (with the penalty
-    ``l2 * ||w - l2_to||^2``) is below the best minus 1e-9; ``patience`` epochs without improvement stop.
-    Without validation pairs: the last epoch.
+    ``1..E``), by the same rule (:class:`clpips.train.Patience`) on each epoch's validation loss with the
+    penalty ``l2 * ||w - l2_to||^2``. Without validation pairs: the last epoch.
 
     Returns ``(weights, best_epoch, epochs_run)`` (``epochs_run``: the length of fit_pairs' history). A best
     epoch of 0 (no finite validation loss) returns ``initial_weights`` (required then), as fit_pairs does.
@@ -144,17 +143,14 @@ def early_stopped(weights_by_epoch: torch.Tensor, features: torch.Tensor, val_pa
         return W[-1].clone(), epochs, epochs
     if patience < 1:
         raise ValueError("patience must be >= 1")
-    best, best_epoch, stale = float("inf"), 0, 0
+    rule = Patience(patience)
     losses = _validation_losses(W, features, torch.as_tensor(val_pairs), loss, margin, l2, l2_to)
     for epoch, value in enumerate(losses, start=1):
-        if value < best - 1e-9:
-            best, best_epoch, stale = value, epoch, 0
-        else:
-            stale += 1
-            if stale >= patience:
-                break
+        if not rule.record(epoch, value):
+            break
     else:
         epoch = epochs
+    best_epoch = rule.best_epoch
     if best_epoch == 0:
         if initial_weights is None:
             raise ValueError("no epoch improved on an infinite validation loss: pass initial_weights")

@@ -116,6 +116,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/bench_classroom.py
+	$(BIN)/python benchmarks/bench_paths.py
 
 lock: $(STAMP)
 	{ echo '# Lock file: the exact versions a fresh install resolves (pip install -c constraints.txt).'; \

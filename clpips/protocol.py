@@ -56,7 +56,7 @@ from clpips.moved import moved_name
 from clpips.paths import cache_dir
 from clpips.stats import corrected_resampled_t, percentile_interval
 
-PROTOCOL_VERSION = 6  #: bump when a change alters results: it keys the cache (6: distances on one thread)
+PROTOCOL_VERSION = 7  #: bump when a change alters results: it keys the cache (7: train.steps_on_pairs' rule)
 #: a split by image is refused when an outer fold scores fewer than this share of its held-out targets' rankings
 MIN_SCORED_SHARE = 0.5
 #: a chosen value at an edge of the grid in more than this share of the outer folds is warned about

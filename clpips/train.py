@@ -561,24 +561,16 @@ class _Checkpoints:
 _PAIR_TABLE_BYTES = 2 ** 30
 
 
-def steps_on_pairs(batch_size: int, streams: Sequence[tuple[int, int]], rows: int) -> bool:
-    """Whether a lockstep group steps on its batches' pair differences rather than over all its rows.
+def steps_on_pairs(batch_size: int, streams: int, columns: int, rows: int) -> bool:
+    """Whether a lockstep group steps on its batches' pair differences rather than over all its ``rows``:
+    when ``2 * streams * batch_size <= rows * columns / streams``.
 
-    ``streams``: each stream's (steps, columns). A step over all rows costs two products with the group's
-    ``rows x D`` features, shared by all streams until the last ends; a step on pair differences costs each
-    live stream a gather of ``batch_size`` difference rows and two products with its own columns. The costs
-    are microseconds on 1 thread, 1,152 features: products over 740-920 rows with 1-96 columns, and a gather
-    of 256 rows and its products (0.55 us a pair, raised to 0.7 to match the measured times of the
-    protocol's and ablations' groups, mur92 and zappos: many streams' batches outgrow the cache). So chosen,
-    those groups took 0.45-0.9x the time of the other way.
-
-    The two ways sum the same numbers in another order, so this choice decides a fit's last bits: the
-    constants are part of the results (the protocol's cache key, ``PROTOCOL_VERSION``) and of the chapters'.
-    """
-    columns = sum(c for _, c in streams)
-    over_rows = max(steps for steps, _ in streams) * rows * (0.47 + 0.026 * columns)
-    on_pairs = sum(steps * (30 + batch_size * (0.7 + 0.035 * c)) for steps, c in streams)
-    return on_pairs < over_rows
+    A step over the rows multiplies every row by every column; a step on pairs gathers each stream's batch of
+    differences (a gathered row costs about two rows of a product) for that stream's columns only. The rule
+    is read off ``benchmarks/bench_paths.py`` (``make bench``), which times both ways on the shapes of the
+    groups a book run makes and prints the rule's total time against the faster way's. The two ways sum in
+    another order, so the rule decides a fit's last bits (``PROTOCOL_VERSION``)."""
+    return 2 * streams * batch_size <= rows * columns / streams
 
 
 @dataclass
@@ -682,8 +674,7 @@ class _Lockstep:
         if so, the table ``delta`` of the group's distinct pairs' differences, each stream's pairs as ids."""
         B, n_rows, streams = self.B, self.n_rows, self.streams
         self.largest = n_rows
-        if self.one_vector or not steps_on_pairs(B, [(st.epochs * -(-st.n // B), st.stop - st.start)
-                                                     for st in streams], n_rows):
+        if self.one_vector or not steps_on_pairs(B, len(streams), self.W.shape[1], n_rows):
             return False
         codes = torch.cat([st.rows[:, 0] * n_rows + st.rows[:, 1] for st in streams])
         distinct, ids = torch.unique(codes, return_inverse=True)

@@ -1,8 +1,5 @@
-"""CLPIPS: LPIPS whose per-layer linear weights are fine-tuned on human similarity rankings.
-
-Conventions (checked at every public entry point, see :mod:`clpips.conventions`):
-images are NCHW RGB tensors in [-1, 1]; a lower distance means more similar;
-rank 1 means most similar.
+"""CLPIPS: LPIPS whose per-layer linear weights are fine-tuned on human similarity rankings
+(conventions: :mod:`clpips.conventions`).
 
 ``clpips.CLPIPS`` is imported on first use, so ``import clpips.datasets`` or
 ``clpips.stats`` does not pay for importing torch and torchvision.

@@ -1,8 +1,6 @@
 """Atomic file writes (a temporary file beside the target, then a rename: a crash leaves the old file or
-nothing, never half a file), and the package's one of each: torch object to bytes (:func:`torch_bytes`),
-strict-JSON writer (:func:`write_json`), checked cache entry (:func:`write_checked`, :func:`read_entry`:
-a sha256 beside the entry, verified on read; a bad entry named in one warning, removed and rebuilt)
-and lock around computing a cached thing (:func:`exclusive`).
+nothing, never half a file), strict JSON, and checked cache entries (a sha256 beside the entry, verified
+on read: a bad entry is named in one warning, removed and rebuilt).
 """
 from __future__ import annotations
 
@@ -45,9 +43,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
+    return write_bytes(path, text.encode("utf-8"))
 
 
 def torch_bytes(obj: Any) -> bytes:

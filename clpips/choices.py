@@ -4,9 +4,6 @@ library accepts is an option the CLI offers.
 """
 from __future__ import annotations
 
-__all__ = ["NETS", "LINEAR_INITS", "LOSSES", "CANDIDATE_RULES", "TIES", "SPLIT_MODES", "PROTOCOL_STATISTICS",
-           "SELECT", "PROTOCOL_METRICS", "BASELINES"]
-
 #: LPIPS backbones (:data:`clpips.model.CHANNELS` has one entry per name)
 NETS: tuple[str, ...] = ("alex", "vgg")
 #: starting linear weights: what :func:`clpips.model.initial_weight_vector` and ``CLPIPS(linear=...)``

@@ -6,10 +6,6 @@
 * **Distances**: lower = more similar; a distance of 0 means identical images.
 * **Ranks**: rank 1 = most similar to the target; a set of ``k`` candidates is
   ranked ``1..k``.
-
-:func:`check_images` is the one input-validation helper for image tensors;
-:func:`check_size` the one check of an image size against a backbone's minimum
-(:data:`MIN_SIZE`).
 """
 from __future__ import annotations
 

@@ -1,14 +1,10 @@
 """Pair feature vectors, computed once per image and cached on disk.
 
-An LPIPS distance is ``phi(target, candidate) . w`` (:mod:`clpips.model`), so once the pair vectors
-``phi`` are known, training and evaluating linear weights never needs the backbone again. Each unique
-image goes through the backbone once; vectors are cached under ``<cache>/features/``, one entry per
-target image keyed by the sha256 of the image bytes, written with a checksum and verified when read
-(a bad entry is named in a warning, removed and rebuilt; an unwritable cache is one warning). Within a
-process an image's activations at a size are kept in memory (:data:`KEEP_BUDGET`), so new pairs of
-images already run, and their embeddings (:mod:`clpips.book.aligned`), do not run it again. Memory is
-bounded whatever the study's size (:data:`MEMORY_BUDGET`): images are decoded and run chunk by chunk,
-and a large pair matrix is memory-mapped on disk.
+An LPIPS distance is ``phi(target, candidate) . w`` (:mod:`clpips.model`): once the pair vectors ``phi``
+are known, fitting linear weights never needs the backbone again. Vectors are cached under
+``<cache>/features/``, one checked entry per target image keyed by the sha256 of its bytes. Within a process
+an image's activations are kept in memory (:data:`KEEP_BUDGET`); memory stays bounded whatever the study's
+size (:data:`MEMORY_BUDGET`): images are decoded and run chunk by chunk, a large matrix is memory-mapped.
 """
 from __future__ import annotations
 
@@ -24,12 +20,11 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 import clpips.atomic as atomic
 from clpips.conventions import check_size
-from clpips.images import SizeRule, load_image, match_sizes
+from clpips.images import SizeRule, image_size, load_image, match_sizes
 from clpips.model import CHANNELS, CLPIPS
 from clpips.moved import moved_name
 from clpips.paths import cache_dir, sha256_file
@@ -74,12 +69,10 @@ class PairFeatures:
         return torch.from_numpy(rows.astype(np.int64))
 
 
-def _size_tag(size: SizeRule) -> str:
-    return "target" if isinstance(size, str) else f"{size[0]}x{size[1]}"
-
-
 def feature_store(net: str, size: SizeRule) -> Path:
-    return cache_dir() / "features" / f"v{FEATURE_VERSION}-{net}-{_size_tag(size)}"
+    """The cache folder of the vectors of backbone ``net`` at size rule ``size``."""
+    tag = "target" if isinstance(size, str) else f"{size[0]}x{size[1]}"
+    return cache_dir() / "features" / f"v{FEATURE_VERSION}-{net}-{tag}"
 
 
 def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", size: SizeRule = "target",
@@ -92,23 +85,22 @@ def pair_features(dataset, pairs: Sequence[tuple[str, str]], net: str = "alex", 
     depend on how the pairs were chunked.
     """
     keys = list(dict.fromkeys((str(t), str(c)) for t, c in pairs))
-    dim = sum(CHANNELS[net])
     paths = {ref: Path(dataset.image_path(ref)) for key in keys for ref in key}
     run = _Pass(paths, {ref: sha256_file(p) for ref, p in paths.items()}, feature_store(net, size), size,
-                BATCH_SIZE, progress, cache)
-    matrix = _new_matrix(len(keys), dim)
-    row = {key: i for i, key in enumerate(keys)}
-    todo = _fill_from_cache(run, keys, matrix, row, {}) if cache else keys
+                progress, cache)
+    features = PairFeatures(keys=keys, matrix=_new_matrix(len(keys), sum(CHANNELS[net])), net=net, extracted=0)
+    todo = _fill_from_cache(run, keys, features, {}) if cache else keys
     # a lock while the missing vectors are computed and written, so notebooks run side by side extract
     # each vector once; the one that waited finds them in the cache
     with (atomic.exclusive(run.store / ".lock") if cache and todo else contextlib.nullcontext()):
         existing: dict[str, dict[str, torch.Tensor]] = {}
         if cache and todo:
-            todo = _fill_from_cache(run, todo, matrix, row, existing)
+            todo = _fill_from_cache(run, todo, features, existing)
         if todo:
             metric = (metric if metric is not None else CLPIPS(net=net)).to(device)
-            _compute(metric, run, todo, matrix, row, existing)
-    return PairFeatures(keys=keys, matrix=matrix, net=net, extracted=len(todo))
+            _compute(metric, run, todo, features, existing)
+    features.extracted = len(todo)
+    return features
 
 
 @dataclass
@@ -119,7 +111,6 @@ class _Pass:
     hashes: dict[str, str]
     store: Path
     size: SizeRule
-    batch_size: int
     progress: bool
     cache: bool
 
@@ -140,9 +131,9 @@ def _new_matrix(rows: int, dim: int) -> torch.Tensor:
         return torch.from_numpy(np.memmap(handle, dtype=np.float32, mode="r+", shape=(rows, dim)))
 
 
-def _fill_from_cache(run: _Pass, keys: list[tuple[str, str]], matrix: torch.Tensor, row: dict,
+def _fill_from_cache(run: _Pass, keys: list[tuple[str, str]], features: PairFeatures,
                      existing: dict[str, dict[str, torch.Tensor]]) -> list[tuple[str, str]]:
-    """Copy the cached vectors of ``keys`` into ``matrix``; return the keys not cached. A target with
+    """Copy the cached vectors of ``keys`` into ``features``; return the keys not cached. A target with
     missing pairs keeps its entry in ``existing`` (its new vectors are added when written).
     """
     by_target: dict[str, list[tuple[str, str]]] = {}
@@ -150,36 +141,50 @@ def _fill_from_cache(run: _Pass, keys: list[tuple[str, str]], matrix: torch.Tens
         by_target.setdefault(key[0], []).append(key)
     missing: set[tuple[str, str]] = set()
     for t, ours in by_target.items():
-        entry = _read_entry(run.store / f"{run.hashes[t]}.pt", matrix.shape[1])
+        entry = _read_entry(run.store / f"{run.hashes[t]}.pt", features.matrix.shape[1])
         for key in ours:
             vec = entry.get(run.hashes[key[1]])
             if vec is None:
                 missing.add(key)
             else:
-                matrix[row[key]] = vec
+                features.matrix[features.index[key]] = vec
         if entry and any(key in missing for key in ours):
             existing[t] = entry
     return [key for key in keys if key in missing]
 
 
-def _compute(metric: CLPIPS, run: _Pass, todo: list[tuple[str, str]], matrix: torch.Tensor, row: dict,
+def _compute(metric: CLPIPS, run: _Pass, todo: list[tuple[str, str]], features: PairFeatures,
              existing: dict[str, dict[str, torch.Tensor]]) -> None:
-    """Compute ``todo`` into ``matrix`` and write each target's entry as soon as its last vector is known."""
+    """Compute ``todo`` into ``features`` chunk by chunk, every distinct (image, size) of a chunk through the
+    backbone once, and write each target's entry as soon as its last vector is known.
+    """
     wanted: dict[str, list[str]] = {}
     for t, c in todo:
         wanted.setdefault(t, []).append(c)
     done: dict[str, dict[str, torch.Tensor]] = {}
     cache = run.cache
-    for vectors in _extract(metric, todo, run):
-        for (t, c), vec in vectors.items():
-            matrix[row[(t, c)]] = vec
-            done.setdefault(t, {})[c] = vec
-            if cache and len(done[t]) == len(wanted[t]):
-                entry = dict(existing.pop(t, {}))
-                entry.update({run.hashes[c]: done[t][c] for c in wanted[t]})
-                cache = _write_entry(run.store / f"{run.hashes[t]}.pt", entry)
-            if len(done[t]) == len(wanted[t]):
-                del done[t]
+    keep = _keeps_all(metric, todo, run)
+    bar = tqdm(total=len({ref for key in todo for ref in key}), desc=f"backbone ({metric.net_name})", unit="img",
+               disable=not run.progress)
+    with bar:
+        for pairs, images in _pair_chunks(metric, todo, run):
+            if bar.n + len(images) > bar.total:     # an image in several chunks, or at several sizes
+                bar.total = bar.n + len(images)
+            feats = layer_activations(metric, images, BATCH_SIZE, bar, keep)
+            with torch.no_grad():
+                vectors = {pair: metric.vector_from_layers(feats[tkey], feats[ckey])[0].cpu()
+                           for pair, tkey, ckey in pairs}
+            del feats, images            # before the next chunk is decoded: one chunk in memory at a time
+            for (t, c), vec in vectors.items():
+                features.matrix[features.index[(t, c)]] = vec
+                done.setdefault(t, {})[c] = vec
+                if len(done[t]) < len(wanted[t]):
+                    continue
+                new = done.pop(t)
+                if cache:
+                    entry = existing.pop(t, {})
+                    entry.update({run.hashes[c]: new[c] for c in wanted[t]})
+                    cache = _write_entry(run.store / f"{run.hashes[t]}.pt", entry)
 
 
 def _write_entry(path: Path, entry: dict[str, torch.Tensor]) -> bool:
@@ -269,8 +274,8 @@ def layer_activations(metric: CLPIPS, images: dict[tuple, torch.Tensor], batch_s
             starts = list(range(0, len(group), max(1, int(batch_size))))
             if len(starts) > 1 and len(group) - starts[-1] == 1:   # no last batch of one: the one before takes it
                 starts.pop()
-            for i, start in enumerate(starts):
-                part = group[start:starts[i + 1] if i + 1 < len(starts) else len(group)]
+            for start, end in zip(starts, starts[1:] + [len(group)]):
+                part = group[start:end]
                 x = torch.cat([images[k] for k in part] * (2 if len(part) == 1 else 1))
                 layers = metric.layer_features(x)
                 for j, key in enumerate(part):
@@ -334,39 +339,12 @@ def _keeps_all(metric: CLPIPS, todo: list[tuple[str, str]], run: _Pass) -> bool:
     for t, c in todo:
         if t not in shapes:
             try:
-                shapes[t] = tuple(run.size) if not isinstance(run.size, str) else _header_size(run.paths[t])
-            except (OSError, ValueError, Image.DecompressionBombError):   # load_image says what, when decoding
+                shapes[t] = tuple(run.size) if not isinstance(run.size, str) else image_size(run.paths[t])
+            except (OSError, ValueError):   # load_image says what, when decoding
                 return False
         keys.update((run.hashes[ref], *shapes[t]) for ref in (t, c))
     new = sum(activation_bytes(kept[0], *key[1:]) for key in keys if (*kept, *key) not in _KEPT.layers)
     return _KEPT.bytes + new <= KEEP_BUDGET
-
-
-def _header_size(path: Path) -> tuple[int, int]:
-    """(height, width) from an image file's header (the pixel count is what matters, EXIF or not)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # load_image checks its own limit
-        with Image.open(path) as img:
-            return img.size[1], img.size[0]
-
-
-def _extract(metric: CLPIPS, todo: list[tuple[str, str]], run: _Pass):
-    """``{pair: vector}`` chunk by chunk: every distinct (image, size) of a chunk through the backbone once."""
-    keep = _keeps_all(metric, todo, run)
-    bar = tqdm(total=len({ref for key in todo for ref in key}), desc=f"backbone ({metric.net_name})", unit="img",
-               disable=not run.progress)
-    try:
-        for pairs, images in _pair_chunks(metric, todo, run):
-            if bar.n + len(images) > bar.total:     # an image in several chunks, or at several sizes
-                bar.total = bar.n + len(images)
-            feats = layer_activations(metric, images, run.batch_size, bar, keep)
-            with torch.no_grad():
-                vectors = {pair: metric.vector_from_layers(feats[tkey], feats[ckey])[0].cpu()
-                           for pair, tkey, ckey in pairs}
-            del feats, images            # before the next chunk is decoded: one chunk in memory at a time
-            yield vectors
-    finally:
-        bar.close()
 
 
 def __getattr__(name: str):

@@ -5,8 +5,6 @@ white) become RGB. High bit depths are *scaled*, not clipped (16-bit by 255/6553
 [0, 1] by 255), so a picture saved at any depth gives the same tensor up to 8-bit rounding. Images
 over :func:`max_pixels` (4096 x 4096 by default, ``$CLPIPS_MAX_PIXELS``) are refused before decoding,
 as are decompression bombs: 16 megapixels need about 0.7 GB of AlexNet activations (8 GB for VGG).
-Sizes: the candidate is resized to the target's (``size="target"``), or both to ``size=(H, W)``;
-bilinear with antialiasing.
 """
 from __future__ import annotations
 
@@ -91,9 +89,7 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     if img.mode in _FULL_SCALE:
         img = _scaled_to_8bit(img, path)
     if img.mode in _ALPHA_MODES or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
+        img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
     try:
         return img.convert("RGB")
     except ValueError as err:
@@ -105,10 +101,12 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     from its header without decoding it; :class:`ImageReadError` as :func:`open_rgb` for a bad file."""
     path = existing_path(path)
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-            turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # open_rgb checks our own limit
+            with Image.open(path) as img:
+                width, height = img.size
+                turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         open_rgb(path)  # raises the one-line error that names what is wrong
         raise
     return (width, height) if turned else (height, width)
@@ -138,7 +136,9 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def match_sizes(target: torch.Tensor, candidate: torch.Tensor,
                 size: SizeRule = "target") -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply the size rule to a (target, candidate) pair of NCHW tensors."""
+    """A (target, candidate) pair of NCHW tensors at one size: the candidate resized (:func:`resize`) to the
+    target's (``size="target"``), or both to ``size=(H, W)``.
+    """
     if isinstance(size, str):
         if size != "target":
             raise ValueError(f"size must be 'target' or a (height, width) pair, got {size!r}")

@@ -75,12 +75,6 @@ def weight_vector_from_state(state, net: str = "alex", source: str = "state dict
     return torch.cat([state[key].detach().flatten().float().cpu() for key in expected])
 
 
-def _lpips_modules():
-    import lpips  # imports torchvision; kept out of module import time
-    from lpips import pretrained_networks as pn
-    return lpips, pn
-
-
 def official_linear_weights(net: str = "alex") -> dict[str, torch.Tensor]:
     """The v0.1 linear weights shipped with the ``lpips`` package."""
     return {key: value.clone() for key, value in _official_linear_weights(net).items()}
@@ -101,20 +95,14 @@ def initial_weight_vector(net: str = "alex", how: str = "lpips", seed: int = 0) 
     """A starting weight vector: ``"lpips"`` (v0.1), ``"uniform"`` (each layer's mean: same layer sums),
     ``"ones"`` (LPIPS with ``lpips=False``) or ``"random"`` (uniform on ``[0, 2 * layer mean]``, seeded).
     """
-    official = official_linear_weights(net)
-    layers = [official[f"lin{i}.model.1.weight"].flatten().float() for i in range(len(CHANNELS[net]))]
     gen = torch.Generator().manual_seed(int(seed))
-    if how == "lpips":
-        pass
-    elif how == "uniform":
-        layers = [torch.full_like(w, float(w.mean())) for w in layers]
-    elif how == "ones":
-        layers = [torch.ones_like(w) for w in layers]
-    elif how == "random":
-        layers = [torch.rand(w.shape, generator=gen) * 2 * float(w.mean()) for w in layers]
-    else:
+    rules = {"lpips": lambda w: w, "uniform": lambda w: torch.full_like(w, float(w.mean())), "ones": torch.ones_like,
+             "random": lambda w: torch.rand(w.shape, generator=gen) * 2 * float(w.mean())}
+    if how not in rules:
         raise ValueError(f"linear init must be one of {LINEAR_INITS}, got {how!r}")
-    return torch.cat(layers)
+    official = official_linear_weights(net)
+    return torch.cat([rules[how](official[f"lin{i}.model.1.weight"].flatten().float())
+                      for i in range(len(CHANNELS[net]))])
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -183,7 +171,8 @@ class CLPIPS(nn.Module):
         super().__init__()
         if net not in CHANNELS:
             raise ValueError(f"net must be one of {tuple(CHANNELS)}, got {net!r}")
-        lpips, pn = _lpips_modules()
+        import lpips  # imports torchvision (1.8 s, measured): only when a metric is built
+        from lpips import pretrained_networks as pn
         self.net_name = net
         self.chns = CHANNELS[net]
         self.scaling_layer = lpips.ScalingLayer()
@@ -191,30 +180,18 @@ class CLPIPS(nn.Module):
         with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=`
             warnings.simplefilter("ignore", UserWarning)
             self.net = (pn.alexnet if net == "alex" else pn.vgg16)(pretrained=False, requires_grad=False)
-        self._load_backbone(_weights.load_backbone(net)["features"])
-        self.lins = nn.ModuleList(lpips.NetLinLayer(c, use_dropout=True) for c in self.chns)
-        for p in self.lins.parameters():
-            p.requires_grad_(False)
+        # torchvision's ``features.{i}`` tensors into lpips' slices (``slice1.{i}``...); strict: every key, no other
+        features = _weights.load_backbone(net)["features"]
+        self.net.load_state_dict({f"{name}.{kind}": features[f"{name.split('.')[-1]}.{kind}"]
+                                  for name, module in self.net.named_modules() if isinstance(module, nn.Conv2d)
+                                  for kind in ("weight", "bias")}, strict=True)
+        self.lins = nn.ModuleList(lpips.NetLinLayer(c, use_dropout=True) for c in self.chns).requires_grad_(False)
         self.provenance: dict[str, Any] = {}
         if isinstance(linear, str) and linear in LINEAR_INITS:
             self.init_linear(linear, seed=seed)
         else:
             self.load_weights(linear)
         self.eval()
-
-    # ------------------------------------------------------------------ weights
-    def _load_backbone(self, features: dict[str, torch.Tensor]) -> None:
-        """Load torchvision ``features.{i}`` tensors into lpips' slices, strictly."""
-        state = {}
-        for name, module in self.net.named_modules():
-            if isinstance(module, nn.Conv2d):
-                index = name.split(".")[-1]
-                state[f"{name}.weight"] = features[f"{index}.weight"]
-                state[f"{name}.bias"] = features[f"{index}.bias"]
-        expected = {k for k in self.net.state_dict()}
-        if set(state) != expected:
-            raise RuntimeError(f"backbone mapping mismatch: {sorted(expected ^ set(state))}")
-        self.net.load_state_dict(state, strict=True)
 
     def init_linear(self, how: str = "lpips", seed: int = 0) -> "CLPIPS":
         """Reset the linear weights (see :func:`initial_weight_vector`)."""
@@ -232,7 +209,7 @@ class CLPIPS(nn.Module):
         w = weight_vector_from_state(state, self.net_name, source)
         with torch.no_grad():
             for lin, part in zip(self.lins, layer_slices(self.net_name)):
-                lin.model[1].weight.copy_(w[part].reshape(lin.model[1].weight.shape).to(lin.model[1].weight))
+                lin.model[1].weight.copy_(w[part].reshape(lin.model[1].weight.shape))
 
     def weight_vector(self) -> torch.Tensor:
         """All linear weights as one vector (layer by layer), the ``w`` in ``d = phi . w``."""
@@ -269,7 +246,6 @@ class CLPIPS(nn.Module):
         self.provenance = read_sidecar(path)
         return self
 
-    # ------------------------------------------------------------------ forward
     def layer_features(self, x: torch.Tensor, normalize: bool = False) -> list[torch.Tensor]:
         """Channel-normalised activations of the five layers for an image batch."""
         check_images(x, "images", normalize=normalize)
@@ -287,20 +263,15 @@ class CLPIPS(nn.Module):
 
     def feature_vector(self, in0: torch.Tensor, in1: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """The pair feature vectors ``phi`` such that ``distance = phi @ weight_vector()``."""
-        _check_same_shape(in0, in1)
+        check_images(in0, "in0")  # range is checked again, with `normalize`, in layer_features
+        check_images(in1, "in1")
+        if in0.shape != in1.shape:
+            raise ValueError(f"in0 and in1 must have the same shape, got {tuple(in0.shape)} and {tuple(in1.shape)}; "
+                             "resize with clpips.images.match_sizes")
         return self.vector_from_layers(self.layer_features(in0, normalize), self.layer_features(in1, normalize))
 
     def forward(self, in0: torch.Tensor, in1: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """Distances of corresponding images, shape ``N x 1 x 1 x 1`` (as ``lpips``)."""
         phi = self.feature_vector(in0, in1, normalize)
-        w = torch.cat([lin.model[1].weight.flatten() for lin in self.lins]).to(phi)
-        return (phi @ w).reshape(-1, 1, 1, 1)
-
-
-def _check_same_shape(in0: torch.Tensor, in1: torch.Tensor) -> None:
-    check_images(in0, "in0")  # range is checked again, with `normalize`, in layer_features
-    check_images(in1, "in1")
-    if in0.shape != in1.shape:
-        raise ValueError(f"in0 and in1 must have the same shape, got {tuple(in0.shape)} and {tuple(in1.shape)}; "
-                         "resize with clpips.images.match_sizes")
+        return (phi @ self.weight_vector().to(phi)).reshape(-1, 1, 1, 1)
 

@@ -1,19 +1,16 @@
-"""Independent jobs side by side, through :class:`concurrent.futures.Executor` (all the package's parallel
-work reaches it through :func:`clpips.train.fit_many`). :func:`run` returns ``fn(*task)`` of every task in
-the tasks' order, computed in this process (the default), in ``workers`` local processes (:class:`LocalPool`),
-or on any executor you pass, e.g. a Dask cluster's for work that outgrows one machine::
+"""Independent jobs side by side (all the package's parallel work goes through :func:`clpips.train.fit_many`).
 
-    with LocalCluster(n_workers=4, threads_per_worker=1) as cluster, Client(cluster) as client:  # distributed
-        weights = train.fit_many(features, jobs, w0, executor=client.get_executor())
-
-(``clpips crossval --dask ADDRESS`` from the command line.) Each task sets its own torch threads, so its
-results are the same, bit for bit, wherever it runs. Workers start by importing the main script (``spawn``):
-a script that runs jobs in them keeps its top level under ``if __name__ == "__main__":``.
+:func:`run` computes ``fn(*task)`` of every task in this process, in ``workers`` local processes
+(:class:`LocalPool`), or on any :class:`concurrent.futures.Executor` you pass, e.g. a Dask cluster's
+(``Client(...).get_executor()``, ``clpips crossval --dask ADDRESS``). Each task sets its own torch threads,
+so its results are the same, bit for bit, wherever it runs. Workers start by importing the main script
+(``spawn``): a script that runs jobs in them keeps its top level under ``if __name__ == "__main__":``.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import concurrent.futures.process
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -106,10 +103,8 @@ def _start_worker(parent: int, threads: int, alive) -> None:
     """A :class:`LocalPool` worker's first act: leave Ctrl-C to the parent, die with it, set torch's threads."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass
     if os.getppid() != parent:                   # the parent ended before the line above took effect
         os._exit(1)
     threading.Thread(target=_exit_at_end, args=(alive,), daemon=True).start()
@@ -121,8 +116,6 @@ def _start_worker(parent: int, threads: int, alive) -> None:
 
 def _exit_at_end(alive) -> None:
     """End this process, a running job included, once the parent closes the pipe ``alive`` (or ends)."""
-    try:
+    with contextlib.suppress(EOFError, OSError):
         alive.recv_bytes()
-    except (EOFError, OSError):
-        pass
     os._exit(1)

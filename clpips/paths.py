@@ -1,9 +1,4 @@
-"""Where clpips keeps things on disk, and how a file's content is identified.
-
-:func:`cache_dir`: ``$CLPIPS_CACHE`` or ``$XDG_CACHE_HOME/clpips`` (``~/.cache/clpips``), holding
-``weights/``, ``data/``, ``features/``, ``embeddings/``, ``crossval/`` and ``fits/``.
-:func:`existing_path`: the one lookup of a file the user named.
-"""
+"""Where clpips keeps things on disk, the one lookup of a file the user named, and content digests."""
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +9,9 @@ from typing import Any, Mapping
 
 
 def cache_dir() -> Path:
-    """The clpips cache folder (not created here)."""
+    """The cache folder (not created here): ``$CLPIPS_CACHE`` or ``$XDG_CACHE_HOME/clpips`` (``~/.cache/clpips``),
+    holding ``weights/``, ``data/``, ``features/``, ``embeddings/``, ``crossval/`` and ``fits/``.
+    """
     env = os.environ.get("CLPIPS_CACHE")
     if env:
         return Path(env).expanduser()

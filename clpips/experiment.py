@@ -79,21 +79,15 @@ def _cached_fit(dataset, train_table: pd.DataFrame, features, settings: dict[str
         return FitResult(entry["weights"], entry["initial_weights"], pd.DataFrame(entry["history"]),
                          int(entry["best_epoch"]), dict(entry["config"]), float(entry["seconds"]))
 
-    if (hit := read()) is not None:
-        return hit
-    with atomic.exclusive(path.parent / f".{path.name}.lock"):
-        if (hit := read()) is not None:
-            return hit
-        result = fit(dataset, train_table, features=features, progress=progress, **options)
+    def write(result: FitResult) -> None:
         entry = {"weights": result.weights.detach().clone(), "initial_weights": result.initial_weights.detach().clone(),
                  "history": {c: result.history[c].tolist() for c in result.history.columns},
                  "best_epoch": int(result.best_epoch), "config": atomic.json_ready(result.config),
                  "seconds": float(result.seconds)}
-        try:
-            atomic.write_checked(path, atomic.torch_bytes(entry))
-        except OSError:
-            pass  # a read-only cache: the fit is still returned
-    return result
+        atomic.write_checked(path, atomic.torch_bytes(entry))
+
+    return atomic.read_or_compute(path.parent / f".{path.name}.lock", read, lambda: fit(
+        dataset, train_table, features=features, progress=progress, **options), write)
 
 
 def fit_cache_path(dataset, settings: dict[str, Any]) -> Path:

@@ -228,19 +228,17 @@ class CrossvalResult:
         key = (float(ci), int(n_boot), int(seed))
         if key in self._boot:
             return self._boot[key]
-        stored = None if self.store is None else self.store / f"boot-{ci:g}-{int(n_boot)}-{int(seed)}.npz"
-        if stored is None:
-            out = self._compute_bootstraps(ci, n_boot, seed)
-        elif (out := _read_boot(stored)) is None:
-            # a checked entry beside the run; the run's lock, so chapters side by side compute it once
-            with atomic.exclusive(_lock_path(self.store)):
-                if (out := _read_boot(stored)) is None:
-                    out = self._compute_bootstraps(ci, n_boot, seed)
-                    if self.store.is_dir():   # not a run folder another process has just found bad and removed
-                        with contextlib.suppress(OSError):   # a read-only cache: the numbers are still returned
-                            atomic.write_checked(stored, _boot_bytes(out))
-        self._boot[key] = out
-        return out
+        if self.store is None:
+            self._boot[key] = self._compute_bootstraps(ci, n_boot, seed)
+            return self._boot[key]
+        stored = self.store / f"boot-{ci:g}-{int(n_boot)}-{int(seed)}.npz"   # a checked entry beside the run
+
+        def write(out: dict) -> None:
+            if self.store.is_dir():   # not a run folder another process has just found bad and removed
+                atomic.write_checked(stored, _boot_bytes(out))
+        self._boot[key] = atomic.read_or_compute(_lock_path(self.store), lambda: _read_boot(stored),
+                                                 lambda: self._compute_bootstraps(ci, n_boot, seed), write)
+        return self._boot[key]
 
     def _compute_bootstraps(self, ci: float, n_boot: int, seed: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         common = self.boot_targets()
@@ -520,12 +518,9 @@ def crossval(dataset, settings: Optional[Settings] = None, family: Optional[Fami
     else:
         record = run_settings(dataset, settings, family)
         key = cache_key(dataset, record)
-        if (result := _read_cache(key)) is None:
-            # another process computing the same run (chapters side by side): wait for it, then read its result
-            with atomic.exclusive(_lock_path(cache_folder(key))):
-                if (result := _read_cache(key)) is None:
-                    result = _run(dataset, settings, family, compute, record)
-                    _write_cache(key, result)
+        result = atomic.read_or_compute(_lock_path(cache_folder(key)), lambda: _read_cache(key),
+                                        lambda: _run(dataset, settings, family, compute, record),
+                                        lambda result: _write_cache(key, result))
     s = result.settings
     metric = f" ({s['metric']})" if s.get("metric", "clpips") != "clpips" else ""
     grid_edges(result.folds, result.inner, where=f"{s.get('dataset', 'custom')} split by {s.get('mode')}{metric}: ",

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -398,3 +400,46 @@ def test_workers_from_the_environment_or_a_one_line_error(value, said):
         assert done.returncode == 0 and done.stdout.strip() == value
     else:
         assert done.returncode != 0 and done.stderr.strip().splitlines()[-1].endswith(said)
+
+
+def test_read_or_compute_computes_once_reads_after_and_survives_a_read_only_cache(tmp_path):
+    """atomic.read_or_compute, the one way a cached thing is read or computed: by hand, each case."""
+    store, computed = {}, []
+
+    def compute():
+        computed.append(1)
+        return 42
+
+    lock = tmp_path / ".lock"
+    assert atomic.read_or_compute(lock, lambda: store.get("x"), compute, lambda v: store.update(x=v)) == 42
+    assert atomic.read_or_compute(lock, lambda: store.get("x"), compute, lambda v: store.update(x=v)) == 42
+    assert computed == [1] and store == {"x": 42}
+    # another process wrote it while this one waited for the lock: read again, not computed
+    answers = iter([None, 7])
+    assert atomic.read_or_compute(lock, lambda: next(answers), compute, store.update) == 7 and computed == [1]
+
+    def read_only(value):
+        raise PermissionError("read-only cache")
+    assert atomic.read_or_compute(lock, lambda: None, compute, read_only) == 42 and computed == [1, 1]
+
+
+def test_read_or_compute_side_by_side_computes_once(tmp_path):
+    """Two processes asking for the same thing at once: one computes (slowly), the other waits and reads it."""
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from clpips import atomic\n"
+        "out, log = Path(sys.argv[1]), Path(sys.argv[2])\n"
+        "def compute():\n"
+        "    with open(log, 'a') as f: f.write('computed\\n')\n"
+        "    time.sleep(1.5)\n"
+        "    return 'value'\n"
+        "print(atomic.read_or_compute(out.with_suffix('.lock'), lambda: out.read_text() if out.exists() else None,\n"
+        "                             compute, lambda v: atomic.write_text(out, v)))\n")
+    out, log = tmp_path / "thing.txt", tmp_path / "log.txt"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(out), str(log)], stdout=subprocess.PIPE, text=True,
+                             env=env) for _ in range(2)]
+    printed = [run.communicate(timeout=120)[0].strip() for run in runs]
+    assert printed == ["value", "value"]
+    assert log.read_text() == "computed\n"

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +13,8 @@ import pandas as pd
 from clpips.paths import existing_path
 from clpips.datasets import alien_eggs, mur92, simulated, zappos
 from clpips.datasets.schema import COLUMNS, OPTIONAL, REQUIRED, RankingDataError, RankingDataset
-from clpips.datasets.splits import (SPLIT_MODES, drop_shared_pairs, kfold_by_target, restrict_to_images, shared_pair_share,
-                     shared_pairs, split_by_target, split_folds)
+from clpips.datasets.splits import (SPLIT_MODES, drop_shared_pairs, kfold_by_target, restrict_to_images,
+                                    shared_pair_share, shared_pairs, split_by_target, split_folds)
 from clpips.datasets.validate import validate
 from clpips.moved import moved_name
 
@@ -23,8 +22,7 @@ __all__ = ["COLUMNS", "OPTIONAL", "REQUIRED", "RankingDataError", "RankingDatase
            "drop_shared_pairs", "from_csv", "kfold_by_target", "load", "restrict_to_images",
            "shared_pair_share", "shared_pairs", "split_by_target", "split_folds", "validate"]
 
-_LOADERS: dict[str, Callable[..., RankingDataset]] = {"alien_eggs": alien_eggs.load, "mur92": mur92.load,
-                                                       "simulated": simulated.load, "zappos": zappos.load}
+_LOADERS = {"alien_eggs": alien_eggs.load, "mur92": mur92.load, "simulated": simulated.load, "zappos": zappos.load}
 
 
 def available() -> list[str]:
@@ -66,7 +64,7 @@ def from_csv(path: str | os.PathLike, root: str | os.PathLike | None = None, tie
     """Read and validate a study's rankings from a CSV file (:func:`clpips.datasets.validate.validate`).
 
     ``root``: the folder image paths are relative to, default the CSV's own folder (so a CSV with its
-    images beside it reads the same from anywhere: :func:`copy_images`). Paths not found as typed are
+    images beside it reads the same from anywhere). Paths not found as typed are
     looked up in their other Unicode forms (NFC, NFD). ``name``: what the book and the CLI call the
     study, default its folder's name (``my_study/rankings.csv`` is ``my_study``), the file's own name
     for a CSV at the top of the file system.

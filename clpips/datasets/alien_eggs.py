@@ -8,8 +8,6 @@ packaged sha256 sums, as is the packaged image index.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
 import io
 import json
 import os
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from clpips.atomic import sha256_mismatch
 from clpips.defaults import DEFAULTS
 from clpips.moved import moved_name
 
@@ -58,20 +57,14 @@ SHA256 = zappos.read_sha256_table(
     resources.files("clpips.datasets").joinpath("alien_eggs_sha256.txt").read_text(encoding="utf-8"))
 
 
-@functools.cache
-def _index_bytes() -> bytes:
-    """The packaged index, checked against its sha256 (read once)."""
-    raw = resources.files("clpips.datasets").joinpath("alien_eggs_index.csv").read_bytes()
-    if hashlib.sha256(raw).hexdigest() != SHA256[INDEX_FILE]:
-        raise RankingDataError("clpips/datasets/alien_eggs_index.csv: differs from the published index "
-                               f"(expected sha256 {SHA256[INDEX_FILE]}); reinstall clpips")
-    return raw
-
-
 def index() -> pd.DataFrame:
     """The 30 images: ``index`` (as the answers name them), ``file``, ``smoothness`` and ``image``
-    (the reference in the rankings, ``images/<file>``), in index order."""
-    table = pd.read_csv(io.BytesIO(_index_bytes()))
+    (the reference in the rankings, ``images/<file>``), in index order; the packaged file checked against its sha256."""
+    raw = resources.files("clpips.datasets").joinpath("alien_eggs_index.csv").read_bytes()
+    if sha256_mismatch(raw, SHA256[INDEX_FILE]):
+        raise RankingDataError("clpips/datasets/alien_eggs_index.csv: differs from the published index "
+                               f"(expected sha256 {SHA256[INDEX_FILE]}); reinstall clpips")
+    table = pd.read_csv(io.BytesIO(raw))
     table["image"] = "images/" + table["file"]
     return table
 
@@ -88,9 +81,8 @@ def head_triplets(triplets: np.ndarray) -> zappos.HeadTriplets:
 
 
 def fetch_files(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Verified local copies of the two published files in ``<cache>/data/alien_eggs/``, fetched as
-    :func:`clpips.datasets.zappos.fetch_files` fetches (``$CLPIPS_ALIEN_EGGS_URL``; the canonical
-    addresses: :data:`FOLDERS`)."""
+    """Verified local copies of the two published files (:func:`clpips.datasets.download.fetch_files`, with
+    ``$CLPIPS_ALIEN_EGGS_URL``; the canonical addresses: :data:`FOLDERS`)."""
     paths = {}
     for name, folder in FOLDERS.items():
         canonical = f"{BASE_URL}/{folder}".rstrip("/")

@@ -7,7 +7,6 @@ or corrupt download leaves nothing behind.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -17,8 +16,6 @@ from pathlib import Path
 
 from clpips.atomic import atomic_path
 from clpips.paths import cache_dir, sha256_file
-
-_CHUNK = 1 << 20
 
 
 class DownloadError(OSError):
@@ -40,9 +37,13 @@ def fetch(source: str, dest: Path, sha256: str, *, hint: str = "") -> Path:
         if sha256_file(dest) == sha256:
             return dest
         dest.unlink()  # a corrupt copy is worse than none
+    is_url = source.startswith(("http://", "https://"))
     try:
         with atomic_path(dest) as tmp:
-            got = _copy(source, tmp)
+            with (urllib.request.urlopen(source, timeout=60) if is_url else open(source, "rb")) as stream:
+                with open(tmp, "wb") as out:
+                    shutil.copyfileobj(stream, out)
+            got = sha256_file(tmp)
             if got != sha256:
                 raise DownloadError(f"{source}: content differs from the published file "
                                     f"(expected sha256 {sha256}, got {got}); nothing was written to {dest}. {hint}")
@@ -51,18 +52,6 @@ def fetch(source: str, dest: Path, sha256: str, *, hint: str = "") -> Path:
     except OSError as err:  # urllib's URLError and HTTPError are OSErrors too
         raise DownloadError(f"could not fetch {source} ({err}); nothing was written to {dest}. {hint}") from err
     return dest
-
-
-def _copy(source: str, tmp: Path) -> str:
-    """Copy ``source`` into ``tmp`` and return the sha256 of what was copied."""
-    digest = hashlib.sha256()
-    opener: Callable = (lambda: urllib.request.urlopen(source, timeout=60)) \
-        if source.startswith(("http://", "https://")) else (lambda: open(source, "rb"))
-    with opener() as stream, open(tmp, "wb") as out:
-        for chunk in iter(lambda: stream.read(_CHUNK), b""):
-            digest.update(chunk)
-            out.write(chunk)
-    return digest.hexdigest()
 
 
 def fetch_files(dataset: str, sha256: dict[str, str], canonical: str, url_variable: str,

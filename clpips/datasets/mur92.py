@@ -8,6 +8,7 @@ exported once as lossless PNG, each with its sha256 beside it, checked on every 
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -122,10 +123,8 @@ def _export_problem(dest: Path, array: np.ndarray) -> str | None:
         return f"unreadable ({type(err).__name__})"
     if not same:
         return "its pixels differ from the published image"
-    try:  # an older clpips's export: record its sha256 (a read-only cache keeps it unrecorded)
+    with contextlib.suppress(OSError):  # an older clpips's export: record its sha256 (a read-only cache cannot)
         atomic.write_text(atomic.checksum_path(dest), sha256_file(dest) + "\n")
-    except OSError:
-        pass
     return None
 
 

@@ -81,10 +81,7 @@ class RankingDataset:
 
     def open_image(self, ref: str) -> Image.Image:
         """Image ``ref`` as RGB, EXIF orientation applied, alpha composited on white."""
-        # the package's one image reader; clpips.images imports torch, loaded here so that importing
-        # clpips.datasets stays torch-free
-        from clpips.images import open_rgb
-
+        from clpips.images import open_rgb  # imports torch: loaded late, clpips.datasets stays torch-free
         return open_rgb(self.image_path(ref))
 
     def images(self) -> list[str]:

@@ -99,9 +99,7 @@ def generate(design: StudyDesign, folder: Path) -> None:
     targets = {g: [(f"{g}t{t + 1:02d}", _random_scene(rng)) for t in range(design.targets_per_group)] for g in groups}
     group_mu = {g: rng.dirichlet(np.full(n_attr, design.group_concentration)) for g in groups}
     rankings, utilities, weight_rows, scene_rows = [], [], [], []
-    images: dict[str, Scene] = {}
-    for g, (target_id, scene) in ((g, t) for g in groups for t in targets[g]):
-        images[f"targets/{target_id}.png"] = scene
+    images = {f"targets/{target_id}.png": scene for g in groups for target_id, scene in targets[g]}
     for n in range(design.n_groups * design.per_group):
         g, rater = groups[n // design.per_group], f"p{n + 1:02d}"
         w = group_mu[g] * np.exp(design.individual_spread * rng.standard_normal(n_attr))

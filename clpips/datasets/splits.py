@@ -23,6 +23,21 @@ def _shuffled_targets(table: pd.DataFrame, seed: int) -> np.ndarray:
     return targets[np.random.default_rng(seed).permutation(len(targets))]
 
 
+def _target_folds(table: pd.DataFrame, n_splits: int, seed: int) -> list[np.ndarray]:
+    """The shuffled targets cut into ``n_splits`` folds within one target in size: every split's held-out targets."""
+    targets = _shuffled_targets(table, seed)
+    if not 2 <= n_splits <= len(targets):
+        raise ValueError(f"n_splits must lie between 2 and the number of targets ({len(targets)}), got {n_splits}")
+    return np.array_split(targets, n_splits)
+
+
+def fold_targets(table: pd.DataFrame, n_splits: int, seed: int = DEFAULTS.seed) -> list[set[str]]:
+    """The targets each fold holds out, the same in every mode (split by image, a target whose rankings
+    keep too few candidates is missing from the held-out side).
+    """
+    return [set(part) for part in _target_folds(table, n_splits, seed)]
+
+
 def split_by_target(table: pd.DataFrame, test_size: float = DEFAULTS.test_size,
                     seed: int = DEFAULTS.seed) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows of ``table`` split into (train, test) by target image, no target on both sides.
@@ -43,11 +58,8 @@ def split_by_target(table: pd.DataFrame, test_size: float = DEFAULTS.test_size,
 def kfold_by_target(table: pd.DataFrame, n_splits: int = 5,
                     seed: int = DEFAULTS.seed) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """``n_splits`` (train, test) pairs; each target in exactly one test fold, folds within one target in size."""
-    targets = _shuffled_targets(table, seed)
-    if not 2 <= n_splits <= len(targets):
-        raise ValueError(f"n_splits must lie between 2 and the number of targets ({len(targets)}), got {n_splits}")
-    for fold in np.array_split(targets, n_splits):
-        is_test = table["target"].isin(set(fold))
+    for fold in fold_targets(table, n_splits, seed):
+        is_test = table["target"].isin(fold)
         yield table[~is_test], table[is_test]
 
 
@@ -65,10 +77,7 @@ def image_folds(table: pd.DataFrame, n_splits: int, seed: int = DEFAULTS.seed) -
     """Every image's fold: targets get :func:`kfold_by_target`'s (so both modes hold out the same
     targets); a candidate-only image goes where most of its targets are (ties: lowest fold).
     """
-    targets = _shuffled_targets(table, seed)
-    if not 2 <= n_splits <= len(targets):
-        raise ValueError(f"n_splits must lie between 2 and the number of targets ({len(targets)}), got {n_splits}")
-    fold_of = {t: f for f, part in enumerate(np.array_split(targets, n_splits)) for t in part}
+    fold_of = {t: f for f, part in enumerate(_target_folds(table, n_splits, seed)) for t in part}
     others = table.loc[~table["candidate"].isin(fold_of), ["candidate", "target"]]
     if len(others):
         votes = others.assign(fold=others["target"].map(fold_of)).groupby(["candidate", "fold"]).size()
@@ -102,13 +111,6 @@ def _rerank(rows: pd.DataFrame, min_candidates: int = 2) -> pd.DataFrame:
     group = rows.groupby(["set_id", "rater"], sort=False)["rank"]
     rows["rank"] = group.rank(method="first").astype(rows["rank"].dtype)
     return rows[group.transform("size") >= min_candidates]
-
-
-def fold_targets(table: pd.DataFrame, n_splits: int, seed: int = DEFAULTS.seed) -> list[set[str]]:
-    """The targets each fold of :func:`split_folds` means to hold out (the same in both modes; split by
-    image, a target whose rankings keep too few candidates is missing from the held-out side).
-    """
-    return [set(part) for part in np.array_split(_shuffled_targets(table, seed), n_splits)]
 
 
 def split_folds(table: pd.DataFrame, mode: str = "target", n_splits: int = 5, seed: int = DEFAULTS.seed,

@@ -27,9 +27,7 @@ from clpips.choices import TIES  # what to do with tied ranks: the one list (the
 from clpips.paths import existing_path
 from clpips.datasets.schema import COLUMNS, REQUIRED, RankingDataError
 
-_TEXT = ("set_id", "target", "candidate", "rater")
-_BAD_REF = r"^/|^[A-Za-z]:|\\|(?:^|/)\.\.(?:/|$)"
-_BAD_REF_RE = re.compile(_BAD_REF)
+_BAD_REF = re.compile(r"^/|^[A-Za-z]:|\\|(?:^|/)\.\.(?:/|$)")
 #: the largest whole number float64 holds exactly: ranks beyond it are outside any set's range, iterations refused
 _LARGEST = 2 ** 53
 
@@ -46,7 +44,7 @@ def normalize_ref(ref: str) -> str:
     absolute path, a drive, a backslash or ``..``.
     """
     text = str(ref).strip()
-    if not text or _BAD_REF_RE.search(text):
+    if not text or _BAD_REF.search(text):
         raise ValueError(f"{ref!r} is not a relative path inside the root")
     return posixpath.normpath(text)
 
@@ -92,7 +90,7 @@ def validate(table: pd.DataFrame, root: str | Path | None = None, *, source: str
     out = table[[c for c in COLUMNS if c in table.columns]].reset_index(drop=True)
 
     _check_blanks(out, source)
-    for col in _TEXT:
+    for col in ("set_id", "target", "candidate", "rater"):
         out[col] = out[col].astype(str).str.strip()
     for col in ("group", "prompt"):
         if col in out:
@@ -149,7 +147,7 @@ def _check_numbers(out: pd.DataFrame, source: str, ties: str) -> pd.Series:
 def _check_refs(out: pd.DataFrame, source: str) -> None:
     """Rule 4."""
     for col in ("target", "candidate"):
-        bad = out[col].str.contains(_BAD_REF, regex=True)
+        bad = out[col].str.contains(_BAD_REF)
         if bad.any():
             _reject(source, _lines(bad), f"{col} {out[col][bad].iloc[0]!r} is not a relative path inside the root",
                     "Write image paths relative to the dataset root with forward slashes, e.g. images/cat.png")
@@ -221,9 +219,7 @@ def _check_images(out: pd.DataFrame, root: str | Path | None, source: str) -> bo
     (returns True when one was)."""
     if root is None:
         raise ValueError("root is needed to check images; pass check_images=False to skip")
-    # the package's one image reader; clpips.images imports torch, loaded here so that importing
-    # clpips.datasets stays torch-free
-    from clpips.images import ImageReadError, open_rgb
+    from clpips.images import ImageReadError, open_rgb  # imports torch: loaded late, clpips.datasets stays torch-free
     on_disk = {}
     for ref in sorted(set(out["target"]) | set(out["candidate"])):
         found = "/".join(existing_path(ref, root).parts[len(Path(root).parts):])

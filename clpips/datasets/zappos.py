@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from clpips.defaults import DEFAULTS
 from clpips.moved import moved_name
@@ -52,12 +53,8 @@ def read_sha256_table(text: str | None = None) -> dict[str, str]:
     """``{path: sha256}`` from ``sha256sum`` lines (default: the packaged ``zappos_sha256.txt``)."""
     if text is None:
         text = resources.files("clpips.datasets").joinpath("zappos_sha256.txt").read_text(encoding="utf-8")
-    table = {}
-    for line in text.splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            table[name.strip().lstrip("*")] = digest
-    return table
+    pairs = (line.split(maxsplit=1) for line in text.splitlines() if line.strip())
+    return {name.strip().lstrip("*"): digest for digest, name in pairs}
 
 
 #: file name -> sha256 (86 files)
@@ -71,13 +68,12 @@ def image_ref(index: int) -> str:
 
 def image_index(ref: str) -> int:
     """The object index of an image reference (inverse of :func:`image_ref`)."""
-    try:
-        index = int(ref.removeprefix("images/").removesuffix(".jpg"))
-    except ValueError:
-        index = -1
-    if image_ref(index) != ref or not 0 <= index < N_IMAGES:
+    if ref not in _INDEX:
         raise ValueError(f"zappos: {ref!r} is not one of its images (images/0.jpg ... images/{N_IMAGES - 1}.jpg)")
-    return index
+    return _INDEX[ref]
+
+
+_INDEX = {image_ref(i): i for i in range(N_IMAGES)}
 
 
 def fetch_files(base_url: str | None = None, mirror: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -118,9 +114,8 @@ def read_triplets(path: str | os.PathLike) -> np.ndarray:
 
 def invalid_triplets(triplets: np.ndarray, n_images: int) -> np.ndarray:
     """Which rows of an ``n x 3`` array are not three different image indices in ``0..n_images-1`` (boolean)."""
-    outside = ((triplets < 0) | (triplets >= n_images)).any(axis=1)
-    return outside | (triplets[:, 0] == triplets[:, 1]) | (triplets[:, 0] == triplets[:, 2]) \
-        | (triplets[:, 1] == triplets[:, 2])
+    repeated = (np.diff(np.sort(triplets, axis=1), axis=1) == 0).any(axis=1)
+    return ((triplets < 0) | (triplets >= n_images)).any(axis=1) | repeated
 
 
 def bradley_terry(wins: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
@@ -209,7 +204,6 @@ class HeadTriplets:
 
     def __init__(self, triplets: np.ndarray, refs: Sequence[str] | None = None, name: str = "zappos"):
         triplets = np.asarray(triplets, dtype=np.int64)
-        #: the image reference of each index, and the dataset's name in messages
         self.refs = list(refs) if refs is not None else [image_ref(i) for i in range(N_IMAGES)]
         self.name = name
         self._index = {ref: i for i, ref in enumerate(self.refs)}
@@ -259,12 +253,9 @@ def strength_ranks(strengths: np.ndarray) -> np.ndarray:
     """Ranks of ``strengths``, 1 = strongest; neighbours within :data:`TIE_TOLERANCE` share their average rank."""
     strengths = np.asarray(strengths, dtype=float)
     order = np.argsort(-strengths, kind="stable")
-    sorted_s = strengths[order]
-    group = np.concatenate([[0], np.cumsum(np.abs(np.diff(sorted_s)) > TIE_TOLERANCE)])
-    positions = np.arange(1, len(strengths) + 1, dtype=float)
-    mean_position = (np.bincount(group, positions) / np.bincount(group))[group]
+    group = np.concatenate([[0], np.cumsum(np.abs(np.diff(strengths[order])) > TIE_TOLERANCE)])
     ranks = np.empty(len(strengths))
-    ranks[order] = mean_position
+    ranks[order] = rankdata(group)                     # a group of neighbours: its positions' average
     return ranks
 
 
@@ -306,13 +297,8 @@ def rankings(triplets: np.ndarray | HeadTriplets, pool: Collection[int], k: int 
     ids, targets, candidates, ranks = [], [], [], []
     others = {int(t): pool[pool != t] for t in pool}
     fitted = dict(zip(others, heads.strengths_of(list(others), list(others.values()), alpha)))
-    strengths = np.zeros(len(heads.refs))
-    current = None
     for target, j, chosen in draw_sets(pool, pool, k, sets_per_target, seed):
-        if target != current:
-            strengths[others[target]] = fitted[target]
-            current = target
-        set_ranks = strength_ranks(strengths[chosen])
+        set_ranks = strength_ranks(fitted[target][np.searchsorted(others[target], chosen)])
         if ties == "reject" and len(np.unique(set_ranks)) < len(set_ranks):
             raise RankingDataError(f"{heads.name}: target {target}, set {j}: candidates with equal Bradley-Terry "
                                    "strengths; pass ties='average' to give them their average rank")
@@ -357,13 +343,13 @@ def load(k: int = DEFAULTS.k, sets_per_target: int = DEFAULTS.zappos_sets_per_ta
          mirror: str | os.PathLike | None = None) -> RankingDataset:
     """The zappos rankings: 85 targets x ``sets_per_target`` disjoint sets of ``k`` candidates, rater ``"crowd"``."""
     check_ties(ties)
-    triplets = read_triplets(fetch_files(base_url=base_url, mirror=mirror)[TRIPLETS_FILE])
+    found = triplets(base_url, mirror)
     info = pd.DataFrame({"image": [image_ref(i) for i in range(N_IMAGES)], "index": np.arange(N_IMAGES),
-                         "triplets_as_head": np.bincount(triplets[:, 0], minlength=N_IMAGES)})
+                         "triplets_as_head": np.bincount(found[:, 0], minlength=N_IMAGES)})
     return crowd_dataset(
-        HeadTriplets(triplets), data_dir("zappos"), k=k, sets_per_target=sets_per_target, seed=seed,
+        HeadTriplets(found), data_dir("zappos"), k=k, sets_per_target=sets_per_target, seed=seed,
         alpha=alpha, ties=ties, citation=CITATION, licence=LICENCE, image_info=info,
-        description=(f"85 shoe photographs (UT-Zappos50K) and {len(triplets):,} crowd triplets (Heim et al. 2015): "
+        description=(f"85 shoe photographs (UT-Zappos50K) and {len(found):,} crowd triplets (Heim et al. 2015): "
                      f"each image a target with {sets_per_target} disjoint sets of {k} random candidates, ranked by "
                      "Bradley-Terry strengths fitted to that target's triplets."))
 

@@ -73,15 +73,18 @@ $(CLASSROOM): $(STAMP)
 
 # make lab [LAB_PORT=8888]: JupyterLab on the chapters, live. jupytext's contents manager opens
 # notebooks/*.py as notebooks (they stay the source of truth: saving writes the .py);
-# lab/overrides.json makes that the default viewer and turns off news and update checks, and
-# the read-only extension manager never queries PyPI: no request leaves the machine.
+# lab/overrides.json makes that the default viewer, turns off news and update checks and shows
+# every output of a cell (each glued value is one, hidden: past JupyterLab's default of 50 a
+# cell's visible numbers sat behind "Show more outputs"), and the read-only extension manager
+# never queries PyPI: no request leaves the machine.
 # jupyterlab-myst (the classroom extra) renders the chapters' MyST markdown (headings, math,
 # definition lists, tables); a {glue:text} role shows the name of the value it stands for (the cells
-# above print the values), {cite:p} and {numref} their keys, a {glue:figure} a folded box with its
-# caption. The kernels draw with matplotlib's inline backend (this Makefile exports MPLBACKEND=Agg
-# for the book's build): a chapter's figure shows under the cell that draws it.
+# above print the values), {cite:p} and {numref} their keys, a {glue:figure} an "Unknown
+# Directive" box with its caption. The kernels draw with matplotlib's inline backend (this
+# Makefile exports MPLBACKEND=Agg for the book's build): a chapter's figure shows under the cell
+# that draws it.
 LAB_PORT ?= 8888
-LAB_ENV = env MPLBACKEND=module://matplotlib_inline.backend_inline
+LAB_ENV = env MPLBACKEND=module://matplotlib_inline.backend_inline IPYTHONDIR=$(CURDIR)/lab/ipython
 LAB_OPTIONS = --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir=$(CURDIR) \
     --ServerApp.contents_manager_class=jupytext.TextFileContentsManager \
     --LabServerApp.app_settings_dir=$(CURDIR)/lab --LabApp.default_url=/lab/tree/notebooks \

@@ -97,6 +97,7 @@ cv_table = report.protocol_table(summaries, reference=paper_delta)
 fig = plots_protocol.plot_fold_deltas({f"by {m}": r.folds for m, r in cv.items()},
                                       {f"by {m}": s for m, s in summaries.items()}, reference=paper_delta, seed=seed)
 glue_all({"nb04_cv_table": view(cv_table), "nb04_cv_fig": fig})
+view(cv_table)
 
 # %% tags=["remove-output"]
 numbers = {"dataset": data.name, "cv_repeats": int(protocol_repeats), "cv_folds": int(protocol_folds),

@@ -47,6 +47,8 @@ n_boot = DEFAULTS.n_boot
 ci = DEFAULTS.ci
 
 # %%
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -499,7 +501,9 @@ fig
 # set. In Jupyter the buttons work.
 
 # %%
-demo_csv = Path("widget_demo") / "rankings.csv"
+# beside the book's run (clpips run), or a fresh temporary folder live: never into the checkout
+demo_dir = Path(os.environ.get("CLPIPS_NOTEBOOK_OUT") or tempfile.mkdtemp(prefix="clpips-widget-"))
+demo_csv = demo_dir / "widget_demo" / "rankings.csv"
 demo_csv.unlink(missing_ok=True)  # every run of the chapter starts a fresh demo
 source = study.raters[0]
 source_rows = data.table[data.table["rater"].astype(str) == source]

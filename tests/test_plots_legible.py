@@ -6,6 +6,8 @@ small synthetic data: what is measured is the layout, not the numbers.
 """
 from __future__ import annotations
 
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -91,6 +93,23 @@ def test_fold_deltas_read_and_their_run_labels_do_not_overlap(names, statistics)
     for ax in fig.axes:
         if ax.get_visible():
             assert not overlapping_labels(ax), "run labels overlap"
+
+
+def test_alignment_of_the_chapters_seven_metrics_reads_and_its_panels_keep_their_width():
+    """Chapter 04's figure: seven metrics with their long names beside two bar panels. Drawn narrower than
+    the column, constrained layout collapsed both panels to nothing (a warning, and overlapping ticks)."""
+    metrics = ["ssim", "l2", "psnr", "lpips_vgg", "lpips", "lpips_ones", "clpips"]
+    icc = np.linspace(0.02, 0.38, len(metrics))
+    table = pd.DataFrame({"icc_A_k": icc, "icc_A_k_ci_low": icc - 0.03, "icc_A_k_ci_high": icc + 0.03,
+                          "spearman_per_ranking": icc * 0.6}, index=metrics)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # "constrained_layout not applied because axes ... collapsed"
+        fig = pe.plot_alignment(table, ceiling=0.5)
+        fig.canvas.draw()
+    legible(fig)
+    for ax in fig.axes:
+        assert ax.get_position().width * fig.get_figwidth() >= 1.0, "a panel narrower than an inch"
+        assert not overlapping_labels(ax), "tick labels overlap"
 
 
 class _Images:

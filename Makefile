@@ -75,7 +75,8 @@ $(CLASSROOM): $(STAMP)
 # notebooks/*.py as notebooks (they stay the source of truth: saving writes the .py);
 # lab/overrides.json makes that the default viewer, turns off news and update checks and shows
 # every output of a cell (each glued value is one, hidden: past JupyterLab's default of 50 a
-# cell's visible numbers sat behind "Show more outputs"), and the read-only extension manager
+# cell's visible numbers sat behind "Show more outputs"; 10000, since JupyterLab 4.6 hides every
+# output at the 0 its settings describe as "no limit"), and the read-only extension manager
 # never queries PyPI: no request leaves the machine.
 # jupyterlab-myst (the classroom extra) renders the chapters' MyST markdown (headings, math,
 # definition lists, tables); a {glue:text} role shows the name of the value it stands for (the cells

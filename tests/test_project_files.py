@@ -1,9 +1,11 @@
 """The files a reader of a compendium expects agree with pyproject.toml: LICENSE, CITATION.cff, buttons."""
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,3 +35,17 @@ def test_book_buttons_work_offline():
     assert config["html"]["use_download_button"] is True
     launch = config.get("launch_buttons", {})
     assert not launch.get("thebe") and not any(launch.get(k) for k in ("binderhub_url", "jupyterhub_url", "colab_url"))
+
+
+def test_make_lab_shows_every_output_of_every_chapter_cell():
+    """Each value a cell glues is one (hidden) output of that cell. Past JupyterLab's limit of outputs (its
+    default 50) a cell shows only "Show more outputs", its visible numbers, table or figure included; and at
+    0, which its settings call "no limit", JupyterLab 4.6 hides every output (both seen live, chapters 04-08).
+    So make lab's limit must be positive and above the most outputs any executed chapter cell has."""
+    settings = json.loads((REPO / "lab" / "overrides.json").read_text())
+    limit = settings["@jupyterlab/notebook-extension:tracker"]["maxNumberOutputs"]
+    executed = sorted((REPO / "out" / "notebooks").glob("[0-9]*.ipynb"))
+    if not executed:
+        pytest.skip("no executed chapters in out/notebooks (make book writes them)")
+    most = max(len(cell.get("outputs", [])) for path in executed for cell in json.loads(path.read_text())["cells"])
+    assert isinstance(limit, int) and 0 < limit and most < limit, (limit, most)

@@ -61,8 +61,8 @@ def plot_alignment(alignment: pd.DataFrame, ceiling: Optional[float] = None,
     rho = alignment.loc[order, "spearman_per_ranking"].astype(float).to_numpy()
     axes[1].barh(y, rho, color=colours, alpha=0.8)
     if ceiling is not None and np.isfinite(ceiling):
-        axes[1].axvline(ceiling, color="black", ls="--", lw=1.2)
-        axes[1].text(ceiling, len(order) - 0.5, " noise ceiling (lower bound)", fontsize=SMALL, va="bottom", ha="right")
+        axes[1].axvline(ceiling, color="black", ls="--", lw=1.2, label="noise ceiling\n(lower bound)")
+        axes[1].legend(loc="best", fontsize=SMALL)
     axes[1].set_xlabel("mean per-ranking ρ")
     axes[0].set_yticks(y, [metric_label(m) for m in order], fontsize=SMALL)
     for ax in axes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 import numpy as np
@@ -84,39 +84,44 @@ class _PooledRanker:
 
     Rows sorted by value and grouped into ties: a group of weight ``W`` after ``L`` lighter rows has
     midrank ``L + (W + 1) / 2``; twice that, ``2 cumsum(W) - W + 1``, is an integer. A variable with few
-    distinct values (human ranks) also keeps a sets x values count matrix (``indicator``): its group
-    weights are then one matrix product.
+    distinct values (human ranks) keeps a sets x values count matrix (``indicator``); one with many
+    (distances) its rows in value order (``order``), with tie groups (``starts``) only if there are ties.
     """
 
     group_of_row: np.ndarray          # (N,) tie group of each row; groups in value order
-    indicator: np.ndarray | None      # (S, G) rows of set s in group g, for few values only
-    order: np.ndarray                 # (N,) rows in value order
-    code_sorted: np.ndarray           # (N,) set of each row in value order
+    indicator: np.ndarray | None      # (S, G) rows of set s in group g       [few values]
+    order: np.ndarray | None          # (N,) rows in value order              [many values]
+    code_sorted: np.ndarray | None    # (N,) set of each row in value order   [many values]
     starts: np.ndarray | None         # (G,) first sorted row of each tie group, None without ties
 
     @classmethod
     def build(cls, values: np.ndarray, code: np.ndarray, n_sets: int) -> "_PooledRanker":
         uniq, group_of_row = np.unique(values, return_inverse=True)
+        n_groups = len(uniq)
+        if n_groups <= _FEW_VALUES:
+            indicator = np.zeros((n_sets, n_groups))
+            np.add.at(indicator, (code, group_of_row), 1.0)
+            return cls(group_of_row, indicator, None, None, None)
         order = np.argsort(group_of_row, kind="stable")
         sorted_groups = group_of_row[order]
         starts = None
-        if len(uniq) < len(values):
+        if n_groups < len(values):
             starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
-        indicator = None
-        if len(uniq) <= _FEW_VALUES:
-            indicator = np.zeros((n_sets, len(uniq)))
-            np.add.at(indicator, (code, group_of_row), 1.0)
-        return cls(group_of_row, indicator, order, code[order], starts)
+        return cls(group_of_row, None, order, code[order], starts)
+
+    @property
+    def untied_rows(self) -> bool:
+        """True when groups are single rows in value order (the cumsum fast path applies)."""
+        return self.order is not None and self.starts is None
 
     def group_weights(self, w: np.ndarray) -> np.ndarray:
         """Total weight of each tie group, (B, G) int64, groups in value order."""
         if self.indicator is not None:
             return np.rint(w.astype(float) @ self.indicator).astype(np.int64)
-        return self.sum_ties(np.take(w, self.code_sorted, axis=1))  # np.take: C-ordered, unlike w[:, idx]
-
-    def sum_ties(self, sorted_weights: np.ndarray) -> np.ndarray:
-        """Weights of the rows in value order, (B, N), summed over each tie group: (B, G)."""
-        return sorted_weights if self.starts is None else np.add.reduceat(sorted_weights, self.starts, axis=1)
+        sorted_weights = np.take(w, self.code_sorted, axis=1)  # np.take: C-ordered, unlike w[:, idx]
+        if self.starts is None:
+            return sorted_weights
+        return np.add.reduceat(sorted_weights, self.starts, axis=1)
 
     @staticmethod
     def doubled(group_weights: np.ndarray) -> np.ndarray:
@@ -137,10 +142,10 @@ class _Prepared:
     set_sizes: np.ndarray              # (S,) int64
     icc_stats: dict[str, np.ndarray]   # metric -> (S, 4): sum h, sum m, sum (h+m)^2, sum (h-m)^2
     human: _PooledRanker
-    metric: dict[str, _PooledRanker]
+    metric: dict[str, _PooledRanker] = field(default_factory=dict)
     #: metric -> (S, G_human * G_metric) rows of set s with each (human value, metric value),
     #: when both have few values (e.g. metrics given as ranks within sets)
-    joint: dict[str, np.ndarray]
+    joint: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _prepare(table: pd.DataFrame, metrics: dict[str, str]) -> _Prepared:
@@ -178,8 +183,12 @@ def _evaluate(prep: _Prepared, counts: np.ndarray) -> dict[str, np.ndarray]:
         raise ValueError("counts must be non-negative integers (how often each set is drawn)")
     counts = counts.astype(np.int64)
     step = max(1, _WORK_ELEMENTS // max(len(prep.code), 1))
-    parts = [_evaluate_block(prep, counts[start:start + step]) for start in range(0, len(counts), step)]
-    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    out: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(counts), step):
+        part = _evaluate_block(prep, counts[start:start + step])
+        for key, value in part.items():
+            out.setdefault(key, []).append(value)
+    return {key: np.concatenate(values) for key, values in out.items()}
 
 
 def _evaluate_block(prep: _Prepared, w: np.ndarray) -> dict[str, np.ndarray]:
@@ -224,11 +233,27 @@ def _rank_product(prep: _Prepared, name: str, ranker: _PooledRanker, w: np.ndarr
         metric_doubled = _PooledRanker.doubled(metric_weights)
         dot = np.einsum("bh,bhm,bm->b", human_doubled, cells, metric_doubled)
         return dot, _cubes(metric_weights)
-    # otherwise per row, in the metric's value order
+    if ranker.order is None:
+        # few metric values but many human values: per row, in row order
+        w_rows = np.take(w, prep.code, axis=1)
+        human_rows = np.take(human_doubled, human.group_of_row, axis=1)
+        metric_weights = ranker.group_weights(w)
+        metric_rows = np.take(_PooledRanker.doubled(metric_weights), ranker.group_of_row, axis=1)
+        return np.einsum("ij,ij->i", w_rows * human_rows, metric_rows), _cubes(metric_weights)
+    # many metric values (distances): per row, in the metric's value order
     sorted_weights = np.take(w, ranker.code_sorted, axis=1)
     weighted_human = sorted_weights * np.take(human_doubled, human.group_of_row[ranker.order], axis=1)
-    metric_weights = ranker.sum_ties(sorted_weights)
-    metric_sorted = np.take(_PooledRanker.doubled(metric_weights), ranker.group_of_row[ranker.order], axis=1)
+    if ranker.starts is None:
+        # no ties: 2R_m = 2 cumsum(W) - W + 1, and the last two terms are known sums:
+        # sum W 2R_h W = sum_groups 2R_h (sum of W^2 in the group);  sum W 2R_h = n (n + 1)
+        n = w @ prep.set_sizes
+        squares = human.group_weights(w * w)
+        dot = (2 * np.einsum("ij,ij->i", weighted_human, np.cumsum(sorted_weights, axis=1))
+               - (human_doubled * squares).sum(axis=1) + n * (n + 1))
+        return dot, (w * w * w) @ prep.set_sizes
+    metric_weights = np.add.reduceat(sorted_weights, ranker.starts, axis=1)
+    sorted_group = ranker.group_of_row[ranker.order]
+    metric_sorted = np.take(_PooledRanker.doubled(metric_weights), sorted_group, axis=1)
     return np.einsum("ij,ij->i", weighted_human, metric_sorted), _cubes(metric_weights)
 
 
@@ -329,10 +354,13 @@ class PairedBootstrapResult:
 
     def summary(self) -> pd.DataFrame:
         """One row per Δ: ``observed_a, observed_b, delta, ci_low, ci_high, p_value``."""
-        ends = self.intervals.loc[["delta_icc", "delta_rho"]].to_numpy()
-        frame = self.observed.rename(columns={"a": "observed_a", "b": "observed_b"})
-        frame.index = pd.Index(list(_ROWS.values()), name="statistic")
-        return frame.assign(ci_low=ends[:, 0], ci_high=ends[:, 1], p_value=self.p_values.to_numpy())
+        rows = []
+        for stat, label in _ROWS.items():
+            obs = self.observed.loc[_OBSERVED_ROWS[stat]]
+            lo, hi = self.intervals.loc[f"delta_{stat}"]
+            rows.append({"observed_a": obs["a"], "observed_b": obs["b"], "delta": obs["delta"],
+                         "ci_low": lo, "ci_high": hi, "p_value": self.p_values[label]})
+        return pd.DataFrame(rows, index=pd.Index(list(_ROWS.values()), name="statistic"))
 
 
 def _with_deltas(values: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -380,11 +408,7 @@ def paired_bootstrap(data: pd.DataFrame, set_col: str, rank_col: str, metric_a_c
     calling :func:`metric_statistics` gives, to rounding (tested). Interval and p describe variability
     over *sets* (target images), the people's ranks being fixed.
     """
-    unknown = sorted(set(options) - {f.name for f in fields(BootstrapSettings)})
-    if unknown:
-        raise TypeError(f"paired_bootstrap: unknown option {unknown[0]!r}; the options are "
-                        f"{[f.name for f in fields(BootstrapSettings)]} (BootstrapSettings)")
-    settings = replace(settings or BootstrapSettings(), **options)
+    settings = _settings(settings, options)
     table = check_table(data, {"set_col": set_col, "rank_col": rank_col, "metric_a_col": metric_a_col,
                                "metric_b_col": metric_b_col},
                         numeric=("rank_col", "metric_a_col", "metric_b_col"), caller="paired_bootstrap")
@@ -396,15 +420,20 @@ def paired_bootstrap(data: pd.DataFrame, set_col: str, rank_col: str, metric_a_c
         what = "clusters" if settings.cluster_col is not None else "ranking sets"
         raise ValueError(f"paired_bootstrap: need at least 2 {what} to resample, got {len(units)}")
     observed, boot, jack = _resample(prep, unit_of_set, len(units), settings)
-    # observed: icc_a, icc_b, delta_icc, rho_a, rho_b, delta_rho (the order of _with_deltas)
-    observed_table = pd.DataFrame(observed.to_numpy().reshape(2, 3), columns=["a", "b", "delta"],
-                                  index=pd.Index(list(_OBSERVED_ROWS.values()), name="statistic"))
     return PairedBootstrapResult(
-        metric_a=str(metric_a_col), metric_b=str(metric_b_col), observed=observed_table,
+        metric_a=str(metric_a_col), metric_b=str(metric_b_col), observed=_observed_table(observed),
         distribution=boot, intervals=_intervals(boot, observed, jack, settings.ci), p_values=_p_values(boot),
         jackknife=jack, n_boot=settings.n_boot, ci=settings.ci, seed=settings.seed, method=settings.method,
         set_ids=np.asarray(units),
     )
+
+
+def _settings(settings: BootstrapSettings | None, options: dict) -> BootstrapSettings:
+    unknown = sorted(set(options) - {f.name for f in fields(BootstrapSettings)})
+    if unknown:
+        raise TypeError(f"paired_bootstrap: unknown option {unknown[0]!r}; the options are "
+                        f"{[f.name for f in fields(BootstrapSettings)]} (BootstrapSettings)")
+    return replace(settings or BootstrapSettings(), **options)
 
 
 def _resample(prep: _Prepared, unit_of_set: np.ndarray | None, n_units: int,
@@ -432,6 +461,14 @@ def _p_values(boot: pd.DataFrame) -> pd.Series:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateDataWarning)  # NaN resamples: reported by _warn_undefined
         return pd.Series({_ROWS[stat]: one_sided_pvalue(boot[f"delta_{stat}"].to_numpy()) for stat in ("icc", "rho")})
+
+
+def _observed_table(observed: pd.Series) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"a": [observed["icc_a"], observed["rho_a"]], "b": [observed["icc_b"], observed["rho_b"]],
+         "delta": [observed["delta_icc"], observed["delta_rho"]]},
+        index=pd.Index(list(_OBSERVED_ROWS.values()), name="statistic"),
+    )
 
 
 def _clusters(data: pd.DataFrame, set_col: str, cluster_col: str, set_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

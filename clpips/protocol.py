@@ -802,18 +802,16 @@ def _boot_bytes(out: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> bytes:
 def _write_cache(key: str, result: CrossvalResult) -> None:
     """Cache a run: its files written in a new folder, renamed into place in one step; then it is its store."""
     folder = cache_folder(key)
-    with contextlib.suppress(OSError):   # a read-only cache: the result is still returned
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        if not folder.is_dir():
-            tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-            try:
-                for name, data in _result_bytes(result).items():
-                    atomic.write_checked(tmp / name, data)   # each file with its sha256, verified when read
-                os.rename(tmp, folder)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    if folder.is_dir():
-        result.store = folder
+    folder.parent.mkdir(parents=True, exist_ok=True)   # an OSError (a read-only cache): read_or_compute goes on
+    if not folder.is_dir():
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        try:
+            for name, data in _result_bytes(result).items():
+                atomic.write_checked(tmp / name, data)   # each file with its sha256, verified when read
+            os.rename(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result.store = folder
 
 
 def _result_bytes(result: CrossvalResult, for_people: bool = False) -> dict[str, bytes]:

@@ -191,6 +191,22 @@ def test_a_missing_file_of_a_run_is_named_and_the_run_computed_again(cached):
     assert (folder / "weights.npy").is_file()
 
 
+
+def test_a_cache_that_cannot_be_written_still_gives_the_run(toy, monkeypatch, tmp_path):
+    data, plain, summary = toy
+    monkeypatch.setattr(train, "pair_features_for", _features)
+    monkeypatch.setattr(protocol, "cache_folder", lambda key: tmp_path / "crossval" / key)
+
+    def refuse(path, data):
+        raise PermissionError(f"{path}: read-only file system")
+
+    monkeypatch.setattr(protocol.atomic, "write_checked", refuse)
+    got = protocol.crossval(data, RUN, compute=ONE)
+    _same(got, plain)
+    assert got.store is None                              # nothing cached, nothing pointed at
+    assert not [p for p in (tmp_path / "crossval").iterdir() if not p.name.endswith(".lock")]   # no half-written folder
+    pd.testing.assert_frame_equal(got.summary(**BOOT), summary)   # its bootstrap computed, not stored
+
 def test_a_result_written_for_people_is_spreadsheet_safe(tmp_path):
     """write_result (the CLI's folder) neutralises text a spreadsheet would run as a formula."""
     evil = '=HYPERLINK("http://evil.example","click")'

@@ -40,6 +40,8 @@ n_boot = DEFAULTS.n_boot
 ci = DEFAULTS.ci
 
 # %%
+import warnings
+
 import numpy as np
 import pandas as pd
 from myst_nb import glue
@@ -59,6 +61,7 @@ from matplotlib_inline.backend_inline import set_matplotlib_formats
 # Figures are PNG, also when glued. A cell whose figure, table or numbers the text pastes is tagged
 # remove-output: the book shows them where the text pastes them, a live reader under the cell.
 set_matplotlib_formats("png")
+warnings.simplefilter("ignore", protocol.GridEdgeWarning)  # chapter 04 lists these runs' grid edges
 
 # %% [markdown]
 # ## How wide is the uncertainty? Folds against one bootstrap

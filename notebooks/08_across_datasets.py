@@ -46,6 +46,7 @@ ci = DEFAULTS.ci
 
 # %%
 import time
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -59,7 +60,8 @@ from clpips.book.personal import layer_shares
 from clpips.book.plots import protocol as plots_protocol
 from clpips.book.agreement import reliability
 from clpips.book.egg_truth import against_truth, truth_table
-from clpips.book.report import glue_all, in_words, statistic_table, verdict_groups, verdict_sentence, view
+from clpips.book.report import (glue_all, grid_edge_table, in_words, statistic_table, verdict_groups,
+                                verdict_sentence, view)
 from clpips.datasets import SPLIT_MODES
 from clpips.datasets.splits import split_modes_coincide
 from clpips.book.studies import load_every_dataset
@@ -68,6 +70,7 @@ from clpips.stats import percentile_interval
 from clpips.book.power import verdict
 
 set_matplotlib_formats("png")  # figures display (and glue) as PNG under any backend
+warnings.simplefilter("ignore", protocol.GridEdgeWarning)  # the runs' grid edges are a table below them
 started = time.perf_counter()
 
 # %% [markdown]
@@ -91,6 +94,20 @@ same_folds = [name for name, data in studies.items()
 glue_all({"n_datasets": len(studies), "datasets": in_words(studies), "same_folds": in_words(same_folds)},
          prefix="nb08_")
 pd.Series({f"{name} by {mode}": len(res.folds) for (name, mode), res in runs.items()}, name="outer folds")
+
+# %% [markdown]
+# A value the inner folds chose at an edge of its grid in most outer folds may have a better one
+# beyond the grid: that run's result holds for the grid offered, and a wider grid might find more.
+# Cases (a run and a tuned parameter) at an edge in most folds: {glue:text}`nb08_n_edges:d` of the
+# {glue:text}`nb08_n_tuned:d` tuned, listed under the cell (a split by image that repeats the split
+# by target is listed once).
+
+# %%
+distinct = {key: res for key, res in runs.items() if res.settings.get("same_folds_as") != "target"}
+edges = grid_edge_table(distinct, names=["dataset", "split"])
+tuned = sum(len(protocol.grid_edges(res.folds, res.inner, warn=False)) for res in distinct.values())
+glue_all({"n_edges": len(edges), "n_tuned": tuned}, prefix="nb08_")
+view(edges, decimals={"folds there (share)": 2})
 
 # %% [markdown]
 # Each run's summary gives, per statistic, the mean Δ = CLPIPS − LPIPS over the outer folds with

@@ -68,7 +68,7 @@ from clpips import protocol
 from clpips.book import families
 from clpips.book.plots.beyond import TITLES, plot_race
 from clpips.book.power import minimal_detectable_effect
-from clpips.book.report import glue_all, in_words, readable
+from clpips.book.report import glue_all, grid_edge_table, in_words, readable
 from clpips.datasets import SPLIT_MODES
 from clpips.book.studies import load_every_dataset
 
@@ -135,12 +135,8 @@ glue("nb09_clpips_repeats", protocol_repeats, display=False)
 # race's runs did so:
 
 # %%
-edges = pd.concat({(f"{name} by {mode}", TITLES[metric]): protocol.grid_edges(result.folds, result.inner, warn=False)
-                   for (name, mode, metric), result in runs.items() if (name, mode) in cases and metric != "teacher"},
-                  names=["case", "metric"])
-edges = edges[edges["warning"] != ""]
-edges = pd.DataFrame({"value": edges["low"].where(edges["at_low"] > edges["at_high"], edges["high"]),
-                      "folds there (share)": edges[["at_low", "at_high"]].max(axis=1)})
+edges = grid_edge_table({(f"{name} by {mode}", TITLES[metric]): result for (name, mode, metric), result in runs.items()
+                         if (name, mode) in cases and metric != "teacher"}, names=["case", "metric"])
 glue("nb09_edges", readable(edges), display=False)
 
 # %% [markdown]

@@ -255,6 +255,7 @@ SUMMARY = """(() => {
         .filter(e => /stylesheet|preload|icon|manifest/i.test(e.rel)).map(e => e.href)),
     text: document.body ? document.body.innerText : '',
     errorCells: document.querySelectorAll('.traceback, .papermill-error-cell, .output.error').length,
+    stderrCells: [...document.querySelectorAll('.output.stderr')].map(e => e.innerText.slice(0, 160)),
     widgetViews: document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
     widgetsShown: [...document.querySelectorAll('.widget-subarea')]
       .filter(e => visible(e) && [...e.querySelectorAll('.jupyter-widgets, [class*="widget-"]')].some(visible)).length,
@@ -390,6 +391,8 @@ def test_page_renders(page: Optional[Path], built_book: Path, server: str,
     problems += [f"shows {marker!r}" for marker in TRACEBACK_MARKERS if marker in seen["text"]]
     if seen["errorCells"]:
         problems.append(f"{seen['errorCells']} error output(s) (tracebacks) on the page")
+    # a warning or a log line a cell printed to stderr is debug output to a reader (issue 22, item 5)
+    problems += [f"shows a cell's stderr output: {text!r}" for text in seen["stderrCells"]]
     problems += [f"requested from another host: {u}" for u in seen["requests"] if external(u, server)]
     problems += [f"loads from another host: {u}" for u in seen["resources"] if external(u, server)]
     problems += [f"JavaScript exception: {e}" for e in seen["exceptions"]]

@@ -153,6 +153,37 @@ def test_view_puts_every_header_on_one_row_and_aligns_text_left():
     assert repr(shown).splitlines()[0].split() == ["dataset", "split", "ICC(A,k)", "verdict", "n"]
 
 
+
+def test_view_says_each_leading_label_once_per_run_of_rows_at_any_depth():
+    index = pd.MultiIndex.from_tuples([("mur92", "image", "margin"), ("mur92", "image", "epochs"),
+                                       ("zappos", "image", "lr"), ("zappos", "target", "lr")],
+                                      names=["dataset", "split", "parameter"])
+    shown = report.view(pd.DataFrame({"share": [0.5, 0.6, 0.7, 0.8]}, index=index))
+    # by hand: a label is blank where it and every label left of it repeat the row above
+    assert shown.frame["dataset"].tolist() == ["mur92", "", "zappos", ""]
+    assert shown.frame["split"].tolist() == ["image", "", "image", "target"]
+    assert shown.frame["parameter"].tolist() == ["margin", "epochs", "lr", "lr"]
+
+
+def test_grid_edge_table_lists_what_grid_edges_warns_about_run_by_run():
+    from clpips import protocol
+
+    grid = protocol.Grid(margins=(0.01, 0.05, 0.1), lrs=(0.001, 0.01), epochs=(2, 5, 10))
+    inner = grid.settings()
+    runs = {("a", "image"): types.SimpleNamespace(folds=pd.DataFrame({"margin": [0.1, 0.1, 0.05], "lr": [0.01] * 3,
+                                                                      "epochs": [2, 5, 10]}), inner=inner),
+            ("b", "target"): types.SimpleNamespace(folds=pd.DataFrame({"margin": [0.01, 0.01, 0.01, 0.05],
+                                                                       "lr": [0.001] * 4, "epochs": [2, 2, 2, 2]}),
+                                                   inner=inner)}
+    table = report.grid_edge_table(runs, names=["dataset", "split"])
+    # by hand: a: margin 0.1 in 2 of 3 folds (lr has two values: never warned); b: margin 0.01 in 3 of 4, epochs 2 in 4 of 4
+    assert table.index.tolist() == [("a", "image", "margin"), ("b", "target", "margin"), ("b", "target", "epochs")]
+    assert table["value"].tolist() == ["0.1", "0.01", "2"]
+    assert table["folds there (share)"].tolist() == pytest.approx([2 / 3, 3 / 4, 1.0])
+    warned = [name for run in runs.values() for name, row in protocol.grid_edges(run.folds, run.inner, warn=False)
+              .iterrows() if row["warning"]]
+    assert warned == ["margin", "margin", "epochs"]
+
 def test_view_keeps_a_column_of_intervals_right_aligned_and_names_a_bad_column():
     table = pd.DataFrame({"Δ": ["+0.106", "-0.011"], "interval": ["[+0.017, +0.195]", "[-0.05, +0.1]"]},
                          index=pd.Index(["by target", "by image"], name="split"))

@@ -25,6 +25,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from clpips import protocol
 from clpips.book.baselines import label as metric_label
 from clpips.book.plots.protocol import TITLES as PROTOCOL_TITLES
 from clpips.defaults import DEFAULTS
@@ -155,8 +156,9 @@ def view(table: pd.DataFrame, digits: int = 3, decimals: Optional[Mapping[str, i
         index_names = [name or " " * (i + 1) for i, name in enumerate(index_names)]
     levels = [[sig(v) if isinstance(v, (float, np.floating)) else str(v) for v in text.index.get_level_values(i)]
               for i in range(text.index.nlevels)]
+    labels = [list(level) for level in levels]                # compared as they are, before any is blanked
     for i in range(len(levels) - 1):                          # say a leading label once per run of rows
-        levels[i] = [v if j == 0 or any(levels[k][j] != levels[k][j - 1] for k in range(i + 1)) else ""
+        levels[i] = [v if j == 0 or any(labels[k][j] != labels[k][j - 1] for k in range(i + 1)) else ""
                      for j, v in enumerate(levels[i])]
     front = pd.DataFrame(dict(zip(index_names, levels)))
     body = text.reset_index(drop=True).rename(columns=lambda c: str(c))
@@ -238,6 +240,19 @@ def statistic_table(summaries: Mapping[tuple[str, str], pd.DataFrame], stat: str
         rows.append({"dataset, split": "paper (its data), one split by target",
                      **{column: paper_row.get(column, "—") for column in rows[0] if column != "dataset, split"}})
     return pd.DataFrame(rows).set_index("dataset, split")
+
+
+def grid_edge_table(runs: Mapping[Any, Any], names: list[str]) -> pd.DataFrame:
+    """Where protocol runs chose a tuned value at an edge of its grid in most outer folds
+    (:func:`clpips.protocol.grid_edges`: more than half, grids of three values or more): a row per run (its key
+    in ``runs``, index levels ``names``) and parameter, with the value and the share of folds that chose it.
+    Such a run's best setting may lie beyond the grid, so its result holds for the grid offered."""
+    edges = pd.concat({key: protocol.grid_edges(run.folds, run.inner, warn=False) for key, run in runs.items()},
+                      names=[*names, "parameter"])
+    edges = edges[edges["warning"] != ""]
+    value = edges["low"].where(edges["at_low"] > edges["at_high"], edges["high"])
+    share = edges[["at_low", "at_high"]].max(axis=1)
+    return pd.DataFrame({"value": [f"{v:g}" for v in value], "folds there (share)": share}, index=edges.index)
 
 
 def interval_phrase(word: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +28,32 @@ from clpips.paths import cache_dir, sha256_file
 from clpips.stats import paired_bootstrap
 from clpips.train import FitResult, fit, pair_features_for
 
-#: dataset options that a built-in dataset's loader takes from the defaults
-DATASET_OPTIONS = {"mur92": ("k", "candidates", "seed"), "simulated": ("seed",), "zappos": ("k", "seed"),
-                   "alien_eggs": ("k", "seed")}
+
+class _LoaderOptions(Mapping):
+    """Dataset name (:func:`clpips.datasets.available`) -> which of ``k``, ``candidates``, ``seed`` its loader
+    takes, read from the loader's signature: a dataset another package declares needs no entry here.
+    Read when asked, as a name may be registered after import (and only then is its loader imported)."""
+
+    SAMPLING = ("k", "candidates", "seed")
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        if name not in self:
+            raise KeyError(name)
+        parameters = inspect.signature(datasets.loader(name)).parameters
+        return tuple(option for option in self.SAMPLING if option in parameters)
+
+    def __contains__(self, name: object) -> bool:
+        return name in datasets.available()
+
+    def __iter__(self):
+        return iter(datasets.available())
+
+    def __len__(self) -> int:
+        return len(datasets.available())
+
+
+#: dataset options that a named dataset's loader takes from the defaults (mur92: k, candidates, seed)
+DATASET_OPTIONS: Mapping[str, tuple[str, ...]] = _LoaderOptions()
 
 
 def load_dataset(name: str, **options):

@@ -28,7 +28,8 @@ MOVED = {
     "clpips.paper": "clpips.book.paper", "clpips.set_scores": "clpips.book.set_scores",
     "clpips.history": "clpips.book.history", "clpips.datasets.summaries": "clpips.book.summaries",
     "clpips.datasets.labels": "clpips.book.labels", "clpips.datasets.truth": "clpips.book.truth",
-    "clpips.stats.power": "clpips.book.power",
+    "clpips.stats.power": "clpips.book.power", "clpips.datasets.simulated": "clpips.book.simulated",
+    "clpips.datasets.scenes": "clpips.book.scenes",
 }
 
 #: old path -> new path of single names that left a module that stays; the module's
@@ -59,6 +60,8 @@ MOVED_NAMES = {
     "clpips.experiment.spearman_brown_check": "clpips.book.bootstrap_check.spearman_brown_check",
     "clpips.experiment.spearman_brown_icc": "clpips.stats.spearman_brown.icc_ak_from_rho",
     "clpips.datasets.copy_images": "clpips.apps.classroom.copy_images",
+    # a moved submodule read as its package's attribute (``datasets.simulated`` without importing it)
+    **{f"clpips.datasets.{name}": f"clpips.book.{name}" for name in ("simulated", "scenes")},
     **{f"clpips.experiment.{name}": f"clpips.book.studies.{name}" for name in ("EVERY_DATASET", "load_every_dataset")},
     "clpips.evaluate.row_spearman": "clpips.book.truth.row_spearman",
     "clpips.protocol.fold_choices": "clpips.book.families.fold_choices",
@@ -102,7 +105,8 @@ def moved_name(module: str, name: str):
     warnings.warn(f"{module}.{name} moved to {new}; the old path works until clpips 0.3", DeprecationWarning,
                   stacklevel=3)
     where, _, attribute = new.rpartition(".")
-    return getattr(importlib.import_module(where), attribute)
+    module = importlib.import_module(where)
+    return getattr(module, attribute) if hasattr(module, attribute) else importlib.import_module(new)  # a submodule
 
 
 def install() -> None:

@@ -54,10 +54,10 @@ from clpips.book.agreement import split_half, split_half_ranks
 from clpips.book.labels import category_mean_rank, same_category, top_rank_share
 from clpips.book.plots import datasets as plots
 from clpips.book.report import glue_all, view
+from clpips.book.scenes import NAMES
+from clpips.book.simulated import StudyDesign
 from clpips.book.truth import WEIGHTINGS, attribute_matches, truth_agreement
 from clpips.datasets import zappos
-from clpips.datasets.scenes import NAMES
-from clpips.datasets.simulated import StudyDesign
 from clpips.experiment import load_dataset
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
@@ -315,7 +315,7 @@ plt.close(fig)
 # $w_r$ (summing to 1), drawn around their group's mean weights; a candidate's **utility** is
 # the total weight of the attributes it shares with the target, and the participant ranks their
 # regenerations by utility plus Gaussian noise of standard deviation
-# {glue:text}`nb01_sim_noise:.2f` (`clpips.datasets.simulated`). The groups' mean weights:
+# {glue:text}`nb01_sim_noise:.2f` (`clpips.book.simulated`). The groups' mean weights:
 
 # %%
 design = StudyDesign(seed=seed)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from clpips import datasets
-from clpips.datasets import simulated
-from clpips.datasets.scenes import NAMES
+from clpips.book import simulated
+from clpips.book.scenes import NAMES
 from tolerance import dot_bound
 
 SMALL = dict(n_groups=2, per_group=2, targets_per_group=2, iterations=4, image_size=32)

@@ -611,7 +611,7 @@ def test_layer_shares_and_changes():
 
 # --------------------------------------------------------------------------- simulated truth
 def test_attribute_sensitivity_recovers_known_coefficients(tmp_path):
-    from clpips.datasets.scenes import NAMES
+    from clpips.book.scenes import NAMES
     rng = np.random.default_rng(1)
     images = [f"i{j}.png" for j in range(12)]
     scenes = pd.DataFrame({"image": images, **{a: rng.integers(0, 3, len(images)).astype(str) for a in NAMES}})

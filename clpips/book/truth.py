@@ -1,4 +1,4 @@
-"""A simulated study's rankings against its ground truth (:mod:`clpips.datasets.simulated`).
+"""A simulated study's rankings against its ground truth (:mod:`clpips.book.simulated`).
 
 * :func:`attribute_matches`: per row, which scene attributes the candidate shares with its target;
 * :func:`truth_agreement`: per set, the Spearman correlation of the rater's ranks with the
@@ -30,7 +30,7 @@ def attribute_matches(table: pd.DataFrame, image_info: pd.DataFrame, attributes:
     image_info : pandas.DataFrame
         One row per image (``image`` column) with one column per attribute.
     attributes : sequence of str
-        Attribute columns (e.g. :data:`clpips.datasets.scenes.NAMES`).
+        Attribute columns (e.g. :data:`clpips.book.scenes.NAMES`).
 
     Returns
     -------

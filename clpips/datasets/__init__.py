@@ -1,17 +1,24 @@
 """Human similarity rankings of images: one schema, validated, with built-in datasets.
 
-``datasets.load("mur92")`` (a built-in, :func:`available`) or ``datasets.from_csv("study/rankings.csv")``
+``datasets.load("mur92")`` (a named dataset, :func:`available`) or ``datasets.from_csv("study/rankings.csv")``
 (your own study; ``data/README.md`` gives the schema).
+
+The names :func:`load` knows form a small registry, the one place names map to loaders: the core's
+built-ins (mur92, zappos, alien_eggs); those that installed packages declare as entry points in the
+group ``clpips.datasets`` (this project's ``pyproject.toml`` declares the book's ``simulated`` study
+that way), each imported on first use of its name; and those :func:`register` adds at run time.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 import pandas as pd
 
 from clpips.paths import existing_path
-from clpips.datasets import alien_eggs, mur92, simulated, zappos
+from clpips.datasets import alien_eggs, mur92, zappos
 from clpips.datasets.schema import COLUMNS, OPTIONAL, REQUIRED, RankingDataError, RankingDataset
 from clpips.datasets.splits import (SPLIT_MODES, drop_shared_pairs, kfold_by_target, restrict_to_images,
                                     shared_pair_share, shared_pairs, split_by_target, split_folds)
@@ -19,24 +26,63 @@ from clpips.datasets.validate import validate
 from clpips.moved import moved_name
 
 __all__ = ["COLUMNS", "OPTIONAL", "REQUIRED", "RankingDataError", "RankingDataset", "available", "SPLIT_MODES",
-           "drop_shared_pairs", "from_csv", "kfold_by_target", "load", "restrict_to_images",
+           "drop_shared_pairs", "from_csv", "kfold_by_target", "load", "loader", "register", "restrict_to_images",
            "shared_pair_share", "shared_pairs", "split_by_target", "split_folds", "validate"]
 
-_LOADERS = {"alien_eggs": alien_eggs.load, "mur92": mur92.load, "simulated": simulated.load, "zappos": zappos.load}
+#: the entry-point group where installed packages declare datasets: ``name = "module:loader"``
+ENTRY_POINT_GROUP = "clpips.datasets"
+
+#: the core's own datasets: their names cannot be registered again
+_BUILT_IN = {"alien_eggs": alien_eggs.load, "mur92": mur92.load, "zappos": zappos.load}
+#: loaders added by :func:`register`, and those of entry points once imported
+_LOADERS: dict[str, Callable[..., RankingDataset]] = dict(_BUILT_IN)
+
+
+def register(name: str, loader: Callable[..., RankingDataset]) -> None:
+    """Make ``load(name, **options)`` call ``loader(**options)`` (a :class:`RankingDataset`), for this run.
+
+    The standard plugin pattern: a package of your own declares its datasets once, in its
+    ``pyproject.toml`` (``[project.entry-points."clpips.datasets"]``, ``my_study = "my_pkg.data:load"``),
+    and every program finds them when it is installed; ``register`` is for a loader defined while
+    running (a notebook cell). It takes precedence over an entry point of the same name.
+    """
+    if name in _BUILT_IN:
+        raise ValueError(f"dataset {name!r} is built in; register your loader under another name")
+    _LOADERS[name] = loader
+
+
+def _declared() -> dict[str, EntryPoint]:
+    """The datasets installed packages declare (read from their metadata each call: a few ms)."""
+    return {point.name: point for point in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def available() -> list[str]:
     """Names :func:`load` accepts (it also accepts a path to a CSV file)."""
-    return sorted(_LOADERS)
+    return sorted({*_LOADERS, *_declared()})
+
+
+def loader(name: str) -> Callable[..., RankingDataset]:
+    """The function that loads dataset ``name`` (its keywords are the dataset's options); an entry
+    point's is imported on first use."""
+    if name not in _LOADERS:
+        point = _declared().get(name)
+        if point is None:
+            raise ValueError(f"unknown dataset {name!r}: choose one of {available()} or give a path to a .csv "
+                             f"file (installed packages add theirs under entry points {ENTRY_POINT_GROUP!r})")
+        try:
+            _LOADERS[name] = point.load()
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"dataset {name!r}: its entry point {point.value!r} (group {ENTRY_POINT_GROUP!r}) "
+                             f"does not load: {err}") from err
+    return _LOADERS[name]
 
 
 def load(name: str, **options) -> RankingDataset:
-    """A built-in dataset by name with its loader's options (``k``, ``seed``...), or a CSV path (:func:`from_csv`)."""
-    if name in _LOADERS:
-        return _LOADERS[name](**options)
-    if str(name).lower().endswith(".csv"):
+    """A dataset by name (:func:`available`) with its loader's options (``k``, ``seed``...), or a CSV path
+    (:func:`from_csv`)."""
+    if name not in _LOADERS and str(name).lower().endswith(".csv"):
         return from_csv(name, **options)
-    raise ValueError(f"unknown dataset {name!r}: choose one of {available()} or give a path to a .csv file")
+    return loader(name)(**options)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from clpips.defaults import DEFAULTS
 from clpips.evaluate import heldout_scores
 from clpips.book.personal.inference import paired_tests, people_interval
 from clpips.book.personal.study import PersonalStudy, _person_tables
+from clpips.book.scenes import NAMES
 
 
 def cross_person(study: PersonalStudy, statistic: str = "icc") -> pd.DataFrame:
@@ -70,13 +71,12 @@ def attribute_sensitivity(dataset, features, weights: Mapping[str, torch.Tensor]
     the model's distance on an intercept and one indicator per attribute
     (1 where the candidate's attribute differs from the target's) gives one
     coefficient per attribute: the distance added by getting that attribute
-    wrong. Needs ``dataset.truth.scenes`` (:mod:`clpips.datasets.simulated`).
+    wrong. Needs ``dataset.truth.scenes`` (:mod:`clpips.book.simulated`).
 
     Returns
     -------
     DataFrame: rows = models, columns = attributes.
     """
-    from clpips.datasets.scenes import NAMES
     truth = getattr(dataset, "truth", None)
     if truth is None or not hasattr(truth, "scenes"):
         raise ValueError("attribute_sensitivity needs a simulated dataset (dataset.truth.scenes)")
@@ -108,7 +108,6 @@ def truth_recovery(study: PersonalStudy) -> pd.DataFrame:
     fitted noise); ``spearman_pooled`` / ``spearman_personal``, rank
     correlations of sensitivities with true weights over the attributes.
     """
-    from clpips.datasets.scenes import NAMES
     truth = study.dataset.truth.weights.assign(rater=lambda t: t["rater"].astype(str)).set_index("rater")
     raters = [r for r in study.raters if r in study.personal and r in truth.index]
     models = {"pooled": study.weights["pooled"], **{f"personal:{r}": study.personal[r] for r in raters}}

@@ -11,19 +11,19 @@ individual_spread * z_r))``, ``mu_g ~ Dirichlet(group_concentration)``, and rank
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from clpips.defaults import DEFAULTS
-
+from clpips.book.scenes import ATTRIBUTES, NAMES, Scene, random_jitter, render
 from clpips.datasets.download import data_dir, fresh_dir
-from clpips.datasets.scenes import ATTRIBUTES, NAMES, Scene, random_jitter, render
 from clpips.datasets.schema import RankingDataset, spreadsheet_safe
 from clpips.datasets.validate import validate
+from clpips.defaults import DEFAULTS
 
 GENERATOR_VERSION = 1  #: bump when the generator's output changes, so caches are rebuilt
 CITATION = ("Design after Trinh et al., CLPIPS: A Personalized Metric for AI-Generated Image Similarity "
@@ -152,3 +152,10 @@ def load(**design: int | float) -> RankingDataset:
                      f"{spec.targets_per_group} targets per group, {spec.iterations} ranked regenerations per "
                      f"participant and target; raters weigh six scene attributes (noise {spec.noise})."),
     )
+
+
+# load's keywords are the design's fields: its signature says so, for help(load) and for the registry's
+# readers (clpips.experiment.DATASET_OPTIONS passes a loader only the options its signature names)
+load.__signature__ = inspect.signature(load).replace(parameters=[
+    inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default)
+    for field in fields(StudyDesign)])

@@ -34,7 +34,7 @@
 # most: the agreement between people bounds how well *any* metric can agree with them.
 
 # %% tags=["parameters"]
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 
 dataset = DEFAULTS.dataset
 k = DEFAULTS.k

@@ -30,7 +30,7 @@
 # stops behaving like a correlation.
 
 # %% tags=["parameters"]
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 
 example_reference = DEFAULTS.example_reference
 example_r1 = DEFAULTS.example_r1

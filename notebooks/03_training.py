@@ -28,7 +28,7 @@
 # the training never saw is the subject of {doc}`/out/notebooks/04_evaluation`.
 
 # %% tags=["parameters"]
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 
 dataset = DEFAULTS.dataset
 k = DEFAULTS.k

@@ -26,7 +26,7 @@
 # with more baselines and the bound that people's agreement with each other sets.
 
 # %% tags=["parameters"]
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 
 dataset = DEFAULTS.dataset
 k = DEFAULTS.k

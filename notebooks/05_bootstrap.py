@@ -26,7 +26,7 @@
 # {cite:p}`efron1987better`, and asks what should be resampled.
 
 # %% tags=["parameters"]
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 
 dataset = DEFAULTS.dataset
 k = DEFAULTS.k

@@ -32,7 +32,7 @@
 # reliably higher or lower only when that interval excludes zero.
 
 # %% tags=["parameters"]
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 
 dataset = DEFAULTS.dataset
 k = DEFAULTS.k
@@ -112,7 +112,7 @@ pd.Series(glue_all({"dataset": data.name, "folds": int(ablation_folds), "test_sh
 # What was reduced to keep the chapter within a few minutes on two CPU cores: one training seed
 # per fold (the seed check below runs several on one split), {glue:text}`nb06_folds:d` folds
 # (each holds out {glue:text}`nb06_test_share:.0%` of the targets, against the paper's 30%), and
-# the grids of levels in `clpips/defaults.py`. More folds narrow the intervals, at a
+# the grids of levels in `clpips/book/defaults.py`. More folds narrow the intervals, at a
 # proportional cost: `clpips run 06_ablations -p ablation_folds 10`. The factors' levels
 # are parameters too (`ablation_margins`, `ablation_lrs`, ...).
 # ```

@@ -33,7 +33,7 @@
 # rank images yourself and fit your own CLPIPS.
 
 # %% tags=["parameters"]
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 
 dataset = DEFAULTS.dataset
 k = DEFAULTS.k

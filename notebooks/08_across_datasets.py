@@ -29,7 +29,7 @@
 # differs between the datasets where CLPIPS helps and those where it does not.
 
 # %% tags=["parameters"]
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 
 dataset = DEFAULTS.dataset                    # a CSV path: your study, beside the built-in datasets
 k = DEFAULTS.k

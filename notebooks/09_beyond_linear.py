@@ -38,7 +38,7 @@
 # say), and scored on its held-out rankings.
 
 # %% tags=["parameters"]
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 
 dataset = DEFAULTS.dataset                      # a CSV path: your study, beside the built-in datasets
 seed = DEFAULTS.seed

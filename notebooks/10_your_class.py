@@ -27,7 +27,7 @@
 # a class file (as in the published book) it runs on a *simulated* class, and says so below.
 
 # %% tags=["parameters"]
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 
 class_csv = DEFAULTS.class_csv                    # "": a simulated class
 dataset = DEFAULTS.dataset                        # the study a simulated class ranks

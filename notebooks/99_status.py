@@ -32,7 +32,7 @@ import pandas as pd
 from myst_nb import glue
 
 from clpips.apps import notebook_runner
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 from clpips.paths import cache_dir
 
 out_dir = Path(os.environ.get("CLPIPS_NOTEBOOK_OUT", ".")).resolve()

@@ -19,7 +19,7 @@ from clpips.book import batched_fits  # noqa: E402
 from clpips.book import report# noqa: E402
 from clpips.book.ablations import runner  # noqa: E402
 from clpips import train  # noqa: E402
-from clpips.defaults import DEFAULTS  # noqa: E402
+from clpips.book.defaults import DEFAULTS  # noqa: E402
 from clpips.features import PairFeatures  # noqa: E402
 from clpips.model import CHANNELS, initial_weight_vector  # noqa: E402
 from tolerance import (UNIT_ROUNDOFF, assert_order_kept, assert_same_fit, dot_bound, icc_bound,  # noqa: E402

@@ -165,7 +165,7 @@ def test_folder_study_and_sidecar(tmp_path: Path):
 
 def test_cli_classroom_help_and_errors():
     from clpips.apps.cli import build_parser
-    from clpips.defaults import DEFAULTS
+    from clpips.book.defaults import DEFAULTS
     out = subprocess.run([sys.executable, "-m", "clpips", "classroom", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "examples:" in out.stdout and "clpips classroom --study mur92" in out.stdout
     top = subprocess.run([sys.executable, "-m", "clpips", "--help"], capture_output=True, text=True).stdout

@@ -29,7 +29,7 @@ def test_cli_help_each_command_has_examples(command):
 
 
 def test_cli_help_options_default_to_the_defaults_module():
-    from clpips.defaults import DEFAULTS
+    from clpips.book.defaults import DEFAULTS
     parser = build_parser()
     fit = parser._subparsers._group_actions[0].choices["fit"]
     values = {a.dest: a.default for a in fit._actions}

@@ -229,7 +229,7 @@ def test_a_dying_kernel_is_an_execution_error_too(tmp_path):
 
 
 def test_parameter_value_resolves_the_defaults_module():
-    from clpips.defaults import DEFAULTS
+    from clpips.book.defaults import DEFAULTS
     from clpips.apps.notebook_runner import Parameter
 
     assert Parameter("margin", "DEFAULTS.margin", "None").value == repr(DEFAULTS.margin)

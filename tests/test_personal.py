@@ -15,7 +15,7 @@ import torch
 from scipy import stats as sps
 
 from clpips.book import personal as ps
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 from clpips.datasets import RankingDataset, drop_shared_pairs, shared_pair_share, split_by_target
 from clpips.evaluate import alignment, heldout_scores, ranking_ids, score_rankings
 from clpips.features import PairFeatures

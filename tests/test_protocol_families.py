@@ -137,7 +137,7 @@ def test_families_by_name_take_a_chapters_parameters_and_check_them():
                                        "unrelated": 1})
     assert made.sets == 3 and made.transform.lambdas == (0.1, 0.0) and made.transform.steps == (20, 50)
     # the run's settings (and so its cache key) hold the options as crossval's keywords gave them
-    from clpips.defaults import DEFAULTS
+    from clpips.book.defaults import DEFAULTS
     assert made.options() == {"lambdas": [0.1, 0.0], "transform_lrs": [float(x) for x in DEFAULTS.transform_lrs.split(",")],
                               "steps": [20, 50], "rank": DEFAULTS.transform_rank,
                               "transform_margins": [float(x) for x in DEFAULTS.transform_margins.split(",")],

@@ -18,7 +18,7 @@ import pytest
 from scipy import stats
 
 from clpips.book import worked_example as we
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 from clpips.book.worked_example import icc_ak_pole, icc_ck_from_rho, interpret_icc
 from clpips.stats import DegenerateDataWarning, icc, icc_ak_from_rho
 from tolerance import icc_ak_bound, spearman_bound

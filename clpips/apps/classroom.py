@@ -116,7 +116,7 @@ from clpips import atomic
 from clpips.datasets import RankingDataError, RankingDataset, from_csv, validate
 from clpips.datasets.schema import spreadsheet_safe
 from clpips.datasets.validate import normalize_ref
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 from clpips.evaluate import heldout_scores
 from clpips.experiment import DATASET_OPTIONS, load_dataset
 from clpips.features import pair_features

@@ -1,6 +1,6 @@
 """The ``clpips`` command line.
 
-Every option's default comes from :data:`clpips.defaults.DEFAULTS`. Errors the
+Every option's default comes from :data:`clpips.book.defaults.DEFAULTS`. Errors the
 user can fix (a missing file, a bad CSV, unreadable weights) are printed as one
 line on stderr with a non-zero exit status, never as a traceback.
 """
@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from clpips.choices import (BASELINES, CANDIDATE_RULES, LINEAR_INITS, LOSSES, NETS, PROTOCOL_METRICS, SELECT,
                       SPLIT_MODES, TIES)
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 
 EXAMPLES = {
     "score": """examples:
@@ -33,7 +33,7 @@ EXAMPLES = {
   clpips run notebooks/04_evaluation.py --out /tmp/nb
   clpips run --all -p seed 1                 # every notebook; seed where declared
 
-Parameters are converted to the type of their default in clpips.defaults
+Parameters are converted to the type of their default in clpips.book.defaults
 (margin -> float, project -> bool), other names are read as YAML scalars.
 The executed notebook is written to OUT/NAME.ipynb, run times to OUT/execution.json.""",
 }

@@ -17,7 +17,7 @@ Decisions, stated once:
   the path-valued ``CLPIPS_*`` variables (:data:`PATH_VARS`) made absolute, and
   the checkout is put first on ``PYTHONPATH`` so the kernel imports this ``clpips``.
 * **Parameter types.** A value given as a string (``clpips run 03 -p margin 0.1``)
-  is converted to the type of its default in :data:`clpips.defaults.DEFAULTS`
+  is converted to the type of its default in :data:`clpips.book.defaults.DEFAULTS`
   when the name is one of the defaults, and otherwise parsed as a YAML scalar
   (``0.1`` -> float, ``false`` -> bool, ``abc`` -> str).
 * **Files named by parameters** (``class_csv``, ``study_csv``, any ``*_csv``, and
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
 from clpips import atomic
-from clpips.defaults import DEFAULTS, names as default_names
+from clpips.book.defaults import DEFAULTS, names as default_names
 
 KERNEL_NAME = "python3"
 RECORD_NAME = "execution.json"

@@ -69,7 +69,7 @@ import torch
 
 from clpips.atomic import atomic_path
 from clpips.datasets.schema import formula_like, spreadsheet_safe
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 from clpips.model import initial_weight_vector, read_weights_file, weight_vector_from_state
 
 #: columns the widget writes (``group`` only when the session has one)

@@ -39,7 +39,7 @@ import torch
 from clpips.apps import classroom
 from clpips.book.report import in_words
 from clpips.datasets import RankingDataset, split_by_target
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 from clpips.evaluate import RANKING, alignment, ranking_ids
 from clpips.features import pair_features
 from clpips.model import CHANNELS, initial_weight_vector

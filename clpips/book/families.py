@@ -37,7 +37,7 @@ import torch
 
 from clpips import protocol, train
 from clpips.book import aligned
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 from clpips.protocol import FitJob, Fits, RunInputs
 
 
@@ -91,7 +91,7 @@ class Transform:
     ``margins x lambdas x lrs x steps`` setting trained full-batch (:func:`clpips.book.aligned.fit_transform_many`),
     chosen by its own inner folds; ``rank``: the rank of its departure from the identity. Each option is a
     comma-separated string (the defaults' and the CLI's form), a sequence or one number, checked in one line.
-    The default grid (:data:`clpips.defaults.DEFAULTS`' ``transform_*``) offers about as many settings as
+    The default grid (:data:`clpips.book.defaults.DEFAULTS`' ``transform_*``) offers about as many settings as
     CLPIPS's :class:`clpips.protocol.Grid` (:func:`budget`)."""
 
     lambdas: str | Sequence[float] = DEFAULTS.transform_lambdas

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 from clpips.evaluate import ranking_ids
 from clpips.experiment import FIT_OPTIONS
 

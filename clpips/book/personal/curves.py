@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 from clpips.evaluate import heldout_scores
 from clpips.train import torch_threads
 from clpips.book.personal.inference import paired_tests, people_interval

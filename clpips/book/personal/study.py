@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from clpips.datasets.splits import drop_shared_pairs, shared_pair_share
-from clpips.defaults import DEFAULTS
+from clpips.book.defaults import DEFAULTS
 from clpips.evaluate import heldout_scores
 from clpips.book.batched_fits import fit_together
 from clpips.experiment import fit_options_except
@@ -100,7 +100,7 @@ def fit_personals(features, fits: Sequence[Mapping[str, Any]], *, epochs: int = 
     """Many personal models at once: each of ``fits`` as its own :func:`fit_personal` would fit it.
 
     A fit is a mapping with ``pairs`` and ``base`` (as :func:`fit_personal`) and optionally ``l2``
-    (default :data:`DEFAULTS.personal_l2 <clpips.defaults.Defaults>`) and ``seed``. All train
+    (default :data:`DEFAULTS.personal_l2 <clpips.book.defaults.BookDefaults>`) and ``seed``. All train
     together in one :func:`clpips.train.fit_many` call (each column equals its own ``fit_pairs``
     up to float rounding; tested), so a step multiplies the shared feature rows once for every
     person: the study's 400-odd personal fits took 23 s one at a time on mur92 (profiled).

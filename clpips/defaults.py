@@ -91,8 +91,8 @@ MAX_PIXELS = 4096 * 4096
 
 
 def as_dict() -> dict[str, Any]:
-    """The method's defaults as a plain dict (for papermill and JSON); the book's as well:
-    :func:`clpips.book.defaults.as_dict`."""
+    """The method's defaults as a plain dict (for papermill and JSON); the book's are
+    ``dataclasses.asdict(clpips.book.defaults.DEFAULTS)``."""
     return asdict(DEFAULTS)
 
 

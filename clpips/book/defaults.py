@@ -7,8 +7,7 @@ which this class extends, so each default is written once, in one of the two fil
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass, fields
 
 from clpips.defaults import Defaults
 
@@ -56,11 +55,6 @@ class BookDefaults(Defaults):
 
 
 DEFAULTS = BookDefaults()
-
-
-def as_dict() -> dict[str, Any]:
-    """Every default, the method's and the book's, as a plain dict (for papermill and JSON)."""
-    return asdict(DEFAULTS)
 
 
 def names() -> list[str]:

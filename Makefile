@@ -82,8 +82,9 @@ $(CLASSROOM): $(STAMP)
 # definition lists, tables); a {glue:text} role shows the name of the value it stands for (the cells
 # above print the values), {cite:p} and {numref} their keys, a {glue:figure} an "Unknown
 # Directive" box with its caption. The kernels draw with matplotlib's inline backend (this
-# Makefile exports MPLBACKEND=Agg for the book's build): a chapter's figure shows under the cell
-# that draws it.
+# Makefile exports MPLBACKEND=Agg for the book's build): each figure and table the book pastes
+# shows under the cell that makes it (a glued value alone shows nothing live), a cell the book's
+# remove-output tag keeps off the page (tests/test_project_files.py).
 LAB_PORT ?= 8888
 LAB_ENV = env MPLBACKEND=module://matplotlib_inline.backend_inline IPYTHONDIR=$(CURDIR)/lab/ipython
 LAB_OPTIONS = --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir=$(CURDIR) \

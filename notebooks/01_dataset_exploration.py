@@ -111,7 +111,7 @@ truth = truth_agreement(sim.table, matches, sim.truth.weights, sim.truth.group_w
 sim_set = truth.loc[(truth["own weights"] - truth["own weights"].median()).abs().idxmin()]
 sim_set
 
-# %%
+# %% tags=["remove-output"]
 category = mur.image_info.set_index("image")["category"]
 same = same_category(mur.table, mur.image_info)               # does a candidate share its target's category?
 n_match = dict(zip(sim.table["candidate"], matches["n_match"]))
@@ -127,7 +127,8 @@ if data.name not in ("mur92", "simulated", "zappos"):  # zappos has its own sect
     views.append(plots.SetView(data, first["set_id"], first["rater"], title=f"{data.name}\n{first['rater']}"))
 fig = plots.plot_ranking_sets(views)
 glue("nb01_fig_sets", fig, display=False)
-plt.close(fig)
+plt.close(fig)  # shown once: below in JupyterLab, where the text pastes it in the book
+fig
 
 # %% [markdown]
 # ```{glue:figure} nb01_fig_sets
@@ -201,10 +202,13 @@ distribution = summaries.rank_distribution(mur.table.assign(same_category=same),
 mean_ranks = category_mean_rank(mur.table, mur.image_info)
 share_at = distribution.query("same_category").set_index("rank")["share"]
 glue_all({"same_at_1": float(share_at.loc[1]), "same_at_k": float(share_at.loc[mur.k])}, prefix="nb01_")
+mean_ranks.round(1)
+
+# %% tags=["remove-output"]
 fig = plots.plot_category_ranks(distribution, "same_category", mean_ranks, mur.k)
 glue("nb01_fig_category_ranks", fig, display=False)
-plt.close(fig)
-mean_ranks.round(1)
+plt.close(fig)  # shown once: below in JupyterLab, where the text pastes it in the book
+fig
 
 # %% [markdown]
 # In {glue:text}`nb01_top_eligible:,d` of the {glue:text}`nb01_top_rankings:,d` rankings at least
@@ -271,7 +275,7 @@ bounds[["lower", "upper"]].mean()
 # Checked by hand with `scipy` on the set of {numref}`fig-01-sets`, and against
 # `summaries.noise_ceiling`, which averages the lower bound per rater and over all:
 
-# %%
+# %% tags=["remove-output"]
 one = mur.table.loc[mur.table["set_id"] == mid].pivot(index="candidate", columns="rater", values="rank")
 rater = one.columns[0]
 by_hand = {"lower": stats.spearmanr(one[rater], one.drop(columns=rater).mean(axis=1)).statistic,
@@ -280,7 +284,8 @@ assert np.allclose(list(by_hand.values()), bounds.set_index(["set_id", "rater"])
 assert np.isclose(bounds["lower"].mean(), summaries.noise_ceiling(mur.table).set_index("rater").loc["all", "rho"])
 fig = plots.plot_agreement(agreement, bounds)
 glue("nb01_fig_agreement", fig, display=False)
-plt.close(fig)
+plt.close(fig)  # shown once: below in JupyterLab, where the text pastes it in the book
+fig
 
 # %% [markdown]
 # So a metric that gives everyone the same ranking cannot expect a mean per-ranking $\rho$ above
@@ -347,10 +352,13 @@ glue_all({"sim_rank_first": float(by_iteration.iloc[0]), "sim_rank_last": float(
           "sim_iterations": int(by_iteration.index.max()),
           **{f"truth_{short}": float(means[name])                   # nb01_truth_own, ..._group, ...
              for name, short in zip(WEIGHTINGS, ("own", "group", "everyone", "equal"))}}, prefix="nb01_")
+view(means.to_frame("mean Spearman rho over sets").rename_axis("weights"))
+
+# %% tags=["remove-output"]
 fig = plots.plot_truth_agreement(sim.table, matches, truth)
 glue("nb01_fig_truth", fig, display=False)
-plt.close(fig)
-view(means.to_frame("mean Spearman rho over sets").rename_axis("weights"))
+plt.close(fig)  # shown once: below in JupyterLab, where the text pastes it in the book
+fig
 
 # %% [markdown]
 # Regenerations improve: the first attempt at a target gets a mean rank of
@@ -434,7 +442,7 @@ view(pd.Series(split).drop("seed").rename({"rho_half": "ρ of the two halves", "
 assert np.isclose(split["rho_half"], stats.spearmanr(halves["rank_a"], halves["rank_b"]).statistic)
 assert np.isclose(split["rho_spearman_brown"], 2 * split["rho_half"] / (1 + split["rho_half"]))
 
-# %%
+# %% tags=["remove-output"]
 example = (per_set - per_set.median()).abs().idxmin()  # the set whose halves agree as the median set's do
 zap_target = zap.table.loc[zap.table["set_id"] == example, "target"].iloc[0]
 ranks_of = halves.set_index(["set_id", "candidate"])
@@ -444,7 +452,8 @@ views = [plots.SetView(zap, sid, "crowd", title=f"zappos\n{sid}",
          for sid in sorted(zap.table.loc[zap.table["target"] == zap_target, "set_id"].unique())]
 fig = plots.plot_ranking_sets(views)
 glue("nb01_fig_zappos", fig, display=False)
-plt.close(fig)
+plt.close(fig)  # shown once: below in JupyterLab, where the text pastes it in the book
+fig
 
 # %% [markdown]
 # ```{glue:figure} nb01_fig_zappos

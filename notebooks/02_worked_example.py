@@ -75,12 +75,13 @@ n = len(reference)
 ranks = pd.DataFrame({"reference": reference, "R1": r1, "R2": r2}, index=pd.Index(item_names(n), name="item"))
 ranks
 
-# %%
+# %% tags=["remove-output"]
 glue_all({"n": n, "reference": ranking_text(reference), "r1": ranking_text(r1), "r2": ranking_text(r2)},
          prefix="nb02_")
 fig = plot_rankings(ranks)
 glue("nb02_fig_rankings", fig, display=False)
-plt.close(fig)
+plt.close(fig)  # shown once: below in JupyterLab, where the text pastes it in the book
+fig
 
 # %% [markdown]
 # Written as the ranks of A, B, C, D in turn, the reference is ({glue:text}`nb02_reference`),
@@ -625,11 +626,12 @@ by_rho["ICC(A,k), clpips.stats"] = by_rho["ICC(A,k), formula and pingouin"].wher
 infinite = {-np.inf: "−∞", np.inf: "∞"}           # shown as such; "—": clpips.stats gives no value
 view(by_rho.drop(columns="defined").astype(object).replace(infinite))
 
-# %%
+# %% tags=["remove-output"]
 examples = {name: (summary.loc[name, "rho"], summary.loc[name, "ICC(A,k)"]) for name in ("R1", "R2")}
 fig = plot_icc_vs_rho(table, n, examples=examples, bands=interpretation_scale("koo_li"))
 glue("nb02_fig_icc_vs_rho", fig, display=False)
-plt.close(fig)
+plt.close(fig)  # shown once: below in JupyterLab, where the text pastes it in the book
+fig
 
 # %% [markdown]
 # ```{glue:figure} nb02_fig_icc_vs_rho

@@ -58,7 +58,6 @@ from clpips.book.report import glue_all, view
 from clpips.experiment import load_dataset, run
 
 set_matplotlib_formats("png")  # glued figures carry a PNG even under MPLBACKEND=Agg
-plt.ioff()  # every figure here is glued where the text shows it: none also under its cell
 started = time.perf_counter()
 
 # %% [markdown]
@@ -112,9 +111,6 @@ split
 # %%
 history = history_with_start(exp).set_index("epoch")
 start, best = history.loc[0], history.loc[result.best_epoch]
-fig = plots.plot_learning_curves(history.reset_index(), result.best_epoch,
-                                 title=f"{data.name}: margin {margin:g}, lr {lr:g}, {loss} loss")
-glue("nb03_fig_curves", fig, display=False)
 glue_all({"val_pair_accuracy_lpips": float(start["val_accuracy"]),   # pasted by book/reproduction.md
           "val_pair_accuracy_clpips": float(best["val_accuracy"]),
           "nb03_epochs_run": int(history.index.max()), "nb03_best_epoch": int(result.best_epoch),
@@ -122,6 +118,13 @@ glue_all({"val_pair_accuracy_lpips": float(start["val_accuracy"]),   # pasted by
           "nb03_val_loss_start": float(start["val_loss"]), "nb03_val_loss_best": float(best["val_loss"]),
           "nb03_val_acc_gain_pp": float(100 * (best["val_accuracy"] - start["val_accuracy"]))})
 history.loc[sorted({0, result.best_epoch, history.index.max()})].round(4)      # start, kept, last
+
+# %% tags=["remove-output"]
+fig = plots.plot_learning_curves(history.reset_index(), result.best_epoch,
+                                 title=f"{data.name}: margin {margin:g}, lr {lr:g}, {loss} loss")
+glue("nb03_fig_curves", fig, display=False)
+plt.close(fig)  # shown once: below in JupyterLab, where the text pastes it in the book
+fig
 
 # %% [markdown]
 # ```{glue:figure} nb03_fig_curves
@@ -155,8 +158,6 @@ history.loc[sorted({0, result.best_epoch, history.index.max()})].round(4)      #
 channels = channel_weights(result.initial_weights, result.weights, net)
 summary = layer_summary(channels)
 total = summary.set_index("layer").loc["all"]
-fig = plots.plot_channel_weights(channels, title=f"{data.name}: learned against LPIPS v0.1 weights")
-glue("nb03_fig_channels", fig, display=False)
 zeros = pd.Series({"weights": total["channels"], "zero before": total["zero_before"],
                    "zero after": total["zero_after"], "pinned at zero": total["pinned"],
                    "released from zero": total["released"], "negative after": (channels["after"] < 0).sum()}).astype(int)
@@ -166,6 +167,12 @@ glue_all({"zero_before": int(zeros["zero before"]), "zero_after": int(zeros["zer
           "negative": int(zeros["negative after"]), "scale": float(total["sum_after"] / total["sum_before"])},
          prefix="nb03_")
 zeros
+
+# %% tags=["remove-output"]
+fig = plots.plot_channel_weights(channels, title=f"{data.name}: learned against LPIPS v0.1 weights")
+glue("nb03_fig_channels", fig, display=False)
+plt.close(fig)  # shown once: below in JupyterLab, where the text pastes it in the book
+fig
 
 # %% [markdown]
 # ```{glue:figure} nb03_fig_channels
@@ -194,11 +201,15 @@ zeros
 
 # %%
 per_layer = summary[summary["layer"] != "all"].set_index("layer")
-fig = plots.plot_layer_shares(summary)
-glue("nb03_fig_shares", fig, display=False)
 summary.set_index("layer").rename(columns=lambda c: c.replace("_", " ")).style.format(   # headers in words wrap
     {"sum before": "{:.2f}", "sum after": "{:.2f}", "share before": "{:.1%}", "share after": "{:.1%}",
      "share change": lambda v: f"{100 * v:+.1f} pp"})
+
+# %% tags=["remove-output"]
+fig = plots.plot_layer_shares(summary)
+glue("nb03_fig_shares", fig, display=False)
+plt.close(fig)  # shown once: below in JupyterLab, where the text pastes it in the book
+fig
 
 # %% [markdown]
 # The layer that gained the largest share of the weight, and the one that lost the most:

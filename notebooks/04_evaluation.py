@@ -301,7 +301,9 @@ width_ratio.rename(index=label).round(1)
 # %% tags=["remove-output"]
 # shown as two tables that fit the page: ICC(A,k), then the rank correlations
 icc_columns = ["ICC(A,k) [F 95% CI, rows independent]", "[95% CI, targets resampled]", "p (ICC)", "Koo & Li"]
-glue_all({"nb04_table3": view(table3[icc_columns]), "nb04_table3_rho": view(table3.drop(columns=icc_columns))})
+tables = {"nb04_table3": view(table3[icc_columns]), "nb04_table3_rho": view(table3.drop(columns=icc_columns))}
+glue_all(tables)
+display(*tables.values())   # in JupyterLab; in the book, where the text pastes them
 numbers = {"nb04_lpips_cluster_lo": float(cluster_ci["lpips"][0]), "nb04_lpips_cluster_hi": float(cluster_ci["lpips"][1]),
            "nb04_lpips_width_ratio": float(width_ratio["lpips"]),
            "nb04_delta_rho": float(table.at["clpips", "spearman"] - table.at["lpips", "spearman"]),

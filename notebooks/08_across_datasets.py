@@ -147,7 +147,7 @@ tables = {stat: view(statistic_table(summaries, stat, paper_rows.get(stat)))
           for stat in ("icc_A_k", "spearman_raw", "spearman")}
 glue_all({"nb08_table": tables["icc_A_k"], "nb08_table_rho_raw": tables["spearman_raw"],
           "nb08_table_rho": tables["spearman"]})
-tables["icc_A_k"]
+display(*tables.values())   # in JupyterLab; in the book, where the text pastes them
 
 # %% tags=["remove-output"]
 fig = plots_protocol.plot_fold_deltas(

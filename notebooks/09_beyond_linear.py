@@ -82,14 +82,15 @@ started = time.perf_counter()
 # Every metric's settings are chosen by the same inner folds, each from its own grid, and the grids
 # are about the same size. The budgets (settings offered to the inner folds):
 
-# %%
+# %% tags=["remove-output"]
 studies = load_every_dataset(dataset, seed=seed)
 settings = protocol.Settings.from_parameters(globals())   # chapters 04 and 08's protocol
 race = settings.replace(repeats=beyond_repeats)           # every metric of the race: the same folds
 metrics = {name: families.family(name, globals()) for name in protocol.METRICS}
 budget = families.budget(metrics, settings, {name: beyond_repeats for name in metrics})
-glue("nb09_budget", readable(budget.rename(index=TITLES)), display=False)
-glue("nb09_folds", settings.folds, display=False)
+shown = readable(budget.rename(index=TITLES))
+glue_all({"nb09_budget": shown, "nb09_folds": settings.folds})
+shown   # in JupyterLab; in the book, where the text pastes it
 
 # %% [markdown]
 # ```{glue:figure} nb09_budget
@@ -134,10 +135,12 @@ glue("nb09_clpips_repeats", protocol_repeats, display=False)
 # A setting chosen at the edge of its grid in most folds may have a better one beyond it. Where the
 # race's runs did so:
 
-# %%
+# %% tags=["remove-output"]
 edges = grid_edge_table({(f"{name} by {mode}", TITLES[metric]): result for (name, mode, metric), result in runs.items()
                          if (name, mode) in cases and metric != "teacher"}, names=["case", "metric"])
-glue("nb09_edges", readable(edges), display=False)
+shown = readable(edges)
+glue("nb09_edges", shown, display=False)
+shown   # in JupyterLab; in the book, where the text pastes it
 
 # %% [markdown]
 # ```{glue:figure} nb09_edges
@@ -191,7 +194,7 @@ glue("nb09_n_tests", len(tests), display=False)
 # %% [markdown]
 # {glue:text}`nb09_n_tests:d` comparisons in all. The race, per case and metric:
 
-# %%
+# %% tags=["remove-output"]
 wide = tests.assign(metric=tests["metric"].map(TITLES)).pivot_table(
     index=["case", "metric"], columns="against", values=["delta", "p_holm"], sort=False)
 wide.columns = pd.MultiIndex.from_tuples([(f"vs {against}", "Δ" if value == "delta" else "Holm p")
@@ -200,7 +203,9 @@ table = readable(wide[[("vs LPIPS", "Δ"), ("vs LPIPS", "Holm p"), ("vs CLPIPS",
 glue("nb09_table", table, display=False)
 fig = plot_race(tests)
 glue("nb09_fig", fig, display=False)
-plt.close(fig)  # shown where the text pastes it
+plt.close(fig)  # shown once: below in JupyterLab, where the text pastes it in the book
+display(table)
+fig
 
 # %% [markdown]
 # ```{glue:figure} nb09_fig
@@ -291,7 +296,7 @@ pd.Series(glue_all({"nb09_nulls_lpips": could_detect("LPIPS"), "nb09_nulls_clpip
 # image's 10 nearest neighbours (pooled features weighted by LPIPS's $\sqrt{w_0}$) still among its 10
 # nearest after each fold's fitted transform, or its pooled re-weighting, averaged over images and folds.
 
-# %%
+# %% tags=["remove-output"]
 local = pd.DataFrame([{"case": f"{name} by {mode}",
                        **{TITLES[m]: families.neighbours_kept(studies[name], runs[(name, mode, m)]) for m in
                           ("transform", "global")},
@@ -300,6 +305,7 @@ local = pd.DataFrame([{"case": f"{name} by {mode}",
 glue("nb09_local", readable(local), display=False)
 glue("nb09_keep_min", float(local[TITLES["transform"]].min()), display=False)
 glue("nb09_keep_max", float(local[TITLES["transform"]].max()), display=False)
+readable(local)   # in JupyterLab; in the book, where the text pastes it
 
 # %% [markdown]
 # ```{glue:figure} nb09_local

@@ -261,6 +261,13 @@ def test_a_chapter_runs_live_in_make_lab(new_browser, tmp_path: Path):
         button.click()
         wait.until(lambda d: any(b.text.strip() == "rank 1"
                                  for b in d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output button")))
+        # a figure the book pastes shows under its cell live too (tests/test_project_files.py checks every chapter's)
+        # (read from the notebook's model: JupyterLab renders only the cells near the viewport)
+        figures = wait.until(lambda d: d.execute_script(
+            "const cells = window.jupyterapp.shell.currentWidget.content.model.cells; let n = 0;"
+            "for (let i = 0; i < cells.length; i++) { const c = cells.get(i); if (c.type !== 'code') continue;"
+            "  for (const o of c.toJSON().outputs || []) if (o.data && o.data['image/png']) n++; }"
+            "return n >= 1 ? n : false;"))
         (SHOTS / "lab.png").parent.mkdir(parents=True, exist_ok=True)
         (SHOTS / "lab.png").write_bytes(driver.get_screenshot_as_png())
         assert kind, "no notebook panel"

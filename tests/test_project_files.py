@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -49,3 +50,35 @@ def test_make_lab_shows_every_output_of_every_chapter_cell():
         pytest.skip("no executed chapters in out/notebooks (make book writes them)")
     most = max(len(cell.get("outputs", [])) for path in executed for cell in json.loads(path.read_text())["cells"])
     assert isinstance(limit, int) and 0 < limit and most < limit, (limit, most)
+
+
+def test_make_lab_shows_every_figure_and_table_the_book_pastes():
+    """Live, a chapter shows each figure and table under the cell that makes it; in the book it stands where the
+    text pastes it (``{glue:figure}``), with its caption and number, and only there. A value glued with
+    ``display=False`` is invisible in JupyterLab (its output's type is ``application/papermill.record/...``,
+    for which JupyterLab has no renderer), so the cell that glues a pasted figure or table also shows it as a
+    plain output, and is tagged ``remove-output`` so that the book does not show it twice."""
+    executed = sorted((REPO / "out" / "notebooks").glob("[0-9]*.ipynb"))
+    if not executed:
+        pytest.skip("no executed chapters in out/notebooks (make book writes them)")
+    problems, pasted = [], 0
+    for path in executed:
+        placed = set(re.findall(r"\{glue:figure\}\s+(\S+)", (REPO / "notebooks" / f"{path.stem}.py").read_text()))
+        for number, cell in enumerate(json.loads(path.read_text())["cells"]):
+            glued, shown = [], []
+            for output in cell.get("outputs", []):
+                name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+                data = output.get("data", {})
+                if name in placed:
+                    glued.append((name, "image/png" if "application/papermill.record/image/png" in data
+                                  else "text/html"))
+                else:
+                    shown += [kind for kind in data if kind in ("image/png", "text/html")]
+            for name, kind in glued:
+                where = f"{path.stem} cell {number} ({name})"
+                if shown.count(kind) < sum(k == kind for _, k in glued):
+                    problems.append(f"{where}: not shown live (no plain {kind} output)")
+                if "remove-output" not in cell["metadata"].get("tags", []):
+                    problems.append(f"{where}: shown twice in the book (the cell is not tagged remove-output)")
+            pasted += len(glued)
+    assert pasted >= 40 and not problems, (pasted, problems)

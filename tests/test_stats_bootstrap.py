@@ -116,7 +116,8 @@ def test_paired_bootstrap_observed_matches_icc_and_spearman():
 
 
 @pytest.mark.parametrize("few_values", [64, 0, 10**9], ids=["auto", "rows_in_value_order", "count_matrix"])
-@pytest.mark.parametrize("variant", ["plain", "ties_and_uneven_sets", "many_rank_values"])
+@pytest.mark.parametrize("variant", ["plain", "ties_and_uneven_sets", "many_rank_values",
+                                     "many_rank_values_few_distances"])
 def test_paired_bootstrap_equals_slow_reference_loop(variant, few_values, monkeypatch):
     # the engine ranks a variable with few distinct values through a sets x values count matrix and
     # one with many through its rows in value order (with a fast path for untied distances);
@@ -127,8 +128,10 @@ def test_paired_bootstrap_equals_slow_reference_loop(variant, few_values, monkey
         df = df.drop(index=[3, 14, 15, 50]).reset_index(drop=True)  # sets of 9, 8 and 9 candidates
         df["rank"] = df.groupby("set")["rank"].rank(method="first")
         df["a"] = df["a"].round(0)  # ties within and across sets
-    elif variant == "many_rank_values":
+    elif variant.startswith("many_rank_values"):
         df["rank"] = df["rank"] + np.random.default_rng(0).uniform(0, 0.5, len(df))  # e.g. mean ranks
+    if variant == "many_rank_values_few_distances":   # a count matrix for the metric, rows for the ranks
+        df[["a", "b"]] = (df[["a", "b"]] / 4).round(0)
     n_boot, seed = 25, 11
     res = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=n_boot, seed=seed)
     counts = bootstrap_counts(len(res.set_ids), n_boot, seed)

@@ -109,11 +109,6 @@ class _PooledRanker:
             starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
         return cls(group_of_row, None, order, code[order], starts)
 
-    @property
-    def untied_rows(self) -> bool:
-        """True when groups are single rows in value order (the cumsum fast path applies)."""
-        return self.order is not None and self.starts is None
-
     def group_weights(self, w: np.ndarray) -> np.ndarray:
         """Total weight of each tie group, (B, G) int64, groups in value order."""
         if self.indicator is not None:

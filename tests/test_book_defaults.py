@@ -5,6 +5,7 @@ parameter by its default as before."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import warnings
@@ -80,3 +81,22 @@ def test_the_runner_types_a_chapters_parameter_by_the_books_default(name, value,
 def test_the_runner_refuses_a_chapters_parameter_of_the_wrong_type():
     with pytest.raises(nr.NotebookError, match="parameter ablation_folds expects int"):
         nr.coerce_parameter("ablation_folds", "2.5")
+
+
+@pytest.mark.parametrize("value, expected", [("3", "3"), (" 4 ", "4"), ("", "2"),
+                                             ("0", "CLPIPS_WORKERS must be a whole number >= 1, got '0'"),
+                                             ("two", "CLPIPS_WORKERS must be a whole number >= 1, got 'two'"),
+                                             ("-1", "CLPIPS_WORKERS must be a whole number >= 1, got '-1'"),
+                                             ("1.5", "CLPIPS_WORKERS must be a whole number >= 1, got '1.5'")])
+def test_workers_from_the_environment_or_a_one_line_error_at_import(value, expected):
+    """$CLPIPS_WORKERS is read when clpips.defaults is imported (a fresh interpreter): a whole number >= 1,
+    blank meaning the default 2; anything else the one-line ValueError naming the variable and its value."""
+    code = ("import clpips.defaults as d\n"
+            "print(d.DEFAULTS.workers)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "CLPIPS_WORKERS": value})
+    if expected.isdigit():
+        assert done.returncode == 0 and done.stdout.strip() == expected, done.stderr
+    else:
+        assert done.returncode != 0
+        assert done.stderr.strip().splitlines()[-1] == f"ValueError: {expected}"

@@ -356,3 +356,54 @@ def test_ground_truth_keeps_its_old_path_for_one_release():
     with pytest.warns(DeprecationWarning, match=r"alien_eggs\.truth_ranks moved to clpips\.book\.egg_truth"):
         old = alien_eggs.truth_ranks
     assert old is egg_truth.truth_ranks
+
+
+# --------------------------------------------------------------------------- more bad files, one line each
+@pytest.mark.parametrize("answers, said", [
+    ([{"target_indices": [{"index": 1, "label": "center"}]}], r"KeyError\('alg_label'\)"),
+    ([{"alg_label": "STE", "target_indices": [{"index": "one", "label": "center"}]}], r"ValueError\("),
+    (["not a query"], r"TypeError\("),
+])
+def test_a_query_without_its_fields_is_named_in_one_line(tmp_path, answers, said):
+    path = export_zip(tmp_path / "export.zip", {"p": answers})
+    with pytest.raises(datasets.RankingDataError,
+                       match=rf"export\.zip, participant p, query 1: not a NEXT query with target_indices and "
+                             rf"alg_label \({said}") as info:
+        alien_eggs.read_queries(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("content, said", [(b"{not json", "JSONDecodeError"), (b'{"answers": []}', "KeyError"),
+                                           (b"[1, 2]", "TypeError")])
+def test_an_export_without_participant_responses_is_named_in_one_line(tmp_path, content, said):
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("next-fig3.json", content)
+    with pytest.raises(datasets.RankingDataError,
+                       match=rf"export\.zip: not a NEXT export with participant_responses \({said}") as info:
+        alien_eggs.read_queries(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_altered_packaged_index_is_refused(monkeypatch):
+    """The index shipped in the package is checked against its published sha256 (here: a sum it cannot have)."""
+    monkeypatch.setitem(alien_eggs.SHA256, alien_eggs.INDEX_FILE, "0" * 64)
+    with pytest.raises(datasets.RankingDataError, match=r"^clpips/datasets/alien_eggs_index\.csv: differs from the "
+                                                        r"published index \(expected sha256 0{64}\); reinstall clpips$"):
+        alien_eggs.index()
+
+
+def test_an_images_zip_lacking_images_is_named_with_the_fix(tmp_path):
+    files = sorted(alien_eggs.index()["file"])
+    with zipfile.ZipFile(tmp_path / "eggs.zip", "w") as archive:
+        for name in files[1:]:
+            archive.writestr(name, b"png bytes")
+    with pytest.raises(datasets.RankingDataError,
+                       match=rf"images: lacks 1 of the 30 images \({files[0]} \.\.\.\); delete the folder to unpack "
+                             r"them again$") as info:
+        alien_eggs.unpack_images(tmp_path / "eggs.zip", tmp_path / "root")
+    assert str(tmp_path / "root" / "images") in str(info.value)
+
+
+def test_triplets_are_the_answered_queries_of_the_mirror(mirror, triplets):
+    assert np.array_equal(alien_eggs.triplets(mirror=mirror), triplets)

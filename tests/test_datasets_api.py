@@ -52,3 +52,26 @@ def test_load_every_dataset_gives_the_built_ins_in_order_and_the_study(mur92_mir
     alone = load_dataset("mur92", seed=3)
     pd.testing.assert_frame_equal(every["mur92"].table, alone.table)
     assert list(load_every_dataset(seed=3)) == list(EVERY_DATASET) == list(load_every_dataset("mur92", seed=3))
+
+
+def test_load_names_a_folder_given_as_the_csv(tmp_path):
+    (tmp_path / "rankings.csv").mkdir()
+    with pytest.raises(datasets.RankingDataError, match=r"rankings\.csv: is a folder, not a CSV file$") as err:
+        datasets.load(str(tmp_path / "rankings.csv"))
+    assert str(tmp_path / "rankings.csv") in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_dataset_says_its_sets_raters_k_and_root(tmp_path):
+    """The study: sets s1 (3 candidates) and s2 (2), raters alice and bob (counted from rankings.csv)."""
+    data = datasets.load(str(STUDY / "rankings.csv"))
+    assert repr(data) == f"RankingDataset('study': 2 sets, 2 raters, k=varies, root={str(STUDY)!r})"
+    lines = (STUDY / "rankings.csv").read_text().splitlines()
+    (tmp_path / "rankings.csv").write_text("\n".join(lines[:7]) + "\n")          # s1 only: k = 3
+    even = datasets.from_csv(tmp_path / "rankings.csv", root=STUDY, name="s1")
+    assert repr(even) == f"RankingDataset('s1': 1 sets, 2 raters, k=3, root={str(STUDY)!r})"
+
+
+def test_the_dataset_options_mapping_lists_every_available_dataset():
+    from clpips.experiment import DATASET_OPTIONS
+    assert len(DATASET_OPTIONS) == len(datasets.available()) == len(list(DATASET_OPTIONS))
+    assert list(DATASET_OPTIONS) == datasets.available()

@@ -17,6 +17,7 @@ import pytest
 
 from clpips import datasets
 from clpips.datasets import mur92
+from clpips.datasets import download
 from clpips.datasets.download import DownloadError
 
 SHARED = Path(os.environ.get("CLPIPS_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
@@ -199,3 +200,44 @@ def test_missing_mirror_names_the_path_it_tried(tmp_path, cache):
         mur92.fetch_files(mirror=tmp_path / "nowhere")
     assert str(tmp_path / "nowhere" / "mur92" / mur92.RDM_FILE) in str(info.value)
     assert files_in(cache) == []
+
+
+# --------------------------------------------------------------------------- bad options and references
+@pytest.mark.parametrize("k", [1, 92])
+def test_k_outside_two_to_91_is_named(mirror, k):
+    with pytest.raises(ValueError, match=f"^k must lie between 2 and 91, got {k}$"):
+        mur92.load(mirror=mirror, k=k)
+
+
+def test_within_refuses_an_unknown_reference_and_too_few_images(data):
+    with pytest.raises(ValueError, match=r"^mur92: 'images/092\.png' is not one of its image references "
+                                         r"\(images/000\.png \.\.\. images/091\.png\)$"):
+        data.within(["images/000.png", "images/001.png", "images/092.png"], 0)
+    with pytest.raises(ValueError, match=r"^mur92: 'images/7\.png' is not one of its image references"):
+        data.within(["images/000.png", "images/001.png", "images/7.png"], 0)
+    with pytest.raises(ValueError, match=r"^mur92: a split side needs at least 3 images to rank, got 2$"):
+        data.within(["images/000.png", "images/001.png"], 0)
+
+
+# --------------------------------------------------------------------------- a folder filled atomically
+def test_fresh_dir_uses_a_folder_another_process_filled_first(tmp_path):
+    """A lost race: while this process builds, another renames its own finished folder into place; the
+    rename then fails and that folder is used as it is, this one's temporary folder removed."""
+    dest = tmp_path / "images"
+
+    def build(tmp: Path) -> None:
+        (tmp / "mine.png").write_bytes(b"mine")
+        dest.mkdir()
+        (dest / "theirs.png").write_bytes(b"theirs")             # the other process finished first
+    assert download.fresh_dir(dest, build) == dest
+    assert sorted(p.name for p in dest.iterdir()) == ["theirs.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]  # no temporary folder left
+
+
+def test_fresh_dir_raises_a_build_error_and_leaves_nothing(tmp_path):
+    def build(tmp: Path) -> None:
+        (tmp / "half.png").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+    with pytest.raises(OSError, match="No space left on device"):
+        download.fresh_dir(tmp_path / "images", build)
+    assert list(tmp_path.iterdir()) == []

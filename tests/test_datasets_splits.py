@@ -1,6 +1,8 @@
 """Splits by target: no target on both sides, seeded, deterministic."""
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 
@@ -52,3 +54,10 @@ def test_kfold_tests_every_target_exactly_once(table):
     assert all(a[1].equals(b[1]) for a, b in zip(folds, again))
     with pytest.raises(ValueError, match="n_splits"):
         next(kfold_by_target(table, n_splits=21))
+
+
+def test_shared_pair_share_of_an_empty_held_out_side_is_nan(table):
+    """No held-out row: the share (rows sharing a pair / held-out rows) is 0/0, undefined, not 0."""
+    from clpips.datasets.splits import shared_pair_share
+    assert math.isnan(shared_pair_share(table, table.iloc[:0]))
+    assert shared_pair_share(table, table) == 1.0                  # and a side shares all its own pairs

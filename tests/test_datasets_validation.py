@@ -3,8 +3,10 @@ naming the file, the CSV line(s) and the problem. The valid study lives in
 tests/data/study/ (8 rows: lines 2-9 of rankings.csv)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -177,3 +179,22 @@ def test_columns_outside_the_schema_are_dropped_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"ignoring columns not in the schema: \['seconds'\]"):
         table = from_csv(write_study(tmp_path, lines), root=STUDY).table
     assert "seconds" not in table.columns
+
+
+@pytest.mark.parametrize("ref", ["../secret.png", "/etc/passwd", "C:/x.png", "images\\a.png", "images/../../a.png",
+                                 "  "])
+def test_a_reference_outside_the_root_is_named(ref):
+    """What the table's check refuses per row (test_rule_relative_image_paths), refused for one reference too."""
+    from clpips.datasets.validate import normalize_ref, resolve_ref
+    for check in (normalize_ref, lambda r: resolve_ref(STUDY, r)):
+        with pytest.raises(ValueError, match=f"^{re.escape(repr(ref))} is not a relative path inside the root$"):
+            check(ref)
+    assert normalize_ref("images/./red.png") == "images/red.png"
+
+
+def test_checking_images_without_a_root_says_how_to_skip():
+    from clpips.datasets import validate
+    table = pd.read_csv(STUDY / "rankings.csv")
+    with pytest.raises(ValueError, match=r"^root is needed to check images; pass check_images=False to skip$"):
+        validate(table)
+    assert len(validate(table, check_images=False)) == len(table)

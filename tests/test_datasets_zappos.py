@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import http.server
 import itertools
+import re
 import threading
 import zipfile
 from pathlib import Path
@@ -24,6 +25,7 @@ from clpips.datasets import zappos
 from clpips.datasets.download import DownloadError
 
 from conftest import shared_path
+from helpers import record_calls
 from tolerance import assert_same_fit, icc_bound, iterative_bound, spearman_bound
 
 
@@ -516,3 +518,65 @@ def test_bradley_terry_many_refuses_what_it_cannot_fit():
     rng = np.random.default_rng(0)
     with pytest.raises(RuntimeError, match="did not converge"):
         zappos.bradley_terry_many(rng.integers(1, 9, size=(2, 6, 6)).astype(float), max_iter=1)
+
+
+# --------------------------------------------------------------------------- bad files and references
+@pytest.mark.parametrize("content, said", [
+    ("1,2,3\n4,x,5\n", r"bad\.zip: lines must be three whole numbers head,closer,farther \("),
+    ("1,2,3,4\n5,6,7,8\n", r"bad\.zip: lines must be three whole numbers head,closer,farther, found 4 columns$"),
+    ("1,2\n", r"bad\.zip: lines must be three whole numbers head,closer,farther, found 2 columns$"),
+])
+def test_a_triplets_file_of_other_lines_is_named_in_one_line(tmp_path, content, said):
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as archive:
+        archive.writestr("t.csv", content)
+    with pytest.raises(datasets.RankingDataError, match=said) as info:
+        zappos.read_triplets(tmp_path / "bad.zip")
+    assert str(tmp_path / "bad.zip") in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("ref", ["images/85.jpg", "images/-1.jpg", "images/01.jpg", "0.jpg"])
+def test_image_index_refuses_what_is_not_one_of_its_images(ref):
+    with pytest.raises(ValueError, match=rf"^zappos: {re.escape(repr(ref))} is not one of its images "
+                                         r"\(images/0\.jpg \.\.\. images/84\.jpg\)$"):
+        zappos.image_index(ref)
+    assert zappos.image_index("images/84.jpg") == 84
+
+
+def _ordered_triplets(pool: np.ndarray, copies: int = 3) -> np.ndarray:
+    """Every head prefers the lower-numbered of any two others: strengths strictly ordered, no ties."""
+    rows = [(h, a, b) for h in pool for a, b in itertools.combinations(pool[pool != h], 2)]
+    return np.array(rows * copies, dtype=np.int64)
+
+
+def test_rankings_without_ties_can_be_rejected_and_are_whole_ranks():
+    pool = np.arange(6)
+    table = zappos.rankings(_ordered_triplets(pool), pool, k=3, sets_per_target=1, seed=0, ties="reject")
+    assert table["rank"].dtype == np.int64
+    for _, part in table.groupby("set_id"):           # rank 1: the lowest-numbered candidate, and so on
+        by_index = part.sort_values("candidate", key=lambda c: c.map(zappos.image_index))
+        assert by_index["rank"].to_list() == [1, 2, 3]
+    averaged = zappos.rankings(_ordered_triplets(pool), pool, k=3, sets_per_target=1, seed=0)
+    assert np.array_equal(averaged["rank"].to_numpy(), table["rank"].to_numpy(float))
+
+
+def test_a_full_memory_is_emptied_and_gives_the_same_fits_and_tables(triplets, monkeypatch, tmp_path):
+    """Past MAX_FITS fits (MAX_TABLES tables) the memory starts afresh: a forgotten fit is fitted again, and
+    the answers are the same."""
+    heads = zappos.HeadTriplets(triplets)
+    monkeypatch.setattr(heads, "MAX_FITS", 2)
+    monkeypatch.setattr(heads, "MAX_TABLES", 1)
+    fits, _ = record_calls(monkeypatch, zappos, "bradley_terry_many")
+    items = [np.array([1, 2, 3]), np.array([4, 5, 6, 7])]
+    first = heads.strengths_of([0, 0], items)
+    assert heads.strengths(0, items[0]) is first[0] and len(fits) == 2          # remembered
+    third = heads.strengths(0, np.array([8, 9]))        # a third fit: the memory is emptied first
+    again = heads.strengths(0, items[0])
+    assert again is not first[0] and len(fits) == 4                             # forgotten: fitted again
+    assert np.array_equal(third, zappos.head_strengths(triplets, 0, np.array([8, 9])))
+    assert np.array_equal(again, zappos.head_strengths(triplets, 0, items[0]))
+    images = [zappos.image_ref(i) for i in range(6)]
+    a = zappos.within(images, 1, triplets=heads, root=tmp_path, k=3)
+    b = zappos.within(images[1:], 1, triplets=heads, root=tmp_path, k=3)
+    assert list(heads.tables.values())[0].equals(b) and len(heads.tables) == 1   # b replaced a
+    assert zappos.within(images, 1, triplets=heads, root=tmp_path, k=3).equals(a)
+    assert zappos.within(images[1:], 1, triplets=triplets, root=tmp_path, k=3).equals(b)

@@ -169,3 +169,25 @@ def test_pair_distances_are_the_same_whatever_threads_the_caller_runs():
     exact = phi @ w64                                      # float64: the float32 sums' error is bounded by
     bound = dot_bound(np.abs(phi) @ np.abs(w64), 1152, np.float32, computations=1)   # gamma_n u sum |terms|
     assert np.all(np.abs(got[2][:, 0] - exact) <= bound)
+
+
+# --------------------------------------------------------------------------- undefined statistics are NaN
+def test_pair_accuracy_without_an_ordered_pair_is_nan():
+    """A ranking whose candidates are all tied gives no (better, worse) pair: the share is undefined."""
+    from clpips.evaluate import pair_accuracy
+    from clpips.pairs import ranking_pairs
+    table = pd.DataFrame({"set_id": "s", "target": "t", "candidate": ["c", "d", "e"], "rater": "r",
+                          "rank": [2.0, 2.0, 2.0]})
+    dist = np.array([[0.1, 0.2], [0.3, 0.1], [0.2, 0.2]])
+    assert ranking_pairs(table).empty                       # the reference: no pair to count
+    got = pair_accuracy(table, dist)
+    assert got.shape == (2,) and np.isnan(got).all()
+
+
+def test_the_icc_of_a_single_ranked_item_is_nan_with_its_interval():
+    """ICC(A,k) needs two targets (n - 1 = 0 degrees of freedom between them otherwise): every ICC column NaN."""
+    table = pd.DataFrame({"set_id": ["s"], "target": ["t"], "candidate": ["c"], "rater": ["r"], "rank": [1]})
+    out = rank_scores(table, np.array([[0.3, 0.5]]), ["a", "b"], interval=True)
+    icc_columns = ["icc_A_k", "icc_A_k_ci_low", "icc_A_k_ci_high", "icc_A_k_F", "icc_A_k_pval"]
+    assert list(out.index) == ["a", "b"] and out[icc_columns].isna().all().all()
+    assert (out["n_rankings"] == 1).all()

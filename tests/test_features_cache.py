@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from clpips.features import pair_features
-from clpips.images import load_image, match_sizes
+from clpips.images import ImageReadError, load_image, match_sizes
 from tolerance import assert_same_computation
 from helpers import Folder
 
@@ -129,3 +129,39 @@ def test_features_and_embeddings_share_one_backbone_pass(folder, counted):
     ran = sum(calls)
     emb = image_embeddings(folder, ["0.png", "1.png", "2.png"], metric=alex)
     assert sum(calls) == ran and emb.extracted == 3
+
+
+@pytest.mark.float_sensitive
+def test_features_progress_counts_an_image_at_two_sizes_twice(folder, alex, monkeypatch, capsys):
+    """1.png is the candidate of a 60 x 40 target and of a 48 x 48 one: it runs through the backbone at both
+    sizes, so the bar, which starts at the 3 distinct images, ends at 4 of 4 (never 4 of 3)."""
+    from clpips import features
+    monkeypatch.setattr(features, "_KEPT", features._Kept())
+    feats = pair_features(folder, [("3.png", "1.png"), ("0.png", "1.png")], metric=alex, cache=False)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert " 4/4 " in bar, bar
+    for t, c in feats.keys:
+        x, y = match_sizes(load_image(folder.image_path(t)), load_image(folder.image_path(c)))
+        with torch.no_grad():
+            want = alex.feature_vector(x, y)[0]
+        assert_same_computation(feats.matrix[feats.index[(t, c)]], want, f"{t}, {c}")
+
+
+def test_features_an_undecodable_image_is_named_in_one_line(folder, alex):
+    (folder.root / "bad.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(ImageReadError, match=r"bad\.png: cannot decode image") as err:
+        pair_features(folder, [("0.png", "bad.png"), ("bad.png", "1.png")], metric=alex, progress=False)
+    assert str(folder.root / "bad.png") in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("content", [{"other": torch.zeros(2)}, [torch.zeros(1, 1152)]])
+def test_features_an_entry_holding_something_else_is_named_and_rebuilt(folder, alex, content):
+    from clpips import atomic
+    from clpips.features import CacheWarning, feature_store
+    first = pair_features(folder, PAIRS, metric=alex, progress=False)
+    entry = sorted(feature_store("alex", "target").glob("*.pt"))[0]
+    atomic.write_checked(entry, atomic.torch_bytes(content))            # its checksum matches: the content is wrong
+    with pytest.warns(CacheWarning, match=rf"{entry.name}: cache entry does not hold candidates and their "
+                                          r"1152-number finite vectors; removed it, rebuilding"):
+        second = pair_features(folder, PAIRS, metric=alex, progress=False)
+    assert second.extracted > 0 and torch.equal(second.matrix, first.matrix)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import tempfile
 import weakref
 from pathlib import Path
 
@@ -102,3 +103,20 @@ def test_a_pass_keeps_its_activations_only_when_all_of_them_fit(study, alex, tmp
     monkeypatch.setattr(features, "KEEP_BUDGET", 3 * 2 ** 29)
     pair_features(folder, pairs[:6], metric=alex, progress=False, cache=False)  # 2 targets, 8 images: kept
     assert len(features._KEPT.layers) == 8
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_a_matrix_over_the_budget_with_no_usable_cache_maps_a_system_temporary_file(study, alex, tmp_path,
+                                                                                       monkeypatch):
+    """The cache folder cannot be made (a file stands in its way): the matrix is mapped on an unlinked file in
+    the system's temporary folder instead, with the same numbers."""
+    folder, pairs = study
+    monkeypatch.setenv("CLPIPS_CACHE", str(tmp_path / "cache"))
+    in_memory = pair_features(folder, pairs[:3], metric=alex, progress=False, cache=False)
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("CLPIPS_CACHE", str(tmp_path / "file" / "cache"))
+    monkeypatch.setattr(features, "MEMORY_BUDGET", in_memory.matrix.numel() * 4 - 1)
+    mapped = pair_features(folder, pairs[:3], metric=alex, progress=False, cache=False)
+    source = _mapping_of(mapped.matrix.data_ptr())
+    assert Path(source).parent == Path(tempfile.gettempdir()) and source.endswith("(deleted)"), source
+    assert torch.equal(mapped.matrix, in_memory.matrix)

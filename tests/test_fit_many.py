@@ -336,3 +336,36 @@ def _refuse(i: int) -> int:
     time.sleep(0.1)
     return i
 
+
+
+@pytest.mark.parametrize("job, said", [
+    (lambda p, w0: GridJob(p, (), (), (1,)), r"^a job's margins and lrs must be equally long, non-empty sequences$"),
+    (lambda p, w0: GridJob(p, (0.05, 0.02), (1e-3,), (1,)),
+     r"^a job's margins and lrs must be equally long, non-empty sequences$"),
+    (lambda p, w0: GridJob(p, (0.05,), (1e-3,), (1,), initial_weights=w0[:5]),
+     r"^initial weights must be 1152 finite numbers for net='alex'$"),
+    (lambda p, w0: GridJob(p, (0.05,), (1e-3,), (1,), initial_weights=torch.full_like(w0, float("nan"))),
+     r"^initial weights must be 1152 finite numbers for net='alex'$"),
+])
+def test_fit_many_names_a_jobs_bad_grid_or_start(job, said):
+    features, pairs = _pairs_problem()
+    w0 = initial_weight_vector("alex", "lpips")
+    with pytest.raises(ValueError, match=said):
+        fit_many(features, [job(pairs, w0)], w0)
+
+
+@pytest.mark.float_sensitive
+def test_fit_many_without_room_for_the_pair_table_steps_over_the_rows(monkeypatch):
+    """Stepping on pair differences wanted, but the table of distinct pairs' differences over its memory cap:
+    the step goes over the rows instead, and each column still equals its own fit_pairs."""
+    monkeypatch.setattr(train, "steps_on_pairs", lambda *args: True)
+    monkeypatch.setattr(train, "_PAIR_TABLE_BYTES", 0)
+    features, pairs = _pairs_problem(n_rows=80, n_pairs=300, seed=3)
+    w0 = initial_weight_vector("alex", "lpips")
+    job = GridJob(pairs, (0.02, 0.05), (1e-2, 3e-3), (1, 2), seed=1)
+    got = fit_many(features, [job], w0, batch_size=32)[0]
+    for b, (margin, lr) in enumerate(zip(job.margins, job.lrs)):
+        for e_i, epochs in enumerate(job.checkpoints):
+            ref = fit_pairs(features, pairs, None, w0, margin=margin, lr=lr, epochs=epochs, seed=1,
+                            batch_size=32).weights
+            assert_same_fit(got[e_i, b], ref, f"column {b}, {epochs} epochs")

@@ -443,3 +443,48 @@ def test_read_or_compute_side_by_side_computes_once(tmp_path):
     printed = [run.communicate(timeout=120)[0].strip() for run in runs]
     assert printed == ["value", "value"]
     assert log.read_text() == "computed\n"
+
+
+# ------------------------------------------------------------------ 7. what a cache entry and JSON fall back to
+def test_cache_folder_follows_xdg_cache_home_then_home(tmp_path, monkeypatch):
+    from clpips.paths import cache_dir
+    monkeypatch.delenv("CLPIPS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "clpips"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")                          # set but empty: as unset (XDG spec)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "clpips"
+
+
+def test_json_writes_what_it_cannot_type_as_its_text(tmp_path):
+    from fractions import Fraction
+    atomic.write_json(tmp_path / "m.json", {"path": Path("a/b.png"), "ratio": Fraction(1, 3), "n": np.int64(2)})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"path": "a/b.png", "ratio": "1/3", "n": 2}
+
+
+def test_a_checked_entry_that_does_not_hold_what_it_should_is_named_and_removed(tmp_path):
+    from clpips.features import CacheWarning, read_cached
+    entry = tmp_path / "entry.pt"
+    atomic.write_checked(entry, atomic.torch_bytes({"candidates": ["a"], "vectors": torch.zeros(1, 3)}))
+    with pytest.warns(CacheWarning) as record:
+        got = read_cached(entry, lambda e: e["vectors"].shape[1] == 5, "5-number vectors")
+    assert got is None and len(record) == 1
+    assert str(record[0].message) == f"{entry}: cache entry does not hold 5-number vectors; removed it, rebuilding"
+    assert not entry.exists() and not atomic.checksum_path(entry).exists()
+
+
+@pytest.mark.parametrize("error, said", [(ValueError("bad header\nat byte 12"), "bad header"),
+                                         (EOFError(), "EOFError")])
+def test_a_checked_entry_the_parser_cannot_read_is_named_in_one_line(tmp_path, error, said):
+    """The checksum matches (the bytes are what was written) but they do not parse: the parser's first line
+    is the reason, or the exception's name when it says nothing."""
+    entry = tmp_path / "entry.bin"
+    atomic.write_checked(entry, b"some bytes")
+
+    def parse(data: bytes):
+        raise error
+    with pytest.warns(UserWarning) as record:
+        assert atomic.read_entry(entry, parse) is None
+    assert len(record) == 1
+    assert str(record[0].message) == f"{entry}: unreadable cache entry ({said}); removed it, rebuilding"
+    assert not entry.exists() and not atomic.checksum_path(entry).exists()

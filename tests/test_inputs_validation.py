@@ -1,12 +1,14 @@
 """Bad image input gives a ValueError saying what was expected."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from clpips.images import ImageReadError, load_image, match_sizes, open_rgb
+from clpips.images import ImageReadError, image_size, load_image, match_sizes, open_rgb, to_tensor
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -75,3 +77,66 @@ def test_inputs_unreadable_file(tmp_path):
         load_image(tmp_path / "bad.png")
     with pytest.raises(ImageReadError, match="no such image file"):
         load_image(tmp_path / "absent.png")
+
+
+# --------------------------------------------------------------------------- error branches (one line each)
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    message = str(err.value)
+    assert "\n" not in message, message
+    return message
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.zeros(0, 3, 64, 64), r"in0: empty batch or image, shape \(0, 3, 64, 64\)"),
+    (torch.zeros(1, 3, 0, 64), r"in0: empty batch or image, shape \(1, 3, 0, 64\)"),
+    (torch.full((1, 3, 64, 64), 1.2), r"in0: expected values in \[-1, 1\], got \[1.2, 1.2\] \(pass normalize=True"),
+])
+def test_inputs_empty_or_zero_to_one_tensor_named(alex, bad, message):
+    with pytest.raises(ValueError, match=message) as err:
+        alex(bad, torch.zeros(1, 3, 64, 64))
+    _one_line(err)
+
+
+@pytest.mark.parametrize("value, said", [("lots", "is not a whole number of pixels"), ("0", "must be at least 1"),
+                                         ("-5", "must be at least 1")])
+def test_inputs_bad_max_pixels_variable_named(tmp_path, monkeypatch, value, said):
+    Image.new("RGB", (40, 40)).save(tmp_path / "ok.png")
+    monkeypatch.setenv("CLPIPS_MAX_PIXELS", value)
+    with pytest.raises(ImageReadError, match=f"CLPIPS_MAX_PIXELS={value!r} {said}") as err:
+        load_image(tmp_path / "ok.png")
+    _one_line(err)
+
+
+def test_inputs_float_image_with_nan_named(tmp_path):
+    arr = np.full((40, 40), 0.5, dtype=np.float32)
+    arr[3, 4] = np.nan
+    Image.fromarray(arr, "F").save(tmp_path / "nan.tif")
+    with pytest.raises(ImageReadError, match=r"nan\.tif: image \(mode F\) contains NaN or infinite values") as err:
+        load_image(tmp_path / "nan.tif")
+    _one_line(err)
+
+
+def test_inputs_image_size_of_a_bad_file_is_open_rgbs_error(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(ImageReadError, match=r"bad\.png: cannot decode image") as err:
+        image_size(tmp_path / "bad.png")
+    _one_line(err)
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(ImageReadError, match=r"folder\.png: is a folder, not an image file"):
+        image_size(tmp_path / "folder.png")
+
+
+@pytest.mark.parametrize("bad", [np.zeros((8, 8), dtype=np.uint8), np.zeros((8, 8, 4), dtype=np.uint8),
+                                 np.zeros((8, 8, 3), dtype=np.float32)])
+def test_inputs_to_tensor_refuses_what_is_not_hw3_uint8(bad):
+    with pytest.raises(ValueError, match=rf"expected an H x W x 3 uint8 RGB image, got shape "
+                                         rf"{re.escape(str(bad.shape))} dtype {bad.dtype}"):
+        to_tensor(bad)
+
+
+@pytest.mark.parametrize("size", [(10, 64), (64, 15), (64,), (64, 64, 64)])
+def test_inputs_fixed_size_below_the_minimum_or_not_a_pair_refused(size):
+    x = torch.zeros(1, 3, 64, 64)
+    with pytest.raises(ValueError, match=rf"size must be a \(height, width\) pair of at least 16 pixels .*got "
+                                         rf"{re.escape(repr(size))}"):
+        match_sizes(x, x, size)

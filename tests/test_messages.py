@@ -327,6 +327,22 @@ def test_corrupted_cached_mur92_png_rebuilt_and_named(tmp_path, damage):
     np.testing.assert_array_equal(np.asarray(Image.open(path)), images[1])
 
 
+def test_undecodable_cached_mur92_png_without_a_sum_is_named_and_rebuilt(tmp_path):
+    """An export from before the recorded sums (no .sha256) that no longer decodes: named as unreadable."""
+    images = pixels()
+    mur92.export_images(images, tmp_path)
+    path = tmp_path / mur92.image_ref(0)
+    good = path.read_bytes()
+    path.write_bytes(b"not a png at all")
+    atomic.checksum_path(path).unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mur92.export_images(images, tmp_path)
+    assert [str(w.message) for w in caught] == [
+        f"{path}: unreadable (UnidentifiedImageError); exporting it again from {mur92.STIMULI_FILE}"]
+    assert path.read_bytes() == good and atomic.checksum_path(path).is_file()
+
+
 def test_intact_cached_mur92_pngs_left_alone(tmp_path):
     images = pixels()
     mur92.export_images(images, tmp_path)

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import lpips
 import pytest
 import torch
 
 import clpips
-from clpips.model import sidecar_path
+from clpips import model
+from clpips.model import initial_weight_vector, sidecar_path
 from tolerance import assert_same_computation, dot_bound
 
 
@@ -96,3 +98,39 @@ def test_weights_uniform_init_keeps_layer_sums(alex):
         # two float32 sums of the same total (uniform weights keep each layer's sum): gamma_C bounds each
         assert abs(float(a.sum()) - float(b.sum())) <= dot_bound(float(b.abs().sum()), b.numel(), torch.float32)
         assert torch.all(a == a.flatten()[0])
+
+
+def test_weights_file_of_a_list_is_named(alex, tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save(list(alex.linear_state().values()), path)
+    with pytest.raises(ValueError, match=r"list\.pth: expected a dict of tensors, got list$") as err:
+        clpips.CLPIPS(net="alex", linear=path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_weights_without_a_sidecar_name_their_file_as_provenance(tuned, tmp_path):
+    """A weights file saved by lpips (no JSON beside it) loads; its provenance is the file it came from."""
+    path = tmp_path / "plain.pth"
+    torch.save(tuned.linear_state(), path)
+    loaded = clpips.CLPIPS(net="alex", linear=path)
+    assert loaded.provenance == {"file": str(path)} and torch.equal(loaded.weight_vector(), tuned.weight_vector())
+
+
+def test_weights_bad_init_net_and_vector_length_are_named(alex):
+    with pytest.raises(ValueError, match=r"^linear init must be one of .*'lpips'.*, got 'zeros'$"):
+        initial_weight_vector("alex", "zeros")
+    with pytest.raises(ValueError, match=r"^net must be one of \('alex', 'vgg'\), got 'squeeze'$"):
+        clpips.CLPIPS(net="squeeze")
+    with pytest.raises(ValueError, match=r"^expected 1152 weights for net='alex', got 5$"):
+        alex.set_weight_vector(torch.ones(5))
+
+
+def test_official_weights_without_the_lpips_package_say_how_to_install_it(monkeypatch):
+    """``find_spec`` finds no lpips (as when it is not installed: a None in sys.modules reads the same)."""
+    monkeypatch.setitem(sys.modules, "lpips", None)
+    model._official_linear_weights.cache_clear()                 # read afresh, not from the memory
+    try:
+        with pytest.raises(ModuleNotFoundError, match=r"^the lpips package is not installed \(pip install lpips\)$"):
+            initial_weight_vector("alex", "lpips")
+    finally:
+        model._official_linear_weights.cache_clear()

@@ -106,3 +106,9 @@ def test_pairs_of_an_empty_table():
     keys = [("t", "a")]
     features = PairFeatures(keys=keys, matrix=torch.zeros(1, 3), net="alex", extracted=0)
     assert ranking_pair_index(features, empty).shape == (0, 2)
+
+
+def test_ranking_pairs_names_the_columns_a_table_lacks():
+    table = pd.DataFrame({"set_id": ["s"], "target": ["t"], "cand": ["c"], "rater": ["r"]})
+    with pytest.raises(ValueError, match=r"^ranking table lacks columns \['candidate', 'rank'\]$"):
+        ranking_pairs(table)

@@ -4,6 +4,7 @@ are tested in test_fit_many.py; chapter 09's metric families in test_protocol_fa
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -316,3 +317,50 @@ def test_split_by_image_reuses_the_split_by_target_where_they_coincide(monkeypat
     mur = pd.DataFrame({"set_id": ["a"] * 2 + ["b"] * 2, "target": ["x", "x", "y", "y"],
                         "candidate": ["y", "z", "x", "z"], "rater": "r", "rank": [1, 2, 1, 2]})
     assert not split_modes_coincide(mur)   # targets are candidates of each other, z is ranked with both
+
+
+def test_target_bootstrap_of_one_repeat_equals_a_direct_resampling_loop():
+    oof = _oof_toy(seed=1)
+    res = protocol.CrossvalResult(folds=pd.DataFrame(), inner=pd.DataFrame(), oof=oof, weights=np.zeros((1, 1)),
+                                  settings={"seed": 3})
+    n_boot = 30
+    got = res.target_bootstrap_repeat(1, ci=0.9, n_boot=n_boot, seed=3)
+    part = oof[oof["repeat"] == 1]
+    targets = np.array(sorted(oof["target"].unique()))
+    counts = bootstrap_counts(len(targets), n_boot, 3)
+
+    def delta(table: pd.DataFrame) -> float:
+        scores = distance_scores(table, table[["lpips", "clpips"]].to_numpy(float), ["lpips", "clpips"])
+        return scores.at["clpips", "icc_A_k"] - scores.at["lpips", "icc_A_k"]
+    deltas = []
+    for b in range(n_boot):
+        copies = [part[part["target"] == t].assign(set_id=lambda g, j=j: g["set_id"] + f"#{j}")
+                  for t, c in zip(targets, counts[b]) for j in range(int(c))]
+        deltas.append(delta(pd.concat(copies, ignore_index=True)))
+    lo, hi = np.percentile(deltas, [5, 95])
+    assert got["delta"] == pytest.approx(delta(part), abs=1e-12)
+    assert got["low"] == pytest.approx(lo, abs=1e-9) and got["high"] == pytest.approx(hi, abs=1e-9)
+
+
+def test_a_run_without_fold_columns_names_no_setting():
+    res = protocol.CrossvalResult(folds=pd.DataFrame({"repeat": [0]}), inner=pd.DataFrame(), oof=pd.DataFrame(),
+                                  weights=np.zeros((1, 1)), settings={})
+    assert res.setting_columns() == []
+
+
+def test_the_old_keyword_form_names_an_unknown_metric():
+    from clpips.datasets import RankingDataset
+    data = RankingDataset(table=toy_table(), root=Path("."), name="toy")
+    with pytest.warns(DeprecationWarning), \
+            pytest.raises(ValueError, match=r"^metric must be one of .*'clpips'.*, got 'nonsense'$"):
+        protocol.crossval(data, metric="nonsense", folds=3)
+
+
+def test_corrected_resampled_t_below_two_finite_differences_is_nan():
+    """One difference (a NaN fold left out): its mean, and no spread, interval, t or p."""
+    for d in ([0.25], [0.25, float("nan")], [0.25, float("inf")]):
+        res = corrected_resampled_t(d, 0.2)
+        assert res["n"] == 1 and res["mean"] == 0.25
+        assert all(np.isnan(res[key]) for key in ("sd", "se", "low", "high", "t", "pval"))
+    empty = corrected_resampled_t([], None)
+    assert empty["n"] == 0 and np.isnan(empty["mean"]) and np.isnan(empty["low"])

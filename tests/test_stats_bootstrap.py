@@ -13,7 +13,7 @@ from clpips.book.rank_correlation import spearman
 from clpips.defaults import DEFAULTS
 from clpips.stats import (BootstrapSettings, DegenerateDataWarning, bca_interval, bootstrap_counts, icc,
                           metric_human_table, metric_statistics, one_sided_pvalue, paired_bootstrap,
-                          percentile_interval)
+                          percentile_interval, resampled_statistics)
 from tolerance import icc_bound, spearman_bound
 
 
@@ -276,3 +276,80 @@ def test_paired_bootstrap_cluster_must_contain_whole_sets():
         paired_bootstrap(df, "set", "rank", "a", "b", n_boot=10, cluster_col="cluster")
     with pytest.raises(ValueError, match="no column 'nope'"):
         paired_bootstrap(df, "set", "rank", "a", "b", n_boot=10, cluster_col="nope")
+
+
+# --------------------------------------------------------------------------- more bad input, one line each
+def test_bootstrap_counts_needs_a_set_and_a_resample():
+    for n_sets, n_boot in ((0, 10), (5, 0)):
+        with pytest.raises(ValueError, match=rf"^need n_sets >= 1 and n_boot >= 1, got n_sets={n_sets}, "
+                                             rf"n_boot={n_boot}$"):
+            bootstrap_counts(n_sets, n_boot)
+
+
+def test_resampled_statistics_names_counts_of_another_width_or_kind():
+    df = evaluation(n_sets=4)
+    with pytest.raises(ValueError, match=r"^resampled_statistics: counts has 3 columns for 4 sets$"):
+        resampled_statistics(df, "set", "rank", ["a", "b"], np.ones((2, 3), dtype=int))
+    for bad in (np.array([[1, 1, -1, 2]]), np.ones((1, 4)) * 0.5):
+        with pytest.raises(ValueError, match=r"^counts must be non-negative integers \(how often each set is drawn\)$"):
+            resampled_statistics(df, "set", "rank", ["a", "b"], bad)
+
+
+def test_paired_bootstrap_names_an_unknown_option():
+    with pytest.raises(TypeError, match=r"^paired_bootstrap: unknown option 'nboot'; the options are \['n_boot', "):
+        paired_bootstrap(evaluation(n_sets=3), "set", "rank", "a", "b", nboot=10)
+
+
+def test_paired_bootstrap_names_a_cluster_column_with_missing_values():
+    df = evaluation(n_sets=4).assign(cluster="x")
+    df.loc[df["set"] == "s001", "cluster"] = None
+    with pytest.raises(ValueError, match=r"^paired_bootstrap: column 'cluster' has missing values$"):
+        paired_bootstrap(df, "set", "rank", "a", "b", n_boot=10, cluster_col="cluster")
+
+
+def test_paired_bootstrap_refuses_a_resample_too_large_for_exact_rank_sums():
+    """Two sets, one of 650,001 rows: a resample drawing it twice holds 1,300,002 items, past the exact limit."""
+    big = 650_001
+    df = pd.DataFrame({"set": np.r_[np.zeros(big, dtype=int), [1, 1]], "rank": np.r_[np.arange(big) + 1, [1, 2]],
+                       "a": 0.0, "b": 0.0})
+    with pytest.raises(ValueError, match=r"^paired_bootstrap: a resample could hold 1300002 items, more than the "
+                                         r"1300000 for which the integer rank sums are exact$"):
+        paired_bootstrap(df, "set", "rank", "a", "b", n_boot=10)
+
+
+def test_intervals_leave_out_nan_resamples_with_a_warning_and_refuse_none_defined():
+    values = np.array([0.1, np.nan, 0.3, 0.2, np.nan])
+    with pytest.warns(DegenerateDataWarning, match=r"^2 of 5 bootstrap values are NaN \(undefined statistic on that "
+                                                   r"resample\) and are left out$"):
+        got = percentile_interval(values, 0.5)
+    assert got == pytest.approx(tuple(np.percentile([0.1, 0.3, 0.2], [25, 75])))
+    with pytest.warns(DegenerateDataWarning), pytest.raises(ValueError, match=r"^no defined bootstrap values$"):
+        percentile_interval(np.full(4, np.nan))
+
+
+def test_paired_bootstrap_names_a_statistic_undefined_on_the_data():
+    """Metric a constant everywhere: its rho is undefined on the data (as scipy's) and so on every resample;
+    the warning names it, and no interval can be made of no defined value."""
+    df = evaluation(n_sets=6, m=4, seed=2).assign(a=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        assert np.isnan(stats.spearmanr(df["rank"], df["a"]).statistic)
+    with pytest.warns(DegenerateDataWarning) as record, \
+            pytest.raises(ValueError, match=r"^no defined bootstrap values$"):
+        paired_bootstrap(df, "set", "rank", "a", "b", n_boot=50, seed=0)
+    full = [str(w.message) for w in record if str(w.message).startswith("undefined (NaN) on the full data: ")]
+    assert len(full) == 1 and "rho_a" in full[0] and "rho_b" not in full[0] and "\n" not in full[0]
+
+
+def test_paired_bootstrap_counts_the_resamples_a_statistic_is_undefined_on():
+    """Metric b constant in all sets but s000: defined on the data, undefined (constant distances) on exactly
+    the resamples that do not draw s000; those are counted in one warning and left out."""
+    df = evaluation(n_sets=6, m=4, seed=2)
+    df.loc[df["set"] != "s000", "b"] = 1.0
+    with pytest.warns(DegenerateDataWarning) as record:
+        res = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=50, seed=0)
+    some = [str(w.message) for w in record if str(w.message).startswith("undefined (NaN) on some of 50 resamples (")]
+    missed = int((bootstrap_counts(6, 50, 0)[:, list(res.set_ids).index("s000")] == 0).sum())
+    assert 0 < missed < 50 and len(some) == 1
+    assert f"rho_b: {missed}" in some[0] and "rho_a" not in some[0]
+    assert int(res.distribution["rho_b"].isna().sum()) == missed

@@ -1,6 +1,7 @@
 """Intraclass correlations: published values, pingouin agreement, hand-worked cases, edge cases."""
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -398,3 +399,37 @@ def test_vectorised_path_equals_pingouin_within_derived_bounds(case):
             err = abs(float(ours[label][key]) - float(value))
             assert err <= bound[label][key], f"{case} {label} {key}: |difference| {err:.3g} > {bound[label][key]:.3g}"
         assert (ours[label]["df1"], ours[label]["df2"]) == (row["df1"], row["df2"])
+
+
+# --------------------------------------------------------------------------- more bad input, one line each
+@pytest.mark.parametrize("Y", [np.arange(3.0), np.float64(2.0)])
+def test_icc_from_matrix_of_fewer_than_two_dimensions_is_named(Y):
+    with pytest.raises(ValueError, match=r"^expected a targets x raters matrix \(n, k\) or a batch \(\.\.\., n, k\), "
+                                         rf"got shape {re.escape(str(np.shape(Y)))}$"):
+        icc_from_matrix(Y)
+
+
+def test_icc_of_true_false_ratings_is_the_icc_of_ones_and_zeros():
+    data = long_format((SHROUT_FLEISS > 4).astype(int))
+    as_bool = icc(data.assign(rating=data["rating"].astype(bool)), "target", "rater", "rating")
+    pd.testing.assert_frame_equal(as_bool, icc(data.assign(rating=data["rating"].astype(float)), "target", "rater",
+                                               "rating"))
+
+
+def test_icc_without_a_complete_row_is_named():
+    data = long_format(SHROUT_FLEISS).assign(rating=np.nan)
+    with pytest.raises(ValueError, match=r"^icc: the table has no \(complete\) rows$"):
+        icc(data, "target", "rater", "rating", nan_policy="omit")
+    with pytest.raises(ValueError, match=r"^icc: the table has no \(complete\) rows$"):
+        icc(long_format(SHROUT_FLEISS).iloc[:0], "target", "rater", "rating")
+
+
+def test_icc_of_arrays_names_one_that_is_not_1d_and_columns_used_twice():
+    data = long_format(SHROUT_FLEISS)
+    with pytest.raises(ValueError, match=r"^icc: targets must be a 1-D array when data is None, got shape \(6, 4\)$"):
+        icc(None, SHROUT_FLEISS, data["rater"].to_numpy(), data["rating"].to_numpy())
+    from_arrays = icc(None, data["target"].to_numpy(), data["rater"].to_numpy(), data["rating"].to_numpy())
+    pd.testing.assert_frame_equal(from_arrays, icc(data, "target", "rater", "rating"))
+    with pytest.raises(ValueError, match=r"^icc: each parameter needs its own column, got \{'targets': 'target', "
+                                         r"'raters': 'target', 'ratings': 'rating'\}$"):
+        icc(data, "target", "target", "rating")

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from clpips import train
 from clpips.defaults import DEFAULTS
 from clpips.model import CHANNELS, initial_weight_vector
 from clpips.book.batched_fits import early_stopped
+from clpips.datasets import from_csv
 from clpips.train import Adam, FitSettings, GridJob, fit, fit_many, fit_pairs, pair_loss, parse_layers
+from helpers import toy_table
 from tolerance import assert_same_fit
 
 DIM = sum(CHANNELS["alex"])
@@ -251,3 +256,62 @@ def test_patience_is_the_rule_worked_by_hand():
     never = Patience(2)
     assert [never.record(e, v) for e, v in [(1, float("inf")), (2, float("nan"))]] == [True, False]
     assert never.best_epoch == 0
+
+
+# -- error branches and fallbacks ---------------------------------------------------------------------------
+def test_pair_loss_names_an_unknown_loss():
+    with pytest.raises(ValueError, match=r"^loss must be one of \('margin', 'logistic'\), got 'hinge'$"):
+        pair_loss(torch.zeros(3), "hinge", 0.1)
+
+
+def test_torch_threads_none_leaves_the_thread_count_as_it_is():
+    before = torch.get_num_threads()
+    with train.torch_threads(None):
+        assert torch.get_num_threads() == before
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("options, said", [
+    ({"net": "squeeze"}, r"^net must be one of \['alex', 'vgg'\], got 'squeeze'$"),
+    ({"batch_size": 0}, r"^batch_size and patience must be >= 1, got 0 and \d+$"),
+    ({"patience": 0}, r"^batch_size and patience must be >= 1, got \d+ and 0$"),
+])
+def test_fit_pairs_names_a_bad_net_batch_size_or_patience(options, said):
+    F, tr, va, _ = _synthetic(n=40)
+    with pytest.raises(ValueError, match=said):
+        fit_pairs(F, tr, va, initial_weight_vector("alex", "lpips"), **options)
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(5, dtype=torch.long), torch.zeros(5, 3, dtype=torch.long)])
+def test_fit_pairs_names_validation_pairs_of_another_shape(bad):
+    F, tr, _, _ = _synthetic(n=40)
+    with pytest.raises(ValueError, match=r"^val_pairs must be an N x 2 tensor of \(better, worse\) rows$"):
+        fit_pairs(F, tr, bad, initial_weight_vector("alex", "lpips"))
+
+
+def test_fit_and_validation_rows_of_an_unknown_rater_or_without_validation():
+    table = toy_table(raters=("a", "b"))
+    with pytest.raises(ValueError, match=r"^rater 'c' has no rankings in this table$"):
+        train.fit_and_validation_rows(table, "c")
+    rows, val = train.fit_and_validation_rows(table, "a", val_size=0)
+    assert rows.equals(table[table["rater"] == "a"])
+    assert val.empty and list(val.columns) == list(table.columns)
+
+
+def test_fit_without_features_computes_those_of_its_table(tmp_path):
+    """fit() with no features extracts its table's pairs (pair_features_for) and trains on them: the weights
+    a fit on those features passed in gives."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    names = [f"images/im{i}.png" for i in range(5)]
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / name)
+    rows = [dict(set_id=f"s{i}", target=names[i], candidate=names[(i + j) % 5], rater=r, rank=int(rank))
+            for i in range(5) for r in ("r1", "r2") for j, rank in zip((1, 2, 3), rng.permutation(3) + 1)]
+    pd.DataFrame(rows).to_csv(tmp_path / "rankings.csv", index=False)
+    data = from_csv(tmp_path / "rankings.csv")
+    alone = fit(data, val_size=0, epochs=2, progress=False)
+    given = fit(data, val_size=0, epochs=2, progress=False,
+                features=train.pair_features_for(data, data.table, progress=False))
+    assert torch.equal(alone.weights, given.weights)
+    assert alone.config["n_train_targets"] == 5 and alone.config["n_val_targets"] == 0

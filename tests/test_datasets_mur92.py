@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from clpips import datasets
@@ -217,6 +218,16 @@ def test_within_refuses_an_unknown_reference_and_too_few_images(data):
         data.within(["images/000.png", "images/001.png", "images/7.png"], 0)
     with pytest.raises(ValueError, match=r"^mur92: a split side needs at least 3 images to rank, got 2$"):
         data.within(["images/000.png", "images/001.png"], 0)
+    with pytest.raises(ValueError, match=r"^mur92: a split side needs at least 3 images to rank, got 2$"):
+        data.within(["images/000.png", "images/001.png", "images/001.png"], 0)   # distinct images count
+
+
+def test_within_counts_an_image_named_twice_once(data):
+    """A pool naming an image twice gives the rankings of the pool of distinct images (it once gave two sets
+    of one target, each with half the candidates)."""
+    pool = ["images/003.png", "images/010.png", "images/020.png", "images/030.png", "images/041.png"]
+    pd.testing.assert_frame_equal(data.within(pool + pool[1:3], 5), data.within(pool, 5))
+    assert data.within(pool, 5)["set_id"].nunique() == data.within(pool, 5)["target"].nunique() == len(pool)
 
 
 # --------------------------------------------------------------------------- a folder filled atomically

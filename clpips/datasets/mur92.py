@@ -189,8 +189,8 @@ def load(k: int = DEFAULTS.k, candidates: str = DEFAULTS.candidates, seed: int =
 
     def within(images, within_seed: int) -> pd.DataFrame:
         """Rankings of the given images only: each a target with min(k, n - 1) candidates among the others,
-        drawn as ``load`` draws them (with ``within_seed``)."""
-        pool = np.array(sorted(_image_index(ref) for ref in images), dtype=int)
+        drawn as ``load`` draws them (with ``within_seed``); an image named twice counts once."""
+        pool = np.array(sorted({_image_index(ref) for ref in images}), dtype=int)
         if len(pool) < 3:
             raise ValueError(f"mur92: a split side needs at least 3 images to rank, got {len(pool)}")
         drawn = draw_candidates(rdms.mean(axis=0), min(k, len(pool) - 1), candidates, within_seed, pool=pool)

@@ -1,8 +1,11 @@
 """The command line for people: help with examples, `python -m clpips`."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +53,20 @@ def test_cli_fit_options_are_the_trainers_options():
     chosen = fit_options(vars(args))
     assert set(chosen) == set(FIT_OPTIONS)
     assert chosen["margin"] == 0.1 and chosen["project"] is False
+
+
+@pytest.mark.parametrize("command", [[sys.executable, "-m", "clpips"], "script"])
+def test_a_bad_environment_setting_is_one_line_not_a_traceback(command, tmp_path):
+    """CLPIPS_WORKERS is read as the package loads: the command refuses a bad value as it refuses a bad
+    option, in one line with status 2, whether run as ``python -m clpips`` or as the installed ``clpips``."""
+    if command == "script":   # the console script pyproject.toml declares, called as pip's wrapper calls it
+        target = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())[
+            "project"]["scripts"]["clpips"]
+        module, function = target.split(":")
+        command = [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
+    env = {**os.environ, "CLPIPS_WORKERS": "0"}
+    proc = subprocess.run([*command, "fit", "--help"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == "clpips: error: CLPIPS_WORKERS must be a whole number >= 1, got '0'\n"
+    env["CLPIPS_WORKERS"] = "1"
+    assert subprocess.run([*command, "fit", "--help"], capture_output=True, text=True, env=env).returncode == 0

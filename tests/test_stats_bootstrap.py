@@ -323,22 +323,28 @@ def test_intervals_leave_out_nan_resamples_with_a_warning_and_refuse_none_define
                                                    r"resample\) and are left out$"):
         got = percentile_interval(values, 0.5)
     assert got == pytest.approx(tuple(np.percentile([0.1, 0.3, 0.2], [25, 75])))
-    with pytest.warns(DegenerateDataWarning), pytest.raises(ValueError, match=r"^no defined bootstrap values$"):
+    with pytest.raises(ValueError, match=r"^no defined bootstrap values: all 4 are NaN \(the statistic is "
+                                         r"undefined on every resample\)$"):
         percentile_interval(np.full(4, np.nan))
 
 
 def test_paired_bootstrap_names_a_statistic_undefined_on_the_data():
     """Metric a constant everywhere: its rho is undefined on the data (as scipy's) and so on every resample;
-    the warning names it, and no interval can be made of no defined value."""
+    the warning names it; its interval and p are NaN, and those of the other statistics are made as ever."""
     df = evaluation(n_sets=6, m=4, seed=2).assign(a=1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.ConstantInputWarning)
         assert np.isnan(stats.spearmanr(df["rank"], df["a"]).statistic)
-    with pytest.warns(DegenerateDataWarning) as record, \
-            pytest.raises(ValueError, match=r"^no defined bootstrap values$"):
-        paired_bootstrap(df, "set", "rank", "a", "b", n_boot=50, seed=0)
+    with pytest.warns(DegenerateDataWarning) as record:
+        res = paired_bootstrap(df, "set", "rank", "a", "b", n_boot=50, seed=0)
     full = [str(w.message) for w in record if str(w.message).startswith("undefined (NaN) on the full data: ")]
     assert len(full) == 1 and "rho_a" in full[0] and "rho_b" not in full[0] and "\n" not in full[0]
+    assert res.distribution[["rho_a", "delta_rho"]].isna().all().all()
+    assert res.intervals.loc[["rho_a", "delta_rho"]].isna().all().all() and np.isnan(res.p_values["Δrho"])
+    defined = ["icc_a", "icc_b", "delta_icc", "rho_b"]
+    assert res.intervals.loc[defined].notna().all().all() and np.isfinite(res.p_values["ΔICC(A,k)"])
+    for column in defined:   # as the interval of that column alone
+        assert tuple(res.intervals.loc[column]) == percentile_interval(res.distribution[column].to_numpy(), res.ci)
 
 
 def test_paired_bootstrap_counts_the_resamples_a_statistic_is_undefined_on():

@@ -298,12 +298,13 @@ def one_sided_pvalue(delta_boot: np.ndarray) -> float:
 def _finite(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=float)
     keep = ~np.isnan(values)
+    if not keep.any():
+        raise ValueError(f"no defined bootstrap values: all {values.size} are NaN (the statistic is undefined "
+                         "on every resample)")
     if not keep.all():
         warnings.warn(f"{int((~keep).sum())} of {values.size} bootstrap values are NaN (undefined "
                       "statistic on that resample) and are left out", DegenerateDataWarning, stacklevel=3)
         values = values[keep]
-    if values.size == 0:
-        raise ValueError("no defined bootstrap values")
     return values
 
 
@@ -446,8 +447,10 @@ def _resample(prep: _Prepared, unit_of_set: np.ndarray | None, n_units: int,
 
 
 def _intervals(boot: pd.DataFrame, observed: pd.Series, jack: pd.DataFrame | None, ci: float) -> pd.DataFrame:
-    """``ci_low``, ``ci_high`` of every column of ``boot``: BCa when there is a jackknife, else percentile."""
-    ends = {column: bca_interval(boot[column].to_numpy(), observed[column], jack[column].to_numpy(), ci)
+    """``ci_low``, ``ci_high`` of every column of ``boot``: BCa when there is a jackknife, else percentile; NaN
+    for a statistic undefined on every resample (:func:`_warn_undefined` says which), the others still made."""
+    ends = {column: (np.nan, np.nan) if boot[column].isna().all()
+            else bca_interval(boot[column].to_numpy(), observed[column], jack[column].to_numpy(), ci)
             if jack is not None else percentile_interval(boot[column].to_numpy(), ci) for column in boot.columns}
     return pd.DataFrame(ends, index=["ci_low", "ci_high"]).T
 
@@ -455,7 +458,8 @@ def _intervals(boot: pd.DataFrame, observed: pd.Series, jack: pd.DataFrame | Non
 def _p_values(boot: pd.DataFrame) -> pd.Series:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateDataWarning)  # NaN resamples: reported by _warn_undefined
-        return pd.Series({_ROWS[stat]: one_sided_pvalue(boot[f"delta_{stat}"].to_numpy()) for stat in ("icc", "rho")})
+        return pd.Series({_ROWS[stat]: np.nan if boot[f"delta_{stat}"].isna().all()
+                          else one_sided_pvalue(boot[f"delta_{stat}"].to_numpy()) for stat in ("icc", "rho")})
 
 
 def _observed_table(observed: pd.Series) -> pd.DataFrame:

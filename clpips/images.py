@@ -88,12 +88,13 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
         raise ImageReadError(f"{path}: cannot decode image ({reason})") from None
     if img.mode in _FULL_SCALE:
         img = _scaled_to_8bit(img, path)
-    if img.mode in _ALPHA_MODES or (img.mode == "P" and "transparency" in img.info):
-        img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
-    try:
+    mode = img.mode
+    try:   # a mode Pillow reads but cannot convert (it fails at the alpha step or at RGB) is named
+        if mode in _ALPHA_MODES or (mode == "P" and "transparency" in img.info):
+            img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
         return img.convert("RGB")
     except ValueError as err:
-        raise ImageReadError(f"{path}: cannot convert mode {img.mode} to RGB ({err})") from None
+        raise ImageReadError(f"{path}: cannot convert mode {mode} to RGB ({err})") from None
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:

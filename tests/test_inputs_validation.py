@@ -140,3 +140,14 @@ def test_inputs_fixed_size_below_the_minimum_or_not_a_pair_refused(size):
     with pytest.raises(ValueError, match=rf"size must be a \(height, width\) pair of at least 16 pixels .*got "
                                          rf"{re.escape(repr(size))}"):
         match_sizes(x, x, size)
+
+
+def test_inputs_a_mode_that_cannot_become_rgb_is_named(tmp_path, monkeypatch):
+    """No image file Pillow 13 writes has such a mode, so the decoder is replaced by one that gives an "La"
+    image (luminance with premultiplied alpha), which Pillow cannot convert: one line naming file and mode."""
+    import clpips.images as images
+    Image.new("RGB", (40, 40)).save(tmp_path / "odd.png")
+    monkeypatch.setattr(images.Image, "open", lambda path: Image.new("La", (40, 40)))
+    with pytest.raises(ImageReadError, match=r"odd\.png: cannot convert mode La to RGB \(") as err:
+        open_rgb(tmp_path / "odd.png")
+    _one_line(err)

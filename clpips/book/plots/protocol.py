@@ -4,7 +4,6 @@
   dataset and split mode) the per-fold differences CLPIPS - LPIPS as dots, their mean
   with the corrected resampled t interval, and the target-bootstrap interval where
   there is one; optional reference values (the paper's) as marks.
-* :func:`plot_inner_scores`: the mean inner-fold score of every grid setting, per outer fold.
 
 Each returns a :class:`matplotlib.figure.Figure`; the numbers come from
 :meth:`clpips.protocol.CrossvalResult.summary`, nothing is computed here.
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from clpips.book.plots.style import COLUMN_INCHES, SMALL
+from clpips.book.plots.style import COLUMN_INCHES
 
 #: axis titles of the protocol's statistics
 TITLES = {"icc_A_k": "ΔICC(A,k)", "spearman_raw": "Δρ, raw distances pooled (paper)",
@@ -96,21 +95,4 @@ def plot_fold_deltas(folds: Mapping[str, pd.DataFrame], summaries: Mapping[str, 
                 labels.append(lab)
     fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
     fig.tight_layout(rect=(0, 0.55 / fig.get_figheight(), 1, 1))
-    return fig
-
-
-def plot_inner_scores(inner: pd.DataFrame, select: str = "icc_A_k") -> Figure:
-    """The mean inner-fold ``select`` score of each (margin, lr, epochs) setting: one line per outer fold."""
-    frame = inner.copy()
-    frame["setting"] = [f"m={m:g} lr={lr:g} e={e:d}" for m, lr, e in
-                        zip(frame["margin"], frame["lr"], frame["epochs"].astype(int))]
-    order = list(dict.fromkeys(frame["setting"]))
-    fig, ax = plt.subplots(figsize=(max(6, 0.38 * len(order)), 3.4))
-    for _, part in frame.groupby(["repeat", "fold"]):
-        part = part.set_index("setting").reindex(order)
-        ax.plot(range(len(order)), part[f"inner_{select}"].to_numpy(float), color="C0", alpha=0.35, lw=1)
-    ax.set_xticks(range(len(order)), order, rotation=60, ha="right", fontsize=SMALL)
-    ax.set_ylabel(f"inner-fold {TITLES.get(select, select).lstrip('Δ')}")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
     return fig

@@ -178,12 +178,8 @@ def _evaluate(prep: _Prepared, counts: np.ndarray) -> dict[str, np.ndarray]:
         raise ValueError("counts must be non-negative integers (how often each set is drawn)")
     counts = counts.astype(np.int64)
     step = max(1, _WORK_ELEMENTS // max(len(prep.code), 1))
-    out: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(counts), step):
-        part = _evaluate_block(prep, counts[start:start + step])
-        for key, value in part.items():
-            out.setdefault(key, []).append(value)
-    return {key: np.concatenate(values) for key, values in out.items()}
+    parts = [_evaluate_block(prep, counts[start:start + step]) for start in range(0, len(counts), step)]
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
 def _evaluate_block(prep: _Prepared, w: np.ndarray) -> dict[str, np.ndarray]:
@@ -350,13 +346,10 @@ class PairedBootstrapResult:
 
     def summary(self) -> pd.DataFrame:
         """One row per Δ: ``observed_a, observed_b, delta, ci_low, ci_high, p_value``."""
-        rows = []
-        for stat, label in _ROWS.items():
-            obs = self.observed.loc[_OBSERVED_ROWS[stat]]
-            lo, hi = self.intervals.loc[f"delta_{stat}"]
-            rows.append({"observed_a": obs["a"], "observed_b": obs["b"], "delta": obs["delta"],
-                         "ci_low": lo, "ci_high": hi, "p_value": self.p_values[label]})
-        return pd.DataFrame(rows, index=pd.Index(list(_ROWS.values()), name="statistic"))
+        ends = self.intervals.loc[["delta_icc", "delta_rho"]].to_numpy()
+        frame = self.observed.rename(columns={"a": "observed_a", "b": "observed_b"})
+        frame.index = pd.Index(list(_ROWS.values()), name="statistic")
+        return frame.assign(ci_low=ends[:, 0], ci_high=ends[:, 1], p_value=self.p_values.to_numpy())
 
 
 def _with_deltas(values: dict[str, np.ndarray]) -> pd.DataFrame:
